@@ -1,0 +1,91 @@
+"""Schema inference and checks on Arrow tables (pure: no Ray)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raymlops.exceptions import ValidationError
+
+
+@dataclass(frozen=True)
+class ColumnSchema:
+    name: str
+    type: str
+    nullable: bool
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.type.startswith(("int", "uint", "float", "double", "bool", "halffloat"))
+
+
+@dataclass(frozen=True)
+class Schema:
+    columns: tuple[ColumnSchema, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> ColumnSchema:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise ValidationError(f"column {name!r} not in the schema (columns: {', '.join(self.names)})")
+
+    def to_dict(self) -> list[dict[str, Any]]:
+        return [asdict(c) for c in self.columns]
+
+    @classmethod
+    def from_dict(cls, data: Sequence[dict[str, Any]]) -> Schema:
+        return cls(tuple(ColumnSchema(**c) for c in data))
+
+
+def infer_schema(table: pa.Table) -> Schema:
+    """Types, nullability and numeric ranges of every column."""
+    cols = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        lo = hi = None
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            mm = pc.min_max(col)
+            if mm["min"].is_valid:
+                lo, hi = float(mm["min"].as_py()), float(mm["max"].as_py())
+        cols.append(ColumnSchema(name=name, type=str(col.type), nullable=col.null_count > 0, min=lo, max=hi))
+    return Schema(tuple(cols))
+
+
+def check_training_schema(schema: Schema, target: str, features: Sequence[str] | None) -> list[str]:
+    """Check that the table can train a model; returns the feature columns.
+
+    Raises :class:`ValidationError` naming the first column that is missing, not numeric, or
+    (for the target) has missing values.
+    """
+    names = schema.names
+    if target not in names:
+        raise ValidationError(f"data.target: column {target!r} not found (columns: {', '.join(names)})")
+    if schema.column(target).nullable:
+        raise ValidationError(f"data.target: column {target!r} has missing values")
+    chosen = list(features) if features else [n for n in names if n != target]
+    for name in chosen:
+        if name not in names:
+            raise ValidationError(f"data.features: column {name!r} not found (columns: {', '.join(names)})")
+        col = schema.column(name)
+        if not col.numeric:
+            raise ValidationError(f"column {name!r}: expected a numeric type, found {col.type}")
+    if not chosen:
+        raise ValidationError("data.features: no feature columns left besides the target")
+    return chosen
+
+
+def table_columns(table: pa.Table, names: Sequence[str]) -> np.ndarray:
+    """The named columns as one float64 matrix (nulls become NaN)."""
+    return np.column_stack(
+        [table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in names]
+    )

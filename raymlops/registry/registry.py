@@ -1,0 +1,145 @@
+"""Model versions with artifact hash, signature, metrics, gate verdict and lineage.
+
+A version is written in two stages: the joblib artifact goes to ``models/<name>/v<N>/`` via an
+atomic write, then one SQLite transaction records the version, its aliases and the audit
+record. A crash in between leaves an unreferenced file, never a version without its artifact.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+
+from raymlops import audit
+from raymlops.exceptions import NotFound
+from raymlops.store.home import Store
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    id: str
+    name: str
+    version: int
+    status: str
+    snapshot_id: str
+    artifact_key: str
+    artifact_sha256: str
+    created_at: float
+    record: dict[str, Any]
+
+    @property
+    def signature(self) -> dict[str, Any]:
+        sig: dict[str, Any] = self.record["signature"]
+        return sig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "version": self.version, "status": self.status,
+            "snapshot_id": self.snapshot_id, "artifact_key": self.artifact_key,
+            "artifact_sha256": self.artifact_sha256, "created_at": self.created_at, **self.record,
+        }
+
+
+def _row_to_version(row: Any) -> ModelVersion:
+    return ModelVersion(
+        id=row["id"], name=row["name"], version=row["version"], status=row["status"],
+        snapshot_id=row["snapshot_id"], artifact_key=row["artifact_key"],
+        artifact_sha256=row["artifact_sha256"], created_at=row["created_at"],
+        record=json.loads(row["record_json"]),
+    )
+
+
+def register_model(
+    store: Store,
+    name: str,
+    model: Any,
+    *,
+    snapshot_id: str,
+    signature: dict[str, Any],
+    metrics: dict[str, float],
+    gate: dict[str, Any],
+    lineage: dict[str, Any],
+    tune: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> ModelVersion:
+    """Register a new version of ``name``; a passed gate moves the ``champion`` alias to it."""
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    passed = gate.get("status") == "passed"
+    status = "registered" if passed else "rejected"
+    record = {"signature": signature, "metrics": metrics, "gate": gate, "lineage": lineage, "tune": tune or {}}
+    record_json = json.dumps(record, sort_keys=True, default=str)
+    with store.metadata.read() as conn:
+        row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM models WHERE name = ?", (name,)).fetchone()
+    version = int(row[0]) + 1
+    while True:
+        key = f"models/{name}/v{version}/model.joblib"
+        sha = store.artifacts.write_bytes(key, buf.getvalue())
+        with store.metadata.transaction() as conn:
+            taken = conn.execute("SELECT 1 FROM models WHERE name = ? AND version = ?", (name, version)).fetchone()
+            if taken:  # another writer registered this number meanwhile: take the next one
+                version += 1
+                continue
+            model_id = f"{name}:v{version}"
+            now = time.time()
+            conn.execute(
+                "INSERT INTO models(id, name, version, created_at, status, snapshot_id, artifact_key,"
+                " artifact_sha256, record_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (model_id, name, version, now, status, snapshot_id, key, sha, record_json),
+            )
+            how = {"config_hash": lineage.get("config_hash"), "code": lineage.get("code")}
+            audit.append(conn, "model.registered", {"model": model_id, "snapshot": snapshot_id},
+                         reason, {**how, "status": status})
+            if passed:
+                _set_alias(conn, name, CHAMPION, model_id)
+                audit.append(conn, "alias.moved", {"model": model_id, "alias": CHAMPION},
+                             "gate passed", how)
+            else:
+                audit.append(conn, "gate.rejected", {"model": model_id}, "; ".join(gate.get("reasons", [])), how)
+        break
+    return get_model(store, model_id)
+
+
+def _set_alias(conn: Any, name: str, alias: str, model_id: str) -> None:
+    conn.execute(
+        "INSERT INTO aliases(name, alias, model_id, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(name, alias) DO UPDATE SET model_id = excluded.model_id, updated_at = excluded.updated_at",
+        (name, alias, model_id, time.time()),
+    )
+
+
+def get_model(store: Store, ref: str) -> ModelVersion:
+    """A version by id (``name:v3``) or alias (``name@champion``)."""
+    with store.metadata.read() as conn:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            row = conn.execute("SELECT model_id FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+            if row is None:
+                raise NotFound(f"model alias {ref!r} not found")
+            ref = row[0]
+        row = conn.execute("SELECT * FROM models WHERE id = ?", (ref,)).fetchone()
+    if row is None:
+        raise NotFound(f"model version {ref!r} not found (use name:vN or name@alias)")
+    return _row_to_version(row)
+
+
+def list_models(store: Store, name: str | None = None) -> list[ModelVersion]:
+    with store.metadata.read() as conn:
+        if name:
+            rows = conn.execute("SELECT * FROM models WHERE name = ? ORDER BY version", (name,)).fetchall()
+        else:
+            rows = conn.execute("SELECT * FROM models ORDER BY name, version").fetchall()
+    return [_row_to_version(r) for r in rows]
+
+
+def load_model(store: Store, version: ModelVersion) -> Any:
+    """The fitted estimator, after checking the artifact's sha256 (IntegrityError if changed)."""
+    store.artifacts.verify(version.artifact_key, version.artifact_sha256)
+    return joblib.load(io.BytesIO(store.artifacts.read_bytes(version.artifact_key)))

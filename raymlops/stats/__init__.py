@@ -1,0 +1,28 @@
+"""Pure numpy/scipy statistics: binning, drift tests and multiple-testing correction.
+
+Nothing here imports Ray; every function takes arrays and returns plain values.
+"""
+
+from raymlops.stats.bins import as_float_array, bin_counts, quantile_edges
+from raymlops.stats.drift import (
+    CORRECTIONS,
+    chi2_test,
+    correct,
+    jensen_shannon,
+    ks_test,
+    psi,
+    wasserstein_normed,
+)
+
+__all__ = [
+    "CORRECTIONS",
+    "as_float_array",
+    "bin_counts",
+    "chi2_test",
+    "correct",
+    "jensen_shannon",
+    "ks_test",
+    "psi",
+    "quantile_edges",
+    "wasserstein_normed",
+]

@@ -1,0 +1,37 @@
+"""The raymlops home: ``--home``, else ``$RAYMLOPS_HOME``, else ``./.raymlops``.
+
+It holds ``metadata.db`` (SQLite) and, unless ``$RAYMLOPS_ARTIFACT_ROOT`` or the ``artifact_root``
+argument names another pyarrow.fs URI (``s3://…``, ``hdfs://…``), the ``artifacts/`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raymlops.store.artifacts import ArtifactStore
+from raymlops.store.metadata import MetadataStore
+
+DEFAULT_HOME = ".raymlops"
+
+
+def resolve_home(home: str | Path | None = None) -> Path:
+    chosen = home or os.environ.get("RAYMLOPS_HOME") or DEFAULT_HOME
+    return Path(chosen).expanduser().resolve()
+
+
+@dataclass
+class Store:
+    """Metadata plus artifacts: everything raymlops keeps, in one place."""
+
+    home: Path
+    metadata: MetadataStore = field(repr=False)
+    artifacts: ArtifactStore = field(repr=False)
+
+    @classmethod
+    def open(cls, home: str | Path | None = None, artifact_root: str | None = None) -> Store:
+        path = resolve_home(home)
+        path.mkdir(parents=True, exist_ok=True)
+        root = artifact_root or os.environ.get("RAYMLOPS_ARTIFACT_ROOT") or str(path / "artifacts")
+        return cls(home=path, metadata=MetadataStore(path / "metadata.db"), artifacts=ArtifactStore(root))
