@@ -75,7 +75,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  endpoint  {result.endpoint or '-'}")
     if args.serve and result.endpoint:
         print(f"serving {result.endpoint}/predict — press Ctrl-C to stop", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        # a parent that started us in the background may have set SIGINT to "ignore": take it back
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             while True:
                 time.sleep(3600)

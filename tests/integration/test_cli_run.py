@@ -1,0 +1,81 @@
+"""`raymlops run` as a user runs it: a subprocess with its own Ray, real HTTP, Ctrl-C to stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raymlops.serve.deploy import http_json
+
+from .conftest import ROOT, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_cli_run_json_serve_then_interrupt(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    cfg["serve"]["port"] = port
+    config = tmp_path / "quickstart.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAYMLOPS_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raymlops.cli", "run", str(config), "--json", "--serve"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # --json --serve: the JSON line comes once the endpoint answers
+        result = json.loads(line)
+        assert result["gate"] == "passed" and result["model"] == "breast-cancer:v1"
+        assert {s["status"] for s in result["steps"]} == {"ran"}
+        assert len(result["snapshot"]) == 64
+        endpoint = result["endpoint"]
+        assert endpoint == f"http://127.0.0.1:{port}/breast-cancer"
+        status, meta = http_json("GET", f"{endpoint}/metadata")
+        assert status == 200
+        status, body = http_json("POST", f"{endpoint}/predict", meta["input_example"])
+        assert status == 200 and body["predictions"][0] in (0, 1)
+        status, _ = http_json("POST", f"{endpoint}/predict", {"instances": [{"nope": 1}]})
+        assert status == 422
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err[-2000:]
+    assert "[10/10] monitor ran" in err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the port is released after Ctrl-C
+        try:
+            http_json("GET", f"{endpoint}/health", timeout=1)
+        except OSError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the endpoint still answers after Ctrl-C")
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    cfg["train"]["candidates"][0]["estimator"] = "sklearn.linear_model.NoSuchModel"
+    config.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, RAYMLOPS_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, "-m", "raymlops.cli", "run", str(config), "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "NoSuchModel" in proc.stderr and "train.candidates" in proc.stderr
+    assert "Traceback" not in proc.stderr

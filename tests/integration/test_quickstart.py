@@ -1,0 +1,117 @@
+"""The quickstart end to end through the Python API, on the session's Ray, with real HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raymlops import Store, run_pipeline, stop_serving
+from raymlops.audit import records, verify
+from raymlops.data.snapshot import list_snapshots
+from raymlops.registry import get_model
+from raymlops.serve.deploy import http_json
+
+pytestmark = pytest.mark.integration
+
+
+def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    try:
+        result = run_pipeline(quickstart, home=str(home), keep_serving=True, progress=lambda _: None)
+        out = result.to_dict()
+        assert out["gate"] == "passed"
+        assert out["model"] == "breast-cancer:v1"
+        assert out["endpoint"] == f"http://127.0.0.1:{quickstart.serve.port}/breast-cancer"
+        assert [s["name"] for s in out["steps"]] == [
+            "ingest", "schema", "snapshot", "train", "evaluate", "gate", "register", "deploy", "smoke", "monitor",
+        ]
+        assert all(s["status"] == "ran" for s in out["steps"])
+        assert out["metrics"]["roc_auc"] >= 0.95
+
+        endpoint = out["endpoint"]
+        status, meta = http_json("GET", f"{endpoint}/metadata")
+        assert status == 200 and meta["model_version"] == "breast-cancer:v1"
+        assert meta["lineage"]["snapshot_id"] == out["snapshot"]
+        status, body = http_json("POST", f"{endpoint}/predict", meta["input_example"])
+        assert status == 200
+        assert body["model_version"] == "breast-cancer:v1"
+        assert body["predictions"][0] in (0, 1) and len(body["probabilities"][0]) == 2
+        status, health = http_json("GET", f"{endpoint}/health")
+        assert status == 200 and health["status"] == "ok"
+
+        # client mistakes are 4xx naming the field, and the server keeps serving afterwards
+        bad = dict(meta["input_example"]["instances"][0])
+        bad["mean_radius"] = "big"
+        status, err = http_json("POST", f"{endpoint}/predict", {"instances": [bad]})
+        assert status == 422 and "mean_radius" in err["message"]
+        status, _ = http_json("POST", f"{endpoint}/predict", meta["input_example"])
+        assert status == 200
+
+        # the monitor saw the smoke rows and reports drift summary with p-values
+        assert out["drift"]["rows"] == 117
+        assert len(out["drift"]["features"]) == 30
+        assert all(0.0 <= f["p_value"] <= 1.0 for f in out["drift"]["features"])
+
+        # shifted traffic through HTTP is found by the monitor actor
+        import ray
+
+        from raymlops.monitor.actor import monitor_name
+        from raymlops.pipeline.ray_env import NAMESPACE
+
+        rng = np.random.default_rng(0)
+        example = meta["input_example"]["instances"][0]
+        for _ in range(10):
+            rows = [{k: float(v) * (2.0 + rng.random()) for k, v in example.items()} for _ in range(50)]
+            status, _ = http_json("POST", f"{endpoint}/predict", {"instances": rows})
+            assert status == 200
+        monitor = ray.get_actor(monitor_name("breast-cancer"), namespace=NAMESPACE)
+        summary = ray.get(monitor.summary.remote())
+        assert summary["rows"] >= 117 + 500
+        assert summary["dataset_drift"] is True
+        assert len(summary["drifted_features"]) > 15
+    finally:
+        stop_serving(quickstart)
+
+    store = Store.open(home)
+    version = get_model(store, "breast-cancer@champion")
+    assert version.id == "breast-cancer:v1"
+    lineage = version.record["lineage"]
+    assert lineage["snapshot_id"] == out["snapshot"]
+    assert lineage["config_hash"] == quickstart.config_hash()
+    assert lineage["seed"] == 42
+    assert lineage["packages"]["ray"] and lineage["packages"]["scikit-learn"]
+    assert "git_commit" in lineage["code"] or "package_version" in lineage["code"]
+    assert len(version.record["tune"]["trials"]) == 4
+    ok, message = verify(store.metadata)
+    assert ok, message
+    actions = [r.action for r in records(store.metadata)]
+    assert actions == ["snapshot.created", "model.registered", "alias.moved", "deployment.created"]
+
+
+def test_second_run_reuses_snapshot_and_rejected_model_is_not_deployed(
+    ray_session: None, quickstart, tmp_path: Path
+) -> None:
+    home = str(tmp_path / "home")
+    no_serve = quickstart.model_copy(update={"serve": quickstart.serve.model_copy(update={"enabled": False})})
+    first = run_pipeline(no_serve, home=home, progress=lambda _: None).to_dict()
+    assert first["endpoint"] is None
+    assert [s["status"] for s in first["steps"]][-3:] == ["skipped"] * 3
+
+    strict = quickstart.model_copy(
+        update={"gate": quickstart.gate.model_copy(update={"rules": ["roc_auc >= 0.99999"]})}
+    )
+    second = run_pipeline(strict, home=home, progress=lambda _: None).to_dict()
+    assert second["snapshot"] == first["snapshot"]
+    snap_step = next(s for s in second["steps"] if s["name"] == "snapshot")
+    assert snap_step["status"] == "cached"
+    assert len(list_snapshots(Store.open(home))) == 1
+    assert second["gate"] == "rejected" and second["endpoint"] is None
+    assert second["model"] == "breast-cancer:v2"
+    assert [s["status"] for s in second["steps"]][-3:] == ["skipped"] * 3
+    store = Store.open(home)
+    rejected = get_model(store, "breast-cancer:v2")
+    assert rejected.status == "rejected"
+    assert "roc_auc >= 0.99999" in rejected.record["gate"]["reasons"][0]
+    assert get_model(store, "breast-cancer@champion").id == "breast-cancer:v1"
