@@ -21,7 +21,8 @@ def quiet_ray_logs() -> None:
 
 def ensure_ray() -> bool:
     """Make sure this process is connected to Ray. Returns True when the cluster outlives this
-    driver (``RAY_ADDRESS`` given, e.g. under ``ray job submit``), False for a private local Ray."""
+    driver (``RAY_ADDRESS`` given, e.g. under ``ray job submit``, or ``auto`` for the cluster
+    ``ray start`` left on this machine), False for a private local Ray started here."""
     import ray
 
     quiet_ray_logs()
@@ -35,6 +36,7 @@ def ensure_ray() -> bool:
             _after_init()
             return True
         ray.init(
+            address="local",  # a private Ray, even when a `ray start` cluster runs on this machine
             include_dashboard=False,
             namespace=NAMESPACE,
             log_to_driver=False,

@@ -29,7 +29,7 @@ def ray_session() -> Iterator[None]:
     from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
 
     quiet_ray_logs()
-    ray.init(include_dashboard=False, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", include_dashboard=False, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
     yield
     from ray import serve
 

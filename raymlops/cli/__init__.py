@@ -1,0 +1,64 @@
+"""The ``raymlops`` command line: thin; parses arguments, calls the Python API, prints.
+
+``raymlops <noun> <verb>``; each noun lives in its own module here and registers its parser.
+Exit codes: 0 success, 1 failure, 2 bad input (config, arguments, data that fails validation).
+Errors are one paragraph on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from raymlops import __version__
+from raymlops.cli import audit_cmd, models_cmd, run_cmd, snapshot_cmd
+from raymlops.cli.common import explain
+from raymlops.exceptions import RaymlopsError
+
+# each module: register(subparsers) -> None, and run(args) -> int
+COMMANDS = {"run": run_cmd, "snapshot": snapshot_cmd, "models": models_cmd, "audit": audit_cmd}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line naming the problem (its default, kept explicit)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="raymlops",
+        description="The whole life of a tabular ML model on Ray: versioned data, Tune training, "
+        "a gated registry with lineage, Ray Serve, and drift monitoring.",
+    )
+    p.add_argument("--version", action="version", version=f"raymlops {__version__}")
+    p.add_argument("--home", help="raymlops home folder (default: $RAYMLOPS_HOME, else ./.raymlops)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in COMMANDS.values():
+        module.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if hasattr(args, "verb") and args.verb is None:
+        print(f"error: 'raymlops {args.command}' needs a verb; see 'raymlops {args.command} --help'",
+              file=sys.stderr)
+        return 2
+    handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command].run
+    try:
+        return handler(args)
+    except RaymlopsError as exc:
+        print(explain(exc), file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,33 @@
+"""Helpers shared by the CLI commands: JSON output and error paragraphs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from raymlops.exceptions import StepFailed
+
+
+def home_option() -> argparse.ArgumentParser:
+    """``--home`` accepted after any command too (``raymlops run x.yaml --home h``)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--home", default=argparse.SUPPRESS,
+                        help="raymlops home folder (default: $RAYMLOPS_HOME, else ./.raymlops)")
+    return parent
+
+
+def add_command(sub: Any, name: str, help: str) -> Any:
+    return sub.add_parser(name, help=help, description=help, parents=[home_option()])
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on one line (scripts read the last stdout line)."""
+    print(json.dumps(obj, default=str, separators=(",", ":")), flush=True)
+
+
+def explain(exc: BaseException) -> str:
+    """One paragraph: what went wrong in the user's terms, and what to do."""
+    text = str(exc)
+    hint = " Fix the cause and run again." if isinstance(exc, StepFailed) else ""
+    return f"error: {text}{hint}"
