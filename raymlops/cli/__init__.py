@@ -12,12 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from raymlops import __version__
-from raymlops.cli import audit_cmd, models_cmd, run_cmd, snapshot_cmd
+from raymlops.cli import audit_cmd, lineage_cmd, models_cmd, run_cmd, snapshot_cmd
 from raymlops.cli.common import explain
 from raymlops.exceptions import RaymlopsError
 
 # each module: register(subparsers) -> None, and run(args) -> int
-COMMANDS = {"run": run_cmd, "snapshot": snapshot_cmd, "models": models_cmd, "audit": audit_cmd}
+COMMANDS = {"run": run_cmd, "snapshot": snapshot_cmd, "models": models_cmd,
+            "lineage": lineage_cmd, "audit": audit_cmd}
 
 
 class _Parser(argparse.ArgumentParser):

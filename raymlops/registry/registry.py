@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 import joblib
 
 from raymlops import audit
-from raymlops.exceptions import NotFound
+from raymlops.exceptions import NotFound, ValidationError
 from raymlops.store.home import Store
 
 CHAMPION = "champion"
+_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def register_model(
             audit.append(conn, "model.registered", {"model": model_id, "snapshot": snapshot_id},
                          reason, {**how, "status": status})
             if passed:
-                _set_alias(conn, name, CHAMPION, model_id)
+                _set_alias(conn, name, CHAMPION, model_id, "gate passed")
                 audit.append(conn, "alias.moved", {"model": model_id, "alias": CHAMPION},
                              "gate passed", how)
             else:
@@ -107,12 +109,81 @@ def register_model(
     return get_model(store, model_id)
 
 
-def _set_alias(conn: Any, name: str, alias: str, model_id: str) -> None:
+def _set_alias(conn: Any, name: str, alias: str, model_id: str, reason: str | None = None) -> str | None:
+    """Point ``name@alias`` at ``model_id`` and record the move; returns the previous target."""
+    row = conn.execute("SELECT model_id FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+    previous = row[0] if row else None
+    now = time.time()
     conn.execute(
         "INSERT INTO aliases(name, alias, model_id, updated_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT(name, alias) DO UPDATE SET model_id = excluded.model_id, updated_at = excluded.updated_at",
-        (name, alias, model_id, time.time()),
+        (name, alias, model_id, now),
     )
+    conn.execute(
+        "INSERT INTO alias_history(name, alias, from_model, to_model, ts, reason) VALUES (?, ?, ?, ?, ?, ?)",
+        (name, alias, previous, model_id, now, reason),
+    )
+    return str(previous) if previous else None
+
+
+def promote(store: Store, ref: str, alias: str = CHAMPION, reason: str | None = None) -> ModelVersion:
+    """Move ``<name>@<alias>`` to the version ``ref``; a rejected version cannot become champion."""
+    version = get_model(store, ref)
+    if not _ALIAS.match(alias):
+        raise ValidationError(f"alias {alias!r}: expected letters, digits, '-' or '_'")
+    if version.status == "rejected" and alias == CHAMPION:
+        raise ValidationError(
+            f"{version.id} was rejected by the gate ({'; '.join(version.record['gate'].get('reasons', []))});"
+            " it cannot become champion"
+        )
+    with store.metadata.transaction() as conn:
+        previous = _set_alias(conn, version.name, alias, version.id, reason)
+        audit.append(conn, "alias.moved", {"model": version.id, "alias": alias, "previous": previous}, reason,
+                     {"command": "promote"})
+    return version
+
+
+def rollback(store: Store, name: str, alias: str = CHAMPION, reason: str | None = None) -> ModelVersion:
+    """Return ``name@alias`` to the version it pointed at before its latest move."""
+    with store.metadata.transaction() as conn:
+        row = conn.execute(
+            "SELECT from_model, to_model FROM alias_history WHERE name = ? AND alias = ? ORDER BY seq DESC LIMIT 1",
+            (name, alias),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"{name}@{alias} has never been set; nothing to roll back")
+        previous, current = row
+        if previous is None:
+            raise ValidationError(f"{name}@{alias} has no earlier version to roll back to (it is {current})")
+        _set_alias(conn, name, alias, previous, reason)
+        audit.append(conn, "alias.rolled_back", {"model": previous, "alias": alias, "previous": current}, reason,
+                     {"command": "rollback"})
+    return get_model(store, previous)
+
+
+def alias_history(store: Store, name: str) -> list[dict[str, Any]]:
+    with store.metadata.read() as conn:
+        rows = conn.execute(
+            "SELECT alias, from_model, to_model, ts, reason FROM alias_history WHERE name = ? ORDER BY seq", (name,)
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def aliases_of(store: Store, model_id: str) -> list[str]:
+    with store.metadata.read() as conn:
+        rows = conn.execute("SELECT alias FROM aliases WHERE model_id = ? ORDER BY alias", (model_id,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def verify_model(store: Store, ref: str) -> list[str]:
+    """Problems with the artifact of ``ref`` (empty when it is present with its recorded sha256)."""
+    version = get_model(store, ref)
+    if not store.artifacts.exists(version.artifact_key):
+        return [f"{version.artifact_key}: missing"]
+    actual = store.artifacts.sha256(version.artifact_key)
+    if actual != version.artifact_sha256:
+        return [f"{version.artifact_key}: changed (sha256 {actual[:12]}… != recorded {version.artifact_sha256[:12]}…)"]
+    return []
 
 
 def get_model(store: Store, ref: str) -> ModelVersion:

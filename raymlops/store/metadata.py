@@ -49,6 +49,15 @@ CREATE TABLE IF NOT EXISTS aliases (
     updated_at REAL NOT NULL,
     PRIMARY KEY (name, alias)
 );
+CREATE TABLE IF NOT EXISTS alias_history (
+    seq INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    from_model TEXT,
+    to_model TEXT NOT NULL,
+    ts REAL NOT NULL,
+    reason TEXT
+);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     pipeline TEXT NOT NULL,

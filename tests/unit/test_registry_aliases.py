@@ -1,0 +1,96 @@
+"""Aliases, promote/rollback, artifact verification and lineage (no Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from raymlops import NotFound, Store, ValidationError
+from raymlops.audit import records, verify
+from raymlops.cli import main
+from raymlops.registry import registry as reg
+from raymlops.registry.trace import format_lineage, lineage_of
+
+
+def _register(store: Store, passed: bool = True, reason: str = "test") -> reg.ModelVersion:
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    model = LogisticRegression().fit(X, [0, 0, 1, 1])
+    gate = {"status": "passed" if passed else "rejected", "reasons": [] if passed else ["roc_auc >= 0.99 failed"]}
+    return reg.register_model(
+        store, "m", model, snapshot_id="ab" * 32, signature={"inputs": [{"name": "x"}]}, metrics={"roc_auc": 0.9},
+        gate=gate, lineage={"config_hash": "c" * 64, "code": {"package_version": "0"}, "seed": 1, "run_id": "r"},
+        reason=reason,
+    )
+
+
+def test_promote_and_rollback_move_the_alias_and_audit_every_move(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    v1 = _register(store)
+    v2 = _register(store)
+    assert reg.get_model(store, "m@champion").id == v2.id == "m:v2"
+    back = reg.rollback(store, "m", reason="v2 misbehaves")
+    assert back.id == v1.id
+    assert reg.get_model(store, "m@champion").id == "m:v1"
+    reg.promote(store, "m:v2", reason="fixed upstream")
+    assert reg.get_model(store, "m@champion").id == "m:v2"
+    reg.promote(store, "m:v1", alias="stable", reason="pin")
+    assert reg.aliases_of(store, "m:v1") == ["stable"]
+    history = reg.alias_history(store, "m")
+    assert [(h["alias"], h["from_model"], h["to_model"]) for h in history] == [
+        ("champion", None, "m:v1"), ("champion", "m:v1", "m:v2"), ("champion", "m:v2", "m:v1"),
+        ("champion", "m:v1", "m:v2"), ("stable", None, "m:v1"),
+    ]
+    moves = [r for r in records(store.metadata) if r.action in ("alias.moved", "alias.rolled_back")]
+    assert [r.record["reason"] for r in moves][-3:] == ["v2 misbehaves", "fixed upstream", "pin"]
+    assert moves[-3].record["ids"] == {"model": "m:v1", "alias": "champion", "previous": "m:v2"}
+    assert verify(store.metadata)[0]
+
+
+def test_rejected_version_cannot_become_champion_and_first_version_cannot_roll_back(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    _register(store)
+    rejected = _register(store, passed=False)
+    assert rejected.status == "rejected"
+    with pytest.raises(ValidationError, match="rejected by the gate"):
+        reg.promote(store, rejected.id)
+    assert reg.get_model(store, "m@champion").id == "m:v1"
+    with pytest.raises(ValidationError, match="no earlier version"):
+        reg.rollback(store, "m")
+    with pytest.raises(NotFound):
+        reg.rollback(store, "m", alias="nope")
+    with pytest.raises(ValidationError, match="alias"):
+        reg.promote(store, "m:v1", alias="bad alias!")
+
+
+def test_verify_model_and_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store.open(tmp_path)
+    v1 = _register(store)
+    assert reg.verify_model(store, v1.id) == []
+    assert main(["models", "verify", v1.id, "--home", str(tmp_path)]) == 0
+    path = Path(store.artifacts.path(v1.artifact_key))
+    path.write_bytes(path.read_bytes() + b"tampered")
+    assert "changed" in reg.verify_model(store, v1.id)[0]
+    capsys.readouterr()
+    assert main(["models", "verify", v1.id, "--home", str(tmp_path)]) == 1
+    assert "changed" in capsys.readouterr().out
+    path.unlink()
+    assert "missing" in reg.verify_model(store, v1.id)[0]
+    assert main(["models", "verify", "m:v9", "--home", str(tmp_path)]) == 2
+    assert main(["models", "rollback", "m", "--home", str(tmp_path)]) == 2
+    assert "no earlier version" in capsys.readouterr().err
+
+
+def test_lineage_names_code_config_data_and_model(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    v1 = _register(store)
+    info = lineage_of(store, "m@champion")
+    assert info["model"]["id"] == v1.id and info["model"]["aliases"] == ["champion"]
+    assert info["config_hash"] == "c" * 64 and info["seed"] == 1
+    assert info["data"]["snapshot_id"] == "ab" * 32
+    assert "not found" in info["data"]["problem"]  # the snapshot was never created in this store
+    assert info["deployments"] == []
+    text = format_lineage(info)
+    assert "raymlops 0" in text and "deployed never" in text and "m:v1" in text
