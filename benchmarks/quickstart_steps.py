@@ -7,11 +7,13 @@ scikit-learn script doing the same learning work without Ray: load the same data
 deterministic holdout split, fit every candidate configuration sequentially on the same
 validation split as ``raymlops.train.tune_runner._trial``, refit the best, evaluate on the holdout.
 
-Both run in this one process. The baseline runs first, before Ray starts, and ``--repeat`` times;
-ratios use the median baseline. The pipeline runs ``--repeat`` times in one fresh temp home: the
-first run writes a new snapshot, later runs reuse it. ``ray.init`` is timed once, on its own.
-A private local Ray is always started (``RAY_ADDRESS`` is ignored); Serve binds 127.0.0.1; the
-script stops by itself after ``--timeout`` seconds and always ends with ``ray.shutdown()``.
+Both run in this one process. The baseline runs first, before Ray starts, ``--baseline-repeat``
+times (sklearn imports warmed outside the timers); ratios use its median. The pipeline runs
+``--repeat`` times in one fresh temp home: the first run writes a new snapshot, later runs reuse
+it. ``ray.init`` (``ensure_ray()``) is timed once, on its own. A private local Ray is always
+started (``RAY_ADDRESS`` and clusters left by ``ray start`` are not used); Serve binds 127.0.0.1
+on ``--port`` or, if that is busy, a free port; the script stops by itself after ``--timeout``
+seconds and always ends with ``ray.shutdown()``.
 
     python benchmarks/quickstart_steps.py [--repeat 2] [--port 8000] [--out PATH] [--verbose]
 """
@@ -94,7 +96,7 @@ def machine_facts() -> dict[str, Any]:
 
 def machine_line(m: dict[str, Any]) -> str:
     return (
-        f"{m['usable_cpus']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, load {m['loadavg_at_start']}, "
+        f"{m['usable_cpus']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, load at start {m['loadavg_at_start']}, "
         f"Python {m['python']}, Ray {m['ray']}, scikit-learn {m['scikit-learn']}, {m['date']}"
     )
 
@@ -156,10 +158,12 @@ def run_baseline(cfg: Any) -> dict[str, Any]:
     t = time.perf_counter()
     trials = expand(cfg.train.candidates)
     val = holdout_mask(len(ytr), cfg.train.validation_fraction, cfg.seed + 1)  # as tune_runner._trial
-    scores = []
+    scores, fit_seconds = [], []
     for trial in trials:
+        t_fit = time.perf_counter()
         model = build_estimator(trial, cfg.seed).fit(Xtr[~val], ytr[~val])
         scores.append(classification_metrics(model, Xtr[val], ytr[val])[cfg.train.metric])
+        fit_seconds.append(time.perf_counter() - t_fit)
     seconds["search"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -176,7 +180,8 @@ def run_baseline(cfg: Any) -> dict[str, Any]:
     seconds["total"] = sum(seconds[k] for k in ("load", "split", "search", "refit", "evaluate"))
     return {
         "seconds": seconds,
-        "trials": [{"config": tr, "metric": s} for tr, s in zip(trials, scores, strict=True)],
+        "trials": [{"config": tr, "metric": s, "seconds": f}
+                   for tr, s, f in zip(trials, scores, fit_seconds, strict=True)],
         "best": trials[best_i],
         "metrics": metrics,
         "X": X,
@@ -223,23 +228,57 @@ def check_same_data(home: str, snapshot: str, target: str, X: np.ndarray, y: np.
     return bool(Xs.shape == X.shape and np.array_equal(Xs, X) and np.array_equal(ys, y))
 
 
+def existing_local_cluster() -> str | None:
+    """The address a plain ``ray.init()`` would attach to: a cluster left by ``ray start`` on this
+    machine (``/tmp/ray/ray_current_cluster``), or None when it would start a new one."""
+    try:
+        from ray._private import services
+
+        return services.canonicalize_bootstrap_address(None)
+    except Exception:  # private API moved: skip the check
+        return None
+
+
+def start_private_ray() -> str:
+    """``ensure_ray()``, checked to have started a private local Ray, not attached to a cluster
+    that ``ray start`` left on this machine (``run_pipeline`` would shut down that cluster's Serve)."""
+    import ray
+
+    from raymlops.pipeline.ray_env import ensure_ray
+
+    found = existing_local_cluster()
+    ensure_ray()
+    if found is not None and ray.get_runtime_context().gcs_address == found:
+        ray.shutdown()
+        raise RuntimeError(f"ensure_ray() attached to the existing cluster at {found} instead of a private Ray")
+    return "ensure_ray()" if found is None else f"ensure_ray(), private although a cluster runs at {found}"
+
+
 # -- report ----------------------------------------------------------------------------------
 def build_report(res: dict[str, Any]) -> str:
     runs, base = res["pipeline"], res["baseline"]
     n = len(runs)
-    out = [f"{NAME}: quickstart pipeline steps vs plain scikit-learn", f"machine: {machine_line(res['machine'])}", ""]
+    out = [f"{NAME}: quickstart pipeline steps vs plain scikit-learn", f"machine: {machine_line(res['machine'])}",
+           f"load average (1, 5, 15 min) at end: {res['machine'].get('loadavg_at_end')}", ""]
 
     from raymlops.pipeline.runner import STEPS
 
     heads = ["pipeline step", *[f"run {i + 1} (s)" for i in range(n)], "status"]
     rows = [["ray.init (once, before run 1)", fmt_s(res["ray_init_seconds"]), *["" for _ in range(n - 1)], ""]]
+    if res["ray_init_mode"] != "ensure_ray()":
+        out.insert(-1, f"ray started by {res['ray_init_mode']}")
     for name in STEPS:
         cells = [fmt_s(r["steps"][name]["seconds"]) if name in r["steps"] else "-" for r in runs]
         status = "/".join(r["steps"][name]["status"] if name in r["steps"] else "-" for r in runs)
         rows.append([name, *cells, status])
     rows.append(["  of train: tuner.fit", *[fmt_s(r["tune"].get("seconds")) for r in runs], ""])
-    rows.append(["sum of steps", *[fmt_s(sum(s["seconds"] for s in r["steps"].values())) for r in runs], ""])
-    rows.append(["run_pipeline wall (incl. stop_serving)", *[fmt_s(r["wall_seconds"]) for r in runs], ""])
+    rows.append(["  of tuner.fit: trials' own time (sum)",
+                 *[fmt_s(sum(t.get("seconds") or 0.0 for t in r["tune"].get("trials", []))) for r in runs], ""])
+    step_sums = [sum(s["seconds"] for s in r["steps"].values()) for r in runs]
+    rows.append(["sum of steps", *[fmt_s(x) for x in step_sums], ""])
+    rows.append(["outside steps (stop_serving, records)", *[fmt_s(r["wall_seconds"] - x)
+                                                            for r, x in zip(runs, step_sums, strict=True)], ""])
+    rows.append(["run_pipeline wall", *[fmt_s(r["wall_seconds"]) for r in runs], ""])
     rows.append(["ray.shutdown (once, at the end)", *["" for _ in range(n - 1)], fmt_s(res.get("ray_shutdown_seconds")),
                  ""])
     out += [format_table(heads, rows), ""]
@@ -288,16 +327,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pipeline YAML (default: configs/quickstart.yaml)")
     p.add_argument("--repeat", type=int, default=2, help="pipeline runs in the same home (default 2)")
+    p.add_argument("--baseline-repeat", type=int, default=3, help="baseline runs; ratios use the median (default 3)")
     p.add_argument("--port", type=int, default=8000, help="serve.port; a free one is used if busy (default 8000)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"JSON output (default {DEFAULT_OUT.relative_to(ROOT)})")
     p.add_argument("--timeout", type=int, default=900, help="stop after this many seconds (default 900)")
     p.add_argument("--keep-home", action="store_true", help="keep the temp raymlops home and print its path")
     p.add_argument("--verbose", action="store_true", help="echo the pipeline's progress lines to stderr")
     args = p.parse_args(argv)
-    if args.repeat < 1:
-        p.error("--repeat must be at least 1")
+    if args.repeat < 1 or args.baseline_repeat < 1:
+        p.error("--repeat and --baseline-repeat must be at least 1")
+
+    fired: list[bool] = []
 
     def on_alarm(signum: int, frame: Any) -> None:
+        fired.append(True)
         raise BenchmarkTimeout(f"{NAME} ran past --timeout {args.timeout} s")
 
     signal.signal(signal.SIGALRM, on_alarm)
@@ -328,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         expand(cfg.train.candidates)
 
         # 1. the baseline, before Ray exists
-        baseline_runs = [run_baseline(cfg) for _ in range(args.repeat)]
+        baseline_runs = [run_baseline(cfg) for _ in range(args.baseline_repeat)]
         first = baseline_runs[0]
         median = {k: statistics.median(r["seconds"][k] for r in baseline_runs) for k in first["seconds"]}
         res["baseline"] = {
@@ -337,15 +380,14 @@ def main(argv: list[str] | None = None) -> int:
             "trials": first["trials"],
             "best": first["best"],
             "metrics": first["metrics"],
+            "trial_seconds": [[t["seconds"] for t in r["trials"]] for r in baseline_runs],
             "same_result_every_run": all(r["metrics"] == first["metrics"] for r in baseline_runs),
         }
 
-        # 2. ray.init, timed on its own
-        from raymlops.pipeline.ray_env import ensure_ray
-
+        # 2. ray.init, timed on its own (always a private local Ray, see start_private_ray)
         t = time.perf_counter()
         ray_started = True
-        ensure_ray()
+        res["ray_init_mode"] = start_private_ray()
         res["ray_init_seconds"] = time.perf_counter() - t
 
         # 3. the pipeline, --repeat times in one home
@@ -385,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     except (Exception, KeyboardInterrupt) as exc:
         res["status"] = "failed"
         res["error"] = f"{type(exc).__name__}: {exc}"
+        if fired:  # the alarm can surface wrapped in Ray's or the pipeline's errors
+            res["error"] = f"timed out after --timeout {args.timeout} s ({res['error']})"
         print(f"{NAME}: failed: {res['error']}", file=sys.stderr)
     finally:
         signal.alarm(0)
@@ -394,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             ray.shutdown()
             res["ray_shutdown_seconds"] = time.perf_counter() - t
+        res["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
         if args.keep_home:
             print(f"raymlops home kept at {home_dir}", file=sys.stderr)
         else:

@@ -88,8 +88,8 @@ def create_snapshot(store: Store, ds: ray.data.Dataset, source: str, reason: str
     """Write ``ds`` as a snapshot. Identical content is stored once (``new`` is False then)."""
     from ray.data import DataContext, SaveMode
 
-    ctx = DataContext.get_current()
-    ctx.execution_options.preserve_order = True
+    # ensure_ray() already turned this on before any read; a caller with its own ray.init gets it here
+    DataContext.get_current().execution_options.preserve_order = True
     ds = ds.materialize()
     arrow_schema = ds.schema().base_schema if hasattr(ds.schema(), "base_schema") else ds.schema()
     snap_id, rows = content_id(ds, arrow_schema)

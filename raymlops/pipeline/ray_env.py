@@ -56,5 +56,8 @@ def _after_init() -> None:
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
+    # row order is part of a snapshot's content id and of the index-based split: keep it
+    # deterministic from the first read on, not only once a snapshot is written
+    ctx.execution_options.preserve_order = True
     ctx.print_on_execution_start = False
     quiet_ray_logs()  # Ray Data sets its own log levels on import

@@ -26,10 +26,12 @@ def ray_session() -> Iterator[None]:
     import ray
 
     os.environ.pop("RAY_ADDRESS", None)
-    from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
+    from raymlops.pipeline.ray_env import NAMESPACE, ensure_ray, quiet_ray_logs
 
     quiet_ray_logs()
-    ray.init(address="local", include_dashboard=False, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
+             logging_level=logging.ERROR)
+    ensure_ray()  # reuses this Ray and applies raymlops' Ray Data settings (row order, no progress bars)
     yield
     from ray import serve
 
