@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from raymlops.exceptions import ConfigError
 
 _RULE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|>|<)\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+GATE_METRICS = {"roc_auc", "accuracy", "f1", "log_loss", "precision", "recall"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # strict: `port: yes` or `port: "80"` is an error, not port 1 / 80 (YAML gives native types)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DataConfig(_Strict):
@@ -86,8 +88,11 @@ class GateConfig(_Strict):
     @classmethod
     def _parse_rules(cls, v: list[str]) -> list[str]:
         for rule in v:
-            if not _RULE.match(rule):
+            m = _RULE.match(rule)
+            if not m:
                 raise ValueError(f"expected rules like 'roc_auc >= 0.9', found {rule!r}")
+            if m.group(1) not in GATE_METRICS:
+                raise ValueError(f"expected a metric in {sorted(GATE_METRICS)}, found {m.group(1)!r} in {rule!r}")
         return v
 
     def parsed(self) -> list[tuple[str, str, float]]:
@@ -130,7 +135,7 @@ class PipelineConfig(_Strict):
     """A whole pipeline: data → train → gate → register → serve → monitor."""
 
     name: str
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     data: DataConfig
     train: TrainConfig
     gate: GateConfig = Field(default_factory=GateConfig)
@@ -143,16 +148,6 @@ class PipelineConfig(_Strict):
         if not _NAME.match(v):
             raise ValueError("expected lowercase letters, digits and '-', at most 63 characters")
         return v
-
-    @model_validator(mode="after")
-    def _gate_metrics_known(self) -> PipelineConfig:
-        known = {"roc_auc", "accuracy", "f1", "log_loss", "precision", "recall"}
-        for metric, _, _ in self.gate.parsed():
-            if metric not in known:
-                raise ValueError(
-                    f"gate.rules: expected a metric in {sorted(known)}, found {metric!r}"
-                )
-        return self
 
     @property
     def route(self) -> str:
@@ -177,7 +172,10 @@ def _key_path(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            if not text.isidentifier():
+                text = repr(text)  # odd keys (spaces, newlines) stay on one line and visible
+            out += ("." if out else "") + text
     return out or "(top level)"
 
 
@@ -233,13 +231,28 @@ def parse_config(data: Any, source: str = "<config>") -> PipelineConfig:
         ) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path) -> PipelineConfig:
     """Load and validate a YAML pipeline config."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)

@@ -73,6 +73,8 @@ def check_training_schema(schema: Schema, target: str, features: Sequence[str] |
     if schema.column(target).nullable:
         raise ValidationError(f"data.target: column {target!r} has missing values")
     chosen = list(features) if features else [n for n in names if n != target]
+    if target in chosen:
+        raise ValidationError(f"data.features: the target {target!r} cannot also be a feature")
     for name in chosen:
         if name not in names:
             raise ValidationError(f"data.features: column {name!r} not found (columns: {', '.join(names)})")

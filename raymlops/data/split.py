@@ -22,6 +22,6 @@ def holdout_mask(n_rows: int, fraction: float, seed: int) -> np.ndarray:
         raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
     idx = np.arange(n_rows, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        h = _splitmix64(idx ^ _splitmix64(np.full(n_rows, seed, dtype=np.uint64)))
+        h = _splitmix64(idx ^ _splitmix64(np.full(n_rows, seed & 0xFFFF_FFFF_FFFF_FFFF, dtype=np.uint64)))
     u = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return u < fraction

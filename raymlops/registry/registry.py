@@ -1,12 +1,13 @@
 """Model versions with artifact hash, signature, metrics, gate verdict and lineage.
 
-A version is written in two stages: the joblib artifact goes to ``models/<name>/v<N>/`` via an
+A version is written in two stages: the joblib artifact goes to ``models/<name>/<sha256>/`` via an
 atomic write, then one SQLite transaction records the version, its aliases and the audit
 record. A crash in between leaves an unreferenced file, never a version without its artifact.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -72,6 +73,8 @@ def register_model(
     reason: str | None = None,
 ) -> ModelVersion:
     """Register a new version of ``name``; a passed gate moves the ``champion`` alias to it."""
+    if not _ALIAS.match(name):
+        raise ValidationError(f"model name {name!r}: expected letters, digits, '-' or '_' (no ':' or '@')")
     buf = io.BytesIO()
     joblib.dump(model, buf)
     passed = gate.get("status") == "passed"
@@ -81,9 +84,14 @@ def register_model(
     with store.metadata.read() as conn:
         row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM models WHERE name = ?", (name,)).fetchone()
     version = int(row[0]) + 1
+    # content-addressed key: a writer racing us for the same version number can never overwrite
+    # our artifact, and identical bytes are stored once
+    payload = buf.getvalue()
+    sha = hashlib.sha256(payload).hexdigest()
+    key = f"models/{name}/{sha}/model.joblib"
+    if not store.artifacts.exists(key):
+        store.artifacts.write_bytes(key, payload)
     while True:
-        key = f"models/{name}/v{version}/model.joblib"
-        sha = store.artifacts.write_bytes(key, buf.getvalue())
         with store.metadata.transaction() as conn:
             taken = conn.execute("SELECT 1 FROM models WHERE name = ? AND version = ?", (name, version)).fetchone()
             if taken:  # another writer registered this number meanwhile: take the next one

@@ -53,7 +53,10 @@ def _number(value: Any, row: int, name: str) -> float:
         found = type(value).__name__
         raise RequestError(422, "invalid_value", f"row {row}, field {name!r}: expected a number, found {found}",
                            [{"row": row, "field": name, "expected": "number", "found": found}])
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        x = math.inf
     if not math.isfinite(x):
         raise RequestError(422, "invalid_value", f"row {row}, field {name!r}: expected a finite number",
                            [{"row": row, "field": name, "expected": "finite number", "found": str(value)}])

@@ -13,10 +13,15 @@ def classification_metrics(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str
     pred = model.predict(X)
     out = {"accuracy": float(metrics.accuracy_score(y, pred)), "rows": float(len(y))}
     classes = np.unique(y)
-    average = "binary" if len(classes) == 2 else "macro"
-    out["precision"] = float(metrics.precision_score(y, pred, average=average, zero_division=0))
-    out["recall"] = float(metrics.recall_score(y, pred, average=average, zero_division=0))
-    out["f1"] = float(metrics.f1_score(y, pred, average=average, zero_division=0))
+    binary = len(classes) == 2
+    # the positive class is the one whose probability is column 1 (model.classes_[1]), as for roc_auc
+    kw: dict[str, Any] = (
+        {"average": "binary", "pos_label": model.classes_[1] if hasattr(model, "classes_") else classes[1]}
+        if binary else {"average": "macro"}
+    )
+    out["precision"] = float(metrics.precision_score(y, pred, zero_division=0, **kw))
+    out["recall"] = float(metrics.recall_score(y, pred, zero_division=0, **kw))
+    out["f1"] = float(metrics.f1_score(y, pred, zero_division=0, **kw))
     if hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
         if len(classes) == 2:

@@ -1,0 +1,219 @@
+"""Request parsing against a model signature (raymlops.serve.request): pure, no Ray, no Serve."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raymlops.serve.request import RequestError, Signature, parse_request, to_jsonable
+
+SIG = Signature(features=("age", "income", "score"))
+MAX_ROWS = 5
+MAX_BYTES = 10_000
+
+
+def _parse(body: Any, *, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> np.ndarray:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return parse_request(raw, SIG, max_rows, max_bytes)
+
+
+def _error(body: Any, **limits: int) -> RequestError:
+    with pytest.raises(RequestError) as info:
+        _parse(body, **limits)
+    return info.value
+
+
+# ---------------------------------------------------------------------------- valid bodies
+
+
+def test_instances_are_returned_in_signature_order() -> None:
+    out = _parse(
+        {
+            "instances": [
+                {"score": 0.5, "age": 30, "income": 1000.25},
+                {"income": -1, "score": 2, "age": 45.5},
+            ]
+        }
+    )
+    assert out.dtype == np.float64 and out.shape == (2, 3)
+    np.testing.assert_array_equal(out, [[30.0, 1000.25, 0.5], [45.5, -1.0, 2.0]])
+
+
+def test_inputs_are_taken_in_order() -> None:
+    out = _parse({"inputs": [[1, 2, 3.5], [4, 5, 6]]})
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [[1.0, 2.0, 3.5], [4.0, 5.0, 6.0]])
+
+
+def test_exactly_max_rows_is_accepted() -> None:
+    assert _parse({"inputs": [[0, 0, 0]] * MAX_ROWS}).shape == (MAX_ROWS, 3)
+
+
+def test_other_top_level_keys_are_ignored() -> None:
+    out = _parse({"inputs": [[1, 2, 3]], "parameters": {"x": 1}})
+    np.testing.assert_array_equal(out, [[1.0, 2.0, 3.0]])
+
+
+def test_signature_from_dict_keeps_order() -> None:
+    sig = Signature.from_dict({"inputs": [{"name": "b"}, {"name": "a"}], "classes": [0, 1]})
+    assert sig.features == ("b", "a") and sig.classes == (0, 1) and sig.output == "classification"
+    out = parse_request(b'{"instances": [{"a": 1, "b": 2}]}', sig, 10, 1000)
+    np.testing.assert_array_equal(out, [[2.0, 1.0]])
+
+
+def test_to_jsonable_gives_plain_python() -> None:
+    values = to_jsonable(np.array([1, 0], dtype=np.int64))
+    assert values == [1, 0] and all(type(v) is int for v in values)
+    assert json.dumps(to_jsonable(np.array([0.25]))) == "[0.25]"
+
+
+# ---------------------------------------------------------------------------- 400
+
+
+@pytest.mark.parametrize("raw", [b"{", b"not json", b"", b"{'instances': []}", b"\xff\xfe{}"])
+def test_malformed_json_is_400(raw: bytes) -> None:
+    err = _error(raw)
+    assert err.status == 400 and err.error == "malformed_json"
+    assert err.body()["error"] == "malformed_json" and "message" in err.body()
+
+
+@pytest.mark.parametrize("body", [[[1, 2, 3]], "instances", 3, None])
+def test_non_object_body_is_400(body: Any) -> None:
+    err = _error(body)
+    assert err.status == 400 and "instances" in err.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"instances": [{"age": 1, "income": 2, "score": 3}], "inputs": [[1, 2, 3]]}, {"rows": [[1, 2, 3]]}, {}],
+    ids=["both", "neither", "empty-object"],
+)
+def test_exactly_one_of_instances_or_inputs_is_400(body: Any) -> None:
+    err = _error(body)
+    assert err.status == 400 and "exactly one" in err.message
+
+
+# ---------------------------------------------------------------------------- 422
+
+
+@pytest.mark.parametrize("body", [{"instances": []}, {"inputs": []}, {"inputs": {"a": 1}}, {"instances": "x"}])
+def test_empty_or_non_list_rows_are_422(body: Any) -> None:
+    assert _error(body).status == 422
+
+
+def test_missing_feature_names_row_and_field() -> None:
+    err = _error({"instances": [{"age": 1, "income": 2, "score": 3}, {"age": 1, "score": 3}]})
+    assert err.status == 422 and err.error == "missing_feature"
+    assert "row 1" in err.message and "'income'" in err.message
+    body = err.body()
+    assert body["details"] == [{"row": 1, "field": "income", "error": "missing"}]
+    json.dumps(body)  # the body is what Serve returns: it must be JSON
+
+
+def test_all_missing_features_are_listed() -> None:
+    err = _error({"instances": [{"income": 2}]})
+    assert [d["field"] for d in err.body()["details"]] == ["age", "score"]
+
+
+def test_unknown_feature_is_422() -> None:
+    err = _error({"instances": [{"age": 1, "income": 2, "score": 3, "height": 180}]})
+    assert err.status == 422 and err.error == "unknown_feature"
+    assert err.body()["details"] == [{"row": 0, "field": "height", "error": "unknown"}]
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [("1.5", "str"), (True, "bool"), (False, "bool"), (None, "NoneType"), ([1], "list"), ({"v": 1}, "dict")],
+)
+def test_non_numbers_are_422_naming_row_and_field(value: Any, found: str) -> None:
+    err = _error({"instances": [{"age": 1, "income": 2, "score": 3}, {"age": 1, "income": value, "score": 3}]})
+    assert err.status == 422 and err.error == "invalid_value"
+    assert "row 1" in err.message and "'income'" in err.message
+    assert err.body()["details"] == [{"row": 1, "field": "income", "expected": "number", "found": found}]
+
+
+def test_bool_in_inputs_is_422_naming_the_feature() -> None:
+    err = _error({"inputs": [[1, 2, 3], [1, 2, True]]})
+    assert err.status == 422
+    assert err.body()["details"][0]["row"] == 1 and err.body()["details"][0]["field"] == "score"
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_non_finite_numbers_are_422(literal: bytes) -> None:
+    raw = b'{"instances": [{"age": 1, "income": ' + literal + b', "score": 3}]}'
+    err = _error(raw)
+    assert err.status == 422 and err.error == "invalid_value"
+    assert err.body()["details"][0] == {
+        "row": 0,
+        "field": "income",
+        "expected": "finite number",
+        "found": str(json.loads(b"[" + literal + b"]")[0]),
+    }
+
+
+def test_non_finite_in_inputs_is_422() -> None:
+    err = _error(b'{"inputs": [[1, NaN, 3]]}')
+    assert err.status == 422 and err.body()["details"][0]["field"] == "income"
+
+
+@pytest.mark.parametrize("row", [[1, 2], [1, 2, 3, 4], [], {"age": 1}, 5])
+def test_wrong_row_shape_for_inputs_is_422(row: Any) -> None:
+    err = _error({"inputs": [[1, 2, 3], row]})
+    assert err.status == 422 and err.error == "invalid_row"
+    assert err.body()["details"] == [{"row": 1, "expected": "list of 3"}]
+
+
+def test_non_object_row_for_instances_is_422() -> None:
+    err = _error({"instances": [[1, 2, 3]]})
+    assert err.status == 422 and err.body()["details"] == [{"row": 0, "expected": "object"}]
+
+
+def test_huge_integer_is_422_not_a_crash() -> None:
+    raw = b'{"inputs": [[1' + b"0" * 400 + b", 2, 3]]}"
+    err = _error(raw)
+    assert err.status == 422 and err.body()["details"][0]["field"] == "age"
+
+
+# ---------------------------------------------------------------------------- 413
+
+
+def test_too_many_rows_is_413() -> None:
+    err = _error({"inputs": [[1, 2, 3]] * (MAX_ROWS + 1)})
+    assert err.status == 413 and err.error == "too_many_rows"
+    assert str(MAX_ROWS + 1) in err.message and str(MAX_ROWS) in err.message
+
+
+def test_body_over_max_bytes_is_413_before_parsing() -> None:
+    raw = b"{" * 101  # not even JSON: the size check comes first
+    err = _error(raw, max_bytes=100)
+    assert err.status == 413 and err.error == "payload_too_large"
+    assert _parse(b'{"inputs": [[1, 2, 3]]}', max_bytes=len(b'{"inputs": [[1, 2, 3]]}')).shape == (1, 3)
+
+
+# ---------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"instances": [{"age": ' + b"[" * 50_000 + b"]" * 50_000 + b', "income": 1, "score": 1}]}',
+        b'{"inputs": [' + b"[" * 500 + b"]" * 500 + b"]}",
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    ],
+    ids=["lists", "inputs-lists", "instance-value", "shallow-500", "objects"],
+)
+def test_deep_nesting_is_a_client_error(raw: bytes) -> None:
+    err = _error(raw, max_bytes=1_000_000)
+    assert err.status in (400, 422)
+    json.dumps(err.body())
+
+
+def test_request_error_body_without_details() -> None:
+    err = _error({"instances": []})
+    assert "details" not in err.body()
+    assert set(err.body()) == {"error", "message"}
