@@ -11,15 +11,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raymlops.exceptions import ValidationError
+from raymlops.stats.profile import Profile
+
+#: the most values a string column's inferred domain lists (more: free text, no domain)
+STRING_DOMAIN_MAX = 100
 
 
 @dataclass(frozen=True)
 class ColumnSchema:
+    """One column: Arrow type, whether it has nulls, numeric range, and (for strings, booleans
+    and integers with few values) the domain of values seen."""
+
     name: str
     type: str
     nullable: bool
     min: float | None = None
     max: float | None = None
+    domain: tuple[Any, ...] | None = None
 
     @property
     def numeric(self) -> bool:
@@ -45,7 +53,27 @@ class Schema:
 
     @classmethod
     def from_dict(cls, data: Sequence[dict[str, Any]]) -> Schema:
-        return cls(tuple(ColumnSchema(**c) for c in data))
+        cols = []
+        for c in data:
+            c = dict(c)
+            if c.get("domain") is not None:
+                c["domain"] = tuple(c["domain"])
+            cols.append(ColumnSchema(**c))
+        return cls(tuple(cols))
+
+
+def schema_from_profile(profile: Profile) -> Schema:
+    """The schema of all the profiled rows: exact nullability and ranges, and domains of
+    categorical columns (at most :data:`STRING_DOMAIN_MAX` string values)."""
+    cols = []
+    for c in profile.columns.values():
+        domain = None
+        if c.categories is not None and c.kind == "categorical" and len(c.categories) <= STRING_DOMAIN_MAX:
+            domain = tuple(sorted(c.categories, key=lambda v: (str(type(v)), v)))
+        cols.append(ColumnSchema(name=c.name, type=c.type, nullable=c.nulls > 0,
+                                 min=c.min if c.mean is not None else None,
+                                 max=c.max if c.mean is not None else None, domain=domain))
+    return Schema(tuple(cols))
 
 
 def infer_schema(table: pa.Table) -> Schema:

@@ -2,19 +2,32 @@
 
 Layout under the artifact root::
 
-    snapshots/<id>/data/part-00000-0.parquet ...
-    snapshots/<id>/manifest.json           (written last: schema, rows, files + sha256)
+    snapshots/<id>/data/part-00000.parquet ...
+    snapshots/<id>/profile.json            (per-column profile: raymlops.stats.profile)
+    snapshots/<id>/manifest.json           (written last: schema, rows, files + sha256, lineage)
 
 The id is the sha256 of the schema and of the per-row hashes in row order, so identical data
 gets the identical id however Ray partitioned it. Data is written into a fresh staging folder,
-hashed, given its manifest, and only then moved to ``snapshots/<id>`` and recorded in SQLite.
+hashed, given its manifest, and only then moved to ``snapshots/<id>`` and recorded in SQLite
+(with its lineage, tags and an audit record, in one transaction). Readers go through SQLite, so
+a crash at any point leaves no snapshot visible except complete ones.
+
+The manifest (format 2) also records the lineage: the parent snapshot (the previous snapshot
+of the same source, unless given), the source URIs without credentials, the hash of the
+transform code, the validation summary, and a summary of the profile (the full profile is
+``profile.json``, listed with its sha256 like the data files). Tags (``latest``, which every
+``create_snapshot`` of a data snapshot moves, and user tags such as ``train-2026-11``) live in
+SQLite: they move, snapshots do not.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import pickle
+import re
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,14 +37,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raymlops import audit
-from raymlops.data.schema import Schema, infer_schema
+from raymlops.data.errors import ours
+from raymlops.data.schema import Schema, schema_from_profile
+from raymlops.data.sources import redact_uri
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
+from raymlops.stats.profile import PartialProfile, Profile
 from raymlops.store.home import Store
 
 if TYPE_CHECKING:
     import ray.data
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+KINDS = ("data", "quarantine")
+#: tags raymlops moves itself
+RESERVED_TAGS = ("latest", "quarantine")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HEX = re.compile(r"^[0-9a-f]+$")
+PROFILE_FILE = "profile.json"
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,11 @@ class SnapshotInfo:
     created_at: float
     new: bool
     schema: Schema
+    kind: str = "data"
+    parent: str | None = None
+    sources: tuple[str, ...] = ()
+    transform_hash: str | None = None
+    tags: tuple[str, ...] = ()
 
     @property
     def short(self) -> str:
@@ -58,7 +85,7 @@ def _part_names() -> Any:
     from ray.data.datasource import FilenameProvider
 
     class PartNames(FilenameProvider):
-        """Deterministic names in block order (``part-00000-0.parquet`` …), not random uuids."""
+        """Deterministic names in block order (``part-00000.parquet`` …), not random uuids."""
 
         def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
             return f"part-{task_index:05d}.parquet"
@@ -70,10 +97,14 @@ def schema_fingerprint(schema: pa.Schema) -> str:
     return json.dumps([[f.name, str(f.type)] for f in schema], separators=(",", ":"))
 
 
+def _id_hasher(schema: pa.Schema) -> Any:
+    return hashlib.sha256(b"raymlops-snapshot-v1\n" + schema_fingerprint(schema).encode() + b"\n")
+
+
 def content_id(ds: ray.data.Dataset, schema: pa.Schema) -> tuple[str, int]:
     """(id, rows): sha256 over the schema and the ordered per-row hashes, computed by Ray tasks
     and streamed to the driver 8 bytes a row."""
-    h = hashlib.sha256(b"raymlops-snapshot-v1\n" + schema_fingerprint(schema).encode() + b"\n")
+    h = _id_hasher(schema)
     rows = 0
     for batch in ds.map_batches(_row_hashes, batch_format="pandas").iter_batches(
         batch_format="numpy", batch_size=65536
@@ -84,21 +115,125 @@ def content_id(ds: ray.data.Dataset, schema: pa.Schema) -> tuple[str, int]:
     return h.hexdigest(), rows
 
 
-def create_snapshot(store: Store, ds: ray.data.Dataset, source: str, reason: str | None = None) -> SnapshotInfo:
-    """Write ``ds`` as a snapshot. Identical content is stored once (``new`` is False then)."""
+def _id_and_partial(ds: ray.data.Dataset, schema: pa.Schema) -> tuple[str, int, PartialProfile]:
+    """One pass for both the content id and the profile's first pass: each batch hashes its rows
+    once and sends the hashes (8 bytes a row) and its partial profile."""
+    from raymlops.data.profile import scan_batches
+
+    h = _id_hasher(schema)
+    rows = 0
+    partial = PartialProfile.empty()
+    scanned = ds.map_batches(scan_batches(), batch_format="pyarrow", batch_size=None)
+    batches: Iterable[Any] = scanned.iter_batches(batch_format="pyarrow", batch_size=None)
+    for batch in batches:
+        arr = np.ascontiguousarray(batch.column("h").to_numpy(), dtype="<u8")
+        h.update(arr.tobytes())
+        rows += len(arr)
+        for blob in batch.column("p").drop_null().to_pylist():
+            partial = partial.merge(pickle.loads(blob))  # noqa: S301 - our own workers' output
+    return h.hexdigest(), rows, partial
+
+
+def _arrow_schema(ds: ray.data.Dataset) -> pa.Schema:
+    schema = ds.schema()
+    if schema is None:
+        raise ValidationError("the dataset has no schema (no rows and no columns); nothing to snapshot")
+    base = schema.base_schema if hasattr(schema, "base_schema") else schema
+    if not isinstance(base, pa.Schema):
+        base = pa.schema(list(zip(schema.names, schema.types, strict=True)))
+    return base
+
+
+def check_tag(tag: str) -> str:
+    """A tag users may set: letters, digits, ``.``, ``_``, ``-``; not reserved, not id-like."""
+    if not _TAG.match(tag):
+        raise ValidationError(f"tag {tag!r}: expected letters, digits, '.', '_' or '-' (at most 64, starting "
+                              "with a letter or digit)")
+    if tag in RESERVED_TAGS:
+        raise ValidationError(f"tag {tag!r} is set by raymlops itself; choose another name")
+    if len(tag) >= 4 and _HEX.match(tag):
+        raise ValidationError(f"tag {tag!r} looks like a snapshot id prefix; add a letter outside a-f")
+    return tag
+
+
+def create_snapshot(
+    store: Store,
+    ds: ray.data.Dataset,
+    source: str,
+    reason: str | None = None,
+    *,
+    tags: Sequence[str] = (),
+    parent: str | None = None,
+    sources: Sequence[str] | None = None,
+    transform_hash: str | None = None,
+    transforms: Sequence[dict[str, Any]] | None = None,
+    validation: dict[str, Any] | None = None,
+    profile: Profile | None = None,
+    reference: Profile | None = None,
+    kind: str = "data",
+) -> SnapshotInfo:
+    """Write ``ds`` as a snapshot. Identical content is stored once (``new`` is False then; tags
+    still move to it, ``latest`` included).
+
+    ``profile``: the profile of ``ds`` if already computed, else it is computed here (sharing
+    the content hashing pass); with ``reference``, it is also counted on the reference's bins
+    (see :func:`raymlops.data.profile.profile`). ``parent``: the snapshot this one derives
+    from; default: the newest snapshot of the same source and kind. Sources are recorded
+    without credentials (:func:`raymlops.data.sources.redact_uri`).
+    """
+    with ours():  # a ValidationError raised in a Ray task comes back as itself
+        return _create_snapshot(store, ds, source, reason, tags=tags, parent=parent, sources=sources,
+                                transform_hash=transform_hash, transforms=transforms, validation=validation,
+                                profile=profile, reference=reference, kind=kind)
+
+
+def _create_snapshot(
+    store: Store,
+    ds: ray.data.Dataset,
+    source: str,
+    reason: str | None,
+    *,
+    tags: Sequence[str],
+    parent: str | None,
+    sources: Sequence[str] | None,
+    transform_hash: str | None,
+    transforms: Sequence[dict[str, Any]] | None,
+    validation: dict[str, Any] | None,
+    profile: Profile | None,
+    reference: Profile | None,
+    kind: str,
+) -> SnapshotInfo:
     from ray.data import DataContext, SaveMode
 
+    from raymlops.data.profile import finish_profile
+
+    if kind not in KINDS:
+        raise ValidationError(f"snapshot kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    tags = [check_tag(t) for t in tags]
+    source = redact_uri(source)
+    source_list = [redact_uri(s) for s in (sources or [source])]
     # ensure_ray() already turned this on before any read; a caller with its own ray.init gets it here
     DataContext.get_current().execution_options.preserve_order = True
     ds = ds.materialize()
-    arrow_schema = ds.schema().base_schema if hasattr(ds.schema(), "base_schema") else ds.schema()
-    snap_id, rows = content_id(ds, arrow_schema)
-    existing = _lookup(store, snap_id)
-    if existing is not None:
-        return _info(store, existing, new=False)
+    arrow_schema = _arrow_schema(ds)
+    partial = None
+    if profile is None:
+        snap_id, rows, partial = _id_and_partial(ds, arrow_schema)
+    else:
+        snap_id, rows = content_id(ds, arrow_schema)
+    if _lookup(store, snap_id) is not None:
+        return _reuse(store, snap_id, kind, tags, reason, source)
+    if partial is not None:
+        profile = finish_profile(ds, partial, reference)
+    assert profile is not None
+    if profile.rows != rows:
+        raise IntegrityError(f"profile counted {profile.rows} rows but the data has {rows}")
+    schema = schema_from_profile(profile)
+    parent = _previous(store, source, kind) if parent is None else resolve_snapshot(store, parent)
 
     arts = store.artifacts
     staging = arts.staging_key("snapshot")
+    final = f"snapshots/{snap_id}"
     try:
         ds.write_parquet(arts.path(f"{staging}/data"), filesystem=arts.fs, filename_provider=_part_names(),
                          mode=SaveMode.OVERWRITE)  # fresh staging folder: nothing to overwrite
@@ -107,40 +242,93 @@ def create_snapshot(store: Store, ds: ray.data.Dataset, source: str, reason: str
         for key, size in arts.list_files(f"{staging}/data"):
             files.append({"path": key.removeprefix(staging + "/"), "size": size, "sha256": arts.sha256(key)})
             total += size
-        table_sample = ds.limit(100_000).to_arrow_refs()
-        import ray
-
-        sample = pa.concat_tables(ray.get(table_sample)) if table_sample else arrow_schema.empty_table()
-        schema = infer_schema(sample)
+        profile_bytes = json.dumps(profile.to_dict(), separators=(",", ":"), default=str).encode()
+        files.append({"path": PROFILE_FILE, "size": len(profile_bytes),
+                      "sha256": arts.write_bytes(f"{staging}/{PROFILE_FILE}", profile_bytes)})
         manifest = {
             "format_version": MANIFEST_VERSION,
             "id": snap_id,
+            "kind": kind,
             "created_at": time.time(),
             "source": source,
+            "sources": source_list,
+            "parent": parent,
+            "transform_hash": transform_hash,
+            "transforms": list(transforms or []),
+            "validation": validation,
             "rows": rows,
             "bytes": total,
             "schema": schema.to_dict(),
+            "profile": {"file": PROFILE_FILE, **profile.summary()},
             "files": files,
         }
-        manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
         manifest_sha = arts.write_bytes(f"{staging}/manifest.json", manifest_bytes)
-        final = f"snapshots/{snap_id}"
-        created = arts.promote(staging, final)
+        promoted = arts.promote(staging, final)
     except BaseException:
         arts.delete(staging)
         raise
+    if not promoted:  # the folder is there (an earlier run died before recording it): use it if intact
+        problems = _file_problems(store, snap_id, json.loads(arts.read_bytes(f"{final}/manifest.json")))
+        if problems:
+            raise IntegrityError(f"snapshot {snap_id[:12]}: an unrecorded, damaged copy is in the way "
+                                 f"({'; '.join(problems)}); delete {final} under {arts.root_uri} and run again")
+        manifest_bytes = arts.read_bytes(f"{final}/manifest.json")
+        manifest = json.loads(manifest_bytes)
+        manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
     with store.metadata.transaction() as conn:
-        if conn.execute("SELECT 1 FROM snapshots WHERE id = ?", (snap_id,)).fetchone() is None:
+        if conn.execute("SELECT 1 FROM snapshots WHERE id = ?", (snap_id,)).fetchone() is not None:
+            new = False  # another process recorded it meanwhile
+        else:
+            new = True
             conn.execute(
                 "INSERT INTO snapshots(id, created_at, source, rows, bytes, manifest_key, manifest_sha256)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (snap_id, manifest["created_at"], source, rows, total, f"{final}/manifest.json", manifest_sha),
+                (snap_id, manifest["created_at"], manifest["source"], rows, manifest["bytes"],
+                 f"{final}/manifest.json", manifest_sha),
             )
-            _set_tag(conn, "latest", snap_id)
-            audit.append(conn, "snapshot.created", {"snapshot": snap_id}, reason, {"source": source, "rows": rows})
-        else:
-            created = False
-    return _info(store, snap_id, new=created)
+            conn.execute(
+                "INSERT INTO snapshot_lineage(snapshot_id, kind, parent_id, transform_hash, record_json)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (snap_id, manifest.get("kind", "data"), manifest.get("parent"), manifest.get("transform_hash"),
+                 json.dumps({"sources": manifest.get("sources", [source])}, separators=(",", ":"))),
+            )
+            moved = _move_tags(conn, snap_id, kind, tags)
+            how: dict[str, Any] = {"source": source, "rows": rows}  # + what is not the default
+            if kind != "data":
+                how["kind"] = kind
+            if manifest.get("parent"):
+                how["parent"] = manifest["parent"]
+            if [t for t in moved if t not in RESERVED_TAGS]:
+                how["tags"] = [t for t in moved if t not in RESERVED_TAGS]
+            audit.append(conn, "snapshot.created", {"snapshot": snap_id}, reason, how)
+    if not new:
+        return _reuse(store, snap_id, kind, tags, reason, source)
+    return _info(store, snap_id, new=True)
+
+
+def _move_tags(conn: Any, snap_id: str, kind: str, tags: Sequence[str]) -> list[str]:
+    """Point ``latest`` (data) or ``quarantine`` (quarantine) and ``tags`` at ``snap_id``;
+    returns the tags that moved."""
+    auto = "latest" if kind == "data" else "quarantine"
+    moved = []
+    for tag in [auto, *tags]:
+        row = conn.execute("SELECT snapshot_id FROM snapshot_tags WHERE tag = ?", (tag,)).fetchone()
+        if row is None or row[0] != snap_id:
+            _set_tag(conn, tag, snap_id)
+            moved.append(tag)
+    return moved
+
+
+def _reuse(store: Store, snap_id: str, kind: str, tags: Sequence[str], reason: str | None,
+           source: str) -> SnapshotInfo:
+    """Unchanged data: store nothing, move the tags (audited when one moves)."""
+    with store.metadata.transaction() as conn:
+        moved = _move_tags(conn, snap_id, kind, tags)
+        if moved:
+            audit.append(conn, "snapshot.tagged", {"snapshot": snap_id}, reason,
+                         {"tags": moved, "source": source, "unchanged_data": True})
+    return _info(store, snap_id, new=False)
 
 
 def _set_tag(conn: Any, tag: str, snap_id: str) -> None:
@@ -149,6 +337,31 @@ def _set_tag(conn: Any, tag: str, snap_id: str) -> None:
         " ON CONFLICT(tag) DO UPDATE SET snapshot_id = excluded.snapshot_id, updated_at = excluded.updated_at",
         (tag, snap_id, time.time()),
     )
+
+
+def tag_snapshot(store: Store, ref: str, tag: str, reason: str | None = None) -> tuple[str, str | None]:
+    """Point ``tag`` at the snapshot ``ref``; returns ``(snapshot id, previous id or None)``.
+    Audited (``snapshot.tagged``) in the same transaction."""
+    check_tag(tag)
+    snap_id = resolve_snapshot(store, ref)
+    with store.metadata.transaction() as conn:
+        row = conn.execute("SELECT snapshot_id FROM snapshot_tags WHERE tag = ?", (tag,)).fetchone()
+        previous = str(row[0]) if row else None
+        if previous != snap_id:
+            _set_tag(conn, tag, snap_id)
+            audit.append(conn, "snapshot.tagged", {"snapshot": snap_id}, reason, {"tags": [tag], "from": previous})
+    return snap_id, previous
+
+
+def _previous(store: Store, source: str, kind: str) -> str | None:
+    """The newest snapshot of the same source and kind (the default parent)."""
+    with store.metadata.read() as conn:
+        row = conn.execute(
+            "SELECT s.id FROM snapshots s LEFT JOIN snapshot_lineage l ON l.snapshot_id = s.id"
+            " WHERE s.source = ? AND coalesce(l.kind, 'data') = ? ORDER BY s.created_at DESC LIMIT 1",
+            (source, kind),
+        ).fetchone()
+    return str(row[0]) if row else None
 
 
 def _lookup(store: Store, snap_id: str) -> str | None:
@@ -178,18 +391,29 @@ def load_manifest(store: Store, snap_id: str) -> dict[str, Any]:
         row = conn.execute("SELECT manifest_key, manifest_sha256 FROM snapshots WHERE id = ?", (snap_id,)).fetchone()
     if row is None:
         raise NotFound(f"snapshot {snap_id!r} not found")
-    data = store.artifacts.read_bytes(row[0])
+    try:
+        data = store.artifacts.read_bytes(row[0])
+    except NotFound:
+        raise IntegrityError(f"snapshot {snap_id[:12]}: manifest.json is missing") from None
     if hashlib.sha256(data).hexdigest() != row[1]:
         raise IntegrityError(f"snapshot {snap_id[:12]}: manifest.json was changed")
     manifest: dict[str, Any] = json.loads(data)
     return manifest
 
 
+def _tags(store: Store, snap_id: str) -> tuple[str, ...]:
+    with store.metadata.read() as conn:
+        rows = conn.execute("SELECT tag FROM snapshot_tags WHERE snapshot_id = ? ORDER BY tag", (snap_id,)).fetchall()
+    return tuple(str(r[0]) for r in rows)
+
+
 def _info(store: Store, snap_id: str, new: bool) -> SnapshotInfo:
     m = load_manifest(store, snap_id)
     return SnapshotInfo(
         id=snap_id, rows=m["rows"], bytes=m["bytes"], source=m["source"], created_at=m["created_at"],
-        new=new, schema=Schema.from_dict(m["schema"]),
+        new=new, schema=Schema.from_dict(m["schema"]), kind=m.get("kind", "data"), parent=m.get("parent"),
+        sources=tuple(m.get("sources") or [m["source"]]), transform_hash=m.get("transform_hash"),
+        tags=_tags(store, snap_id),
     )
 
 
@@ -197,14 +421,8 @@ def snapshot_info(store: Store, ref: str) -> SnapshotInfo:
     return _info(store, resolve_snapshot(store, ref), new=False)
 
 
-def verify_snapshot(store: Store, ref: str) -> list[str]:
-    """Problems found (empty when every file is present with its recorded sha256)."""
-    snap_id = resolve_snapshot(store, ref)
+def _file_problems(store: Store, snap_id: str, manifest: dict[str, Any]) -> list[str]:
     problems = []
-    try:
-        manifest = load_manifest(store, snap_id)
-    except (IntegrityError, NotFound) as exc:
-        return [str(exc)]
     base = f"snapshots/{snap_id}"
     for f in manifest["files"]:
         key = f"{base}/{f['path']}"
@@ -215,15 +433,33 @@ def verify_snapshot(store: Store, ref: str) -> list[str]:
     return problems
 
 
-def read_snapshot(store: Store, ref: str) -> tuple[SnapshotInfo, pa.Table]:
-    """The snapshot as one Arrow table, after checking every file against the manifest."""
+def verify_snapshot(store: Store, ref: str) -> list[str]:
+    """Problems found (empty when every file is present with its recorded sha256)."""
     snap_id = resolve_snapshot(store, ref)
+    try:
+        manifest = load_manifest(store, snap_id)
+    except (IntegrityError, NotFound) as exc:
+        return [str(exc)]
+    return _file_problems(store, snap_id, manifest)
+
+
+def _verified_manifest(store: Store, snap_id: str) -> dict[str, Any]:
     problems = verify_snapshot(store, snap_id)
     if problems:
         raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: " + "; ".join(problems))
-    manifest = load_manifest(store, snap_id)
+    return load_manifest(store, snap_id)
+
+
+def _data_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    return [f for f in manifest["files"] if f["path"].startswith("data/")]
+
+
+def read_snapshot(store: Store, ref: str) -> tuple[SnapshotInfo, pa.Table]:
+    """The snapshot as one Arrow table, after checking every file against the manifest."""
+    snap_id = resolve_snapshot(store, ref)
+    manifest = _verified_manifest(store, snap_id)
     tables = []
-    for f in manifest["files"]:
+    for f in _data_files(manifest):
         with store.artifacts.fs.open_input_file(store.artifacts.path(f"snapshots/{snap_id}/{f['path']}")) as fh:
             tables.append(pq.read_table(fh))
     table = pa.concat_tables(tables) if tables else pa.table({})
@@ -232,16 +468,48 @@ def read_snapshot(store: Store, ref: str) -> tuple[SnapshotInfo, pa.Table]:
     return _info(store, snap_id, new=False), table
 
 
+def snapshot_dataset(store: Store, ref: str) -> ray.data.Dataset:
+    """The snapshot as a Ray Dataset (files read by Ray workers, in order), after checking every
+    file against the manifest; :class:`IntegrityError` names a changed or lost file."""
+    import ray.data
+
+    snap_id = resolve_snapshot(store, ref)
+    manifest = _verified_manifest(store, snap_id)
+    paths = [store.artifacts.path(f"snapshots/{snap_id}/{f['path']}") for f in _data_files(manifest)]
+    if not paths:
+        return ray.data.from_arrow(pa.table({}))
+    return ray.data.read_parquet(paths, filesystem=store.artifacts.fs)
+
+
+def load_profile(store: Store, ref: str) -> Profile | None:
+    """The snapshot's stored profile (hash-checked), or None for snapshots made before profiles."""
+    snap_id = resolve_snapshot(store, ref)
+    manifest = load_manifest(store, snap_id)
+    entry = next((f for f in manifest["files"] if f["path"] == PROFILE_FILE), None)
+    if entry is None:
+        return None
+    key = f"snapshots/{snap_id}/{PROFILE_FILE}"
+    try:
+        data = store.artifacts.read_bytes(key)
+    except NotFound:
+        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: {PROFILE_FILE}: missing") from None
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: {PROFILE_FILE}: changed (sha256 differs "
+                             "from the manifest)")
+    return Profile.from_dict(json.loads(data))
+
+
 def list_snapshots(store: Store) -> list[dict[str, Any]]:
     with store.metadata.read() as conn:
         rows = conn.execute(
             "SELECT s.id, s.created_at, s.source, s.rows, s.bytes,"
-            " (SELECT group_concat(tag, ',') FROM snapshot_tags t WHERE t.snapshot_id = s.id)"
-            " FROM snapshots s ORDER BY s.created_at"
+            " (SELECT group_concat(tag, ',') FROM snapshot_tags t WHERE t.snapshot_id = s.id),"
+            " coalesce(l.kind, 'data'), l.parent_id"
+            " FROM snapshots s LEFT JOIN snapshot_lineage l ON l.snapshot_id = s.id ORDER BY s.created_at"
         ).fetchall()
     return [
         {"id": r[0], "created_at": r[1], "source": r[2], "rows": r[3], "bytes": r[4],
-         "tags": sorted((r[5] or "").split(",")) if r[5] else []}
+         "tags": sorted((r[5] or "").split(",")) if r[5] else [], "kind": r[6], "parent": r[7]}
         for r in rows
     ]
 
@@ -249,3 +517,18 @@ def list_snapshots(store: Store) -> list[dict[str, Any]]:
 def require_rows(info: SnapshotInfo, minimum: int) -> None:
     if info.rows < minimum:
         raise ValidationError(f"snapshot {info.short} has {info.rows} rows; at least {minimum} are needed")
+
+
+def schema_changes(old: Schema, new: Schema) -> list[str]:
+    """Columns added, removed, or with another type or nullability, from ``old`` to ``new``."""
+    a = {c.name: c for c in old.columns}
+    b = {c.name: c for c in new.columns}
+    out = [f"column {n!r} removed" for n in a if n not in b]
+    out += [f"column {n!r} added ({b[n].type})" for n in b if n not in a]
+    for n in a:
+        if n in b:
+            if a[n].type != b[n].type:
+                out.append(f"column {n!r}: type {a[n].type} -> {b[n].type}")
+            if a[n].nullable != b[n].nullable:
+                out.append(f"column {n!r}: {'now has' if b[n].nullable else 'no longer has'} nulls")
+    return out

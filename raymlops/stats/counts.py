@@ -1,0 +1,62 @@
+"""Fast drift statistics on count vectors, for the streaming monitor's many small tests.
+
+Same definitions as :mod:`raymlops.stats.drift` (which validates its inputs and calls scipy's
+general routines), computed with plain numpy and scipy's special-function ufuncs: microseconds
+per call instead of a millisecond, which matters when a window is tested on every feature of
+every slice. Inputs are trusted: non-negative count vectors of equal length, both non-empty.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+__all__ = ["chi2_counts", "js_counts", "ks_p_value", "psi_counts"]
+
+
+def chi2_counts(ref: npt.ArrayLike, cur: npt.ArrayLike) -> tuple[float, float]:
+    """Pearson chi-square homogeneity test of two count rows (bins empty in both dropped), as
+    :func:`raymlops.stats.drift.chi2_test`: ``(statistic, p)``; ``(0, 1)`` with < 2 bins."""
+    r, c = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+    keep = (r > 0) | (c > 0)
+    if int(keep.sum()) < 2:
+        return 0.0, 1.0
+    r, c = r[keep], c[keep]
+    total_r, total_c = r.sum(), c.sum()
+    col = r + c
+    n = total_r + total_c
+    e_r, e_c = col * (total_r / n), col * (total_c / n)
+    stat = float(np.sum((r - e_r) ** 2 / e_r) + np.sum((c - e_c) ** 2 / e_c))
+    return stat, float(special.chdtrc(r.size - 1, stat))
+
+
+def js_counts(ref: npt.ArrayLike, cur: npt.ArrayLike) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1]) of two count vectors."""
+    p = np.asarray(ref, dtype=np.float64)
+    q = np.asarray(cur, dtype=np.float64)
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
+    return float(math.sqrt(max((kl_p + kl_q) / 2.0, 0.0)))
+
+
+def psi_counts(ref: npt.ArrayLike, cur: npt.ArrayLike, eps: float = 1e-4) -> float:
+    """Population stability index, proportions clipped below at ``eps`` (as ``drift.psi``)."""
+    r, c = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+    p = np.clip(r / r.sum(), eps, None)
+    q = np.clip(c / c.sum(), eps, None)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def ks_p_value(d: float, n: float, m: float) -> float:
+    """Two-sample Kolmogorov-Smirnov p-value of statistic ``d`` for sample sizes ``n`` and ``m``:
+    the Kolmogorov distribution at ``d * (sqrt(en) + 0.12 + 0.11 / sqrt(en))``, ``en = nm/(n+m)``
+    (Stephens' small-sample correction; within about 0.01 of the exact p-value from ~20 rows)."""
+    en = n * m / (n + m)
+    s = math.sqrt(en)
+    return float(min(max(special.kolmogorov(d * (s + 0.12 + 0.11 / s)), 0.0), 1.0))

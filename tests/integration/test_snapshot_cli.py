@@ -1,0 +1,182 @@
+"""`raymlops snapshot create | list | show | verify | diff | tag` with exit codes, and sources on
+S3 whose credentials (given in data.options) end up nowhere raymlops writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pytest
+import yaml
+
+from raymlops import ConfigError, Store, parse_config
+from raymlops.cli import main
+from raymlops.data.snapshot import create_snapshot, load_manifest
+from raymlops.data.sources import open_source
+
+from .conftest import ROOT, free_port
+from .datafns import people_table
+
+pytestmark = pytest.mark.integration
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_snapshot_commands_and_exit_codes(ray_session: None, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(tmp_path / "home")
+    table = people_table(3000)
+    pacsv.write_csv(table, tmp_path / "a.csv")
+    shifted = table.set_column(2, "income", pa.array(table.column("income").to_numpy() * 1.5 + 20))
+    pacsv.write_csv(shifted, tmp_path / "b.csv")
+
+    rc, out, _ = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "a.csv"), "--tag", "train",
+                      "--json", "--home", home)
+    first = json.loads(out.strip().splitlines()[-1])
+    assert rc == 0 and set(first) == {"snapshot", "rows", "new"} and first["rows"] == 3000 and first["new"] is True
+    rc, out, _ = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "a.csv"), "--home", home)
+    assert rc == 0 and "stored nothing new" in out and first["snapshot"] in out
+    rc, out, _ = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "b.csv"), "--json", "--home", home)
+    second = json.loads(out.strip().splitlines()[-1])
+    assert rc == 0 and second["new"] and second["snapshot"] != first["snapshot"]
+
+    rc, out, _ = _run(capsys, "snapshot", "list", "--json", "--home", home)
+    listed = json.loads(out)
+    assert rc == 0 and [s["id"] for s in listed] == [first["snapshot"], second["snapshot"]]
+    assert listed[0]["tags"] == ["train"] and listed[1]["tags"] == ["latest"]
+
+    rc, out, _ = _run(capsys, "snapshot", "show", "train", "--json", "--home", home)
+    shown = json.loads(out)
+    assert rc == 0 and shown["snapshot"] == first["snapshot"] and shown["manifest"]["rows"] == 3000
+    assert [c["name"] for c in shown["manifest"]["schema"]] == ["id", "age", "income", "status"]
+    rc, out, _ = _run(capsys, "snapshot", "show", first["snapshot"][:8], "--home", home)
+    assert rc == 0 and "status" in out and "employed, retired, student" in out
+
+    rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--json", "--home", home)
+    diff = json.loads(out)
+    drifted = diff["report"]["drifted_columns"]
+    assert rc == 0 and drifted == ["income"] and diff["schema_changes"] == [] and not diff["dataset_drift"]
+    rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--home", home)
+    assert rc == 0 and "1 of 4 columns drifted (income)" in out
+    config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    config["data"]["drift"] = {"drift_share": 0.25}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
+    rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--config", str(tmp_path / "p.yaml"),
+                      "--fail-on-drift", "--home", home)
+    assert rc == 1 and "dataset drift: yes" in out
+    rc, out, _ = _run(capsys, "snapshot", "show", "latest", "--json", "--home", home)
+    assert len(json.loads(out)["checks"]) == 2  # one record per (reference, settings)
+
+    rc, out, _ = _run(capsys, "snapshot", "tag", "latest", "candidate", "--json", "--home", home)
+    assert rc == 0 and json.loads(out) == {"snapshot": second["snapshot"], "tag": "candidate", "previous": None}
+
+    store = Store.open(home)
+    part = next(k for k, _ in store.artifacts.list_files(f"snapshots/{first['snapshot']}/data"))
+    path = Path(store.artifacts.path(part))
+    path.write_bytes(path.read_bytes()[:-8] + b"tampered")
+    rc, out, _ = _run(capsys, "snapshot", "verify", "train", "--home", home)
+    assert rc == 1 and f"{Path(part).name}: changed" in out
+    rc, out, _ = _run(capsys, "snapshot", "verify", "latest", "--json", "--home", home)
+    assert rc == 0 and json.loads(out)["ok"] is True
+
+    for argv, message in (
+        (("snapshot", "create", "--source", str(tmp_path / "missing.csv")), "not found"),
+        (("snapshot", "create", "--source", "callable:no_such_module:f"), "cannot import module"),
+        (("snapshot", "create", "--source", str(tmp_path / "a.csv"), "--tag", "latest"), "set by raymlops itself"),
+        (("snapshot", "show", "nope-tag"), "snapshot 'nope-tag' not found"),
+        (("snapshot", "diff", "train", "zzzz"), "not found"),
+        (("snapshot", "tag", "latest", "bad tag"), "expected letters, digits"),
+    ):
+        rc, out, err = _run(capsys, *argv, "--home", home)
+        assert rc == 2 and err.startswith("error: ") and message in err, (argv, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_csv_is_one_line_exit_2(ray_session: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.csv").write_text("a,b\n1,2,3\n4,5\n")
+    rc, out, err = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "bad.csv"), "--home",
+                        str(tmp_path / "h"))
+    assert rc == 2 and err.startswith("error: cannot snapshot ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# -- S3 source with credentials in data.options ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_s3() -> Any:
+    port = free_port()
+    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def test_s3_source_options_and_secrets_never_stored(ray_session: None, tmp_path: Path, moto_s3: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    key_id = "AKIA" + secrets.token_hex(8).upper()
+    secret = secrets.token_hex(20)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("RAYMLOPS_TEST_S3_SECRET", secret)
+    fs = pafs.S3FileSystem(endpoint_override=moto_s3, scheme="http", access_key=key_id, secret_key=secret,
+                           region="us-east-1", allow_bucket_creation=True)
+    fs.create_dir("raw")
+    table = people_table(400)
+    with fs.open_output_stream("raw/people.csv") as f:
+        pacsv.write_csv(table, f)
+
+    config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    config["data"] = {"source": "s3://raw/people.csv", "target": "status",
+                      "options": {"endpoint_override": moto_s3, "scheme": "http", "region": "us-east-1",
+                                  "access_key": key_id,  # literal in the config ...
+                                  "secret_key": "${RAYMLOPS_TEST_S3_SECRET}"}}  # ... or from the environment
+    cfg = parse_config(config, "s3.yaml")
+    store = Store.open(tmp_path / "home")
+    snap = create_snapshot(store, open_source(cfg.data), cfg.data.source, reason="s3 test")
+    assert snap.rows == 400 and load_manifest(store, snap.id)["source"] == "s3://raw/people.csv"
+    record = json.dumps(cfg.model_dump(mode="json"))  # what a run record keeps of the config
+    assert key_id not in record and secret not in record and moto_s3 in record
+
+    with pytest.raises(ConfigError) as info:  # errors name the source, never the secret
+        open_source(cfg.data.model_copy(update={"source": "s3://raw/missing.csv"}))
+    assert "s3://raw/missing.csv" in str(info.value) and secret not in str(info.value)
+
+    for path in (tmp_path / "home").rglob("*"):  # metadata.db and its WAL, manifests, profiles, parquet
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret.encode() not in data and key_id.encode() not in data, path
+    np.testing.assert_array_equal(
+        pacsv.read_csv(fs.open_input_stream("raw/people.csv")).column("age").to_numpy(), table.column("age").to_numpy())

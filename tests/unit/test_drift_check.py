@@ -1,0 +1,147 @@
+"""Statistical validation from profiles (raymlops.stats.check) against scipy on known
+distributions: binned KS and Wasserstein agree with the exact ones; no drift gives no alert at
+the corrected level; a shifted mean does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy import stats
+
+from raymlops.exceptions import ValidationError
+from raymlops.stats.check import DriftReport, DriftSettings, check, psi_band
+from raymlops.stats.drift import ks_binned, ks_pvalue, wasserstein_binned
+from raymlops.stats.profile import profile_table
+
+P_VALUE_TESTS = DriftSettings(numeric_test="ks", categorical_test="chi2")
+
+
+def _frame(rng: np.random.Generator, n: int, shift: float = 0.0, columns: int = 10) -> pa.Table:
+    cols = {f"x{i}": rng.normal(shift if i == 0 else 0.0, 1.0 + 0.1 * i, n) for i in range(columns)}
+    return pa.table(cols)
+
+
+@pytest.mark.parametrize(("n", "m", "shift"), [(200_000, 50_000, 0.0), (200_000, 50_000, 0.03),
+                                               (3_000, 800, 0.0), (3_000, 800, 0.25)])
+def test_binned_ks_and_wasserstein_agree_with_scipy(n: int, m: int, shift: float) -> None:
+    rng = np.random.default_rng(int(n + m + shift * 100))
+    a, b = rng.normal(size=n), rng.normal(shift, 1.0, m)
+    ref = profile_table(pa.table({"x": a}))
+    cur = profile_table(pa.table({"x": b}), reference=ref)
+    r, c = ref.column("x"), cur.column("x")
+    d, p = ks_binned(r.counts, c.ref_counts)
+    exact = stats.ks_2samp(a, b)
+    assert d <= exact.statistic + 1e-12  # a lower bound, exact at the bin edges ...
+    assert exact.statistic - d < 0.004  # ... short by at most about one fine bin
+    assert abs(np.log10(max(p, 1e-300)) - np.log10(max(exact.pvalue, 1e-300))) < 0.5 or abs(p - exact.pvalue) < 0.05
+    assert (p < 0.05) == (exact.pvalue < 0.05)
+    w = wasserstein_binned(r.edges, r.counts, c.ref_counts, min(r.min, c.min), max(r.max, c.max), r.std)
+    assert w == pytest.approx(stats.wasserstein_distance(a, b) / a.std(), rel=0.05, abs=0.002)
+
+
+def test_ks_pvalue_is_scipys() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=400), rng.normal(0.2, 1.0, 300)
+    exact = stats.ks_2samp(a, b)  # both small: scipy's exact method
+    assert ks_pvalue(exact.statistic, 400, 300) == pytest.approx(exact.pvalue, rel=1e-9)
+    a, b = rng.normal(size=20_000), rng.normal(0.02, 1.0, 15_000)
+    exact = stats.ks_2samp(a, b)  # large: Smirnov's asymptotic distribution
+    assert ks_pvalue(exact.statistic, 20_000, 15_000) == pytest.approx(exact.pvalue, rel=1e-9)
+
+
+def test_no_drift_gives_no_alert_at_the_corrected_level() -> None:
+    rng = np.random.default_rng(11)
+    ref = profile_table(_frame(rng, 50_000))
+    alerts = 0
+    for _trial in range(5):
+        cur = profile_table(_frame(rng, 20_000), reference=ref)
+        report = check(cur, ref, P_VALUE_TESTS)
+        assert [c.test for c in report.columns] == ["ks"] * 10
+        assert all(c.p_adjusted == pytest.approx(min(c.p_value * 10, 1.0)) for c in report.columns)  # Bonferroni
+        alerts += len(report.drifted_columns)
+        assert not report.dataset_drift
+    assert alerts <= 1  # family-wise error rate 5 % per check
+
+
+def test_shifted_mean_alerts_on_that_column_only() -> None:
+    rng = np.random.default_rng(12)
+    ref = profile_table(_frame(rng, 50_000))
+    cur = profile_table(_frame(rng, 20_000, shift=0.1), reference=ref)
+    report = check(cur, ref, P_VALUE_TESTS)
+    assert report.drifted_columns == ["x0"]
+    x0 = report.columns[0]
+    assert x0.p_adjusted < 1e-6 and not x0.approximate
+    assert report.share == pytest.approx(0.1) and not report.dataset_drift
+    # large data, default settings (auto): Wasserstein >= 0.1 of the reference std decides
+    auto = check(profile_table(_frame(rng, 20_000, shift=0.5), reference=ref), ref)
+    assert [c.test for c in auto.columns] == ["wasserstein"] * 10 and auto.drifted_columns == ["x0"]
+    assert auto.columns[0].scores["wasserstein_normed"] == pytest.approx(0.5, abs=0.05)
+    assert auto.columns[0].scores["psi_band"] == "significant"
+    small = check(profile_table(_frame(rng, 500, shift=0.5), reference=ref), ref)
+    assert small.columns[0].test == "ks" and small.drifted_columns == ["x0"]  # small window: p-value test
+
+
+def test_bh_is_less_strict_than_bonferroni() -> None:
+    rng = np.random.default_rng(5)
+    ref = profile_table(_frame(rng, 20_000, columns=6))
+    cur_table = pa.table({f"x{i}": rng.normal(0.035 if i < 3 else 0.0, 1.0 + 0.1 * i, 20_000) for i in range(6)})
+    cur = profile_table(cur_table, reference=ref)
+    bonf = check(cur, ref, P_VALUE_TESTS)
+    bh = check(cur, ref, DriftSettings(numeric_test="ks", correction="bh"))
+    assert set(bonf.drifted_columns) <= set(bh.drifted_columns)
+    assert all(b.p_adjusted <= f.p_adjusted + 1e-15 for b, f in zip(bh.columns, bonf.columns, strict=True))
+
+
+def test_categorical_tests_agree_with_scipy() -> None:
+    rng = np.random.default_rng(2)
+    a = rng.choice(["a", "b", "c"], 5000, p=[0.5, 0.3, 0.2])
+    b = rng.choice(["a", "b", "c", "d"], 4000, p=[0.4, 0.3, 0.2, 0.1])
+    ref, cur = profile_table(pa.table({"s": a})), profile_table(pa.table({"s": b}))
+    col = check(cur, ref, P_VALUE_TESTS).columns[0]
+    table = np.array([[np.sum(a == k) for k in "abcd"], [np.sum(b == k) for k in "abcd"]])
+    exact = stats.chi2_contingency(table, correction=False)
+    assert col.kind == "categorical" and col.test == "chi2" and col.drifted
+    assert col.scores["chi2_statistic"] == pytest.approx(exact.statistic)
+    assert col.scores["chi2_p_value"] == pytest.approx(exact.pvalue, rel=1e-6, abs=1e-300)
+    assert col.scores["new_categories"] == ["d"]
+    same = check(profile_table(pa.table({"s": rng.choice(["a", "b", "c"], 4000, p=[0.5, 0.3, 0.2])})), ref)
+    assert same.columns[0].test == "jensenshannon" and not same.columns[0].drifted
+
+
+def test_approximate_when_not_counted_on_the_reference_bins() -> None:
+    rng = np.random.default_rng(9)
+    ref = profile_table(pa.table({"x": rng.normal(size=30_000)}))
+    cur = profile_table(pa.table({"x": rng.normal(0.3, 1.0, 30_000)}))  # no reference given
+    col = check(cur, ref).columns[0]
+    assert col.approximate and col.drifted
+    assert col.scores["wasserstein_normed"] == pytest.approx(0.3, abs=0.03)
+
+
+def test_schema_changes_missing_values_and_round_trip() -> None:
+    ref = profile_table(pa.table({"a": [1.0, 2.0, 3.0] * 100, "gone": [1] * 300, "t": ["x"] * 300}))
+    cur = profile_table(pa.table({"a": pa.array([None] * 300, pa.float64()), "new": [1] * 300, "t": ["y"] * 300}))
+    report = check(cur, ref)
+    assert "column 'gone' is missing" in report.schema_changes and "column 'new' is new" in report.schema_changes
+    a = next(c for c in report.columns if c.column == "a")
+    assert a.test is None and "no finite values on the current side" in (a.note or "")
+    back = DriftReport.from_dict(report.to_dict())
+    assert back.to_dict() == report.to_dict()
+    assert psi_band(0.05) == "stable" and psi_band(0.15) == "moderate" and psi_band(0.3) == "significant"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"numeric_test": "t-test"}, "numeric_test"), ({"correction": "holm"}, "correction"),
+    ({"alpha": 1.5}, "alpha"), ({"drift_share": 0}, "drift_share"), ({"psi": 0}, "psi threshold")])
+def test_settings_are_checked(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        DriftSettings(**kwargs)
+
+
+def test_columns_setting_limits_the_check() -> None:
+    rng = np.random.default_rng(1)
+    ref = profile_table(_frame(rng, 2000, columns=3))
+    report = check(profile_table(_frame(rng, 2000, columns=3)), ref, DriftSettings(columns=("x1",)))
+    assert [c.column for c in report.columns] == ["x1"]
+    with pytest.raises(ValidationError, match="'zz' is in neither profile"):
+        check(ref, ref, DriftSettings(columns=("zz",)))
