@@ -1,44 +1,142 @@
-"""Search spaces from config and estimators from import paths (pure: no Ray)."""
+"""Search spaces from config and estimators from import paths (pure: no Ray).
+
+A candidate's ``params`` map each parameter to a fixed value or a search space (see
+:class:`raymlops.config.Candidate`). :func:`expand` turns the candidates into the concrete list of
+trials Ray Tune runs: the cartesian product of every grid (a list, ``{grid: [...]}`` or
+``{choice: [...]}`` — a choice is searched exhaustively, like a grid), and for a candidate with
+sampled parameters (``uniform``, ``loguniform``, ``randint``) ``num_samples`` draws per grid
+point from a generator seeded by ``(seed, candidate index)``. The same candidates, ``num_samples``
+and seed give the same trials in the same order, and adding a candidate leaves the others' draws
+unchanged.
+"""
 
 from __future__ import annotations
 
 import importlib
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from raymlops.config import Candidate
 from raymlops.exceptions import ConfigError
 
+_SAMPLED = ("uniform", "loguniform", "randint")
 
-def import_estimator(path: str) -> type:
+
+def import_estimator(path: str) -> Callable[..., Any]:
+    """The estimator class (or a function returning an estimator or Pipeline) at ``path``."""
     module_name, _, attr = path.rpartition(".")
     try:
         module = importlib.import_module(module_name)
-        cls = getattr(module, attr)
+        target = getattr(module, attr)
     except (ImportError, AttributeError):
         raise ConfigError(f"train.candidates: estimator {path!r} cannot be imported") from None
-    if not hasattr(cls, "fit"):
-        raise ConfigError(f"train.candidates: {path!r} is not an estimator (it has no fit method)")
-    return cls
+    if isinstance(target, type):
+        if not hasattr(target, "fit"):
+            raise ConfigError(f"train.candidates: {path!r} is not an estimator (it has no fit method)")
+    elif not callable(target):
+        raise ConfigError(f"train.candidates: {path!r} is neither an estimator class nor a function returning one")
+    return target
 
 
-def expand(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
-    """Every trial as ``{"candidate": i, "estimator": path, "scale": bool, "params": {...}}``:
-    the cartesian product of each candidate's list-valued parameters."""
+def instantiate(path: str, params: dict[str, Any]) -> Any:
+    """An estimator from a class (``cls(**params)``) or a factory (``factory().set_params(**params)``,
+    so parameters of a Pipeline's steps take sklearn's ``step__param`` names)."""
+    target = import_estimator(path)
+    if isinstance(target, type):
+        return target(**params)
+    est = target()
+    if not hasattr(est, "fit") or not hasattr(est, "set_params"):
+        raise ConfigError(f"train.candidates: {path!r} returned {type(est).__name__}, not an estimator")
+    return est.set_params(**params) if params else est
+
+
+def _grid_values(value: Any) -> list[Any] | None:
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        kind, arg = next(iter(value.items()))
+        if kind in ("grid", "choice"):
+            return list(arg)
+    return None
+
+
+def _sampled(value: Any) -> tuple[str, Any] | None:
+    if isinstance(value, dict) and len(value) == 1:
+        kind, arg = next(iter(value.items()))
+        if kind in _SAMPLED:
+            return kind, arg
+    return None
+
+
+def _fixed(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) == "fixed":
+        return value["fixed"]
+    return value
+
+
+def sample(kind: str, arg: Sequence[float], rng: np.random.Generator) -> float | int:
+    """One draw of ``uniform`` / ``loguniform`` / ``randint`` ``[low, high]`` (high excluded for randint)."""
+    low, high = arg
+    if kind == "uniform":
+        return float(rng.uniform(low, high))
+    if kind == "loguniform":
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    if kind == "randint":
+        return int(rng.integers(int(low), int(high)))
+    raise ValueError(f"unknown distribution {kind!r}")
+
+
+def expand(candidates: Sequence[Candidate], num_samples: int = 1, seed: int = 0) -> list[dict[str, Any]]:
+    """Every trial as ``{"candidate": i, "estimator": path, "scale": bool, "params": {...}}`` (plus
+    ``"incremental"`` when the candidate sets it), in a deterministic order."""
     trials = []
     for i, cand in enumerate(candidates):
-        cls = import_estimator(cand.estimator)
         keys = sorted(cand.params)
-        grids = [cand.params[k] if isinstance(cand.params[k], list) else [cand.params[k]] for k in keys]
-        for values in itertools.product(*grids):
-            params = dict(zip(keys, values, strict=True))
-            try:
-                cls(**params)
-            except TypeError as exc:
-                raise ConfigError(f"train.candidates[{i}].params: {cand.estimator} rejects {params}: {exc}") from None
-            trials.append({"candidate": i, "estimator": cand.estimator, "scale": cand.scale, "params": params})
+        grid_keys = [k for k in keys if _grid_values(cand.params[k]) is not None]
+        sampled = {k: s for k in keys if (s := _sampled(cand.params[k])) is not None}
+        fixed = {k: _fixed(cand.params[k]) for k in keys if k not in sampled and k not in grid_keys}
+        rng = np.random.default_rng([seed, i]) if seed >= 0 else np.random.default_rng([-seed, i, 1])
+        grids = [_grid_values(cand.params[k]) or [] for k in grid_keys]
+        draws = num_samples if sampled else 1
+        for _ in range(draws):
+            for values in itertools.product(*grids):
+                params = dict(fixed)
+                params.update(zip(grid_keys, values, strict=True))
+                params.update({k: sample(kind, arg, rng) for k, (kind, arg) in sampled.items()})
+                params = {k: params[k] for k in keys}
+                try:
+                    instantiate(cand.estimator, params)
+                except (TypeError, ValueError) as exc:
+                    if isinstance(exc, ConfigError):
+                        raise
+                    raise ConfigError(
+                        f"train.candidates[{i}].params: {cand.estimator} rejects {params}: {exc}"
+                    ) from None
+                trial: dict[str, Any] = {"candidate": i, "estimator": cand.estimator, "scale": cand.scale,
+                                         "params": params}
+                if cand.incremental is not None:
+                    trial["incremental"] = cand.incremental
+                trials.append(trial)
     return trials
+
+
+def _seed_everything(est: Any, params: dict[str, Any], seed: int) -> None:
+    """Set every unset ``random_state`` (also a Pipeline step's ``step__random_state``) to ``seed``."""
+    try:
+        current = est.get_params(deep=True)
+    except Exception:  # an estimator whose get_params cannot recurse
+        current = est.get_params(deep=False)
+    updates = {
+        k: seed
+        for k, v in current.items()
+        if (k == "random_state" or k.endswith("__random_state")) and k not in params and v is None
+    }
+    if updates:
+        est.set_params(**updates)
 
 
 def build_estimator(trial: dict[str, Any], seed: int) -> Any:
@@ -46,9 +144,27 @@ def build_estimator(trial: dict[str, Any], seed: int) -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    cls = import_estimator(trial["estimator"])
     params = dict(trial["params"])
-    est = cls(**params)
-    if "random_state" in est.get_params() and "random_state" not in params:
-        est.set_params(random_state=seed)
+    est = instantiate(trial["estimator"], params)
+    _seed_everything(est, params, seed)
     return make_pipeline(StandardScaler(), est) if trial.get("scale") else est
+
+
+def check_trials(trials: Sequence[dict[str, Any]], task: str, metric: str) -> None:
+    """Refuse, before any trial runs, an estimator of the wrong kind for ``task`` or one that cannot
+    produce ``metric`` (roc_auc and log_loss need ``predict_proba``)."""
+    from sklearn.base import is_classifier, is_regressor
+
+    for trial in trials:
+        est = build_estimator(trial, seed=0)
+        where = f"train.candidates[{trial['candidate']}]"
+        name = type(est[-1] if hasattr(est, "steps") else est).__name__
+        if task == "classification" and is_regressor(est):
+            raise ConfigError(f"{where}.estimator: {name} is a regressor, but train.task is classification")
+        if task == "regression" and is_classifier(est):
+            raise ConfigError(f"{where}.estimator: {name} is a classifier, but train.task is regression")
+        if metric in ("roc_auc", "log_loss") and not hasattr(est, "predict_proba"):
+            raise ConfigError(
+                f"{where}: {name} with {trial['params']} has no predict_proba, which metric {metric!r} needs"
+                " (e.g. loss: log_loss for SGDClassifier), or choose another train.metric"
+            )

@@ -1,4 +1,17 @@
-"""Ray Tune adapter: one trial per candidate configuration, data shared via the object store."""
+"""Ray Tune adapter: one trial per candidate configuration, data shared via the object store.
+
+The arrays go into the object store once (``tune.with_parameters``) and every trial reads them
+from there. Each trial runs :func:`raymlops.train.objective.run_trial`, reporting every epoch of an
+incremental learner (so ASHA can stop it) or once for the others. A trial that raises is retried
+``max_failures`` times from its first epoch. The :class:`TuneSummary` records every trial's
+config, final metrics, epochs, time, node, retries and error, and the best trial, chosen by the
+metric with ties going to the earlier trial in the search order (so the choice is deterministic).
+
+Determinism: trials are seeded (split, folds, estimator) and their order is fixed, so with the
+FIFO scheduler the same inputs give the same trials, metrics and best trial. ASHA decides from
+the order in which results arrive, so with more than one concurrent trial which weak trials it
+stops may vary between runs (the best trial is only affected if it was weak at an early rung).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +20,17 @@ import io
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from raymlops.data.split import holdout_mask
+from raymlops.config import SchedulerConfig
 from raymlops.exceptions import StepFailed
-from raymlops.train.evaluate import classification_metrics
-from raymlops.train.search import build_estimator
+from raymlops.train.objective import TrialSettings, run_trial
+
+#: metrics a trial reports besides the task's metrics
+_BOOKKEEPING = ("epoch", "epochs_planned", "fit_seconds")
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,16 @@ class TrialRecord:
     metric: float | None
     seconds: float
     error: str | None
+    node_id: str | None = None  # the Ray node the trial ran on (multi-node runs)
+    #: epochs trained (1 for a plain fit) and epochs it would have trained to the end
+    epochs: int = 0
+    epochs_planned: int = 0
+    #: stopped by the scheduler (ASHA) before its last epoch
+    stopped_early: bool = False
+    #: times the trial failed and was restarted
+    failures: int = 0
+    #: every validation metric at its last epoch
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -34,11 +59,15 @@ class TuneSummary:
     trials: tuple[TrialRecord, ...]
     best: TrialRecord
     seconds: float
+    strategy: str = "tune"
+    scheduler: str = "fifo"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
             "mode": self.mode,
+            "strategy": self.strategy,
+            "scheduler": self.scheduler,
             "seconds": self.seconds,
             "best": self.best.__dict__,
             "trials": [t.__dict__ for t in self.trials],
@@ -46,16 +75,21 @@ class TuneSummary:
 
 
 def _trial(config: dict[str, Any], X: np.ndarray | None = None, y: np.ndarray | None = None) -> None:
+    import ray
     from ray import tune
 
     assert X is not None and y is not None
-    start = time.perf_counter()
-    val = holdout_mask(len(y), config["validation_fraction"], config["seed"] + 1)
-    model = build_estimator(config["trial"], config["seed"])
-    model.fit(X[~val], y[~val])
-    scores = classification_metrics(model, X[val], y[val])
-    scores["fit_seconds"] = time.perf_counter() - start
-    tune.report({k: v for k, v in scores.items() if k != "rows"})
+    node_id = ray.get_runtime_context().get_node_id()
+    for report in run_trial(config["trial"], X, y, TrialSettings(**config["settings"])):
+        tune.report({**report, "node_id": node_id})
+
+
+def _failures(grid: Any) -> dict[str, int]:
+    """Restarts per trial id (Tune keeps them on its Trial objects, not on the results)."""
+    try:
+        return {str(t.trial_id): int(t.num_failures) for t in grid._experiment_analysis.trials}
+    except AttributeError:  # a Tune without these internals: report no retries rather than fail
+        return {}
 
 
 def run_search(
@@ -71,54 +105,114 @@ def run_search(
     cpus_per_trial: float,
     storage_path: str,
     name: str,
+    task: str = "classification",
+    cv_folds: int | None = None,
+    epochs: int = 10,
+    scheduler: SchedulerConfig | None = None,
+    max_failures: int = 1,
 ) -> TuneSummary:
     """Run every trial with Ray Tune; the arrays travel once through the object store."""
     from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     logging.getLogger("ray.train").setLevel(logging.CRITICAL)
+    scheduler = scheduler or SchedulerConfig()
+    max_t = scheduler.max_t or epochs
+    sched: Any = FIFOScheduler()
+    if scheduler.type == "asha":
+        sched = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_t,
+            grace_period=min(scheduler.grace_period, max_t),
+            reduction_factor=scheduler.reduction_factor,
+        )
+    settings = TrialSettings(
+        task=task, metric=metric, seed=seed, epochs=max_t, validation_fraction=validation_fraction, cv_folds=cv_folds,
+        grow=scheduler.type == "asha",
+    )
     trainable = tune.with_resources(tune.with_parameters(_trial, X=X, y=y), {"cpu": cpus_per_trial})
     tuner = tune.Tuner(
         trainable,
-        param_space={
-            "trial": tune.grid_search(trials),
-            "seed": seed,
-            "validation_fraction": validation_fraction,
-        },
-        tune_config=tune.TuneConfig(metric=metric, mode=mode, max_concurrent_trials=max_concurrent),
+        param_space={"trial": tune.grid_search(trials), "settings": settings.__dict__},
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            max_concurrent_trials=max_concurrent,
+            scheduler=sched,
+            search_alg=BasicVariantGenerator(random_state=seed),
+            # every trial has the same resources: reuse the trial actors instead of starting a
+            # process per trial (measured 10x faster for 16 tiny trials on 2 CPUs)
+            reuse_actors=True,
+        ),
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_path,
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=1),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
         ),
     )
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         grid = tuner.fit()
     seconds = time.perf_counter() - t0
+    failures = _failures(grid)
     records = []
     for i in range(len(grid)):
         result = grid[i]
         m = result.metrics or {}
+        trial_id = str(m.get("trial_id", result.path.rsplit("/", 1)[-1]))
+        done, planned = int(m.get("epoch", 0)), int(m.get("epochs_planned", 0))
+        error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
         records.append(
             TrialRecord(
-                trial_id=str(m.get("trial_id", result.path.rsplit("/", 1)[-1])),
+                trial_id=trial_id,
                 config=result.config["trial"] if result.config else {},
-                metric=float(m[metric]) if metric in m else None,
+                metric=float(m[metric]) if metric in m and error is None else None,
                 seconds=float(m.get("time_total_s", 0.0)),
-                error=None if result.error is None else f"{type(result.error).__name__}: {result.error}",
+                error=error,
+                node_id=str(m["node_id"]) if m.get("node_id") else None,
+                epochs=done,
+                epochs_planned=planned,
+                stopped_early=error is None and 0 < done < planned,
+                failures=failures.get(trial_id, 0),
+                metrics={k: float(v) for k, v in m.items()
+                         if k in _TASK_METRICS and isinstance(v, int | float) and not isinstance(v, bool)},
             )
         )
-    ok = [r for r in records if r.metric is not None]
+    return summarize(records, trials, metric=metric, mode=mode, seconds=seconds, scheduler=scheduler.type)
+
+
+_TASK_METRICS = frozenset({"accuracy", "f1", "log_loss", "precision", "recall", "roc_auc", "mae", "r2", "rmse"})
+
+
+def _position(config: dict[str, Any], trials: list[dict[str, Any]]) -> int:
+    try:
+        return trials.index(config)
+    except ValueError:
+        return len(trials)
+
+
+def summarize(
+    records: list[TrialRecord],
+    trials: list[dict[str, Any]],
+    *,
+    metric: str,
+    mode: str,
+    seconds: float,
+    scheduler: str = "fifo",
+    strategy: str = "tune",
+) -> TuneSummary:
+    """The summary of ``records``: in search order, with the best trial (ties: the earlier one)."""
+    ok = [r for r in records if r.metric is not None and not np.isnan(r.metric)]
     if not ok:
         first = next((r.error for r in records if r.error), "no trial reported a metric")
         raise StepFailed("train", f"every trial failed; first error: {first}")
-    # ties break on the trial's position in the grid, so the choice is deterministic
-    order = {id(r): i for i, r in enumerate(records)}
     sign = -1.0 if mode == "max" else 1.0
-    best = min(ok, key=lambda r: (sign * float(r.metric or 0.0), order[id(r)]))
-    records.sort(key=lambda r: (r.config.get("candidate", 0), str(r.config.get("params"))))
-    return TuneSummary(metric=metric, mode=mode, trials=tuple(records), best=best, seconds=seconds)
+    best = min(ok, key=lambda r: (sign * float(r.metric or 0.0), _position(r.config, trials), r.trial_id))
+    ordered = sorted(records, key=lambda r: (_position(r.config, trials), r.trial_id))
+    return TuneSummary(metric=metric, mode=mode, trials=tuple(ordered), best=best, seconds=seconds,
+                       strategy=strategy, scheduler=scheduler)

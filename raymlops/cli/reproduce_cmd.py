@@ -1,0 +1,33 @@
+"""``raymlops reproduce REF [--seed N] [--json]``: exit 0 when identical, 1 with what changed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from raymlops.cli.common import add_command, print_json
+
+
+def register(sub: Any) -> None:
+    rep = add_command(sub, "reproduce", help="re-train a model version from its recorded data, config and seeds")
+    rep.add_argument("ref", help="name:vN or name@alias")
+    rep.add_argument("--seed", type=int, help="override the recorded seed (to see what it changes)")
+    rep.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from raymlops.registry.reproduce import reproduce
+    from raymlops.store.home import Store
+
+    report = reproduce(Store.open(args.home), args.ref, seed=args.seed,
+                       progress=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        verdict = "identical" if report.identical else "NOT identical"
+        print(f"{report.model}: {verdict} (holdout predictions equal: {report.predictions_equal},"
+              f" artifact hash equal: {report.artifact_hash_equal})")
+        for line in report.differences:
+            print(f"  - {line}")
+    return 0 if report.identical else 1

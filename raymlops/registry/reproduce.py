@@ -1,0 +1,130 @@
+"""Re-train a registered model from its recorded snapshot, config and seeds, and compare.
+
+A version is reproduced when the new model's holdout predictions equal the registered one's.
+The artifact hash is compared too (equal when the estimator and its serialisation are
+deterministic). When they differ, the report says what changed: code, packages, data, the
+chosen trial, predictions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from raymlops.config import PipelineConfig, parse_config
+from raymlops.exceptions import ValidationError
+from raymlops.registry.lineage import code_version, package_versions
+from raymlops.registry.registry import get_model, load_model
+from raymlops.store.home import Store
+
+
+@dataclass
+class ReproduceReport:
+    model: str
+    identical: bool = False
+    predictions_equal: bool = False
+    max_probability_diff: float | None = None
+    artifact_hash_equal: bool = False
+    differences: list[str] = field(default_factory=list)
+    recorded: dict[str, Any] = field(default_factory=dict)
+    reproduced: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _env_differences(lineage: dict[str, Any]) -> list[str]:
+    out = []
+    recorded_code = lineage.get("code", {})
+    now_code = code_version()
+    if recorded_code != now_code:
+        out.append(f"code: recorded {_code_text(recorded_code)}, now {_code_text(now_code)}")
+    recorded_pkgs = lineage.get("packages", {})
+    now_pkgs = package_versions()
+    for name in sorted(set(recorded_pkgs) | set(now_pkgs)):
+        if recorded_pkgs.get(name) != now_pkgs.get(name):
+            out.append(f"package {name}: recorded {recorded_pkgs.get(name)}, now {now_pkgs.get(name)}")
+    return out
+
+
+def _code_text(code: dict[str, Any]) -> str:
+    if "git_commit" in code:
+        return f"git {str(code['git_commit'])[:12]}" + (f"+dirty {code.get('dirty_hash')}" if code.get("dirty") else "")
+    return f"package {code.get('package_version')}"
+
+
+def recorded_config(lineage: dict[str, Any], model_id: str) -> PipelineConfig:
+    data = lineage.get("config")
+    if not isinstance(data, dict):
+        raise ValidationError(f"{model_id} was registered without its config; it cannot be reproduced")
+    return parse_config(data, f"{model_id} (recorded config)")
+
+
+def reproduce(
+    store: Store,
+    ref: str,
+    *,
+    seed: int | None = None,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> ReproduceReport:
+    """Re-train ``ref`` as recorded (``seed`` overrides the recorded seed, to see what it changes)."""
+    from raymlops.data.snapshot import verify_snapshot
+    from raymlops.pipeline.ray_env import ensure_ray
+    from raymlops.train.prepare import split_snapshot
+    from raymlops.train.trainer import fit
+
+    t0 = time.perf_counter()
+    version = get_model(store, ref)
+    lineage = version.record.get("lineage", {})
+    config = recorded_config(lineage, version.id)
+    if seed is not None:
+        config = config.model_copy(update={"seed": seed})
+    report = ReproduceReport(model=version.id)
+    report.differences = _env_differences(lineage)
+    if seed is not None and seed != lineage.get("seed"):
+        report.differences.append(f"seed: recorded {lineage.get('seed')}, now {seed}")
+    report.recorded = {"snapshot": version.snapshot_id, "seed": lineage.get("seed"),
+                       "best": version.record.get("tune", {}).get("best", {}).get("config"),
+                       "artifact_sha256": version.artifact_sha256}
+    problems = verify_snapshot(store, version.snapshot_id)
+    if problems:
+        report.differences.append(f"data: snapshot {version.snapshot_id[:12]} changed: " + "; ".join(problems))
+        report.seconds = time.perf_counter() - t0
+        return report
+    features = [f["name"] for f in version.signature["inputs"]]
+    progress(f"reading snapshot {version.snapshot_id[:12]} ({len(features)} features)")
+    X_train, y_train, X_hold, _ = split_snapshot(store, version.snapshot_id, features, config)
+    ensure_ray()
+    progress(f"re-training {version.id} with seed {config.seed}")
+    model, summary = fit(config.train, X_train, y_train, seed=config.seed, storage_path=str(store.home / "tune"),
+                         name=f"reproduce-{version.name}-v{version.version}-{int(time.time())}")
+    registered = load_model(store, version)
+    new_pred, old_pred = np.asarray(model.predict(X_hold)), np.asarray(registered.predict(X_hold))
+    report.predictions_equal = bool(np.array_equal(new_pred, old_pred))
+    if hasattr(model, "predict_proba") and hasattr(registered, "predict_proba"):
+        diff = np.abs(np.asarray(model.predict_proba(X_hold)) - np.asarray(registered.predict_proba(X_hold)))
+        report.max_probability_diff = float(diff.max()) if diff.size else 0.0
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    new_sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    report.artifact_hash_equal = new_sha == version.artifact_sha256
+    report.reproduced = {"seed": config.seed, "best": summary.best.config, "artifact_sha256": new_sha}
+    if summary.best.config != report.recorded["best"]:
+        report.differences.append(f"chosen trial: recorded {report.recorded['best']}, now {summary.best.config}")
+    if not report.predictions_equal:
+        n = int(np.sum(new_pred != old_pred))
+        report.differences.append(f"predictions: {n} of {len(old_pred)} holdout rows differ")
+    elif report.max_probability_diff:
+        report.differences.append(f"probabilities differ by up to {report.max_probability_diff:.3g}")
+    report.identical = report.predictions_equal and not report.max_probability_diff
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -1,0 +1,84 @@
+"""What one trial does, without Ray: split, train epoch by epoch, score (pure: no Ray).
+
+Validation is a seeded holdout of ``validation_fraction`` of the rows (the hash split of
+:mod:`raymlops.data.split`, seed ``seed + 1``) or, with ``cv_folds``, k-fold (stratified for
+classification when every class has at least ``cv_folds`` rows; shuffled with ``seed``). With k
+folds the trial trains one model per fold in lockstep and each epoch's metrics are the mean over
+the folds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from raymlops.data.split import holdout_mask
+from raymlops.train.evaluate import task_metrics
+from raymlops.train.incremental import plan_for, train_epochs
+from raymlops.train.search import build_estimator
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """The settings every trial of a run shares."""
+
+    task: str
+    metric: str
+    seed: int
+    epochs: int
+    validation_fraction: float
+    cv_folds: int | None = None
+    #: grow warm-start learners epoch by epoch (only worth it when a scheduler may stop trials early)
+    grow: bool = True
+
+
+def validation_folds(
+    y: np.ndarray, task: str, seed: int, validation_fraction: float, cv_folds: int | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(train_rows, validation_rows)`` index pairs: one for a holdout, ``cv_folds`` for k-fold."""
+    n = len(y)
+    if not cv_folds:
+        val = holdout_mask(n, validation_fraction, seed + 1)
+        if val.all() or not val.any():
+            raise ValueError(f"train.validation_fraction {validation_fraction} leaves no training or validation rows")
+        return [(np.flatnonzero(~val), np.flatnonzero(val))]
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if n < cv_folds:
+        raise ValueError(f"train.cv_folds {cv_folds} needs at least as many rows, found {n}")
+    splitter: Any = KFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    if task == "classification":
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= cv_folds:
+            splitter = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    return [(tr, va) for tr, va in splitter.split(np.zeros(n), y)]
+
+
+def run_trial(
+    trial: dict[str, Any], X: np.ndarray, y: np.ndarray, settings: TrialSettings
+) -> Iterator[dict[str, float]]:
+    """Train ``trial`` and yield its metrics after each epoch: the task's metrics (mean over folds),
+    ``epoch``, ``epochs_planned`` and ``fit_seconds`` (so far)."""
+    start = time.perf_counter()
+    folds = validation_folds(y, settings.task, settings.seed, settings.validation_fraction, settings.cv_folds)
+    models = [build_estimator(trial, settings.seed) for _ in folds]
+    plan = plan_for(models[0], trial.get("incremental"), settings.epochs, grow=settings.grow)
+    steps = [train_epochs(m, plan, X[tr], y[tr]) for m, (tr, _) in zip(models, folds, strict=True)]
+    for epoch in range(1, plan.epochs + 1):
+        scores: dict[str, list[float]] = {}
+        for model, step, (_, va) in zip(models, steps, folds, strict=True):
+            next(step)
+            for k, v in task_metrics(settings.task, model, X[va], y[va]).items():
+                if k != "rows":
+                    scores.setdefault(k, []).append(v)
+        out = {k: float(np.mean(v)) for k, v in scores.items() if len(v) == len(folds)}
+        if settings.metric not in out:
+            raise ValueError(
+                f"{trial['estimator']} with {trial['params']} produced no {settings.metric!r} on the validation rows"
+            )
+        out.update(epoch=float(epoch), epochs_planned=float(plan.epochs), fit_seconds=time.perf_counter() - start)
+        yield out

@@ -1,0 +1,170 @@
+"""Training on the session's Ray: ASHA early stopping, retries, determinism, regression, data-parallel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification, make_regression
+from sklearn.linear_model import SGDClassifier
+from sklearn.preprocessing import StandardScaler
+
+from raymlops.config import GateConfig, TrainConfig, load_config
+from raymlops.data.split import holdout_mask
+from raymlops.exceptions import RaymlopsError
+from raymlops.train import evaluate_model, fit, gate
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SGD = "sklearn.linear_model.SGDClassifier"
+
+
+def _train(**kw: Any) -> TrainConfig:
+    return TrainConfig.model_validate(kw)
+
+
+def _classification(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    X, y = make_classification(n_samples=n, n_features=20, n_informative=5, n_redundant=5, flip_y=0.02,
+                               random_state=seed)
+    return X, y
+
+
+def test_asha_stops_weak_incremental_trials_early(ray_session: None, tmp_path: Path) -> None:
+    X, y = _classification(3000)
+    config = _train(
+        metric="log_loss", epochs=8, max_concurrent_trials=2,
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        candidates=[{"estimator": SGD, "scale": True,
+                     "params": {"loss": "log_loss", "alpha": [1e-4, 1e-3, 1e-2, 0.3, 1.0, 3.0, 10.0, 30.0]}}],
+    )
+    model, summary = fit(config, X, y, seed=0, storage_path=str(tmp_path), name="asha")
+    assert summary.scheduler == "asha" and summary.mode == "min" and len(summary.trials) == 8
+    assert all(t.error is None and t.epochs_planned == 8 for t in summary.trials)
+    stopped = [t for t in summary.trials if t.stopped_early]
+    assert stopped, [(t.config["params"]["alpha"], t.epochs) for t in summary.trials]
+    assert all(t.epochs < 8 for t in stopped)
+    assert summary.best.epochs == 8 and not summary.best.stopped_early
+    assert summary.best.config["params"]["alpha"] <= 1e-2
+    # every trial's config, metric and time are recorded, in search order
+    assert [t.config["params"]["alpha"] for t in summary.trials] == [1e-4, 1e-3, 1e-2, 0.3, 1.0, 3.0, 10.0, 30.0]
+    assert all(t.metric is not None and t.seconds > 0 and t.node_id for t in summary.trials)
+    assert summary.best.metric == min(t.metric for t in summary.trials if t.metric is not None)
+    assert hasattr(model, "predict_proba") and model[-1].alpha == summary.best.config["params"]["alpha"]
+
+
+def test_a_trial_that_dies_is_retried_and_the_run_completes(ray_session: None, tmp_path: Path) -> None:
+    X, y = _classification(600)
+    marker = tmp_path / "failed-once"
+    config = _train(
+        metric="accuracy", max_failures=1,
+        candidates=[
+            {"estimator": "tests.integration.flaky_estimator.FailsOnceClassifier", "params": {"marker": str(marker)}},
+            {"estimator": "sklearn.naive_bayes.GaussianNB"},
+        ],
+    )
+    _, summary = fit(config, X, y, seed=0, storage_path=str(tmp_path), name="retry")
+    flaky, nb = summary.trials
+    assert marker.exists()  # the first attempt did fail
+    assert flaky.error is None and flaky.metric is not None and flaky.failures == 1
+    assert nb.error is None and nb.failures == 0
+    # without retries the same failure is recorded and the other trial still wins
+    marker.unlink()
+    _, summary = fit(config.model_copy(update={"max_failures": 0}), X, y, seed=0, storage_path=str(tmp_path),
+                     name="no-retry")
+    flaky, nb = summary.trials
+    assert flaky.metric is None and "injected failure" in (flaky.error or "")
+    assert summary.best.config["estimator"] == "sklearn.naive_bayes.GaussianNB"
+
+
+def test_same_seed_same_trials_choice_and_predictions(ray_session: None, tmp_path: Path) -> None:
+    X, y = _classification(1000, seed=3)
+    config = _train(
+        num_samples=2, epochs=3, cv_folds=2,
+        candidates=[
+            {"estimator": SGD, "scale": True, "params": {"loss": "log_loss", "alpha": {"loguniform": [1e-5, 1e-1]}}},
+            {"estimator": "sklearn.ensemble.GradientBoostingClassifier",
+             "params": {"n_estimators": 20, "learning_rate": {"uniform": [0.05, 0.3]}}},
+        ],
+    )
+    runs = [fit(config, X, y, seed=11, storage_path=str(tmp_path), name=f"det-{i}") for i in range(2)]
+    (m1, s1), (m2, s2) = runs
+    assert len(s1.trials) == 4
+    assert [t.config for t in s1.trials] == [t.config for t in s2.trials]
+    assert [t.metric for t in s1.trials] == [t.metric for t in s2.trials]
+    assert s1.best.config == s2.best.config
+    np.testing.assert_array_equal(m1.predict_proba(X), m2.predict_proba(X))
+    assert len({t.config["params"].get("alpha") for t in s1.trials if t.config["candidate"] == 0}) == 2  # sampled
+
+
+def test_regression_task_end_to_end_with_slices_and_gate(ray_session: None, tmp_path: Path) -> None:
+    X, y = make_regression(n_samples=1200, n_features=8, noise=10.0, random_state=4)
+    hold = holdout_mask(len(y), 0.25, 4)
+    config = _train(
+        task="regression", metric="rmse", epochs=4,
+        candidates=[
+            {"estimator": "sklearn.linear_model.Ridge", "params": {"alpha": [0.1, 100.0]}},
+            {"estimator": "sklearn.linear_model.SGDRegressor", "scale": True, "params": {"alpha": 1e-4}},
+        ],
+    )
+    assert config.mode == "min"
+    model, summary = fit(config, X[~hold], y[~hold], seed=4, storage_path=str(tmp_path), name="reg")
+    assert len(summary.trials) == 3 and {"r2", "mae", "rmse"} <= set(summary.best.metrics)
+    assert summary.best.metric == min(t.metric for t in summary.trials if t.metric is not None)
+    assert [t.epochs_planned for t in summary.trials] == [1, 1, 4]  # SGD reports per epoch
+    sign = np.where(X[hold, 0] > 0, "pos", "neg")
+    evaluation = evaluate_model(model, X[hold], y[hold], "regression", {"x0": sign})
+    assert evaluation.metrics["r2"] > 0.9 and evaluation.fairness_measure == "mae"
+    assert {s.value for s in evaluation.slices} == {"neg", "pos"}
+    cfg = GateConfig.model_validate(
+        {"slices": ["x0"], "fairness_gap_max": 100.0,
+         "rules": ["r2 >= 0.9", {"metric": "rmse", "min_relative_change": 0.0}, {"metric": "mae", "slice_max": 50}]},
+        context={"task": "regression"},
+    )
+    verdict = gate(cfg, evaluation, {"rmse": evaluation.metrics["rmse"] * 1.5})
+    assert verdict.passed, verdict.reasons
+    assert not gate(cfg, evaluation, {"rmse": evaluation.metrics["rmse"] * 0.5}).passed
+
+
+def test_data_parallel_accuracy_within_tolerance_of_one_process(ray_session: None, tmp_path: Path) -> None:
+    X, y = _classification(20_000)
+    hold = holdout_mask(len(y), 0.2, 0)
+    Xtr, ytr, Xho, yho = X[~hold], y[~hold], X[hold], y[hold]
+    params = {"loss": "log_loss", "average": True}
+    config = _train(strategy="data_parallel", num_workers=2, epochs=10, metric="accuracy",
+                    candidates=[{"estimator": SGD, "scale": True, "params": params}])
+    model, summary = fit(config, Xtr, ytr, seed=0, storage_path=str(tmp_path), name="dp")
+    assert summary.strategy == "data_parallel" and summary.best.epochs == 10
+    dp = model.score(Xho, yho)
+    # the same learner in one process: 10 epochs of partial_fit over the same training rows, and fit()
+    val = holdout_mask(len(ytr), config.validation_fraction, 1)
+    Xs = StandardScaler().fit(Xtr[~val])
+    single = SGDClassifier(random_state=0, **params)
+    for _ in range(10):
+        single.partial_fit(Xs.transform(Xtr[~val]), ytr[~val], classes=np.array([0, 1]))
+    one = single.score(Xs.transform(Xho), yho)
+    full = SGDClassifier(random_state=0, **params).fit(Xs.transform(Xtr[~val]), ytr[~val]).score(Xs.transform(Xho), yho)
+    assert dp > 0.85
+    assert abs(dp - one) <= 0.02, (dp, one)
+    assert abs(dp - full) <= 0.02, (dp, full)
+    assert summary.best.metric == pytest.approx(model.score(Xtr[val], ytr[val]))
+
+
+def test_data_parallel_refuses_more_workers_than_cpus(ray_session: None, tmp_path: Path) -> None:
+    X, y = _classification(200)
+    config = _train(strategy="data_parallel", num_workers=64, epochs=1, metric="accuracy",
+                    candidates=[{"estimator": SGD}])
+    with pytest.raises(RaymlopsError, match="num_workers 64"):
+        fit(config, X, y, seed=0, storage_path=str(tmp_path), name="too-many")
+
+
+def test_quickstart_training_is_four_trials(ray_session: None, tmp_path: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+    X, y = load_breast_cancer(return_X_y=True)
+    model, summary = fit(cfg.train, X, y, seed=cfg.seed, storage_path=str(tmp_path), name="qs")
+    assert len(summary.trials) == 4 and all(t.epochs == t.epochs_planned == 1 for t in summary.trials)
+    assert summary.best.metric is not None and summary.best.metric >= 0.95
+    assert model.predict(X[:5]).shape == (5,)
