@@ -1,95 +1,421 @@
-"""Ray Serve adapter: a registered model behind ``/<name>/predict``, ``/health``, ``/metadata``.
+"""Ray Serve adapter: registered models behind ``/<route>/predict``, ``/health``, ``/metadata``,
+``/metrics``.
 
-Requests are parsed and validated by :mod:`raymlops.serve.request` before the model sees them,
-batched across requests with ``@serve.batch``, and every batch's rows and predictions are
-handed (fire and forget) to the monitor actor.
+One deployment, ``ModelServer``, per route. Every replica holds the models of the route's
+traffic table (champion, and a challenger in canary or shadow mode) in process, so a request
+makes one hop: HTTP ingress -> replica. The table lives in the route's control actor
+(:mod:`raymlops.serve.control`); replicas long-poll it and swap tables atomically.
+
+Per request: the body is read with a size limit, parsed and validated against the signature by
+:mod:`raymlops.serve.request` (pure; JSON only, nothing is unpickled), routed
+(:mod:`raymlops.serve.routing`), predicted in a dynamic batch (``@serve.batch``), answered with
+the model version and request id (body and headers), counted (:mod:`raymlops.serve.metrics`)
+and offered to the monitor (:mod:`raymlops.serve.handoff`) without waiting for it. The only
+thing ever unpickled is the registry's own model artifact, after its sha256 matched.
 """
 
-
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import random
+import re
 import time
 import uuid
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from ray import serve
 
-from raymlops.serve.request import RequestError, Signature, parse_request
+from raymlops.serve.handoff import MonitorHandoff, Served
+from raymlops.serve.metrics import ReplicaStats
+from raymlops.serve.request import DomainPolicy, RequestError, Signature, check_content_type, parse_predict_request
+from raymlops.serve.routing import TrafficTable, feature_names
+from raymlops.serve.settings import ServerSettings
 
-app = FastAPI(title="raymlops model server", docs_url=None, redoc_url=None)
+logger = logging.getLogger("raymlops.serve")
+
+app = FastAPI(title="raymlops model server", docs_url=None, redoc_url=None, openapi_url=None)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+JSON_TYPE = "application/json"
+# (no `from __future__ import annotations` here: FastAPI reads the route signatures at import)
+
+
+def load_verified(spec: dict[str, Any]) -> Any:
+    """The fitted estimator of ``spec``, after its artifact's sha256 matched the registry's."""
+    import joblib
+
+    from raymlops.store.artifacts import ArtifactStore
+
+    arts = ArtifactStore(spec["artifact_root"])
+    payload = arts.read_bytes(spec["artifact_key"])
+    import hashlib
+
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != spec["artifact_sha256"]:
+        from raymlops.exceptions import IntegrityError
+
+        raise IntegrityError(
+            f"artifact {spec['artifact_key']!r} of {spec['model_id']} was changed: sha256 {actual[:12]}... != "
+            f"recorded {str(spec['artifact_sha256'])[:12]}...; refusing to load it"
+        )
+    return joblib.load(io.BytesIO(payload))  # our own artifact, verified above: never request data
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model_id: str
+    spec: dict[str, Any]
+    model: Any
+    signature: Signature
+    has_proba: bool
+    order: np.ndarray | None = None  # columns of the champion's order, for a challenger
+
+    @classmethod
+    def load(cls, spec: dict[str, Any], reuse: "dict[str, LoadedModel]",
+             champion: list[str] | None = None) -> "LoadedModel":
+        old = reuse.get(spec["model_id"])
+        model = old.model if old is not None and old.spec["artifact_sha256"] == spec["artifact_sha256"] \
+            else load_verified(spec)
+        order = None
+        names = feature_names(spec)
+        if champion is not None and champion != names:
+            order = np.array([champion.index(n) for n in names])
+        return cls(spec["model_id"], spec, model, Signature.from_dict(spec["signature"]),
+                   hasattr(model, "predict_proba"), order)
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """What a replica serves; replaced whole (one assignment), never changed in place."""
+
+    table: TrafficTable
+    champion: LoadedModel
+    challenger: LoadedModel | None
+
+    @classmethod
+    def build(cls, table: dict[str, Any], current: "ServingState | None") -> "ServingState":
+        t = TrafficTable.from_dict(table)
+        reuse: dict[str, LoadedModel] = {}
+        if current is not None:
+            reuse[current.champion.model_id] = current.champion
+            if current.challenger is not None:
+                reuse[current.challenger.model_id] = current.challenger
+        champion = LoadedModel.load(t.champion, reuse)
+        challenger = None
+        if t.challenger is not None:
+            challenger = LoadedModel.load(t.challenger, reuse, list(champion.signature.features))
+        return cls(t, champion, challenger)
+
+    def models(self) -> dict[str, LoadedModel]:
+        out = {self.champion.model_id: self.champion}
+        if self.challenger is not None:
+            out[self.challenger.model_id] = self.challenger
+        return out
+
+
+def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
+    return Response(json.dumps(body, separators=(",", ":"), allow_nan=False), status_code=status,
+                    headers=headers, media_type=JSON_TYPE)
 
 
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
 @serve.ingress(app)
 class ModelServer:
-    """One replica: the verified model artifact, its signature, and a tap to the monitor."""
+    """One replica: the verified models of the traffic table, batching, metrics, monitor tap."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        import io
+    async def __init__(self, settings: dict[str, Any], table: dict[str, Any]) -> None:  # type: ignore[misc]
+        import ray
 
-        import joblib
+        from raymlops.serve.control import ensure_control
 
-        from raymlops.store.artifacts import ArtifactStore
+        self.settings = ServerSettings.from_dict(settings)
+        s = self.settings
+        try:
+            self.replica_id = serve.get_replica_context().replica_id.unique_id
+        except Exception:  # outside a replica (local testing mode)
+            self.replica_id = uuid.uuid4().hex[:8]
+        self.policy = DomainPolicy(s.domain, s.domain_margin)
+        self.stats = ReplicaStats(s.route)
+        self.rng = random.Random()
+        self.control = ensure_control(s.route, s.namespace, shadow_log_size=s.shadow_log_size,
+                                      metrics_port=s.metrics_port, metrics_host=s.metrics_host)
+        current = await self.control.attach.remote(self.replica_id, s.deploy_id, table)
+        # an IntegrityError here fails the replica, so the deployment, with the reason
+        self.state = await asyncio.to_thread(ServingState.build, current, None)
+        self.seen_epoch = self.state.table.epoch
+        batcher: Any = self._infer  # @serve.batch adds the setters
+        batcher.set_max_batch_size(int(s.max_batch_size))
+        batcher.set_batch_wait_timeout_s(float(s.batch_wait_timeout_s))
+        self.monitor: Any = None
+        self._monitor_kwargs = True
+        if s.monitor_actor:
+            try:
+                self.monitor = ray.get_actor(s.monitor_actor, namespace=s.namespace)
+            except ValueError:
+                logger.warning("monitor actor %s not found; serving without monitoring", s.monitor_actor)
+        self.handoff = MonitorHandoff(self._send_to_monitor, max_rows=s.monitor_queue_rows,
+                                      flush_interval_s=s.monitor_flush_interval_s, sample_rate=s.sample_rate,
+                                      budget=s.monitor_budget)
+        self.shadow_pending: set[asyncio.Task[Any]] = set()
+        self.shadow_records: deque[dict[str, Any]] = deque(maxlen=max(1, s.shadow_log_size))
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self._start_tasks()
 
-        arts = ArtifactStore(spec["artifact_root"])
-        arts.verify(spec["artifact_key"], spec["artifact_sha256"])  # IntegrityError fails the deploy
-        self.model = joblib.load(io.BytesIO(arts.read_bytes(spec["artifact_key"])))
-        self.spec = spec
-        self.signature = Signature.from_dict(spec["signature"])
-        self.version = spec["model_id"]
-        self.max_rows = int(spec["max_rows_per_request"])
-        self.max_bytes = int(spec.get("max_body_bytes", 8 * 1024 * 1024))
-        self.monitor = None
-        if spec.get("monitor_actor"):
-            import ray
-
-            self.monitor = ray.get_actor(spec["monitor_actor"], namespace=spec["namespace"])
-        batcher: Any = self._predict_batch  # @serve.batch adds the setters
-        batcher.set_max_batch_size(int(spec["max_batch_size"]))
-        batcher.set_batch_wait_timeout_s(float(spec["batch_wait_timeout_s"]))
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
-    async def _predict_batch(self, arrays: list[np.ndarray]) -> list[dict[str, Any]]:
-        X = np.concatenate(arrays)
-        preds = self.model.predict(X)
-        proba = self.model.predict_proba(X) if hasattr(self.model, "predict_proba") else None
+    # -- background work ----------------------------------------------------------------------
+    def _start_tasks(self) -> None:
+        loops = {"poll": self._poll_table, "push": self._push_loop}
         if self.monitor is not None:
-            self.monitor.ingest.remote(X, np.asarray(preds))
-        out, i = [], 0
-        for a in arrays:
-            n = len(a)
-            item: dict[str, Any] = {"predictions": preds[i : i + n].tolist()}
-            if proba is not None:
-                item["probabilities"] = proba[i : i + n].tolist()
-            out.append(item)
-            i += n
-        return out
+            loops["handoff"] = self.handoff.run
+        for name, fn in loops.items():
+            task = self.tasks.get(name)
+            if task is None or task.done():
+                self.tasks[name] = asyncio.get_running_loop().create_task(fn())
+
+    async def _poll_table(self) -> None:
+        """Long-poll the control actor; load a new table beside the old one, then swap."""
+        while True:
+            try:
+                table = await self.control.wait_table.remote(self.seen_epoch, 30.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the control actor restarts: it comes back empty
+                logger.warning("traffic table poll failed: %s", exc)
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await self.control.attach.remote(self.replica_id, self.settings.deploy_id,
+                                                     self.state.table.to_dict())
+                continue
+            if table is None:
+                continue
+            epoch = int(table["epoch"])
+            self.seen_epoch = epoch
+            try:
+                state = await asyncio.to_thread(ServingState.build, table, self.state)
+            except Exception as exc:  # keep serving the old table; tell the caller why
+                logger.error("cannot serve traffic table epoch %d: %s", epoch, exc)
+                await self.control.ack.remote(self.replica_id, epoch, f"{type(exc).__name__}: {exc}")
+                continue
+            self.state = state  # the swap: requests already running keep their models
+            await self.control.ack.remote(self.replica_id, epoch, None)
+
+    async def _push_loop(self) -> None:
+        """Heartbeat: metric deltas and shadow records to the control actor, once a second."""
+        while True:
+            await asyncio.sleep(self.settings.push_interval_s)
+            await self._push()
+
+    async def _push(self) -> None:
+        for outcome, rows in self.handoff.counts.drain().items():
+            if outcome in ("sent", "dropped", "failed", "sampled_out"):
+                self.stats.inc("raymlops_serve_monitor_rows_total", outcome, value=rows)
+        deltas = self.stats.drain()
+        shadow = list(self.shadow_records)
+        self.shadow_records.clear()
+        try:
+            await self.control.push.remote(self.replica_id, self.state.table.epoch, deltas, shadow)
+        except asyncio.CancelledError:
+            self.stats.restore(deltas)
+            raise
+        except Exception as exc:
+            self.stats.restore(deltas)
+            logger.warning("metrics push failed: %s", exc)
+
+    async def _send_to_monitor(self, payload: dict[str, Any]) -> None:
+        X, preds = payload["X"], payload["predictions"]
+        if self._monitor_kwargs:
+            try:
+                await self.monitor.ingest.remote(X, preds, version=payload["version"],
+                                                 latency_ms=payload["latency_ms"], status=payload["status"],
+                                                 request_ids=payload["request_ids"], role=payload["role"])
+                return
+            except Exception as exc:
+                if "unexpected keyword argument" not in str(exc):
+                    raise
+                self._monitor_kwargs = False  # an older monitor actor: the two-argument call
+        await self.monitor.ingest.remote(X, preds)
+
+    async def check_health(self) -> None:
+        self._start_tasks()  # a background loop that died is restarted, not silently lost
+
+    async def __del__(self) -> None:
+        for name in ("poll", "push"):
+            task = self.tasks.get(name)
+            if task is not None:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.handoff.close(), timeout=3.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._push(), timeout=2.0)
+        with contextlib.suppress(Exception):
+            await self.control.detach.remote(self.replica_id)
+
+    # -- the model call -----------------------------------------------------------------------
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def _infer(self, items: list[tuple[LoadedModel, np.ndarray]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any] | None] = [None] * len(items)
+        groups: dict[str, list[int]] = {}
+        for i, (model, _) in enumerate(items):
+            groups.setdefault(model.model_id, []).append(i)
+        for idx in groups.values():
+            loaded = items[idx[0]][0]
+            arrays = [items[i][1] for i in idx]
+            X = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            self.stats.observe("raymlops_serve_batch_requests", float(len(idx)))
+            self.stats.observe("raymlops_serve_batch_rows", float(len(X)))
+            preds = np.asarray(loaded.model.predict(X))
+            proba = np.asarray(loaded.model.predict_proba(X)) if loaded.has_proba else None
+            start = 0
+            for i, a in zip(idx, arrays, strict=True):
+                n = len(a)
+                out[i] = {"predictions": preds[start:start + n],
+                          "probabilities": None if proba is None else proba[start:start + n]}
+                start += n
+        return [o for o in out if o is not None]
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise RequestError(400, "bad_request", f"Content-Length {declared[:32]!r} is not a number") from None
+            if size > limit:
+                raise RequestError(413, "payload_too_large", f"body of {size} bytes exceeds the limit of {limit}")
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise RequestError(413, "payload_too_large", f"body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     @app.post("/predict")
-    async def predict(self, request: Request) -> JSONResponse:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        headers = {"X-Request-Id": request_id, "X-Model-Version": self.version}
+    async def predict(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        given = request.headers.get("x-request-id")
+        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        state = self.state  # one table for the whole request, whatever swaps meanwhile
+        champion = state.champion
+        headers = {"X-Request-Id": request_id, "X-Model-Version": champion.model_id}
+        s = self.settings
+        try:
+            check_content_type(request.headers.get("content-type"))
+            raw = await self._read_body(request)
+            parsed = parse_predict_request(raw, champion.signature, s.max_rows_per_request, s.max_body_bytes,
+                                           policy=self.policy, key_column=state.table.key)
+        except RequestError as exc:
+            self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
+            self.stats.inc("raymlops_serve_requests_total", champion.model_id, str(exc.status))
+            return _json(exc.body() | {"request_id": request_id, "model_version": champion.model_id},
+                         exc.status, headers)
+        target = champion
+        if state.challenger is not None and state.table.canary_for(parsed.key, self.rng):
+            target = state.challenger
+            headers["X-Model-Version"] = target.model_id
+        X = parsed.X if target.order is None else parsed.X[:, target.order]
+        try:
+            result = await self._infer((target, X))
+        except Exception as exc:  # the model itself failed on valid input: our fault, say so
+            logger.exception("model %s failed", target.model_id)
+            self.stats.inc("raymlops_serve_requests_total", target.model_id, "500")
+            return _json({"error": "model_error", "message": f"{target.model_id} failed: {type(exc).__name__}",
+                          "request_id": request_id, "model_version": target.model_id}, 500, headers)
+        preds = result["predictions"]
+        body: dict[str, Any] = {"model_version": target.model_id, "request_id": request_id,
+                                "predictions": preds.tolist()}
+        if result["probabilities"] is not None:
+            body["probabilities"] = result["probabilities"].tolist()
+        latency = time.perf_counter() - t0
+        body["latency_ms"] = round(latency * 1000.0, 3)
+        self.stats.inc("raymlops_serve_requests_total", target.model_id, "200")
+        self.stats.inc("raymlops_serve_rows_total", target.model_id, value=float(len(X)))
+        self.stats.observe("raymlops_serve_request_duration_seconds", latency, target.model_id)
+        if self.monitor is not None:  # in the champion's (the reference's) feature order
+            role = "champion" if target is champion else "canary"
+            self.handoff.offer(Served(parsed.X, preds, target.model_id, latency * 1000.0, 200, request_id, role))
+        if state.challenger is not None and state.table.mode == "shadow":
+            self._shadow(state.challenger, parsed.X, request_id, champion.model_id, preds)
+        return _json(body, 200, headers)
+
+    def _shadow(self, challenger: LoadedModel, X: np.ndarray, request_id: str, champion_id: str,
+                champion_preds: np.ndarray) -> None:
+        if len(self.shadow_pending) >= self.settings.shadow_max_pending:
+            self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id, "dropped")
+            return
+        Xc = X if challenger.order is None else X[:, challenger.order]
+        task = asyncio.get_running_loop().create_task(
+            self._run_shadow(challenger, Xc, request_id, champion_id, champion_preds))
+        self.shadow_pending.add(task)
+        task.add_done_callback(self.shadow_pending.discard)
+
+    async def _run_shadow(self, challenger: LoadedModel, X: np.ndarray, request_id: str, champion_id: str,
+                          champion_preds: np.ndarray) -> None:
         t0 = time.perf_counter()
         try:
-            X = parse_request(await request.body(), self.signature, self.max_rows, self.max_bytes)
-        except RequestError as exc:
-            return JSONResponse(exc.body() | {"request_id": request_id}, status_code=exc.status, headers=headers)
-        result = await self._predict_batch(X)
-        body = {"model_version": self.version, "request_id": request_id, **result}
-        body["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-        return JSONResponse(body, headers=headers)
+            result = await self._infer((challenger, X))
+        except Exception as exc:
+            self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id, "error")
+            self.shadow_records.append({"ts": time.time(), "request_id": request_id, "champion": champion_id,
+                                        "challenger": challenger.model_id, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        preds = result["predictions"]
+        agree = float(np.mean(preds == champion_preds)) if len(preds) else 1.0
+        self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id,
+                       "agree" if agree == 1.0 else "disagree")
+        record: dict[str, Any] = {
+            "ts": time.time(), "request_id": request_id, "champion": champion_id,
+            "challenger": challenger.model_id, "rows": int(len(preds)), "agreement": agree,
+            "champion_predictions": champion_preds[:100].tolist(), "challenger_predictions": preds[:100].tolist(),
+            "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3),
+        }
+        if result["probabilities"] is not None:
+            record["challenger_probabilities"] = result["probabilities"][:100].tolist()
+        self.shadow_records.append(record)
+        if self.monitor is not None:  # paired with the champion's rows by request id (differential)
+            Xm = X if challenger.order is None else X[:, np.argsort(challenger.order)]
+            self.handoff.offer(Served(Xm, preds, challenger.model_id, record["latency_ms"], 200, request_id,
+                                      "shadow"))
 
     @app.get("/health")
-    async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "model_version": self.version}
+    async def health(self) -> Response:
+        state = self.state
+        return _json({"status": "ok", "model_version": state.champion.model_id,
+                      "traffic": state.table.summary()}, 200, {"X-Model-Version": state.champion.model_id})
 
     @app.get("/metadata")
-    async def metadata(self) -> dict[str, Any]:
-        return {
-            "model_version": self.version,
-            "signature": self.spec["signature"],
-            "lineage": self.spec["lineage_summary"],
-            "metrics": self.spec.get("metrics", {}),
-            "input_example": {"instances": [self.spec["input_example"]]},
+    async def metadata(self) -> Response:
+        state = self.state
+        spec = state.champion.spec
+        s = self.settings
+        body = {
+            "model_version": state.champion.model_id,
+            "signature": spec["signature"],
+            "lineage": spec.get("lineage_summary", {}),
+            "metrics": spec.get("metrics", {}),
+            "input_example": {"instances": [spec.get("input_example", {})]},
+            "traffic": state.table.summary(),
+            "limits": {"max_rows_per_request": s.max_rows_per_request, "max_body_bytes": s.max_body_bytes,
+                       "domain": s.domain, "domain_margin": s.domain_margin},
         }
+        return _json(body, 200, {"X-Model-Version": state.champion.model_id})
+
+    @app.get("/metrics")
+    async def metrics(self) -> Response:
+        """Prometheus text of the whole route (every replica), from the control actor."""
+        await self._push()
+        text = await self.control.exposition.remote()
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # -- for handles (tests, the CLI) ---------------------------------------------------------
+    def serving(self) -> dict[str, Any]:
+        return {"replica": self.replica_id, "epoch": self.state.table.epoch, "traffic": self.state.table.summary(),
+                "monitor_queue_rows": self.handoff.queued_rows, "shadow_pending": len(self.shadow_pending)}

@@ -1,17 +1,24 @@
-"""Deploying a registered model with Ray Serve on loopback, and taking it down."""
+"""Deploying a registered model with Ray Serve on loopback, and taking it down.
+
+:func:`deploy` starts (or replaces) the Serve application of one route: the route's control
+actor with a traffic table whose champion is the given model, and the ``ModelServer``
+deployment (replicas or autoscaling from ``serve``). The artifact's sha256 is checked here
+before anything starts, and again by every replica before it loads the model.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import re
 import socket
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-from raymlops.exceptions import ServeError
+from raymlops.exceptions import IntegrityError, NotFound, ServeError
 
 
 def port_free(host: str, port: int) -> bool:
@@ -49,28 +56,120 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) ->
             return exc.code, raw.decode(errors="replace")
 
 
-def deploy(spec: dict[str, Any], route: str, host: str, port: int, num_replicas: int, wait_s: float = 120.0) -> str:
-    """Run the model app at ``/<route>`` and wait until ``/health`` answers; returns the base URL."""
+def verify_artifact(model: dict[str, Any]) -> None:
+    """ServeError naming the model when its artifact is missing or changed (before deploying)."""
+    from raymlops.store.artifacts import ArtifactStore
+
+    try:
+        ArtifactStore(model["artifact_root"]).verify(model["artifact_key"], model["artifact_sha256"])
+    except (IntegrityError, NotFound) as exc:
+        raise ServeError(f"deployment of {model['model_id']} refused: {exc}") from None
+
+
+def _http_address(host: str, port: int) -> tuple[str, int]:
+    """The address Serve's HTTP ingress really listens on (it keeps its first options)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client()
+        config: Any = client.http_config if client is not None else None
+        if config is not None and config.port:
+            return str(config.host or host), int(config.port)
+    except Exception:  # private API moved: trust what we asked for
+        pass
+    return host, port
+
+
+def deploy(
+    spec: dict[str, Any],
+    route: str,
+    host: str,
+    port: int,
+    num_replicas: int,
+    wait_s: float = 120.0,
+    *,
+    serve_config: Any = None,
+    sample_rate: float | None = None,
+    challenger: dict[str, Any] | None = None,
+    mode: str | None = None,
+    weight: float = 0.0,
+    key: str | None = None,
+) -> str:
+    """Run the model app at ``/<route>`` and wait until ``/health`` answers; returns the base URL.
+
+    ``spec``: the flat dict of model fields and server settings (see
+    :mod:`raymlops.serve.settings`). ``serve_config``: a :class:`raymlops.config.ServeConfig`
+    for limits, batching, validation policy, autoscaling and the monitor hand-off (its values
+    win over the same keys in ``spec``). ``sample_rate``: ``monitor.sample_rate``.
+    ``challenger``/``mode``/``weight``/``key``: start with a challenger (see
+    :mod:`raymlops.serve.routing`).
+    """
     from ray import serve
 
     from raymlops.serve.app import ModelServer
+    from raymlops.serve.control import ensure_control
+    from raymlops.serve.routing import TrafficTable
+    from raymlops.serve.settings import (
+        ServerSettings,
+        deployment_options,
+        new_deploy_id,
+        settings_from_config,
+        split_spec,
+    )
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    model, settings = split_spec(spec, route)
+    if serve_config is not None:
+        settings |= settings_from_config(serve_config, route, namespace=settings.get("namespace", "raymlops"),
+                                         monitor_actor=settings.get("monitor_actor"))
+        num_replicas = serve_config.num_replicas if num_replicas is None else num_replicas
+    if sample_rate is not None:
+        settings["sample_rate"] = float(sample_rate)
+    settings["deploy_id"] = new_deploy_id()
+    s = ServerSettings.from_dict(settings)
+    try:
+        table = TrafficTable(champion=model).with_challenger(challenger, mode, weight, key)
+    except Exception as exc:
+        raise ServeError(f"deployment of {model.get('model_id')} refused: {exc}") from None
+    for m in (table.champion, table.challenger):
+        if m is not None:
+            verify_artifact(m)
+    if serve_config is not None and serve_config.high_throughput:
+        from raymlops.serve.throughput import require_high_throughput
+
+        require_high_throughput()
 
     if not _serve_running() and not port_free(host, port):
         raise ServeError(
             f"port {port} on {host} is in use by another program; set serve.port in the config or stop that program"
         )
     serve.start(http_options={"host": host, "port": port})
-    batch = int(spec["max_batch_size"])
+    control = ensure_control(route, s.namespace, shadow_log_size=s.shadow_log_size, metrics_port=s.metrics_port,
+                             metrics_host=s.metrics_host)
+    import ray
+
+    ray.get(control.adopt.remote(s.deploy_id, table.to_dict()))
     server: Any = ModelServer  # a serve.Deployment at run time
-    app = server.options(num_replicas=num_replicas, max_ongoing_requests=max(64, 2 * batch)).bind(spec)
+    options = deployment_options(serve_config, num_replicas, s.max_batch_size)
+    app = server.options(**options).bind(s.to_dict(), table.to_dict())
+    existed = _app_exists(route)
     try:
         serve.run(app, name=route, route_prefix=f"/{route}")
     except Exception as exc:
-        raise ServeError(f"deployment of {spec['model_id']} failed: {_root_message(exc)}") from exc
-    client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    endpoint = f"http://{client_host}:{port}/{route}"
+        why = _root_message(exc)
+        texts = list(_serve_messages(route))  # the replicas' own error (a changed artifact, ...)
+        for text in texts:
+            if "Error" in text:
+                why = _root_message(RuntimeError(text))
+                break
+        if not existed:  # leave no failed app (nor its control actor) behind
+            undeploy(route, shutdown=False, namespace=s.namespace)
+        err = ServeError(f"deployment of {model['model_id']} failed: {why}")
+        err.replica_texts = texts  # type: ignore[attr-defined]  # for the run record's traceback
+        raise err from exc
+    real_host, real_port = _http_address(host, port)
+    client_host = "127.0.0.1" if real_host in ("0.0.0.0", "::", "") else real_host
+    endpoint = f"http://{client_host}:{real_port}/{route}"
     deadline = time.monotonic() + wait_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -84,18 +183,51 @@ def deploy(spec: dict[str, Any], route: str, host: str, port: int, num_replicas:
     raise ServeError(f"{endpoint}/health did not answer within {wait_s:.0f} s (last: {last})")
 
 
+def _app_exists(route: str) -> bool:
+    from ray import serve
+
+    try:
+        return route in serve.status().applications
+    except Exception:  # Serve not running yet
+        return False
+
+
+def _serve_messages(route: str) -> list[str]:
+    """Status messages of the app's deployments (where Serve puts a replica's constructor error)."""
+    from ray import serve
+
+    try:
+        app = serve.status().applications.get(route)
+    except Exception:  # Serve itself is down: nothing more to learn
+        return []
+    if app is None:
+        return []
+    texts = [d.message for d in app.deployments.values() if getattr(d, "message", "")]
+    return texts + ([app.message] if app.message else [])
+
+
 def _root_message(exc: BaseException) -> str:
+    """The innermost error line of a (Ray-wrapped) exception, without the traceback."""
     text = str(exc)
     for marker in ("IntegrityError: ", "raymlops.exceptions."):
         if marker in text:
             text = text[text.rindex(marker) + len(marker):]
+            return text.strip().splitlines()[0]
+    errors = [ln.strip() for ln in text.splitlines() if re.match(r"^[A-Za-z_][\w.]*(Error|Exception): ", ln.strip())]
+    if errors:
+        return errors[-1]
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def undeploy(route: str, shutdown: bool = True) -> None:
+def undeploy(route: str, shutdown: bool = True, namespace: str = "raymlops") -> None:
+    """Delete the route's Serve app and control actor (``shutdown``: Serve too)."""
     from ray import serve
+
+    from raymlops.serve.control import stop_control
 
     with contextlib.suppress(Exception):  # already gone
         serve.delete(route)
+    with contextlib.suppress(Exception):  # Ray already down
+        stop_control(route, namespace)
     if shutdown:
         serve.shutdown()

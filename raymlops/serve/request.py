@@ -2,8 +2,24 @@
 
 Accepts ``{"instances": [{"feature": value, ...}, ...]}`` (named features) or
 ``{"inputs": [[...], ...]}`` (ordered), like KServe v1 and MLflow scoring. Every client mistake
-becomes a :class:`RequestError` with an HTTP status (400, 413, 422) and a JSON body naming the
-row and field.
+becomes a :class:`RequestError` with an HTTP status and a JSON body naming the row and field:
+
+=====  =======================  ===============================================================
+ 400   ``malformed_json``       empty, not UTF-8, or not JSON
+ 400   ``bad_request``          JSON, but not an object with exactly one of instances / inputs
+ 413   ``payload_too_large``    more bytes than the configured limit
+ 413   ``too_many_rows``        more rows than the configured limit
+ 415   ``unsupported_media_type``  a Content-Type other than JSON (UTF-8)
+ 422   ``invalid_request``      instances / inputs is not a non-empty list
+ 422   ``invalid_row``          a row of the wrong shape (not an object / not a list of n)
+ 422   ``missing_feature``      a named row without a feature of the signature
+ 422   ``unknown_feature``      a named row with a field the signature does not have
+ 422   ``invalid_value``        not a number (strings, booleans, null, objects), or NaN / +-inf
+                                (or a number too large for a double) where not allowed
+ 422   ``out_of_domain``        outside the feature's training range (``domain: training_range``)
+=====  =======================  ===============================================================
+
+The body is decoded with :func:`json.loads` only; nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -12,9 +28,12 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
+
+MAX_DETAILS = 20  # error details listed per response (the message names the first)
 
 
 @dataclass
@@ -33,79 +52,280 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class Signature:
-    """Input features in order (all numeric for now) and the output type."""
+    """Input features in order (all numeric), their training ranges, and the output type."""
 
     features: tuple[str, ...]
     output: str = "classification"
     classes: tuple[Any, ...] = ()
+    bounds: tuple[tuple[float | None, float | None], ...] = ()
+    allow_nan: tuple[bool, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Signature:
+        inputs = data["inputs"]
         return cls(
-            features=tuple(f["name"] for f in data["inputs"]),
+            features=tuple(f["name"] for f in inputs),
             output=data.get("output", "classification"),
             classes=tuple(data.get("classes", ())),
+            bounds=tuple(
+                (None if f.get("min") is None else float(f["min"]), None if f.get("max") is None else float(f["max"]))
+                for f in inputs
+            ),
+            allow_nan=tuple(bool(f.get("allow_nan", f.get("nullable", False))) for f in inputs),
         )
 
 
-def _number(value: Any, row: int, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        found = type(value).__name__
-        raise RequestError(422, "invalid_value", f"row {row}, field {name!r}: expected a number, found {found}",
-                           [{"row": row, "field": name, "expected": "number", "found": found}])
-    try:
-        x = float(value)
-    except OverflowError:  # an integer with hundreds of digits
-        x = math.inf
-    if not math.isfinite(x):
-        raise RequestError(422, "invalid_value", f"row {row}, field {name!r}: expected a finite number",
-                           [{"row": row, "field": name, "expected": "finite number", "found": str(value)}])
-    return x
+@dataclass(frozen=True)
+class DomainPolicy:
+    """``any``: every finite number is accepted; ``training_range``: values outside
+    ``[min - margin * (max - min), max + margin * (max - min)]`` of the training data get 422."""
+
+    kind: str = "any"
+    margin: float = 0.0
+
+    def limits(self, signature: Signature) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.kind == "any" or not signature.bounds:
+            return None
+        lo = np.full(len(signature.features), -np.inf)
+        hi = np.full(len(signature.features), np.inf)
+        for j, (a, b) in enumerate(signature.bounds):
+            span = (b - a) if a is not None and b is not None else 0.0
+            if a is not None:
+                lo[j] = a - self.margin * span
+            if b is not None:
+                hi[j] = b + self.margin * span
+        return lo, hi
 
 
-def parse_request(raw: bytes, signature: Signature, max_rows: int, max_bytes: int) -> np.ndarray:
-    """The request body as a float matrix in signature order, or a :class:`RequestError`."""
+@dataclass(frozen=True)
+class ParsedRequest:
+    """A validated request: the rows as a float matrix in signature order, and the routing key."""
+
+    X: np.ndarray
+    key: str | None = None
+
+    @property
+    def rows(self) -> int:
+        return int(self.X.shape[0])
+
+
+JSON_TYPES = ("application/json", "text/json")
+
+
+def check_content_type(content_type: str | None) -> None:
+    """415 unless the Content-Type is absent or JSON in UTF-8 (``application/json``, ``+json``)."""
+    if not content_type:
+        return
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media not in JSON_TYPES and not (media.startswith("application/") and media.endswith("+json")):
+        raise RequestError(415, "unsupported_media_type",
+                           f"Content-Type {media or content_type!r} is not supported; send application/json")
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise RequestError(415, "unsupported_media_type",
+                               f"charset {value.strip()!r} is not supported; send UTF-8 JSON")
+
+
+def _decode(raw: bytes, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise RequestError(413, "payload_too_large", f"body of {len(raw)} bytes exceeds the limit of {max_bytes}")
+    if not raw.strip():
+        raise RequestError(400, "malformed_json", "the request body is empty; send {\"instances\": [...]} or "
+                           "{\"inputs\": [...]}")
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, "malformed_json", f"body is not UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
+    try:
+        # integers as floats: a 5,000-digit integer becomes inf (then 422 naming the field)
+        # instead of tripping Python's int-size guard
+        return json.loads(text, parse_int=float)
+    except RecursionError:
+        raise RequestError(400, "malformed_json", "body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:
         raise RequestError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+
+
+def _key_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        return str(int(value))
+    return str(value)
+
+
+def _cell_problem(value: Any, allow_nan: bool) -> tuple[str, str, str] | None:
+    """``(error, expected, found)`` when ``value`` cannot be a feature value, else None."""
+    if value is None and allow_nan:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "invalid_value", "number", type(value).__name__
+    if not math.isfinite(value) and not (allow_nan and math.isnan(value)):
+        return "invalid_value", "finite number", str(value)
+    return None
+
+
+class _Errors:
+    """Collects the first :data:`MAX_DETAILS` problems; the first names the error."""
+
+    def __init__(self) -> None:
+        self.first: tuple[str, str] | None = None
+        self.details: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, error: str, message: str, detail: dict[str, Any]) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = (error, message)
+        if len(self.details) < MAX_DETAILS:
+            self.details.append(detail)
+
+    def raise_if_any(self) -> None:
+        if self.first is not None:
+            error, message = self.first
+            if self.count > 1:
+                message += f" (and {self.count - 1} more problem{'s' if self.count > 2 else ''})"
+            raise RequestError(422, error, message, self.details)
+
+
+def _slow_errors(key: str, rows: list[Any], signature: Signature, key_column: str | None) -> None:
+    """Find and raise every problem of the rows (the fast path only knows that there is one)."""
+    names = signature.features
+    allow = signature.allow_nan or (False,) * len(names)
+    known = set(names) | ({key_column} if key_column else set())
+    errs = _Errors()
+    for i, row in enumerate(rows):
+        if key == "instances":
+            if not isinstance(row, dict):
+                errs.add("invalid_row", f"row {i}: expected an object of feature: value, found "
+                         f"{type(row).__name__}", {"row": i, "expected": "object"})
+                continue
+            for n in names:
+                if n not in row:
+                    errs.add("missing_feature", f"row {i}: missing feature {n!r}",
+                             {"row": i, "field": n, "error": "missing"})
+            for k in row:
+                if k not in known:
+                    errs.add("unknown_feature", f"row {i}: unknown feature {k!r}",
+                             {"row": i, "field": k, "error": "unknown"})
+            cells = [(n, row[n], allow[j]) for j, n in enumerate(names) if n in row]
+        else:
+            if not isinstance(row, list) or len(row) != len(names):
+                found = f"list of {len(row)}" if isinstance(row, list) else type(row).__name__
+                errs.add("invalid_row", f"row {i}: expected a list of {len(names)} numbers, found {found}",
+                         {"row": i, "expected": f"list of {len(names)}"})
+                continue
+            cells = [(n, row[j], allow[j]) for j, n in enumerate(names)]
+        for n, value, ok_nan in cells:
+            problem = _cell_problem(value, ok_nan)
+            if problem is not None:
+                error, expected, found = problem
+                errs.add(error, f"row {i}, field {n!r}: expected a {expected}, found {found}",
+                         {"row": i, "field": n, "expected": expected, "found": found})
+    errs.raise_if_any()
+
+
+def _domain_errors(X: np.ndarray, signature: Signature, policy: DomainPolicy) -> None:
+    limits = policy.limits(signature)
+    if limits is None:
+        return
+    lo, hi = limits
+    values = X
+    with np.errstate(invalid="ignore"):
+        bad = (values < lo) | (values > hi)
+    if not bad.any():
+        return
+    errs = _Errors()
+    for i, j in np.argwhere(bad)[: MAX_DETAILS * 2]:
+        name, value = signature.features[j], float(X[i, j])
+        errs.add("out_of_domain",
+                 f"row {int(i)}, field {name!r}: {value!r} is outside the accepted range [{lo[j]:g}, {hi[j]:g}]",
+                 {"row": int(i), "field": name, "expected": "within the training range", "found": value,
+                  "min": float(lo[j]), "max": float(hi[j])})
+    errs.count = int(bad.sum())
+    errs.raise_if_any()
+
+
+def parse_predict_request(
+    raw: bytes,
+    signature: Signature,
+    max_rows: int,
+    max_bytes: int,
+    *,
+    content_type: str | None = None,
+    policy: DomainPolicy | None = None,
+    key_column: str | None = None,
+) -> ParsedRequest:
+    """The request body as a float matrix in signature order, or a :class:`RequestError`.
+
+    ``key_column``: a field of ``instances`` rows that is not a feature; its value (of the
+    first row) is the request's routing key (sticky canary). Valid requests take a fast,
+    vectorised path; only a request with a problem is walked cell by cell to name it.
+    """
+    check_content_type(content_type)
+    body = _decode(raw, max_bytes)
     if not isinstance(body, dict):
-        raise RequestError(400, "bad_request", "expected a JSON object with 'instances' or 'inputs'")
-    keys = set(body) & {"instances", "inputs"}
+        raise RequestError(400, "bad_request",
+                           f"expected a JSON object with 'instances' or 'inputs', found {type(body).__name__}")
+    keys = [k for k in ("instances", "inputs") if k in body]
     if len(keys) != 1:
-        raise RequestError(400, "bad_request", "expected exactly one of 'instances' or 'inputs'")
-    key = keys.pop()
+        raise RequestError(400, "bad_request", "expected exactly one of 'instances' or 'inputs'"
+                           + (", found both" if keys else f", found keys {sorted(body)[:5]}"))
+    key = keys[0]
     rows = body[key]
     if not isinstance(rows, list) or not rows:
         raise RequestError(422, "invalid_request", f"'{key}' must be a non-empty list of rows")
     if len(rows) > max_rows:
         raise RequestError(413, "too_many_rows", f"{len(rows)} rows exceed the limit of {max_rows} per request")
     names = signature.features
-    out = np.empty((len(rows), len(names)), dtype=np.float64)
-    for i, row in enumerate(rows):
+    width = len(names)
+    routing_key: str | None = None
+    try:
         if key == "instances":
-            if not isinstance(row, dict):
-                raise RequestError(422, "invalid_row", f"row {i}: expected an object of feature: value",
-                                   [{"row": i, "expected": "object"}])
-            missing = [n for n in names if n not in row]
-            if missing:
-                raise RequestError(422, "missing_feature", f"row {i}: missing feature {missing[0]!r}",
-                                   [{"row": i, "field": n, "error": "missing"} for n in missing[:10]])
-            unknown = [k for k in row if k not in set(names)]
-            if unknown:
-                raise RequestError(422, "unknown_feature", f"row {i}: unknown feature {unknown[0]!r}",
-                                   [{"row": i, "field": k, "error": "unknown"} for k in unknown[:10]])
-            for j, n in enumerate(names):
-                out[i, j] = _number(row[n], i, n)
+            extra = 0
+            if key_column is not None and isinstance(rows[0], dict) and key_column in rows[0]:
+                routing_key = _key_text(rows[0][key_column])
+            values = []
+            for row in rows:
+                extra = 1 if key_column is not None and key_column in row and key_column not in names else 0
+                if len(row) != width + extra:
+                    raise LookupError  # unknown (or missing) fields
+                values.append([row[n] for n in names])
         else:
-            if not isinstance(row, list) or len(row) != len(names):
-                raise RequestError(422, "invalid_row", f"row {i}: expected a list of {len(names)} numbers",
-                                   [{"row": i, "expected": f"list of {len(names)}"}])
-            for j, n in enumerate(names):
-                out[i, j] = _number(row[j], i, n)
-    return out
+            values = rows
+            if not all(type(r) is list and len(r) == width for r in rows):
+                raise LookupError
+        if not all(type(v) is float for v in chain.from_iterable(values)):
+            raise LookupError  # strings, booleans, null, objects: name them below
+        X = np.array(values, dtype=np.float64)
+    except (LookupError, TypeError, ValueError):
+        _slow_errors(key, rows, signature, key_column)
+        # nullable features: null -> NaN, the only way to get here without an error
+        allow = signature.allow_nan or (False,) * width
+        X = np.array(
+            [[np.nan if (v is None and allow[j]) else v for j, v in enumerate(
+                [r[n] for n in names] if key == "instances" else r)] for r in rows],
+            dtype=np.float64,
+        )
+    finite = np.isfinite(X)
+    if not finite.all():
+        allow_arr = np.asarray(signature.allow_nan or (False,) * width, dtype=bool)
+        bad = ~finite & ~(np.isnan(X) & allow_arr)
+        if bad.any():
+            errs = _Errors()
+            for i, j in np.argwhere(bad)[:MAX_DETAILS]:
+                name, found = names[j], str(float(X[i, j]))
+                errs.add("invalid_value", f"row {int(i)}, field {name!r}: expected a finite number, found {found}",
+                         {"row": int(i), "field": name, "expected": "finite number", "found": found})
+            errs.count = int(bad.sum())
+            errs.raise_if_any()
+    _domain_errors(X, signature, policy or DomainPolicy())
+    return ParsedRequest(X, routing_key)
+
+
+def parse_request(raw: bytes, signature: Signature, max_rows: int, max_bytes: int) -> np.ndarray:
+    """The request body as a float matrix in signature order, or a :class:`RequestError`."""
+    return parse_predict_request(raw, signature, max_rows, max_bytes).X
 
 
 def to_jsonable(values: Sequence[Any] | np.ndarray) -> list[Any]:

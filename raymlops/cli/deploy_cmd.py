@@ -1,0 +1,192 @@
+"""``raymlops deploy REF [--as champion|challenger] [--mode canary|shadow] [--weight W] [--key COLUMN]``.
+
+Serves a registered version (``name:vN`` or ``name@alias``) on the Ray cluster named by
+``RAY_ADDRESS`` (a deployment made without a cluster would end with this command; use
+``--foreground`` to serve from this process until Ctrl-C instead):
+
+- ``--as champion`` (default): a new deployment at ``/<route>``, or, when one is live there, the
+  version that answers its traffic from now on (no request fails during the swap);
+- ``--as challenger --mode canary --weight 0.1 [--key customer_id]``: a share of live traffic,
+  sticky by the hashed value of the key field when given;
+- ``--as challenger --mode shadow``: a copy of every request; its answers are recorded (monitor,
+  shadow log), never returned.
+
+``raymlops deploy ROUTE --status | --end-challenger | --stop`` show, end the challenger of, or
+remove a live deployment. Every change is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from raymlops.cli.common import add_command, print_json
+from raymlops.exceptions import ConfigError, ServeError
+
+
+def register(sub: Any) -> None:
+    d = add_command(sub, "deploy", help="serve a model version: champion, canary or shadow challenger")
+    d.add_argument("ref", help="name:vN or name@alias (with --status/--stop/--end-challenger: the route)")
+    d.add_argument("--as", dest="role", choices=("champion", "challenger"), default="champion",
+                   help="champion (default) answers traffic; challenger gets a canary share or a shadow copy")
+    d.add_argument("--mode", choices=("canary", "shadow"), help="how a challenger sees traffic")
+    d.add_argument("--weight", type=float, default=None, help="canary: share of requests, 0..1 (default 0.1)")
+    d.add_argument("--key", help="canary: a request field whose hashed value picks the model (sticky)")
+    d.add_argument("--route", help="route /<route> (default: serve.name of --config, else the model name)")
+    d.add_argument("--config", help="pipeline YAML whose serve: and monitor: sections apply")
+    d.add_argument("--host", help="listen address (default 127.0.0.1)")
+    d.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    d.add_argument("--reason", help="why (recorded in the audit log)")
+    d.add_argument("--foreground", action="store_true",
+                   help="without RAY_ADDRESS: start a private Ray and serve until Ctrl-C")
+    action = d.add_mutually_exclusive_group()
+    action.add_argument("--status", action="store_true", help="show the live deployment at route REF")
+    action.add_argument("--end-challenger", action="store_true", help="retire the challenger of route REF")
+    action.add_argument("--stop", action="store_true", help="remove the live deployment at route REF")
+    d.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+
+def _connect(foreground: bool = False) -> bool:
+    """Join ``RAY_ADDRESS``; True when connected to a cluster that outlives this command."""
+    from raymlops.pipeline.ray_env import ensure_ray
+
+    if not os.environ.get("RAY_ADDRESS") and not foreground:
+        raise ConfigError(
+            "raymlops deploy needs a running Ray cluster: set RAY_ADDRESS (e.g. `ray start --head` then "
+            "RAY_ADDRESS=auto; clients of a token-auth cluster also need RAY_AUTH_MODE=token), or pass --foreground "
+            "to serve from this process until Ctrl-C"
+        )
+    return ensure_ray()
+
+
+def follow_live(store: Any, name: str, action: str, reason: str | None) -> tuple[str, dict[str, Any]]:
+    """After ``models promote|rollback`` moved ``name@champion``: update live deployments of
+    ``name`` when a cluster is reachable (``RAY_ADDRESS``); ``(message, {route: traffic})``."""
+    if not os.environ.get("RAY_ADDRESS"):
+        return ("no Ray cluster (RAY_ADDRESS not set): moved the alias only; a running deployment keeps serving its "
+                "version until updated (set RAY_ADDRESS and run this again)"), {}
+    from raymlops.serve.traffic import follow_champion
+
+    _connect()
+    changed = follow_champion(store, name, action, reason)
+    if not changed:
+        return f"no live deployment of {name} needed a change", {}
+    return ("live: " + ", ".join(f"/{r} now serves {t.champion['model_id']}" for r, t in changed.items()),
+            {r: t.summary() for r, t in changed.items()})
+
+
+def _print_traffic(route: str, info: dict[str, Any]) -> None:
+    t = info.get("traffic") or {}
+    shares = ", ".join(f"{v} {s * 100:.1f}%" for v, s in (t.get("shares") or {}).items())
+    print(f"/{route}: champion {t.get('champion')}, challenger {t.get('challenger') or '-'}"
+          f"{' (' + str(t.get('mode')) + ')' if t.get('mode') else ''}; traffic: {shares}; epoch {t.get('epoch')}")
+    if t.get("key"):
+        print(f"  canary sticky by field {t['key']!r}")
+    replicas = info.get("replicas") or {}
+    if replicas:
+        print(f"  replicas: {len(replicas)} live, serving epochs "
+              f"{sorted({r['epoch'] for r in replicas.values() if r['epoch'] is not None})}")
+    if info.get("shadow"):
+        s = info["shadow"]
+        print(f"  shadow: {s['records']} recorded comparisons, agreement {s['agreement']:.3f}")
+
+
+def _status(route: str) -> dict[str, Any]:
+    import ray
+
+    from raymlops.serve.control import get_control
+    from raymlops.serve.traffic import NAMESPACE
+
+    handle = get_control(route, NAMESPACE)
+    if handle is None:
+        raise ServeError(f"no live deployment at route {route!r}")
+    info: dict[str, Any] = ray.get(handle.status.remote())
+    log = ray.get(handle.shadow_log.remote(1000))
+    rows = [r for r in log if "agreement" in r]
+    if rows:
+        total = sum(r["rows"] for r in rows)
+        info["shadow"] = {"records": len(log),
+                          "agreement": sum(r["agreement"] * r["rows"] for r in rows) / max(total, 1)}
+    return info
+
+
+def run(args: argparse.Namespace) -> int:
+    from raymlops.config import ServeConfig, load_config
+    from raymlops.serve import traffic
+    from raymlops.store.home import Store
+
+    store = Store.open(args.home)
+    cfg = load_config(args.config) if args.config else None
+    serve_cfg = cfg.serve if cfg else ServeConfig()
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if updates:
+        serve_cfg = serve_cfg.model_copy(update=updates)
+    name = args.ref.split("@", 1)[0].split(":", 1)[0]
+    route = args.route or (cfg.route if cfg else None) or name
+
+    if args.status or args.stop or args.end_challenger:
+        _connect()
+        route = args.route or args.ref
+        if args.status:
+            info = _status(route)
+            print_json(info) if args.json else _print_traffic(route, info)
+            return 0
+        if args.end_challenger:
+            table = traffic.set_challenger(store, route, None, reason=args.reason)
+            print_json({"route": route, "traffic": table.summary()}) if args.json else \
+                _print_traffic(route, {"traffic": table.summary()})
+            return 0
+        current = traffic.current_table(route)
+        traffic.stop_route(store, route, reason=args.reason)
+        print_json({"route": route, "stopped": True}) if args.json else \
+            print(f"/{route}: stopped (was serving {current.champion['model_id']})")
+        return 0
+
+    if args.role == "champion" and (args.mode or args.weight is not None or args.key):
+        raise ConfigError("--mode, --weight and --key are for --as challenger")
+    if args.role == "challenger":
+        if args.mode is None:
+            raise ConfigError("--as challenger needs --mode canary or --mode shadow")
+        if args.mode == "shadow" and (args.weight is not None or args.key):
+            raise ConfigError("--mode shadow copies every request: --weight and --key do not apply")
+        if args.foreground:
+            raise ConfigError("--foreground starts a new deployment: deploy the champion first")
+        _connect()
+        weight = 0.1 if args.weight is None else args.weight
+        table = traffic.set_challenger(store, route, args.ref, args.mode, weight, args.key, reason=args.reason)
+        print_json({"route": route, "traffic": table.summary()}) if args.json else \
+            _print_traffic(route, {"traffic": table.summary()})
+        return 0
+
+    persistent = _connect(args.foreground)
+    from raymlops.serve.control import get_control
+
+    if get_control(route, traffic.NAMESPACE) is not None and not args.foreground:
+        table = traffic.set_champion(store, route, args.ref, reason=args.reason)
+        print_json({"route": route, "traffic": table.summary()}) if args.json else \
+            _print_traffic(route, {"traffic": table.summary()})
+        return 0
+    sample_rate = cfg.monitor.sample_rate if cfg else 1.0
+    endpoint = traffic.deploy_model(store, args.ref, route=route, serve_config=serve_cfg, sample_rate=sample_rate,
+                                    reason=args.reason)
+    if args.json:
+        print_json({"route": route, "endpoint": endpoint, "traffic": traffic.current_table(route).summary()})
+    else:
+        print(f"serving {args.ref} at {endpoint}/predict")
+    if persistent and not args.foreground:
+        return 0
+    print("serving in the foreground — press Ctrl-C to stop", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping ...", file=sys.stderr, flush=True)
+    finally:
+        traffic.stop_route(store, route, reason="foreground deploy ended", shutdown=True)
+    return 0

@@ -1,0 +1,204 @@
+"""Handing served rows to the monitor without ever blocking a response (pure asyncio, no Ray).
+
+Each replica owns one :class:`MonitorHandoff`. The request path only calls :meth:`offer`: a
+sampling draw and an append to an in-memory queue, bounded in rows. A background task
+(:meth:`run`) wakes every ``flush_interval_s`` (or as soon as ``flush_rows`` rows wait), takes
+everything queued, groups it by model version and awaits one ``send`` per version, so at most
+one hand-off per replica is in flight. When the monitor is slower than the traffic, the queue
+fills and further rows are dropped and counted, never waited for.
+
+``budget`` bounds the monitor's share of the machine, as a token bucket of monitor time: it
+fills at ``budget`` seconds per second up to ``budget * budget_window_s``, each hand-off takes
+the time it kept the monitor busy, and a hand-off waits while the bucket is empty. Bursts go
+through at once; sustained, the monitor works on this replica's rows at most ``budget`` of the
+time, so on a small machine it cannot take CPU from serving beyond that share. Rows that arrive
+faster are dropped (and counted) instead. ``budget=1`` sends as fast as the monitor takes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Served:
+    """One answered request, as the monitor sees it."""
+
+    X: np.ndarray
+    predictions: np.ndarray
+    version: str
+    latency_ms: float
+    status: int
+    request_id: str
+    role: str = "champion"  # champion | canary (a challenger answering) | shadow (a challenger's copy)
+
+
+@dataclass
+class HandoffCounts:
+    offered: int = 0  # rows of answered requests
+    sampled_out: int = 0
+    queued: int = 0
+    sent: int = 0
+    dropped: int = 0  # queue full
+    failed: int = 0  # the send raised
+    by_outcome_since_drain: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: str, rows: int) -> None:
+        setattr(self, outcome, getattr(self, outcome) + rows)
+        self.by_outcome_since_drain[outcome] = self.by_outcome_since_drain.get(outcome, 0) + rows
+
+    def drain(self) -> dict[str, int]:
+        out, self.by_outcome_since_drain = self.by_outcome_since_drain, {}
+        return out
+
+
+def row_ids(request_id: str, rows: int) -> list[str]:
+    """Per-row ids: the request id for a one-row request, ``<request id>/<row>`` otherwise."""
+    return [request_id] if rows == 1 else [f"{request_id}/{i}" for i in range(rows)]
+
+
+def batch_payload(items: list[Served]) -> dict[str, Any]:
+    """Rows of one version and role, concatenated, with per-row latency, status and id."""
+    sizes = [len(it.X) for it in items]
+    return {
+        "X": np.concatenate([it.X for it in items]),
+        "predictions": np.concatenate([np.asarray(it.predictions) for it in items]),
+        "version": items[0].version,
+        "latency_ms": np.repeat(np.array([it.latency_ms for it in items], dtype=np.float64), sizes),
+        "status": np.repeat(np.array([it.status for it in items], dtype=np.int16), sizes),
+        "request_ids": [rid for it, n in zip(items, sizes, strict=True) for rid in row_ids(it.request_id, n)],
+        "role": items[0].role,
+    }
+
+
+class MonitorHandoff:
+    """Bounded, sampled, batched and asynchronous: see the module docstring."""
+
+    def __init__(
+        self,
+        send: Callable[[dict[str, Any]], Awaitable[Any]],
+        *,
+        max_rows: int = 10_000,
+        flush_rows: int = 2_048,
+        flush_interval_s: float = 0.25,
+        sample_rate: float = 1.0,
+        budget: float = 1.0,
+        budget_window_s: float = 10.0,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be within [0, 1], found {sample_rate}")
+        if not 0.0 < budget <= 1.0:
+            raise ValueError(f"budget must be within (0, 1], found {budget}")
+        self.budget = float(budget)
+        self.capacity_s = self.budget * float(budget_window_s)
+        self.tokens_s = self.capacity_s
+        self.clock = clock
+        self._refilled = clock()
+        self.busy_s = 0.0  # time spent in sends, in total
+        self.send = send
+        self.max_rows = int(max_rows)
+        self.flush_rows = max(1, min(int(flush_rows), self.max_rows))
+        self.flush_interval_s = float(flush_interval_s)
+        self.sample_rate = float(sample_rate)
+        self.rng = rng or random.Random()
+        self.counts = HandoffCounts()
+        self._queue: list[Served] = []
+        self._queued_rows = 0
+        self._wake: asyncio.Event | None = None
+        self._closed = False
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def offer(self, item: Served) -> bool:
+        """Queue ``item`` for the monitor unless it is sampled out or the queue is full (O(1))."""
+        n = len(item.X)
+        self.counts.add("offered", n)
+        if self.sample_rate < 1.0 and self.rng.random() >= self.sample_rate:
+            self.counts.add("sampled_out", n)
+            return False
+        if self._closed or self._queued_rows + n > self.max_rows:
+            self.counts.add("dropped", n)
+            return False
+        self._queue.append(item)
+        self._queued_rows += n
+        self.counts.add("queued", n)
+        if self._queued_rows >= self.flush_rows and self._wake is not None:
+            self._wake.set()
+        return True
+
+    async def flush(self) -> int:
+        """Send everything queued now; returns the rows sent."""
+        if not self._queue:
+            return 0
+        items, self._queue, self._queued_rows = self._queue, [], 0
+        groups: dict[tuple[str, str], list[Served]] = {}
+        for it in items:
+            groups.setdefault((it.version, it.role), []).append(it)
+        sent = 0
+        for group in groups.values():
+            rows = sum(len(it.X) for it in group)
+            try:
+                await self.send(batch_payload(group))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the monitor is gone or failed: count it, keep serving
+                self.counts.add("failed", rows)
+                logger.warning("monitor hand-off of %d rows failed: %s", rows, exc)
+                continue
+            self.counts.add("sent", rows)
+            sent += rows
+        return sent
+
+    def spend(self, busy_s: float) -> float:
+        """Take ``busy_s`` of monitor time from the bucket; the seconds to wait before the next
+        hand-off (0 while the bucket holds time)."""
+        now = self.clock()
+        self.tokens_s = min(self.capacity_s, self.tokens_s + (now - self._refilled) * self.budget)
+        self._refilled = now
+        if self.budget >= 1.0:
+            return 0.0
+        self.tokens_s -= busy_s
+        return max(0.0, -self.tokens_s / self.budget)
+
+    async def run(self) -> None:
+        """The background flusher (one per replica); stops when cancelled or :meth:`close` d."""
+        self._wake = asyncio.Event()
+        while not self._closed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.flush_interval_s)
+            self._wake.clear()
+            t0 = self.clock()
+            if not await self.flush():
+                continue
+            busy = self.clock() - t0
+            self.busy_s += busy
+            pause = self.spend(busy) - self.flush_interval_s
+            if pause > 0 and not self._closed:
+                await asyncio.sleep(pause)
+
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """Stop taking rows and send what is queued (within ``timeout_s``)."""
+        self._closed = True
+        if self._wake is not None:
+            self._wake.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.flush(), timeout=timeout_s)
+
+
+def now_ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0

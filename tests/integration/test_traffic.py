@@ -1,0 +1,289 @@
+"""Champion / challenger on a live deployment over real HTTP: canary shares, sticky keys, shadow
+copies that are never answered, promote and rollback under load without a single failed request,
+tampered artifacts refused, the CLI, and the audit records of every change."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raymlops.config import ServeConfig
+from raymlops.exceptions import ServeError
+from raymlops.store.home import Store
+from tests.integration.conftest import free_port
+from tests.integration.serving_helpers import Load, predict, row, toy_data, toy_store
+
+pytestmark = pytest.mark.integration
+
+ROUTE = "duel"
+
+
+@pytest.fixture(scope="module")
+def live(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
+    from ray import serve
+
+    from raymlops.monitor.actor import start_monitor, stop_monitor
+    from raymlops.monitor.core import Reference
+    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.serve.deploy import undeploy
+    from raymlops.serve.traffic import deploy_model
+
+    home = tmp_path_factory.mktemp("traffic") / "home"
+    store = toy_store(home, name=ROUTE)
+    X, _ = toy_data()
+    try:
+        start_monitor(ROUTE, Reference.from_columns({n: X[:, j] for j, n in enumerate("abcd")}, seed=0),
+                      {"seed": 0}, NAMESPACE, detached=False)
+        endpoint = deploy_model(store, f"{ROUTE}@champion", serve_config=ServeConfig(
+            port=free_port(), batch_wait_timeout_s=0.002, num_replicas=2), reason="test")
+        yield endpoint, store
+    finally:
+        undeploy(ROUTE, shutdown=False)
+        stop_monitor(ROUTE, NAMESPACE)
+        serve.shutdown()
+
+
+@pytest.fixture()
+def champion_only(live: tuple[str, Store]) -> Iterator[tuple[str, Store]]:
+    """Each test starts and ends with v1 as champion and no challenger."""
+    from raymlops.registry.registry import promote
+    from raymlops.serve.traffic import current_table, set_champion
+
+    url, store = live
+
+    def reset() -> None:
+        if current_table(ROUTE).champion["model_id"] != f"{ROUTE}:v1" or current_table(ROUTE).challenger:
+            set_champion(store, ROUTE, f"{ROUTE}:v1", reason="test reset")
+        from raymlops.registry import get_model
+
+        if get_model(store, f"{ROUTE}@champion").id != f"{ROUTE}:v1":
+            promote(store, f"{ROUTE}:v1", reason="test reset")
+
+    reset()
+    yield live
+    reset()
+
+
+def _models(store: Store) -> dict[str, Any]:
+    from raymlops.registry import get_model, load_model
+
+    return {v: load_model(store, get_model(store, f"{ROUTE}:{v}")) for v in ("v1", "v2")}
+
+
+def _versions(url: str, payloads: list[Any], threads: int = 8) -> list[tuple[int, str, Any]]:
+    def one(p: Any) -> tuple[int, str, Any]:
+        r = predict(url, p)
+        return r.status, r.headers.get("x-model-version", ""), r.body
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, payloads))
+
+
+def _audit(store: Store) -> list[str]:
+    from raymlops.audit import records, verify
+
+    ok, message = verify(store.metadata)
+    assert ok, message
+    return [r.action for r in records(store.metadata, action="deployment.")]
+
+
+def test_canary_weight_holds_over_2000_requests(champion_only: tuple[str, Store]) -> None:
+    from raymlops.serve.traffic import set_challenger
+
+    url, store = champion_only
+    table = set_challenger(store, ROUTE, f"{ROUTE}:v2", "canary", 0.2, reason="canary test")
+    assert table.summary()["shares"] == {f"{ROUTE}:v1": 0.8, f"{ROUTE}:v2": 0.2}
+    X, _ = toy_data()
+    models = _models(store)
+    payloads = [{"instances": [row(X[i % len(X)])]} for i in range(2000)]
+    replies = _versions(url, payloads)
+    assert all(status == 200 for status, _, _ in replies)
+    share = Counter(v for _, v, _ in replies)[f"{ROUTE}:v2"] / len(replies)
+    # binomial sd at n=2000, p=0.2: 0.0089; 4.5 sd either way
+    assert abs(share - 0.2) < 0.04, share
+    for (_, version, body), p in zip(replies[:200], payloads[:200], strict=True):  # each answer is that model's
+        x = np.array([[p["instances"][0][f] for f in "abcd"]])
+        assert body["model_version"] == version
+        assert body["predictions"] == models[version.split(":")[1]].predict(x).tolist()
+    assert "deployment.traffic_changed" in _audit(store)
+
+
+def test_canary_is_sticky_by_the_hashed_key(champion_only: tuple[str, Store]) -> None:
+    from raymlops.serve.traffic import set_challenger
+
+    url, store = champion_only
+    set_challenger(store, ROUTE, f"{ROUTE}:v2", "canary", 0.3, key="customer", reason="sticky test")
+    X, _ = toy_data()
+    payloads = [{"instances": [row(X[0]) | {"customer": f"c{i}"}]} for i in range(600)]
+    first = _versions(url, payloads)
+    again = _versions(url, payloads[:150])
+    assert all(s == 200 for s, _, _ in first + again)
+    assert [v for _, v, _ in again] == [v for _, v, _ in first[:150]]  # the same customer, the same model
+    share = sum(v.endswith(":v2") for _, v, _ in first) / len(first)
+    assert abs(share - 0.3) < 0.08, share
+
+
+def test_shadow_answers_are_recorded_and_never_returned(champion_only: tuple[str, Store]) -> None:
+    import ray
+
+    from raymlops.serve.control import get_control
+    from raymlops.serve.traffic import NAMESPACE, set_challenger
+
+    url, store = champion_only
+    set_challenger(store, ROUTE, f"{ROUTE}:v2", "shadow", reason="shadow test")
+    models = _models(store)
+    X, _ = toy_data()
+    payloads = [{"instances": [row(X[i]), row(X[i + 1])]} for i in range(0, 300, 2)]
+    replies = _versions(url, payloads)
+    for (status, version, body), p in zip(replies, payloads, strict=True):
+        x = np.array([[r[f] for f in "abcd"] for r in p["instances"]])
+        assert status == 200 and version == f"{ROUTE}:v1" and body["model_version"] == f"{ROUTE}:v1"
+        assert body["predictions"] == models["v1"].predict(x).tolist()  # the champion's answer, always
+    control = get_control(ROUTE, NAMESPACE)
+    deadline = time.monotonic() + 20
+    wanted = {body["request_id"] for _, _, body in replies}
+    while time.monotonic() < deadline:
+        log = ray.get(control.shadow_log.remote())
+        if wanted <= {r["request_id"] for r in log}:
+            break
+        time.sleep(0.3)
+    by_id = {r["request_id"]: r for r in ray.get(control.shadow_log.remote())}
+    assert wanted <= set(by_id)
+    for (_, _, body), p in zip(replies, payloads, strict=True):
+        rec = by_id[body["request_id"]]
+        x = np.array([[r[f] for f in "abcd"] for r in p["instances"]])
+        assert rec["challenger"] == f"{ROUTE}:v2" and rec["champion"] == f"{ROUTE}:v1"
+        assert rec["challenger_predictions"] == models["v2"].predict(x).tolist()
+        assert rec["champion_predictions"] == body["predictions"]
+    assert np.mean([r["agreement"] for r in by_id.values()]) < 0.1  # v2 learned the opposite labels
+    metrics = ray.get(control.counter.remote("raymlops_serve_shadow_requests_total", {"outcome": "disagree"}))
+    assert metrics >= 1
+
+
+def test_promote_and_rollback_under_load_fail_no_request(
+    champion_only: tuple[str, Store], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    from raymlops.cli import main
+
+    url, store = champion_only
+    monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)  # the CLI joins this cluster
+    X, _ = toy_data()
+    with Load(url, lambda i: {"instances": [row(X[i % len(X)])]}, threads=6) as load:
+        load.wait_for(200)
+        assert main(["--home", str(store.home), "deploy", f"{ROUTE}:v2", "--as", "challenger", "--mode", "canary",
+                     "--weight", "0.5"]) == 0
+        load.wait_for(200)
+        assert main(["--home", str(store.home), "models", "promote", f"{ROUTE}:v2", "--reason", "better"]) == 0
+        promoted_at = time.monotonic()
+        load.wait_for(300)
+        rollback_started = time.monotonic()
+        assert main(["--home", str(store.home), "models", "rollback", ROUTE, "--reason", "oops"]) == 0
+        rolled_back_at = time.monotonic()
+        load.wait_for(300)
+    out = capsys.readouterr().out
+    assert f"/{ROUTE} now serves {ROUTE}:v2" in out and f"/{ROUTE} now serves {ROUTE}:v1" in out
+    assert not load.errors, load.errors[:3]
+    statuses = Counter(s for _, s, _ in load.replies)
+    assert set(statuses) == {200}, statuses  # zero non-2xx, zero dropped connections
+    assert len(load.replies) >= 1000
+    # promote returns once every replica serves the new champion: no request sent after it gets v1
+    after_promote = [v for t, _, v in load.replies if promoted_at < t < rollback_started]
+    assert after_promote and set(after_promote) == {f"{ROUTE}:v2"}
+    after_rollback = [v for t, _, v in load.replies if t > rolled_back_at]
+    assert after_rollback and set(after_rollback) == {f"{ROUTE}:v1"}
+    actions = _audit(store)
+    assert actions[-3:] == ["deployment.traffic_changed", "deployment.promoted", "deployment.rolled_back"]
+
+
+def test_tampered_artifact_is_refused_and_nothing_changes(champion_only: tuple[str, Store]) -> None:
+    from raymlops.registry import get_model
+    from raymlops.serve.traffic import current_table, deploy_model, set_challenger
+
+    url, store = champion_only
+    v3 = get_model(store, f"{ROUTE}:v3")
+    path = Path(store.artifacts.path(v3.artifact_key))
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[:-8] + b"tampered")
+        with pytest.raises(ServeError, match=r"v3.*(changed|sha256)"):
+            set_challenger(store, ROUTE, f"{ROUTE}:v3", "canary", 0.5)
+        with pytest.raises(ServeError, match=r"refused.*changed"):
+            deploy_model(store, f"{ROUTE}:v3", route="tampered", serve_config=ServeConfig(port=free_port()))
+    finally:
+        path.write_bytes(original)
+    assert current_table(ROUTE).challenger is None
+    assert predict(url, {"instances": [row(toy_data()[0][0])]}).headers["x-model-version"] == f"{ROUTE}:v1"
+
+
+def test_a_replica_refuses_a_changed_artifact_itself(champion_only: tuple[str, Store],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even when the artifact changes after the deploying process checked it, the replica's own
+    sha256 check fails the deployment with the reason."""
+    import raymlops.serve.deploy as deploy_module
+    from raymlops.serve.traffic import model_spec_of
+
+    _, store = champion_only
+    spec = model_spec_of(store, f"{ROUTE}:v3") | {"artifact_sha256": "0" * 64}
+    monkeypatch.setattr(deploy_module, "verify_artifact", lambda model: None)
+    try:
+        with pytest.raises(ServeError, match=r"v3.*(changed|refusing)"):
+            deploy_module.deploy(spec, "tampered2", "127.0.0.1", free_port(), 1, wait_s=60)
+    finally:
+        deploy_module.undeploy("tampered2", shutdown=False)
+
+
+def test_cli_deploy_status_end_challenger_and_stop(
+    live: tuple[str, Store], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import ray
+
+    from raymlops.cli import main
+    from raymlops.serve.control import get_control
+    from raymlops.serve.traffic import NAMESPACE
+
+    _, store = live
+    home = ["--home", str(store.home)]
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main([*home, "deploy", f"{ROUTE}:v1", "--route", "cli"]) == 2  # no cluster named: refused
+    assert "RAY_ADDRESS" in capsys.readouterr().err
+    assert main([*home, "models", "promote", f"{ROUTE}:v1"]) == 0
+    assert "moved the alias only" in capsys.readouterr().out
+    monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    try:
+        assert main([*home, "deploy", f"{ROUTE}:v1", "--route", "cli", "--json"]) == 0
+        created = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert created["traffic"]["champion"] == f"{ROUTE}:v1" and created["endpoint"].endswith("/cli")
+        assert predict(created["endpoint"], {"inputs": [[0, 0, 0, 0]]}).status == 200
+        assert main([*home, "deploy", f"{ROUTE}:v2", "--route", "cli", "--as", "challenger", "--mode", "shadow"]) == 0
+        assert "challenger duel:v2 (shadow)" in capsys.readouterr().out
+        assert main([*home, "deploy", f"{ROUTE}:v2", "--route", "cli", "--as", "challenger", "--mode", "shadow",
+                     "--weight", "0.2"]) == 2
+        assert "do not apply" in capsys.readouterr().err
+        assert main([*home, "deploy", "cli", "--status", "--json"]) == 0
+        status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert status["traffic"]["mode"] == "shadow" and status["epoch"] == 2
+        assert main([*home, "deploy", "cli", "--end-challenger"]) == 0
+        assert "challenger -" in capsys.readouterr().out
+        assert main([*home, "deploy", "cli", "--stop"]) == 0
+        assert get_control("cli", NAMESPACE) is None
+        assert main([*home, "deploy", "cli", "--status"]) == 1
+    finally:
+        from raymlops.serve.deploy import undeploy
+
+        undeploy("cli", shutdown=False)
+    actions = [a for a in _audit(store)]
+    assert actions[-4:] == ["deployment.created", "deployment.traffic_changed", "deployment.traffic_changed",
+                            "deployment.deleted"]
+    assert os.environ.get("RAY_ADDRESS")  # (monkeypatch restores it)

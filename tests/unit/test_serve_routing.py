@@ -1,0 +1,90 @@
+"""The traffic table (raymlops.serve.routing): validation, changes, canary split, stickiness."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from raymlops.exceptions import ValidationError
+from raymlops.serve.routing import TrafficTable, key_fraction
+
+
+def spec(model_id: str, features: tuple[str, ...] = ("a", "b")) -> dict[str, Any]:
+    return {"model_id": model_id, "artifact_root": "/x", "artifact_key": "k", "artifact_sha256": "0" * 64,
+            "signature": {"inputs": [{"name": f} for f in features]}}
+
+
+def test_champion_only_serves_everything() -> None:
+    t = TrafficTable(spec("m:v1"))
+    assert t.summary()["shares"] == {"m:v1": 1.0}
+    assert not any(t.canary_for(str(i)) for i in range(100))
+
+
+def test_canary_share_is_close_to_the_weight_with_and_without_a_key() -> None:
+    t = TrafficTable(spec("m:v1")).with_challenger(spec("m:v2"), "canary", 0.1)
+    rng = random.Random(0)
+    random_share = sum(t.canary_for(None, rng) for _ in range(20_000)) / 20_000
+    keyed_share = sum(t.canary_for(f"customer-{i}") for i in range(20_000)) / 20_000
+    assert abs(random_share - 0.1) < 0.01 and abs(keyed_share - 0.1) < 0.01
+    assert t.summary()["shares"] == {"m:v1": 0.9, "m:v2": 0.1}
+
+
+def test_a_key_always_sees_the_same_model() -> None:
+    t = TrafficTable(spec("m:v1")).with_challenger(spec("m:v2"), "canary", 0.5, key="customer")
+    first = {k: t.canary_for(k) for k in map(str, range(200))}
+    assert all(t.canary_for(k) == v for k, v in first.items())
+    assert 0.35 < sum(first.values()) / 200 < 0.65
+
+
+def test_key_fraction_is_uniform_stable_and_salted() -> None:
+    values = [key_fraction(str(i), "m:v2") for i in range(5000)]
+    assert all(0.0 <= v < 1.0 for v in values)
+    assert abs(sum(values) / len(values) - 0.5) < 0.02
+    assert key_fraction("42", "m:v2") == key_fraction("42", "m:v2")
+    assert key_fraction("42", "m:v2") != key_fraction("42", "m:v3")
+
+
+def test_weights_zero_and_one() -> None:
+    base = TrafficTable(spec("m:v1"))
+    assert not any(base.with_challenger(spec("m:v2"), "canary", 0.0).canary_for(str(i)) for i in range(50))
+    assert all(base.with_challenger(spec("m:v2"), "canary", 1.0).canary_for(str(i)) for i in range(50))
+
+
+def test_shadow_never_routes_to_the_challenger() -> None:
+    t = TrafficTable(spec("m:v1")).with_challenger(spec("m:v2"), "shadow")
+    assert t.weight == 0.0 and t.summary()["shares"] == {"m:v1": 1.0}
+    assert not any(t.canary_for(str(i)) for i in range(100))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"challenger": spec("m:v2"), "mode": "blue-green"}, "mode must be one of"),
+        ({"challenger": spec("m:v2"), "mode": "canary", "weight": 1.5}, "weight must be within"),
+        ({"challenger": spec("m:v1"), "mode": "canary", "weight": 0.1}, "already the champion"),
+        ({"challenger": spec("m:v2", ("a", "z")), "mode": "canary", "weight": 0.1}, "other inputs"),
+        ({"challenger": spec("m:v2"), "mode": "shadow", "weight": 0.2}, "shadow mode takes no weight"),
+        ({"mode": "canary", "weight": 0.1}, "need a challenger"),
+        ({"challenger": {"model_id": "m:v2"}, "mode": "canary"}, "model spec"),
+    ],
+)
+def test_invalid_tables_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        TrafficTable(spec("m:v1"), **kwargs)
+
+
+def test_challenger_may_list_the_same_features_in_another_order() -> None:
+    t = TrafficTable(spec("m:v1", ("a", "b"))).with_challenger(spec("m:v2", ("b", "a")), "canary", 0.2)
+    assert t.challenger is not None and t.challenger["model_id"] == "m:v2"
+
+
+def test_promoting_the_challenger_retires_it_and_roundtrips() -> None:
+    t = TrafficTable(spec("m:v1"), epoch=7).with_challenger(spec("m:v2"), "canary", 0.3, key="k")
+    promoted = t.with_champion(spec("m:v2"))
+    assert promoted.champion["model_id"] == "m:v2" and promoted.challenger is None and promoted.epoch == 7
+    other = t.with_champion(spec("m:v3"))
+    assert other.champion["model_id"] == "m:v3" and other.challenger is not None and other.weight == 0.3
+    assert TrafficTable.from_dict(t.to_dict()) == t
+    assert t.with_challenger(None).challenger is None
