@@ -1,56 +1,238 @@
-"""Ray adapter: the monitor actor that receives served rows and reports drift."""
+"""Ray adapter: the monitor actor of one deployment, around the pure :class:`Monitor` core.
+
+Serving replicas call ``ingest.remote(X, predictions, version=, latency_ms=, status=,
+request_ids=)`` per batch (fire and forget); the label route calls ``feedback.remote(request_ids,
+labels)``. The actor
+
+- reads its reference from the artifact store (small constructor arguments: a key, not the
+  reference itself, so a restart re-reads it);
+- checkpoints the whole monitor state to ``monitor/<route>/<start id>/checkpoint.pkl`` every
+  ``monitor.checkpoint_s`` seconds (a daemon thread; only when something changed) and, when Ray
+  restarts it after a crash (``max_restarts``), resumes from that checkpoint;
+- serves Prometheus metrics on ``http://127.0.0.1:<monitor.metrics_port>/metrics``;
+- sends new alerts to the log, the audit log (``home``) and the configured webhook.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 import time
+import uuid
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
 
-from raymlops.monitor.core import MonitorState, Reference, summarize
+from raymlops.config import MonitorConfig
+from raymlops.exceptions import NotFound, ValidationError
+from raymlops.monitor.core import Reference
+from raymlops.monitor.monitor import Monitor
+from raymlops.monitor.reference import MonitorReference, build_reference
+from raymlops.monitor.sinks import send_alerts
+
+log = logging.getLogger("raymlops.monitor")
+
+__all__ = ["DriftMonitor", "monitor_name", "reference_from_legacy", "start_monitor", "stop_monitor"]
+
+
+def monitor_config(settings: dict[str, Any]) -> MonitorConfig:
+    """The monitor section of a config from a settings dict (unknown keys such as ``seed`` ignored)."""
+    return MonitorConfig.model_validate({k: v for k, v in settings.items() if k in MonitorConfig.model_fields})
+
+
+def reference_from_legacy(reference: Reference, cfg: MonitorConfig) -> MonitorReference:
+    """A :class:`MonitorReference` from the older numeric :class:`Reference` (built from its
+    per-feature samples, with missing values in the reference's proportion)."""
+    columns: dict[str, np.ndarray] = {}
+    size = max(f.sample.size for f in reference.features.values())
+    for name, f in reference.features.items():
+        values = np.resize(f.sample, size)
+        share = float(f.ref_counts[-1]) / max(f.rows, 1)
+        n_missing = int(round(share * size))
+        if n_missing:
+            values = values.copy()
+            values[:n_missing] = np.nan
+        columns[name] = values
+    return build_reference(columns, categorical=[c for c in cfg.categorical if c in columns], n_bins=cfg.n_bins,
+                           fine_bins=cfg.fine_bins, max_categories=cfg.max_categories)
 
 
 class DriftMonitor:
-    """Holds the streaming state for one deployment; replicas call :meth:`ingest` per batch."""
+    """Holds the monitor of one deployment; see the module docstring."""
 
-    def __init__(self, reference: dict[str, Any], settings: dict[str, Any]) -> None:
-        self.reference = Reference.from_dict(reference)
-        self.features = list(self.reference.feature_names)
-        self.settings = dict(settings)
-        self.state = MonitorState(self.reference, seed=int(settings.get("seed", 0)))
-        self.predictions: dict[str, int] = {}
-        self.batches = 0
-        self.started = time.time()
+    def __init__(self, route: str, settings: dict[str, Any], reference_key: str | None = None,
+                 artifact_root: str | None = None, home: str | None = None, start_id: str | None = None,
+                 reference: dict[str, Any] | None = None) -> None:
+        self.route = route
+        self.home = home
+        self.cfg = monitor_config(settings)
+        self.store = None
+        if artifact_root is not None:
+            from raymlops.store.artifacts import ArtifactStore
 
-    def ingest(self, X: np.ndarray, predictions: np.ndarray) -> int:
-        X = np.asarray(X, dtype=np.float64)
-        self.state.update({name: X[:, j] for j, name in enumerate(self.features)})
-        values, counts = np.unique(np.asarray(predictions), return_counts=True)
-        for v, c in zip(values.tolist(), counts.tolist(), strict=True):
-            self.predictions[str(v)] = self.predictions.get(str(v), 0) + int(c)
-        self.batches += 1
-        return self.state.rows
+            self.store = ArtifactStore(artifact_root)
+        if reference_key is not None and self.store is not None:
+            ref = MonitorReference.from_json(self.store.read_bytes(reference_key))
+        elif reference is not None and reference.get("format") == "raymlops.reference/1":
+            ref = reference_from_legacy(Reference.from_dict(reference), self.cfg)
+        elif reference is not None:
+            ref = MonitorReference.from_dict(reference)
+        else:
+            raise ValidationError("DriftMonitor needs a reference_key (with artifact_root) or a reference")
+        self.reference = ref
+        self.features = list(ref.features)
+        self.checkpoint_key = f"monitor/{route}/{start_id}/checkpoint.pkl" if start_id and self.store else None
+        self.restored = False
+        self.monitor = self._restore() or Monitor(ref, self.cfg)
+        self.predictions: Counter[str] = Counter()
+        self.lock = threading.RLock()
+        self.dirty = False
+        self.last_checkpoint = time.time()
+        self.checkpoints = 0
+        self.sink_problems: list[str] = []
+        self.metrics_url: str | None = None
+        if self.cfg.metrics_port is not None:
+            from raymlops.monitor.metrics import serve_metrics
 
+            try:
+                serve_metrics(route, self._status_locked, self.cfg.metrics_port)
+                self.metrics_url = f"http://127.0.0.1:{self.cfg.metrics_port}/metrics"
+            except OSError as exc:
+                log.error("monitor %s: cannot serve metrics on 127.0.0.1:%s: %s", route, self.cfg.metrics_port, exc)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._background, name="raymlops-monitor", daemon=True)
+        self._thread.start()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _restore(self) -> Monitor | None:
+        if self.checkpoint_key is None or self.store is None:
+            return None
+        try:
+            data = self.store.read_bytes(self.checkpoint_key)
+        except NotFound:
+            return None
+        try:
+            restored = Monitor.from_bytes(data, config=self.cfg)
+        except ValidationError as exc:
+            log.error("monitor %s: ignoring checkpoint %s: %s", self.route, self.checkpoint_key, exc)
+            return None
+        if not restored.reference.same_as(self.reference):
+            log.error("monitor %s: checkpoint was made on another reference; starting afresh", self.route)
+            return None
+        self.restored = True
+        return restored
+
+    def checkpoint(self) -> str | None:
+        """Write the state to the store now; returns the key (None without a store)."""
+        if self.checkpoint_key is None or self.store is None:
+            return None
+        with self.lock:
+            data = self.monitor.to_bytes()
+            self.dirty = False
+        self.store.write_bytes(self.checkpoint_key, data)
+        self.last_checkpoint = time.time()
+        self.checkpoints += 1
+        return self.checkpoint_key
+
+    def _background(self) -> None:
+        period = max(min(self.cfg.checkpoint_s, self.cfg.window_s or self.cfg.checkpoint_s,
+                         self.cfg.slo.bucket_s) / 2.0, 0.05)
+        while not self._stop.wait(period):
+            try:
+                self.tick()
+                if self.dirty and time.time() - self.last_checkpoint >= self.cfg.checkpoint_s:
+                    self.checkpoint()
+            except Exception as exc:  # noqa: BLE001  # keep the thread alive; say what happened
+                log.error("monitor %s: background step failed: %s", self.route, exc)
+
+    # -- the replicas' side ---------------------------------------------------------------------
+    def ingest(self, X: Any, predictions: Any = None, version: str | None = None, latency_ms: Any = None,
+               status: Any = None, request_ids: Any = None, scores: Any = None, **_: Any) -> int:
+        """Add a batch: ``X`` is a 2-D array in reference feature order (or a column mapping).
+        Returns the rows ingested so far. Unknown keyword arguments are accepted and ignored."""
+        if isinstance(X, dict):
+            columns = X
+        else:
+            arr = np.asarray(X, dtype=np.float64)
+            if arr.ndim != 2 or arr.shape[1] != len(self.features):
+                raise ValidationError(f"X must be (rows, {len(self.features)}), got shape {arr.shape}")
+            columns = {name: arr[:, j] for j, name in enumerate(self.features)}
+        with self.lock:
+            alerts = self.monitor.ingest(columns, predictions, version=version, latency_ms=latency_ms,
+                                         status=status, request_ids=request_ids, scores=scores)
+            if predictions is not None and (version is None or self.monitor.differential.is_champion(version)):
+                values, counts = np.unique(np.asarray(predictions).astype(str), return_counts=True)
+                for v, c in zip(values.tolist(), counts.tolist(), strict=True):
+                    if v in self.predictions or len(self.predictions) < 100:
+                        self.predictions[v] += int(c)
+            self.dirty = True
+            rows = self.monitor.rows_total
+        self._send(alerts)
+        return rows
+
+    def feedback(self, request_ids: Any, labels: Any) -> dict[str, Any]:
+        """Ground-truth labels for earlier requests, by request id."""
+        with self.lock:
+            matched, alerts = self.monitor.feedback(request_ids, labels)
+            self.dirty = True
+            pending = len(self.monitor.performance.store)
+        self._send(alerts)
+        return {"matched": matched, "unmatched": len(np.asarray(request_ids).ravel()) - matched, "pending": pending}
+
+    def tick(self) -> list[dict[str, Any]]:
+        """Close a window whose time is up and check the SLOs; returns the new alerts."""
+        with self.lock:
+            alerts = self.monitor.tick()
+            if alerts:
+                self.dirty = True
+        self._send(alerts)
+        return [a.to_dict() for a in alerts]
+
+    def _send(self, alerts: list[Any]) -> None:
+        if alerts:
+            problems = send_alerts(alerts, self.cfg.alerts, self.route, self.home)
+            self.sink_problems = (self.sink_problems + problems)[-20:]
+
+    # -- reading -------------------------------------------------------------------------------
     def rows(self) -> int:
-        return self.state.rows
+        return int(self.monitor.rows_total)
+
+    def _status_locked(self) -> dict[str, Any]:
+        with self.lock:
+            return self.monitor.status()
+
+    def status(self) -> dict[str, Any]:
+        out = self._status_locked()
+        out.update(route=self.route, restored=self.restored, metrics_url=self.metrics_url,
+                   checkpoint={"key": self.checkpoint_key, "count": self.checkpoints, "last": self.last_checkpoint},
+                   sink_problems=list(self.sink_problems), features=self.features,
+                   slices=list(self.reference.slices))
+        return out
 
     def summary(self) -> dict[str, Any]:
-        if self.state.rows == 0:
-            return {"rows": 0, "dataset_drift": False, "drifted_features": [], "features": [],
-                    "predictions": {}, "batches": 0}
-        drift = summarize(
-            self.reference,
-            self.state,
-            alpha=float(self.settings.get("alpha", 0.05)),
-            correction=str(self.settings.get("correction", "bonferroni")),
-            dataset_drift_share=float(self.settings.get("dataset_drift_share", 0.5)),
-        )
-        out = drift.to_dict()
-        out["predictions"] = dict(sorted(self.predictions.items()))
-        out["batches"] = self.batches
-        return out
+        """Drift over the rolling long-term window (every row when fewer than ``long_term_windows``
+        windows have closed), in the shape the pipeline and ``raymlops status`` read."""
+        with self.lock:
+            verdict = self.monitor.long_term()
+            batches = self.monitor.batches
+            rows = self.monitor.rows_total
+        if verdict is None:
+            return {"rows": rows, "dataset_drift": False, "drifted_features": [], "features": [],
+                    "predictions": {}, "batches": batches, "share_drifted": 0.0}
+        d = verdict.to_dict()
+        o = d["overall"]
+        return {"rows": rows, "window_rows": verdict.rows, "method": verdict.correction,
+                "dataset_drift": o["dataset_drift"], "share_drifted": o["share_drifted"],
+                "drifted_features": o["drifted"], "features": o["columns"],
+                "drifted_slices": list(verdict.drifted_slices), "slices": d["slices"],
+                "predictions": dict(sorted(self.predictions.items())), "batches": batches}
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 # Non-detached actors die when their last handle goes away: the driver keeps one per route here
@@ -63,16 +245,44 @@ def monitor_name(route: str) -> str:
 
 
 def start_monitor(
-    route: str, reference: Reference, settings: dict[str, Any], namespace: str, detached: bool
+    route: str, reference: Reference | MonitorReference, settings: dict[str, Any], namespace: str, detached: bool,
+    *, home: str | Path | None = None, artifact_root: str | None = None,
 ) -> Any:
-    """(Re)start the named monitor actor for ``route``; detached when the cluster outlives us."""
+    """(Re)start the named monitor actor for ``route``; detached when the cluster outlives us.
+
+    With ``home`` (the raymlops home), the reference and checkpoints go to its artifact store
+    (``artifact_root`` overrides where) and alerts to its audit log; the actor restarts up to
+    ``monitor.max_restarts`` times and resumes from its last checkpoint. Without, the reference
+    travels as an argument and there are no checkpoints.
+    """
+    cfg = monitor_config(settings)
     name = monitor_name(route)
     with contextlib.suppress(ValueError):  # no actor of that name: nothing to replace
         ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
     options: dict[str, Any] = {"name": name, "namespace": namespace, "num_cpus": 0}
     if detached:
         options["lifetime"] = "detached"
-    handle = ray.remote(DriftMonitor).options(**options).remote(reference.to_dict(), settings)
+    mref = reference if isinstance(reference, MonitorReference) else None
+    kwargs: dict[str, Any] = {"settings": dict(settings)}
+    if home is not None or artifact_root is not None:
+        root = artifact_root
+        if root is None:
+            from raymlops.store.home import Store
+
+            root = Store.open(home).artifacts.root_uri
+        from raymlops.store.artifacts import ArtifactStore
+
+        if mref is None:
+            assert isinstance(reference, Reference)
+            mref = reference_from_legacy(reference, cfg)
+        key = f"monitor/{route}/reference-{mref.digest[:16]}.json"
+        ArtifactStore(root).write_bytes(key, mref.to_json())
+        kwargs.update(reference_key=key, artifact_root=root, home=None if home is None else str(home),
+                      start_id=uuid.uuid4().hex[:12])
+        options["max_restarts"] = cfg.max_restarts
+    else:
+        kwargs["reference"] = reference.to_dict()
+    handle = ray.remote(DriftMonitor).options(**options).remote(route, **kwargs)
     ray.get(handle.rows.remote())  # type: ignore[attr-defined]  # wait until it is up, so replicas can find it by name
     _LIVE[route] = handle
     return handle

@@ -1,0 +1,151 @@
+"""``raymlops monitor check | status``.
+
+``check`` runs the monitor's drift core on two datasets offline (CSV/Parquet files or snapshot
+ids; no Ray): exit 0 whether or not there is drift, 2 on bad input. ``status`` asks the live
+monitor actors of the cluster named by ``--address`` / ``$RAY_ADDRESS`` for their current window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from raymlops.cli.common import add_command, print_json
+from raymlops.exceptions import ConfigError, RaymlopsError
+
+
+def register(sub: Any) -> None:
+    mon = add_command(sub, "monitor", help="drift monitoring: offline checks, live monitor status")
+    verbs = mon.add_subparsers(dest="verb", metavar="VERB")
+    chk = add_command(verbs, "check", help="drift of a current dataset against a reference (offline, no Ray)")
+    chk.add_argument("--reference", required=True, metavar="PATH_OR_SNAPSHOT", help="CSV/Parquet file or snapshot id")
+    chk.add_argument("--current", required=True, metavar="PATH_OR_SNAPSHOT", help="CSV/Parquet file or snapshot id")
+    chk.add_argument("--config", metavar="FILE", help="pipeline YAML (its monitor: section) or a YAML with monitor:")
+    chk.add_argument("--slice", action="append", default=[], metavar="COL", help="slice column (repeatable)")
+    chk.add_argument("--column", action="append", default=None, metavar="COL",
+                     help="monitor only these columns (repeatable; default: all but the slice columns)")
+    chk.add_argument("--json", action="store_true")
+    st = add_command(verbs, "status", help="current window of the live monitor actors (needs RAY_ADDRESS)")
+    st.add_argument("--address", help="Ray cluster address; default $RAY_ADDRESS")
+    st.add_argument("--name", help="deployment (route) name; default: every monitor found")
+    st.add_argument("--json", action="store_true")
+
+
+def _monitor_config(path: str | None) -> Any:
+    from raymlops.config import MonitorConfig
+
+    if path is None:
+        return MonitorConfig()
+    import yaml
+    from pydantic import ValidationError as PydanticValidationError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if isinstance(data, dict) and "data" in data:
+        from raymlops.config import load_config
+
+        return load_config(p).monitor
+    if not isinstance(data, dict) or not isinstance(data.get("monitor", {}), dict):
+        raise ConfigError(f"{p}: expected a mapping with a 'monitor:' section")
+    try:
+        return MonitorConfig.model_validate(data.get("monitor", {}))
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in ("monitor", *err["loc"]))
+        raise ConfigError(f"{p}: {where}: {err['msg']}, found {err.get('input')!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.verb == "check":
+        return _check(args)
+    return _status(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from raymlops.monitor.offline import check, load_table
+
+    cfg = _monitor_config(args.config)
+    home = getattr(args, "home", None)
+    ref, ref_desc = load_table(args.reference, home)
+    cur, cur_desc = load_table(args.current, home)
+    result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column)
+    result["reference"], result["current"] = ref_desc, cur_desc
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"reference {ref_desc} ({result['rows']['reference']} rows)   current {cur_desc} "
+          f"({result['rows']['current']} rows)   correction {result['correction']}")
+    print(f"{'feature':<24} {'test':<12} {'statistic':>10} {'p-value':>10} {'PSI':>7}  drift")
+    for name, f in result["features"].items():
+        print(f"{name:<24} {f['test']:<12} {_fmt(f['statistic']):>10} {_fmt(f['p_value']):>10} "
+              f"{_fmt(f['psi']):>7}  {'YES' if f['drift'] else 'no'}")
+    for name, s in result["slices"].items():
+        flag = "DRIFT: " + ", ".join(s["drifted_features"]) if s["drift"] else "no drift"
+        print(f"slice {name:<30} {s['rows']:>8} rows  {flag}")
+    print(f"dataset drift: {'YES' if result['drift'] else 'no'} "
+          f"({len(result['drifted_features'])} of {len(result['features'])} features)")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _status(args: argparse.Namespace) -> int:
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise ConfigError("raymlops monitor status needs a cluster: set RAY_ADDRESS or pass --address")
+    import ray
+
+    from raymlops.monitor.actor import monitor_name
+    from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
+
+    quiet_ray_logs()
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise RaymlopsError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    try:
+        prefix = monitor_name("")
+        names = [args.name] if args.name else sorted(
+            a["name"][len(prefix):] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a.get("namespace") == NAMESPACE and a["name"].startswith(prefix))
+        out: dict[str, Any] = {}
+        for route in names:
+            try:
+                handle = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
+            except ValueError:
+                raise RaymlopsError(f"no monitor for deployment {route!r} on {address}") from None
+            out[route] = ray.get(handle.status.remote(), timeout=30)
+    finally:
+        if started:
+            ray.shutdown()
+    if args.json:
+        print_json({"monitors": out})
+        return 0
+    if not out:
+        print("no monitors running")
+    for route, st in out.items():
+        w = st["window"]
+        verdict = w.get("verdict") or {}
+        overall = verdict.get("overall") or {}
+        print(f"{route}: {st['rows_total']} rows, window #{w['index']} with {w['rows']} rows"
+              f"{' (restored from checkpoint)' if st.get('restored') else ''}")
+        for c in overall.get("columns", []):
+            print(f"  {c['column']:<24} {c['test']:<12} {_fmt(c['statistic']):>10} p={_fmt(c['p_value'])}"
+                  f"  {'DRIFT' if c['drift'] else ''}")
+        for a in st["alerts"]["recent"][-10:]:
+            print(f"  alert [{a['kind']}] {a['message']}")
+        if st.get("metrics_url"):
+            print(f"  metrics {st['metrics_url']}")
+    return 0

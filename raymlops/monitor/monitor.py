@@ -1,0 +1,430 @@
+"""The monitor core: windows over the streaming state, and every check that raises alerts.
+
+:class:`Monitor` is what the actor wraps (pure: no Ray, clock injected):
+
+- ``ingest(columns, predictions, version=, latency_ms=, status=, request_ids=, scores=)`` adds a
+  batch of served rows. Champion rows (``version`` None or the champion's) go into the current
+  **tumbling window** (closed after ``window_rows`` rows — a batch is split exactly at the
+  boundary — and/or ``window_s`` seconds of the clock); challenger rows only feed the
+  differential check. Latency and status feed the SLO counters.
+- Closing a window evaluates drift (overall and per slice), prediction drift, anomalies
+  (missing rate, out-of-range, unseen categories), bias (positive-rate gap across slices) and
+  the differential check, and keeps the verdict in a bounded history. The **rolling long-term
+  window** merges the last ``long_term_windows`` windows.
+- ``feedback(request_ids, labels)`` scores predictions against late labels (performance).
+- ``tick()`` closes a window whose time is up and checks the SLO burn rates.
+
+Each returns the *new* alerts (after the cooldown de-duplication). Memory is bounded by the
+config: O(columns x buckets x slices x long_term_windows) plus the bounded label and pairing
+stores.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from raymlops.config import MonitorConfig
+from raymlops.exceptions import ValidationError
+from raymlops.monitor.alerts import Alert, AlertBook
+from raymlops.monitor.differential import DifferentialTracker
+from raymlops.monitor.performance import PerformanceTracker
+from raymlops.monitor.reference import PREDICTION, MonitorReference, build_reference, labels_of
+from raymlops.monitor.slo import SLOTracker
+from raymlops.monitor.state import StreamState
+from raymlops.monitor.verdicts import SliceVerdict, WindowVerdict, evaluate
+
+__all__ = ["CHECKPOINT_FORMAT", "Monitor", "WindowReport"]
+
+CHECKPOINT_FORMAT = "raymlops.monitor-checkpoint/1"
+_PRED_BASELINE_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """A closed window: its verdicts and the alerts it raised (before de-duplication)."""
+
+    index: int
+    started: float
+    ended: float
+    verdict: WindowVerdict
+    prediction: SliceVerdict | None
+    positive_rates: dict[str, float]
+    alerts: tuple[Alert, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        from raymlops.monitor.verdicts import _clean
+
+        return {"index": self.index, "started": self.started, "ended": self.ended, **self.verdict.to_dict(),
+                "prediction": None if self.prediction is None else _clean(_asdict(self.prediction)),
+                "positive_rates": _clean(self.positive_rates), "alerts": [a.to_dict() for a in self.alerts]}
+
+
+def _asdict(obj: Any) -> Any:
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+class Monitor:
+    def __init__(self, reference: MonitorReference, config: MonitorConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not isinstance(reference, MonitorReference):
+            raise ValidationError(f"reference must be a MonitorReference, got {type(reference).__name__}")
+        self.reference = reference
+        self.config = config or MonitorConfig()
+        self.clock = clock
+        cfg = self.config
+        self.window_index = 0
+        self.window_started = clock()
+        self.current = StreamState(reference)
+        self.recent: deque[StreamState] = deque(maxlen=cfg.long_term_windows)
+        self.history: deque[WindowReport] = deque(maxlen=cfg.history)
+        self.alerts = AlertBook(cfg.alerts.cooldown_s)
+        self.performance = PerformanceTracker(cfg.performance, reference.slices)
+        self.differential = DifferentialTracker(cfg.differential, reference.slices)
+        self.slo = SLOTracker(cfg.slo)
+        self.rows_total = 0
+        self.batches = 0
+        self.challenger_rows = 0
+        # predictions: against the reference's prediction column when it has one, else against
+        # the first window's predictions (a baseline learned online)
+        self.has_pred_column = PREDICTION in reference.names
+        self.pred_baseline: list[npt.NDArray[Any]] = []
+        self.pred_reference: MonitorReference | None = None
+        self.pred_state: StreamState | None = None
+        n = reference.n_slices
+        self.pos = np.zeros(n, dtype=np.int64)
+        self.pred_n = np.zeros(n, dtype=np.int64)
+
+    # -- ingest --------------------------------------------------------------------------------
+    def ingest(self, columns: Mapping[str, Any], predictions: Any = None, *, version: str | None = None,
+               latency_ms: Any = None, status: Any = None, request_ids: Any = None, scores: Any = None) -> list[Alert]:
+        """Add a batch of served rows (see the module docstring); returns the new alerts."""
+        now = self.clock()
+        alerts = self._close_if_due(now)
+        cols = dict(columns)
+        if self.has_pred_column:
+            if predictions is None:
+                first = np.asarray(next(iter(cols.values())))
+                predictions = np.full(first.shape[0], np.nan)
+            cols[PREDICTION] = np.asarray(predictions).ravel()
+        slice_idx, idx, n = self.reference.bucketize(cols)  # validates everything before any change
+        preds = None if predictions is None else np.asarray(predictions).ravel()
+        if preds is not None and preds.shape[0] != n:
+            raise ValidationError(f"predictions has {preds.shape[0]} values for {n} rows")
+        rids = None if request_ids is None else [str(r) for r in np.asarray(request_ids).ravel().tolist()]
+        if rids is not None and len(rids) != n:
+            raise ValidationError(f"request_ids has {len(rids)} ids for {n} rows")
+        score_arr = None if scores is None else np.asarray(scores, dtype=np.float64).ravel()
+        self._record_requests(now, latency_ms, status, rids, n)
+        if rids is not None:
+            rids = row_keys(rids)
+        if n == 0:
+            return self.alerts.offer(alerts)
+        champion = self.differential.is_champion(None if version is None else str(version))
+        if version is not None and preds is not None:
+            self.differential.add(str(version), preds, rids, slice_idx)
+        if not champion:
+            self.challenger_rows += n
+            return self.alerts.offer(alerts)
+        if preds is not None and rids is not None:
+            self.performance.remember(rids, preds.tolist(), None if score_arr is None else score_arr.tolist(),
+                                      slice_idx.tolist())
+        start = 0
+        limit = self.config.window_rows
+        while start < n:
+            take = n - start if limit is None else min(n - start, limit - self.current.rows)
+            part = slice(start, start + take)
+            sub = {k: np.asarray(v)[part] for k, v in cols.items()}
+            self.current.add_bucketed(slice_idx[part], idx[:, part], sub)
+            if preds is not None:
+                self._track_predictions(preds[part], slice_idx[part])
+            start += take
+            if limit is not None and self.current.rows >= limit:
+                alerts += self._close(now)
+        self.rows_total += n
+        self.batches += 1
+        return self.alerts.offer(alerts)
+
+    def _record_requests(self, now: float, latency_ms: Any, status: Any, rids: list[str] | None, n: int) -> None:
+        """SLO counters count requests: per-row latency/status of a multi-row request (the same
+        request id on each of its rows) count once."""
+        lat = None if latency_ms is None else np.atleast_1d(np.asarray(latency_ms, dtype=np.float64)).ravel()
+        st = None if status is None else np.atleast_1d(np.asarray(status)).ravel()
+        if rids is not None and n and len(set(rids)) < n:
+            _, first = np.unique(np.asarray(rids, dtype=object).astype(str), return_index=True)
+            first.sort()
+            lat = lat[first] if lat is not None and lat.size == n else lat
+            st = st[first] if st is not None and st.size == n else st
+        self.slo.record(now, lat, st)
+
+    def record_requests(self, latency_ms: Any = None, status: Any = None) -> list[Alert]:
+        """Requests that brought no rows (e.g. rejected ones) for the SLO counters."""
+        self.slo.record(self.clock(), latency_ms, status)
+        return []
+
+    def _track_predictions(self, preds: npt.NDArray[Any], slices: npt.NDArray[np.int64]) -> None:
+        positive = positive_mask(preds, self.config.performance.positive_label)
+        self.pos += np.bincount(slices[positive], minlength=self.pos.size)
+        self.pred_n += np.bincount(slices, minlength=self.pred_n.size)
+        if self.has_pred_column:
+            return
+        if self.pred_state is not None:
+            self.pred_state.update({PREDICTION: preds})
+        elif sum(p.size for p in self.pred_baseline) < _PRED_BASELINE_MAX:
+            self.pred_baseline.append(preds.copy())
+
+    def feedback(self, request_ids: Any, labels: Any) -> tuple[int, list[Alert]]:
+        """Ground truth for earlier rows, by request id: (rows matched, new alerts).
+
+        A request of one row is keyed by its id; the rows of a multi-row request by
+        ``"<id>/<row>"``: give either those keys, or the request id with a list of labels."""
+        given_ids, given_labels = list(request_ids), list(labels)
+        if len(given_ids) != len(given_labels):
+            raise ValidationError(f"request_ids and labels differ in length ({len(given_ids)} and {len(given_labels)})")
+        rids: list[str] = []
+        labs: list[Any] = []
+        for rid, label in zip(given_ids, given_labels, strict=True):
+            if isinstance(label, (list, tuple, np.ndarray)):
+                for k, one in enumerate(np.asarray(label).ravel().tolist()):
+                    rids.append(f"{rid}/{k}")
+                    labs.append(one)
+            else:
+                rids.append(str(rid))
+                labs.append(label.item() if isinstance(label, np.generic) else label)
+        matched, alerts = self.performance.feedback(rids, labs, self.clock(), self.window_index)
+        return matched, self.alerts.offer(alerts)
+
+    def tick(self) -> list[Alert]:
+        """Close the window if its time is up, and check the SLO burn rates."""
+        now = self.clock()
+        alerts = self._close_if_due(now)
+        _, slo_alerts = self.slo.evaluate(now, self.window_index)
+        return self.alerts.offer(alerts + slo_alerts)
+
+    # -- windows -------------------------------------------------------------------------------
+    def _close_if_due(self, now: float) -> list[Alert]:
+        w = self.config.window_s
+        if w is None or now - self.window_started < w:
+            return []
+        if self.current.rows == 0:
+            self.window_started = now
+            return []
+        return self._close(now)
+
+    def close_window(self) -> WindowReport | None:
+        """Close the current window now (None when it is empty); its alerts are offered too."""
+        if self.current.rows == 0:
+            return None
+        self.alerts.offer(self._close(self.clock()))
+        return self.history[-1]
+
+    def _close(self, now: float) -> list[Alert]:
+        cfg = self.config
+        index = self.window_index
+        verdict = evaluate(self.current, cfg)
+        prediction = self._prediction_verdict()
+        rates = {name: float(self.pos[s] / self.pred_n[s]) for s, name in enumerate(self.reference.slices)
+                 if self.pred_n[s] >= max(cfg.min_rows, 1)}
+        alerts = self._drift_alerts(verdict, prediction, rates, now, index)
+        if self.differential.dist:
+            alerts += self.differential.evaluate(now, index)
+        report = WindowReport(index=index, started=self.window_started, ended=now, verdict=verdict,
+                              prediction=prediction, positive_rates=rates, alerts=tuple(alerts))
+        self.history.append(report)
+        self.recent.append(self.current)
+        self.current = StreamState(self.reference)
+        self.window_index += 1
+        self.window_started = now
+        self.pos[:] = 0
+        self.pred_n[:] = 0
+        return alerts
+
+    def _prediction_verdict(self) -> SliceVerdict | None:
+        if self.has_pred_column:
+            return None  # part of the drift verdict (column PREDICTION)
+        if self.pred_state is None:
+            if not self.pred_baseline:
+                return None
+            values = np.concatenate(self.pred_baseline)
+            self.pred_baseline = []
+            discrete = values.dtype.kind not in "f" or np.unique(values[~_isnan(values)]).size <= 20
+            try:
+                self.pred_reference = build_reference(
+                    {PREDICTION: values}, categorical=[PREDICTION] if discrete else [], n_bins=self.config.n_bins,
+                    fine_bins=self.config.fine_bins)
+            except ValidationError:
+                return None
+            self.pred_state = StreamState(self.pred_reference)
+            return None
+        if self.pred_state.rows == 0:
+            return None
+        verdict = evaluate(self.pred_state, self.config).overall
+        self.pred_state = StreamState(self.pred_state.reference)
+        return verdict
+
+    def _drift_alerts(self, v: WindowVerdict, prediction: SliceVerdict | None, rates: dict[str, float],
+                      now: float, index: int) -> list[Alert]:
+        cfg = self.config
+        out: list[Alert] = []
+        o = v.overall
+        if o.dataset_drift:
+            out.append(Alert(kind="dataset_drift", key="dataset_drift", severity="critical",
+                             message=f"{len(o.drifted)} of {len(o.columns)} features drifted ({o.share_drifted:.0%}"
+                                     f" >= {cfg.dataset_drift_share:.0%}): {', '.join(o.drifted)}",
+                             value=o.share_drifted, threshold=cfg.dataset_drift_share, ts=now, window=index,
+                             details={"drifted": list(o.drifted)}))
+        for c in o.columns:
+            if c.drift and c.column != PREDICTION:
+                out.append(_column_alert("feature_drift", c, "all", now, index))
+        pcol = prediction.columns[0] if prediction is not None else next(
+            (c for c in o.columns if c.column == PREDICTION), None)
+        if pcol is not None and pcol.drift:
+            out.append(_column_alert("prediction_drift", pcol, "all", now, index))
+        for s in v.slices:
+            for c in s.columns:
+                if c.drift and c.column != PREDICTION:
+                    out.append(_column_alert("slice_drift", c, s.name, now, index))
+        if o.judged:
+            for c in o.columns:
+                out += _anomalies(c, cfg, now, index)
+        if cfg.max_positive_rate_gap is not None and len(rates) >= 2:
+            gap = max(rates.values()) - min(rates.values())
+            if gap > cfg.max_positive_rate_gap:
+                hi = max(rates, key=lambda k: rates[k])
+                lo = min(rates, key=lambda k: rates[k])
+                out.append(Alert(kind="bias", key="bias:positive_rate_gap", severity="warning",
+                                 message=f"positive-prediction rate {rates[hi]:.1%} in {hi} vs {rates[lo]:.1%} in "
+                                         f"{lo}: gap {gap:.1%} > {cfg.max_positive_rate_gap:.1%}",
+                                 value=gap, threshold=cfg.max_positive_rate_gap, ts=now, window=index,
+                                 details={"rates": rates}))
+        return out
+
+    # -- reading -------------------------------------------------------------------------------
+    def long_term(self) -> WindowVerdict | None:
+        """Verdict on the rolling long-term window: the last closed windows plus the open one."""
+        states = [*self.recent, self.current]
+        merged = states[0]
+        for s in states[1:]:
+            merged = merged.merge(s)
+        return evaluate(merged, self.config) if merged.rows else None
+
+    def current_verdict(self) -> WindowVerdict | None:
+        return evaluate(self.current, self.config) if self.current.rows else None
+
+    def status(self) -> dict[str, Any]:
+        """Everything, JSON-serialisable: the open window, the last closed ones, alerts, SLOs."""
+        from raymlops.monitor.verdicts import _clean
+
+        now = self.clock()
+        cur = self.current_verdict()
+        long_term = self.long_term()
+        slo, _ = self.slo.evaluate(now, self.window_index)
+        return _clean({
+            "rows_total": self.rows_total, "batches": self.batches, "challenger_rows": self.challenger_rows,
+            "window": {"index": self.window_index, "started": self.window_started, "rows": self.current.rows,
+                       "window_rows": self.config.window_rows, "window_s": self.config.window_s,
+                       "verdict": None if cur is None else cur.to_dict()},
+            "last_window": self.history[-1].to_dict() if self.history else None,
+            "long_term": None if long_term is None else long_term.to_dict(),
+            "windows_closed": self.window_index,
+            "performance": self.performance.status(),
+            "differential": self.differential.status(),
+            "slo": slo,
+            "alerts": {"totals": dict(self.alerts.totals),
+                       "recent": [a.to_dict() for a in list(self.alerts.recent)[-20:]]},
+        })
+
+    # -- checkpoint ----------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The whole state (clock excluded), for a checkpoint; :meth:`from_bytes` reads it back."""
+        state = dict(self.__dict__)
+        state.pop("clock")
+        return pickle.dumps({"format": CHECKPOINT_FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, clock: Callable[[], float] = time.time,
+                   config: MonitorConfig | None = None) -> Monitor:
+        """Restore a checkpoint (written by this raymlops; never load one from elsewhere)."""
+        try:
+            payload = pickle.loads(data)  # noqa: S301  # our own checkpoint in our own store
+        except Exception as exc:
+            raise ValidationError(f"unreadable monitor checkpoint: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise ValidationError(f"not a monitor checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+        obj = cls.__new__(cls)
+        obj.__dict__.update(payload["state"])
+        obj.clock = clock
+        if config is not None:
+            obj.config = config
+        return obj
+
+
+def row_keys(request_ids: list[str]) -> list[str]:
+    """Label-store keys: the id for a single-row request, ``"<id>/<k>"`` for row ``k`` of a
+    request whose id repeats over consecutive rows of the batch."""
+    counts: dict[str, int] = {}
+    for rid in request_ids:
+        counts[rid] = counts.get(rid, 0) + 1
+    if all(c == 1 for c in counts.values()):
+        return request_ids
+    seen: dict[str, int] = {}
+    out = []
+    for rid in request_ids:
+        if counts[rid] == 1:
+            out.append(rid)
+        else:
+            k = seen.get(rid, 0)
+            seen[rid] = k + 1
+            out.append(f"{rid}/{k}")
+    return out
+
+
+def _isnan(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    return np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, dtype=bool)
+
+
+def positive_mask(preds: npt.NDArray[Any], positive: float | str) -> npt.NDArray[np.bool_]:
+    """Which predictions equal the positive label (numbers compared as numbers)."""
+    if preds.dtype.kind in "biuf":
+        try:
+            return np.asarray(preds.astype(np.float64) == float(positive))
+        except ValueError:
+            return np.zeros(preds.shape, dtype=bool)
+    labels, _ = labels_of(preds)
+    target, _ = labels_of(np.array([positive], dtype=object))
+    return np.asarray(labels == target[0])
+
+
+def _column_alert(kind: str, c: Any, where: str, now: float, index: int) -> Alert:
+    p_test = c.test in ("ks", "chi2")
+    measure = f"adjusted p-value {c.adjusted_p_value:.2e}" if p_test else f"{c.test} {c.statistic:.3f}"
+    return Alert(kind=kind, key=f"{kind}:{c.column}:{where}", severity="warning",
+                 message=f"{c.column} drifted in slice {where}: {measure} ({c.rows} rows, PSI {c.psi:.3f})",
+                 value=c.adjusted_p_value if p_test else c.statistic, threshold=math.nan, ts=now, window=index,
+                 slice=where, details={"test": c.test, "statistic": c.statistic, "p_value": c.p_value,
+                                       "psi": c.psi})
+
+
+def _anomalies(c: Any, cfg: MonitorConfig, now: float, index: int) -> list[Alert]:
+    out = []
+    checks = [("missing", c.missing_rate - c.ref_missing_rate, cfg.max_missing_rate_increase,
+               f"missing rate {c.missing_rate:.1%} vs {c.ref_missing_rate:.1%} in the reference"),
+              ("out_of_range", c.out_of_range_rate, cfg.max_out_of_range_rate,
+               f"{c.out_of_range_rate:.1%} of values outside the reference range"),
+              ("unseen", c.unseen_rate, cfg.max_unseen_rate, f"{c.unseen_rate:.1%} of values are unseen categories")]
+    for what, value, limit, text in checks:
+        if math.isfinite(value) and value > limit:
+            out.append(Alert(kind="anomaly", key=f"anomaly:{what}:{c.column}", severity="warning",
+                             message=f"{c.column}: {text} (limit {limit:.1%})", value=float(value),
+                             threshold=limit, ts=now, window=index, details={"anomaly": what}))
+    return out

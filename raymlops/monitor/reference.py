@@ -1,0 +1,581 @@
+"""The monitor's reference: per-column buckets, reference counts per slice, and bucketing.
+
+A :class:`MonitorReference` is built once from reference data (the training snapshot by
+default) and never changes. It fixes, for every monitored column,
+
+- **numeric** columns: fine quantile edges ``[min, q_1 … q_{k-1}, next(max)]``, so a value
+  falls in *below the reference range*, one of the interior quantile bins, *above the range*,
+  or *missing* (NaN/None); a grouping of the fine bins into about ``n_bins`` coarse bins of
+  equal reference mass (for PSI and chi-square);
+- **categorical** columns: a category index (the ``max_categories`` most frequent reference
+  values), an *other* bucket (values not indexed, unseen ones included) and a *missing* bucket;
+- **slices**: the ``max_slices`` most frequent values of the slice columns in the reference,
+  plus an ``other`` slice for every value not among them;
+
+and the reference counts on those buckets per slice. :meth:`MonitorReference.bucketize` maps a
+batch of columns to slice and bucket indices with vectorised numpy; the streaming state counts
+those. Pure numpy/pandas: no Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from raymlops.exceptions import ValidationError
+from raymlops.stats.bins import quantile_edges
+
+__all__ = [
+    "CATEGORICAL",
+    "NUMERIC",
+    "OTHER_SLICE",
+    "PREDICTION",
+    "ColumnReference",
+    "MonitorReference",
+    "build_reference",
+    "labels_of",
+]
+
+NUMERIC, CATEGORICAL = "numeric", "categorical"
+#: name of the slice holding every row whose slice value is not among the reference's top ones
+OTHER_SLICE = "other"
+#: name of the one slice when no slice columns are configured
+ALL_SLICE = "all"
+#: reference column that holds the model's predictions (prediction drift), when present
+PREDICTION = "__prediction__"
+_FORMAT = "raymlops.monitor-reference/2"
+_MISSING_LABEL = "(missing)"
+
+
+def check_int(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _frozen(values: npt.ArrayLike, dtype: Any) -> npt.NDArray[Any]:
+    arr = np.array(values, dtype=dtype, copy=True)
+    arr.setflags(write=False)
+    return arr
+
+
+# --------------------------------------------------------------------------------- labels
+
+
+def labels_of(values: npt.ArrayLike) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.bool_]]:
+    """Canonical string labels of categorical values and their missing mask.
+
+    Integral numbers print without a fraction (``1.0`` and ``1`` are both ``"1"``), so a category
+    read from CSV as an integer and served as a float is the same category; NaN/None are missing.
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValidationError(f"categorical values must be 1-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind in "biuf":
+        f = arr.astype(np.float64)
+        missing = np.isnan(f)
+        out = np.empty(f.size, dtype=object)
+        integral = ~missing & np.isfinite(f) & (f == np.floor(f)) & (np.abs(f) < 2**53)
+        out[integral] = f[integral].astype(np.int64).astype(str)
+        rest = ~integral & ~missing
+        out[rest] = f[rest].astype(str)
+        out[missing] = _MISSING_LABEL
+        return out, missing
+    series = pd.Series(arr, dtype=object)
+    missing = series.isna().to_numpy()
+    out = series.map(lambda v: _label(v)).to_numpy(dtype=object)
+    out[missing] = _MISSING_LABEL
+    return out, missing
+
+
+def _label(v: Any) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        return str(int(f)) if math.isfinite(f) and f == math.floor(f) and abs(f) < 2**53 else str(f)
+    return str(v)
+
+
+@dataclass(frozen=True, eq=False)
+class _Index:
+    """A fixed list of labels with a fast lookup: position, or -1 when not listed."""
+
+    labels: tuple[str, ...]
+    _pd: pd.Index = field(init=False, repr=False)
+    _sorted: np.ndarray | None = field(init=False, repr=False)
+    _order: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_pd", pd.Index(list(self.labels), dtype=object))
+        codes: npt.NDArray[np.float64] | None = None
+        try:
+            nums = np.array([float(x) for x in self.labels], dtype=np.float64)
+            if all(_label(v) == lab for v, lab in zip(nums.tolist(), self.labels, strict=True)):
+                codes = nums
+        except ValueError:
+            codes = None
+        if codes is not None:
+            order = np.argsort(codes, kind="stable")
+            object.__setattr__(self, "_sorted", codes[order])
+            object.__setattr__(self, "_order", order.astype(np.int64))
+        else:
+            object.__setattr__(self, "_sorted", None)
+
+    def lookup(self, values: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """(position or -1, missing mask) per value."""
+        arr = np.asarray(values)
+        sorted_codes = self._sorted
+        if arr.dtype.kind in "biuf" and sorted_codes is not None:
+            f = arr.astype(np.float64, copy=False)
+            missing = np.isnan(f)
+            if sorted_codes.size == 0:
+                return np.full(f.size, -1, dtype=np.int64), missing
+            pos = np.searchsorted(sorted_codes, f)
+            pos_c = np.minimum(pos, sorted_codes.size - 1)
+            hit = sorted_codes[pos_c] == f
+            return np.where(hit, self._order[pos_c], -1).astype(np.int64), missing
+        labels, missing = labels_of(arr)
+        return self._pd.get_indexer(labels).astype(np.int64), missing
+
+
+# --------------------------------------------------------------------------------- columns
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnReference:
+    """One monitored column's buckets and reference moments (see the module docstring).
+
+    Numeric: ``edges`` (``[min, interior quantiles…, next(max)]``), buckets
+    ``0 = below``, ``1 … len(edges)-1`` interior, ``len(edges) = above``, last = missing.
+    Categorical: ``categories``, buckets ``0 … k-1`` categories, ``k = other``, last = missing;
+    ``complete`` is True when every reference value is indexed (then *other* means *unseen*).
+    ``coarse`` maps each bucket to its coarse bucket for PSI and chi-square.
+    """
+
+    name: str
+    kind: str
+    edges: np.ndarray
+    categories: tuple[str, ...]
+    complete: bool
+    coarse: np.ndarray
+    mean: float
+    std: float
+    _edges_nan: np.ndarray = field(init=False, repr=False)
+    _grid: _Grid | None = field(init=False, repr=False)
+    _index: _Index | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValidationError(f"column name must be a non-empty string, got {self.name!r}")
+        if self.kind not in (NUMERIC, CATEGORICAL):
+            raise ValidationError(f"column {self.name!r}: kind must be numeric or categorical, got {self.kind!r}")
+        edges = _frozen(self.edges, np.float64)
+        if self.kind == NUMERIC and (
+            edges.ndim != 1 or edges.size < 2 or not np.all(np.isfinite(edges)) or np.any(np.diff(edges) <= 0)
+        ):
+            raise ValidationError(f"column {self.name!r}: edges must be >= 2 finite, strictly increasing values")
+        object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
+        coarse = _frozen(self.coarse, np.int64)
+        if coarse.shape != (self.n_buckets,):
+            raise ValidationError(f"column {self.name!r}: coarse must map {self.n_buckets} buckets")
+        object.__setattr__(self, "coarse", coarse)
+        object.__setattr__(self, "_edges_nan", np.append(edges, np.nan))
+        object.__setattr__(self, "_grid", _Grid(edges) if self.kind == NUMERIC else None)
+        object.__setattr__(self, "_index", _Index(self.categories) if self.kind == CATEGORICAL else None)
+
+    @property
+    def n_buckets(self) -> int:
+        return self.edges.size + 2 if self.kind == NUMERIC else len(self.categories) + 2
+
+    @property
+    def n_coarse(self) -> int:
+        return int(self.coarse.max()) + 1
+
+    @property
+    def missing_bucket(self) -> int:
+        return self.n_buckets - 1
+
+    @property
+    def ref_min(self) -> float:
+        return float(self.edges[0])
+
+    @property
+    def ref_max(self) -> float:
+        return float(np.nextafter(self.edges[-1], -np.inf))
+
+    def bucketize(self, values: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """Bucket of every value (vectorised)."""
+        if self.kind == NUMERIC:
+            arr = np.asarray(values)
+            if arr.dtype.kind not in "biuf":
+                arr = _to_float(arr, self.name)
+            assert self._grid is not None
+            return self._grid.lookup(arr.astype(np.float64, copy=False))
+        assert self._index is not None
+        pos, missing = self._index.lookup(values)
+        k = len(self.categories)
+        out = np.where(pos < 0, k, pos)
+        out[missing] = k + 1
+        return out
+
+    def bucketize_exact(self, values: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """Numeric buckets by plain binary search (what :meth:`bucketize` must agree with)."""
+        arr = np.asarray(values, dtype=np.float64)
+        return np.searchsorted(self._edges_nan, arr, side="right").astype(np.int64)
+
+    def bucket_labels(self) -> list[str]:
+        """Human names of the buckets, for reports."""
+        if self.kind == CATEGORICAL:
+            return [*self.categories, "(other)", "(missing)"]
+        e = self.edges
+        inner = [f"[{e[i]:.4g}, {e[i + 1]:.4g})" for i in range(e.size - 1)]
+        return [f"< {e[0]:.4g}", *inner, f"> {self.ref_max:.4g}", "(missing)"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "edges": self.edges.tolist(),
+            "categories": list(self.categories), "complete": self.complete,
+            "coarse": self.coarse.tolist(), "mean": self.mean, "std": self.std,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ColumnReference:
+        return cls(name=d["name"], kind=d["kind"], edges=np.asarray(d["edges"], dtype=np.float64),
+                   categories=tuple(d["categories"]), complete=bool(d["complete"]),
+                   coarse=np.asarray(d["coarse"], dtype=np.int64), mean=float(d["mean"]), std=float(d["std"]))
+
+
+class _Grid:
+    """Bucket lookup in O(1) per value: a uniform grid of ``cells`` cells over the reference
+    range maps each cell to its bucket; only values in a cell that holds an edge fall back to
+    binary search. Same answers as ``searchsorted(edges, x, side="right")`` (+ missing bucket):
+    ``t = (x - lo) * scale`` is monotone in ``x``, so a value in a cell without an edge is
+    ordered against every edge by the cells alone."""
+
+    __slots__ = ("edges_nan", "lo", "scale", "top", "table", "ambiguous", "missing")
+
+    def __init__(self, edges: npt.NDArray[np.float64], cells: int = 4096) -> None:
+        self.edges_nan = np.append(edges, np.nan)
+        self.lo = float(edges[0])
+        width = float(edges[-1]) - self.lo
+        self.scale = cells / width if width > 0 and math.isfinite(cells / width) else 0.0
+        self.top = cells + 1
+        self.missing = edges.size + 1
+        cell_of_edge = self._cells(edges)
+        self.table = np.searchsorted(cell_of_edge, np.arange(self.top + 1), side="left").astype(np.int64)
+        self.ambiguous = np.zeros(self.top + 1, dtype=bool)
+        self.ambiguous[cell_of_edge] = True
+
+    def _cells(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        t = (x - self.lo) * self.scale
+        np.floor(t, out=t)
+        t += 1.0
+        np.clip(t, 0.0, float(self.top), out=t)
+        with np.errstate(invalid="ignore"):
+            return t.astype(np.int64)
+
+    def lookup(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        cells = self._cells(x)
+        nan = np.isnan(x)
+        has_nan = bool(nan.any())
+        if has_nan:
+            cells[nan] = 0
+        out = self.table[cells]
+        amb = self.ambiguous[cells]
+        if has_nan:
+            amb[nan] = False
+        hit = np.flatnonzero(amb)
+        if hit.size:
+            out[hit] = np.searchsorted(self.edges_nan, x[hit], side="right")
+        if has_nan:
+            out[nan] = self.missing
+        return out
+
+
+def _to_float(arr: npt.NDArray[Any], name: str) -> npt.NDArray[np.float64]:
+    if arr.dtype.kind == "O":
+        try:
+            return np.array([np.nan if v is None else float(v) for v in arr], dtype=np.float64)
+        except (TypeError, ValueError):
+            pass
+    raise ValidationError(f"column {name!r} is numeric in the reference but got values of dtype {arr.dtype}")
+
+
+def _coarse_groups(fine_counts: npt.NDArray[np.int64], n_bins: int) -> npt.NDArray[np.int64]:
+    """Group interior fine bins (1 … n-3) into about ``n_bins`` runs of equal reference mass;
+    below, above and missing keep a bucket of their own."""
+    inner = fine_counts[1:-2].astype(np.float64)
+    total = inner.sum()
+    if total > 0:
+        before = np.cumsum(inner) - inner
+        raw = np.minimum(((before + inner / 2) / total * n_bins).astype(np.int64), n_bins - 1)
+    else:
+        raw = np.zeros(inner.size, dtype=np.int64)
+    _, groups = np.unique(raw, return_inverse=True)
+    g = groups.astype(np.int64) + 1
+    top = int(g.max()) + 1 if g.size else 1
+    return np.concatenate([[0], g, [top, top + 1]]).astype(np.int64)
+
+
+def numeric_column(name: str, values: npt.ArrayLike, fine_bins: int, n_bins: int) -> ColumnReference:
+    arr = _to_float(np.asarray(values), name) if np.asarray(values).dtype.kind not in "biuf" else np.asarray(
+        values, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        raise ValidationError(f"column {name!r} has no finite values to build a reference from")
+    lo, hi = float(finite.min()), float(finite.max())
+    edges = np.concatenate([[lo], quantile_edges(finite, fine_bins), [np.nextafter(hi, np.inf)]])
+    counts = np.bincount(np.searchsorted(np.append(edges, np.nan), arr, side="right"), minlength=edges.size + 2)
+    return ColumnReference(name=name, kind=NUMERIC, edges=edges, categories=(), complete=True,
+                           coarse=_coarse_groups(counts, n_bins), mean=float(finite.mean()), std=float(finite.std()))
+
+
+def categorical_column(name: str, values: npt.ArrayLike, max_categories: int) -> ColumnReference:
+    labels, missing = labels_of(values)
+    present = labels[~missing]
+    if present.size == 0:
+        raise ValidationError(f"column {name!r} has no non-missing values to build a reference from")
+    uniq, counts = np.unique(present.astype(str), return_counts=True)
+    order = sorted(range(uniq.size), key=lambda i: (-int(counts[i]), str(uniq[i])))[:max_categories]
+    cats = tuple(str(uniq[i]) for i in order)
+    k = len(cats)
+    return ColumnReference(name=name, kind=CATEGORICAL, edges=np.empty(0), categories=cats,
+                           complete=uniq.size <= max_categories, coarse=np.arange(k + 2), mean=math.nan,
+                           std=math.nan)
+
+
+# --------------------------------------------------------------------------------- reference
+
+
+@dataclass(frozen=True, eq=False)
+class MonitorReference:
+    """Every monitored column, the slices, and the reference counts per slice and bucket.
+
+    ``counts`` has one row per slice (``slices``) and one column per bucket of every column, in
+    column order (``offsets[i]`` is where column ``i``'s buckets start).
+    """
+
+    columns: tuple[ColumnReference, ...]
+    slice_columns: tuple[str, ...]
+    slices: tuple[str, ...]
+    counts: np.ndarray
+
+    def __post_init__(self) -> None:
+        cols = tuple(self.columns)
+        if not cols:
+            raise ValidationError("a reference needs at least one column")
+        names = [c.name for c in cols]
+        if len(set(names)) != len(names):
+            raise ValidationError(f"reference column names must be unique, got {names}")
+        object.__setattr__(self, "columns", cols)
+        object.__setattr__(self, "slice_columns", tuple(self.slice_columns))
+        object.__setattr__(self, "slices", tuple(self.slices))
+        sizes = np.array([c.n_buckets for c in cols], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        counts = _frozen(self.counts, np.int64)
+        if counts.shape != (len(self.slices), int(sizes.sum())):
+            raise ValidationError(
+                f"reference counts must have shape ({len(self.slices)}, {int(sizes.sum())}), got {counts.shape}")
+        if self.slice_columns and self.slices[-1] != OTHER_SLICE:
+            raise ValidationError("with slice columns, the last slice must be 'other'")
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "offsets", offsets)
+        object.__setattr__(self, "sizes", sizes)
+        keys = [s.split("=", 1)[1] if len(self.slice_columns) == 1 else s for s in self.slices[:-1]]
+        object.__setattr__(self, "_slice_index", _Index(tuple(keys)) if self.slice_columns else None)
+        object.__setattr__(self, "_by_name", {c.name: i for i, c in enumerate(cols)})
+
+    offsets: np.ndarray = field(init=False, repr=False)  # where each column's buckets start
+    sizes: np.ndarray = field(init=False, repr=False)  # buckets per column
+    _slice_index: _Index | None = field(init=False, repr=False)
+    _by_name: dict[str, int] = field(init=False, repr=False)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Monitored input columns (the prediction column excluded)."""
+        return tuple(c.name for c in self.columns if c.name != PREDICTION)
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.slices)
+
+    @property
+    def n_buckets(self) -> int:
+        return int(self.sizes.sum())
+
+    def column(self, name: str) -> ColumnReference:
+        return self.columns[self.index(name)]
+
+    def index(self, name: str) -> int:
+        try:
+            return int(self._by_name[name])
+        except KeyError:
+            raise ValidationError(f"no column {name!r} in the reference; columns: {list(self.names)}") from None
+
+    def column_counts(self, name: str, slice_index: int | None = None) -> npt.NDArray[np.int64]:
+        """Reference counts on ``name``'s buckets, for one slice or (None) all rows."""
+        i = self.index(name)
+        block = self.counts[:, self.offsets[i]: self.offsets[i] + self.sizes[i]]
+        return (block.sum(axis=0) if slice_index is None else block[slice_index]).astype(np.int64)
+
+    # -- bucketing ---------------------------------------------------------------------------
+    def slice_of(self, columns: Mapping[str, Any], n_rows: int) -> npt.NDArray[np.int64]:
+        """Slice index of every row (0 when there are no slice columns)."""
+        if not self.slice_columns:
+            return np.zeros(n_rows, dtype=np.int64)
+        index = self._slice_index
+        assert index is not None
+        if len(self.slice_columns) == 1:
+            pos, _ = index.lookup(_column(columns, self.slice_columns[0], n_rows))
+        else:
+            parts = [labels_of(_column(columns, c, n_rows))[0] for c in self.slice_columns]
+            keys = np.array([",".join(f"{c}={v}" for c, v in zip(self.slice_columns, row, strict=True))
+                             for row in zip(*parts, strict=True)], dtype=object)
+            pos = index._pd.get_indexer(keys).astype(np.int64)
+        return np.where(pos < 0, self.n_slices - 1, pos).astype(np.int64)
+
+    def bucketize(self, columns: Mapping[str, Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+        """``(slice index per row, global bucket index (columns x rows), rows)`` of a batch.
+
+        ``columns`` maps every reference column (and slice column) to equal-length 1-D values;
+        extra columns are ignored. A bad batch raises :class:`ValidationError` and changes nothing.
+        """
+        if not isinstance(columns, Mapping):
+            raise ValidationError(f"columns must be a mapping of name -> values, got {type(columns).__name__}")
+        missing = [n for n in (*self.names, *self.slice_columns) if n not in columns]
+        if missing:
+            raise ValidationError(f"batch lacks reference columns {sorted(set(missing))}")
+        first = np.asarray(columns[self.columns[0].name])
+        n = int(first.shape[0]) if first.ndim == 1 else -1
+        idx = np.empty((len(self.columns), max(n, 0)), dtype=np.int64)
+        for i, col in enumerate(self.columns):
+            values = np.asarray(columns[col.name])
+            if values.ndim != 1 or values.shape[0] != n:
+                raise ValidationError(f"column {col.name!r}: expected 1-D values of length {n}, got {values.shape}")
+            np.add(col.bucketize(values), self.offsets[i], out=idx[i])
+        return self.slice_of(columns, n), idx, n
+
+    # -- persistence --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": _FORMAT, "columns": [c.to_dict() for c in self.columns],
+                "slice_columns": list(self.slice_columns), "slices": list(self.slices),
+                "counts": self.counts.tolist()}
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MonitorReference:
+        if not isinstance(data, Mapping) or data.get("format") != _FORMAT:
+            raise ValidationError(f"not a raymlops monitor reference: expected format {_FORMAT!r}")
+        try:
+            return cls(columns=tuple(ColumnReference.from_dict(c) for c in data["columns"]),
+                       slice_columns=tuple(data["slice_columns"]), slices=tuple(data["slices"]),
+                       counts=np.asarray(data["counts"], dtype=np.int64).reshape(len(data["slices"]), -1))
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise ValidationError(f"malformed monitor reference: {exc!r}") from exc
+
+    @classmethod
+    def from_json(cls, data: bytes) -> MonitorReference:
+        return cls.from_dict(json.loads(data))
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the canonical JSON: equal digests, same reference."""
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            cached = hashlib.sha256(self.to_json()).hexdigest()
+            object.__setattr__(self, "_digest", cached)
+        return str(cached)
+
+    def same_as(self, other: MonitorReference) -> bool:
+        return self is other or self.digest == other.digest
+
+
+def _column(columns: Mapping[str, Any], name: str, n: int) -> npt.NDArray[Any]:
+    values = np.asarray(columns[name])
+    if values.ndim != 1 or values.shape[0] != n:
+        raise ValidationError(f"column {name!r}: expected 1-D values of length {n}, got shape {values.shape}")
+    return values
+
+
+def build_reference(
+    columns: Mapping[str, npt.ArrayLike],
+    *,
+    categorical: Sequence[str] = (),
+    slice_columns: Sequence[str] = (),
+    n_bins: int = 10,
+    fine_bins: int = 100,
+    max_categories: int = 50,
+    max_slices: int = 20,
+    monitored: Sequence[str] | None = None,
+) -> MonitorReference:
+    """Build a reference from equal-length reference columns.
+
+    Columns of string, object or boolean dtype, and those named in ``categorical``, are
+    categorical; the rest numeric. ``monitored`` picks the monitored columns (default: every
+    column that is not only a slice column). A column named :data:`PREDICTION` holds
+    reference predictions (prediction drift).
+    """
+    n_bins = check_int(n_bins, "n_bins", 2)
+    fine_bins = check_int(fine_bins, "fine_bins", n_bins)
+    max_categories = check_int(max_categories, "max_categories", 1)
+    max_slices = check_int(max_slices, "max_slices", 1)
+    if not isinstance(columns, Mapping) or not columns:
+        raise ValidationError("columns must be a non-empty mapping of name -> values")
+    lengths = {name: np.asarray(v).shape for name, v in columns.items()}
+    if len(set(lengths.values())) > 1 or any(len(s) != 1 for s in lengths.values()):
+        raise ValidationError(f"columns must be 1-D and all of the same length, got shapes {lengths}")
+    n = next(iter(lengths.values()))[0]
+    if n == 0:
+        raise ValidationError("the reference has no rows")
+    for name in (*categorical, *slice_columns, *(monitored or ())):
+        if name not in columns:
+            raise ValidationError(f"column {name!r} is not in the reference data; columns: {list(columns)}")
+    names = list(monitored) if monitored is not None else [c for c in columns if c not in slice_columns]
+    if not names:
+        raise ValidationError("no column left to monitor")
+    cols = []
+    for name in names:
+        values = np.asarray(columns[name])
+        if name in categorical or values.dtype.kind in "OUSb":
+            cols.append(categorical_column(name, values, max_categories))
+        else:
+            cols.append(numeric_column(name, values, fine_bins, n_bins))
+    slices: tuple[str, ...] = (ALL_SLICE,)
+    if slice_columns:
+        parts = [labels_of(np.asarray(columns[c]))[0] for c in slice_columns]
+        if len(slice_columns) == 1:
+            keys = parts[0]
+        else:
+            keys = np.array([",".join(f"{c}={v}" for c, v in zip(slice_columns, row, strict=True))
+                             for row in zip(*parts, strict=True)], dtype=object)
+        uniq, counts = np.unique(keys.astype(str), return_counts=True)
+        order = sorted(range(uniq.size), key=lambda i: (-int(counts[i]), str(uniq[i])))[:max_slices]
+        top = [str(uniq[i]) for i in order]
+        named = [f"{slice_columns[0]}={k}" for k in top] if len(slice_columns) == 1 else top
+        slices = (*named, OTHER_SLICE)
+    shell = MonitorReference(columns=tuple(cols), slice_columns=tuple(slice_columns), slices=slices,
+                             counts=np.zeros((len(slices), sum(c.n_buckets for c in cols)), dtype=np.int64))
+    slice_idx, idx, _ = shell.bucketize(columns)
+    total = shell.n_buckets
+    flat = (slice_idx[None, :] * total + idx).ravel()
+    counts = np.bincount(flat, minlength=len(slices) * total).reshape(len(slices), total)
+    return MonitorReference(columns=shell.columns, slice_columns=shell.slice_columns, slices=slices, counts=counts)

@@ -1,0 +1,191 @@
+"""Streaming, mergeable monitor state on a :class:`MonitorReference`'s buckets.
+
+Per slice and bucket of every column, an integer count; per slice and numeric column, the
+count, sum and sum of squares of the finite values. Memory is
+O(columns x buckets x slices), whatever the number of rows. Counts are integers and the sums
+are kept exactly (as integer multiples of 2**-1074, the smallest double), so merging two states
+gives exactly the state of one that saw every batch, in any order. An update is a few
+vectorised numpy passes over the batch (bucketing, one ``bincount`` for every count, three for
+the moments).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from raymlops.exceptions import ValidationError
+from raymlops.monitor.reference import NUMERIC, MonitorReference
+
+__all__ = ["ExactSums", "Moments", "StreamState"]
+
+_SHIFT = 1074  # every finite double is an integer multiple of 2**-1074
+
+
+def _exact(x: float) -> int:
+    num, den = x.as_integer_ratio()
+    return num << (_SHIFT - (den.bit_length() - 1))
+
+
+class ExactSums:
+    """A vector of exact sums of doubles: order of additions and merges does not matter.
+
+    Non-finite additions (an overflowing sum of squares) go to a plain float ``special`` part.
+    """
+
+    __slots__ = ("ints", "special")
+
+    def __init__(self, size: int) -> None:
+        self.ints = [0] * size
+        self.special = [0.0] * size
+
+    def add(self, values: npt.NDArray[np.float64]) -> None:
+        for i, x in enumerate(values.tolist()):
+            if x == 0.0:
+                continue
+            if math.isfinite(x):
+                self.ints[i] += _exact(x)
+            else:
+                self.special[i] += x
+
+    def merged(self, other: ExactSums) -> ExactSums:
+        out = ExactSums(0)
+        out.ints = [a + b for a, b in zip(self.ints, other.ints, strict=True)]
+        out.special = [a + b for a, b in zip(self.special, other.special, strict=True)]
+        return out
+
+    def values(self) -> npt.NDArray[np.float64]:
+        scale = 1 << _SHIFT
+        return np.array([i / scale + s for i, s in zip(self.ints, self.special, strict=True)], dtype=np.float64)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExactSums):
+            return NotImplemented
+        return self.ints == other.ints and self.special == other.special
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Moments:
+    """Count, mean and population std of finite values (NaN when there are none)."""
+
+    __slots__ = ("count", "mean", "std")
+
+    def __init__(self, count: int, total: float, total_sq: float) -> None:
+        self.count = int(count)
+        self.mean = total / count if count else math.nan
+        self.std = math.sqrt(max(total_sq / count - self.mean**2, 0.0)) if count else math.nan
+
+
+class StreamState:
+    """Counts and exact moments of current data on ``reference``'s buckets, per slice."""
+
+    def __init__(self, reference: MonitorReference) -> None:
+        if not isinstance(reference, MonitorReference):
+            raise ValidationError(f"reference must be a MonitorReference, got {type(reference).__name__}")
+        self.reference = reference
+        self.counts = np.zeros((reference.n_slices, reference.n_buckets), dtype=np.int64)
+        self.numeric = np.array([i for i, c in enumerate(reference.columns) if c.kind == NUMERIC], dtype=np.int64)
+        cells = reference.n_slices * self.numeric.size
+        self.finite = np.zeros(cells, dtype=np.int64)
+        self.sums = ExactSums(cells)
+        self.sums_sq = ExactSums(cells)
+
+    # -- reading -----------------------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        """Rows seen (every row lands in exactly one bucket of the first column)."""
+        return int(self.counts[:, : self.reference.sizes[0]].sum())
+
+    def slice_rows(self) -> npt.NDArray[np.int64]:
+        return self.counts[:, : self.reference.sizes[0]].sum(axis=1)
+
+    def column_counts(self, name: str, slice_index: int | None = None) -> npt.NDArray[np.int64]:
+        """Current counts on ``name``'s buckets, for one slice or (None) all rows."""
+        ref = self.reference
+        i = ref.index(name)
+        block = self.counts[:, ref.offsets[i]: ref.offsets[i] + ref.sizes[i]]
+        return (block.sum(axis=0) if slice_index is None else block[slice_index]).copy()
+
+    def moments(self, name: str, slice_index: int | None = None) -> Moments:
+        ref = self.reference
+        j = int(np.searchsorted(self.numeric, ref.index(name)))
+        if j >= self.numeric.size or self.numeric[j] != ref.index(name):
+            raise ValidationError(f"column {name!r} is not numeric; it has no moments")
+        k = self.numeric.size
+        cells = [s * k + j for s in range(ref.n_slices)] if slice_index is None else [slice_index * k + j]
+        scale = 1 << 1074
+        total = sum(self.sums.ints[c] for c in cells) / scale + sum(self.sums.special[c] for c in cells)
+        total_sq = sum(self.sums_sq.ints[c] for c in cells) / scale + sum(self.sums_sq.special[c] for c in cells)
+        return Moments(int(self.finite[cells].sum()), total, total_sq)
+
+    # -- writing -----------------------------------------------------------------------------
+    def update(self, columns: Mapping[str, Any]) -> int:
+        """Add a batch of columns (see :meth:`MonitorReference.bucketize`); returns its rows."""
+        slice_idx, idx, n = self.reference.bucketize(columns)
+        if n:
+            self.add_bucketed(slice_idx, idx, columns)
+        return n
+
+    def add_bucketed(self, slice_idx: npt.NDArray[np.int64], idx: npt.NDArray[np.int64],
+                     columns: Mapping[str, Any]) -> None:
+        """Add a batch already bucketed by :meth:`MonitorReference.bucketize`."""
+        ref = self.reference
+        total = ref.n_buckets
+        n_slices = ref.n_slices
+        if n_slices == 1:
+            self.counts[0] += np.bincount(idx.ravel(), minlength=total)
+        else:
+            flat = (idx + (slice_idx * total)[None, :]).ravel()
+            self.counts += np.bincount(flat, minlength=n_slices * total).reshape(n_slices, total)
+        k = self.numeric.size
+        if not k:
+            return
+        names = [ref.columns[i].name for i in self.numeric.tolist()]
+        x = np.stack([np.asarray(columns[name], dtype=np.float64) for name in names])  # (k, n)
+        ok = np.isfinite(x)
+        x0 = np.where(ok, x, 0.0)
+        if n_slices == 1:
+            finite, sums, sums_sq = ok.sum(axis=1), x0.sum(axis=1), np.einsum("ij,ij->i", x0, x0)
+        else:  # (k, n) @ (n, slices) one-hot: per-slice sums in one BLAS call each
+            onehot = np.zeros((slice_idx.size, n_slices), dtype=np.float64)
+            onehot[np.arange(slice_idx.size), slice_idx] = 1.0
+            finite = np.rint(ok.astype(np.float64) @ onehot).astype(np.int64).T.ravel()
+            sums, sums_sq = (x0 @ onehot).T.ravel(), ((x0 * x0) @ onehot).T.ravel()
+        self.finite += finite
+        self.sums.add(np.asarray(sums, dtype=np.float64))
+        self.sums_sq.add(np.asarray(sums_sq, dtype=np.float64))
+
+    def merge(self, other: StreamState) -> StreamState:
+        """A new state holding both states' rows (exact); neither input changes."""
+        if not isinstance(other, StreamState):
+            raise ValidationError(f"can only merge another StreamState, got {type(other).__name__}")
+        if not self.reference.same_as(other.reference):
+            raise ValidationError("cannot merge states built on different references")
+        out = StreamState(self.reference)
+        out.counts = self.counts + other.counts
+        out.finite = self.finite + other.finite
+        out.sums = self.sums.merged(other.sums)
+        out.sums_sq = self.sums_sq.merged(other.sums_sq)
+        return out
+
+    def copy(self) -> StreamState:
+        return self.merge(StreamState(self.reference))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StreamState):
+            return NotImplemented
+        return (self.reference.same_as(other.reference) and np.array_equal(self.counts, other.counts)
+                and np.array_equal(self.finite, other.finite) and self.sums == other.sums
+                and self.sums_sq == other.sums_sq)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def nbytes(self) -> int:
+        """Approximate memory held (for the flat-memory checks)."""
+        ints = sum(i.bit_length() // 8 + 28 for i in self.sums.ints + self.sums_sq.ints)
+        return int(self.counts.nbytes + self.finite.nbytes + ints + 16 * len(self.sums.special))

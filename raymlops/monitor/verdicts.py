@@ -1,0 +1,282 @@
+"""Drift verdicts of a window: per column and slice, with scores and p-values always reported.
+
+Defaults follow Evidently's: a numeric column is tested with Kolmogorov-Smirnov (p < alpha) on
+small windows (up to ``small_window_rows`` current rows) and with the normalised Wasserstein
+distance (>= 0.1) on larger ones; a categorical column with chi-square (p < alpha) on small
+windows and the Jensen-Shannon distance (>= 0.1) on larger ones. PSI (on about ``n_bins``
+coarse bins of equal reference mass; bands 0.1/0.2) is always reported and can be chosen as
+the test. Every statistic is computed from the bucket counts of the streaming state:
+
+- KS: the largest CDF gap at the fine quantile edges (``fine_bins``, 100 by default, so the
+  statistic is that of the exact test up to the mass of one fine bin), p-value from the
+  Kolmogorov distribution with Stephens' correction for ``n*m/(n+m)``
+  (:func:`raymlops.stats.counts.ks_p_value`);
+- Wasserstein-1 / reference std: the area between the binned CDFs inside the reference range,
+  and at least the gap between the means (which also sees mass beyond the range);
+- chi-square homogeneity, Jensen-Shannon and PSI: on the buckets (coarse ones for numeric).
+
+P-values are corrected for multiple testing (Bonferroni, or Benjamini-Hochberg) across the
+features of the whole-window family, and across every (slice, feature) test of the sliced
+family. The dataset drifts when the share of drifted features reaches ``dataset_drift_share``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from raymlops.config import MonitorConfig
+from raymlops.monitor.reference import CATEGORICAL, PREDICTION, ColumnReference, MonitorReference
+from raymlops.monitor.state import StreamState
+from raymlops.stats.counts import chi2_counts, js_counts, ks_p_value, psi_counts
+from raymlops.stats.drift import correct
+
+__all__ = [
+    "ColumnVerdict",
+    "SliceVerdict",
+    "WindowVerdict",
+    "binned_ks",
+    "binned_wasserstein",
+    "evaluate",
+    "psi_band",
+]
+
+P_VALUE_TESTS = ("ks", "chi2")
+
+
+@dataclass(frozen=True)
+class ColumnVerdict:
+    """One column in one slice of a window. ``statistic`` belongs to ``test``; ``p_value`` is the
+    p-value test's (KS for numeric, chi-square for categorical) even when a distance decides."""
+
+    column: str
+    kind: str
+    test: str
+    statistic: float
+    p_value: float
+    adjusted_p_value: float
+    drift: bool
+    ks: float
+    wasserstein: float
+    js: float
+    psi: float
+    psi_band: str
+    rows: int
+    missing_rate: float
+    ref_missing_rate: float
+    out_of_range_rate: float
+    unseen_rate: float
+    mean: float | None = None
+    std: float | None = None
+
+
+@dataclass(frozen=True)
+class SliceVerdict:
+    name: str
+    rows: int
+    judged: bool
+    columns: tuple[ColumnVerdict, ...]
+    drifted: tuple[str, ...]
+    share_drifted: float
+    dataset_drift: bool
+    prediction_drift: bool
+
+    def column(self, name: str) -> ColumnVerdict:
+        for c in self.columns:
+            if c.column == name:
+                return c
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    """The whole window (``overall``) and each slice (``slices``; empty without slice columns)."""
+
+    rows: int
+    correction: str
+    overall: SliceVerdict
+    slices: tuple[SliceVerdict, ...] = field(default=())
+
+    @property
+    def dataset_drift(self) -> bool:
+        return self.overall.dataset_drift
+
+    @property
+    def drifted_slices(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.slices if s.dataset_drift or s.drifted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean(asdict(self))
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-friendly: NaN/inf become None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------- statistics
+
+
+def binned_ks(ref: npt.NDArray[np.int64], cur: npt.NDArray[np.int64]) -> tuple[float, float]:
+    """KS statistic and p-value from counts on the same ordered buckets (missing bucket last,
+    excluded). ``(nan, 1.0)`` when either side has no values."""
+    r, c = ref[:-1].astype(np.float64), cur[:-1].astype(np.float64)
+    n, m = r.sum(), c.sum()
+    if n == 0 or m == 0:
+        return math.nan, 1.0
+    d = float(np.max(np.abs(np.cumsum(r) / n - np.cumsum(c) / m)))
+    return d, ks_p_value(d, n, m)
+
+
+def binned_wasserstein(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[np.int64],
+                       cur_mean: float) -> float:
+    """Wasserstein-1 distance in reference standard deviations (see the module docstring)."""
+    r, c = ref[:-1].astype(np.float64), cur[:-1].astype(np.float64)
+    n, m = r.sum(), c.sum()
+    if n == 0 or m == 0:
+        return math.nan
+    gap = np.abs(np.cumsum(r) / n - np.cumsum(c) / m)[: col.edges.size]  # F(e_i) for every edge
+    widths = np.diff(col.edges)
+    area = float(np.sum(widths * (gap[:-1] + gap[1:]) / 2.0))
+    mean_gap = abs(cur_mean - col.mean) if math.isfinite(cur_mean) else 0.0
+    scale = col.std if col.std > 0 else 1.0
+    return max(area, mean_gap) / scale
+
+
+def psi_band(value: float, bands: tuple[float, float] | list[float]) -> str:
+    if not math.isfinite(value):
+        return "unknown"
+    return "significant" if value >= bands[1] else "moderate" if value >= bands[0] else "stable"
+
+
+def _coarse(col: ColumnReference, counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return np.bincount(col.coarse, weights=counts, minlength=col.n_coarse).astype(np.int64)
+
+
+def _column(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[np.int64], state: StreamState,
+            slice_index: int | None, cfg: MonitorConfig) -> dict[str, Any]:
+    rows = int(cur.sum())
+    ref_rows = int(ref.sum())
+    miss = col.missing_bucket
+    ref_c, cur_c = (_coarse(col, ref), _coarse(col, cur)) if col.kind != CATEGORICAL else (ref, cur)
+    have = rows > 0 and ref_rows > 0
+    psi_v = psi_counts(ref_c, cur_c) if have else math.nan
+    js_v = js_counts(ref_c, cur_c) if have else math.nan
+    chi_s, chi_p = chi2_counts(ref_c, cur_c) if have else (math.nan, 1.0)
+    out: dict[str, Any] = {
+        "rows": rows, "psi": psi_v, "js": js_v,
+        "missing_rate": cur[miss] / rows if rows else math.nan,
+        "ref_missing_rate": ref[miss] / ref_rows if ref_rows else math.nan,
+        "out_of_range_rate": math.nan, "unseen_rate": math.nan, "ks": math.nan, "wasserstein": math.nan,
+    }
+    small = rows <= cfg.small_window_rows
+    test: str
+    if col.kind == CATEGORICAL:
+        other = len(col.categories)
+        if col.complete and rows:
+            out["unseen_rate"] = cur[other] / rows
+        test = cfg.categorical_test if cfg.categorical_test != "auto" else ("chi2" if small else "js")
+        out.update(p_value=chi_p, chi2=chi_s)
+    else:
+        mom = state.moments(col.name, slice_index)
+        ks_d, ks_p = binned_ks(ref, cur)
+        out.update(ks=ks_d, wasserstein=binned_wasserstein(col, ref, cur, mom.mean), p_value=ks_p,
+                   mean=mom.mean, std=mom.std, chi2=chi_s)
+        if rows:
+            out["out_of_range_rate"] = (cur[0] + cur[col.edges.size]) / rows
+        test = cfg.numeric_test if cfg.numeric_test != "auto" else ("ks" if small else "wasserstein")
+        if test == "chi2":
+            out["p_value"] = chi_p
+    out["test"] = test
+    out["statistic"] = {"ks": out["ks"], "chi2": chi_s, "wasserstein": out["wasserstein"], "js": js_v,
+                        "psi": psi_v}[test]
+    return out
+
+
+def _distance_drift(test: str, value: float, cfg: MonitorConfig) -> bool:
+    if not math.isfinite(value):
+        return False
+    threshold = {"wasserstein": cfg.wasserstein_threshold, "js": cfg.js_threshold, "psi": cfg.psi_threshold}[test]
+    return value >= threshold
+
+
+def _family(raw: list[tuple[ColumnReference, dict[str, Any]]], cfg: MonitorConfig, judged: list[bool]
+            ) -> list[ColumnVerdict]:
+    """Correct the p-values of one family of tests jointly; returns the verdicts in order."""
+    p = np.array([r["p_value"] for _, r in raw], dtype=np.float64) if raw else np.empty(0)
+    adjusted = correct(p, cfg.correction) if p.size else p
+    out = []
+    for (col, r), adj, ok in zip(raw, adjusted, judged, strict=True):
+        if r["test"] in P_VALUE_TESTS:
+            drift = bool(ok and adj < cfg.alpha)
+        else:
+            drift = bool(ok and _distance_drift(r["test"], r["statistic"], cfg))
+        mean, std = r.get("mean"), r.get("std")
+        out.append(ColumnVerdict(
+            column=col.name, kind=col.kind, test=r["test"], statistic=float(r["statistic"]),
+            p_value=float(r["p_value"]), adjusted_p_value=float(adj), drift=drift, ks=float(r["ks"]),
+            wasserstein=float(r["wasserstein"]), js=float(r["js"]), psi=float(r["psi"]),
+            psi_band=psi_band(float(r["psi"]), cfg.psi_bands), rows=int(r["rows"]),
+            missing_rate=float(r["missing_rate"]), ref_missing_rate=float(r["ref_missing_rate"]),
+            out_of_range_rate=float(r["out_of_range_rate"]), unseen_rate=float(r["unseen_rate"]),
+            mean=None if mean is None else float(mean), std=None if std is None else float(std),
+        ))
+    return out
+
+
+def _slice(name: str, rows: int, judged: bool, verdicts: list[ColumnVerdict], cfg: MonitorConfig) -> SliceVerdict:
+    features = [v for v in verdicts if v.column != PREDICTION]
+    drifted = tuple(v.column for v in features if v.drift)
+    share = len(drifted) / len(features) if features else 0.0
+    pred = next((v for v in verdicts if v.column == PREDICTION), None)
+    dataset_drift = bool(judged and features and share >= cfg.dataset_drift_share)
+    return SliceVerdict(name=name, rows=rows, judged=judged, columns=tuple(verdicts), drifted=drifted,
+                        share_drifted=share, dataset_drift=dataset_drift,
+                        prediction_drift=bool(pred is not None and pred.drift))
+
+
+def evaluate(state: StreamState, cfg: MonitorConfig, reference: MonitorReference | None = None) -> WindowVerdict:
+    """Verdicts on the rows in ``state`` against its reference (see the module docstring)."""
+    ref = reference or state.reference
+    if not ref.same_as(state.reference):
+        from raymlops.exceptions import ValidationError
+
+        raise ValidationError("the state was built on a different reference")
+    rows = state.rows
+    raw = [(col, _column(col, ref.column_counts(col.name), state.column_counts(col.name), state, None, cfg))
+           for col in ref.columns]
+    judged = rows > 0 and rows >= cfg.min_rows
+    overall = _slice("all", rows, judged, _family(raw, cfg, [judged] * len(raw)), cfg)
+    if not ref.slice_columns:
+        return WindowVerdict(rows=rows, correction=cfg.correction, overall=overall)
+    slice_rows = state.slice_rows()
+    family: list[tuple[ColumnReference, dict[str, Any]]] = []
+    owners: list[int] = []
+    judged_tests: list[bool] = []
+    for s in range(ref.n_slices):
+        if slice_rows[s] == 0:
+            continue
+        ok = bool(slice_rows[s] >= max(cfg.min_rows, 1))
+        for col in ref.columns:
+            family.append((col, _column(col, ref.column_counts(col.name, s), state.column_counts(col.name, s),
+                                        state, s, cfg)))
+            owners.append(s)
+            judged_tests.append(ok)
+    verdicts = _family(family, cfg, judged_tests)
+    slices = []
+    for s in range(ref.n_slices):
+        mine = [v for v, o in zip(verdicts, owners, strict=True) if o == s]
+        if mine:
+            slices.append(_slice(ref.slices[s], int(slice_rows[s]), bool(slice_rows[s] >= max(cfg.min_rows, 1)),
+                                 mine, cfg))
+    return WindowVerdict(rows=rows, correction=cfg.correction, overall=overall, slices=tuple(slices))

@@ -1,0 +1,77 @@
+"""``raymlops monitor check`` (offline, no Ray) and ``monitor status`` without a cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raymlops.cli import main
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+
+    def frame(n: int, shift_v: float = 0.0) -> pd.DataFrame:
+        seg = rng.choice(["u", "v"], size=n)
+        x = rng.normal(size=n) + np.where(seg == "v", shift_v, 0.0)
+        return pd.DataFrame({"x": x, "color": rng.choice(["red", "blue"], size=n), "seg": seg})
+
+    out = {"ref": tmp_path / "ref.csv", "same": tmp_path / "same.parquet", "drift": tmp_path / "drift.csv"}
+    frame(4_000).to_csv(out["ref"], index=False)
+    frame(800).to_parquet(out["same"])
+    frame(800, shift_v=1.5).to_csv(out["drift"], index=False)
+    return out
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_check_without_drift_exits_0(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["monitor", "check", "--reference", str(files["ref"]), "--current", str(files["same"]), "--json"]) == 0
+    out = _json(capsys)
+    assert out["drift"] is False and out["slices"] == {}
+    assert set(out["features"]) == {"x", "color", "seg"}
+    assert {"test", "statistic", "p_value", "drift"} <= set(out["features"]["x"])
+    assert out["features"]["x"]["test"] == "ks" and out["features"]["color"]["test"] == "chi2"
+
+
+def test_check_finds_drift_in_one_slice_and_exits_0(files: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                                    tmp_path: Path) -> None:
+    cfg = tmp_path / "mon.yaml"
+    cfg.write_text("monitor:\n  correction: bh\n")
+    argv = ["monitor", "check", "--reference", str(files["ref"]), "--current", str(files["drift"]),
+            "--slice", "seg", "--config", str(cfg), "--json"]
+    assert main(argv) == 0
+    out = _json(capsys)
+    assert out["correction"] == "bh" and out["features"]["x"]["drift"] is True
+    assert out["slices"]["seg=v"]["drift"] is True and out["slices"]["seg=u"]["drift"] is False
+    assert main(argv[:-1]) == 0
+    assert "seg=v" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("problem", ["missing-file", "missing-column", "bad-config"])
+def test_check_bad_input_exits_2(files: dict[str, Path], tmp_path: Path, problem: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["monitor", "check", "--reference", str(files["ref"]), "--current", str(files["same"])]
+    if problem == "missing-file":
+        argv[5] = str(tmp_path / "nope.csv")
+    elif problem == "missing-column":
+        argv += ["--slice", "region"]
+    else:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("monitor:\n  alpha: 2\n")
+        argv += ["--config", str(bad)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+
+
+def test_status_needs_a_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["monitor", "status"]) == 2
+    assert "RAY_ADDRESS" in capsys.readouterr().err
