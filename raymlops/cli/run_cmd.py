@@ -1,14 +1,16 @@
-"""``raymlops run CONFIG [--json] [--serve]``."""
+"""``raymlops run CONFIG [--json] [--serve] [--no-cache]``."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+import textwrap
 import time
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
+from raymlops.exceptions import RaymlopsError
 
 
 def register(sub: Any) -> None:
@@ -16,21 +18,51 @@ def register(sub: Any) -> None:
     run.add_argument("config", help="pipeline YAML, e.g. configs/quickstart.yaml")
     run.add_argument("--json", action="store_true", help="print the result as one JSON line (last line of stdout)")
     run.add_argument("--serve", action="store_true", help="keep serving in the foreground after the run (until Ctrl-C)")
+    run.add_argument("--no-cache", action="store_true",
+                     help="run every step, even those whose inputs did not change since a successful run")
+
+
+def _paragraph(text: str) -> str:
+    """Wrap the explanation for a terminal; the ``Details:`` line stays whole."""
+    head, _, details = text.partition("\nDetails: ")
+    body = textwrap.fill(head, width=100, break_long_words=False, break_on_hyphens=False)
+    return f"{body}\nDetails: {details}" if details else body
 
 
 def run(args: argparse.Namespace) -> int:
     from raymlops.config import load_config
+    from raymlops.pipeline.failures import explain
     from raymlops.pipeline.runner import run_pipeline, stop_serving
 
     cfg = load_config(args.config)
-    result = run_pipeline(cfg, home=args.home, keep_serving=True if args.serve else None)
+    try:
+        result = run_pipeline(cfg, home=args.home, keep_serving=True if args.serve else None,
+                              use_cache=not args.no_cache)
+    except RaymlopsError as exc:
+        failure = getattr(exc, "failure", None)
+        run_id = getattr(exc, "run_id", None)
+        if failure is None or run_id is None:
+            raise
+        if args.json:
+            print_json({"run": run_id, "status": "failed", "error": failure.to_dict() | {"traceback": None}})
+        resumable = failure.step not in (None, "ingest")
+        print(_paragraph(explain(failure, run_id, resumable=resumable)), file=sys.stderr, flush=True)
+        return int(failure.exit_code)
     if args.json:
         print_json(result.to_dict())
     else:
-        print(f"run {result.run_id} succeeded in {result.seconds:.1f}s")
+        cached = sum(1 for s in result.steps if s.status == "cached")
+        reused = f" ({cached} steps reused from the cache)" if cached else ""
+        print(f"run {result.run_id} succeeded in {result.seconds:.1f}s{reused}")
         print(f"  snapshot  {result.snapshot}")
         print(f"  model     {result.model} (gate {result.gate})")
         print(f"  endpoint  {result.endpoint or '-'}")
+    if result.gate == "rejected":
+        reasons = "; ".join(result.gate_reasons) or "see the gate rules"
+        print(_paragraph(
+            f"note: the gate rejected {result.model} ({reasons}); it is registered as rejected and was not "
+            "deployed. Improve the model (train.candidates, more or better data) or review gate.rules, then run "
+            f"again.\nDetails: raymlops runs show {result.run_id}"), file=sys.stderr, flush=True)
     if args.serve and result.endpoint:
         print(f"serving {result.endpoint}/predict — press Ctrl-C to stop", file=sys.stderr, flush=True)
         # a parent that started us in the background may have set SIGINT to "ignore": take it back
