@@ -25,11 +25,15 @@ from raymlops.exceptions import (
     StepFailed,
     ValidationError,
 )
+from raymlops.pipeline.failures import Failure
+from raymlops.pipeline.history import get_run, list_runs
 from raymlops.pipeline.runner import Pipeline, RunResult, StepResult, run_pipeline, stop_serving
+from raymlops.store.doctor import run_doctor
 from raymlops.store.home import Store
 
 __all__ = [
     "ConfigError",
+    "Failure",
     "IntegrityError",
     "NotFittedError",
     "NotFound",
@@ -43,8 +47,11 @@ __all__ = [
     "StepResult",
     "ValidationError",
     "__version__",
+    "get_run",
+    "list_runs",
     "load_config",
     "parse_config",
+    "run_doctor",
     "run_pipeline",
     "stop_serving",
 ]

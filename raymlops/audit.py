@@ -3,6 +3,11 @@
 Each record stores the sha256 of the previous record, so editing, removing or reordering any
 record breaks the chain from that point on and :func:`verify` names the first bad record.
 Records are written in the same SQLite transaction as the change they describe.
+
+The newest record's sequence number and hash are also kept in the ``meta`` table (the chain's
+head), so removing the last records is caught too. Both live in the same database: someone who
+can rewrite the whole file can rewrite the chain. Keep the head that ``raymlops audit verify``
+prints (or an ``audit --json`` export) somewhere else to anchor it.
 """
 
 from __future__ import annotations
@@ -11,16 +16,19 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from raymlops.store.metadata import MetadataStore
 
 GENESIS = "0" * 64
+HEAD_KEY = "audit_head"  # meta row: {"seq": …, "hash": …} of the newest record
 
 
 def _actor() -> dict[str, Any]:
@@ -67,38 +75,133 @@ def append(
     }
     record_json = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
     digest = _digest(prev, record_json)
-    conn.execute(
+    cur = conn.execute(
         "INSERT INTO audit(ts, action, record_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
         (ts, action, record_json, prev, digest),
+    )
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (HEAD_KEY, json.dumps({"seq": cur.lastrowid, "hash": digest})),
     )
     return digest
 
 
-def records(store: MetadataStore, action: str | None = None) -> list[AuditRecord]:
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """A UNIX time from ``30m``, ``1h``, ``2d``, ``1w`` (that long before ``now``) or an ISO 8601
+    date or time (``2026-05-01``, ``2026-05-01T12:30``, ``…Z``, ``…+02:00``; without a zone it
+    is local time). ``ValueError`` names the accepted forms."""
+    now = time.time() if now is None else now
+    m = _RELATIVE.match(text)
+    if m:
+        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"expected an ISO date or time (2026-05-01, 2026-05-01T12:30, 2026-05-01T12:30Z) "
+            f"or an age such as 30m, 1h, 2d, 1w; found {text!r}"
+        ) from None
+    return when.timestamp()  # naive: local time
+
+
+def _matches_id(ids: Mapping[str, Any], wanted: str) -> bool:
+    """True when any id equals ``wanted``, or ``wanted`` is a prefix (6+ characters) of a
+    content hash (snapshot ids)."""
+    for value in ids.values():
+        text = str(value)
+        if text == wanted:
+            return True
+        if len(wanted) >= 6 and len(text) == 64 and text.startswith(wanted):
+            return True
+    return False
+
+
+def records(
+    store: MetadataStore,
+    action: str | None = None,
+    since: float | None = None,
+    id: str | None = None,
+    limit: int | None = None,
+) -> list[AuditRecord]:
+    """Records in chain order. ``action``: exact name (``model.registered``) or a prefix ending
+    in a dot (``model.``); ``since``: UNIX time; ``id``: a touched id (see :func:`_matches_id`);
+    ``limit``: the newest ``limit`` records that match."""
+    sql = "SELECT seq, ts, action, record_json, prev_hash, hash FROM audit"
+    where: list[str] = []
+    args: list[Any] = []
+    if action:
+        if action.endswith("."):
+            where.append("substr(action, 1, ?) = ?")
+            args += [len(action), action]
+        else:
+            where.append("action = ?")
+            args.append(action)
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     with store.read() as conn:
-        sql = "SELECT seq, ts, action, record_json, prev_hash, hash FROM audit"
-        args: tuple[Any, ...] = ()
-        if action:
-            sql += " WHERE action = ?"
-            args = (action,)
         rows = conn.execute(sql + " ORDER BY seq", args).fetchall()
-    return [AuditRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+    out = [AuditRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+    if id:
+        out = [r for r in out if _matches_id(r.record.get("ids") or {}, id)]
+    if limit is not None:
+        out = out[-limit:] if limit > 0 else []
+    return out
+
+
+def to_json(rec: AuditRecord) -> dict[str, Any]:
+    """One record as exported (JSON Lines): the hashed record plus its place in the chain."""
+    return {"seq": rec.seq, "prev_hash": rec.prev_hash, "hash": rec.hash, **rec.record}
+
+
+def head(store: MetadataStore) -> dict[str, Any] | None:
+    """``{"seq", "hash"}`` of the newest record as recorded at append time (None before any)."""
+    with store.read() as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)).fetchone()
+    return json.loads(row[0]) if row else None
 
 
 def verify(store: MetadataStore) -> tuple[bool, str]:
-    """``(ok, message)``: ok is False and the message names the first record that does not chain."""
+    """``(ok, message)``: ok is False and the message names the first record that does not
+    chain: its content was edited, a record before it was removed, or records were reordered.
+    Removing the newest records is caught by the head kept in ``meta``."""
     prev = GENESIS
     count = 0
+    last: tuple[int, str] | None = None
     with store.read() as conn:
-        for seq, record_json, prev_hash, digest in conn.execute(
-            "SELECT seq, record_json, prev_hash, hash FROM audit ORDER BY seq"
-        ):
-            if prev_hash != prev:
-                return False, (
-                    f"audit record {seq}: previous-hash link broken (a record before it was removed or reordered)"
-                )
+        rows = conn.execute("SELECT seq, ts, action, record_json, prev_hash, hash FROM audit ORDER BY seq")
+        for seq, ts, action, record_json, prev_hash, digest in rows:
             if _digest(prev_hash, record_json) != digest:
                 return False, f"audit record {seq}: content does not match its hash (edited)"
+            if prev_hash != prev:
+                return False, (
+                    f"audit record {seq}: previous-hash link broken (a record before it was removed or reordered, "
+                    "or edited and re-hashed)"
+                )
+            try:
+                body = json.loads(record_json)
+            except ValueError:
+                return False, f"audit record {seq}: content is not valid JSON (edited)"
+            if body.get("action") != action or body.get("ts") != ts:
+                return False, f"audit record {seq}: action or time column differs from the hashed record (edited)"
             prev = digest
+            last = (seq, digest)
             count += 1
-    return True, f"audit chain valid ({count} records)"
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)).fetchone()
+    if row is not None:
+        recorded = json.loads(row[0])
+        if last is None or (recorded.get("seq"), recorded.get("hash")) != last:
+            have = f"record {last[0]}" if last else "no records"
+            return False, (
+                f"audit record {recorded.get('seq')}: missing; the log ends at {have} "
+                f"but record {recorded.get('seq')} (hash {str(recorded.get('hash'))[:12]}…) was written "
+                "(the newest records were removed)"
+            )
+    tip = f", head {last[0]} {last[1]}" if last else ""
+    return True, f"audit chain valid ({count} records{tip})"

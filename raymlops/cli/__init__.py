@@ -12,13 +12,26 @@ import sys
 from collections.abc import Callable, Sequence
 
 from raymlops import __version__
-from raymlops.cli import audit_cmd, lineage_cmd, models_cmd, run_cmd, snapshot_cmd
+from raymlops.cli import (
+    audit_cmd,
+    deploy_cmd,
+    doctor_cmd,
+    lineage_cmd,
+    models_cmd,
+    monitor_cmd,
+    reproduce_cmd,
+    run_cmd,
+    runs_cmd,
+    snapshot_cmd,
+    status_cmd,
+)
 from raymlops.cli.common import explain
 from raymlops.exceptions import RaymlopsError
 
 # each module: register(subparsers) -> None, and run(args) -> int
 COMMANDS = {"run": run_cmd, "snapshot": snapshot_cmd, "models": models_cmd,
-            "lineage": lineage_cmd, "audit": audit_cmd}
+            "lineage": lineage_cmd, "reproduce": reproduce_cmd, "audit": audit_cmd, "status": status_cmd,
+            "runs": runs_cmd, "doctor": doctor_cmd, "monitor": monitor_cmd, "deploy": deploy_cmd}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,21 +1,48 @@
-"""``raymlops audit list | verify``."""
+"""``raymlops audit [--since T] [--action A] [--id X] [--json]`` (``audit list`` is the same)
+and ``raymlops audit verify``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
 
 
+def _since(text: str) -> float:
+    from raymlops.audit import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _filters(p: argparse.ArgumentParser, default: Any) -> None:
+    # on `audit list` the options default to SUPPRESS, so `audit --since 1h list` keeps its value
+    p.add_argument("--since", type=_since, default=default, metavar="T",
+                   help="records at or after T: an ISO date/time (2026-05-01, 2026-05-01T12:30Z; local time "
+                        "without a zone) or an age (30m, 1h, 2d, 1w)")
+    p.add_argument("--action", default=default, metavar="A",
+                   help="one action (model.registered), or all under a prefix ending in a dot (model.)")
+    p.add_argument("--id", default=default, metavar="X",
+                   help="records that touched X: a model version, snapshot id (or 6+ character prefix), "
+                        "deployment, alias or alert")
+    p.add_argument("--json", action="store_true", default=default,
+                   help="JSON Lines: one record per line, with seq, prev_hash and hash")
+
+
 def register(sub: Any) -> None:
-    aud = add_command(sub, "audit", help="the audit log").add_subparsers(dest="verb", metavar="VERB")
-    a_list = add_command(aud, "list", help="list audit records")
-    a_list.add_argument("--action")
-    a_list.add_argument("--json", action="store_true", help="JSON Lines, one record per line")
-    add_command(aud, "verify", help="check the hash chain (exit 1 and the first bad record if broken)")
+    aud_parser = add_command(sub, "audit", help="the audit log: list (the default) or verify")
+    _filters(aud_parser, None)
+    aud = aud_parser.add_subparsers(dest="verb", metavar="[list | verify]")
+    _filters(add_command(aud, "list", help="list audit records (same as plain 'raymlops audit')"), argparse.SUPPRESS)
+    v = add_command(aud, "verify", help="check the hash chain (exit 1 and the first bad record if broken)")
+    v.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="the verdict as one JSON line")
+    aud_parser.set_defaults(verb="list")  # after add_subparsers: plain `raymlops audit` lists
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,12 +52,26 @@ def run(args: argparse.Namespace) -> int:
     store = Store.open(args.home)
     if args.verb == "verify":
         ok, message = audit.verify(store.metadata)
-        print(message)
-        return 0 if ok else 1
-    for r in audit.records(store.metadata, action=args.action):
         if args.json:
-            print_json({"seq": r.seq, "hash": r.hash, **r.record})
+            print_json({"ok": ok, "message": message, "head": audit.head(store.metadata)})
         else:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.ts))
-            print(f"{r.seq:>5} {when} {r.action:<20} {json.dumps(r.record['ids'])} {r.record.get('reason') or ''}")
+            print(message, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+    found = audit.records(store.metadata, action=args.action, since=args.since, id=args.id)
+    for r in found:
+        if args.json:
+            print_json(audit.to_json(r))
+        else:
+            print(format_record(r))
+    if not found and not args.json:
+        print("no audit records match", file=sys.stderr)
     return 0
+
+
+def format_record(r: Any) -> str:
+    """One line: seq, local time, action, ids, reason, user@host."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.ts))
+    actor = r.record.get("actor") or {}
+    who = f"{actor.get('user', '?')}@{actor.get('host', '?')}"
+    ids = json.dumps(r.record.get("ids") or {}, separators=(",", ":"))
+    return f"{r.seq:>5} {when} {r.action:<18} {ids} {r.record.get('reason') or '-'} ({who})"

@@ -64,10 +64,17 @@ def run(args: argparse.Namespace) -> int:
             version = reg.promote(store, args.ref, alias=args.alias, reason=args.reason)
         else:
             version = reg.rollback(store, args.name, alias=args.alias, reason=args.reason)
+        live: dict[str, Any] = {}
+        note = None
+        if args.alias == reg.CHAMPION:  # live deployments of this model follow the champion
+            from raymlops.cli.deploy_cmd import follow_live
+
+            action = "deployment.promoted" if args.verb == "promote" else "deployment.rolled_back"
+            note, live = follow_live(store, version.name, action, args.reason)
         if args.json:
-            print_json({"model": version.id, "alias": args.alias})
+            print_json({"model": version.id, "alias": args.alias, "deployments": live, "note": note})
         else:
-            print(f"{version.name}@{args.alias} -> {version.id}")
+            print(f"{version.name}@{args.alias} -> {version.id}" + (f"\n{note}" if note else ""))
         return 0
     if args.verb == "verify":
         problems = reg.verify_model(store, args.ref)

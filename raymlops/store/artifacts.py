@@ -4,6 +4,13 @@ Everything goes through :mod:`pyarrow.fs`, so a root of ``s3://bucket/prefix`` o
 ``hdfs://namenode/path`` works the same way as a local folder. Writes are staged: a new object
 appears under its final name only when it is complete (local: atomic rename; object stores: the
 manifest is written last and metadata only points at committed paths).
+
+Object stores: options travel in the URI's query string, e.g. an S3-compatible server with
+``s3://bucket/prefix?endpoint_override=127.0.0.1:9000&scheme=http`` (or ``AWS_ENDPOINT_URL``).
+Credentials never do: they come from the environment of every process that touches artifacts
+(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile, an instance role), because the root
+URI is stored in run records and handed to Ray workers and Serve replicas. A URI that carries
+credentials is refused.
 """
 
 from __future__ import annotations
@@ -14,18 +21,39 @@ import posixpath
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.fs as pafs
 
 from raymlops.exceptions import ConfigError, IntegrityError, NotFound
 
 _CHUNK = 1 << 20
+_SECRET_PARAMS = ("key", "secret", "token", "password", "credential")
+
+
+def _refuse_credentials(uri: str) -> None:
+    """ConfigError (naming the URI without its secret) when credentials are embedded in it."""
+    parts = urlsplit(uri)
+    if "@" in parts.netloc:
+        shown = f"{parts.scheme}://***@{parts.netloc.rsplit('@', 1)[1]}{parts.path}"
+        raise ConfigError(
+            f"{shown}: credentials in a storage URI would be stored in run records and sent to every Ray "
+            "worker; remove them and set them in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+            "or a profile / instance role)"
+        )
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if any(word in name.lower() for word in _SECRET_PARAMS):
+            raise ConfigError(
+                f"{parts.scheme}://{parts.netloc}{parts.path}: the URI option {name!r} looks like a credential; "
+                "set credentials in the environment instead"
+            )
 
 
 def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """``(filesystem, path)`` for a URI or local path; local paths become absolute."""
     if "://" not in uri:
         return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+    _refuse_credentials(uri)
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
@@ -40,7 +68,17 @@ class ArtifactStore:
         self.root_uri = root
         self.fs, self.root = resolve_filesystem(root)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
-        self.fs.create_dir(self.root, recursive=True)
+        if self.fs.type_name not in ("s3", "gcs"):
+            self.fs.create_dir(self.root, recursive=True)
+        else:
+            # object stores have no real folders; check that the bucket is there and reachable
+            bucket = self.root.split("/", 1)[0]
+            try:
+                found = self.fs.get_file_info(bucket).type != pafs.FileType.NotFound
+            except OSError as exc:
+                raise ConfigError(f"{root}: cannot reach this artifact root: {exc}") from None
+            if not found:
+                raise ConfigError(f"{root}: bucket {bucket!r} does not exist; create it first")
 
     # -- paths ---------------------------------------------------------------------------
     def path(self, key: str) -> str:
@@ -54,8 +92,9 @@ class ArtifactStore:
         """A URI for ``key`` that :func:`resolve_filesystem` opens again (for Ray workers)."""
         if self.is_local:
             return self.path(key)
-        scheme = self.root_uri.split("://", 1)[0]
-        return f"{scheme}://{self.path(key)}"
+        parts = urlsplit(self.root_uri)
+        query = f"?{parts.query}" if parts.query else ""  # endpoint_override, scheme, region …
+        return f"{parts.scheme}://{self.path(key)}{query}"
 
     # -- reading -------------------------------------------------------------------------
     def exists(self, key: str) -> bool:
@@ -100,15 +139,15 @@ class ArtifactStore:
     def write_bytes(self, key: str, data: bytes) -> str:
         """Write ``data`` to ``key`` atomically (temp name then rename on local disks); sha256."""
         path = self.path(key)
-        self.fs.create_dir(posixpath.dirname(path), recursive=True)
         if self.is_local:
+            self.fs.create_dir(posixpath.dirname(path), recursive=True)
             tmp = f"{path}.tmp-{uuid.uuid4().hex}"
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        else:
+        else:  # an object appears whole when the upload completes; no folders to create
             with self.fs.open_output_stream(path) as f:
                 f.write(data)
         return hashlib.sha256(data).hexdigest()
@@ -120,27 +159,36 @@ class ArtifactStore:
     def promote(self, staging: str, final: str) -> bool:
         """Move a complete staging folder to ``final``. False if ``final`` already exists
         (content-addressed: identical content), in which case the staging folder is removed."""
+        if not self.is_local:
+            return self._promote_by_copy(staging, final)
         src, dst = self.path(staging), self.path(final)
         if self.exists(final):
             self.delete(staging)
             return False
         self.fs.create_dir(posixpath.dirname(dst), recursive=True)
-        if self.is_local:
-            try:
-                os.rename(src, dst)  # atomic on one filesystem; fails if dst appeared meanwhile
-            except OSError:
-                if self.exists(final):
-                    self.delete(staging)
-                    return False
-                raise
-        else:
-            # object stores have no rename: copy, manifest last, so readers never see a
-            # manifest without its data files
-            files = sorted(self.list_files(staging), key=lambda f: f[0].endswith("manifest.json"))
-            for rel, _ in files:
-                sub = posixpath.relpath(rel, staging)
-                self.fs.copy_file(self.path(rel), posixpath.join(dst, sub))
+        try:
+            os.rename(src, dst)  # atomic on one filesystem; fails if dst appeared meanwhile
+        except OSError:
+            if self.exists(final):
+                self.delete(staging)
+                return False
+            raise
+        return True
+
+    def _promote_by_copy(self, staging: str, final: str) -> bool:
+        """Object stores have no rename: copy server-side, ``manifest.json`` last, so a reader
+        never sees a manifest without its data files. ``final`` counts as present only when it
+        holds every staged file at its size, so a copy that died half-way is completed, not kept."""
+        files = [(posixpath.relpath(rel, staging), size) for rel, size in self.list_files(staging)]
+        if not files:
+            raise NotFound(f"staging folder {staging!r} is empty or missing under {self.root_uri}")
+        present = {posixpath.relpath(rel, final): size for rel, size in self.list_files(final)}
+        if all(present.get(sub) == size for sub, size in files):
             self.delete(staging)
+            return False
+        for sub, _ in sorted(files, key=lambda f: (f[0].endswith("manifest.json"), f[0])):
+            self.fs.copy_file(self.path(f"{staging}/{sub}"), self.path(f"{final}/{sub}"))
+        self.delete(staging)
         return True
 
     def delete(self, key: str) -> None:

@@ -75,6 +75,47 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_steps (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'ran', 'cached', 'skipped', 'failed')),
+    started_at REAL,
+    ended_at REAL,
+    cache_key TEXT,
+    rows INTEGER,
+    bytes INTEGER,
+    record_json TEXT NOT NULL,
+    log_text TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+CREATE TABLE IF NOT EXISTS step_cache (
+    cache_key TEXT PRIMARY KEY,
+    step TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    outputs_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot_lineage (
+    snapshot_id TEXT PRIMARY KEY REFERENCES snapshots(id),
+    kind TEXT NOT NULL,
+    parent_id TEXT,
+    transform_hash TEXT,
+    record_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drift_checks (
+    snapshot_id TEXT NOT NULL REFERENCES snapshots(id),
+    reference_id TEXT NOT NULL REFERENCES snapshots(id),
+    settings_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    dataset_drift INTEGER NOT NULL,
+    drifted INTEGER NOT NULL,
+    tested INTEGER NOT NULL,
+    report_key TEXT NOT NULL,
+    report_sha256 TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, reference_id, settings_hash)
+);
 """
 
 

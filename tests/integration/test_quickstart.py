@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,9 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
             status, _ = http_json("POST", f"{endpoint}/predict", {"instances": rows})
             assert status == 200
         monitor = ray.get_actor(monitor_name("breast-cancer"), namespace=NAMESPACE)
+        deadline = time.monotonic() + 30  # served rows reach the monitor asynchronously, in batches
+        while ray.get(monitor.rows.remote()) < 117 + 500 and time.monotonic() < deadline:
+            time.sleep(0.2)
         summary = ray.get(monitor.summary.remote())
         assert summary["rows"] >= 117 + 500
         assert summary["dataset_drift"] is True

@@ -1,0 +1,243 @@
+"""``raymlops status [--address A] [--json]``: one screen for an operator.
+
+The cluster, its Serve deployments (status, model version from the route's ``/metadata``,
+replicas, traffic), the drift monitors' verdicts, the registry's aliases, recent alerts
+and audit records. A cluster is contacted only when ``--address`` or ``$RAY_ADDRESS`` names one;
+this command never starts Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any
+
+from raymlops.cli.common import add_command, print_json
+from raymlops.exceptions import RaymlopsError
+
+
+def register(sub: Any) -> None:
+    p = add_command(sub, "status", help="one screen: cluster, deployments, monitor verdicts, recent alerts and audit")
+    p.add_argument("--address", help="Ray cluster (GCS address host:port, or 'auto'); default $RAY_ADDRESS. "
+                                     "Without either, no cluster is contacted")
+    p.add_argument("--recent", type=int, default=10, metavar="N", help="recent audit records to show (default 10)")
+    p.add_argument("--json", action="store_true", help="everything as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from raymlops.store.home import Store
+
+    store = Store.open(args.home)
+    report = collect(store, args.address or os.environ.get("RAY_ADDRESS") or None, max(0, args.recent))
+    if args.json:
+        print_json(report)
+    else:
+        print(render(report))
+    return 0
+
+
+# ---------------------------------------------------------------------------- gathering
+
+
+def collect(store: Any, address: str | None, recent: int = 10) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data."""
+    from raymlops import audit
+
+    ok, message = audit.verify(store.metadata)
+    records = audit.records(store.metadata, limit=recent)
+    alerts = audit.records(store.metadata, action="alert.", limit=recent)
+    report: dict[str, Any] = {
+        "home": str(store.home),
+        "artifact_root": _display_uri(store.artifacts.root_uri),
+        "cluster": {"connected": False, "address": None},
+        "deployments": [],
+        "aliases": _aliases(store),
+        "alerts": [audit.to_json(r) for r in alerts],
+        "audit": {"ok": ok, "message": message, "recent": [audit.to_json(r) for r in records]},
+    }
+    if address:
+        report["cluster"], report["deployments"] = _cluster(address)
+    return report
+
+
+def _display_uri(uri: str) -> str:
+    return uri.split("?", 1)[0]
+
+
+def _aliases(store: Any) -> list[dict[str, Any]]:
+    with store.metadata.read() as conn:
+        rows = conn.execute("SELECT name, alias, model_id, updated_at FROM aliases ORDER BY name, alias").fetchall()
+    return [{"name": r[0], "alias": r[1], "model": r[2], "updated_at": r[3]} for r in rows]
+
+
+def _cluster(address: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    import ray
+
+    from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
+
+    quiet_ray_logs()
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise RaymlopsError(
+                f"cannot reach the Ray cluster at {address}: {exc}. Is it running? Clients of a cluster with "
+                "token auth need RAY_AUTH_MODE=token and its token"
+            ) from None
+    try:
+        nodes = ray.nodes()
+        total, free = ray.cluster_resources(), ray.available_resources()
+        cluster = {
+            "connected": True,
+            "address": address,
+            "ray_version": ray.__version__,
+            "nodes_alive": sum(1 for n in nodes if n.get("Alive")),
+            "nodes_dead": sum(1 for n in nodes if not n.get("Alive")),
+            "cpus": total.get("CPU", 0.0),
+            "cpus_free": free.get("CPU", 0.0),
+            "gpus": total.get("GPU", 0.0),
+        }
+        return cluster, _deployments(NAMESPACE)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _deployments(namespace: str) -> list[dict[str, Any]]:
+    """Serve applications with their model version (from ``/metadata``), replicas and monitor."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client()
+        details: dict[str, Any] = client.get_serve_details() if client is not None else {}
+    except Exception:  # Serve is not running on this cluster
+        return []
+    http = details.get("http_options") or {}
+    host = str(http.get("host") or "127.0.0.1")
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    port = int(http.get("port") or 8000)
+    out = []
+    for name, app in sorted((details.get("applications") or {}).items()):
+        route = app.get("route_prefix") or f"/{name}"
+        url = f"http://{host}:{port}{route.rstrip('/')}"
+        replicas = running = 0
+        deployments = {}
+        for dname, dep in (app.get("deployments") or {}).items():
+            target = int((dep.get("deployment_config") or {}).get("num_replicas") or 0)
+            up = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
+            deployments[dname] = {"status": dep.get("status"), "replicas_running": up, "replicas_target": target}
+            replicas += target
+            running += up
+        version, error = _metadata_version(url)
+        out.append({
+            "app": name,
+            "status": app.get("status"),
+            "route": route,
+            "url": url,
+            "version": version,
+            "metadata_error": error,
+            # one version per route today: it takes all the traffic
+            "traffic": {version: 100} if version else {},
+            "replicas_running": running,
+            "replicas_target": replicas,
+            "deployments": deployments,
+            "monitor": _monitor(name, namespace),
+        })
+    return out
+
+
+def _metadata_version(url: str) -> tuple[str | None, str | None]:
+    from raymlops.serve.deploy import http_json
+
+    try:
+        status, body = http_json("GET", f"{url}/metadata", timeout=5)
+    except OSError as exc:
+        return None, f"{url}/metadata: {exc}"
+    if status != 200 or not isinstance(body, dict):
+        return None, f"{url}/metadata answered {status}"
+    return str(body.get("model_version")), None
+
+
+def _monitor(route: str, namespace: str) -> dict[str, Any] | None:
+    """The named monitor actor's verdict for ``route`` (None when it has none)."""
+    import ray
+
+    from raymlops.monitor.actor import monitor_name
+
+    try:
+        handle = ray.get_actor(monitor_name(route), namespace=namespace)
+    except ValueError:
+        return None
+    try:
+        summary: Any = ray.get(handle.summary.remote(), timeout=15)
+    except Exception as exc:  # the actor died or is stuck: say so, do not fail the screen
+        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    return {
+        "rows": summary.get("rows", 0),
+        "dataset_drift": bool(summary.get("dataset_drift")),
+        "drifted_features": list(summary.get("drifted_features") or []),
+        "features": len(summary.get("features") or []),
+        "share_drifted": summary.get("share_drifted"),
+        "predictions": summary.get("predictions") or {},
+    }
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def render(report: dict[str, Any]) -> str:
+    from raymlops.audit import AuditRecord
+    from raymlops.cli.audit_cmd import format_record
+
+    lines = [f"raymlops status   home {report['home']}   artifacts {report['artifact_root']}", ""]
+    c = report["cluster"]
+    if c["connected"]:
+        lines.append(
+            f"cluster      {c['address']}: Ray {c['ray_version']}, {c['nodes_alive']} node(s) alive"
+            + (f", {c['nodes_dead']} dead" if c["nodes_dead"] else "")
+            + f", CPU {c['cpus_free']:g} of {c['cpus']:g} free" + (f", GPU {c['gpus']:g}" if c["gpus"] else "")
+        )
+    else:
+        lines.append("cluster      none contacted (set RAY_ADDRESS or pass --address)")
+    lines.append("deployments" if report["deployments"] or c["connected"] else "deployments  unknown (no cluster)")
+    if c["connected"] and not report["deployments"]:
+        lines[-1] = "deployments  none (Serve is not running on this cluster)"
+    for d in report["deployments"]:
+        traffic = ", ".join(f"{v} {p}%" for v, p in d["traffic"].items()) or "-"
+        lines.append(
+            f"  {d['app']:<20} {d['status']:<10} {d['url']}  version {d['version'] or '?'}"
+            f"  replicas {d['replicas_running']}/{d['replicas_target']}  traffic {traffic}"
+        )
+        if d["metadata_error"]:
+            lines.append(f"  {'':<20} metadata: {d['metadata_error']}")
+    lines.append("monitors" if any(d["monitor"] for d in report["deployments"]) else "monitors     none")
+    for d in report["deployments"]:
+        m = d["monitor"]
+        if not m:
+            continue
+        if "error" in m:
+            lines.append(f"  {d['app']:<20} unavailable: {m['error']}")
+            continue
+        drifted = m["drifted_features"]
+        lines.append(
+            f"  {d['app']:<20} {m['rows']} rows seen, {len(drifted)} of {m['features']} features drifted"
+            f"{' (' + ', '.join(drifted[:5]) + (', …' if len(drifted) > 5 else '') + ')' if drifted else ''},"
+            f" dataset drift: {'YES' if m['dataset_drift'] else 'no'}"
+        )
+    champs = report["aliases"]
+    lines.append("aliases" if champs else "aliases      none")
+    lines += [f"  {a['name']}@{a['alias']} -> {a['model']}" for a in champs]
+
+    def _line(r: dict[str, Any]) -> str:
+        rec = AuditRecord(r["seq"], r["ts"], r["action"], r, r["prev_hash"], r["hash"])
+        return "  " + format_record(rec)
+
+    lines.append("alerts" if report["alerts"] else "alerts       none recorded")
+    lines += [_line(r) for r in report["alerts"]]
+    a = report["audit"]
+    lines.append(f"audit        {a['message'] if a['ok'] else 'CHAIN BROKEN: ' + a['message']}")
+    lines += [_line(r) for r in a["recent"]]
+    return "\n".join(lines)
+

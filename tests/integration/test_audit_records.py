@@ -1,0 +1,76 @@
+"""Every state-changing operation that exists writes exactly the audit records expected, and the
+read-only commands write none: a quickstart run (snapshot, registration, champion, deployment),
+a second run whose model the gate rejects, and alias moves from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raymlops import Store, run_pipeline
+from raymlops.audit import records, verify
+from raymlops.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_quickstart_and_registry_commands_write_exactly_these_records(
+    ray_session: None, quickstart, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = str(tmp_path / "home")
+    first = run_pipeline(quickstart, home=home, progress=lambda _: None)  # serves, then stops serving
+    assert first.gate == "passed" and first.endpoint
+
+    one = quickstart.train.candidates[0].model_copy(update={"params": {"C": 1.0, "max_iter": 2000}})
+    strict = quickstart.model_copy(update={
+        "gate": quickstart.gate.model_copy(update={"rules": ["roc_auc >= 0.99999"]}),
+        "serve": quickstart.serve.model_copy(update={"enabled": False}),
+        "train": quickstart.train.model_copy(update={"candidates": [one]}),
+    })
+    second = run_pipeline(strict, home=home, progress=lambda _: None)
+    assert second.gate == "rejected" and second.snapshot == first.snapshot
+
+    h = ["--home", home]
+    assert main(["models", "promote", "breast-cancer:v1", "--alias", "staging", "--reason", "qa sign-off", *h]) == 0
+    assert main(["models", "promote", "breast-cancer:v2", "--alias", "staging", "--reason", "try v2", *h]) == 0
+    assert main(["models", "rollback", "breast-cancer", "--alias", "staging", "--reason", "v2 is worse", *h]) == 0
+
+    store = Store.open(home)
+    got = [(r.action, r.record["ids"], r.record["reason"]) for r in records(store.metadata)]
+    snap, run1, run2 = first.snapshot, f"pipeline breast-cancer run {first.run_id}", \
+        f"pipeline breast-cancer run {second.run_id}"
+    v1, v2 = "breast-cancer:v1", "breast-cancer:v2"
+    assert got == [
+        ("snapshot.created", {"snapshot": snap}, run1),
+        ("model.registered", {"model": v1, "snapshot": snap}, run1),
+        ("alias.moved", {"model": v1, "alias": "champion"}, "gate passed"),
+        ("deployment.created", {"model": v1, "deployment": "breast-cancer"}, run1),
+        # second run: same data, so no snapshot record; the gate says no
+        ("model.registered", {"model": v2, "snapshot": snap}, run2),
+        ("gate.rejected", {"model": v2}, got[5][2]),
+        ("alias.moved", {"model": v1, "alias": "staging", "previous": None}, "qa sign-off"),
+        ("alias.moved", {"model": v2, "alias": "staging", "previous": v1}, "try v2"),
+        ("alias.rolled_back", {"model": v1, "alias": "staging", "previous": v2}, "v2 is worse"),
+    ]
+    assert "roc_auc >= 0.99999" in got[5][2]
+
+    recs = records(store.metadata)
+    how: list[dict[str, Any]] = [r.record["how"] for r in recs]
+    assert how[0] == {"source": "sklearn://breast_cancer", "rows": 569}
+    assert how[1]["config_hash"] == quickstart.config_hash() and how[1]["status"] == "registered" and how[1]["code"]
+    assert how[3] == {"config_hash": quickstart.config_hash(), "endpoint": first.endpoint}
+    assert how[4]["config_hash"] == strict.config_hash() and how[4]["status"] == "rejected"
+    assert [h_["command"] for h_ in how[6:]] == ["promote", "promote", "rollback"]
+    assert all({"user", "host", "pid"} <= set(r.record["actor"]) for r in recs)
+    assert all(b.ts >= a.ts for a, b in zip(recs, recs[1:], strict=False))
+
+    # reading writes nothing
+    for argv in (["models", "list"], ["models", "show", "breast-cancer@champion"], ["models", "verify", v1],
+                 ["models", "history", "breast-cancer"], ["lineage", v1], ["snapshot", "list"],
+                 ["snapshot", "verify", "latest"], ["audit"], ["audit", "verify"], ["status"]):
+        assert main([*argv, *h]) == 0, argv
+    capsys.readouterr()
+    assert len(records(store.metadata)) == 9
+    assert verify(store.metadata)[0]

@@ -1,0 +1,195 @@
+"""``ray job submit -- raymlops run`` against a ``ray start --head`` cluster with token auth on.
+
+How the cluster is stopped, and why not with ``ray stop``: in Ray 2.60 ``ray stop`` takes no
+address or temp dir; it kills every Ray process of this user on the machine, matched by process
+name. That would also kill this test session's own Ray (``ray_session``) and anybody else's.
+So the head is started with ``--block`` and its own ``--temp-dir``: ``ray start --block`` stays
+in the foreground, and on SIGTERM its shutdown hook kills exactly the processes that node
+started (GCS, raylet, dashboard, agents; workers, Serve replicas and the job driver exit with
+their raylet). ``RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0`` skips the 30 s Serve drain. Anything
+still running afterwards is found by the unique temp dir in its command line and killed by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from raymlops.serve.deploy import http_json
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+EXCLUDES = [".git", ".raymlops", "benchmarks/out", "*.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache",
+            ".pytest_cache", ".venv"]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (held open together while choosing)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def ray_cli() -> str:
+    beside = Path(sys.executable).with_name("ray")
+    found = str(beside) if beside.exists() else shutil.which("ray")
+    assert found, "the `ray` command is not installed"
+    return found
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def last_json_line(text: str) -> dict[str, Any]:
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                parsed: dict[str, Any] = json.loads(line)
+                return parsed
+            except ValueError:
+                continue
+    raise AssertionError(f"no JSON line in the job output:\n{text[-3000:]}")
+
+
+def stop_head(head: subprocess.Popen[bytes], temp_dir: str) -> list[int]:
+    """SIGTERM the blocking `ray start`; returns the pids that had to be killed afterwards."""
+    if head.poll() is None:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    left = processes_mentioning(temp_dir)
+    while left and time.monotonic() < deadline:  # workers notice their raylet is gone within seconds
+        time.sleep(0.5)
+        left = processes_mentioning(temp_dir)
+    for pid in left:  # ours: the unique temp dir is in their command line
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def test_job_submit_runs_quickstart_and_deployment_outlives_the_job(tmp_path: Path) -> None:
+    gcs, dash, client, agent_http, agent_grpc, metrics, env_agent, node_mgr, obj_mgr, serve_port = free_ports(10)
+    # short: Ray's unix sockets live below it (108-byte limit)
+    temp_dir = tempfile.mkdtemp(prefix="rmjob", dir="/tmp")
+    token = secrets.token_hex(32)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "RAYMLOPS_HOME", "RAYMLOPS_ARTIFACT_ROOT", "RAY_AUTH_TOKEN_PATH")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0",
+               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+
+    cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    cfg["serve"]["port"] = serve_port
+    config = tmp_path / "quickstart.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    home = tmp_path / "home"
+
+    ray = ray_cli()
+    head_log = open(tmp_path / "head.log", "wb")  # noqa: SIM115 - closed in finally
+    head = subprocess.Popen(
+        [ray, "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
+         "--dashboard-host=127.0.0.1", f"--ray-client-server-port={client}",
+         f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
+         f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={env_agent}",
+         f"--node-manager-port={node_mgr}", f"--object-manager-port={obj_mgr}",
+         "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+        env=env, stdout=head_log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    killed: list[int] = []
+    try:
+        # token auth is on: the dashboard refuses a request without the token
+        deadline = time.monotonic() + 90
+        status: Any = None
+        while time.monotonic() < deadline and head.poll() is None:
+            try:
+                status, _ = http_json("GET", f"http://127.0.0.1:{dash}/api/version", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert status == 401, f"dashboard answered {status}; head log:\n{(tmp_path / 'head.log').read_text()[-2000:]}"
+
+        runtime_env = {"env_vars": {"RAYMLOPS_HOME": str(home)}, "excludes": EXCLUDES}
+        job = subprocess.run(
+            [ray, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(ROOT),
+             "--runtime-env-json", json.dumps(runtime_env), "--", "raymlops", "run", str(config), "--json"],
+            env=env, capture_output=True, text=True, timeout=480,
+        )
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        assert "succeeded" in job.stdout + job.stderr
+        result = last_json_line(job.stdout)
+        assert result["status"] == "succeeded" and result["gate"] == "passed"
+        endpoint = result["endpoint"]
+        assert endpoint == f"http://127.0.0.1:{serve_port}/breast-cancer"
+
+        # the job has ended; the deployment (and its detached monitor) keep going
+        status, health = http_json("GET", f"{endpoint}/health")
+        assert status == 200 and health["model_version"] == "breast-cancer:v1"
+        status, meta = http_json("GET", f"{endpoint}/metadata")
+        assert status == 200
+        status, body = http_json("POST", f"{endpoint}/predict", meta["input_example"])
+        assert status == 200 and body["predictions"][0] in (0, 1)
+        assert (home / "metadata.db").is_file()  # the registry outlived the job's working dir
+
+        # `raymlops status` against this cluster: version, replicas, the monitor's verdict
+        st = subprocess.run(
+            [sys.executable, "-m", "raymlops.cli", "status", "--address", f"127.0.0.1:{gcs}", "--json",
+             "--home", str(home)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert st.returncode == 0, st.stderr[-3000:]
+        report = json.loads(st.stdout.strip().splitlines()[-1])
+        assert report["cluster"]["connected"] and report["cluster"]["nodes_alive"] == 1
+        (app,) = report["deployments"]
+        assert app["app"] == "breast-cancer" and app["status"] == "RUNNING"
+        assert app["version"] == "breast-cancer:v1" and app["traffic"] == {"breast-cancer:v1": 100}
+        assert app["replicas_running"] == app["replicas_target"] == 1
+        assert app["monitor"]["rows"] >= 117 and app["monitor"]["features"] == 30
+        assert [a["model"] for a in report["aliases"]] == ["breast-cancer:v1"]
+        assert report["audit"]["ok"] and report["audit"]["recent"][-1]["action"] == "deployment.created"
+    finally:
+        killed = stop_head(head, temp_dir)
+        head_log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert head.returncode is not None
+    with pytest.raises(OSError):  # the cluster is gone, and the deployment with it
+        http_json("GET", f"http://127.0.0.1:{serve_port}/breast-cancer/health", timeout=2)
+    assert killed == [], f"processes outlived `ray start --block`: {killed}"

@@ -1,0 +1,58 @@
+"""``raymlops status`` without a cluster: never starts or contacts Ray (ray.init is forbidden in
+unit tests), and still shows aliases, alerts and recent audit records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raymlops import audit
+from raymlops.cli import main
+from raymlops.store.home import Store
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Path:
+    store = Store.open(tmp_path)
+    with store.metadata.transaction() as conn:
+        audit.append(conn, "snapshot.created", {"snapshot": "ab" * 32}, "pipeline q run 1", clock=lambda: 1000.0)
+        audit.append(conn, "alert.raised", {"alert": "drift-1", "deployment": "q"}, "dataset drift in 20 of 30",
+                     clock=lambda: 1001.0)
+        conn.execute("INSERT INTO models(id, name, version, created_at, status, snapshot_id, artifact_key,"
+                     " artifact_sha256, record_json) VALUES ('q:v1', 'q', 1, 0, 'registered', 's', 'k', 'h', '{}')")
+        conn.execute("INSERT INTO aliases(name, alias, model_id, updated_at) VALUES ('q', 'champion', 'q:v1', 0)")
+    return tmp_path
+
+
+def test_status_without_a_cluster(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert "none contacted (set RAY_ADDRESS or pass --address)" in out
+    assert "deployments  unknown (no cluster)" in out
+    assert "q@champion -> q:v1" in out
+    alerts = out[out.index("\nalerts"):out.index("\naudit")]
+    assert "alert.raised" in alerts and "dataset drift in 20 of 30" in alerts
+    assert "audit chain valid (2 records" in out and "snapshot.created" in out
+
+
+def test_status_json(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--home", str(home), "--json", "--recent", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cluster"] == {"connected": False, "address": None}
+    assert report["deployments"] == []
+    assert report["aliases"] == [{"name": "q", "alias": "champion", "model": "q:v1", "updated_at": 0}]
+    assert [a["ids"]["alert"] for a in report["alerts"]] == ["drift-1"]
+    assert report["audit"]["ok"] is True
+    assert [r["action"] for r in report["audit"]["recent"]] == ["alert.raised"]
+
+
+def test_status_shows_a_broken_chain(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(home / "metadata.db", isolation_level=None)
+    conn.execute("UPDATE audit SET record_json = replace(record_json, 'drift', 'nothing') WHERE seq = 2")
+    conn.close()
+    assert main(["status", "--home", str(home)]) == 0
+    assert "CHAIN BROKEN: audit record 2" in capsys.readouterr().out
