@@ -50,6 +50,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import cpu_model as _cpu_model  # noqa: E402
+from machine import mem_gib as _mem_gib  # noqa: E402
+from machine import package_version as _version  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = Path(__file__).stem
@@ -62,33 +65,10 @@ class BenchmarkTimeout(Exception):
 
 
 # -- machine facts ---------------------------------------------------------------------------
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
-def _mem_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return None
 
 
-def _version(module: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(module)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 def machine_facts() -> dict[str, Any]:
