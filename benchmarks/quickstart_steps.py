@@ -283,7 +283,7 @@ def build_report(res: dict[str, Any]) -> str:
     heads = ["holdout metric", *[f"pipeline run {i + 1}" for i in range(n)], "baseline", "max |diff|"]
     rows = []
     for k in sorted(base["metrics"]):
-        vals = [r["result"]["metrics"].get(k) for r in runs]
+        vals = [r["result"]["model_metrics"].get(k) for r in runs]
         known = [v for v in vals if v is not None]
         diff = max(abs(v - base["metrics"][k]) for v in known) if known else None
         fmt = "{:.0f}" if k == "rows" else "{:.6f}"
@@ -394,11 +394,11 @@ def main(argv: list[str] | None = None) -> int:
             "same_candidate": all(b and trial_key(b) == trial_key(first["best"]) for b in best),
             "max_trial_metric_diff": max(diffs) if diffs else None,
             "same_roc_auc": all(
-                abs(r["result"]["metrics"].get("roc_auc", float("nan")) - first["metrics"]["roc_auc"]) <= 1e-12
+                abs(r["result"]["model_metrics"].get("roc_auc", float("nan")) - first["metrics"]["roc_auc"]) <= 1e-12
                 for r in runs
             ),
-            "max_holdout_metric_diff": max(abs(r["result"]["metrics"][k] - v) for r in runs
-                                           for k, v in first["metrics"].items() if k in r["result"]["metrics"]),
+            "max_holdout_metric_diff": max(abs(r["result"]["model_metrics"][k] - v) for r in runs
+                                           for k, v in first["metrics"].items() if k in r["result"]["model_metrics"]),
             "same_data": check_same_data(home_dir, runs[0]["result"]["snapshot"], cfg.data.target,
                                          first["X"], first["y"]),
         }

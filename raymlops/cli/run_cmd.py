@@ -20,6 +20,10 @@ def register(sub: Any) -> None:
     run.add_argument("--serve", action="store_true", help="keep serving in the foreground after the run (until Ctrl-C)")
     run.add_argument("--no-cache", action="store_true",
                      help="run every step, even those whose inputs did not change since a successful run")
+    shown = run.add_mutually_exclusive_group()
+    shown.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="show Ray Data's progress bars and Ray Tune's trial table (default: on a terminal)")
+    shown.add_argument("--no-progress", dest="progress", action="store_false", help="only raymlops' step lines")
 
 
 def _paragraph(text: str) -> str:
@@ -36,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     try:
+        progress = sys.stderr.isatty() if args.progress is None else args.progress
         result = run_pipeline(cfg, home=args.home, keep_serving=True if args.serve else None,
-                              use_cache=not args.no_cache)
+                              use_cache=not args.no_cache, ray_progress=progress)
     except RaymlopsError as exc:
         failure = getattr(exc, "failure", None)
         run_id = getattr(exc, "run_id", None)

@@ -71,8 +71,10 @@ def register_model(
     lineage: dict[str, Any],
     tune: dict[str, Any] | None = None,
     reason: str | None = None,
+    alias: str | None = CHAMPION,
 ) -> ModelVersion:
-    """Register a new version of ``name``; a passed gate moves the ``champion`` alias to it."""
+    """Register a new version of ``name``; a passed gate moves ``alias`` (``champion`` by default;
+    None: no alias, e.g. a retrained challenger that must earn promotion first) to it."""
     if not _ALIAS.match(name):
         raise ValidationError(f"model name {name!r}: expected letters, digits, '-' or '_' (no ':' or '@')")
     buf = io.BytesIO()
@@ -107,11 +109,11 @@ def register_model(
             how = {"config_hash": lineage.get("config_hash"), "code": lineage.get("code")}
             audit.append(conn, "model.registered", {"model": model_id, "snapshot": snapshot_id},
                          reason, {**how, "status": status})
-            if passed:
-                _set_alias(conn, name, CHAMPION, model_id, "gate passed")
-                audit.append(conn, "alias.moved", {"model": model_id, "alias": CHAMPION},
+            if passed and alias:
+                _set_alias(conn, name, alias, model_id, "gate passed")
+                audit.append(conn, "alias.moved", {"model": model_id, "alias": alias},
                              "gate passed", how)
-            else:
+            elif not passed:
                 audit.append(conn, "gate.rejected", {"model": model_id}, "; ".join(gate.get("reasons", [])), how)
         break
     return get_model(store, model_id)

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from raymlops.config import PipelineConfig
 from raymlops.data.schema import table_columns
 from raymlops.data.snapshot import read_snapshot
-from raymlops.data.split import holdout_mask
+from raymlops.data.split import split_mask
 from raymlops.exceptions import ValidationError
 from raymlops.store.home import Store
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def split_snapshot(store: Store, snap_id: str, features: list[str], config: PipelineConfig) -> Arrays:
-    """``(X_train, y_train, X_holdout, y_holdout)``: the snapshot read (and hash-checked) once,
-    split deterministically by ``config.seed`` and ``config.data.holdout_fraction``."""
-    _, table = read_snapshot(store, snap_id)
+def holdout_of(table: pa.Table, config: PipelineConfig) -> np.ndarray:
+    """The holdout mask of a snapshot's rows: a hash of ``data.split_key`` (or of the row index)
+    and ``seed``, so a re-run, and a reproduction, gets the same split."""
+    holdout = split_mask(table, config.data.holdout_fraction, config.seed, key=config.data.split_key)
+    if holdout.all() or not holdout.any():
+        raise ValidationError(f"data.holdout_fraction {config.data.holdout_fraction} leaves no train or holdout rows"
+                              f" ({table.num_rows} rows)")
+    return holdout
+
+
+def split_table(table: pa.Table, features: list[str], config: PipelineConfig) -> Arrays:
+    """``(X_train, y_train, X_holdout, y_holdout)`` of a snapshot's table."""
     X = table_columns(table, features)
     y = table.column(config.data.target).to_numpy(zero_copy_only=False)
-    holdout = holdout_mask(len(y), config.data.holdout_fraction, config.seed)
-    if holdout.all() or not holdout.any():
-        raise ValidationError(f"data.holdout_fraction {config.data.holdout_fraction} leaves no train or holdout rows")
+    holdout = holdout_of(table, config)
     return X[~holdout], y[~holdout], X[holdout], y[holdout]
+
+
+def split_snapshot(store: Store, snap_id: str, features: list[str], config: PipelineConfig) -> Arrays:
+    """:func:`split_table` of the snapshot, read (and hash-checked) once."""
+    _, table = read_snapshot(store, snap_id)
+    return split_table(table, features, config)

@@ -29,9 +29,11 @@ from raymlops.train.tune_runner import TrialRecord, TuneSummary, run_search, sum
 
 
 def fit(
-    config: TrainConfig, X: np.ndarray, y: np.ndarray, *, seed: int, storage_path: str, name: str
+    config: TrainConfig, X: np.ndarray, y: np.ndarray, *, seed: int, storage_path: str, name: str,
+    progress: bool = False,
 ) -> tuple[Any, TuneSummary]:
     """Train on ``(X, y)`` as ``config`` says; returns the fitted model and the run's summary.
+    ``progress``: Ray Tune's own progress table on stderr.
 
     Needs a connected Ray (``raymlops.pipeline.ray_env.ensure_ray``)."""
     if config.strategy == "data_parallel":
@@ -43,7 +45,7 @@ def fit(
         metric=config.metric, mode=config.mode, seed=seed, validation_fraction=config.validation_fraction,
         max_concurrent=config.max_concurrent_trials, cpus_per_trial=config.cpus_per_trial,
         storage_path=storage_path, name=name, task=config.task, cv_folds=config.cv_folds,
-        epochs=config.epochs, scheduler=config.scheduler, max_failures=config.max_failures,
+        epochs=config.epochs, scheduler=config.scheduler, max_failures=config.max_failures, progress=progress,
     )
     grow = config.scheduler.type == "asha"
     return refit(summary.best, X, y, seed=seed, epochs=config.max_epochs, grow=grow), summary

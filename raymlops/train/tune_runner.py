@@ -19,6 +19,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,8 +111,10 @@ def run_search(
     epochs: int = 10,
     scheduler: SchedulerConfig | None = None,
     max_failures: int = 1,
+    progress: bool = False,
 ) -> TuneSummary:
-    """Run every trial with Ray Tune; the arrays travel once through the object store."""
+    """Run every trial with Ray Tune; the arrays travel once through the object store.
+    ``progress``: show Tune's own trial table on stderr as trials start and finish."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator
@@ -151,12 +154,14 @@ def run_search(
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_path,
-            verbose=0,
+            verbose=1 if progress else 0,
+            progress_reporter=tune.CLIReporter(metric_columns=[metric], max_report_frequency=5) if progress else None,
             failure_config=tune.FailureConfig(max_failures=max_failures),
         ),
     )
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
+    # stdout is the caller's (``--json`` prints there): Tune's table, when shown, goes to stderr
+    with contextlib.redirect_stdout(sys.stderr if progress else io.StringIO()):
         grid = tuner.fit()
     seconds = time.perf_counter() - t0
     failures = _failures(grid)

@@ -47,22 +47,25 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
         ("model.registered", {"model": v1, "snapshot": snap}, run1),
         ("alias.moved", {"model": v1, "alias": "champion"}, "gate passed"),
         ("deployment.created", {"model": v1, "deployment": "breast-cancer"}, run1),
+        ("deployment.deleted", {"model": v1, "deployment": "breast-cancer"}, got[4][2]),
         # second run: same data, so no snapshot record; the gate says no
         ("model.registered", {"model": v2, "snapshot": snap}, run2),
-        ("gate.rejected", {"model": v2}, got[5][2]),
+        ("gate.rejected", {"model": v2}, got[6][2]),
         ("alias.moved", {"model": v1, "alias": "staging", "previous": None}, "qa sign-off"),
         ("alias.moved", {"model": v2, "alias": "staging", "previous": v1}, "try v2"),
         ("alias.rolled_back", {"model": v1, "alias": "staging", "previous": v2}, "v2 is worse"),
     ]
-    assert "roc_auc >= 0.99999" in got[5][2]
+    assert "roc_auc >= 0.99999" in got[6][2]
+    assert got[4][2].startswith(run1 + ": the run is over")
 
     recs = records(store.metadata)
     how: list[dict[str, Any]] = [r.record["how"] for r in recs]
     assert how[0] == {"source": "sklearn://breast_cancer", "rows": 569}
     assert how[1]["config_hash"] == quickstart.config_hash() and how[1]["status"] == "registered" and how[1]["code"]
     assert how[3] == {"config_hash": quickstart.config_hash(), "endpoint": first.endpoint}
-    assert how[4]["config_hash"] == strict.config_hash() and how[4]["status"] == "rejected"
-    assert [h_["command"] for h_ in how[6:]] == ["promote", "promote", "rollback"]
+    assert how[4] == {"endpoint": first.endpoint}
+    assert how[5]["config_hash"] == strict.config_hash() and how[5]["status"] == "rejected"
+    assert [h_["command"] for h_ in how[7:]] == ["promote", "promote", "rollback"]
     assert all({"user", "host", "pid"} <= set(r.record["actor"]) for r in recs)
     assert all(b.ts >= a.ts for a, b in zip(recs, recs[1:], strict=False))
 
@@ -72,5 +75,5 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
                  ["snapshot", "verify", "latest"], ["audit"], ["audit", "verify"], ["status"]):
         assert main([*argv, *h]) == 0, argv
     capsys.readouterr()
-    assert len(records(store.metadata)) == 9
+    assert len(records(store.metadata)) == 10
     assert verify(store.metadata)[0]

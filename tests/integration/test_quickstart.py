@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from raymlops import Store, run_pipeline, stop_serving
 from raymlops.audit import records, verify
@@ -14,11 +16,16 @@ from raymlops.data.snapshot import list_snapshots
 from raymlops.registry import get_model
 from raymlops.serve.deploy import http_json
 
+from .conftest import free_port
+
 pytestmark = pytest.mark.integration
 
 
 def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, tmp_path: Path) -> None:
     home = tmp_path / "home"
+    metrics_port = free_port()
+    quickstart = quickstart.model_copy(update={
+        "monitor": quickstart.monitor.model_copy(update={"metrics_port": metrics_port})})
     try:
         result = run_pipeline(quickstart, home=str(home), keep_serving=True, progress=lambda _: None)
         out = result.to_dict()
@@ -26,10 +33,13 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
         assert out["model"] == "breast-cancer:v1"
         assert out["endpoint"] == f"http://127.0.0.1:{quickstart.serve.port}/breast-cancer"
         assert [s["name"] for s in out["steps"]] == [
-            "ingest", "schema", "snapshot", "train", "evaluate", "gate", "register", "deploy", "smoke", "monitor",
+            "ingest", "schema", "validate", "snapshot", "data_drift", "train", "evaluate", "gate", "register",
+            "deploy", "smoke", "monitor",
         ]
-        assert all(s["status"] == "ran" for s in out["steps"])
-        assert out["metrics"]["roc_auc"] >= 0.95
+        # a first run has nothing to compare its data with
+        assert {s["name"]: s["status"] for s in out["steps"]}["data_drift"] == "skipped"
+        assert all(s["status"] == "ran" for s in out["steps"] if s["name"] != "data_drift")
+        assert out["model_metrics"]["roc_auc"] >= 0.95
 
         endpoint = out["endpoint"]
         status, meta = http_json("GET", f"{endpoint}/metadata")
@@ -49,6 +59,12 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
         assert status == 422 and "mean_radius" in err["message"]
         status, _ = http_json("POST", f"{endpoint}/predict", meta["input_example"])
         assert status == 200
+
+        # the monitor's Prometheus endpoint is in the result, on loopback, and parses
+        assert out["metrics"] == f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(out["metrics"], timeout=10) as resp:
+            families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+        assert any(name.startswith("raymlops_") for name in families)
 
         # the monitor saw the smoke rows and reports drift summary with p-values
         assert out["drift"]["rows"] == 117

@@ -93,9 +93,10 @@ def test_cli_failure_in_a_ray_data_transform_is_one_paragraph_and_a_full_record(
     assert "negative radius" in error["message"]
     assert "userfns.py" in error["traceback"] and "raise ValueError" in error["traceback"]
     assert "UserCodeException" not in error["traceback"]  # the user's part, not Ray's wrapper
-    assert any("[1/10] ingest ..." in line for line in error["log_tail"])
+    assert any("[1/12] ingest ..." in line for line in error["log_tail"])
     assert statuses(record) == {"ingest": "failed"} | {s: "skipped" for s in (
-        "schema", "snapshot", "train", "evaluate", "gate", "register", "deploy", "smoke", "monitor")}
+        "schema", "validate", "snapshot", "data_drift", "train", "evaluate", "gate", "register", "deploy", "smoke",
+        "monitor")}
     ingest = record["steps"][0]
     assert ingest["cache_key"] and ingest["inputs"]["transforms"][1] == {"map_batches": f"{USERFNS}:explode"}
     assert record["who"]["user"] and record["who"]["host"] and record["who"]["pid"] != os.getpid()
@@ -109,7 +110,7 @@ def test_cli_failure_in_a_ray_data_transform_is_one_paragraph_and_a_full_record(
     # the logs and the listing
     assert main(["runs", "logs", run_id, "--step", "ingest", "--home", str(home)]) == 0
     logs = capsys.readouterr().out
-    assert f"== {run_id} ingest ==" in logs and "[1/10] ingest ..." in logs
+    assert f"== {run_id} ingest ==" in logs and "[1/12] ingest ..." in logs
     assert "ray.data" in logs  # Ray Data's own error lines went to the step log, not the terminal
     assert main(["runs", "list", "--status", "failed", "--json", "--home", str(home)]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -165,26 +166,27 @@ def test_tune_trial_failure_then_fixed_config_resumes_from_the_cache(
     store = Store.open(home)
     record = get_run(store.metadata, exc.run_id)  # type: ignore[attr-defined]
     assert record["status"] == "failed" and record["error"]["step"] == "train"
-    assert statuses(record) == {"ingest": "ran", "schema": "ran", "snapshot": "ran", "train": "failed",
-                                "evaluate": "skipped", "gate": "skipped", "register": "skipped",
+    assert statuses(record) == {"ingest": "ran", "schema": "ran", "validate": "ran", "snapshot": "ran",
+                                "data_drift": "skipped", "train": "failed", "evaluate": "skipped", "gate": "skipped", "register": "skipped",
                                 "deploy": "skipped", "smoke": "skipped", "monitor": "skipped"}
     assert list_models(store) == []  # the failed run registered nothing
-    snap = record["steps"][2]["outputs"]["snapshot"]
-    assert record["steps"][0]["rows"] == 569 and record["steps"][2]["bytes"] > 0
+    snap = record["steps"][3]["outputs"]["snapshot"]
+    assert record["steps"][0]["rows"] == 569 and record["steps"][3]["bytes"] > 0
 
     fixed = run_pipeline(parse_config(good), home=home, progress=lines.append).to_dict()
-    assert [s["status"] for s in fixed["steps"]] == ["cached"] * 3 + ["ran"] * 4 + ["skipped"] * 3
+    assert [s["status"] for s in fixed["steps"]] == ["cached"] * 4 + ["skipped"] + ["ran"] * 4 + ["skipped"] * 3
     assert fixed["snapshot"] == snap and fixed["model"] == "breast-cancer:v1"
     assert fixed["steps"][0]["cache_key"] == record["steps"][0]["cache_key"]
     assert "radius_to_texture" in get_run(store.metadata, fixed["run"])["steps"][1]["outputs"]["features"]
 
     again = run_pipeline(parse_config(good), home=home, progress=lines.append).to_dict()
-    assert [s["status"] for s in again["steps"]] == ["cached"] * 7 + ["skipped"] * 3
-    assert again["model"] == "breast-cancer:v1" and again["metrics"] == fixed["metrics"]
+    assert [s["status"] for s in again["steps"]] == ["cached"] * 4 + ["skipped"] + ["cached"] * 4 + ["skipped"] * 3
+    assert again["model"] == "breast-cancer:v1" and again["model_metrics"] == fixed["model_metrics"]
     assert [v.id for v in list_models(store)] == ["breast-cancer:v1"]  # reused, not registered again
 
     fresh = run_pipeline(parse_config(good), home=home, progress=lines.append, use_cache=False).to_dict()
-    assert [s["status"] for s in fresh["steps"][:7]] == ["ran", "ran", "cached", "ran", "ran", "ran", "ran"]
+    assert [s["status"] for s in fresh["steps"][:9]] == ["ran", "ran", "ran", "cached", "skipped", "ran", "ran",
+                                                         "ran", "ran"]
     assert fresh["model"] == "breast-cancer:v2"  # the snapshot is content-addressed: same data, same id
     runs = list_runs(store.metadata)
     assert [r["status"] for r in runs] == ["succeeded", "succeeded", "succeeded", "failed"]
@@ -218,20 +220,20 @@ def test_serve_replica_startup_failure_then_resume_and_port_in_use(
         assert "__setstate__" in error["traceback"] and "raise RuntimeError" in error["traceback"]
         assert "The deployment failed to start" not in error["traceback"]  # the user's part only
         assert error["wrapper"].startswith("ServeError: deployment of breast-cancer:v1 failed")
-        assert statuses(record) == {"ingest": "ran", "schema": "ran", "snapshot": "ran", "train": "ran",
-                                    "evaluate": "ran", "gate": "ran", "register": "ran", "deploy": "failed",
+        assert statuses(record) == {"ingest": "ran", "schema": "ran", "validate": "ran", "snapshot": "ran",
+                                    "data_drift": "skipped", "train": "ran", "evaluate": "ran", "gate": "ran", "register": "ran", "deploy": "failed",
                                     "smoke": "skipped", "monitor": "skipped"}
 
         marker.unlink()  # the user fixed the cause
         assert main(["run", config, "--home", home]) == 0
         out = capsys.readouterr()
-        assert "7 steps reused from the cache" in out.out
+        assert "8 steps reused from the cache" in out.out
         record = get_run(store.metadata, "latest")
-        assert statuses(record) == {"ingest": "cached", "schema": "cached", "snapshot": "cached",
-                                    "train": "cached", "evaluate": "cached", "gate": "cached",
+        assert statuses(record) == {"ingest": "cached", "schema": "cached", "validate": "cached",
+                                    "snapshot": "cached", "data_drift": "skipped", "train": "cached", "evaluate": "cached", "gate": "cached",
                                     "register": "cached", "deploy": "ran", "smoke": "ran", "monitor": "ran"}
         assert record["model"] == "breast-cancer:v1" and [v.id for v in list_models(store)] == ["breast-cancer:v1"]
-        smoke = record["steps"][8]
+        smoke = record["steps"][10]
         assert smoke["rows"] == 117 and smoke["outputs"]["answered_by"] == "breast-cancer:v1"
 
         # a known cause: the port is taken by another program

@@ -100,6 +100,20 @@ def test_passed_gate_moves_champion(store: Store) -> None:
     assert get_model(store, "churn@champion").id == "churn:v2"
 
 
+def test_registering_without_an_alias_leaves_the_champion_and_writes_no_rejection(store: Store) -> None:
+    from raymlops.audit import records
+
+    _register(store, _model())
+    challenger = _register(store, _model(0.1), alias=None, reason="alert drift:x")
+    assert challenger.status == "registered"
+    assert get_model(store, "churn@champion").id == "churn:v1"
+    actions = [(r.action, r.record["ids"].get("model")) for r in records(store.metadata)]
+    assert actions[-1] == ("model.registered", "churn:v2")  # no alias move, no gate.rejected
+    staged = _register(store, _model(0.2), alias="staging")
+    assert get_model(store, "churn@staging").id == staged.id == "churn:v3"
+    assert get_model(store, "churn@champion").id == "churn:v1"
+
+
 def test_rejected_gate_is_recorded_and_does_not_move_champion(store: Store) -> None:
     _register(store, _model())
     rejected = _register(store, _model(0.01), gate=REJECTED)
