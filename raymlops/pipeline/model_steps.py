@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from raymlops import audit
 from raymlops.exceptions import IntegrityError, NotFound
 from raymlops.pipeline.base import PipelineBase
 from raymlops.pipeline.cache import fingerprint, module_fingerprint
@@ -122,6 +123,11 @@ class ModelSteps(PipelineBase):
                 + f", best {best['estimator'].rsplit('.', 1)[-1]} {best['params']}"
                 f" {cfg.train.metric}={summary.best.metric:.4f}"
             )
+            with store.metadata.transaction() as conn:  # the training run, for the audit trail
+                audit.append(conn, "model.trained", {"snapshot": snap.id, "run": self.run_id}, self.reason,
+                             {"config_hash": cfg.config_hash(), "code": self._code, "strategy": summary.strategy,
+                              "trials": len(summary.trials), "retried": retried, "best": best,
+                              cfg.train.metric: summary.best.metric})
 
         with self._step("evaluate", key, {"holdout_rows": len(yho), "slices": list(cfg.gate.slices)}) as step:
             evaluation = evaluate_model(

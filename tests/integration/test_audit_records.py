@@ -44,28 +44,32 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
     v1, v2 = "breast-cancer:v1", "breast-cancer:v2"
     assert got == [
         ("snapshot.created", {"snapshot": snap}, run1),
+        ("model.trained", {"snapshot": snap, "run": first.run_id}, run1),
         ("model.registered", {"model": v1, "snapshot": snap}, run1),
         ("alias.moved", {"model": v1, "alias": "champion"}, "gate passed"),
         ("deployment.created", {"model": v1, "deployment": "breast-cancer"}, run1),
-        ("deployment.deleted", {"model": v1, "deployment": "breast-cancer"}, got[4][2]),
+        ("deployment.deleted", {"model": v1, "deployment": "breast-cancer"}, got[5][2]),
         # second run: same data, so no snapshot record; the gate says no
+        ("model.trained", {"snapshot": snap, "run": second.run_id}, run2),
         ("model.registered", {"model": v2, "snapshot": snap}, run2),
-        ("gate.rejected", {"model": v2}, got[6][2]),
+        ("gate.rejected", {"model": v2}, got[8][2]),
         ("alias.moved", {"model": v1, "alias": "staging", "previous": None}, "qa sign-off"),
         ("alias.moved", {"model": v2, "alias": "staging", "previous": v1}, "try v2"),
         ("alias.rolled_back", {"model": v1, "alias": "staging", "previous": v2}, "v2 is worse"),
     ]
-    assert "roc_auc >= 0.99999" in got[6][2]
-    assert got[4][2].startswith(run1 + ": the run is over")
+    assert "roc_auc >= 0.99999" in got[8][2]
+    assert got[5][2].startswith(run1 + ": the run is over")
 
     recs = records(store.metadata)
     how: list[dict[str, Any]] = [r.record["how"] for r in recs]
     assert how[0] == {"source": "sklearn://breast_cancer", "rows": 569}
-    assert how[1]["config_hash"] == quickstart.config_hash() and how[1]["status"] == "registered" and how[1]["code"]
-    assert how[3] == {"config_hash": quickstart.config_hash(), "endpoint": first.endpoint}
-    assert how[4] == {"endpoint": first.endpoint}
-    assert how[5]["config_hash"] == strict.config_hash() and how[5]["status"] == "rejected"
-    assert [h_["command"] for h_ in how[7:]] == ["promote", "promote", "rollback"]
+    assert how[1]["trials"] == 4 and how[1]["strategy"] == "tune" and 0.9 <= how[1]["roc_auc"] <= 1.0
+    assert how[6]["trials"] == 1 and how[6]["best"]["params"] == {"C": 1.0, "max_iter": 2000}
+    assert how[2]["config_hash"] == quickstart.config_hash() and how[2]["status"] == "registered" and how[2]["code"]
+    assert how[4] == {"config_hash": quickstart.config_hash(), "endpoint": first.endpoint}
+    assert how[5] == {"endpoint": first.endpoint}
+    assert how[7]["config_hash"] == strict.config_hash() and how[7]["status"] == "rejected"
+    assert [h_["command"] for h_ in how[9:]] == ["promote", "promote", "rollback"]
     assert all({"user", "host", "pid"} <= set(r.record["actor"]) for r in recs)
     assert all(b.ts >= a.ts for a, b in zip(recs, recs[1:], strict=False))
 
@@ -75,5 +79,5 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
                  ["snapshot", "verify", "latest"], ["audit"], ["audit", "verify"], ["status"]):
         assert main([*argv, *h]) == 0, argv
     capsys.readouterr()
-    assert len(records(store.metadata)) == 10
+    assert len(records(store.metadata)) == 12
     assert verify(store.metadata)[0]
