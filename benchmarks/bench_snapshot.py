@@ -21,10 +21,8 @@ Ray is started (``RAY_ADDRESS`` is ignored); temp folders are removed; ``--timeo
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -37,9 +35,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from machine import cpu_model as _cpu_model  # noqa: E402
-from machine import mem_gib as _mem_gib  # noqa: E402
-from machine import package_version as _version  # noqa: E402
+from machine import facts as machine_facts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = Path(__file__).stem
@@ -103,25 +99,6 @@ def local_table(rows: int, chunk: int = 500_000, seed: int = 0, shift: float = 0
 
 
 # -- machine facts ----------------------------------------------------------------------------
-
-
-
-
-
-
-def machine_facts() -> dict[str, Any]:
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "mem_gib": _mem_gib(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "ray": _version("ray"),
-        "scikit-learn": _version("scikit-learn"),
-        "pyarrow": _version("pyarrow"),
-        "numpy": _version("numpy"),
-    }
 
 
 def machine_line(m: dict[str, Any]) -> str:

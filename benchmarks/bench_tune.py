@@ -25,11 +25,9 @@ removed; the script stops by itself after ``--timeout`` seconds and ends with ``
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -39,9 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import cpu_model as _cpu_model  # noqa: E402
-from machine import mem_gib as _mem_gib  # noqa: E402
-from machine import package_version as _version  # noqa: E402
+from machine import facts as machine_facts  # noqa: E402
 
 NAME = Path(__file__).stem
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / f"{NAME}.json"
@@ -53,26 +49,6 @@ class BenchmarkTimeout(Exception):
 
 
 # -- machine facts ---------------------------------------------------------------------------
-
-
-
-
-
-
-def machine_facts() -> dict[str, Any]:
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "mem_gib": _mem_gib(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "ray": _version("ray"),
-        "scikit-learn": _version("scikit-learn"),
-        "numpy": _version("numpy"),
-        "raymlops": _version("raymlops"),
-    }
 
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:

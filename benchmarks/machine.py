@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 
 def cpu_model() -> str:
@@ -32,3 +33,22 @@ def package_version(module: str) -> str:
         return version(module)
     except PackageNotFoundError:
         return "not installed"
+
+
+def facts() -> dict[str, Any]:
+    """What every benchmark's JSON records about the machine and the software, at the start."""
+    import datetime as dt
+    import os
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "host_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "cpu_model": cpu_model(),
+        "mem_gib": mem_gib(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **{name: package_version(name) for name in ("ray", "scikit-learn", "numpy", "scipy", "pyarrow", "raymlops")},
+    }

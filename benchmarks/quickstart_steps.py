@@ -21,10 +21,8 @@ seconds and always ends with ``ray.shutdown()``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -35,9 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import cpu_model as _cpu_model  # noqa: E402
-from machine import mem_gib as _mem_gib  # noqa: E402
-from machine import package_version as _version  # noqa: E402
+from machine import facts as machine_facts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = Path(__file__).stem
@@ -50,28 +46,6 @@ class BenchmarkTimeout(Exception):
 
 
 # -- machine facts ---------------------------------------------------------------------------
-
-
-
-
-
-
-def machine_facts() -> dict[str, Any]:
-    return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "host_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "mem_gib": _mem_gib(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "ray": _version("ray"),
-        "scikit-learn": _version("scikit-learn"),
-        "numpy": _version("numpy"),
-        "pyarrow": _version("pyarrow"),
-        "raymlops": _version("raymlops"),
-    }
 
 
 def machine_line(m: dict[str, Any]) -> str:
