@@ -26,6 +26,14 @@ server and removes its temp folder.
 
     python benchmarks/bench_serve.py [--duration 5] [--repeat 2] [--concurrency 1 16 64] [--rows 1 100]
         [--ingress haproxy|default] [--batch-size 32] [--batch-wait 0] [--no-cold-start] [--out PATH]
+
+``--monitor-cost`` measures only the monitoring claim, as conclusively as a shared machine
+allows: ``--rounds`` (default 5) rounds of monitor on / monitor off, each ``--duration`` seconds,
+alternating which goes first, in one Ray session, 1-row requests at concurrency 16 (the first
+``--rows`` / ``--concurrency``); it reports each system's median, min and max and the cost of
+each round's pair (on vs the off run next to it), so the noise is shown beside the difference.
+
+    python benchmarks/bench_serve.py --monitor-cost --rounds 5 --duration 8 --concurrency 16 --rows 1
 """
 
 # (no `from __future__ import annotations`: the baseline's FastAPI reads its route signature)
@@ -381,13 +389,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="RAY_worker_niceness for the private Ray (default 0, the baseline's; Ray's own default is 15, "
                    "which loses every CPU contest on a shared machine)")
     p.add_argument("--no-cold-start", action="store_true", help="skip the scale-to-zero cold start measurement")
+    p.add_argument("--monitor-cost", action="store_true",
+                   help="only monitor on vs off, in --rounds alternating rounds (see the docstring)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of --monitor-cost (default 5)")
+    p.add_argument("--monitor-budget", type=float, default=None,
+                   help="serve.monitor_budget of the monitored deployment (default: ServeConfig's)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--timeout", type=int, default=900, help="stop after this many seconds (default 900)")
     p.add_argument("--report", metavar="JSON", help="print the tables of an earlier run's JSON and exit")
     p.add_argument("--baseline-server", nargs=3, metavar=("PORT", "MODEL", "FEATURES"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.report:
-        report(json.loads(Path(args.report).read_text()))
+        earlier = json.loads(Path(args.report).read_text())
+        if earlier.get("cells"):
+            report(earlier)
+        if earlier.get("monitor_cost"):
+            report_monitor_cost(earlier)
         return 0
     if args.baseline_server:
         port, model_path, features_path = args.baseline_server
@@ -461,6 +478,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ServeConfig(port=serve_port, high_throughput=args.ingress == "haproxy", max_batch_size=args.batch_size,
                           batch_wait_timeout_s=args.batch_wait, max_ongoing_requests=max(64, 2 * args.batch_size),
                           access_log=not args.no_access_log)
+        if args.monitor_budget is not None:
+            cfg = cfg.model_copy(update={"monitor_budget": args.monitor_budget})
+        res["monitor_budget"] = cfg.monitor_budget
         model = model_spec_of(store, version.id)
         reference = Reference.from_columns({n: X[:, j] for j, n in enumerate(features)}, n_bins=10, seed=0)
         start_monitor("bench-on", reference, {"alpha": 0.05, "seed": 0}, NAMESPACE, detached=False)
@@ -482,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         print(f"{NAME}: client {tool}, {args.duration:g} s per cell, ingress {args.ingress}, "
               f"load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
-        for n in args.rows:
+        if args.monitor_cost:
+            res["monitor_cost"] = monitor_cost_rounds(args, tool, urls, bodies[args.rows[0]], tmp, ha_folder)
+        for n in ([] if args.monitor_cost else args.rows):
             for c in args.concurrency:
                 cell: dict[str, Any] = {"rows": n, "concurrency": c, "load_1m": round(os.getloadavg()[0], 2)}
                 runs: dict[str, list[dict[str, Any]]] = {system: [] for system in SYSTEMS}
@@ -511,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             r'^raymlops_serve_monitor_rows_total\{[^}]*outcome="([a-z_]+)"[^}]*\} (\S+)$', text, re.M)}
 
         # scale to zero, then one cold request
-        if not args.no_cold_start:
+        if not args.no_cold_start and not args.monitor_cost:
             auto = ServeConfig(port=serve_port, high_throughput=args.ingress == "haproxy",
                                autoscaling=AutoscalingConfig(min_replicas=0, max_replicas=1, initial_replicas=0,
                                                              target_ongoing_requests=1, downscale_delay_s=2,
@@ -580,11 +602,131 @@ def main(argv: list[str] | None = None) -> int:
 
     if res.get("cells"):
         report(res)
+    if res.get("monitor_cost"):
+        report_monitor_cost(res)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str))
     print(f"wrote {out}", file=sys.stderr)
     return code
+
+
+def monitor_cost_rounds(args: argparse.Namespace, tool: str, urls: dict[str, str], body: str, tmp: str,
+                        ha_folder: str | None) -> dict[str, Any]:
+    """``--rounds`` rounds of monitor on / off (alternating which goes first), one Ray session."""
+    c = args.concurrency[0]
+    systems = ("raymlops+monitor", "raymlops")
+    rounds = []
+    for rnd in range(args.rounds):
+        order = systems if rnd % 2 == 0 else systems[::-1]
+        one: dict[str, Any] = {"round": rnd, "order": list(order), "load_1m": round(os.getloadavg()[0], 2)}
+        for system in order:
+            if args.warmup > 0:
+                run_load(tool, urls[system], body, c, args.warmup, tmp)
+            before = _proc_table()
+            pids = ray_pids(before, ha_folder)
+            r = run_load(tool, urls[system], body, c, args.duration, tmp, pids)
+            r["cpu_ms_per_request_by_process"] = cpu_by_group(pids, before, _proc_table(), r["requests"])
+            one[system] = r
+            print(f"  round {rnd} {system:<17} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 "
+                  f"{r['p99_ms']:7.2f} ms  non-2xx {r['non2xx'] + r['socket_errors']}  load {one['load_1m']}",
+                  file=sys.stderr, flush=True)
+        rounds.append(one)
+    return {"rows": args.rows[0], "concurrency": c, "duration_s": args.duration, "rounds": rounds}
+
+
+CPU_GROUPS = (("monitor actor", "DriftMonitor"), ("replica bench-on", "bench-on"), ("replica bench-off", "bench-off"),
+              ("haproxy", "haproxy"))
+
+
+def cpu_by_group(pids: set[int], before: dict[int, tuple[int, float, str]], after: dict[int, tuple[int, float, str]],
+                 requests: int) -> dict[str, float]:
+    """CPU ms per request of the monitor actor, each deployment's replica, HAProxy and the rest
+    of Ray (by process title: Ray names its workers ``ray::<actor class or Serve replica>``)."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        if pid not in before or pid not in after:
+            continue
+        cmd = after[pid][2]
+        group = next((name for name, needle in CPU_GROUPS if needle in cmd), "rest of Ray")
+        out[group] = out.get(group, 0.0) + (after[pid][1] - before[pid][1])
+    return {k: v / requests * 1000.0 for k, v in sorted(out.items())} if requests else {}
+
+
+def _mmm(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def report_monitor_cost(res: dict[str, Any]) -> None:
+    mc = res["monitor_cost"]
+    m = res["machine"]
+    print(f"{NAME} --monitor-cost: {m['usable_cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, Ray "
+          f"{m['ray']}, {m['date']}; client {res['client']}, {mc['rows']}-row requests, concurrency "
+          f"{mc['concurrency']}, {len(mc['rounds'])} rounds x {mc['duration_s']:g} s per system, ingress "
+          f"{res['args']['ingress']}, monitor_budget {res.get('monitor_budget')}, load average at start "
+          f"{m['loadavg_at_start']}, at end {m.get('loadavg_at_end')}")
+    on, off = "raymlops+monitor", "raymlops"
+    rows = []
+    for r in mc["rounds"]:
+        for system in r["order"]:
+            x = r[system]
+            cpu = "-" if x.get("cpu_ms_per_request") is None else f"{x['cpu_ms_per_request']:.3f}"
+            rows.append([str(r["round"]), system, f"{x['rps']:.0f}", f"{x['p50_ms']:.2f}", f"{x['p99_ms']:.2f}",
+                         str(x["non2xx"] + x["socket_errors"]), cpu, f"{r['load_1m']:.1f}"])
+        rows.append([str(r["round"]), "cost (on vs off)", f"{(1 - r[on]['rps'] / r[off]['rps']) * 100:+.1f} %",
+                     f"{r[on]['p50_ms'] - r[off]['p50_ms']:+.2f}", "", "", "", ""])
+    print(format_table(["round", "system", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/req", "load 1m"], rows))
+    table = []
+    for system in (on, off):
+        rps = _mmm([r[system]["rps"] for r in mc["rounds"]])
+        p50 = _mmm([r[system]["p50_ms"] for r in mc["rounds"]])
+        table.append([system, f"{rps[0]:.0f}", f"{rps[1]:.0f} - {rps[2]:.0f}", f"{p50[0]:.2f}",
+                      f"{p50[1]:.2f} - {p50[2]:.2f}"])
+    print()
+    print(format_table(["system", "req/s median", "req/s min - max", "p50 ms median", "p50 ms min - max"], table))
+    med_on = statistics.median(r[on]["rps"] for r in mc["rounds"])
+    med_off = statistics.median(r[off]["rps"] for r in mc["rounds"])
+    pair = [1 - r[on]["rps"] / r[off]["rps"] for r in mc["rounds"]]
+    dp50 = [r[on]["p50_ms"] - r[off]["p50_ms"] for r in mc["rounds"]]
+    p50_gap = statistics.median(r[on]["p50_ms"] for r in mc["rounds"]) - \
+        statistics.median(r[off]["p50_ms"] for r in mc["rounds"])
+    cost = 1 - med_on / med_off
+    print(f"\nthroughput ratio on/off (medians): {med_on / med_off:.3f} -> cost {cost * 100:+.1f} %; per round: "
+          f"median {statistics.median(pair) * 100:+.1f} %, min {min(pair) * 100:+.1f} %, max {max(pair) * 100:+.1f} %")
+    print(f"p50 difference (medians): {p50_gap:+.2f} ms; per round: median {statistics.median(dp50):+.2f} ms, "
+          f"min {min(dp50):+.2f}, max {max(dp50):+.2f}")
+    if max(pair) <= 0.05 and max(dp50) <= 1.0:
+        verdict = "met in every round"
+    elif statistics.median(pair) <= 0.05 and statistics.median(dp50) <= 1.0:
+        verdict = "met at the median, not in every round"
+    elif min(pair) > 0.05 or min(dp50) > 1.0:
+        verdict = "NOT met in any round"
+    else:
+        verdict = "NOT met at the median"
+    print(f"target monitoring <= 5 % of throughput and <= 1 ms p50: {verdict}")
+    groups = sorted({g for r in mc["rounds"] for s in (on, off) for g in r[s].get("cpu_ms_per_request_by_process", {})})
+    if groups:
+        cpu_rows = []
+        for g in groups:
+            vals = {s: [r[s].get("cpu_ms_per_request_by_process", {}).get(g, 0.0) for r in mc["rounds"]]
+                    for s in (on, off)}
+            m_on, m_off = statistics.median(vals[on]), statistics.median(vals[off])
+            cpu_rows.append([g, f"{m_on * 1000:.1f}", f"{m_off * 1000:.1f}", f"{(m_on - m_off) * 1000:+.1f}"])
+        tot = {s: statistics.median(r[s]["cpu_ms_per_request"] for r in mc["rounds"]) for s in (on, off)}
+        cpu_rows.append(["all serving processes", f"{tot[on] * 1000:.1f}", f"{tot[off] * 1000:.1f}",
+                         f"{(tot[on] - tot[off]) * 1000:+.1f} ({(tot[on] / tot[off] - 1) * 100:+.1f} %)"])
+        print("\nCPU per request by process (us, medians over rounds; the idle deployment's replica included):")
+        print(format_table(["process", "monitor on", "monitor off", "on - off"], cpu_rows))
+        mon = [(r[on].get("cpu_ms_per_request_by_process", {}).get("monitor actor", 0.0)
+                - r[off].get("cpu_ms_per_request_by_process", {}).get("monitor actor", 0.0)) * 1000
+               for r in mc["rounds"]]
+        print(f"monitor actor CPU per monitored request (on - off), per round: median {statistics.median(mon):.1f} us, "
+              f"min {min(mon):.1f}, max {max(mon):.1f}")
+        cpu_pair = [r[on]["cpu_ms_per_request"] / r[off]["cpu_ms_per_request"] - 1 for r in mc["rounds"]]
+        print(f"CPU per request on vs off, per round: median {statistics.median(cpu_pair) * 100:+.1f} %, "
+              f"min {min(cpu_pair) * 100:+.1f} %, max {max(cpu_pair) * 100:+.1f} %")
+    if "monitor_rows_seen" in res:
+        print(f"monitor rows seen {res.get('monitor_rows_seen')}, hand-off {res.get('monitor_handoff')}")
 
 
 def report(res: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """Ray adapter: the monitor actor of one deployment, around the pure :class:`Monitor` core.
 
 Serving replicas call ``ingest.remote(X, predictions, version=, latency_ms=, status=,
-request_ids=)`` per batch (fire and forget); the label route calls ``feedback.remote(request_ids,
-labels)``. The actor
+request_ids=, role=, epoch=)`` per batch (``role``: what the version served as, ``epoch``: of
+which traffic table; the monitor follows promotions by them, see
+:mod:`raymlops.monitor.differential`); ``POST /<route>/feedback`` calls
+``feedback.remote(request_ids, labels)``. The actor
 
 - reads its reference from the artifact store (small constructor arguments: a key, not the
   reference itself, so a restart re-reads it);
@@ -11,6 +13,13 @@ labels)``. The actor
   restarts it after a crash (``max_restarts``), resumes from that checkpoint;
 - serves Prometheus metrics on ``http://127.0.0.1:<monitor.metrics_port>/metrics``;
 - sends new alerts to the log, the audit log (``home``) and the configured webhook.
+
+With ``monitor.shards`` = N > 1 a route has N actors: shard 0 is named :func:`monitor_name` as
+with one, shard i :func:`shard_name`. Replicas ask shard 0 for :meth:`DriftMonitor.shard_names`
+and hand each request to the shard of its request id, so its labels find it. Shard 0's
+``status()``, ``summary()`` and ``rows()`` answer for the whole route (it merges the others'
+snapshots, :mod:`raymlops.monitor.shards`); :func:`monitor_status` / :func:`monitor_summary`
+are the same from a driver. Only shard 0 serves Prometheus metrics (merged, too).
 """
 
 from __future__ import annotations
@@ -36,7 +45,10 @@ from raymlops.monitor.sinks import send_alerts
 
 log = logging.getLogger("raymlops.monitor")
 
-__all__ = ["DriftMonitor", "monitor_name", "reference_from_legacy", "start_monitor", "stop_monitor"]
+__all__ = ["DriftMonitor", "monitor_handles", "monitor_name", "monitor_status", "monitor_summary",
+           "reference_from_legacy", "shard_name", "start_monitor", "stop_monitor"]
+
+PEER_TIMEOUT_S = 30.0  # shard 0 waits this long for the other shards' snapshots
 
 
 def monitor_config(settings: dict[str, Any]) -> MonitorConfig:
@@ -66,8 +78,11 @@ class DriftMonitor:
 
     def __init__(self, route: str, settings: dict[str, Any], reference_key: str | None = None,
                  artifact_root: str | None = None, home: str | None = None, start_id: str | None = None,
-                 reference: dict[str, Any] | None = None) -> None:
+                 reference: dict[str, Any] | None = None, shard: int = 0, shards: int = 1) -> None:
         self.route = route
+        self.shard, self.shards = int(shard), max(int(shards), 1)
+        self._peers: list[tuple[int, Any]] | None = None
+        self._missing: list[str] = []
         self.home = home
         self.cfg = monitor_config(settings)
         self.store = None
@@ -85,7 +100,8 @@ class DriftMonitor:
             raise ValidationError("DriftMonitor needs a reference_key (with artifact_root) or a reference")
         self.reference = ref
         self.features = list(ref.features)
-        self.checkpoint_key = f"monitor/{route}/{start_id}/checkpoint.pkl" if start_id and self.store else None
+        suffix = "" if self.shard == 0 else f"-shard{self.shard}"
+        self.checkpoint_key = f"monitor/{route}/{start_id}/checkpoint{suffix}.pkl" if start_id and self.store else None
         self.restored = False
         self.monitor = self._restore() or Monitor(ref, self.cfg)
         self.predictions: Counter[str] = Counter()
@@ -95,11 +111,12 @@ class DriftMonitor:
         self.checkpoints = 0
         self.sink_problems: list[str] = []
         self.metrics_url: str | None = None
-        if self.cfg.metrics_port is not None:
+        if self.cfg.metrics_port is not None and self.shard == 0:
             from raymlops.monitor.metrics import serve_metrics
 
             try:
-                serve_metrics(route, self._status_locked, self.cfg.metrics_port)
+                serve_metrics(route, self._status_locked if self.shards == 1 else self._merged_status,
+                              self.cfg.metrics_port)
                 self.metrics_url = f"http://127.0.0.1:{self.cfg.metrics_port}/metrics"
             except OSError as exc:
                 log.error("monitor %s: cannot serve metrics on 127.0.0.1:%s: %s", route, self.cfg.metrics_port, exc)
@@ -151,17 +168,22 @@ class DriftMonitor:
 
     # -- the replicas' side ---------------------------------------------------------------------
     def ingest(self, X: Any, predictions: Any = None, version: str | None = None, latency_ms: Any = None,
-               status: Any = None, request_ids: Any = None, scores: Any = None, **_: Any) -> int:
+               status: Any = None, request_ids: Any = None, scores: Any = None, role: str | None = None,
+               epoch: int | None = None, **_: Any) -> int:
         """Add a batch: ``X`` is a 2-D array in reference feature order (or a column mapping).
-        Returns the rows ingested so far. Unknown keyword arguments are accepted and ignored."""
+        Returns the rows this shard ingested so far. Unknown keyword arguments are ignored."""
         if isinstance(X, dict):
             columns = X
+            n = len(np.asarray(next(iter(X.values()), [])))
         else:
             arr = np.asarray(X, dtype=np.float64)
             if arr.ndim != 2 or arr.shape[1] != len(self.features):
                 raise ValidationError(f"X must be (rows, {len(self.features)}), got shape {arr.shape}")
             columns = {name: arr[:, j] for j, name in enumerate(self.features)}
+            n = arr.shape[0]
         with self.lock:
+            if role is not None and version is not None:
+                self.monitor.differential.follow(str(version), str(role), int(epoch or 0), n)
             alerts = self.monitor.ingest(columns, predictions, version=version, latency_ms=latency_ms,
                                          status=status, request_ids=request_ids, scores=scores)
             if predictions is not None and (version is None or self.monitor.differential.is_champion(version)):
@@ -181,7 +203,9 @@ class DriftMonitor:
             self.dirty = True
             pending = len(self.monitor.performance.store)
         self._send(alerts)
-        return {"matched": matched, "unmatched": len(np.asarray(request_ids).ravel()) - matched, "pending": pending}
+        rows = sum(len(np.asarray(label).ravel()) if isinstance(label, (list, tuple, np.ndarray)) else 1
+                   for label in labels)  # a list of labels: one per row of that request
+        return {"matched": matched, "unmatched": rows - matched, "pending": pending}
 
     def tick(self) -> list[dict[str, Any]]:
         """Close a window whose time is up and check the SLOs; returns the new alerts."""
@@ -199,14 +223,92 @@ class DriftMonitor:
 
     # -- reading -------------------------------------------------------------------------------
     def rows(self) -> int:
+        """Rows ingested, by every shard of the route (this shard's own: :meth:`local_rows`)."""
+        if self.shards == 1:
+            return int(self.monitor.rows_total)
+        return sum(int(s["rows"]) for s in self._snapshots(rows_only=True))
+
+    def local_rows(self) -> int:
         return int(self.monitor.rows_total)
+
+    # -- shards ----------------------------------------------------------------------------------
+    def shard_names(self) -> list[str]:
+        """The actor names of every shard of this route, shard 0 first."""
+        return [shard_name(self.route, i) for i in range(self.shards)]
+
+    def snapshot(self, rows_only: bool = False) -> dict[str, Any]:
+        """This shard's state for a merged view (:func:`raymlops.monitor.shards.snapshot`)."""
+        from raymlops.monitor.shards import snapshot
+
+        with self.lock:
+            out: dict[str, Any] = {"shard": self.shard, "rows": int(self.monitor.rows_total)}
+            if not rows_only:
+                out["monitor"] = snapshot(self.monitor)
+                out["predictions"] = dict(self.predictions)
+        return out
+
+    def _snapshots(self, rows_only: bool = False) -> list[dict[str, Any]]:
+        """Every shard's snapshot, this one's first; a shard that does not answer in time is
+        left out and named in ``missing``."""
+        import ray
+
+        missing: list[str] = []
+        if self._peers is None:
+            namespace = ray.get_runtime_context().namespace
+            peers: list[tuple[int, Any]] = []
+            for i in range(1, self.shards):
+                try:
+                    peers.append((i, ray.get_actor(shard_name(self.route, i), namespace=namespace)))
+                except ValueError:
+                    missing.append(f"{shard_name(self.route, i)}: not found")
+            self._peers = peers if not missing else None  # look the missing up again next time
+        else:
+            peers = self._peers
+        refs: list[tuple[int, Any]] = [(i, p.snapshot.remote(rows_only)) for i, p in peers]
+        ready: list[Any] = []
+        if refs:
+            ready, _ = ray.wait([r for _, r in refs], num_returns=len(refs), timeout=PEER_TIMEOUT_S)
+        out: list[dict[str, Any]] = [self.snapshot(rows_only)]
+        for i, ref in refs:
+            try:
+                if ref not in ready:
+                    raise TimeoutError(f"no answer within {PEER_TIMEOUT_S:g} s")
+                out.append(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001  # a dead or slow shard: merge the others, say which
+                missing.append(f"{shard_name(self.route, i)}: {type(exc).__name__}")
+                self._peers = None  # look it up again next time (Ray may have restarted it)
+        self._missing = missing
+        return out
+
+    def _merged(self) -> tuple[Any, Counter[str], list[dict[str, Any]]]:
+        from raymlops.monitor.shards import merge_monitors
+
+        snaps = self._snapshots()
+        merged = merge_monitors([s["monitor"] for s in snaps], config=self.cfg)
+        predictions: Counter[str] = Counter()
+        for s in snaps:
+            predictions.update(s["predictions"])
+        return merged, predictions, snaps
+
+    def _merged_status(self) -> dict[str, Any]:
+        merged, _, snaps = self._merged()
+        out = merged.status()
+        out["shards"] = {"count": self.shards, "rows": {int(s["shard"]): int(s["rows"]) for s in snaps},
+                         "missing": list(self._missing)}
+        return out
 
     def _status_locked(self) -> dict[str, Any]:
         with self.lock:
             return self.monitor.status()
 
     def status(self) -> dict[str, Any]:
-        out = self._status_locked()
+        """Everything about the route's monitoring (merged over shards on shard 0)."""
+        if self.shards > 1 and self.shard == 0:
+            out = self._merged_status()
+        else:
+            out = self._status_locked()
+            out["shards"] = {"count": self.shards, "rows": {self.shard: int(out["rows_total"])}, "missing": [],
+                             "this": self.shard}
         out.update(route=self.route, restored=self.restored, metrics_url=self.metrics_url,
                    checkpoint={"key": self.checkpoint_key, "count": self.checkpoints, "last": self.last_checkpoint},
                    sink_problems=list(self.sink_problems), features=self.features,
@@ -216,10 +318,15 @@ class DriftMonitor:
     def summary(self) -> dict[str, Any]:
         """Drift over the rolling long-term window (every row when fewer than ``long_term_windows``
         windows have closed), in the shape the pipeline and ``raymlops status`` read."""
-        with self.lock:
-            verdict = self.monitor.long_term()
-            batches = self.monitor.batches
-            rows = self.monitor.rows_total
+        if self.shards > 1 and self.shard == 0:
+            merged, predictions, _ = self._merged()
+            verdict, batches, rows = merged.long_term(), merged.batches, merged.rows_total
+        else:
+            with self.lock:
+                verdict = self.monitor.long_term()
+                batches = self.monitor.batches
+                rows = self.monitor.rows_total
+                predictions = Counter(self.predictions)
         if verdict is None:
             return {"rows": rows, "dataset_drift": False, "drifted_features": [], "features": [],
                     "predictions": {}, "batches": batches, "share_drifted": 0.0}
@@ -229,41 +336,82 @@ class DriftMonitor:
                 "dataset_drift": o["dataset_drift"], "share_drifted": o["share_drifted"],
                 "drifted_features": o["drifted"], "features": o["columns"],
                 "drifted_slices": list(verdict.drifted_slices), "slices": d["slices"],
-                "predictions": dict(sorted(self.predictions.items())), "batches": batches}
+                "predictions": dict(sorted(predictions.items())), "batches": batches}
 
     def stop(self) -> None:
         self._stop.set()
 
 
-# Non-detached actors die when their last handle goes away: the driver keeps one per route here
+# Non-detached actors die when their last handle goes away: the driver keeps one per shard here
 # for as long as the deployment lives in this process.
-_LIVE: dict[str, Any] = {}
+_LIVE: dict[str, list[Any]] = {}
+_MAX_SHARDS = 64
 
 
 def monitor_name(route: str) -> str:
+    """The actor name of the monitor (shard 0) of ``route``."""
     return f"raymlops-monitor-{route}"
+
+
+def shard_name(route: str, shard: int) -> str:
+    """The actor name of ``shard`` of ``route``'s monitor (shard 0: :func:`monitor_name`; the
+    others do not start with ``monitor_name("")``, so listing monitors by that prefix lists routes)."""
+    return monitor_name(route) if shard == 0 else f"raymlops-monitor.shard{shard}.{route}"
+
+
+def _first(route: str, namespace: str) -> Any:
+    try:
+        return ray.get_actor(monitor_name(route), namespace=namespace)
+    except ValueError:
+        raise NotFound(f"no monitor for route {route!r} in namespace {namespace!r}") from None
+
+
+def monitor_handles(route: str, namespace: str) -> list[Any]:
+    """Handles of every shard of ``route``'s monitor, shard 0 first; NotFound when one is missing."""
+    first = _first(route, namespace)
+    names: list[str] = ray.get(first.shard_names.remote(), timeout=PEER_TIMEOUT_S)
+    out = [first]
+    for name in names[1:]:
+        try:
+            out.append(ray.get_actor(name, namespace=namespace))
+        except ValueError:
+            raise NotFound(f"monitor shard {name!r} of route {route!r} is not running") from None
+    return out
+
+
+def monitor_status(route: str, namespace: str) -> dict[str, Any]:
+    """``status()`` of ``route``'s monitor, merged over its shards (what every caller should read);
+    a shard that is down is named in ``status["shards"]["missing"]``."""
+    out: dict[str, Any] = ray.get(_first(route, namespace).status.remote(), timeout=120)
+    return out
+
+
+def monitor_summary(route: str, namespace: str) -> dict[str, Any]:
+    """``summary()`` of ``route``'s monitor, merged over its shards."""
+    first = _first(route, namespace)
+    out: dict[str, Any] = ray.get(first.summary.remote(), timeout=120)
+    return out
 
 
 def start_monitor(
     route: str, reference: Reference | MonitorReference, settings: dict[str, Any], namespace: str, detached: bool,
     *, home: str | Path | None = None, artifact_root: str | None = None,
 ) -> Any:
-    """(Re)start the named monitor actor for ``route``; detached when the cluster outlives us.
+    """(Re)start the named monitor actor(s) for ``route``; detached when the cluster outlives us.
+    Returns the handle of shard 0 (the only one with ``monitor.shards`` 1).
 
     With ``home`` (the raymlops home), the reference and checkpoints go to its artifact store
-    (``artifact_root`` overrides where) and alerts to its audit log; the actor restarts up to
+    (``artifact_root`` overrides where) and alerts to its audit log; each actor restarts up to
     ``monitor.max_restarts`` times and resumes from its last checkpoint. Without, the reference
     travels as an argument and there are no checkpoints.
     """
     cfg = monitor_config(settings)
-    name = monitor_name(route)
-    with contextlib.suppress(ValueError):  # no actor of that name: nothing to replace
-        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
-    options: dict[str, Any] = {"name": name, "namespace": namespace, "num_cpus": 0}
+    _kill_shards(route, namespace)
+    options: dict[str, Any] = {"namespace": namespace, "num_cpus": 0}
     if detached:
         options["lifetime"] = "detached"
     mref = reference if isinstance(reference, MonitorReference) else None
-    kwargs: dict[str, Any] = {"settings": dict(settings)}
+    kwargs: dict[str, Any] = {"settings": dict(settings), "shards": cfg.shards}
     if home is not None or artifact_root is not None:
         root = artifact_root
         if root is None:
@@ -281,14 +429,26 @@ def start_monitor(
                       start_id=uuid.uuid4().hex[:12])
         options["max_restarts"] = cfg.max_restarts
     else:
-        kwargs["reference"] = reference.to_dict()
-    handle = ray.remote(DriftMonitor).options(**options).remote(route, **kwargs)
-    ray.get(handle.rows.remote())  # type: ignore[attr-defined]  # wait until it is up, so replicas can find it by name
-    _LIVE[route] = handle
-    return handle
+        kwargs["reference"] = ray.put(reference.to_dict()) if cfg.shards > 1 else reference.to_dict()
+    cls: Any = ray.remote(DriftMonitor)
+    # the other shards first: shard 0 is what replicas look up, and it names the others
+    handles = {i: cls.options(name=shard_name(route, i), **options).remote(route, shard=i, **kwargs)
+               for i in [*range(1, cfg.shards), 0]}
+    ray.get([h.local_rows.remote() for h in handles.values()])  # wait until all are up
+    _LIVE[route] = [handles[i] for i in range(cfg.shards)]
+    return handles[0]
+
+
+def _kill_shards(route: str, namespace: str) -> None:
+    """Kill every monitor actor of ``route`` (however many shards an earlier start made)."""
+    names = {shard_name(route, i) for i in range(_MAX_SHARDS)}
+    live = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a.get("namespace") == namespace and a.get("name") in names]
+    for name in live:
+        with contextlib.suppress(ValueError):  # gone meanwhile
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
 
 
 def stop_monitor(route: str, namespace: str) -> None:
     _LIVE.pop(route, None)
-    with contextlib.suppress(ValueError):
-        ray.kill(ray.get_actor(monitor_name(route), namespace=namespace), no_restart=True)
+    _kill_shards(route, namespace)

@@ -5,6 +5,16 @@ carry request ids are paired across versions in a bounded pending map; a pair co
 agreement overall and in the champion row's slice. At the end of each window the prediction
 distributions are compared (Jensen-Shannon distance), as are the agreement rate and each
 slice's agreement against the overall one; beyond the configured bounds, an alert.
+
+Which version is the champion follows serving: each batch from a replica says the *role* it was
+served in (``champion``, ``challenger`` for a canary answer, ``shadow`` for a challenger's copy)
+and the traffic table's ``epoch`` (:meth:`DifferentialTracker.follow`). The champion is the
+version of the newest champion batch by epoch, so after ``models promote`` / ``rollback`` or a
+challenger swap the new champion's rows count as champion rows (drift windows, label store) and
+a replica still serving the older table for a moment cannot switch it back (only a long run of
+such batches, with none from the current champion, does: the control actor restarted). Without roles (an
+older replica, a direct ``ingest``), the configured champion or the first version seen is it.
+Trackers of several monitor shards merge (:meth:`DifferentialTracker.merged`).
 """
 
 from __future__ import annotations
@@ -20,9 +30,12 @@ from raymlops.monitor.alerts import Alert
 from raymlops.monitor.reference import labels_of
 from raymlops.stats.counts import js_counts
 
-__all__ = ["DifferentialTracker"]
+__all__ = ["CHAMPION", "ROLES", "DifferentialTracker"]
 
 _MAX_LABELS = 100  # distinct prediction labels counted per version; the rest is "(other)"
+CHAMPION = "champion"
+ROLES = (CHAMPION, "challenger", "shadow")
+_EPOCH_RESET_BATCHES = 50  # older-epoch champion batches in a row, none of the current one: epochs restarted
 
 
 class DifferentialTracker:
@@ -33,7 +46,61 @@ class DifferentialTracker:
         self.pending: OrderedDict[str, tuple[str, str, int]] = OrderedDict()  # rid -> (version, label, slice)
         self.reset()
         self.last: dict[str, Any] | None = None
+        self._init_roles()
 
+    def _init_roles(self) -> None:
+        self.champion_epoch = -1  # epoch of the traffic table that named the champion (-1: none yet)
+        self.following = False  # True once a batch came with its role: no more guessing the champion
+        self.roles: dict[str, tuple[int, str]] = {}  # version -> (epoch, role) of its newest batch
+        self.role_rows: Counter[str] = Counter()  # rows by the role they were served in (cumulative)
+        self.switches = 0
+        self.stale_batches = 0  # champion batches of an older epoch in a row
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # checkpoints of before roles
+        self.__dict__.update(state)
+        if "roles" not in state:
+            self._init_roles()
+
+    def follow(self, version: str, role: str, epoch: int, rows: int) -> None:
+        """A batch of ``rows`` rows of ``version`` served as ``role`` by traffic table ``epoch``;
+        call before :meth:`is_champion` / :meth:`add` of that batch."""
+        if role not in ROLES:
+            role = "challenger" if role == "canary" else role
+        self.following = True
+        self.role_rows[role] += int(rows)
+        seen = self.roles.get(version)
+        if seen is None or epoch >= seen[0]:
+            self.roles[version] = (int(epoch), role)
+        if len(self.roles) > _MAX_LABELS:  # bounded: forget the oldest versions
+            for v, _ in sorted(self.roles.items(), key=lambda kv: kv[1][0])[: len(self.roles) - _MAX_LABELS]:
+                del self.roles[v]
+        if role == CHAMPION:
+            if epoch >= self.champion_epoch:
+                if version != self.champion:
+                    self._switch(version)
+                self.champion_epoch = int(epoch)
+                self.stale_batches = 0
+            elif version != self.champion:
+                # an older table's champion: a replica that has not swapped yet, or the route's
+                # control actor restarted and counts epochs from 1 again; only the second goes on
+                self.stale_batches += 1
+                if self.stale_batches > _EPOCH_RESET_BATCHES:
+                    self._switch(version)
+                    self.champion_epoch = int(epoch)
+                    self.stale_batches = 0
+            else:
+                self.stale_batches = 0
+        elif version == self.champion and epoch > self.champion_epoch:
+            self._switch(None)  # demoted by a newer table; its successor's rows are still on the way
+            self.champion_epoch = int(epoch)
+
+    def _switch(self, version: str | None) -> None:
+        """A new champion: pairs and distributions of the old pairing no longer compare it."""
+        if self.champion is not None:
+            self.switches += 1
+        self.champion = version
+        self.pending.clear()
+        self.reset()
     def reset(self) -> None:
         self.dist: dict[str, Counter[str]] = {}
         self.pairs = np.zeros(len(self.slices), dtype=np.int64)
@@ -42,7 +109,7 @@ class DifferentialTracker:
     def is_champion(self, version: str | None) -> bool:
         if version is None:
             return True
-        if self.champion is None:
+        if self.champion is None and not self.following:
             self.champion = version
         return version == self.champion
 
@@ -123,6 +190,42 @@ class DifferentialTracker:
 
     def status(self) -> dict[str, Any]:
         pairs = int(self.pairs.sum())
-        return {"champion": self.champion, "versions": {v: int(sum(c.values())) for v, c in self.dist.items()},
+        return {"champion": self.champion, "champion_epoch": self.champion_epoch,
+                "versions": {v: int(sum(c.values())) for v, c in self.dist.items()},
+                "roles": {v: {"role": r, "epoch": e} for v, (e, r) in sorted(self.roles.items())},
+                "rows_by_role": dict(self.role_rows), "champion_switches": self.switches,
                 "pairs": pairs, "agreement": float(self.agree.sum() / pairs) if pairs else None,
                 "pending": len(self.pending), "last_window": self.last}
+
+    def merged(self, others: list[DifferentialTracker]) -> DifferentialTracker:
+        """One tracker holding every shard's counts (the champion of the newest epoch); the
+        pending maps are not copied, only their sizes are (``pending`` of the status)."""
+        trackers = [self, *others]
+        out = DifferentialTracker(self.cfg, self.slices)
+        newest = max(trackers, key=lambda t: t.champion_epoch)
+        out.champion, out.champion_epoch = newest.champion, newest.champion_epoch
+        out.following = any(t.following for t in trackers)
+        out.pending = _Sized(sum(len(t.pending) for t in trackers))  # type: ignore[assignment]
+        out.switches = max(t.switches for t in trackers)
+        for t in trackers:
+            for v, counter in t.dist.items():
+                out.dist.setdefault(v, Counter()).update(counter)
+            out.pairs += t.pairs
+            out.agree += t.agree
+            out.role_rows.update(t.role_rows)
+            for v, (e, r) in t.roles.items():
+                if v not in out.roles or e >= out.roles[v][0]:
+                    out.roles[v] = (e, r)
+        lasts = [t.last for t in trackers if t.last is not None]
+        out.last = lasts[-1] if lasts else None
+        return out
+
+
+class _Sized:
+    """Stands in for a pending map in a merged (read-only) view: only its size."""
+
+    def __init__(self, n: int) -> None:
+        self.n = int(n)
+
+    def __len__(self) -> int:
+        return self.n

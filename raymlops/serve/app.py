@@ -1,5 +1,5 @@
-"""Ray Serve adapter: registered models behind ``/<route>/predict``, ``/health``, ``/metadata``,
-``/metrics``.
+"""Ray Serve adapter: registered models behind ``/<route>/predict``, ``/feedback``, ``/health``,
+``/metadata``, ``/metrics``.
 
 One deployment, ``ModelServer``, per route. Every replica holds the models of the route's
 traffic table (champion, and a challenger in canary or shadow mode) in process, so a request
@@ -10,7 +10,9 @@ Per request: the body is read with a size limit, parsed and validated against th
 :mod:`raymlops.serve.request` (pure; JSON only, nothing is unpickled), routed
 (:mod:`raymlops.serve.routing`), predicted in a dynamic batch (``@serve.batch``), answered with
 the model version and request id (body and headers), counted (:mod:`raymlops.serve.metrics`)
-and offered to the monitor (:mod:`raymlops.serve.handoff`) without waiting for it. The only
+and offered to the monitor (:mod:`raymlops.serve.handoff`) without waiting for it, with the role
+it was served in and the table's epoch. ``/feedback`` takes ground-truth labels by request id
+(:mod:`raymlops.serve.feedback`) and forwards them to the monitor shard that saw each request. The only
 thing ever unpickled is the registry's own model artifact, after its sha256 matched.
 """
 
@@ -32,6 +34,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from ray import serve
 
+from raymlops.serve.feedback import merge_replies, parse_feedback_request, split_by_shard
 from raymlops.serve.handoff import MonitorHandoff, Served
 from raymlops.serve.metrics import ReplicaStats
 from raymlops.serve.request import DomainPolicy, RequestError, Signature, check_content_type, parse_predict_request
@@ -153,20 +156,34 @@ class ModelServer:
         batcher: Any = self._infer  # @serve.batch adds the setters
         batcher.set_max_batch_size(int(s.max_batch_size))
         batcher.set_batch_wait_timeout_s(float(s.batch_wait_timeout_s))
-        self.monitor: Any = None
+        self.monitor: Any = None  # shard 0
+        self.monitors: list[Any] = []  # every shard, shard 0 first
         self._monitor_kwargs = True
         if s.monitor_actor:
             try:
                 self.monitor = ray.get_actor(s.monitor_actor, namespace=s.namespace)
             except ValueError:
                 logger.warning("monitor actor %s not found; serving without monitoring", s.monitor_actor)
+            else:
+                self.monitors = await self._shards(self.monitor, s.namespace)
         self.handoff = MonitorHandoff(self._send_to_monitor, max_rows=s.monitor_queue_rows,
                                       flush_interval_s=s.monitor_flush_interval_s, sample_rate=s.sample_rate,
-                                      budget=s.monitor_budget)
+                                      budget=s.monitor_budget, shards=max(len(self.monitors), 1))
         self.shadow_pending: set[asyncio.Task[Any]] = set()
         self.shadow_records: deque[dict[str, Any]] = deque(maxlen=max(1, s.shadow_log_size))
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self._start_tasks()
+
+    @staticmethod
+    async def _shards(first: Any, namespace: str) -> list[Any]:
+        """Handles of every monitor shard (an older monitor actor has one and cannot say so)."""
+        import ray
+
+        try:
+            names = await first.shard_names.remote()
+        except AttributeError:
+            return [first]
+        return [first] + [ray.get_actor(n, namespace=namespace) for n in names[1:]]
 
     # -- background work ----------------------------------------------------------------------
     def _start_tasks(self) -> None:
@@ -229,17 +246,18 @@ class ModelServer:
 
     async def _send_to_monitor(self, payload: dict[str, Any]) -> None:
         X, preds = payload["X"], payload["predictions"]
+        monitor = self.monitors[payload["shard"]]
         if self._monitor_kwargs:
             try:
-                await self.monitor.ingest.remote(X, preds, version=payload["version"],
-                                                 latency_ms=payload["latency_ms"], status=payload["status"],
-                                                 request_ids=payload["request_ids"], role=payload["role"])
+                await monitor.ingest.remote(X, preds, version=payload["version"], latency_ms=payload["latency_ms"],
+                                            status=payload["status"], request_ids=payload["request_ids"],
+                                            role=payload["role"], epoch=payload["epoch"])
                 return
             except Exception as exc:
                 if "unexpected keyword argument" not in str(exc):
                     raise
                 self._monitor_kwargs = False  # an older monitor actor: the two-argument call
-        await self.monitor.ingest.remote(X, preds)
+        await monitor.ingest.remote(X, preds)
 
     async def check_health(self) -> None:
         self._start_tasks()  # a background loop that died is restarted, not silently lost
@@ -340,25 +358,60 @@ class ModelServer:
         self.stats.inc("raymlops_serve_rows_total", target.model_id, value=float(len(X)))
         self.stats.observe("raymlops_serve_request_duration_seconds", latency, target.model_id)
         if self.monitor is not None:  # in the champion's (the reference's) feature order
-            role = "champion" if target is champion else "canary"
-            self.handoff.offer(Served(parsed.X, preds, target.model_id, latency * 1000.0, 200, request_id, role))
+            role = "champion" if target is champion else "challenger"
+            self.handoff.offer(Served(parsed.X, preds, target.model_id, latency * 1000.0, 200, request_id, role,
+                                      state.table.epoch))
         if state.challenger is not None and state.table.mode == "shadow":
-            self._shadow(state.challenger, parsed.X, request_id, champion.model_id, preds)
+            self._shadow(state.challenger, parsed.X, request_id, champion.model_id, preds, state.table.epoch)
         return _json(body, 200, headers)
 
+    @app.post("/feedback")
+    async def feedback(self, request: Request) -> Response:
+        """Ground-truth labels by request id, to the monitor shard that saw each request."""
+        given = request.headers.get("x-request-id")
+        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        headers = {"X-Request-Id": request_id}
+        s = self.settings
+        try:
+            check_content_type(request.headers.get("content-type"))
+            if not self.monitors:
+                raise RequestError(409, "no_monitor", f"route {s.route!r} is served without a monitor, so there is "
+                                   "nothing to score labels against; deploy it with monitoring on (monitor.enabled)")
+            raw = await self._read_body(request)
+            parsed = parse_feedback_request(raw, s.max_body_bytes, s.max_feedback_ids,
+                                            regression=self.state.champion.signature.output == "regression",
+                                            max_rows=s.max_rows_per_request)
+        except RequestError as exc:
+            self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
+            return _json(exc.body() | {"request_id": request_id}, exc.status, headers)
+        parts = split_by_shard(parsed, len(self.monitors))
+        try:
+            replies = await asyncio.gather(*[m.feedback.remote(ids, labels)
+                                             for m, (ids, labels) in zip(self.monitors, parts, strict=True)])
+        except Exception as exc:  # the monitor is down or failed: not the client's mistake
+            logger.warning("feedback to the monitor of %s failed: %s", s.route, exc)
+            return _json({"error": "monitor_unavailable", "request_id": request_id,
+                          "message": f"the monitor of {s.route!r} did not take the labels "
+                                     f"({type(exc).__name__}); retry later"}, 503, headers)
+        body = merge_replies(replies)
+        for outcome in ("matched", "unmatched"):
+            if body[outcome]:
+                self.stats.inc("raymlops_serve_feedback_labels_total", outcome, value=float(body[outcome]))
+        return _json(body | {"request_id": request_id}, 200, headers)
+
     def _shadow(self, challenger: LoadedModel, X: np.ndarray, request_id: str, champion_id: str,
-                champion_preds: np.ndarray) -> None:
+                champion_preds: np.ndarray, epoch: int) -> None:
         if len(self.shadow_pending) >= self.settings.shadow_max_pending:
             self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id, "dropped")
             return
         Xc = X if challenger.order is None else X[:, challenger.order]
         task = asyncio.get_running_loop().create_task(
-            self._run_shadow(challenger, Xc, request_id, champion_id, champion_preds))
+            self._run_shadow(challenger, Xc, request_id, champion_id, champion_preds, epoch))
         self.shadow_pending.add(task)
         task.add_done_callback(self.shadow_pending.discard)
 
     async def _run_shadow(self, challenger: LoadedModel, X: np.ndarray, request_id: str, champion_id: str,
-                          champion_preds: np.ndarray) -> None:
+                          champion_preds: np.ndarray, epoch: int) -> None:
         t0 = time.perf_counter()
         try:
             result = await self._infer((challenger, X))
@@ -383,7 +436,7 @@ class ModelServer:
         if self.monitor is not None:  # paired with the champion's rows by request id (differential)
             Xm = X if challenger.order is None else X[:, np.argsort(challenger.order)]
             self.handoff.offer(Served(Xm, preds, challenger.model_id, record["latency_ms"], 200, request_id,
-                                      "shadow"))
+                                      "shadow", epoch))
 
     @app.get("/health")
     async def health(self) -> Response:
@@ -418,4 +471,5 @@ class ModelServer:
     # -- for handles (tests, the CLI) ---------------------------------------------------------
     def serving(self) -> dict[str, Any]:
         return {"replica": self.replica_id, "epoch": self.state.table.epoch, "traffic": self.state.table.summary(),
-                "monitor_queue_rows": self.handoff.queued_rows, "shadow_pending": len(self.shadow_pending)}
+                "monitor_queue_rows": self.handoff.queued_rows, "monitor_shards": len(self.monitors),
+                "shadow_pending": len(self.shadow_pending)}

@@ -3,9 +3,17 @@
 Each replica owns one :class:`MonitorHandoff`. The request path only calls :meth:`offer`: a
 sampling draw and an append to an in-memory queue, bounded in rows. A background task
 (:meth:`run`) wakes every ``flush_interval_s`` (or as soon as ``flush_rows`` rows wait), takes
-everything queued, groups it by model version and awaits one ``send`` per version, so at most
-one hand-off per replica is in flight. When the monitor is slower than the traffic, the queue
-fills and further rows are dropped and counted, never waited for.
+everything queued, groups it by model version, role and monitor shard and awaits one ``send``
+per group, so at most one hand-off per replica is in flight.
+
+Each batch carries the *role* its rows were served in (``champion``; ``challenger``: a canary
+answer; ``shadow``: a challenger's copy never returned) and the traffic table's ``epoch``, so
+the monitor follows promotions and rollbacks instead of guessing the champion from versions.
+With ``shards`` > 1 the monitor is several actors; a request goes to shard
+:func:`shard_of` (its request id), so the labels posted later for that id reach the same shard.
+
+When the monitor is slower than the traffic, the queue fills and further rows are dropped and
+counted, never waited for.
 
 ``budget`` bounds the monitor's share of the machine, as a token bucket of monitor time: it
 fills at ``budget`` seconds per second up to ``budget * budget_window_s``, each hand-off takes
@@ -22,6 +30,7 @@ import contextlib
 import logging
 import random
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +50,8 @@ class Served:
     latency_ms: float
     status: int
     request_id: str
-    role: str = "champion"  # champion | canary (a challenger answering) | shadow (a challenger's copy)
+    role: str = "champion"  # champion | challenger (a canary answer) | shadow (a challenger's copy)
+    epoch: int = 0  # of the traffic table that served it
 
 
 @dataclass
@@ -68,8 +78,17 @@ def row_ids(request_id: str, rows: int) -> list[str]:
     return [request_id] if rows == 1 else [f"{request_id}/{i}" for i in range(rows)]
 
 
-def batch_payload(items: list[Served]) -> dict[str, Any]:
-    """Rows of one version and role, concatenated, with per-row latency, status and id."""
+def shard_of(request_id: str, shards: int) -> int:
+    """The monitor shard of a request (or of a row key ``<request id>/<row>``): a CRC-32 of the
+    request id, the same in every process (Python's ``hash`` is salted per process)."""
+    if shards <= 1:
+        return 0
+    rid = request_id.split("/", 1)[0]
+    return zlib.crc32(rid.encode("utf-8", "surrogatepass")) % shards
+
+
+def batch_payload(items: list[Served], shard: int = 0) -> dict[str, Any]:
+    """Rows of one version, role and shard, concatenated, with per-row latency, status and id."""
     sizes = [len(it.X) for it in items]
     return {
         "X": np.concatenate([it.X for it in items]),
@@ -79,6 +98,8 @@ def batch_payload(items: list[Served]) -> dict[str, Any]:
         "status": np.repeat(np.array([it.status for it in items], dtype=np.int16), sizes),
         "request_ids": [rid for it, n in zip(items, sizes, strict=True) for rid in row_ids(it.request_id, n)],
         "role": items[0].role,
+        "epoch": max(it.epoch for it in items),
+        "shard": shard,
     }
 
 
@@ -95,6 +116,7 @@ class MonitorHandoff:
         sample_rate: float = 1.0,
         budget: float = 1.0,
         budget_window_s: float = 10.0,
+        shards: int = 1,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -113,6 +135,9 @@ class MonitorHandoff:
         self.flush_rows = max(1, min(int(flush_rows), self.max_rows))
         self.flush_interval_s = float(flush_interval_s)
         self.sample_rate = float(sample_rate)
+        if int(shards) < 1:
+            raise ValueError(f"shards must be >= 1, found {shards}")
+        self.shards = int(shards)
         self.rng = rng or random.Random()
         self.counts = HandoffCounts()
         self._queue: list[Served] = []
@@ -146,14 +171,14 @@ class MonitorHandoff:
         if not self._queue:
             return 0
         items, self._queue, self._queued_rows = self._queue, [], 0
-        groups: dict[tuple[str, str], list[Served]] = {}
+        groups: dict[tuple[str, str, int], list[Served]] = {}
         for it in items:
-            groups.setdefault((it.version, it.role), []).append(it)
+            groups.setdefault((it.version, it.role, shard_of(it.request_id, self.shards)), []).append(it)
         sent = 0
-        for group in groups.values():
+        for (_, _, shard), group in groups.items():
             rows = sum(len(it.X) for it in group)
             try:
-                await self.send(batch_payload(group))
+                await self.send(batch_payload(group, shard))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the monitor is gone or failed: count it, keep serving

@@ -17,6 +17,7 @@ metric                                                 type       labels
 ``raymlops_serve_rejected_requests_total``             counter    route, reason
 ``raymlops_serve_monitor_rows_total``                  counter    route, outcome (1)
 ``raymlops_serve_shadow_requests_total``               counter    route, version, outcome (2)
+``raymlops_serve_feedback_labels_total``               counter    route, outcome (matched, unmatched)
 ``raymlops_serve_replicas``                            gauge      route (replicas heard from in the last seconds)
 ``raymlops_serve_traffic_share``                       gauge      route, version
 ``raymlops_serve_traffic_epoch``                       gauge      route
@@ -65,6 +66,9 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in (
     MetricDef("raymlops_serve_shadow_requests_total", "counter",
               "Shadow copies to the challenger: agree / disagree with the champion, error, dropped (overload)",
               ("route", "version", "outcome")),
+    MetricDef("raymlops_serve_feedback_labels_total", "counter",
+              "Ground-truth labels posted to /feedback: matched to a served prediction, or unmatched",
+              ("route", "outcome")),
     MetricDef("raymlops_serve_replicas", "gauge", "Model replicas heard from recently", ("route",)),
     MetricDef("raymlops_serve_traffic_share", "gauge", "Share of live traffic answered by each model version",
               ("route", "version")),

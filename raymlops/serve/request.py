@@ -128,12 +128,12 @@ def check_content_type(content_type: str | None) -> None:
                                f"charset {value.strip()!r} is not supported; send UTF-8 JSON")
 
 
-def _decode(raw: bytes, max_bytes: int) -> Any:
+def decode_json(raw: bytes, max_bytes: int, example: str = '{"instances": [...]} or {"inputs": [...]}') -> Any:
+    """The JSON value of a body (numbers as floats), or a 413 / 400 :class:`RequestError`."""
     if len(raw) > max_bytes:
         raise RequestError(413, "payload_too_large", f"body of {len(raw)} bytes exceeds the limit of {max_bytes}")
     if not raw.strip():
-        raise RequestError(400, "malformed_json", "the request body is empty; send {\"instances\": [...]} or "
-                           "{\"inputs\": [...]}")
+        raise RequestError(400, "malformed_json", f"the request body is empty; send {example}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -146,6 +146,9 @@ def _decode(raw: bytes, max_bytes: int) -> Any:
         raise RequestError(400, "malformed_json", "body is not valid JSON: nested too deeply") from None
     except ValueError as exc:
         raise RequestError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+
+
+_decode = decode_json
 
 
 def _key_text(value: Any) -> str:

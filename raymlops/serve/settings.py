@@ -28,6 +28,7 @@ class ServerSettings:
     deploy_id: str = ""
     max_rows_per_request: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
+    max_feedback_ids: int = 10_000
     max_batch_size: int = 32
     batch_wait_timeout_s: float = 0.01
     domain: str = "any"

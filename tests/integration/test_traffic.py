@@ -43,7 +43,8 @@ def live(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         start_monitor(ROUTE, Reference.from_columns({n: X[:, j] for j, n in enumerate("abcd")}, seed=0),
                       {"seed": 0}, NAMESPACE, detached=False)
         endpoint = deploy_model(store, f"{ROUTE}@champion", serve_config=ServeConfig(
-            port=free_port(), batch_wait_timeout_s=0.002, num_replicas=2), reason="test")
+            port=free_port(), batch_wait_timeout_s=0.002, num_replicas=2, monitor_budget=1.0,
+            monitor_flush_interval_s=0.05), reason="test")
         yield endpoint, store
     finally:
         undeploy(ROUTE, shutdown=False)
@@ -166,6 +167,50 @@ def test_shadow_answers_are_recorded_and_never_returned(champion_only: tuple[str
     assert np.mean([r["agreement"] for r in by_id.values()]) < 0.1  # v2 learned the opposite labels
     metrics = ray.get(control.counter.remote("raymlops_serve_shadow_requests_total", {"outcome": "disagree"}))
     assert metrics >= 1
+
+
+def _monitor_after(predicate: Any, timeout_s: float = 30.0) -> dict[str, Any]:
+    from raymlops.monitor.actor import monitor_status
+    from raymlops.serve.traffic import NAMESPACE
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        st = monitor_status(ROUTE, NAMESPACE)
+        if predicate(st) or time.monotonic() > deadline:
+            return st
+        time.sleep(0.2)
+
+
+def test_the_monitor_follows_the_champion_through_a_promotion(champion_only: tuple[str, Store]) -> None:
+    from raymlops.serve.traffic import set_challenger, set_champion
+
+    url, store = champion_only
+    X, _ = toy_data()
+    v1, v2 = f"{ROUTE}:v1", f"{ROUTE}:v2"
+    before = _monitor_after(lambda st: True)
+    roles0 = before["differential"]["rows_by_role"]
+    set_challenger(store, ROUTE, v2, "shadow", reason="roles test")
+    assert all(s == 200 for s, _, _ in _versions(url, [{"instances": [row(X[i])]} for i in range(60)]))
+    shadowed = _monitor_after(lambda st: st["differential"]["rows_by_role"].get("shadow", 0)
+                              >= roles0.get("shadow", 0) + 60
+                              and st["rows_total"] >= before["rows_total"] + 60)
+    d = shadowed["differential"]
+    assert d["champion"] == v1 and d["roles"][v1]["role"] == "champion" and d["roles"][v2]["role"] == "shadow"
+    assert d["rows_by_role"]["shadow"] - roles0.get("shadow", 0) == 60
+    assert shadowed["rows_total"] - before["rows_total"] == 60  # only v1's answers are champion rows
+    assert shadowed["challenger_rows"] - before["challenger_rows"] == 60
+    # paired by request id (a champion batch that reached the monitor before any shadow row waits for nothing)
+    assert d["pairs"] >= 30 or (d["last_window"] or {}).get("pairs", 0) >= 30
+
+    set_champion(store, ROUTE, v2, reason="promote in roles test")  # what `models promote` does live
+    assert all(v == v2 for _, v, _ in _versions(url, [{"instances": [row(X[i])]} for i in range(60, 140)]))
+    promoted = _monitor_after(lambda st: st["rows_total"] >= shadowed["rows_total"] + 80)
+    d = promoted["differential"]
+    assert d["champion"] == v2 and d["roles"][v2]["role"] == "champion"
+    assert d["roles"][v2]["epoch"] > shadowed["differential"]["roles"][v2]["epoch"]
+    assert promoted["rows_total"] - shadowed["rows_total"] == 80  # v2's answers now count as champion rows
+    assert promoted["challenger_rows"] == shadowed["challenger_rows"]
+    assert d["rows_by_role"]["champion"] - shadowed["differential"]["rows_by_role"]["champion"] == 80
 
 
 def test_promote_and_rollback_under_load_fail_no_request(

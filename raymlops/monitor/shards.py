@@ -1,0 +1,146 @@
+"""One read-only view of a route's sharded monitors (pure: no Ray).
+
+With ``monitor.shards`` > 1 a route has several monitor actors, each fed the requests whose id
+hashes to it (:func:`raymlops.serve.handoff.shard_of`), each closing its own windows and raising
+its own alerts. What callers read (``status()``, ``summary()``) is the merge of every shard's
+state: the streaming states merge exactly (integer counts and exact sums,
+:class:`~raymlops.monitor.state.StreamState`), so the open window and the rolling long-term
+window of the merge are those of one monitor that saw every row; counters add; the label and
+pairing stores are not copied, only their sizes (a merge is for reading, never for ingesting).
+
+:func:`snapshot` is what a shard sends (its state without those stores, pickled under its
+lock); :func:`merge_monitors` builds the view.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections import Counter, deque
+from typing import Any
+
+import numpy as np
+
+from raymlops.config import MonitorConfig
+from raymlops.monitor.alerts import AlertBook
+from raymlops.monitor.monitor import CHECKPOINT_FORMAT, Monitor
+from raymlops.monitor.performance import PerformanceTracker, PerformanceWindow
+
+__all__ = ["merge_monitors", "snapshot"]
+
+
+class SizedStore:
+    """Stands in for a label store in a merged view: its size and evictions only."""
+
+    def __init__(self, n: int, evicted: int = 0) -> None:
+        self.n = int(n)
+        self.evicted = int(evicted)
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def snapshot(monitor: Monitor) -> bytes:
+    """``monitor``'s state for merging (call under the owner's lock): pickled at once, without
+    the label store and the pending pairs (their sizes only)."""
+    perf = copy.copy(monitor.performance)
+    perf.store = SizedStore(len(monitor.performance.store), monitor.performance.store.evicted)  # type: ignore[assignment]
+    diff = copy.copy(monitor.differential)
+    diff.pending = SizedStore(len(monitor.differential.pending))  # type: ignore[assignment]
+    state = dict(monitor.__dict__, performance=perf, differential=diff)
+    state.pop("clock")
+    return pickle.dumps({"format": CHECKPOINT_FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _sum_windows(windows: list[PerformanceWindow]) -> PerformanceWindow:
+    out = copy.deepcopy(windows[0])
+    for w in windows[1:]:
+        out.n = out.n + w.n
+        out.correct = out.correct + w.correct
+        out.abs_err = out.abs_err + w.abs_err
+        out.pos = out.pos + w.pos
+        out.neg = out.neg + w.neg
+    return out
+
+
+def _merge_performance(trackers: list[PerformanceTracker]) -> PerformanceTracker:
+    out = copy.copy(trackers[0])
+    out.store = SizedStore(sum(len(t.store) for t in trackers),  # type: ignore[assignment]
+                           sum(t.store.evicted for t in trackers))
+    out.window = _sum_windows([t.window for t in trackers])
+    out.baseline_window = _sum_windows([t.baseline_window for t in trackers])
+    # every shard's baseline is its first labelled rows: the merged one is all of them together
+    out.baseline = out.baseline_window.metrics() if any(t.baseline is not None for t in trackers) else None
+    out.matched = sum(t.matched for t in trackers)
+    out.unmatched = sum(t.unmatched for t in trackers)
+    out.windows_closed = sum(t.windows_closed for t in trackers)
+    latest = max(trackers, key=lambda t: t.windows_closed)
+    out.last = latest.last
+    return out
+
+
+def _merge_alerts(books: list[AlertBook]) -> AlertBook:
+    out = AlertBook(books[0].cooldown_s, keep=books[0].recent.maxlen or 200)
+    out.totals = Counter()
+    for b in books:
+        out.totals.update(b.totals)
+        for key, ts in b.last_fired.items():
+            out.last_fired[key] = max(ts, out.last_fired.get(key, ts))
+    recent = sorted((a for b in books for a in b.recent), key=lambda a: a.ts)
+    out.recent = deque(recent, maxlen=out.recent.maxlen)
+    return out
+
+
+def _merge_slo(monitors: list[Monitor]) -> Any:
+    out = copy.deepcopy(monitors[0].slo)
+    buckets: dict[int, np.ndarray] = {}
+    for m in monitors:
+        for slot, b in enumerate(m.slo.ring_id.tolist()):
+            if b >= 0:
+                buckets[b] = buckets.get(b, 0) + m.slo.ring[slot]
+    out.ring[:] = 0.0
+    out.ring_id[:] = -1
+    for b in sorted(buckets)[-out.n_buckets:]:
+        slot = b % out.n_buckets
+        out.ring[slot] = buckets[b]
+        out.ring_id[slot] = b
+    out.total_requests = sum(m.slo.total_requests for m in monitors)
+    out.total_errors = sum(m.slo.total_errors for m in monitors)
+    return out
+
+
+def merge_monitors(snapshots: list[bytes], config: MonitorConfig | None = None) -> Monitor:
+    """One :class:`Monitor` holding every shard's rows (see the module docstring); read only."""
+    if not snapshots:
+        raise ValueError("merge_monitors needs at least one snapshot")
+    monitors = [Monitor.from_bytes(s, config=config) for s in snapshots]
+    out = monitors[0]
+    if len(monitors) == 1:
+        return out
+    cfg = out.config
+    current = out.current
+    for m in monitors[1:]:
+        current = current.merge(m.current)
+    # the shard whose newest window closed last goes last: its window is the "last window"
+    ordered = sorted(monitors, key=lambda m: m.history[-1].ended if m.history else float("-inf"))
+    recent = [s for m in ordered for s in m.recent]
+    history = sorted((h for m in monitors for h in m.history), key=lambda h: h.ended)[-cfg.history:]
+    differential = monitors[0].differential.merged([m.differential for m in monitors[1:]])
+    merged = {
+        "current": current,
+        "recent": deque(recent),
+        "history": deque(history, maxlen=cfg.history),
+        "window_index": sum(m.window_index for m in monitors),
+        "window_started": min(m.window_started for m in monitors),
+        "rows_total": sum(m.rows_total for m in monitors),
+        "batches": sum(m.batches for m in monitors),
+        "challenger_rows": sum(m.challenger_rows for m in monitors),
+        "pos": sum((m.pos for m in monitors), np.zeros_like(out.pos)),
+        "pred_n": sum((m.pred_n for m in monitors), np.zeros_like(out.pred_n)),
+        "alerts": _merge_alerts([m.alerts for m in monitors]),
+        "performance": _merge_performance([m.performance for m in monitors]),
+        "differential": differential,
+        "slo": _merge_slo(monitors),
+    }
+    out.__dict__.update(merged)
+    return out

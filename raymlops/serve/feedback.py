@@ -1,0 +1,133 @@
+"""Ground-truth labels for served requests: parsing ``POST /<route>/feedback`` (pure: no Ray).
+
+Body: ``{"request_ids": ["<id>", ...], "labels": [<label>, ...]}``, the ids the predict
+answers returned (``request_id``), one label per id. A label is a number or, for a
+classification model, a string; for a request of several rows, either a list of labels (one
+per row, in order) or the row's own key ``"<id>/<row>"`` with a single label. Every mistake
+is a :class:`~raymlops.serve.request.RequestError` naming the field and, where it is one, the
+position:
+
+=====  =======================  ===============================================================
+ 400   ``malformed_json``       empty, not UTF-8, or not JSON
+ 400   ``bad_request``          JSON, but not an object
+ 413   ``payload_too_large``    more bytes than the configured limit
+ 422   ``invalid_feedback``     a field missing, not a list, empty, the two lengths differ, more
+                                ids than allowed, an id that no predict answer could have given,
+                                or a label of the wrong type
+=====  =======================  ===============================================================
+
+The monitor's answer of each shard is summed by :func:`merge_replies`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from raymlops.serve.request import RequestError, decode_json
+
+__all__ = ["FeedbackRequest", "merge_replies", "parse_feedback_request", "split_by_shard"]
+
+# what the predict route returns as request id (X-Request-Id or a uuid4 hex), optionally /<row>
+_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}(/[0-9]{1,6})?$")
+_FIELDS = ("request_ids", "labels")
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    request_ids: list[str]
+    labels: list[Any]
+
+
+def _invalid(message: str, field: str, **detail: Any) -> RequestError:
+    return RequestError(422, "invalid_feedback", message, [{"field": field, **detail}])
+
+
+def _label_problem(label: Any, numeric_only: bool) -> str | None:
+    """What is wrong with one (scalar) label, or None."""
+    if isinstance(label, bool) or label is None or isinstance(label, (dict, list)):
+        return type(label).__name__ if label is not None else "null"
+    if isinstance(label, str):
+        if numeric_only:
+            return "string (a regression model takes numbers)"
+        return None if 0 < len(label) <= 256 else "string of length " + str(len(label))
+    if isinstance(label, (int, float)):
+        return None if math.isfinite(label) else str(label)
+    return type(label).__name__
+
+
+def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regression: bool = False,
+                           max_rows: int = 1000) -> FeedbackRequest:
+    """The ids and labels of a feedback body, or a :class:`RequestError` naming the problem."""
+    body = decode_json(raw, max_bytes, example='{"request_ids": [...], "labels": [...]}')
+    if not isinstance(body, dict):
+        raise RequestError(400, "bad_request", f"expected a JSON object with 'request_ids' and 'labels', found "
+                           f"{type(body).__name__}")
+    for name in _FIELDS:
+        if name not in body:
+            raise _invalid(f"missing field {name!r}: send {{\"request_ids\": [...], \"labels\": [...]}}", name,
+                           error="missing")
+        if not isinstance(body[name], list):
+            raise _invalid(f"{name!r} must be a list, found {type(body[name]).__name__}", name,
+                           expected="list", found=type(body[name]).__name__)
+    unknown = sorted(set(body) - set(_FIELDS))
+    if unknown:
+        raise _invalid(f"unknown field {unknown[0]!r}; expected only 'request_ids' and 'labels'", unknown[0],
+                       error="unknown")
+    ids, labels = body["request_ids"], body["labels"]
+    if not ids:
+        raise _invalid("'request_ids' must be a non-empty list", "request_ids", error="empty")
+    if len(ids) > max_ids:
+        raise _invalid(f"'request_ids' has {len(ids)} ids, more than the limit of {max_ids} per request",
+                       "request_ids", error="too_many", limit=max_ids)
+    if len(ids) != len(labels):
+        raise _invalid(f"'request_ids' and 'labels' differ in length ({len(ids)} and {len(labels)}): "
+                       "send one label per id", "labels", expected=len(ids), found=len(labels))
+    for i, rid in enumerate(ids):
+        if not isinstance(rid, str) or not _ID.match(rid):
+            found = type(rid).__name__ if not isinstance(rid, str) else repr(rid[:40])
+            raise _invalid(f"request_ids[{i}]: expected a request id as the predict answer gave it "
+                           f"(letters, digits, '._:-', at most 128), found {found}", "request_ids", index=i)
+    out: list[Any] = []
+    for i, label in enumerate(labels):
+        if isinstance(label, list):
+            if not label or len(label) > max_rows:
+                raise _invalid(f"labels[{i}]: a list of labels needs 1 to {max_rows} (one per row), found "
+                               f"{len(label)}", "labels", index=i)
+            problems = [(k, _label_problem(one, regression)) for k, one in enumerate(label)]
+            bad = [(k, p) for k, p in problems if p is not None]
+            if bad:
+                k, what = bad[0]
+                raise _invalid(f"labels[{i}][{k}]: expected a number{'' if regression else ' or a string'}, found "
+                               f"{what}", "labels", index=i, row=k)
+            if "/" in ids[i]:
+                raise _invalid(f"labels[{i}]: a list of labels goes with a request id, not with the row key "
+                               f"{ids[i]!r}", "labels", index=i)
+            out.append([float(v) if isinstance(v, (int, float)) else v for v in label])
+            continue
+        problem = _label_problem(label, regression)
+        if problem is not None:
+            raise _invalid(f"labels[{i}]: expected a number{'' if regression else ' or a string'}, found {problem}",
+                           "labels", index=i)
+        out.append(float(label) if isinstance(label, (int, float)) else label)
+    return FeedbackRequest(list(ids), out)
+
+
+def split_by_shard(request: FeedbackRequest, shards: int) -> list[tuple[list[str], list[Any]]]:
+    """``(ids, labels)`` for each monitor shard (see :func:`raymlops.serve.handoff.shard_of`)."""
+    from raymlops.serve.handoff import shard_of
+
+    out: list[tuple[list[str], list[Any]]] = [([], []) for _ in range(max(shards, 1))]
+    for rid, label in zip(request.request_ids, request.labels, strict=True):
+        ids, labels = out[shard_of(rid, shards)]
+        ids.append(rid)
+        labels.append(label)
+    return out
+
+
+def merge_replies(replies: list[dict[str, Any]]) -> dict[str, int]:
+    """The shards' ``feedback`` answers, summed: rows matched, rows unmatched, predictions still
+    waiting for a label."""
+    return {k: int(sum(int(r.get(k, 0)) for r in replies)) for k in ("matched", "unmatched", "pending")}

@@ -1,0 +1,130 @@
+"""Parsing ``POST /<route>/feedback`` and routing labels to monitor shards (pure: no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raymlops.serve.feedback import merge_replies, parse_feedback_request, split_by_shard
+from raymlops.serve.handoff import MonitorHandoff, Served, shard_of
+from raymlops.serve.request import RequestError
+
+
+def parse(body: Any, *, raw: bytes | None = None, max_ids: int = 5, regression: bool = False) -> Any:
+    data = raw if raw is not None else json.dumps(body).encode()
+    return parse_feedback_request(data, 10_000, max_ids, regression=regression, max_rows=3)
+
+
+def test_ids_and_labels_are_read_numbers_as_floats() -> None:
+    fb = parse({"request_ids": ["a", "b-1", "c/2", "d"], "labels": [1, 0.0, "yes", [1, 0]]})
+    assert fb.request_ids == ["a", "b-1", "c/2", "d"]
+    assert fb.labels == [1.0, 0.0, "yes", [1.0, 0.0]]
+
+
+BAD = [
+    # (id, body, status, error, words in the message, field)
+    ("not-an-object", [1, 2], 400, "bad_request", ["JSON object"], None),
+    ("missing-ids", {"labels": [1]}, 422, "invalid_feedback", ["missing field 'request_ids'"], "request_ids"),
+    ("missing-labels", {"request_ids": ["a"]}, 422, "invalid_feedback", ["missing field 'labels'"], "labels"),
+    ("ids-not-list", {"request_ids": "a", "labels": [1]}, 422, "invalid_feedback", ["'request_ids'", "list"],
+     "request_ids"),
+    ("labels-not-list", {"request_ids": ["a"], "labels": 1}, 422, "invalid_feedback", ["'labels'", "list"],
+     "labels"),
+    ("empty", {"request_ids": [], "labels": []}, 422, "invalid_feedback", ["non-empty"], "request_ids"),
+    ("lengths-differ", {"request_ids": ["a", "b"], "labels": [1]}, 422, "invalid_feedback",
+     ["differ in length", "2 and 1"], "labels"),
+    ("too-many", {"request_ids": list("abcdef"), "labels": [1] * 6}, 422, "invalid_feedback",
+     ["6 ids", "limit of 5"], "request_ids"),
+    ("id-not-string", {"request_ids": ["a", 7], "labels": [1, 1]}, 422, "invalid_feedback", ["request_ids[1]"],
+     "request_ids"),
+    ("id-bad-chars", {"request_ids": ["a b"], "labels": [1]}, 422, "invalid_feedback", ["request_ids[0]"],
+     "request_ids"),
+    ("label-bool", {"request_ids": ["a", "b"], "labels": [1, True]}, 422, "invalid_feedback",
+     ["labels[1]", "bool"], "labels"),
+    ("label-null", {"request_ids": ["a"], "labels": [None]}, 422, "invalid_feedback", ["labels[0]", "null"],
+     "labels"),
+    ("label-object", {"request_ids": ["a"], "labels": [{"y": 1}]}, 422, "invalid_feedback", ["labels[0]", "dict"],
+     "labels"),
+    ("label-in-list", {"request_ids": ["a"], "labels": [[1, "x", None]]}, 422, "invalid_feedback",
+     ["labels[0][2]"], "labels"),
+    ("label-list-too-long", {"request_ids": ["a"], "labels": [[1, 1, 1, 1]]}, 422, "invalid_feedback",
+     ["labels[0]", "1 to 3"], "labels"),
+    ("list-on-row-key", {"request_ids": ["a/1"], "labels": [[1]]}, 422, "invalid_feedback", ["row key"], "labels"),
+    ("unknown-field", {"request_ids": ["a"], "labels": [1], "extra": 1}, 422, "invalid_feedback", ["'extra'"],
+     "extra"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "error", "words", "field"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_mistakes_name_the_field(body: Any, status: int, error: str, words: list[str], field: str | None) -> None:
+    with pytest.raises(RequestError) as info:
+        parse(body)
+    exc = info.value
+    assert (exc.status, exc.error) == (status, error), exc.message
+    for word in words:
+        assert word in exc.message, (word, exc.message)
+    if field is not None:
+        assert exc.details[0]["field"] == field
+
+
+def test_bad_json_is_400_and_too_large_is_413() -> None:
+    with pytest.raises(RequestError) as info:
+        parse(None, raw=b'{"request_ids": [')
+    assert info.value.status == 400 and info.value.error == "malformed_json"
+    with pytest.raises(RequestError) as info:
+        parse(None, raw=b"")
+    assert "request_ids" in info.value.message  # the example shows the feedback body, not predict's
+    with pytest.raises(RequestError) as info:
+        parse_feedback_request(b'{"request_ids": ["a"], "labels": [1]}', 10, 5)
+    assert info.value.status == 413
+
+
+def test_regression_labels_must_be_numbers() -> None:
+    with pytest.raises(RequestError, match=r"labels\[0\].*regression"):
+        parse({"request_ids": ["a"], "labels": ["1.5"]}, regression=True)
+    assert parse({"request_ids": ["a"], "labels": [1.5]}, regression=True).labels == [1.5]
+
+
+def test_shards_follow_the_request_id_and_row_keys_stay_with_their_request() -> None:
+    ids = [f"req-{i}" for i in range(200)]
+    shards = [shard_of(r, 3) for r in ids]
+    assert set(shards) == {0, 1, 2}  # spread over all shards
+    assert all(shard_of(f"{r}/4", 3) == s for r, s in zip(ids, shards, strict=True))
+    assert all(shard_of(r, 1) == 0 for r in ids)
+    fb = parse_feedback_request(json.dumps({"request_ids": ids[:50], "labels": [1] * 50}).encode(), 10**6, 100)
+    parts = split_by_shard(fb, 3)
+    assert sum(len(p[0]) for p in parts) == 50
+    for s, (part_ids, labels) in enumerate(parts):
+        assert len(part_ids) == len(labels) and all(shard_of(r, 3) == s for r in part_ids)
+    assert merge_replies([{"matched": 2, "unmatched": 1, "pending": 5}, {"matched": 1, "unmatched": 0,
+                                                                         "pending": 2}]) == \
+        {"matched": 3, "unmatched": 1, "pending": 7}
+
+
+def test_handoff_sends_each_shard_its_requests_with_role_and_epoch() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(payload: dict[str, Any]) -> None:
+        sent.append(payload)
+
+    h = MonitorHandoff(send, shards=2)
+    ids = [f"r{i}" for i in range(40)]
+    for i, rid in enumerate(ids):
+        h.offer(Served(np.ones((1, 2)), np.zeros(1), "m:v2", 1.0, 200, rid, "champion", epoch=3 + i % 2))
+    h.offer(Served(np.ones((1, 2)), np.zeros(1), "m:v1", 1.0, 200, "r0", "shadow", epoch=4))
+    assert asyncio.run(h.flush()) == 41
+    by_shard = {(p["shard"], p["role"]): p for p in sent}
+    assert {k[0] for k in by_shard} == {0, 1}
+    for p in sent:
+        assert all(shard_of(r, 2) == p["shard"] for r in p["request_ids"])
+    champion_rows = [r for p in sent if p["role"] == "champion" for r in p["request_ids"]]
+    assert sorted(champion_rows) == sorted(ids)
+    assert all(p["epoch"] == 4 for p in sent)  # the newest table of the group
+    shadow = next(p for p in sent if p["role"] == "shadow")
+    assert shadow["shard"] == shard_of("r0", 2) and shadow["version"] == "m:v1"
+    with pytest.raises(ValueError, match="shards"):
+        MonitorHandoff(send, shards=0)
