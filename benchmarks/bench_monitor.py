@@ -5,7 +5,9 @@ Claims measured (issue 6):
 
 1. Ingest throughput of one monitor core (``StreamState.update``: bucketing + counts + exact
    moments) and of the full windowed core (``Monitor.ingest``: windows, slices, verdicts at each
-   window close) in feature-values/s on a 30-feature stream, against the baseline: exact
+   window close; once with ``--window-rows`` windows, once with ``--large-window-rows`` ones,
+   which shows the ingest cost apart from the verdicts) in feature-values/s and per CPU-second
+   on a 30-feature stream, against the baseline: exact
    ``scipy.stats.ks_2samp`` of every feature of the same windows against the reference sample
    (same process, same run). Target: >= 20 million feature-values/s for the core.
 2. Memory flat as rows grow to ``--rows`` (10 million by default): process RSS and the state's
@@ -109,14 +111,16 @@ def bench_core(args: argparse.Namespace, ref_X: np.ndarray, pool: list[np.ndarra
             "values_per_s": values / wall, "values_per_cpu_s": values / cpu, "memory": memory}
 
 
-def bench_monitor(args: argparse.Namespace, ref_X: np.ndarray, pool: list[np.ndarray], sliced: bool) -> dict[str, Any]:
+def bench_monitor(args: argparse.Namespace, ref_X: np.ndarray, pool: list[np.ndarray], sliced: bool,
+                  window_rows: int | None = None, rows: int | None = None) -> dict[str, Any]:
     from raymlops.config import MonitorConfig
     from raymlops.monitor import Monitor, build_reference
 
     rng = np.random.default_rng(5)
     extra = {"seg": rng.integers(0, 10, size=ref_X.shape[0]).astype(np.float64)} if sliced else {}
     reference = build_reference(columns_of(ref_X) | extra, slice_columns=list(extra))
-    cfg = MonitorConfig(window_rows=args.window_rows, slice_columns=list(extra), alerts={"log": False})
+    window_rows = window_rows or args.window_rows
+    cfg = MonitorConfig(window_rows=window_rows, slice_columns=list(extra), alerts={"log": False})
     m = Monitor(reference, cfg)
     cols = []
     for b in pool:
@@ -124,15 +128,16 @@ def bench_monitor(args: argparse.Namespace, ref_X: np.ndarray, pool: list[np.nda
         if sliced:
             c["seg"] = rng.integers(0, 10, size=b.shape[0]).astype(np.float64)
         cols.append(c)
-    rows = min(args.rows, args.monitor_rows)
+    rows = min(args.rows, rows or args.monitor_rows)
     batches = rows // args.batch
-    t0 = time.perf_counter()
+    cpu0, t0 = time.process_time(), time.perf_counter()
     for i in range(batches):
         m.ingest(cols[i % len(cols)], np.zeros(args.batch))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     values = batches * args.batch * FEATURES
-    return {"rows": batches * args.batch, "windows_closed": m.window_index, "wall_s": wall,
-            "values_per_s": values / wall, "slices": reference.n_slices}
+    return {"rows": batches * args.batch, "windows_closed": m.window_index, "window_rows": window_rows,
+            "wall_s": wall, "cpu_s": cpu, "values_per_s": values / wall, "values_per_cpu_s": values / cpu,
+            "slices": reference.n_slices}
 
 
 def bench_ks_baseline(args: argparse.Namespace, ref_X: np.ndarray, pool: list[np.ndarray]) -> dict[str, Any]:
@@ -223,6 +228,8 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=10_000, help="rows per batch")
     p.add_argument("--window-rows", type=int, default=1_000, help="window length for the monitor and the baseline")
     p.add_argument("--monitor-rows", type=int, default=500_000, help="rows through Monitor.ingest")
+    p.add_argument("--large-window-rows", type=int, default=100_000,
+                   help="window length of the second Monitor.ingest run (ingest cost with few verdicts)")
     p.add_argument("--baseline-rows", type=int, default=100_000, help="rows through the ks_2samp baseline")
     p.add_argument("--actor-rows", type=int, default=1_000_000, help="rows through the actor")
     p.add_argument("--clean-windows", type=int, default=100, help="windows without drift per detection run")
@@ -245,6 +252,8 @@ def main() -> int:
     results["core"] = bench_core(args, ref_X, pool)
     results["monitor"] = bench_monitor(args, ref_X, pool, sliced=False)
     results["monitor_sliced"] = bench_monitor(args, ref_X, pool, sliced=True)
+    results["monitor_large_windows"] = bench_monitor(args, ref_X, pool, sliced=False,
+                                                     window_rows=args.large_window_rows, rows=4 * args.monitor_rows)
     if not args.no_actor:
         results["actor"] = bench_actor(args, ref_X, pool)
     results["detection"] = bench_detection(args, ref_X)
@@ -253,18 +262,22 @@ def main() -> int:
 
     base = results["baseline_ks_2samp"]["values_per_s"]
     rows = [["exact scipy ks_2samp per window (baseline)", f"{results['baseline_ks_2samp']['rows']:,}",
-             f"{base / 1e6:.2f}", "1.0"]]
+             f"{base / 1e6:.2f}", "-", "1.0"]]
     for key, label in (("core", "core: StreamState.update"), ("monitor", "Monitor.ingest (windows, verdicts)"),
-                       ("monitor_sliced", "Monitor.ingest, 10 slices + other"), ("actor", "one actor, ingest.remote")):
+                       ("monitor_sliced", "Monitor.ingest, 10 slices + other"),
+                       ("monitor_large_windows", f"Monitor.ingest, windows of {args.large_window_rows:,} rows"),
+                       ("actor", "one actor, ingest.remote")):
         if key in results:
             r = results[key]
-            rows.append([label, f"{r['rows']:,}", f"{r['values_per_s'] / 1e6:.2f}", f"{r['values_per_s'] / base:.1f}"])
+            per_cpu = f"{r['values_per_cpu_s'] / 1e6:.2f}" if "values_per_cpu_s" in r else "-"
+            rows.append([label, f"{r['rows']:,}", f"{r['values_per_s'] / 1e6:.2f}", per_cpu,
+                         f"{r['values_per_s'] / base:.1f}"])
     m = facts
     print(f"bench_monitor: {m['usable_cpus']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, load "
           f"{m['loadavg_at_start']} -> {results['machine']['loadavg_at_end']}, Python {m['python']}, Ray {m['ray']}, "
           f"scikit-learn {m['scikit-learn']}, {m['date']}")
     print(f"\n{FEATURES} features, batches of {args.batch:,} rows, windows of {args.window_rows:,} rows")
-    print(format_table(["ingest path", "rows", "M feature-values/s", "x baseline"], rows))
+    print(format_table(["ingest path", "rows", "M feature-values/s", "M per CPU-s", "x baseline"], rows))
     core = results["core"]
     print(f"core CPU time: {core['values_per_cpu_s'] / 1e6:.2f} M feature-values per CPU-second")
     print()

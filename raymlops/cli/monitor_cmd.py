@@ -1,8 +1,10 @@
-"""``raymlops monitor check | status``.
+"""``raymlops monitor check | report | status``.
 
 ``check`` runs the monitor's drift core on two datasets offline (CSV/Parquet files or snapshot
-ids; no Ray): exit 0 whether or not there is drift, 2 on bad input. ``status`` asks the live
-monitor actors of the cluster named by ``--address`` / ``$RAY_ADDRESS`` for their current window.
+ids; no Ray): exit 0 whether or not there is drift, 2 on bad input. ``report`` writes the same
+check (or, with ``--route``, the window of a live monitor actor) as a self-contained HTML page
+with histograms. ``status`` asks the live monitor actors of the cluster named by ``--address`` /
+``$RAY_ADDRESS`` for their current window.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from raymlops.cli.common import add_command, print_json
-from raymlops.exceptions import ConfigError, RaymlopsError
+from raymlops.exceptions import ConfigError, NotFound, RaymlopsError
 
 
 def register(sub: Any) -> None:
@@ -28,6 +30,18 @@ def register(sub: Any) -> None:
     chk.add_argument("--column", action="append", default=None, metavar="COL",
                      help="monitor only these columns (repeatable; default: all but the slice columns)")
     chk.add_argument("--json", action="store_true")
+    rep = add_command(verbs, "report", help="self-contained HTML drift report with histograms (offline or --route)")
+    rep.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
+    rep.add_argument("--reference", metavar="PATH_OR_SNAPSHOT", help="CSV/Parquet file or snapshot id (offline)")
+    rep.add_argument("--current", metavar="PATH_OR_SNAPSHOT", help="CSV/Parquet file or snapshot id (offline)")
+    rep.add_argument("--config", metavar="FILE", help="pipeline YAML (its monitor: section) or a YAML with monitor:")
+    rep.add_argument("--slice", action="append", default=[], metavar="COL", help="slice column (repeatable)")
+    rep.add_argument("--column", action="append", default=None, metavar="COL",
+                     help="monitor only these columns (repeatable; default: all but the slice columns)")
+    rep.add_argument("--route", metavar="NAME", help="report the live monitor of this deployment instead (Ray)")
+    rep.add_argument("--top", type=int, default=5, metavar="N",
+                     help="when no feature drifted, plot the N features with the lowest p-values (default 5)")
+    rep.add_argument("--json", action="store_true", help="print a JSON summary of what was written")
     st = add_command(verbs, "status", help="current window of the live monitor actors (needs RAY_ADDRESS)")
     st.add_argument("--address", help="Ray cluster address; default $RAY_ADDRESS")
     st.add_argument("--name", help="deployment (route) name; default: every monitor found")
@@ -66,7 +80,64 @@ def _monitor_config(path: str | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     if args.verb == "check":
         return _check(args)
+    if args.verb == "report":
+        return _report(args)
     return _status(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from raymlops.monitor.report import live_model, offline_model, plotted_features, write_report
+
+    offline = args.reference is not None or args.current is not None
+    if args.route is not None and (offline or args.slice or args.column or args.config):
+        raise ConfigError("monitor report: give either --route (live) or --reference/--current (offline), not both")
+    if args.route is None and (args.reference is None or args.current is None):
+        raise ConfigError("monitor report: needs --reference and --current (offline), or --route NAME (live)")
+    if args.top < 1:
+        raise ConfigError(f"monitor report: --top must be >= 1, got {args.top}")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise ConfigError(f"monitor report: --out {args.out}: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise ConfigError(f"monitor report: --out {args.out} is a folder; give a file name such as report.html")
+    if args.route is not None:
+        model = live_model(_live_status(args.route), args.route)
+    else:
+        from raymlops.monitor.offline import check, load_table
+
+        cfg = _monitor_config(args.config)
+        home = getattr(args, "home", None)
+        ref, ref_desc = load_table(args.reference, home)
+        cur, cur_desc = load_table(args.current, home)
+        result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column, histograms=True)
+        model = offline_model(result, ref_desc, cur_desc)
+    path = write_report(model, out, args.top)
+    plotted = plotted_features(model, args.top)
+    if args.json:
+        print_json({"out": str(path), "drift": model["drift"], "drifted_features": model["drifted_features"],
+                    "plotted": plotted, "slices": list(model["slices"])})
+    else:
+        print(f"wrote {path}: dataset drift {'YES' if model['drift'] else 'no'}, "
+              f"{len(model['drifted_features'])} drifted features, {len(plotted)} plots")
+    return 0
+
+
+def _live_status(route: str) -> dict[str, Any]:
+    """``status()`` of the monitor actor of ``route`` (connects to Ray only here)."""
+    import ray
+
+    from raymlops.monitor.actor import monitor_name
+    from raymlops.pipeline.ray_env import NAMESPACE, ensure_ray
+
+    if not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
+        raise ConfigError(f"monitor report --route {route}: needs the cluster that serves it: set RAY_ADDRESS")
+    ensure_ray()
+    try:
+        handle = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
+    except ValueError:
+        raise NotFound(f"monitor report: --route {route!r}: no monitor actor for it on this Ray cluster "
+                              "(is RAY_ADDRESS set to the cluster that serves it?)") from None
+    return cast(dict[str, Any], ray.get(handle.status.remote(), timeout=60))
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -125,7 +196,7 @@ def _status(args: argparse.Namespace) -> int:
             try:
                 handle = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
             except ValueError:
-                raise RaymlopsError(f"no monitor for deployment {route!r} on {address}") from None
+                raise NotFound(f"no monitor for deployment {route!r} on {address}") from None
             out[route] = ray.get(handle.status.remote(), timeout=30)
     finally:
         if started:

@@ -36,6 +36,7 @@ from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
 from raymlops.monitor.alerts import Alert, AlertBook
 from raymlops.monitor.differential import DifferentialTracker
+from raymlops.monitor.histograms import histograms
 from raymlops.monitor.performance import PerformanceTracker
 from raymlops.monitor.reference import PREDICTION, MonitorReference, build_reference, labels_of
 from raymlops.monitor.slo import SLOTracker
@@ -117,7 +118,7 @@ class Monitor:
                 first = np.asarray(next(iter(cols.values())))
                 predictions = np.full(first.shape[0], np.nan)
             cols[PREDICTION] = np.asarray(predictions).ravel()
-        slice_idx, idx, n = self.reference.bucketize(cols)  # validates everything before any change
+        slice_idx, idx, n, values = self.reference.bucketize_batch(cols)  # validates before any change
         preds = None if predictions is None else np.asarray(predictions).ravel()
         if preds is not None and preds.shape[0] != n:
             raise ValidationError(f"predictions has {preds.shape[0]} values for {n} rows")
@@ -144,8 +145,7 @@ class Monitor:
         while start < n:
             take = n - start if limit is None else min(n - start, limit - self.current.rows)
             part = slice(start, start + take)
-            sub = {k: np.asarray(v)[part] for k, v in cols.items()}
-            self.current.add_bucketed(slice_idx[part], idx[:, part], sub)
+            self.current.add_bucketed(slice_idx[part], idx[:, part], cols, values[:, part])
             if preds is not None:
                 self._track_predictions(preds[part], slice_idx[part])
             start += take
@@ -333,8 +333,9 @@ class Monitor:
             "rows_total": self.rows_total, "batches": self.batches, "challenger_rows": self.challenger_rows,
             "window": {"index": self.window_index, "started": self.window_started, "rows": self.current.rows,
                        "window_rows": self.config.window_rows, "window_s": self.config.window_s,
-                       "verdict": None if cur is None else cur.to_dict()},
-            "last_window": self.history[-1].to_dict() if self.history else None,
+                       "verdict": None if cur is None else cur.to_dict(),
+                       "histograms": histograms(self.current) if self.current.rows else None},
+            "last_window": self._last_window(),
             "long_term": None if long_term is None else long_term.to_dict(),
             "windows_closed": self.window_index,
             "performance": self.performance.status(),
@@ -343,6 +344,15 @@ class Monitor:
             "alerts": {"totals": dict(self.alerts.totals),
                        "recent": [a.to_dict() for a in list(self.alerts.recent)[-20:]]},
         })
+
+    def _last_window(self) -> dict[str, Any] | None:
+        """The last closed window's report, with its histograms while its state is still kept."""
+        if not self.history:
+            return None
+        out = self.history[-1].to_dict()
+        last = self.recent[-1] if self.recent else None
+        out["histograms"] = histograms(last) if last is not None and last.rows else None
+        return out
 
     # -- checkpoint ----------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from raymlops.config import MonitorConfig
 from raymlops.exceptions import NotFound, ValidationError
+from raymlops.monitor.histograms import histograms as column_histograms
 from raymlops.monitor.reference import build_reference
 from raymlops.monitor.state import StreamState
 from raymlops.monitor.verdicts import SliceVerdict, _clean, evaluate
@@ -55,8 +56,10 @@ def _features(v: SliceVerdict) -> dict[str, Any]:
 
 
 def check(reference: pd.DataFrame, current: pd.DataFrame, config: MonitorConfig | None = None,
-          slice_columns: Sequence[str] = (), columns: Sequence[str] | None = None) -> dict[str, Any]:
-    """Drift of ``current`` against ``reference`` (see the module docstring)."""
+          slice_columns: Sequence[str] = (), columns: Sequence[str] | None = None,
+          histograms: bool = False) -> dict[str, Any]:
+    """Drift of ``current`` against ``reference`` (see the module docstring); with ``histograms``
+    also every column's reference vs current histogram (:mod:`raymlops.monitor.histograms`)."""
     cfg = config or MonitorConfig()
     slices = list(slice_columns) or list(cfg.slice_columns)
     names = list(columns) if columns is not None else [c for c in reference.columns if c not in slices]
@@ -84,6 +87,7 @@ def check(reference: pd.DataFrame, current: pd.DataFrame, config: MonitorConfig 
     state.update(cols(current))
     verdict = evaluate(state, cfg)
     o = verdict.overall
+    hists = column_histograms(state) if histograms else None
     return _clean({
         "drift": o.dataset_drift,
         "rows": {"reference": int(len(reference)), "current": int(len(current))},
@@ -93,4 +97,4 @@ def check(reference: pd.DataFrame, current: pd.DataFrame, config: MonitorConfig 
         "features": _features(o),
         "slices": {s.name: {"drift": s.dataset_drift or bool(s.drifted), "rows": s.rows, "judged": s.judged,
                             "drifted_features": list(s.drifted), "features": _features(s)} for s in verdict.slices},
-    })
+    } | ({} if hists is None else {"histograms": hists}))

@@ -32,6 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from raymlops.exceptions import ValidationError
+from raymlops.monitor.bucketing import GridSet
 from raymlops.stats.bins import quantile_edges
 
 __all__ = [
@@ -392,6 +393,7 @@ class MonitorReference:
         object.__setattr__(self, "counts", counts)
         object.__setattr__(self, "offsets", offsets)
         object.__setattr__(self, "sizes", sizes)
+        self._build_grids()
         keys = [s.split("=", 1)[1] if len(self.slice_columns) == 1 else s for s in self.slices[:-1]]
         object.__setattr__(self, "_slice_index", _Index(tuple(keys)) if self.slice_columns else None)
         object.__setattr__(self, "_by_name", {c.name: i for i, c in enumerate(cols)})
@@ -399,7 +401,25 @@ class MonitorReference:
     offsets: np.ndarray = field(init=False, repr=False)  # where each column's buckets start
     sizes: np.ndarray = field(init=False, repr=False)  # buckets per column
     _slice_index: _Index | None = field(init=False, repr=False)
+    _numeric_rows: np.ndarray = field(init=False, repr=False)  # indices of the numeric columns
+    _grids: GridSet = field(init=False, repr=False)
     _by_name: dict[str, int] = field(init=False, repr=False)
+
+    def _build_grids(self) -> None:
+        numeric = np.array([i for i, c in enumerate(self.columns) if c.kind == NUMERIC], dtype=np.int64)
+        object.__setattr__(self, "_numeric_rows", numeric)
+        object.__setattr__(self, "_grids", GridSet([self.columns[i].edges for i in numeric.tolist()],
+                                                   self.offsets[numeric].tolist()))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_grids", None)  # derived (a few MB of lookup tables): rebuilt on load, not pickled
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "_grids" not in state:
+            self._build_grids()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -460,15 +480,45 @@ class MonitorReference:
         missing = [n for n in (*self.names, *self.slice_columns) if n not in columns]
         if missing:
             raise ValidationError(f"batch lacks reference columns {sorted(set(missing))}")
+        slice_idx, idx, n, _ = self.bucketize_batch(columns)
+        return slice_idx, idx, n
+
+    def bucketize_batch(self, columns: Mapping[str, Any]) -> tuple[
+            npt.NDArray[np.int64], npt.NDArray[np.int64], int, npt.NDArray[np.float64]]:
+        """:meth:`bucketize`, plus the numeric columns' values as one ``(numeric columns, rows)``
+        float64 matrix (for the moments). Every numeric column is bucketed at once on stacked
+        lookup grids (:class:`raymlops.monitor.bucketing.GridSet`)."""
+        if not isinstance(columns, Mapping):
+            raise ValidationError(f"columns must be a mapping of name -> values, got {type(columns).__name__}")
+        missing = [n for n in (*self.names, *self.slice_columns) if n not in columns]
+        if missing:
+            raise ValidationError(f"batch lacks reference columns {sorted(set(missing))}")
         first = np.asarray(columns[self.columns[0].name])
         n = int(first.shape[0]) if first.ndim == 1 else -1
-        idx = np.empty((len(self.columns), max(n, 0)), dtype=np.int64)
+        rows = max(n, 0)
+        numeric = self._numeric_rows
+        idx = np.empty((len(self.columns), rows), dtype=np.int64)
+        x = np.empty((numeric.size, rows), dtype=np.float64)
+        j = 0
         for i, col in enumerate(self.columns):
             values = np.asarray(columns[col.name])
             if values.ndim != 1 or values.shape[0] != n:
                 raise ValidationError(f"column {col.name!r}: expected 1-D values of length {n}, got {values.shape}")
-            np.add(col.bucketize(values), self.offsets[i], out=idx[i])
-        return self.slice_of(columns, n), idx, n
+            if col.kind == NUMERIC:
+                x[j] = values if values.dtype.kind in "biuf" else _to_float(values, col.name)
+                j += 1
+            else:
+                np.add(col.bucketize(values), self.offsets[i], out=idx[i])
+        slice_idx = self.slice_of(columns, n)
+        if numeric.size and rows:
+            lo, hi = int(numeric[0]), int(numeric[-1]) + 1
+            if hi - lo == numeric.size:  # the numeric columns are adjacent: write in place
+                self._grids.lookup(x, idx[lo:hi])
+            else:
+                out = np.empty((numeric.size, rows), dtype=np.int64)
+                self._grids.lookup(x, out)
+                idx[numeric] = out
+        return slice_idx, idx, n, x
 
     # -- persistence --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -78,7 +78,9 @@ class Moments:
     def __init__(self, count: int, total: float, total_sq: float) -> None:
         self.count = int(count)
         self.mean = total / count if count else math.nan
-        self.std = math.sqrt(max(total_sq / count - self.mean**2, 0.0)) if count else math.nan
+        # a mean past 1e154 squares to inf (Python's ** would raise OverflowError): std is then NaN
+        mean_sq = self.mean**2 if count and abs(self.mean) < 1e150 else math.inf
+        self.std = math.sqrt(max(total_sq / count - mean_sq, 0.0)) if count else math.nan
 
 
 class StreamState:
@@ -126,14 +128,16 @@ class StreamState:
     # -- writing -----------------------------------------------------------------------------
     def update(self, columns: Mapping[str, Any]) -> int:
         """Add a batch of columns (see :meth:`MonitorReference.bucketize`); returns its rows."""
-        slice_idx, idx, n = self.reference.bucketize(columns)
+        slice_idx, idx, n, values = self.reference.bucketize_batch(columns)
         if n:
-            self.add_bucketed(slice_idx, idx, columns)
+            self.add_bucketed(slice_idx, idx, columns, values)
         return n
 
     def add_bucketed(self, slice_idx: npt.NDArray[np.int64], idx: npt.NDArray[np.int64],
-                     columns: Mapping[str, Any]) -> None:
-        """Add a batch already bucketed by :meth:`MonitorReference.bucketize`."""
+                     columns: Mapping[str, Any], numeric: npt.NDArray[np.float64] | None = None) -> None:
+        """Add a batch already bucketed by :meth:`MonitorReference.bucketize`; ``numeric`` is the
+        numeric columns' values as :meth:`MonitorReference.bucketize_batch` returns them (read
+        from ``columns`` when None)."""
         ref = self.reference
         total = ref.n_buckets
         n_slices = ref.n_slices
@@ -145,10 +149,13 @@ class StreamState:
         k = self.numeric.size
         if not k:
             return
-        names = [ref.columns[i].name for i in self.numeric.tolist()]
-        x = np.stack([np.asarray(columns[name], dtype=np.float64) for name in names])  # (k, n)
+        if numeric is None:
+            names = [ref.columns[i].name for i in self.numeric.tolist()]
+            x = np.stack([np.asarray(columns[name], dtype=np.float64) for name in names])  # (k, n)
+        else:
+            x = np.ascontiguousarray(numeric, dtype=np.float64)
         ok = np.isfinite(x)
-        x0 = np.where(ok, x, 0.0)
+        x0 = x if ok.all() else np.where(ok, x, 0.0)  # equal values either way: the sums do not change
         if n_slices == 1:
             finite, sums, sums_sq = ok.sum(axis=1), x0.sum(axis=1), np.einsum("ij,ij->i", x0, x0)
         else:  # (k, n) @ (n, slices) one-hot: per-slice sums in one BLAS call each

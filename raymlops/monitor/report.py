@@ -1,0 +1,188 @@
+"""A self-contained HTML drift report: one file, no scripts, no external references.
+
+The page shows the dataset verdict; a score table of every feature (test, statistic, p-value,
+adjusted p-value, PSI, verdict); for every drifted feature (or, when none drifted, the ``top``
+features by p-value) the reference vs current histogram, drawn by matplotlib as inline SVG;
+and, when the data is sliced, a verdict per slice. The input is a *report model*, plain JSON:
+
+- :func:`offline_model` from :func:`raymlops.monitor.offline.check` on two datasets;
+- :func:`live_model` from the ``status()`` of a running monitor actor (the open window, or the
+  last closed one when the open window is still empty).
+
+Each plot is a ``<figure class="plot">`` whose ``data-reference`` / ``data-current`` hold the
+bar heights it draws, and whose bars are SVG groups ``ref-<k>-<i>`` / ``cur-<k>-<i>``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from raymlops.exceptions import ValidationError
+from raymlops.monitor.plots import histogram_svg, plotted_values
+
+__all__ = ["live_model", "offline_model", "plotted_features", "render_html", "write_report"]
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:70rem;color:#222}
+h1{margin-bottom:.2rem} .meta{color:#666;margin-top:0}
+.verdict{padding:.6rem 1rem;border-radius:.4rem;margin:1rem 0}
+.verdict.drift{background:#fde2e1;border:1px solid #e0827c}
+.verdict.stable{background:#e3f4e5;border:1px solid #7cbf86}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}
+th,td{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:right}
+th:first-child,td:first-child{text-align:left} tr.drift td{background:#fff0ef;font-weight:600}
+figure.plot{margin:1.5rem 0;padding:.5rem;border:1px solid #e5e5e5;border-radius:.4rem}
+figure.plot svg{max-width:100%;height:auto} figcaption table{margin:.3rem 0}
+"""
+
+
+def offline_model(result: dict[str, Any], reference: str, current: str) -> dict[str, Any]:
+    """The report model of an offline check (``check(..., histograms=True)``)."""
+    if "histograms" not in result:
+        raise ValidationError("the check result has no histograms: call check(..., histograms=True)")
+    return {"title": "Drift report", "source": "offline check", "reference": reference, "current": current,
+            "rows": dict(result["rows"]), "drift": bool(result["drift"]), "share_drifted": result["share_drifted"],
+            "drifted_features": list(result["drifted_features"]), "correction": result["correction"],
+            "features": result["features"], "slices": result["slices"], "histograms": result["histograms"]}
+
+
+def live_model(status: dict[str, Any], route: str) -> dict[str, Any]:
+    """The report model of a live monitor's ``status()``: its open window, else its last closed one."""
+    window = status.get("window") or {}
+    if window.get("verdict") and window.get("histograms"):
+        verdict, hists, which = window["verdict"], window["histograms"], f"open window #{window['index']}"
+    elif status.get("last_window") and status["last_window"].get("histograms"):
+        last = status["last_window"]
+        verdict, hists, which = last, last["histograms"], f"last closed window #{last['index']}"
+    else:
+        raise ValidationError(f"the monitor of route {route!r} has no rows in its open or last window yet: "
+                              "nothing to report")
+    overall = verdict["overall"]
+
+    def features(columns: list[dict[str, Any]]) -> dict[str, Any]:
+        return {c["column"]: c for c in columns}
+
+    first = next(iter(hists.values()))
+    return {"title": f"Drift report: {route}", "source": f"live monitor of route {route!r}",
+            "reference": "the monitor's reference", "current": which,
+            "rows": {"reference": first["reference_rows"], "current": verdict["rows"]},
+            "drift": bool(overall["dataset_drift"]), "share_drifted": overall["share_drifted"],
+            "drifted_features": list(overall["drifted"]), "correction": verdict["correction"],
+            "features": features(overall["columns"]),
+            "slices": {s["name"]: {"drift": bool(s["dataset_drift"] or s["drifted"]), "rows": s["rows"],
+                                   "judged": s["judged"], "drifted_features": list(s["drifted"]),
+                                   "features": features(s["columns"])} for s in verdict.get("slices") or []},
+            "histograms": hists}
+
+
+def plotted_features(model: dict[str, Any], top: int = 5) -> list[str]:
+    """The drifted features, or (none drifted) the ``top`` features by p-value, then PSI."""
+    feats = model["features"]
+    drifted = [n for n, f in feats.items() if f["drift"] and n in model["histograms"]]
+    if drifted:
+        return drifted
+
+    def score(name: str) -> tuple[float, float]:
+        f = feats[name]
+        p, psi = f.get("p_value"), f.get("psi")
+        return (1.0 if p is None else float(p), -(0.0 if psi is None else float(psi)))
+
+    return sorted((n for n in feats if n in model["histograms"]), key=score)[:max(int(top), 0)]
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, bool):
+        return "DRIFT" if v else "no drift"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _score_rows(features: dict[str, Any], names: list[str] | None = None) -> str:
+    rows = []
+    for name in names if names is not None else list(features):
+        f = features[name]
+        rows.append(f'<tr class="{"drift" if f["drift"] else "stable"}" data-feature="{html.escape(name)}">'
+                    f"<td>{html.escape(name)}</td><td>{_fmt(f.get('kind'))}</td><td>{_fmt(f['test'])}</td>"
+                    f"<td>{_fmt(f['statistic'])}</td><td>{_fmt(f['p_value'])}</td>"
+                    f"<td>{_fmt(f.get('adjusted_p_value'))}</td><td>{_fmt(f.get('psi'))}</td>"
+                    f"<td>{_fmt(bool(f['drift']))}</td></tr>")
+    head = ("<tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th>"
+            "<th>adjusted p-value</th><th>PSI</th><th>verdict</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _figure(model: dict[str, Any], name: str, key: int) -> str:
+    hist = model["histograms"][name]
+    f = model["features"][name]
+    ref_h, cur_h = plotted_values(hist)
+    svg = histogram_svg(hist, f"{name}: {f['test']} {_fmt(f['statistic'])}, p = {_fmt(f['p_value'])}", key)
+    attrs = (f'class="plot" id="plot-{key}" data-key="{key}" data-feature="{html.escape(name)}" '
+             f'data-kind="{hist["kind"]}" data-drift="{str(bool(f["drift"])).lower()}" '
+             f'data-reference="{html.escape(json.dumps(ref_h))}" data-current="{html.escape(json.dumps(cur_h))}"')
+    return f"<figure {attrs}>{svg}<figcaption>{_score_rows(model['features'], [name])}</figcaption></figure>"
+
+
+def _slices(slices: dict[str, Any]) -> str:
+    if not slices:
+        return ""
+    rows = []
+    for name, s in slices.items():
+        drifted = list(s["drifted_features"])
+        rows.append(f'<tr class="{"drift" if s["drift"] else "stable"}" data-slice="{html.escape(name)}">'
+                    f"<td>{html.escape(name)}</td><td>{s['rows']:,}</td>"
+                    f"<td>{'yes' if s.get('judged', True) else 'too few rows'}</td><td>{_fmt(bool(s['drift']))}</td>"
+                    f"<td>{html.escape(', '.join(drifted)) or '-'}</td></tr>")
+    detail = "".join(f"<h3>slice {html.escape(name)}</h3>{_score_rows(s['features'], list(s['drifted_features']))}"
+                     for name, s in slices.items() if s["drifted_features"])
+    return ('<section id="slices"><h2>Slices</h2><table><tr><th>slice</th><th>rows</th><th>judged</th>'
+            f"<th>verdict</th><th>drifted features</th></tr>{''.join(rows)}</table>{detail}</section>")
+
+
+def render_html(model: dict[str, Any], top: int = 5) -> str:
+    """The whole page (see the module docstring)."""
+    names = plotted_features(model, top)
+    drifted = model["drifted_features"]
+    n = len([k for k in model["features"] if not k.startswith("__")])
+    cls = "drift" if model["drift"] else "stable"
+    verdict = (f'<section id="verdict" class="verdict {cls}" data-drift="{str(bool(model["drift"])).lower()}">'
+               f"<h2>Dataset verdict: {'DRIFT' if model['drift'] else 'no dataset drift'}</h2>"
+               f"<p>{len(drifted)} of {n} features drifted ({float(model['share_drifted']):.0%})"
+               f"{': ' + html.escape(', '.join(drifted)) if drifted else ''}. "
+               f"Multiple-testing correction: {html.escape(str(model['correction']))}.</p></section>")
+    heading = ("Drifted features" if model["drifted_features"]
+               else f"No feature drifted: the top {len(names)} by p-value")
+    plots = "".join(_figure(model, name, k) for k, name in enumerate(names))
+    rows = model["rows"]
+    ref_rows = "" if rows.get("reference") is None else f" ({rows['reference']:,} rows)"
+    meta = (f"{html.escape(model['source'])}: reference {html.escape(model['reference'])}{ref_rows}, "
+            f"current {html.escape(model['current'])} ({rows['current']:,} rows). Generated "
+            f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}.")
+    title = html.escape(model["title"])
+    return ("<!DOCTYPE html>\n"
+            f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{_STYLE}</style></head>'
+            f'<body><h1>{title}</h1><p class="meta">{meta}</p>{verdict}'
+            f'<section id="features"><h2>Scores of every feature</h2>{_score_rows(model["features"])}</section>'
+            f'<section id="plots"><h2>{heading}</h2>{plots}</section>{_slices(model["slices"])}</body></html>\n')
+
+
+def write_report(model: dict[str, Any], out: str | Path, top: int = 5) -> Path:
+    """Render ``model`` and write it to ``out`` (its folder must exist); returns the path."""
+    path = Path(out)
+    if not path.parent.is_dir():
+        raise ValidationError(f"--out {out}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ValidationError(f"--out {out}: is a folder, expected a file name such as report.html")
+    page = render_html(model, top)
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"--out {out}: cannot write it: {exc.strerror or exc}") from None
+    return path
