@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from raymlops import __version__
 from raymlops.cli import (
     audit_cmd,
+    demo_cmd,
     deploy_cmd,
     doctor_cmd,
     lineage_cmd,
     models_cmd,
     monitor_cmd,
     reproduce_cmd,
+    retrain_cmd,
     run_cmd,
     runs_cmd,
     snapshot_cmd,
@@ -32,6 +34,7 @@ from raymlops.exceptions import RaymlopsError
 COMMANDS = {"run": run_cmd, "snapshot": snapshot_cmd, "models": models_cmd,
             "lineage": lineage_cmd, "reproduce": reproduce_cmd, "audit": audit_cmd, "status": status_cmd,
             "runs": runs_cmd, "doctor": doctor_cmd, "monitor": monitor_cmd, "deploy": deploy_cmd}
+COMMANDS |= {"retrain": retrain_cmd, "demo": demo_cmd}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,72 @@
+"""The watcher's loop (no Ray): alerts in, cycles out, cooldown, failures, stopping conditions.
+
+The controller here is a small stand-in with a fake clock: the real one needs a live route
+(tests/integration/test_closed_loop.py runs it against real Serve)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raymlops.config import parse_config
+from raymlops.exceptions import ServeError
+from raymlops.loop.controller import CycleResult, Watcher
+from raymlops.loop.policy import Trigger
+
+
+class Stand:
+    def __init__(self, batches: list[list[dict[str, Any]]], fail_on: set[int] | None = None) -> None:
+        self.config = parse_config({"name": "m", "data": {"source": "d.csv", "target": "y"},
+                                    "train": {"candidates": [{"estimator": "a.B"}]},
+                                    "retrain": {"enabled": True, "cooldown_s": 100, "interval_s": 30}})
+        self.now = 1000.0
+        self.batches = batches
+        self.polls = 0
+        self.cycles: list[Trigger] = []
+        self.fail_on = fail_on or set()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+    def _monitor_status(self) -> dict[str, Any]:
+        alerts = self.batches[min(self.polls, len(self.batches) - 1)]
+        self.polls += 1
+        return {"alerts": {"recent": alerts}}
+
+    def run_cycle(self, trigger: Trigger) -> CycleResult:
+        self.cycles.append(trigger)
+        if len(self.cycles) in self.fail_on:
+            raise ServeError("the route went away")
+        return CycleResult(cycle=f"c{len(self.cycles)}", trigger=trigger, status="promoted")
+
+
+def drift(ts: float) -> dict[str, Any]:
+    return {"kind": "dataset_drift", "key": "dataset_drift", "severity": "critical", "message": "drift", "ts": ts}
+
+
+def test_each_new_trigger_alert_runs_one_cycle_outside_the_cooldown() -> None:
+    # polls at t = 1000, 1030, 1060, ... (interval 30 s); cooldown 100 s
+    stand = Stand([[], [drift(1010.0)], [drift(1010.0)], [drift(1030.0)], [], [drift(1140.0)]])
+    w = Watcher(stand)  # type: ignore[arg-type]
+    seen: list[str] = []
+    out = w.run(max_cycles=2, duration_s=5, on_result=lambda r: seen.append(r.cycle))
+    assert [r.trigger.ts for r in out] == [1010.0, 1140.0]  # the alert at 1030 fell in the cooldown
+    assert seen == ["c1", "c2"] and stand.polls == 6
+    assert [t.ts for t in w.policy.suppressed] == [1030.0]
+
+
+def test_a_failed_cycle_is_kept_and_the_watcher_goes_on() -> None:
+    stand = Stand([[drift(1001.0)], [], [], [], [drift(1100.0)]], fail_on={1})
+    w = Watcher(stand)  # type: ignore[arg-type]
+    out = w.run(max_cycles=2, duration_s=5)
+    assert w.failures == ["ServeError: the route went away"]
+    assert [r.cycle for r in out] == ["c2"] and len(stand.cycles) == 2
+
+
+def test_stop_and_old_alerts() -> None:
+    stand = Stand([[drift(900.0)]])  # raised before the watcher started: history
+    w = Watcher(stand)  # type: ignore[arg-type]
+    assert w.run(stop=lambda: stand.polls >= 3, duration_s=5) == [] and stand.cycles == []
+    assert w.poll() is None
