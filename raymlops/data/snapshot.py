@@ -22,6 +22,7 @@ SQLite: they move, snapshots do not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pickle
@@ -40,8 +41,9 @@ from raymlops import audit
 from raymlops.data.errors import ours
 from raymlops.data.schema import Schema, schema_from_profile
 from raymlops.data.sources import redact_uri
-from raymlops.exceptions import IntegrityError, NotFound, ValidationError
+from raymlops.exceptions import IntegrityError, NotFound, RaymlopsError, ValidationError
 from raymlops.stats.profile import PartialProfile, Profile
+from raymlops.store.artifacts import storage_error
 from raymlops.store.home import Store
 
 if TYPE_CHECKING:
@@ -265,8 +267,11 @@ def _create_snapshot(
         manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
         manifest_sha = arts.write_bytes(f"{staging}/manifest.json", manifest_bytes)
         promoted = arts.promote(staging, final)
-    except BaseException:
-        arts.delete(staging)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # a full or read-only disk must not hide the first error
+            arts.delete(staging)
+        if isinstance(exc, OSError) and not isinstance(exc, RaymlopsError):  # also Ray's RayTaskError(OSError)
+            raise storage_error("write snapshot", f"{snap_id[:12]} under {arts.root_uri}", exc) from None
         raise
     if not promoted:  # the folder is there (an earlier run died before recording it): use it if intact
         problems = _file_problems(store, snap_id, json.loads(arts.read_bytes(f"{final}/manifest.json")))

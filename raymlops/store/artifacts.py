@@ -15,6 +15,7 @@ credentials is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -25,9 +26,32 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow.fs as pafs
 
-from raymlops.exceptions import ConfigError, IntegrityError, NotFound
+from raymlops.exceptions import ConfigError, IntegrityError, NotFound, RaymlopsError
 
 _CHUNK = 1 << 20
+
+
+class StorageError(RaymlopsError, OSError):
+    """The artifact root refused a write (disk full, permission denied, read-only): the message
+    names the root, the key and the operating system's reason; nothing half-written is left."""
+
+
+def storage_error(what: str, where: str, exc: OSError) -> StorageError:
+    """A :class:`StorageError` ``cannot <what> <where>: <reason>`` for ``exc`` (also a Ray task's
+    OSError, whose text carries the worker's traceback: only the reason is kept)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, OSError):
+        exc = cause
+    if exc.errno:
+        reason = os.strerror(exc.errno)
+    else:
+        lines = (exc.strerror or str(exc)).strip().splitlines()
+        reason = lines[-1] if lines else type(exc).__name__
+    err = StorageError(f"cannot {what} {where}: {reason}")
+    err.errno = exc.errno
+    return err
+
+
 _SECRET_PARAMS = ("key", "secret", "token", "password", "credential")
 
 
@@ -69,7 +93,10 @@ class ArtifactStore:
         self.fs, self.root = resolve_filesystem(root)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
         if self.fs.type_name not in ("s3", "gcs"):
-            self.fs.create_dir(self.root, recursive=True)
+            try:
+                self.fs.create_dir(self.root, recursive=True)
+            except OSError as exc:
+                raise storage_error("create the artifact root", root, exc) from None
         else:
             # object stores have no real folders; check that the bucket is there and reachable
             bucket = self.root.split("/", 1)[0]
@@ -140,13 +167,18 @@ class ArtifactStore:
         """Write ``data`` to ``key`` atomically (temp name then rename on local disks); sha256."""
         path = self.path(key)
         if self.is_local:
-            self.fs.create_dir(posixpath.dirname(path), recursive=True)
             tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            try:
+                self.fs.create_dir(posixpath.dirname(path), recursive=True)
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except OSError as exc:  # disk full, permission denied: leave nothing half-written behind
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise storage_error("write", f"{key!r} under {self.root_uri}", exc) from None
         else:  # an object appears whole when the upload completes; no folders to create
             with self.fs.open_output_stream(path) as f:
                 f.write(data)

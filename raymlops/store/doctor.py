@@ -4,9 +4,10 @@ Checks, in order: the metadata database opens and passes SQLite's integrity chec
 snapshot it records has its manifest (with the recorded sha256) and every file the manifest
 lists (with the listed sha256); every model version's artifact is present with its recorded
 sha256; no staging folder (``staging/<kind>-<uuid>``, where snapshots are written before they
-are committed) is older than a run could be (a crash left it behind); the audit chain is intact.
+are committed) nor half-written temporary file (``<key>.tmp-<uuid>``, from a process killed while
+writing an artifact) is older than a run could be (a crash left it behind); the audit chain is intact.
 
-``repair`` removes orphaned staging folders and nothing else: a missing or changed snapshot or
+``repair`` removes orphaned staging folders and temporary files and nothing else: a missing or changed snapshot or
 model cannot be recreated here (run the pipeline again, or restore the file from a backup).
 """
 
@@ -139,9 +140,35 @@ def staging_folders(arts: ArtifactStore) -> list[tuple[str, float, int, int]]:
     return out
 
 
+TEMP_MARK = ".tmp-"  # ArtifactStore.write_bytes writes <key>.tmp-<uuid>, then renames it to <key>
+
+
+def temp_files(arts: ArtifactStore) -> list[tuple[str, float, int]]:
+    """``(key, mtime, bytes)`` of every temporary file outside ``staging/``: a process killed
+    while writing an artifact (a model, a monitor checkpoint) leaves one; nothing refers to it."""
+    sel = pafs.FileSelector(arts.root, recursive=True, allow_not_found=True)
+    out = []
+    for info in arts.fs.get_file_info(sel):
+        if info.type != pafs.FileType.File or TEMP_MARK not in info.base_name:
+            continue
+        key = posixpath.relpath(info.path, arts.root)
+        if key.startswith("staging/"):
+            continue  # counted with its staging folder
+        out.append((key, info.mtime.timestamp() if info.mtime is not None else 0.0, int(info.size or 0)))
+    return sorted(out)
+
+
 def _check_staging(arts: ArtifactStore, older_than_s: float, now: float) -> list[Finding]:
     out = []
     young = 0
+    for key, mtime, n_bytes in temp_files(arts):
+        age = now - mtime
+        if age >= older_than_s:
+            out.append(Finding("staging", False, key,
+                               f"{key}: half-written temporary file ({age / 3600:.1f} h old, {n_bytes} bytes) left by "
+                               "an interrupted write; `raymlops doctor --repair` removes it", repairable=True))
+        else:
+            young += 1
     for key, newest, n_files, n_bytes in staging_folders(arts):
         age = now - newest
         if age >= older_than_s:
@@ -188,11 +215,13 @@ def check_home(
 
 
 def repair(report: DoctorReport) -> list[str]:
-    """Remove the orphaned staging folders ``report`` found (and nothing else); their keys."""
+    """Remove the orphaned staging folders and temporary files ``report`` found (and nothing else);
+    their keys."""
     arts = ArtifactStore(report.artifact_root)
     removed = []
     for f in report.findings:
-        if f.repairable and f.check == "staging" and f.subject.startswith("staging/"):
+        temp = TEMP_MARK in posixpath.basename(f.subject)
+        if f.repairable and f.check == "staging" and (f.subject.startswith("staging/") or temp):
             arts.delete(f.subject)
             removed.append(f.subject)
     return removed

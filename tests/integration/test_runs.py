@@ -167,7 +167,8 @@ def test_tune_trial_failure_then_fixed_config_resumes_from_the_cache(
     record = get_run(store.metadata, exc.run_id)  # type: ignore[attr-defined]
     assert record["status"] == "failed" and record["error"]["step"] == "train"
     assert statuses(record) == {"ingest": "ran", "schema": "ran", "validate": "ran", "snapshot": "ran",
-                                "data_drift": "skipped", "train": "failed", "evaluate": "skipped", "gate": "skipped", "register": "skipped",
+                                "data_drift": "skipped", "train": "failed", "evaluate": "skipped", "gate": "skipped",
+                                "register": "skipped",
                                 "deploy": "skipped", "smoke": "skipped", "monitor": "skipped"}
     assert list_models(store) == []  # the failed run registered nothing
     snap = record["steps"][3]["outputs"]["snapshot"]
@@ -221,7 +222,8 @@ def test_serve_replica_startup_failure_then_resume_and_port_in_use(
         assert "The deployment failed to start" not in error["traceback"]  # the user's part only
         assert error["wrapper"].startswith("ServeError: deployment of breast-cancer:v1 failed")
         assert statuses(record) == {"ingest": "ran", "schema": "ran", "validate": "ran", "snapshot": "ran",
-                                    "data_drift": "skipped", "train": "ran", "evaluate": "ran", "gate": "ran", "register": "ran", "deploy": "failed",
+                                    "data_drift": "skipped", "train": "ran", "evaluate": "ran", "gate": "ran",
+                                    "register": "ran", "deploy": "failed",
                                     "smoke": "skipped", "monitor": "skipped"}
 
         marker.unlink()  # the user fixed the cause
@@ -230,7 +232,8 @@ def test_serve_replica_startup_failure_then_resume_and_port_in_use(
         assert "8 steps reused from the cache" in out.out
         record = get_run(store.metadata, "latest")
         assert statuses(record) == {"ingest": "cached", "schema": "cached", "validate": "cached",
-                                    "snapshot": "cached", "data_drift": "skipped", "train": "cached", "evaluate": "cached", "gate": "cached",
+                                    "snapshot": "cached", "data_drift": "skipped", "train": "cached",
+                                    "evaluate": "cached", "gate": "cached",
                                     "register": "cached", "deploy": "ran", "smoke": "ran", "monitor": "ran"}
         assert record["model"] == "breast-cancer:v1" and [v.id for v in list_models(store)] == ["breast-cancer:v1"]
         smoke = record["steps"][10]
