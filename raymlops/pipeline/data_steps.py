@@ -104,6 +104,31 @@ class DataSteps(PipelineBase):
                      {"snapshot": snap.id}, rows=snap.rows, nbytes=snap.bytes)
         return snap, features
 
+    def _read_source(self) -> Any:
+        """Read and transform the source on Ray Data, once more when a worker node (or an actor or
+        object with it) was lost meanwhile: the read is deterministic, so the retry reads the same rows."""
+        import ray.exceptions as rex
+
+        from raymlops.data.sources import open_source
+        from raymlops.data.transforms import apply
+        from raymlops.pipeline.failures import unwrap
+
+        lost = (rex.ActorDiedError, rex.NodeDiedError, rex.ObjectLostError, rex.OwnerDiedError,
+                rex.ActorUnavailableError, rex.WorkerCrashedError)
+        for attempt in (1, 2):
+            try:
+                return apply(open_source(self.config.data), self._transforms).materialize()
+            except Exception as exc:  # noqa: BLE001  # only Ray's lost-work errors are retried
+                inner = unwrap(exc)
+                # Ray Data may hand the lost actor's error back wrapped in one it cannot deserialize
+                named = isinstance(exc, rex.RayError) and any(t.__name__ in str(exc) for t in lost)
+                if attempt == 2 or not (isinstance(inner, lost) or isinstance(exc, lost) or named):
+                    raise
+                what = next((t.__name__ for t in lost if isinstance(inner, t) or t.__name__ in str(exc)),
+                            type(inner).__name__)
+                self.progress(f"ingest: {what} (a node or worker was lost); reading the source again")
+        raise AssertionError("unreachable")
+
     def _schema_key(self, key: str) -> str:
         cfg = self.config
         return fingerprint("schema", {"ingest": key, "target": cfg.data.target, "features": cfg.data.features})
@@ -116,8 +141,7 @@ class DataSteps(PipelineBase):
         from raymlops.data.drift import find_reference
         from raymlops.data.schema import check_training_schema, infer_schema
         from raymlops.data.snapshot import create_snapshot
-        from raymlops.data.sources import open_source
-        from raymlops.data.transforms import apply, code_hash, resolve
+        from raymlops.data.transforms import code_hash, resolve
         from raymlops.data.validate import RulesFailed, checks_from_config, validate
 
         cfg, store, res = self.config, self.store, self.result
@@ -127,7 +151,7 @@ class DataSteps(PipelineBase):
                                                        for t in cfg.data.transforms]}) as step:
             self._transforms = resolve(cfg.data.transforms)
             self._connect()
-            ds = apply(open_source(cfg.data), self._transforms).materialize()
+            ds = self._read_source()
             step.rows = ds.count()
             step.bytes = ds.size_bytes()
             step.outputs = {"rows": step.rows, "columns": ds.columns()}
