@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from raymlops.exceptions import StepFailed
@@ -31,3 +35,18 @@ def explain(exc: BaseException) -> str:
     text = str(exc)
     hint = " Fix the cause and run again." if isinstance(exc, StepFailed) else ""
     return f"error: {text}{hint}"
+
+
+def serve_until_interrupted(banner: str, stop: Callable[[], None]) -> None:
+    """Keep serving in the foreground until Ctrl-C or SIGTERM, then ``stop()``."""
+    print(banner, file=sys.stderr, flush=True)
+    # a parent that started us in the background may have set SIGINT to "ignore": take it back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping ...", file=sys.stderr, flush=True)
+    finally:
+        stop()

@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
-import time
 from typing import Any
 
-from raymlops.cli.common import add_command, print_json
+from raymlops.cli.common import add_command, print_json, serve_until_interrupted
 from raymlops.exceptions import ConfigError, ServeError
 
 
@@ -179,14 +176,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"serving {args.ref} at {endpoint}/predict")
     if persistent and not args.foreground:
         return 0
-    print("serving in the foreground — press Ctrl-C to stop", file=sys.stderr, flush=True)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping ...", file=sys.stderr, flush=True)
-    finally:
-        traffic.stop_route(store, route, reason="foreground deploy ended", shutdown=True)
+    serve_until_interrupted("serving in the foreground — press Ctrl-C to stop",
+                            lambda: traffic.stop_route(store, route, reason="foreground deploy ended", shutdown=True))
     return 0

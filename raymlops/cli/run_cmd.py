@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import textwrap
-import time
 from typing import Any
 
-from raymlops.cli.common import add_command, print_json
+from raymlops.cli.common import add_command, print_json, serve_until_interrupted
 from raymlops.exceptions import RaymlopsError
 
 
@@ -69,15 +67,6 @@ def run(args: argparse.Namespace) -> int:
             "deployed. Improve the model (train.candidates, more or better data) or review gate.rules, then run "
             f"again.\nDetails: raymlops runs show {result.run_id}"), file=sys.stderr, flush=True)
     if args.serve and result.endpoint:
-        print(f"serving {result.endpoint}/predict — press Ctrl-C to stop", file=sys.stderr, flush=True)
-        # a parent that started us in the background may have set SIGINT to "ignore": take it back
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping ...", file=sys.stderr, flush=True)
-        finally:
-            stop_serving(cfg)
+        serve_until_interrupted(f"serving {result.endpoint}/predict — press Ctrl-C to stop",
+                                lambda: stop_serving(cfg))
     return 0
