@@ -153,6 +153,7 @@ class ModelServer:
         # an IntegrityError here fails the replica, so the deployment, with the reason
         self.state = await asyncio.to_thread(ServingState.build, current, None)
         self.seen_epoch = self.state.table.epoch
+        await self.control.ack.remote(self.replica_id, self.seen_epoch, None)  # a change may be waiting on us
         batcher: Any = self._infer  # @serve.batch adds the setters
         batcher.set_max_batch_size(int(s.max_batch_size))
         batcher.set_batch_wait_timeout_s(float(s.batch_wait_timeout_s))

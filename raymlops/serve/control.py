@@ -136,17 +136,20 @@ class ServeControl:
             return None
 
     async def wait_acks(self, epoch: int, timeout_s: float = 60.0) -> dict[str, Any]:
-        """Wait until every running replica serves ``epoch`` (or reported that it cannot).
+        """Wait until every replica that may still answer requests serves ``epoch`` (or
+        reported that it cannot).
 
-        "Running" is what Serve reports; a replica that stopped sending heartbeats for
-        ``LIVE_AFTER_S`` is not waited for either (it is gone or about to be)."""
+        That is every replica Serve reports RUNNING, and also every replica that sent a
+        heartbeat within ``LIVE_AFTER_S``: a replica Serve is replacing (say, after a slow health
+        check on a loaded machine) is STOPPING, not RUNNING, yet proxies with a stale view may still
+        route new requests to it until it drains. A replica silent for ``LIVE_AFTER_S`` is gone."""
         deadline = time.monotonic() + timeout_s
         running: set[str] | None = None
         asked = 0.0
         while True:
             if time.monotonic() - asked > 0.5:
                 running, asked = self._running(), time.monotonic()
-            expected = set(self._live()) if running is None else running
+            expected = set(self._live()) | (running or set())
             infos = {rid: self.replicas.get(rid, {"epoch": None, "error": None}) for rid in expected}
             errors = {rid: info["error"][1] for rid, info in infos.items()
                       if info["error"] is not None and info["error"][0] >= epoch}

@@ -89,13 +89,15 @@ def predict(url: str, payload: Any, conn: http.client.HTTPConnection | None = No
 @dataclass
 class Load:
     """Requests sent in background threads until :meth:`stop`; every reply is kept as
-    ``(time the request was sent, status, X-Model-Version)``."""
+    ``(time the request was sent, status, X-Model-Version)``, and the time its answer arrived at
+    the same index of :attr:`answered`."""
 
     url: str
     make_payload: Callable[[int], Any]
     threads: int = 4
     replies: list[tuple[float, int, str | None]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    answered: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -117,8 +119,10 @@ class Load:
                 with self._lock:
                     self.errors.append(f"{type(exc).__name__}: {exc}")
                 continue
+            done = time.monotonic()
             with self._lock:
                 self.replies.append(item)
+                self.answered.append(done)
             i += 1
         conn.close()
 
