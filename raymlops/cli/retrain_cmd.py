@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
-from raymlops.exceptions import ConfigError
+from raymlops.exceptions import ConfigError, ServeError
 
 
 def register(sub: Any) -> None:
@@ -95,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--duration: expected a positive number of seconds, found {args.duration}")
     _connect()
     watcher = Watcher(RetrainController(cfg, Store.open(args.home), progress=progress))
-    progress(f"watching the monitor of /{cfg.route} every {cfg.retrain.interval_s:g}s for "
+    status = watcher.controller._monitor_status()
+    if status is None:  # watching nothing would look like "no alerts" forever
+        raise ServeError(f"no monitor for /{cfg.route} on this Ray cluster: deploy the pipeline with "
+                         "monitor.enabled first, and point RAY_ADDRESS at the cluster that serves it")
+    alerts = status.get("alerts") or {}
+    progress(f"watching the monitor of /{cfg.route} ({status.get('rows_total', 0)} rows seen, "
+             f"{sum((alerts.get('totals') or {}).values())} alerts so far) every {cfg.retrain.interval_s:g}s for "
              f"{', '.join(sorted(cfg.retrain.trigger_kinds()))} alerts (Ctrl-C to stop)")
     try:
         watcher.run(max_cycles=args.max_cycles, duration_s=args.duration,

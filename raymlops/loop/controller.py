@@ -20,7 +20,10 @@ trigger (``alert <key>: <message>``) and whose ids carry the cycle id:
    ``retrain.promoted`` — or retirement of the challenger (``deployment.traffic_changed``,
    ``retrain.retired``).
 
-A cycle that fails writes ``retrain.failed`` and retires a challenger it had deployed.
+A cycle that fails writes ``retrain.failed`` and retires a challenger it had deployed. A cycle
+holds the lease ``retrain:<route>`` (:mod:`raymlops.store.leases`) from before it reads the live
+table until it ends, so two watchers cannot both train and deploy a challenger for one route; the
+second is refused with :class:`~raymlops.store.leases.LeaseHeld` and writes nothing.
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ from raymlops import audit
 from raymlops.config import PipelineConfig
 from raymlops.exceptions import ConfigError, NotFound, ServeError
 from raymlops.loop.policy import Decision, Evidence, RetrainPolicy, Trigger, decide, evidence_from
+from raymlops.store import leases
 from raymlops.store.home import Store
 
 __all__ = ["CycleResult", "RetrainController", "Watcher", "retrain_config_for"]
+
+LEASE_TTL_S = 120.0  # renewed every 30 s while a cycle runs; a dead holder blocks for at most this
 
 
 @dataclass
@@ -126,11 +132,17 @@ class RetrainController:
         started = time.perf_counter()
         if not cfg.serve.enabled:
             raise ConfigError("serve.enabled: expected true for retraining (the challenger is served in shadow)")
-        self.persistent = ensure_ray()
         try:
             res.champion_before = get_model(self.store, f"{cfg.name}@champion").id
         except NotFound:
             raise ConfigError(f"retrain: model {cfg.name!r} has no champion yet; run the pipeline first") from None
+        # one cycle per route at a time, across processes and hosts sharing the store
+        with leases.Held(self.store.metadata, f"retrain:{res.route}", ttl_s=LEASE_TTL_S):
+            self.persistent = ensure_ray()
+            return self._locked_cycle(res, trigger, started)
+
+    def _locked_cycle(self, res: CycleResult, trigger: Trigger, started: float) -> CycleResult:
+        cfg = self.config
         table = self._live_table()  # the route must be serving: fail before training, not after
         if table.challenger is not None:  # never replace someone's canary or another cycle's shadow
             raise ServeError(f"retrain: /{res.route} already has a challenger ({table.challenger['model_id']}, "
@@ -329,10 +341,11 @@ class RetrainController:
                     {"decision": res.decision.to_dict() if res.decision else None, "stages": res.stages})
 
     def _rebaseline(self, res: CycleResult) -> None:
-        """The monitor's reference becomes the new champion's training rows; the route is
-        redeployed so its replicas report to the new monitor."""
+        """The monitor's reference becomes the new champion's training rows, in place: the
+        running monitor actors swap references and the replicas keep sending to them. Only
+        when no monitor is running is one started and the route redeployed to report to it."""
         from raymlops.data.snapshot import read_snapshot
-        from raymlops.monitor.actor import start_monitor
+        from raymlops.monitor.actor import rebaseline_monitor, start_monitor
         from raymlops.monitor.reference import build_reference
         from raymlops.pipeline.ray_env import NAMESPACE
         from raymlops.registry.registry import get_model
@@ -355,12 +368,19 @@ class RetrainController:
                                     slice_columns=list(mon.slice_columns), n_bins=mon.n_bins,
                                     fine_bins=mon.fine_bins, max_categories=mon.max_categories,
                                     max_slices=mon.max_slices, monitored=features)
-        start_monitor(cfg.route, reference, mon.model_dump() | {"seed": cfg.seed}, NAMESPACE,
-                      detached=self.persistent, home=str(self.store.home), artifact_root=self.store.artifacts.root_uri)
-        deploy_model(self.store, res.challenger, route=cfg.route, serve_config=cfg.serve,
-                     sample_rate=mon.sample_rate, reason=res.trigger.reason)
+        try:
+            rebaseline_monitor(cfg.route, reference, NAMESPACE, artifact_root=self.store.artifacts.root_uri)
+            how = "in place"
+        except NotFound:  # the monitor is gone (stopped, or out of restarts): a new one, and replicas told
+            start_monitor(cfg.route, reference, mon.model_dump() | {"seed": cfg.seed}, NAMESPACE,
+                          detached=self.persistent, home=str(self.store.home),
+                          artifact_root=self.store.artifacts.root_uri)
+            deploy_model(self.store, res.challenger, route=cfg.route, serve_config=cfg.serve,
+                         sample_rate=mon.sample_rate, reason=res.trigger.reason)
+            how = "restarted and redeployed"
         self._audit(res, "monitor.rebaselined", {"model": res.challenger, "snapshot": res.snapshot},
-                    {"reference_rows": int(train.sum()), "features": features})
+                    {"reference_rows": int(train.sum()), "features": features, "reference": reference.digest,
+                     "how": how})
         self._stage(res, "rebaseline", t0, f"monitor reference = training rows of snapshot {res.snapshot[:12]}")
 
     def _retire(self, res: CycleResult, why: str, final: bool = True) -> None:
@@ -391,6 +411,7 @@ class Watcher:
         self.policy = policy or RetrainPolicy(cfg.retrain, clock=controller.clock, since=controller.clock())
         self.results: list[CycleResult] = []
         self.failures: list[str] = []
+        self.skipped: list[str] = []  # triggers another process's cycle was already answering
 
     def alerts(self) -> list[dict[str, Any]]:
         """The monitor's recent alerts (empty when the monitor is not reachable now)."""
@@ -407,6 +428,10 @@ class Watcher:
         self.policy.started()
         try:
             result = self.controller.run_cycle(trigger)
+        except leases.LeaseHeld as busy:  # another cycle answers this alert: not a failure of ours
+            self.skipped.append(str(busy))
+            self.controller.progress(f"not retraining for {trigger.reason}: {busy}")
+            return None
         except Exception as exc:  # noqa: BLE001  # recorded as retrain.failed; keep watching
             self.failures.append(f"{type(exc).__name__}: {exc}")
             return None

@@ -11,6 +11,8 @@ which traffic table; the monitor follows promotions by them, see
 - checkpoints the whole monitor state to ``monitor/<route>/<start id>/checkpoint.pkl`` every
   ``monitor.checkpoint_s`` seconds (a daemon thread; only when something changed) and, when Ray
   restarts it after a crash (``max_restarts``), resumes from that checkpoint;
+- moves to a new reference in place when told (:meth:`DriftMonitor.rebaseline`, after a
+  retraining cycle promoted a model trained on new data), and records which, so a restart keeps it;
 - serves Prometheus metrics on ``http://127.0.0.1:<monitor.metrics_port>/metrics``;
 - sends new alerts to the log, the audit log (``home``) and the configured webhook.
 
@@ -46,7 +48,7 @@ from raymlops.monitor.sinks import send_alerts
 log = logging.getLogger("raymlops.monitor")
 
 __all__ = ["DriftMonitor", "monitor_handles", "monitor_name", "monitor_status", "monitor_summary",
-           "reference_from_legacy", "shard_name", "start_monitor", "stop_monitor"]
+           "rebaseline_monitor", "reference_from_legacy", "shard_name", "start_monitor", "stop_monitor"]
 
 PEER_TIMEOUT_S = 30.0  # shard 0 waits this long for the other shards' snapshots
 
@@ -90,6 +92,11 @@ class DriftMonitor:
             from raymlops.store.artifacts import ArtifactStore
 
             self.store = ArtifactStore(artifact_root)
+        self.reference_pointer = f"monitor/{route}/{start_id}/reference-current" if start_id and self.store else None
+        if self.reference_pointer is not None:  # moved by rebaseline(): a restart keeps watching the new one
+            assert self.store is not None
+            with contextlib.suppress(NotFound):
+                reference_key = self.store.read_bytes(self.reference_pointer).decode()
         if reference_key is not None and self.store is not None:
             ref = MonitorReference.from_json(self.store.read_bytes(reference_key))
         elif reference is not None and reference.get("format") == "raymlops.reference/1":
@@ -148,23 +155,64 @@ class DriftMonitor:
         if self.checkpoint_key is None or self.store is None:
             return None
         with self.lock:
+            taken = time.time()
             data = self.monitor.to_bytes()
             self.dirty = False
         self.store.write_bytes(self.checkpoint_key, data)
-        self.last_checkpoint = time.time()
+        self.last_checkpoint = taken  # the next one is due checkpoint_s after this state was taken
         self.checkpoints += 1
         return self.checkpoint_key
 
     def _background(self) -> None:
-        period = max(min(self.cfg.checkpoint_s, self.cfg.window_s or self.cfg.checkpoint_s,
-                         self.cfg.slo.bucket_s) / 2.0, 0.05)
-        while not self._stop.wait(period):
+        """Time-based window closes and SLO buckets (``tick``) every half window/bucket, and a
+        checkpoint exactly when one is due: a crash loses at most ``checkpoint_s`` of rows (plus
+        the time one write takes), not one and a half intervals as a fixed polling period would."""
+        tick_every = max(min(self.cfg.window_s or self.cfg.slo.bucket_s, self.cfg.slo.bucket_s) / 2.0, 0.05)
+        next_tick = time.time() + tick_every
+        saves = self.checkpoint_key is not None and self.store is not None
+        while True:
+            wake = min(next_tick, self.last_checkpoint + self.cfg.checkpoint_s) if saves else next_tick
+            if self._stop.wait(max(wake - time.time(), 0.01)):
+                return
+            now = time.time()
             try:
-                self.tick()
-                if self.dirty and time.time() - self.last_checkpoint >= self.cfg.checkpoint_s:
-                    self.checkpoint()
+                if now >= next_tick:
+                    self.tick()
+                    next_tick = now + tick_every
+                if saves and now >= self.last_checkpoint + self.cfg.checkpoint_s:
+                    if self.dirty:
+                        self.checkpoint()
+                    else:  # nothing new to lose: the next one is due an interval from now
+                        self.last_checkpoint = now
             except Exception as exc:  # noqa: BLE001  # keep the thread alive; say what happened
                 log.error("monitor %s: background step failed: %s", self.route, exc)
+                next_tick = max(next_tick, now + tick_every)
+                self.last_checkpoint = max(self.last_checkpoint, now - self.cfg.checkpoint_s + 1.0)
+
+    def rebaseline(self, reference_key: str | None = None, reference: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Watch against a new reference from now on, in place: a fresh :class:`Monitor` on it
+        (windows, long-term state, performance baseline and differential start over); the
+        replicas keep their handles, so nothing is redeployed. With an artifact store the new
+        reference key is recorded (shard 0) and a checkpoint written, so a restart resumes on it."""
+        if reference_key is not None:
+            if self.store is None:
+                raise ValidationError("rebaseline(reference_key=...) needs the monitor's artifact store")
+            ref = MonitorReference.from_json(self.store.read_bytes(reference_key))
+        elif reference is not None:
+            ref = MonitorReference.from_dict(reference)
+        else:
+            raise ValidationError("rebaseline needs a reference_key or a reference")
+        if self.shard == 0 and self.reference_pointer is not None and reference_key is not None:
+            assert self.store is not None
+            self.store.write_bytes(self.reference_pointer, reference_key.encode())
+        with self.lock:
+            rows_before = int(self.monitor.rows_total)
+            self.reference, self.features = ref, list(ref.features)
+            self.monitor = Monitor(ref, self.cfg)
+            self.predictions = Counter()
+            self.dirty = True
+        self.checkpoint()
+        return {"shard": self.shard, "reference": ref.digest, "rows_before": rows_before}
 
     # -- the replicas' side ---------------------------------------------------------------------
     def ingest(self, X: Any, predictions: Any = None, version: str | None = None, latency_ms: Any = None,
@@ -423,8 +471,7 @@ def start_monitor(
         if mref is None:
             assert isinstance(reference, Reference)
             mref = reference_from_legacy(reference, cfg)
-        key = f"monitor/{route}/reference-{mref.digest[:16]}.json"
-        ArtifactStore(root).write_bytes(key, mref.to_json())
+        key = _store_reference(ArtifactStore(root), route, mref)
         kwargs.update(reference_key=key, artifact_root=root, home=None if home is None else str(home),
                       start_id=uuid.uuid4().hex[:12])
         options["max_restarts"] = cfg.max_restarts
@@ -437,6 +484,26 @@ def start_monitor(
     ray.get([h.local_rows.remote() for h in handles.values()])  # wait until all are up
     _LIVE[route] = [handles[i] for i in range(cfg.shards)]
     return handles[0]
+
+
+def _store_reference(store: Any, route: str, reference: MonitorReference) -> str:
+    key = f"monitor/{route}/reference-{reference.digest[:16]}.json"
+    store.write_bytes(key, reference.to_json())
+    return key
+
+
+def rebaseline_monitor(route: str, reference: MonitorReference, namespace: str,
+                       artifact_root: str | None = None) -> list[dict[str, Any]]:
+    """Move the running monitor of ``route`` (every shard, shard 0 first) to ``reference`` in
+    place (:meth:`DriftMonitor.rebaseline`); NotFound when it is not running. With
+    ``artifact_root`` the reference goes to the store and the actors read it by key."""
+    handles = monitor_handles(route, namespace)
+    if artifact_root is not None:
+        from raymlops.store.artifacts import ArtifactStore
+
+        key = _store_reference(ArtifactStore(artifact_root), route, reference)
+        return [ray.get(h.rebaseline.remote(reference_key=key), timeout=120) for h in handles]
+    return [ray.get(h.rebaseline.remote(reference=reference.to_dict()), timeout=120) for h in handles]
 
 
 def _kill_shards(route: str, namespace: str) -> None:

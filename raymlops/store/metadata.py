@@ -116,6 +116,12 @@ CREATE TABLE IF NOT EXISTS drift_checks (
     report_sha256 TEXT NOT NULL,
     PRIMARY KEY (snapshot_id, reference_id, settings_hash)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
 
 

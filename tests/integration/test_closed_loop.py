@@ -74,8 +74,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
     home = tmp_path_factory.mktemp("loop-home")
     base = demo_config(port=free_port(), window_rows=200)
+    perf = base.monitor.performance.model_copy(update={"baseline_labels": 100, "window_labels": 100})
     cfg = base.model_copy(update={"name": "closed-loop", "retrain": base.retrain.model_copy(
-        update={"shadow_rows": 100, "shadow_timeout_s": 60.0})})
+        update={"shadow_rows": 100, "shadow_timeout_s": 60.0}),
+        "monitor": base.monitor.model_copy(update={"performance": perf}),
+        "serve": base.serve.model_copy(update={"monitor_budget": 1.0})})  # every row reaches the monitor
     result = run_pipeline(cfg, home=home, progress=lambda line: None, keep_serving=True)
     assert result.model == "closed-loop:v1"
     url = f"{result.endpoint}/predict"
@@ -214,6 +217,58 @@ def test_a_failed_cycle_is_audited_and_serving_untouched(served: dict[str, Any],
     assert current_table(cfg.route).epoch == epoch
 
 
+def _labelled(url: str, route: str, requests: list[list[dict[str, Any]]], flip: bool) -> int:
+    """Serve ``requests``, then post their ground truth (the answers, or their opposite): rows matched."""
+    import ray
+
+    from raymlops.monitor.actor import monitor_name
+    from raymlops.pipeline.ray_env import NAMESPACE
+
+    monitor = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
+    seen = ray.get(monitor.rows.remote())
+    answers = []
+    for body in requests:
+        status, answer = http_json("POST", url, {"instances": body})
+        assert status == 200
+        answers.append(answer)
+    rows = sum(len(a["predictions"]) for a in answers)
+    deadline = time.monotonic() + 30  # the replica hands rows to the monitor in the background
+    while ray.get(monitor.rows.remote()) < seen + rows and time.monotonic() < deadline:
+        time.sleep(0.1)
+    labels = [[1 - p if flip else p for p in a["predictions"]] for a in answers]
+    status, reply = http_json("POST", url.rsplit("/", 1)[0] + "/feedback",
+                              {"request_ids": [a["request_id"] for a in answers], "labels": labels})
+    assert status == 200, reply
+    return int(reply["matched"])
+
+
+def test_a_performance_alert_from_late_labels_starts_a_cycle(served: dict[str, Any]) -> None:
+    """Inputs as in training, labels that contradict the model: only the performance check can
+    see it; its alert (not a drift alert) starts the cycle and is the reason of every record."""
+    store, url = served["store"], served["url"]
+    # a strict gate ends this cycle after training: the later steps are those of the drift tests
+    cfg = served["cfg"].model_copy(update={"gate": GateConfig(rules=["roc_auc >= 0.999"])})
+    t0 = time.time()
+    route = cfg.route
+    assert _labelled(url, route, demo_data.requests(100, seed=31, drift="none"), flip=False) == 100  # baseline
+    assert _labelled(url, route, demo_data.requests(100, seed=32, drift="none"), flip=True) == 100  # all wrong
+    policy = RetrainPolicy(cfg.retrain.model_copy(update={"triggers": ["performance"]}), since=t0)
+    watcher = Watcher(RetrainController(cfg, store, progress=lambda line: None), policy)
+    result, deadline = None, time.monotonic() + 60
+    while result is None and time.monotonic() < deadline and not watcher.failures:
+        result = watcher.poll()
+        time.sleep(0.2)
+    assert not watcher.failures, watcher.failures
+    assert result is not None, "no performance alert started a cycle"
+    assert result.trigger.kind == "performance" and result.trigger.key.startswith("performance:accuracy")
+    assert result.status == "rejected"
+    records = _cycle_records(store, result)
+    assert [r["action"] for r in records][:1] == ["retrain.triggered"]
+    assert records[0]["how"]["trigger"]["kind"] == "performance"
+    assert all(r["reason"] == result.trigger.reason for r in records if r["action"].startswith("retrain."))
+    assert result.trigger.reason.startswith("alert performance:")
+
+
 def test_alert_to_promotion_through_the_watcher(served: dict[str, Any]) -> None:
     import ray
 
@@ -223,6 +278,7 @@ def test_alert_to_promotion_through_the_watcher(served: dict[str, Any]) -> None:
 
     store, url, cfg, alert = served["store"], served["url"], served["cfg"], served["alert"]
     champion = get_model(store, f"{cfg.name}@champion").id
+    monitor_id = ray.get_actor(monitor_name(cfg.route), namespace=NAMESPACE)._actor_id.hex()
     controller = RetrainController(cfg, store, progress=lambda line: None)
     watcher = Watcher(controller, RetrainPolicy(cfg.retrain, since=alert["ts"] - 1))
     with Traffic(url) as traffic:
@@ -243,8 +299,10 @@ def test_alert_to_promotion_through_the_watcher(served: dict[str, Any]) -> None:
     table = current_table(cfg.route)
     assert table.champion["model_id"] == new and table.challenger is None
     assert _live(url) == {new}
-    # re-baselined: the new monitor's reference is the drifted world, so drifted traffic is no news
+    # re-baselined in place (the same actor, no redeploy): its reference is now the drifted world,
+    # so drifted traffic is no news
     monitor = ray.get_actor(monitor_name(cfg.route), namespace=NAMESPACE)
+    assert monitor._actor_id.hex() == monitor_id
     t0 = time.time()
     for body in demo_data.requests(400, seed=123, drift="global"):
         assert http_json("POST", url, {"instances": body})[0] == 200
@@ -265,9 +323,12 @@ def test_alert_to_promotion_through_the_watcher(served: dict[str, Any]) -> None:
     assert len(registered) == 1 and registered[0].record["reason"] == reason
     expected = ["retrain.triggered", "retrain.trained",
                 "deployment.traffic_changed", "retrain.evaluated", "alias.moved", "deployment.promoted",
-                "deployment.created", "monitor.rebaselined", "retrain.promoted"]
+                "monitor.rebaselined", "retrain.promoted"]
     assert [a for a in actions if a in expected] == expected, actions
     assert all(r["reason"] == reason for r in records if r["action"] in expected)
+    assert "deployment.created" not in actions
+    rebaselined = next(r for r in records if r["action"] == "monitor.rebaselined")
+    assert rebaselined["how"]["how"] == "in place" and rebaselined["how"]["reference_rows"] > 0
     trained = next(r for r in records if r["action"] == "retrain.trained")
     assert trained["ids"]["snapshot"] == result.snapshot and trained["ids"]["model"] == new
     promoted = next(r for r in records if r["action"] == "retrain.promoted")

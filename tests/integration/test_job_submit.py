@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -185,6 +186,26 @@ def test_job_submit_runs_quickstart_and_deployment_outlives_the_job(tmp_path: Pa
         assert app["monitor"]["rows"] >= 117 and app["monitor"]["features"] == 30
         assert [a["model"] for a in report["aliases"]] == ["breast-cancer:v1"]
         assert report["audit"]["ok"] and report["audit"]["recent"][-1]["action"] == "deployment.created"
+
+        # `raymlops retrain watch` joins the same cluster (token auth) and reads the live monitor
+        cfg["retrain"] = {"enabled": True, "interval_s": 0.5}
+        watch_config = tmp_path / "watch.yaml"
+        watch_config.write_text(yaml.safe_dump(cfg))
+        cli_env = dict(env, RAY_ADDRESS=f"127.0.0.1:{gcs}")
+        watch = subprocess.run(
+            [sys.executable, "-m", "raymlops.cli", "--home", str(home), "retrain", "watch", str(watch_config),
+             "--duration", "2"], env=cli_env, capture_output=True, text=True, timeout=120,
+        )
+        assert watch.returncode == 0, watch.stdout[-2000:] + watch.stderr[-2000:]
+        seen = re.search(r"watching the monitor of /breast-cancer \((\d+) rows seen", watch.stdout)
+        assert seen and int(seen.group(1)) >= 117, watch.stdout[-2000:]
+        cfg["name"] = "nobody-serves-this"
+        watch_config.write_text(yaml.safe_dump(cfg))
+        lost = subprocess.run(
+            [sys.executable, "-m", "raymlops.cli", "--home", str(home), "retrain", "watch", str(watch_config),
+             "--duration", "2"], env=cli_env, capture_output=True, text=True, timeout=120,
+        )
+        assert lost.returncode == 1 and "no monitor for /nobody-serves-this" in lost.stderr, lost.stderr[-2000:]
     finally:
         killed = stop_head(head, temp_dir)
         head_log.close()

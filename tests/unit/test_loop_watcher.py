@@ -70,3 +70,22 @@ def test_stop_and_old_alerts() -> None:
     w = Watcher(stand)  # type: ignore[arg-type]
     assert w.run(stop=lambda: stand.polls >= 3, duration_s=5) == [] and stand.cycles == []
     assert w.poll() is None
+
+
+def test_a_cycle_refused_by_another_holder_is_skipped_not_failed() -> None:
+    from raymlops.store.leases import LeaseHeld
+
+    class Busy(Stand):
+        def progress(self, line: str) -> None:
+            self.lines.append(line)
+
+        def run_cycle(self, trigger: Trigger) -> CycleResult:
+            self.cycles.append(trigger)
+            raise LeaseHeld("retrain:m", "bob@h:7", 1000.0, 1120.0)
+
+    stand = Busy([[drift(1001.0)]])
+    stand.lines = []  # type: ignore[attr-defined]
+    w = Watcher(stand)  # type: ignore[arg-type]
+    assert w.poll() is None
+    assert w.failures == [] and len(w.skipped) == 1 and "held by bob@h:7" in w.skipped[0]
+    assert "not retraining" in stand.lines[0]  # type: ignore[attr-defined]
