@@ -427,14 +427,20 @@ def _column_alert(kind: str, c: Any, where: str, now: float, index: int) -> Aler
 
 def _anomalies(c: Any, cfg: MonitorConfig, now: float, index: int) -> list[Alert]:
     out = []
-    checks = [("missing", c.missing_rate - c.ref_missing_rate, cfg.max_missing_rate_increase,
-               f"missing rate {c.missing_rate:.1%} vs {c.ref_missing_rate:.1%} in the reference"),
-              ("out_of_range", c.out_of_range_rate, cfg.max_out_of_range_rate,
-               f"{c.out_of_range_rate:.1%} of values outside the reference range"),
-              ("unseen", c.unseen_rate, cfg.max_unseen_rate, f"{c.unseen_rate:.1%} of values are unseen categories")]
-    for what, value, limit, text in checks:
-        if math.isfinite(value) and value > limit:
+    checks = (("missing", c.missing_rate - c.ref_missing_rate, cfg.max_missing_rate_increase),
+              ("out_of_range", c.out_of_range_rate, cfg.max_out_of_range_rate),
+              ("unseen", c.unseen_rate, cfg.max_unseen_rate))
+    for what, value, limit in checks:
+        if math.isfinite(value) and value > limit:  # the message only then: this runs for every column of every window
             out.append(Alert(kind="anomaly", key=f"anomaly:{what}:{c.column}", severity="warning",
-                             message=f"{c.column}: {text} (limit {limit:.1%})", value=float(value),
+                             message=f"{c.column}: {_anomaly_text(what, c)} (limit {limit:.1%})", value=float(value),
                              threshold=limit, ts=now, window=index, details={"anomaly": what}))
     return out
+
+
+def _anomaly_text(what: str, c: Any) -> str:
+    if what == "missing":
+        return f"missing rate {c.missing_rate:.1%} vs {c.ref_missing_rate:.1%} in the reference"
+    if what == "out_of_range":
+        return f"{c.out_of_range_rate:.1%} of values outside the reference range"
+    return f"{c.unseen_rate:.1%} of values are unseen categories"

@@ -125,6 +125,39 @@ class StreamState:
         total_sq = sum(self.sums_sq.ints[c] for c in cells) / scale + sum(self.sums_sq.special[c] for c in cells)
         return Moments(int(self.finite[cells].sum()), total, total_sq)
 
+    def moment_table(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Count, mean and std of every numeric column (in ``self.numeric`` order) for all rows
+        (row 0) and each slice (row ``1 + s``), as ``(1 + n_slices, k)`` arrays: the same values
+        as :meth:`moments` gives one at a time, for the window verdicts to read in one call."""
+        k, n_slices = self.numeric.size, self.reference.n_slices
+        if not k:
+            empty = np.empty((1 + n_slices, 0))
+            return np.empty((1 + n_slices, 0), dtype=np.int64), empty, empty
+        scale = 1 << _SHIFT
+        ints, special, ints_sq, special_sq = self.sums.ints, self.sums.special, self.sums_sq.ints, self.sums_sq.special
+        totals = [i / scale + s for i, s in zip(ints, special, strict=True)]
+        totals_sq = [i / scale + s for i, s in zip(ints_sq, special_sq, strict=True)]
+        if n_slices == 1:
+            first, first_sq = totals, totals_sq
+        else:  # all rows: the exact sums of the slices' cells, as moments(name) adds them
+            first = [sum(ints[j::k]) / scale + sum(special[j::k]) for j in range(k)]
+            first_sq = [sum(ints_sq[j::k]) / scale + sum(special_sq[j::k]) for j in range(k)]
+        per_slice = self.finite.reshape(n_slices, k)
+        count = np.concatenate([per_slice.sum(axis=0, keepdims=True), per_slice])
+        total = np.array([first, *(totals[s * k: (s + 1) * k] for s in range(n_slices))],
+                         dtype=np.float64).reshape(1 + n_slices, k)
+        total_sq = np.array([first_sq, *(totals_sq[s * k: (s + 1) * k] for s in range(n_slices))],
+                            dtype=np.float64).reshape(1 + n_slices, k)
+        has = count > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.where(has, total / count, np.nan)
+            # Python's ** (as Moments squares the mean), not x * x: they differ in the last bit now
+            # and then, which the subtraction below would blow up for a near-constant column
+            mean_sq = np.array([m**2 if abs(m) < 1e150 else math.inf for m in mean.ravel().tolist()],
+                               dtype=np.float64).reshape(mean.shape)
+            std = np.where(has, np.sqrt(np.maximum(total_sq / count - mean_sq, 0.0)), np.nan)
+        return count, mean, std
+
     # -- writing -----------------------------------------------------------------------------
     def update(self, columns: Mapping[str, Any]) -> int:
         """Add a batch of columns (see :meth:`MonitorReference.bucketize`); returns its rows."""
