@@ -164,7 +164,7 @@ def bench_actor(args: argparse.Namespace, ref_X: np.ndarray, pool: list[np.ndarr
     import ray
 
     from raymlops.monitor import build_reference
-    from raymlops.monitor.actor import start_monitor, stop_monitor
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
 
     os.environ.pop("RAY_ADDRESS", None)
     t_init = time.perf_counter()

@@ -456,8 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         import ray
 
         from raymlops.config import AutoscalingConfig, ServeConfig
-        from raymlops.monitor.actor import monitor_name, start_monitor
         from raymlops.monitor.core import Reference
+        from raymlops.monitor.lifecycle import monitor_name, start_monitor
         from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
         from raymlops.serve.deploy import deploy
         from raymlops.serve.traffic import model_spec_of
@@ -577,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             import ray
             from ray import serve
 
-            from raymlops.monitor.actor import stop_monitor
+            from raymlops.monitor.lifecycle import stop_monitor
 
             t = time.perf_counter()
             with contextlib.suppress(Exception):
@@ -636,7 +636,9 @@ def monitor_cost_rounds(args: argparse.Namespace, tool: str, urls: dict[str, str
 
 
 CPU_GROUPS = (("monitor actor", "DriftMonitor"), ("replica bench-on", "bench-on"), ("replica bench-off", "bench-off"),
-              ("haproxy", "haproxy"))
+              ("haproxy", "haproxy"), ("Serve controller", "ServeController"), ("Serve proxy", "ProxyActor"),
+              ("raylet", "raylet"), ("GCS", "gcs_server"), ("log monitor", "log_monitor"),
+              ("dashboard", "dashboard"))
 
 
 def cpu_by_group(pids: set[int], before: dict[int, tuple[int, float, str]], after: dict[int, tuple[int, float, str]],

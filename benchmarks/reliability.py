@@ -81,8 +81,8 @@ def with_local_ray(args: argparse.Namespace, work: Path) -> tuple[list[dict[str,
     from ray import serve
 
     from raymlops.config import ServeConfig
-    from raymlops.monitor.actor import start_monitor, stop_monitor
     from raymlops.monitor.core import Reference
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE, ensure_ray, quiet_ray_logs
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model

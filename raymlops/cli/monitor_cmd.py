@@ -126,7 +126,7 @@ def _live_status(route: str) -> dict[str, Any]:
     """``status()`` of the monitor actor of ``route`` (connects to Ray only here)."""
     import ray
 
-    from raymlops.monitor.actor import monitor_name
+    from raymlops.monitor.lifecycle import monitor_name
     from raymlops.pipeline.ray_env import NAMESPACE, ensure_ray
 
     if not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
@@ -176,7 +176,7 @@ def _status(args: argparse.Namespace) -> int:
         raise ConfigError("raymlops monitor status needs a cluster: set RAY_ADDRESS or pass --address")
     import ray
 
-    from raymlops.monitor.actor import monitor_name
+    from raymlops.monitor.lifecycle import monitor_name
     from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
 
     quiet_ray_logs()

@@ -164,7 +164,7 @@ def _monitor(route: str, namespace: str) -> dict[str, Any] | None:
     """The named monitor actor's verdict for ``route`` (None when it has none)."""
     import ray
 
-    from raymlops.monitor.actor import monitor_name
+    from raymlops.monitor.lifecycle import monitor_name
 
     try:
         handle = ray.get_actor(monitor_name(route), namespace=namespace)

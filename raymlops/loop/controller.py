@@ -260,7 +260,7 @@ class RetrainController:
     def _monitor_status(self) -> dict[str, Any] | None:
         import ray
 
-        from raymlops.monitor.actor import monitor_name
+        from raymlops.monitor.lifecycle import monitor_name
         from raymlops.pipeline.ray_env import NAMESPACE
 
         if not self.config.monitor.enabled:
@@ -345,7 +345,7 @@ class RetrainController:
         running monitor actors swap references and the replicas keep sending to them. Only
         when no monitor is running is one started and the route redeployed to report to it."""
         from raymlops.data.snapshot import read_snapshot
-        from raymlops.monitor.actor import rebaseline_monitor, start_monitor
+        from raymlops.monitor.lifecycle import rebaseline_monitor, start_monitor
         from raymlops.monitor.reference import build_reference
         from raymlops.pipeline.ray_env import NAMESPACE
         from raymlops.registry.registry import get_model

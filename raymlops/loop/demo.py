@@ -146,7 +146,7 @@ def _send(url: str, bodies: list[list[dict[str, Any]]]) -> Counter[str]:
 def _monitor() -> Any:
     import ray
 
-    from raymlops.monitor.actor import monitor_name
+    from raymlops.monitor.lifecycle import monitor_name
     from raymlops.pipeline.ray_env import NAMESPACE
 
     return ray.get_actor(monitor_name("demo"), namespace=NAMESPACE)

@@ -112,7 +112,7 @@ def stop_serving(config: PipelineConfig) -> None:
 
     if not ray.is_initialized():
         return
-    from raymlops.monitor.actor import stop_monitor
+    from raymlops.monitor.lifecycle import stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
     from raymlops.serve.deploy import undeploy
 

@@ -61,7 +61,7 @@ class ServeSteps(PipelineBase):
         return spec | {"input_example": {n: float(example[j]) for j, n in enumerate(features)}}
 
     def _serve_steps(self, snap: Any, features: list[str], version: Any) -> None:
-        from raymlops.monitor.actor import monitor_name, start_monitor
+        from raymlops.monitor.lifecycle import monitor_name, start_monitor
         from raymlops.pipeline.ray_env import NAMESPACE
         from raymlops.serve.deploy import deploy
 

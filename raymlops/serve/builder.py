@@ -24,7 +24,7 @@ from raymlops.exceptions import ConfigError
 
 def model_spec(args: dict[str, Any]) -> dict[str, Any]:
     """The ``ModelServer`` spec for the registered version ``args['model']`` (no Ray needed)."""
-    from raymlops.monitor.actor import monitor_name
+    from raymlops.monitor.lifecycle import monitor_name
     from raymlops.pipeline.ray_env import NAMESPACE
     from raymlops.registry import get_model
     from raymlops.store.home import Store

@@ -156,7 +156,7 @@ def deploy_model(store: Store, ref: str, *, route: str | None = None, serve_conf
                  host: str | None = None, port: int | None = None) -> str:
     """Deploy a registered version as the champion of a new (or replaced) route; the endpoint."""
     from raymlops.config import ServeConfig
-    from raymlops.monitor.actor import monitor_name
+    from raymlops.monitor.lifecycle import monitor_name
     from raymlops.serve.control import get_control
     from raymlops.serve.deploy import deploy
 

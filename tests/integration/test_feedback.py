@@ -28,8 +28,8 @@ MONITOR = {"seed": 0, "window_rows": 100, "alerts": {"log": False, "audit": Fals
 def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Store]]:
     from ray import serve
 
-    from raymlops.monitor.actor import start_monitor, stop_monitor
     from raymlops.monitor.core import Reference
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -57,7 +57,7 @@ def _feedback(url: str, body: Any) -> Any:
 
 
 def _status() -> dict[str, Any]:
-    from raymlops.monitor.actor import monitor_status
+    from raymlops.monitor.lifecycle import monitor_status
     from raymlops.pipeline.ray_env import NAMESPACE
 
     return monitor_status(ROUTE, NAMESPACE)

@@ -35,7 +35,7 @@ def test_actor_serves_metrics_and_resumes_from_checkpoint_after_a_kill(ray_sessi
     import ray
 
     from raymlops import audit
-    from raymlops.monitor.actor import monitor_name, start_monitor, stop_monitor
+    from raymlops.monitor.lifecycle import monitor_name, start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
     from raymlops.store.home import Store
 

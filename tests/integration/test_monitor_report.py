@@ -141,7 +141,7 @@ def test_live_report_of_a_running_monitor(ray_session: None, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     from raymlops.cli import main
     from raymlops.monitor import build_reference
-    from raymlops.monitor.actor import start_monitor, stop_monitor
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
 
     rng = np.random.default_rng(12)

@@ -26,8 +26,8 @@ ROUTE = "sharded"
 def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
     from ray import serve
 
-    from raymlops.monitor.actor import start_monitor, stop_monitor
     from raymlops.monitor.core import Reference
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -49,7 +49,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def _wait_rows(n: int, timeout_s: float = 30.0) -> dict[str, Any]:
-    from raymlops.monitor.actor import monitor_status
+    from raymlops.monitor.lifecycle import monitor_status
     from raymlops.pipeline.ray_env import NAMESPACE
 
     deadline = time.monotonic() + timeout_s
@@ -62,7 +62,7 @@ def _wait_rows(n: int, timeout_s: float = 30.0) -> dict[str, Any]:
 def test_rows_split_over_shards_merge_and_labels_find_their_shard(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.actor import monitor_handles, monitor_name, monitor_summary, shard_name
+    from raymlops.monitor.lifecycle import monitor_handles, monitor_name, monitor_summary, shard_name
     from raymlops.pipeline.ray_env import NAMESPACE
     from raymlops.serve.handoff import shard_of
 
@@ -105,8 +105,8 @@ def test_rows_split_over_shards_merge_and_labels_find_their_shard(served: tuple[
 def test_stop_monitor_stops_every_shard(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.actor import shard_name, start_monitor, stop_monitor
     from raymlops.monitor.core import Reference
+    from raymlops.monitor.lifecycle import shard_name, start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
 
     X, _ = toy_data()
@@ -136,8 +136,8 @@ def test_stop_monitor_stops_every_shard(served: tuple[str, Store]) -> None:
 def test_a_dead_shard_is_named_and_the_others_still_answer(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.actor import monitor_handles, monitor_status, shard_name, start_monitor, stop_monitor
     from raymlops.monitor.core import Reference
+    from raymlops.monitor.lifecycle import monitor_handles, monitor_status, shard_name, start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
 
     X, _ = toy_data()

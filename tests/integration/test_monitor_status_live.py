@@ -26,7 +26,7 @@ def drifted_monitor(ray_session: None) -> Iterator[Any]:
     import ray
 
     from raymlops.monitor import build_reference
-    from raymlops.monitor.actor import start_monitor, stop_monitor
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
 
     rng = np.random.default_rng(21)

@@ -30,8 +30,8 @@ LIMITS = {"max_rows_per_request": 20, "max_body_bytes": 16_384}
 def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
     from ray import serve
 
-    from raymlops.monitor.actor import start_monitor, stop_monitor
     from raymlops.monitor.core import Reference
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -181,7 +181,7 @@ def test_wrong_method_and_path_are_4xx(served: tuple[str, Store]) -> None:
 def test_metrics_count_requests_rejections_batches_and_the_monitor(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.actor import monitor_name
+    from raymlops.monitor.lifecycle import monitor_name
     from raymlops.pipeline.ray_env import NAMESPACE
 
     url, _ = served

@@ -30,8 +30,8 @@ ROUTE = "duel"
 def live(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
     from ray import serve
 
-    from raymlops.monitor.actor import start_monitor, stop_monitor
     from raymlops.monitor.core import Reference
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -170,7 +170,7 @@ def test_shadow_answers_are_recorded_and_never_returned(champion_only: tuple[str
 
 
 def _monitor_after(predicate: Any, timeout_s: float = 30.0) -> dict[str, Any]:
-    from raymlops.monitor.actor import monitor_status
+    from raymlops.monitor.lifecycle import monitor_status
     from raymlops.serve.traffic import NAMESPACE
 
     deadline = time.monotonic() + timeout_s

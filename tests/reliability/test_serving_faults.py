@@ -32,8 +32,8 @@ LIMITS = {"max_rows_per_request": 20, "max_body_bytes": 16_384}
 def served(ray_local: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from ray import serve
 
-    from raymlops.monitor.actor import start_monitor, stop_monitor
     from raymlops.monitor.core import Reference
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.pipeline.ray_env import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model

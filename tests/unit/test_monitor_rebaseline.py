@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from raymlops.monitor.actor import DriftMonitor, _store_reference
+from raymlops.monitor.actor import DriftMonitor
+from raymlops.monitor.lifecycle import _store_reference
 from raymlops.monitor.reference import build_reference
 from raymlops.store.artifacts import ArtifactStore
 
