@@ -134,7 +134,9 @@ def with_local_ray(args: argparse.Namespace, work: Path) -> tuple[list[dict[str,
                                                         seed=i, route=f"rel-mon-{i}"))
         raw["monitor_kills"] = mon
         lost = [m["rows_lost"] for m in mon]
-        bound = [1.5 * m["rows_per_checkpoint_interval"] + m["batch"] for m in mon]
+        # one interval (+10 % for the write and wake-up) and one batch in flight: the issue's "at most
+        # one checkpoint interval" (the actor checkpoints when one is due)
+        bound = [1.1 * m["rows_per_checkpoint_interval"] + m["batch"] for m in mon]
         lost_s = [m["seconds_lost"] for m in mon]
         ok = all(m["restored_flag"] and 0 <= m["rows_lost"] <= b and m["drift_detected_after_restart"]
                  for m, b in zip(mon, bound, strict=True))
@@ -143,7 +145,7 @@ def with_local_ray(args: argparse.Namespace, work: Path) -> tuple[list[dict[str,
                         "(checkpoint_s 1.0)", "-",
                         f"restart {max(m['restart_s'] for m in mon):.1f} s max", ok,
                         "verdicts go on: a shift after the restart is flagged in every run; "
-                        f"bound 1.5 intervals: {min(bound):.0f}-{max(bound):.0f} rows"))
+                        f"bound 1.1 intervals + one batch: {min(bound):.0f}-{max(bound):.0f} rows"))
 
         # 2. replica kills under load
         store = toy_store(work / "serve-home")
