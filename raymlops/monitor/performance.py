@@ -12,8 +12,8 @@ per slice. So a change in P(y|x) that leaves the inputs alone is still caught.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,27 +37,44 @@ class Pending:
 
 
 class LabelStore:
-    """Request id -> (prediction, score, slice), at most ``size`` entries, oldest evicted first."""
+    """Request id -> (prediction, score, slice), at most ``size`` entries, oldest evicted first.
+
+    Entries are plain tuples in an insertion-ordered dict, written a batch at a time with one
+    ``dict.update`` (this runs for every served row: a Python object and a ``move_to_end`` per row
+    was a third of the monitor's ingest time); :meth:`pop` hands out :class:`Pending`."""
 
     def __init__(self, size: int) -> None:
         self.size = int(size)
-        self.items: OrderedDict[str, Pending] = OrderedDict()
+        self.items: dict[str, Any] = {}
         self.evicted = 0
 
     def put(self, request_ids: list[str], predictions: list[Any], scores: list[float], slices: list[int]) -> None:
-        for rid, p, s, sl in zip(request_ids, predictions, scores, slices, strict=True):
-            self.items[rid] = Pending(p, s, sl)
-            self.items.move_to_end(rid)
-        over = len(self.items) - self.size
-        for _ in range(max(over, 0)):
-            self.items.popitem(last=False)
-            self.evicted += 1
+        if not (len(request_ids) == len(predictions) == len(scores) == len(slices)):
+            raise ValueError("request_ids, predictions, scores and slices differ in length")
+        batch = dict(zip(request_ids, zip(predictions, scores, slices, strict=True), strict=True))
+        items = self.items
+        if items and not items.keys().isdisjoint(batch):  # an id seen again is the newest, not kept in place
+            for rid in items.keys() & batch.keys():
+                del items[rid]
+        items.update(batch)
+        over = len(items) - self.size
+        if over > 0:
+            for rid in list(itertools.islice(iter(items), over)):
+                del items[rid]
+            self.evicted += over
 
     def pop(self, rid: str) -> Pending | None:
-        return self.items.pop(rid, None)
+        item = self.items.pop(rid, None)
+        if item is None or isinstance(item, Pending):  # a checkpoint of an older version holds Pending
+            return item
+        return Pending(*item)
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.items = dict(self.items)  # an older checkpoint's OrderedDict: the same order
 
 
 def binned_auc(pos: npt.NDArray[np.float64], neg: npt.NDArray[np.float64]) -> float:
@@ -122,9 +139,12 @@ class PerformanceTracker:
     def remember(self, request_ids: list[str], predictions: list[Any], scores: list[float] | None,
                  slices: list[int]) -> None:
         if scores is None:
-            scores = [1.0 if _same(p, self.cfg.positive_label) else 0.0 for p in predictions] if not self.regression \
-                else [0.0] * len(predictions)
-        self.store.put([str(r) for r in request_ids], predictions, [float(s) for s in scores], slices)
+            if self.regression:
+                scores = [0.0] * len(predictions)
+            else:  # one comparison per distinct prediction, not per row
+                score_of = {p: 1.0 if _same(p, self.cfg.positive_label) else 0.0 for p in set(predictions)}
+                scores = [score_of[p] for p in predictions]
+        self.store.put(list(map(str, request_ids)), predictions, list(map(float, scores)), slices)
 
     def feedback(self, request_ids: list[Any], labels: list[Any], ts: float, window: int) -> tuple[int, list[Alert]]:
         if len(request_ids) != len(labels):
