@@ -12,7 +12,9 @@ Serves a registered version (``name:vN`` or ``name@alias``) on the Ray cluster n
   shadow log), never returned.
 
 ``raymlops deploy ROUTE --status | --end-challenger | --stop`` show, end the challenger of, or
-remove a live deployment. Every change is written to the audit log.
+remove a live deployment; ``raymlops deploy ROUTE --sample-rate R`` sets the share of requests
+handed to the monitor, live (``-1``: back to the configured rate). Every change is written to
+the audit log.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def register(sub: Any) -> None:
     action.add_argument("--status", action="store_true", help="show the live deployment at route REF")
     action.add_argument("--end-challenger", action="store_true", help="retire the challenger of route REF")
     action.add_argument("--stop", action="store_true", help="remove the live deployment at route REF")
+    action.add_argument("--sample-rate", type=float, metavar="R",
+                        help="hand this share (0..1) of route REF's requests to its monitor from now on, live; "
+                             "'--sample-rate -1' goes back to the configured monitor.sample_rate")
     d.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
@@ -125,9 +130,15 @@ def run(args: argparse.Namespace) -> int:
     name = args.ref.split("@", 1)[0].split(":", 1)[0]
     route = args.route or (cfg.route if cfg else None) or name
 
-    if args.status or args.stop or args.end_challenger:
+    if args.status or args.stop or args.end_challenger or args.sample_rate is not None:
         _connect()
         route = args.route or args.ref
+        if args.sample_rate is not None:
+            rate = None if args.sample_rate == -1 else args.sample_rate
+            table = traffic.set_sample_rate(store, route, rate, reason=args.reason)
+            print_json({"route": route, "traffic": table.summary()}) if args.json else \
+                print(f"/{route}: monitor sample rate {'as configured' if rate is None else rate}; epoch {table.epoch}")
+            return 0
         if args.status:
             info = _status(route)
             print_json(info) if args.json else _print_traffic(route, info)

@@ -170,6 +170,7 @@ class ModelServer:
         self.handoff = MonitorHandoff(self._send_to_monitor, max_rows=s.monitor_queue_rows,
                                       flush_interval_s=s.monitor_flush_interval_s, sample_rate=s.sample_rate,
                                       budget=s.monitor_budget, shards=max(len(self.monitors), 1))
+        self._apply_sampling()
         self.shadow_pending: set[asyncio.Task[Any]] = set()
         self.shadow_records: deque[dict[str, Any]] = deque(maxlen=max(1, s.shadow_log_size))
         self.tasks: dict[str, asyncio.Task[Any]] = {}
@@ -221,7 +222,13 @@ class ModelServer:
                 await self.control.ack.remote(self.replica_id, epoch, f"{type(exc).__name__}: {exc}")
                 continue
             self.state = state  # the swap: requests already running keep their models
+            self._apply_sampling()
             await self.control.ack.remote(self.replica_id, epoch, None)
+
+    def _apply_sampling(self) -> None:
+        """The table's monitor sample rate, or the deployment's when the table sets none."""
+        rate = self.state.table.sample_rate
+        self.handoff.sample_rate = self.settings.sample_rate if rate is None else rate
 
     async def _push_loop(self) -> None:
         """Heartbeat: metric deltas and shadow records to the control actor, once a second."""

@@ -9,6 +9,9 @@ the control actor and the replicas, and every change gets a higher ``epoch``.
   one key always sees the same model for as long as the table holds; without one, at random;
 - ``shadow``: the champion answers every request; a copy goes to the challenger, whose answer is
   recorded and never returned.
+
+``sample_rate`` (optional) overrides the share of requests the replicas hand to the monitor, so
+an operator can turn monitoring down (or off, 0) and back on live, without a redeploy.
 """
 
 from __future__ import annotations
@@ -48,9 +51,12 @@ class TrafficTable:
     weight: float = 0.0
     key: str | None = None
     epoch: int = 0
+    sample_rate: float | None = None  # share of requests handed to the monitor; None: the deployment's
 
     def __post_init__(self) -> None:
         _check_model(self.champion, "champion")
+        if self.sample_rate is not None and not 0.0 <= float(self.sample_rate) <= 1.0:
+            raise ValidationError(f"traffic table: sample_rate must be within [0, 1], found {self.sample_rate!r}")
         if self.challenger is None:
             if self.mode is not None or self.weight:
                 raise ValidationError("traffic table: mode and weight need a challenger")
@@ -75,18 +81,22 @@ class TrafficTable:
     # -- wire form ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"champion": self.champion, "challenger": self.challenger, "mode": self.mode,
-                "weight": float(self.weight), "key": self.key, "epoch": int(self.epoch)}
+                "weight": float(self.weight), "key": self.key, "epoch": int(self.epoch),
+                "sample_rate": self.sample_rate}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrafficTable:
         return cls(champion=data["champion"], challenger=data.get("challenger"), mode=data.get("mode"),
-                   weight=float(data.get("weight") or 0.0), key=data.get("key"), epoch=int(data.get("epoch") or 0))
+                   weight=float(data.get("weight") or 0.0), key=data.get("key"), epoch=int(data.get("epoch") or 0),
+                   sample_rate=None if data.get("sample_rate") is None else float(data["sample_rate"]))
 
     def summary(self) -> dict[str, Any]:
         """Versions and shares, without the model specs (for /metadata, the CLI and audit)."""
         champion = self.champion["model_id"]
         out: dict[str, Any] = {"champion": champion, "challenger": None, "mode": None, "weight": 0.0,
                                "key": None, "epoch": self.epoch, "shares": {champion: 1.0}}
+        if self.sample_rate is not None:
+            out["sample_rate"] = self.sample_rate
         if self.challenger is not None:
             challenger = self.challenger["model_id"]
             out.update(challenger=challenger, mode=self.mode, weight=self.weight, key=self.key)
@@ -101,18 +111,24 @@ class TrafficTable:
         if challenger is not None and challenger["model_id"] == spec["model_id"]:
             challenger = None
         if challenger is None:
-            return TrafficTable(champion=spec, epoch=self.epoch)
+            return TrafficTable(champion=spec, epoch=self.epoch, sample_rate=self.sample_rate)
         try:
             return replace(self, champion=spec)
         except ValidationError:  # the old challenger does not fit the new champion: retire it
-            return TrafficTable(champion=spec, epoch=self.epoch)
+            return TrafficTable(champion=spec, epoch=self.epoch, sample_rate=self.sample_rate)
 
     def with_challenger(self, spec: dict[str, Any] | None, mode: str | None = None, weight: float = 0.0,
                         key: str | None = None) -> TrafficTable:
         if spec is None:
-            return TrafficTable(champion=self.champion, epoch=self.epoch)
+            return TrafficTable(champion=self.champion, epoch=self.epoch, sample_rate=self.sample_rate)
         return TrafficTable(champion=self.champion, challenger=spec, mode=mode,
-                            weight=0.0 if mode == "shadow" else weight, key=key, epoch=self.epoch)
+                            weight=0.0 if mode == "shadow" else weight, key=key, epoch=self.epoch,
+                            sample_rate=self.sample_rate)
+
+    def with_sample_rate(self, rate: float | None) -> TrafficTable:
+        """The same routing, with ``rate`` of requests handed to the monitor (None: the rate the
+        deployment was configured with, ``monitor.sample_rate``)."""
+        return replace(self, sample_rate=None if rate is None else float(rate))
 
     # -- routing ------------------------------------------------------------------------------
     def canary_for(self, key: str | None, rng: random.Random | None = None) -> bool:

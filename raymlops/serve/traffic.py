@@ -5,8 +5,9 @@ Every function here takes the :class:`~raymlops.store.home.Store` whose registry
 versions, changes serving through the route's control actor (:mod:`raymlops.serve.control`),
 waits until every live replica serves the new table, and writes one audit record in a metadata
 transaction: ``deployment.created``, ``deployment.traffic_changed``, ``deployment.promoted``,
-``deployment.rolled_back`` or ``deployment.deleted``. A change a replica cannot apply (say, a
-changed artifact) is undone everywhere and raised as :class:`~raymlops.exceptions.ServeError`.
+``deployment.rolled_back``, ``deployment.sampling_changed`` or ``deployment.deleted``. A change a
+replica cannot apply (say, a changed artifact) is undone everywhere and raised as
+:class:`~raymlops.exceptions.ServeError`.
 """
 
 from __future__ import annotations
@@ -133,6 +134,17 @@ def set_champion(store: Store, route: str, ref: str, reason: str | None = None,
     before, after = update_traffic(route, lambda t: t.with_champion(spec))
     _record(store, action, route, spec["model_id"], reason,
             {"before": before.summary(), "after": after.summary(), "previous": before.champion["model_id"]})
+    return after
+
+
+def set_sample_rate(store: Store, route: str, rate: float | None, reason: str | None = None) -> TrafficTable:
+    """Hand ``rate`` of ``route``'s requests to its monitor from now on (None: the deployment's
+    configured ``monitor.sample_rate``); every replica applies it before this returns."""
+    if rate is not None and not 0.0 <= rate <= 1.0:
+        raise ValidationError(f"--sample-rate must be within [0, 1], found {rate}")
+    before, after = update_traffic(route, lambda t: t.with_sample_rate(rate))
+    _record(store, "deployment.sampling_changed", route, after.champion["model_id"], reason,
+            {"before": before.sample_rate, "after": after.sample_rate})
     return after
 
 

@@ -56,13 +56,15 @@ def live(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def champion_only(live: tuple[str, Store]) -> Iterator[tuple[str, Store]]:
     """Each test starts and ends with v1 as champion and no challenger."""
     from raymlops.registry.registry import promote
-    from raymlops.serve.traffic import current_table, set_champion
+    from raymlops.serve.traffic import current_table, set_champion, set_sample_rate
 
     url, store = live
 
     def reset() -> None:
         if current_table(ROUTE).champion["model_id"] != f"{ROUTE}:v1" or current_table(ROUTE).challenger:
             set_champion(store, ROUTE, f"{ROUTE}:v1", reason="test reset")
+        if current_table(ROUTE).sample_rate is not None:
+            set_sample_rate(store, ROUTE, None, reason="test reset")
         from raymlops.registry import get_model
 
         if get_model(store, f"{ROUTE}@champion").id != f"{ROUTE}:v1":
@@ -336,3 +338,42 @@ def test_cli_deploy_status_end_challenger_and_stop(
     assert actions[-4:] == ["deployment.created", "deployment.traffic_changed", "deployment.traffic_changed",
                             "deployment.deleted"]
     assert os.environ.get("RAY_ADDRESS")  # (monkeypatch restores it)
+
+
+def test_monitor_sampling_is_turned_off_and_back_on_live(
+    champion_only: tuple[str, Store], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    from raymlops.cli import main
+    from raymlops.monitor.lifecycle import monitor_name
+    from raymlops.pipeline.ray_env import NAMESPACE
+
+    url, store = champion_only
+    monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    monitor = ray.get_actor(monitor_name(ROUTE), namespace=NAMESPACE)
+    X, _ = toy_data()
+    payloads = [{"instances": [row(X[i])]} for i in range(40)]
+    home = ["--home", str(store.home)]
+
+    assert main([*home, "deploy", ROUTE, "--sample-rate", "0", "--reason", "load test"]) == 0
+    assert "monitor sample rate 0.0" in capsys.readouterr().out
+    seen = ray.get(monitor.rows.remote())
+    assert all(status == 200 for status, _, _ in _versions(url, payloads))
+    time.sleep(0.5)  # ten flush intervals: anything handed off would have arrived
+    assert ray.get(monitor.rows.remote()) == seen  # nothing reached the monitor
+
+    assert main([*home, "deploy", ROUTE, "--sample-rate", "-1", "--reason", "load test over"]) == 0
+    assert all(status == 200 for status, _, _ in _versions(url, payloads))
+    deadline = time.monotonic() + 30
+    while ray.get(monitor.rows.remote()) < seen + len(payloads) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.get(monitor.rows.remote()) == seen + len(payloads)  # the configured rate, 1.0, again
+
+    assert main([*home, "deploy", ROUTE, "--sample-rate", "1.5"]) == 2
+    assert "--sample-rate must be within [0, 1], found 1.5" in capsys.readouterr().err
+    from raymlops.audit import records
+
+    changes = records(store.metadata, action="deployment.sampling_changed")[-2:]
+    assert [(r.record["how"]["after"], r.record["reason"]) for r in changes] == [(0.0, "load test"),
+                                                                               (None, "load test over")]

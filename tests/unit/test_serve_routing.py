@@ -88,3 +88,18 @@ def test_promoting_the_challenger_retires_it_and_roundtrips() -> None:
     assert other.champion["model_id"] == "m:v3" and other.challenger is not None and other.weight == 0.3
     assert TrafficTable.from_dict(t.to_dict()) == t
     assert t.with_challenger(None).challenger is None
+
+
+def test_a_live_sample_rate_survives_every_routing_change_and_roundtrips() -> None:
+    t = TrafficTable(champion=spec("m:v1"), epoch=3).with_sample_rate(0.25)
+    assert t.summary()["sample_rate"] == 0.25 and "sample_rate" not in TrafficTable(champion=spec("m:v1")).summary()
+    canary = t.with_challenger(spec("m:v2"), "canary", 0.1)
+    promoted = canary.with_champion(spec("m:v2"))
+    retired = canary.with_challenger(None)
+    assert [x.sample_rate for x in (canary, promoted, retired)] == [0.25, 0.25, 0.25]
+    assert TrafficTable.from_dict(promoted.to_dict()) == promoted
+    assert t.with_sample_rate(None).sample_rate is None
+    with pytest.raises(ValidationError, match="sample_rate must be within"):
+        t.with_sample_rate(1.5)
+    old = {k: v for k, v in t.to_dict().items() if k != "sample_rate"}  # a table from before the field existed
+    assert TrafficTable.from_dict(old).sample_rate is None
