@@ -34,6 +34,12 @@ alternating which goes first, in one Ray session, 1-row requests at concurrency 
 each round's pair (on vs the off run next to it), so the noise is shown beside the difference.
 
     python benchmarks/bench_serve.py --monitor-cost --rounds 5 --duration 8 --concurrency 16 --rows 1
+
+With ``--toggle`` both systems are the *same* replica process of the monitored deployment: "off"
+is its monitor sample rate set to 0 live (``raymlops deploy ROUTE --sample-rate 0``; the request
+path still pays the ``offer`` call that counts the row as sampled out, about 1 us), "on" the
+configured rate 1. That removes the difference between two replica processes (heap, batching
+history, where the OS runs them) from the comparison.
 """
 
 # (no `from __future__ import annotations`: the baseline's FastAPI reads its route signature)
@@ -392,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--monitor-cost", action="store_true",
                    help="only monitor on vs off, in --rounds alternating rounds (see the docstring)")
     p.add_argument("--rounds", type=int, default=5, help="rounds of --monitor-cost (default 5)")
+    p.add_argument("--toggle", action="store_true",
+                   help="--monitor-cost on one replica: monitor sample rate 1 vs 0, set live (see the docstring)")
     p.add_argument("--monitor-budget", type=float, default=None,
                    help="serve.monitor_budget of the monitored deployment (default: ServeConfig's)")
     p.add_argument("--out", default=str(DEFAULT_OUT))
@@ -503,7 +511,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{NAME}: client {tool}, {args.duration:g} s per cell, ingress {args.ingress}, "
               f"load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
         if args.monitor_cost:
-            res["monitor_cost"] = monitor_cost_rounds(args, tool, urls, bodies[args.rows[0]], tmp, ha_folder)
+            set_rate = None
+            if args.toggle:
+                from raymlops.serve.traffic import update_traffic
+
+                urls["raymlops"] = urls["raymlops+monitor"]
+
+                def set_rate(rate: float) -> None:
+                    update_traffic("bench-on", lambda t: t.with_sample_rate(rate))
+
+            res["monitor_cost"] = monitor_cost_rounds(args, tool, urls, bodies[args.rows[0]], tmp, ha_folder,
+                                                      set_rate)
         for n in ([] if args.monitor_cost else args.rows):
             for c in args.concurrency:
                 cell: dict[str, Any] = {"rows": n, "concurrency": c, "load_1m": round(os.getloadavg()[0], 2)}
@@ -612,8 +630,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def monitor_cost_rounds(args: argparse.Namespace, tool: str, urls: dict[str, str], body: str, tmp: str,
-                        ha_folder: str | None) -> dict[str, Any]:
-    """``--rounds`` rounds of monitor on / off (alternating which goes first), one Ray session."""
+                        ha_folder: str | None, set_rate: Any = None) -> dict[str, Any]:
+    """``--rounds`` rounds of monitor on / off (alternating which goes first), one Ray session;
+    with ``set_rate`` one deployment whose monitor sample rate is set to 1 / 0 before each."""
     c = args.concurrency[0]
     systems = ("raymlops+monitor", "raymlops")
     rounds = []
@@ -621,6 +640,8 @@ def monitor_cost_rounds(args: argparse.Namespace, tool: str, urls: dict[str, str
         order = systems if rnd % 2 == 0 else systems[::-1]
         one: dict[str, Any] = {"round": rnd, "order": list(order), "load_1m": round(os.getloadavg()[0], 2)}
         for system in order:
+            if set_rate is not None:
+                set_rate(1.0 if system == "raymlops+monitor" else 0.0)
             if args.warmup > 0:
                 run_load(tool, urls[system], body, c, args.warmup, tmp)
             before = _proc_table()
@@ -632,7 +653,8 @@ def monitor_cost_rounds(args: argparse.Namespace, tool: str, urls: dict[str, str
                   f"{r['p99_ms']:7.2f} ms  non-2xx {r['non2xx'] + r['socket_errors']}  load {one['load_1m']}",
                   file=sys.stderr, flush=True)
         rounds.append(one)
-    return {"rows": args.rows[0], "concurrency": c, "duration_s": args.duration, "rounds": rounds}
+    return {"rows": args.rows[0], "concurrency": c, "duration_s": args.duration, "rounds": rounds,
+            "toggle": set_rate is not None}
 
 
 CPU_GROUPS = (("monitor actor", "DriftMonitor"), ("replica bench-on", "bench-on"), ("replica bench-off", "bench-off"),
@@ -666,7 +688,8 @@ def report_monitor_cost(res: dict[str, Any]) -> None:
           f"{m['ray']}, {m['date']}; client {res['client']}, {mc['rows']}-row requests, concurrency "
           f"{mc['concurrency']}, {len(mc['rounds'])} rounds x {mc['duration_s']:g} s per system, ingress "
           f"{res['args']['ingress']}, monitor_budget {res.get('monitor_budget')}, load average at start "
-          f"{m['loadavg_at_start']}, at end {m.get('loadavg_at_end')}")
+          f"{m['loadavg_at_start']}, at end {m.get('loadavg_at_end')}"
+          + ("; --toggle: one replica, 'raymlops' = monitor sample rate 0 set live" if mc.get("toggle") else ""))
     on, off = "raymlops+monitor", "raymlops"
     rows = []
     for r in mc["rounds"]:
