@@ -358,7 +358,10 @@ def test_monitor_sampling_is_turned_off_and_back_on_live(
 
     assert main([*home, "deploy", ROUTE, "--sample-rate", "0", "--reason", "load test"]) == 0
     assert "monitor sample rate 0.0" in capsys.readouterr().out
-    seen = ray.get(monitor.rows.remote())
+    seen = -1
+    while seen != ray.get(monitor.rows.remote()):  # rows handed off before the change have arrived
+        seen = ray.get(monitor.rows.remote())
+        time.sleep(0.3)
     assert all(status == 200 for status, _, _ in _versions(url, payloads))
     time.sleep(0.5)  # ten flush intervals: anything handed off would have arrived
     assert ray.get(monitor.rows.remote()) == seen  # nothing reached the monitor

@@ -69,11 +69,11 @@ def test_eight_processes_racing_for_one_lease_give_exactly_one_holder(tmp_path: 
 
 def test_held_renews_in_the_background_and_releases_on_exit(tmp_path: Path) -> None:
     md = MetadataStore(tmp_path / "m.db")
-    with leases.Held(md, "n", ttl_s=0.4) as held:
+    with leases.Held(md, "n", ttl_s=2.0) as held:
         first = leases.current(md, "n")["expires_at"]  # type: ignore[index]
         import time
 
-        time.sleep(0.35)  # renewed every 0.1 s
+        time.sleep(0.8)  # renewed every 0.5 s, long before it could expire
         assert leases.current(md, "n")["expires_at"] > first  # type: ignore[index]
         with pytest.raises(leases.LeaseHeld, match=held.holder.split(":")[0]):
             leases.acquire(md, "n", "someone", ttl_s=1)
