@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 def collect(store: Any, address: str | None, recent: int = 10) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data."""
     from raymlops import audit
+    from raymlops.store import leases
 
     ok, message = audit.verify(store.metadata)
     records = audit.records(store.metadata, limit=recent)
@@ -54,6 +56,8 @@ def collect(store: Any, address: str | None, recent: int = 10) -> dict[str, Any]
         "deployments": [],
         "aliases": _aliases(store),
         "alerts": [audit.to_json(r) for r in alerts],
+        "retraining": [{"route": lease["name"].split(":", 1)[1], "holder": lease["holder"],
+                        "since": lease["acquired_at"]} for lease in leases.held(store.metadata, "retrain:")],
         "audit": {"ok": ok, "message": message, "recent": [audit.to_json(r) for r in records]},
     }
     if address:
@@ -234,6 +238,9 @@ def render(report: dict[str, Any]) -> str:
         rec = AuditRecord(r["seq"], r["ts"], r["action"], r, r["prev_hash"], r["hash"])
         return "  " + format_record(rec)
 
+    lines.append("retraining" if report["retraining"] else "retraining   no cycle running")
+    lines += [f"  /{r['route']}: a cycle held by {r['holder']} since "
+              f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(r['since']))}" for r in report["retraining"]]
     lines.append("alerts" if report["alerts"] else "alerts       none recorded")
     lines += [_line(r) for r in report["alerts"]]
     a = report["audit"]

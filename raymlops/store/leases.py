@@ -62,6 +62,14 @@ def release(metadata: MetadataStore, name: str, holder: str) -> None:
         conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
 
 
+def held(metadata: MetadataStore, prefix: str = "", clock: Callable[[], float] = time.time) -> list[dict[str, Any]]:
+    """Unexpired leases whose name starts with ``prefix``, oldest first."""
+    with metadata.read() as conn:
+        rows = conn.execute("SELECT name, holder, acquired_at, expires_at FROM leases WHERE name LIKE ? "
+                            "AND expires_at > ? ORDER BY acquired_at", (prefix.replace("%", "") + "%", clock()))
+        return [dict(r) for r in rows]
+
+
 def current(metadata: MetadataStore, name: str) -> dict[str, Any] | None:
     with metadata.read() as conn:
         row = conn.execute("SELECT holder, acquired_at, expires_at FROM leases WHERE name = ?", (name,)).fetchone()

@@ -56,3 +56,20 @@ def test_status_shows_a_broken_chain(home: Path, capsys: pytest.CaptureFixture[s
     conn.close()
     assert main(["status", "--home", str(home)]) == 0
     assert "CHAIN BROKEN: audit record 2" in capsys.readouterr().out
+
+
+def test_status_names_a_running_retraining_cycle(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from raymlops.store import leases
+    from raymlops.store.home import Store
+
+    md = Store.open(home).metadata
+    assert main(["status", "--home", str(home)]) == 0
+    assert "retraining   no cycle running" in capsys.readouterr().out
+    leases.acquire(md, "retrain:fraud", "ana@host-1:4242:ab12cd", ttl_s=60)
+    leases.acquire(md, "something-else", "x", ttl_s=60)
+    leases.acquire(md, "retrain:old", "gone@h:1", ttl_s=-1)  # expired: no longer running
+    assert main(["status", "--home", str(home)]) == 0
+    assert "/fraud: a cycle held by ana@host-1:4242:ab12cd since" in capsys.readouterr().out
+    assert main(["status", "--home", str(home), "--json"]) == 0
+    assert [(r["route"], r["holder"]) for r in json.loads(capsys.readouterr().out)["retraining"]] == [
+        ("fraud", "ana@host-1:4242:ab12cd")]
