@@ -280,7 +280,10 @@ def test_alert_to_promotion_through_the_watcher(served: dict[str, Any]) -> None:
     champion = get_model(store, f"{cfg.name}@champion").id
     monitor_id = ray.get_actor(monitor_name(cfg.route), namespace=NAMESPACE)._actor_id.hex()
     controller = RetrainController(cfg, store, progress=lambda line: None)
-    watcher = Watcher(controller, RetrainPolicy(cfg.retrain, since=alert["ts"] - 1))
+    # the dataset alert only: the performance test's alert (labels that contradict the model) and
+    # single-feature alerts of windows that mix its undrifted rows with drifted ones are news too
+    drift_only = cfg.retrain.model_copy(update={"triggers": ["dataset_drift"]})
+    watcher = Watcher(controller, RetrainPolicy(drift_only, since=alert["ts"] - 1))
     with Traffic(url) as traffic:
         result = None
         # a loaded CI machine can take a while to close the next window and raise the alert again
