@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from hypothesis import strategies as st
 from raymlops.config import ServeConfig
 from tests.integration.serving_helpers import FEATURES, predict, request, row, toy_data, toy_store
 from tests.reliability.conftest import free_port
-from tests.reliability.faults import kill_replica_under_load
+from tests.reliability.faults import kill_replica_under_load, listening_sockets
 
 ROUTE = "rel"
 LIMITS = {"max_rows_per_request": 20, "max_body_bytes": 16_384}
@@ -113,18 +111,6 @@ def test_fuzzed_bodies_over_http_never_get_a_500(served: dict[str, Any], body: b
         _rejected(reply)
 
 
-def _listening() -> list[tuple[str, int, int]]:
-    """``(address, port, pid)`` of every listening TCP socket (``ss -ltnpH``)."""
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    found = []
-    for line in out.splitlines():
-        parts = line.split()
-        addr, _, port = parts[3].rpartition(":")
-        for pid in re.findall(r"pid=(\d+)", line):
-            found.append((addr.strip("[]"), int(port), int(pid)))
-    return found
-
-
 def _descendants(root: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -165,7 +151,7 @@ def test_sockets_raymlops_opens_listen_on_loopback_only(served: dict[str, Any]) 
     plain = Plain.remote()  # type: ignore[attr-defined]
     plain_pid = ray.get(plain.pid.remote())
     ours = _descendants(os.getpid())  # this test's Ray: GCS, raylet, workers (Serve proxy, replicas, monitor)
-    sockets = [(a, p, pid) for a, p, pid in _listening() if pid in ours]
+    sockets = [(a, p, pid) for a, p, pid in listening_sockets() if pid in ours]
     ray.kill(plain)
     by_port = {p: a for a, p, _ in sockets}
     for name, port in served["ports"].items():  # what raymlops opened: Serve's HTTP, both /metrics
