@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Monitor ingest throughput, memory, detection delay and false alarms.
 
-Claims measured (issue 6):
+Claims measured (issue 6; targets of issue 13: Monitor.ingest >= 50 M feature-values/s with
+1,000-row windows, >= 20 M with 10 slices):
 
 1. Ingest throughput of one monitor core (``StreamState.update``: bucketing + counts + exact
    moments) and of the full windowed core (``Monitor.ingest``: windows, slices, verdicts at each
@@ -284,6 +285,11 @@ def main() -> int:
                        rows))
     core = results["core"]
     print(f"core CPU time: {core['values_per_cpu_s'] / 1e6:.2f} M feature-values per CPU-second")
+    for key, target in (("monitor", 50e6), ("monitor_sliced", 20e6)):  # issue 13's targets
+        r = results[key]
+        results[key]["target_values_per_s"] = target
+        print(f"target {key}: >= {target / 1e6:.0f} M/s: {r['values_per_s'] / 1e6:.1f} M/s wall, "
+              f"{r['values_per_cpu_s'] / 1e6:.1f} M per CPU-s ({'met' if r['values_per_s'] >= target else 'NOT met'})")
     print()
     print(format_table(["rows streamed (core)", "RSS MiB", "state bytes"],
                        [[f"{x['rows']:,}", x["rss_mib"], f"{x['state_bytes']:,}"] for x in core["memory"]]))

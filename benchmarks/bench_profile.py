@@ -52,7 +52,7 @@ def run_ours(rows: int, blocks: int, shift: float) -> dict[str, Any]:
     from ray import cloudpickle
 
     from raymlops.data.profile import profile
-    from raymlops.pipeline.ray_env import ensure_ray
+    from raymlops.ray_session import ensure_ray
     from raymlops.stats.check import DriftSettings, check
 
     cloudpickle.register_pickle_by_value(synth)  # workers cannot import the benchmarks folder

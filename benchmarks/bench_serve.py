@@ -12,7 +12,9 @@ Claim measured (issue 5): with a load generator on loopback, at concurrency 1, 1
 
 measured back to back for every (rows, concurrency) cell, so all three see the same machine.
 Targets: (1) >= 0.8 x (3) in requests/s at concurrency 16; monitoring costs <= 5 % of
-throughput and <= 1 ms at p50. The cold start of a scaled-to-zero deployment
+throughput and <= 1 ms at p50; at saturation, rows monitored >= 99 % of the rows the monitored
+deployment served (issue 14: both counted after the run, from the route's metrics and the monitor
+actor, once the hand-off has drained). The cold start of a scaled-to-zero deployment
 (``serve.autoscaling.min_replicas: 0``) is measured too.
 
 The model: scikit-learn's breast-cancer data (30 features, no download), StandardScaler +
@@ -25,7 +27,11 @@ script stops by itself after ``--timeout`` seconds and always stops Serve, Ray, 
 server and removes its temp folder.
 
     python benchmarks/bench_serve.py [--duration 5] [--repeat 2] [--concurrency 1 16 64] [--rows 1 100]
-        [--ingress haproxy|default] [--batch-size 32] [--batch-wait 0] [--no-cold-start] [--out PATH]
+        [--ingress haproxy|default|both] [--batch-size 32] [--batch-wait 0] [--no-cold-start] [--out PATH]
+
+``--ingress both`` runs it once per ingress (HAProxy, raymlops' default; Serve's Python proxy,
+``serve.high_throughput: false``), each on its own private Ray and beside its own plain-app
+measurement, and prints one table with each system's ratio to the plain app.
 
 ``--monitor-cost`` measures only the monitoring claim, as conclusively as a shared machine
 allows: ``--rounds`` (default 5) rounds of monitor on / monitor off, each ``--duration`` seconds,
@@ -365,6 +371,38 @@ def handoff_cost(rows_per_request: list[int], n_features: int, requests: int = 2
     return out
 
 
+def rows_monitored(ray: Any, monitor: str, namespace: str, metrics_url: str, settle_s: float = 30.0) -> dict[str, Any]:
+    """Rows the monitored deployment served (its ``raymlops_serve_rows_total``) against the rows its
+    monitor ingested, once the hand-off has drained (the monitor's count stops moving), with the
+    replicas' hand-off outcomes (sent, dropped, failed, sampled_out)."""
+    actor = ray.get_actor(monitor, namespace=namespace)
+    seen, deadline = -1, time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = int(ray.get(actor.rows.remote()))
+        if now == seen:
+            break
+        seen = now
+    with urllib.request.urlopen(metrics_url, timeout=30) as resp:  # noqa: S310 - loopback
+        text = resp.read().decode()
+    handoff = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^raymlops_serve_monitor_rows_total\{[^}]*outcome="([a-z_]+)"[^}]*\} (\S+)$', text, re.M)}
+    served = sum(float(m.group(1)) for m in re.finditer(r'^raymlops_serve_rows_total\{[^}]*\} (\S+)$', text, re.M))
+    return {"served": int(served), "monitored": seen, "share": seen / served if served else None,
+            "handoff": handoff}
+
+
+def rows_monitored_line(res: dict[str, Any]) -> str:
+    rm = res.get("rows_monitored")
+    if not rm:
+        return f"monitor rows seen {res.get('monitor_rows_seen')}, hand-off {res.get('monitor_handoff')}"
+    share = rm["share"]
+    verdict = "-" if share is None else ("met" if share >= 0.99 else "NOT met")
+    return (f"rows served (monitored deployment, warm-ups included) {rm['served']}, rows monitored {rm['monitored']}"
+            f" ({'-' if share is None else f'{share * 100:.2f} %'}); target >= 99 %: {verdict}; hand-off "
+            f"{rm['handoff']}; serve.monitor_budget {res.get('monitor_budget')}")
+
+
 def spread(cell_system: dict[str, Any]) -> float | None:
     """(max - min) / median of the requests/s of one system's repeats (None with one run)."""
     rps = [r["rps"] for r in cell_system.get("runs", [])]
@@ -385,8 +423,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="measurements per system and cell, in alternating order; the table shows medians (default 1)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--rows", type=int, nargs="+", default=[1, 100], help="rows per request")
-    p.add_argument("--ingress", choices=("haproxy", "default"), default="haproxy",
-                   help="Serve's HAProxy ingress (serve.high_throughput) or its Python proxy")
+    p.add_argument("--ingress", choices=("haproxy", "default", "both"), default="haproxy",
+                   help="Serve's HAProxy ingress (raymlops' default where it starts Ray), its Python proxy "
+                   "(serve.high_throughput: false), or both: one private Ray each, in one run, with the plain "
+                   "app measured beside each")
     p.add_argument("--batch-size", type=int, default=32, help="serve.max_batch_size (default 32)")
     p.add_argument("--batch-wait", type=float, default=0.0, help="serve.batch_wait_timeout_s (default 0)")
     p.add_argument("--no-access-log", action="store_true", help="serve.access_log: false (Serve's per-request log)")
@@ -418,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         port, model_path, features_path = args.baseline_server
         run_baseline_server(int(port), model_path, features_path)
         return 0
+    if args.ingress == "both":
+        return compare_ingress(list(sys.argv[1:] if argv is None else argv), args)
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise BenchmarkTimeout(f"{NAME} ran past --timeout {args.timeout} s")
@@ -466,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         from raymlops.config import AutoscalingConfig, ServeConfig
         from raymlops.monitor.core import Reference
         from raymlops.monitor.lifecycle import monitor_name, start_monitor
-        from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
+        from raymlops.ray_session import NAMESPACE, quiet_ray_logs
         from raymlops.serve.deploy import deploy
         from raymlops.serve.traffic import model_spec_of
 
@@ -541,14 +583,11 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(cell)
         res["cells"] = cells
 
-        # monitor: what reached it, what the replicas dropped
-        time.sleep(1.5)
-        monitor_actor = ray.get_actor(monitor_name("bench-on"), namespace=NAMESPACE)
-        res["monitor_rows_seen"] = int(ray.get(monitor_actor.rows.remote()))
-        with urllib.request.urlopen(f"http://127.0.0.1:{serve_port}/bench-on/metrics", timeout=30) as resp:  # noqa: S310
-            text = resp.read().decode()
-        res["monitor_handoff"] = {m.group(1): float(m.group(2)) for m in re.finditer(
-            r'^raymlops_serve_monitor_rows_total\{[^}]*outcome="([a-z_]+)"[^}]*\} (\S+)$', text, re.M)}
+        # monitor: what reached it, what the replicas dropped, against the rows served
+        res["rows_monitored"] = rows_monitored(ray, monitor_name("bench-on"), NAMESPACE,
+                                               f"http://127.0.0.1:{serve_port}/bench-on/metrics")
+        res["monitor_rows_seen"] = res["rows_monitored"]["monitored"]
+        res["monitor_handoff"] = res["rows_monitored"]["handoff"]
 
         # scale to zero, then one cold request
         if not args.no_cold_start and not args.monitor_cost:
@@ -562,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
                    wait_s=180)
             routes.append("bench-zero")
             t = time.perf_counter()
-            while time.perf_counter() - t < 240:  # no replica in any state (HAProxy mode drains >= 30 s)
+            while time.perf_counter() - t < 240:  # no replica in any state
                 app = serve.status().applications.get("bench-zero")
                 alive = sum(sum(d.replica_states.values()) for d in app.deployments.values()) if app else -1
                 if alive == 0:
@@ -751,7 +790,72 @@ def report_monitor_cost(res: dict[str, Any]) -> None:
         print(f"CPU per request on vs off, per round: median {statistics.median(cpu_pair) * 100:+.1f} %, "
               f"min {min(cpu_pair) * 100:+.1f} %, max {max(cpu_pair) * 100:+.1f} %")
     if "monitor_rows_seen" in res:
-        print(f"monitor rows seen {res.get('monitor_rows_seen')}, hand-off {res.get('monitor_handoff')}")
+        print(rows_monitored_line(res))
+
+
+def _without(argv: list[str], *options: str) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in options:
+            skip = True
+            continue
+        if any(a.startswith(o + "=") for o in options):
+            continue
+        out.append(a)
+    return out
+
+
+def compare_ingress(argv: list[str], args: argparse.Namespace) -> int:
+    """``--ingress both``: the whole benchmark once per ingress (each needs its own Ray: the mode
+    is read when Ray starts), in child processes one after the other, each with the plain app
+    measured beside it; one table and one JSON of both."""
+    out = Path(args.out)
+    tmp = Path(tempfile.mkdtemp(prefix="raymlops-bench-ingress-"))
+    merged: dict[str, Any] = {"benchmark": NAME, "mode": "compare_ingress", "by_ingress": {},
+                              "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    code = 0
+    try:
+        for ingress in ("haproxy", "default"):
+            child_out = tmp / f"{ingress}.json"
+            cmd = [sys.executable, __file__, *_without(argv, "--ingress", "--out"), "--ingress", ingress,
+                   "--out", str(child_out)]
+            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False).returncode
+            code = code or rc
+            if child_out.exists():
+                merged["by_ingress"][ingress] = json.loads(child_out.read_text())
+    finally:
+        merged["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        shutil.rmtree(tmp, ignore_errors=True)
+    report_ingress(merged)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(merged, indent=2, default=str))
+    print(f"wrote {out}", file=sys.stderr)
+    return code
+
+
+def report_ingress(merged: dict[str, Any]) -> None:
+    names = {"haproxy": "HAProxy (default)", "default": "Python proxy (opt-in)"}
+    rows = []
+    for ingress, res in merged["by_ingress"].items():
+        for cell in res.get("cells") or []:
+            base = cell["uvicorn"]
+            for system in SYSTEMS:
+                r = cell[system]
+                label = "plain FastAPI app" if system == "uvicorn" else f"{system}, {names[ingress]}"
+                rows.append([str(cell["rows"]), str(cell["concurrency"]), label, f"{r['rps']:.0f}",
+                             f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", pct_ratio(r["rps"], base["rps"]),
+                             "-" if r.get("cpu_ms_per_request") is None else f"{r['cpu_ms_per_request']:.3f}",
+                             str(cell["load_1m"])])
+    print(f"{NAME} --ingress both: load average at start {merged['loadavg_at_start']}, at end "
+          f"{merged['loadavg_at_end']} (each ingress's rows are measured beside the plain app of the same run)")
+    print(format_table(["rows", "conc", "system", "req/s", "p50 ms", "p99 ms", "vs plain app", "CPU ms/req",
+                        "load 1m"], rows))
+    for ingress, res in merged["by_ingress"].items():
+        if res.get("status") != "ok":
+            print(f"{ingress}: {res.get('status')} {res.get('error', '')}")
 
 
 def report(res: dict[str, Any]) -> None:
@@ -801,11 +905,11 @@ def report(res: dict[str, Any]) -> None:
         p50s = [c["raymlops+monitor"]["p50_ms"] - c["raymlops"]["p50_ms"] for c in c16]
         print(f"\ntarget (1) >= 0.8 x (3) req/s at concurrency 16: "
               f"{', '.join(f'{r:.2f}x' for r in ratios)} -> {'met' if min(ratios) >= 0.8 else 'NOT met'}")
-        noise = [spread(c[s]) for c in c16 for s in ("raymlops", "raymlops+monitor")]
+        noise = [x for c in c16 for s in ("raymlops", "raymlops+monitor") if (x := spread(c[s])) is not None]
         verdict = "met" if max(costs) <= 0.05 and max(p50s) <= 1.0 else "NOT met"
-        if noise and max(x for x in noise if x is not None) > 0.05:
+        if noise and max(noise) > 0.05:
             verdict = (f"inconclusive: repeats of one system differ by up to "
-                       f"{max(x for x in noise if x is not None) * 100:.0f} %, more than the 5 % to be shown")
+                       f"{max(noise) * 100:.0f} %, more than the 5 % to be shown")
         print(f"target monitoring <= 5 % throughput and <= 1 ms p50 (concurrency 16): "
               f"{', '.join(f'{c * 100:+.1f} %' for c in costs)}; {', '.join(f'{d:+.2f} ms' for d in p50s)} -> "
               f"{verdict}")
@@ -821,7 +925,7 @@ def report(res: dict[str, Any]) -> None:
         if spreads:
             print(f"noise: the repeats of one system in one cell differ by {statistics.median(spreads) * 100:.0f} % "
                   f"(median), up to {max(spreads) * 100:.0f} %")
-    print(f"monitor rows seen {res.get('monitor_rows_seen')}, hand-off {res.get('monitor_handoff')}")
+    print(rows_monitored_line(res))
     for n, c in (res.get("handoff_cost") or {}).items():
         print(f"hand-off cost per {n}-row request, in process: offer (request path) {c['offer_us']:.1f} us, "
               f"background flush {c['flush_us']:.1f} us")

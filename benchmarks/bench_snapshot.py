@@ -183,7 +183,7 @@ def run_ours(rows: int, blocks: int, home: str) -> dict[str, Any]:
     import raymlops.data.snapshot as snapshot_mod
     from raymlops import Store
     from raymlops.data.snapshot import create_snapshot
-    from raymlops.pipeline.ray_env import ensure_ray
+    from raymlops.ray_session import ensure_ray
     from raymlops.store.artifacts import ArtifactStore
 
     t = time.perf_counter()

@@ -275,7 +275,7 @@ def main() -> int:
     os.environ.pop("RAY_ADDRESS", None)
     import ray
 
-    from raymlops.pipeline.ray_env import _after_init, quiet_ray_logs
+    from raymlops.ray_session import _after_init, quiet_ray_logs
 
     quiet_ray_logs()
     cpus = int(facts["usable_cpus"] or 1)

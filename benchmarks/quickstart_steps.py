@@ -198,7 +198,7 @@ def start_private_ray() -> str:
     that ``ray start`` left on this machine (``run_pipeline`` would shut down that cluster's Serve)."""
     import ray
 
-    from raymlops.pipeline.ray_env import ensure_ray
+    from raymlops.ray_session import ensure_ray
 
     found = existing_local_cluster()
     ensure_ray()

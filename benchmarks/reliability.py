@@ -83,7 +83,7 @@ def with_local_ray(args: argparse.Namespace, work: Path) -> tuple[list[dict[str,
     from raymlops.config import ServeConfig
     from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE, ensure_ray, quiet_ray_logs
+    from raymlops.ray_session import NAMESPACE, ensure_ray, quiet_ray_logs
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
     from tests.integration.serving_helpers import FEATURES, toy_data, toy_store

@@ -145,11 +145,14 @@ class DriftConfig(_Strict):
     categorical_test: Literal["auto", "chi2", "jensenshannon", "psi"] = "auto"
     small_sample: int = Field(1000, ge=0, description="auto: p-value tests up to this many rows, distances above")
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
-    correction: Literal["bonferroni", "bh", "none"] = "bonferroni"
+    correction: Literal["bonferroni", "holm", "bh", "none"] = "bonferroni"
     wasserstein: float = Field(0.1, gt=0.0)
     jensenshannon: float = Field(0.1, gt=0.0)
     psi: float = Field(0.1, gt=0.0)
-    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="dataset drift: at least this share of columns")
+    dataset_rule: Literal["any", "share"] = Field(
+        "any", description="dataset drift: 'any' column drifted after the correction (family-wise), or 'share': "
+        "at least drift_share of the columns drifted at the uncorrected level (see raymlops.stats.verdict)")
+    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="dataset_rule 'share': at least this share of columns")
     columns: list[str] | None = None
 
 
@@ -230,6 +233,14 @@ REGRESSION_METRICS = ("mae", "r2", "rmse")
 TASK_METRICS = {"classification": CLASSIFICATION_METRICS, "regression": REGRESSION_METRICS}
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "fixed")
+#: metrics the boosting engines compute over every worker's validation rows (strategy: distributed)
+DISTRIBUTED_METRICS = ("accuracy", "log_loss", "roc_auc", "mae", "rmse")
+#: engine parameters raymlops sets itself (strategy: distributed)
+_ENGINE_OWNED = frozenset({
+    "objective", "num_class", "eval_metric", "metric", "num_boost_round", "num_iterations", "n_estimators",
+    "early_stopping_rounds", "early_stopping_round", "seed", "random_state", "num_machines", "machines",
+    "local_listen_port", "tree_learner", "pre_partition", "nthread", "num_threads", "n_jobs",
+})
 
 
 def _is_number(x: Any) -> bool:
@@ -313,15 +324,18 @@ class SchedulerConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """How models are trained: a Ray Tune search over the candidates (``strategy: tune``), or one
-    incremental learner trained data-parallel over Ray Data shards (``strategy: data_parallel``).
+    """How models are trained: a Ray Tune search over the candidates (``strategy: tune``), one
+    incremental learner trained data-parallel over Ray Data shards (``strategy: data_parallel``), or
+    gradient-boosted trees on Ray Train's XGBoost / LightGBM trainers over Ray Data shards of the
+    snapshot (``strategy: distributed``: ``framework``, ``params``, ``num_boost_round``, …; no
+    candidates), tuned by Ray Tune when ``params`` holds a search space.
 
     ``metric`` defaults to roc_auc (classification) or r2 (regression), ``mode`` to the metric's
     direction. Validation is k-fold when ``cv_folds`` is set, else a seeded holdout of
     ``validation_fraction`` of the training rows."""
 
     task: Literal["classification", "regression"] = "classification"
-    strategy: Literal["tune", "data_parallel"] = "tune"
+    strategy: Literal["tune", "data_parallel", "distributed"] = "tune"
     metric: Literal["accuracy", "f1", "log_loss", "precision", "recall", "roc_auc", "mae", "r2", "rmse"] = "roc_auc"
     mode: Literal["max", "min"] = "max"
     validation_fraction: float = Field(0.25, gt=0.0, lt=1.0)
@@ -332,17 +346,31 @@ class TrainConfig(_Strict):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     epochs: int = Field(10, ge=1, le=100_000, description="epochs of incremental learners")
     max_failures: int = Field(1, ge=0, description="retries of a trial that dies")
-    num_workers: int = Field(2, ge=1, description="data_parallel: workers, one shard each")
+    num_workers: int = Field(2, ge=1, description="data_parallel, distributed: workers, one shard each")
     batch_size: int = Field(4096, ge=1, description="data_parallel: rows per partial_fit call")
-    candidates: list[Candidate] = Field(min_length=1)
+    # -- strategy: distributed (Ray Train XGBoostTrainer / LightGBMTrainer) --
+    framework: Literal["xgboost", "lightgbm"] | None = Field(
+        None, validate_default=True, description="distributed: the boosting engine")
+    cpus_per_worker: float = Field(1.0, gt=0.0, description="distributed: CPUs of each Ray Train worker")
+    num_boost_round: int = Field(100, ge=1, le=1_000_000, description="distributed: most boosting rounds")
+    early_stopping_rounds: int | None = Field(
+        None, ge=1, description="distributed: stop after this many rounds without gain on the validation split")
+    checkpoint_every: int = Field(10, ge=1, description="distributed: rounds between checkpoints (resume point)")
+    params: dict[str, Annotated[Any, AfterValidator(_param_spec)]] = Field(
+        default_factory=dict, description="distributed: the engine's parameters, fixed or searched")
+    candidates: list[Candidate]
 
     @model_validator(mode="before")
     @classmethod
     def _defaults_from_task(cls, data: Any) -> Any:
         if isinstance(data, dict):
             data = dict(data)
+            distributed = data.get("strategy") == "distributed"
             if "metric" not in data:
-                data["metric"] = "r2" if data.get("task") == "regression" else "roc_auc"
+                regression = "rmse" if distributed else "r2"  # the engines have no r2 of their own
+                data["metric"] = regression if data.get("task") == "regression" else "roc_auc"
+            if distributed:
+                data.setdefault("candidates", [])
             if "mode" not in data and isinstance(data["metric"], str):
                 data["mode"] = "min" if data["metric"] in LOWER_IS_BETTER else "max"
         return data
@@ -366,11 +394,20 @@ class TrainConfig(_Strict):
                                  " is better; leave mode out to get it)")
         return v
 
+    @field_validator("metric")
+    @classmethod
+    def _metric_of_engine(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("strategy") == "distributed" and v not in DISTRIBUTED_METRICS:
+            raise ValueError(f"expected one of {', '.join(DISTRIBUTED_METRICS)} with strategy 'distributed' (the "
+                             "metrics XGBoost and LightGBM compute across workers)")
+        return v
+
     @field_validator("cv_folds")
     @classmethod
     def _folds_for_tune(cls, v: int | None, info: ValidationInfo) -> int | None:
-        if v is not None and info.data.get("strategy") == "data_parallel":
-            raise ValueError("expected no cv_folds with strategy 'data_parallel' (it validates on a holdout)")
+        strategy = info.data.get("strategy")
+        if v is not None and strategy in ("data_parallel", "distributed"):
+            raise ValueError(f"expected no cv_folds with strategy {strategy!r} (it validates on a holdout)")
         return v
 
     @field_validator("scheduler", mode="before")
@@ -383,10 +420,40 @@ class TrainConfig(_Strict):
             raise ValueError("expected fifo with strategy 'data_parallel' (one run, nothing to stop early)")
         return v
 
+    @field_validator("framework")
+    @classmethod
+    def _framework_for_distributed(cls, v: str | None, info: ValidationInfo) -> str | None:
+        strategy = info.data.get("strategy")
+        if strategy == "distributed" and v is None:
+            raise ValueError("expected xgboost or lightgbm with strategy 'distributed'")
+        if strategy != "distributed" and v is not None:
+            raise ValueError(f"expected no framework with strategy {strategy!r} (it is for strategy 'distributed')")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _params_for_distributed(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        strategy = info.data.get("strategy")
+        if v and strategy != "distributed":
+            raise ValueError(f"expected no params with strategy {strategy!r}: put them in train.candidates[i].params")
+        reserved = sorted(set(v) & _ENGINE_OWNED)
+        if reserved:
+            raise ValueError(f"expected no {reserved[0]!r} in params: raymlops sets it (from train.task, train.metric, "
+                             "train.num_boost_round, train.early_stopping_rounds, seed or num_workers)")
+        return v
+
     @field_validator("candidates")
     @classmethod
     def _one_fixed_candidate_for_data_parallel(cls, v: list[Candidate], info: ValidationInfo) -> list[Candidate]:
-        if info.data.get("strategy") != "data_parallel":
+        strategy = info.data.get("strategy")
+        if strategy == "distributed":
+            if v:
+                raise ValueError("expected no candidates with strategy 'distributed': the model is train.framework, "
+                                 "its parameters and their search space go in train.params")
+            return v
+        if not v:
+            raise ValueError("expected at least one candidate")
+        if strategy != "data_parallel":
             return v
         if len(v) != 1:
             raise ValueError(f"expected exactly one candidate for strategy 'data_parallel', found {len(v)}")
@@ -567,16 +634,24 @@ class ServeConfig(_Strict):
         "any", description="training_range: 422 for a value outside the training min/max (widened by domain_margin)")
     domain_margin: float = Field(0.0, ge=0.0, description="fraction of each feature's training range")
     autoscaling: AutoscalingConfig | None = Field(None, description="replaces num_replicas when set")
-    high_throughput: bool = Field(
-        False, description="Serve's HAProxy ingress (must be set before Ray starts; see raymlops.serve.throughput)")
-    monitor_queue_rows: int = Field(10_000, ge=1, description="per replica; rows beyond it are dropped and counted")
+    high_throughput: bool | None = Field(
+        None, description="Serve's HAProxy ingress. Unset (default): used wherever raymlops starts Ray itself, and "
+        "wherever the cluster was started with it; true: required (a cluster without it is refused); false: Serve's "
+        "Python proxy (see raymlops.serve.throughput)")
+    monitor_queue_rows: int = Field(50_000, ge=1, description="per replica; rows beyond it are dropped and counted")
     monitor_flush_interval_s: float = Field(0.25, gt=0.0)
     monitor_budget: float = Field(
-        0.05, gt=0.0, le=1.0, description="most of its time the monitor spends on one replica's rows; beyond it rows "
-        "are dropped and counted (1: as fast as the monitor takes them)")
+        0.5, gt=0.0, le=1.0, description="most of its time the monitor spends on one replica's rows; beyond it rows "
+        "are dropped and counted (1: as fast as the monitor takes them). A safety valve: a replica's saturated "
+        "throughput needs well under it")
     shadow_max_pending: int = Field(64, ge=1, description="per replica; shadow requests beyond it are dropped")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="also expose /metrics on this loopback port")
     access_log: bool = Field(True, description="Serve's per-request log line (requests are counted in metrics anyway)")
+    require_token: bool = Field(
+        False, description="/feedback needs 'Authorization: Bearer <token>' on loopback too (always when host is not "
+        "loopback)")
+    token_env: str = Field("RAYMLOPS_FEEDBACK_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                           description="environment variable (where Ray runs) holding the /feedback bearer token")
 
     @field_validator("max_ongoing_requests")
     @classmethod
@@ -624,6 +699,25 @@ class MonitorSLOConfig(_Strict):
     min_requests: int = Field(10, ge=1, description="fewer requests in a window: no burn alert")
 
 
+class CalibrationConfig(_Strict):
+    """Isotonic calibration of the positive-class score (:class:`raymlops.stats.cbpe.Calibration`),
+    with the holdout's realised metrics it was fitted beside."""
+
+    format: str = "raymlops.calibration/1"
+    method: Literal["isotonic", "identity"] = "isotonic"
+    x: list[float] = Field(min_length=1)
+    y: list[float] = Field(min_length=1)
+    rows: int = Field(0, ge=0)
+    positive_label: float | str | None = None
+    reference: dict[str, float] = Field(default_factory=dict, description="holdout accuracy / roc_auc")
+
+    @model_validator(mode="after")
+    def _knots(self) -> CalibrationConfig:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"expected as many x as y knots, found {len(self.x)} and {len(self.y)}")
+        return self
+
+
 class MonitorPerformanceConfig(_Strict):
     """Model quality from ground-truth labels posted later by request id."""
 
@@ -636,6 +730,30 @@ class MonitorPerformanceConfig(_Strict):
     max_accuracy_drop: float = Field(0.05, gt=0.0, le=1.0)
     max_auc_drop: float = Field(0.05, gt=0.0, le=1.0)
     max_mae_increase: float = Field(0.2, gt=0.0, description="relative to the baseline MAE")
+    early_label_ttl_s: float = Field(
+        300.0, gt=0.0, description="a label whose prediction has not reached the monitor yet waits this long for it, "
+        "then counts as expired")
+    early_label_store_size: int = Field(
+        100_000, ge=1, description="labels waiting for their prediction; beyond it the oldest is expired")
+    # -- concept drift: change detectors on the per-row error of labelled rows (raymlops.stats.change) --
+    change_detectors: list[Literal["adwin", "page_hinkley"]] = Field(
+        default_factory=lambda: ["adwin", "page_hinkley"],  # type: ignore[arg-type]
+        description="detectors on the error stream of labelled rows (1 - correct; regression: e / (e + "
+        "baseline MAE) of the absolute error e), overall and per slice; [] is off")
+    adwin_delta: float = Field(0.002, gt=0.0, lt=1.0, description="ADWIN confidence: smaller, fewer false alarms")
+    page_hinkley_threshold: float = Field(50.0, gt=0.0, description="Page-Hinkley alarm threshold (lambda)")
+    page_hinkley_delta: float = Field(0.005, ge=0.0, description="Page-Hinkley: change of the error tolerated")
+    change_min_labels: int = Field(30, ge=1, description="labels a detector sees before it may alarm")
+    # -- performance estimated before labels (CBPE, raymlops.stats.cbpe) --
+    estimate: bool = Field(True, description="estimate accuracy and ROC AUC of served rows from their calibrated "
+                           "probabilities (binary classifiers whose scores reach the monitor)")
+    estimated_window_rows: int = Field(1000, ge=1, description="served rows per estimation window")
+    max_estimated_accuracy_drop: float | None = Field(
+        None, gt=0.0, le=1.0, description="estimated_performance alert below the holdout accuracy minus this "
+        "(default: max_accuracy_drop)")
+    calibration: CalibrationConfig | None = Field(
+        None, description="the served model's probability calibration, fitted on its holdout (set from the "
+        "registered model's lineage when the pipeline deploys it)")
 
 
 class MonitorDifferentialConfig(_Strict):
@@ -668,8 +786,14 @@ class MonitorConfig(_Strict):
     enabled: bool = True
     n_bins: int = Field(10, ge=2, le=100)
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
-    correction: Literal["bonferroni", "bh"] = "bonferroni"
-    dataset_drift_share: float = Field(0.5, gt=0.0, le=1.0)
+    correction: Literal["bonferroni", "holm", "bh"] = "bonferroni"
+    dataset_rule: Literal["any", "share"] = Field(
+        "any", description="dataset drift: 'any' feature drifted after the correction (family-wise), or 'share': "
+        "at least dataset_drift_share of the features drifted at the uncorrected level (see raymlops.stats.verdict)")
+    dataset_drift_share: float = Field(0.5, gt=0.0, le=1.0, description="dataset_rule 'share': at least this share")
+    discrete_max_values: int = Field(
+        50, ge=0, description="offline checks: a numeric column of integers with at most this many distinct values is "
+        "tested on its exact support (chi-square), not with KS; 0: never")
     sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="share of served requests handed to the monitor")
     # -- streaming drift (raymlops.monitor) --
     fine_bins: int = Field(100, ge=2, le=1000, description="quantile bins for KS/Wasserstein; >= n_bins")

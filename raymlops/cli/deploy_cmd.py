@@ -52,9 +52,12 @@ def register(sub: Any) -> None:
     d.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
-def _connect(foreground: bool = False) -> bool:
-    """Join ``RAY_ADDRESS``; True when connected to a cluster that outlives this command."""
-    from raymlops.pipeline.ray_env import ensure_ray
+def _connect(foreground: bool = False, high_throughput: bool | None = None) -> bool:
+    """Join ``RAY_ADDRESS``; True when connected to a cluster that outlives this command.
+    ``foreground`` without ``RAY_ADDRESS``: a private Ray, with Serve's HAProxy ingress unless
+    ``serve.high_throughput`` is false."""
+    from raymlops.ray_session import ensure_ray
+    from raymlops.serve.throughput import fast_ingress_for_private_ray
 
     if not os.environ.get("RAY_ADDRESS") and not foreground:
         raise ConfigError(
@@ -62,6 +65,8 @@ def _connect(foreground: bool = False) -> bool:
             "RAY_ADDRESS=auto; clients of a token-auth cluster also need RAY_AUTH_MODE=token), or pass --foreground "
             "to serve from this process until Ctrl-C"
         )
+    if foreground:
+        fast_ingress_for_private_ray(high_throughput)
     return ensure_ray()
 
 
@@ -170,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             _print_traffic(route, {"traffic": table.summary()})
         return 0
 
-    persistent = _connect(args.foreground)
+    persistent = _connect(args.foreground, serve_cfg.high_throughput)
     from raymlops.serve.control import get_control
 
     if get_control(route, traffic.NAMESPACE) is not None and not args.foreground:
@@ -189,4 +194,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     serve_until_interrupted("serving in the foreground — press Ctrl-C to stop",
                             lambda: traffic.stop_route(store, route, reason="foreground deploy ended", shutdown=True))
+    from raymlops.cli.run_cmd import exit_after_serving
+
+    exit_after_serving(0)  # drained and recorded: skip the interpreter's slow teardown
     return 0

@@ -1,10 +1,10 @@
 """``raymlops monitor check | report | status``.
 
-``check`` runs the monitor's drift core on two datasets offline (CSV/Parquet files or snapshot
-ids; no Ray): exit 0 whether or not there is drift, 2 on bad input. ``report`` writes the same
-check (or, with ``--route``, the window of a live monitor actor) as a self-contained HTML page
-with histograms. ``status`` asks the live monitor actors of the cluster named by ``--address`` /
-``$RAY_ADDRESS`` for their current window.
+``check`` compares two whole datasets offline with exact tests (CSV/Parquet files or snapshot
+ids; :mod:`raymlops.monitor.offline`; no Ray): exit 0 whether or not there is drift, 2 on bad
+input. ``report`` writes the same check (or, with ``--route``, the window of a live monitor
+actor) as a self-contained HTML page with histograms. ``status`` asks the live monitor actors of
+the cluster named by ``--address`` / ``$RAY_ADDRESS`` for their current window.
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def _report(args: argparse.Namespace) -> int:
         home = getattr(args, "home", None)
         ref, ref_desc = load_table(args.reference, home)
         cur, cur_desc = load_table(args.current, home)
-        result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column, histograms=True)
-        model = offline_model(result, ref_desc, cur_desc)
+        result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column)
+        model = offline_model(result, ref_desc, cur_desc, reference_data=ref, current_data=cur)
     path = write_report(model, out, args.top)
     plotted = plotted_features(model, args.top)
     if args.json:
@@ -127,7 +127,7 @@ def _live_status(route: str) -> dict[str, Any]:
     import ray
 
     from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.pipeline.ray_env import NAMESPACE, ensure_ray
+    from raymlops.ray_session import NAMESPACE, ensure_ray
 
     if not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
         raise ConfigError(f"monitor report --route {route}: needs the cluster that serves it: set RAY_ADDRESS")
@@ -141,12 +141,14 @@ def _live_status(route: str) -> dict[str, Any]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from raymlops.monitor.offline import check, load_table
+    # Arrow in, exact tests out: this path imports neither Ray nor pandas nor the monitor package
+    from raymlops.data.tables import read_table
+    from raymlops.stats.offline import check_tables as check
 
     cfg = _monitor_config(args.config)
     home = getattr(args, "home", None)
-    ref, ref_desc = load_table(args.reference, home)
-    cur, cur_desc = load_table(args.current, home)
+    ref, ref_desc = read_table(args.reference, home)
+    cur, cur_desc = read_table(args.current, home)
     result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column)
     result["reference"], result["current"] = ref_desc, cur_desc
     if args.json:
@@ -154,16 +156,35 @@ def _check(args: argparse.Namespace) -> int:
         return 0
     print(f"reference {ref_desc} ({result['rows']['reference']} rows)   current {cur_desc} "
           f"({result['rows']['current']} rows)   correction {result['correction']}")
-    print(f"{'feature':<24} {'test':<12} {'statistic':>10} {'p-value':>10} {'PSI':>7}  drift")
+    print(f"{'feature':<24} {'kind':<12} {'test':<12} {'statistic':>10} {'p-value':>10} {'adj. p':>10} "
+          f"{'PSI':>7}  drift")
     for name, f in result["features"].items():
-        print(f"{name:<24} {f['test']:<12} {_fmt(f['statistic']):>10} {_fmt(f['p_value']):>10} "
-              f"{_fmt(f['psi']):>7}  {'YES' if f['drift'] else 'no'}")
+        print(f"{name:<24} {f['kind']:<12} {f['test']:<12} {_fmt(f['statistic']):>10} {_fmt(f['p_value']):>10} "
+              f"{_fmt(f['adjusted_p_value']):>10} {_fmt(f['psi']):>7}  {'YES' if f['drift'] else 'no'}")
     for name, s in result["slices"].items():
         flag = "DRIFT: " + ", ".join(s["drifted_features"]) if s["drift"] else "no drift"
         print(f"slice {name:<30} {s['rows']:>8} rows  {flag}")
+    any_rule = result["dataset_rule"] == "any"
+    rule = (f"any feature with {result['correction']}-corrected p < {result['alpha']}" if any_rule
+            else f"at least {cfg.dataset_drift_share:.0%} of the features with p < {result['alpha']}, uncorrected")
     print(f"dataset drift: {'YES' if result['drift'] else 'no'} "
-          f"({len(result['drifted_features'])} of {len(result['features'])} features)")
+          f"({len(result['drifted_features'])} of {len(result['features'])} features drifted; rule: {rule})")
     return 0
+
+
+def _print_estimates(perf: dict[str, Any]) -> None:
+    """Accuracy estimated before labels (CBPE), beside the realised one of the last label window,
+    and the change detectors' findings."""
+    est = (perf.get("estimated") or {}).get("last_window") or {}
+    guess = (est.get("overall") or {}).get("accuracy")
+    if guess is not None:
+        real = ((perf.get("last_window") or {}).get("overall") or {}).get("accuracy")
+        print(f"  estimated accuracy {_fmt(guess)} (CBPE, last {est['overall']['rows']} served rows)"
+              + ("" if real is None else f", realised {_fmt(real)} (last label window)"))
+    concept = perf.get("concept_drift") or {}
+    if concept.get("labels"):
+        print(f"  concept drift: {concept['alarms']} rises of the error found by "
+              f"{', '.join(concept['detectors'])} in {concept['labels']} labels")
 
 
 def _fmt(v: Any) -> str:
@@ -177,7 +198,7 @@ def _status(args: argparse.Namespace) -> int:
     import ray
 
     from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
+    from raymlops.ray_session import NAMESPACE, quiet_ray_logs
 
     quiet_ray_logs()
     started = not ray.is_initialized()
@@ -215,6 +236,11 @@ def _status(args: argparse.Namespace) -> int:
         for c in overall.get("columns", []):
             print(f"  {c['column']:<24} {c['test']:<12} {_fmt(c['statistic']):>10} p={_fmt(c['p_value'])}"
                   f"  {'DRIFT' if c['drift'] else ''}")
+        labels = (st.get("performance") or {}).get("labels")
+        if labels and labels.get("received"):  # every label posted to /feedback, by outcome
+            print(f"  labels {labels['received']}: {labels['matched']} matched, {labels['waiting']} waiting, "
+                  f"{labels['expired']} expired, {labels['unknown']} unknown")
+        _print_estimates(st.get("performance") or {})
         for a in st["alerts"]["recent"][-10:]:
             print(f"  alert [{a['kind']}] {a['message']}")
         if st.get("metrics_url"):

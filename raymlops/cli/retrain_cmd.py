@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
 
 
 def _connect() -> None:
-    from raymlops.pipeline.ray_env import ensure_ray
+    from raymlops.ray_session import ensure_ray
 
     if not os.environ.get("RAY_ADDRESS"):
         raise ConfigError("raymlops retrain needs the Ray cluster its deployment runs on: set RAY_ADDRESS (e.g. "

@@ -69,4 +69,25 @@ def run(args: argparse.Namespace) -> int:
     if args.serve and result.endpoint:
         serve_until_interrupted(f"serving {result.endpoint}/predict — press Ctrl-C to stop",
                                 lambda: stop_serving(cfg))
+        exit_after_serving(0)
     return 0
+
+
+def exit_after_serving(code: int) -> None:
+    """End the process once a foreground deployment has been stopped (drained): Ray shut down,
+    output flushed, then ``os._exit``. The interpreter's own teardown after Serve ran took 3-4 s
+    more (in C, after every atexit handler), which made Ctrl-C take 5-8 s instead of 2-4."""
+    import logging
+    import os
+
+    import ray
+
+    from raymlops.serve.throughput import remove_private_folders
+
+    if ray.is_initialized():
+        ray.shutdown()
+    remove_private_folders()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

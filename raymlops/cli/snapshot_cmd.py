@@ -86,8 +86,8 @@ def _create(store: Any, args: argparse.Namespace) -> int:
     from raymlops.data.sources import read_source, redact_uri
     from raymlops.exceptions import RaymlopsError, ValidationError
     from raymlops.pipeline.failures import unwrap
-    from raymlops.pipeline.ray_env import ensure_ray
     from raymlops.pipeline.steplog import StepLog, capture_logging
+    from raymlops.ray_session import ensure_ray
 
     for t in args.tag:
         check_tag(t)  # before starting Ray

@@ -78,7 +78,7 @@ def _aliases(store: Any) -> list[dict[str, Any]]:
 def _cluster(address: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     import ray
 
-    from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
+    from raymlops.ray_session import NAMESPACE, quiet_ray_logs
 
     quiet_ray_logs()
     started_here = not ray.is_initialized()
@@ -134,7 +134,7 @@ def _deployments(namespace: str) -> list[dict[str, Any]]:
             deployments[dname] = {"status": dep.get("status"), "replicas_running": up, "replicas_target": target}
             replicas += target
             running += up
-        version, error = _metadata_version(url)
+        version, error, ingress = _metadata_version(url)
         out.append({
             "app": name,
             "status": app.get("status"),
@@ -142,6 +142,8 @@ def _deployments(namespace: str) -> list[dict[str, Any]]:
             "url": url,
             "version": version,
             "metadata_error": error,
+            # haproxy | serve-proxy (from the replica; a replica of an older raymlops: the cluster's)
+            "ingress": ingress or _cluster_ingress(),
             # one version per route today: it takes all the traffic
             "traffic": {version: 100} if version else {},
             "replicas_running": running,
@@ -152,16 +154,27 @@ def _deployments(namespace: str) -> list[dict[str, Any]]:
     return out
 
 
-def _metadata_version(url: str) -> tuple[str | None, str | None]:
+def _metadata_version(url: str) -> tuple[str | None, str | None, str | None]:
+    """``(model version, error, ingress)`` from the route's ``/metadata``."""
     from raymlops.serve.deploy import http_json
 
     try:
         status, body = http_json("GET", f"{url}/metadata", timeout=5)
     except OSError as exc:
-        return None, f"{url}/metadata: {exc}"
+        return None, f"{url}/metadata: {exc}", None
     if status != 200 or not isinstance(body, dict):
-        return None, f"{url}/metadata answered {status}"
-    return str(body.get("model_version")), None
+        return None, f"{url}/metadata answered {status}", None
+    ingress = body.get("ingress")
+    return str(body.get("model_version")), None, str(ingress) if ingress else None
+
+
+def _cluster_ingress() -> str | None:
+    from raymlops.serve.throughput import HAPROXY, PYTHON_PROXY, cluster_high_throughput
+
+    try:
+        return HAPROXY if cluster_high_throughput() else PYTHON_PROXY
+    except Exception:  # no worker could run the probe: unknown
+        return None
 
 
 def _monitor(route: str, namespace: str) -> dict[str, Any] | None:
@@ -213,6 +226,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"  {d['app']:<20} {d['status']:<10} {d['url']}  version {d['version'] or '?'}"
             f"  replicas {d['replicas_running']}/{d['replicas_target']}  traffic {traffic}"
+            f"  ingress {d.get('ingress') or '?'}"
         )
         if d["metadata_error"]:
             lines.append(f"  {'':<20} metadata: {d['metadata_error']}")

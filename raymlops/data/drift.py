@@ -80,7 +80,7 @@ def snapshot_profile(store: Store, snap_id: str) -> Profile:
     prof = load_profile(store, snap_id)
     if prof is None:
         from raymlops.data.profile import profile
-        from raymlops.pipeline.ray_env import ensure_ray
+        from raymlops.ray_session import ensure_ray
 
         ensure_ray()
         prof = profile(snapshot_dataset(store, snap_id))
@@ -182,7 +182,7 @@ def check_snapshot(
     missing = _needs_counts(current, reference.profile)
     if missing and exact:
         from raymlops.data.profile import reference_counts
-        from raymlops.pipeline.ray_env import ensure_ray
+        from raymlops.ray_session import ensure_ray
 
         ensure_ray()
         counts = reference_counts(snapshot_dataset(store, snap_id), reference.profile, missing)

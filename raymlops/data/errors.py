@@ -29,7 +29,7 @@ def inner_error(exc: BaseException) -> RaymlopsError | None:
         for nxt in (getattr(e, "cause", None), e.__cause__, e.__context__):
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
-    from raymlops.pipeline.failures import parse_remote
+    from raymlops.ray_session import parse_remote
 
     found = parse_remote(str(exc))
     if found is None:

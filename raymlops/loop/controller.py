@@ -124,7 +124,7 @@ class RetrainController:
     # -- the cycle -----------------------------------------------------------------------------
     def run_cycle(self, trigger: Trigger) -> CycleResult:
         """One cycle for ``trigger``; raises what a step raised after recording ``retrain.failed``."""
-        from raymlops.pipeline.ray_env import ensure_ray
+        from raymlops.ray_session import ensure_ray
         from raymlops.registry.registry import get_model
 
         cfg = self.config
@@ -261,7 +261,7 @@ class RetrainController:
         import ray
 
         from raymlops.monitor.lifecycle import monitor_name
-        from raymlops.pipeline.ray_env import NAMESPACE
+        from raymlops.ray_session import NAMESPACE
 
         if not self.config.monitor.enabled:
             return None
@@ -347,7 +347,7 @@ class RetrainController:
         from raymlops.data.snapshot import read_snapshot
         from raymlops.monitor.lifecycle import rebaseline_monitor, start_monitor
         from raymlops.monitor.reference import build_reference
-        from raymlops.pipeline.ray_env import NAMESPACE
+        from raymlops.ray_session import NAMESPACE
         from raymlops.registry.registry import get_model
         from raymlops.serve.traffic import deploy_model
         from raymlops.train.prepare import holdout_of

@@ -3,7 +3,12 @@
 1. train, gate, register and serve a model on synthetic data (:mod:`raymlops.loop.demo_data`)
    at ``http://127.0.0.1:<free port>/demo``, monitored with ``region`` as slice column;
 2. replay traffic over HTTP: normal, then drift confined to one region (the slice alert), then
-   global drift (the dataset alert);
+   global drift (the dataset alert). The demo's monitor uses ``dataset_rule: share``
+   (Evidently's rule: dataset drift when at least half of the features drift, each tested at
+   ``alpha`` = 0.001 without correction), because the story wants the dataset alert, and so the
+   retraining, only once drift is everywhere: under the default rule (``any``: one feature after
+   the Bonferroni correction) region 2's drift already moves ``x1`` overall enough to be dataset
+   drift, and the retraining would start on the one-slice drift;
 3. the watcher sees the dataset alert and runs one retraining cycle on a fresh snapshot of the
    drifted world while traffic keeps flowing: training and gate, the new version as shadow
    challenger, the differential check, promotion (registry + live), the monitor re-baselined;
@@ -53,7 +58,9 @@ gate:
 serve: {host: 127.0.0.1, port: 8000, max_batch_size: 32, batch_wait_timeout_s: 0.005}
 monitor:
   window_rows: 300
-  alpha: 0.01
+  dataset_rule: share  # dataset drift only once most features drift (see the module docstring)
+  dataset_drift_share: 0.5
+  alpha: 0.001
   categorical: [region]
   slice_columns: [region]
   min_rows: 30
@@ -147,7 +154,7 @@ def _monitor() -> Any:
     import ray
 
     from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     return ray.get_actor(monitor_name("demo"), namespace=NAMESPACE)
 

@@ -41,6 +41,7 @@ from raymlops.exceptions import NotFound, ValidationError
 from raymlops.monitor.core import Reference
 from raymlops.monitor.lifecycle import PEER_TIMEOUT_S, shard_name
 from raymlops.monitor.monitor import Monitor
+from raymlops.monitor.performance import same_label
 from raymlops.monitor.reference import MonitorReference, build_reference
 from raymlops.monitor.sinks import send_alerts
 
@@ -214,9 +215,14 @@ class DriftMonitor:
     # -- the replicas' side ---------------------------------------------------------------------
     def ingest(self, X: Any, predictions: Any = None, version: str | None = None, latency_ms: Any = None,
                status: Any = None, request_ids: Any = None, scores: Any = None, role: str | None = None,
-               epoch: int | None = None, **_: Any) -> int:
+               epoch: int | None = None, score_class: Any = None, **_: Any) -> int:
         """Add a batch: ``X`` is a 2-D array in reference feature order (or a column mapping).
-        Returns the rows this shard ingested so far. Unknown keyword arguments are ignored."""
+        ``scores``: a binary classifier's probability of ``score_class`` per row (turned into the
+        probability of the configured ``positive_label``). Returns the rows this shard ingested so
+        far. Unknown keyword arguments are ignored."""
+        if scores is not None and score_class is not None and \
+                not same_label(score_class, self.monitor.config.performance.positive_label):
+            scores = 1.0 - np.asarray(scores, dtype=np.float64)
         if isinstance(X, dict):
             columns = X
             n = len(np.asarray(next(iter(X.values()), [])))
@@ -241,16 +247,34 @@ class DriftMonitor:
         self._send(alerts)
         return rows
 
-    def feedback(self, request_ids: Any, labels: Any) -> dict[str, Any]:
-        """Ground-truth labels for earlier requests, by request id."""
+    def feedback(self, request_ids: Any, labels: Any, detail: bool = False) -> dict[str, Any]:
+        """Ground-truth labels for earlier requests, by request id: how many labels (rows) of
+        this call were matched, are waiting for their row, or are unknown
+        (:mod:`raymlops.monitor.labels`), ``unmatched`` (waiting + unknown + expired),
+        ``pending`` (predictions waiting for a label), ``totals`` (every label this shard
+        received, by outcome) and, with ``detail``, ``outcomes``: per given id its outcome (a list
+        of outcomes for a list of labels)."""
         with self.lock:
             matched, alerts = self.monitor.feedback(request_ids, labels)
+            perf = self.monitor.performance
+            outcomes = list(perf.last_outcomes)
+            totals = perf.label_counts()
             self.dirty = True
-            pending = len(self.monitor.performance.store)
+            pending = len(perf.store)
         self._send(alerts)
-        rows = sum(len(np.asarray(label).ravel()) if isinstance(label, (list, tuple, np.ndarray)) else 1
-                   for label in labels)  # a list of labels: one per row of that request
-        return {"matched": matched, "unmatched": rows - matched, "pending": pending}
+        counts = Counter(outcomes)
+        out: dict[str, Any] = {"matched": matched, "waiting": counts["waiting"], "expired": counts["expired"],
+                               "unknown": counts["unknown"], "unmatched": len(outcomes) - matched,
+                               "pending": pending, "totals": totals}
+        if detail:
+            per_id: list[Any] = []
+            i = 0
+            for label in labels:  # a list of labels: one per row of that request
+                n = len(np.asarray(label).ravel()) if isinstance(label, (list, tuple, np.ndarray)) else 0
+                per_id.append(outcomes[i:i + n] if n else outcomes[i])
+                i += n or 1
+            out["outcomes"] = per_id
+        return out
 
     def tick(self) -> list[dict[str, Any]]:
         """Close a window whose time is up and check the SLOs; returns the new alerts."""
@@ -288,6 +312,7 @@ class DriftMonitor:
         with self.lock:
             out: dict[str, Any] = {"shard": self.shard, "rows": int(self.monitor.rows_total)}
             if not rows_only:
+                self.monitor.performance.expire(self.monitor.clock())  # labels past their time-to-live
                 out["monitor"] = snapshot(self.monitor)
                 out["predictions"] = dict(self.predictions)
         return out
@@ -343,6 +368,7 @@ class DriftMonitor:
 
     def _status_locked(self) -> dict[str, Any]:
         with self.lock:
+            self.monitor.performance.expire(self.monitor.clock())  # labels past their time-to-live
             return self.monitor.status()
 
     def status(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ __all__ = ["ALERT_KINDS", "Alert", "AlertBook"]
 
 ALERT_KINDS = (
     "dataset_drift", "feature_drift", "slice_drift", "prediction_drift", "anomaly", "performance",
-    "differential", "bias", "slo_burn",
+    "differential", "bias", "slo_burn", "estimated_performance",
 )
 
 

@@ -22,6 +22,9 @@ import numpy.typing as npt
 
 __all__ = ["GridSet"]
 
+#: values per block of :meth:`GridSet.lookup` (a block's scratch arrays, about 8 bytes each, stay in cache)
+_CHUNK = 16_384
+
 
 class GridSet:
     """Stacked lookup grids of numeric columns (``edges`` per column, global ``offsets``)."""
@@ -76,23 +79,57 @@ class GridSet:
             return t.astype(np.int32)
 
     def lookup(self, x: npt.NDArray[np.float64], out: npt.NDArray[np.int64]) -> None:
-        """Global bucket of every value of ``x`` (``(columns, rows)`` float64) into ``out``."""
-        flat = self._cells(x)
-        np.take(self.below, flat, out=out, mode="clip")
-        with np.errstate(invalid="ignore"):
-            out += np.greater_equal(x, np.take(self.edge, flat, mode="clip"))
-        multi = np.take(self.multi, flat, mode="clip") if self.any_multi else None
+        """Global bucket of every value of ``x`` (``(columns, rows)`` float64) into ``out``.
+
+        A few columns at a time (about ``_CHUNK`` values): each pass then runs over arrays, and
+        gathers from table blocks, that stay in the CPU's cache, and the scratch arrays are
+        reused from one block to the next."""
+        k, n = x.shape
+        if not k or not n:
+            return
+        step = max(1, min(k, _CHUNK // n))
+        size = step * n
+        t_buf = np.empty(size, dtype=np.float64)
+        cell_buf = np.empty(size, dtype=np.intp)  # np.take's own index type: no conversion copy
+        ge_buf = np.empty(size, dtype=bool)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for lo in range(0, k, step):
+                hi = min(k, lo + step)
+                rows = slice(lo, hi)
+                m = (hi - lo) * n
+                xs, o = x[rows], out[rows]
+                t = t_buf[:m].reshape(hi - lo, n)
+                cells = cell_buf[:m].reshape(hi - lo, n)
+                ge = ge_buf[:m].reshape(hi - lo, n)
+                # cell of every value: x * scale + shift clipped to the column's cells (monotone in x;
+                # truncation is the floor, as the clipped value is >= 0). NaN gives garbage, which
+                # mode="clip" keeps inside the tables and the NaN pass below overwrites.
+                np.multiply(xs, self.scale[rows], out=t)
+                t += self.shift[rows]
+                np.clip(t, self.first[rows], self.last[rows], out=t)
+                cells[...] = t  # float -> intp, truncating
+                np.take(self.below, cells, out=o, mode="clip")
+                np.take(self.edge, cells, out=t, mode="clip")
+                np.greater_equal(xs, t, out=ge)
+                o += ge
+                if self.any_multi:
+                    self._multi(xs, o, cells, lo)
         nan = np.isnan(x)
         if nan.any():
             np.copyto(out, self.missing, where=nan)
-            if multi is not None:
-                multi &= ~nan
-        if multi is None:
-            return
+
+    def _multi(self, x: npt.NDArray[np.float64], out: npt.NDArray[np.int64], cells: npt.NDArray[np.intp],
+               first_row: int) -> None:
+        """Binary search for the values in cells holding two or more edges (NaN excluded: the
+        NaN pass overwrites those)."""
+        multi = np.take(self.multi, cells, mode="clip")
+        multi &= ~np.isnan(x)
         hit = np.flatnonzero(multi)
-        if hit.size:
-            n = x.shape[1]
-            rows = hit // n
-            for r in np.unique(rows).tolist():
-                at = hit[rows == r]
-                out.flat[at] = np.searchsorted(self.edges_nan[r], x.flat[at], side="right") + self.offsets[r]
+        if not hit.size:
+            return
+        n = x.shape[1]
+        rows = hit // n
+        for r in np.unique(rows).tolist():
+            at = hit[rows == r]
+            g = first_row + r
+            out.flat[at] = np.searchsorted(self.edges_nan[g], x.flat[at], side="right") + self.offsets[g]

@@ -118,7 +118,8 @@ class _Index:
             hit = sorted_codes[pos_c] == f
             return np.where(hit, self._order[pos_c], -1).astype(np.int64), missing
         labels, missing = labels_of(arr)
-        return self._pd.get_indexer(labels).astype(np.int64), missing
+        # get_indexer makes an Index of its argument anyway: building it here costs nothing more
+        return self._pd.get_indexer(pd.Index(labels, dtype=object)).astype(np.int64), missing
 
 
 # --------------------------------------------------------------------------------- columns

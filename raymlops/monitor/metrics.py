@@ -77,12 +77,14 @@ class MonitorCollector(Collector):
         slo = st["slo"]
         avail = GaugeMetricFamily("raymlops_slo_availability_ratio", "Share of requests without a server error",
                                   labels=["model", "window"])
-        latency = GaugeMetricFamily("raymlops_slo_latency_seconds", "Request latency quantiles",
-                                    labels=["model", "window", "quantile"])
+        # "percentile", not "quantile": Prometheus reserves that label for summaries (promtool rejects a
+        # gauge carrying it)
+        latency = GaugeMetricFamily("raymlops_slo_latency_seconds", "Request latency percentiles",
+                                    labels=["model", "window", "percentile"])
         for w in ("short", "long"):
             snap = slo[w]
             avail.add_metric([m, w], _num(snap["availability"]))
-            for q, key in (("0.5", "latency_p50_ms"), ("0.95", "latency_p95_ms"), ("0.99", "latency_p99_ms")):
+            for q, key in (("50", "latency_p50_ms"), ("95", "latency_p95_ms"), ("99", "latency_p99_ms")):
                 latency.add_metric([m, w, q], _num(snap[key]) / 1000.0)
         burn = GaugeMetricFamily("raymlops_slo_burn_rate", "Error-budget burn rate",
                                  labels=["model", "objective", "window"])
@@ -105,6 +107,32 @@ class MonitorCollector(Collector):
                 if metric in metrics:
                     quality.add_metric([m, metric, name], _num(metrics[metric]))
         yield quality
+        est = (perf.get("estimated") or {}).get("last_window") or {}  # CBPE: before labels
+        for metric in ("accuracy", "roc_auc"):
+            gauge = GaugeMetricFamily(f"raymlops_monitor_estimated_{metric}", f"{metric} estimated from calibrated "
+                                      "probabilities of served rows, before labels (CBPE, last estimation window)",
+                                      labels=["model", "slice"])
+            for name, metrics in [("all", est.get("overall") or {}), *(est.get("slices") or {}).items()]:
+                if metric in metrics:
+                    gauge.add_metric([m, name], _num(metrics[metric]))
+            yield gauge
+        concept = perf.get("concept_drift") or {}
+        changes = CounterMetricFamily("raymlops_monitor_concept_drift_detections", "Rises of the error rate of "
+                                      "labelled rows found by a change detector", labels=["model", "detector", "slice"])
+        for name, dets in [("all", concept.get("overall") or {}), *(concept.get("slices") or {}).items()]:
+            for kind, summary in dets.items():
+                changes.add_metric([m, kind, name], float(summary.get("increases", 0)))
+        yield changes
+        label_counts = perf.get("labels") or {}  # every label's final outcome (raymlops.monitor.labels)
+        outcome = CounterMetricFamily("raymlops_monitor_feedback_labels", "Labels received, by outcome: matched, "
+                                      "expired, unknown", labels=["model", "outcome"])
+        for name in ("matched", "expired", "unknown"):
+            outcome.add_metric([m, name], float(label_counts.get(name, 0)))
+        yield outcome
+        waiting = GaugeMetricFamily("raymlops_monitor_feedback_labels_waiting",
+                                    "Labels waiting for their prediction to reach the monitor", labels=["model"])
+        waiting.add_metric([m], float(label_counts.get("waiting", 0)))
+        yield waiting
 
         diff = st["differential"]
         agreement = GaugeMetricFamily("raymlops_challenger_agreement_ratio",

@@ -8,12 +8,26 @@ binned AUC), or the absolute errors (MAE, regression). The first ``baseline_labe
 rows set the baseline; a window of ``window_labels`` rows whose accuracy or AUC fell by more
 than the allowed drop, or whose MAE rose by more than the allowed share, alerts — overall and
 per slice. So a change in P(y|x) that leaves the inputs alone is still caught.
+
+A label that arrives before its row (the hand-off to the monitor is asynchronous) waits in an
+:class:`~raymlops.monitor.labels.EarlyLabels` store (``early_label_store_size``, for
+``early_label_ttl_s``) and is joined in :meth:`PerformanceTracker.remember` when the row comes.
+Every label ends matched, waiting, expired or unknown (:mod:`raymlops.monitor.labels`); the
+outcome of each label of the last :meth:`~PerformanceTracker.feedback` call is in
+``last_outcomes`` (read it under the owner's lock, right after the call).
+
+Every labelled row's error also feeds the change detectors of
+:class:`~raymlops.monitor.concept.ConceptDrift` (concept drift within a few hundred labels), and
+served rows with probabilities feed :class:`~raymlops.monitor.estimated.PerformanceEstimator`
+(accuracy and ROC AUC estimated before labels; beside the realised values in each label window).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +37,12 @@ import numpy.typing as npt
 from raymlops.config import MonitorPerformanceConfig
 from raymlops.exceptions import ValidationError
 from raymlops.monitor.alerts import Alert
+from raymlops.monitor.concept import ConceptDrift
+from raymlops.monitor.estimated import PerformanceEstimator
+from raymlops.monitor.labels import EarlyLabels, LabelCounts, RecentIds
+from raymlops.stats.cbpe import histogram_auc
 
-__all__ = ["LabelStore", "PerformanceTracker", "PerformanceWindow", "binned_auc"]
+__all__ = ["LabelStore", "PerformanceTracker", "PerformanceWindow", "binned_auc", "same_label"]
 
 SCORE_BINS = 200
 
@@ -63,6 +81,9 @@ class LabelStore:
                 del items[rid]
             self.evicted += over
 
+    def __contains__(self, rid: object) -> bool:
+        return rid in self.items
+
     def pop(self, rid: str) -> Pending | None:
         item = self.items.pop(rid, None)
         if item is None or isinstance(item, Pending):  # a checkpoint of an older version holds Pending
@@ -80,11 +101,7 @@ class LabelStore:
 def binned_auc(pos: npt.NDArray[np.float64], neg: npt.NDArray[np.float64]) -> float:
     """ROC AUC from score histograms of positives and negatives on the same ascending bins
     (ties within a bin count one half). NaN without both classes."""
-    n_pos, n_neg = pos.sum(), neg.sum()
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    neg_below = np.cumsum(neg) - neg
-    return float(np.sum(pos * (neg_below + neg / 2.0)) / (n_pos * n_neg))
+    return histogram_auc(pos, neg)
 
 
 class PerformanceWindow:
@@ -113,7 +130,7 @@ class PerformanceWindow:
                 "auc": binned_auc(self.pos[sel].sum(axis=0), self.neg[sel].sum(axis=0))}
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_label(a: Any, b: Any) -> bool:
     try:
         return float(a) == float(b)
     except (TypeError, ValueError):
@@ -121,13 +138,19 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class PerformanceTracker:
-    """Label store + baseline + tumbling windows of labelled rows; alerts on degradation."""
+    """Label store + early labels + baseline + tumbling windows of labelled rows; alerts on
+    degradation. ``clock`` (seconds) times the early labels when a call passes no ``now``."""
 
-    def __init__(self, cfg: MonitorPerformanceConfig, slices: tuple[str, ...]) -> None:
+    def __init__(self, cfg: MonitorPerformanceConfig, slices: tuple[str, ...],
+                 clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.slices = slices
         self.regression = cfg.task == "regression"
         self.store = LabelStore(cfg.label_store_size)
+        self.early = EarlyLabels(cfg.early_label_store_size, cfg.early_label_ttl_s, clock)
+        self.labelled = RecentIds(cfg.label_store_size)  # rows already scored: a second label is unknown at once
+        self.counts = LabelCounts()
+        self.last_outcomes: list[str] = []
         self.baseline_window = PerformanceWindow(len(slices), self.regression)
         self.baseline: dict[str, float] | None = None
         self.window = PerformanceWindow(len(slices), self.regression)
@@ -135,49 +158,120 @@ class PerformanceTracker:
         self.last: dict[str, Any] | None = None
         self.matched = 0
         self.unmatched = 0
+        self.concept = ConceptDrift(cfg, slices)  # change detectors on the error stream
+        self.estimated = PerformanceEstimator(cfg, slices)  # CBPE of served rows, before labels
 
     def remember(self, request_ids: list[str], predictions: list[Any], scores: list[float] | None,
-                 slices: list[int]) -> None:
+                 slices: list[int], now: float | None = None, window: int = 0) -> list[Alert]:
+        """Keep served rows for their labels; rows whose label came first are joined now.
+        Returns the alerts of label windows those joins closed (and of estimation windows)."""
+        est_alerts = self.estimated.add(predictions, scores, slices, self.early.clock() if now is None else now,
+                                        window) if self.estimated.enabled else []
         if scores is None:
             if self.regression:
                 scores = [0.0] * len(predictions)
             else:  # one comparison per distinct prediction, not per row
-                score_of = {p: 1.0 if _same(p, self.cfg.positive_label) else 0.0 for p in set(predictions)}
+                score_of = {p: 1.0 if same_label(p, self.cfg.positive_label) else 0.0 for p in set(predictions)}
                 scores = [score_of[p] for p in predictions]
-        self.store.put(list(map(str, request_ids)), predictions, list(map(float, scores)), slices)
+        keys = list(map(str, request_ids))
+        self.store.put(keys, predictions, list(map(float, scores)), slices)
+        if not self.early:
+            return est_alerts
+        now = self.early.clock() if now is None else now
+        self.early.expire(now)
+        alerts: list[Alert] = est_alerts
+        for rid, label in self.early.take(keys):
+            item = self.store.pop(rid)
+            if item is None:  # not kept (the store's bound): cannot happen for a row just put
+                self.counts.unknown += 1
+                continue
+            try:
+                alerts += self._match(rid, item, label, now, window)
+            except ValidationError:  # a label this task cannot score (the route validates them first)
+                self.counts.unknown += 1
+                continue
+            self.counts.matched_late += 1
+        return alerts
 
     def feedback(self, request_ids: list[Any], labels: list[Any], ts: float, window: int) -> tuple[int, list[Alert]]:
+        """Labels by row key: (rows matched now, alerts). A label whose row has not arrived
+        waits (``early``); the outcome of each label is left in ``last_outcomes``."""
         if len(request_ids) != len(labels):
             raise ValidationError(f"request_ids and labels differ in length ({len(request_ids)} and {len(labels)})")
+        self.early.expire(ts)
         alerts: list[Alert] = []
         matched = 0
-        for rid, label in zip(request_ids, labels, strict=True):
-            item = self.store.pop(str(rid))
-            if item is None:
-                self.unmatched += 1
-                continue
-            matched += 1
-            target = self.baseline_window if self.baseline is None else self.window
-            self._add(target, item, label)
-            if self.baseline is None and self.baseline_window.rows >= self.cfg.baseline_labels:
-                self.baseline = self.baseline_window.metrics()
-            elif self.baseline is not None and self.window.rows >= self.cfg.window_labels:
-                alerts += self.close(ts, window)
-        self.matched += matched
+        outcomes: list[str] = []
+        waiting: list[int] = []
+        keys = list(map(str, request_ids))
+        for rid, label in zip(keys, labels, strict=True):
+            item = self.store.pop(rid)
+            if item is not None:
+                matched += 1
+                outcomes.append("matched")
+                alerts += self._match(rid, item, label, ts, window)
+            elif rid in self.labelled or rid in self.early or ("/" not in rid and f"{rid}/0" in self.store):
+                outcomes.append("unknown")  # labelled already, or a single label for a multi-row request
+            else:
+                self.early.add(rid, label, ts)
+                waiting.append(len(outcomes))
+                outcomes.append("waiting")
+        for i in waiting:  # pushed out again by later labels of this same call (a full store)
+            if keys[i] not in self.early:
+                outcomes[i] = "expired"
+        self.counts.received += len(outcomes)
+        self.counts.unknown += outcomes.count("unknown")
+        self.unmatched += len(outcomes) - matched
+        self.last_outcomes = outcomes
         return matched, alerts
 
-    def _add(self, w: PerformanceWindow, item: Pending, label: Any) -> None:
+    def _match(self, rid: str, item: Pending, label: Any, ts: float, window: int) -> list[Alert]:
+        """Score one joined row: the baseline first, then the current window (closed when full)."""
+        target = self.baseline_window if self.baseline is None else self.window
+        error = self._add(target, item, label)  # raises before anything is counted
+        self.matched += 1
+        self.counts.matched += 1
+        self.labelled.add(rid)
+        if self.regression:  # e / (e + baseline MAE): in [0, 1) as ADWIN's bound wants; once there is a baseline
+            scale = (self.baseline or {}).get("mae", math.nan)
+            error = error / (error + scale) if scale > 0 else math.nan
+        else:
+            self.estimated.add_labelled(item.score, same_label(item.prediction, self.cfg.positive_label), item.slice)
+        alerts = self.concept.update(error, item.slice, ts, window)
+        if self.baseline is None and self.baseline_window.rows >= self.cfg.baseline_labels:
+            self.baseline = self.baseline_window.metrics()
+            self.estimated.labelled_report()  # the first label window's estimate starts with its first row
+        elif self.baseline is not None and self.window.rows >= self.cfg.window_labels:
+            return alerts + self.close(ts, window)
+        return alerts
+
+    def expire(self, now: float | None = None) -> int:
+        """Expire early labels whose time-to-live has ended (also done by every call)."""
+        return self.early.expire(now)
+
+    def label_counts(self) -> dict[str, int]:
+        """Every label received by outcome: received = matched + waiting + expired + unknown."""
+        c = self.counts
+        c.expired, c.pushed_out = self.early.expired, self.early.pushed_out
+        return c.to_dict(len(self.early))
+
+    def _add(self, w: PerformanceWindow, item: Pending, label: Any) -> float:
+        """Count one labelled row in ``w``; returns its error (0/1, or the absolute error)."""
         s = item.slice
-        w.n[s] += 1
         if self.regression:
             try:
-                w.abs_err[s] += abs(float(item.prediction) - float(label))
+                err = abs(float(item.prediction) - float(label))
             except (TypeError, ValueError):
                 raise ValidationError(f"regression labels must be numbers, got {label!r}") from None
-            return
-        w.correct[s] += int(_same(item.prediction, label))
+            w.n[s] += 1
+            w.abs_err[s] += err
+            return err
+        w.n[s] += 1
+        right = same_label(item.prediction, label)
+        w.correct[s] += int(right)
         b = min(max(int(item.score * SCORE_BINS), 0), SCORE_BINS - 1) if math.isfinite(item.score) else 0
-        (w.pos if _same(label, self.cfg.positive_label) else w.neg)[s, b] += 1
+        (w.pos if same_label(label, self.cfg.positive_label) else w.neg)[s, b] += 1
+        return 0.0 if right else 1.0
 
     def close(self, ts: float, window: int) -> list[Alert]:
         """Judge the current label window against the baseline and start a new one."""
@@ -191,6 +285,8 @@ class PerformanceTracker:
                 if len(self.slices) > 1:
                     alerts += self._judge(m, name, ts, window)
         report["baseline"] = self.baseline
+        if self.estimated.has_scores:  # CBPE of these same labelled rows, beside the realised metrics
+            report["estimated"] = self.estimated.labelled_report()
         self.last = report
         self.window = PerformanceWindow(len(self.slices), self.regression)
         self.windows_closed += 1
@@ -219,6 +315,25 @@ class PerformanceTracker:
         ]
 
     def status(self) -> dict[str, Any]:
+        """``labels``: every label by outcome (see :mod:`raymlops.monitor.labels`); ``pending``:
+        predictions waiting for a label; ``unmatched``: labels not matched when posted."""
         return {"baseline": self.baseline, "current": self.window.metrics(), "last_window": self.last,
                 "pending": len(self.store), "evicted": self.store.evicted, "matched": self.matched,
-                "unmatched": self.unmatched, "windows": self.windows_closed}
+                "unmatched": self.unmatched, "windows": self.windows_closed, "labels": self.label_counts(),
+                "early_label_ttl_s": self.early.ttl_s, "concept_drift": self.concept.status(),
+                "estimated": self.estimated.status()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A checkpoint written before early labels: start them empty."""
+        self.__dict__.update(state)
+        if "early" not in state:
+            cfg = self.cfg
+            self.early = EarlyLabels(getattr(cfg, "early_label_store_size", 100_000),
+                                     getattr(cfg, "early_label_ttl_s", 300.0))
+            self.labelled = RecentIds(self.store.size)
+            self.counts = LabelCounts(received=self.matched + self.unmatched, matched=self.matched,
+                                      unknown=self.unmatched)
+            self.last_outcomes = []
+        if "concept" not in state:  # a checkpoint written before concept drift and CBPE
+            self.concept = ConceptDrift(self.cfg, self.slices)
+            self.estimated = PerformanceEstimator(self.cfg, self.slices)

@@ -174,7 +174,7 @@ class MonitorReference:
             parts = [labels_of(_column(columns, c, n_rows))[0] for c in self.slice_columns]
             keys = np.array([",".join(f"{c}={v}" for c, v in zip(self.slice_columns, row, strict=True))
                              for row in zip(*parts, strict=True)], dtype=object)
-            pos = index._pd.get_indexer(keys).astype(np.int64)
+            pos = index._pd.get_indexer(type(index._pd)(keys)).astype(np.int64)
         return np.where(pos < 0, self.n_slices - 1, pos).astype(np.int64)
 
     def bucketize(self, columns: Mapping[str, Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:

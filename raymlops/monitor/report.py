@@ -5,12 +5,18 @@ adjusted p-value, PSI, verdict); for every drifted feature (or, when none drifte
 features by p-value) the reference vs current histogram, drawn by matplotlib as inline SVG;
 and, when the data is sliced, a verdict per slice. The input is a *report model*, plain JSON:
 
-- :func:`offline_model` from :func:`raymlops.monitor.offline.check` on two datasets;
+- :func:`offline_model` from :func:`raymlops.monitor.offline.check` on two datasets; given the
+  two tables too, the plots are drawn from their rows (:func:`~raymlops.monitor.histograms.rows_histograms`:
+  the union of both ranges, bars on integer values, the union of categories), else from the
+  check's binned state;
 - :func:`live_model` from the ``status()`` of a running monitor actor (the open window, or the
-  last closed one when the open window is still empty).
+  last closed one when the open window is still empty), drawn from its binned state.
 
 Each plot is a ``<figure class="plot">`` whose ``data-reference`` / ``data-current`` hold the
-bar heights it draws, and whose bars are SVG groups ``ref-<k>-<i>`` / ``cur-<k>-<i>``.
+main bars' heights it draws, named by ``data-labels`` (``data-reference-extra`` /
+``data-current-extra`` those of the bars beside the main axis, named by ``data-extra-labels``),
+and whose bars are SVG groups ``ref-<k>-<i>`` / ``cur-<k>-<i>`` (``refx-<k>-<j>`` /
+``curx-<k>-<j>``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.exceptions import ValidationError
-from raymlops.monitor.plots import histogram_svg, plotted_values
+from raymlops.monitor.histograms import heights, rows_histograms
+from raymlops.monitor.plots import histogram_svg
 
 __all__ = ["live_model", "offline_model", "plotted_features", "render_html", "write_report"]
 
@@ -38,17 +45,26 @@ th,td{padding:.2rem .6rem;border-bottom:1px solid #ddd;text-align:right}
 th:first-child,td:first-child{text-align:left} tr.drift td{background:#fff0ef;font-weight:600}
 figure.plot{margin:1.5rem 0;padding:.5rem;border:1px solid #e5e5e5;border-radius:.4rem}
 figure.plot svg{max-width:100%;height:auto} figcaption table{margin:.3rem 0}
+p.binning{color:#555;font-size:.85rem;margin:.2rem 0}
 """
 
 
-def offline_model(result: dict[str, Any], reference: str, current: str) -> dict[str, Any]:
-    """The report model of an offline check (``check(..., histograms=True)``)."""
-    if "histograms" not in result:
-        raise ValidationError("the check result has no histograms: call check(..., histograms=True)")
+def offline_model(result: dict[str, Any], reference: str, current: str, reference_data: Any = None,
+                  current_data: Any = None) -> dict[str, Any]:
+    """The report model of an offline check. With ``reference_data`` and ``current_data`` (the
+    two tables the check compared: DataFrames or mappings of arrays) every plot is drawn from
+    their rows; without them from the check's state (``check(..., histograms=True)``)."""
+    hists = dict(result.get("histograms") or {})
+    if reference_data is not None and current_data is not None:
+        kinds = {name: str(f.get("kind") or "numeric") for name, f in result["features"].items()}
+        hists.update(rows_histograms(reference_data, current_data, kinds))
+    elif "histograms" not in result:
+        raise ValidationError("the check result has no histograms: call check(..., histograms=True), or pass "
+                              "both tables")
     return {"title": "Drift report", "source": "offline check", "reference": reference, "current": current,
             "rows": dict(result["rows"]), "drift": bool(result["drift"]), "share_drifted": result["share_drifted"],
             "drifted_features": list(result["drifted_features"]), "correction": result["correction"],
-            "features": result["features"], "slices": result["slices"], "histograms": result["histograms"]}
+            "features": result["features"], "slices": result["slices"], "histograms": hists}
 
 
 def live_model(status: dict[str, Any], route: str) -> dict[str, Any]:
@@ -77,7 +93,22 @@ def live_model(status: dict[str, Any], route: str) -> dict[str, Any]:
             "slices": {s["name"]: {"drift": bool(s["dataset_drift"] or s["drifted"]), "rows": s["rows"],
                                    "judged": s["judged"], "drifted_features": list(s["drifted"]),
                                    "features": features(s["columns"])} for s in verdict.get("slices") or []},
-            "histograms": hists}
+            "histograms": hists, "performance": _performance(status.get("performance") or {})}
+
+
+def _performance(perf: dict[str, Any]) -> dict[str, Any] | None:
+    """Per slice: accuracy / ROC AUC estimated before labels (CBPE, last estimation window) beside
+    the realised ones (last label window); None when there is neither."""
+    est = (perf.get("estimated") or {}).get("last_window") or {}
+    real = perf.get("last_window") or {}
+    rows: dict[str, dict[str, Any]] = {}
+    names = {"accuracy": "accuracy", "roc_auc": "roc_auc", "auc": "roc_auc"}  # the label window says auc
+    for source, part in (("estimated", est), ("realised", real)):
+        for name, m in [("all", part.get("overall") or {}), *(part.get("slices") or {}).items()]:
+            for metric, shown in names.items():
+                if metric in m:
+                    rows.setdefault(name, {})[f"{source}_{shown}"] = m[metric]
+    return rows or None
 
 
 def plotted_features(model: dict[str, Any], top: int = 5) -> list[str]:
@@ -122,12 +153,33 @@ def _score_rows(features: dict[str, Any], names: list[str] | None = None) -> str
 def _figure(model: dict[str, Any], name: str, key: int) -> str:
     hist = model["histograms"][name]
     f = model["features"][name]
-    ref_h, cur_h = plotted_values(hist)
+    h = heights(hist)
     svg = histogram_svg(hist, f"{name}: {f['test']} {_fmt(f['statistic'])}, p = {_fmt(f['p_value'])}", key)
+
+    def data(v: Any) -> str:
+        return html.escape(json.dumps(v))
+
     attrs = (f'class="plot" id="plot-{key}" data-key="{key}" data-feature="{html.escape(name)}" '
-             f'data-kind="{hist["kind"]}" data-drift="{str(bool(f["drift"])).lower()}" '
-             f'data-reference="{html.escape(json.dumps(ref_h))}" data-current="{html.escape(json.dumps(cur_h))}"')
-    return f"<figure {attrs}>{svg}<figcaption>{_score_rows(model['features'], [name])}</figcaption></figure>"
+             f'data-kind="{hist["kind"]}" data-source="{hist["source"]}" data-drift="{str(bool(f["drift"])).lower()}" '
+             f'data-reference="{data(h["reference"])}" data-current="{data(h["current"])}" '
+             f'data-reference-extra="{data(h["reference_extra"])}" data-current-extra="{data(h["current_extra"])}" '
+             f'data-labels="{data(hist["labels"])}" data-extra-labels="{data(hist["extra_labels"])}"')
+    note = f'<p class="binning">{html.escape(hist["binning"])}.{_outside_note(hist)}</p>'
+    return (f"<figure {attrs}>{svg}<figcaption>{note}{_score_rows(model['features'], [name])}</figcaption>"
+            "</figure>")
+
+
+def _outside_note(hist: dict[str, Any]) -> str:
+    """One sentence on rows outside the reference (range or categories), per dataset."""
+    parts = []
+    for which in ("reference", "current"):
+        o, rows = hist["outside"][which], max(int(hist[f"{which}_rows"]), 1)
+        bits = [f"{o[k]:,} {label} ({o[k] / rows:.1%})" for k, label in (
+            ("below", "below the reference range"), ("above", "above it"), ("unseen", "of new categories"),
+            ("missing", "missing")) if o[k]]
+        if bits:
+            parts.append(f"{which}: {', '.join(bits)}")
+    return (" Rows outside the reference: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _slices(slices: dict[str, Any]) -> str:
@@ -170,7 +222,20 @@ def render_html(model: dict[str, Any], top: int = 5) -> str:
             f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{_STYLE}</style></head>'
             f'<body><h1>{title}</h1><p class="meta">{meta}</p>{verdict}'
             f'<section id="features"><h2>Scores of every feature</h2>{_score_rows(model["features"])}</section>'
-            f'<section id="plots"><h2>{heading}</h2>{plots}</section>{_slices(model["slices"])}</body></html>\n')
+            f'<section id="plots"><h2>{heading}</h2>{plots}</section>{_slices(model["slices"])}'
+            f'{_performance_html(model.get("performance"))}</body></html>\n')
+
+
+def _performance_html(rows: dict[str, dict[str, Any]] | None) -> str:
+    if not rows:
+        return ""
+    cols = ("estimated_accuracy", "realised_accuracy", "estimated_roc_auc", "realised_roc_auc")
+    body = "".join(f'<tr data-slice="{html.escape(name)}"><td>{html.escape(name)}</td>'
+                   + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for name, r in rows.items())
+    return ('<section id="performance"><h2>Model performance</h2><p>Estimated from calibrated probabilities before '
+            "labels arrive (CBPE, last estimation window) beside the realised values (last label window).</p>"
+            "<table><tr><th>slice</th>" + "".join(f"<th>{c.replace('_', ' ')}</th>" for c in cols)
+            + f"</tr>{body}</table></section>")
 
 
 def write_report(model: dict[str, Any], out: str | Path, top: int = 5) -> Path:

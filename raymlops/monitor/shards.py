@@ -40,11 +40,26 @@ class SizedStore:
         return self.n
 
 
+class SizedEarlyLabels(SizedStore):
+    """Stands in for the early-label store in a merged view: its size and outcome counters."""
+
+    def __init__(self, n: int, expired: int, pushed_out: int, ttl_s: float) -> None:
+        super().__init__(n)
+        self.expired, self.pushed_out, self.ttl_s = int(expired), int(pushed_out), float(ttl_s)
+
+
+def _sized_early(trackers: list[PerformanceTracker]) -> SizedEarlyLabels:
+    return SizedEarlyLabels(sum(len(t.early) for t in trackers), sum(t.early.expired for t in trackers),
+                            sum(t.early.pushed_out for t in trackers), trackers[0].early.ttl_s)
+
+
 def snapshot(monitor: Monitor) -> bytes:
     """``monitor``'s state for merging (call under the owner's lock): pickled at once, without
     the label store and the pending pairs (their sizes only)."""
     perf = copy.copy(monitor.performance)
     perf.store = SizedStore(len(monitor.performance.store), monitor.performance.store.evicted)  # type: ignore[assignment]
+    perf.early = _sized_early([monitor.performance])  # type: ignore[assignment]
+    perf.labelled = SizedStore(len(monitor.performance.labelled))  # type: ignore[assignment]
     diff = copy.copy(monitor.differential)
     diff.pending = SizedStore(len(monitor.differential.pending))  # type: ignore[assignment]
     state = dict(monitor.__dict__, performance=perf, differential=diff)
@@ -73,6 +88,8 @@ def _merge_performance(trackers: list[PerformanceTracker]) -> PerformanceTracker
     out.baseline = out.baseline_window.metrics() if any(t.baseline is not None for t in trackers) else None
     out.matched = sum(t.matched for t in trackers)
     out.unmatched = sum(t.unmatched for t in trackers)
+    out.early = _sized_early(trackers)  # type: ignore[assignment]
+    out.counts = trackers[0].counts.merged(t.counts for t in trackers[1:])
     out.windows_closed = sum(t.windows_closed for t in trackers)
     latest = max(trackers, key=lambda t: t.windows_closed)
     out.last = latest.last

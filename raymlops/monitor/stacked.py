@@ -23,9 +23,9 @@ from raymlops.monitor.reference import CATEGORICAL, MonitorReference
 from raymlops.monitor.state import StreamState
 from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, _slice, psi_band
 from raymlops.stats.counts import compare_rows, ks_p_values
-from raymlops.stats.drift import correct
+from raymlops.stats.verdict import feature_drift
 
-__all__ = ["evaluate_stacked"]
+__all__ = ["evaluate_stacked", "evaluate_stacked_many"]
 
 # A window is judged on every column of every slice at once: the counts of all rows and of each
 # non-empty slice are stacked into ``(groups, buckets)`` matrices, and each statistic is a few
@@ -93,7 +93,9 @@ class _Layout:
         n = cum[..., -1]
         with np.errstate(divide="ignore", invalid="ignore"):
             cdf = cum / n[..., None]  # no values: 0 / 0, NaN
-        coarse = np.bincount(self.coarse[:g].ravel(), weights=counts.ravel(), minlength=g * k * self.n_coarse)
+        index = self.coarse[:g] if g <= self.coarse.shape[0] else (  # more groups: several windows' stacked
+            np.arange(g, dtype=np.int64)[:, None] * (k * self.n_coarse) + self.coarse[0][None, :])
+        coarse = np.bincount(index.ravel(), weights=counts.ravel(), minlength=g * k * self.n_coarse)
         rows = np.add.reduceat(counts, self.offsets, axis=1)
         return _Side(padded, cdf, n, coarse.reshape(g, k, self.n_coarse).astype(np.float64, copy=False), rows)
 
@@ -189,51 +191,77 @@ def _family(lay: _Layout, st: _Stats, groups: slice, judged: npt.NDArray[np.bool
     """Correct the p-values of the tests of ``groups`` (rows of ``st``) jointly; returns each
     group's verdicts in column order."""
     p = st.p_value[groups]
-    adjusted: npt.NDArray[np.float64] = correct(p.ravel(), cfg.correction).reshape(p.shape) if p.size else p
     code, stat = st.code[groups], st.statistic[groups]
     thresholds = np.array([np.nan, np.nan, cfg.wasserstein_threshold, cfg.js_threshold, cfg.psi_threshold])
     by_distance = np.isfinite(stat) & (stat >= thresholds[code])
-    drift = judged[:, None] & np.where((code == _KS) | (code == _CHI2), adjusted < cfg.alpha, by_distance)
-    columns = [a[groups].tolist() for a in (st.ks, st.wasserstein, st.js, st.psi)]
-    rates = [a[groups].tolist() for a in (st.rows, st.missing_rate, st.ref_missing_rate, st.out_of_range_rate,
-                                          st.unseen_rate)]
-    moments = [[[v if is_num else None for v, is_num in zip(row, lay.numeric_list, strict=True)] for row in
-                a[groups].tolist()] for a in (st.mean, st.std)]
+    adjusted, flags = feature_drift(p, (code == _KS) | (code == _CHI2), by_distance, alpha=cfg.alpha,
+                                    correction=cfg.correction, rule=cfg.dataset_rule)
+    drift = judged[:, None] & flags
+    # ColumnVerdict's fields in order, one flat list per field over every (group, column): the
+    # verdicts are then built straight from zip's tuples
+    g, k = p.shape
+    psi = st.psi[groups].ravel().tolist()
     bands = cfg.psi_bands
-    out = []
-    for row in zip(code.tolist(), stat.tolist(), p.tolist(), adjusted.tolist(), drift.tolist(), *columns, *rates,
-                   *moments, strict=True):
-        out.append([_verdict((name, kind, _TESTS[c], s, pv, adj, dr, ks, w, js, psi, psi_band(psi, bands), *rest))
-                    for name, kind, c, s, pv, adj, dr, ks, w, js, psi, *rest
-                    in zip(lay.names, lay.kinds, *row, strict=True)])
-    return out
+    numeric = lay.numeric_list * g
+    mean, std = ([v if is_num else None for v, is_num in zip(a[groups].ravel().tolist(), numeric, strict=True)]
+                 for a in (st.mean, st.std))
+    fields = (lay.names * g, lay.kinds * g, [_TESTS[c] for c in code.ravel().tolist()], stat.ravel().tolist(),
+              p.ravel().tolist(), adjusted.ravel().tolist(), drift.ravel().tolist(),
+              *(a[groups].ravel().tolist() for a in (st.ks, st.wasserstein, st.js)), psi,
+              [psi_band(x, bands) for x in psi],
+              *(a[groups].ravel().tolist() for a in (st.rows, st.missing_rate, st.ref_missing_rate,
+                                                     st.out_of_range_rate, st.unseen_rate)), mean, std)
+    verdicts = [_verdict(values) for values in zip(*fields, strict=True)]
+    return [verdicts[i * k: (i + 1) * k] for i in range(g)]
 
 
 
 
 def evaluate_stacked(state: StreamState, cfg: MonitorConfig, ref: MonitorReference) -> WindowVerdict:
     """Every column of all rows and of each non-empty slice in whole-array passes."""
+    return evaluate_stacked_many([state], cfg, ref)[0]
+
+
+def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: MonitorReference
+                          ) -> list[WindowVerdict]:
+    """:func:`evaluate_stacked` of several windows' states at once: the groups (all rows, then
+    each non-empty slice) of every window are stacked into one set of matrices, so the statistics
+    cost one round of numpy calls for all of them; each window is then judged (corrected) alone.
+    Every statistic is computed row by row (reductions along the last axis), so a window's
+    verdict is the same, to the last bit, as when it is evaluated alone."""
     lay = _layout(ref)
-    counts = state.counts
-    slice_rows = state.slice_rows()
-    rows = int(slice_rows.sum())
-    _, mean, std = state.moment_table()
+    tables = [state.moment_table() for state in states]
+    slice_rows = [state.slice_rows() for state in states]
+    rows = [int(r.sum()) for r in slice_rows]
     with np.errstate(divide="ignore", invalid="ignore"):
         if ref.slice_columns:
-            present = np.flatnonzero(slice_rows > 0)
-            groups = np.concatenate([[0], present + 1])
-            st = _Stats(lay, lay.ref.take(groups), lay.side(np.concatenate([counts.sum(axis=0, keepdims=True),
-                                                                            counts[present]])),
-                        mean[groups], std[groups], cfg)
+            present = [np.flatnonzero(r > 0) for r in slice_rows]
+            groups = [np.concatenate([[0], p + 1]) for p in present]
+            cur = np.concatenate([part for state, p in zip(states, present, strict=True)
+                                  for part in (state.counts.sum(axis=0, keepdims=True), state.counts[p])])
+            st = _Stats(lay, lay.ref.take(np.concatenate(groups)), lay.side(cur),
+                        np.concatenate([t[1][g] for t, g in zip(tables, groups, strict=True)]),
+                        np.concatenate([t[2][g] for t, g in zip(tables, groups, strict=True)]), cfg)
         else:  # one slice: its counts are all rows'
-            st = _Stats(lay, lay.ref_all, lay.side(counts), mean[:1], std[:1], cfg)
-        judged = rows > 0 and rows >= cfg.min_rows
-        overall = _slice("all", rows, judged, _family(lay, st, slice(0, 1), np.array([judged]), cfg)[0], cfg)
-        if not ref.slice_columns:
-            return WindowVerdict(rows=rows, correction=cfg.correction, overall=overall)
-        sizes = slice_rows[present]
-        ok = sizes >= max(cfg.min_rows, 1)
-        per_slice = _family(lay, st, slice(1, None), ok, cfg) if present.size else []
-    slices = tuple(_slice(ref.slices[s], int(n), bool(o), mine, cfg)
-                   for s, n, o, mine in zip(present.tolist(), sizes.tolist(), ok.tolist(), per_slice, strict=True))
-    return WindowVerdict(rows=rows, correction=cfg.correction, overall=overall, slices=slices)
+            present = [np.empty(0, dtype=np.int64)] * len(states)
+            ref_side = lay.ref_all if len(states) == 1 else lay.ref.take(np.zeros(len(states), dtype=np.int64))
+            st = _Stats(lay, ref_side, lay.side(np.concatenate([state.counts for state in states])),
+                        np.concatenate([t[1][:1] for t in tables]), np.concatenate([t[2][:1] for t in tables]), cfg)
+        out = []
+        first = 0
+        for n, r, p in zip(rows, slice_rows, present, strict=True):
+            judged = n > 0 and n >= cfg.min_rows
+            overall = _slice("all", n, judged, _family(lay, st, slice(first, first + 1), np.array([judged]), cfg)[0],
+                             cfg)
+            if not ref.slice_columns:
+                out.append(WindowVerdict(rows=n, correction=cfg.correction, overall=overall))
+                first += 1
+                continue
+            sizes = r[p]
+            ok = sizes >= max(cfg.min_rows, 1)
+            per_slice = _family(lay, st, slice(first + 1, first + 1 + p.size), ok, cfg) if p.size else []
+            slices = tuple(_slice(ref.slices[s], int(m), bool(o), mine, cfg)
+                           for s, m, o, mine in zip(p.tolist(), sizes.tolist(), ok.tolist(), per_slice, strict=True))
+            out.append(WindowVerdict(rows=n, correction=cfg.correction, overall=overall, slices=slices))
+            first += 1 + p.size
+    return out

@@ -35,16 +35,36 @@ class ExactSums:
     """A vector of exact sums of doubles: order of additions and merges does not matter.
 
     Non-finite additions (an overflowing sum of squares) go to a plain float ``special`` part.
+    The first addition to empty sums is kept as its doubles (``_pending``) and only turned into
+    exact integers when a second addition, a merge or a comparison needs them: a window that
+    gets one batch (the usual case) then never pays for the conversion, and its sums read back
+    as those doubles, which is exactly what the integers would give.
     """
 
-    __slots__ = ("ints", "special")
+    __slots__ = ("_pending", "ints", "special")
 
     def __init__(self, size: int) -> None:
         self.ints = [0] * size
         self.special = [0.0] * size
+        self._pending: npt.NDArray[np.float64] | None = None
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        """Pickled as the exact integers and the special part (as before ``_pending`` existed)."""
+        self._settle()
+        return None, {"ints": self.ints, "special": self.special}
+
+    def __setstate__(self, state: tuple[Any, dict[str, Any]]) -> None:
+        slots = state[1]
+        self.ints, self.special, self._pending = slots["ints"], slots["special"], None
 
     def add(self, values: npt.NDArray[np.float64]) -> None:
-        for i, x in enumerate(values.tolist()):
+        v = np.asarray(values, dtype=np.float64).ravel()
+        if (self._pending is None and bool(np.isfinite(v).all()) and not any(self.ints)
+                and not any(self.special)):
+            self._pending = v + 0.0  # a copy; -0.0 becomes 0.0, as a zero is never added
+            return
+        self._settle()
+        for i, x in enumerate(v.tolist()):
             if x == 0.0:
                 continue
             if math.isfinite(x):
@@ -52,19 +72,40 @@ class ExactSums:
             else:
                 self.special[i] += x
 
+    def _settle(self) -> None:
+        """Turn the kept first addition into the exact integers."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        ints = self.ints
+        for i, x in enumerate(pending.tolist()):
+            if x != 0.0:
+                ints[i] += _exact(x)
+
+    def floats(self) -> npt.NDArray[np.float64] | None:
+        """The sums as doubles when they are exactly one addition's finite doubles, else None."""
+        return self._pending
+
     def merged(self, other: ExactSums) -> ExactSums:
+        self._settle()
+        other._settle()
         out = ExactSums(0)
         out.ints = [a + b for a, b in zip(self.ints, other.ints, strict=True)]
         out.special = [a + b for a, b in zip(self.special, other.special, strict=True)]
         return out
 
     def values(self) -> npt.NDArray[np.float64]:
+        if self._pending is not None:
+            return self._pending.copy()
         scale = 1 << _SHIFT
         return np.array([i / scale + s for i, s in zip(self.ints, self.special, strict=True)], dtype=np.float64)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExactSums):
             return NotImplemented
+        self._settle()
+        other._settle()
         return self.ints == other.ints and self.special == other.special
 
     __hash__ = None  # type: ignore[assignment]
@@ -120,6 +161,8 @@ class StreamState:
             raise ValidationError(f"column {name!r} is not numeric; it has no moments")
         k = self.numeric.size
         cells = [s * k + j for s in range(ref.n_slices)] if slice_index is None else [slice_index * k + j]
+        self.sums._settle()
+        self.sums_sq._settle()
         scale = 1 << 1074
         total = sum(self.sums.ints[c] for c in cells) / scale + sum(self.sums.special[c] for c in cells)
         total_sq = sum(self.sums_sq.ints[c] for c in cells) / scale + sum(self.sums_sq.special[c] for c in cells)
@@ -133,21 +176,9 @@ class StreamState:
         if not k:
             empty = np.empty((1 + n_slices, 0))
             return np.empty((1 + n_slices, 0), dtype=np.int64), empty, empty
-        scale = 1 << _SHIFT
-        ints, special, ints_sq, special_sq = self.sums.ints, self.sums.special, self.sums_sq.ints, self.sums_sq.special
-        totals = [i / scale + s for i, s in zip(ints, special, strict=True)]
-        totals_sq = [i / scale + s for i, s in zip(ints_sq, special_sq, strict=True)]
-        if n_slices == 1:
-            first, first_sq = totals, totals_sq
-        else:  # all rows: the exact sums of the slices' cells, as moments(name) adds them
-            first = [sum(ints[j::k]) / scale + sum(special[j::k]) for j in range(k)]
-            first_sq = [sum(ints_sq[j::k]) / scale + sum(special_sq[j::k]) for j in range(k)]
         per_slice = self.finite.reshape(n_slices, k)
         count = np.concatenate([per_slice.sum(axis=0, keepdims=True), per_slice])
-        total = np.array([first, *(totals[s * k: (s + 1) * k] for s in range(n_slices))],
-                         dtype=np.float64).reshape(1 + n_slices, k)
-        total_sq = np.array([first_sq, *(totals_sq[s * k: (s + 1) * k] for s in range(n_slices))],
-                            dtype=np.float64).reshape(1 + n_slices, k)
+        total, total_sq = _sum_table(self.sums, n_slices, k), _sum_table(self.sums_sq, n_slices, k)
         has = count > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = np.where(has, total / count, np.nan)
@@ -227,5 +258,30 @@ class StreamState:
 
     def nbytes(self) -> int:
         """Approximate memory held (for the flat-memory checks)."""
+        self.sums._settle()
+        self.sums_sq._settle()
         ints = sum(i.bit_length() // 8 + 28 for i in self.sums.ints + self.sums_sq.ints)
         return int(self.counts.nbytes + self.finite.nbytes + ints + 16 * len(self.sums.special))
+
+
+def _sum_table(sums: ExactSums, n_slices: int, k: int) -> npt.NDArray[np.float64]:
+    """``(1 + n_slices, k)``: row 0 the exact sum over the slices of each column (all rows),
+    row ``1 + s`` slice ``s``'s sums, each the correctly rounded double of the exact sum."""
+    out = np.empty((1 + n_slices, k), dtype=np.float64)
+    floats = sums.floats()
+    if floats is not None:  # one addition of finite doubles: they are the sums
+        out[1:] = floats.reshape(n_slices, k)
+        if n_slices == 1:
+            out[0] = out[1]
+        else:  # the exact sum over the slices, correctly rounded, as the integers / 2**1074 give
+            out[0] = [math.fsum(col) for col in out[1:].T.tolist()]
+        return out
+    scale = 1 << _SHIFT
+    ints, special = sums.ints, sums.special
+    totals = [i / scale + s for i, s in zip(ints, special, strict=True)]
+    out[1:] = np.array(totals, dtype=np.float64).reshape(n_slices, k)
+    if n_slices == 1:
+        out[0] = out[1]
+    else:  # all rows: the exact sums of the slices' cells, as moments(name) adds them
+        out[0] = [sum(ints[j::k]) / scale + sum(special[j::k]) for j in range(k)]
+    return out

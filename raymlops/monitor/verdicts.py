@@ -19,9 +19,11 @@ All of it is computed for every column of all rows and of every non-empty slice 
 whole-array numpy passes over the stacked counts (:mod:`raymlops.monitor.stacked`): a window close
 costs a few dozen numpy calls, not a Python loop over columns x slices.
 
-P-values are corrected for multiple testing (Bonferroni, or Benjamini-Hochberg) across the
-features of the whole-window family, and across every (slice, feature) test of the sliced
-family. The dataset drifts when the share of drifted features reaches ``dataset_drift_share``.
+P-values are corrected for multiple testing (Bonferroni, Holm, or Benjamini-Hochberg) across
+the features of the whole-window family, and across every (slice, feature) test of the sliced
+family. The dataset verdict is :mod:`raymlops.stats.verdict`'s rule (``dataset_rule``): by
+default the dataset drifts when any feature drifts after the correction (a family-wise
+decision); ``share`` is Evidently's rule on uncorrected flags (``dataset_drift_share``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from raymlops.config import MonitorConfig
 from raymlops.monitor.reference import CATEGORICAL, PREDICTION, ColumnReference, MonitorReference
 from raymlops.monitor.state import StreamState
 from raymlops.stats.counts import chi2_counts, js_counts, ks_p_value, psi_counts
-from raymlops.stats.drift import correct
+from raymlops.stats.verdict import dataset_drift as dataset_drift_rule
+from raymlops.stats.verdict import feature_drift
 
 __all__ = [
     "ColumnVerdict",
@@ -221,13 +224,13 @@ def _family_per_column(raw: list[tuple[ColumnReference, dict[str, Any]]], cfg: M
             ) -> list[ColumnVerdict]:
     """Correct the p-values of one family of per-column results jointly; returns the verdicts in order."""
     p = np.array([r["p_value"] for _, r in raw], dtype=np.float64) if raw else np.empty(0)
-    adjusted = correct(p, cfg.correction) if p.size else p
+    adjusted, flags = feature_drift(p, [r["test"] in P_VALUE_TESTS for _, r in raw],
+                                    [r["test"] not in P_VALUE_TESTS and _distance_drift(r["test"], r["statistic"], cfg)
+                                     for _, r in raw],
+                                    alpha=cfg.alpha, correction=cfg.correction, rule=cfg.dataset_rule)
     out = []
-    for (col, r), adj, ok in zip(raw, adjusted, judged, strict=True):
-        if r["test"] in P_VALUE_TESTS:
-            drift = bool(ok and adj < cfg.alpha)
-        else:
-            drift = bool(ok and _distance_drift(r["test"], r["statistic"], cfg))
+    for (col, r), adj, ok, flag in zip(raw, adjusted, judged, flags.tolist(), strict=True):
+        drift = bool(ok and flag)
         mean, std = r.get("mean"), r.get("std")
         out.append(ColumnVerdict(
             column=col.name, kind=col.kind, test=r["test"], statistic=float(r["statistic"]),
@@ -246,7 +249,8 @@ def _slice(name: str, rows: int, judged: bool, verdicts: list[ColumnVerdict], cf
     drifted = tuple(v.column for v in features if v.drift)
     share = len(drifted) / len(features) if features else 0.0
     pred = next((v for v in verdicts if v.column == PREDICTION), None)
-    dataset_drift = bool(judged and features and share >= cfg.dataset_drift_share)
+    dataset_drift = bool(judged and dataset_drift_rule([v.drift for v in features], rule=cfg.dataset_rule,
+                                                      share=cfg.dataset_drift_share))
     return SliceVerdict(name=name, rows=rows, judged=judged, columns=tuple(verdicts), drifted=drifted,
                         share_drifted=share, dataset_drift=dataset_drift,
                         prediction_drift=bool(pred is not None and pred.drift))

@@ -87,7 +87,7 @@ class RunResult:
             "run": self.run_id, "pipeline": self.pipeline, "status": self.status,
             "snapshot": self.snapshot, "model": self.model, "gate": self.gate, "gate_reasons": self.gate_reasons,
             "endpoint": self.endpoint, "model_metrics": self.metrics, "drift": self.drift,
-            # the monitor's Prometheus URL (monitor.metrics_port), as the monitoring issue asks
+            # the monitor's Prometheus URL (monitor.metrics_port, or a free loopback port for a private Ray)
             "metrics": self.metrics_url, "validation": self.validation, "data_drift": self.data_drift,
             "seconds": round(self.seconds, 3), "steps": [s.to_dict() for s in self.steps], "error": self.error,
         }
@@ -360,16 +360,15 @@ class PipelineBase:
         """Join Ray when a step first needs it (a run whose steps are all cached never starts one)."""
         if self._connected:
             return
-        import ray
-
-        from raymlops.pipeline.ray_env import ensure_ray
+        from raymlops.ray_session import ensure_ray
 
         serve = self.config.serve
-        if serve.enabled and serve.high_throughput and not os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
-            from raymlops.serve.throughput import prepare_high_throughput
+        if serve.enabled:
+            from raymlops.serve.throughput import fast_ingress_for_private_ray
 
-            # the private Ray started next runs Serve's HAProxy ingress, on loopback only
-            prepare_high_throughput()
+            # a private Ray started next runs Serve's HAProxy ingress (loopback only, quick to stop),
+            # unless serve.high_throughput is false
+            fast_ingress_for_private_ray(serve.high_throughput)
         persistent = ensure_ray()
         if self.ray_progress:
             from ray.data import DataContext

@@ -13,7 +13,6 @@ in all of these (objects first, then the remote traceback text) and returns a
 from __future__ import annotations
 
 import os
-import re
 import sysconfig
 import traceback
 from collections.abc import Iterable, Sequence
@@ -21,18 +20,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from raymlops.exceptions import RaymlopsError
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_CHAIN = re.compile(
-    r"\n[ \t]*(?:The above exception was the direct cause of the following exception:"
-    r"|During handling of the above exception, another exception occurred:)[ \t]*\n"
+from raymlops.ray_session import (
+    FRAME_LINE,
+    clean_text,
+    is_wrapper_type,
+    parse_remote,
+    type_name,
+    unwrap,
 )
-_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+?)\s*$')
-_EXC_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:\([\w.]+\))?)(?::[ \t]?(?P<msg>.*))?$")
-_TB_HEADER = "Traceback (most recent call last):"
-# exception types that only carry the user's exception (never the user's own)
-_WRAPPERS = ("RayTaskError", "RayActorError", "UserCodeException", "TuneError", "RayError", "TaskError",
-             "DeploymentUnavailableError", "RayServeException")
+
 _SKIP_PATHS = tuple(
     os.path.realpath(p) + os.sep
     for p in {sysconfig.get_paths().get("stdlib", ""), sysconfig.get_paths().get("purelib", ""),
@@ -83,24 +79,6 @@ class Failure:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-# -- finding the user's exception --------------------------------------------------------------
-def unwrap(exc: BaseException) -> BaseException:
-    """The user's exception inside Ray's wrappers: ``RayTaskError.cause``, and the ``__cause__``
-    of Ray and Tune wrapper types; the user's own exception chains are left alone."""
-    seen: set[int] = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, BaseException):
-            exc = cause
-            continue
-        if _is_wrapper_type(_type_name(exc)) and isinstance(exc.__cause__, BaseException):
-            exc = exc.__cause__
-            continue
-        break
-    return exc
-
-
 def describe(
     exc: BaseException,
     step: str | None = None,
@@ -117,11 +95,11 @@ def describe(
     on the way down."""
     inner = unwrap(exc)
     exit_code = inner.exit_code if isinstance(inner, RaymlopsError) else 1
-    seen_as = _one_line(f"{_type_name(exc)}: {_clean(str(exc))}")
+    seen_as = _one_line(f"{type_name(exc)}: {clean_text(str(exc))}")
 
     def remote(parsed: tuple[str, str, str]) -> Failure:
         etype, message, tb = parsed
-        wrapper = None if etype == _type_name(exc) else seen_as
+        wrapper = None if etype == type_name(exc) else seen_as
         return Failure(step, etype, message, _cap(tb), True, _where(tb), _in_user_code(tb), context, wrapper,
                        exit_code)
 
@@ -129,67 +107,31 @@ def describe(
         parsed = parse_remote(text) if text else None
         if parsed is not None:
             return remote(parsed)
-    local_tb = _clean("".join(traceback.format_exception(type(inner), inner, inner.__traceback__)))
-    own = _clean(str(inner))
-    is_local = inner.__traceback__ is not None and not _is_wrapper_type(_type_name(inner)) and not _has_frames(own)
+    local_tb = clean_text("".join(traceback.format_exception(type(inner), inner, inner.__traceback__)))
+    own = clean_text(str(inner))
+    is_local = inner.__traceback__ is not None and not is_wrapper_type(type_name(inner)) and not _has_frames(own)
     if not is_local:
         for e in _chain(exc):
             parsed = parse_remote(str(e))
             if parsed is not None:
                 return remote(parsed)
     wrapper = None if inner is exc else seen_as
-    return Failure(step, _type_name(inner), own, _cap(local_tb), False, _where(local_tb), _in_user_code(local_tb),
+    return Failure(step, type_name(inner), own, _cap(local_tb), False, _where(local_tb), _in_user_code(local_tb),
                    context, wrapper, exit_code)
 
 
 def _has_frames(text: str) -> bool:
-    return any(_FRAME.match(line) for line in text.splitlines())
+    return any(FRAME_LINE.match(line) for line in text.splitlines())
 
 
 def frames(tb: str) -> list[Frame]:
     """The ``File "…", line N, in f`` frames of a traceback text, outermost first."""
     out = []
-    for line in _clean(tb).splitlines():
-        m = _FRAME.match(line)
+    for line in clean_text(tb).splitlines():
+        m = FRAME_LINE.match(line)
         if m:
             out.append(Frame(m["file"], int(m["line"]), m["func"]))
     return out
-
-
-def parse_remote(text: str) -> tuple[str, str, str] | None:
-    """``(type, message, traceback)`` of the user's exception in a remote traceback text, or None
-    when the text holds no traceback. The user's exception is the last one in the chain that is
-    not one of Ray's wrappers; a traceback nested in a message (Serve: ``RuntimeError:
-    Traceback …``) is followed to its innermost part."""
-    text = _clean(text)
-    sections = _CHAIN.split(text)
-    found: list[tuple[str, str, str]] = []
-    for section in sections:
-        if _TB_HEADER in section:
-            section = section[section.rindex(_TB_HEADER):]
-        lines = section.splitlines()
-        frames = [i for i, line in enumerate(lines) if _FRAME.match(line)]
-        if not frames:
-            continue
-        exc_at = next(
-            (i for i in range(frames[-1] + 1, len(lines)) if lines[i] and not lines[i][0].isspace()
-             and _EXC_LINE.match(lines[i].split(":", 1)[0])), None
-        )
-        if exc_at is None:
-            continue
-        head = lines[exc_at]
-        etype, _, first = head.partition(":")
-        message = "\n".join([first.strip(), *lines[exc_at + 1:]]).strip()
-        # the traceback starts at its header line (``ray::Task() (pid=…)``), not at the text before it
-        start = next((i for i in range(frames[0] - 1, -1, -1) if lines[i] and not lines[i][0].isspace()), 0)
-        header = lines[start]
-        if "ray::" in header:
-            lines[start] = header[header.index("ray::"):]
-        found.append((etype.strip(), message, "\n".join(lines[start:]).strip()))
-    for etype, message, tb in reversed(found):
-        if not _is_wrapper_type(etype):
-            return etype, message, tb
-    return found[-1] if found else None
 
 
 def _chain(exc: BaseException) -> Iterable[BaseException]:
@@ -204,22 +146,6 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
         for nxt in (getattr(e, "cause", None), e.__cause__, e.__context__):
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
-
-
-def _type_name(exc: BaseException) -> str:
-    cls = type(exc)
-    if cls.__module__ in ("builtins", "__main__") or cls.__module__.startswith(("ray.", "raymlops.")):
-        return cls.__name__
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _is_wrapper_type(name: str) -> bool:
-    base = name.rsplit(".", 1)[-1]
-    return name.startswith("ray.") or any(base.startswith(w) for w in _WRAPPERS)
-
-
-def _clean(text: str) -> str:
-    return _ANSI.sub("", text).replace("\r\n", "\n")
 
 
 def _one_line(text: str, limit: int = 300) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from raymlops import audit
-from raymlops.exceptions import IntegrityError, NotFound
+from raymlops.exceptions import IntegrityError, NotFound, ValidationError
 from raymlops.pipeline.base import PipelineBase
 from raymlops.pipeline.cache import fingerprint, module_fingerprint
 
@@ -25,7 +25,7 @@ class ModelSteps(PipelineBase):
     """The model steps of :class:`raymlops.pipeline.runner.Pipeline`."""
 
     def _model_key(self, snap_id: str, features: list[str]) -> str:
-        from raymlops.registry.lineage import package_versions
+        from raymlops.registry.lineage import PACKAGES, package_versions
 
         cfg = self.config
         estimators = sorted({c.estimator for c in cfg.train.candidates})
@@ -34,7 +34,8 @@ class ModelSteps(PipelineBase):
                 mode="json", exclude={"options", "reference", "drift_gate", "drift"}),
             "seed": cfg.seed, "name": cfg.name,
             "train": cfg.train.model_dump(mode="json"), "gate": cfg.gate.model_dump(mode="json"),
-            "code": self._code, "packages": package_versions(),
+            "code": self._code,
+            "packages": package_versions((*PACKAGES, *([cfg.train.framework] if cfg.train.framework else []))),
             "estimator_code": {e: module_fingerprint(e.rsplit(".", 1)[0]) for e in estimators},
             # a verdict relative to the champion is only reusable while the champion is the same
             "champion": self._champion_id() if cfg.gate.champion_rules() else None,
@@ -99,22 +100,44 @@ class ModelSteps(PipelineBase):
             return dict(champion.record.get("metrics", {}))
         return evaluate_model(load_model(self.store, champion), Xho, yho, self.config.train.task).metrics
 
+    def _fit_distributed(self, snap: Any, features: list[str]) -> tuple[Any, Any, tuple[Any, Any, Any]]:
+        """``strategy: distributed``: Ray Train over the snapshot's Ray Datasets; then the holdout rows
+        (only those reach the driver), with the gate's slice columns."""
+        from raymlops.train.boost_data import SnapshotSource, holdout_rows
+        from raymlops.train.distributed import fit_distributed
+
+        cfg = self.config
+        self._connect()
+        source = SnapshotSource(self.store, snap.id, tuple(features), cfg.data.target, cfg.data.holdout_fraction,
+                                cfg.seed, cfg.data.split_key)
+        model, summary = fit_distributed(cfg.train, source, seed=cfg.seed, storage_path=str(self.store.home / "tune"),
+                                         name=f"{cfg.name}-{self.run_id}", progress=self.ray_progress)
+        return model, summary, holdout_rows(source, tuple(cfg.gate.slices))
+
     def _train_and_register(self, snap: Any, features: list[str], key: str) -> tuple[Any, dict[str, str]]:
-        from raymlops.registry.lineage import package_versions
+        from raymlops.registry.lineage import PACKAGES, package_versions
         from raymlops.registry.registry import register_model
         from raymlops.train import evaluate_model, fit, gate
+        from raymlops.train.evaluate import calibration_of
 
         cfg, store, res = self.config, self.store, self.result
         details: dict[str, str] = {}
         with self._step("train", key, {"snapshot": snap.id, "candidates": len(cfg.train.candidates)}) as step:
-            Xtr, ytr, Xho, yho = self._split(snap.id, features)
-            self._connect()
-            model, summary = fit(cfg.train, Xtr, ytr, seed=cfg.seed, storage_path=str(store.home / "tune"),
-                                 name=f"{cfg.name}-{self.run_id}", progress=self.ray_progress)
+            holdout_columns: dict[str, np.ndarray] | None = None
+            if cfg.train.strategy == "distributed":  # Ray Train reads the snapshot: no training rows here
+                model, summary, (Xho, yho, holdout_columns) = self._fit_distributed(snap, features)
+                classes = getattr(model, "classes_", None)
+                rows, nbytes = int(model.info_["train_rows"]), 0
+            else:
+                Xtr, ytr, Xho, yho = self._split(snap.id, features)
+                self._connect()
+                model, summary = fit(cfg.train, Xtr, ytr, seed=cfg.seed, storage_path=str(store.home / "tune"),
+                                     name=f"{cfg.name}-{self.run_id}", progress=self.ray_progress)
+                classes, rows, nbytes = np.unique(ytr), len(ytr), int(Xtr.nbytes + ytr.nbytes)
             best = summary.best.config
             stopped = sum(t.stopped_early for t in summary.trials)
             retried = sum(t.failures for t in summary.trials)
-            step.rows, step.bytes = len(ytr), int(Xtr.nbytes + ytr.nbytes)
+            step.rows, step.bytes = rows, nbytes
             step.outputs = {"trials": len(summary.trials), "best": best, "metric": summary.best.metric,
                             "strategy": summary.strategy, "stopped_early": stopped, "retried": retried}
             step.detail = details["train"] = (
@@ -131,11 +154,15 @@ class ModelSteps(PipelineBase):
 
         with self._step("evaluate", key, {"holdout_rows": len(yho), "slices": list(cfg.gate.slices)}) as step:
             evaluation = evaluate_model(
-                model, Xho, yho, cfg.train.task, self._holdout_columns(snap.id, cfg.gate.slices),
+                model, Xho, yho, cfg.train.task,
+                self._holdout_columns(snap.id, cfg.gate.slices) if holdout_columns is None
+                else _slice_columns(holdout_columns, cfg.gate.slices),
                 max_slices=cfg.gate.max_slices, min_slice_rows=cfg.gate.min_slice_rows,
             )
             metrics = evaluation.metrics
             res.metrics = metrics
+            # the probabilities' holdout calibration: the monitor estimates accuracy before labels (CBPE)
+            calibration = calibration_of(model, Xho, yho) if cfg.train.task == "classification" else None
             step.rows, step.bytes = len(yho), int(Xho.nbytes)
             step.outputs = {"metrics": metrics, "fairness_gap": evaluation.fairness_gap,
                             "slices": len(evaluation.slices)}
@@ -159,6 +186,11 @@ class ModelSteps(PipelineBase):
                 "code": self._code, "config_hash": cfg.config_hash(), "config": cfg.model_dump(mode="json"),
                 "snapshot_id": snap.id, "seed": cfg.seed, "packages": package_versions(), "run_id": self.run_id,
             }
+            if cfg.train.framework is not None:  # the engine's version, workers and rounds
+                lineage["packages"] = package_versions((*PACKAGES, cfg.train.framework))
+                lineage["training"] = dict(getattr(model, "info_", {}))
+            if calibration is not None:
+                lineage["calibration"] = calibration
             signature = {
                 "inputs": [{"name": n, "type": "double", "min": snap.schema.column(n).min,
                             "max": snap.schema.column(n).max} for n in features],
@@ -166,7 +198,7 @@ class ModelSteps(PipelineBase):
                 "target": cfg.data.target,
             }
             if cfg.train.task == "classification":
-                signature["classes"] = np.unique(ytr).tolist()
+                signature["classes"] = np.asarray(classes).tolist()
             version = register_model(
                 store, cfg.name, model, snapshot_id=snap.id, signature=signature, metrics=metrics,
                 gate=verdict.to_dict() | {"evaluation": evaluation.to_dict()}, lineage=lineage,
@@ -178,3 +210,10 @@ class ModelSteps(PipelineBase):
             step.outputs = {"model": version.id, "status": version.status, "artifact_sha256": version.artifact_sha256}
             step.detail = f"{version.id} ({version.status})"
         return version, details
+
+
+def _slice_columns(columns: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    missing = [c for c in names if c not in columns]
+    if missing:
+        raise ValidationError(f"gate.slices: the data has no column {missing[0]!r}")
+    return {c: columns[c] for c in names}

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from raymlops.config import PipelineConfig
+from raymlops.exceptions import ConfigError
 from raymlops.pipeline.base import STEPS, PipelineBase, RunResult, StepResult, where
 from raymlops.pipeline.data_steps import DataSteps
 from raymlops.pipeline.failures import unwrap
@@ -34,6 +35,7 @@ class Pipeline(DataSteps, ModelSteps, ServeSteps):
     """Runs one :class:`PipelineConfig` against a :class:`Store` on the connected Ray."""
 
     def _run_steps(self) -> None:
+        self._preflight()
         snap, features = self._data_steps()
         version, passed = self._model_steps(snap, features)
         if not passed:
@@ -49,6 +51,20 @@ class Pipeline(DataSteps, ModelSteps, ServeSteps):
                 self._skip(name, f"{version.id} was registered without the champion alias")
             return
         self._serve_steps(snap, features, version)
+
+
+    def _preflight(self) -> None:
+        """Mistakes that only show when a step runs, found before any step does (an estimator
+        that cannot be imported would otherwise fail after ingest and snapshot): ConfigError,
+        exit 2, naming the key path."""
+        from raymlops.train.search import import_estimator
+
+        for i, candidate in enumerate(self.config.train.candidates):
+            try:
+                import_estimator(candidate.estimator)
+            except ConfigError as exc:
+                where = f"train.candidates[{i}].estimator:"
+                raise ConfigError(str(exc).replace("train.candidates:", where, 1)) from None
 
 
 def run_pipeline(
@@ -113,7 +129,7 @@ def stop_serving(config: PipelineConfig) -> None:
     if not ray.is_initialized():
         return
     from raymlops.monitor.lifecycle import stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
 
     serve_logger = logging.getLogger("ray.serve")

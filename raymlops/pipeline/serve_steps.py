@@ -22,6 +22,14 @@ from raymlops.pipeline.base import PipelineBase
 __all__ = ["ServeSteps"]
 
 
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class ServeSteps(PipelineBase):
     """The serving steps of :class:`raymlops.pipeline.runner.Pipeline`."""
 
@@ -62,7 +70,7 @@ class ServeSteps(PipelineBase):
 
     def _serve_steps(self, snap: Any, features: list[str], version: Any) -> None:
         from raymlops.monitor.lifecycle import monitor_name, start_monitor
-        from raymlops.pipeline.ray_env import NAMESPACE
+        from raymlops.ray_session import NAMESPACE
         from raymlops.serve.deploy import deploy
 
         cfg, store, res = self.config, self.store, self.result
@@ -71,15 +79,27 @@ class ServeSteps(PipelineBase):
             Xho = self._split(snap.id, features)[2]
             self._connect()
             if cfg.monitor.enabled:
-                handle = start_monitor(route, self._monitor_reference(snap, features),
-                                       cfg.monitor.model_dump() | {"seed": cfg.seed}, NAMESPACE,
+                settings = cfg.monitor.model_dump() | {"seed": cfg.seed}
+                calibration = (version.record.get("lineage") or {}).get("calibration")
+                if calibration is not None and settings["performance"].get("calibration") is None:
+                    settings["performance"] = settings["performance"] | {"calibration": calibration}  # CBPE
+                if settings.get("metrics_port") is None and not self._persistent:
+                    # a private Ray runs on this machine: the monitor's /metrics on a free loopback
+                    # port, so every run reports a metrics URL without monitor.metrics_port
+                    settings["metrics_port"] = _free_loopback_port()
+                handle = start_monitor(route, self._monitor_reference(snap, features), settings, NAMESPACE,
                                        detached=self._persistent, home=str(store.home),
                                        artifact_root=store.artifacts.root_uri)
-                if cfg.monitor.metrics_port is not None:
+                if settings.get("metrics_port") is not None:
                     import ray
 
                     res.metrics_url = ray.get(handle.status.remote()).get("metrics_url")
             spec = self._spec(version, features, Xho[0], cfg.monitor.enabled)
+            from raymlops.serve.throughput import check_cluster_ingress
+
+            note = check_cluster_ingress(cfg.serve.high_throughput)  # once: how to get the faster ingress
+            if note:
+                self._say(note)
             endpoint = deploy(spec, route, cfg.serve.host, cfg.serve.port, cfg.serve.num_replicas,
                               serve_config=cfg.serve, sample_rate=cfg.monitor.sample_rate)
             res.endpoint = endpoint

@@ -82,10 +82,6 @@ def register_model(
     passed = gate.get("status") == "passed"
     status = "registered" if passed else "rejected"
     record = {"signature": signature, "metrics": metrics, "gate": gate, "lineage": lineage, "tune": tune or {}}
-    record_json = json.dumps(record, sort_keys=True, default=str)
-    with store.metadata.read() as conn:
-        row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM models WHERE name = ?", (name,)).fetchone()
-    version = int(row[0]) + 1
     # content-addressed key: a writer racing us for the same version number can never overwrite
     # our artifact, and identical bytes are stored once
     payload = buf.getvalue()
@@ -93,6 +89,18 @@ def register_model(
     key = f"models/{name}/{sha}/model.joblib"
     if not store.artifacts.exists(key):
         store.artifacts.write_bytes(key, payload)
+    native = getattr(model, "native_file", None)
+    if callable(native):  # an engine's own model file (XGBoost UBJSON, LightGBM text), stored beside it
+        file_name, data = native()
+        native_key = f"models/{name}/{sha}/{file_name}"
+        if not store.artifacts.exists(native_key):
+            store.artifacts.write_bytes(native_key, data)
+        record["native"] = {"key": native_key, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                            "framework": getattr(model, "framework", None)}
+    record_json = json.dumps(record, sort_keys=True, default=str)
+    with store.metadata.read() as conn:
+        row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM models WHERE name = ?", (name,)).fetchone()
+    version = int(row[0]) + 1
     while True:
         with store.metadata.transaction() as conn:
             taken = conn.execute("SELECT 1 FROM models WHERE name = ? AND version = ?", (name, version)).fetchone()

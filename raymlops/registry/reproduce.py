@@ -19,7 +19,7 @@ import numpy as np
 
 from raymlops.config import PipelineConfig, parse_config
 from raymlops.exceptions import ValidationError
-from raymlops.registry.lineage import code_version, package_versions
+from raymlops.registry.lineage import PACKAGES, code_version, package_versions
 from raymlops.registry.registry import get_model, load_model
 from raymlops.store.home import Store
 
@@ -47,7 +47,7 @@ def _env_differences(lineage: dict[str, Any]) -> list[str]:
     if recorded_code != now_code:
         out.append(f"code: recorded {_code_text(recorded_code)}, now {_code_text(now_code)}")
     recorded_pkgs = lineage.get("packages", {})
-    now_pkgs = package_versions()
+    now_pkgs = package_versions((*PACKAGES, *(k for k in recorded_pkgs if k not in PACKAGES and k != "python")))
     for name in sorted(set(recorded_pkgs) | set(now_pkgs)):
         if recorded_pkgs.get(name) != now_pkgs.get(name):
             out.append(f"package {name}: recorded {recorded_pkgs.get(name)}, now {now_pkgs.get(name)}")
@@ -76,7 +76,7 @@ def reproduce(
 ) -> ReproduceReport:
     """Re-train ``ref`` as recorded (``seed`` overrides the recorded seed, to see what it changes)."""
     from raymlops.data.snapshot import verify_snapshot
-    from raymlops.pipeline.ray_env import ensure_ray
+    from raymlops.ray_session import ensure_ray
     from raymlops.train.prepare import split_snapshot
     from raymlops.train.trainer import fit
 
@@ -99,12 +99,25 @@ def reproduce(
         report.seconds = time.perf_counter() - t0
         return report
     features = [f["name"] for f in version.signature["inputs"]]
-    progress(f"reading snapshot {version.snapshot_id[:12]} ({len(features)} features)")
-    X_train, y_train, X_hold, _ = split_snapshot(store, version.snapshot_id, features, config)
-    ensure_ray()
-    progress(f"re-training {version.id} with seed {config.seed}")
-    model, summary = fit(config.train, X_train, y_train, seed=config.seed, storage_path=str(store.home / "tune"),
-                         name=f"reproduce-{version.name}-v{version.version}-{int(time.time())}")
+    run_name = f"reproduce-{version.name}-v{version.version}-{int(time.time())}"
+    if config.train.strategy == "distributed":  # Ray Train reads the snapshot; only the holdout comes here
+        from raymlops.train.boost_data import SnapshotSource, holdout_rows
+        from raymlops.train.distributed import fit_distributed
+
+        ensure_ray()
+        progress(f"re-training {version.id} on Ray Train with seed {config.seed}")
+        source = SnapshotSource(store, version.snapshot_id, tuple(features), config.data.target,
+                                config.data.holdout_fraction, config.seed, config.data.split_key)
+        model, summary = fit_distributed(config.train, source, seed=config.seed,
+                                         storage_path=str(store.home / "tune"), name=run_name)
+        X_hold = holdout_rows(source)[0]
+    else:
+        progress(f"reading snapshot {version.snapshot_id[:12]} ({len(features)} features)")
+        X_train, y_train, X_hold, _ = split_snapshot(store, version.snapshot_id, features, config)
+        ensure_ray()
+        progress(f"re-training {version.id} with seed {config.seed}")
+        model, summary = fit(config.train, X_train, y_train, seed=config.seed, storage_path=str(store.home / "tune"),
+                             name=run_name)
     registered = load_model(store, version)
     new_pred, old_pred = np.asarray(model.predict(X_hold)), np.asarray(registered.predict(X_hold))
     report.predictions_equal = bool(np.array_equal(new_pred, old_pred))

@@ -34,12 +34,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from ray import serve
 
+from raymlops.serve.auth import BearerAuth
 from raymlops.serve.feedback import merge_replies, parse_feedback_request, split_by_shard
 from raymlops.serve.handoff import MonitorHandoff, Served
 from raymlops.serve.metrics import ReplicaStats
+from raymlops.serve.oip import OipError
 from raymlops.serve.request import DomainPolicy, RequestError, Signature, check_content_type, parse_predict_request
 from raymlops.serve.routing import TrafficTable, feature_names
 from raymlops.serve.settings import ServerSettings
+from raymlops.serve.throughput import ingress_here
 
 logger = logging.getLogger("raymlops.serve")
 
@@ -69,6 +72,18 @@ def load_verified(spec: dict[str, Any]) -> Any:
             f"recorded {str(spec['artifact_sha256'])[:12]}...; refusing to load it"
         )
     return joblib.load(io.BytesIO(payload))  # our own artifact, verified above: never request data
+
+
+def _binary_scores(model: "LoadedModel", proba: np.ndarray | None) -> tuple[np.ndarray | None, Any]:
+    """For a binary classifier, each row's probability of its second class (and that class), which
+    the monitor uses for score-based metrics and for estimating performance before labels
+    arrive; ``(None, None)`` otherwise."""
+    if proba is None or proba.ndim != 2 or proba.shape[1] != 2:
+        return None, None
+    classes = getattr(model.model, "classes_", None)
+    cls = classes[1].item() if classes is not None and hasattr(classes[1], "item") else (
+        classes[1] if classes is not None else 1)
+    return np.ascontiguousarray(proba[:, 1], dtype=np.float64), cls
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,14 @@ def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Respons
                     headers=headers, media_type=JSON_TYPE)
 
 
+class ModelFailed(Exception):
+    """The model raised on valid rows (a 500: our fault, not the client's)."""
+
+    def __init__(self, model_id: str, message: str) -> None:
+        super().__init__(message)
+        self.model_id = model_id
+
+
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
 @serve.ingress(app)
 class ModelServer:
@@ -145,6 +168,10 @@ class ModelServer:
         except Exception:  # outside a replica (local testing mode)
             self.replica_id = uuid.uuid4().hex[:8]
         self.policy = DomainPolicy(s.domain, s.domain_margin)
+        self.auth = BearerAuth(s.require_token, s.token_env)  # /feedback (raymlops.serve.auth)
+        if self.auth.required and not self.auth.configured:
+            logger.error("route %s: /feedback needs a bearer token but %s is not set: every label is refused",
+                         s.route, s.token_env)
         self.stats = ReplicaStats(s.route)
         self.rng = random.Random()
         self.control = ensure_control(s.route, s.namespace, shadow_log_size=s.shadow_log_size,
@@ -159,7 +186,6 @@ class ModelServer:
         batcher.set_batch_wait_timeout_s(float(s.batch_wait_timeout_s))
         self.monitor: Any = None  # shard 0
         self.monitors: list[Any] = []  # every shard, shard 0 first
-        self._monitor_kwargs = True
         if s.monitor_actor:
             try:
                 self.monitor = ray.get_actor(s.monitor_actor, namespace=s.namespace)
@@ -255,17 +281,10 @@ class ModelServer:
     async def _send_to_monitor(self, payload: dict[str, Any]) -> None:
         X, preds = payload["X"], payload["predictions"]
         monitor = self.monitors[payload["shard"]]
-        if self._monitor_kwargs:
-            try:
-                await monitor.ingest.remote(X, preds, version=payload["version"], latency_ms=payload["latency_ms"],
-                                            status=payload["status"], request_ids=payload["request_ids"],
-                                            role=payload["role"], epoch=payload["epoch"])
-                return
-            except Exception as exc:
-                if "unexpected keyword argument" not in str(exc):
-                    raise
-                self._monitor_kwargs = False  # an older monitor actor: the two-argument call
-        await monitor.ingest.remote(X, preds)
+        await monitor.ingest.remote(X, preds, version=payload["version"], latency_ms=payload["latency_ms"],
+                                    status=payload["status"], request_ids=payload["request_ids"],
+                                    scores=payload["scores"], score_class=payload["score_class"],
+                                    role=payload["role"], epoch=payload["epoch"])
 
     async def check_health(self) -> None:
         self._start_tasks()  # a background loop that died is restarted, not silently lost
@@ -343,35 +362,50 @@ class ModelServer:
             self.stats.inc("raymlops_serve_requests_total", champion.model_id, str(exc.status))
             return _json(exc.body() | {"request_id": request_id, "model_version": champion.model_id},
                          exc.status, headers)
-        target = champion
-        if state.challenger is not None and state.table.canary_for(parsed.key, self.rng):
-            target = state.challenger
-            headers["X-Model-Version"] = target.model_id
-        X = parsed.X if target.order is None else parsed.X[:, target.order]
         try:
-            result = await self._infer((target, X))
-        except Exception as exc:  # the model itself failed on valid input: our fault, say so
-            logger.exception("model %s failed", target.model_id)
-            self.stats.inc("raymlops_serve_requests_total", target.model_id, "500")
-            return _json({"error": "model_error", "message": f"{target.model_id} failed: {type(exc).__name__}",
-                          "request_id": request_id, "model_version": target.model_id}, 500, headers)
-        preds = result["predictions"]
+            target, result, latency = await self._predict_rows(state, parsed.X, parsed.key, request_id, t0)
+        except ModelFailed as exc:  # the model itself failed on valid input: our fault, say so
+            headers["X-Model-Version"] = exc.model_id
+            return _json({"error": "model_error", "message": str(exc), "request_id": request_id,
+                          "model_version": exc.model_id}, 500, headers)
+        headers["X-Model-Version"] = target.model_id
         body: dict[str, Any] = {"model_version": target.model_id, "request_id": request_id,
-                                "predictions": preds.tolist()}
+                                "predictions": result["predictions"].tolist()}
         if result["probabilities"] is not None:
             body["probabilities"] = result["probabilities"].tolist()
-        latency = time.perf_counter() - t0
         body["latency_ms"] = round(latency * 1000.0, 3)
+        return _json(body, 200, headers)
+
+    async def _predict_rows(self, state: ServingState, X_champion: np.ndarray, key: str | None, request_id: str,
+                            t0: float, pinned: "LoadedModel | None" = None,
+                            ) -> "tuple[LoadedModel, dict[str, Any], float]":
+        """What ``/predict`` and the v2 ``infer`` share once the rows are valid (in the champion's
+        feature order): route (canary; ``pinned``: that model), batch-predict, count, hand off to the
+        monitor, copy to a shadow challenger. ``(model, result, latency)``; :class:`ModelFailed`."""
+        champion = state.champion
+        target = pinned or champion
+        if pinned is None and state.challenger is not None and state.table.canary_for(key, self.rng):
+            target = state.challenger
+        X = X_champion if target.order is None else X_champion[:, target.order]
+        try:
+            result = await self._infer((target, X))
+        except Exception as exc:
+            logger.exception("model %s failed", target.model_id)
+            self.stats.inc("raymlops_serve_requests_total", target.model_id, "500")
+            raise ModelFailed(target.model_id, f"{target.model_id} failed: {type(exc).__name__}") from exc
+        preds = result["predictions"]
+        latency = time.perf_counter() - t0
         self.stats.inc("raymlops_serve_requests_total", target.model_id, "200")
         self.stats.inc("raymlops_serve_rows_total", target.model_id, value=float(len(X)))
         self.stats.observe("raymlops_serve_request_duration_seconds", latency, target.model_id)
         if self.monitor is not None:  # in the champion's (the reference's) feature order
             role = "champion" if target is champion else "challenger"
-            self.handoff.offer(Served(parsed.X, preds, target.model_id, latency * 1000.0, 200, request_id, role,
-                                      state.table.epoch))
-        if state.challenger is not None and state.table.mode == "shadow":
-            self._shadow(state.challenger, parsed.X, request_id, champion.model_id, preds, state.table.epoch)
-        return _json(body, 200, headers)
+            scores, score_class = _binary_scores(target, result["probabilities"])
+            self.handoff.offer(Served(X_champion, preds, target.model_id, latency * 1000.0, 200, request_id, role,
+                                      state.table.epoch, scores, score_class))
+        if state.challenger is not None and state.table.mode == "shadow" and target is champion:
+            self._shadow(state.challenger, X_champion, request_id, champion.model_id, preds, state.table.epoch)
+        return target, result, latency
 
     @app.post("/feedback")
     async def feedback(self, request: Request) -> Response:
@@ -380,6 +414,12 @@ class ModelServer:
         request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
         headers = {"X-Request-Id": request_id}
         s = self.settings
+        try:
+            self.auth.check(request.headers.get("authorization"))
+        except RequestError as exc:  # before reading anything: a forged label changes nothing
+            self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
+            return _json(exc.body() | {"request_id": request_id}, exc.status,
+                         headers | {"WWW-Authenticate": 'Bearer realm="raymlops"'})
         try:
             check_content_type(request.headers.get("content-type"))
             if not self.monitors:
@@ -393,16 +433,17 @@ class ModelServer:
             self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
             return _json(exc.body() | {"request_id": request_id}, exc.status, headers)
         parts = split_by_shard(parsed, len(self.monitors))
+        detail = parsed.detail or request.query_params.get("detail", "").lower() in ("1", "true", "yes")
         try:
-            replies = await asyncio.gather(*[m.feedback.remote(ids, labels)
+            replies = await asyncio.gather(*[m.feedback.remote(ids, labels, detail=detail)
                                              for m, (ids, labels) in zip(self.monitors, parts, strict=True)])
         except Exception as exc:  # the monitor is down or failed: not the client's mistake
             logger.warning("feedback to the monitor of %s failed: %s", s.route, exc)
             return _json({"error": "monitor_unavailable", "request_id": request_id,
                           "message": f"the monitor of {s.route!r} did not take the labels "
                                      f"({type(exc).__name__}); retry later"}, 503, headers)
-        body = merge_replies(replies)
-        for outcome in ("matched", "unmatched"):
+        body = merge_replies(replies, parsed if detail else None)
+        for outcome in ("matched", "waiting", "expired", "unknown"):  # each label's outcome when posted
             if body[outcome]:
                 self.stats.inc("raymlops_serve_feedback_labels_total", outcome, value=float(body[outcome]))
         return _json(body | {"request_id": request_id}, 200, headers)
@@ -466,6 +507,7 @@ class ModelServer:
             "traffic": state.table.summary(),
             "limits": {"max_rows_per_request": s.max_rows_per_request, "max_body_bytes": s.max_body_bytes,
                        "domain": s.domain, "domain_margin": s.domain_margin},
+            "ingress": ingress_here(),  # haproxy | serve-proxy: what carries this route's requests
         }
         return _json(body, 200, {"X-Model-Version": state.champion.model_id})
 
@@ -475,6 +517,124 @@ class ModelServer:
         await self._push()
         text = await self.control.exposition.remote()
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # -- Open Inference Protocol (KServe v2) REST: raymlops.serve.oip -------------------------
+    @app.get("/v2/health/live")
+    async def oip_live(self) -> Response:
+        return _json({"live": True}, 200, {})
+
+    @app.get("/v2/health/ready")
+    async def oip_ready(self) -> Response:
+        return _json({"ready": True}, 200, {"X-Model-Version": self.state.champion.model_id})
+
+    @app.get("/v2")
+    async def oip_server(self) -> Response:
+        from raymlops.serve import oip
+
+        return _json(oip.server_metadata(), 200, {})
+
+    @app.get("/v2/models/{name}")
+    async def oip_model(self, name: str) -> Response:
+        return self._oip_metadata(name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def oip_model_version(self, name: str, version: str) -> Response:
+        return self._oip_metadata(name, version)
+
+    @app.get("/v2/models/{name}/ready")
+    async def oip_model_ready(self, name: str) -> Response:
+        return self._oip_ready(name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def oip_model_version_ready(self, name: str, version: str) -> Response:
+        return self._oip_ready(name, version)
+
+    @app.post("/v2/models/{name}/infer")
+    async def oip_infer(self, name: str, request: Request) -> Response:
+        return await self._oip_infer(name, None, request)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def oip_infer_version(self, name: str, version: str, request: Request) -> Response:
+        return await self._oip_infer(name, version, request)
+
+    def _oip_model(self, state: ServingState, name: str, version: str | None) -> LoadedModel | None:
+        """The model ``name``/``version`` names on this route (None: route as /predict), or OipError 404."""
+        from raymlops.serve import oip
+
+        oip.check_name(name, self.settings.route)
+        if version is None:
+            return None
+        found = oip.match_version(version, list(state.models()), name)
+        if found is None:
+            served = ", ".join(oip.version_label(m, name) for m in state.models())
+            raise OipError(404, f"model {name!r} has no version {version!r} being served (serving {served})",
+                           "unknown_version")
+        return state.models()[found]
+
+    def _oip_metadata(self, name: str, version: str | None) -> Response:
+        from raymlops.serve import oip
+
+        state = self.state
+        try:
+            model = self._oip_model(state, name, version) or state.champion
+        except OipError as exc:
+            return _json(exc.body(), exc.status, {})
+        est = model.model
+        classes = getattr(est, "classes_", None) if model.has_proba else None
+        dtype = np.asarray(classes).dtype if classes is not None else np.dtype(np.float64)
+        ids = [model.model_id] if version is not None else list(state.models())
+        # inputs in the champion's order: the route's contract, whichever version answers
+        body = oip.model_metadata(name, ids, state.champion.signature, predict_dtype=dtype,
+                                  n_classes=None if classes is None else len(classes),
+                                  platform=f"{type(est).__module__.split('.')[0]}_joblib")
+        return _json(body, 200, {"X-Model-Version": model.model_id})
+
+    def _oip_ready(self, name: str, version: str | None) -> Response:
+        try:
+            self._oip_model(self.state, name, version)
+        except OipError as exc:
+            return _json(exc.body() | {"name": name, "ready": False}, exc.status, {})
+        return _json({"name": name, "ready": True}, 200, {})
+
+    async def _oip_infer(self, name: str, version: str | None, request: Request) -> Response:
+        from raymlops.serve import oip
+
+        t0 = time.perf_counter()
+        given = request.headers.get("x-request-id")
+        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        state = self.state
+        s = self.settings
+        headers = {"X-Request-Id": request_id, "X-Model-Version": state.champion.model_id}
+        try:
+            pinned = self._oip_model(state, name, version)
+            model = pinned or state.champion
+            raw = await self._read_body(request)
+            req = oip.parse_infer_request(raw, state.champion.signature, outputs=oip.outputs_of(model.has_proba),
+                                          max_rows=s.max_rows_per_request, max_bytes=s.max_body_bytes,
+                                          header_length=request.headers.get(oip.HEADER_LENGTH), policy=self.policy)
+        except RequestError as exc:  # from reading the body
+            return self._oip_rejected(OipError.from_request_error(exc), state, headers)
+        except OipError as exc:
+            return self._oip_rejected(exc, state, headers)
+        if req.id is not None and _REQUEST_ID.match(req.id):
+            request_id = headers["X-Request-Id"] = req.id  # the protocol's id names the request (for /feedback)
+        try:
+            target, result, _ = await self._predict_rows(state, req.X, None, request_id, t0, pinned)
+        except ModelFailed as exc:
+            headers["X-Model-Version"] = exc.model_id
+            return _json({"error": str(exc)}, 500, headers)
+        headers["X-Model-Version"] = target.model_id
+        outputs = {oip.PREDICT: result["predictions"]}
+        if result["probabilities"] is not None:
+            outputs[oip.PREDICT_PROBA] = result["probabilities"]
+        body, extra = oip.infer_response(name, target.model_id, req.id if req.id is not None else request_id,
+                                         outputs, req)
+        return Response(body, status_code=200, headers=headers | extra, media_type=extra["Content-Type"])
+
+    def _oip_rejected(self, exc: OipError, state: ServingState, headers: dict[str, str]) -> Response:
+        self.stats.inc("raymlops_serve_rejected_requests_total", exc.kind)
+        self.stats.inc("raymlops_serve_requests_total", state.champion.model_id, str(exc.status))
+        return _json(exc.body(), exc.status, headers)
 
     # -- for handles (tests, the CLI) ---------------------------------------------------------
     def serving(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from raymlops.exceptions import ConfigError
 def model_spec(args: dict[str, Any]) -> dict[str, Any]:
     """The ``ModelServer`` spec for the registered version ``args['model']`` (no Ray needed)."""
     from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
     from raymlops.registry import get_model
     from raymlops.store.home import Store
 
@@ -68,7 +68,7 @@ def app_builder(args: dict[str, Any]) -> Any:
     as champion; each build gets a newer deploy id, so a changed config's table wins."""
     from raymlops.serve.app import ModelServer
     from raymlops.serve.routing import TrafficTable
-    from raymlops.serve.settings import ServerSettings, new_deploy_id, split_spec
+    from raymlops.serve.settings import STOP_OPTIONS, ServerSettings, new_deploy_id, split_spec
 
     args = dict(args or {})
     spec = model_spec(args)
@@ -78,4 +78,5 @@ def app_builder(args: dict[str, Any]) -> Any:
     s = ServerSettings.from_dict(settings)
     server: Any = ModelServer
     batch = int(s.max_batch_size)
-    return server.options(max_ongoing_requests=max(64, 2 * batch)).bind(s.to_dict(), TrafficTable(model).to_dict())
+    return server.options(max_ongoing_requests=max(64, 2 * batch), **STOP_OPTIONS).bind(
+        s.to_dict(), TrafficTable(model).to_dict())

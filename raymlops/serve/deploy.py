@@ -9,6 +9,7 @@ before anything starts, and again by every replica before it loads the model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ import urllib.request
 from typing import Any
 
 from raymlops.exceptions import IntegrityError, NotFound, ServeError
+from raymlops.ray_session import NAMESPACE
 
 
 def port_free(host: str, port: int) -> bool:
@@ -107,6 +109,7 @@ def deploy(
     from ray import serve
 
     from raymlops.serve.app import ModelServer
+    from raymlops.serve.auth import token_required
     from raymlops.serve.control import ensure_control
     from raymlops.serve.routing import TrafficTable
     from raymlops.serve.settings import (
@@ -120,7 +123,7 @@ def deploy(
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     model, settings = split_spec(spec, route)
     if serve_config is not None:
-        settings |= settings_from_config(serve_config, route, namespace=settings.get("namespace", "raymlops"),
+        settings |= settings_from_config(serve_config, route, namespace=settings.get("namespace", NAMESPACE),
                                          monitor_actor=settings.get("monitor_actor"))
         num_replicas = serve_config.num_replicas if num_replicas is None else num_replicas
     if sample_rate is not None:
@@ -134,16 +137,26 @@ def deploy(
     for m in (table.champion, table.challenger):
         if m is not None:
             verify_artifact(m)
-    if serve_config is not None and serve_config.high_throughput:
-        from raymlops.serve.throughput import require_high_throughput
+    from raymlops.serve.throughput import check_cluster_ingress
 
-        require_high_throughput()
+    # serve.high_throughput true: the cluster must have HAProxy; unset: say once how to get it
+    note = check_cluster_ingress(None if serve_config is None else serve_config.high_throughput)
+    if note:
+        logging.getLogger("raymlops.serve").warning("%s", note)
 
     if not _serve_running() and not port_free(host, port):
         raise ServeError(
             f"port {port} on {host} is in use by another program; set serve.port in the config or stop that program"
         )
-    serve.start(http_options={"host": host, "port": port})
+    try:
+        serve.start(http_options={"host": host, "port": port})
+    except Exception as exc:
+        taken = _port_error(exc, host, port)
+        if taken is None:
+            raise
+        raise taken from exc
+    # labels need a bearer token wherever Serve really listens beyond loopback (raymlops.serve.auth)
+    s = dataclasses.replace(s, require_token=token_required(_http_address(host, port)[0], s.require_token))
     control = ensure_control(route, s.namespace, shadow_log_size=s.shadow_log_size, metrics_port=s.metrics_port,
                              metrics_host=s.metrics_host)
     import ray
@@ -156,6 +169,11 @@ def deploy(
     try:
         serve.run(app, name=route, route_prefix=f"/{route}")
     except Exception as exc:
+        taken = _port_error(exc, host, port)
+        if taken is not None:
+            if not existed:
+                undeploy(route, shutdown=False, namespace=s.namespace)
+            raise taken from exc
         why = _root_message(exc)
         texts = list(_serve_messages(route))  # the replicas' own error (a changed artifact, ...)
         for text in texts:
@@ -181,6 +199,19 @@ def deploy(
             last = exc
         time.sleep(0.2)
     raise ServeError(f"{endpoint}/health did not answer within {wait_s:.0f} s (last: {last})")
+
+
+_BIND_FAILURES = ("Failed to bind to address", "cannot bind socket", "Address already in use")
+
+
+def _port_error(exc: BaseException, host: str, port: int) -> ServeError | None:
+    """The one-line "port in use" error when Serve's ingress (its Python proxy, or HAProxy, which
+    reports "cannot bind socket" and exits) could not listen on the configured port; else None."""
+    text = str(exc)
+    if not any(marker in text for marker in _BIND_FAILURES):
+        return None
+    return ServeError(f"port {port} on {host} is in use by another program (Serve's ingress could not listen "
+                      "on it); set serve.port in the config or stop that program")
 
 
 def _app_exists(route: str) -> bool:
@@ -219,15 +250,35 @@ def _root_message(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def undeploy(route: str, shutdown: bool = True, namespace: str = "raymlops") -> None:
-    """Delete the route's Serve app and control actor (``shutdown``: Serve too)."""
+def undeploy(route: str, shutdown: bool = True, namespace: str = NAMESPACE) -> None:
+    """Delete the route's Serve app and control actor (``shutdown``: Serve too). The replicas
+    drain: requests in flight finish (bounded by the deployment's graceful_shutdown_timeout_s)."""
     from ray import serve
 
     from raymlops.serve.control import stop_control
 
-    with contextlib.suppress(Exception):  # already gone
-        serve.delete(route)
-    with contextlib.suppress(Exception):  # Ray already down
-        stop_control(route, namespace)
+    others = True
+    with contextlib.suppress(Exception):  # Serve not running
+        others = any(name != route for name in serve.status().applications)
+    if not (shutdown and not others):  # else serve.shutdown() below drains it
+        with contextlib.suppress(Exception):  # already gone
+            delete_app(route)
     if shutdown:
         serve.shutdown()
+    with contextlib.suppress(Exception):  # Ray already down
+        stop_control(route, namespace)
+
+
+def delete_app(route: str, timeout_s: float = 60.0) -> None:
+    """``serve.delete(route)``, waiting for it in 0.1 s steps (Serve's own wait polls once a
+    second, which made a 1 s drain take 2 s)."""
+    from ray import serve
+
+    serve.delete(route, _blocking=False)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(route)
+        if app is None or str(app.status).rsplit(".", 1)[-1] == "NOT_STARTED":
+            return
+        time.sleep(0.1)
+    raise ServeError(f"the Serve app {route!r} was not deleted within {timeout_s:.0f} s")

@@ -16,7 +16,16 @@ position:
                                 or a label of the wrong type
 =====  =======================  ===============================================================
 
-The monitor's answer of each shard is summed by :func:`merge_replies`.
+``"detail": true`` in the body (or ``?detail=1`` on the URL) asks for each label's outcome.
+
+The monitor's answer of each shard is summed by :func:`merge_replies`: for this request's labels
+(rows) ``matched`` (joined with the served prediction), ``waiting`` (the prediction has not
+reached the monitor yet: the label waits for it, ``monitor.performance.early_label_ttl_s``),
+``expired`` (pushed out of a full waiting store), ``unknown`` (never to be joined: labelled
+already, or one label for a request of several rows), ``unmatched`` (all but matched),
+``pending`` (predictions waiting for a label), ``totals`` (every label the monitor received, by
+final outcome: see :mod:`raymlops.monitor.labels`) and, on request, ``outcomes``: one per id, in
+the order given (a list of outcomes for a list of labels).
 """
 
 from __future__ import annotations
@@ -28,17 +37,20 @@ from typing import Any
 
 from raymlops.serve.request import RequestError, decode_json
 
-__all__ = ["FeedbackRequest", "merge_replies", "parse_feedback_request", "split_by_shard"]
+__all__ = ["COUNTS", "FeedbackRequest", "merge_replies", "parse_feedback_request", "split_by_shard"]
 
 # what the predict route returns as request id (X-Request-Id or a uuid4 hex), optionally /<row>
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}(/[0-9]{1,6})?$")
 _FIELDS = ("request_ids", "labels")
+_OPTIONAL = ("detail",)
+COUNTS = ("matched", "waiting", "expired", "unknown", "unmatched", "pending")
 
 
 @dataclass(frozen=True)
 class FeedbackRequest:
     request_ids: list[str]
     labels: list[Any]
+    detail: bool = False
 
 
 def _invalid(message: str, field: str, **detail: Any) -> RequestError:
@@ -72,10 +84,14 @@ def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regressi
         if not isinstance(body[name], list):
             raise _invalid(f"{name!r} must be a list, found {type(body[name]).__name__}", name,
                            expected="list", found=type(body[name]).__name__)
-    unknown = sorted(set(body) - set(_FIELDS))
+    unknown = sorted(set(body) - set(_FIELDS) - set(_OPTIONAL))
     if unknown:
-        raise _invalid(f"unknown field {unknown[0]!r}; expected only 'request_ids' and 'labels'", unknown[0],
-                       error="unknown")
+        raise _invalid(f"unknown field {unknown[0]!r}; expected only 'request_ids', 'labels' and 'detail'",
+                       unknown[0], error="unknown")
+    detail = body.get("detail", False)
+    if not isinstance(detail, bool):
+        raise _invalid(f"'detail' must be true or false, found {type(detail).__name__}", "detail",
+                       expected="bool", found=type(detail).__name__)
     ids, labels = body["request_ids"], body["labels"]
     if not ids:
         raise _invalid("'request_ids' must be a non-empty list", "request_ids", error="empty")
@@ -112,7 +128,7 @@ def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regressi
             raise _invalid(f"labels[{i}]: expected a number{'' if regression else ' or a string'}, found {problem}",
                            "labels", index=i)
         out.append(float(label) if isinstance(label, (int, float)) else label)
-    return FeedbackRequest(list(ids), out)
+    return FeedbackRequest(list(ids), out, detail)
 
 
 def split_by_shard(request: FeedbackRequest, shards: int) -> list[tuple[list[str], list[Any]]]:
@@ -127,7 +143,26 @@ def split_by_shard(request: FeedbackRequest, shards: int) -> list[tuple[list[str
     return out
 
 
-def merge_replies(replies: list[dict[str, Any]]) -> dict[str, int]:
-    """The shards' ``feedback`` answers, summed: rows matched, rows unmatched, predictions still
-    waiting for a label."""
-    return {k: int(sum(int(r.get(k, 0)) for r in replies)) for k in ("matched", "unmatched", "pending")}
+def merge_replies(replies: list[dict[str, Any]], request: FeedbackRequest | None = None) -> dict[str, Any]:
+    """The shards' ``feedback`` answers (one per shard, in shard order), summed (see the module
+    docstring); given the ``request`` (when its caller asked for detail), the per-id
+    ``outcomes`` in its order."""
+    out: dict[str, Any] = {k: int(sum(int(r.get(k, 0)) for r in replies)) for k in COUNTS}
+    totals: dict[str, int] = {}
+    for r in replies:
+        for k, v in (r.get("totals") or {}).items():
+            totals[k] = totals.get(k, 0) + int(v)
+    out["totals"] = totals
+    if request is not None:
+        from raymlops.serve.handoff import shard_of
+
+        shards = len(replies)
+        given = [list(r.get("outcomes") or []) for r in replies]
+        at = [0] * shards
+        outcomes: list[Any] = []
+        for rid in request.request_ids:  # split_by_shard kept each shard's ids in this order
+            k = shard_of(rid, shards)
+            outcomes.append(given[k][at[k]] if at[k] < len(given[k]) else None)
+            at[k] += 1
+        out["outcomes"] = outcomes
+    return out

@@ -1,10 +1,15 @@
 """Handing served rows to the monitor without ever blocking a response (pure asyncio, no Ray).
 
 Each replica owns one :class:`MonitorHandoff`. The request path only calls :meth:`offer`: a
-sampling draw and an append to an in-memory queue, bounded in rows. A background task
+sampling draw and appends of the request's arrays to the column buffer of its model version,
+role and monitor shard (:class:`ColumnBuffer`), bounded in rows. A background task
 (:meth:`run`) wakes every ``flush_interval_s`` (or as soon as ``flush_rows`` rows wait), takes
-everything queued, groups it by model version, role and monitor shard and awaits one ``send``
-per group, so at most one hand-off per replica is in flight.
+every buffer and awaits one ``send`` per buffer, so at most one hand-off per replica is in
+flight. What is sent is columnar: one 2-D array of features and one array per column
+(predictions, latency, status, and each row's request id as one fixed-width unicode array; the
+monitor keys the rows of a multi-row request ``<request id>/<row>``,
+:func:`raymlops.monitor.monitor.row_keys`), never a Python object per row, so Ray ships it as
+a few buffers.
 
 Each batch carries the *role* its rows were served in (``champion``; ``challenger``: a canary
 answer; ``shadow``: a challenger's copy never returned) and the traffic table's ``epoch``, so
@@ -21,6 +26,8 @@ the time it kept the monitor busy, and a hand-off waits while the bucket is empt
 through at once; sustained, the monitor works on this replica's rows at most ``budget`` of the
 time, so on a small machine it cannot take CPU from serving beyond that share. Rows that arrive
 faster are dropped (and counted) instead. ``budget=1`` sends as fast as the monitor takes them.
+The default (``serve.monitor_budget``) is a safety valve above what the monitor needs at a
+replica's saturated throughput, so at that rate every row reaches the monitor.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +60,8 @@ class Served:
     request_id: str
     role: str = "champion"  # champion | challenger (a canary answer) | shadow (a challenger's copy)
     epoch: int = 0  # of the traffic table that served it
+    scores: np.ndarray | None = None  # binary classifiers: probability of ``score_class`` per row
+    score_class: Any = None  # the class ``scores`` is the probability of (the model's classes_[1])
 
 
 @dataclass
@@ -74,7 +84,8 @@ class HandoffCounts:
 
 
 def row_ids(request_id: str, rows: int) -> list[str]:
-    """Per-row ids: the request id for a one-row request, ``<request id>/<row>`` otherwise."""
+    """The monitor's per-row keys of one request: the request id for a one-row request,
+    ``<request id>/<row>`` otherwise (what labels name)."""
     return [request_id] if rows == 1 else [f"{request_id}/{i}" for i in range(rows)]
 
 
@@ -87,20 +98,74 @@ def shard_of(request_id: str, shards: int) -> int:
     return zlib.crc32(rid.encode("utf-8", "surrogatepass")) % shards
 
 
+def row_request_ids(request_ids: list[str], sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
+    """Each row's request id, as one unicode array (the monitor turns the repeated id of a
+    multi-row request into :func:`row_ids`; building those strings here cost 1-2 us a row)."""
+    ids = np.asarray(request_ids, dtype=np.str_)
+    return ids if ids.size == 0 or bool((sizes == 1).all()) else np.repeat(ids, sizes)
+
+
+class ColumnBuffer:
+    """The queued requests of one (version, role, shard): per column a list of arrays (one
+    append per request), made into one array per column by :meth:`payload`."""
+
+    __slots__ = ("X", "epoch", "ids", "latency", "predictions", "role", "rows", "score_class", "scores", "shard",
+                 "sizes", "status", "version")
+
+    def __init__(self, version: str, role: str, shard: int) -> None:
+        self.version, self.role, self.shard = version, role, shard
+        self.X: list[np.ndarray] = []
+        self.predictions: list[np.ndarray] = []
+        self.sizes: list[int] = []
+        self.latency: list[float] = []
+        self.status: list[int] = []
+        self.ids: list[str] = []
+        self.scores: list[np.ndarray] | None = []  # None once a request came without scores
+        self.score_class: Any = None
+        self.epoch = 0
+        self.rows = 0
+
+    def add(self, item: Served, n: int) -> None:
+        self.X.append(item.X)
+        self.predictions.append(np.asarray(item.predictions))
+        self.sizes.append(n)
+        self.latency.append(item.latency_ms)
+        self.status.append(item.status)
+        self.ids.append(item.request_id)
+        if item.scores is None or (self.scores and item.score_class != self.score_class):
+            self.scores = None
+        elif self.scores is not None:
+            self.scores.append(np.asarray(item.scores, dtype=np.float64))
+            self.score_class = item.score_class
+        self.epoch = max(self.epoch, item.epoch)
+        self.rows += n
+
+    def payload(self) -> dict[str, Any]:
+        """The columns: features (rows x features), predictions, and per row its latency,
+        status and request id."""
+        sizes = np.asarray(self.sizes, dtype=np.int64)
+        one = len(self.X) == 1
+        return {
+            "X": self.X[0] if one else np.concatenate(self.X),
+            "predictions": self.predictions[0] if one else np.concatenate(self.predictions),
+            "version": self.version,
+            "latency_ms": np.repeat(np.asarray(self.latency, dtype=np.float64), sizes),
+            "status": np.repeat(np.asarray(self.status, dtype=np.int16), sizes),
+            "request_ids": row_request_ids(self.ids, sizes),
+            "scores": None if not self.scores else (self.scores[0] if one else np.concatenate(self.scores)),
+            "score_class": self.score_class,
+            "role": self.role,
+            "epoch": self.epoch,
+            "shard": self.shard,
+        }
+
+
 def batch_payload(items: list[Served], shard: int = 0) -> dict[str, Any]:
-    """Rows of one version, role and shard, concatenated, with per-row latency, status and id."""
-    sizes = [len(it.X) for it in items]
-    return {
-        "X": np.concatenate([it.X for it in items]),
-        "predictions": np.concatenate([np.asarray(it.predictions) for it in items]),
-        "version": items[0].version,
-        "latency_ms": np.repeat(np.array([it.latency_ms for it in items], dtype=np.float64), sizes),
-        "status": np.repeat(np.array([it.status for it in items], dtype=np.int16), sizes),
-        "request_ids": [rid for it, n in zip(items, sizes, strict=True) for rid in row_ids(it.request_id, n)],
-        "role": items[0].role,
-        "epoch": max(it.epoch for it in items),
-        "shard": shard,
-    }
+    """Rows of one version, role and shard, as columns (see :meth:`ColumnBuffer.payload`)."""
+    buf = ColumnBuffer(items[0].version, items[0].role, shard)
+    for it in items:
+        buf.add(it, len(it.X))
+    return buf.payload()
 
 
 class MonitorHandoff:
@@ -140,7 +205,7 @@ class MonitorHandoff:
         self.shards = int(shards)
         self.rng = rng or random.Random()
         self.counts = HandoffCounts()
-        self._queue: list[Served] = []
+        self._buffers: dict[tuple[str, str, int], ColumnBuffer] = {}
         self._queued_rows = 0
         self._wake: asyncio.Event | None = None
         self._closed = False
@@ -159,7 +224,12 @@ class MonitorHandoff:
         if self._closed or self._queued_rows + n > self.max_rows:
             self.counts.add("dropped", n)
             return False
-        self._queue.append(item)
+        shard = shard_of(item.request_id, self.shards) if self.shards > 1 else 0
+        key = (item.version, item.role, shard)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = ColumnBuffer(item.version, item.role, shard)
+        buf.add(item, n)
         self._queued_rows += n
         self.counts.add("queued", n)
         if self._queued_rows >= self.flush_rows and self._wake is not None:
@@ -168,17 +238,14 @@ class MonitorHandoff:
 
     async def flush(self) -> int:
         """Send everything queued now; returns the rows sent."""
-        if not self._queue:
+        if not self._buffers:
             return 0
-        items, self._queue, self._queued_rows = self._queue, [], 0
-        groups: dict[tuple[str, str, int], list[Served]] = {}
-        for it in items:
-            groups.setdefault((it.version, it.role, shard_of(it.request_id, self.shards)), []).append(it)
+        buffers, self._buffers, self._queued_rows = self._buffers, {}, 0
         sent = 0
-        for (_, _, shard), group in groups.items():
-            rows = sum(len(it.X) for it in group)
+        for buf in buffers.values():
+            rows = buf.rows
             try:
-                await self.send(batch_payload(group, shard))
+                await self.send(buf.payload())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the monitor is gone or failed: count it, keep serving

@@ -17,7 +17,7 @@ metric                                                 type       labels
 ``raymlops_serve_rejected_requests_total``             counter    route, reason
 ``raymlops_serve_monitor_rows_total``                  counter    route, outcome (1)
 ``raymlops_serve_shadow_requests_total``               counter    route, version, outcome (2)
-``raymlops_serve_feedback_labels_total``               counter    route, outcome (matched, unmatched)
+``raymlops_serve_feedback_labels_total``               counter    route, outcome (3)
 ``raymlops_serve_replicas``                            gauge      route (replicas heard from in the last seconds)
 ``raymlops_serve_traffic_share``                       gauge      route, version
 ``raymlops_serve_traffic_epoch``                       gauge      route
@@ -25,6 +25,9 @@ metric                                                 type       labels
 
 (1) sent, dropped (queue full), failed (the monitor raised), sampled_out (``monitor.sample_rate``).
 (2) agree / disagree (with the champion's predictions), error, dropped (too many pending).
+(3) each label's outcome when posted: matched, waiting (its prediction had not reached the monitor:
+    the monitor joins it when it does, or expires it), expired, unknown. Where the waiting ones
+    ended is the monitor's ``raymlops_monitor_feedback_labels_total`` (:mod:`raymlops.monitor.metrics`).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in (
               "Shadow copies to the challenger: agree / disagree with the champion, error, dropped (overload)",
               ("route", "version", "outcome")),
     MetricDef("raymlops_serve_feedback_labels_total", "counter",
-              "Ground-truth labels posted to /feedback: matched to a served prediction, or unmatched",
+              "Ground-truth labels posted to /feedback, by outcome when posted: matched, waiting, expired, unknown",
               ("route", "outcome")),
     MetricDef("raymlops_serve_replicas", "gauge", "Model replicas heard from recently", ("route",)),
     MetricDef("raymlops_serve_traffic_share", "gauge", "Share of live traffic answered by each model version",

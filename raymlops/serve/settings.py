@@ -17,6 +17,9 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from raymlops.ray_session import NAMESPACE
+from raymlops.serve.auth import DEFAULT_TOKEN_ENV, token_required
+
 MODEL_FIELDS = ("model_id", "artifact_root", "artifact_key", "artifact_sha256", "signature", "metrics",
                 "lineage_summary", "input_example")
 
@@ -24,7 +27,7 @@ MODEL_FIELDS = ("model_id", "artifact_root", "artifact_key", "artifact_sha256", 
 @dataclass(frozen=True)
 class ServerSettings:
     route: str
-    namespace: str = "raymlops"
+    namespace: str = NAMESPACE
     deploy_id: str = ""
     max_rows_per_request: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
@@ -35,14 +38,16 @@ class ServerSettings:
     domain_margin: float = 0.0
     monitor_actor: str | None = None
     sample_rate: float = 1.0
-    monitor_queue_rows: int = 10_000
+    monitor_queue_rows: int = 50_000
     monitor_flush_interval_s: float = 0.25
-    monitor_budget: float = 0.05
+    monitor_budget: float = 0.5
     shadow_max_pending: int = 64
     shadow_log_size: int = 1000
     push_interval_s: float = 1.0
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    require_token: bool = False  # /feedback needs a bearer token (raymlops.serve.auth)
+    token_env: str = "RAYMLOPS_FEEDBACK_TOKEN"  # the variable holding it (its name only travels)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,13 +95,20 @@ def settings_from_config(serve: Any, route: str, *, namespace: str, monitor_acto
         shadow_max_pending=serve.shadow_max_pending,
         metrics_port=serve.metrics_port,
         metrics_host=serve.host if serve.host not in ("0.0.0.0", "::", "") else "127.0.0.1",
+        require_token=token_required(serve.host, getattr(serve, "require_token", False)),
+        token_env=getattr(serve, "token_env", DEFAULT_TOKEN_ENV),
     ).to_dict()
+
+
+# A stopping replica checks for requests still in flight every 0.25 s (Serve: 2 s) and waits for
+# them at most 10 s (Serve: 20 s): a stop is quick, and bounded, and drops none that finish in time.
+STOP_OPTIONS: dict[str, Any] = {"graceful_shutdown_wait_loop_s": 0.25, "graceful_shutdown_timeout_s": 10.0}
 
 
 def deployment_options(serve: Any | None, num_replicas: int, max_batch_size: int) -> dict[str, Any]:
     """``ModelServer.options(...)`` from a ServeConfig: replicas or autoscaling, queue depth."""
     max_ongoing = max(int(getattr(serve, "max_ongoing_requests", 64)), 2 * int(max_batch_size))
-    options: dict[str, Any] = {"max_ongoing_requests": max_ongoing}
+    options: dict[str, Any] = {"max_ongoing_requests": max_ongoing} | STOP_OPTIONS
     if serve is not None and not serve.access_log:
         options["logging_config"] = {"enable_access_log": False}
     auto = getattr(serve, "autoscaling", None)

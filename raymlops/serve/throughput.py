@@ -1,35 +1,55 @@
-"""Serve's high-throughput ingress (HAProxy), made loopback-safe.
+"""Serve's high-throughput ingress (HAProxy): the default where raymlops starts Ray, made
+loopback-safe and quick to stop.
 
 With ``RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` Ray Serve puts HAProxy in
-front of the replicas instead of its Python proxy: about 8x the requests per second on a
-2-core machine (``benchmarks/bench_serve.py``). The catch, in Ray 2.60: HAProxy's stats page
-(``RAY_SERVE_HAPROXY_STATS_PORT``, default 8404) and Prometheus exporter
-(``RAY_SERVE_HAPROXY_METRICS_PORT``, 9101) are rendered as ``bind *:<port>`` / ``bind :<port>``,
-i.e. on every interface, whatever ``http_options.host`` says, and its admin socket is created
-mode 666 under ``/tmp/haproxy-serve``. Only the ports are configurable.
+front of the replicas instead of its Python proxy: several times the requests per second on a
+2-core machine (``benchmarks/bench_serve.py``). The mode is per cluster and read when Ray's
+processes start, so raymlops sets it up (:func:`fast_ingress_for_private_ray`) wherever it
+starts Ray itself (``raymlops run``, ``deploy --foreground``, ``demo``), unless
+``serve.high_throughput: false``; on a cluster started without it, serving still works through
+Serve's Python proxy and :func:`check_cluster_ingress` says once how to turn it on.
 
-:func:`prepare_high_throughput` (call it before Ray starts: Serve reads these variables when
-its actors start) sets those variables and points ``RAY_SERVE_HAPROXY_BINARY_PATH`` at a small
-wrapper that, each time Serve starts or reloads HAProxy, rewrites those two ``bind`` lines of
-the generated config to ``127.0.0.1`` and the admin socket to mode 600, then runs the real
-HAProxy. The config, sockets and server state go to a private (0700) folder instead of
-``/tmp/haproxy-serve``. Trade-offs that remain: the mode is per cluster, not per deployment
-(it must be in the environment of ``ray start`` / the driver that starts Ray, on every node);
-``serve.shutdown()`` takes about 30 s instead of 3 (Serve waits for HAProxy to drain); a
-replica removed by autoscaling drains for 30 s or more; the wrapper must exist at the same
-path on every node.
+Loopback-safe: in Ray 2.60, HAProxy's stats page (``RAY_SERVE_HAPROXY_STATS_PORT``, default 8404)
+and Prometheus exporter (``RAY_SERVE_HAPROXY_METRICS_PORT``, 9101) are rendered as
+``bind *:<port>`` / ``bind :<port>``, i.e. on every interface, whatever ``http_options.host``
+says, and its admin socket is created mode 666 under ``/tmp/haproxy-serve``. Only the ports are
+configurable. :func:`prepare_high_throughput` (call it before Ray starts) sets those variables and
+points ``RAY_SERVE_HAPROXY_BINARY_PATH`` at a small wrapper that, each time Serve starts or
+reloads HAProxy, rewrites those two ``bind`` lines of the generated config to ``127.0.0.1`` and
+the admin socket to mode 600, then runs the real HAProxy. The config, sockets and server state go
+to a private (0700) folder instead of ``/tmp/haproxy-serve``. The wrapper must exist at the same
+path on every node (``cluster.yaml`` and the KubeRay manifests run ``python -m
+raymlops.serve.throughput --env`` on each node before ``ray start``).
+
+Quick to stop: Serve holds a replica behind HAProxy open for
+``RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S`` (30 s) so that an external load balancer can
+deregister it, and HAProxy's own drain waits ``RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S`` (30 s):
+``serve.shutdown()`` took 30 s and a replica removed by autoscaling 30 s or more. HAProxy on the
+same cluster hears of a replica's removal within a fraction of a second, so
+:data:`FAST_STOP_ENV` sets both to 1 s (a value already in the environment wins). Requests in
+flight still finish: after the window the replica refuses new connections (HAProxy retries
+another replica) and waits for its ongoing requests, bounded by the deployment's
+``graceful_shutdown_timeout_s`` (:func:`raymlops.serve.settings.deployment_options`).
+Measured on 2 cores: ``serve.delete`` 31.4 s -> 2.0 s, ``serve.shutdown`` 30.0 s -> 2.2 s, a
+replica removed by autoscaling 30.3 s -> 0.9 s, no request in flight failed.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import shutil
 import socket
 import stat
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from raymlops.exceptions import ConfigError
+
+logger = logging.getLogger("raymlops.serve")
 
 WRAPPER = """#!/bin/sh
 # raymlops: run Ray Serve's HAProxy with its stats page and Prometheus exporter on loopback
@@ -49,6 +69,15 @@ exec "{real}" "$@"
 
 MAX_BASE_DIR = 97 - len("/") - 56 - len("/metrics.sock")
 ENV_FLAGS = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# seconds a replica behind HAProxy, and HAProxy itself, stay reachable once asked to stop (Ray: 30)
+FAST_STOP_ENV = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1", "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "1"}
+HAPROXY = "haproxy"
+PYTHON_PROXY = "serve-proxy"
+HOW_TO_ENABLE = (
+    "start the cluster's nodes with Serve's HAProxy ingress: `eval \"$(python -m raymlops.serve.throughput --env)\"` "
+    "before `ray start` on every node (cluster.yaml and configs/kuberay do this), or call "
+    "raymlops.serve.throughput.prepare_high_throughput() before ray.init()"
+)
 
 
 def _free_port() -> int:
@@ -76,11 +105,12 @@ def real_haproxy() -> str:
 
 
 def prepare_high_throughput(stats_port: int | None = None, metrics_port: int | None = None,
-                            base_dir: str | Path | None = None) -> dict[str, str]:
+                            base_dir: str | Path | None = None, fast_stop: bool = True) -> dict[str, str]:
     """Set (in ``os.environ``) and return the variables for Serve's HAProxy ingress on loopback.
 
     Call before ``ray.init()`` / ``ray start``; the Ray processes started afterwards inherit
     them. Ports default to free ones (two Rays on one machine cannot share 8404 / 9101).
+    ``fast_stop``: also :data:`FAST_STOP_ENV` (where the environment does not set them already).
     """
     # Serve puts sockets at <base>/<56-character id>/metrics.sock and HAProxy takes 97 characters
     folder = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="rmh-", dir="/tmp"))
@@ -111,6 +141,8 @@ def prepare_high_throughput(stats_port: int | None = None, metrics_port: int | N
         "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": os.environ.get("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
         or str(_free_port()),
     }
+    if fast_stop:
+        env |= {k: os.environ.get(k) or v for k, v in FAST_STOP_ENV.items()}
     os.environ.update(env)
     return env
 
@@ -121,21 +153,125 @@ def clear_high_throughput(env: dict[str, str]) -> None:
         os.environ.pop(name, None)
 
 
+def ingress_here() -> str:
+    """The ingress of the cluster this process belongs to, from its environment (a replica's
+    answer for its route): :data:`HAPROXY` or :data:`PYTHON_PROXY`."""
+    return HAPROXY if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else PYTHON_PROXY
+
+
+def fast_ingress_for_private_ray(high_throughput: bool | None) -> dict[str, str] | None:
+    """Before raymlops starts a private Ray: set up Serve's HAProxy ingress (loopback-safe, quick
+    to stop) unless ``serve.high_throughput`` is false, or Ray is already up / named by
+    ``RAY_ADDRESS`` (then the cluster decides). Without an HAProxy binary: ``True`` raises,
+    ``None`` (the default) logs why and serves through Serve's Python proxy. A private Ray on
+    Serve's Python proxy gets :data:`FAST_STOP_ENV` too (its proxy drains 30 s by default)."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            return None
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" and os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH"):
+        return None  # prepared already (an earlier run in this process, or the caller)
+    if high_throughput is False:
+        _quick_stop()
+        return None
+    try:
+        env = prepare_high_throughput()
+    except ConfigError as exc:
+        if high_throughput:
+            raise
+        logger.warning("serving through Serve's Python proxy (slower): %s", exc)
+        _quick_stop()
+        return None
+    if not _private_folders:
+        atexit.register(remove_private_folders)
+    _private_folders.append(Path(env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"]))
+    return env
+
+
+def _quick_stop() -> None:
+    for name, value in FAST_STOP_ENV.items():
+        os.environ.setdefault(name, value)
+
+
+_private_folders: list[Path] = []
+
+
+def remove_private_folders() -> None:
+    """Remove the folders :func:`fast_ingress_for_private_ray` made (wrapper, config, sockets),
+    once its Ray is gone (at exit)."""
+    while _private_folders:
+        shutil.rmtree(_private_folders.pop(), ignore_errors=True)
+
+
+_probed: dict[str, bool] = {}
+
+
 def cluster_high_throughput() -> bool:
-    """Whether the connected cluster's workers run with Serve's HAProxy ingress."""
+    """Whether the connected cluster's workers run with Serve's HAProxy ingress (asked once per
+    cluster: a task reads its worker's environment)."""
     import ray
 
-    @ray.remote(num_cpus=0)
-    def _probe() -> bool:
-        return os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+    key = str(ray.get_runtime_context().gcs_address)
+    if key not in _probed:
+        @ray.remote(num_cpus=0)
+        def _probe() -> bool:
+            return os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
 
-    return bool(ray.get(_probe.remote(), timeout=60))
+        _probed[key] = bool(ray.get(_probe.remote(), timeout=60))
+    return _probed[key]
+
+
+_told: set[str] = set()
+
+
+def check_cluster_ingress(high_throughput: bool | None, where: str = "") -> str | None:
+    """At deploy time: the cluster's ingress against ``serve.high_throughput``. ``True`` on a
+    cluster without HAProxy raises; ``None`` returns (once per process) a line saying how to turn
+    it on; otherwise None."""
+    if high_throughput is False or cluster_high_throughput():
+        return None
+    if high_throughput:
+        raise ConfigError(
+            "serve.high_throughput is true but this Ray cluster was started without Serve's HAProxy ingress; "
+            f"{HOW_TO_ENABLE}; or leave serve.high_throughput unset to serve through Serve's Python proxy"
+        )
+    if where in _told:
+        return None
+    _told.add(where)
+    return (f"note: this Ray cluster serves through Serve's Python proxy (several times slower than its HAProxy "
+            f"ingress); to turn that on, {HOW_TO_ENABLE}")
 
 
 def require_high_throughput() -> None:
-    if not cluster_high_throughput():
-        raise ConfigError(
-            "serve.high_throughput is true but this Ray cluster was started without Serve's HAProxy ingress; "
-            "call raymlops.serve.throughput.prepare_high_throughput() before Ray starts (or export its variables "
-            "before `ray start`), or set serve.high_throughput: false"
-        )
+    check_cluster_ingress(True)
+
+
+def shell_exports(env: dict[str, Any]) -> str:
+    """``export NAME='value'`` lines (for ``eval`` before ``ray start``)."""
+    return "\n".join(f"export {k}='{v}'" for k, v in env.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m raymlops.serve.throughput --env [--base-dir D] [--stats-port P] [--metrics-port P]``:
+    write the wrapper and print the variables for ``ray start`` (a node's start command)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m raymlops.serve.throughput", description=main.__doc__)
+    p.add_argument("--env", action="store_true", required=True, help="print export lines for the shell")
+    p.add_argument("--base-dir", help="private folder for the wrapper, config and sockets (default: a new /tmp one)")
+    p.add_argument("--stats-port", type=int, default=8404)
+    p.add_argument("--metrics-port", type=int, default=9101)
+    args = p.parse_args(argv)
+    # a node's fallback proxy on Ray's own ports (not random ones, as for a private Ray)
+    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "8500")
+    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", "9500")
+    env = prepare_high_throughput(args.stats_port, args.metrics_port, args.base_dir)
+    print(shell_exports(env))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

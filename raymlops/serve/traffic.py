@@ -17,10 +17,9 @@ from typing import Any
 
 from raymlops import audit
 from raymlops.exceptions import NotFound, ServeError, ValidationError
+from raymlops.ray_session import NAMESPACE
 from raymlops.serve.routing import TrafficTable
 from raymlops.store.home import Store
-
-NAMESPACE = "raymlops"
 
 
 def model_spec_of(store: Store, ref: str) -> dict[str, Any]:

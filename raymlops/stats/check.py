@@ -12,11 +12,13 @@ and returns a :class:`DriftReport` with every score, not only a verdict:
 Which score decides is :class:`DriftSettings`' ``numeric_test`` / ``categorical_test``. The
 default, ``auto``, follows Evidently's presets: with at most ``small_sample`` current rows a
 p-value test (KS / chi-square) at level ``alpha`` after a multiple-testing correction across
-the columns tested that way (Bonferroni by default, Benjamini-Hochberg with ``bh``); above it a
-distance (Wasserstein / Jensen-Shannon) of at least 0.1, since on millions of rows every
-p-value test finds some difference. PSI is always reported with its band (< 0.1 stable,
-0.1-0.2 moderate, >= 0.2 significant). The dataset drifts when at least ``drift_share`` of the
-tested columns drift.
+the columns tested that way (Bonferroni by default, Holm with ``holm``, Benjamini-Hochberg with
+``bh``); above it a distance (Wasserstein / Jensen-Shannon) of at least 0.1, since on millions
+of rows every p-value test finds some difference. PSI is always reported with its band (< 0.1
+stable, 0.1-0.2 moderate, >= 0.2 significant). The dataset verdict is
+:mod:`raymlops.stats.verdict`'s ``dataset_rule``: by default the dataset drifts when any column
+drifts after the correction (family-wise); ``share`` is Evidently's rule, at least
+``drift_share`` of the columns drifted at the uncorrected level.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ from raymlops.exceptions import ValidationError
 from raymlops.stats.drift import (
     CORRECTIONS,
     chi2_test,
-    correct,
     jensen_shannon,
     ks_binned,
     psi,
     wasserstein_binned,
 )
 from raymlops.stats.profile import ColumnProfile, Profile, coarse_edges, edges_digest, regroup
+from raymlops.stats.verdict import DATASET_RULES, dataset_drift, feature_drift
 
 __all__ = ["NUMERIC_TESTS", "CATEGORICAL_TESTS", "ColumnDrift", "DriftReport", "DriftSettings", "check", "psi_band"]
 
@@ -57,11 +59,12 @@ class DriftSettings:
     categorical_test: str = "auto"
     small_sample: int = 1000  # auto: p-value tests up to this many current rows, distances above
     alpha: float = 0.05  # p-value tests: drift when the corrected p-value is below alpha
-    correction: str = "bonferroni"  # bonferroni | bh | none
+    correction: str = "bonferroni"  # bonferroni | holm | bh | none
     wasserstein: float = 0.1  # drift when the normalised distance is at least this
     jensenshannon: float = 0.1
     psi: float = 0.1  # drift when PSI is at least this (when psi decides)
-    drift_share: float = 0.5  # the dataset drifts when at least this share of columns drift
+    drift_share: float = 0.5  # dataset_rule "share": at least this share of columns drift (uncorrected)
+    dataset_rule: str = "any"  # any | share (raymlops.stats.verdict)
     columns: tuple[str, ...] | None = None  # only these columns (default: every column of both)
 
     def __post_init__(self) -> None:
@@ -73,6 +76,8 @@ class DriftSettings:
         if self.correction not in (*CORRECTIONS, "none"):
             raise ValidationError(f"correction must be one of {', '.join((*CORRECTIONS, 'none'))}, "
                                   f"got {self.correction!r}")
+        if self.dataset_rule not in DATASET_RULES:
+            raise ValidationError(f"dataset_rule must be one of {', '.join(DATASET_RULES)}, got {self.dataset_rule!r}")
         if not 0.0 < self.alpha < 1.0:
             raise ValidationError(f"alpha must be in (0, 1), got {self.alpha!r}")
         if not 0.0 < self.drift_share <= 1.0:
@@ -144,7 +149,8 @@ class DriftReport:
 
     @property
     def dataset_drift(self) -> bool:
-        return bool(self.tested) and self.share >= self.settings.drift_share
+        return dataset_drift([c.drifted for c in self.tested], rule=self.settings.dataset_rule,
+                             share=self.settings.drift_share)
 
     def summary(self) -> str:
         return (f"{len(self.drifted_columns)} of {len(self.tested)} columns drifted"
@@ -171,6 +177,7 @@ class DriftReport:
         if d.get("format") != REPORT_FORMAT:
             raise ValidationError(f"not a raymlops drift report (format {d.get('format')!r})")
         s = dict(d["settings"])
+        s.setdefault("dataset_rule", "share")  # reports written before the rule was a setting
         s["columns"] = None if s.get("columns") is None else tuple(s["columns"])
         return cls(columns=[ColumnDrift(**c) for c in d["columns"]], settings=DriftSettings(**s),
                    reference_rows=int(d["reference_rows"]), current_rows=int(d["current_rows"]),
@@ -308,7 +315,8 @@ def _adjust(results: Sequence[ColumnDrift], settings: DriftSettings) -> None:
     if not tested:
         return
     raw = np.asarray([r.p_value for r in tested], dtype=np.float64)
-    adjusted = raw if settings.correction == "none" else correct(raw, settings.correction)
-    for r, p in zip(tested, adjusted, strict=True):
+    adjusted, flags = feature_drift(raw, True, False, alpha=settings.alpha, correction=settings.correction,
+                                    rule=settings.dataset_rule)
+    for r, p, flag in zip(tested, adjusted.tolist(), flags.tolist(), strict=True):
         r.p_adjusted = float(p)
-        r.drifted = bool(p < settings.alpha)
+        r.drifted = bool(flag)

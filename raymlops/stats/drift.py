@@ -12,7 +12,6 @@ import math
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
-from scipy.spatial import distance
 
 from raymlops.exceptions import ValidationError
 
@@ -30,7 +29,7 @@ __all__ = [
 ]
 
 #: the p-value corrections :func:`correct` knows
-CORRECTIONS: tuple[str, ...] = ("bonferroni", "bh")
+CORRECTIONS: tuple[str, ...] = ("bonferroni", "holm", "bh")
 
 
 def _as_vector(values: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
@@ -190,6 +189,8 @@ def wasserstein_normed(ref_sample: npt.ArrayLike, cur_sample: npt.ArrayLike) -> 
 
 def jensen_shannon(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> float:
     """Jensen-Shannon *distance* (base 2, so in [0, 1]) between the two count vectors."""
+    from scipy.spatial import distance  # scipy.spatial costs a fifth of a second to import: only here
+
     ref, cur = _counts_pair(ref_counts, cur_counts)
     return float(distance.jensenshannon(ref / ref.sum(), cur / cur.sum(), base=2))
 
@@ -197,9 +198,11 @@ def jensen_shannon(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> floa
 def correct(p_values: npt.ArrayLike, method: str = "bonferroni") -> npt.NDArray[np.float64]:
     """Adjust ``p_values`` for multiple testing; returns a new array in the input order.
 
-    ``"bonferroni"`` multiplies by the number of tests; ``"bh"`` is Benjamini-Hochberg (false
+    ``"bonferroni"`` multiplies by the number of tests; ``"holm"`` is Holm's step-down (the
+    ``i``-th smallest becomes ``max_{j <= i} (m - j + 1) * p_(j)``: the same family-wise error
+    bound as Bonferroni, never larger p-values); ``"bh"`` is Benjamini-Hochberg (false
     discovery rate): the ``i``-th smallest of ``m`` p-values becomes
-    ``min_{j >= i} m * p_(j) / j``, which is monotone in the raw p-values. Both are clipped to 1.
+    ``min_{j >= i} m * p_(j) / j``, which is monotone in the raw p-values. All are clipped to 1.
     """
     if method not in CORRECTIONS:
         raise ValidationError(f"method must be one of {', '.join(CORRECTIONS)}; got {method!r}")
@@ -210,6 +213,11 @@ def correct(p_values: npt.ArrayLike, method: str = "bonferroni") -> npt.NDArray[
     if method == "bonferroni":
         return np.minimum(p * m, 1.0)
     order = np.argsort(p, kind="stable")
+    if method == "holm":
+        stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+        out = np.empty(m, dtype=np.float64)
+        out[order] = np.minimum(stepped, 1.0)
+        return out
     scaled = p[order] * m / np.arange(1, m + 1)
     monotone = np.minimum.accumulate(scaled[::-1])[::-1]
     adjusted = np.empty(m, dtype=np.float64)

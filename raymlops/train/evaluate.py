@@ -59,6 +59,29 @@ def classification_metrics(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str
     return out
 
 
+def calibration_of(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
+    """The holdout calibration of a binary classifier's positive-class probability (isotonic,
+    :func:`raymlops.stats.cbpe.fit_isotonic`) as plain numbers for the model's lineage, with the
+    holdout's realised accuracy and roc_auc as the monitor's reference for its estimates (CBPE);
+    None for a model without ``predict_proba``, with more than two classes or a one-class holdout."""
+    from raymlops.stats.cbpe import fit_isotonic
+
+    classes = _classes(model, y)
+    if not hasattr(model, "predict_proba") or len(classes) != 2:
+        return None
+    y = np.asarray(y)
+    truth = (y == classes[1]).astype(np.float64)
+    if truth.min() == truth.max():
+        return None
+    score = np.asarray(model.predict_proba(X))[:, 1]
+    cal = fit_isotonic(score, truth)
+    positive = classes[1].item() if isinstance(classes[1], np.generic) else classes[1]
+    reference = {"accuracy": float(metrics.accuracy_score(y, model.predict(X))),
+                 "roc_auc": float(metrics.roc_auc_score(truth, score))}
+    return cal.to_dict() | {"positive_label": float(positive) if isinstance(positive, int | float) else str(positive),
+                            "reference": reference}
+
+
 def regression_metrics(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """r2 (left out for fewer than two rows), mae and rmse."""
     pred = np.asarray(model.predict(X), dtype=np.float64)

@@ -7,6 +7,9 @@
 runs every trial with Ray Tune, picks the best trial deterministically and refits it on all the
 given training rows (an incremental learner for as many epochs as the best trial trained).
 
+``strategy: distributed`` (Ray Train's XGBoost / LightGBM trainers) reads the snapshot itself:
+see :func:`raymlops.train.distributed.fit_distributed`.
+
 ``strategy: data_parallel`` trains the one candidate data-parallel
 (:mod:`raymlops.train.data_parallel`) on the rows outside a seeded validation split of
 ``validation_fraction``, scoring every epoch on the validation rows. The model is not refitted
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from raymlops.config import TrainConfig
+from raymlops.exceptions import ConfigError
 from raymlops.train.evaluate import task_metrics
 from raymlops.train.incremental import fit_epochs, plan_for
 from raymlops.train.objective import validation_folds
@@ -35,7 +39,10 @@ def fit(
     """Train on ``(X, y)`` as ``config`` says; returns the fitted model and the run's summary.
     ``progress``: Ray Tune's own progress table on stderr.
 
-    Needs a connected Ray (``raymlops.pipeline.ray_env.ensure_ray``)."""
+    Needs a connected Ray (``raymlops.ray_session.ensure_ray``)."""
+    if config.strategy == "distributed":
+        raise ConfigError("train.strategy: 'distributed' trains from a snapshot's Ray Datasets, not from arrays: "
+                          "use raymlops.train.distributed.fit_distributed (the pipeline and reproduce do)")
     if config.strategy == "data_parallel":
         return _fit_data_parallel(config, X, y, seed=seed)
     trials = expand(config.candidates, num_samples=config.num_samples, seed=seed)

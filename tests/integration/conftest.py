@@ -26,9 +26,11 @@ def ray_session() -> Iterator[None]:
     import ray
 
     os.environ.pop("RAY_ADDRESS", None)
-    from raymlops.pipeline.ray_env import NAMESPACE, ensure_ray, quiet_ray_logs
+    from raymlops.ray_session import NAMESPACE, ensure_ray, quiet_ray_logs
+    from raymlops.serve.throughput import fast_ingress_for_private_ray
 
     quiet_ray_logs()
+    fast_ingress_for_private_ray(None)  # the default ingress, as `raymlops run` gets it (HAProxy where it exists)
     ray.init(address="local", include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
              logging_level=logging.ERROR)
     ensure_ray()  # reuses this Ray and applies raymlops' Ray Data settings (row order, no progress bars)

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def main() -> None:
 
     from raymlops.config import ServeConfig
     from raymlops.serve.traffic import deploy_model
-    from tests.integration.serving_helpers import predict, toy_store
+    from tests.integration.serving_helpers import Load, predict, request, toy_store
 
     app = "haloop"
     result: dict[str, object] = {}
@@ -73,6 +74,9 @@ def main() -> None:
         reply = predict(url, {"inputs": [[0.1, 0.2, 0.3, 0.4]]})
         result["status"] = reply.status
         result["version"] = reply.headers.get("x-model-version")
+        v2 = request(f"{url}/v2/models/{app}/infer", json.dumps(
+            {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}).encode())
+        result["oip_status"] = v2.status
         ours = []
         for addr, name, pid in listeners():
             line = cmdline(pid)
@@ -91,6 +95,22 @@ def main() -> None:
                            "metrics": int(env["RAY_SERVE_HAPROXY_METRICS_PORT"]), "fallback": int(fallback)}
         socks = [p for p in Path(folder).rglob("admin.sock")]
         result["admin_socket_modes"] = [oct(stat.S_IMODE(p.stat().st_mode)) for p in socks]
+        # a stop asked for while requests are in flight: quick, and none of them dropped
+        from raymlops.serve.deploy import undeploy
+
+        with Load(url, lambda i: {"inputs": [[0.1, 0.2, 0.3, 0.4]]}, threads=4) as load:
+            load.wait_for(20, timeout_s=30)
+            t0 = time.monotonic()
+            undeploy(app, shutdown=False)
+            result["undeploy_s"] = round(time.monotonic() - t0, 2)
+        sent_before = [(t, status) for t, status, _ in load.replies if t < t0]
+        result["in_flight_ok"] = sum(1 for _, status in sent_before if status == 200)
+        result["in_flight_failed"] = sum(1 for _, status in sent_before if status != 200)
+        result["load_errors_before_stop"] = len(load.errors)  # connection errors (none expected before 404s)
+        deploy_model(store, f"{app}@champion", serve_config=ServeConfig(port=port, high_throughput=True))
+        t0 = time.monotonic()
+        serve.shutdown()
+        result["shutdown_s"] = round(time.monotonic() - t0, 2)
     finally:
         serve.shutdown()
         ray.shutdown()

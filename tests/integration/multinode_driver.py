@@ -68,7 +68,7 @@ def main() -> int:
     from ray.cluster_utils import Cluster
 
     from raymlops import load_config, run_pipeline
-    from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
+    from raymlops.ray_session import NAMESPACE, quiet_ray_logs
     from raymlops.registry import get_model
     from raymlops.store.home import Store
 

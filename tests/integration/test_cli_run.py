@@ -1,4 +1,5 @@
-"""`raymlops run` as a user runs it: a subprocess with its own Ray, real HTTP, Ctrl-C to stop."""
+"""`raymlops run` as a user runs it: a subprocess with its own Ray, real HTTP, Ctrl-C to stop (the
+subprocess smoke tests), and a bad config in process (exit 2 before any step runs, nothing stored)."""
 
 from __future__ import annotations
 
@@ -69,17 +70,18 @@ def test_cli_run_json_serve_then_interrupt(tmp_path: Path) -> None:
         pytest.fail("the endpoint still answers after Ctrl-C")
 
 
-def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from raymlops.cli import main
+
     config = tmp_path / "bad.yaml"
     cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
     cfg["train"]["candidates"][0]["estimator"] = "sklearn.linear_model.NoSuchModel"
     config.write_text(yaml.safe_dump(cfg))
-    env = dict(os.environ, RAYMLOPS_HOME=str(tmp_path / "home"))
-    proc = subprocess.run([sys.executable, "-m", "raymlops.cli", "run", str(config), "--json"],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 2
-    assert "NoSuchModel" in proc.stderr and "train.candidates" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert main(["run", str(config), "--json", "--home", str(tmp_path / "home")]) == 2
+    err = capsys.readouterr().err
+    assert "NoSuchModel" in err and "train.candidates" in err
+    assert "Traceback" not in err and "train.candidates[0].estimator" in err
+    assert not (tmp_path / "home" / "artifacts").exists() or not any((tmp_path / "home" / "artifacts").iterdir())
 
 
 def test_cli_run_progress_shows_ray_data_and_tune_on_stderr_only(tmp_path: Path) -> None:

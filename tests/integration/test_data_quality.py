@@ -328,12 +328,21 @@ def test_drift_check_is_recorded_and_gates(ray_session: None, tmp_path: Path) ->
     again = check_snapshot(store, other.id, ref, DriftSettings(correction="bh"))
     assert again.drifted_columns == ["income"] and not any(c.approximate for c in again.columns)
 
-    # the gate looks at dataset drift: at least drift_share (0.5) of the columns; here 1 of 4
-    assert apply_gate(report, "fail", ref) == "passed" and apply_gate(report, "off") == "off"
-    everything = check_snapshot(store, snap.id, ref, DriftSettings(drift_share=0.2))
-    assert apply_gate(everything, "warn", ref) == "warned"
+    # the gate looks at dataset drift. The default rule ("any", family-wise): one drifted column
+    # (here 1 of 4) is dataset drift
+    assert report.dataset_drift and apply_gate(report, "off") == "off"
+    assert apply_gate(report, "warn", ref) == "warned"
+    with pytest.raises(DriftDetected, match=r"data drift against .*: 1 of 4 columns drifted \(income\); "
+                                            r"dataset drift: yes"):
+        apply_gate(report, "fail", ref)
+    # Evidently's rule ("share"): at least drift_share of the columns; 1 of 4 is under 0.5, over 0.2
+    half = check_snapshot(store, snap.id, ref, DriftSettings(dataset_rule="share"))
+    assert half.drifted_columns == ["income"] and not half.dataset_drift
+    assert apply_gate(half, "fail", ref) == "passed"
+    fifth = check_snapshot(store, snap.id, ref, DriftSettings(dataset_rule="share", drift_share=0.2))
+    assert apply_gate(fifth, "warn", ref) == "warned"
     with pytest.raises(DriftDetected, match=r"data drift against .*: 1 of 4 columns drifted \(income\)"):
-        apply_gate(everything, "fail", ref)
+        apply_gate(fifth, "fail", ref)
     assert apply_gate(check_snapshot(store, ref_snap.id, ref), "fail") == "passed"
 
 

@@ -1,10 +1,16 @@
 """``POST /<route>/feedback`` over real HTTP: labels for served requests reach the monitor by
 request id, its performance check sees a change of P(y|x) that leaves the inputs alone, and
-every malformed body gets its status and the field it got wrong (never 500)."""
+every malformed body gets its status and the field it got wrong (never 500). Labels posted right
+after their answer (before the row reaches the monitor) wait and are joined, with one client
+and with 16; a route that requires a bearer token refuses forged labels with 401 and changes
+nothing."""
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +26,10 @@ pytestmark = pytest.mark.integration
 
 ROUTE = "fb"
 BARE = "fb-bare"  # the same model, served without a monitor
+GUARDED = "fb-auth"  # the same model, /feedback only with a bearer token
+TOKEN_ENV = "RAYMLOPS_TEST_FEEDBACK_TOKEN"
+# set at collection, before the session's Ray starts: the replicas inherit it (never a config value)
+TOKEN = os.environ.setdefault(TOKEN_ENV, secrets.token_urlsafe(24))
 MONITOR = {"seed": 0, "window_rows": 100, "alerts": {"log": False, "audit": False},
            "performance": {"baseline_labels": 100, "window_labels": 100, "min_labels": 50}}
 
@@ -30,7 +40,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
 
@@ -41,13 +51,19 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         start_monitor(ROUTE, Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0),
                       MONITOR, NAMESPACE, detached=False)
+        start_monitor(GUARDED, Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0),
+                      MONITOR, NAMESPACE, detached=False)
         endpoint = deploy_model(store, f"{ROUTE}@champion", route=ROUTE, serve_config=cfg, reason="test")
         bare = deploy_model(store, f"{ROUTE}@champion", route=BARE, serve_config=cfg, monitor=False, reason="test")
+        deploy_model(store, f"{ROUTE}@champion", route=GUARDED, reason="test",
+                     serve_config=cfg.model_copy(update={"require_token": True, "token_env": TOKEN_ENV}))
         yield endpoint, bare, store
     finally:
         undeploy(ROUTE, shutdown=False)
         undeploy(BARE, shutdown=False)
+        undeploy(GUARDED, shutdown=False)
         stop_monitor(ROUTE, NAMESPACE)
+        stop_monitor(GUARDED, NAMESPACE)
         serve.shutdown()
 
 
@@ -56,11 +72,11 @@ def _feedback(url: str, body: Any) -> Any:
     return request(f"{url}/feedback", raw)
 
 
-def _status() -> dict[str, Any]:
+def _status(route: str = ROUTE) -> dict[str, Any]:
     from raymlops.monitor.lifecycle import monitor_status
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
-    return monitor_status(ROUTE, NAMESPACE)
+    return monitor_status(route, NAMESPACE)
 
 
 def _serve(url: str, rows: list[list[float]]) -> list[tuple[str, float]]:
@@ -110,14 +126,16 @@ def test_a_multi_row_request_takes_a_list_of_labels(served: tuple[str, str, Stor
     r = predict(url, {"instances": [row(x) for x in X[200:203]]})
     assert r.status == 200
     rid, preds = r.body["request_id"], r.body["predictions"]
+    matched_before = _status()["performance"]["labels"]["matched"]
+    reply = _feedback(url, {"request_ids": [rid], "labels": [preds], "detail": True})
+    assert reply.status == 200 and reply.body["matched"] + reply.body["waiting"] == 3  # waiting: row on its way
+    assert len(reply.body["outcomes"]) == 1 and len(reply.body["outcomes"][0]) == 3
     deadline = time.monotonic() + 30
-    reply = _feedback(url, {"request_ids": [rid], "labels": [preds]})
-    while reply.body.get("matched") == 0 and time.monotonic() < deadline:  # not handed to the monitor yet
-        time.sleep(0.2)
-        reply = _feedback(url, {"request_ids": [rid], "labels": [preds]})
-    assert reply.status == 200 and (reply.body["matched"], reply.body["unmatched"]) == (3, 0)
+    while _status()["performance"]["labels"]["matched"] < matched_before + 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _status()["performance"]["labels"]["matched"] == matched_before + 3
     row_key = _feedback(url, {"request_ids": [f"{rid}/1"], "labels": [preds[1]]})
-    assert row_key.status == 200 and row_key.body["unmatched"] == 1  # scored above already
+    assert row_key.status == 200 and row_key.body["unknown"] == 1  # scored above already
 
 
 BAD = [
@@ -165,3 +183,114 @@ def test_a_route_without_a_monitor_answers_409(served: tuple[str, str, Store]) -
     assert r.status == 409 and r.body["error"] == "no_monitor"
     assert "without a monitor" in r.body["message"] and BARE in r.body["message"]
     assert predict(bare, {"instances": [row(toy_data()[0][0])]}).status == 200  # it still serves
+
+
+# ------------------------------------------------------------------ labels before their rows
+
+
+def _label_right_after_each_answer(url: str, xs: list[list[float]], out: list[str]) -> None:
+    """Predict one row, post its label at once (the prediction as label); the outcome when posted."""
+    for x in xs:
+        r = predict(url, {"instances": [row(x)]})
+        assert r.status == 200, r.body
+        fb = _feedback(url, {"request_ids": [r.body["request_id"]], "labels": [r.body["predictions"][0]],
+                             "detail": True})
+        assert fb.status == 200, fb.body
+        out.append(fb.body["outcomes"][0])
+
+
+def _joined_share(url: str, clients: int, per_client: int) -> tuple[float, dict[str, int], list[str]]:
+    X, _ = toy_data()
+    before = _status()["performance"]["labels"]
+    outcomes: list[str] = []
+    threads = [threading.Thread(target=_label_right_after_each_answer,
+                                args=(url, X[(c * per_client) % 300:][:per_client].tolist(), outcomes))
+               for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(outcomes) == clients * per_client
+    deadline = time.monotonic() + 30  # every row handed to the monitor: nothing of ours waits any more
+    while _status()["performance"]["labels"]["waiting"] > before["waiting"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = _status()["performance"]["labels"]
+    delta = {k: after[k] - before[k] for k in ("received", "matched", "matched_late", "expired", "unknown")}
+    assert delta["received"] == len(outcomes)
+    return delta["matched"] / len(outcomes), delta, outcomes
+
+
+def test_labels_posted_right_after_each_answer_are_joined_one_client(served: tuple[str, str, Store]) -> None:
+    url, _, _ = served
+    share, delta, outcomes = _joined_share(url, clients=1, per_client=200)
+    assert share >= 0.99, (share, delta)
+    assert set(outcomes) <= {"matched", "waiting"}
+    print(f"1 client: {delta['matched']} of {len(outcomes)} joined, {delta['matched_late']} of them after "
+          f"waiting for their row; when posted: {outcomes.count('waiting')} waiting")
+
+
+def test_labels_posted_right_after_each_answer_are_joined_16_clients(served: tuple[str, str, Store]) -> None:
+    url, _, _ = served
+    share, delta, outcomes = _joined_share(url, clients=16, per_client=25)
+    assert share >= 0.99, (share, delta)
+    print(f"16 clients: {delta['matched']} of {len(outcomes)} joined, {delta['matched_late']} of them after "
+          f"waiting for their row")
+
+
+def test_labels_posted_later_are_all_joined(served: tuple[str, str, Store]) -> None:
+    url, _, _ = served
+    X, _ = toy_data()
+    answered = _serve(url, X[300:400].tolist())  # returns once the monitor holds every row
+    time.sleep(1.0)  # "later": the prediction store keeps rows by count, not by age (unit-tested over minutes)
+    r = _feedback(url, {"request_ids": [i for i, _ in answered], "labels": [p for _, p in answered]})
+    assert r.status == 200 and (r.body["matched"], r.body["waiting"], r.body["unknown"]) == (100, 0, 0)
+    assert {"received", "matched", "waiting", "expired", "unknown"} <= set(r.body["totals"])
+    st = _status()
+    labels = st["performance"]["labels"]
+    assert labels["received"] == labels["matched"] + labels["waiting"] + labels["expired"] + labels["unknown"]
+    # the served probabilities came with the rows: performance is estimated from them (CBPE)
+    estimated = st["performance"]["estimated"]
+    assert estimated["rows"] >= 100 and estimated["rows_without_scores"] == 0, estimated
+
+
+# ------------------------------------------------------------------------------ trusted labels
+
+
+def _guarded_url(url: str) -> str:
+    return url.rsplit("/", 1)[0] + f"/{GUARDED}"
+
+
+def test_forged_labels_without_the_token_get_401_and_change_nothing(served: tuple[str, str, Store]) -> None:
+    url, _, _ = served
+    guarded = _guarded_url(url)
+    X, _ = toy_data()
+    answered = []
+    for x in X[:120]:
+        r = predict(guarded, {"instances": [row(x)]})
+        assert r.status == 200  # predictions need no token
+        answered.append((r.body["request_id"], float(r.body["predictions"][0])))
+    deadline = time.monotonic() + 30
+    while _status(GUARDED)["performance"]["pending"] < 120 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    before = _status(GUARDED)
+    assert before["performance"]["pending"] == 120
+    forged = json.dumps({"request_ids": [i for i, _ in answered], "labels": [1 - p for _, p in answered]}).encode()
+    for headers in ({"Content-Type": "application/json"},
+                    {"Content-Type": "application/json", "Authorization": "Bearer not-the-token"},
+                    {"Content-Type": "application/json", "Authorization": f"Basic {TOKEN}"},
+                    {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN[:-1]}"}):
+        r = request(f"{guarded}/feedback", forged, headers=headers)
+        assert r.status == 401 and r.body["error"] == "unauthorized", r.body
+        assert r.headers["www-authenticate"].startswith("Bearer") and TOKEN not in json.dumps(r.body)
+    after = _status(GUARDED)
+    assert after["performance"] == before["performance"]  # no label received, nothing matched or waiting
+    assert after["alerts"]["totals"] == before["alerts"]["totals"] and not any(
+        a["kind"] == "performance" for a in after["alerts"]["recent"])
+    metrics = request(f"{guarded}/metrics", method="GET", headers={}).body
+    assert f'raymlops_serve_feedback_labels_total{{route="{GUARDED}"' not in metrics
+    assert 'reason="unauthorized"' in metrics
+    # the same labels with the token are taken
+    r = request(f"{guarded}/feedback", forged, headers={"Content-Type": "application/json",
+                                                         "Authorization": f"Bearer {TOKEN}"})
+    assert r.status == 200 and r.body["matched"] == 120, r.body
+    assert _status(GUARDED)["performance"]["labels"]["matched"] == 120

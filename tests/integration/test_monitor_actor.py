@@ -36,7 +36,7 @@ def test_actor_serves_metrics_and_resumes_from_checkpoint_after_a_kill(ray_sessi
 
     from raymlops import audit
     from raymlops.monitor.lifecycle import monitor_name, start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
     from raymlops.store.home import Store
 
     rng = np.random.default_rng(0)

@@ -5,7 +5,8 @@ The browser is Chromium as shipped by Qt WebEngine in the ``PySide6-WebEngine`` 
 downloaded at run time. This file is also the browser driver: run as a script (a subprocess
 with Qt's offscreen platform, so no display and no Qt state in pytest), it loads the page with
 every request recorded and any non-``file:`` one blocked, waits for it, and prints what the
-page holds: each plot's SVG size and, per bar, the height the browser laid out. Missing
+page holds: each plot's SVG size and, per bar, the height the browser laid out, and every message
+the page wrote to the JavaScript console (with its level). Missing
 PySide6 makes the driver, and so the test, fail: it is never skipped.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +37,8 @@ _JS = r"""JSON.stringify({
     return {feature: f.dataset.feature, width: box && box.width, height: box && box.height,
             texts: svg ? svg.querySelectorAll('text').length : 0,
             reference: JSON.parse(f.dataset.reference), current: JSON.parse(f.dataset.current),
-            ref_bars: bars('ref'), cur_bars: bars('cur')};
+            reference_extra: JSON.parse(f.dataset.referenceExtra), current_extra: JSON.parse(f.dataset.currentExtra),
+            ref_bars: bars('ref'), cur_bars: bars('cur'), refx_bars: bars('refx'), curx_bars: bars('curx')};
   })})"""
 
 
@@ -64,10 +67,17 @@ def _drive(path: str, screenshot: str | None) -> dict[str, Any]:  # runs in the 
             if not url.startswith("file:"):
                 info.block(True)
 
+    class Page(QWebEnginePage):
+        console: list[dict[str, Any]] = []
+
+        def javaScriptConsoleMessage(self, level: Any, message: str, line: int, source: str) -> None:  # noqa: N802
+            self.console.append({"level": getattr(level, "name", str(level)), "message": message, "line": line,
+                                 "source": source})
+
     recorder = Recorder()
     profile = QWebEngineProfile()
     profile.setUrlRequestInterceptor(recorder)
-    page = QWebEnginePage(profile)
+    page = Page(profile)
     # let a local page *try* remote URLs, so that any reference to one reaches the recorder
     page.settings().setAttribute(QWebEngineSettings.WebAttribute.LocalContentCanAccessRemoteUrls, True)
     view = QWebEngineView()
@@ -86,7 +96,7 @@ def _drive(path: str, screenshot: str | None) -> dict[str, Any]:  # runs in the 
         QTimer.singleShot(1_000, loop.quit)
         loop.exec()
         view.grab().save(screenshot)
-    out = {"loaded": state.get("loaded"), "requests": recorder.urls,
+    out = {"loaded": state.get("loaded"), "requests": recorder.urls, "console": Page.console,
            "dom": json.loads(state["dom"]) if state.get("dom") else None, "browser": page.profile().httpUserAgent()}
     view.close()
     del view, page, app
@@ -106,6 +116,7 @@ def check_in_browser(html: Path, features: list[str], expected_plots: list[str],
     seen = open_in_browser(html, screenshot)
     assert seen["loaded"] is True and "Chrome/" in seen["browser"]
     assert seen["requests"] == [html.resolve().as_uri()], "the page must load nothing but itself"
+    assert seen["console"] == [], f"the page wrote to the console: {seen['console']}"
     dom = seen["dom"]
     assert dom["resources"] == [] and dom["verdict"] == str(drift).lower() and dom["rows"] == features
     assert [p["feature"] for p in dom["plots"]] == expected_plots
@@ -114,8 +125,14 @@ def check_in_browser(html: Path, features: list[str], expected_plots: list[str],
         values = np.array(p["reference"] + p["current"])
         drawn = np.array(p["ref_bars"] + p["cur_bars"])
         assert drawn.size == values.size and values.max() > 0
-        # the heights the browser laid out are the data, to one scale per plot
+        # the heights the browser laid out are the data, to one scale per plot (and per axis)
         np.testing.assert_allclose(drawn, values * drawn.max() / values.max(), atol=0.02 * drawn.max())
+        extra = np.array(p["reference_extra"] + p["current_extra"])
+        drawn_extra = np.array(p["refx_bars"] + p["curx_bars"])
+        assert drawn_extra.size == extra.size
+        if extra.size and extra.max() > 0:
+            np.testing.assert_allclose(drawn_extra, extra * drawn_extra.max() / extra.max(),
+                                       atol=0.02 * drawn_extra.max())
     return seen
 
 
@@ -142,31 +159,42 @@ def test_live_report_of_a_running_monitor(ray_session: None, tmp_path: Path,
     from raymlops.cli import main
     from raymlops.monitor import build_reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     rng = np.random.default_rng(12)
     reference = build_reference({"a": rng.normal(size=4_000), "b": rng.normal(size=4_000),
                                  "c": rng.normal(size=4_000)})
-    route = "report-live-test"
+    route, share_route = "report-live-test", "report-live-share-test"
     handle = start_monitor(route, reference, {"window_rows": 5_000, "alerts": {"log": False}}, NAMESPACE,
                            detached=False)
+    # the same rows under Evidently's rule (a share of the features, uncorrected)
+    share = start_monitor(share_route, reference, {"window_rows": 5_000, "alerts": {"log": False},
+                                                   "dataset_rule": "share"}, NAMESPACE, detached=False)
     try:
         X = rng.normal(size=(800, 3))
         X[:, 1] = X[:, 1] * 2.0 + 1.0
         import ray
 
         assert ray.get(handle.ingest.remote(X, np.zeros(800))) == 800
+        assert ray.get(share.ingest.remote(X, np.zeros(800))) == 800
         out = tmp_path / "live.html"
         assert main(["monitor", "report", "--route", route, "--out", str(out), "--json"]) == 0
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert summary["drifted_features"] == ["b"] and summary["plotted"] == ["b"]
+        # the default rule ("any", family-wise): one drifted feature of three is dataset drift
+        assert summary["drifted_features"] == ["b"] and summary["plotted"] == ["b"] and summary["drift"] is True
         text = out.read_text(encoding="utf-8")
         assert "open window #0" in text and "800 rows" in text
-        check_in_browser(out, ["a", "b", "c"], ["b"], drift=False)
+        check_in_browser(out, ["a", "b", "c"], ["b"], drift=True)
+        assert main(["monitor", "report", "--route", share_route, "--out", str(tmp_path / "share.html"),
+                     "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["drifted_features"] == ["b"] and summary["drift"] is False  # 1 of 3 is under half
+        assert re.search(r'id="verdict"[^>]* data-drift="false"', (tmp_path / "share.html").read_text(encoding="utf-8"))
         assert main(["monitor", "report", "--route", "no-such-route", "--out", str(tmp_path / "x.html")]) == 2
         assert "no-such-route" in capsys.readouterr().err
     finally:
         stop_monitor(route, NAMESPACE)
+        stop_monitor(share_route, NAMESPACE)
 
 
 if __name__ == "__main__":

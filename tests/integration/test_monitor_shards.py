@@ -28,7 +28,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
 
@@ -50,7 +50,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def _wait_rows(n: int, timeout_s: float = 30.0) -> dict[str, Any]:
     from raymlops.monitor.lifecycle import monitor_status
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -63,7 +63,7 @@ def test_rows_split_over_shards_merge_and_labels_find_their_shard(served: tuple[
     import ray
 
     from raymlops.monitor.lifecycle import monitor_handles, monitor_name, monitor_summary, shard_name
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
     from raymlops.serve.handoff import shard_of
 
     url, _ = served
@@ -107,7 +107,7 @@ def test_stop_monitor_stops_every_shard(served: tuple[str, Store]) -> None:
 
     from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import shard_name, start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     X, _ = toy_data()
     ref = Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0)
@@ -138,7 +138,7 @@ def test_a_dead_shard_is_named_and_the_others_still_answer(served: tuple[str, St
 
     from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import monitor_handles, monitor_status, shard_name, start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     X, _ = toy_data()
     route = "sharded-dead"

@@ -27,7 +27,7 @@ def drifted_monitor(ray_session: None) -> Iterator[Any]:
 
     from raymlops.monitor import build_reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     rng = np.random.default_rng(21)
     reference = build_reference({n: rng.normal(size=5_000) for n in ("a", "b", "c")})

@@ -75,7 +75,7 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
         import ray
 
         from raymlops.monitor.lifecycle import monitor_name
-        from raymlops.pipeline.ray_env import NAMESPACE
+        from raymlops.ray_session import NAMESPACE
 
         rng = np.random.default_rng(0)
         example = meta["input_example"]["instances"][0]

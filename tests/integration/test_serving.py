@@ -32,7 +32,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
 
@@ -182,7 +182,7 @@ def test_metrics_count_requests_rejections_batches_and_the_monitor(served: tuple
     import ray
 
     from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     url, _ = served
     monitor = ray.get_actor(monitor_name(ROUTE), namespace=NAMESPACE)

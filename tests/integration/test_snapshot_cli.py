@@ -71,17 +71,20 @@ def test_snapshot_commands_and_exit_codes(ray_session: None, tmp_path: Path,
     rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--json", "--home", home)
     diff = json.loads(out)
     drifted = diff["report"]["drifted_columns"]
-    assert rc == 0 and drifted == ["income"] and diff["schema_changes"] == [] and not diff["dataset_drift"]
+    # the default dataset rule ("any", family-wise): one drifted column is dataset drift
+    assert rc == 0 and drifted == ["income"] and diff["schema_changes"] == [] and diff["dataset_drift"]
     rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--home", home)
-    assert rc == 0 and "1 of 4 columns drifted (income)" in out
+    assert rc == 0 and "1 of 4 columns drifted (income); dataset drift: yes" in out
+    # Evidently's rule ("share"): at least drift_share of the columns; 1 of 4 is under 0.5, not under 0.25
     config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
-    config["data"]["drift"] = {"drift_share": 0.25}
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
-    rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--config", str(tmp_path / "p.yaml"),
-                      "--fail-on-drift", "--home", home)
-    assert rc == 1 and "dataset drift: yes" in out
+    for share, code, verdict in ((0.5, 0, "no"), (0.25, 1, "yes")):
+        config["data"]["drift"] = {"dataset_rule": "share", "drift_share": share}
+        (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
+        rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--config", str(tmp_path / "p.yaml"),
+                          "--fail-on-drift", "--home", home)
+        assert rc == code and "1 of 4 columns drifted (income)" in out and f"dataset drift: {verdict}" in out, out
     rc, out, _ = _run(capsys, "snapshot", "show", "latest", "--json", "--home", home)
-    assert len(json.loads(out)["checks"]) == 2  # one record per (reference, settings)
+    assert len(json.loads(out)["checks"]) == 3  # one record per (reference, settings)
 
     rc, out, _ = _run(capsys, "snapshot", "tag", "latest", "candidate", "--json", "--home", home)
     assert rc == 0 and json.loads(out) == {"snapshot": second["snapshot"], "tag": "candidate", "previous": None}

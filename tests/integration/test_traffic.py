@@ -32,7 +32,7 @@ def live(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
     from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
 
@@ -347,7 +347,7 @@ def test_monitor_sampling_is_turned_off_and_back_on_live(
 
     from raymlops.cli import main
     from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     url, store = champion_only
     monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)

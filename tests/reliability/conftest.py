@@ -35,12 +35,15 @@ def ray_local() -> Iterator[str]:
     address, for driver processes that connect to it and get killed."""
     import ray
 
-    from raymlops.pipeline.ray_env import NAMESPACE, ensure_ray, quiet_ray_logs
+    from raymlops.ray_session import NAMESPACE, ensure_ray, quiet_ray_logs
 
     started = False
     if not ray.is_initialized():
         os.environ.pop("RAY_ADDRESS", None)
+        from raymlops.serve.throughput import fast_ingress_for_private_ray
+
         quiet_ray_logs()
+        fast_ingress_for_private_ray(None)  # the default ingress, as `raymlops run` gets it
         ray.init(address="local", include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
                  logging_level=logging.ERROR)
         started = True

@@ -77,7 +77,7 @@ def snapshot_loop(home: str, address: str, seed: int) -> None:
     from raymlops.store.home import Store
 
     ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-    from raymlops.pipeline.ray_env import ensure_ray
+    from raymlops.ray_session import ensure_ray
 
     ensure_ray()
     store = Store.open(home)

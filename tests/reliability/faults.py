@@ -349,7 +349,7 @@ def kill_monitor_under_ingest(home: Path, *, checkpoint_s: float = 1.0, batch: i
 
     from raymlops.monitor import build_reference
     from raymlops.monitor.lifecycle import monitor_name, start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     rng = np.random.default_rng(seed)
     features = ["a", "b", "c"]

@@ -33,7 +33,7 @@ def main() -> int:
 
     from raymlops import load_config, run_pipeline
     from raymlops.config import Candidate
-    from raymlops.pipeline.ray_env import NAMESPACE, quiet_ray_logs
+    from raymlops.ray_session import NAMESPACE, quiet_ray_logs
     from raymlops.registry import get_model
     from raymlops.store.home import Store
     from tests.integration.multinode_driver import make_source

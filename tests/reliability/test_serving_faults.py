@@ -32,7 +32,7 @@ def served(ray_local: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
     from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
-    from raymlops.pipeline.ray_env import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
 

@@ -67,3 +67,35 @@ def test_setup_installs_raymlops_and_start_keeps_token_auth_and_loopback_dashboa
 def test_gcp_instructions_are_there() -> None:
     text = (ROOT / "cluster.yaml").read_text()
     assert "GCP: type: gcp" in text and "project_id" in text and "machineType" in text
+
+
+def test_every_node_starts_with_the_fast_loopback_safe_ingress(raw: dict[str, Any], tmp_path: Path) -> None:
+    """Both start commands take raymlops' HAProxy variables before `ray start`, and that command works."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    commands = []
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        text = " ".join(raw[key])
+        m = re.search(r'eval "\$\((python -m raymlops\.serve\.throughput --env[^)]*)\)";', text)
+        assert m is not None and text.index(m.group(0)) < text.index("ray start"), key
+        commands.append(m.group(1))
+    assert len(set(commands)) == 1  # the same wrapper path on every node
+    base = re.search(r"--base-dir (\S+)", commands[0])
+    assert base is not None and len(base.group(1)) <= 27  # HAProxy's socket paths fit under it
+    short = tmp_path.name[-8:]
+    folder = f"/tmp/rmc-{short}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")} | {
+        "RAYMLOPS_HAPROXY_BINARY": "/bin/true"}
+    cmd = commands[0].replace("python", sys.executable, 1).replace(base.group(1), folder)
+    try:
+        out = subprocess.run(["sh", "-c", f'eval "$({cmd})"; env'], capture_output=True, text=True, env=env,
+                             check=True, timeout=120).stdout
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    got = dict(line.split("=", 1) for line in out.splitlines() if line.startswith("RAY_SERVE_"))
+    assert got["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and got["RAY_SERVE_HAPROXY_BINARY_PATH"] == f"{folder}/haproxy"
+    assert got["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "1"

@@ -108,3 +108,41 @@ def test_builder_makes_the_app_from_the_registry(tmp_path: Path) -> None:
         model_spec({"model": "toy:v2", "home": str(tmp_path)})
     with pytest.raises(ConfigError, match="'model' is required"):
         model_spec({"home": str(tmp_path)})
+
+
+def test_the_image_starts_every_node_with_the_fast_loopback_safe_ingress(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The Dockerfile's ENV is exactly what `python -m raymlops.serve.throughput --env` prints for
+    its folder, the RUN line writes the wrapper they name, and both manifests use that image."""
+    import os
+    import re
+    import shutil
+
+    from raymlops.serve import throughput
+
+    text = (KUBERAY / "Dockerfile").read_text()
+    run = re.search(r"^RUN (python -m raymlops\.serve\.throughput --env --base-dir (\S+)) ", text, re.M)
+    assert run is not None
+    block = text[text.index("ENV RAY_SERVE_ENABLE_HA_PROXY"):]
+    image_env = dict(re.findall(r"(RAY_SERVE_\w+)=(\S+)", block))
+    for name in list(os.environ):
+        if name.startswith("RAY_SERVE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RAYMLOPS_HAPROXY_BINARY", "/bin/true")
+    base = run.group(2)
+    folder = "/tmp/rmk-" + os.urandom(3).hex()
+    try:
+        throughput.main(["--env", "--base-dir", folder])
+    finally:
+        for name in list(os.environ):
+            if name.startswith("RAY_SERVE_"):
+                os.environ.pop(name)
+        shutil.rmtree(folder, ignore_errors=True)
+    printed = {k: v.strip("'").replace(folder, base)
+               for k, v in (ln.removeprefix("export ").split("=", 1) for ln in capsys.readouterr().out.splitlines())}
+    assert image_env == printed
+    images = {c["image"] for name in ("rayjob-quickstart.yaml", "rayservice-quickstart.yaml")
+              for spec in [_load(name)["spec"].get("rayClusterSpec") or _load(name)["spec"]["rayClusterConfig"]]
+              for c in spec["headGroupSpec"]["template"]["spec"]["containers"]
+              + [c for g in spec["workerGroupSpecs"] for c in g["template"]["spec"]["containers"]]}
+    assert images == {"raymlops:0.1.0"} and "-t raymlops:0.1.0" in text

@@ -22,7 +22,7 @@ import pytest
 from raymlops.cli import main
 from raymlops.config import MonitorConfig
 from raymlops.monitor import Monitor, StreamState, build_reference
-from raymlops.monitor.histograms import histograms
+from raymlops.monitor.histograms import heights, histograms
 from raymlops.monitor.report import live_model, plotted_features, render_html
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,7 +125,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return out
 
 
-def test_histograms_match_numpy_and_pandas_on_the_raw_rows() -> None:
+def test_state_histograms_match_numpy_and_pandas_on_the_raw_rows() -> None:
     rng = np.random.default_rng(1)
     ref_x, cur_x = rng.normal(size=6_000), np.append(rng.normal(0.5, 1.5, size=1_990), [np.nan] * 10)
     ref_c, cur_c = rng.choice(list("abcd"), size=6_000), rng.choice(list("abe"), size=2_000)
@@ -135,18 +135,28 @@ def test_histograms_match_numpy_and_pandas_on_the_raw_rows() -> None:
     h = histograms(state, max_bins=12)
     hx, hc = h["x"], h["c"]
     edges = np.asarray(hx["edges"])
-    assert hx["kind"] == "numeric" and 2 <= len(edges) - 1 <= 12 and np.all(np.diff(edges) > 0)
-    assert edges[0] == ref_x.min() and edges[-1] == np.nextafter(ref_x.max(), np.inf)
-    inside = cur_x[(cur_x >= edges[0]) & (cur_x < edges[-1])]
+    assert hx["kind"] == "numeric" and hx["source"] == "state" and 2 <= len(edges) - 1 <= 12
+    assert edges[0] == ref_x.min() and edges[-1] == ref_x.max() and hx["reference_range"] == [edges[0], edges[-1]]
+    # bins of about equal width (merged from the quantile grid): none a sliver
+    assert np.diff(edges).min() >= 0.5 * (edges[-1] - edges[0]) / 12
+    inside = cur_x[(cur_x >= edges[0]) & (cur_x <= edges[-1])]
     np.testing.assert_array_equal(hx["current"], np.histogram(inside, bins=edges)[0])
     np.testing.assert_array_equal(hx["reference"], np.histogram(ref_x, bins=edges)[0])
-    assert hx["current_outside"] == {"below": int((cur_x < edges[0]).sum()), "above": int((cur_x >= edges[-1]).sum()),
-                                     "missing": 10}
-    ref_share = np.array(hx["reference"]) / ref_x.size  # runs of about equal reference mass
-    assert ref_share.max() - ref_share.min() < 0.05
+    # rows the state cannot place on the axis are bars of their own, not hidden
+    below, above = int((cur_x < edges[0]).sum()), int((cur_x > edges[-1]).sum())
+    assert below > 0 and above > 0
+    assert hx["extra_labels"] == ["below reference range", "above reference range", "missing"]
+    assert hx["current_extra"] == [below, above, 10] and hx["reference_extra"] == [0, 0, 0]
+    assert sum(hx["current"]) + sum(hx["current_extra"]) == 2_000
+    assert hx["outside"]["current"] == {"below": below, "above": above, "missing": 10, "unseen": 0}
+    h_x = heights(hx)
+    for which in ("reference", "current"):  # each dataset's areas and shares add up to 1
+        assert float(np.dot(h_x[which], np.diff(edges)) + sum(h_x[f"{which}_extra"])) == pytest.approx(1.0)
     counts = pd.Series(cur_c).value_counts()
     got = dict(zip(hc["labels"], hc["current"], strict=True))
-    assert got == {"a": counts["a"], "b": counts["b"], "c": 0, "d": 0, "(other)": counts["e"], "(missing)": 0}
+    assert got == {"a": counts["a"], "b": counts["b"], "c": 0, "d": 0, "(other)": counts["e"]}
+    assert hc["extra_labels"] == [] and hc["inside"] == [True] * 4 + [False]
+    assert hc["outside"]["current"]["unseen"] == counts["e"]
     assert hx["current_rows"] == 2_000 and hc["reference_rows"] == 6_000
 
 
@@ -180,9 +190,10 @@ def test_offline_report_plots_each_drifted_feature_with_its_data(files: dict[str
         assert_bars_match(fig)
     color = next(f for f in page.figures if f["data-feature"] == "color")
     cur = pd.read_csv(files["drift"])["color"].value_counts(normalize=True)
-    shares = dict(zip(["blue", "green", "red", "(other)", "(missing)"], json.loads(color["data-current"]),
-                      strict=False))
-    assert shares["red"] == pytest.approx(cur["red"]) and shares["(other)"] == pytest.approx(cur["purple"])
+    shares = dict(zip(json.loads(color["data-labels"]), json.loads(color["data-current"]), strict=True))
+    # drawn from the rows: the union of both datasets' categories, each dataset's shares
+    assert set(shares) == {"blue", "green", "red", "purple"}
+    assert shares == pytest.approx({k: cur.get(k, 0.0) for k in shares})
     # the score table holds every feature with the check's numbers
     for name, f in checked["features"].items():
         row = page.rows[name]
@@ -226,8 +237,9 @@ def test_live_model_uses_the_open_window_then_the_last_closed_one() -> None:
     m.ingest({"a": rng.normal(size=400) + 1.0, "b": rng.normal(size=400)})  # closes window 0
     model = live_model(m.status(), "r1")
     assert model["current"] == "last closed window #0" and model["rows"]["current"] == 1_000
-    assert sum(model["histograms"]["a"]["current"]) + model["histograms"]["a"]["current_outside"]["above"] + \
-        model["histograms"]["a"]["current_outside"]["below"] == 1_000
+    hist = model["histograms"]["a"]
+    assert sum(hist["current"]) + sum(hist["current_extra"]) == 1_000
+    assert hist["current_extra"] == [hist["outside"]["current"]["below"], hist["outside"]["current"]["above"]]
     page = parse(render_html(model))
     assert [f["data-feature"] for f in page.figures] == ["a"]
     assert_bars_match(page.figures[0])

@@ -383,6 +383,12 @@ def test_prometheus_exposition_parses(reference: MonitorReference) -> None:
     assert scores[("x", "all")] > 0.1 and ("x", "seg=a") in scores
     alerts = {s.labels["kind"]: s.value for s in families["raymlops_alerts"].samples if s.name.endswith("_total")}
     assert alerts["feature_drift"] >= 1
+    # promtool's rules: only summaries carry "quantile", only histograms "le"
+    for family in families.values():
+        if family.type not in ("summary", "histogram"):
+            assert not any({"quantile", "le"} & set(x.labels) for x in family.samples), family.name
+    latency = {(x.labels["window"], x.labels["percentile"]) for x in families["raymlops_slo_latency_seconds"].samples}
+    assert ("short", "99") in latency
 
 
 # ------------------------------------------------------------------------------ sinks

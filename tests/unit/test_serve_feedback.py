@@ -100,9 +100,29 @@ def test_shards_follow_the_request_id_and_row_keys_stay_with_their_request() -> 
     assert sum(len(p[0]) for p in parts) == 50
     for s, (part_ids, labels) in enumerate(parts):
         assert len(part_ids) == len(labels) and all(shard_of(r, 3) == s for r in part_ids)
-    assert merge_replies([{"matched": 2, "unmatched": 1, "pending": 5}, {"matched": 1, "unmatched": 0,
-                                                                         "pending": 2}]) == \
-        {"matched": 3, "unmatched": 1, "pending": 7}
+    merged = merge_replies([{"matched": 2, "unmatched": 1, "pending": 5}, {"matched": 1, "unmatched": 0,
+                                                                           "pending": 2}])
+    assert merged == {"matched": 3, "waiting": 0, "expired": 0, "unknown": 0, "unmatched": 1, "pending": 7,
+                      "totals": {}}
+
+
+def test_detail_is_asked_in_the_body_and_outcomes_come_back_in_the_given_order() -> None:
+    ids = [f"req-{i}" for i in range(12)]
+    fb = parse_feedback_request(json.dumps({"request_ids": ids, "labels": [1] * 11 + [[1, 0]],
+                                            "detail": True}).encode(), 10**6, 100)
+    assert fb.detail and not parse({"request_ids": ["a"], "labels": [1]}).detail
+    with pytest.raises(RequestError, match="'detail' must be true or false"):
+        parse({"request_ids": ["a"], "labels": [1], "detail": 1})
+    parts = split_by_shard(fb, 3)
+    outcome_of = {rid: ("matched" if i % 2 else "waiting") for i, rid in enumerate(ids)}
+    outcome_of[ids[-1]] = ["matched", "unknown"]  # type: ignore[assignment]  # a list of labels: one per row
+    replies = [{"matched": 1, "waiting": 2, "unknown": 1, "expired": 0, "unmatched": 3, "pending": 0,
+                "totals": {"received": 4, "matched": 1}, "outcomes": [outcome_of[r] for r in part_ids]}
+               for part_ids, _ in parts]
+    merged = merge_replies(replies, fb)
+    assert merged["outcomes"] == [outcome_of[r] for r in ids]
+    assert merged["totals"] == {"received": 12, "matched": 3} and merged["waiting"] == 6
+    assert "outcomes" not in merge_replies(replies)
 
 
 def test_handoff_sends_each_shard_its_requests_with_role_and_epoch() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from raymlops.serve.handoff import MonitorHandoff, Served, row_ids
+from raymlops.serve.handoff import MonitorHandoff, Served, row_ids, row_request_ids
 
 
 def served(rows: int, version: str = "m:v1", rid: str = "r", role: str = "champion") -> Served:
@@ -29,9 +29,11 @@ def test_flush_groups_by_version_and_role_with_row_ids() -> None:
     assert asyncio.run(h.flush()) == 6
     first, second = sent
     assert first["X"].shape == (4, 2) and first["version"] == "m:v1" and first["role"] == "champion"
-    assert first["request_ids"] == ["a", "b/0", "b/1", "b/2"]
+    assert first["request_ids"].tolist() == ["a", "b", "b", "b"]  # the monitor keys them b/0, b/1, b/2
+    assert first["request_ids"].dtype.kind == "U" and first["latency_ms"].shape == (4,)  # columns, not objects
     assert first["latency_ms"].tolist() == [2.5] * 4 and first["status"].tolist() == [200] * 4
-    assert second["version"] == "m:v2" and second["role"] == "shadow" and second["request_ids"] == ["c/0", "c/1"]
+    assert second["version"] == "m:v2" and second["role"] == "shadow"
+    assert second["request_ids"].tolist() == ["c", "c"]
     assert h.counts.sent == 6 and h.queued_rows == 0
 
 
@@ -119,3 +121,35 @@ def test_the_background_loop_sends_then_pauses_and_close_flushes() -> None:
 
 def test_row_ids() -> None:
     assert row_ids("x", 1) == ["x"] and row_ids("x", 2) == ["x/0", "x/1"]
+    assert row_request_ids(["a", "bb", "c"], np.array([1, 3, 2])).tolist() == ["a", "bb", "bb", "bb", "c", "c"]
+    assert row_request_ids(["a", "b"], np.array([1, 1])).tolist() == ["a", "b"]
+
+
+def test_the_monitor_keys_the_rows_of_a_multi_row_request_as_row_ids() -> None:
+    from raymlops.monitor.monitor import row_keys
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(payload: dict[str, Any]) -> None:
+        sent.append(payload)
+
+    h = MonitorHandoff(send)
+    for rid, n in (("a", 1), ("b", 3), ("c", 2)):
+        h.offer(served(n, rid=rid))
+    asyncio.run(h.flush())
+    assert row_keys(sent[0]["request_ids"].tolist()) == ["a", *row_ids("b", 3), *row_ids("c", 2)]
+
+
+def test_scores_travel_with_their_rows_and_mixed_batches_send_none() -> None:
+    from raymlops.serve.handoff import batch_payload
+
+    X = np.zeros((2, 3))
+    a = Served(X, np.array([0, 1]), "m:v1", 1.0, 200, "a", scores=np.array([0.2, 0.9]), score_class=1)
+    b = Served(X[:1], np.array([1]), "m:v1", 1.0, 200, "b", scores=np.array([0.7]), score_class=1)
+    payload = batch_payload([a, b])
+    np.testing.assert_array_equal(payload["scores"], [0.2, 0.9, 0.7])
+    assert payload["score_class"] == 1 and len(payload["scores"]) == len(payload["predictions"])
+    no_scores = Served(X[:1], np.array([1]), "m:v1", 1.0, 200, "c")
+    assert batch_payload([a, no_scores])["scores"] is None  # never scores for only some rows
+    other_class = Served(X[:1], np.array([1]), "m:v1", 1.0, 200, "d", scores=np.array([0.5]), score_class=0)
+    assert batch_payload([a, other_class])["scores"] is None

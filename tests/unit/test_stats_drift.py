@@ -208,7 +208,7 @@ def test_bh_agrees_with_scipy(rng: np.random.Generator) -> None:
 @pytest.mark.parametrize(
     ("p", "method", "match"),
     [
-        ([0.1, 0.2], "holm", "method must be one of"),
+        ([0.1, 0.2], "sidak", "method must be one of"),
         ([0.1, 1.2], "bh", r"\[0, 1\]"),
         ([0.1, np.nan], "bonferroni", "NaN"),
         ([], "bh", "empty"),

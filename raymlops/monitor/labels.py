@@ -1,0 +1,153 @@
+"""Labels that arrive before their prediction: a bounded waiting room with a time-to-live (pure).
+
+Served rows reach the monitor asynchronously (a per-replica queue, :mod:`raymlops.serve.handoff`),
+so a label posted right after its answer usually arrives *before* its row. Such a label waits
+here, by row key (the request id, or ``<request id>/<row>``), until the row arrives and the
+performance tracker joins them, or until its time-to-live ends.
+
+Every label received ends as exactly one of
+
+==========  ====================================================================================
+matched     joined with its served prediction (at once, or when the row arrived later)
+waiting     held here, its row not yet at the monitor (the only state that is not final)
+expired     its time-to-live ended, or the full store pushed it out (oldest first), before its
+            row arrived: an id never served, or a row the monitor never got (sampled out,
+            dropped by the hand-off, served by a challenger), got too late, or already forgot
+            (the prediction store keeps the newest ``label_store_size`` rows)
+unknown     known at once never to join: a second label for a row already labelled or already
+            waiting (the first label counts), or a single label for a request of several rows
+==========  ====================================================================================
+
+so ``received == matched + waiting + expired + unknown`` at every moment (:class:`LabelCounts`).
+The clock is a constructor argument (tests pass a fake one); methods also take ``now``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["OUTCOMES", "EarlyLabels", "LabelCounts", "RecentIds"]
+
+OUTCOMES = ("matched", "waiting", "expired", "unknown")
+
+
+@dataclass
+class LabelCounts:
+    """Every label received, by final outcome (``waiting`` is the store's size, not counted here)."""
+
+    received: int = 0
+    matched: int = 0
+    matched_late: int = 0  # of matched: joined when the row arrived after the label
+    expired: int = 0
+    pushed_out: int = 0  # of expired: by the store's bound, before the time-to-live ended
+    unknown: int = 0
+
+    def to_dict(self, waiting: int) -> dict[str, int]:
+        return asdict(self) | {"waiting": int(waiting)}
+
+    def merged(self, others: Iterable[LabelCounts]) -> LabelCounts:
+        out = LabelCounts(**asdict(self))
+        for o in others:
+            for k, v in asdict(o).items():
+                setattr(out, k, getattr(out, k) + v)
+        return out
+
+
+class RecentIds:
+    """The last ``size`` ids added (a bounded, insertion-ordered set)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(int(size), 1)
+        self.ids: dict[str, None] = {}
+
+    def add(self, rid: str) -> None:
+        self.ids[rid] = None
+        if len(self.ids) > self.size:
+            del self.ids[next(iter(self.ids))]
+
+    def __contains__(self, rid: object) -> bool:
+        return rid in self.ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class EarlyLabels:
+    """Row key -> (label, deadline) for labels whose row has not arrived, at most ``size`` of
+    them, each for at most ``ttl_s`` seconds of ``clock``. Arrival order is deadline order (one
+    time-to-live for all), so expiry pops from the front of an insertion-ordered dict."""
+
+    def __init__(self, size: int, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+        if int(size) < 1:
+            raise ValueError(f"size must be >= 1, found {size}")
+        if not float(ttl_s) > 0.0:
+            raise ValueError(f"ttl_s must be > 0, found {ttl_s}")
+        self.size = int(size)
+        self.ttl_s = float(ttl_s)
+        self.clock = clock
+        self.items: dict[str, tuple[Any, float]] = {}
+        self.expired = 0
+        self.pushed_out = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, rid: object) -> bool:
+        return rid in self.items
+
+    def _now(self, now: float | None) -> float:
+        return self.clock() if now is None else float(now)
+
+    def add(self, rid: str, label: Any, now: float | None = None) -> bool:
+        """Hold ``label`` for ``rid``; False (and nothing changes) when one already waits for it.
+        When the store is full the oldest waiting label is pushed out (counted as expired)."""
+        if rid in self.items:
+            return False
+        self.items[rid] = (label, self._now(now) + self.ttl_s)
+        over = len(self.items) - self.size
+        if over > 0:
+            for old in list(itertools.islice(iter(self.items), over)):
+                del self.items[old]
+            self.expired += over
+            self.pushed_out += over
+        return True
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop the labels whose time-to-live has ended; returns how many."""
+        items = self.items
+        if not items:
+            return 0
+        t = self._now(now)
+        gone = 0
+        for _, deadline in items.values():
+            if deadline > t:
+                break
+            gone += 1
+        if gone:
+            for rid in list(itertools.islice(iter(items), gone)):
+                del items[rid]
+            self.expired += gone
+        return gone
+
+    def take(self, row_keys: Iterable[str]) -> list[tuple[str, Any]]:
+        """``(key, label)`` of the waiting labels among ``row_keys`` (rows that just arrived),
+        removed from the store; iterates the smaller of the two."""
+        items = self.items
+        if not items:
+            return []
+        keys = row_keys if isinstance(row_keys, (set, dict)) else set(row_keys)
+        hits = [k for k in items if k in keys] if len(items) < len(keys) else [k for k in keys if k in items]
+        return [(k, items.pop(k)[0]) for k in hits]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("clock", None)  # a checkpoint holds data, not the (maybe fake) clock
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.clock = time.time

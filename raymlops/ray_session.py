@@ -1,0 +1,151 @@
+"""Ray session helpers, below every layer: the namespace, connecting to Ray (reuse a running
+session, join ``RAY_ADDRESS``, or start a quiet local one), and finding the user's exception
+inside Ray's wrappers (objects and remote traceback text). Any layer may import this module;
+it imports ``ray`` only inside the functions that connect."""
+
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from raymlops.exceptions import RaymlopsError
+
+NAMESPACE = "raymlops"
+
+
+def quiet_ray_logs() -> None:
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    for name in ("ray", "ray.data", "ray.tune", "ray.train", "ray.serve"):
+        logging.getLogger(name).setLevel(logging.WARNING if name == "ray" else logging.ERROR)
+
+
+def ensure_ray() -> bool:
+    """Make sure this process is connected to Ray. Returns True when the cluster outlives this
+    driver (``RAY_ADDRESS`` given, e.g. under ``ray job submit``, or ``auto`` for the cluster
+    ``ray start`` left on this machine), False for a private local Ray started here."""
+    import ray
+
+    quiet_ray_logs()
+    address = os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        _after_init()
+        return bool(address)
+    try:
+        if address:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+            _after_init()
+            return True
+        ray.init(
+            address="local",  # a private Ray, even when a `ray start` cluster runs on this machine
+            include_dashboard=False,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    except ConnectionError as exc:
+        raise RaymlopsError(
+            f"cannot reach the Ray cluster at {address or 'a new local Ray'}: {exc}. "
+            "Is it running (`ray status`)? Clients of a cluster with token auth need RAY_AUTH_MODE=token."
+        ) from None
+    _after_init()
+    return False
+
+
+def _after_init() -> None:
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    # row order is part of a snapshot's content id and of the index-based split: keep it
+    # deterministic from the first read on, not only once a snapshot is written
+    ctx.execution_options.preserve_order = True
+    ctx.print_on_execution_start = False
+    quiet_ray_logs()  # Ray Data sets its own log levels on import
+
+
+# -- finding the user's exception inside Ray's wrappers ----------------------------------------
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CHAIN = re.compile(
+    r"\n[ \t]*(?:The above exception was the direct cause of the following exception:"
+    r"|During handling of the above exception, another exception occurred:)[ \t]*\n"
+)
+FRAME_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+?)\s*$')
+_EXC_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:\([\w.]+\))?)(?::[ \t]?(?P<msg>.*))?$")
+_TB_HEADER = "Traceback (most recent call last):"
+# exception types that only carry the user's exception (never the user's own)
+_WRAPPERS = ("RayTaskError", "RayActorError", "UserCodeException", "TuneError", "RayError", "TaskError",
+             "DeploymentUnavailableError", "RayServeException")
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The user's exception inside Ray's wrappers: ``RayTaskError.cause``, and the ``__cause__``
+    of Ray and Tune wrapper types; the user's own exception chains are left alone."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            exc = cause
+            continue
+        if is_wrapper_type(type_name(exc)) and isinstance(exc.__cause__, BaseException):
+            exc = exc.__cause__
+            continue
+        break
+    return exc
+
+
+def parse_remote(text: str) -> tuple[str, str, str] | None:
+    """``(type, message, traceback)`` of the user's exception in a remote traceback text, or None
+    when the text holds no traceback. The user's exception is the last one in the chain that is
+    not one of Ray's wrappers; a traceback nested in a message (Serve: ``RuntimeError:
+    Traceback …``) is followed to its innermost part."""
+    text = clean_text(text)
+    sections = _CHAIN.split(text)
+    found: list[tuple[str, str, str]] = []
+    for section in sections:
+        if _TB_HEADER in section:
+            section = section[section.rindex(_TB_HEADER):]
+        lines = section.splitlines()
+        frames = [i for i, line in enumerate(lines) if FRAME_LINE.match(line)]
+        if not frames:
+            continue
+        exc_at = next(
+            (i for i in range(frames[-1] + 1, len(lines)) if lines[i] and not lines[i][0].isspace()
+             and _EXC_LINE.match(lines[i].split(":", 1)[0])), None
+        )
+        if exc_at is None:
+            continue
+        head = lines[exc_at]
+        etype, _, first = head.partition(":")
+        message = "\n".join([first.strip(), *lines[exc_at + 1:]]).strip()
+        # the traceback starts at its header line (``ray::Task() (pid=…)``), not at the text before it
+        start = next((i for i in range(frames[0] - 1, -1, -1) if lines[i] and not lines[i][0].isspace()), 0)
+        header = lines[start]
+        if "ray::" in header:
+            lines[start] = header[header.index("ray::"):]
+        found.append((etype.strip(), message, "\n".join(lines[start:]).strip()))
+    for etype, message, tb in reversed(found):
+        if not is_wrapper_type(etype):
+            return etype, message, tb
+    return found[-1] if found else None
+
+
+def type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    if cls.__module__ in ("builtins", "__main__") or cls.__module__.startswith(("ray.", "raymlops.")):
+        return cls.__name__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_wrapper_type(name: str) -> bool:
+    base = name.rsplit(".", 1)[-1]
+    return name.startswith("ray.") or any(base.startswith(w) for w in _WRAPPERS)
+
+
+def clean_text(text: str) -> str:
+    return _ANSI.sub("", text).replace("\r\n", "\n")

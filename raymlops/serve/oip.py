@@ -1,0 +1,439 @@
+"""Open Inference Protocol (KServe v2 / Triton HTTP/REST): parsing and answers (pure: no Ray).
+
+The same replicas that answer ``/<route>/predict`` answer the protocol's routes under the same
+prefix, so a v2 client points at ``http://HOST:PORT/<route>`` (tritonclient:
+``InferenceServerClient(url="HOST:PORT/<route>")``):
+
+==========================================================  ====  ===================================
+``GET  v2/health/live``, ``v2/health/ready``                 200   ``{"live": true}``, ``{"ready": true}``
+``GET  v2``                                                  200   server metadata
+``GET  v2/models/{name}[/versions/{v}]``                     200   model metadata (404: unknown)
+``GET  v2/models/{name}[/versions/{v}]/ready``               200   ``{"name": ..., "ready": true}``
+``POST v2/models/{name}[/versions/{v}]/infer``               200   outputs ``predict`` [rows] and, for
+                                                                   classifiers, ``predict_proba``
+                                                                   [rows, classes]
+==========================================================  ====  ===================================
+
+``{name}`` is the route name; ``versions`` are the registry versions served there (``v3``; the
+champion first, then a challenger). Without ``/versions/{v}`` a request is routed like
+``/predict`` (canary split, shadow copy); with one it is answered by that version.
+
+Inputs, any numeric datatype (``FP16/32/64``, ``INT8..64``, ``UINT8..64``), data nested or flat
+(row-major), in JSON or with Triton's binary tensor extension (``Inference-Header-Content-Length``,
+``binary_data_size``), either
+
+- one 2-D tensor ``[rows, features]`` in signature order (any name), or
+- one tensor per feature, named by the feature, of shape ``[rows]`` (or ``[rows, 1]``).
+
+Values get the validation of ``/predict`` (finite unless the feature allows NaN; ``null`` means NaN
+there; the domain policy; the row and body limits). Errors are ``{"error": "<message>"}`` with 400
+(bad request), 404 (unknown model or version), 413 (over a limit) or 500 (the model failed).
+Outputs come back as JSON, or binary where the request asks for it (``binary_data_output`` /
+an output's ``binary_data``), as tritonclient does by default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from raymlops.serve.request import DomainPolicy, RequestError, Signature, decode_json
+
+__all__ = [
+    "DATATYPES", "EXTENSIONS", "InferRequest", "OipError", "PREDICT", "PREDICT_PROBA", "infer_response",
+    "match_version", "model_metadata", "outputs_of", "parse_infer_request", "server_metadata", "version_label",
+]
+
+SERVER_NAME = "raymlops"
+EXTENSIONS = ("binary_tensor_data",)
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+HEADER_LENGTH = "inference-header-content-length"
+
+# little-endian, as the binary extension sends them
+DATATYPES: dict[str, np.dtype[Any]] = {
+    name: np.dtype(code) for name, code in (
+        ("UINT8", "u1"), ("UINT16", "<u2"), ("UINT32", "<u4"), ("UINT64", "<u8"),
+        ("INT8", "i1"), ("INT16", "<i2"), ("INT32", "<i4"), ("INT64", "<i8"),
+        ("FP16", "<f2"), ("FP32", "<f4"), ("FP64", "<f8"), ("BOOL", "?"),
+    )
+}
+NUMERIC = frozenset(DATATYPES) - {"BOOL"}
+_VERSION = re.compile(r"^v?(\d+)$")
+
+
+class OipError(Exception):
+    """A request the protocol answers with ``{"error": message}`` and ``status``; ``kind`` is
+    the reason counted in ``raymlops_serve_rejected_requests_total``."""
+
+    def __init__(self, status: int, message: str, kind: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.message}
+
+    @classmethod
+    def from_request_error(cls, exc: RequestError) -> OipError:
+        """The native parser's error in the protocol's terms (413 stays 413; the rest is 400)."""
+        return cls(exc.status if exc.status in (413, 415) else 400, exc.message, exc.error)
+
+
+# -- names and versions ---------------------------------------------------------------------------
+def version_label(model_id: str, name: str) -> str:
+    """The version a v2 client sees: ``v3`` for ``<name>:v3``; a version of another registry
+    model than the route's name keeps its full id (``other:v3``)."""
+    model, _, version = model_id.partition(":")
+    return version if model == name and version else model_id
+
+
+def match_version(requested: str, model_ids: Sequence[str], name: str) -> str | None:
+    """The served model id that ``requested`` (``v3``, ``3`` or ``name:v3``) names, if any."""
+    want = requested.strip()
+    for mid in model_ids:
+        label = version_label(mid, name)
+        if want in (mid, label):
+            return mid
+        m, n = _VERSION.match(want), _VERSION.match(label)
+        if m and n and m.group(1) == n.group(1):
+            return mid
+    return None
+
+
+def check_name(requested: str, name: str) -> None:
+    if requested != name:
+        raise OipError(404, f"unknown model {requested!r}; this endpoint serves {name!r}", "unknown_model")
+
+
+# -- metadata -------------------------------------------------------------------------------------
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The protocol's datatype of a numpy dtype (strings and objects: BYTES)."""
+    if dtype.kind == "b":
+        return "BOOL"
+    if dtype.kind in "iu":
+        return f"{'U' if dtype.kind == 'u' else ''}INT{dtype.itemsize * 8}"
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
+        return f"FP{dtype.itemsize * 8}"
+    return "BYTES"
+
+
+def outputs_of(has_proba: bool) -> tuple[str, ...]:
+    return (PREDICT, PREDICT_PROBA) if has_proba else (PREDICT,)
+
+
+def server_metadata(version: str | None = None) -> dict[str, Any]:
+    """``$metadata_server_response``; ``version``: raymlops' own unless given."""
+    if version is None:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
+
+        try:
+            version = package_version("raymlops")
+        except PackageNotFoundError:  # run from a source tree
+            version = "0+unknown"
+    return {"name": SERVER_NAME, "version": version, "extensions": list(EXTENSIONS)}
+
+
+def model_metadata(name: str, model_ids: Sequence[str], signature: Signature, *, predict_dtype: np.dtype[Any],
+                   n_classes: int | None, platform: str) -> dict[str, Any]:
+    """``$metadata_model_response``: one ``FP64 [-1]`` input per feature (a single
+    ``[-1, features]`` tensor in this order is accepted too), then the outputs."""
+    inputs = [{"name": f, "datatype": "FP64", "shape": [-1]} for f in signature.features]
+    outputs: list[dict[str, Any]] = [{"name": PREDICT, "datatype": datatype_of(predict_dtype), "shape": [-1]}]
+    if n_classes is not None:
+        outputs.append({"name": PREDICT_PROBA, "datatype": "FP64", "shape": [-1, int(n_classes)]})
+    return {"name": name, "versions": [version_label(m, name) for m in model_ids], "platform": platform,
+            "inputs": inputs, "outputs": outputs}
+
+
+# -- the inference request ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InferRequest:
+    """A validated inference request: rows as a float matrix in signature order, the client's
+    ``id`` (if any), the outputs to return (in order) and which of them go back as binary."""
+
+    X: np.ndarray
+    id: str | None
+    outputs: tuple[str, ...]
+    binary: frozenset[str] = frozenset()
+
+    @property
+    def rows(self) -> int:
+        return int(self.X.shape[0])
+
+
+def _flat(data: Any, where: str) -> list[Any]:
+    """Row-major elements of nested (or already flat) JSON arrays."""
+    if not isinstance(data, list):
+        raise OipError(400, f"{where}: 'data' must be a JSON array, found {type(data).__name__}")
+    if not any(isinstance(v, list) for v in data):
+        return data
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, list):
+                stack.append(iter(v))
+                break
+            out.append(v)
+        else:
+            stack.pop()
+    return out
+
+
+def _shape(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or not all(
+            isinstance(d, float) and d.is_integer() and 0 <= d < 2**53 for d in value):
+        raise OipError(400, f"{where}: 'shape' must be a non-empty array of non-negative integers, found "
+                       f"{json.dumps(value)[:60]}")
+    return tuple(int(d) for d in value)
+
+
+def _json_values(flat: list[Any], datatype: str, where: str, allow_nan: Sequence[bool], width: int) -> np.ndarray:
+    """The elements as float64 (``null`` -> NaN where the feature allows it); 400 names the first bad one."""
+    if all(type(v) is float for v in flat):
+        values = np.array(flat, dtype=np.float64)
+    else:
+        for k, v in enumerate(flat):
+            if v is None and allow_nan[k % width]:
+                continue
+            if type(v) is not float:
+                raise OipError(400, f"{where}: element {k} must be a number (datatype {datatype}), found "
+                               f"{'a boolean' if isinstance(v, bool) else json.dumps(v)[:40]}")
+        values = np.array([math.nan if v is None else v for v in flat], dtype=np.float64)
+    dtype = DATATYPES[datatype]
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isnan(values) & ((values != np.floor(values)) | (values < info.min) | (values > info.max))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise OipError(400, f"{where}: element {k} ({values[k]!r}) is not a {datatype} value")
+    elif dtype.itemsize < 8:  # what the client meant (FP32 / FP16); too large becomes inf, rejected later
+        with np.errstate(over="ignore"):
+            values = values.astype(dtype).astype(np.float64)
+    return values
+
+
+def _tensor(spec: Any, i: int, binary: memoryview | None, offset: int, allow_nan: Sequence[bool],
+            width: int) -> tuple[str, tuple[int, ...], np.ndarray, int]:
+    """``(name, shape, float64 values, next binary offset)`` of one ``$request_input``."""
+    if not isinstance(spec, dict):
+        raise OipError(400, f"inputs[{i}] must be an object with name, shape, datatype and data")
+    name = spec.get("name")
+    where = f"input {name!r}" if isinstance(name, str) else f"inputs[{i}]"
+    if not isinstance(name, str) or not name:
+        raise OipError(400, f"{where}: 'name' must be a non-empty string")
+    shape = _shape(spec.get("shape"), where)
+    datatype = spec.get("datatype")
+    if datatype not in NUMERIC:
+        raise OipError(400, f"{where}: datatype {datatype!r} is not supported; send one of FP64, FP32, FP16, "
+                       "INT8..INT64 or UINT8..UINT64")
+    count = math.prod(shape)
+    params = spec.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise OipError(400, f"{where}: 'parameters' must be an object")
+    size = params.get("binary_data_size")
+    if size is not None:
+        if binary is None:
+            raise OipError(400, f"{where}: binary_data_size given but the request has no binary part "
+                           "(send the Inference-Header-Content-Length header)")
+        if not isinstance(size, float) or not size.is_integer() or size < 0 or offset + int(size) > len(binary):
+            raise OipError(400, f"{where}: binary_data_size {size!r} exceeds the {len(binary) - offset} bytes left")
+        if "data" in spec:
+            raise OipError(400, f"{where}: give either 'data' or binary_data_size, not both")
+        dtype = DATATYPES[datatype]
+        if int(size) != count * dtype.itemsize:
+            raise OipError(400, f"{where}: binary_data_size {int(size)} does not match shape {list(shape)} of "
+                           f"{datatype} ({count * dtype.itemsize} bytes)")
+        values = np.frombuffer(binary[offset:offset + int(size)], dtype=dtype).astype(np.float64)
+        return name, shape, values, offset + int(size)
+    if "data" not in spec:
+        raise OipError(400, f"{where}: 'data' is missing")
+    flat = _flat(spec["data"], where)
+    if len(flat) != count:
+        raise OipError(400, f"{where}: shape {list(shape)} needs {count} elements, found {len(flat)}")
+    return name, shape, _json_values(flat, datatype, where, allow_nan, width), offset
+
+
+def _matrix(tensors: list[tuple[str, tuple[int, ...], np.ndarray]], signature: Signature) -> np.ndarray:
+    names = signature.features
+    width = len(names)
+    if len(tensors) == 1 and len(tensors[0][1]) == 2 and not (tensors[0][0] in names and tensors[0][1][1] == 1
+                                                              and width > 1):
+        name, shape, values = tensors[0]
+        if shape[1] != width:
+            raise OipError(400, f"input {name!r} has shape {list(shape)}; this model takes [-1, {width}] "
+                           f"(features {', '.join(names[:8])}{', ...' if width > 8 else ''}) or one [-1] "
+                           "tensor per feature")
+        return values.reshape(shape)
+    by_name: dict[str, np.ndarray] = {}
+    rows: int | None = None
+    for name, shape, values in tensors:
+        if name not in names:
+            raise OipError(400, f"unknown input {name!r}: send one tensor per feature ({', '.join(names[:8])}"
+                           f"{', ...' if width > 8 else ''}) or a single [-1, {width}] tensor")
+        if name in by_name:
+            raise OipError(400, f"input {name!r} is given twice")
+        if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            raise OipError(400, f"input {name!r} has shape {list(shape)}; a per-feature tensor is [rows] or [rows, 1]")
+        if rows is not None and shape[0] != rows:
+            raise OipError(400, f"input {name!r} has {shape[0]} rows, the inputs before it {rows}")
+        rows = shape[0]
+        by_name[name] = values
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise OipError(400, f"missing input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:8]))}"
+                       f"{', ...' if len(missing) > 8 else ''}")
+    return np.stack([by_name[n] for n in names], axis=1)
+
+
+def _check_values(X: np.ndarray, signature: Signature, policy: DomainPolicy) -> None:
+    """``/predict``'s value rules: finite unless the feature allows NaN, within the domain policy."""
+    names = signature.features
+    finite = np.isfinite(X)
+    if not finite.all():
+        allow = np.asarray(signature.allow_nan or (False,) * len(names), dtype=bool)
+        bad = ~finite & ~(np.isnan(X) & allow)
+        if bad.any():
+            i, j = (int(k) for k in np.argwhere(bad)[0])
+            more = int(bad.sum()) - 1
+            raise OipError(400, f"row {i}, feature {names[j]!r}: expected a finite number, found {X[i, j]}"
+                           + (f" (and {more} more)" if more else ""), "invalid_value")
+    limits = policy.limits(signature)
+    if limits is None:
+        return
+    lo, hi = limits
+    values = X
+    with np.errstate(invalid="ignore"):
+        bad = (values < lo) | (values > hi)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        more = int(bad.sum()) - 1
+        raise OipError(400, f"row {i}, feature {names[j]!r}: {float(X[i, j])!r} is outside the accepted range "
+                       f"[{lo[j]:g}, {hi[j]:g}]" + (f" (and {more} more)" if more else ""), "out_of_domain")
+
+
+def _requested(body: dict[str, Any], available: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[str]]:
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise OipError(400, "'parameters' must be an object")
+    all_binary = params.get("binary_data_output") is True
+    wanted = body.get("outputs")
+    if wanted is None:
+        return available, frozenset(available if all_binary else ())
+    if not isinstance(wanted, list):
+        raise OipError(400, "'outputs' must be an array of {\"name\": ...}")
+    names: list[str] = []
+    binary: set[str] = set()
+    for k, out in enumerate(wanted):
+        name = out.get("name") if isinstance(out, dict) else None
+        if name not in available:
+            raise OipError(400, f"outputs[{k}]: unknown output {name!r}; this model has {', '.join(available)}")
+        oparams = out.get("parameters") or {}
+        if not isinstance(oparams, dict):
+            raise OipError(400, f"outputs[{k}]: 'parameters' must be an object")
+        if name not in names:
+            names.append(name)
+        if oparams.get("binary_data", all_binary) is True:
+            binary.add(name)
+    return tuple(names) or available, frozenset(binary)
+
+
+def parse_infer_request(raw: bytes, signature: Signature, *, outputs: tuple[str, ...], max_rows: int,
+                        max_bytes: int, header_length: str | None = None,
+                        policy: DomainPolicy | None = None) -> InferRequest:
+    """``$inference_request`` (and the binary extension) as rows in signature order, or :class:`OipError`."""
+    if len(raw) > max_bytes:
+        raise OipError(413, f"body of {len(raw)} bytes exceeds the limit of {max_bytes}", "payload_too_large")
+    binary: memoryview | None = None
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            n = -1
+        if not 0 < n <= len(raw):
+            raise OipError(400, f"Inference-Header-Content-Length {header_length[:20]!r} is not a length within the "
+                           f"body of {len(raw)} bytes")
+        binary = memoryview(raw)[n:]
+        raw = raw[:n]
+    try:
+        body = decode_json(raw, max_bytes, example='{"inputs": [{"name", "shape", "datatype", "data"}]}')
+    except RequestError as exc:
+        raise OipError.from_request_error(exc) from None
+    if not isinstance(body, dict):
+        raise OipError(400, f"expected a JSON object with 'inputs', found {type(body).__name__}")
+    rid = body.get("id")
+    if rid is not None and not isinstance(rid, str):
+        raise OipError(400, f"'id' must be a string, found {type(rid).__name__}")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise OipError(400, "'inputs' must be a non-empty array of tensors")
+    names, binary_out = _requested(body, outputs)
+    width = len(signature.features)
+    allow = signature.allow_nan or (False,) * width
+    tensors = []
+    offset = 0
+    for i, spec in enumerate(inputs):
+        feature = spec.get("name") if isinstance(spec, dict) else None
+        # a per-feature tensor: its own NaN rule; a 2-D one: the rule of each column
+        own = (allow[signature.features.index(feature)],) if feature in signature.features and len(inputs) > 1 \
+            else allow
+        name, shape, values, offset = _tensor(spec, i, binary, offset, own, len(own))
+        tensors.append((name, shape, values))
+    if binary is not None and offset != len(binary):
+        raise OipError(400, f"the binary part has {len(binary) - offset} bytes that no input claims")
+    X = _matrix(tensors, signature)
+    if X.shape[0] == 0:
+        raise OipError(400, "the inputs have no rows")
+    if X.shape[0] > max_rows:
+        raise OipError(413, f"{X.shape[0]} rows exceed the limit of {max_rows} per request", "too_many_rows")
+    _check_values(X, signature, policy or DomainPolicy())
+    return InferRequest(np.ascontiguousarray(X, dtype=np.float64), rid, names, binary_out)
+
+
+# -- the inference response -----------------------------------------------------------------------
+def _bytes_tensor(values: np.ndarray) -> bytes:
+    """Triton's BYTES layout: each element as a 4-byte little-endian length and its UTF-8 bytes."""
+    parts = []
+    for v in values.ravel().tolist():
+        b = v if isinstance(v, bytes) else str(v).encode()
+        parts.append(len(b).to_bytes(4, "little") + b)
+    return b"".join(parts)
+
+
+def infer_response(name: str, model_id: str, request_id: str | None, outputs: dict[str, np.ndarray],
+                   req: InferRequest) -> tuple[bytes, dict[str, str]]:
+    """``$inference_response`` (JSON, or JSON header + binary tensors) and its extra headers."""
+    out: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for oname in req.outputs:
+        arr = np.asarray(outputs[oname])
+        datatype = datatype_of(arr.dtype)
+        tensor: dict[str, Any] = {"name": oname, "datatype": datatype, "shape": list(arr.shape)}
+        if oname in req.binary:
+            blob = _bytes_tensor(arr) if datatype == "BYTES" else np.ascontiguousarray(
+                arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            flat = arr.ravel()
+            tensor["data"] = [str(v) for v in flat.tolist()] if datatype == "BYTES" else flat.tolist()
+        out.append(tensor)
+    body: dict[str, Any] = {"model_name": name, "model_version": version_label(model_id, name)}
+    if request_id is not None:
+        body["id"] = request_id
+    body["outputs"] = out
+    head = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    if not blobs:
+        return head, {"Content-Type": "application/json"}
+    return head + b"".join(blobs), {"Content-Type": "application/octet-stream",
+                                    "Inference-Header-Content-Length": str(len(head))}

@@ -1,0 +1,249 @@
+"""Drift of one whole table against another, with exact tests (pure: no Ray, no files).
+
+:func:`check_tables` compares every column of two tables with :mod:`raymlops.stats.exact`
+(exact two-sample KS for continuous columns, chi-square on the exact support for categorical
+and low-cardinality integer columns; that module's docstring says which column gets which
+test, and why), and returns plain JSON::
+
+    {"drift", "rows", "share_drifted", "drifted_features", "correction", "dataset_rule",
+     "features": {name: {"test", "statistic", "p_value", "adjusted_p_value", "drift", "kind", ...}},
+     "slices": {slice: {"drift", "rows", "judged", "drifted_features", "features": {...}}}}
+
+Which test *decides* a feature follows the monitor settings, as the live monitor's windows do
+(:class:`raymlops.config.MonitorConfig`): with ``auto``, the p-value test (KS or chi-square) up
+to ``small_window_rows`` current rows and a distance above (Wasserstein for continuous columns,
+Jensen-Shannon for categorical and discrete ones), because on millions of rows every p-value
+test finds some difference. The p-value test's result is always reported. P-values are
+corrected across the features (and, with slices, across every (slice, feature) test), and the
+dataset verdict is :mod:`raymlops.stats.verdict`'s rule (``dataset_rule``, by default a
+family-wise decision: any feature drifted after the correction).
+
+This module imports neither pandas nor the monitor package, so ``raymlops monitor check``
+starts fast; :mod:`raymlops.monitor.offline` adds plot data for reports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from raymlops.config import MonitorConfig
+from raymlops.exceptions import ValidationError
+from raymlops.stats.exact import CONTINUOUS, ColumnTest, compare
+from raymlops.stats.verdict import dataset_drift, feature_drift
+
+__all__ = ["check_tables"]
+
+P_VALUE_TESTS = ("ks", "chi2")
+
+
+def _column_names(data: Any) -> list[str]:
+    if isinstance(data, pa.Table):
+        return list(data.column_names)
+    return [str(c) for c in data.columns] if hasattr(data, "columns") else list(data)
+
+
+class _ArrowColumns(Mapping[str, Any]):
+    """name -> column of an Arrow table, converted when asked (inside the worker that tests it, so
+    only the columns being tested are held twice): numeric columns as numpy (missing as NaN),
+    the others as the Arrow column."""
+
+    def __init__(self, table: pa.Table, names: Sequence[str]) -> None:
+        self._table, self._names = table, list(dict.fromkeys(names))
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        col = self._table.column(name)
+        t = col.type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            return col
+        if col.null_count == 0 and col.num_chunks == 1:
+            return col.chunk(0).to_numpy()
+        arr = col.to_numpy()  # nulls become NaN for floats; ints with nulls come back as floats
+        return arr if arr.dtype.kind in "iuf" else np.asarray(arr, dtype=np.float64)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def _arrays(data: Any, names: Sequence[str]) -> Mapping[str, Any]:
+    """name -> numpy float array (numeric columns, missing as NaN) or a pyarrow / object array."""
+    if isinstance(data, pa.Table):
+        return _ArrowColumns(data, names)
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(names):
+        s = data[name]
+        if hasattr(s, "dtype"):
+            import pandas as pd
+
+            if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+                out[name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                out[name] = s.to_numpy(dtype=object)
+        else:
+            out[name] = np.asarray(s)
+    return out
+
+
+def _slice_labels(values: Any) -> np.ndarray:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = values.to_pylist()
+    return np.asarray(["<missing>" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                       for v in np.asarray(values, dtype=object).tolist()], dtype=object)
+
+
+def _take(cols: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    idx = np.flatnonzero(mask)
+    out = {}
+    for k in cols:
+        v = cols[k]
+        out[k] = v.take(pa.array(idx)) if isinstance(v, (pa.Array, pa.ChunkedArray)) else v[idx]
+    return out
+
+
+def _decide(t: ColumnTest, rows: int, cfg: MonitorConfig) -> tuple[str, float, bool]:
+    """``(test, statistic, drifted by distance)``: the deciding test of one column (see the
+    module docstring), its statistic, and the distance verdict when a distance decides."""
+    small = rows <= cfg.small_window_rows
+    if t.kind == CONTINUOUS:
+        test = cfg.numeric_test if cfg.numeric_test != "auto" else ("ks" if small else "wasserstein")
+        if test in ("chi2", "js"):  # defined on bins in the live monitor; here KS tests the raw values
+            test = "ks"
+    else:
+        test = cfg.categorical_test if cfg.categorical_test != "auto" else ("chi2" if small else "js")
+    value = {"ks": t.statistic, "chi2": t.statistic, "wasserstein": t.wasserstein, "js": t.js, "psi": t.psi}[test]
+    threshold = {"wasserstein": cfg.wasserstein_threshold, "js": cfg.js_threshold,
+                 "psi": cfg.psi_threshold}.get(test, math.nan)
+    return test, value, bool(math.isfinite(value) and value >= threshold)
+
+
+def _psi_band(value: float, bands: Sequence[float]) -> str:
+    if not math.isfinite(value):
+        return "unknown"
+    return "significant" if value >= bands[1] else "moderate" if value >= bands[0] else "stable"
+
+
+def _family(groups: list[list[ColumnTest]], rows: list[int], judged: list[bool], cfg: MonitorConfig
+            ) -> list[dict[str, dict[str, Any]]]:
+    """The features of each group of one family (p-values corrected jointly), as JSON."""
+    flat = [(g, t) for g, tests in enumerate(groups) for t in tests]
+    decided = [_decide(t, rows[g], cfg) for g, t in flat]
+    adjusted, flags = feature_drift([t.p_value for _, t in flat], [d[0] in P_VALUE_TESTS for d in decided],
+                                    [d[2] for d in decided], alpha=cfg.alpha, correction=cfg.correction,
+                                    rule=cfg.dataset_rule)
+    out: list[dict[str, dict[str, Any]]] = [{} for _ in groups]
+    for (g, t), (test, value, _), adj, flag in zip(flat, decided, adjusted.tolist(), flags.tolist(), strict=True):
+        out[g][t.column] = {
+            "test": test, "statistic": value, "p_value": t.p_value, "adjusted_p_value": adj,
+            "drift": bool(judged[g] and flag), "kind": t.kind,
+            "p_value_test": "ks" if t.kind == CONTINUOUS else "chi2", "ks": t.statistic if t.kind == CONTINUOUS
+            else None, "chi2": t.statistic if t.kind != CONTINUOUS else None, "wasserstein": t.wasserstein,
+            "js": t.js, "psi": t.psi, "psi_band": _psi_band(t.psi, cfg.psi_bands), "rows": t.rows,
+            "reference_rows": t.reference_rows, "missing_rate": t.missing_rate, "ref_missing_rate": t.ref_missing_rate,
+            "out_of_range_rate": t.out_of_range_rate, "unseen_rate": t.unseen_rate, "categories": t.categories,
+            "mean": t.mean, "std": t.std,
+        }
+    return out
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-friendly: NaN/inf become None, numpy scalars plain numbers."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def check_tables(reference: Any, current: Any, config: MonitorConfig | None = None,
+                 slice_columns: Sequence[str] = (), columns: Sequence[str] | None = None,
+                 threads: int | None = None) -> dict[str, Any]:
+    """Drift of ``current`` against ``reference`` (Arrow tables, pandas DataFrames or mappings of
+    arrays; see the module docstring). ``threads``: columns tested at once (default: the CPUs)."""
+    cfg = config or MonitorConfig()
+    slices = list(slice_columns) or list(cfg.slice_columns)
+    ref_names, cur_names = _column_names(reference), _column_names(current)
+    names = list(columns) if columns is not None else [c for c in ref_names if c not in slices]
+    missing = [c for c in (*names, *slices) if c not in cur_names]
+    if missing:
+        raise ValidationError(f"the current data lacks columns {missing}")
+    absent = [c for c in (*names, *slices) if c not in ref_names]
+    if absent:
+        raise ValidationError(f"the reference data lacks columns {absent}")
+    n_ref, n_cur = len(reference), len(current)
+    if n_cur == 0:
+        raise ValidationError("the current data has no rows")
+    if n_ref == 0:
+        raise ValidationError("the reference data has no rows")
+    ref_cols, cur_cols = _arrays(reference, [*names, *slices]), _arrays(current, [*names, *slices])
+    categorical = [c for c in cfg.categorical if c in names]
+
+    def run(r: Mapping[str, Any], c: Mapping[str, Any]) -> list[ColumnTest]:
+        return compare(r, c, columns=names, categorical=categorical, discrete_max_values=cfg.discrete_max_values,
+                       n_bins=cfg.n_bins, threads=threads)
+
+    overall_tests = run(ref_cols, cur_cols)
+    judged = n_cur >= max(cfg.min_rows, 1)
+    overall = _family([overall_tests], [n_cur], [judged], cfg)[0]
+    drifted = [n for n, f in overall.items() if f["drift"]]
+    result: dict[str, Any] = {
+        "drift": bool(judged and dataset_drift([f["drift"] for f in overall.values()], rule=cfg.dataset_rule,
+                                               share=cfg.dataset_drift_share)),
+        "rows": {"reference": int(n_ref), "current": int(n_cur)},
+        "share_drifted": len(drifted) / len(overall) if overall else 0.0,
+        "drifted_features": drifted,
+        "correction": cfg.correction,
+        "dataset_rule": cfg.dataset_rule,
+        "alpha": cfg.alpha,
+        "engine": "exact",
+        "features": overall,
+        "slices": _slices(ref_cols, cur_cols, slices, cfg, run) if slices else {},
+    }
+    return dict(_clean(result))
+
+
+def _slices(ref_cols: Mapping[str, Any], cur_cols: Mapping[str, Any], slices: Sequence[str], cfg: MonitorConfig,
+            run: Any) -> dict[str, Any]:
+    """Each slice (a combination of the slice columns' values; the ``max_slices`` most frequent in
+    the reference, the rest ``other``) tested on its own rows, one family for all of them."""
+    def labels(cols: Mapping[str, Any]) -> np.ndarray:  # "col=value[,col=value]", as the live monitor names them
+        parts = [np.asarray([f"{s}={v}" for v in _slice_labels(cols[s]).tolist()], dtype=object) for s in slices]
+        return np.asarray([",".join(x) for x in zip(*parts, strict=True)], dtype=object)
+
+    ref_l, cur_l = labels(ref_cols), labels(cur_cols)
+    values, counts = np.unique(ref_l, return_counts=True)
+    keep = [str(v) for v in values[np.argsort(-counts, kind="stable")][: cfg.max_slices]]
+    known = set(keep)
+    ref_l = np.where(np.isin(ref_l, keep), ref_l, "other")
+    cur_l = np.where(np.isin(cur_l, keep), cur_l, "other")
+    order = keep + (["other"] if len(known) < len(values) or not np.isin(cur_l, keep).all() else [])
+    groups, rows, judged, present = [], [], [], []
+    for name in order:
+        rm, cm = ref_l == name, cur_l == name
+        n = int(cm.sum())
+        if n == 0 or not rm.any():
+            continue
+        groups.append(run(_take(ref_cols, rm), _take(cur_cols, cm)))
+        rows.append(n)
+        judged.append(n >= max(cfg.min_rows, 1))
+        present.append(name)
+    features = _family(groups, rows, judged, cfg) if groups else []
+    out = {}
+    for name, n, ok, feats in zip(present, rows, judged, features, strict=True):
+        flags = [f["drift"] for f in feats.values()]
+        out[name] = {"drift": bool(ok and dataset_drift(flags, rule=cfg.dataset_rule, share=cfg.dataset_drift_share)),
+                     "rows": n, "judged": ok, "drifted_features": [k for k, f in feats.items() if f["drift"]],
+                     "features": feats}
+    return out

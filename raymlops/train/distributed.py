@@ -1,0 +1,546 @@
+"""``strategy: distributed``: gradient-boosted trees on Ray Train's XGBoost / LightGBM trainers.
+
+    model, summary = fit_distributed(config.train, source, seed=config.seed,
+                                     storage_path=str(store.home / "tune"), name=f"{config.name}-{run_id}")
+
+Every training run is Ray Train's ``XGBoostTrainer`` or ``LightGBMTrainer`` with their per-worker
+training function (:func:`_train_loop_per_worker`): ``num_workers`` workers of ``cpus_per_worker``
+CPUs each read their own Ray Datasets of the snapshot (:mod:`raymlops.train.boost_data`: the
+driver never holds the training rows), build the engine's matrices and train one model together
+(XGBoost's collective, LightGBM's data-parallel tree learner), evaluating ``train.metric`` on the
+validation rows every round, with ``early_stopping_rounds`` on it. Rank 0 checkpoints the native
+model every ``checkpoint_every`` rounds; with ``FailureConfig(max_failures=train.max_failures)`` a
+lost worker or node restarts the worker group, which resumes from the last checkpoint.
+
+Search: ``train.params`` takes the same search-space syntax as a candidate's params and is
+expanded the same way (:func:`raymlops.train.search.expand`, seeded). With more than one
+configuration, each is a Ray Tune trial running one Ray Train run (``TuneReportCallback``), and
+ASHA (``train.scheduler: asha``, the default here when there is a search) stops weak trials by
+boosting round. ASHA's stop is delivered to the workers (a small stop-board actor read by rank 0
+and broadcast to the others at a report), so a stopped run ends cleanly, leaving its checkpoint
+and releasing its workers: Ray Tune would otherwise kill the trial, and without a dashboard Ray
+Train cannot release a killed run's placement group. The best trial's final checkpoint is the
+model (no refit: at the scale this strategy is for, a second training would double the cost).
+
+Determinism: the rows of each worker, their order, the engine seed and the threads per worker are
+fixed by the snapshot, seed, ``num_workers`` and ``cpus_per_worker``, so the same inputs give the
+same trees (checked by tests/integration/test_train_distributed.py). A run resumed from a
+checkpoint continues the same trees, but early stopping restarts its patience count at the resume
+point, and ASHA's choices depend on the order in which concurrent trials report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raymlops.config import Candidate, TrainConfig
+from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed
+from raymlops.train.boost_data import LABEL, BoostData, SnapshotSource, boost_datasets
+from raymlops.train.boost_model import NATIVE_FILES, BoostedModel, boosted_model
+from raymlops.train.search import expand
+from raymlops.train.tune_runner import TrialRecord, TuneSummary, summarize
+
+TRAINERS = {"xgboost": "ray.train.xgboost.XGBoostTrainer", "lightgbm": "ray.train.lightgbm.LightGBMTrainer"}
+#: how often Ray Train's controller collects the workers' reports; its default (2 s) lets a worker
+#: report once per 2 s, which would make a report per boosting round the slowest part of training
+POLL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
+
+
+class EngineParams:
+    """``train.params`` in the shape :func:`raymlops.train.search.expand` instantiates (any names:
+    the engine checks them when training starts)."""
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+
+    def fit(self, *args: Any, **kwargs: Any) -> EngineParams:
+        raise NotImplementedError("EngineParams only carries train.params")
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything a worker needs besides the searched parameters (picklable)."""
+
+    framework: str
+    task: str
+    metric: str  # raymlops' name (roc_auc, log_loss, accuracy, rmse, mae)
+    engine_metric: str  # the engine's name for it
+    flip: bool  # the engine reports 1 - metric (error for accuracy)
+    num_classes: int
+    num_boost_round: int
+    early_stopping_rounds: int | None
+    checkpoint_every: int
+    report_every: int
+    seed: int
+    num_workers: int
+    cpus_per_worker: float
+
+
+def engine_metric(framework: str, metric: str, num_classes: int) -> tuple[str, bool]:
+    """``(the engine's eval metric, whether it is 1 - metric)`` for raymlops' ``metric``."""
+    multi = num_classes > 2
+    if framework == "xgboost":
+        names = {"roc_auc": "auc", "log_loss": "mlogloss" if multi else "logloss",
+                 "accuracy": "merror" if multi else "error", "rmse": "rmse", "mae": "mae"}
+    else:
+        if multi and metric == "roc_auc":
+            raise ConfigError("train.metric: LightGBM computes no multi-class roc_auc across workers; "
+                              "expected log_loss or accuracy for more than two classes")
+        names = {"roc_auc": "auc", "log_loss": "multi_logloss" if multi else "binary_logloss",
+                 "accuracy": "multi_error" if multi else "binary_error", "rmse": "rmse", "mae": "l1"}
+    if metric not in names:
+        raise ConfigError(f"train.metric: {metric!r} is not computed by {framework}")
+    return names[metric], metric == "accuracy"
+
+
+def expand_params(config: TrainConfig, seed: int) -> list[dict[str, Any]]:
+    """Every configuration of ``train.params`` (same syntax and draws as a candidate's params)."""
+    assert config.framework is not None
+    candidate = Candidate(estimator=f"{__name__}.EngineParams", params=config.params)
+    trials = expand([candidate], num_samples=config.num_samples, seed=seed)
+    return [{**t, "estimator": TRAINERS[config.framework]} for t in trials]
+
+
+# --------------------------------------------------------------------------- on each worker
+
+
+def _shard(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """This worker's rows of dataset ``name``, streamed from Ray Data, as (X, y)."""
+    import ray.train
+
+    xs, ys = [], []
+    for batch in ray.train.get_dataset_shard(name).iter_batches(batch_format="pyarrow", batch_size=65536):
+        if batch.num_rows == 0:
+            continue
+        features = [c for c in batch.column_names if c != LABEL]
+        xs.append(np.column_stack([batch.column(c).to_numpy(zero_copy_only=False) for c in features]))
+        ys.append(batch.column(LABEL).to_numpy(zero_copy_only=False))
+    if not xs:
+        raise RaymlopsError(f"worker {ray.train.get_context().get_world_rank()}: no rows in {name}")
+    return np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.float64)
+
+
+class _Progress:
+    """Reports, checkpoints and stop requests, the same at every rank (reports are collective)."""
+
+    def __init__(self, spec: EngineSpec, board: Any, trial_id: str | None, resumed_from: int, rows: int) -> None:
+        self.spec, self.board, self.trial_id = spec, board, trial_id
+        self.resumed_from, self.rows = resumed_from, rows
+        self.history: dict[int, float] = {}
+        self.stopped = False  # by ASHA (through the stop board)
+
+    def value(self, engine_value: float) -> float:
+        return 1.0 - engine_value if self.spec.flip else engine_value
+
+    def metrics(self, round_: int) -> dict[str, Any]:
+        return {self.spec.metric: self.history[round_], "round": round_, "resumed_from": self.resumed_from}
+
+    def after_round(self, round_: int, engine_value: float, checkpoint: Any) -> bool:
+        """Report round ``round_`` (with a checkpoint every ``checkpoint_every`` rounds); True: stop."""
+        import ray.train
+
+        self.history[round_] = self.value(engine_value)
+        if round_ % self.spec.checkpoint_every == 0 and round_ < self.spec.num_boost_round:
+            with checkpoint() as ck:
+                ray.train.report(self.metrics(round_), checkpoint=ck)
+        elif round_ % self.spec.report_every == 0:
+            ray.train.report(self.metrics(round_))
+        else:
+            return False
+        return self._stop_requested()
+
+    def _stop_requested(self) -> bool:
+        if self.board is None:
+            return False
+        import ray
+        import ray.train
+        from ray.train.collective import broadcast_from_rank_zero
+
+        flag = None
+        if ray.train.get_context().get_world_rank() == 0:
+            flag = bool(ray.get(self.board.should_stop.remote(self.trial_id)))
+        self.stopped = bool(broadcast_from_rank_zero(flag))
+        return self.stopped
+
+    def final(self, rounds: int, rounds_used: int, checkpoint: Any) -> None:
+        import ray
+        import ray.train
+
+        value = self.history.get(rounds_used, self.history.get(rounds, float("nan")))
+        metrics = {self.spec.metric: value, "round": rounds, "rounds_used": rounds_used, "done": 1,
+                   "resumed_from": self.resumed_from, "rows": self.rows, "stopped": int(self.stopped),
+                   "node_id": ray.get_runtime_context().get_node_id()}
+        with checkpoint() as ck:
+            ray.train.report(metrics, checkpoint=ck)
+
+
+def _engine_params(spec: EngineSpec, params: dict[str, Any]) -> dict[str, Any]:
+    threads = max(1, int(spec.cpus_per_worker))
+    multi = spec.task == "classification" and spec.num_classes > 2
+    if spec.framework == "xgboost":
+        objective = ("multi:softprob" if multi else "binary:logistic") if spec.task == "classification" \
+            else "reg:squarederror"
+        out = {"tree_method": "hist", **params, "objective": objective, "eval_metric": [spec.engine_metric],
+               "seed": spec.seed, "nthread": threads}
+    else:
+        objective = ("multiclass" if multi else "binary") if spec.task == "classification" else "regression"
+        out = {"deterministic": True, "force_row_wise": True, "verbose": -1, **params, "objective": objective,
+               "metric": [spec.engine_metric], "seed": spec.seed, "num_threads": threads}
+    if multi:
+        out["num_class"] = spec.num_classes
+    return out
+
+
+def _fit_xgboost(spec: EngineSpec, params: dict[str, Any], data: tuple[np.ndarray, ...], start: bytes | None,
+                 progress: _Progress) -> tuple[Any, int]:
+    import xgboost
+    from ray.train.xgboost import RayTrainReportCallback
+
+    class RoundReport(RayTrainReportCallback):
+        """Ray Train's XGBoost callback (its rank-0 checkpoint writer), reporting raymlops' way."""
+
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            value = float(evals_log["valid"][spec.engine_metric][-1])
+            return progress.after_round(model.num_boosted_rounds(), value, lambda: self._get_checkpoint(model=model))
+
+        def after_training(self, model: Any) -> Any:
+            return model
+
+    Xtr, ytr, Xva, yva = data
+    threads = max(1, int(spec.cpus_per_worker))
+    dtrain = xgboost.QuantileDMatrix(Xtr, label=ytr, nthread=threads)
+    dvalid = xgboost.QuantileDMatrix(Xva, label=yva, ref=dtrain, nthread=threads)
+    init = None
+    if start is not None:
+        init = xgboost.Booster()
+        init.load_model(bytearray(start))
+    done = init.num_boosted_rounds() if init is not None else 0
+    callback = RoundReport(filename=NATIVE_FILES["xgboost"])
+    booster = xgboost.train(
+        _engine_params(spec, params), dtrain, num_boost_round=max(spec.num_boost_round - done, 0),
+        evals=[(dvalid, "valid")], xgb_model=init, early_stopping_rounds=spec.early_stopping_rounds,
+        callbacks=[callback], verbose_eval=False,
+    )
+    rounds = booster.num_boosted_rounds()
+    best = booster.attr("best_iteration")
+    used = int(best) + 1 if spec.early_stopping_rounds and best is not None else rounds
+    progress.final(rounds, used, lambda: callback._get_checkpoint(model=booster))
+    return booster, used
+
+
+def _fit_lightgbm(spec: EngineSpec, params: dict[str, Any], data: tuple[np.ndarray, ...], start: bytes | None,
+                  progress: _Progress) -> tuple[Any, int]:
+    import lightgbm
+    from ray.train.lightgbm import RayTrainReportCallback, get_network_params
+
+    class RoundReport(RayTrainReportCallback):
+        """Ray Train's LightGBM callback (its rank-0 checkpoint writer), reporting raymlops' way."""
+
+        def __call__(self, env: Any) -> None:
+            value = next(float(r[2]) for r in env.evaluation_result_list if r[1] == spec.engine_metric)
+            if progress.after_round(env.model.current_iteration(), value,
+                                    lambda: self._get_checkpoint(model=env.model)):
+                raise lightgbm.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
+
+    Xtr, ytr, Xva, yva = data
+    init = lightgbm.Booster(model_str=start.decode("utf-8")) if start is not None else None
+    done = init.current_iteration() if init is not None else 0
+    engine = {**_engine_params(spec, params), "tree_learner": "data_parallel", "pre_partition": True,
+              **get_network_params()}
+    dtrain = lightgbm.Dataset(Xtr, label=ytr, params=engine)
+    dvalid = lightgbm.Dataset(Xva, label=yva, reference=dtrain)
+    callbacks: list[Any] = [RoundReport(filename=NATIVE_FILES["lightgbm"])]
+    if spec.early_stopping_rounds:
+        callbacks.append(lightgbm.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False))
+    booster = lightgbm.train(engine, dtrain, num_boost_round=max(spec.num_boost_round - done, 0),
+                             valid_sets=[dvalid], valid_names=["valid"], init_model=init, callbacks=callbacks)
+    rounds = booster.current_iteration()
+    used = booster.best_iteration if spec.early_stopping_rounds and booster.best_iteration > 0 else rounds
+    progress.final(rounds, used, lambda: callbacks[0]._get_checkpoint(model=booster))
+    return booster, used
+
+
+def _train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker training function: this worker's shard, the engine, the reports."""
+    import ray.train
+
+    spec: EngineSpec = config["spec"]
+    rank = ray.train.get_context().get_world_rank()
+    Xtr, ytr = _shard(f"train_{rank}")
+    Xva, yva = _shard(f"valid_{rank}")
+    start: bytes | None = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            start = Path(d, NATIVE_FILES[spec.framework]).read_bytes()
+    fit = _fit_xgboost if spec.framework == "xgboost" else _fit_lightgbm
+    resumed_from = 0
+    if start is not None:
+        from raymlops.train.boost_model import booster_rounds, load_booster
+
+        resumed_from = booster_rounds(spec.framework, load_booster(spec.framework, start))
+    progress = _Progress(spec, config.get("board"), config.get("trial_id"), resumed_from, len(ytr))
+    fit(spec, dict(config["params"]), (Xtr, ytr, Xva, yva), start, progress)
+
+
+# --------------------------------------------------------------------------- on the driver
+
+
+def _trainer(spec: EngineSpec, params: dict[str, Any], data: BoostData, *, name: str, storage_path: str,
+             max_failures: int, callbacks: list[Any] | None = None, board: Any = None,
+             trial_id: str | None = None) -> Any:
+    import ray.train
+    from ray.data import ExecutionOptions
+
+    Trainer: Any
+    if spec.framework == "xgboost":
+        from ray.train.xgboost import XGBoostTrainer as Trainer
+    else:
+        from ray.train.lightgbm import LightGBMTrainer as Trainer
+    return Trainer(
+        _train_loop_per_worker,
+        train_loop_config={"spec": spec, "params": params, "board": board, "trial_id": trial_id},
+        datasets=data.datasets,
+        # every worker reads its own datasets (train_<rank>, valid_<rank>): a fixed partition
+        dataset_config=ray.train.DataConfig(datasets_to_split=[],
+                                            execution_options=ExecutionOptions(preserve_order=True)),
+        scaling_config=ray.train.ScalingConfig(num_workers=spec.num_workers,
+                                               resources_per_worker={"CPU": spec.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage_path, callbacks=callbacks,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def _tune_trial(config: dict[str, Any], spec: EngineSpec | None = None, data: BoostData | None = None,
+                board: Any = None, storage_path: str = "", name: str = "", max_failures: int = 0) -> None:
+    """One Tune trial: one Ray Train run, whose reports reach Tune through ``TuneReportCallback``."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    assert spec is not None and data is not None
+    os.environ.setdefault(POLL_ENV, POLL_INTERVAL_S)  # propagated by Ray Train to its controller
+    trial_id = tune.get_context().get_trial_id()
+    trainer = _trainer(spec, config["trial"]["params"], data, name=f"{name}-{trial_id}", storage_path=storage_path,
+                       max_failures=max_failures, callbacks=[TuneReportCallback()], board=board, trial_id=trial_id)
+    trainer.fit()
+
+
+class _StopBoard:
+    """Trials ASHA has stopped; rank 0 of each run asks at its reports."""
+
+    def __init__(self) -> None:
+        self.stopped: set[str] = set()
+
+    def stop(self, trial_id: str) -> None:
+        self.stopped.add(trial_id)
+
+    def should_stop(self, trial_id: str) -> bool:
+        return trial_id in self.stopped
+
+
+def _graceful_asha(board: Any, **kwargs: Any) -> Any:
+    """ASHA whose STOP reaches the run through ``board`` (the trial then ends by itself)."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class GracefulASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if decision == TrialScheduler.STOP:
+                if not result.get("done"):
+                    board.stop.remote(trial.trial_id)
+                return str(TrialScheduler.CONTINUE)
+            return str(decision)
+
+    return GracefulASHA(**kwargs)
+
+
+def _load_checkpoint(path: str, framework: str) -> bytes:
+    import ray.train
+
+    with ray.train.Checkpoint(path).as_directory() as d:
+        return Path(d, NATIVE_FILES[framework]).read_bytes()
+
+
+def _engine_version(framework: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(framework)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _check_engine(framework: str) -> None:
+    import importlib
+
+    try:
+        importlib.import_module(framework)
+    except ImportError:
+        raise ConfigError(f"train.framework: {framework} is not installed; pip install 'raymlops[boost]'") from None
+
+
+def _check_capacity(spec: EngineSpec) -> int:
+    """How many runs fit at once on the cluster's CPUs (at least one must)."""
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 0.0))
+    need = spec.num_workers * spec.cpus_per_worker
+    if need > cpus:
+        raise RaymlopsError(
+            f"train.num_workers {spec.num_workers} x train.cpus_per_worker {spec.cpus_per_worker:g} needs {need:g} "
+            f"CPUs, but the Ray cluster has {cpus:g}: the workers could never all start")
+    return max(1, int(cpus // need))
+
+
+@contextlib.contextmanager
+def _quiet(progress: bool) -> Iterator[None]:
+    for name in ("ray.tune", "ray.train", "ray.data"):
+        logging.getLogger(name).setLevel(logging.CRITICAL if not progress else logging.INFO)
+    with contextlib.redirect_stdout(sys.stderr if progress else io.StringIO()):
+        yield
+
+
+def fit_distributed(
+    config: TrainConfig, source: SnapshotSource, *, seed: int, storage_path: str, name: str, progress: bool = False,
+) -> tuple[BoostedModel, TuneSummary]:
+    """Train ``config.framework`` on Ray Train over the snapshot of ``source``, searching
+    ``config.params`` with Ray Tune when it holds a search space. Needs a connected Ray."""
+    assert config.framework is not None
+    framework = config.framework
+    _check_engine(framework)
+    trials = expand_params(config, seed)
+    data = boost_datasets(source, task=config.task, num_workers=config.num_workers,
+                          validation_fraction=config.validation_fraction,
+                          shared_validation=framework == "lightgbm")
+    num_classes = len(data.classes) if data.classes is not None else 0
+    name_, flip = engine_metric(framework, config.metric, num_classes)
+    tuned = len(trials) > 1
+    asha = tuned and (config.scheduler.type == "asha" or "scheduler" not in config.model_fields_set)
+    spec = EngineSpec(
+        framework=framework, task=config.task, metric=config.metric, engine_metric=name_, flip=flip,
+        num_classes=num_classes, num_boost_round=config.num_boost_round,
+        early_stopping_rounds=config.early_stopping_rounds, checkpoint_every=config.checkpoint_every,
+        report_every=1 if asha else config.checkpoint_every, seed=seed, num_workers=config.num_workers,
+        cpus_per_worker=config.cpus_per_worker,
+    )
+    fits = _check_capacity(spec)
+    os.environ.setdefault(POLL_ENV, POLL_INTERVAL_S)
+    t0 = time.perf_counter()
+    with _quiet(progress):
+        if tuned:
+            records, best_path = _search(config, spec, data, trials, storage_path=storage_path, name=name,
+                                         concurrent=min(config.max_concurrent_trials, fits), asha=asha)
+        else:
+            records, best_path = _single(config, spec, data, trials[0], storage_path=storage_path, name=name)
+    summary = summarize(records, trials, metric=config.metric, mode=config.mode, seconds=time.perf_counter() - t0,
+                        scheduler="asha" if asha else "fifo", strategy="distributed")
+    best_path_of = dict(best_path)
+    path = best_path_of.get(summary.best.trial_id)
+    if path is None:
+        raise StepFailed("train", f"the best run ({summary.best.trial_id}) left no checkpoint")
+    best = summary.best
+    info = {
+        "framework": framework, "framework_version": _engine_version(framework), "trainer": TRAINERS[framework],
+        "num_workers": config.num_workers, "cpus_per_worker": config.cpus_per_worker,
+        "num_boost_round": config.num_boost_round, "early_stopping_rounds": config.early_stopping_rounds,
+        "rounds": best.epochs, "rounds_used": int(best.metrics.get("rounds_used", best.epochs)),
+        "resumed_from": int(best.metrics.get("resumed_from", 0)), "params": best.config["params"],
+        "train_rows": data.train_rows, "valid_rows": data.valid_rows, "seed": seed,
+    }
+    model = boosted_model(config.task, framework, _load_checkpoint(path, framework),
+                          classes=list(data.classes) if data.classes is not None else None,
+                          rounds_used=info["rounds_used"], info=info)
+    return model, summary
+
+
+def _record(trial_id: str, trial: dict[str, Any], m: dict[str, Any], spec: EngineSpec, metric: str,
+            seconds: float, error: str | None) -> TrialRecord:
+    rounds = int(m.get("round", 0))
+    return TrialRecord(
+        trial_id=trial_id, config=trial,
+        metric=float(m[metric]) if metric in m and error is None else None,
+        seconds=seconds, error=error, node_id=str(m["node_id"]) if m.get("node_id") else None,
+        epochs=rounds, epochs_planned=spec.num_boost_round,
+        stopped_early=error is None and bool(m.get("stopped")),
+        failures=int(int(m.get("resumed_from", 0)) > 0),
+        metrics={k: float(m[k]) for k in (metric, "rounds_used", "resumed_from", "rows") if k in m},
+    )
+
+
+def _single(config: TrainConfig, spec: EngineSpec, data: BoostData, trial: dict[str, Any], *, storage_path: str,
+            name: str) -> tuple[list[TrialRecord], list[tuple[str, str]]]:
+    t0 = time.perf_counter()
+    trainer = _trainer(spec, trial["params"], data, name=name, storage_path=storage_path,
+                       max_failures=config.max_failures)
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray Train's TrainingFailedError: the run failed past its retries
+        record = _record("distributed", trial, {}, spec, config.metric, time.perf_counter() - t0,
+                         f"{type(exc).__name__}: {exc}")
+        return [record], []
+    record = _record("distributed", trial, dict(result.metrics or {}), spec, config.metric,
+                     time.perf_counter() - t0, None)
+    return [record], ([("distributed", result.checkpoint.path)] if result.checkpoint is not None else [])
+
+
+def _search(config: TrainConfig, spec: EngineSpec, data: BoostData, trials: list[dict[str, Any]], *,
+            storage_path: str, name: str, concurrent: int, asha: bool,
+            ) -> tuple[list[TrialRecord], list[tuple[str, str]]]:
+    import ray
+    from ray import tune
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    board: Any = ray.remote(num_cpus=0)(_StopBoard).remote()
+    sched: Any = FIFOScheduler()
+    if asha:
+        explicit = "scheduler" in config.model_fields_set
+        max_t = min(config.scheduler.max_t or spec.num_boost_round, spec.num_boost_round)
+        grace = config.scheduler.grace_period if explicit else max(1, spec.num_boost_round // 10)
+        sched = _graceful_asha(board, time_attr="round", max_t=max_t, grace_period=min(grace, max_t),
+                               reduction_factor=config.scheduler.reduction_factor)
+    trainable = tune.with_parameters(_tune_trial, spec=spec, data=data, board=board, storage_path=storage_path,
+                                     name=name, max_failures=config.max_failures)
+    tuner = tune.Tuner(
+        # the trial only drives its Ray Train run: the workers hold the CPUs (a bundle needs some resource)
+        tune.with_resources(trainable, {"cpu": 0, "memory": 1}),
+        param_space={"trial": tune.grid_search(trials)},
+        tune_config=tune.TuneConfig(metric=config.metric, mode=config.mode, max_concurrent_trials=concurrent,
+                                    scheduler=sched, search_alg=BasicVariantGenerator(random_state=spec.seed)),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    try:
+        grid = tuner.fit()
+    finally:
+        ray.kill(board)
+    records, paths = [], []
+    for i in range(len(grid)):
+        result = grid[i]
+        m = dict(result.metrics or {})
+        trial_id = str(m.get("trial_id", result.path.rsplit("/", 1)[-1]))
+        error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
+        if error is None and not m.get("done"):
+            error = "the run ended without its final report"
+        records.append(_record(trial_id, result.config["trial"] if result.config else {}, m, spec, config.metric,
+                               float(m.get("time_total_s", 0.0)), error))
+        if m.get(CHECKPOINT_PATH_KEY) and error is None:
+            paths.append((trial_id, str(m[CHECKPOINT_PATH_KEY])))
+    return records, paths

@@ -1,0 +1,112 @@
+"""strategy: distributed on the session's Ray: Ray Train's XGBoost / LightGBM trainers over the
+snapshot, through evaluate, gate and registry; the serving loader loads the native model;
+``reproduce`` gives identical predictions; Tune with ASHA over boosting rounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raymlops import Store, run_pipeline
+from raymlops.config import PipelineConfig
+from raymlops.registry import get_model, load_model
+from raymlops.registry.reproduce import reproduce
+
+pytestmark = pytest.mark.integration
+
+
+def _distributed(quickstart: PipelineConfig, **train: Any) -> PipelineConfig:
+    cfg = quickstart.model_copy(update={"serve": quickstart.serve.model_copy(update={"enabled": False})})
+    return cfg.model_copy(update={"train": cfg.train.model_validate(
+        {"strategy": "distributed", "num_workers": 2, "num_boost_round": 20, "checkpoint_every": 5, **train})})
+
+
+def _serving_load(store: Store, version: Any) -> Any:
+    """The model as a Serve replica loads it (``raymlops.serve.app.load_verified``)."""
+    from raymlops.serve.app import load_verified
+
+    return load_verified({"model_id": version.id, "artifact_root": store.artifacts.root_uri,
+                          "artifact_key": version.artifact_key, "artifact_sha256": version.artifact_sha256})
+
+
+def test_xgboost_on_two_workers_registers_a_model_that_serves_and_reproduces(
+    ray_session: None, quickstart: PipelineConfig, tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    cfg = _distributed(quickstart, framework="xgboost", early_stopping_rounds=5,
+                       params={"max_depth": 3, "eta": 0.3})
+    result = run_pipeline(cfg, home=str(home), progress=lambda _: None)
+    assert result.status == "succeeded" and result.gate == "passed", result.gate_reasons
+    store = Store.open(home)
+    version = get_model(store, result.model or "")
+    assert version.status == "registered" and result.metrics["roc_auc"] >= 0.95
+
+    # lineage: the engine and its version, the workers, the rounds used
+    training = version.record["lineage"]["training"]
+    assert training["framework"] == "xgboost" and training["framework_version"]
+    assert training["num_workers"] == 2 and training["trainer"].endswith("XGBoostTrainer")
+    assert 1 <= training["rounds_used"] <= training["rounds"] <= 20
+    assert version.record["lineage"]["packages"]["xgboost"] == training["framework_version"]
+    best = version.record["tune"]["best"]
+    assert best["metrics"]["rows"] > 0 and best["node_id"]
+
+    # the native UBJSON file is stored next to the artifact, with its sha256, and loads in XGBoost alone
+    native = version.record["native"]
+    data = store.artifacts.read_bytes(native["key"])
+    import hashlib
+
+    import xgboost
+
+    assert native["key"].endswith("model.ubj") and hashlib.sha256(data).hexdigest() == native["sha256"]
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(data))
+    assert booster.num_boosted_rounds() == training["rounds"]
+
+    # the registry and the serving loader load it; it predicts the holdout as evaluated
+    from raymlops.train.prepare import split_snapshot
+
+    features = [f["name"] for f in version.signature["inputs"]]
+    _, _, Xho, yho = split_snapshot(store, version.snapshot_id, features, cfg)
+    model, served = load_model(store, version), _serving_load(store, version)
+    assert np.array_equal(model.predict_proba(Xho), served.predict_proba(Xho))
+    assert float((served.predict(Xho) == yho).mean()) == pytest.approx(result.metrics["accuracy"])
+    assert version.signature["classes"] == [0, 1]
+
+    # same snapshot, seed and workers: the same trees
+    again = reproduce(store, version.id)
+    assert again.predictions_equal and again.max_probability_diff == 0.0, again.differences
+    assert again.identical
+
+
+def test_lightgbm_trains_and_registers(ray_session: None, quickstart: PipelineConfig, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cfg = _distributed(quickstart, framework="lightgbm", metric="log_loss",
+                       params={"num_leaves": 7, "learning_rate": 0.2})
+    result = run_pipeline(cfg, home=str(home), progress=lambda _: None)
+    assert result.status == "succeeded" and result.gate == "passed", result.gate_reasons
+    store = Store.open(home)
+    version = get_model(store, result.model or "")
+    assert version.record["native"]["key"].endswith("model.txt")
+    training = version.record["lineage"]["training"]
+    assert training["framework"] == "lightgbm" and training["rounds"] == 20 and training["num_workers"] == 2
+    model = _serving_load(store, version)
+    assert model.predict_proba(np.zeros((3, len(version.signature["inputs"])))).shape == (3, 2)
+
+
+def test_tune_with_asha_over_boosting_rounds(ray_session: None, quickstart: PipelineConfig, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    # half a CPU per worker: two runs of two workers fit on two CPUs at once
+    cfg = _distributed(quickstart, framework="xgboost", cpus_per_worker=0.5, num_boost_round=12, num_samples=2,
+                       params={"max_depth": 2, "eta": {"loguniform": [0.005, 0.5]}},
+                       scheduler={"type": "asha", "grace_period": 3, "reduction_factor": 2})
+    result = run_pipeline(cfg, home=str(home), progress=lambda _: None)
+    assert result.status == "succeeded", result.error
+    summary = get_model(Store.open(home), result.model or "").record["tune"]
+    assert summary["strategy"] == "distributed" and summary["scheduler"] == "asha" and len(summary["trials"]) == 2
+    assert all(t["error"] is None and t["epochs_planned"] == 12 for t in summary["trials"])
+    best = summary["best"]
+    assert best["epochs"] == 12 and not best["stopped_early"]
+    assert best["metric"] == max(t["metric"] for t in summary["trials"])

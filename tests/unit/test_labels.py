@@ -1,0 +1,234 @@
+"""Early labels: a label that arrives before its row waits (bounded, with a time-to-live) and is
+joined when the row comes; every label ends matched, waiting, expired or unknown (pure: no Ray,
+a fake clock, no sleeping)."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raymlops.config import MonitorConfig, MonitorPerformanceConfig
+from raymlops.monitor.labels import EarlyLabels, LabelCounts, RecentIds
+from raymlops.monitor.monitor import Monitor
+from raymlops.monitor.performance import PerformanceTracker
+from raymlops.monitor.reference import MonitorReference, build_reference
+
+
+class Clock:
+    def __init__(self, t: float = 1_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def tracker(clock: Clock, **cfg: Any) -> PerformanceTracker:
+    base: dict[str, Any] = {"baseline_labels": 10, "window_labels": 10, "min_labels": 5}
+    return PerformanceTracker(MonitorPerformanceConfig.model_validate(base | cfg), ("all",), clock=clock)
+
+
+def serve(t: PerformanceTracker, ids: list[str], preds: list[Any] | None = None, now: float | None = None) -> list[Any]:
+    preds = [1] * len(ids) if preds is None else preds
+    return t.remember(ids, preds, None, [0] * len(ids), now=now)
+
+
+def balanced(t: PerformanceTracker) -> None:
+    c = t.label_counts()
+    assert c["received"] == c["matched"] + c["waiting"] + c["expired"] + c["unknown"], c
+
+
+# ------------------------------------------------------------------------------- the pure store
+
+
+def test_early_store_holds_until_taken_or_expired() -> None:
+    clock = Clock()
+    store = EarlyLabels(10, 60.0, clock)
+    assert store.add("a", 1) and store.add("b", 0)
+    assert not store.add("a", 0)  # one label per key: the first waits
+    clock.t += 30
+    assert store.add("c", 1)
+    assert store.take(["b", "zzz"]) == [("b", 0)] and len(store) == 2
+    clock.t += 30  # a's 60 s are up, c has 30 s left
+    assert store.expire() == 1 and "a" not in store and "c" in store
+    assert store.expire(now=clock.t + 30) == 1 and len(store) == 0 and store.expired == 2
+
+
+def test_early_store_is_bounded_oldest_pushed_out() -> None:
+    store = EarlyLabels(3, 60.0, Clock())
+    for k in "abcde":
+        store.add(k, 1)
+    assert list(store.items) == ["c", "d", "e"] and store.expired == store.pushed_out == 2
+
+
+def test_early_store_pickles_without_its_clock() -> None:
+    store = EarlyLabels(3, 60.0, lambda: 5.0)  # a lambda does not pickle: the clock is left out
+    store.add("a", 1)
+    back = pickle.loads(pickle.dumps(store))
+    assert back.items == store.items and callable(back.clock)
+    with pytest.raises(ValueError, match="ttl_s"):
+        EarlyLabels(3, 0.0)
+
+
+def test_recent_ids_and_counts() -> None:
+    r = RecentIds(2)
+    for k in "abc":
+        r.add(k)
+    assert "a" not in r and "c" in r and len(r) == 2
+    merged = LabelCounts(received=3, matched=2, unknown=1).merged([LabelCounts(received=1, expired=1)])
+    assert merged.to_dict(waiting=0) == {"received": 4, "matched": 2, "matched_late": 0, "expired": 1,
+                                         "pushed_out": 0, "unknown": 1, "waiting": 0}
+
+
+# ------------------------------------------------------------------------ the tracker's join
+
+
+def test_label_after_row_matches_at_once() -> None:
+    t = tracker(Clock())
+    serve(t, ["r1", "r2"])
+    matched, _ = t.feedback(["r1"], [1], ts=1_000.0, window=0)
+    assert matched == 1 and t.last_outcomes == ["matched"]
+    assert t.label_counts() | {} == {"received": 1, "matched": 1, "matched_late": 0, "expired": 0, "pushed_out": 0,
+                                     "unknown": 0, "waiting": 0}
+
+
+def test_label_before_row_waits_and_is_joined_when_the_row_arrives() -> None:
+    clock = Clock()
+    t = tracker(clock)
+    matched, _ = t.feedback(["r1", "r2"], [1, 0], ts=clock.t, window=0)
+    assert matched == 0 and t.last_outcomes == ["waiting", "waiting"]
+    assert t.label_counts()["waiting"] == 2
+    clock.t += 10
+    serve(t, ["r0", "r1", "r2", "r3"], [1, 1, 1, 1])
+    c = t.label_counts()
+    assert (c["matched"], c["matched_late"], c["waiting"]) == (2, 2, 0)
+    assert t.baseline_window.rows == 2 and t.baseline_window.correct.sum() == 1  # r2: predicted 1, label 0
+    assert len(t.store) == 2  # r0, r3 still wait for their labels
+    balanced(t)
+
+
+def test_labels_posted_much_later_still_match() -> None:
+    """The prediction store has no time limit, only a size: a label ten minutes later matches."""
+    clock = Clock()
+    t = tracker(clock)
+    serve(t, [f"r{i}" for i in range(50)], now=clock.t)
+    clock.t += 600
+    matched, _ = t.feedback([f"r{i}" for i in range(50)], [1] * 50, ts=clock.t, window=0)
+    assert matched == 50 and t.label_counts()["matched"] == 50
+
+
+def test_a_waiting_label_expires_after_its_ttl() -> None:
+    clock = Clock()
+    t = tracker(clock, early_label_ttl_s=30.0)
+    t.feedback(["never-served", "late"], [1, 1], ts=clock.t, window=0)
+    clock.t += 29.0
+    assert t.expire() == 0 and t.label_counts()["waiting"] == 2
+    clock.t += 1.0
+    assert t.expire() == 2
+    serve(t, ["late"], now=clock.t)  # the row came too late: its label is gone, the row waits for another
+    c = t.label_counts()
+    assert (c["expired"], c["waiting"], c["matched"]) == (2, 0, 0) and len(t.store) == 1
+    balanced(t)
+
+
+def test_expiry_happens_on_feedback_and_remember_too() -> None:
+    clock = Clock()
+    t = tracker(clock, early_label_ttl_s=5.0)
+    t.feedback(["a"], [1], ts=clock.t, window=0)
+    t.feedback(["b"], [1], ts=clock.t + 6, window=0)  # a expires here
+    assert t.label_counts()["expired"] == 1
+    serve(t, ["b"], now=clock.t + 12)  # b's ttl ended before its row: expired, not joined
+    assert t.label_counts()["expired"] == 2 and t.label_counts()["matched"] == 0
+
+
+def test_the_early_store_is_bounded() -> None:
+    clock = Clock()
+    t = tracker(clock, early_label_store_size=3)
+    t.feedback([f"e{i}" for i in range(5)], [1] * 5, ts=clock.t, window=0)
+    assert t.last_outcomes == ["expired", "expired", "waiting", "waiting", "waiting"]
+    c = t.label_counts()
+    assert (c["waiting"], c["expired"], c["pushed_out"]) == (3, 2, 2)
+    serve(t, ["e0", "e4"])
+    assert t.label_counts()["matched"] == 1  # e0 was pushed out
+    balanced(t)
+
+
+def test_duplicates_are_unknown_and_the_first_label_counts() -> None:
+    clock = Clock()
+    t = tracker(clock)
+    serve(t, ["r1"], [1])
+    t.feedback(["r1", "r1"], [1, 0], ts=clock.t, window=0)
+    assert t.last_outcomes == ["matched", "unknown"]
+    t.feedback(["w", "w"], [0, 1], ts=clock.t, window=0)  # both before the row
+    assert t.last_outcomes == ["waiting", "unknown"]
+    serve(t, ["w"], [0])
+    assert t.baseline_window.correct.sum() == 2  # r1 = 1 and w = 0: the first labels
+    t.feedback(["w"], [1], ts=clock.t, window=0)  # labelled already
+    assert t.last_outcomes == ["unknown"]
+    c = t.label_counts()
+    assert (c["received"], c["matched"], c["unknown"], c["waiting"]) == (5, 2, 3, 0)
+    balanced(t)
+
+
+def test_multi_row_keys_wait_and_join_per_row() -> None:
+    clock = Clock()
+    t = tracker(clock)
+    t.feedback(["m/0", "m/1", "m/2"], [1, 0, 1], ts=clock.t, window=0)
+    serve(t, ["m/0", "m/1", "m/2", "s"], [1, 1, 1, 0])
+    assert t.label_counts()["matched"] == 3 and t.baseline_window.correct.sum() == 2
+    serve(t, ["n/0", "n/1"])
+    t.feedback(["n"], [1], ts=clock.t, window=0)  # one label for a request of two rows
+    assert t.last_outcomes == ["unknown"]
+    balanced(t)
+
+
+def test_joins_at_ingest_close_windows_and_alert() -> None:
+    clock = Clock()
+    t = tracker(clock)
+    ids = [f"b{i}" for i in range(10)]
+    serve(t, ids, [1] * 10)
+    t.feedback(ids, [1] * 10, ts=clock.t, window=0)  # baseline: accuracy 1
+    assert t.baseline is not None and t.baseline["accuracy"] == 1.0
+    late = [f"l{i}" for i in range(10)]
+    t.feedback(late, [0] * 10, ts=clock.t, window=0)  # every label before its row, all wrong
+    alerts = serve(t, late, [1] * 10, now=clock.t)
+    assert [a.key for a in alerts] == ["performance:accuracy:all"]
+
+
+def test_older_checkpoint_without_early_labels_loads() -> None:
+    t = tracker(Clock())
+    serve(t, ["a"])
+    t.feedback(["a", "x"], [1, 1], ts=0.0, window=0)
+    state = dict(t.__dict__)
+    for name in ("early", "labelled", "counts", "last_outcomes"):
+        state.pop(name)
+    old = PerformanceTracker.__new__(PerformanceTracker)
+    old.__setstate__(state)
+    assert old.label_counts()["matched"] == 1 and old.label_counts()["unknown"] == 1
+    old.feedback(["y"], [1], ts=0.0, window=0)
+    assert old.last_outcomes == ["waiting"]
+
+
+# ------------------------------------------------------------------------- through the Monitor
+
+
+@pytest.fixture(scope="module")
+def reference() -> MonitorReference:
+    rng = np.random.default_rng(0)
+    return build_reference({"x": rng.normal(size=2_000)}, n_bins=10)
+
+
+def test_monitor_joins_early_labels_at_ingest_and_checkpoints_them(reference: MonitorReference) -> None:
+    clock = Clock()
+    m = Monitor(reference, MonitorConfig.model_validate({"window_rows": 100}), clock=clock)
+    ids = [f"q{i}" for i in range(20)]
+    matched, _ = m.feedback(ids[:10] + ["m"], [1] * 10 + [[1, 0]])
+    assert matched == 0 and m.performance.last_outcomes == ["waiting"] * 12
+    restored = Monitor.from_bytes(m.to_bytes(), clock=clock)  # waiting labels survive a restart
+    X = np.random.default_rng(1).normal(size=23)
+    restored.ingest({"x": X}, np.ones(23), request_ids=ids + ["m", "m", "other"])
+    c = restored.performance.label_counts()
+    assert (c["matched"], c["matched_late"], c["waiting"]) == (12, 12, 0)
+    assert restored.status()["performance"]["labels"]["matched"] == 12

@@ -1,0 +1,105 @@
+"""``raymlops monitor check`` with exact tests: a real shift found, no false alarm on a random
+split, integer columns tested on their support, the dataset rule, and a light import path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from raymlops.cli import main
+
+
+@pytest.fixture(scope="module")
+def digits() -> pd.DataFrame:
+    from sklearn.datasets import load_digits
+
+    return load_digits(as_frame=True).frame
+
+
+def _check(capsys: pytest.CaptureFixture[str], ref: Path, cur: Path, *extra: str) -> dict:
+    assert main(["monitor", "check", "--reference", str(ref), "--current", str(cur), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_digits_0_to_4_vs_5_to_9_is_dataset_drift(digits: pd.DataFrame, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    x = digits.drop(columns="target")
+    x[digits.target < 5].to_parquet(tmp_path / "lo.parquet", index=False)
+    x[digits.target >= 5].to_parquet(tmp_path / "hi.parquet", index=False)
+    out = _check(capsys, tmp_path / "lo.parquet", tmp_path / "hi.parquet")
+    feats = out["features"]
+    assert out["drift"] is True and out["dataset_rule"] == "any" and out["correction"] == "bonferroni"
+    assert {f["kind"] for f in feats.values()} == {"discrete"}  # pixels: integers 0..16
+    assert {f["test"] for f in feats.values()} == {"chi2"}
+    assert len(out["drifted_features"]) >= 35  # 31 with KS + Bonferroni before; alibi-detect flags 39
+    # each p-value is scipy's chi2_contingency on the pixel's observed values
+    lo, hi = x[digits.target < 5]["pixel_0_4"], x[digits.target >= 5]["pixel_0_4"]
+    values = np.union1d(lo, hi)
+    table = np.array([[np.sum(lo == v) for v in values], [np.sum(hi == v) for v in values]])
+    assert feats["pixel_0_4"]["p_value"] == pytest.approx(stats.chi2_contingency(table, correction=False).pvalue,
+                                                          rel=1e-9)
+    # Evidently's rule (a share of uncorrected flags) finds it too; the text output names the rule
+    cfg = tmp_path / "share.yaml"
+    cfg.write_text("monitor:\n  dataset_rule: share\n")
+    assert _check(capsys, tmp_path / "lo.parquet", tmp_path / "hi.parquet", "--config", str(cfg))["drift"] is True
+    assert main(["monitor", "check", "--reference", str(tmp_path / "lo.parquet"), "--current",
+                 str(tmp_path / "hi.parquet")]) == 0
+    assert "dataset drift: YES" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_random_split_is_no_drift(digits: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    seed: int) -> None:
+    x = digits.drop(columns="target")
+    half = np.random.default_rng(seed).permutation(len(x)) < len(x) // 2
+    x[half].to_csv(tmp_path / "a.csv", index=False)
+    x[~half].to_csv(tmp_path / "b.csv", index=False)
+    out = _check(capsys, tmp_path / "a.csv", tmp_path / "b.csv")
+    assert out["drift"] is False and out["drifted_features"] == []
+
+
+def test_continuous_columns_get_exact_ks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=3_000), rng.normal(0.1, 1.0, 800)
+    pd.DataFrame({"x": a, "n": rng.integers(0, 1_000, 3_000)}).to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame({"x": b, "n": rng.integers(0, 1_000, 800)}).to_parquet(tmp_path / "b.parquet")
+    out = _check(capsys, tmp_path / "a.parquet", tmp_path / "b.parquet")
+    x = out["features"]["x"]
+    ref = stats.ks_2samp(a, b)
+    assert x["kind"] == "continuous" and x["test"] == "ks"
+    assert x["statistic"] == pytest.approx(ref.statistic, abs=1e-12)
+    assert x["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert out["features"]["n"]["kind"] == "continuous"  # integers, but ~1,000 distinct values: KS
+
+
+def test_monitor_check_imports_neither_ray_nor_the_pipeline(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        frame = pd.DataFrame({"x": rng.normal(size=200), "c": rng.choice(["u", "v"], 200)})
+        frame.to_parquet(tmp_path / f"{name}.parquet")
+    code = (
+        "import json, sys\n"
+        "import raymlops\n"
+        "base = set(sys.modules)\n"
+        "from raymlops.cli import main\n"
+        f"rc = main(['monitor', 'check', '--reference', {str(tmp_path / 'a.parquet')!r}, "
+        f"'--current', {str(tmp_path / 'b.parquet')!r}, '--json'])\n"
+        "print(json.dumps({'rc': rc, 'base': sorted(base), 'after': sorted(sys.modules)}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    after = set(res["after"])
+    assert res["rc"] == 0
+    assert not {m for m in after if m == "ray" or m.startswith("ray.")}  # neither Ray nor Ray Data
+    # the command adds no pipeline module (raymlops/__init__ may still import its public API)
+    assert not {m for m in after - set(res["base"]) if m.startswith("raymlops.pipeline")}
+    assert "raymlops.stats.offline" in after and "raymlops.stats.exact" in after
+    assert "raymlops.monitor" not in after  # nor the monitor package (pandas, the streaming core)

@@ -1,0 +1,136 @@
+"""strategy: distributed — config errors name their key path; the search space expands as for
+candidates; the boosted-model adapter predicts and round-trips through joblib (no Ray)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+
+from raymlops.config import TrainConfig, parse_config
+from raymlops.exceptions import ConfigError
+from raymlops.train.distributed import engine_metric, expand_params
+
+BASE: dict[str, Any] = {
+    "name": "m",
+    "data": {"source": "sklearn://breast_cancer", "target": "target"},
+}
+
+
+def _config(train: dict[str, Any]) -> Any:
+    return parse_config({**BASE, "train": train}, "p.yaml")
+
+
+def _distributed(**kw: Any) -> dict[str, Any]:
+    return {"strategy": "distributed", "framework": "xgboost", **kw}
+
+
+def test_the_issue_example_loads() -> None:
+    cfg = _config(_distributed(num_workers=2, cpus_per_worker=1, num_boost_round=200, early_stopping_rounds=20,
+                               params={"max_depth": 6, "eta": {"loguniform": [0.01, 0.3]}, "subsample": 0.8},
+                               num_samples=4))
+    t = cfg.train
+    assert (t.framework, t.num_workers, t.num_boost_round, t.early_stopping_rounds) == ("xgboost", 2, 200, 20)
+    assert t.candidates == [] and t.metric == "roc_auc" and t.mode == "max"
+
+
+def test_regression_defaults_to_rmse() -> None:
+    t = _config(_distributed(task="regression")).train
+    assert (t.metric, t.mode) == ("rmse", "min")
+
+
+@pytest.mark.parametrize(
+    ("train", "where", "what"),
+    [
+        ({"strategy": "distributed"}, "train.framework", "expected xgboost or lightgbm"),
+        (_distributed(framework="catboost"), "train.framework", "catboost"),
+        (_distributed(num_workers=0), "train.num_workers", "greater than or equal to 1"),
+        (_distributed(cpus_per_worker=0), "train.cpus_per_worker", "greater than 0"),
+        (_distributed(num_boost_round=0), "train.num_boost_round", "greater than or equal to 1"),
+        (_distributed(early_stopping_rounds=0), "train.early_stopping_rounds", "greater than or equal to 1"),
+        (_distributed(checkpoint_every=0), "train.checkpoint_every", "greater than or equal to 1"),
+        (_distributed(params={"eta": {"loguniform": [0, 1]}}), "train.params.eta", "0 < low < high"),
+        (_distributed(params={"eta": []}), "train.params.eta", "at least one value"),
+        (_distributed(params={"objective": "reg:squarederror"}), "train.params", "'objective'"),
+        (_distributed(metric="f1"), "train.metric", "with strategy 'distributed'"),
+        (_distributed(task="regression", metric="r2"), "train.metric", "with strategy 'distributed'"),
+        (_distributed(cv_folds=3), "train.cv_folds", "expected no cv_folds"),
+        (_distributed(candidates=[{"estimator": "sklearn.linear_model.LogisticRegression"}]), "train.candidates",
+         "expected no candidates"),
+        (_distributed(bogus=1), "train.bogus", "unknown key"),
+        ({"framework": "xgboost", "candidates": [{"estimator": "sklearn.linear_model.LogisticRegression"}]},
+         "train.framework", "expected no framework"),
+        ({"params": {"max_depth": 3}, "candidates": [{"estimator": "sklearn.linear_model.LogisticRegression"}]},
+         "train.params", "train.candidates[i].params"),
+        ({"candidates": []}, "train.candidates", "at least one candidate"),
+    ],
+)
+def test_mistakes_are_reported_with_their_key_path(train: dict[str, Any], where: str, what: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _config(train)
+    message = str(info.value)
+    assert message.startswith(f"p.yaml: {where}"), message
+    assert what in message, message
+
+
+def test_missing_candidates_still_name_the_key_for_other_strategies() -> None:
+    with pytest.raises(ConfigError, match=r"train\.candidates: expected this key"):
+        _config({"strategy": "tune"})
+
+
+def test_search_space_expands_like_a_candidates() -> None:
+    t = TrainConfig.model_validate(_distributed(params={"max_depth": [3, 6], "eta": {"loguniform": [0.01, 0.3]}},
+                                                num_samples=2))
+    trials = expand_params(t, seed=7)
+    assert len(trials) == 4 and trials == expand_params(t, seed=7)
+    assert {tr["params"]["max_depth"] for tr in trials} == {3, 6}
+    assert all(0.01 <= tr["params"]["eta"] <= 0.3 for tr in trials)
+    assert all(tr["estimator"] == "ray.train.xgboost.XGBoostTrainer" for tr in trials)
+    assert expand_params(t, seed=8) != trials
+
+
+def test_engine_metric_names() -> None:
+    assert engine_metric("xgboost", "accuracy", 2) == ("error", True)
+    assert engine_metric("xgboost", "log_loss", 3) == ("mlogloss", False)
+    assert engine_metric("lightgbm", "mae", 0) == ("l1", False)
+    with pytest.raises(ConfigError, match="train.metric"):
+        engine_metric("lightgbm", "roc_auc", 3)
+
+
+@pytest.mark.parametrize("framework", ["xgboost", "lightgbm"])
+def test_boosted_model_predicts_and_round_trips_as_native_bytes(framework: str) -> None:
+    from sklearn.datasets import make_classification
+
+    from raymlops.train.boost_model import BoostedClassifier, boosted_model, native_bytes
+
+    X, y = make_classification(400, 6, random_state=0)
+    if framework == "xgboost":
+        import xgboost
+
+        booster = xgboost.train({"objective": "binary:logistic", "seed": 0, "nthread": 1},
+                                xgboost.DMatrix(X, label=y), num_boost_round=8)
+    else:
+        import lightgbm
+
+        booster = lightgbm.train({"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 0},
+                                 lightgbm.Dataset(X, label=y), num_boost_round=8)
+    model = boosted_model("classification", framework, native_bytes(framework, booster), classes=["no", "yes"],
+                          rounds_used=5, info={"num_workers": 2})
+    assert isinstance(model, BoostedClassifier) and model.rounds_used_ == 5 and model.n_features_in_ == 6
+    proba = model.predict_proba(X)
+    assert proba.shape == (400, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert set(model.predict(X)) <= {"no", "yes"}
+    assert (model.predict(X) == np.where(proba[:, 1] > 0.5, "yes", "no")).mean() > 0.99
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    again = joblib.load(io.BytesIO(buf.getvalue()))
+    assert np.array_equal(again.predict_proba(X), proba) and again.info_ == {"num_workers": 2}
+    name, data = again.native_file()
+    assert name in ("model.ubj", "model.txt") and data == model.payload_
+    # the state is arrays + JSON-able values with a format version, not a pickled booster
+    state = model.__getstate__()
+    assert state["format_version"] == 1 and isinstance(state["model"], bytes)
+    assert set(state) == {"format_version", "framework", "task", "classes", "rounds_used", "info", "model"}
