@@ -356,7 +356,10 @@ class RetrainController:
         t0 = time.perf_counter()
         cfg = self.config
         mon = cfg.monitor
-        features = _features(get_model(self.store, res.challenger))
+        new_champion = get_model(self.store, res.challenger)
+        features = _features(new_champion)
+        # the new champion's probability calibration (CBPE), fitted on its own holdout
+        calibration = (new_champion.record.get("lineage") or {}).get("calibration")
         _, table = read_snapshot(self.store, res.snapshot)
         train = ~holdout_of(table, retrain_config_for(cfg))
         names = list(dict.fromkeys([*features, *mon.slice_columns]))
@@ -369,10 +372,14 @@ class RetrainController:
                                     fine_bins=mon.fine_bins, max_categories=mon.max_categories,
                                     max_slices=mon.max_slices, monitored=features)
         try:
-            rebaseline_monitor(cfg.route, reference, NAMESPACE, artifact_root=self.store.artifacts.root_uri)
+            rebaseline_monitor(cfg.route, reference, NAMESPACE, artifact_root=self.store.artifacts.root_uri,
+                               calibration=calibration)
             how = "in place"
         except NotFound:  # the monitor is gone (stopped, or out of restarts): a new one, and replicas told
-            start_monitor(cfg.route, reference, mon.model_dump() | {"seed": cfg.seed}, NAMESPACE,
+            settings = mon.model_dump() | {"seed": cfg.seed}
+            if calibration is not None:
+                settings["performance"] = settings["performance"] | {"calibration": calibration}
+            start_monitor(cfg.route, reference, settings, NAMESPACE,
                           detached=self.persistent, home=str(self.store.home),
                           artifact_root=self.store.artifacts.root_uri)
             deploy_model(self.store, res.challenger, route=cfg.route, serve_config=cfg.serve,

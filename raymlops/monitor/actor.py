@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from raymlops.config import MonitorConfig
+from raymlops.config import CalibrationConfig, MonitorConfig
 from raymlops.exceptions import NotFound, ValidationError
 from raymlops.monitor.core import Reference
 from raymlops.monitor.lifecycle import PEER_TIMEOUT_S, shard_name
@@ -187,11 +187,16 @@ class DriftMonitor:
                 next_tick = max(next_tick, now + tick_every)
                 self.last_checkpoint = max(self.last_checkpoint, now - self.cfg.checkpoint_s + 1.0)
 
-    def rebaseline(self, reference_key: str | None = None, reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    def rebaseline(self, reference_key: str | None = None, reference: dict[str, Any] | None = None,
+                   calibration: dict[str, Any] | None = None) -> dict[str, Any]:
         """Watch against a new reference from now on, in place: a fresh :class:`Monitor` on it
         (windows, long-term state, performance baseline and differential start over); the
         replicas keep their handles, so nothing is redeployed. With an artifact store the new
-        reference key is recorded (shard 0) and a checkpoint written, so a restart resumes on it."""
+        reference key is recorded (shard 0) and a checkpoint written, so a restart resumes on it.
+        ``calibration``: the new model's probability calibration (estimated performance); without
+        it the estimate's reference is the first window's, as for an uncalibrated model."""
+        performance = self.cfg.performance.model_copy(update={
+            "calibration": None if calibration is None else CalibrationConfig.model_validate(calibration)})
         if reference_key is not None:
             if self.store is None:
                 raise ValidationError("rebaseline(reference_key=...) needs the monitor's artifact store")
@@ -206,6 +211,7 @@ class DriftMonitor:
         with self.lock:
             rows_before = int(self.monitor.rows_total)
             self.reference, self.features = ref, list(ref.features)
+            self.cfg = self.cfg.model_copy(update={"performance": performance})
             self.monitor = Monitor(ref, self.cfg)
             self.predictions = Counter()
             self.dirty = True

@@ -130,17 +130,21 @@ def _store_reference(store: Any, route: str, reference: MonitorReference) -> str
 
 
 def rebaseline_monitor(route: str, reference: MonitorReference, namespace: str,
-                       artifact_root: str | None = None) -> list[dict[str, Any]]:
+                       artifact_root: str | None = None,
+                       calibration: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Move the running monitor of ``route`` (every shard, shard 0 first) to ``reference`` in
     place (:meth:`DriftMonitor.rebaseline`); NotFound when it is not running. With
-    ``artifact_root`` the reference goes to the store and the actors read it by key."""
+    ``artifact_root`` the reference goes to the store and the actors read it by key.
+    ``calibration``: the new model's probability calibration, for estimated performance."""
     handles = monitor_handles(route, namespace)
     if artifact_root is not None:
         from raymlops.store.artifacts import ArtifactStore
 
         key = _store_reference(ArtifactStore(artifact_root), route, reference)
-        return [ray.get(h.rebaseline.remote(reference_key=key), timeout=120) for h in handles]
-    return [ray.get(h.rebaseline.remote(reference=reference.to_dict()), timeout=120) for h in handles]
+        return [ray.get(h.rebaseline.remote(reference_key=key, calibration=calibration), timeout=120)
+                for h in handles]
+    return [ray.get(h.rebaseline.remote(reference=reference.to_dict(), calibration=calibration), timeout=120)
+            for h in handles]
 
 
 def _kill_shards(route: str, namespace: str) -> None:

@@ -82,3 +82,26 @@ def test_checkpoints_are_written_once_per_interval_not_one_and_a_half(tmp_path: 
     # due exactly one interval after the previous state was taken: a crash loses at most about one
     # interval (polling every half interval against the end of the last write gave 0.3-0.45 s + write)
     assert len(gaps) >= 4 and 0.29 <= statistics.median(gaps) <= 0.38, gaps  # the old code: 0.45
+
+
+def test_rebaseline_takes_the_new_models_calibration_and_drops_the_old_one(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    old, new = _reference(0.0, 1), _reference(0.0, 2)
+    old_calibration = {"x": [0.0, 1.0], "y": [0.1, 0.9], "rows": 50, "reference": {"accuracy": 0.9}}
+    settings = {**SETTINGS, "performance": {"calibration": old_calibration}}
+    mon = DriftMonitor(route="r", settings=settings, reference_key=_store_reference(store, "r", old),  # type: ignore[arg-type]
+                       artifact_root=str(tmp_path / "artifacts"), start_id="s1")
+    try:
+        def calibration() -> object:
+            return mon.monitor.config.performance.calibration
+
+        assert mon.monitor.performance.status()["estimated"]["calibrated"]
+        new_calibration = {"x": [0.0, 0.5, 1.0], "y": [0.0, 0.6, 1.0], "rows": 80, "reference": {"accuracy": 0.8}}
+        mon.rebaseline(reference_key=_store_reference(store, "r", new), calibration=new_calibration)  # type: ignore[arg-type]
+        cal = calibration()
+        assert cal is not None and cal.x == [0.0, 0.5, 1.0] and cal.reference == {"accuracy": 0.8}  # type: ignore[attr-defined]
+        assert mon.monitor.performance.status()["estimated"]["calibrated"]
+        mon.rebaseline(reference_key=_store_reference(store, "r", old))  # type: ignore[arg-type]  # uncalibrated model
+        assert calibration() is None and not mon.monitor.performance.status()["estimated"]["calibrated"]
+    finally:
+        mon.stop()
