@@ -69,6 +69,29 @@ class MonitorCollector(Collector):
                     detected.add_metric(labels, float(c["drift"]))
         yield from (score, p_value, psi, detected, dataset)
 
+        # the same per feature over the rolling long-term window (every row so far until
+        # long_term_windows windows have closed): there from the first rows on, before a window closes
+        lt_score = GaugeMetricFamily("raymlops_drift_long_term_score",
+                                     "Drift statistic of the deciding test over the long-term window",
+                                     labels=["model", "feature", "slice", "test"])
+        lt_p = GaugeMetricFamily("raymlops_drift_long_term_p_value",
+                                 "P-value (KS or chi-square) over the long-term window",
+                                 labels=["model", "feature", "slice"])
+        lt_detected = GaugeMetricFamily("raymlops_drift_long_term_detected",
+                                        "1 when the feature drifted over the long-term window",
+                                        labels=["model", "feature", "slice"])
+        lt_rows = GaugeMetricFamily("raymlops_drift_long_term_rows", "Rows in the long-term window", labels=["model"])
+        long_term = st.get("long_term")
+        if long_term:
+            lt_rows.add_metric([m], float(long_term["rows"]))
+            for sv in [long_term["overall"], *long_term.get("slices", [])]:
+                for c in sv["columns"]:
+                    labels = [m, c["column"], sv["name"]]
+                    lt_score.add_metric([*labels, c["test"]], _num(c["statistic"]))
+                    lt_p.add_metric(labels, _num(c["p_value"]))
+                    lt_detected.add_metric(labels, float(c["drift"]))
+        yield from (lt_score, lt_p, lt_detected, lt_rows)
+
         alerts = CounterMetricFamily("raymlops_alerts", "Alerts raised by kind", labels=["model", "kind"])
         for kind, n in sorted(st["alerts"]["totals"].items()):
             alerts.add_metric([m, kind], float(n))

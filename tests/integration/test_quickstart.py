@@ -65,6 +65,9 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
         with urllib.request.urlopen(out["metrics"], timeout=10) as resp:
             families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
         assert any(name.startswith("raymlops_") for name in families)
+        # per-feature drift series from the first rows on (the smoke rows; no window has closed yet)
+        series = [x for x in families["raymlops_drift_long_term_p_value"].samples if x.labels["slice"] == "all"]
+        assert len(series) == 30 and all(0.0 <= x.value <= 1.0 for x in series)
 
         # the monitor saw the smoke rows and reports drift summary with p-values
         assert out["drift"]["rows"] == 117

@@ -391,6 +391,25 @@ def test_prometheus_exposition_parses(reference: MonitorReference) -> None:
     assert ("short", "99") in latency
 
 
+
+def test_per_feature_series_are_exported_before_the_first_window_closes(reference: MonitorReference) -> None:
+    m = monitor(reference)
+    m.ingest(table(np.random.default_rng(23), 117, shift=1.0), np.zeros(117))  # a window is 1,000 rows
+    assert m.status()["windows_closed"] == 0
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector("m1", m.status))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    assert not families["raymlops_drift_p_value"].samples  # no closed window yet
+    p_values = {(x.labels["feature"], x.labels["slice"]): x.value
+                for x in families["raymlops_drift_long_term_p_value"].samples}
+    assert {("x", "all"), ("y", "all"), ("color", "all")} <= set(p_values)
+    assert p_values[("x", "all")] < 1e-6  # x is shifted by 1 sd
+    detected = {x.labels["feature"]: x.value for x in families["raymlops_drift_long_term_detected"].samples
+                if x.labels["slice"] == "all"}
+    assert detected["x"] == 1.0
+    assert families["raymlops_drift_long_term_rows"].samples[0].value == 117
+
+
 # ------------------------------------------------------------------------------ sinks
 
 
