@@ -18,12 +18,13 @@ ROUTE = "zero"
 
 
 def _running(route: str) -> int:
+    """Replicas of the route in any state (a STOPPING one may still answer while it drains)."""
     from ray import serve
 
     app = serve.status().applications.get(route)
     if app is None:
         return -1
-    return sum(d.replica_states.get("RUNNING", 0) for d in app.deployments.values())
+    return sum(sum(d.replica_states.values()) for d in app.deployments.values())
 
 
 def test_scale_to_zero_then_a_request_is_answered(ray_session: None, tmp_path: Path) -> None:
@@ -46,10 +47,18 @@ def test_scale_to_zero_then_a_request_is_answered(ray_session: None, tmp_path: P
         t0 = time.perf_counter()
         cold = predict(url, {"instances": [row(toy_data()[0][1])]})
         cold_s = time.perf_counter() - t0
+        # answered: a replica started for it (with downscale_to_zero_delay_s 1 it may already be
+        # on its way back to zero when this line runs, so its count is not asserted here)
         assert cold.status == 200 and cold.body["model_version"] == f"{ROUTE}:v1", cold.body
-        assert _running(ROUTE) == 1
         print(f"cold start from zero replicas: {cold_s:.2f} s")
         assert cold_s < 60
+        # idle again: the replica is removed quickly (Ray's 30 s drain behind HAProxy is set to 1 s)
+        t1 = time.monotonic()
+        while _running(ROUTE) != 0 and time.monotonic() - t1 < 30:
+            time.sleep(0.2)
+        gone_s = time.monotonic() - t1
+        print(f"back to zero replicas {gone_s:.1f} s after the cold answer")
+        assert _running(ROUTE) == 0 and gone_s < 15, gone_s
     finally:
         undeploy(ROUTE, shutdown=False)
         serve.shutdown()
