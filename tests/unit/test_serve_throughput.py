@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,10 +77,15 @@ def test_a_base_folder_too_long_for_haproxy_sockets_is_refused(tmp_path: Path) -
 
 @pytest.fixture()
 def no_serve_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No RAY_SERVE_* variables during the test, and none that the code under test set after it."""
+    """No RAY_SERVE_* variables during the test, and none that the code under test set after it;
+    no Ray connected either (in a full run the integration tiers' session Ray is up in this
+    process, and raymlops leaves a running Ray's ingress alone)."""
     for name in list(os.environ):
         if name.startswith("RAY_SERVE_"):
             monkeypatch.delenv(name)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if "ray" in sys.modules:
+        monkeypatch.setattr(sys.modules["ray"], "is_initialized", lambda: False)
     yield
     for name in list(os.environ):
         if name.startswith("RAY_SERVE_"):
