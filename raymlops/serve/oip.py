@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from raymlops.serve.request import DomainPolicy, RequestError, Signature, decode_json
+from raymlops.serve.request import DomainPolicy, RequestError, Signature, decode_json, domain_errors
 
 __all__ = [
     "DATATYPES", "EXTENSIONS", "InferRequest", "OipError", "PREDICT", "PREDICT_PROBA", "infer_response",
@@ -308,18 +308,10 @@ def _check_values(X: np.ndarray, signature: Signature, policy: DomainPolicy) -> 
             more = int(bad.sum()) - 1
             raise OipError(400, f"row {i}, feature {names[j]!r}: expected a finite number, found {X[i, j]}"
                            + (f" (and {more} more)" if more else ""), "invalid_value")
-    limits = policy.limits(signature)
-    if limits is None:
-        return
-    lo, hi = limits
-    values = X
-    with np.errstate(invalid="ignore"):
-        bad = (values < lo) | (values > hi)
-    if bad.any():
-        i, j = (int(k) for k in np.argwhere(bad)[0])
-        more = int(bad.sum()) - 1
-        raise OipError(400, f"row {i}, feature {names[j]!r}: {float(X[i, j])!r} is outside the accepted range "
-                       f"[{lo[j]:g}, {hi[j]:g}]" + (f" (and {more} more)" if more else ""), "out_of_domain")
+    try:  # the domain policy is /predict's own check; only the wording is the protocol's
+        domain_errors(X, signature, policy)
+    except RequestError as exc:
+        raise OipError(400, exc.message.replace(", field ", ", feature ", 1), "out_of_domain") from None
 
 
 def _requested(body: dict[str, Any], available: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[str]]:

@@ -228,7 +228,8 @@ def _slow_errors(key: str, rows: list[Any], signature: Signature, key_column: st
     errs.raise_if_any()
 
 
-def _domain_errors(X: np.ndarray, signature: Signature, policy: DomainPolicy) -> None:
+def domain_errors(X: np.ndarray, signature: Signature, policy: DomainPolicy) -> None:
+    """RequestError (422, ``out_of_domain``) naming the first rows outside the policy's limits."""
     limits = policy.limits(signature)
     if limits is None:
         return
@@ -322,7 +323,7 @@ def parse_predict_request(
                          {"row": int(i), "field": name, "expected": "finite number", "found": found})
             errs.count = int(bad.sum())
             errs.raise_if_any()
-    _domain_errors(X, signature, policy or DomainPolicy())
+    domain_errors(X, signature, policy or DomainPolicy())
     return ParsedRequest(X, routing_key)
 
 
