@@ -506,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         import ray
 
         from raymlops.config import AutoscalingConfig, ServeConfig
-        from raymlops.monitor.core import Reference
         from raymlops.monitor.lifecycle import monitor_name, start_monitor
+        from raymlops.monitor.reference import build_reference
         from raymlops.ray_session import NAMESPACE, quiet_ray_logs
         from raymlops.serve.deploy import deploy
         from raymlops.serve.traffic import model_spec_of
@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = cfg.model_copy(update={"monitor_budget": args.monitor_budget})
         res["monitor_budget"] = cfg.monitor_budget
         model = model_spec_of(store, version.id)
-        reference = Reference.from_columns({n: X[:, j] for j, n in enumerate(features)}, n_bins=10, seed=0)
+        reference = build_reference({n: X[:, j] for j, n in enumerate(features)}, n_bins=10)
         start_monitor("bench-on", reference, {"alpha": 0.05, "seed": 0}, NAMESPACE, detached=False)
         deploy_s = {}
         for route, monitor in (("bench-on", monitor_name("bench-on")), ("bench-off", None)):

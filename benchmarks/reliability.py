@@ -81,8 +81,8 @@ def with_local_ray(args: argparse.Namespace, work: Path) -> tuple[list[dict[str,
     from ray import serve
 
     from raymlops.config import ServeConfig
-    from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE, ensure_ray, quiet_ray_logs
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -152,7 +152,7 @@ def with_local_ray(args: argparse.Namespace, work: Path) -> tuple[list[dict[str,
         X, _ = toy_data()
         ports = {"serve": free_port(), "monitor_metrics": free_port()}
         cfg = ServeConfig(port=ports["serve"], num_replicas=2, batch_wait_timeout_s=0.002, access_log=False)
-        start_monitor("rel", Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0),
+        start_monitor("rel", build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),
                       {"seed": 0, "window_rows": 200, "metrics_port": ports["monitor_metrics"],
                        "alerts": {"log": False}}, NAMESPACE, detached=False, home=work / "serve-home")
         url = deploy_model(store, "toy@champion", route="rel", serve_config=cfg, reason="reliability")

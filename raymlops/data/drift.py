@@ -1,5 +1,14 @@
 """Statistical validation of a snapshot against a reference: find the reference, check, store
-the result, gate (adapter over :mod:`raymlops.stats.check`).
+the result, gate (adapter over :mod:`raymlops.stats.check` and :mod:`raymlops.stats.offline`).
+
+Both snapshots are whole, so the tests are exact, as ``raymlops monitor check``'s: the rows of
+both are read (no Ray) and every column the profiles can compare is tested by
+:func:`raymlops.stats.offline.check_tables` (exact two-sample KS from the sorted values with
+scipy's public p-values for continuous columns; chi-square on the observed support of
+categorical and low-cardinality integer columns; see :mod:`raymlops.stats.exact`), with the
+:class:`DriftSettings` translated onto the monitor's settings model (:func:`monitor_settings`).
+The profiles still give the schema changes, which columns are comparable, and each side's
+summary; ``exact=False`` keeps the profile-based check (binned, no pass over the rows).
 
 The reference is ``data.reference`` (any snapshot reference: id, prefix, tag) or, by default,
 the training snapshot of the pipeline's champion model. Each check's result is stored as its own
@@ -19,10 +28,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from raymlops import audit
-from raymlops.data.snapshot import load_profile, resolve_snapshot, snapshot_dataset
+from raymlops.config import MonitorConfig
+from raymlops.data.snapshot import load_profile, read_snapshot, resolve_snapshot, snapshot_dataset
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
-from raymlops.stats.check import DriftReport, DriftSettings, check
-from raymlops.stats.profile import Profile, edges_digest, with_reference_counts
+from raymlops.stats.check import P_VALUE_TESTS, DriftReport, DriftSettings, check, psi_band
+from raymlops.stats.offline import check_tables
+from raymlops.stats.profile import Profile, edges_digest
 
 if TYPE_CHECKING:
     from raymlops.store.home import Store
@@ -34,9 +45,11 @@ __all__ = [
     "apply_gate",
     "check_needs_ray",
     "check_snapshot",
+    "exact_report",
     "find_reference",
     "list_checks",
     "load_check",
+    "monitor_settings",
     "settings_from_config",
     "snapshot_profile",
 ]
@@ -70,9 +83,68 @@ def settings_from_config(drift: Any) -> DriftSettings:
     return DriftSettings(**d)
 
 
-def settings_hash(settings: DriftSettings) -> str:
-    canon = json.dumps(settings.to_dict(), sort_keys=True, separators=(",", ":"))
+def settings_hash(settings: DriftSettings, exact: bool = True) -> str:
+    """Key of a stored check: the settings and the engine (exact tests, or the profiles')."""
+    canon = json.dumps({**settings.to_dict(), "engine": "exact" if exact else "profile"}, sort_keys=True,
+                       separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def monitor_settings(settings: DriftSettings) -> MonitorConfig:
+    """``settings`` on the monitor's settings model, which the exact offline check reads (the
+    same fields ``raymlops monitor check`` takes from ``monitor:``)."""
+    cfg = MonitorConfig.model_validate({
+        "alpha": settings.alpha, "dataset_rule": settings.dataset_rule, "dataset_drift_share": settings.drift_share,
+        "small_window_rows": max(settings.small_sample, 1), "numeric_test": settings.numeric_test,
+        "categorical_test": "js" if settings.categorical_test == "jensenshannon" else settings.categorical_test,
+        "wasserstein_threshold": settings.wasserstein, "js_threshold": settings.jensenshannon,
+        "psi_threshold": settings.psi, "min_rows": 0})
+    # "none" (no correction) is a DriftSettings choice the monitor's config does not offer
+    updates: dict[str, Any] = {"correction": settings.correction}
+    if settings.small_sample == 0:  # distances always decide
+        updates["small_window_rows"] = 0
+    return cfg.model_copy(update=updates)
+
+
+_TEST_NAMES = {"js": "jensenshannon"}
+
+
+def exact_report(report: DriftReport, reference: Any, current: Any) -> DriftReport:
+    """``report`` (from the profiles) with every tested column re-tested exactly on the rows of
+    ``reference`` and ``current`` (Arrow tables): the deciding test, its score, the p-values and
+    the flags are the exact offline check's (:func:`raymlops.stats.offline.check_tables`)."""
+    settings = report.settings
+    tested = [c for c in report.columns if c.test is not None]
+    if not tested:
+        return report
+    categorical = [c.column for c in tested if c.kind == "categorical"]
+    cfg = monitor_settings(settings).model_copy(update={"categorical": categorical})
+    result = check_tables(reference, current, cfg, columns=[c.column for c in tested])
+    for c in tested:
+        f = result["features"][c.column]
+        test = _TEST_NAMES.get(f["test"], f["test"])
+        if f["kind"] == "continuous":
+            scores: dict[str, Any] = {"ks_statistic": f["ks"], "ks_p_value": f["p_value"],
+                                      "wasserstein_normed": f["wasserstein"]}
+        else:
+            scores = {"chi2_statistic": f["chi2"], "chi2_p_value": f["p_value"], "jensenshannon": f["js"],
+                      "categories": f["categories"]}
+            if "new_categories" in c.scores:
+                scores["new_categories"] = c.scores["new_categories"]
+        scores |= {"psi": f["psi"], "psi_band": psi_band(f["psi"]), "exact": f["kind"]}
+        c.scores = scores
+        c.test = test
+        c.approximate = False
+        if test in P_VALUE_TESTS:
+            c.score, c.threshold = f["p_value"], settings.alpha
+            c.p_value, c.p_adjusted = f["p_value"], f["adjusted_p_value"]
+        else:
+            c.score = f["statistic"]
+            c.threshold = {"wasserstein": settings.wasserstein, "jensenshannon": settings.jensenshannon,
+                           "psi": settings.psi}[test]
+            c.p_value = c.p_adjusted = None
+        c.drifted = bool(f["drift"])
+    return report
 
 
 def snapshot_profile(store: Store, snap_id: str) -> Profile:
@@ -111,17 +183,20 @@ def _key(snap_id: str, ref_id: str, s_hash: str) -> str:
     return f"checks/{snap_id}/{ref_id}-{s_hash}.json"
 
 
-def load_check(store: Store, snap_id: str, ref_id: str, settings: DriftSettings | None = None) -> DriftReport | None:
+def load_check(store: Store, snap_id: str, ref_id: str, settings: DriftSettings | None = None,
+               exact: bool | None = None) -> DriftReport | None:
     """The stored result of checking ``snap_id`` against ``ref_id`` (with ``settings``; the
-    newest of any settings when None), hash-checked; None if there is none."""
+    newest of any settings when None), hash-checked; None if there is none. ``exact``: only a
+    result of that engine (exact tests, or the profiles'); None: the newest of either."""
     with store.metadata.read() as conn:
         if settings is None:
             row = conn.execute("SELECT report_key, report_sha256 FROM drift_checks WHERE snapshot_id = ? AND"
                                " reference_id = ? ORDER BY created_at DESC LIMIT 1", (snap_id, ref_id)).fetchone()
         else:
+            hashes = [settings_hash(settings, e) for e in ((True, False) if exact is None else (exact,))]
             row = conn.execute("SELECT report_key, report_sha256 FROM drift_checks WHERE snapshot_id = ? AND"
-                               " reference_id = ? AND settings_hash = ?",
-                               (snap_id, ref_id, settings_hash(settings))).fetchone()
+                               f" reference_id = ? AND settings_hash IN ({', '.join('?' * len(hashes))})"
+                               " ORDER BY created_at DESC LIMIT 1", (snap_id, ref_id, *hashes)).fetchone()
     if row is None:
         return None
     try:
@@ -149,14 +224,17 @@ def _needs_counts(current: Profile, reference: Profile) -> list[str]:
             and current.columns[n].ref_edges != edges_digest(r.edges)]
 
 
-def check_needs_ray(store: Store, snap_id: str, reference: Reference, settings: DriftSettings | None = None) -> bool:
-    """Whether :func:`check_snapshot` will run a Ray pass: no stored result, and the snapshot's
-    profile is missing or was not counted on the reference's bins (a runner connects first)."""
+def check_needs_ray(store: Store, snap_id: str, reference: Reference, settings: DriftSettings | None = None,
+                    exact: bool = True) -> bool:
+    """Whether :func:`check_snapshot` will run a Ray pass (a runner connects first): no stored
+    result, and the snapshot's profile is missing (a snapshot made before profiles); with the
+    profile-based check also when it was not counted on the reference's bins. The exact check
+    reads the rows of both snapshots without Ray."""
     snap_id = resolve_snapshot(store, snap_id)
-    if load_check(store, snap_id, reference.snapshot_id, settings or DriftSettings()) is not None:
+    if load_check(store, snap_id, reference.snapshot_id, settings or DriftSettings(), exact) is not None:
         return False
     current = load_profile(store, snap_id)
-    return current is None or bool(_needs_counts(current, reference.profile))
+    return current is None or (not exact and bool(_needs_counts(current, reference.profile)))
 
 
 def check_snapshot(
@@ -170,31 +248,28 @@ def check_snapshot(
     exact: bool = True,
 ) -> DriftReport:
     """Check snapshot ``snap_id`` against ``reference`` and record the result (or return the
-    recorded one). ``profile``: ``snap_id``'s profile if at hand (counted on the reference's bins,
-    ideally). When it was not counted on the reference's bins, ``exact`` counts it there with one
-    Ray pass over the snapshot; otherwise its own fine histogram is re-binned (``approximate``)."""
+    recorded one). ``profile``: ``snap_id``'s profile if at hand. With ``exact`` (the default)
+    every comparable column is tested exactly on the rows of both snapshots (see the module
+    docstring); without, from the profiles alone: the snapshot's counts on the reference's bins
+    when it was counted there, else its own fine histogram re-binned (``approximate``)."""
     settings = settings or DriftSettings()
     snap_id = resolve_snapshot(store, snap_id)
-    stored = load_check(store, snap_id, reference.snapshot_id, settings)
+    stored = load_check(store, snap_id, reference.snapshot_id, settings, exact)
     if stored is not None:
         return stored
     current = profile or snapshot_profile(store, snap_id)
-    missing = _needs_counts(current, reference.profile)
-    if missing and exact:
-        from raymlops.data.profile import reference_counts
-        from raymlops.ray_session import ensure_ray
-
-        ensure_ray()
-        counts = reference_counts(snapshot_dataset(store, snap_id), reference.profile, missing)
-        current = with_reference_counts(current, reference.profile, counts)
     report = check(current, reference.profile, settings)
-    _record(store, snap_id, reference, settings, report, reason)
+    if exact:
+        _, ref_rows = read_snapshot(store, reference.snapshot_id)
+        _, cur_rows = read_snapshot(store, snap_id)
+        report = exact_report(report, ref_rows, cur_rows)
+    _record(store, snap_id, reference, settings, report, reason, exact)
     return report
 
 
 def _record(store: Store, snap_id: str, reference: Reference, settings: DriftSettings, report: DriftReport,
-            reason: str | None) -> None:
-    s_hash = settings_hash(settings)
+            reason: str | None, exact: bool) -> None:
+    s_hash = settings_hash(settings, exact)
     key = _key(snap_id, reference.snapshot_id, s_hash)
     now = time.time()
     body = {"snapshot": snap_id, "reference": reference.snapshot_id, "why": reference.why, "created_at": now,

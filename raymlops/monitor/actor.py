@@ -8,7 +8,7 @@ which traffic table; the monitor follows promotions by them, see
 
 - reads its reference from the artifact store (small constructor arguments: a key, not the
   reference itself, so a restart re-reads it);
-- checkpoints the whole monitor state to ``monitor/<route>/<start id>/checkpoint.pkl`` every
+- checkpoints the whole monitor state to ``monitor/<route>/<start id>/checkpoint.npz`` every
   ``monitor.checkpoint_s`` seconds (a daemon thread; only when something changed) and, when Ray
   restarts it after a crash (``max_restarts``), resumes from that checkpoint;
 - moves to a new reference in place when told (:meth:`DriftMonitor.rebaseline`, after a
@@ -38,39 +38,20 @@ import ray
 
 from raymlops.config import CalibrationConfig, MonitorConfig
 from raymlops.exceptions import NotFound, ValidationError
-from raymlops.monitor.core import Reference
 from raymlops.monitor.lifecycle import PEER_TIMEOUT_S, shard_name
 from raymlops.monitor.monitor import Monitor
 from raymlops.monitor.performance import same_label
-from raymlops.monitor.reference import MonitorReference, build_reference
+from raymlops.monitor.reference import MonitorReference
 from raymlops.monitor.sinks import send_alerts
 
 log = logging.getLogger("raymlops.monitor")
 
-__all__ = ["DriftMonitor", "monitor_config", "reference_from_legacy"]
-
+__all__ = ["DriftMonitor", "monitor_config"]
 
 
 def monitor_config(settings: dict[str, Any]) -> MonitorConfig:
     """The monitor section of a config from a settings dict (unknown keys such as ``seed`` ignored)."""
     return MonitorConfig.model_validate({k: v for k, v in settings.items() if k in MonitorConfig.model_fields})
-
-
-def reference_from_legacy(reference: Reference, cfg: MonitorConfig) -> MonitorReference:
-    """A :class:`MonitorReference` from the older numeric :class:`Reference` (built from its
-    per-feature samples, with missing values in the reference's proportion)."""
-    columns: dict[str, np.ndarray] = {}
-    size = max(f.sample.size for f in reference.features.values())
-    for name, f in reference.features.items():
-        values = np.resize(f.sample, size)
-        share = float(f.ref_counts[-1]) / max(f.rows, 1)
-        n_missing = int(round(share * size))
-        if n_missing:
-            values = values.copy()
-            values[:n_missing] = np.nan
-        columns[name] = values
-    return build_reference(columns, categorical=[c for c in cfg.categorical if c in columns], n_bins=cfg.n_bins,
-                           fine_bins=cfg.fine_bins, max_categories=cfg.max_categories)
 
 
 class DriftMonitor:
@@ -97,8 +78,6 @@ class DriftMonitor:
                 reference_key = self.store.read_bytes(self.reference_pointer).decode()
         if reference_key is not None and self.store is not None:
             ref = MonitorReference.from_json(self.store.read_bytes(reference_key))
-        elif reference is not None and reference.get("format") == "raymlops.reference/1":
-            ref = reference_from_legacy(Reference.from_dict(reference), self.cfg)
         elif reference is not None:
             ref = MonitorReference.from_dict(reference)
         else:
@@ -106,7 +85,7 @@ class DriftMonitor:
         self.reference = ref
         self.features = list(ref.features)
         suffix = "" if self.shard == 0 else f"-shard{self.shard}"
-        self.checkpoint_key = f"monitor/{route}/{start_id}/checkpoint{suffix}.pkl" if start_id and self.store else None
+        self.checkpoint_key = f"monitor/{route}/{start_id}/checkpoint{suffix}.npz" if start_id and self.store else None
         self.restored = False
         self.monitor = self._restore() or Monitor(ref, self.cfg)
         self.predictions: Counter[str] = Counter()

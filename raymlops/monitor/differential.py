@@ -56,11 +56,6 @@ class DifferentialTracker:
         self.switches = 0
         self.stale_batches = 0  # champion batches of an older epoch in a row
 
-    def __setstate__(self, state: dict[str, Any]) -> None:  # checkpoints of before roles
-        self.__dict__.update(state)
-        if "roles" not in state:
-            self._init_roles()
-
     def follow(self, version: str, role: str, epoch: int, rows: int) -> None:
         """A batch of ``rows`` rows of ``version`` served as ``role`` by traffic table ``epoch``;
         call before :meth:`is_champion` / :meth:`add` of that batch."""

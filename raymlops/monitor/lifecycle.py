@@ -17,7 +17,6 @@ from typing import Any
 import ray
 
 from raymlops.exceptions import NotFound
-from raymlops.monitor.core import Reference
 from raymlops.monitor.reference import MonitorReference
 
 __all__ = ["monitor_handles", "monitor_name", "monitor_status", "monitor_summary", "rebaseline_monitor",
@@ -77,7 +76,7 @@ def monitor_summary(route: str, namespace: str) -> dict[str, Any]:
 
 
 def start_monitor(
-    route: str, reference: Reference | MonitorReference, settings: dict[str, Any], namespace: str, detached: bool,
+    route: str, reference: MonitorReference, settings: dict[str, Any], namespace: str, detached: bool,
     *, home: str | Path | None = None, artifact_root: str | None = None,
 ) -> Any:
     """(Re)start the named monitor actor(s) for ``route``; detached when the cluster outlives us.
@@ -88,14 +87,13 @@ def start_monitor(
     ``monitor.max_restarts`` times and resumes from its last checkpoint. Without, the reference
     travels as an argument and there are no checkpoints.
     """
-    from raymlops.monitor.actor import DriftMonitor, monitor_config, reference_from_legacy
+    from raymlops.monitor.actor import DriftMonitor, monitor_config
 
     cfg = monitor_config(settings)
     _kill_shards(route, namespace)
     options: dict[str, Any] = {"namespace": namespace, "num_cpus": 0}
     if detached:
         options["lifetime"] = "detached"
-    mref = reference if isinstance(reference, MonitorReference) else None
     kwargs: dict[str, Any] = {"settings": dict(settings), "shards": cfg.shards}
     if home is not None or artifact_root is not None:
         root = artifact_root
@@ -105,10 +103,7 @@ def start_monitor(
             root = Store.open(home).artifacts.root_uri
         from raymlops.store.artifacts import ArtifactStore
 
-        if mref is None:
-            assert isinstance(reference, Reference)
-            mref = reference_from_legacy(reference, cfg)
-        key = _store_reference(ArtifactStore(root), route, mref)
+        key = _store_reference(ArtifactStore(root), route, reference)
         kwargs.update(reference_key=key, artifact_root=root, home=None if home is None else str(home),
                       start_id=uuid.uuid4().hex[:12])
         options["max_restarts"] = cfg.max_restarts

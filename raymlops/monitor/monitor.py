@@ -22,11 +22,9 @@ stores.
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +32,7 @@ import numpy.typing as npt
 
 from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
+from raymlops.monitor import checkpoint
 from raymlops.monitor.alerts import Alert, AlertBook
 from raymlops.monitor.differential import DifferentialTracker
 from raymlops.monitor.histograms import histograms
@@ -42,42 +41,16 @@ from raymlops.monitor.reference import PREDICTION, MonitorReference, build_refer
 from raymlops.monitor.slo import SLOTracker
 from raymlops.monitor.stacked import evaluate_stacked_many
 from raymlops.monitor.state import StreamState
-from raymlops.monitor.verdicts import SliceVerdict, WindowVerdict, evaluate
+from raymlops.monitor.verdicts import SliceVerdict, WindowReport, WindowVerdict, _clean, evaluate
 
 __all__ = ["CHECKPOINT_FORMAT", "Monitor", "WindowReport"]
 
-CHECKPOINT_FORMAT = "raymlops.monitor-checkpoint/1"
+CHECKPOINT_FORMAT = checkpoint.FORMAT
 _PRED_BASELINE_MAX = 100_000
 #: groups (all rows and each slice, of every window) judged in one stacked pass: stacking saves
 #: numpy's per-call overhead, which dominates small windows without slices; past a few dozen
 #: groups the arrays outgrow the CPU's caches and stacking stops paying
 _GROUPS_AT_ONCE = 16
-
-
-@dataclass(frozen=True)
-class WindowReport:
-    """A closed window: its verdicts and the alerts it raised (before de-duplication)."""
-
-    index: int
-    started: float
-    ended: float
-    verdict: WindowVerdict
-    prediction: SliceVerdict | None
-    positive_rates: dict[str, float]
-    alerts: tuple[Alert, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        from raymlops.monitor.verdicts import _clean
-
-        return {"index": self.index, "started": self.started, "ended": self.ended, **self.verdict.to_dict(),
-                "prediction": None if self.prediction is None else _clean(_asdict(self.prediction)),
-                "positive_rates": _clean(self.positive_rates), "alerts": [a.to_dict() for a in self.alerts]}
-
-
-def _asdict(obj: Any) -> Any:
-    from dataclasses import asdict
-
-    return asdict(obj)
 
 
 class Monitor:
@@ -361,8 +334,6 @@ class Monitor:
 
     def status(self) -> dict[str, Any]:
         """Everything, JSON-serialisable: the open window, the last closed ones, alerts, SLOs."""
-        from raymlops.monitor.verdicts import _clean
-
         now = self.clock()
         cur = self.current_verdict()
         long_term = self.long_term()
@@ -393,28 +364,20 @@ class Monitor:
         return out
 
     # -- checkpoint ----------------------------------------------------------------------------
-    def to_bytes(self) -> bytes:
-        """The whole state (clock excluded), for a checkpoint; :meth:`from_bytes` reads it back."""
-        state = dict(self.__dict__)
-        state.pop("clock")
-        return pickle.dumps({"format": CHECKPOINT_FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
+    def to_bytes(self, *, view: bool = False) -> bytes:
+        """The whole state (clock excluded) as a checkpoint: arrays + JSON in one ``.npz`` blob,
+        format :data:`CHECKPOINT_FORMAT` (:mod:`raymlops.monitor.checkpoint`); :meth:`from_bytes`
+        reads it back. ``view``: without the label and pairing stores (their sizes only), for a
+        merged read-only view of several shards."""
+        return checkpoint.dump(self, view=view)
 
     @classmethod
     def from_bytes(cls, data: bytes, clock: Callable[[], float] = time.time,
                    config: MonitorConfig | None = None) -> Monitor:
-        """Restore a checkpoint (written by this raymlops; never load one from elsewhere)."""
-        try:
-            payload = pickle.loads(data)  # noqa: S301  # our own checkpoint in our own store
-        except Exception as exc:
-            raise ValidationError(f"unreadable monitor checkpoint: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValidationError(f"not a monitor checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-        obj = cls.__new__(cls)
-        obj.__dict__.update(payload["state"])
-        obj.clock = clock
-        if config is not None:
-            obj.config = config
-        return obj
+        """Restore a checkpoint; anything but a valid one of this format (another version, a
+        missing array, a shape that does not fit, a pickle) raises :class:`ValidationError`.
+        ``config`` replaces the monitor's config (the trackers keep the one they were built with)."""
+        return checkpoint.load(data, cls, clock, config)
 
 
 def row_keys(request_ids: list[str]) -> list[str]:

@@ -86,16 +86,10 @@ class LabelStore:
 
     def pop(self, rid: str) -> Pending | None:
         item = self.items.pop(rid, None)
-        if item is None or isinstance(item, Pending):  # a checkpoint of an older version holds Pending
-            return item
-        return Pending(*item)
+        return None if item is None else Pending(*item)
 
     def __len__(self) -> int:
         return len(self.items)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.items = dict(self.items)  # an older checkpoint's OrderedDict: the same order
 
 
 def binned_auc(pos: npt.NDArray[np.float64], neg: npt.NDArray[np.float64]) -> float:
@@ -322,18 +316,3 @@ class PerformanceTracker:
                 "unmatched": self.unmatched, "windows": self.windows_closed, "labels": self.label_counts(),
                 "early_label_ttl_s": self.early.ttl_s, "concept_drift": self.concept.status(),
                 "estimated": self.estimated.status()}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """A checkpoint written before early labels: start them empty."""
-        self.__dict__.update(state)
-        if "early" not in state:
-            cfg = self.cfg
-            self.early = EarlyLabels(getattr(cfg, "early_label_store_size", 100_000),
-                                     getattr(cfg, "early_label_ttl_s", 300.0))
-            self.labelled = RecentIds(self.store.size)
-            self.counts = LabelCounts(received=self.matched + self.unmatched, matched=self.matched,
-                                      unknown=self.unmatched)
-            self.last_outcomes = []
-        if "concept" not in state:  # a checkpoint written before concept drift and CBPE
-            self.concept = ConceptDrift(self.cfg, self.slices)
-            self.estimated = PerformanceEstimator(self.cfg, self.slices)

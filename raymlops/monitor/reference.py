@@ -30,15 +30,11 @@ import numpy.typing as npt
 
 from raymlops.exceptions import ValidationError
 from raymlops.monitor.bucketing import GridSet
-
-# _Index, _Grid: pickles (monitor checkpoints) of earlier versions name them in this module
-from raymlops.monitor.columns import (  # noqa: F401
+from raymlops.monitor.columns import (
     CATEGORICAL,
     NUMERIC,
     ColumnReference,
-    _coarse_groups,
     _frozen,
-    _Grid,
     _Index,
     _to_float,
     categorical_column,

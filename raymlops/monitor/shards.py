@@ -8,14 +8,14 @@ state: the streaming states merge exactly (integer counts and exact sums,
 window of the merge are those of one monitor that saw every row; counters add; the label and
 pairing stores are not copied, only their sizes (a merge is for reading, never for ingesting).
 
-:func:`snapshot` is what a shard sends (its state without those stores, pickled under its
-lock); :func:`merge_monitors` builds the view.
+:func:`snapshot` is what a shard sends: its state without those stores, written under its lock
+as a checkpoint *view* (arrays + JSON, :mod:`raymlops.monitor.checkpoint`; never a pickle);
+:func:`merge_monitors` builds the view.
 """
 
 from __future__ import annotations
 
 import copy
-import pickle
 from collections import Counter, deque
 from typing import Any
 
@@ -23,29 +23,11 @@ import numpy as np
 
 from raymlops.config import MonitorConfig
 from raymlops.monitor.alerts import AlertBook
-from raymlops.monitor.monitor import CHECKPOINT_FORMAT, Monitor
+from raymlops.monitor.checkpoint import SizedEarlyLabels, SizedStore
+from raymlops.monitor.monitor import Monitor
 from raymlops.monitor.performance import PerformanceTracker, PerformanceWindow
 
 __all__ = ["merge_monitors", "snapshot"]
-
-
-class SizedStore:
-    """Stands in for a label store in a merged view: its size and evictions only."""
-
-    def __init__(self, n: int, evicted: int = 0) -> None:
-        self.n = int(n)
-        self.evicted = int(evicted)
-
-    def __len__(self) -> int:
-        return self.n
-
-
-class SizedEarlyLabels(SizedStore):
-    """Stands in for the early-label store in a merged view: its size and outcome counters."""
-
-    def __init__(self, n: int, expired: int, pushed_out: int, ttl_s: float) -> None:
-        super().__init__(n)
-        self.expired, self.pushed_out, self.ttl_s = int(expired), int(pushed_out), float(ttl_s)
 
 
 def _sized_early(trackers: list[PerformanceTracker]) -> SizedEarlyLabels:
@@ -54,17 +36,9 @@ def _sized_early(trackers: list[PerformanceTracker]) -> SizedEarlyLabels:
 
 
 def snapshot(monitor: Monitor) -> bytes:
-    """``monitor``'s state for merging (call under the owner's lock): pickled at once, without
-    the label store and the pending pairs (their sizes only)."""
-    perf = copy.copy(monitor.performance)
-    perf.store = SizedStore(len(monitor.performance.store), monitor.performance.store.evicted)  # type: ignore[assignment]
-    perf.early = _sized_early([monitor.performance])  # type: ignore[assignment]
-    perf.labelled = SizedStore(len(monitor.performance.labelled))  # type: ignore[assignment]
-    diff = copy.copy(monitor.differential)
-    diff.pending = SizedStore(len(monitor.differential.pending))  # type: ignore[assignment]
-    state = dict(monitor.__dict__, performance=perf, differential=diff)
-    state.pop("clock")
-    return pickle.dumps({"format": CHECKPOINT_FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
+    """``monitor``'s state for merging (call under the owner's lock): a checkpoint view, without
+    the label store, the early labels and the pending pairs (their sizes only)."""
+    return monitor.to_bytes(view=True)
 
 
 def _sum_windows(windows: list[PerformanceWindow]) -> PerformanceWindow:

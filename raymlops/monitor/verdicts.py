@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from raymlops.config import MonitorConfig
+from raymlops.monitor.alerts import Alert
 from raymlops.monitor.reference import CATEGORICAL, PREDICTION, ColumnReference, MonitorReference
 from raymlops.monitor.state import StreamState
 from raymlops.stats.counts import chi2_counts, js_counts, ks_p_value, psi_counts
@@ -45,6 +46,7 @@ from raymlops.stats.verdict import feature_drift
 __all__ = [
     "ColumnVerdict",
     "SliceVerdict",
+    "WindowReport",
     "WindowVerdict",
     "binned_ks",
     "binned_wasserstein",
@@ -118,6 +120,24 @@ class WindowVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         return _clean(asdict(self))
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """A closed window: its verdicts and the alerts it raised (before de-duplication)."""
+
+    index: int
+    started: float
+    ended: float
+    verdict: WindowVerdict
+    prediction: SliceVerdict | None
+    positive_rates: dict[str, float]
+    alerts: tuple[Alert, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "started": self.started, "ended": self.ended, **self.verdict.to_dict(),
+                "prediction": None if self.prediction is None else _clean(asdict(self.prediction)),
+                "positive_rates": _clean(self.positive_rates), "alerts": [a.to_dict() for a in self.alerts]}
 
 
 def _clean(obj: Any) -> Any:

@@ -9,9 +9,7 @@ from raymlops.stats.drift import (
     chi2_test,
     correct,
     jensen_shannon,
-    ks_test,
     psi,
-    wasserstein_normed,
 )
 
 __all__ = [
@@ -21,8 +19,6 @@ __all__ = [
     "chi2_test",
     "correct",
     "jensen_shannon",
-    "ks_test",
     "psi",
     "quantile_edges",
-    "wasserstein_normed",
 ]

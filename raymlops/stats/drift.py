@@ -1,8 +1,9 @@
 """Drift tests between a reference and a current distribution, and p-value correction.
 
 Functions on *counts* take two equal-length vectors of non-negative bin counts over the same
-bins (as :func:`raymlops.stats.bins.bin_counts` returns them); functions on *samples* take two
-1-D arrays of finite values. Bad input raises :class:`ValidationError` naming the problem.
+bins (as :func:`raymlops.stats.bins.bin_counts` returns them). Tests on whole samples (exact KS,
+Wasserstein) are :mod:`raymlops.stats.exact`'s. Bad input raises :class:`ValidationError` naming
+the problem.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ __all__ = [
     "jensen_shannon",
     "ks_binned",
     "ks_pvalue",
-    "ks_test",
     "psi",
     "wasserstein_binned",
-    "wasserstein_normed",
 ]
 
 #: the p-value corrections :func:`correct` knows
@@ -61,13 +60,6 @@ def _counts_pair(
     return ref, cur
 
 
-def _sample(values: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
-    arr = _as_vector(values, name)
-    if not np.all(np.isfinite(arr)):
-        raise ValidationError(f"{name} must contain only finite values (no NaN or inf)")
-    return arr
-
-
 def psi(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike, eps: float = 1e-4) -> float:
     """Population stability index ``sum((q - p) * ln(q / p))`` on the same bins.
 
@@ -97,14 +89,6 @@ def chi2_test(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> tuple[flo
     if int(keep.sum()) < 2:
         return 0.0, 1.0
     result = stats.chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
-    return float(result.statistic), float(result.pvalue)
-
-
-def ks_test(ref_sample: npt.ArrayLike, cur_sample: npt.ArrayLike) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov test (:func:`scipy.stats.ks_2samp`): ``(statistic, p)``."""
-    ref = _sample(ref_sample, "ref_sample")
-    cur = _sample(cur_sample, "cur_sample")
-    result = stats.ks_2samp(ref, cur)
     return float(result.statistic), float(result.pvalue)
 
 
@@ -154,7 +138,7 @@ def wasserstein_binned(
     ref_std: float,
 ) -> float:
     """Wasserstein-1 distance from counts on the interior ``edges`` (``len(edges) + 1`` bins
-    spanning ``[lo, hi]``), divided by ``ref_std`` (1 if that is 0), as :func:`wasserstein_normed`.
+    spanning ``[lo, hi]``), divided by ``ref_std`` (1 if that is 0).
 
     ``W1 = integral |F_ref(x) - F_cur(x)| dx``, with both CDFs known exactly at the edges and
     taken as linear inside each bin (trapezoids); the error is within the bins' widths times the
@@ -172,19 +156,6 @@ def wasserstein_binned(
     w = float(np.sum((gap[:-1] + gap[1:]) / 2.0 * np.diff(xs)))
     scale = ref_std if ref_std > 0 else 1.0
     return w / scale
-
-
-def wasserstein_normed(ref_sample: npt.ArrayLike, cur_sample: npt.ArrayLike) -> float:
-    """Wasserstein-1 distance divided by the reference standard deviation (1 if that is 0).
-
-    Dividing by the reference spread makes the value unit-free: 1.0 means the current
-    distribution is, on average, one reference standard deviation away.
-    """
-    ref = _sample(ref_sample, "ref_sample")
-    cur = _sample(cur_sample, "cur_sample")
-    std = float(np.std(ref))
-    scale = std if std > 0 else 1.0
-    return float(stats.wasserstein_distance(ref, cur)) / scale
 
 
 def jensen_shannon(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> float:

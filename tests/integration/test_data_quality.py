@@ -321,12 +321,16 @@ def test_drift_check_is_recorded_and_gates(ray_session: None, tmp_path: Path) ->
     recs = audit.records(store.metadata, action="snapshot.checked")
     assert len(recs) == 1 and recs[0].record["how"]["drifted_columns"] == ["income"]
 
-    # a snapshot made without the reference: counted on its bins with one more Ray pass, still exact
+    # a snapshot made without the reference: the exact tests read both snapshots' rows, no Ray pass;
+    # the profile-based check (exact=False) needs one to count it on the reference's bins
     sample = np.sort(np.random.default_rng(0).choice(20_000, 15_000, replace=False))
     other = create_snapshot(store, _ds(shifted.take(sample)), "mem://people")
-    assert check_needs_ray(store, other.id, ref)
+    assert not check_needs_ray(store, other.id, ref) and check_needs_ray(store, other.id, ref, exact=False)
     again = check_snapshot(store, other.id, ref, DriftSettings(correction="bh"))
     assert again.drifted_columns == ["income"] and not any(c.approximate for c in again.columns)
+    assert all(c.scores.get("exact") for c in again.tested)
+    approximate = check_snapshot(store, other.id, ref, DriftSettings(correction="bh"), exact=False)
+    assert approximate.drifted_columns == ["income"] and any(c.approximate for c in approximate.columns)
 
     # the gate looks at dataset drift. The default rule ("any", family-wise): one drifted column
     # (here 1 of 4) is dataset drift

@@ -38,8 +38,8 @@ MONITOR = {"seed": 0, "window_rows": 100, "alerts": {"log": False, "audit": Fals
 def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Store]]:
     from ray import serve
 
-    from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -49,9 +49,9 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
     cfg = ServeConfig(port=free_port(), batch_wait_timeout_s=0.002, max_body_bytes=200_000, monitor_budget=1.0,
                       monitor_flush_interval_s=0.05)
     try:
-        start_monitor(ROUTE, Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0),
+        start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),
                       MONITOR, NAMESPACE, detached=False)
-        start_monitor(GUARDED, Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0),
+        start_monitor(GUARDED, build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),
                       MONITOR, NAMESPACE, detached=False)
         endpoint = deploy_model(store, f"{ROUTE}@champion", route=ROUTE, serve_config=cfg, reason="test")
         bare = deploy_model(store, f"{ROUTE}@champion", route=BARE, serve_config=cfg, monitor=False, reason="test")

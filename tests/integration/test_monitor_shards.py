@@ -26,8 +26,8 @@ ROUTE = "sharded"
 def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
     from ray import serve
 
-    from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -37,7 +37,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
     X, _ = toy_data()
     settings = {"seed": 0, "shards": 2, "window_rows": 60, "alerts": {"log": False}, "checkpoint_s": 0.5}
     try:
-        start_monitor(ROUTE, Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0),
+        start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),
                       settings, NAMESPACE, detached=False, home=home)
         endpoint = deploy_model(store, f"{ROUTE}@champion", route=ROUTE, reason="test", serve_config=ServeConfig(
             port=free_port(), batch_wait_timeout_s=0.002, monitor_budget=1.0, monitor_flush_interval_s=0.05))
@@ -105,12 +105,12 @@ def test_rows_split_over_shards_merge_and_labels_find_their_shard(served: tuple[
 def test_stop_monitor_stops_every_shard(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import shard_name, start_monitor, stop_monitor
+    from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
 
     X, _ = toy_data()
-    ref = Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0)
+    ref = build_reference({n: X[:, j] for j, n in enumerate(FEATURES)})
     route = "sharded-stop"
 
     def live() -> set[str]:
@@ -136,13 +136,13 @@ def test_stop_monitor_stops_every_shard(served: tuple[str, Store]) -> None:
 def test_a_dead_shard_is_named_and_the_others_still_answer(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import monitor_handles, monitor_status, shard_name, start_monitor, stop_monitor
+    from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
 
     X, _ = toy_data()
     route = "sharded-dead"
-    ref = Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0)
+    ref = build_reference({n: X[:, j] for j, n in enumerate(FEATURES)})
     try:
         first = start_monitor(route, ref, {"seed": 0, "shards": 2}, NAMESPACE, detached=False)
         second = monitor_handles(route, NAMESPACE)[1]

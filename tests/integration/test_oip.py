@@ -29,8 +29,8 @@ ROUTE = "oiptoy"
 
 @pytest.fixture(scope="module")
 def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
-    from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -40,7 +40,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
     cfg = ServeConfig(port=free_port(), domain="training_range", domain_margin=0.5, batch_wait_timeout_s=0.002,
                       max_rows_per_request=50)
     try:
-        start_monitor(ROUTE, Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0),
+        start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),
                       {"seed": 0, "window_rows": 100}, NAMESPACE, detached=False)
         yield deploy_model(store, f"{ROUTE}@champion", route=ROUTE, serve_config=cfg, reason="test"), store
     finally:

@@ -30,8 +30,8 @@ ROUTE = "duel"
 def live(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
     from ray import serve
 
-    from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -40,7 +40,7 @@ def live(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     store = toy_store(home, name=ROUTE)
     X, _ = toy_data()
     try:
-        start_monitor(ROUTE, Reference.from_columns({n: X[:, j] for j, n in enumerate("abcd")}, seed=0),
+        start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate("abcd")}),
                       {"seed": 0}, NAMESPACE, detached=False)
         endpoint = deploy_model(store, f"{ROUTE}@champion", serve_config=ServeConfig(
             port=free_port(), batch_wait_timeout_s=0.002, num_replicas=2, monitor_budget=1.0,

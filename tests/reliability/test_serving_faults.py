@@ -30,8 +30,8 @@ LIMITS = {"max_rows_per_request": 20, "max_body_bytes": 16_384}
 def served(ray_local: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from ray import serve
 
-    from raymlops.monitor.core import Reference
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
@@ -43,7 +43,7 @@ def served(ray_local: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     cfg = ServeConfig(port=ports["serve"], num_replicas=2, batch_wait_timeout_s=0.002,
                       metrics_port=ports["serve_metrics"], access_log=False, **LIMITS)
     try:
-        start_monitor(ROUTE, Reference.from_columns({n: X[:, j] for j, n in enumerate(FEATURES)}, seed=0),
+        start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),
                       {"seed": 0, "window_rows": 200, "metrics_port": ports["monitor_metrics"], "checkpoint_s": 1.0,
                        "alerts": {"log": False}}, NAMESPACE, detached=False, home=home)
         endpoint = deploy_model(store, "toy@champion", route=ROUTE, serve_config=cfg, reason="reliability")

@@ -197,20 +197,6 @@ def test_joins_at_ingest_close_windows_and_alert() -> None:
     assert [a.key for a in alerts] == ["performance:accuracy:all"]
 
 
-def test_older_checkpoint_without_early_labels_loads() -> None:
-    t = tracker(Clock())
-    serve(t, ["a"])
-    t.feedback(["a", "x"], [1, 1], ts=0.0, window=0)
-    state = dict(t.__dict__)
-    for name in ("early", "labelled", "counts", "last_outcomes"):
-        state.pop(name)
-    old = PerformanceTracker.__new__(PerformanceTracker)
-    old.__setstate__(state)
-    assert old.label_counts()["matched"] == 1 and old.label_counts()["unknown"] == 1
-    old.feedback(["y"], [1], ts=0.0, window=0)
-    assert old.last_outcomes == ["waiting"]
-
-
 # ------------------------------------------------------------------------- through the Monitor
 
 

@@ -81,15 +81,6 @@ def test_without_roles_the_first_version_is_the_champion(monitor: Monitor) -> No
     assert monitor.differential.champion == "m:v1" and monitor.rows_total == 5
 
 
-def test_a_checkpoint_from_before_roles_restores(monitor: Monitor) -> None:
-    state = dict(monitor.differential.__dict__)
-    for key in ("champion_epoch", "following", "roles", "role_rows", "switches", "stale_batches"):
-        state.pop(key)
-    tracker = type(monitor.differential).__new__(type(monitor.differential))
-    tracker.__setstate__(state)
-    assert tracker.roles == {} and tracker.champion_epoch == -1
-
-
 def test_merged_shards_equal_one_monitor_that_saw_everything(monitor: Monitor) -> None:
     import copy
 
