@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""What Ray Tune and the data-parallel trainer cost and buy, against plain scikit-learn loops.
+"""What Ray Tune costs and buys, against plain scikit-learn loops.
 
 Claims measured (issue 4, "Benchmarks"), each with its baseline in this same process and run:
 
@@ -11,15 +11,12 @@ Claims measured (issue 4, "Benchmarks"), each with its baseline in this same pro
 2. ``overhead``: Tune's cost per trial on a tiny model (GaussianNB, 200 rows): the wall time of an
    experiment with 1 trial (fixed cost) and with ``--tiny-trials`` trials; the marginal cost per
    trial = (T(n) - T(1)) / (n - 1), against the same fits in a loop.
-3. ``data_parallel``: :func:`raymlops.train.data_parallel.train_data_parallel` (SGDClassifier,
-   log loss, averaged, scaled; ``--workers`` actors over Ray Data shards, ``--epochs`` epochs)
-   against the same learner trained in one process with the same epochs of ``partial_fit``, and
-   a plain ``fit``: wall time and holdout accuracy / roc_auc.
+(Distributed training on Ray Train is measured by ``bench_train.py``.)
 
 A private local Ray is started (never ``RAY_ADDRESS``); trial results go to a temp folder that is
 removed; the script stops by itself after ``--timeout`` seconds and ends with ``ray.shutdown()``.
 
-    python benchmarks/bench_tune.py [--rows 50000] [--workers 2] [--out PATH]
+    python benchmarks/bench_tune.py [--rows 50000] [--out PATH]
 """
 
 from __future__ import annotations
@@ -162,51 +159,6 @@ def bench_overhead(args: argparse.Namespace, storage: str, cpus: int) -> dict[st
     }
 
 
-def bench_data_parallel(args: argparse.Namespace, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    from sklearn.base import clone
-    from sklearn.linear_model import SGDClassifier
-    from sklearn.metrics import roc_auc_score
-    from sklearn.preprocessing import StandardScaler
-
-    from raymlops.data.split import holdout_mask
-    from raymlops.train.data_parallel import arrays_to_dataset, train_data_parallel
-
-    hold = holdout_mask(len(y), 0.2, args.seed)
-    Xtr, ytr, Xho, yho = X[~hold], y[~hold], X[hold], y[hold]
-    est = SGDClassifier(loss="log_loss", average=True, random_state=args.seed)
-    classes = np.unique(ytr)
-
-    def scores(model: Any, Xh: np.ndarray) -> dict[str, float]:
-        proba = model.predict_proba(Xh)[:, 1]
-        return {"accuracy": float(model.score(Xh, yho)), "roc_auc": float(roc_auc_score(yho, proba))}
-
-    t0 = time.perf_counter()
-    ds, features, label = arrays_to_dataset(Xtr, ytr)
-    result = train_data_parallel(ds, features, label, clone(est), num_workers=args.workers, epochs=args.epochs,
-                                 scale=True, classes=classes, seed=args.seed)
-    dp_wall = time.perf_counter() - t0
-    dp_epochs = sum(h["seconds"] for h in result.history)
-
-    t0 = time.perf_counter()
-    scaler = StandardScaler().fit(Xtr)
-    Xs = scaler.transform(Xtr)
-    single = clone(est)
-    for _ in range(args.epochs):
-        single.partial_fit(Xs, ytr, classes=classes)
-    single_wall = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    full = clone(est).fit(scaler.transform(Xtr), ytr)
-    fit_wall = time.perf_counter() - t0
-    return {
-        "rows": len(ytr),
-        "workers": args.workers,
-        "epochs": args.epochs,
-        "data_parallel": {"wall_s": dp_wall, "epochs_s": dp_epochs, **scores(result.model, Xho)},
-        "single_partial_fit": {"wall_s": single_wall, **scores(single, scaler.transform(Xho))},
-        "single_fit": {"wall_s": fit_wall, "n_iter": int(full.n_iter_), **scores(full, scaler.transform(Xho))},
-    }
-
-
 # -- report ----------------------------------------------------------------------------------
 def report(facts: dict[str, Any], out: dict[str, Any]) -> str:
     cpus = facts["usable_cpus"]
@@ -238,20 +190,6 @@ def report(facts: dict[str, Any], out: dict[str, Any]) -> str:
          ["Tune: marginal cost per extra trial", f"{o['tune_marginal_per_trial_s']:.3f}"],
          ["Tune: trial's own time (mean)", f"{o['trials_own_time_mean_s']:.4f}"]],
     ))
-    lines.append("")
-    d = out["data_parallel"]
-    lines.append(f"3. data-parallel: SGDClassifier(log_loss, average) on {d['rows']:,} rows, scaled, "
-                 f"{d['epochs']} epochs, {d['workers']} workers")
-    rows = []
-    for key, label in (("data_parallel", f"data-parallel, {d['workers']} actors"),
-                       ("single_partial_fit", "one process, partial_fit epochs"),
-                       ("single_fit", f"one process, fit() ({d['single_fit']['n_iter']} epochs)")):
-        r = d[key]
-        rows.append([label, f"{r['wall_s']:.2f}", f"{r['accuracy']:.4f}", f"{r['roc_auc']:.4f}",
-                     f"{r['accuracy'] - d['single_partial_fit']['accuracy']:+.4f}"])
-    lines.append(format_table(["", "wall (s)", "holdout accuracy", "holdout roc_auc", "acc. vs partial_fit"], rows))
-    lines.append(f"   of the data-parallel wall: {d['data_parallel']['epochs_s']:.2f} s in the epochs themselves, "
-                 "the rest is splitting the dataset, starting the actors and the scaling pass")
     return "\n".join(lines)
 
 
@@ -260,8 +198,6 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny-trials", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--timeout", type=int, default=900, help="give up after this many seconds")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
@@ -292,7 +228,6 @@ def main() -> int:
         print("search done", file=sys.stderr, flush=True)
         out["overhead"] = bench_overhead(args, storage, cpus)
         print("overhead done", file=sys.stderr, flush=True)
-        out["data_parallel"] = bench_data_parallel(args, X, y)
     finally:
         signal.alarm(0)
         ray.shutdown()

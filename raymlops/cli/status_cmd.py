@@ -60,9 +60,20 @@ def collect(store: Any, address: str | None, recent: int = 10) -> dict[str, Any]
                         "since": lease["acquired_at"]} for lease in leases.held(store.metadata, "retrain:")],
         "audit": {"ok": ok, "message": message, "recent": [audit.to_json(r) for r in records]},
     }
+    report["webhooks"] = _webhooks(store, recent)
     if address:
         report["cluster"], report["deployments"] = _cluster(address)
     return report
+
+
+def _webhooks(store: Any, recent: int) -> dict[str, Any]:
+    from raymlops.hooks import WebhookDB, list_deliveries
+
+    if not (store.home / "webhooks.db").exists():
+        return {"receivers": 0, "counts": {}, "recent": []}
+    db = WebhookDB(store.home)
+    return {"receivers": len(db.subscriptions()), "counts": db.counts(),
+            "recent": list_deliveries(store.home, min(recent, 5))}
 
 
 def _display_uri(uri: str) -> str:
@@ -257,6 +268,16 @@ def render(report: dict[str, Any]) -> str:
               f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(r['since']))}" for r in report["retraining"]]
     lines.append("alerts" if report["alerts"] else "alerts       none recorded")
     lines += [_line(r) for r in report["alerts"]]
+    w = report.get("webhooks") or {"receivers": 0, "counts": {}, "recent": []}
+    if w["receivers"] or w["recent"]:
+        from raymlops.cli.webhooks_cmd import format_delivery
+
+        c = w["counts"]
+        lines.append(f"webhooks     {w['receivers']} receiver(s); {c.get('delivered', 0)} delivered, "
+                     f"{c.get('failed', 0)} failed, {c.get('dropped', 0)} dropped, {c.get('queued', 0)} queued")
+        lines += ["  " + format_delivery(r) for r in w["recent"]]
+    else:
+        lines.append("webhooks     none")
     a = report["audit"]
     lines.append(f"audit        {a['message'] if a['ok'] else 'CHAIN BROKEN: ' + a['message']}")
     lines += [_line(r) for r in a["recent"]]

@@ -520,11 +520,6 @@ def list_snapshots(store: Store) -> list[dict[str, Any]]:
     ]
 
 
-def require_rows(info: SnapshotInfo, minimum: int) -> None:
-    if info.rows < minimum:
-        raise ValidationError(f"snapshot {info.short} has {info.rows} rows; at least {minimum} are needed")
-
-
 def schema_changes(old: Schema, new: Schema) -> list[str]:
     """Columns added, removed, or with another type or nullability, from ``old`` to ``new``."""
     a = {c.name: c for c in old.columns}

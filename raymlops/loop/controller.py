@@ -38,6 +38,7 @@ from typing import Any
 from raymlops import audit
 from raymlops.config import PipelineConfig
 from raymlops.exceptions import ConfigError, NotFound, ServeError
+from raymlops.hooks import emit
 from raymlops.loop.policy import Decision, Evidence, RetrainPolicy, Trigger, decide, evidence_from
 from raymlops.store import leases
 from raymlops.store.home import Store
@@ -115,6 +116,8 @@ class RetrainController:
     def _audit(self, res: CycleResult, action: str, ids: dict[str, Any], how: dict[str, Any]) -> None:
         with self.store.metadata.transaction() as conn:
             audit.append(conn, action, {"cycle": res.cycle, "deployment": res.route, **ids}, res.trigger.reason, how)
+        emit(self.store.home, action, {"cycle": res.cycle, "deployment": res.route, **ids,
+                                       "reason": res.trigger.reason})
 
     def _stage(self, res: CycleResult, name: str, t0: float, detail: str) -> None:
         seconds = time.perf_counter() - t0

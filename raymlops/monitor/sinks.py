@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from raymlops.config import MonitorAlertsConfig
+from raymlops.hooks import emit
 from raymlops.monitor.alerts import Alert
 
 __all__ = ["AUDIT_ACTION", "send_alerts"]
@@ -40,6 +41,9 @@ def send_alerts(alerts: list[Alert], cfg: MonitorAlertsConfig, model: str, home:
                                  {"alert": a.to_dict()})
         except Exception as exc:  # noqa: BLE001  # a sink must not stop the monitor
             problems.append(f"audit: {type(exc).__name__}: {exc}")
+    if home is not None:  # signed webhooks of the home (raymlops.hooks): queued, never waited on
+        for a in alerts:
+            emit(home, "monitor.alert", {"deployment": model, "alert": a.to_dict()})
     if cfg.webhook_url:
         body = json.dumps({"model": model, "alerts": [a.to_dict() for a in alerts]}, default=str).encode()
         req = urllib.request.Request(cfg.webhook_url, data=body, method="POST",

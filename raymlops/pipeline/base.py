@@ -25,6 +25,7 @@ import numpy as np
 
 from raymlops.config import PipelineConfig
 from raymlops.exceptions import RaymlopsError, StepFailed, ValidationError
+from raymlops.hooks import sync_pipeline_webhooks
 from raymlops.pipeline.cache import StepCache
 from raymlops.pipeline.failures import Failure, describe, frames, unwrap
 from raymlops.pipeline.history import RunRecorder, new_run_id, submission_id, who
@@ -81,6 +82,7 @@ class RunResult:
     seconds: float = 0.0
     status: str = "running"
     error: dict[str, Any] | None = None
+    tracking: dict[str, Any] | None = None  # tracking: (MLflow) status, parent run, registered version, errors
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,7 +92,7 @@ class RunResult:
             # the monitor's Prometheus URL (monitor.metrics_port, or a free loopback port for a private Ray)
             "metrics": self.metrics_url, "validation": self.validation, "data_drift": self.data_drift,
             "seconds": round(self.seconds, 3), "steps": [s.to_dict() for s in self.steps], "error": self.error,
-        }
+        } | ({"tracking": self.tracking} if self.tracking is not None else {})
 
 
 def where(persistent: bool) -> dict[str, Any]:
@@ -331,6 +333,8 @@ class PipelineBase:
     def run(self) -> RunResult:
         from raymlops.registry.lineage import code_version
 
+        # webhooks: of this config, stored in the home so the monitor actor and the CLI send to them too
+        sync_pipeline_webhooks(self.store.home, self.config.name, self.config.webhooks)
         self._started = self.clock()
         self._code = code_version()
         self._where = {"host": socket.gethostname(), "cluster": "not connected (every step was cached)"}

@@ -122,17 +122,21 @@ class ModelSteps(PipelineBase):
 
         cfg, store, res = self.config, self.store, self.result
         details: dict[str, str] = {}
+        tracker: Any = None
         with self._step("train", key, {"snapshot": snap.id, "candidates": len(cfg.train.candidates)}) as step:
             holdout_columns: dict[str, np.ndarray] | None = None
             if cfg.train.strategy == "distributed":  # Ray Train reads the snapshot: no training rows here
+                tracker = self._tracker()
                 model, summary, (Xho, yho, holdout_columns) = self._fit_distributed(snap, features)
                 classes = getattr(model, "classes_", None)
                 rows, nbytes = int(model.info_["train_rows"]), 0
             else:
                 Xtr, ytr, Xho, yho = self._split(snap.id, features)
                 self._connect()
+                tracker = self._tracker()
                 model, summary = fit(cfg.train, Xtr, ytr, seed=cfg.seed, storage_path=str(store.home / "tune"),
-                                     name=f"{cfg.name}-{self.run_id}", progress=self.ray_progress)
+                                     name=f"{cfg.name}-{self.run_id}", progress=self.ray_progress,
+                                     callbacks=tracker.tune_callbacks() if tracker else None)
                 classes, rows, nbytes = np.unique(ytr), len(ytr), int(Xtr.nbytes + ytr.nbytes)
             best = summary.best.config
             stopped = sum(t.stopped_early for t in summary.trials)
@@ -209,7 +213,27 @@ class ModelSteps(PipelineBase):
             step.bytes = int(info.size or 0)
             step.outputs = {"model": version.id, "status": version.status, "artifact_sha256": version.artifact_sha256}
             step.detail = f"{version.id} ({version.status})"
+            if tracker is not None:  # tracking: the parent run, and the champion in MLflow's registry
+                is_champion = version.status == "registered" and self.alias == "champion"
+                tracker.finish(snapshot_id=snap.id, model_version=version.id, model_status=version.status,
+                               champion=is_champion, metrics=metrics, best=summary.best.config,
+                               config_hash=cfg.config_hash(),
+                               artifact=("model.joblib", store.artifacts.read_bytes(version.artifact_key))
+                               if is_champion and tracker.cfg.register_model else None)
+                step.outputs["tracking"] = res.tracking = tracker.record
         return version, details
+
+    def _tracker(self) -> Any:
+        """``tracking:``: the MLflow parent run of this pipeline run (None when tracking is off). An
+        unreachable server is a warning in the step's log and in the run record, never a failure."""
+        if self.config.tracking is None:
+            return None
+        from raymlops.tracking.mlflow_tracking import MlflowTracker  # only with tracking: (an optional extra)
+
+        tracker = MlflowTracker(self.config.tracking, self.config.name, self.run_id, warn=self._say)
+        tracker.start()
+        self.result.tracking = tracker.record
+        return tracker
 
 
 def _slice_columns(columns: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ import joblib
 
 from raymlops import audit
 from raymlops.exceptions import NotFound, ValidationError
+from raymlops.hooks import emit
 from raymlops.store.home import Store
 
 CHAMPION = "champion"
@@ -117,13 +118,19 @@ def register_model(
             how = {"config_hash": lineage.get("config_hash"), "code": lineage.get("code")}
             audit.append(conn, "model.registered", {"model": model_id, "snapshot": snapshot_id},
                          reason, {**how, "status": status})
+            moved_from = None
             if passed and alias:
-                _set_alias(conn, name, alias, model_id, "gate passed")
+                moved_from = _set_alias(conn, name, alias, model_id, "gate passed")
                 audit.append(conn, "alias.moved", {"model": model_id, "alias": alias},
                              "gate passed", how)
             elif not passed:
                 audit.append(conn, "gate.rejected", {"model": model_id}, "; ".join(gate.get("reasons", [])), how)
         break
+    emit(store.home, "model.registered", {"model": model_id, "name": name, "version": version, "status": status,
+                                          "snapshot": snapshot_id, "metrics": metrics, "reason": reason})
+    if passed and alias:
+        emit(store.home, "model.promoted", {"model": model_id, "name": name, "alias": alias,
+                                            "previous": moved_from, "reason": "gate passed"})
     return get_model(store, model_id)
 
 
@@ -158,6 +165,8 @@ def promote(store: Store, ref: str, alias: str = CHAMPION, reason: str | None = 
         previous = _set_alias(conn, version.name, alias, version.id, reason)
         audit.append(conn, "alias.moved", {"model": version.id, "alias": alias, "previous": previous}, reason,
                      {"command": "promote"})
+    emit(store.home, "model.promoted", {"model": version.id, "name": version.name, "alias": alias,
+                                        "previous": previous, "reason": reason})
     return version
 
 
@@ -176,6 +185,8 @@ def rollback(store: Store, name: str, alias: str = CHAMPION, reason: str | None 
         _set_alias(conn, name, alias, previous, reason)
         audit.append(conn, "alias.rolled_back", {"model": previous, "alias": alias, "previous": current}, reason,
                      {"command": "rollback"})
+    emit(store.home, "model.rolled_back", {"model": previous, "name": name, "alias": alias, "previous": current,
+                                           "reason": reason})
     return get_model(store, previous)
 
 
@@ -230,5 +241,4 @@ def list_models(store: Store, name: str | None = None) -> list[ModelVersion]:
 
 def load_model(store: Store, version: ModelVersion) -> Any:
     """The fitted estimator, after checking the artifact's sha256 (IntegrityError if changed)."""
-    store.artifacts.verify(version.artifact_key, version.artifact_sha256)
-    return joblib.load(io.BytesIO(store.artifacts.read_bytes(version.artifact_key)))
+    return joblib.load(io.BytesIO(store.artifacts.read_verified(version.artifact_key, version.artifact_sha256)))

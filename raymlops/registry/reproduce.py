@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from raymlops import audit
 from raymlops.config import PipelineConfig, parse_config
 from raymlops.exceptions import ValidationError
 from raymlops.registry.lineage import PACKAGES, code_version, package_versions
@@ -97,6 +98,7 @@ def reproduce(
     if problems:
         report.differences.append(f"data: snapshot {version.snapshot_id[:12]} changed: " + "; ".join(problems))
         report.seconds = time.perf_counter() - t0
+        _record(store, report)
         return report
     features = [f["name"] for f in version.signature["inputs"]]
     run_name = f"reproduce-{version.name}-v{version.version}-{int(time.time())}"
@@ -140,4 +142,16 @@ def reproduce(
         report.differences.append(f"probabilities differ by up to {report.max_probability_diff:.3g}")
     report.identical = report.predictions_equal and not report.max_probability_diff
     report.seconds = time.perf_counter() - t0
+    _record(store, report)
     return report
+
+
+def _record(store: Store, report: ReproduceReport) -> None:
+    """The result in the audit log (``model.reproduced`` or ``model.reproduce_differs``), so the
+    record of a model shows every check of it (``raymlops audit log``, the web UI's model page)."""
+    action = "model.reproduced" if report.identical else "model.reproduce_differs"
+    how = {"predictions_equal": report.predictions_equal, "artifact_hash_equal": report.artifact_hash_equal,
+           "max_probability_diff": report.max_probability_diff, "seconds": round(report.seconds, 3),
+           "artifact_sha256": report.reproduced.get("artifact_sha256")}
+    with store.metadata.transaction() as conn:
+        audit.append(conn, action, {"model": report.model}, "; ".join(report.differences) or "identical", how)

@@ -34,6 +34,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from ray import serve
 
+from raymlops.exceptions import IntegrityError
 from raymlops.serve.auth import BearerAuth
 from raymlops.serve.feedback import merge_replies, parse_feedback_request, split_by_shard
 from raymlops.serve.handoff import MonitorHandoff, Served
@@ -43,6 +44,7 @@ from raymlops.serve.request import DomainPolicy, RequestError, Signature, check_
 from raymlops.serve.routing import TrafficTable, feature_names
 from raymlops.serve.settings import ServerSettings
 from raymlops.serve.throughput import ingress_here
+from raymlops.store.artifacts import ArtifactStore
 
 logger = logging.getLogger("raymlops.serve")
 
@@ -55,22 +57,12 @@ JSON_TYPE = "application/json"
 
 def load_verified(spec: dict[str, Any]) -> Any:
     """The fitted estimator of ``spec``, after its artifact's sha256 matched the registry's."""
-    import joblib
+    import joblib  # only replicas load models; the driver building the app never needs it
 
-    from raymlops.store.artifacts import ArtifactStore
-
-    arts = ArtifactStore(spec["artifact_root"])
-    payload = arts.read_bytes(spec["artifact_key"])
-    import hashlib
-
-    actual = hashlib.sha256(payload).hexdigest()
-    if actual != spec["artifact_sha256"]:
-        from raymlops.exceptions import IntegrityError
-
-        raise IntegrityError(
-            f"artifact {spec['artifact_key']!r} of {spec['model_id']} was changed: sha256 {actual[:12]}... != "
-            f"recorded {str(spec['artifact_sha256'])[:12]}...; refusing to load it"
-        )
+    try:
+        payload = ArtifactStore(spec["artifact_root"]).read_verified(spec["artifact_key"], spec["artifact_sha256"])
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc} (model {spec['model_id']}); refusing to load it") from None
     return joblib.load(io.BytesIO(payload))  # our own artifact, verified above: never request data
 
 

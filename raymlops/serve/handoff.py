@@ -291,6 +291,3 @@ class MonitorHandoff:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.flush(), timeout=timeout_s)
 
-
-def now_ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000.0

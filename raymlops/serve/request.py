@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -326,11 +325,3 @@ def parse_predict_request(
     domain_errors(X, signature, policy or DomainPolicy())
     return ParsedRequest(X, routing_key)
 
-
-def parse_request(raw: bytes, signature: Signature, max_rows: int, max_bytes: int) -> np.ndarray:
-    """The request body as a float matrix in signature order, or a :class:`RequestError`."""
-    return parse_predict_request(raw, signature, max_rows, max_bytes).X
-
-
-def to_jsonable(values: Sequence[Any] | np.ndarray) -> list[Any]:
-    return np.asarray(values).tolist()

@@ -245,10 +245,6 @@ def check_cluster_ingress(high_throughput: bool | None, where: str = "") -> str 
             f"ingress); to turn that on, {HOW_TO_ENABLE}")
 
 
-def require_high_throughput() -> None:
-    check_cluster_ingress(True)
-
-
 def shell_exports(env: dict[str, Any]) -> str:
     """``export NAME='value'`` lines (for ``eval`` before ``ray start``)."""
     return "\n".join(f"export {k}='{v}'" for k, v in env.items())

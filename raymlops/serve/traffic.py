@@ -17,6 +17,7 @@ from typing import Any
 
 from raymlops import audit
 from raymlops.exceptions import NotFound, ServeError, ValidationError
+from raymlops.hooks import emit
 from raymlops.ray_session import NAMESPACE
 from raymlops.serve.routing import TrafficTable
 from raymlops.store.home import Store
@@ -34,6 +35,7 @@ def model_spec_of(store: Store, ref: str) -> dict[str, Any]:
 def _record(store: Store, action: str, route: str, model: str, reason: str | None, how: dict[str, Any]) -> None:
     with store.metadata.transaction() as conn:
         audit.append(conn, action, {"model": model, "deployment": route}, reason, how)
+    emit(store.home, "deployment.changed", {"action": action, "deployment": route, "model": model, "reason": reason})
 
 
 def _control(route: str) -> Any:

@@ -145,11 +145,16 @@ class ArtifactStore:
         return h.hexdigest()
 
     def verify(self, key: str, expected_sha256: str) -> None:
-        actual = self.sha256(key)
-        if actual != expected_sha256:
-            raise IntegrityError(
-                f"artifact {key!r} was changed: sha256 {actual[:12]}… != recorded {expected_sha256[:12]}…"
-            )
+        """IntegrityError unless the file's sha256 is ``expected_sha256`` (streamed, not held)."""
+        _check_sha256(key, self.sha256(key), expected_sha256)
+
+    def read_verified(self, key: str, expected_sha256: str) -> bytes:
+        """The file's bytes, read once, after their sha256 matched ``expected_sha256``: the one
+        way every loader (registry, Serve replicas, deploy checks, reproduce) reads an artifact
+        it is about to unpickle. NotFound if missing, IntegrityError if changed."""
+        data = self.read_bytes(key)
+        _check_sha256(key, hashlib.sha256(data).hexdigest(), expected_sha256)
+        return data
 
     def list_files(self, key: str) -> Iterator[tuple[str, int]]:
         """``(relative key, size)`` of every file below ``key``, sorted."""
@@ -230,3 +235,8 @@ class ArtifactStore:
             self.fs.delete_dir(path)
         elif info.type == pafs.FileType.File:
             self.fs.delete_file(path)
+
+
+def _check_sha256(key: str, actual: str, expected: str) -> None:
+    if actual != expected:
+        raise IntegrityError(f"artifact {key!r} was changed: sha256 {actual[:12]}… != recorded {expected[:12]}…")

@@ -112,9 +112,11 @@ def run_search(
     scheduler: SchedulerConfig | None = None,
     max_failures: int = 1,
     progress: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> TuneSummary:
     """Run every trial with Ray Tune; the arrays travel once through the object store.
-    ``progress``: show Tune's own trial table on stderr as trials start and finish."""
+    ``progress``: show Tune's own trial table on stderr as trials start and finish.
+    ``callbacks``: Ray Tune callbacks run on the driver (the MLflow logger of ``tracking:``)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator
@@ -157,6 +159,7 @@ def run_search(
             verbose=1 if progress else 0,
             progress_reporter=tune.CLIReporter(metric_columns=[metric], max_report_frequency=5) if progress else None,
             failure_config=tune.FailureConfig(max_failures=max_failures),
+            callbacks=list(callbacks or []) or None,
         ),
     )
     t0 = time.perf_counter()

@@ -39,3 +39,13 @@ def test_reproduce_identical_then_seed_and_data_changes_are_named(
     assert main(["reproduce", str(result.model), "--home", str(home)]) == 1
     out = capsys.readouterr().out
     assert "NOT identical" in out and "data: snapshot" in out and "changed" in out
+    # every check is in the audit log, with its result (the web UI's model page lists them)
+    from raymlops import audit
+
+    records = [r for r in audit.records(store.metadata, action="model.", id=str(result.model))
+               if r.action.startswith("model.reproduc")]
+    assert [r.action for r in records] == ["model.reproduced", "model.reproduce_differs", "model.reproduce_differs"]
+    assert records[0].record["how"]["predictions_equal"] is True and records[0].record["reason"] == "identical"
+    assert "seed: recorded 42, now 7" in records[1].record["reason"]
+    assert "data: snapshot" in records[2].record["reason"]
+    assert audit.verify(store.metadata)[0]

@@ -8,12 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification, make_regression
-from sklearn.linear_model import SGDClassifier
-from sklearn.preprocessing import StandardScaler
 
 from raymlops.config import GateConfig, TrainConfig, load_config
 from raymlops.data.split import holdout_mask
-from raymlops.exceptions import RaymlopsError
 from raymlops.train import evaluate_model, fit, gate
 
 pytestmark = pytest.mark.integration
@@ -125,38 +122,6 @@ def test_regression_task_end_to_end_with_slices_and_gate(ray_session: None, tmp_
     verdict = gate(cfg, evaluation, {"rmse": evaluation.metrics["rmse"] * 1.5})
     assert verdict.passed, verdict.reasons
     assert not gate(cfg, evaluation, {"rmse": evaluation.metrics["rmse"] * 0.5}).passed
-
-
-def test_data_parallel_accuracy_within_tolerance_of_one_process(ray_session: None, tmp_path: Path) -> None:
-    X, y = _classification(20_000)
-    hold = holdout_mask(len(y), 0.2, 0)
-    Xtr, ytr, Xho, yho = X[~hold], y[~hold], X[hold], y[hold]
-    params = {"loss": "log_loss", "average": True}
-    config = _train(strategy="data_parallel", num_workers=2, epochs=10, metric="accuracy",
-                    candidates=[{"estimator": SGD, "scale": True, "params": params}])
-    model, summary = fit(config, Xtr, ytr, seed=0, storage_path=str(tmp_path), name="dp")
-    assert summary.strategy == "data_parallel" and summary.best.epochs == 10
-    dp = model.score(Xho, yho)
-    # the same learner in one process: 10 epochs of partial_fit over the same training rows, and fit()
-    val = holdout_mask(len(ytr), config.validation_fraction, 1)
-    Xs = StandardScaler().fit(Xtr[~val])
-    single = SGDClassifier(random_state=0, **params)
-    for _ in range(10):
-        single.partial_fit(Xs.transform(Xtr[~val]), ytr[~val], classes=np.array([0, 1]))
-    one = single.score(Xs.transform(Xho), yho)
-    full = SGDClassifier(random_state=0, **params).fit(Xs.transform(Xtr[~val]), ytr[~val]).score(Xs.transform(Xho), yho)
-    assert dp > 0.85
-    assert abs(dp - one) <= 0.02, (dp, one)
-    assert abs(dp - full) <= 0.02, (dp, full)
-    assert summary.best.metric == pytest.approx(model.score(Xtr[val], ytr[val]))
-
-
-def test_data_parallel_refuses_more_workers_than_cpus(ray_session: None, tmp_path: Path) -> None:
-    X, y = _classification(200)
-    config = _train(strategy="data_parallel", num_workers=64, epochs=1, metric="accuracy",
-                    candidates=[{"estimator": SGD}])
-    with pytest.raises(RaymlopsError, match="num_workers 64"):
-        fit(config, X, y, seed=0, storage_path=str(tmp_path), name="too-many")
 
 
 def test_quickstart_training_is_four_trials(ray_session: None, tmp_path: Path) -> None:

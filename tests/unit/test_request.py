@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from raymlops.serve.request import RequestError, Signature, parse_request, to_jsonable
+from raymlops.serve.request import RequestError, Signature, parse_predict_request
 
 SIG = Signature(features=("age", "income", "score"))
 MAX_ROWS = 5
@@ -17,7 +17,7 @@ MAX_BYTES = 10_000
 
 def _parse(body: Any, *, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> np.ndarray:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return parse_request(raw, SIG, max_rows, max_bytes)
+    return parse_predict_request(raw, SIG, max_rows, max_bytes).X
 
 
 def _error(body: Any, **limits: int) -> RequestError:
@@ -60,14 +60,8 @@ def test_other_top_level_keys_are_ignored() -> None:
 def test_signature_from_dict_keeps_order() -> None:
     sig = Signature.from_dict({"inputs": [{"name": "b"}, {"name": "a"}], "classes": [0, 1]})
     assert sig.features == ("b", "a") and sig.classes == (0, 1) and sig.output == "classification"
-    out = parse_request(b'{"instances": [{"a": 1, "b": 2}]}', sig, 10, 1000)
+    out = parse_predict_request(b'{"instances": [{"a": 1, "b": 2}]}', sig, 10, 1000).X
     np.testing.assert_array_equal(out, [[2.0, 1.0]])
-
-
-def test_to_jsonable_gives_plain_python() -> None:
-    values = to_jsonable(np.array([1, 0], dtype=np.int64))
-    assert values == [1, 0] and all(type(v) is int for v in values)
-    assert json.dumps(to_jsonable(np.array([0.25]))) == "[0.25]"
 
 
 # ---------------------------------------------------------------------------- 400

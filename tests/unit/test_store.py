@@ -168,6 +168,16 @@ def test_verify_detects_a_changed_file(artifacts: ArtifactStore) -> None:
         artifacts.verify("m/model.joblib", digest)
 
 
+def test_read_verified_returns_the_bytes_only_when_their_sha256_matches(artifacts: ArtifactStore) -> None:
+    digest = artifacts.write_bytes("m/model.joblib", b"original bytes")
+    assert artifacts.read_verified("m/model.joblib", digest) == b"original bytes"
+    _local(artifacts, "m/model.joblib").write_bytes(b"original bytez")
+    with pytest.raises(IntegrityError, match=r"m/model.joblib.*was changed"):
+        artifacts.read_verified("m/model.joblib", digest)
+    with pytest.raises(NotFound, match="gone.joblib"):
+        artifacts.read_verified("m/gone.joblib", digest)
+
+
 def test_missing_artifact_is_not_found(artifacts: ArtifactStore) -> None:
     assert not artifacts.exists("nope.bin")
     with pytest.raises(NotFound, match="nope.bin"):

@@ -198,3 +198,21 @@ def test_string_class_labels() -> None:
     ev = evaluate_model(model, X, y, "classification", {"g": np.array([0, 0, 0, 1, 1, 1])}, min_slice_rows=1)
     assert ev.metrics["precision"] == 1.0 and ev.metrics["roc_auc"] == 1.0
     assert [s.fairness_value for s in ev.slices] == [pytest.approx(1 / 3), pytest.approx(2 / 3)]
+
+
+def test_gate_rules_are_typed_by_their_form_and_read_back_exactly_from_a_dump() -> None:
+    from raymlops.config.gate import AbsoluteRule, ChampionRule, SliceRule
+
+    written = {"slices": ["sex"], "rules": [
+        "roc_auc >= 0.123456789", {"metric": "accuracy"}, {"metric": "f1", "min_relative_change": 0.01},
+        {"metric": "accuracy", "slice_min": 0.8}, {"metric": "log_loss", "slice_max": 0.7}]}
+    cfg = GateConfig.model_validate(written)
+    assert [type(r) for r in cfg.rules] == [AbsoluteRule, ChampionRule, ChampionRule, SliceRule, SliceRule]
+    assert cfg.parsed() == [("roc_auc", ">=", 0.123456789)]
+    assert [(r.metric, r.min_relative_change) for r in cfg.champion_rules()] == [("accuracy", 0.0), ("f1", 0.01)]
+    assert [(r.metric, r.bound, r.threshold) for r in cfg.slice_rules()] == [("accuracy", "min", 0.8),
+                                                                             ("log_loss", "max", 0.7)]
+    dumped = cfg.model_dump(mode="json")
+    assert dumped["rules"][0] == "roc_auc >= 0.123456789"  # the form it was written in, every digit kept
+    assert dumped["rules"][3:] == [{"metric": "accuracy", "slice_min": 0.8}, {"metric": "log_loss", "slice_max": 0.7}]
+    assert GateConfig.model_validate(json.loads(json.dumps(dumped))) == cfg

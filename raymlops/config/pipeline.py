@@ -1,0 +1,64 @@
+"""The whole pipeline config: one section per step (data, train, gate, serve, monitor, retrain)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import (
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+
+from raymlops.config.base import NAME_PATTERN, Strict
+from raymlops.config.data import DataConfig
+from raymlops.config.gate import GateConfig
+from raymlops.config.monitor import MonitorConfig
+from raymlops.config.retrain import RetrainConfig
+from raymlops.config.serve import ServeConfig
+from raymlops.config.train import TrainConfig
+from raymlops.hooks.settings import WebhookConfig
+from raymlops.tracking.settings import TrackingConfig
+
+
+class PipelineConfig(Strict):
+    """A whole pipeline: data → train → gate → register → serve → monitor."""
+
+    name: str
+    seed: int = Field(0, ge=0)
+    data: DataConfig
+    train: TrainConfig
+    gate: GateConfig = Field(default_factory=GateConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    webhooks: list[WebhookConfig] = Field(default_factory=list, description="signed event POSTs (raymlops.hooks)")
+    tracking: TrackingConfig | None = Field(None, description="mirror runs into MLflow (raymlops.tracking)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_PATTERN.match(v):
+            raise ValueError("expected lowercase letters, digits and '-', at most 63 characters")
+        return v
+
+    @field_validator("gate", mode="wrap")
+    @classmethod
+    def _gate_for_task(cls, v: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """Gate rules may only name metrics the training task produces (r2 is no classification metric)."""
+        train = info.data.get("train")
+        if isinstance(v, dict) and isinstance(train, TrainConfig):
+            return GateConfig.model_validate(v, context={"task": train.task})
+        return handler(v)
+
+    @property
+    def route(self) -> str:
+        return self.serve.name or self.name
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON form: equal configs hash equal, whatever the YAML layout."""
+        canon = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()
