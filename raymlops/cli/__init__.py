@@ -26,6 +26,8 @@ from raymlops.cli import (
     runs_cmd,
     snapshot_cmd,
     status_cmd,
+    ui_cmd,
+    webhooks_cmd,
 )
 from raymlops.cli.common import explain
 from raymlops.exceptions import RaymlopsError
@@ -34,7 +36,8 @@ from raymlops.exceptions import RaymlopsError
 COMMANDS = {"run": run_cmd, "snapshot": snapshot_cmd, "models": models_cmd,
             "lineage": lineage_cmd, "reproduce": reproduce_cmd, "audit": audit_cmd, "status": status_cmd,
             "runs": runs_cmd, "doctor": doctor_cmd, "monitor": monitor_cmd, "deploy": deploy_cmd}
-COMMANDS |= {"retrain": retrain_cmd, "demo": demo_cmd}
+COMMANDS |= {"retrain": retrain_cmd, "demo": demo_cmd, "ui": ui_cmd}
+COMMANDS |= {"webhooks": webhooks_cmd}
 
 
 class _Parser(argparse.ArgumentParser):

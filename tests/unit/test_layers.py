@@ -11,7 +11,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "raymlops"
 RANK = {"stats": 0, "data": 1, "train": 1, "registry": 1, "serve": 2, "monitor": 2, "pipeline": 3, "loop": 4,
-        "cli": 5}
+        "cli": 5, "ui": 5}
 
 
 def imported_modules(path: Path, root: Path = PACKAGE) -> list[tuple[int, str]]:
