@@ -185,8 +185,11 @@ def _child(args: argparse.Namespace, phase: str) -> dict[str, Any]:
     cmd += ["--work", args.work]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"RAY_USAGE_STATS_ENABLED": "0"})
     if proc.returncode != 0:
-        raise SystemExit(f"phase {phase} failed:\n{proc.stderr[-3000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"phase {phase} failed:\n{proc.stderr[-3000:]}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    result = dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(f"phase {phase}: {json.dumps(result)}", file=sys.stderr, flush=True)  # kept if a later phase fails
+    return result
 
 
 def projection(single: dict[str, Any], ray_: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

@@ -164,12 +164,24 @@ class GateConfig(Strict):
             out.append(parsed)
         return out
 
+    def typed_rules(self) -> list[AbsoluteRule | ChampionRule | SliceRule]:
+        """The rules as rule models. ``model_copy(update={"rules": [...]})`` does not validate, so
+        a rule still in its written form is parsed here rather than silently skipped."""
+        out: list[AbsoluteRule | ChampionRule | SliceRule] = []
+        for rule in self.rules:
+            if not isinstance(rule, AbsoluteRule | ChampionRule | SliceRule):
+                parsed = _as_rule(rule, self.slices)
+                rule = {"absolute": AbsoluteRule, "champion": ChampionRule, "slice": SliceRule}[
+                    _rule_kind(parsed)].model_validate(parsed)
+            out.append(rule)
+        return out
+
     def parsed(self) -> list[tuple[str, str, float]]:
         """Absolute rules as ``(metric, operator, threshold)``."""
-        return [(r.metric, r.op, r.threshold) for r in self.rules if isinstance(r, AbsoluteRule)]
+        return [(r.metric, r.op, r.threshold) for r in self.typed_rules() if isinstance(r, AbsoluteRule)]
 
     def champion_rules(self) -> list[ChampionRule]:
-        return [r for r in self.rules if isinstance(r, ChampionRule)]
+        return [r for r in self.typed_rules() if isinstance(r, ChampionRule)]
 
     def slice_rules(self) -> list[SliceRule]:
-        return [r for r in self.rules if isinstance(r, SliceRule)]
+        return [r for r in self.typed_rules() if isinstance(r, SliceRule)]

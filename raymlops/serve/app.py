@@ -196,13 +196,10 @@ class ModelServer:
 
     @staticmethod
     async def _shards(first: Any, namespace: str) -> list[Any]:
-        """Handles of every monitor shard (an older monitor actor has one and cannot say so)."""
+        """Handles of every monitor shard (the first one names them all)."""
         import ray
 
-        try:
-            names = await first.shard_names.remote()
-        except AttributeError:
-            return [first]
+        names = await first.shard_names.remote()
         return [first] + [ray.get_actor(n, namespace=namespace) for n in names[1:]]
 
     # -- background work ----------------------------------------------------------------------

@@ -15,7 +15,9 @@ which decides every row's side there and keeps only the rows asked for:
   same inputs give the same model (Ray Data's dynamic ``streaming_split`` would not).
 
 The driver gets the label values (to fix the class order), the row counts and the holdout rows.
-The read tasks take no CPU of their own, so they run while the training workers hold every CPU.
+The read tasks take no CPU of their own, so they run while the training workers hold every CPU;
+so that they do not start a worker process per file at once, each dataset runs at most
+:data:`READ_TASKS` of them at a time (the label-count pass: one per training worker, at least two).
 """
 
 from __future__ import annotations
@@ -170,11 +172,23 @@ class BoostData:
     num_features: int
 
 
+#: read tasks one dataset runs at once (they take no CPU, so Ray's scheduler would not bound them)
+READ_TASKS = 2
+
+
 def _files_dataset(parts: list[_Part]) -> Any:
     import ray.data
 
     return ray.data.from_items([{"path": p.path, "offset": p.offset, "rows": p.rows} for p in parts],
                                override_num_blocks=max(1, len(parts)))
+
+
+def _map_files(parts: list[_Part], fn: Any, kwargs: dict[str, Any], tasks: int = READ_TASKS) -> Any:
+    """``fn`` over every file of ``parts`` as zero-CPU Ray tasks, at most ``tasks`` at a time."""
+    import ray.data
+
+    return _files_dataset(parts).map_batches(fn, batch_format="pyarrow", batch_size=1, num_cpus=0,
+                                             compute=ray.data.TaskPoolStrategy(size=tasks), fn_kwargs=kwargs)
 
 
 def boost_datasets(source: SnapshotSource, *, task: str, num_workers: int, validation_fraction: float,
@@ -188,9 +202,7 @@ def boost_datasets(source: SnapshotSource, *, task: str, num_workers: int, valid
     total = sum(p.rows for p in parts)
     plan = _Plan(source.store.artifacts.fs, tuple(source.features), source.target, source.holdout_fraction,
                  validation_fraction, source.seed, source.split_key, num_workers, None)
-    counts = _files_dataset(parts).map_batches(
-        _label_counts, batch_format="pyarrow", batch_size=1, num_cpus=0, fn_kwargs={"plan": plan, "total": total},
-    ).take_all()
+    counts = _map_files(parts, _label_counts, {"plan": plan, "total": total}, max(READ_TASKS, num_workers)).take_all()
     train_rows = sum(int(c["train"]) for c in counts)
     valid_rows = sum(int(c["valid"]) for c in counts)
     if train_rows < num_workers or valid_rows == 0:
@@ -207,11 +219,9 @@ def boost_datasets(source: SnapshotSource, *, task: str, num_workers: int, valid
     datasets = {}
     for rank in range(num_workers):
         for side in ("train", "valid"):
-            datasets[f"{side}_{rank}"] = _files_dataset(parts).map_batches(
-                _rows_of, batch_format="pyarrow", batch_size=1, num_cpus=0,
-                fn_kwargs={"plan": plan, "total": total, "side": side, "extra": (),
-                           "rank": -1 if side == "valid" and shared_validation else rank},
-            )
+            datasets[f"{side}_{rank}"] = _map_files(parts, _rows_of, {
+                "plan": plan, "total": total, "side": side, "extra": (),
+                "rank": -1 if side == "valid" and shared_validation else rank})
     return BoostData(datasets, classes, train_rows, valid_rows, len(source.features))
 
 
@@ -229,10 +239,7 @@ def holdout_rows(source: SnapshotSource, extra: tuple[str, ...] = (),
         missing = [c for c in extra if c not in names]
         if missing:
             raise ValidationError(f"gate.slices: the data has no column {missing[0]!r} (columns: {', '.join(names)})")
-    ds = _files_dataset(parts).map_batches(
-        _rows_of, batch_format="pyarrow", batch_size=1, num_cpus=0,
-        fn_kwargs={"plan": plan, "total": total, "side": "holdout", "rank": 0, "extra": extra},
-    )
+    ds = _map_files(parts, _rows_of, {"plan": plan, "total": total, "side": "holdout", "rank": 0, "extra": extra})
     tables = [t for t in (pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
                           for b in ds.iter_batches(batch_format="pyarrow", batch_size=None)) if t.num_rows]
     if not tables:

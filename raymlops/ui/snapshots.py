@@ -2,9 +2,10 @@
 transform hash), schema, per-column profile with histograms, validation counts, recorded drift
 checks, and a drift check against any other snapshot (``?against=<id, prefix or tag>``).
 
-The check runs the engine of ``raymlops snapshot diff`` (:func:`raymlops.stats.check.check` on
-the two stored profiles, the stored result when ``snapshot diff`` recorded one) without
-recording anything: the UI is read-only. Plots of the drifted columns are matplotlib's, drawn
+The check runs the engine of ``raymlops snapshot diff`` (the profiles' check, then every column
+re-tested exactly on both snapshots' rows: :func:`raymlops.data.drift.exact_report`; the stored
+result when ``snapshot diff`` recorded one) without recording anything: the UI is read-only.
+Plots of the drifted columns are matplotlib's, drawn
 from both snapshots' rows by :mod:`raymlops.monitor.histograms` and :mod:`raymlops.monitor.plots`.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from raymlops.data.drift import list_checks, load_check
+from raymlops.data.drift import exact_report, list_checks, load_check
 from raymlops.data.snapshot import (
     list_snapshots,
     load_manifest,
@@ -139,7 +140,8 @@ def _report(store: Store, snap_id: str, ref_id: str) -> tuple[DriftReport, bool]
     current, reference = load_profile(store, snap_id), load_profile(store, ref_id)
     if current is None or reference is None:
         raise BadParam("against", ref_id, "a snapshot with a stored profile (this one predates profiles)")
-    return check(current, reference, DriftSettings()), False
+    report = check(current, reference, DriftSettings())
+    return exact_report(report, read_snapshot(store, ref_id)[1], read_snapshot(store, snap_id)[1]), False
 
 
 def _drift_section(store: Store, snap_id: str, ref_id: str) -> str:
@@ -147,7 +149,8 @@ def _drift_section(store: Store, snap_id: str, ref_id: str) -> str:
     changes = schema_changes(snapshot_info(store, ref_id).schema, snapshot_info(store, snap_id).schema)
     verdict = "DRIFT" if report.dataset_drift else "no dataset drift"
     note = ("the result recorded by raymlops snapshot diff" if stored else
-            "computed now from the two stored profiles, not recorded (raymlops snapshot diff records it)")
+            "computed now with the exact tests on both snapshots' rows, not recorded "
+            "(raymlops snapshot diff records it)")
     out = [f'<div id="drift" class="note {"bad" if report.dataset_drift else "ok"}" '
            f'data-against="{esc(ref_id)}" data-drift="{str(report.dataset_drift).lower()}">'
            f"<strong>{verdict}</strong> against {_short(ref_id)}: {esc(report.summary())}. "

@@ -84,9 +84,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         home = tmp_path_factory.mktemp("loop-home")
         base = demo_config(port=free_port(), window_rows=200)
         perf = base.monitor.performance.model_copy(update={"baseline_labels": 100, "window_labels": 100})
+        # the demo's 120 s alert cooldown would hold back the dataset alert that the watcher test
+        # waits for (it was raised here first): these tests are about the loop, not the cooldown
+        alerts = base.monitor.alerts.model_copy(update={"cooldown_s": 2.0})
         cfg = base.model_copy(update={"name": "closed-loop", "retrain": base.retrain.model_copy(
             update={"shadow_rows": 100, "shadow_timeout_s": 60.0}),
-            "monitor": base.monitor.model_copy(update={"performance": perf}),
+            "monitor": base.monitor.model_copy(update={"performance": perf, "alerts": alerts}),
             "serve": base.serve.model_copy(update={"monitor_budget": 1.0})})  # every row reaches the monitor
         result = run_pipeline(cfg, home=home, progress=lambda line: None, keep_serving=True)
         assert result.model == "closed-loop:v1"

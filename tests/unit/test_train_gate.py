@@ -216,3 +216,12 @@ def test_gate_rules_are_typed_by_their_form_and_read_back_exactly_from_a_dump() 
     assert dumped["rules"][0] == "roc_auc >= 0.123456789"  # the form it was written in, every digit kept
     assert dumped["rules"][3:] == [{"metric": "accuracy", "slice_min": 0.8}, {"metric": "log_loss", "slice_max": 0.7}]
     assert GateConfig.model_validate(json.loads(json.dumps(dumped))) == cfg
+
+
+def test_rules_given_through_model_copy_are_applied_not_skipped() -> None:
+    # model_copy(update=...) does not validate: the written forms must still be applied
+    rules = ["roc_auc >= 0.99", {"metric": "accuracy", "min_absolute_change": 1}]
+    cfg = GateConfig().model_copy(update={"rules": rules})
+    assert cfg.parsed() == [("roc_auc", ">=", 0.99)]
+    verdict = gate(cfg, Evaluation("classification", {"roc_auc": 0.95, "accuracy": 0.9}), {"accuracy": 0.5})
+    assert not verdict.passed and len(verdict.rules) == 2

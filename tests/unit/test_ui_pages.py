@@ -171,7 +171,8 @@ def test_drift_against_another_snapshot_runs_the_diff_engine(client: httpx.Clien
     assert re.search(r'<figure class="plot" data-column="x"><svg', text)  # the shifted column is plotted
     # the other way round nothing is recorded: computed now, and the UI writes nothing
     text = client.get(f"/snapshots/{home.snap_a}?against={home.snap_b}").text
-    assert 'data-drift="true"' in text and "not recorded" in text
+    assert 'data-drift="true"' in text and "not recorded" in text and "exact tests" in text
+    assert "approximate" not in text.split('id="drift"')[1].split("</div>")[0]
     assert client.get("/audit").text.count('id="seq-') == audit_before
 
 
