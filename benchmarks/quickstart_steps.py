@@ -173,7 +173,7 @@ def check_same_data(home: str, snapshot: str, target: str, X: np.ndarray, y: np.
     """The pipeline's snapshot holds exactly the baseline's arrays, in the same row order."""
     import raymlops
     from raymlops.data.schema import table_columns
-    from raymlops.data.snapshot import read_snapshot
+    from raymlops.data.snapshot_read import read_snapshot
 
     _, table = read_snapshot(raymlops.Store.open(home), snapshot)
     features = [n for n in table.column_names if n != target]

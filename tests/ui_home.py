@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 from raymlops import audit
 from raymlops.data.drift import Reference, check_snapshot
 from raymlops.data.schema import schema_from_profile
-from raymlops.data.snapshot import load_profile
+from raymlops.data.snapshot_read import load_profile
 from raymlops.pipeline.history import RunRecorder
 from raymlops.registry.registry import promote, register_model
 from raymlops.stats.profile import profile_table

@@ -222,7 +222,8 @@ def _tag(store: Any, args: argparse.Namespace) -> int:
 
 def _diff(store: Any, args: argparse.Namespace) -> int:
     from raymlops.data.drift import Reference, check_snapshot, settings_from_config, snapshot_profile
-    from raymlops.data.snapshot import resolve_snapshot, schema_changes, snapshot_info
+    from raymlops.data.schema import schema_changes
+    from raymlops.data.snapshot import resolve_snapshot, snapshot_info
 
     settings = None
     if args.config:

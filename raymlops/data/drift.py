@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from raymlops import audit
 from raymlops.config import MonitorConfig
-from raymlops.data.snapshot import load_profile, read_snapshot, resolve_snapshot, snapshot_dataset
+from raymlops.data.snapshot import resolve_snapshot
+from raymlops.data.snapshot_read import load_profile, read_snapshot, snapshot_dataset
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
+from raymlops.stats.bins import edges_digest
 from raymlops.stats.check import P_VALUE_TESTS, DriftReport, DriftSettings, check, psi_band
 from raymlops.stats.offline import check_tables
-from raymlops.stats.profile import Profile, edges_digest
+from raymlops.stats.profile import Profile
 
 if TYPE_CHECKING:
     from raymlops.store.home import Store

@@ -119,3 +119,18 @@ def table_columns(table: pa.Table, names: Sequence[str]) -> np.ndarray:
     return np.column_stack(
         [table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in names]
     )
+
+
+def schema_changes(old: Schema, new: Schema) -> list[str]:
+    """Columns added, removed, or with another type or nullability, from ``old`` to ``new``."""
+    a = {c.name: c for c in old.columns}
+    b = {c.name: c for c in new.columns}
+    out = [f"column {n!r} removed" for n in a if n not in b]
+    out += [f"column {n!r} added ({b[n].type})" for n in b if n not in a]
+    for n in a:
+        if n in b:
+            if a[n].type != b[n].type:
+                out.append(f"column {n!r}: type {a[n].type} -> {b[n].type}")
+            if a[n].nullable != b[n].nullable:
+                out.append(f"column {n!r}: {'now has' if b[n].nullable else 'no longer has'} nulls")
+    return out

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from raymlops import audit
 from raymlops.data.errors import ours
@@ -449,62 +448,6 @@ def verify_snapshot(store: Store, ref: str) -> list[str]:
     return _file_problems(store, snap_id, manifest)
 
 
-def _verified_manifest(store: Store, snap_id: str) -> dict[str, Any]:
-    problems = verify_snapshot(store, snap_id)
-    if problems:
-        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: " + "; ".join(problems))
-    return load_manifest(store, snap_id)
-
-
-def _data_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    return [f for f in manifest["files"] if f["path"].startswith("data/")]
-
-
-def read_snapshot(store: Store, ref: str) -> tuple[SnapshotInfo, pa.Table]:
-    """The snapshot as one Arrow table, after checking every file against the manifest."""
-    snap_id = resolve_snapshot(store, ref)
-    manifest = _verified_manifest(store, snap_id)
-    tables = []
-    for f in _data_files(manifest):
-        with store.artifacts.fs.open_input_file(store.artifacts.path(f"snapshots/{snap_id}/{f['path']}")) as fh:
-            tables.append(pq.read_table(fh))
-    table = pa.concat_tables(tables) if tables else pa.table({})
-    if table.num_rows != manifest["rows"]:
-        raise IntegrityError(f"snapshot {snap_id[:12]}: {table.num_rows} rows read, manifest says {manifest['rows']}")
-    return _info(store, snap_id, new=False), table
-
-
-def snapshot_dataset(store: Store, ref: str) -> ray.data.Dataset:
-    """The snapshot as a Ray Dataset (files read by Ray workers, in order), after checking every
-    file against the manifest; :class:`IntegrityError` names a changed or lost file."""
-    import ray.data
-
-    snap_id = resolve_snapshot(store, ref)
-    manifest = _verified_manifest(store, snap_id)
-    paths = [store.artifacts.path(f"snapshots/{snap_id}/{f['path']}") for f in _data_files(manifest)]
-    if not paths:
-        return ray.data.from_arrow(pa.table({}))
-    return ray.data.read_parquet(paths, filesystem=store.artifacts.fs)
-
-
-def load_profile(store: Store, ref: str) -> Profile | None:
-    """The snapshot's stored profile (hash-checked), or None for snapshots made before profiles."""
-    snap_id = resolve_snapshot(store, ref)
-    manifest = load_manifest(store, snap_id)
-    entry = next((f for f in manifest["files"] if f["path"] == PROFILE_FILE), None)
-    if entry is None:
-        return None
-    key = f"snapshots/{snap_id}/{PROFILE_FILE}"
-    try:
-        data = store.artifacts.read_bytes(key)
-    except NotFound:
-        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: {PROFILE_FILE}: missing") from None
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: {PROFILE_FILE}: changed (sha256 differs "
-                             "from the manifest)")
-    return Profile.from_dict(json.loads(data))
-
-
 def list_snapshots(store: Store) -> list[dict[str, Any]]:
     with store.metadata.read() as conn:
         rows = conn.execute(
@@ -518,18 +461,3 @@ def list_snapshots(store: Store) -> list[dict[str, Any]]:
          "tags": sorted((r[5] or "").split(",")) if r[5] else [], "kind": r[6], "parent": r[7]}
         for r in rows
     ]
-
-
-def schema_changes(old: Schema, new: Schema) -> list[str]:
-    """Columns added, removed, or with another type or nullability, from ``old`` to ``new``."""
-    a = {c.name: c for c in old.columns}
-    b = {c.name: c for c in new.columns}
-    out = [f"column {n!r} removed" for n in a if n not in b]
-    out += [f"column {n!r} added ({b[n].type})" for n in b if n not in a]
-    for n in a:
-        if n in b:
-            if a[n].type != b[n].type:
-                out.append(f"column {n!r}: type {a[n].type} -> {b[n].type}")
-            if a[n].nullable != b[n].nullable:
-                out.append(f"column {n!r}: {'now has' if b[n].nullable else 'no longer has'} nulls")
-    return out

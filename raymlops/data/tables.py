@@ -34,7 +34,7 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
             return pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter=delimiter)), f"csv {p}"
     except (ValueError, OSError, pa.ArrowException) as exc:
         raise ValidationError(f"{ref}: cannot read it as a table: {exc}") from None
-    from raymlops.data.snapshot import read_snapshot
+    from raymlops.data.snapshot_read import read_snapshot
     from raymlops.store.home import Store
 
     info, table = read_snapshot(Store.open(home), ref)

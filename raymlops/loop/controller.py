@@ -277,7 +277,7 @@ class RetrainController:
 
     def _scores(self, res: CycleResult) -> dict[str, Any]:
         """Both models on the fresh snapshot's holdout (what the challenger's gate saw)."""
-        from raymlops.data.snapshot import read_snapshot
+        from raymlops.data.snapshot_read import read_snapshot
         from raymlops.registry.registry import get_model, load_model
         from raymlops.train.evaluate import task_metrics
         from raymlops.train.prepare import split_table
@@ -347,7 +347,7 @@ class RetrainController:
         """The monitor's reference becomes the new champion's training rows, in place: the
         running monitor actors swap references and the replicas keep sending to them. Only
         when no monitor is running is one started and the route redeployed to report to it."""
-        from raymlops.data.snapshot import read_snapshot
+        from raymlops.data.snapshot_read import read_snapshot
         from raymlops.monitor.lifecycle import rebaseline_monitor, start_monitor
         from raymlops.monitor.reference import build_reference
         from raymlops.ray_session import NAMESPACE

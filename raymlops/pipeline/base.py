@@ -299,7 +299,7 @@ class PipelineBase:
     # -- the split -----------------------------------------------------------------------------
     def _read_table(self, snap_id: str) -> Any:
         if self._table is None:
-            from raymlops.data.snapshot import read_snapshot
+            from raymlops.data.snapshot_read import read_snapshot
 
             _, self._table = read_snapshot(self.store, snap_id)
         return self._table

@@ -18,7 +18,6 @@ thing ever unpickled is the registry's own model artifact, after its sha256 matc
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 import random
@@ -26,7 +25,6 @@ import re
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,17 +32,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from ray import serve
 
-from raymlops.exceptions import IntegrityError
+from raymlops.serve import oip
 from raymlops.serve.auth import BearerAuth
 from raymlops.serve.feedback import merge_replies, parse_feedback_request, split_by_shard
 from raymlops.serve.handoff import MonitorHandoff, Served
+from raymlops.serve.loaded import LoadedModel, ServingState, binary_scores, predict_batch
 from raymlops.serve.metrics import ReplicaStats
 from raymlops.serve.oip import OipError
-from raymlops.serve.request import DomainPolicy, RequestError, Signature, check_content_type, parse_predict_request
-from raymlops.serve.routing import TrafficTable, feature_names
+from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request
 from raymlops.serve.settings import ServerSettings
 from raymlops.serve.throughput import ingress_here
-from raymlops.store.artifacts import ArtifactStore
 
 logger = logging.getLogger("raymlops.serve")
 
@@ -53,81 +50,6 @@ app = FastAPI(title="raymlops model server", docs_url=None, redoc_url=None, open
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 JSON_TYPE = "application/json"
 # (no `from __future__ import annotations` here: FastAPI reads the route signatures at import)
-
-
-def load_verified(spec: dict[str, Any]) -> Any:
-    """The fitted estimator of ``spec``, after its artifact's sha256 matched the registry's."""
-    import joblib  # only replicas load models; the driver building the app never needs it
-
-    try:
-        payload = ArtifactStore(spec["artifact_root"]).read_verified(spec["artifact_key"], spec["artifact_sha256"])
-    except IntegrityError as exc:
-        raise IntegrityError(f"{exc} (model {spec['model_id']}); refusing to load it") from None
-    return joblib.load(io.BytesIO(payload))  # our own artifact, verified above: never request data
-
-
-def _binary_scores(model: "LoadedModel", proba: np.ndarray | None) -> tuple[np.ndarray | None, Any]:
-    """For a binary classifier, each row's probability of its second class (and that class), which
-    the monitor uses for score-based metrics and for estimating performance before labels
-    arrive; ``(None, None)`` otherwise."""
-    if proba is None or proba.ndim != 2 or proba.shape[1] != 2:
-        return None, None
-    classes = getattr(model.model, "classes_", None)
-    cls = classes[1].item() if classes is not None and hasattr(classes[1], "item") else (
-        classes[1] if classes is not None else 1)
-    return np.ascontiguousarray(proba[:, 1], dtype=np.float64), cls
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    model_id: str
-    spec: dict[str, Any]
-    model: Any
-    signature: Signature
-    has_proba: bool
-    order: np.ndarray | None = None  # columns of the champion's order, for a challenger
-
-    @classmethod
-    def load(cls, spec: dict[str, Any], reuse: "dict[str, LoadedModel]",
-             champion: list[str] | None = None) -> "LoadedModel":
-        old = reuse.get(spec["model_id"])
-        model = old.model if old is not None and old.spec["artifact_sha256"] == spec["artifact_sha256"] \
-            else load_verified(spec)
-        order = None
-        names = feature_names(spec)
-        if champion is not None and champion != names:
-            order = np.array([champion.index(n) for n in names])
-        return cls(spec["model_id"], spec, model, Signature.from_dict(spec["signature"]),
-                   hasattr(model, "predict_proba"), order)
-
-
-@dataclass(frozen=True)
-class ServingState:
-    """What a replica serves; replaced whole (one assignment), never changed in place."""
-
-    table: TrafficTable
-    champion: LoadedModel
-    challenger: LoadedModel | None
-
-    @classmethod
-    def build(cls, table: dict[str, Any], current: "ServingState | None") -> "ServingState":
-        t = TrafficTable.from_dict(table)
-        reuse: dict[str, LoadedModel] = {}
-        if current is not None:
-            reuse[current.champion.model_id] = current.champion
-            if current.challenger is not None:
-                reuse[current.challenger.model_id] = current.challenger
-        champion = LoadedModel.load(t.champion, reuse)
-        challenger = None
-        if t.challenger is not None:
-            challenger = LoadedModel.load(t.challenger, reuse, list(champion.signature.features))
-        return cls(t, champion, challenger)
-
-    def models(self) -> dict[str, LoadedModel]:
-        out = {self.champion.model_id: self.champion}
-        if self.challenger is not None:
-            out[self.challenger.model_id] = self.challenger
-        return out
 
 
 def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
@@ -293,25 +215,7 @@ class ModelServer:
     # -- the model call -----------------------------------------------------------------------
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _infer(self, items: list[tuple[LoadedModel, np.ndarray]]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any] | None] = [None] * len(items)
-        groups: dict[str, list[int]] = {}
-        for i, (model, _) in enumerate(items):
-            groups.setdefault(model.model_id, []).append(i)
-        for idx in groups.values():
-            loaded = items[idx[0]][0]
-            arrays = [items[i][1] for i in idx]
-            X = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-            self.stats.observe("raymlops_serve_batch_requests", float(len(idx)))
-            self.stats.observe("raymlops_serve_batch_rows", float(len(X)))
-            preds = np.asarray(loaded.model.predict(X))
-            proba = np.asarray(loaded.model.predict_proba(X)) if loaded.has_proba else None
-            start = 0
-            for i, a in zip(idx, arrays, strict=True):
-                n = len(a)
-                out[i] = {"predictions": preds[start:start + n],
-                          "probabilities": None if proba is None else proba[start:start + n]}
-                start += n
-        return [o for o in out if o is not None]
+        return predict_batch(items, self.stats.observe)
 
     # -- HTTP ---------------------------------------------------------------------------------
     async def _read_body(self, request: Request) -> bytes:
@@ -389,7 +293,7 @@ class ModelServer:
         self.stats.observe("raymlops_serve_request_duration_seconds", latency, target.model_id)
         if self.monitor is not None:  # in the champion's (the reference's) feature order
             role = "champion" if target is champion else "challenger"
-            scores, score_class = _binary_scores(target, result["probabilities"])
+            scores, score_class = binary_scores(target, result["probabilities"])
             self.handoff.offer(Served(X_champion, preds, target.model_id, latency * 1000.0, 200, request_id, role,
                                       state.table.epoch, scores, score_class))
         if state.challenger is not None and state.table.mode == "shadow" and target is champion:
@@ -484,21 +388,11 @@ class ModelServer:
 
     @app.get("/metadata")
     async def metadata(self) -> Response:
-        state = self.state
-        spec = state.champion.spec
         s = self.settings
-        body = {
-            "model_version": state.champion.model_id,
-            "signature": spec["signature"],
-            "lineage": spec.get("lineage_summary", {}),
-            "metrics": spec.get("metrics", {}),
-            "input_example": {"instances": [spec.get("input_example", {})]},
-            "traffic": state.table.summary(),
-            "limits": {"max_rows_per_request": s.max_rows_per_request, "max_body_bytes": s.max_body_bytes,
-                       "domain": s.domain, "domain_margin": s.domain_margin},
-            "ingress": ingress_here(),  # haproxy | serve-proxy: what carries this route's requests
-        }
-        return _json(body, 200, {"X-Model-Version": state.champion.model_id})
+        limits = {"max_rows_per_request": s.max_rows_per_request, "max_body_bytes": s.max_body_bytes,
+                  "domain": s.domain, "domain_margin": s.domain_margin}
+        body = self.state.metadata(limits) | {"ingress": ingress_here()}  # haproxy | serve-proxy
+        return _json(body, 200, {"X-Model-Version": self.state.champion.model_id})
 
     @app.get("/metrics")
     async def metrics(self) -> Response:
@@ -518,8 +412,6 @@ class ModelServer:
 
     @app.get("/v2")
     async def oip_server(self) -> Response:
-        from raymlops.serve import oip
-
         return _json(oip.server_metadata(), 200, {})
 
     @app.get("/v2/models/{name}")
@@ -546,48 +438,21 @@ class ModelServer:
     async def oip_infer_version(self, name: str, version: str, request: Request) -> Response:
         return await self._oip_infer(name, version, request)
 
-    def _oip_model(self, state: ServingState, name: str, version: str | None) -> LoadedModel | None:
-        """The model ``name``/``version`` names on this route (None: route as /predict), or OipError 404."""
-        from raymlops.serve import oip
-
-        oip.check_name(name, self.settings.route)
-        if version is None:
-            return None
-        found = oip.match_version(version, list(state.models()), name)
-        if found is None:
-            served = ", ".join(oip.version_label(m, name) for m in state.models())
-            raise OipError(404, f"model {name!r} has no version {version!r} being served (serving {served})",
-                           "unknown_version")
-        return state.models()[found]
-
     def _oip_metadata(self, name: str, version: str | None) -> Response:
-        from raymlops.serve import oip
-
-        state = self.state
         try:
-            model = self._oip_model(state, name, version) or state.champion
+            body, model_id = oip.metadata_of(self.state, name, version, self.settings.route)
         except OipError as exc:
             return _json(exc.body(), exc.status, {})
-        est = model.model
-        classes = getattr(est, "classes_", None) if model.has_proba else None
-        dtype = np.asarray(classes).dtype if classes is not None else np.dtype(np.float64)
-        ids = [model.model_id] if version is not None else list(state.models())
-        # inputs in the champion's order: the route's contract, whichever version answers
-        body = oip.model_metadata(name, ids, state.champion.signature, predict_dtype=dtype,
-                                  n_classes=None if classes is None else len(classes),
-                                  platform=f"{type(est).__module__.split('.')[0]}_joblib")
-        return _json(body, 200, {"X-Model-Version": model.model_id})
+        return _json(body, 200, {"X-Model-Version": model_id})
 
     def _oip_ready(self, name: str, version: str | None) -> Response:
         try:
-            self._oip_model(self.state, name, version)
+            oip.pick_model(self.state, name, version, self.settings.route)
         except OipError as exc:
             return _json(exc.body() | {"name": name, "ready": False}, exc.status, {})
         return _json({"name": name, "ready": True}, 200, {})
 
     async def _oip_infer(self, name: str, version: str | None, request: Request) -> Response:
-        from raymlops.serve import oip
-
         t0 = time.perf_counter()
         given = request.headers.get("x-request-id")
         request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
@@ -595,7 +460,7 @@ class ModelServer:
         s = self.settings
         headers = {"X-Request-Id": request_id, "X-Model-Version": state.champion.model_id}
         try:
-            pinned = self._oip_model(state, name, version)
+            pinned = oip.pick_model(state, name, version, self.settings.route)
             model = pinned or state.champion
             raw = await self._read_body(request)
             req = oip.parse_infer_request(raw, state.champion.signature, outputs=oip.outputs_of(model.has_proba),

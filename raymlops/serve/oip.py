@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from raymlops.serve.loaded import LoadedModel, ServingState
 from raymlops.serve.request import DomainPolicy, RequestError, Signature, decode_json, domain_errors
 
 __all__ = [
@@ -429,3 +430,31 @@ def infer_response(name: str, model_id: str, request_id: str | None, outputs: di
         return head, {"Content-Type": "application/json"}
     return head + b"".join(blobs), {"Content-Type": "application/octet-stream",
                                     "Inference-Header-Content-Length": str(len(head))}
+
+
+def pick_model(state: ServingState, name: str, version: str | None, route: str) -> LoadedModel | None:
+    """The model ``name``/``version`` names on ``route`` (None: no version, route as /predict), or
+    :class:`OipError` 404 naming what is served."""
+    check_name(name, route)
+    if version is None:
+        return None
+    found = match_version(version, list(state.models()), name)
+    if found is None:
+        served = ", ".join(version_label(m, name) for m in state.models())
+        raise OipError(404, f"model {name!r} has no version {version!r} being served (serving {served})",
+                       "unknown_version")
+    return state.models()[found]
+
+
+def metadata_of(state: ServingState, name: str, version: str | None, route: str) -> tuple[dict[str, Any], str]:
+    """``(model metadata body, id of the version it describes)``; inputs in the champion's order:
+    the route's contract, whichever version answers."""
+    model = pick_model(state, name, version, route) or state.champion
+    est = model.model
+    classes = getattr(est, "classes_", None) if model.has_proba else None
+    dtype = np.asarray(classes).dtype if classes is not None else np.dtype(np.float64)
+    ids = [model.model_id] if version is not None else list(state.models())
+    body = model_metadata(name, ids, state.champion.signature, predict_dtype=dtype,
+                          n_classes=None if classes is None else len(classes),
+                          platform=f"{type(est).__module__.split('.')[0]}_joblib")
+    return body, model.model_id

@@ -4,10 +4,15 @@ A column is binned on *interior* edges ``e_0 < e_1 < ... < e_{k-1}``: value ``x`
 bucket ``searchsorted(edges, x, side="right")`` (so a value equal to an edge goes to the bucket
 above it, and ``±inf`` go to the outermost buckets), and NaN/None go to one extra "missing"
 bucket at the end. :func:`bin_counts` therefore returns ``len(edges) + 2`` counts.
+
+A profile's bins (:mod:`raymlops.stats.profile`) are cut here too: :func:`fine_edges` (up to
+:data:`FINE_BINS` per numeric column, for KS, Wasserstein and quantiles), :func:`coarse_edges`
+(the fine edges nearest the deciles, for PSI) and :func:`regroup` (fine counts summed into them).
 """
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 
 import numpy as np
@@ -15,7 +20,15 @@ import numpy.typing as npt
 
 from raymlops.exceptions import ValidationError
 
-__all__ = ["as_float_array", "bin_counts", "quantile_edges"]
+__all__ = ["COARSE_BINS", "FINE_BINS", "as_float_array", "bin_counts", "coarse_edges", "edges_digest", "fine_edges",
+           "quantile_edges", "regroup"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+#: fine bins per numeric column (KS, Wasserstein, quantiles)
+FINE_BINS = 1000
+#: coarse bins (PSI), chosen among the fine edges at the exact deciles
+COARSE_BINS = 10
 
 
 def as_float_array(values: npt.ArrayLike, *, name: str = "values") -> npt.NDArray[np.float64]:
@@ -70,3 +83,46 @@ def bin_counts(values: npt.ArrayLike, edges: npt.ArrayLike) -> npt.NDArray[np.in
     buckets = np.searchsorted(e, arr[~missing], side="right")
     counts = np.bincount(buckets, minlength=e.size + 1).astype(np.int64)
     return np.append(counts, np.int64(missing.sum()))
+
+
+# -- the fine and coarse bins of a profile (raymlops.stats.profile) ------------------------------
+
+def fine_edges(values: npt.ArrayLike, bins: int = FINE_BINS) -> FloatArray:
+    """Interior edges for up to ``bins`` bins of ``values`` (a sample): mid-points between the
+    distinct values when there are few of them (every step of a discrete CDF is kept), else the
+    sample's quantiles."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return np.empty(0, dtype=np.float64)
+    distinct = np.unique(x)
+    if distinct.size <= bins:
+        return np.asarray((distinct[:-1] + distinct[1:]) / 2.0, dtype=np.float64)
+    edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    return np.asarray(edges[edges > x.min()], dtype=np.float64)
+
+
+def edges_digest(edges: npt.ArrayLike) -> str:
+    """A short content hash of a set of edges (which bins a histogram was counted on)."""
+    return hashlib.sha256(np.ascontiguousarray(edges, dtype="<f8").tobytes()).hexdigest()[:16]
+
+
+def coarse_edges(edges: npt.ArrayLike, counts: npt.ArrayLike, bins: int = COARSE_BINS) -> tuple[FloatArray, IntArray]:
+    """``(coarse edges, index of each in edges)``: the fine edges nearest the exact ``1/bins``
+    quantiles of the counted data, so coarse counts are exact sums of fine ones."""
+    e = np.asarray(edges, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.int64)
+    total = c.sum()
+    if e.size == 0 or total == 0:
+        return np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
+    cdf = np.cumsum(c[:-1]) / total  # share of values below each edge
+    picks = np.unique([int(np.argmin(np.abs(cdf - q))) for q in np.arange(1, bins) / bins])
+    picks = picks[(cdf[picks] > 0) & (cdf[picks] < 1)]
+    return e[picks], picks.astype(np.int64)
+
+
+def regroup(counts: npt.ArrayLike, picks: npt.ArrayLike) -> IntArray:
+    """Fine counts summed into the coarse intervals cut at fine edge indices ``picks``."""
+    c = np.asarray(counts, dtype=np.int64)
+    bounds = np.concatenate([[0], np.asarray(picks, dtype=np.int64) + 1, [c.size]])
+    return np.asarray([c[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True)], dtype=np.int64)

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from raymlops.exceptions import ValidationError
+from raymlops.stats.bins import coarse_edges, edges_digest, regroup
 from raymlops.stats.drift import (
     CORRECTIONS,
     chi2_test,
@@ -40,7 +41,7 @@ from raymlops.stats.drift import (
     psi,
     wasserstein_binned,
 )
-from raymlops.stats.profile import ColumnProfile, Profile, coarse_edges, edges_digest, regroup
+from raymlops.stats.profile import ColumnProfile, Profile
 from raymlops.stats.verdict import DATASET_RULES, dataset_drift, feature_drift
 
 __all__ = ["NUMERIC_TESTS", "CATEGORICAL_TESTS", "ColumnDrift", "DriftReport", "DriftSettings", "check", "psi_band"]

@@ -24,7 +24,6 @@ reference, the histogram on the reference's bins. Profiles serialise to JSON
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raymlops.exceptions import ValidationError
+from raymlops.stats.bins import COARSE_BINS, FINE_BINS, coarse_edges, edges_digest, fine_edges, regroup
 
 __all__ = [
     "COARSE_BINS",
@@ -62,10 +62,6 @@ __all__ = [
 
 #: rows kept by the bottom-k sample that places the fine bin edges
 SAMPLE_SIZE = 20_000
-#: fine bins per numeric column (KS, Wasserstein, quantiles)
-FINE_BINS = 1000
-#: coarse bins (PSI), chosen among the fine edges at the exact deciles
-COARSE_BINS = 10
 #: integers with at most this many distinct values are also profiled as categories
 LOW_CARDINALITY = 20
 #: strings with more distinct values than this are free text: no frequencies, no drift test
@@ -264,29 +260,9 @@ class PartialProfile:
 # ---------------------------------------------------------------------------------------------
 
 
-def fine_edges(values: npt.ArrayLike, bins: int = FINE_BINS) -> FloatArray:
-    """Interior edges for up to ``bins`` bins of ``values`` (a sample): mid-points between the
-    distinct values when there are few of them (every step of a discrete CDF is kept), else the
-    sample's quantiles."""
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return np.empty(0, dtype=np.float64)
-    distinct = np.unique(x)
-    if distinct.size <= bins:
-        return np.asarray((distinct[:-1] + distinct[1:]) / 2.0, dtype=np.float64)
-    edges = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-    return np.asarray(edges[edges > x.min()], dtype=np.float64)
-
-
 def plan_edges(partial: PartialProfile, bins: int = FINE_BINS) -> dict[str, FloatArray]:
     """Fine bin edges of every numeric column, from the merged pass-1 sample."""
     return {n: fine_edges(partial.sample[n], bins) for n, st in partial.columns.items() if st.numeric}
-
-
-def edges_digest(edges: npt.ArrayLike) -> str:
-    """A short content hash of a set of edges (which bins a histogram was counted on)."""
-    return hashlib.sha256(np.ascontiguousarray(edges, dtype="<f8").tobytes()).hexdigest()[:16]
 
 
 def count_on_edges(table: Table, edges: Mapping[str, npt.ArrayLike]) -> dict[str, IntArray]:
@@ -302,27 +278,6 @@ def count_on_edges(table: Table, edges: Mapping[str, npt.ArrayLike]) -> dict[str
         below = np.searchsorted(x[start:end], ed, side="left")
         out[name] = np.diff(np.concatenate([[0], below, [end - start]])).astype(np.int64)
     return out
-
-
-def coarse_edges(edges: npt.ArrayLike, counts: npt.ArrayLike, bins: int = COARSE_BINS) -> tuple[FloatArray, IntArray]:
-    """``(coarse edges, index of each in edges)``: the fine edges nearest the exact ``1/bins``
-    quantiles of the counted data, so coarse counts are exact sums of fine ones."""
-    e = np.asarray(edges, dtype=np.float64)
-    c = np.asarray(counts, dtype=np.int64)
-    total = c.sum()
-    if e.size == 0 or total == 0:
-        return np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
-    cdf = np.cumsum(c[:-1]) / total  # share of values below each edge
-    picks = np.unique([int(np.argmin(np.abs(cdf - q))) for q in np.arange(1, bins) / bins])
-    picks = picks[(cdf[picks] > 0) & (cdf[picks] < 1)]
-    return e[picks], picks.astype(np.int64)
-
-
-def regroup(counts: npt.ArrayLike, picks: npt.ArrayLike) -> IntArray:
-    """Fine counts summed into the coarse intervals cut at fine edge indices ``picks``."""
-    c = np.asarray(counts, dtype=np.int64)
-    bounds = np.concatenate([[0], np.asarray(picks, dtype=np.int64) + 1, [c.size]])
-    return np.asarray([c[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True)], dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pyarrow as pa
 
 from raymlops.config import PipelineConfig
 from raymlops.data.schema import table_columns
-from raymlops.data.snapshot import read_snapshot
+from raymlops.data.snapshot_read import read_snapshot
 from raymlops.data.split import split_mask
 from raymlops.exceptions import ValidationError
 from raymlops.store.home import Store

@@ -17,15 +17,9 @@ from typing import Any
 import numpy as np
 
 from raymlops.data.drift import exact_report, list_checks, load_check
-from raymlops.data.snapshot import (
-    list_snapshots,
-    load_manifest,
-    load_profile,
-    read_snapshot,
-    resolve_snapshot,
-    schema_changes,
-    snapshot_info,
-)
+from raymlops.data.schema import schema_changes
+from raymlops.data.snapshot import list_snapshots, load_manifest, resolve_snapshot, snapshot_info
+from raymlops.data.snapshot_read import load_profile, read_snapshot
 from raymlops.exceptions import NotFound
 from raymlops.monitor.histograms import rows_histograms
 from raymlops.monitor.plots import histogram_svg

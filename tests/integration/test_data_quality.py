@@ -32,13 +32,11 @@ from raymlops.data.snapshot import (
     create_snapshot,
     list_snapshots,
     load_manifest,
-    load_profile,
-    read_snapshot,
     resolve_snapshot,
-    snapshot_dataset,
     tag_snapshot,
     verify_snapshot,
 )
+from raymlops.data.snapshot_read import load_profile, read_snapshot, snapshot_dataset
 from raymlops.data.sources import open_source, read_source
 from raymlops.data.transforms import apply, code_hash, resolve
 from raymlops.data.validate import RulesFailed, checks_from_config, validate

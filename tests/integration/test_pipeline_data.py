@@ -16,7 +16,8 @@ from raymlops import Store, ValidationError, parse_config, run_pipeline
 from raymlops.audit import records
 from raymlops.data.drift import DriftDetected
 from raymlops.data.rules import REASON_COLUMN
-from raymlops.data.snapshot import list_snapshots, read_snapshot
+from raymlops.data.snapshot import list_snapshots
+from raymlops.data.snapshot_read import read_snapshot
 from raymlops.registry.registry import list_models
 
 from .conftest import ROOT

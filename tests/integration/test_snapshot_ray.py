@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from raymlops import IntegrityError, Store
-from raymlops.data.snapshot import create_snapshot, list_snapshots, read_snapshot, resolve_snapshot, verify_snapshot
+from raymlops.data.snapshot import create_snapshot, list_snapshots, resolve_snapshot, verify_snapshot
+from raymlops.data.snapshot_read import read_snapshot
 from raymlops.data.sources import read_source, sklearn_table
 
 pytestmark = pytest.mark.integration

@@ -25,8 +25,8 @@ def _distributed(quickstart: PipelineConfig, **train: Any) -> PipelineConfig:
 
 
 def _serving_load(store: Store, version: Any) -> Any:
-    """The model as a Serve replica loads it (``raymlops.serve.app.load_verified``)."""
-    from raymlops.serve.app import load_verified
+    """The model as a Serve replica loads it (``raymlops.serve.loaded.load_verified``)."""
+    from raymlops.serve.loaded import load_verified
 
     return load_verified({"model_id": version.id, "artifact_root": store.artifacts.root_uri,
                           "artifact_key": version.artifact_key, "artifact_sha256": version.artifact_sha256})

@@ -9,7 +9,9 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _ray_init_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit tests never start Ray: ``ray.init`` raises if anything calls it."""
+    """Unit tests never start Ray: ``ray.init`` raises if anything calls it, and ``ray.is_initialized``
+    says no. In a full run the integration tiers' session Ray is still up in this process; the
+    code under test must not see it (it would, e.g., join it instead of saying there is no cluster)."""
     if importlib.util.find_spec("ray") is None:
         return
     import ray
@@ -18,6 +20,7 @@ def _ray_init_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("unit tests must not start Ray")
 
     monkeypatch.setattr(ray, "init", _refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
 
 
 @pytest.fixture(autouse=True)

@@ -10,18 +10,15 @@ import pyarrow as pa
 import pytest
 
 from raymlops.exceptions import ValidationError
+from raymlops.stats.bins import coarse_edges, edges_digest, fine_edges, regroup
 from raymlops.stats.profile import (
     LOW_CARDINALITY,
     PartialProfile,
     Profile,
-    coarse_edges,
     count_on_edges,
-    edges_digest,
-    fine_edges,
     finish,
     plan_edges,
     profile_table,
-    regroup,
     row_keys,
 )
 

@@ -1,0 +1,131 @@
+"""What a Serve replica holds: the models of its route's traffic table, loaded and verified.
+
+:func:`load_verified` is the only place a replica unpickles anything: the registry's own model
+artifact, read once by :meth:`raymlops.store.artifacts.ArtifactStore.read_verified` after its
+sha256 matched the registry's. :class:`ServingState` (the table with its champion and
+challenger loaded) is replaced whole when the table changes, reusing models whose artifact did
+not change.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from raymlops.exceptions import IntegrityError
+from raymlops.serve.request import Signature
+from raymlops.serve.routing import TrafficTable, feature_names
+from raymlops.store.artifacts import ArtifactStore
+
+
+def load_verified(spec: dict[str, Any]) -> Any:
+    """The fitted estimator of ``spec``, after its artifact's sha256 matched the registry's."""
+    import joblib  # only replicas load models; the driver building the app never needs it
+
+    try:
+        payload = ArtifactStore(spec["artifact_root"]).read_verified(spec["artifact_key"], spec["artifact_sha256"])
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc} (model {spec['model_id']}); refusing to load it") from None
+    return joblib.load(io.BytesIO(payload))  # our own artifact, verified above: never request data
+
+
+def binary_scores(model: LoadedModel, proba: np.ndarray | None) -> tuple[np.ndarray | None, Any]:
+    """For a binary classifier, each row's probability of its second class (and that class), which
+    the monitor uses for score-based metrics and for estimating performance before labels
+    arrive; ``(None, None)`` otherwise."""
+    if proba is None or proba.ndim != 2 or proba.shape[1] != 2:
+        return None, None
+    classes = getattr(model.model, "classes_", None)
+    cls = classes[1].item() if classes is not None and hasattr(classes[1], "item") else (
+        classes[1] if classes is not None else 1)
+    return np.ascontiguousarray(proba[:, 1], dtype=np.float64), cls
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model_id: str
+    spec: dict[str, Any]
+    model: Any
+    signature: Signature
+    has_proba: bool
+    order: np.ndarray | None = None  # columns of the champion's order, for a challenger
+
+    @classmethod
+    def load(cls, spec: dict[str, Any], reuse: dict[str, LoadedModel],
+             champion: list[str] | None = None) -> LoadedModel:
+        old = reuse.get(spec["model_id"])
+        model = old.model if old is not None and old.spec["artifact_sha256"] == spec["artifact_sha256"] \
+            else load_verified(spec)
+        order = None
+        names = feature_names(spec)
+        if champion is not None and champion != names:
+            order = np.array([champion.index(n) for n in names])
+        return cls(spec["model_id"], spec, model, Signature.from_dict(spec["signature"]),
+                   hasattr(model, "predict_proba"), order)
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """What a replica serves; replaced whole (one assignment), never changed in place."""
+
+    table: TrafficTable
+    champion: LoadedModel
+    challenger: LoadedModel | None
+
+    @classmethod
+    def build(cls, table: dict[str, Any], current: ServingState | None) -> ServingState:
+        t = TrafficTable.from_dict(table)
+        reuse: dict[str, LoadedModel] = {}
+        if current is not None:
+            reuse[current.champion.model_id] = current.champion
+            if current.challenger is not None:
+                reuse[current.challenger.model_id] = current.challenger
+        champion = LoadedModel.load(t.champion, reuse)
+        challenger = None
+        if t.challenger is not None:
+            challenger = LoadedModel.load(t.challenger, reuse, list(champion.signature.features))
+        return cls(t, champion, challenger)
+
+    def metadata(self, limits: dict[str, Any]) -> dict[str, Any]:
+        """The route's ``/metadata`` answer: the champion's version, signature, lineage, metrics and
+        an input example, the traffic table and the request ``limits``."""
+        spec = self.champion.spec
+        return {"model_version": self.champion.model_id, "signature": spec["signature"],
+                "lineage": spec.get("lineage_summary", {}), "metrics": spec.get("metrics", {}),
+                "input_example": {"instances": [spec.get("input_example", {})]}, "traffic": self.table.summary(),
+                "limits": limits}
+
+    def models(self) -> dict[str, LoadedModel]:
+        out = {self.champion.model_id: self.champion}
+        if self.challenger is not None:
+            out[self.challenger.model_id] = self.challenger
+        return out
+
+
+def predict_batch(items: list[tuple[LoadedModel, np.ndarray]],
+                  observe: Callable[[str, float], None]) -> list[dict[str, Any]]:
+    """One ``@serve.batch`` call: the requests' rows, grouped by model, predicted in one call per
+    model; each request gets its own slice of ``predictions`` and ``probabilities``."""
+    out: list[dict[str, Any] | None] = [None] * len(items)
+    groups: dict[str, list[int]] = {}
+    for i, (model, _) in enumerate(items):
+        groups.setdefault(model.model_id, []).append(i)
+    for idx in groups.values():
+        loaded = items[idx[0]][0]
+        arrays = [items[i][1] for i in idx]
+        X = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        observe("raymlops_serve_batch_requests", float(len(idx)))
+        observe("raymlops_serve_batch_rows", float(len(X)))
+        preds = np.asarray(loaded.model.predict(X))
+        proba = np.asarray(loaded.model.predict_proba(X)) if loaded.has_proba else None
+        start = 0
+        for i, a in zip(idx, arrays, strict=True):
+            n = len(a)
+            out[i] = {"predictions": preds[start:start + n],
+                      "probabilities": None if proba is None else proba[start:start + n]}
+            start += n
+    return [o for o in out if o is not None]
