@@ -105,14 +105,16 @@ class TrainConfig(Strict):
     snapshot (``strategy: distributed``: ``framework``, ``params``, ``num_boost_round``, …; no
     candidates), tuned by Ray Tune when ``params`` holds a search space.
 
-    ``metric`` defaults to roc_auc (classification) or r2 (regression), ``mode`` to the metric's
-    direction. Validation is k-fold when ``cv_folds`` is set, else a seeded holdout of
+    ``metric`` defaults to roc_auc (classification) or r2 (regression). ``mode`` (max or min) is
+    derived from the metric's direction (a property); a config may still write it, and then it must
+    agree. Validation is k-fold when ``cv_folds`` is set, else a seeded holdout of
     ``validation_fraction`` of the training rows."""
 
     task: Literal["classification", "regression"] = "classification"
     strategy: Literal["tune", "distributed"] = "tune"
     metric: Literal["accuracy", "f1", "log_loss", "precision", "recall", "roc_auc", "mae", "r2", "rmse"] = "roc_auc"
-    mode: Literal["max", "min"] = "max"
+    mode_written: Literal["max", "min"] | None = Field(
+        None, alias="mode", exclude=True, description="optional; must be the metric's direction (see .mode)")
     validation_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     cv_folds: int | None = Field(None, ge=2, le=100)
     num_samples: int = Field(1, ge=1, le=100_000, description="draws per sampled candidate (uniform, …)")
@@ -145,8 +147,6 @@ class TrainConfig(Strict):
                 data["metric"] = regression if data.get("task") == "regression" else "roc_auc"
             if distributed:
                 data.setdefault("candidates", [])
-            if "mode" not in data and isinstance(data["metric"], str):
-                data["mode"] = "min" if data["metric"] in LOWER_IS_BETTER else "max"
         return data
 
     @field_validator("metric")
@@ -157,11 +157,11 @@ class TrainConfig(Strict):
             raise ValueError(f"expected a {task} metric, one of {', '.join(TASK_METRICS[task])}")
         return v
 
-    @field_validator("mode")
+    @field_validator("mode_written")
     @classmethod
-    def _mode_of_metric(cls, v: str, info: ValidationInfo) -> str:
+    def _mode_of_metric(cls, v: str | None, info: ValidationInfo) -> str | None:
         metric = info.data.get("metric")
-        if metric is not None:
+        if v is not None and metric is not None:
             want = "min" if metric in LOWER_IS_BETTER else "max"
             if v != want:
                 raise ValueError(f"expected {want!r} for metric {metric!r} ({'lower' if want == 'min' else 'higher'}"
@@ -225,6 +225,11 @@ class TrainConfig(Strict):
         if not v:
             raise ValueError("expected at least one candidate")
         return v
+
+    @property
+    def mode(self) -> Literal["max", "min"]:
+        """``min`` for a metric where lower is better (log_loss, mae, rmse), else ``max``."""
+        return "min" if self.metric in LOWER_IS_BETTER else "max"
 
     @property
     def max_epochs(self) -> int:

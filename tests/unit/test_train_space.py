@@ -298,3 +298,12 @@ def test_validation_folds_holdout_and_kfold() -> None:
 def test_train_config_constructs_from_python_too() -> None:
     t = TrainConfig(candidates=[Candidate(estimator=SGD)], task="regression")  # type: ignore[call-arg]
     assert (t.metric, t.mode) == ("r2", "max")
+
+
+def test_mode_is_derived_from_the_metric_not_stored() -> None:
+    written = parse_config(_config({"metric": "log_loss", "mode": "min"})).train  # agreeing: accepted
+    assert written.mode == "min" and "mode" not in written.model_dump() and "mode_written" not in written.model_dump()
+    # a derived value cannot go stale: a copy with another metric has that metric's direction
+    assert written.model_copy(update={"metric": "accuracy"}).mode == "max"
+    assert parse_config(_config({"metric": "log_loss"})).config_hash() == parse_config(
+        _config({"metric": "log_loss", "mode": "min"})).config_hash()  # writing it changes nothing
