@@ -11,14 +11,15 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from raymlops.hooks.settings import WebhookConfig
 from raymlops.store.home import resolve_home
+from raymlops.store.metadata import MetadataStore
 
 __all__ = ["DB_NAME", "Subscription", "WebhookDB", "list_deliveries"]
 
@@ -76,30 +77,11 @@ class WebhookDB:
 
     def __init__(self, home: str | Path | None, create: bool = True) -> None:
         self.path = resolve_home(home) / DB_NAME
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._conn(write=False) as conn:  # executescript commits on its own
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
+        self.db = MetadataStore(self.path, timeout_s=30.0, schema=_SCHEMA, create=create)
 
-    @contextmanager
-    def _conn(self, write: bool = True) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout=30000")
-        try:
-            if write:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            else:
-                yield conn
-        finally:
-            conn.close()
+    def _conn(self, write: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction (all or nothing), or a read connection."""
+        return self.db.transaction() if write else self.db.read()
 
     # -- subscriptions --------------------------------------------------------------------------
     def add(self, cfg: WebhookConfig, source: str = CLI_SOURCE, key: str | None = None,

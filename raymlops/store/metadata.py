@@ -126,18 +126,26 @@ CREATE TABLE IF NOT EXISTS leases (
 
 
 class MetadataStore:
-    """The SQLite database at ``path`` (created with its schema on first use)."""
+    """The SQLite database at ``path`` (created with ``schema`` on first use; the home's metadata
+    by default, another schema for another database of the home such as ``webhooks.db``;
+    ``schema=None`` opens an existing database as it is)."""
 
-    def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
+    def __init__(self, path: str | Path, timeout_s: float = 60.0, schema: str | None = None,
+                 create: bool = True) -> None:
         self.path = Path(path)
         self.timeout_s = timeout_s
+        if not create:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            if schema is None:
+                conn.executescript(_SCHEMA)
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            else:
+                conn.executescript(schema)
         conn.close()
 
     def _connect(self) -> sqlite3.Connection:
