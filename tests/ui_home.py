@@ -167,3 +167,35 @@ def serving(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@contextlib.contextmanager
+def ui_process(home: Path, *args: str, ready_path: str = "/", timeout_s: float = 60.0) -> Iterator[str]:
+    """The real ``raymlops ui --port 0`` in a subprocess over ``home`` (plus ``args``); yields its base
+    URL (``http://127.0.0.1:<port>``, as the command printed it) once ``ready_path`` answers."""
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "raymlops.cli", "ui", "--port", "0", "--home", str(home), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.fullmatch(r"raymlops ui: (http://127\.0\.0\.1:\d+)/\n", line)
+        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                httpx.get(m.group(1) + ready_path, timeout=timeout_s)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, f"{m.group(1)} did not answer within {timeout_s} s"
+                time.sleep(0.1)
+        yield m.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -166,36 +166,18 @@ def test_every_page_in_a_headless_browser(ray_session: None, tmp_path: Path) -> 
 def test_the_real_command_joins_the_cluster_named_by_address(ray_session: None, tmp_path: Path) -> None:
     """``raymlops ui --address`` in its own process: the first request joins the cluster (from a
     server thread) and the deployments and monitor pages read it."""
-    import re
-    import time
 
     import ray
 
-    from tests.ui_home import build_home
+    from tests.ui_home import build_home, ui_process
 
     home = build_home(tmp_path / "home")
     gcs = ray.get_runtime_context().gcs_address
-    proc = subprocess.Popen([sys.executable, "-m", "raymlops.cli", "ui", "--port", "0", "--home", str(home.home),
-                             "--address", gcs], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[2])
-    try:
-        assert proc.stdout is not None
-        m = re.fullmatch(r"raymlops ui: (http://127\.0\.0\.1:\d+)/\n", proc.stdout.readline())
-        assert m
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(m.group(1) + "/deployments", timeout=120)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+    with ui_process(home.home, "--address", gcs, ready_path="/deployments", timeout_s=120) as base:
+        r = httpx.get(base + "/deployments", timeout=120)
         assert r.status_code == 200 and f'id="cluster">cluster {gcs}: Ray {ray.__version__}' in r.text
-        r = httpx.get(m.group(1) + "/monitors/no-such-route", timeout=120)
+        r = httpx.get(base + "/monitors/no-such-route", timeout=120)
         assert r.status_code == 404 and "no monitor for deployment &#x27;no-such-route&#x27;" in r.text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

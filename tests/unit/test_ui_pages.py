@@ -8,9 +8,6 @@ import ast
 import contextlib
 import re
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,7 +19,7 @@ import pytest
 from raymlops.cli import main
 from raymlops.store import Store
 from raymlops.ui import create_app
-from tests.ui_home import FAILED_RUN, OK_RUN, UiHome, build_home, serving
+from tests.ui_home import FAILED_RUN, OK_RUN, UiHome, build_home, serving, ui_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -275,28 +272,13 @@ def test_a_bad_port_exits_2_naming_it(value: str, capsys: pytest.CaptureFixture[
 
 
 def test_the_real_command_serves_on_a_free_port(home: UiHome, capsys: pytest.CaptureFixture[str]) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "raymlops.cli", "ui", "--port", "0", "--home", str(home.home)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        m = re.fullmatch(r"raymlops ui: (http://127\.0\.0\.1:(\d+)/)\n", line)
-        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                r = httpx.get(m.group(1) + "models", timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+    with ui_process(home.home, timeout_s=30) as base:
+        r = httpx.get(base + "/models", timeout=5)
         assert r.status_code == 200 and "quickstart:v3" in r.text
         # the port is taken now: a second server says so in one line and exits 2
-        assert main(["ui", "--port", m.group(2), "--home", str(home.home)]) == 2
-        assert f"--port {m.group(2)}: cannot listen on 127.0.0.1:{m.group(2)}" in capsys.readouterr().err
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        port = base.rsplit(":", 1)[1]
+        assert main(["ui", "--port", port, "--home", str(home.home)]) == 2
+        assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_webhooks_page_shows_receivers_and_every_delivery_but_no_secret(tmp_path: Path,
