@@ -43,47 +43,11 @@ _JS = r"""JSON.stringify({
 
 
 def _drive(path: str, screenshot: str | None) -> dict[str, Any]:  # runs in the subprocess
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # Chromium's sandbox refuses to run as root
-    os.environ.setdefault("QTWEBENGINE_CHROMIUM_FLAGS", "--disable-gpu --no-sandbox")
-    from PySide6.QtCore import QEventLoop, QSize, QTimer, QUrl
-    from PySide6.QtWebEngineCore import (
-        QWebEnginePage,
-        QWebEngineProfile,
-        QWebEngineSettings,
-        QWebEngineUrlRequestInterceptor,
-    )
-    from PySide6.QtWebEngineWidgets import QWebEngineView
-    from PySide6.QtWidgets import QApplication
+    from browser import headless  # this file runs as a script: tests/integration is on sys.path
+    from PySide6.QtCore import QEventLoop, QTimer, QUrl
 
-    app = QApplication([])
-
-    class Recorder(QWebEngineUrlRequestInterceptor):
-        urls: list[str] = []
-
-        def interceptRequest(self, info: Any) -> None:  # noqa: N802  # Qt's name
-            url = info.requestUrl().toString()
-            self.urls.append(url)
-            if not url.startswith("file:"):
-                info.block(True)
-
-    class Page(QWebEnginePage):
-        console: list[dict[str, Any]] = []
-
-        def javaScriptConsoleMessage(self, level: Any, message: str, line: int, source: str) -> None:  # noqa: N802
-            self.console.append({"level": getattr(level, "name", str(level)), "message": message, "line": line,
-                                 "source": source})
-
-    recorder = Recorder()
-    profile = QWebEngineProfile()
-    profile.setUrlRequestInterceptor(recorder)
-    page = Page(profile)
-    # let a local page *try* remote URLs, so that any reference to one reaches the recorder
-    page.settings().setAttribute(QWebEngineSettings.WebAttribute.LocalContentCanAccessRemoteUrls, True)
-    view = QWebEngineView()
-    view.setPage(page)
-    view.resize(QSize(1200, 2400))
-    view.show()
+    b = headless(lambda url: url.startswith("file:"), (1200, 2400), local_may_request_remote=True)
+    page, view = b.page, b.view
     loop, state = QEventLoop(), {}
     page.loadFinished.connect(lambda ok: (state.__setitem__("loaded", ok), loop.quit()))
     page.load(QUrl.fromLocalFile(os.path.abspath(path)))
@@ -96,10 +60,9 @@ def _drive(path: str, screenshot: str | None) -> dict[str, Any]:  # runs in the 
         QTimer.singleShot(1_000, loop.quit)
         loop.exec()
         view.grab().save(screenshot)
-    out = {"loaded": state.get("loaded"), "requests": recorder.urls, "console": Page.console,
+    out = {"loaded": state.get("loaded"), "requests": b.requests, "console": b.console,
            "dom": json.loads(state["dom"]) if state.get("dom") else None, "browser": page.profile().httpUserAgent()}
-    view.close()
-    del view, page, app
+    b.close()
     return out
 
 

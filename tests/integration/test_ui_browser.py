@@ -36,45 +36,16 @@ _JS = r"""JSON.stringify({
 
 
 def _drive(urls: list[str], shots: str) -> dict[str, Any]:  # runs in the subprocess
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")  # Chromium's sandbox refuses to run as root
-    os.environ.setdefault("QTWEBENGINE_CHROMIUM_FLAGS", "--disable-gpu --no-sandbox")
-    from PySide6.QtCore import QEventLoop, QSize, QTimer, QUrl
-    from PySide6.QtWebEngineCore import QWebEnginePage, QWebEngineProfile, QWebEngineUrlRequestInterceptor
-    from PySide6.QtWebEngineWidgets import QWebEngineView
-    from PySide6.QtWidgets import QApplication
+    from browser import headless  # this file runs as a script: tests/integration is on sys.path
+    from PySide6.QtCore import QEventLoop, QTimer, QUrl
 
-    app = QApplication([])
     origin = "{0.scheme}://{0.netloc}/".format(urlsplit(urls[0]))
-
-    class Recorder(QWebEngineUrlRequestInterceptor):
-        urls: list[str] = []
-
-        def interceptRequest(self, info: Any) -> None:  # noqa: N802  # Qt's name
-            url = info.requestUrl().toString()
-            self.urls.append(url)
-            if not url.startswith(origin):
-                info.block(True)
-
-    class Page(QWebEnginePage):
-        console: list[dict[str, Any]] = []
-
-        def javaScriptConsoleMessage(self, level: Any, message: str, line: int, source: str) -> None:  # noqa: N802
-            self.console.append({"level": getattr(level, "name", str(level)), "message": message, "line": line,
-                                 "source": source})
-
-    recorder = Recorder()
-    profile = QWebEngineProfile()
-    profile.setUrlRequestInterceptor(recorder)
-    page = Page(profile)
-    view = QWebEngineView()
-    view.setPage(page)
-    view.resize(QSize(1300, 1600))
-    view.show()
+    b = headless(lambda url: url.startswith(origin), (1300, 1600))
+    page, view = b.page, b.view
     out: dict[str, Any] = {"browser": page.profile().httpUserAgent(), "pages": {}}
     for i, url in enumerate(urls):
-        Recorder.urls.clear()
-        Page.console.clear()
+        b.requests.clear()
+        b.console.clear()
         loop, state = QEventLoop(), {}
         page.loadFinished.connect(lambda ok, s=state, lp=loop: (s.__setitem__("loaded", ok), lp.quit()))
         page.load(QUrl(url))
@@ -87,11 +58,10 @@ def _drive(urls: list[str], shots: str) -> dict[str, Any]:  # runs in the subpro
         QTimer.singleShot(400, loop.quit)  # let the view paint the page before the screenshot
         loop.exec()
         view.grab().save(os.path.join(shots, f"page-{i}.png"))
-        out["pages"][url] = {"loaded": state.get("loaded"), "requests": list(Recorder.urls),
-                             "console": list(Page.console),
+        out["pages"][url] = {"loaded": state.get("loaded"), "requests": list(b.requests),
+                             "console": list(b.console),
                              "dom": json.loads(state["dom"]) if state.get("dom") else None}
-    view.close()
-    del view, page, app
+    b.close()
     return out
 
 
