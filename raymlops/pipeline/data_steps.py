@@ -34,6 +34,7 @@ class IngestOut:
     dataset: Any  # the materialized Ray Dataset (None when the data steps came from the cache)
     rows: int
     bytes: int
+    snapshot: Any = None  # from the cache: the snapshot these rows were committed as (SnapshotInfo)
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ class SchemaStep(Step[SchemaIn, SchemaOut]):
         ingest = outputs["ingest"]
         if ingest.dataset is not None:
             return SchemaIn(dataset=ingest.dataset)
-        return SchemaIn(schema=outputs["snapshot"].snapshot.schema)  # the data steps came from the cache
+        return SchemaIn(schema=ingest.snapshot.schema)  # the data steps came from the cache
 
     def cache_key(self, ctx: RunContext, inputs: SchemaIn) -> str | None:
         return schema_key(ctx, data_key(ctx))
@@ -420,7 +421,7 @@ class DataCache(CacheGroup):
         validation = hit.get("validation")
         ctx.result.snapshot, ctx.result.validation = snap.id, validation
         out = {
-            "ingest": Restored(IngestOut(None, snap.rows, snap.bytes),
+            "ingest": Restored(IngestOut(None, snap.rows, snap.bytes, snap),
                                f"{snap.rows} rows, {cfg.data.source} unchanged since run {hit['_run']}",
                                {"snapshot": snap.id}, snap.rows, snap.bytes,
                                {"source": cfg.data.source, "transforms": len(cfg.data.transforms)}),

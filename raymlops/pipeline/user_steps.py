@@ -12,7 +12,8 @@ The callable gets a read-only :class:`StepInput` and the entry's ``with`` argume
 timed, logged and recorded like a built-in one (``raymlops runs show``), its failure explained
 with the user's exception and the line that raised it, each run audited (``step.ran`` /
 ``step.failed``), and with ``cache: true`` its outputs are reused while the function's module,
-``call``, ``with`` and the step before it (its cache key, else its outputs) are unchanged.
+``call``, ``with``, the step before it (its cache key, else its outputs) and what the view
+holds (snapshot, features, model version) are unchanged.
 A user step runs when the step it follows ran or came from the cache, and is skipped with it.
 """
 
@@ -138,7 +139,7 @@ class UserStep(Step[StepInput, dict[str, Any]]):
             "name": self.name, "call": self.spec.call, "with": self.spec.with_,
             "code": module_fingerprint(self.spec.call.partition(":")[0]),
             "previous": None if before is None else (before.cache_key or before.outputs),
-            "snapshot": inputs.snapshot_id, "model": inputs.model_version,
+            "snapshot": inputs.snapshot_id, "features": inputs.features, "model": inputs.model_version,
         })
 
     def describe_inputs(self, ctx: RunContext, inputs: StepInput) -> dict[str, Any]:

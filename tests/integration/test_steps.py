@@ -94,3 +94,11 @@ def test_a_user_step_after_validate_runs_records_and_is_reused(ray_session: None
     assert [s["status"] for s in again["steps"]][:10] == ["cached"] * 5 + ["skipped"] + ["cached"] * 4
     assert again["steps"][3]["outputs"] == step["outputs"]
     assert len(records(store.metadata, action="step.ran")) == 1
+
+    # other features, same data: schema runs on the cached snapshot's schema, the model is trained again
+    fewer = parse_config(quick(steps=cfg.model_dump(mode="json")["steps"]) | {
+        "data": quick()["data"] | {"features": ["mean_radius", "mean_texture", "mean_area"]}})
+    third = run_pipeline(fewer, home=home, progress=lines.append).to_dict()
+    assert [s["status"] for s in third["steps"]][:7] == ["cached", "ran", "cached", "ran", "cached", "skipped", "ran"]
+    assert third["steps"][1]["outputs"]["features"] == ["mean_radius", "mean_texture", "mean_area"]
+    assert third["steps"][3]["outputs"]["features"] == 3 and third["snapshot"] == first["snapshot"]
