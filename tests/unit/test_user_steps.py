@@ -230,3 +230,34 @@ def test_a_user_step_can_be_called_alone_with_a_view(tmp_path: Path, mychecks) -
         view.table()
     with pytest.raises(ValueError, match="no features yet"):
         view.arrays()
+
+
+# -- built-in steps alone ----------------------------------------------------------------------------
+def test_evaluate_and_gate_run_alone_without_ray(tmp_path: Path) -> None:
+    """Steps without ``needs_ray`` run in a unit test (where ``ray.init`` raises) from values made by hand."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from raymlops.pipeline import EvaluateStep, GateStep, TrainStep
+    from raymlops.pipeline.model_steps import EvaluateIn, GateIn, TrainOut
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X[:400], y[:400])
+    cfg = config().model_copy(update={"steps": []})
+    ctx = RunContext(cfg, Store.open(tmp_path / "home"), progress=lambda _: None)
+    assert not EvaluateStep.needs_ray and not GateStep.needs_ray and TrainStep.needs_ray
+    train = TrainOut("s" * 64, [f"f{i}" for i in range(X.shape[1])], model, holdout=(X[400:], y[400:]),
+                     holdout_columns={})
+    evaluated = EvaluateStep().run(ctx, EvaluateIn(train))
+    assert evaluated.metrics["roc_auc"] > 0.9 and ctx.step.rows == len(y) - 400
+    assert "roc_auc=" in ctx.step.detail and evaluated.calibration is not None
+    verdict = GateStep().run(ctx, GateIn(train, evaluated))
+    assert verdict.passed and ctx.result.gate == "passed" and ctx.step.outputs["gate"] == "passed"
+    strict = cfg.model_dump(mode="json")
+    strict["gate"]["rules"] = ["roc_auc >= 0.99999"]
+    ctx = RunContext(parse_config(strict), ctx.store, progress=lambda _: None)
+    rejected = GateStep().run(ctx, GateIn(train, EvaluateStep().run(ctx, EvaluateIn(train))))
+    assert not rejected.passed and "roc_auc >= 0.99999" in ctx.step.detail
+    assert rejected.verdict.reasons and ctx.result.gate == "rejected"
