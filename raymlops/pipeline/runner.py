@@ -276,7 +276,7 @@ class Runner:
         sync_pipeline_webhooks(ctx.store.home, self.config.name, self.config.webhooks)
         self._started = ctx.clock()
         ctx.code = ctx.code or code_version()
-        ctx.where = ctx.where or {"host": socket.gethostname(), "cluster": "not connected (every step was cached)"}
+        ctx.where = ctx.where or {"host": socket.gethostname(), "cluster": "not connected (no step needed Ray)"}
         self._save_run("running")
         try:
             self._preflight()

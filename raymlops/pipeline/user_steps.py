@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -169,8 +170,16 @@ class UserStep(Step[StepInput, dict[str, Any]]):
         return out
 
     def explain(self, ctx: RunContext, exc: BaseException, failure: Failure) -> Failure:
-        if failure.type != "ConfigError":
-            failure.context = f"{self.key} ({self.spec.call}) raised"
+        """Named after the entry; the traceback from the user's function on (not the runner's frames)."""
+        if failure.type == "ConfigError":
+            return failure
+        failure.context = f"{self.key} ({self.spec.call}) raised"
+        module = sys.modules.get(self.spec.call.partition(":")[0])
+        path = getattr(module, "__file__", None)
+        lines = failure.traceback.splitlines(keepends=True)
+        start = next((i for i, line in enumerate(lines) if path and line.startswith(f'  File "{path}"')), None)
+        if start is not None and lines and lines[0].startswith("Traceback"):
+            failure.traceback = lines[0] + "".join(lines[start:])
         return failure
 
     def _audit(self, ctx: RunContext, verdict: str, how: dict[str, Any]) -> None:

@@ -186,6 +186,9 @@ def test_a_failing_user_step_is_explained_with_the_users_function_and_line(tmp_p
                                      '(max_corr={max_corr})")') + 1
     assert f"mychecks.py:{line} in no_leakage" in failure.where
     assert "raise ValueError" in failure.traceback
+    tb = failure.traceback.splitlines()  # from the user's function on, not the runner's frames
+    assert tb[0] == "Traceback (most recent call last):" and tb[1].startswith(f'  File "{mychecks}", line {line}')
+    assert "raymlops" not in failure.traceback
     text = explain(failure, exc.run_id)  # type: ignore[attr-defined]
     assert text.startswith(f"error: run {exc.run_id} failed at step 'check-no-leakage': steps[0] "  # type: ignore[attr-defined]
                            "(mychecks:no_leakage) raised: ValueError: feature 'leak' correlates 0.99")
