@@ -18,20 +18,21 @@ import pyarrow as pa
 
 from raymlops.data.blocks import Block, blocks_of, run_on_blocks
 from raymlops.data.errors import ours
-from raymlops.stats.partial import SAMPLE_SIZE, PartialProfile, Sample, row_keys
+from raymlops.stats.partial import SAMPLE_SIZE, PartialProfile, Sample, row_keys, sample_bound
 from raymlops.stats.profile import Profile, finish, reference_edges
 
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["merge_partials", "merge_samples", "profile", "profile_block", "scan_block"]
+__all__ = ["merge_partials", "merge_samples", "profile", "profile_block", "sample_blocks", "scan_block"]
 
 
-def scan_block(table: pa.Table, index: int, sample_size: int, with_keys: bool = True) -> dict[str, Any]:
+def scan_block(table: pa.Table, index: int, sample_size: int, with_keys: bool = True,
+               below: int | None = None) -> dict[str, Any]:
     """A block's row hashes (``keys``, uint64, when ``with_keys``) and, when ``sample_size`` > 0,
-    its bottom-k sample (``sample``: :meth:`Sample.to_payload`)."""
+    its bottom-k sample of the rows with keys below ``below`` (``sample``: a payload)."""
     keys = row_keys(table)
-    sample = Sample.from_table(table, keys, sample_size).to_payload() if sample_size > 0 else None
+    sample = Sample.from_table(table, keys, sample_size, below).to_payload() if sample_size > 0 else None
     return {"index": index, "rows": table.num_rows, "keys": keys if with_keys else None, "sample": sample}
 
 
@@ -62,10 +63,20 @@ def _profile_task(table: pa.Table, index: int, edges: Mapping[str, np.ndarray],
     return profile_block(table, edges, ref_edges)
 
 
+def sample_blocks(blocks: Sequence[Block], sample_size: int = SAMPLE_SIZE) -> Sample:
+    """The bottom-k sample of these blocks' rows (see :func:`raymlops.stats.partial.sample_bound`)."""
+    rows = sum(b.rows for b in blocks)
+    for below in dict.fromkeys([sample_bound(rows, sample_size), None]):
+        sample = merge_samples(s["sample"] for s in run_on_blocks(blocks, scan_block, sample_size, False, below))
+        if sample.complete(rows):
+            break
+    return sample
+
+
 def profile_blocks(blocks: Sequence[Block], reference: Profile | None = None,
                    sample_size: int = SAMPLE_SIZE) -> Profile:
     """The :class:`Profile` of these blocks: a sample pass, then the one-pass statistics."""
-    sample = merge_samples(s["sample"] for s in run_on_blocks(blocks, scan_block, sample_size, False))
+    sample = sample_blocks(blocks, sample_size)
     edges = sample.edges()
     partial = merge_partials(run_on_blocks(blocks, _profile_task, edges, reference_edges(reference, list(edges))))
     return finish(partial, edges, reference)

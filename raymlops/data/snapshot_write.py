@@ -26,8 +26,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from raymlops.data.blocks import Block, run_on_blocks
-from raymlops.data.profile import merge_partials, merge_samples, profile_block, scan_block
-from raymlops.stats.partial import SAMPLE_SIZE, PartialProfile, Sample
+from raymlops.data.profile import merge_partials, merge_samples, profile_block, sample_blocks, scan_block
+from raymlops.stats.partial import SAMPLE_SIZE, PartialProfile, Sample, sample_bound
 
 __all__ = ["id_hasher", "scan", "schema_fingerprint", "write"]
 
@@ -44,15 +44,22 @@ def scan(blocks: Sequence[Block], schema: pa.Schema, sample_size: int = SAMPLE_S
          ) -> tuple[str, int, list[int], Sample]:
     """``(content id, rows, rows of each block, bottom-k sample)``: the id is the sha256 of the
     schema and of the per-row hashes in row order, so it does not depend on the partitioning.
-    ``sample_size`` 0: no sample."""
+    ``sample_size`` 0: no sample. Each block sends only its sample rows below
+    :func:`~raymlops.stats.partial.sample_bound`; should they be too few (many identical rows),
+    the sample is taken again without the bound."""
     h = id_hasher(schema)
     sizes: list[int] = []
     samples = []
-    for res in run_on_blocks(blocks, scan_block, sample_size):
+    expected = sum(b.rows for b in blocks)
+    for res in run_on_blocks(blocks, scan_block, sample_size, True, sample_bound(expected, sample_size)):
         h.update(np.ascontiguousarray(res["keys"], dtype="<u8").tobytes())
         sizes.append(int(res["rows"]))
         samples.append(res["sample"])
-    return h.hexdigest(), sum(sizes), sizes, merge_samples(samples)
+    rows = sum(sizes)
+    sample = merge_samples(samples)
+    if sample_size > 0 and not sample.complete(rows):
+        sample = sample_blocks(blocks, sample_size)
+    return h.hexdigest(), rows, sizes, sample
 
 
 #: a numeric column is dictionary-encoded when its first rows repeat values at least this often

@@ -35,7 +35,7 @@ from raymlops.exceptions import ValidationError
 from raymlops.stats.bins import FINE_BINS, count_on, fine_edges
 
 __all__ = ["LOW_CARDINALITY", "MAX_CATEGORIES", "SAMPLE_SIZE", "ColumnState", "PartialProfile", "Sample",
-           "count_on_edges", "family", "row_keys"]
+           "count_on_edges", "family", "row_keys", "sample_bound"]
 
 #: rows kept by the bottom-k sample that places the fine bin edges
 SAMPLE_SIZE = 20_000
@@ -145,6 +145,15 @@ def _smallest(keys: npt.NDArray[np.uint64], k: int) -> npt.NDArray[np.intp]:
     return np.argsort(keys, kind="stable")[:k]
 
 
+def sample_bound(rows: int, size: int = SAMPLE_SIZE) -> int | None:
+    """A key bound for the blocks' samples of ``rows`` rows in all: row keys are uniform 64-bit
+    hashes, so about ``2 * size`` rows fall below it, and each block need only send those
+    (a few hundred rows instead of ``size``). None (no bound) for small data."""
+    if rows <= 4 * size:
+        return None
+    return int(float(1 << 64) * (2.0 * size / rows))
+
+
 @dataclass
 class Sample:
     """The bottom-k rows by content hash: their keys and numeric columns' values (NaN: missing)."""
@@ -154,12 +163,18 @@ class Sample:
     size: int = SAMPLE_SIZE
 
     @classmethod
-    def from_table(cls, table: Table, keys: npt.ArrayLike | None = None, size: int = SAMPLE_SIZE) -> Sample:
-        """The sample of one block; ``keys`` are its row hashes (:func:`row_keys` if omitted)."""
+    def from_table(cls, table: Table, keys: npt.ArrayLike | None = None, size: int = SAMPLE_SIZE,
+                   below: int | None = None) -> Sample:
+        """The sample of one block; ``keys`` are its row hashes (:func:`row_keys` if omitted).
+        ``below``: keep only rows whose key is below it (:func:`sample_bound`)."""
         k = row_keys(table) if keys is None else np.asarray(keys, dtype=np.uint64)
         if k.shape != (table.num_rows,):
             raise ValidationError(f"expected {table.num_rows} row keys, found {k.shape}")
-        take = _smallest(k, size)
+        if below is None:
+            take = _smallest(k, size)
+        else:
+            low = np.flatnonzero(k < np.uint64(below))
+            take = low[_smallest(k[low], size)]
         values = {n: _as_float(table.column(n).take(pa.array(take))) for n in _numeric_names(table.schema)}
         return cls(keys=k[take], values=values, size=size)
 
@@ -180,6 +195,12 @@ class Sample:
         take = _smallest(keys, size)
         values = {n: np.concatenate([v, other.values[n]])[take] for n, v in self.values.items()}
         return Sample(keys=keys[take], values=values, size=size)
+
+    def complete(self, rows: int) -> bool:
+        """Whether this merged sample is the bottom-k of all ``rows`` rows: it holds ``size`` of
+        them (or every row). A merge of samples cut at :func:`sample_bound` that is not complete
+        missed rows above the bound, and must be taken again without one."""
+        return self.keys.size >= min(self.size, rows)
 
     def edges(self, bins: int = FINE_BINS) -> dict[str, FloatArray]:
         """Fine bin edges of every numeric column, from the sample."""

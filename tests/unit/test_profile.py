@@ -256,3 +256,27 @@ def test_profile_of_empty_blocks_only() -> None:
     x = prof.column("x")
     assert prof.rows == 0 and x.count == 0 and x.min is None and x.counts.tolist() == [0]
     assert prof.column("s").categories == {}
+
+
+def test_bounded_block_samples_merge_to_the_same_bottom_k(table: pa.Table) -> None:
+    from raymlops.stats.partial import sample_bound
+
+    size = 1_000
+    bound = sample_bound(table.num_rows, size)
+    assert bound is not None and sample_bound(3 * size, size) is None
+    whole = Sample.from_table(table, size=size)
+    merged = Sample.empty(size)
+    sent = 0
+    for block in _blocks(table, [5_000, 5_001, 17_000, 29_999]):
+        part = Sample.from_table(block, size=size, below=bound)
+        sent += part.keys.size
+        merged = merged.merge(part)
+    assert merged.complete(table.num_rows) and sent < 3 * size  # about 2 x size rows sent, not 5 x size
+    assert np.array_equal(merged.keys, whole.keys)
+    assert np.array_equal(merged.values["x"], whole.values["x"], equal_nan=True)
+    # identical rows share one key: a bound can leave the sample short, which complete() reports
+    same = pa.table({"x": np.full(20_000, 1.5)})
+    key = int(row_keys(same.slice(0, 1))[0])
+    short = Sample.from_table(same, size=size, below=key)  # every key equals the bound: none below it
+    assert short.keys.size == 0 and not short.complete(same.num_rows)
+    assert Sample.from_table(same, size=size, below=key + 1).complete(same.num_rows)
