@@ -174,8 +174,9 @@ def _create_snapshot(
     final = f"snapshots/{snap_id}"
     try:
         # pass 2: every block written and profiled by the same task
-        files, partial = snapshot_write.write(blocks, sizes, arts.fs, arts.path(f"{staging}/data"), edges,
-                                              reference_edges(reference, list(edges or {})))
+        files, partial = snapshot_write.write(
+            blocks, sizes, arts.fs, arts.path(f"{staging}/data"), edges, reference_edges(reference, list(edges or {})),
+            None if profile is not None else snapshot_write.dictionary_plan(arrow_schema, sample))
         if partial is not None:
             assert edges is not None
             profile = finish(partial, edges, reference)

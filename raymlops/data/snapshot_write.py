@@ -67,33 +67,66 @@ _REPEATS = 4
 _PROBE = 4096
 
 
+def _repeating_type(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                or pa.types.is_large_binary(t) or pa.types.is_boolean(t) or pa.types.is_dictionary(t))
+
+
+def _number_type(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+                or pa.types.is_temporal(t))
+
+
+def _repeats(distinct: int, values: int) -> bool:
+    return values > 0 and distinct * _REPEATS <= values
+
+
 def dictionary_columns(table: pa.Table) -> list[str]:
     """The columns worth dictionary-encoding: strings, binaries, booleans and dictionaries, and
-    numbers whose first :data:`_PROBE` values repeat (at most a quarter of them distinct: codes,
+    numbers whose values repeat (at most a quarter of the first :data:`_PROBE` distinct: codes,
     counts, ratings). Parquet's default encodes every column so and falls back to plain values
     after a megabyte of dictionary: for a column of distinct floats that doubles the write time
     and makes the file bigger."""
     out = []
     for f, col in zip(table.schema, table.columns, strict=True):
-        t = f.type
-        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
-                or pa.types.is_large_binary(t) or pa.types.is_boolean(t) or pa.types.is_dictionary(t):
+        if _repeating_type(f.type):
             out.append(f.name)
-        elif pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_temporal(t):
+        elif _number_type(f.type):
             probe = col.slice(0, _PROBE)
-            if len(probe) and pc.count_distinct(probe).as_py() * _REPEATS <= len(probe):
+            if _repeats(pc.count_distinct(probe).as_py(), len(probe)):
+                out.append(f.name)
+    return out
+
+
+def dictionary_plan(schema: pa.Schema, sample: Sample) -> list[str] | None:
+    """:func:`dictionary_columns` decided once for every block from the bottom-k sample (which
+    holds every int and float column); None when a number column is not in it (then each block
+    probes its own rows)."""
+    out = []
+    for f in schema:
+        if _repeating_type(f.type):
+            out.append(f.name)
+        elif _number_type(f.type):
+            if f.name not in sample.values:
+                return None
+            v = sample.values[f.name]
+            v = v[~np.isnan(v)]
+            if _repeats(np.unique(v).size, v.size):
                 out.append(f.name)
     return out
 
 
 def write_block(table: pa.Table, index: int, fs: Any, folder: str, name: str | None,
-                edges: Mapping[str, np.ndarray] | None, ref_edges: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Write one block as ``folder/name`` (no file when ``name`` is None) and profile it when
+                edges: Mapping[str, np.ndarray] | None, ref_edges: Mapping[str, np.ndarray],
+                dictionary: Sequence[str] | None = None) -> dict[str, Any]:
+    """Write one block as ``folder/name`` (no file when ``name`` is None; ``dictionary``: the
+    columns to dictionary-encode, None: :func:`dictionary_columns`) and profile it when
     ``edges`` is given: ``{"path", "size", "sha256", "partial"}``."""
     out: dict[str, Any] = {"path": None, "size": 0, "sha256": None, "partial": None}
     if name is not None:
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, use_dictionary=dictionary_columns(table))
+        pq.write_table(table, sink, use_dictionary=list(dictionary) if dictionary is not None
+                       else dictionary_columns(table))
         data = sink.getvalue()
         path = posixpath.join(folder, name)
         with fs.open_output_stream(path) as f:
@@ -105,10 +138,11 @@ def write_block(table: pa.Table, index: int, fs: Any, folder: str, name: str | N
 
 
 def write(blocks: Sequence[Block], sizes: Sequence[int], fs: Any, folder: str,
-          edges: Mapping[str, np.ndarray] | None, ref_edges: Mapping[str, np.ndarray]
-          ) -> tuple[list[dict[str, Any]], PartialProfile | None]:
+          edges: Mapping[str, np.ndarray] | None, ref_edges: Mapping[str, np.ndarray],
+          dictionary: Sequence[str] | None = None) -> tuple[list[dict[str, Any]], PartialProfile | None]:
     """Write every block under ``folder`` (``part-00000.parquet`` … in block order; empty blocks
-    get no file unless every block is empty) and, with ``edges``, profile them in the same tasks.
+    get no file unless every block is empty; ``dictionary``: see :func:`write_block`) and, with
+    ``edges``, profile them in the same tasks.
     Returns the files (``path``, ``size``, ``sha256``, in order) and the merged partial profile."""
     if isinstance(fs, pafs.LocalFileSystem):  # object stores have no folders to create
         fs.create_dir(folder, recursive=True)
@@ -119,7 +153,8 @@ def write(blocks: Sequence[Block], sizes: Sequence[int], fs: Any, folder: str,
     if not any_rows and names:
         names = [names[0]] + [None] * (len(names) - 1)  # no rows: one file keeps the schema
     files, partials = [], []
-    for res in run_on_blocks(blocks, _write_task, names, fs, folder, edges, ref_edges):
+    plan = None if dictionary is None else list(dictionary)
+    for res in run_on_blocks(blocks, _write_task, names, fs, folder, edges, ref_edges, plan):
         if res["path"] is not None:
             files.append({"path": res["path"], "size": res["size"], "sha256": res["sha256"]})
         if res["partial"] is not None:
@@ -128,6 +163,7 @@ def write(blocks: Sequence[Block], sizes: Sequence[int], fs: Any, folder: str,
 
 
 def _write_task(table: pa.Table, index: int, names: Sequence[str | None], fs: Any, folder: str,
-                edges: Mapping[str, np.ndarray] | None, ref_edges: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    return write_block(table, index, fs, folder, names[index], edges, ref_edges)
+                edges: Mapping[str, np.ndarray] | None, ref_edges: Mapping[str, np.ndarray],
+                dictionary: Sequence[str] | None) -> dict[str, Any]:
+    return write_block(table, index, fs, folder, names[index], edges, ref_edges, dictionary)
 
