@@ -221,9 +221,10 @@ def _tag(store: Any, args: argparse.Namespace) -> int:
 
 
 def _diff(store: Any, args: argparse.Namespace) -> int:
-    from raymlops.data.drift import Reference, check_snapshot, settings_from_config, snapshot_profile
+    from raymlops.data.drift import Reference, check_snapshot, settings_from_config
     from raymlops.data.schema import schema_changes
     from raymlops.data.snapshot import resolve_snapshot, snapshot_info
+    from raymlops.data.snapshot_read import load_profile
 
     settings = None
     if args.config:
@@ -232,7 +233,7 @@ def _diff(store: Any, args: argparse.Namespace) -> int:
         settings = settings_from_config(load_config(args.config).data.drift)
     a, b = resolve_snapshot(store, args.a), resolve_snapshot(store, args.b)
     info_a, info_b = snapshot_info(store, a), snapshot_info(store, b)
-    reference = Reference(a, snapshot_profile(store, a), f"snapshot diff {args.a} {args.b}")
+    reference = Reference(a, load_profile(store, a), f"snapshot diff {args.a} {args.b}")
     report = check_snapshot(store, b, reference, settings, reason=f"raymlops snapshot diff {args.a} {args.b}")
     changes = schema_changes(info_a.schema, info_b.schema)
     drifted = report.dataset_drift
