@@ -148,7 +148,7 @@ class RetrainController:
         cfg = self.config
         table = self._live_table()  # the route must be serving: fail before training, not after
         if table.challenger is not None:  # never replace someone's canary or another cycle's shadow
-            raise ServeError(f"retrain: /{res.route} already has a challenger ({table.challenger['model_id']}, "
+            raise ServeError(f"retrain: /{res.route} already has a challenger ({table.challenger.model_id}, "
                              f"{table.mode}); end it first (raymlops deploy {res.route} --end-challenger)")
         source = cfg.retrain.source or cfg.data.source
         self._audit(res, "retrain.triggered", {"model": res.champion_before, "alert": trigger.key},

@@ -24,6 +24,7 @@ from raymlops.exceptions import ServeError
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.failures import Failure, describe
 from raymlops.pipeline.step import Step
+from raymlops.registry.spec import ModelSpec
 
 __all__ = ["DeployIn", "DeployOut", "DeployStep", "MonitorIn", "MonitorOut", "MonitorStep", "SmokeIn", "SmokeOut",
            "SmokeStep"]
@@ -100,18 +101,11 @@ def _monitor_reference(ctx: RunContext, snapshot_id: str, features: list[str]) -
                            max_categories=cfg.max_categories, max_slices=cfg.max_slices, monitored=features)
 
 
-def _spec(ctx: RunContext, version: Any, features: list[str], example: np.ndarray, monitored: bool) -> dict[str, Any]:
-    """The server spec: :func:`raymlops.serve.builder.model_spec` of the version (one definition
-    for ``raymlops run``, ``raymlops deploy`` and Serve configs), with a holdout row as example."""
-    from raymlops.serve.builder import model_spec
-
-    cfg = ctx.config
-    spec = model_spec({
-        "model": version.id, "home": str(ctx.store.home), "artifact_root": ctx.store.artifacts.root_uri,
-        "route": cfg.route, "monitor": monitored, "max_rows_per_request": cfg.serve.max_rows_per_request,
-        "max_batch_size": cfg.serve.max_batch_size, "batch_wait_timeout_s": cfg.serve.batch_wait_timeout_s,
-    })
-    return spec | {"input_example": {n: float(example[j]) for j, n in enumerate(features)}}
+def _spec(ctx: RunContext, version: Any, features: list[str], example: np.ndarray) -> ModelSpec:
+    """The version's :class:`~raymlops.registry.spec.ModelSpec` (as ``raymlops deploy`` and
+    Serve configs build it), with a holdout row as example."""
+    spec = ModelSpec.of(version, ctx.store.artifacts.root_uri)
+    return spec.with_example({n: float(example[j]) for j, n in enumerate(features)})
 
 
 class DeployStep(Step[DeployIn, DeployOut]):
@@ -137,7 +131,7 @@ class DeployStep(Step[DeployIn, DeployOut]):
         return {"model": inputs.model.version.id, "route": ctx.config.route, "port": ctx.config.serve.port}
 
     def run(self, ctx: RunContext, inputs: DeployIn) -> DeployOut:
-        from raymlops.monitor.lifecycle import start_monitor
+        from raymlops.monitor.lifecycle import monitor_name, start_monitor
         from raymlops.ray_session import NAMESPACE
         from raymlops.serve.deploy import deploy
         from raymlops.serve.throughput import check_cluster_ingress
@@ -160,12 +154,12 @@ class DeployStep(Step[DeployIn, DeployOut]):
                                    artifact_root=store.artifacts.root_uri)
             if settings.get("metrics_port") is not None:
                 res.metrics_url = ctx.ray().get(handle.status.remote()).get("metrics_url")
-        spec = _spec(ctx, version, inputs.features, Xho[0], cfg.monitor.enabled)
+        spec = _spec(ctx, version, inputs.features, Xho[0])
         note = check_cluster_ingress(cfg.serve.high_throughput)  # once: how to get the faster ingress
         if note:
             ctx.say(note)
-        endpoint = deploy(spec, route, cfg.serve.host, cfg.serve.port, cfg.serve.num_replicas,
-                          serve_config=cfg.serve, sample_rate=cfg.monitor.sample_rate)
+        endpoint = deploy(spec, route, cfg.serve, sample_rate=cfg.monitor.sample_rate, namespace=NAMESPACE,
+                          monitor_actor=monitor_name(route) if cfg.monitor.enabled else None)
         res.endpoint = endpoint
         with store.metadata.transaction() as conn:
             audit.append(conn, "deployment.created", {"model": version.id, "deployment": route}, ctx.reason,

@@ -20,6 +20,7 @@ import joblib
 from raymlops import audit
 from raymlops.exceptions import NotFound, ValidationError
 from raymlops.hooks import emit
+from raymlops.registry.spec import load_artifact
 from raymlops.store.home import Store
 
 CHAMPION = "champion"
@@ -241,4 +242,4 @@ def list_models(store: Store, name: str | None = None) -> list[ModelVersion]:
 
 def load_model(store: Store, version: ModelVersion) -> Any:
     """The fitted estimator, after checking the artifact's sha256 (IntegrityError if changed)."""
-    return joblib.load(io.BytesIO(store.artifacts.read_verified(version.artifact_key, version.artifact_sha256)))
+    return load_artifact(store.artifacts, version.artifact_key, version.artifact_sha256)
