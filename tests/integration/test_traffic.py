@@ -61,7 +61,7 @@ def champion_only(live: tuple[str, Store]) -> Iterator[tuple[str, Store]]:
     url, store = live
 
     def reset() -> None:
-        if current_table(ROUTE).champion["model_id"] != f"{ROUTE}:v1" or current_table(ROUTE).challenger:
+        if current_table(ROUTE).champion.model_id != f"{ROUTE}:v1" or current_table(ROUTE).challenger:
             set_champion(store, ROUTE, f"{ROUTE}:v1", reason="test reset")
         if current_table(ROUTE).sample_rate is not None:
             set_sample_rate(store, ROUTE, None, reason="test reset")
