@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             print_json([v.to_dict() for v in versions])
         else:
             for v in versions:
-                metrics = v.record.get("metrics", {})
+                metrics = v.metrics
                 shown = "  ".join(f"{k}={metrics[k]:.4f}" for k in ("roc_auc", "accuracy", "r2") if k in metrics)
                 aliases = ",".join(reg.aliases_of(store, v.id))
                 print(f"{v.id:<28} {v.status:<10} {aliases:<20} {shown}  snapshot {v.snapshot_id[:12]}")

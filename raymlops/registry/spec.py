@@ -61,16 +61,14 @@ class ModelSpec:
     def of(cls, version: ModelVersion, artifact_root: str) -> ModelSpec:
         """The spec of a registered ``version`` whose artifact lies under ``artifact_root``; its
         input example is the middle of each input's training range (0 where none is recorded)."""
-        signature = version.signature
-        lineage = version.record.get("lineage", {})
+        signature, lineage = version.signature, version.lineage
         example = {
             i["name"]: (float(i["min"]) + float(i["max"])) / 2
             if i.get("min") is not None and i.get("max") is not None else 0.0
             for i in signature["inputs"]
         }
         return cls(model_id=version.id, artifact_root=artifact_root, artifact_key=version.artifact_key,
-                   artifact_sha256=version.artifact_sha256, signature=signature,
-                   metrics=dict(version.record.get("metrics", {})),
+                   artifact_sha256=version.artifact_sha256, signature=signature, metrics=version.metrics,
                    lineage_summary={k: lineage.get(k) for k in LINEAGE_SUMMARY}, input_example=example)
 
     @property

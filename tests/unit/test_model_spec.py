@@ -90,3 +90,22 @@ def test_every_loader_reads_the_artifact_once_and_checks_it(store: Store, monkey
         load_model(store, version)
     with pytest.raises(IntegrityError, match="was changed"):
         spec.verify()
+
+
+def test_a_version_gives_its_record_by_name_and_a_stored_record_missing_a_field_is_named(store: Store) -> None:
+    import json
+
+    version = get_model(store, "toy:v1")
+    assert version.features == ["a", "b"] and version.metrics == {"roc_auc": 1.0}
+    assert version.gate["status"] == "passed" and version.lineage["seed"] == 7 and version.tune == {}
+    assert version.to_dict()["signature"] == SIGNATURE  # the stored form is unchanged
+    for field, value, message in (("gate", None, "missing field 'gate'"),
+                                  ("metrics", [], "field 'metrics': expected dict, found list"),
+                                  ("signature", {"output": "classification"}, "field 'signature.inputs'")):
+        record = {k: v for k, v in version.record.items() if k != field}
+        if value is not None:
+            record[field] = value
+        with store.metadata.transaction() as conn:
+            conn.execute("UPDATE models SET record_json = ? WHERE id = 'toy:v1'", (json.dumps(record),))
+        with pytest.raises(ValidationError, match=f"^model toy:v1: stored record: {message}"):
+            get_model(store, "toy:v1")
