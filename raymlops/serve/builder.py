@@ -10,7 +10,8 @@ For ``serve run`` / ``serve deploy`` and KubeRay's ``RayService`` (``serveConfig
 
 ``args``: ``model`` (``name:vN`` or ``name@alias``, required), ``home`` (default
 ``$RAYMLOPS_HOME``), ``artifact_root`` (default ``$RAYMLOPS_ARTIFACT_ROOT``),
-``max_rows_per_request`` (1000), ``max_batch_size`` (32), ``batch_wait_timeout_s`` (0.01),
+``max_rows_per_request`` (1000), ``max_batch_size`` (32), ``batch_wait_timeout_s`` (0.01) (checked
+as the ``serve:`` fields of a pipeline config, which the replicas receive),
 ``monitor`` (false: attach the replicas to a running monitor actor named for the route).
 The replicas verify the artifact's sha256 before loading it, as with ``raymlops run``.
 """
