@@ -277,8 +277,8 @@ class GateStep(Step[GateIn, GateOut]):
         champion = _champion(ctx)
         if champion is None:
             return None
-        if [f["name"] for f in champion.signature.get("inputs", [])] != train.features:
-            return dict(champion.record.get("metrics", {}))
+        if champion.features != train.features:
+            return champion.metrics
         Xho, yho = _holdout(ctx, train)
         return evaluate_model(load_model(ctx.store, champion), Xho, yho, ctx.config.train.task).metrics
 
@@ -372,8 +372,8 @@ class ModelCache(CacheGroup):
             ctx.progress(f"cache: model {hit['model']} of an earlier run is unusable ({exc}); training again")
             return None
         details = hit.get("details", {})
-        res.model, res.metrics = version.id, dict(version.record.get("metrics", {}))
-        gate = version.record.get("gate", {})
+        res.model, res.metrics = version.id, version.metrics
+        gate = version.gate
         res.gate, res.gate_reasons = gate.get("status"), list(gate.get("reasons", []))
         since = f"unchanged since run {hit['_run']}"
         snap_id, features = outputs["snapshot"].snapshot.id, list(outputs["schema"].features)

@@ -142,7 +142,7 @@ class DeployStep(Step[DeployIn, DeployOut]):
         ctx.connect()
         if cfg.monitor.enabled:
             settings = cfg.monitor.model_dump() | {"seed": cfg.seed}
-            calibration = (version.record.get("lineage") or {}).get("calibration")
+            calibration = version.lineage.get("calibration")
             if calibration is not None and settings["performance"].get("calibration") is None:
                 settings["performance"] = settings["performance"] | {"calibration": calibration}  # CBPE
             if settings.get("metrics_port") is None and not ctx.persistent:
