@@ -18,7 +18,7 @@ from typing import Any
 import joblib
 
 from raymlops import audit
-from raymlops.exceptions import NotFound, ValidationError
+from raymlops.exceptions import IntegrityError, NotFound, ValidationError
 from raymlops.hooks import emit
 from raymlops.registry.spec import load_artifact
 from raymlops.store.home import Store
@@ -258,11 +258,12 @@ def aliases_of(store: Store, model_id: str) -> list[str]:
 def verify_model(store: Store, ref: str) -> list[str]:
     """Problems with the artifact of ``ref`` (empty when it is present with its recorded sha256)."""
     version = get_model(store, ref)
-    if not store.artifacts.exists(version.artifact_key):
+    try:  # the check every loader makes (ArtifactStore), streamed: nothing is loaded
+        store.artifacts.verify(version.artifact_key, version.artifact_sha256)
+    except NotFound:
         return [f"{version.artifact_key}: missing"]
-    actual = store.artifacts.sha256(version.artifact_key)
-    if actual != version.artifact_sha256:
-        return [f"{version.artifact_key}: changed (sha256 {actual[:12]}… != recorded {version.artifact_sha256[:12]}…)"]
+    except IntegrityError as exc:
+        return [str(exc)]
     return []
 
 

@@ -109,3 +109,16 @@ def test_a_version_gives_its_record_by_name_and_a_stored_record_missing_a_field_
             conn.execute("UPDATE models SET record_json = ? WHERE id = 'toy:v1'", (json.dumps(record),))
         with pytest.raises(ValidationError, match=f"^model toy:v1: stored record: {message}"):
             get_model(store, "toy:v1")
+
+
+def test_models_verify_names_a_missing_or_changed_artifact(store: Store) -> None:
+    from raymlops.registry.registry import verify_model
+
+    version = get_model(store, "toy:v1")
+    assert verify_model(store, "toy:v1") == []
+    path = Path(store.artifacts.path(version.artifact_key))
+    path.write_bytes(b"not the model")
+    (problem,) = verify_model(store, "toy:v1")
+    assert problem.startswith(f"artifact {version.artifact_key!r} was changed: sha256 ")
+    path.unlink()
+    assert verify_model(store, "toy:v1") == [f"{version.artifact_key}: missing"]
