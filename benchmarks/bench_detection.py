@@ -14,19 +14,26 @@ check`` runs) with default settings (alpha 0.05, Bonferroni, dataset rule ``any`
   sample sizes, ``--trials`` each: our per-feature detection rate (p < alpha) against exact
   ``scipy.stats.ks_2samp`` and ``scipy.stats.chi2_contingency`` (``correction=False``) on the same
   data; target ratio >= 0.98;
+- **a shift in one slice only**: four equal segments, the current rows of one segment moved by
+  0.5 sd; ours checks with ``slice_columns=["segment"]`` and counts a detection when the whole
+  table or any slice drifts (Bonferroni over every (slice, feature) test); the baseline is exact
+  ``ks_2samp`` on the whole column (what a check without slices sees), and ``ks_2samp`` on the
+  shifted segment alone is shown as the oracle that knows where to look;
 - **real shifts**: populations that differ (digits classes 0-4 vs 5-9, wine cultivar 1 vs 2+3,
   breast cancer malignant vs benign) must be flagged at dataset level; the flags of the previous
-  rule (KS on every column, Bonferroni, then >= 50 % of the flags) are shown for comparison.
+  rule (KS on every column, Bonferroni, then >= 50 % of the flags) are shown for comparison, and
+  with ``--peers PYTHON`` the verdicts of alibi-detect and Evidently with their defaults, run by
+  ``peers_detection.py`` in that Python (a throwaway virtual environment: they are not
+  dependencies).
 
-Peers (alibi-detect, Evidently) are not run here: they are not dependencies.
-
-    python benchmarks/bench_detection.py [--splits 200] [--trials 200] [--out PATH]
+    python benchmarks/bench_detection.py [--splits 200] [--trials 200] [--peers PYTHON] [--out PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -131,6 +138,36 @@ def power(trials: int, sizes: list[int], cfg: MonitorConfig) -> list[dict[str, A
     return rows
 
 
+def slice_power(trials: int, sizes: list[int], cfg: MonitorConfig) -> list[dict[str, Any]]:
+    """One of four segments shifted by 0.5 sd in the current rows; n rows per side in all."""
+    rows = []
+    segments = np.array(["a", "b", "c", "d"], dtype=object)
+    for n in sizes:
+        rng = np.random.default_rng(10_000 + n)
+        ours = whole = oracle = 0
+        for _ in range(trials):
+            seg_a, seg_b = rng.choice(segments, n), rng.choice(segments, n)
+            a, b = rng.normal(size=n), rng.normal(size=n)
+            b = b + 0.5 * (seg_b == "d")
+            res = check(pd.DataFrame({"x": a, "segment": seg_a}), pd.DataFrame({"x": b, "segment": seg_b}), cfg,
+                        slice_columns=["segment"], threads=1)
+            ours += bool(res["drift"]) or any(sl["drift"] for sl in res["slices"].values())
+            whole += stats.ks_2samp(a, b).pvalue < ALPHA
+            oracle += stats.ks_2samp(a[seg_a == "d"], b[seg_b == "d"]).pvalue < ALPHA
+        rows.append({"scenario": "one slice +0.5 sd", "n": n, "trials": trials, "ours": ours / trials,
+                     "ks_2samp_whole_column": whole / trials, "ks_2samp_shifted_slice_only": oracle / trials,
+                     "ratio_to_whole_column": (ours / whole) if whole else None})
+    return rows
+
+
+def peers(python: str) -> dict[str, Any]:
+    script = Path(__file__).resolve().parent / "peers_detection.py"
+    proc = subprocess.run([python, str(script)], capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(f"peers_detection.py failed:\n{proc.stderr[-3000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 def real_shifts(cfg: MonitorConfig) -> list[dict[str, Any]]:
     cases = []
     x, y = load("digits")
@@ -156,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=int, default=200)
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--sizes", default="50,200,1000")
+    ap.add_argument("--peers", help="Python of a virtual environment with alibi-detect and evidently")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     cfg = MonitorConfig()
@@ -185,13 +223,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['scenario']:<20} {r['n']:>5} {r['our_test']:<22} {r['ours']:>6.3f} "
               f"{'-' if ks is None else f'{ks:.3f}':>9} {'-' if chi is None else f'{chi:.3f}':>10} "
               f"{'-' if r['ratio_to_best_exact'] is None else format(r['ratio_to_best_exact'], '.3f'):>6}")
+    sp = slice_power(args.trials, [int(s) for s in args.sizes.split(",")], cfg)
+    res["slice_power"] = sp
+    print(f"\nshift in one slice only: detection rate over {args.trials} trials, n rows per side")
+    print(f"{'scenario':<20} {'n':>5} {'ours (sliced)':>13} {'ks whole col':>12} {'ks that slice':>13} {'ratio':>6}")
+    for r in sp:
+        ratio = r["ratio_to_whole_column"]
+        print(f"{r['scenario']:<20} {r['n']:>5} {r['ours']:>13.3f} {r['ks_2samp_whole_column']:>12.3f} "
+              f"{r['ks_2samp_shifted_slice_only']:>13.3f} {'-' if ratio is None else format(ratio, '.3f'):>6}")
     real = real_shifts(cfg)
     res["real_shifts"] = real
-    print("\nreal shifts (dataset level)")
-    print(f"{'case':<36} {'features':>8} {'flagged':>8} {'drift':>6} {'old: KS+Bonf. flags':>20} {'old drift':>10}")
+    peer = peers(args.peers) if args.peers else {}
+    res["peers"] = peer
+
+    def verdict(p: dict[str, Any] | None) -> str:
+        if not p:
+            return "-"
+        return "error" if "error" in p else f"{p['flagged']} {p['drift']}"
+
+    print("\nreal shifts (dataset level; peers: flagged features and dataset verdict, their defaults)")
+    print(f"{'case':<36} {'features':>8} {'flagged':>8} {'drift':>6} {'old: KS+Bonf. flags':>20} {'old drift':>10} "
+          f"{'alibi-detect':>13} {'Evidently':>11}")
     for r in real:
+        p = peer.get(r["case"], {})
         print(f"{r['case']:<36} {r['features']:>8} {r['flagged']:>8} {str(r['dataset_drift']):>6} "
-              f"{r['old_rule_flags_ks_bonferroni']:>20} {str(r['old_rule_dataset_drift']):>10}")
+              f"{r['old_rule_flags_ks_bonferroni']:>20} {str(r['old_rule_dataset_drift']):>10} "
+              f"{verdict(p.get('alibi_detect')):>13} {verdict(p.get('evidently')):>11}")
+    for name, p in peer.items():
+        for who, v in p.items():
+            if "error" in v:
+                print(f"  {who} on {name}: {v['error']}")
+    if peer:
+        versions = {who: v.get("version") for p in peer.values() for who, v in p.items() if "version" in v}
+        print(f"  peers: {versions}")
     res["wall_s"] = time.perf_counter() - t
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1, default=str))
