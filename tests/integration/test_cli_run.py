@@ -100,8 +100,9 @@ def test_cli_run_progress_shows_ray_data_and_tune_on_stderr_only(tmp_path: Path)
     assert result["model"] == "breast-cancer:v1" and result["metrics"] is None  # no monitor.metrics_port
     assert all(line.startswith("{") for line in proc.stdout.strip().splitlines())  # stdout: the JSON only
     err = proc.stderr
-    # Ray Data's own progress (logged off a terminal) during the snapshot step, Tune's table during train
-    snapshot = err[err.index("[4/12] snapshot ..."):err.index("[4/12] snapshot ran")]
-    assert "Running Dataset" in snapshot
+    # Ray Data's own progress (logged off a terminal) during the data steps (the dataset runs when
+    # the schema step first reads it), Tune's table during train
+    data_steps = err[err.index("[1/12] ingest ..."):err.index("[4/12] snapshot ran")]
+    assert "Running Dataset" in data_steps and "execution finished" in data_steps
     train = err[err.index("[6/12] train ..."):err.index("[6/12] train ran")]
     assert "== Status ==" in train and "4 TERMINATED" in train
