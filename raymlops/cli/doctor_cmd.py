@@ -20,7 +20,7 @@ def _seconds(text: str) -> float:
 
 
 def register(sub: Any) -> None:
-    from raymlops.store.doctor import DEFAULT_STAGING_GRACE_S
+    from raymlops.store.artifacts import DEFAULT_STAGING_GRACE_S
 
     doc = add_command(sub, "doctor", help="check the home folder: metadata, snapshot and model hashes, "
                                           "orphaned staging folders, audit chain (exit 0 only when all is well)")
@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from raymlops.exceptions import NotFound
-    from raymlops.store.doctor import run_doctor
+    from raymlops.registry.doctor import run_doctor
     from raymlops.store.home import resolve_home
 
     home = resolve_home(args.home)
