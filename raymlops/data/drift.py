@@ -29,9 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from raymlops import audit
 from raymlops.config import MonitorConfig
+from raymlops.data.profile import profile
 from raymlops.data.snapshot import resolve_snapshot
 from raymlops.data.snapshot_read import load_profile, read_snapshot, snapshot_dataset
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
+from raymlops.ray_session import ensure_ray
+from raymlops.registry.registry import get_model
 from raymlops.stats.bins import edges_digest
 from raymlops.stats.check import P_VALUE_TESTS, DriftReport, DriftSettings, check, psi_band
 from raymlops.stats.offline import check_tables
@@ -153,9 +156,6 @@ def snapshot_profile(store: Store, snap_id: str) -> Profile:
     """The snapshot's stored profile; computed with Ray for snapshots made before profiles."""
     prof = load_profile(store, snap_id)
     if prof is None:
-        from raymlops.data.profile import profile
-        from raymlops.ray_session import ensure_ray
-
         ensure_ray()
         prof = profile(snapshot_dataset(store, snap_id))
     return prof
@@ -168,8 +168,6 @@ def find_reference(store: Store, pipeline: str | None = None, ref: str | None = 
         snap_id = resolve_snapshot(store, ref)
         why = f"data.reference {ref!r}"
     elif pipeline:
-        from raymlops.registry.registry import get_model
-
         try:
             champion = get_model(store, f"{pipeline}@champion")
         except NotFound:

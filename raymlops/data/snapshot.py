@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from raymlops import audit
 from raymlops.data.errors import ours
+from raymlops.data.profile import finish_profile, scan_batches
 from raymlops.data.schema import Schema, schema_from_profile
 from raymlops.data.sources import redact_uri
 from raymlops.exceptions import IntegrityError, NotFound, RaymlopsError, ValidationError
@@ -120,8 +121,6 @@ def content_id(ds: ray.data.Dataset, schema: pa.Schema) -> tuple[str, int]:
 def _id_and_partial(ds: ray.data.Dataset, schema: pa.Schema) -> tuple[str, int, PartialProfile]:
     """One pass for both the content id and the profile's first pass: each batch hashes its rows
     once and sends the hashes (8 bytes a row) and its partial profile."""
-    from raymlops.data.profile import scan_batches
-
     h = _id_hasher(schema)
     rows = 0
     partial = PartialProfile.empty()
@@ -206,8 +205,6 @@ def _create_snapshot(
     kind: str,
 ) -> SnapshotInfo:
     from ray.data import DataContext, SaveMode
-
-    from raymlops.data.profile import finish_profile
 
     if kind not in KINDS:
         raise ValidationError(f"snapshot kind must be one of {', '.join(KINDS)}, got {kind!r}")
