@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from raymlops.stats.counts import compare_rows
+from raymlops.stats.counts import compare_rows, psi_counts
 
 __all__ = [
     "CATEGORICAL",
@@ -367,8 +367,6 @@ def _table_categorical(ref: Any, cur: Any) -> tuple[FloatArray, FloatArray, int,
 def _psi_equal_mass(a: FloatArray, b: FloatArray, n_bins: int) -> float:
     """PSI on ``n_bins`` bins of about equal reference mass (edges: the reference's quantiles, of
     a strided sample of at most about 100,000 values on big columns)."""
-    from raymlops.stats.counts import psi_counts
-
     step = max(a.size // 50_000, 1)
     edges = np.unique(np.quantile(a[::step], np.linspace(0, 1, n_bins + 1)[1:-1]))
     # values <= each edge, one vectorised comparison per edge (cheaper than a search per value)

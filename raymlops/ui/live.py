@@ -16,6 +16,7 @@ from raymlops.cli.status_cmd import collect
 from raymlops.exceptions import NotFound, RaymlopsError
 from raymlops.monitor.plots import histogram_svg
 from raymlops.monitor.report import live_model, plotted_features, render_html
+from raymlops.ray_session import NAMESPACE, quiet_ray_logs
 from raymlops.store.home import Store
 from raymlops.ui.page import Page, badge, esc, fmt, kv, link, num, page, table, url, when
 from raymlops.ui.runs import model_link
@@ -34,7 +35,6 @@ def connect(address: str | None) -> str | None:
             return address or "this process's Ray"
         if not address:
             return None
-        from raymlops.ray_session import NAMESPACE, quiet_ray_logs
 
         quiet_ray_logs()
         try:
@@ -49,8 +49,8 @@ def monitor_routes() -> list[str]:
     """Routes with a monitor actor on the joined cluster (as ``raymlops monitor status`` finds them)."""
     import ray
 
+    # imports Ray, as the line above does: only when the UI is pointed at a live cluster
     from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.ray_session import NAMESPACE
 
     prefix = monitor_name("")
     return sorted(a["name"][len(prefix):] for a in ray.util.list_named_actors(all_namespaces=True)
@@ -60,8 +60,8 @@ def monitor_routes() -> list[str]:
 def monitor_status(route: str) -> dict[str, Any]:
     import ray
 
+    # imports Ray, as the line above does: only when the UI is pointed at a live cluster
     from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.ray_session import NAMESPACE
 
     try:
         handle = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
