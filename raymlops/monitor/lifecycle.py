@@ -18,6 +18,8 @@ import ray
 
 from raymlops.exceptions import NotFound
 from raymlops.monitor.reference import MonitorReference
+from raymlops.store.artifacts import ArtifactStore
+from raymlops.store.home import Store
 
 __all__ = ["monitor_handles", "monitor_name", "monitor_status", "monitor_summary", "rebaseline_monitor",
            "shard_name", "start_monitor", "stop_monitor"]
@@ -87,6 +89,7 @@ def start_monitor(
     ``monitor.max_restarts`` times and resumes from its last checkpoint. Without, the reference
     travels as an argument and there are no checkpoints.
     """
+    # import cycle: the actor names its peers with this module's shard_name
     from raymlops.monitor.actor import DriftMonitor, monitor_config
 
     cfg = monitor_config(settings)
@@ -98,10 +101,7 @@ def start_monitor(
     if home is not None or artifact_root is not None:
         root = artifact_root
         if root is None:
-            from raymlops.store.home import Store
-
             root = Store.open(home).artifacts.root_uri
-        from raymlops.store.artifacts import ArtifactStore
 
         key = _store_reference(ArtifactStore(root), route, reference)
         kwargs.update(reference_key=key, artifact_root=root, home=None if home is None else str(home),
@@ -133,8 +133,6 @@ def rebaseline_monitor(route: str, reference: MonitorReference, namespace: str,
     ``calibration``: the new model's probability calibration, for estimated performance."""
     handles = monitor_handles(route, namespace)
     if artifact_root is not None:
-        from raymlops.store.artifacts import ArtifactStore
-
         key = _store_reference(ArtifactStore(artifact_root), route, reference)
         return [ray.get(h.rebaseline.remote(reference_key=key, calibration=calibration), timeout=120)
                 for h in handles]
