@@ -20,14 +20,17 @@ from __future__ import annotations
 from typing import Any
 
 from raymlops.exceptions import ConfigError
+from raymlops.ray_session import NAMESPACE
+from raymlops.registry import get_model
+from raymlops.serve.routing import TrafficTable
+from raymlops.serve.settings import STOP_OPTIONS, ServerSettings, new_deploy_id, split_spec
+from raymlops.store.home import Store
 
 
 def model_spec(args: dict[str, Any]) -> dict[str, Any]:
     """The ``ModelServer`` spec for the registered version ``args['model']`` (no Ray needed)."""
+    # monitor.lifecycle imports Ray; the spec is made without it (pipeline, `serve deploy` config check)
     from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.ray_session import NAMESPACE
-    from raymlops.registry import get_model
-    from raymlops.store.home import Store
 
     if not args.get("model"):
         raise ConfigError("serve args: 'model' is required (name:vN or name@alias)")
@@ -66,9 +69,8 @@ def app_builder(args: dict[str, Any]) -> Any:
 
     The first replica starts the route's control actor with the version of ``args['model']``
     as champion; each build gets a newer deploy id, so a changed config's table wins."""
+    # Ray Serve and FastAPI: only when Serve builds the application
     from raymlops.serve.app import ModelServer
-    from raymlops.serve.routing import TrafficTable
-    from raymlops.serve.settings import STOP_OPTIONS, ServerSettings, new_deploy_id, split_spec
 
     args = dict(args or {})
     spec = model_spec(args)

@@ -21,6 +21,17 @@ from typing import Any
 
 from raymlops.exceptions import IntegrityError, NotFound, ServeError
 from raymlops.ray_session import NAMESPACE
+from raymlops.serve.auth import token_required
+from raymlops.serve.routing import TrafficTable
+from raymlops.serve.settings import (
+    ServerSettings,
+    deployment_options,
+    new_deploy_id,
+    settings_from_config,
+    split_spec,
+)
+from raymlops.serve.throughput import check_cluster_ingress
+from raymlops.store.artifacts import ArtifactStore
 
 
 def port_free(host: str, port: int) -> bool:
@@ -60,8 +71,6 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) ->
 
 def verify_artifact(model: dict[str, Any]) -> None:
     """ServeError naming the model when its artifact is missing or changed (before deploying)."""
-    from raymlops.store.artifacts import ArtifactStore
-
     try:
         ArtifactStore(model["artifact_root"]).verify(model["artifact_key"], model["artifact_sha256"])
     except (IntegrityError, NotFound) as exc:
@@ -108,17 +117,9 @@ def deploy(
     """
     from ray import serve
 
+    # Ray Serve (~2 s): only to deploy; http_json's callers (`raymlops status`, the demo) need no Ray
     from raymlops.serve.app import ModelServer
-    from raymlops.serve.auth import token_required
     from raymlops.serve.control import ensure_control
-    from raymlops.serve.routing import TrafficTable
-    from raymlops.serve.settings import (
-        ServerSettings,
-        deployment_options,
-        new_deploy_id,
-        settings_from_config,
-        split_spec,
-    )
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     model, settings = split_spec(spec, route)
@@ -137,7 +138,6 @@ def deploy(
     for m in (table.champion, table.challenger):
         if m is not None:
             verify_artifact(m)
-    from raymlops.serve.throughput import check_cluster_ingress
 
     # serve.high_throughput true: the cluster must have HAProxy; unset: say once how to get it
     note = check_cluster_ingress(None if serve_config is None else serve_config.high_throughput)
@@ -255,6 +255,7 @@ def undeploy(route: str, shutdown: bool = True, namespace: str = NAMESPACE) -> N
     drain: requests in flight finish (bounded by the deployment's graceful_shutdown_timeout_s)."""
     from ray import serve
 
+    # imports Ray: only to undeploy (see deploy())
     from raymlops.serve.control import stop_control
 
     others = True
