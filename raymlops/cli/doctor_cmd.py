@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
+from raymlops.exceptions import NotFound
 
 
 def _seconds(text: str) -> float:
@@ -20,6 +21,7 @@ def _seconds(text: str) -> float:
 
 
 def register(sub: Any) -> None:
+    # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.store.artifacts import DEFAULT_STAGING_GRACE_S
 
     doc = add_command(sub, "doctor", help="check the home folder: metadata, snapshot and model hashes, "
@@ -31,7 +33,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raymlops.exceptions import NotFound
+    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
     from raymlops.registry.doctor import run_doctor
     from raymlops.store.home import resolve_home
 
