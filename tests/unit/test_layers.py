@@ -15,7 +15,8 @@ every module and folder of ``raymlops/`` must have a rank here.
 
 Function-level imports of our own modules are kept only where import cost (Ray, Ray Data, Tune,
 Serve, the pipeline, for an entry point that does not always need them) or an optional dependency
-justifies it, and then the import line or the line above says why in a comment."""
+justifies it, and then a comment says why: on the import's line, or on the line above it or above the
+run of import statements it belongs to."""
 
 from __future__ import annotations
 
@@ -72,6 +73,30 @@ def upward_imports(root: Path = PACKAGE) -> list[str]:
     return bad
 
 
+def uncommented_function_imports(root: Path = PACKAGE) -> list[str]:
+    """Function-level imports of a raymlops module with no comment saying why: on the import's line,
+    or on the line above it or above the run of import statements it belongs to."""
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines))
+        starts = {n.end_lineno: n.lineno for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)}
+        found: set[int] = set()
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if not (isinstance(node, ast.Import | ast.ImportFrom) and _target(path, node, root)):
+                    continue
+                above = node.lineno - 1
+                while above in starts:  # the statement above is an import too: look above the run
+                    above = starts[above] - 1
+                if "#" not in lines[node.lineno - 1] and not lines[above - 1].strip().startswith("#"):
+                    found.add(node.lineno)
+        bad += [f"{path.relative_to(root.parent)}:{n}" for n in sorted(found)]
+    return bad
+
+
 def test_no_module_imports_a_higher_layer() -> None:
     assert upward_imports() == []
 
@@ -94,3 +119,38 @@ def test_the_check_sees_function_level_and_relative_imports(tmp_path: Path) -> N
         "raymlops/data/x.py:3 imports raymlops.cli",
         "raymlops/newthing.py has no layer: add 'newthing' to ORDER",
     ]
+
+
+# raymlops/pipeline/ is being rewritten into step objects (issue 17 item 2) on another branch, which gives its
+# function-level imports their reasons; delete this exemption when that branch is merged
+PIPELINE_PENDING = "raymlops/pipeline/"
+
+
+def test_function_level_imports_of_our_modules_say_why() -> None:
+    assert [f for f in uncommented_function_imports() if not f.startswith(PIPELINE_PENDING)] == []
+
+
+def test_the_comment_check_sees_uncommented_function_level_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "raymlops"
+    (pkg / "cli").mkdir(parents=True)
+    (pkg / "cli" / "x.py").write_text(
+        "import json\n"
+        "from raymlops.exceptions import NotFound\n"       # module level: fine
+        "def a():\n"
+        "    from raymlops.pipeline import runner\n"       # 4: no reason given
+        "    import json\n"                                # a third-party import: not ours to judge
+        "def b():\n"
+        "    # imports Ray (~2 s): only when a run needs it\n"
+        "    from raymlops.pipeline import runner\n"
+        "    from raymlops.serve import (\n"               # the run under the comment
+        "        app,\n"
+        "    )\n"
+        "    from ..serve import deploy  # imports Ray Serve\n"
+        "\n"
+        "    from raymlops.store import home\n"            # 14: a blank line ends the run
+        "    async def c():\n"
+        "        from . import common\n"                   # 16: nested, no reason given
+        "    return c\n"
+    )
+    assert uncommented_function_imports(pkg) == ["raymlops/cli/x.py:4", "raymlops/cli/x.py:14",
+                                                 "raymlops/cli/x.py:16"]
