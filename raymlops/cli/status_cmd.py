@@ -196,8 +196,8 @@ def _monitor(route: str, namespace: str) -> dict[str, Any] | None:
     """The named monitor actor's verdict for ``route`` (None when it has none)."""
     import ray
 
-    # Ray, pandas, scipy: only when this verb runs, not for `raymlops --help`
-    from raymlops.monitor.lifecycle import monitor_name
+    # the monitor package (pandas, scipy, pydantic): only when this verb runs, not for `raymlops --help`
+    from raymlops.monitor.names import monitor_name
 
     try:
         handle = ray.get_actor(monitor_name(route), namespace=namespace)

@@ -41,7 +41,8 @@ from raymlops.data.snapshot_read import read_snapshot
 from raymlops.exceptions import ConfigError, NotFound, ServeError
 from raymlops.hooks import emit
 from raymlops.loop.policy import Decision, Evidence, RetrainPolicy, Trigger, decide, evidence_from
-from raymlops.monitor.lifecycle import monitor_name, rebaseline_monitor, start_monitor
+from raymlops.monitor.lifecycle import rebaseline_monitor, start_monitor
+from raymlops.monitor.names import monitor_name
 from raymlops.monitor.reference import build_reference
 from raymlops.pipeline.runner import run_pipeline
 from raymlops.ray_session import NAMESPACE, ensure_ray

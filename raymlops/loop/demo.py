@@ -37,7 +37,7 @@ from raymlops.config import PipelineConfig, parse_config
 from raymlops.exceptions import ServeError
 from raymlops.loop.controller import RetrainController, Watcher
 from raymlops.loop.demo_data import requests
-from raymlops.monitor.lifecycle import monitor_name
+from raymlops.monitor.names import monitor_name
 from raymlops.pipeline.runner import run_pipeline, stop_serving
 from raymlops.ray_session import NAMESPACE
 from raymlops.serve.deploy import http_json

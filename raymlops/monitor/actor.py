@@ -38,9 +38,9 @@ import ray
 
 from raymlops.config import CalibrationConfig, MonitorConfig
 from raymlops.exceptions import NotFound, ValidationError
-from raymlops.monitor.lifecycle import PEER_TIMEOUT_S, shard_name
 from raymlops.monitor.metrics import serve_metrics
 from raymlops.monitor.monitor import Monitor
+from raymlops.monitor.names import PEER_TIMEOUT_S, shard_name
 from raymlops.monitor.performance import same_label
 from raymlops.monitor.reference import MonitorReference
 from raymlops.monitor.shards import merge_monitors, snapshot

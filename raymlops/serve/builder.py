@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from raymlops.exceptions import ConfigError
+from raymlops.monitor.names import monitor_name
 from raymlops.ray_session import NAMESPACE
 from raymlops.registry import get_model
 from raymlops.serve.routing import TrafficTable
@@ -29,9 +30,6 @@ from raymlops.store.home import Store
 
 def model_spec(args: dict[str, Any]) -> dict[str, Any]:
     """The ``ModelServer`` spec for the registered version ``args['model']`` (no Ray needed)."""
-    # monitor.lifecycle imports Ray; the spec is made without it (pipeline, `serve deploy` config check)
-    from raymlops.monitor.lifecycle import monitor_name
-
     if not args.get("model"):
         raise ConfigError("serve args: 'model' is required (name:vN or name@alias)")
     store = Store.open(args.get("home"), args.get("artifact_root"))

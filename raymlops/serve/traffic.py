@@ -19,7 +19,7 @@ from raymlops import audit
 from raymlops.config import ServeConfig
 from raymlops.exceptions import NotFound, ServeError, ValidationError
 from raymlops.hooks import emit
-from raymlops.monitor.lifecycle import monitor_name
+from raymlops.monitor.names import monitor_name
 from raymlops.ray_session import NAMESPACE
 from raymlops.registry.registry import get_model
 from raymlops.serve.builder import model_spec

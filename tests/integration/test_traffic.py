@@ -347,7 +347,7 @@ def test_monitor_sampling_is_turned_off_and_back_on_live(
     import ray
 
     from raymlops.cli import main
-    from raymlops.monitor.lifecycle import monitor_name
+    from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
 
     url, store = champion_only
