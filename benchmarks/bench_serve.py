@@ -538,8 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         deploy_s = {}
         for route, monitor in (("bench-on", monitor_name("bench-on")), ("bench-off", None)):
             t = time.perf_counter()
-            deploy(dict(model, monitor_actor=monitor, namespace=NAMESPACE), route, "127.0.0.1", serve_port, 1,
-                   serve_config=cfg, sample_rate=1.0)
+            deploy(model, route, cfg, monitor_actor=monitor, namespace=NAMESPACE, sample_rate=1.0)
             deploy_s[route] = round(time.perf_counter() - t, 2)
             routes.append(route)
         res["deploy_s"] = deploy_s
@@ -598,8 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                                                              downscale_to_zero_delay_s=2))
             from ray import serve
 
-            deploy(dict(model, namespace=NAMESPACE), "bench-zero", "127.0.0.1", serve_port, 1, serve_config=auto,
-                   wait_s=180)
+            deploy(model, "bench-zero", auto, namespace=NAMESPACE, wait_s=180)
             routes.append("bench-zero")
             t = time.perf_counter()
             while time.perf_counter() - t < 240:  # no replica in any state

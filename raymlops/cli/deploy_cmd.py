@@ -83,7 +83,7 @@ def follow_live(store: Any, name: str, action: str, reason: str | None) -> tuple
     changed = follow_champion(store, name, action, reason)
     if not changed:
         return f"no live deployment of {name} needed a change", {}
-    return ("live: " + ", ".join(f"/{r} now serves {t.champion['model_id']}" for r, t in changed.items()),
+    return ("live: " + ", ".join(f"/{r} now serves {t.champion.model_id}" for r, t in changed.items()),
             {r: t.summary() for r, t in changed.items()})
 
 
@@ -106,7 +106,7 @@ def _print_traffic(route: str, info: dict[str, Any]) -> None:
 def _status(route: str) -> dict[str, Any]:
     import ray
 
-    # Ray, PyYAML: only when this verb runs, not for `raymlops --help`
+    # Ray, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.serve.control import get_control
 
     handle = get_control(route, NAMESPACE)
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         current = traffic.current_table(route)
         traffic.stop_route(store, route, reason=args.reason)
         print_json({"route": route, "stopped": True}) if args.json else \
-            print(f"/{route}: stopped (was serving {current.champion['model_id']})")
+            print(f"/{route}: stopped (was serving {current.champion.model_id})")
         return 0
 
     if args.role == "champion" and (args.mode or args.weight is not None or args.key):
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     persistent = _connect(args.foreground, serve_cfg.high_throughput)
-    # Ray, PyYAML: only when this verb runs, not for `raymlops --help`
+    # Ray, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.serve.control import get_control
 
     if get_control(route, NAMESPACE) is not None and not args.foreground:

@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
+    # scipy, pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.registry.doctor import run_doctor
     from raymlops.store.home import resolve_home
 

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             print_json([v.to_dict() for v in versions])
         else:
             for v in versions:
-                metrics = v.record.get("metrics", {})
+                metrics = v.metrics
                 shown = "  ".join(f"{k}={metrics[k]:.4f}" for k in ("roc_auc", "accuracy", "r2") if k in metrics)
                 aliases = ",".join(reg.aliases_of(store, v.id))
                 print(f"{v.id:<28} {v.status:<10} {aliases:<20} {shown}  snapshot {v.snapshot_id[:12]}")
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_lineage(args: argparse.Namespace) -> int:
-    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
+    # scipy, pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.registry.trace import format_lineage, lineage_of
     from raymlops.store.home import Store
 

@@ -131,7 +131,7 @@ def _live_status(route: str) -> dict[str, Any]:
     """``status()`` of the monitor actor of ``route`` (connects to Ray only here)."""
     import ray
 
-    # the monitor package (pandas, scipy, pydantic): only when this verb runs, not for `raymlops --help`
+    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
     from raymlops.monitor.names import monitor_name
 
     if not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
@@ -202,7 +202,7 @@ def _status(args: argparse.Namespace) -> int:
         raise ConfigError("raymlops monitor status needs a cluster: set RAY_ADDRESS or pass --address")
     import ray
 
-    # the monitor package (pandas, scipy, pydantic): only when this verb runs, not for `raymlops --help`
+    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
     from raymlops.monitor.names import monitor_name
 
     quiet_ray_logs()

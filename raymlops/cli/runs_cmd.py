@@ -107,11 +107,12 @@ def _print_run(r: dict[str, Any]) -> None:
         if r.get(key):
             print(f"  {key:<9} {r[key]}")
     print("  steps")
+    width = max([9, *(len(s["name"]) for s in r.get("steps") or [])])  # user steps may have longer names
     for s in r.get("steps") or []:
         size = ", ".join(x for x in (f"{s['rows']} rows" if s.get("rows") is not None else "",
                                      _size(s.get("bytes"))) if x)
         key = f" key {s['cache_key'][:12]}" if s.get("cache_key") else ""
-        print(f"    {s['name']:<9} {s['status']:<8} {s.get('seconds', 0):>7.1f}s{key}  {s.get('detail', '')}"
+        print(f"    {s['name']:<{width}} {s['status']:<8} {s.get('seconds', 0):>7.1f}s{key}  {s.get('detail', '')}"
               + (f" [{size}]" if size else ""))
     error = r.get("error")
     if error:

@@ -85,7 +85,7 @@ def _when(ts: float) -> str:
 
 
 def _create(store: Any, args: argparse.Namespace) -> int:
-    # the pipeline, pandas, scipy: only when this verb runs, not for `raymlops --help`
+    # the pipeline, scipy, pydantic: only when this verb runs, not for `raymlops --help`
     from raymlops.data.snapshot import check_tag, create_snapshot
     from raymlops.data.sources import read_source, redact_uri
     from raymlops.pipeline.failures import unwrap
@@ -132,7 +132,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _list(store: Any, args: argparse.Namespace) -> int:
-    # pandas, scipy, pyarrow: only when this verb runs, not for `raymlops --help`
+    # scipy, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.data.snapshot import list_snapshots
 
     snaps = list_snapshots(store)
@@ -149,7 +149,7 @@ def _list(store: Any, args: argparse.Namespace) -> int:
 
 
 def _show(store: Any, args: argparse.Namespace) -> int:
-    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
+    # scipy, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.data.drift import list_checks
     from raymlops.data.snapshot import load_manifest, resolve_snapshot, snapshot_info
 
@@ -197,7 +197,7 @@ def _num(v: Any) -> str:
 
 
 def _verify(store: Any, args: argparse.Namespace) -> int:
-    # pandas, scipy, pyarrow: only when this verb runs, not for `raymlops --help`
+    # scipy, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.data.snapshot import resolve_snapshot, verify_snapshot
 
     snap_id = resolve_snapshot(store, args.id)
@@ -210,7 +210,7 @@ def _verify(store: Any, args: argparse.Namespace) -> int:
 
 
 def _tag(store: Any, args: argparse.Namespace) -> int:
-    # pandas, scipy, pyarrow: only when this verb runs, not for `raymlops --help`
+    # scipy, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.data.snapshot import tag_snapshot
 
     snap_id, previous = tag_snapshot(store, args.id, args.name, args.reason or "raymlops snapshot tag")
@@ -227,10 +227,11 @@ def _tag(store: Any, args: argparse.Namespace) -> int:
 
 
 def _diff(store: Any, args: argparse.Namespace) -> int:
-    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
-    from raymlops.data.drift import Reference, check_snapshot, settings_from_config, snapshot_profile
+    # scipy, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
+    from raymlops.data.drift import Reference, check_snapshot, settings_from_config
     from raymlops.data.schema import schema_changes
     from raymlops.data.snapshot import resolve_snapshot, snapshot_info
+    from raymlops.data.snapshot_read import load_profile
 
     settings = None
     if args.config:
@@ -240,7 +241,7 @@ def _diff(store: Any, args: argparse.Namespace) -> int:
         settings = settings_from_config(load_config(args.config).data.drift)
     a, b = resolve_snapshot(store, args.a), resolve_snapshot(store, args.b)
     info_a, info_b = snapshot_info(store, a), snapshot_info(store, b)
-    reference = Reference(a, snapshot_profile(store, a), f"snapshot diff {args.a} {args.b}")
+    reference = Reference(a, load_profile(store, a), f"snapshot diff {args.a} {args.b}")
     report = check_snapshot(store, b, reference, settings, reason=f"raymlops snapshot diff {args.a} {args.b}")
     changes = schema_changes(info_a.schema, info_b.schema)
     drifted = report.dataset_drift

@@ -172,7 +172,7 @@ def _deployments(namespace: str) -> list[dict[str, Any]]:
 
 def _metadata_version(url: str) -> tuple[str | None, str | None, str | None]:
     """``(model version, error, ingress)`` from the route's ``/metadata``."""
-    # pyarrow: only when this verb runs, not for `raymlops --help`
+    # pydantic, PyYAML, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.serve.deploy import http_json
 
     try:
@@ -196,7 +196,7 @@ def _monitor(route: str, namespace: str) -> dict[str, Any] | None:
     """The named monitor actor's verdict for ``route`` (None when it has none)."""
     import ray
 
-    # the monitor package (pandas, scipy, pydantic): only when this verb runs, not for `raymlops --help`
+    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
     from raymlops.monitor.names import monitor_name
 
     try:

@@ -6,7 +6,7 @@ one line naming the file, the key path, what was expected and what was found::
     configs/bad.yaml: train.candidates[0].params: expected a mapping, found 'C=1' (str)
 
 Modules: ``base`` (the strict base model), ``data``, ``train``, ``gate``, ``serve``, ``monitor``,
-``retrain`` (one section each), ``pipeline`` (the whole config) and ``loading`` (YAML, one-line errors).
+``retrain``, ``steps`` (one section each), ``pipeline`` (the whole config) and ``loading`` (YAML, one-line errors).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from raymlops.config.monitor import (
 from raymlops.config.pipeline import PipelineConfig
 from raymlops.config.retrain import RETRAIN_TRIGGER_GROUPS, RetrainConfig, RetrainPromoteConfig
 from raymlops.config.serve import AutoscalingConfig, ServeConfig
+from raymlops.config.steps import BUILTIN_STEPS, UserStepConfig
 from raymlops.config.train import (
     CLASSIFICATION_METRICS,
     DISTRIBUTED_METRICS,
@@ -40,11 +41,13 @@ from raymlops.config.train import (
 )
 
 __all__ = [
-    "AutoscalingConfig", "BurnWindowConfig", "CLASSIFICATION_METRICS", "CalibrationConfig", "Candidate",
+    "AutoscalingConfig", "BUILTIN_STEPS", "BurnWindowConfig", "CLASSIFICATION_METRICS", "CalibrationConfig",
+    "Candidate",
     "ChampionRule", "ColumnSpec", "DISTRIBUTED_METRICS", "DataConfig", "DriftConfig", "GateConfig",
     "LOWER_IS_BETTER", "MonitorAlertsConfig", "MonitorConfig", "MonitorDifferentialConfig",
     "MonitorPerformanceConfig", "MonitorSLOConfig", "PipelineConfig", "REGRESSION_METRICS",
     "RETRAIN_TRIGGER_GROUPS", "RetrainConfig", "RetrainPromoteConfig", "RuleConfig", "SEARCH_KINDS",
     "SchedulerConfig", "ServeConfig", "SliceRule", "Strict", "TASK_METRICS", "TrainConfig", "TransformConfig",
+    "UserStepConfig",
     "load_config", "parse_config",
 ]

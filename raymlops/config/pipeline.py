@@ -1,4 +1,5 @@
-"""The whole pipeline config: one section per step (data, train, gate, serve, monitor, retrain)."""
+"""The whole pipeline config: one section per step (data, train, gate, serve, monitor, retrain), and
+the user's own steps (``steps``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from raymlops.config.gate import GateConfig
 from raymlops.config.monitor import MonitorConfig
 from raymlops.config.retrain import RetrainConfig
 from raymlops.config.serve import ServeConfig
+from raymlops.config.steps import UserStepConfig, unique_step_names
 from raymlops.config.train import TrainConfig
 from raymlops.hooks.settings import WebhookConfig
 from raymlops.tracking.settings import TrackingConfig
@@ -37,6 +39,7 @@ class PipelineConfig(Strict):
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     webhooks: list[WebhookConfig] = Field(default_factory=list, description="signed event POSTs (raymlops.hooks)")
     tracking: TrackingConfig | None = Field(None, description="mirror runs into MLflow (raymlops.tracking)")
+    steps: list[UserStepConfig] = Field(default_factory=list, description="the user's steps (config.steps)")
 
     @field_validator("name")
     @classmethod
@@ -44,6 +47,11 @@ class PipelineConfig(Strict):
         if not NAME_PATTERN.match(v):
             raise ValueError("expected lowercase letters, digits and '-', at most 63 characters")
         return v
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_steps(cls, v: list[UserStepConfig]) -> list[UserStepConfig]:
+        return unique_step_names(v)
 
     @field_validator("gate", mode="wrap")
     @classmethod
@@ -60,5 +68,8 @@ class PipelineConfig(Strict):
 
     def config_hash(self) -> str:
         """sha256 of the canonical JSON form: equal configs hash equal, whatever the YAML layout."""
-        canon = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if not data["steps"]:  # a config without user steps hashes as it did before `steps:` existed
+            del data["steps"]
+        canon = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()

@@ -29,11 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from raymlops import audit
 from raymlops.config import MonitorConfig
-from raymlops.data.profile import profile
 from raymlops.data.snapshot import resolve_snapshot
-from raymlops.data.snapshot_read import load_profile, read_snapshot, snapshot_dataset
+from raymlops.data.snapshot_read import load_profile, read_snapshot
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
-from raymlops.ray_session import ensure_ray
 from raymlops.registry.registry import get_model
 from raymlops.stats.bins import edges_digest
 from raymlops.stats.check import P_VALUE_TESTS, DriftReport, DriftSettings, check, psi_band
@@ -56,7 +54,6 @@ __all__ = [
     "load_check",
     "monitor_settings",
     "settings_from_config",
-    "snapshot_profile",
 ]
 
 GATE_MODES = ("fail", "warn", "off")
@@ -152,15 +149,6 @@ def exact_report(report: DriftReport, reference: Any, current: Any) -> DriftRepo
     return report
 
 
-def snapshot_profile(store: Store, snap_id: str) -> Profile:
-    """The snapshot's stored profile; computed with Ray for snapshots made before profiles."""
-    prof = load_profile(store, snap_id)
-    if prof is None:
-        ensure_ray()
-        prof = profile(snapshot_dataset(store, snap_id))
-    return prof
-
-
 def find_reference(store: Store, pipeline: str | None = None, ref: str | None = None) -> Reference | None:
     """``ref`` (``data.reference``) if given, else the champion of ``pipeline``'s training
     snapshot; None when there is neither (a first run)."""
@@ -176,7 +164,7 @@ def find_reference(store: Store, pipeline: str | None = None, ref: str | None = 
         why = f"training data of the champion {champion.id}"
     else:
         return None
-    return Reference(snap_id, snapshot_profile(store, snap_id), why)
+    return Reference(snap_id, load_profile(store, snap_id), why)
 
 
 def _key(snap_id: str, ref_id: str, s_hash: str) -> str:
@@ -226,15 +214,13 @@ def _needs_counts(current: Profile, reference: Profile) -> list[str]:
 
 def check_needs_ray(store: Store, snap_id: str, reference: Reference, settings: DriftSettings | None = None,
                     exact: bool = True) -> bool:
-    """Whether :func:`check_snapshot` will run a Ray pass (a runner connects first): no stored
-    result, and the snapshot's profile is missing (a snapshot made before profiles); with the
-    profile-based check also when it was not counted on the reference's bins. The exact check
-    reads the rows of both snapshots without Ray."""
+    """Whether :func:`check_snapshot` will want Ray (a runner connects first): no stored result,
+    the profile-based check, and the snapshot was not counted on the reference's bins. The exact
+    check reads the rows of both snapshots without Ray."""
     snap_id = resolve_snapshot(store, snap_id)
-    if load_check(store, snap_id, reference.snapshot_id, settings or DriftSettings(), exact) is not None:
+    if exact or load_check(store, snap_id, reference.snapshot_id, settings or DriftSettings(), exact) is not None:
         return False
-    current = load_profile(store, snap_id)
-    return current is None or (not exact and bool(_needs_counts(current, reference.profile)))
+    return bool(_needs_counts(load_profile(store, snap_id), reference.profile))
 
 
 def check_snapshot(
@@ -257,7 +243,7 @@ def check_snapshot(
     stored = load_check(store, snap_id, reference.snapshot_id, settings, exact)
     if stored is not None:
         return stored
-    current = profile or snapshot_profile(store, snap_id)
+    current = profile or load_profile(store, snap_id)
     report = check(current, reference.profile, settings)
     if exact:
         _, ref_rows = read_snapshot(store, reference.snapshot_id)

@@ -1,101 +1,85 @@
-"""Profiles of Ray Datasets (Ray adapter over :mod:`raymlops.stats.profile`).
+"""Profiles of Ray Datasets (Ray adapter over :mod:`raymlops.stats.partial` and
+:mod:`raymlops.stats.profile`).
 
-Both passes run as ``map_batches`` on the Ray Data workers; each batch sends back one small
-pickled partial result (a few hundred KB at most: statistics, the bottom-k sample, bin counts),
-never its rows, and the driver merges them as they stream in.
+Each block is handled by one Ray task (:func:`raymlops.data.blocks.run_on_blocks`) that sends
+back plain data, never its rows: :func:`scan_block` its row hashes and its bottom-k sample,
+:func:`profile_block` its one-pass statistics and counts. The driver merges them in block order.
+A snapshot runs the same two functions, the first in the pass that computes its content id and
+the second in the tasks that write its files (:mod:`raymlops.data.snapshot`).
 """
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
+from raymlops.data.blocks import Block, blocks_of, run_on_blocks
 from raymlops.data.errors import ours
-from raymlops.stats.profile import (
-    SAMPLE_SIZE,
-    PartialProfile,
-    Profile,
-    count_on_edges,
-    finish,
-    plan_edges,
-    row_keys,
-)
+from raymlops.stats.partial import SAMPLE_SIZE, PartialProfile, Sample, row_keys, sample_bound
+from raymlops.stats.profile import Profile, finish, reference_edges
 
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["count_pass", "finish_profile", "merged_partial", "profile", "reference_counts", "scan_batches"]
+__all__ = ["merge_partials", "merge_samples", "profile", "profile_block", "sample_blocks", "scan_block"]
 
 
-def _table(batch: pa.Table | pa.RecordBatch) -> pa.Table:
-    return batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+def scan_block(table: pa.Table, index: int, sample_size: int, with_keys: bool = True,
+               below: int | None = None) -> dict[str, Any]:
+    """A block's row hashes (``keys``, uint64, when ``with_keys``) and, when ``sample_size`` > 0,
+    its bottom-k sample of the rows with keys below ``below`` (``sample``: a payload)."""
+    keys = row_keys(table)
+    sample = Sample.from_table(table, keys, sample_size, below).to_payload() if sample_size > 0 else None
+    return {"index": index, "rows": table.num_rows, "keys": keys if with_keys else None, "sample": sample}
 
 
-def scan_batches(sample_size: int = SAMPLE_SIZE, with_hashes: bool = True) -> Callable[[pa.Table], pa.Table]:
-    """A batch function for pass 1: per row its content hash ``h`` (uint64; snapshots' content id
-    reads it) and, on the batch's first row, the pickled :class:`PartialProfile` in ``p``."""
-
-    def scan(batch: pa.Table) -> pa.Table:
-        table = _table(batch)
-        keys = row_keys(table)
-        partial = PartialProfile.from_table(table, keys, sample_size=sample_size)
-        blob = pickle.dumps(partial, protocol=pickle.HIGHEST_PROTOCOL)
-        if not with_hashes:
-            return pa.table({"p": pa.array([blob], type=pa.binary())})
-        payload = [blob] + [None] * (table.num_rows - 1) if table.num_rows else []
-        return pa.table({"h": pa.array(keys, type=pa.uint64()), "p": pa.array(payload, type=pa.binary())})
-
-    return scan
+def profile_block(table: pa.Table, edges: Mapping[str, np.ndarray], ref_edges: Mapping[str, np.ndarray]
+                  ) -> dict[str, Any]:
+    """A block's one-pass :class:`PartialProfile`, as its payload."""
+    return PartialProfile.from_table(table, edges, ref_edges).to_payload()
 
 
-def _partials(blobs: Iterator[bytes | None]) -> PartialProfile:
+def merge_samples(payloads: Iterable[Mapping[str, Any] | None]) -> Sample:
+    merged: Sample | None = None
+    for p in payloads:
+        if p is not None:
+            s = Sample.from_payload(p)
+            merged = s if merged is None else merged.merge(s)
+    return merged if merged is not None else Sample.empty()
+
+
+def merge_partials(payloads: Iterable[Mapping[str, Any]]) -> PartialProfile:
     merged = PartialProfile.empty()
-    for blob in blobs:
-        if blob is not None:
-            merged = merged.merge(pickle.loads(blob))  # noqa: S301 - our own workers' output
+    for p in payloads:
+        merged = merged.merge(PartialProfile.from_payload(p))
     return merged
 
 
-def count_pass(ds: ray.data.Dataset, *edge_sets: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """Pass 2: exact counts of numeric columns on each set of edges, summed over all batches."""
-    if not any(edge_sets):
-        return [{} for _ in edge_sets]
-
-    def count(batch: pa.Table) -> pa.Table:
-        table = _table(batch)
-        counts = [count_on_edges(table, edges) for edges in edge_sets]
-        return pa.table({"p": pa.array([pickle.dumps(counts, protocol=pickle.HIGHEST_PROTOCOL)], type=pa.binary())})
-
-    totals = [{n: np.zeros(np.asarray(e).size + 1, dtype=np.int64) for n, e in edges.items()} for edges in edge_sets]
-    batches: Iterable[Any] = ds.map_batches(count, batch_format="pyarrow", batch_size=None).iter_batches(
-        batch_format="pyarrow", batch_size=None)
-    for batch in batches:
-        for blob in batch.column("p").to_pylist():
-            for total, part in zip(totals, pickle.loads(blob), strict=True):  # noqa: S301 - our workers' output
-                for n, c in part.items():
-                    total[n] += c
-    return totals
+def _profile_task(table: pa.Table, index: int, edges: Mapping[str, np.ndarray],
+                  ref_edges: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    return profile_block(table, edges, ref_edges)
 
 
-def finish_profile(ds: ray.data.Dataset, partial: PartialProfile, reference: Profile | None = None) -> Profile:
-    """Pass 2 (own fine bins, and the reference's when given) and the finished profile."""
-    own = plan_edges(partial)
-    ref_edges = {} if reference is None else {n: e for n, e in reference.edges().items() if n in own}
-    own_counts, ref_counts = count_pass(ds, own, ref_edges)
-    return finish(partial, own, own_counts, reference, ref_counts if reference is not None else None)
+def sample_blocks(blocks: Sequence[Block], sample_size: int = SAMPLE_SIZE) -> Sample:
+    """The bottom-k sample of these blocks' rows (see :func:`raymlops.stats.partial.sample_bound`)."""
+    rows = sum(b.rows for b in blocks)
+    for below in dict.fromkeys([sample_bound(rows, sample_size), None]):
+        sample = merge_samples(s["sample"] for s in run_on_blocks(blocks, scan_block, sample_size, False, below))
+        if sample.complete(rows):
+            break
+    return sample
 
 
-def reference_counts(ds: ray.data.Dataset, reference: Profile,
-                     columns: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Counts of ``ds``'s numeric columns on ``reference``'s bins (one pass)."""
-    edges = {n: e for n, e in reference.edges().items() if columns is None or n in columns}
-    with ours():
-        names = set(ds.columns())
-        return count_pass(ds, {n: e for n, e in edges.items() if n in names})[0]
+def profile_blocks(blocks: Sequence[Block], reference: Profile | None = None,
+                   sample_size: int = SAMPLE_SIZE) -> Profile:
+    """The :class:`Profile` of these blocks: a sample pass, then the one-pass statistics."""
+    sample = sample_blocks(blocks, sample_size)
+    edges = sample.edges()
+    partial = merge_partials(run_on_blocks(blocks, _profile_task, edges, reference_edges(reference, list(edges))))
+    return finish(partial, edges, reference)
 
 
 def profile(ds: ray.data.Dataset, reference: Profile | None = None, sample_size: int = SAMPLE_SIZE) -> Profile:
@@ -103,13 +87,4 @@ def profile(ds: ray.data.Dataset, reference: Profile | None = None, sample_size:
     columns are also counted on the reference's bins, so :func:`raymlops.stats.check.check`
     compares them exactly."""
     with ours():
-        scanned = ds.map_batches(scan_batches(sample_size, with_hashes=False), batch_format="pyarrow",
-                                 batch_size=None)
-        batches: Iterable[Any] = scanned.iter_batches(batch_format="pyarrow", batch_size=None)
-        partial = _partials(b for batch in batches for b in batch.column("p").to_pylist())
-        return finish_profile(ds, partial, reference)
-
-
-def merged_partial(batches: Iterator[Any]) -> PartialProfile:
-    """Merge the ``p`` column of scanned batches (see :func:`scan_batches`)."""
-    return _partials(b for batch in batches for b in batch.column("p").to_pylist())
+        return profile_blocks(blocks_of(ds), reference, sample_size)

@@ -1,4 +1,4 @@
-"""Immutable, content-addressed snapshots written by Ray Data and committed atomically.
+"""Immutable, content-addressed snapshots written by Ray tasks and committed atomically.
 
 Layout under the artifact root::
 
@@ -7,8 +7,11 @@ Layout under the artifact root::
     snapshots/<id>/manifest.json           (written last: schema, rows, files + sha256, lineage)
 
 The id is the sha256 of the schema and of the per-row hashes in row order, so identical data
-gets the identical id however Ray partitioned it. Data is written into a fresh staging folder,
-hashed, given its manifest, and only then moved to ``snapshots/<id>`` and recorded in SQLite
+gets the identical id however Ray partitioned it. A first pass over the blocks computes it (and
+the sample that places the profile's bins); unchanged data stops there, writing nothing. A new
+snapshot's blocks are then written into a fresh staging folder by Ray tasks that profile the same
+rows in the same pass and hash the bytes they write (:mod:`raymlops.data.snapshot_write`); the
+snapshot gets its manifest, and only then is it moved to ``snapshots/<id>`` and recorded in SQLite
 (with its lineage, tags and an audit record, in one transaction). Readers go through SQLite, so
 a crash at any point leaves no snapshot visible except complete ones.
 
@@ -25,24 +28,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import pickle
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from raymlops import audit
+from raymlops.data import snapshot_write
+from raymlops.data.blocks import blocks_of
 from raymlops.data.errors import ours
-from raymlops.data.profile import finish_profile, scan_batches
 from raymlops.data.schema import Schema, schema_from_profile
 from raymlops.data.sources import redact_uri
 from raymlops.exceptions import IntegrityError, NotFound, RaymlopsError, ValidationError
-from raymlops.stats.profile import PartialProfile, Profile
+from raymlops.stats.partial import SAMPLE_SIZE
+from raymlops.stats.profile import Profile, finish, reference_edges
 from raymlops.store.artifacts import storage_error
 from raymlops.store.home import Store
 
@@ -76,63 +78,6 @@ class SnapshotInfo:
     @property
     def short(self) -> str:
         return self.id[:12]
-
-
-def _row_hashes(batch: pd.DataFrame) -> dict[str, np.ndarray]:
-    # pandas' hash is keyed with a fixed key: stable across processes and machines
-    return {"h": pd.util.hash_pandas_object(batch, index=False).to_numpy(np.uint64)}
-
-
-def _part_names() -> Any:
-    from ray.data.datasource import FilenameProvider
-
-    class PartNames(FilenameProvider):
-        """Deterministic names in block order (``part-00000.parquet`` …), not random uuids."""
-
-        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-            return f"part-{task_index:05d}.parquet"
-
-    return PartNames(file_format="parquet")
-
-
-def schema_fingerprint(schema: pa.Schema) -> str:
-    return json.dumps([[f.name, str(f.type)] for f in schema], separators=(",", ":"))
-
-
-def _id_hasher(schema: pa.Schema) -> Any:
-    return hashlib.sha256(b"raymlops-snapshot-v1\n" + schema_fingerprint(schema).encode() + b"\n")
-
-
-def content_id(ds: ray.data.Dataset, schema: pa.Schema) -> tuple[str, int]:
-    """(id, rows): sha256 over the schema and the ordered per-row hashes, computed by Ray tasks
-    and streamed to the driver 8 bytes a row."""
-    h = _id_hasher(schema)
-    rows = 0
-    row_hashes: Any = _row_hashes  # Ray's stubs want a batch union; this one takes pandas
-    for batch in ds.map_batches(row_hashes, batch_format="pandas").iter_batches(
-        batch_format="numpy", batch_size=65536
-    ):
-        arr = np.ascontiguousarray(batch["h"], dtype="<u8")
-        h.update(arr.tobytes())
-        rows += len(arr)
-    return h.hexdigest(), rows
-
-
-def _id_and_partial(ds: ray.data.Dataset, schema: pa.Schema) -> tuple[str, int, PartialProfile]:
-    """One pass for both the content id and the profile's first pass: each batch hashes its rows
-    once and sends the hashes (8 bytes a row) and its partial profile."""
-    h = _id_hasher(schema)
-    rows = 0
-    partial = PartialProfile.empty()
-    scanned = ds.map_batches(scan_batches(), batch_format="pyarrow", batch_size=None)
-    batches: Iterable[Any] = scanned.iter_batches(batch_format="pyarrow", batch_size=None)
-    for batch in batches:
-        arr = np.ascontiguousarray(batch.column("h").to_numpy(), dtype="<u8")
-        h.update(arr.tobytes())
-        rows += len(arr)
-        for blob in batch.column("p").drop_null().to_pylist():
-            partial = partial.merge(pickle.loads(blob))  # noqa: S301 - our own workers' output
-    return h.hexdigest(), rows, partial
 
 
 def _arrow_schema(ds: ray.data.Dataset) -> pa.Schema:
@@ -176,8 +121,8 @@ def create_snapshot(
     """Write ``ds`` as a snapshot. Identical content is stored once (``new`` is False then; tags
     still move to it, ``latest`` included).
 
-    ``profile``: the profile of ``ds`` if already computed, else it is computed here (sharing
-    the content hashing pass); with ``reference``, it is also counted on the reference's bins
+    ``profile``: the profile of ``ds`` if already computed, else it is computed here, in the
+    tasks that write the files; with ``reference``, it is also counted on the reference's bins
     (see :func:`raymlops.data.profile.profile`). ``parent``: the snapshot this one derives
     from; default: the newest snapshot of the same source and kind. Sources are recorded
     without credentials (:func:`raymlops.data.sources.redact_uri`).
@@ -204,7 +149,7 @@ def _create_snapshot(
     reference: Profile | None,
     kind: str,
 ) -> SnapshotInfo:
-    from ray.data import DataContext, SaveMode
+    from ray.data import DataContext
 
     if kind not in KINDS:
         raise ValidationError(f"snapshot kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -215,32 +160,31 @@ def _create_snapshot(
     DataContext.get_current().execution_options.preserve_order = True
     ds = ds.materialize()
     arrow_schema = _arrow_schema(ds)
-    partial = None
-    if profile is None:
-        snap_id, rows, partial = _id_and_partial(ds, arrow_schema)
-    else:
-        snap_id, rows = content_id(ds, arrow_schema)
+    blocks = blocks_of(ds)
+    # pass 1: the content id (and, unless given, the sample that places the profile's bins)
+    snap_id, rows, sizes, sample = snapshot_write.scan(blocks, arrow_schema, 0 if profile is not None else SAMPLE_SIZE)
     if _lookup(store, snap_id) is not None:
         return _reuse(store, snap_id, kind, tags, reason, source)
-    if partial is not None:
-        profile = finish_profile(ds, partial, reference)
-    assert profile is not None
-    if profile.rows != rows:
-        raise IntegrityError(f"profile counted {profile.rows} rows but the data has {rows}")
-    schema = schema_from_profile(profile)
+    edges = sample.edges() if profile is None else None
     parent = _previous(store, source, kind) if parent is None else resolve_snapshot(store, parent)
 
     arts = store.artifacts
     staging = arts.staging_key("snapshot")
     final = f"snapshots/{snap_id}"
     try:
-        ds.write_parquet(arts.path(f"{staging}/data"), filesystem=arts.fs, filename_provider=_part_names(),
-                         mode=SaveMode.OVERWRITE)  # fresh staging folder: nothing to overwrite
-        files = []
-        total = 0
-        for key, size in arts.list_files(f"{staging}/data"):
-            files.append({"path": key.removeprefix(staging + "/"), "size": size, "sha256": arts.sha256(key)})
-            total += size
+        # pass 2: every block written and profiled by the same task
+        files, partial = snapshot_write.write(
+            blocks, sizes, arts.fs, arts.path(f"{staging}/data"), edges, reference_edges(reference, list(edges or {})),
+            None if profile is not None else snapshot_write.dictionary_plan(arrow_schema, sample))
+        if partial is not None:
+            assert edges is not None
+            profile = finish(partial, edges, reference)
+        assert profile is not None
+        if profile.rows != rows:
+            raise IntegrityError(f"profile counted {profile.rows} rows but the data has {rows}")
+        schema = schema_from_profile(profile)
+        files = [{**f, "path": f"data/{f['path']}"} for f in files]
+        total = sum(f["size"] for f in files)
         profile_bytes = json.dumps(profile.to_dict(), separators=(",", ":"), default=str).encode()
         files.append({"path": PROFILE_FILE, "size": len(profile_bytes),
                       "sha256": arts.write_bytes(f"{staging}/{PROFILE_FILE}", profile_bytes)})
@@ -292,14 +236,14 @@ def _create_snapshot(
             conn.execute(
                 "INSERT INTO snapshot_lineage(snapshot_id, kind, parent_id, transform_hash, record_json)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (snap_id, manifest.get("kind", "data"), manifest.get("parent"), manifest.get("transform_hash"),
-                 json.dumps({"sources": manifest.get("sources", [source])}, separators=(",", ":"))),
+                (snap_id, manifest["kind"], manifest["parent"], manifest["transform_hash"],
+                 json.dumps({"sources": manifest["sources"]}, separators=(",", ":"))),
             )
             moved = _move_tags(conn, snap_id, kind, tags)
             how: dict[str, Any] = {"source": source, "rows": rows}  # + what is not the default
             if kind != "data":
                 how["kind"] = kind
-            if manifest.get("parent"):
+            if manifest["parent"]:
                 how["parent"] = manifest["parent"]
             if [t for t in moved if t not in RESERVED_TAGS]:
                 how["tags"] = [t for t in moved if t not in RESERVED_TAGS]
@@ -413,8 +357,8 @@ def _info(store: Store, snap_id: str, new: bool) -> SnapshotInfo:
     m = load_manifest(store, snap_id)
     return SnapshotInfo(
         id=snap_id, rows=m["rows"], bytes=m["bytes"], source=m["source"], created_at=m["created_at"],
-        new=new, schema=Schema.from_dict(m["schema"]), kind=m.get("kind", "data"), parent=m.get("parent"),
-        sources=tuple(m.get("sources") or [m["source"]]), transform_hash=m.get("transform_hash"),
+        new=new, schema=Schema.from_dict(m["schema"]), kind=m["kind"], parent=m["parent"],
+        sources=tuple(m["sources"]), transform_hash=m["transform_hash"],
         tags=_tags(store, snap_id),
     )
 

@@ -68,13 +68,13 @@ def snapshot_dataset(store: Store, ref: str) -> ray.data.Dataset:
     return ray.data.read_parquet(paths, filesystem=store.artifacts.fs)
 
 
-def load_profile(store: Store, ref: str) -> Profile | None:
-    """The snapshot's stored profile (hash-checked), or None for snapshots made before profiles."""
+def load_profile(store: Store, ref: str) -> Profile:
+    """The snapshot's stored profile (hash-checked); every snapshot has one."""
     snap_id = resolve_snapshot(store, ref)
     manifest = load_manifest(store, snap_id)
     entry = next((f for f in manifest["files"] if f["path"] == PROFILE_FILE), None)
     if entry is None:
-        return None
+        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: its manifest lists no {PROFILE_FILE}")
     key = f"snapshots/{snap_id}/{PROFILE_FILE}"
     try:
         data = store.artifacts.read_bytes(key)

@@ -101,10 +101,6 @@ def retrain_config_for(config: PipelineConfig) -> PipelineConfig:
     return config.model_copy(update={"data": config.data.model_copy(update={"source": source})})
 
 
-def _features(version: Any) -> list[str]:
-    return [str(f["name"]) for f in version.signature["inputs"]]
-
-
 class RetrainController:
     """Runs cycles for the live route of ``config`` (see the module docstring). ``progress``
     gets one line per stage; ``pipeline_progress`` the retraining run's step lines (default:
@@ -156,7 +152,7 @@ class RetrainController:
         cfg = self.config
         table = self._live_table()  # the route must be serving: fail before training, not after
         if table.challenger is not None:  # never replace someone's canary or another cycle's shadow
-            raise ServeError(f"retrain: /{res.route} already has a challenger ({table.challenger['model_id']}, "
+            raise ServeError(f"retrain: /{res.route} already has a challenger ({table.challenger.model_id}, "
                              f"{table.mode}); end it first (raymlops deploy {res.route} --end-challenger)")
         source = cfg.retrain.source or cfg.data.source
         self._audit(res, "retrain.triggered", {"model": res.champion_before, "alert": trigger.key},
@@ -282,7 +278,7 @@ class RetrainController:
         out: dict[str, Any] = {"metric": metric}
         for role, ref in (("champion_score", res.champion_before), ("challenger_score", res.challenger)):
             version = get_model(self.store, ref)
-            features = _features(version)
+            features = version.features
             missing = [f for f in features if f not in table.column_names]
             if missing:  # the champion needs columns the fresh data no longer has
                 out[role] = None
@@ -339,9 +335,9 @@ class RetrainController:
         cfg = self.config
         mon = cfg.monitor
         new_champion = get_model(self.store, res.challenger)
-        features = _features(new_champion)
+        features = new_champion.features
         # the new champion's probability calibration (CBPE), fitted on its own holdout
-        calibration = (new_champion.record.get("lineage") or {}).get("calibration")
+        calibration = new_champion.lineage.get("calibration")
         _, table = read_snapshot(self.store, res.snapshot)
         train = ~holdout_of(table, retrain_config_for(cfg))
         names = list(dict.fromkeys([*features, *mon.slice_columns]))

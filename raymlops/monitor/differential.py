@@ -28,7 +28,7 @@ import numpy as np
 from raymlops.config import MonitorDifferentialConfig
 from raymlops.monitor.alerts import Alert
 from raymlops.monitor.reference import labels_of
-from raymlops.stats.counts import js_counts
+from raymlops.stats.drift import compare_rows
 
 __all__ = ["CHAMPION", "ROLES", "DifferentialTracker"]
 
@@ -147,7 +147,7 @@ class DifferentialTracker:
                 a = np.array([self.dist[champ][lab] for lab in labels], dtype=np.float64)
                 b = np.array([self.dist[v][lab] for lab in labels], dtype=np.float64)
                 if a.sum() > 0 and b.sum() > 0:
-                    distance = js_counts(a, b)
+                    distance = float(compare_rows(a, b)[2])
             report["challengers"][v] = {"prediction_distance": distance, "rows": int(sum(self.dist[v].values()))}
             if math.isfinite(distance) and distance > cfg.max_prediction_distance \
                     and sum(self.dist[v].values()) >= cfg.min_pairs:

@@ -2,7 +2,7 @@
 
 The counts of all rows and of each non-empty slice are stacked into ``(groups, buckets)``
 matrices, and each statistic is a few whole-array numpy passes over them (``cumsum`` for the
-CDFs, one ``bincount`` for the coarse counts, :func:`~raymlops.stats.counts.compare_rows`,
+CDFs, one ``bincount`` for the coarse counts, :func:`~raymlops.stats.drift.compare_rows`,
 p-values from array forms of the Kolmogorov and chi-square distributions): a window close costs a
 few dozen numpy calls, not a Python loop over columns x slices. The definitions are those of
 :mod:`raymlops.monitor.verdicts` (whose per-column code is the reference implementation the
@@ -22,7 +22,7 @@ from raymlops.config import MonitorConfig
 from raymlops.monitor.reference import CATEGORICAL, MonitorReference
 from raymlops.monitor.state import StreamState
 from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, _slice, psi_band
-from raymlops.stats.counts import compare_rows, ks_p_values
+from raymlops.stats.drift import compare_rows, ks_p_values
 from raymlops.stats.verdict import feature_drift
 
 __all__ = ["evaluate_stacked", "evaluate_stacked_many"]
@@ -30,7 +30,7 @@ __all__ = ["evaluate_stacked", "evaluate_stacked_many"]
 # A window is judged on every column of every slice at once: the counts of all rows and of each
 # non-empty slice are stacked into ``(groups, buckets)`` matrices, and each statistic is a few
 # whole-array numpy passes over them (``cumsum`` for the CDFs, one ``bincount`` for the coarse
-# counts, :func:`~raymlops.stats.counts.compare_rows`). The per-column definitions
+# counts, :func:`~raymlops.stats.drift.compare_rows`). The per-column definitions
 # are those of :func:`binned_ks`, :func:`binned_wasserstein` and the count statistics; the
 # results agree with them to rounding (sums over zero-padded rows may add in another order).
 
@@ -157,7 +157,7 @@ class _Stats:
         area = np.sum(lay.widths * (gap[..., :-1] + gap[..., 1:]) / 2.0, axis=-1)
         mean_gap = np.where(np.isfinite(mean), np.abs(mean - lay.ref_mean), 0.0)
         self.ks[:, num] = d
-        self.ks_p[:, num] = np.where((n == 0) | (m == 0), 1.0, ks_p_values(d, n, m))
+        self.ks_p[:, num] = np.where((n == 0) | (m == 0), 1.0, ks_p_values(d, n, m, method="stephens"))
         self.wasserstein[:, num] = np.where(mean_gap > area, mean_gap, area) / lay.ref_scale
         self.out_of_range_rate[:, num] = (cur.counts[:, lay.below] + cur.counts[:, lay.above]) / cur.rows[:, num]
 

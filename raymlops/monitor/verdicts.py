@@ -10,7 +10,7 @@ the test. Every statistic is computed from the bucket counts of the streaming st
 - KS: the largest CDF gap at the fine quantile edges (``fine_bins``, 100 by default, so the
   statistic is that of the exact test up to the mass of one fine bin), p-value from the
   Kolmogorov distribution with Stephens' correction for ``n*m/(n+m)``
-  (:func:`raymlops.stats.counts.ks_p_value`);
+  (:func:`raymlops.stats.drift.ks_p_values`, ``method="stephens"``);
 - Wasserstein-1 / reference std: the area between the binned CDFs inside the reference range,
   and at least the gap between the means (which also sees mass beyond the range);
 - chi-square homogeneity, Jensen-Shannon and PSI: on the buckets (coarse ones for numeric).
@@ -40,7 +40,7 @@ from raymlops.exceptions import ValidationError
 from raymlops.monitor.alerts import Alert
 from raymlops.monitor.reference import CATEGORICAL, PREDICTION, ColumnReference, MonitorReference
 from raymlops.monitor.state import StreamState
-from raymlops.stats.counts import chi2_counts, js_counts, ks_p_value, psi_counts
+from raymlops.stats.drift import compare_rows, ks_p_values
 from raymlops.stats.verdict import dataset_drift as dataset_drift_rule
 from raymlops.stats.verdict import feature_drift
 
@@ -163,7 +163,7 @@ def binned_ks(ref: npt.NDArray[np.int64], cur: npt.NDArray[np.int64]) -> tuple[f
     if n == 0 or m == 0:
         return math.nan, 1.0
     d = float(np.max(np.abs(np.cumsum(r) / n - np.cumsum(c) / m)))
-    return d, ks_p_value(d, n, m)
+    return d, float(ks_p_values(d, n, m, method="stephens"))
 
 
 def binned_wasserstein(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[np.int64],
@@ -201,9 +201,8 @@ def _column(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[n
     miss = col.missing_bucket
     ref_c, cur_c = (_coarse(col, ref), _coarse(col, cur)) if col.kind != CATEGORICAL else (ref, cur)
     have = rows > 0 and ref_rows > 0
-    psi_v = psi_counts(ref_c, cur_c) if have else math.nan
-    js_v = js_counts(ref_c, cur_c) if have else math.nan
-    chi_s, chi_p = chi2_counts(ref_c, cur_c) if have else (math.nan, 1.0)
+    chi_s, chi_p, js_v, psi_v = (float(x) for x in compare_rows(ref_c, cur_c)) if have else (
+        math.nan, 1.0, math.nan, math.nan)
     out: dict[str, Any] = {
         "rows": rows, "psi": psi_v, "js": js_v,
         "missing_rate": cur[miss] / rows if rows else math.nan,

@@ -6,20 +6,106 @@ target and features; ``validate`` runs ``data.schema`` and ``data.rules`` on eve
 snapshot); ``snapshot`` commits the rows that go on as a content-addressed snapshot, profiled
 in the same pass (on the reference's bins when there is a reference); ``data_drift`` compares
 it with the reference (``data.reference``, else the champion's training snapshot) and applies
-``data.drift_gate``. The first three are one cache entry: unchanged source, transforms and
-data section read nothing again.
+``data.drift_gate``. The first four are one cache entry (:class:`DataCache`): unchanged source,
+transforms and data section read nothing again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from raymlops.data.sources import redact_uri
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
-from raymlops.pipeline.base import PipelineBase
 from raymlops.pipeline.cache import fingerprint, module_fingerprint, source_fingerprint
+from raymlops.pipeline.context import RunContext
+from raymlops.pipeline.failures import Failure, frames, unwrap
+from raymlops.pipeline.step import CacheGroup, Restored, Step
 
-__all__ = ["DataSteps"]
+__all__ = ["DataCache", "DataDriftStep", "DriftIn", "DriftOut", "IngestOut", "IngestStep", "SchemaIn", "SchemaOut",
+           "SchemaStep", "SnapshotIn", "SnapshotOut", "SnapshotStep", "ValidateIn", "ValidateOut", "ValidateStep",
+           "data_key", "schema_key"]
+
+
+# -- inputs and outputs ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IngestOut:
+    dataset: Any  # the materialized Ray Dataset (None when the data steps came from the cache)
+    rows: int
+    bytes: int
+    snapshot: Any = None  # from the cache: the snapshot these rows were committed as (SnapshotInfo)
+
+
+@dataclass(frozen=True)
+class SchemaIn:
+    dataset: Any = None  # a Ray Dataset to sample, or
+    schema: Any = None  # a snapshot's schema (raymlops.data.schema)
+
+
+@dataclass(frozen=True)
+class SchemaOut:
+    features: list[str]
+
+
+@dataclass(frozen=True)
+class ValidateIn:
+    dataset: Any  # a Ray Dataset
+
+
+@dataclass(frozen=True)
+class ValidateOut:
+    dataset: Any  # the rows that go on (None when from the cache)
+    summary: dict[str, Any] | None  # the validation report (checks and counts)
+    quarantine: str | None  # the quarantine snapshot's id
+
+
+@dataclass(frozen=True)
+class SnapshotIn:
+    dataset: Any  # a Ray Dataset of the rows to commit
+    validation: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotOut:
+    snapshot: Any  # raymlops.data.snapshot.SnapshotInfo
+    reference: Any = None  # the data_drift reference found while profiling (raymlops.data.drift.Reference)
+
+
+@dataclass(frozen=True)
+class DriftIn:
+    snapshot_id: str
+    reference: Any  # raymlops.data.drift.Reference, or None: none yet
+
+
+@dataclass(frozen=True)
+class DriftOut:
+    report: dict[str, Any]
+
+
+# -- cache keys ------------------------------------------------------------------------------------
+def data_key(ctx: RunContext) -> str | None:
+    """Source files, transforms (and their code) and the data section: None when the source
+    cannot be listed (the data steps then always run)."""
+    cfg = ctx.config
+    source = source_fingerprint(cfg.data.source, cfg.data.options)
+    if source is None:
+        return None
+    transforms = []
+    for entry in cfg.data.transforms:
+        spec = getattr(entry, entry.kind)
+        module = spec.split(":", 1)[0] if isinstance(spec, str) and ":" in spec else None
+        transforms.append({"kind": entry.kind, "spec": spec, "code": module_fingerprint(module) if module else None})
+    # the rest of the data section too (rules, schema, policy): any change there reads again
+    data = cfg.data.model_dump(mode="json", exclude={"target", "features", "holdout_fraction", "options",
+                                                     "split_key", "reference", "drift_gate", "drift"})
+    return fingerprint("ingest", {"source": source, "data": data, "transforms": transforms})
+
+
+def schema_key(ctx: RunContext, key: str | None) -> str | None:
+    cfg = ctx.config
+    return None if key is None else fingerprint("schema", {"ingest": key, "target": cfg.data.target,
+                                                           "features": cfg.data.features})
 
 
 def _validation_detail(summary: dict[str, Any] | None, quarantine: str | None) -> str:
@@ -37,87 +123,51 @@ def _validation_detail(summary: dict[str, Any] | None, quarantine: str | None) -
     return f"{rows_in} rows in, {summary.get('rows_kept', 0)} kept, {bad} quarantined{where} ({broken})"
 
 
-class DataSteps(PipelineBase):
-    """The data steps of :class:`raymlops.pipeline.runner.Pipeline`."""
+# -- the steps -------------------------------------------------------------------------------------
+class IngestStep(Step[None, IngestOut]):
+    """Read ``data.source`` and apply ``data.transforms`` on Ray Data."""
 
-    def _data_key(self) -> str | None:
-        cfg = self.config
-        source = source_fingerprint(cfg.data.source, cfg.data.options)
-        if source is None:
-            return None
-        transforms = []
-        for entry in cfg.data.transforms:
-            spec = getattr(entry, entry.kind)
-            module = spec.split(":", 1)[0] if isinstance(spec, str) and ":" in spec else None
-            transforms.append({"kind": entry.kind, "spec": spec,
-                               "code": module_fingerprint(module) if module else None})
-        # the rest of the data section too (rules, schema, policy): any change there reads again
-        data = cfg.data.model_dump(mode="json", exclude={"target", "features", "holdout_fraction", "options",
-                                                         "split_key", "reference", "drift_gate", "drift"})
-        return fingerprint("ingest", {"source": source, "data": data, "transforms": transforms})
+    name = "ingest"
+    needs_ray = True
 
-    def _data_steps(self) -> tuple[Any, list[str]]:
-        found = self._cached_data()
-        snap, features = found if found is not None else self._read_validate_commit()
-        self._data_drift(snap)
-        return snap, features
+    def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> None:
+        return None
 
-    # -- from the cache ------------------------------------------------------------------------
-    def _cached_data(self) -> tuple[Any, list[str]] | None:
-        from raymlops.data.schema import check_training_schema
-        from raymlops.data.snapshot import snapshot_info, verify_snapshot
+    def cache_key(self, ctx: RunContext, inputs: None = None) -> str | None:
+        return data_key(ctx)
 
-        cfg, res = self.config, self.result
-        key = self._data_key()
-        hit = self.cache.get(key) if key and self.use_cache else None
-        if key is None or hit is None:
-            return None
-        try:
-            snap = snapshot_info(self.store, hit["snapshot"])
-            problems = verify_snapshot(self.store, snap.id)
-        except (NotFound, IntegrityError) as exc:
-            problems = [str(exc)]
-        if problems:
-            self.progress(f"cache: snapshot {hit['snapshot'][:12]} of an earlier run is unusable "
-                          f"({problems[0]}); ingesting again")
-            return None
-        res.snapshot = snap.id
-        res.validation = hit.get("validation")
-        self._cached("ingest", key, f"{snap.rows} rows, {cfg.data.source} unchanged since run {hit['_run']}",
-                     {"snapshot": snap.id}, rows=snap.rows, nbytes=snap.bytes,
-                     inputs={"source": cfg.data.source, "transforms": len(cfg.data.transforms)})
-        schema_key = self._schema_key(key)
-        schema_hit = self.cache.get(schema_key)
-        if schema_hit is not None:
-            features = list(schema_hit["features"])
-            self._cached("schema", schema_key, f"{len(features)} features, target {cfg.data.target!r}",
-                         {"features": features})
-        else:
-            with self._step("schema", schema_key, {"snapshot": snap.id, "target": cfg.data.target}) as step:
-                features = check_training_schema(snap.schema, cfg.data.target, cfg.data.features)
-                step.outputs = {"features": features}
-                step.detail = f"{len(features)} features, target {cfg.data.target!r}"
-            self.cache.put(schema_key, "schema", self.run_id, {"features": features})
-        self._cached("validate", key, _validation_detail(res.validation, hit.get("quarantine")),
-                     {"validation": res.validation, "quarantine": hit.get("quarantine")})
-        self._cached("snapshot", fingerprint("snapshot", {"ingest": key}), f"{snap.short}, {snap.rows} rows",
-                     {"snapshot": snap.id}, rows=snap.rows, nbytes=snap.bytes)
-        return snap, features
+    def describe_inputs(self, ctx: RunContext, inputs: None) -> dict[str, Any]:
+        cfg = ctx.config
+        return {"source": cfg.data.source, "format": cfg.data.format,
+                "transforms": [t.model_dump(exclude_none=True) for t in cfg.data.transforms]}
 
-    def _read_source(self) -> Any:
+    def run(self, ctx: RunContext, inputs: None = None) -> IngestOut:
+        from raymlops.data.transforms import resolve
+
+        cfg, step = ctx.config, ctx.step
+        transforms = resolve(cfg.data.transforms)  # a bad entry is a ConfigError before Ray starts
+        ctx.connect()
+        ds = self._read(ctx, transforms)
+        step.rows, step.bytes = ds.count(), ds.size_bytes()
+        step.outputs = {"rows": step.rows, "columns": ds.columns()}
+        done = f", {len(transforms)} transform(s)" if transforms else ""
+        step.detail = f"{step.rows} rows from {cfg.data.source}{done}"
+        return IngestOut(ds, step.rows, step.bytes)
+
+    @staticmethod
+    def _read(ctx: RunContext, transforms: list[Any]) -> Any:
         """Read and transform the source on Ray Data, once more when a worker node (or an actor or
         object with it) was lost meanwhile: the read is deterministic, so the retry reads the same rows."""
         import ray.exceptions as rex
 
         from raymlops.data.sources import open_source
         from raymlops.data.transforms import apply
-        from raymlops.pipeline.failures import unwrap
 
         lost = (rex.ActorDiedError, rex.NodeDiedError, rex.ObjectLostError, rex.OwnerDiedError,
                 rex.ActorUnavailableError, rex.WorkerCrashedError)
         for attempt in (1, 2):
             try:
-                return apply(open_source(self.config.data), self._transforms).materialize()
+                return apply(open_source(ctx.config.data), transforms).materialize()
             except Exception as exc:  # noqa: BLE001  # only Ray's lost-work errors are retried
                 inner = unwrap(exc)
                 # Ray Data may hand the lost actor's error back wrapped in one it cannot deserialize
@@ -126,140 +176,278 @@ class DataSteps(PipelineBase):
                     raise
                 what = next((t.__name__ for t in lost if isinstance(inner, t) or t.__name__ in str(exc)),
                             type(inner).__name__)
-                self.progress(f"ingest: {what} (a node or worker was lost); reading the source again")
+                ctx.progress(f"ingest: {what} (a node or worker was lost); reading the source again")
         raise AssertionError("unreachable")
 
-    def _schema_key(self, key: str) -> str:
-        cfg = self.config
-        return fingerprint("schema", {"ingest": key, "target": cfg.data.target, "features": cfg.data.features})
+    def explain(self, ctx: RunContext, exc: BaseException, failure: Failure) -> Failure:
+        """A remote failure inside a ``map_batches`` function names that entry of data.transforms."""
+        if not failure.remote:
+            return failure
+        from raymlops.data.transforms import resolve
 
-    # -- from the source -----------------------------------------------------------------------
-    def _read_validate_commit(self) -> tuple[Any, list[str]]:
-        import pyarrow as pa
-        import ray
+        try:
+            transforms = resolve(ctx.config.data.transforms)
+        except Exception:  # noqa: BLE001  # nothing more to say than the failure itself
+            return failure
+        seen = {(f.file, f.func) for f in frames(failure.traceback)}
+        for t in transforms:
+            if t.code_location() in seen:
+                failure.context = f"{t.key} ({t.spec}) raised"
+                break
+        return failure
 
-        from raymlops.data.drift import find_reference
+
+class SchemaStep(Step[SchemaIn, SchemaOut]):
+    """Check ``data.target`` and ``data.features`` against the data's schema."""
+
+    name = "schema"
+
+    def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> SchemaIn:
+        ingest = outputs["ingest"]
+        if ingest.dataset is not None:
+            return SchemaIn(dataset=ingest.dataset)
+        return SchemaIn(schema=ingest.snapshot.schema)  # the data steps came from the cache
+
+    def cache_key(self, ctx: RunContext, inputs: SchemaIn) -> str | None:
+        return schema_key(ctx, data_key(ctx))
+
+    def describe_inputs(self, ctx: RunContext, inputs: SchemaIn) -> dict[str, Any]:
+        return {"target": ctx.config.data.target, "features": ctx.config.data.features}
+
+    def run(self, ctx: RunContext, inputs: SchemaIn) -> SchemaOut:
         from raymlops.data.schema import check_training_schema, infer_schema
-        from raymlops.data.snapshot import create_snapshot
-        from raymlops.data.transforms import code_hash, resolve
+
+        cfg, step = ctx.config, ctx.step
+        schema = inputs.schema
+        if schema is None:
+            import pyarrow as pa
+
+            sample = pa.concat_tables(ctx.ray().get(inputs.dataset.limit(100_000).to_arrow_refs()))
+            schema = infer_schema(sample)
+            step.rows = sample.num_rows
+        features = check_training_schema(schema, cfg.data.target, cfg.data.features)
+        step.outputs = {"features": features}
+        step.detail = f"{len(features)} features, target {cfg.data.target!r}"
+        return SchemaOut(features)
+
+
+class ValidateStep(Step[ValidateIn, ValidateOut]):
+    """``data.schema`` and ``data.rules`` on every row; ``data.on_invalid`` decides what bad rows do."""
+
+    name = "validate"
+    needs_ray = True
+
+    def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> ValidateIn:
+        return ValidateIn(outputs["ingest"].dataset)
+
+    def cache_key(self, ctx: RunContext, inputs: ValidateIn) -> str | None:
+        return data_key(ctx)
+
+    def describe_inputs(self, ctx: RunContext, inputs: ValidateIn) -> dict[str, Any]:
+        cfg = ctx.config
+        return {"rules": [r.expr for r in cfg.data.rules], "schema": sorted(cfg.data.expected_schema),
+                "on_invalid": cfg.data.on_invalid}
+
+    def run(self, ctx: RunContext, inputs: ValidateIn) -> ValidateOut:
         from raymlops.data.validate import RulesFailed, checks_from_config, validate
 
-        cfg, store, res = self.config, self.store, self.result
-        key = self._data_key()
-        with self._step("ingest", key, {"source": cfg.data.source, "format": cfg.data.format,
-                                        "transforms": [t.model_dump(exclude_none=True)
-                                                       for t in cfg.data.transforms]}) as step:
-            self._transforms = resolve(cfg.data.transforms)
-            self._connect()
-            ds = self._read_source()
-            step.rows = ds.count()
-            step.bytes = ds.size_bytes()
-            step.outputs = {"rows": step.rows, "columns": ds.columns()}
-            done = f", {len(self._transforms)} transform(s)" if self._transforms else ""
-            step.detail = f"{step.rows} rows from {cfg.data.source}{done}"
+        cfg, step = ctx.config, ctx.step
+        ctx.connect()
+        checks = checks_from_config(cfg.data)
+        try:
+            checked = validate(inputs.dataset, checks, cfg.data.on_invalid, specs=cfg.data.expected_schema,
+                               store=ctx.store, source=cfg.data.source, reason=ctx.reason)
+        except RulesFailed as exc:
+            _audit_validation(ctx, "failed", exc.report.to_dict(), None)
+            raise
+        quarantine = checked.quarantine.id if checked.quarantine is not None else None
+        summary = checked.summary()
+        ctx.result.validation = summary | {"quarantine": quarantine}
+        step.rows = checked.rows_in
+        step.outputs = {"rows_in": checked.rows_in, "rows_kept": checked.rows_kept,
+                        "rows_quarantined": checked.rows_quarantined, "quarantine": quarantine}
+        step.detail = _validation_detail(ctx.result.validation, quarantine)
+        if checks:
+            _audit_validation(ctx, "quarantined" if quarantine else "passed", summary, quarantine)
+        if checked.rows_kept == 0:
+            raise ValidationError(f"data validation: every one of the {checked.rows_in} rows was quarantined"
+                                  f" ({step.detail}); nothing is left to train on")
+        return ValidateOut(checked.dataset, summary, quarantine)
 
-        schema_key = None if key is None else self._schema_key(key)
-        with self._step("schema", schema_key, {"target": cfg.data.target, "features": cfg.data.features}) as step:
-            sample = pa.concat_tables(ray.get(ds.limit(100_000).to_arrow_refs()))
-            features = check_training_schema(infer_schema(sample), cfg.data.target, cfg.data.features)
-            step.rows = sample.num_rows
-            step.outputs = {"features": features}
-            step.detail = f"{len(features)} features, target {cfg.data.target!r}"
 
-        with self._step("validate", key, {"rules": [r.expr for r in cfg.data.rules],
-                                          "schema": sorted(cfg.data.expected_schema),
-                                          "on_invalid": cfg.data.on_invalid}) as step:
-            checks = checks_from_config(cfg.data)
-            try:
-                checked = validate(ds, checks, cfg.data.on_invalid, specs=cfg.data.expected_schema, store=store,
-                                   source=cfg.data.source, reason=self.reason)
-            except RulesFailed as exc:
-                self._audit_validation("failed", exc.report.to_dict(), None)
-                raise
-            ds = checked.dataset
-            quarantine = checked.quarantine.id if checked.quarantine is not None else None
-            res.validation = checked.summary() | {"quarantine": quarantine}
-            step.rows = checked.rows_in
-            step.outputs = {"rows_in": checked.rows_in, "rows_kept": checked.rows_kept,
-                            "rows_quarantined": checked.rows_quarantined, "quarantine": quarantine}
-            step.detail = _validation_detail(res.validation, quarantine)
-            if checks:
-                self._audit_validation("quarantined" if quarantine else "passed", checked.summary(), quarantine)
-            if checked.rows_kept == 0:
-                raise ValidationError(f"data validation: every one of the {checked.rows_in} rows was quarantined"
-                                      f" ({step.detail}); nothing is left to train on")
+def _audit_validation(ctx: RunContext, verdict: str, report: dict[str, Any], quarantine: str | None) -> None:
+    """One audit record per validation verdict (when there was something to check)."""
+    from raymlops import audit
 
-        snap_key = None if key is None else fingerprint("snapshot", {"ingest": key})
-        with self._step("snapshot", snap_key) as step:
-            self._reference = find_reference(store, cfg.name, cfg.data.reference)
-            snap = create_snapshot(
-                store, ds, cfg.data.source, reason=self.reason, transform_hash=code_hash(self._transforms),
-                transforms=[t.describe() for t in self._transforms], validation=checked.summary(),
-                reference=None if self._reference is None else self._reference.profile,
-            )
-            res.snapshot = snap.id
-            step.status = "ran" if snap.new else "cached"
-            step.rows, step.bytes = snap.rows, snap.bytes
-            step.outputs = {"snapshot": snap.id, "new": snap.new}
-            step.detail = f"{snap.short}, {snap.rows} rows, {'new' if snap.new else 'unchanged data, stored nothing'}"
-        if key and schema_key and snap_key:
-            outputs = {"snapshot": snap.id, "rows": snap.rows, "bytes": snap.bytes, "validation": res.validation,
-                       "quarantine": quarantine}
-            self.cache.put(key, "ingest", self.run_id, outputs)
-            self.cache.put(schema_key, "schema", self.run_id, {"features": features})
-            self.cache.put(snap_key, "snapshot", self.run_id, outputs)
-        return snap, features
+    cfg = ctx.config
+    ids = {"source": redact_uri(cfg.data.source)} | ({"quarantine": quarantine} if quarantine else {})
+    counts = {k: report.get(k) for k in ("rows_in", "rows_kept", "rows_quarantined")}
+    broken = {c["name"]: c["violations"] for c in report.get("checks", []) if c.get("violations")}
+    with ctx.store.metadata.transaction() as conn:
+        audit.append(conn, f"data.{verdict}", ids, ctx.reason,
+                     {"config_hash": cfg.config_hash(), "policy": cfg.data.on_invalid, **counts, "violations": broken})
 
-    def _audit_validation(self, verdict: str, report: dict[str, Any], quarantine: str | None) -> None:
-        """One audit record per validation verdict (when there was something to check)."""
-        from raymlops import audit
 
-        cfg = self.config
-        ids = {"source": redact_uri(cfg.data.source)} | ({"quarantine": quarantine} if quarantine else {})
-        counts = {k: report.get(k) for k in ("rows_in", "rows_kept", "rows_quarantined")}
-        broken = {c["name"]: c["violations"] for c in report.get("checks", []) if c.get("violations")}
-        with self.store.metadata.transaction() as conn:
-            audit.append(conn, f"data.{verdict}", ids, self.reason,
-                         {"config_hash": cfg.config_hash(), "policy": cfg.data.on_invalid, **counts,
-                          "violations": broken})
+class SnapshotStep(Step[SnapshotIn, SnapshotOut]):
+    """Commit the rows as a content-addressed snapshot, profiled in the same pass."""
 
-    # -- statistical validation ----------------------------------------------------------------
-    def _data_drift(self, snap: Any) -> None:
-        from raymlops.data.drift import (
-            apply_gate,
-            check_needs_ray,
-            check_snapshot,
-            find_reference,
-            settings_from_config,
+    name = "snapshot"
+    needs_ray = True
+    requires = ("validate",)
+
+    def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> SnapshotIn:
+        validated = outputs["validate"]
+        return SnapshotIn(validated.dataset, validated.summary)
+
+    def cache_key(self, ctx: RunContext, inputs: SnapshotIn) -> str | None:
+        key = data_key(ctx)
+        return None if key is None else fingerprint("snapshot", {"ingest": key})
+
+    def run(self, ctx: RunContext, inputs: SnapshotIn) -> SnapshotOut:
+        from raymlops.data.drift import find_reference
+        from raymlops.data.snapshot import create_snapshot
+        from raymlops.data.transforms import code_hash, resolve
+
+        cfg, step = ctx.config, ctx.step
+        ctx.connect()
+        transforms = resolve(cfg.data.transforms)
+        reference = find_reference(ctx.store, cfg.name, cfg.data.reference)
+        snap = create_snapshot(
+            ctx.store, inputs.dataset, cfg.data.source, reason=ctx.reason, transform_hash=code_hash(transforms),
+            transforms=[t.describe() for t in transforms], validation=inputs.validation,
+            reference=None if reference is None else reference.profile,
         )
+        ctx.result.snapshot = snap.id
+        step.status = "ran" if snap.new else "cached"
+        step.rows, step.bytes = snap.rows, snap.bytes
+        step.outputs = {"snapshot": snap.id, "new": snap.new}
+        step.detail = f"{snap.short}, {snap.rows} rows, {'new' if snap.new else 'unchanged data, stored nothing'}"
+        return SnapshotOut(snap, reference)
 
-        cfg, res = self.config, self.result
-        if cfg.data.drift_gate == "off":
-            self._skip("data_drift", "data.drift_gate is off")
-            return
-        reference = self._reference if self._reference is not None else find_reference(
-            self.store, cfg.name, cfg.data.reference)
-        if reference is None:
-            self._skip("data_drift", "no reference yet: no champion, and data.reference is not set")
-            return
-        if reference.snapshot_id == snap.id:
-            self._skip("data_drift", f"the data is the reference itself ({reference.why})")
-            return
+
+class DataDriftStep(Step[DriftIn, DriftOut]):
+    """Compare the snapshot with the reference; ``data.drift_gate`` decides (fail / warn / off)."""
+
+    name = "data_drift"
+    requires = ("snapshot",)
+
+    def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> DriftIn:
+        from raymlops.data.drift import find_reference
+
+        cfg, snap = ctx.config, outputs["snapshot"]
+        reference = snap.reference
+        if reference is None and cfg.data.drift_gate != "off":
+            reference = find_reference(ctx.store, cfg.name, cfg.data.reference)
+        return DriftIn(snap.snapshot.id, reference)
+
+    def skip(self, ctx: RunContext, inputs: DriftIn) -> str | None:
+        if ctx.config.data.drift_gate == "off":
+            return "data.drift_gate is off"
+        if inputs.reference is None:
+            return "no reference yet: no champion, and data.reference is not set"
+        if inputs.reference.snapshot_id == inputs.snapshot_id:
+            return f"the data is the reference itself ({inputs.reference.why})"
+        return None
+
+    def describe_inputs(self, ctx: RunContext, inputs: DriftIn) -> dict[str, Any]:
+        ref = inputs.reference
+        return {"snapshot": inputs.snapshot_id, "reference": ref.snapshot_id, "why": ref.why,
+                "gate": ctx.config.data.drift_gate}
+
+    def run(self, ctx: RunContext, inputs: DriftIn) -> DriftOut:
+        from raymlops.data.drift import apply_gate, check_needs_ray, check_snapshot, settings_from_config
+
+        cfg, step, reference = ctx.config, ctx.step, inputs.reference
         settings = settings_from_config(cfg.data.drift)
-        with self._step("data_drift", inputs={"snapshot": snap.id, "reference": reference.snapshot_id,
-                                              "why": reference.why, "gate": cfg.data.drift_gate}) as step:
-            if check_needs_ray(self.store, snap.id, reference, settings):
-                self._connect()
-            report = check_snapshot(self.store, snap.id, reference, settings, reason=self.reason)
-            verdict = "warned"
-            try:
-                verdict = apply_gate(report, cfg.data.drift_gate, reference)
-            finally:
-                res.data_drift = {"reference": reference.snapshot_id, "why": reference.why, "verdict": verdict,
-                                  "dataset_drift": report.dataset_drift, "share": round(report.share, 4),
-                                  "drifted_columns": report.drifted_columns, "tested": len(report.tested)}
-                step.outputs = dict(res.data_drift)
-            step.detail = (f"against {reference.snapshot_id[:12]} ({reference.why}): {report.summary()}"
-                           + (" — data.drift_gate is 'warn': going on" if verdict == "warned" else ""))
-            if verdict == "warned":
-                self.progress(f"warning: data drift against {reference.snapshot_id[:12]}: {report.summary()}")
+        if check_needs_ray(ctx.store, inputs.snapshot_id, reference, settings):
+            ctx.connect()
+        report = check_snapshot(ctx.store, inputs.snapshot_id, reference, settings, reason=ctx.reason)
+        verdict = "warned"
+        try:
+            verdict = apply_gate(report, cfg.data.drift_gate, reference)
+        finally:
+            ctx.result.data_drift = {"reference": reference.snapshot_id, "why": reference.why, "verdict": verdict,
+                                     "dataset_drift": report.dataset_drift, "share": round(report.share, 4),
+                                     "drifted_columns": report.drifted_columns, "tested": len(report.tested)}
+            step.outputs = dict(ctx.result.data_drift)
+        step.detail = (f"against {reference.snapshot_id[:12]} ({reference.why}): {report.summary()}"
+                       + (" — data.drift_gate is 'warn': going on" if verdict == "warned" else ""))
+        if verdict == "warned":
+            ctx.progress(f"warning: data drift against {reference.snapshot_id[:12]}: {report.summary()}")
+        return DriftOut(dict(ctx.result.data_drift))
+
+
+# -- the cache entry of ingest → snapshot --------------------------------------------------------
+class DataCache(CacheGroup):
+    """ingest, schema, validate and snapshot as one entry (keyed by :func:`data_key`) pointing at
+    the snapshot; schema has an entry of its own (target and features may change alone)."""
+
+    names = ("ingest", "schema", "validate", "snapshot")
+
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._known = False
+
+    def key(self, ctx: RunContext) -> str | None:
+        if not self._known:
+            self._key, self._known = data_key(ctx), True
+        return self._key
+
+    def key_of(self, ctx: RunContext, name: str, outputs: Mapping[str, Any]) -> str | None:
+        key = self.key(ctx)
+        if name == "schema":
+            return schema_key(ctx, key)
+        if name == "snapshot":
+            return None if key is None else fingerprint("snapshot", {"ingest": key})
+        return key
+
+    def restore(self, ctx: RunContext, outputs: Mapping[str, Any]) -> dict[str, Restored] | None:
+        from raymlops.data.snapshot import snapshot_info, verify_snapshot
+
+        cfg = ctx.config
+        key = self.key(ctx)
+        hit = ctx.cache.get(key) if key and ctx.use_cache else None
+        if key is None or hit is None:
+            return None
+        try:
+            snap = snapshot_info(ctx.store, hit["snapshot"])
+            problems = verify_snapshot(ctx.store, snap.id)
+        except (NotFound, IntegrityError) as exc:
+            problems = [str(exc)]
+        if problems:
+            ctx.progress(f"cache: snapshot {hit['snapshot'][:12]} of an earlier run is unusable "
+                         f"({problems[0]}); ingesting again")
+            return None
+        validation = hit.get("validation")
+        ctx.result.snapshot, ctx.result.validation = snap.id, validation
+        out = {
+            "ingest": Restored(IngestOut(None, snap.rows, snap.bytes, snap),
+                               f"{snap.rows} rows, {cfg.data.source} unchanged since run {hit['_run']}",
+                               {"snapshot": snap.id}, snap.rows, snap.bytes,
+                               {"source": cfg.data.source, "transforms": len(cfg.data.transforms)}),
+            "validate": Restored(ValidateOut(None, validation, hit.get("quarantine")),
+                                 _validation_detail(validation, hit.get("quarantine")),
+                                 {"validation": validation, "quarantine": hit.get("quarantine")}),
+            "snapshot": Restored(SnapshotOut(snap), f"{snap.short}, {snap.rows} rows", {"snapshot": snap.id},
+                                 snap.rows, snap.bytes),
+        }
+        schema_hit = ctx.cache.get(schema_key(ctx, key) or "")
+        if schema_hit is not None:
+            features = list(schema_hit["features"])
+            out["schema"] = Restored(SchemaOut(features), f"{len(features)} features, target {cfg.data.target!r}",
+                                     {"features": features})
+        return out
+
+    def entries(self, ctx: RunContext, outputs: Mapping[str, Any], records: Mapping[str, Any],
+                restored: set[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        key = self.key(ctx)
+        skey, snap_key = schema_key(ctx, key), self.key_of(ctx, "snapshot", outputs)
+        if key is None or skey is None or snap_key is None:
+            return []
+        found = [(skey, "schema", {"features": outputs["schema"].features})] if "schema" not in restored else []
+        if "snapshot" in restored:
+            return found
+        snap, checked = outputs["snapshot"].snapshot, outputs["validate"]
+        value = {"snapshot": snap.id, "rows": snap.rows, "bytes": snap.bytes, "validation": ctx.result.validation,
+                 "quarantine": checked.quarantine}
+        return [(key, "ingest", value), *found, (snap_key, "snapshot", value)]

@@ -225,6 +225,9 @@ def hint(f: Failure) -> str:
     if "replica" in context:
         return ("The model could not be loaded in the Serve replica: check that the estimator's module is "
                 "importable on every node and that the model unpickles there, then run again.")
+    if context.startswith("steps["):
+        return ("Fix that function of the config's steps (the traceback shows where it raised), or the step's "
+                "`with` arguments, then run again.")
     if "data.transforms" in context:
         return "Fix that function of data.transforms (it runs on the Ray Data workers), then run again."
     return GENERIC_HINT
@@ -237,7 +240,7 @@ def explain(f: Failure, run_id: str, resumable: bool = False) -> str:
     what = f.summary
     if f.context:
         what = f"{f.context}: {what}"
-    if f.where and f.remote and f.in_user_code:
+    if f.where and f.in_user_code:
         what += f" (raised at {f.where})"
     advice = hint(f)
     if resumable:

@@ -4,22 +4,69 @@
 bins; checkpoints and alerts in the store) and the Ray Serve app with every ``serve`` setting
 of the config (limits, batching, domain policy, autoscaling, hand-off); ``smoke`` sends the
 holdout rows over HTTP and checks each answer; ``monitor`` waits until the monitor has seen
-them and reports its drift summary. These always run: a deployment is live state.
+them and reports its drift summary. These always run: a deployment is live state. They are
+skipped when the gate rejected the model, when ``serve.enabled`` is false, or when the model
+was registered without the champion alias.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from raymlops import audit
 from raymlops.exceptions import ServeError
-from raymlops.pipeline.base import PipelineBase
+from raymlops.pipeline.context import RunContext
+from raymlops.pipeline.failures import Failure, describe
+from raymlops.pipeline.step import Step
+from raymlops.registry.spec import ModelSpec
 
-__all__ = ["ServeSteps"]
+__all__ = ["DeployIn", "DeployOut", "DeployStep", "MonitorIn", "MonitorOut", "MonitorStep", "SmokeIn", "SmokeOut",
+           "SmokeStep"]
+
+
+@dataclass(frozen=True)
+class DeployIn:
+    snapshot_id: str
+    features: list[str]
+    model: Any  # raymlops.pipeline.model_steps.ModelOut
+
+
+@dataclass(frozen=True)
+class DeployOut:
+    endpoint: str
+    route: str
+    metrics_url: str | None
+
+
+@dataclass(frozen=True)
+class SmokeIn:
+    endpoint: str
+    holdout: np.ndarray  # X_holdout: the rows sent
+    features: list[str]
+
+
+@dataclass(frozen=True)
+class SmokeOut:
+    sent: int
+    answered_by: str | None
+
+
+@dataclass(frozen=True)
+class MonitorIn:
+    route: str
+    sent: int  # rows the smoke step sent (the monitor should see them all)
+    features: list[str]
+
+
+@dataclass(frozen=True)
+class MonitorOut:
+    drift: dict[str, Any]
 
 
 def _free_loopback_port() -> int:
@@ -30,128 +77,196 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ServeSteps(PipelineBase):
-    """The serving steps of :class:`raymlops.pipeline.runner.Pipeline`."""
+def _monitor_reference(ctx: RunContext, snapshot_id: str, features: list[str]) -> Any:
+    """The monitor's reference: the training rows of the features, plus the slice columns."""
+    from raymlops.monitor.reference import build_reference
+    from raymlops.train.prepare import holdout_of
 
-    def _monitor_reference(self, snap: Any, features: list[str]) -> Any:
-        """The monitor's reference: the training rows of the features, plus the slice columns."""
-        from raymlops.monitor.reference import build_reference
-        from raymlops.train.prepare import holdout_of
+    cfg = ctx.config.monitor
+    rows = ctx.rows(snapshot_id)
+    Xtr = rows.split(features)[0]
+    columns: dict[str, Any] = {n: Xtr[:, j] for j, n in enumerate(features)}
+    table = rows.table
+    extra = [c for c in cfg.slice_columns if c not in columns]
+    missing = [c for c in extra if c not in table.column_names]
+    if missing:
+        raise ServeError(f"monitor.slice_columns: the data has no column {missing[0]!r}"
+                         f" (columns: {', '.join(table.column_names)})")
+    if extra:
+        train = ~holdout_of(table, ctx.config)
+        for c in extra:
+            columns[c] = table.column(c).to_numpy(zero_copy_only=False)[train]
+    return build_reference(columns, categorical=[c for c in cfg.categorical if c in columns],
+                           slice_columns=list(cfg.slice_columns), n_bins=cfg.n_bins, fine_bins=cfg.fine_bins,
+                           max_categories=cfg.max_categories, max_slices=cfg.max_slices, monitored=features)
 
-        cfg = self.config.monitor
-        Xtr = self._split(snap.id, features)[0]
-        columns: dict[str, Any] = {n: Xtr[:, j] for j, n in enumerate(features)}
-        table = self._read_table(snap.id)
-        extra = [c for c in cfg.slice_columns if c not in columns]
-        missing = [c for c in extra if c not in table.column_names]
-        if missing:
-            raise ServeError(f"monitor.slice_columns: the data has no column {missing[0]!r}"
-                             f" (columns: {', '.join(table.column_names)})")
-        if extra:
-            train = ~holdout_of(table, self.config)
-            for c in extra:
-                columns[c] = table.column(c).to_numpy(zero_copy_only=False)[train]
-        return build_reference(columns, categorical=[c for c in cfg.categorical if c in columns],
-                               slice_columns=list(cfg.slice_columns), n_bins=cfg.n_bins, fine_bins=cfg.fine_bins,
-                               max_categories=cfg.max_categories, max_slices=cfg.max_slices, monitored=features)
 
-    def _spec(self, version: Any, features: list[str], example: np.ndarray, monitored: bool) -> dict[str, Any]:
-        """The server spec: :func:`raymlops.serve.builder.model_spec` of the version (one definition
-        for ``raymlops run``, ``raymlops deploy`` and Serve configs), with a holdout row as example."""
-        from raymlops.serve.builder import model_spec
+def _spec(ctx: RunContext, version: Any, features: list[str], example: np.ndarray) -> ModelSpec:
+    """The version's :class:`~raymlops.registry.spec.ModelSpec` (as ``raymlops deploy`` and
+    Serve configs build it), with a holdout row as example."""
+    spec = ModelSpec.of(version, ctx.store.artifacts.root_uri)
+    return spec.with_example({n: float(example[j]) for j, n in enumerate(features)})
 
-        cfg = self.config
-        spec = model_spec({
-            "model": version.id, "home": str(self.store.home), "artifact_root": self.store.artifacts.root_uri,
-            "route": cfg.route, "monitor": monitored, "max_rows_per_request": cfg.serve.max_rows_per_request,
-            "max_batch_size": cfg.serve.max_batch_size, "batch_wait_timeout_s": cfg.serve.batch_wait_timeout_s,
-        })
-        return spec | {"input_example": {n: float(example[j]) for j, n in enumerate(features)}}
 
-    def _serve_steps(self, snap: Any, features: list[str], version: Any) -> None:
+class DeployStep(Step[DeployIn, DeployOut]):
+    """Start the route's monitor actor and the Ray Serve app of the model version."""
+
+    name = "deploy"
+    needs_ray = True
+    requires = ("register",)
+
+    def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> DeployIn:
+        return DeployIn(outputs["snapshot"].snapshot.id, list(outputs["schema"].features), outputs["register"])
+
+    def skip(self, ctx: RunContext, inputs: DeployIn) -> str | None:
+        if not inputs.model.passed:
+            return "gate rejected the model"
+        if not ctx.config.serve.enabled:
+            return "serve.enabled is false"
+        if ctx.alias != "champion":
+            return f"{inputs.model.version.id} was registered without the champion alias"
+        return None
+
+    def describe_inputs(self, ctx: RunContext, inputs: DeployIn) -> dict[str, Any]:
+        return {"model": inputs.model.version.id, "route": ctx.config.route, "port": ctx.config.serve.port}
+
+    def run(self, ctx: RunContext, inputs: DeployIn) -> DeployOut:
         from raymlops.monitor.lifecycle import monitor_name, start_monitor
         from raymlops.ray_session import NAMESPACE
         from raymlops.serve.deploy import deploy
+        from raymlops.serve.throughput import check_cluster_ingress
 
-        cfg, store, res = self.config, self.store, self.result
-        route = cfg.route
-        with self._step("deploy", inputs={"model": version.id, "route": route, "port": cfg.serve.port}) as step:
-            Xho = self._split(snap.id, features)[2]
-            self._connect()
-            if cfg.monitor.enabled:
-                settings = cfg.monitor.model_dump() | {"seed": cfg.seed}
-                calibration = (version.record.get("lineage") or {}).get("calibration")
-                if calibration is not None and settings["performance"].get("calibration") is None:
-                    settings["performance"] = settings["performance"] | {"calibration": calibration}  # CBPE
-                if settings.get("metrics_port") is None and not self._persistent:
-                    # a private Ray runs on this machine: the monitor's /metrics on a free loopback
-                    # port, so every run reports a metrics URL without monitor.metrics_port
-                    settings["metrics_port"] = _free_loopback_port()
-                handle = start_monitor(route, self._monitor_reference(snap, features), settings, NAMESPACE,
-                                       detached=self._persistent, home=str(store.home),
-                                       artifact_root=store.artifacts.root_uri)
-                if settings.get("metrics_port") is not None:
-                    import ray
+        cfg, store, res, step = ctx.config, ctx.store, ctx.result, ctx.step
+        route, version = cfg.route, inputs.model.version
+        Xho = ctx.rows(inputs.snapshot_id).split(inputs.features)[2]
+        ctx.connect()
+        if cfg.monitor.enabled:
+            settings = cfg.monitor.model_dump() | {"seed": cfg.seed}
+            calibration = version.lineage.get("calibration")
+            if calibration is not None and settings["performance"].get("calibration") is None:
+                settings["performance"] = settings["performance"] | {"calibration": calibration}  # CBPE
+            if settings.get("metrics_port") is None and not ctx.persistent:
+                # a private Ray runs on this machine: the monitor's /metrics on a free loopback
+                # port, so every run reports a metrics URL without monitor.metrics_port
+                settings["metrics_port"] = _free_loopback_port()
+            handle = start_monitor(route, _monitor_reference(ctx, inputs.snapshot_id, inputs.features), settings,
+                                   NAMESPACE, detached=ctx.persistent, home=str(store.home),
+                                   artifact_root=store.artifacts.root_uri)
+            if settings.get("metrics_port") is not None:
+                res.metrics_url = ctx.ray().get(handle.status.remote()).get("metrics_url")
+        spec = _spec(ctx, version, inputs.features, Xho[0])
+        note = check_cluster_ingress(cfg.serve.high_throughput)  # once: how to get the faster ingress
+        if note:
+            ctx.say(note)
+        endpoint = deploy(spec, route, cfg.serve, sample_rate=cfg.monitor.sample_rate, namespace=NAMESPACE,
+                          monitor_actor=monitor_name(route) if cfg.monitor.enabled else None)
+        res.endpoint = endpoint
+        with store.metadata.transaction() as conn:
+            audit.append(conn, "deployment.created", {"model": version.id, "deployment": route}, ctx.reason,
+                         {"config_hash": cfg.config_hash(), "endpoint": endpoint})
+        step.outputs = {"deployment": route, "endpoint": endpoint, "model": version.id, "metrics": res.metrics_url}
+        step.detail = endpoint + (f", monitor metrics {res.metrics_url}" if res.metrics_url else "")
+        return DeployOut(endpoint, route, res.metrics_url)
 
-                    res.metrics_url = ray.get(handle.status.remote()).get("metrics_url")
-            spec = self._spec(version, features, Xho[0], cfg.monitor.enabled)
-            from raymlops.serve.throughput import check_cluster_ingress
+    def explain(self, ctx: RunContext, exc: BaseException, failure: Failure) -> Failure:
+        """The replica's traceback: from Serve's status, or (when deploy already removed the failed
+        app) from what deploy collected before removing it."""
+        texts = _serve_failure_texts(ctx.config.route) or list(getattr(exc, "replica_texts", []))
+        if texts:
+            replica = describe(exc, self.name, extra_texts=texts)
+            if replica.remote:
+                replica.context = "the Serve replica failed to start"
+                return replica
+        return failure
 
-            note = check_cluster_ingress(cfg.serve.high_throughput)  # once: how to get the faster ingress
-            if note:
-                self._say(note)
-            endpoint = deploy(spec, route, cfg.serve.host, cfg.serve.port, cfg.serve.num_replicas,
-                              serve_config=cfg.serve, sample_rate=cfg.monitor.sample_rate)
-            res.endpoint = endpoint
-            with store.metadata.transaction() as conn:
-                audit.append(conn, "deployment.created", {"model": version.id, "deployment": route}, self.reason,
-                             {"config_hash": cfg.config_hash(), "endpoint": endpoint})
-            step.outputs = {"deployment": route, "endpoint": endpoint, "model": version.id,
-                            "metrics": res.metrics_url}
-            step.detail = endpoint + (f", monitor metrics {res.metrics_url}" if res.metrics_url else "")
 
-        sent = self._smoke(endpoint, Xho, features)
-        if not cfg.monitor.enabled:
-            self._skip("monitor", "monitor.enabled is false")
-            return
-        with self._step("monitor", inputs={"actor": monitor_name(route)}) as step:
-            import ray
+def _serve_failure_texts(route: str) -> list[str]:
+    try:
+        from ray import serve
 
-            handle = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
-            # every smoke row reaches the monitor unless sampling drops some: wait for them
-            want = sent if cfg.monitor.sample_rate >= 1.0 else 0
-            deadline = time.monotonic() + 15
-            seen: Any = ray.get(handle.rows.remote())
-            while seen < want and time.monotonic() < deadline:
-                time.sleep(0.1)
-                seen = ray.get(handle.rows.remote())
-            drift: Any = ray.get(handle.summary.remote())
-            res.drift = drift
-            drifted = drift.get("drifted_features", [])
-            step.rows = int(drift.get("rows", 0))
-            step.outputs = {"rows": drift.get("rows"), "dataset_drift": bool(drift.get("dataset_drift")),
-                            "drifted_features": drifted}
-            step.detail = (
-                f"{drift['rows']} rows seen, {len(drifted)} of {len(features)} features drifted,"
-                f" dataset drift: {'yes' if drift.get('dataset_drift') else 'no'}"
-            )
+        app = serve.status().applications.get(route)
+    except Exception:  # Serve not running: nothing more to learn
+        return []
+    if app is None:
+        return []
+    texts = [d.message for d in app.deployments.values() if getattr(d, "message", "")]
+    return texts + ([app.message] if app.message else [])
 
-    def _smoke(self, endpoint: str, Xho: np.ndarray, features: list[str]) -> int:
+
+class SmokeStep(Step[SmokeIn, SmokeOut]):
+    """Send the holdout rows to the endpoint over HTTP and check every answer."""
+
+    name = "smoke"
+    requires = ("deploy",)
+
+    def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> SmokeIn:
+        snap_id, features = outputs["snapshot"].snapshot.id, list(outputs["schema"].features)
+        return SmokeIn(outputs["deploy"].endpoint, ctx.rows(snap_id).split(features)[2], features)
+
+    def describe_inputs(self, ctx: RunContext, inputs: SmokeIn) -> dict[str, Any]:
+        return {"endpoint": inputs.endpoint}
+
+    def run(self, ctx: RunContext, inputs: SmokeIn) -> SmokeOut:
         from raymlops.serve.deploy import http_json
 
-        with self._step("smoke", inputs={"endpoint": endpoint}) as step:
-            sent = sent_bytes = 0
-            body: Any = {}
-            batch = max(1, min(16, self.config.serve.max_rows_per_request))
-            for start in range(0, len(Xho), batch):
-                rows = [{n: float(v) for n, v in zip(features, r, strict=True)} for r in Xho[start:start + batch]]
-                payload = {"instances": rows}
-                status, body = http_json("POST", f"{endpoint}/predict", payload)
-                if status != 200 or len(body.get("predictions", [])) != len(rows):
-                    raise ServeError(f"smoke request to {endpoint}/predict answered {status}: {body}")
-                sent += len(rows)
-                sent_bytes += len(json.dumps(payload))
-            step.rows, step.bytes = sent, sent_bytes
-            step.outputs = {"answered_by": body.get("model_version")}
-            step.detail = f"{sent} holdout rows answered by {body.get('model_version')}"
-        return sent
+        endpoint, features, step = inputs.endpoint, inputs.features, ctx.step
+        sent = sent_bytes = 0
+        body: Any = {}
+        batch = max(1, min(16, ctx.config.serve.max_rows_per_request))
+        X = inputs.holdout
+        for start in range(0, len(X), batch):
+            rows = [{n: float(v) for n, v in zip(features, r, strict=True)} for r in X[start:start + batch]]
+            payload = {"instances": rows}
+            status, body = http_json("POST", f"{endpoint}/predict", payload)
+            if status != 200 or len(body.get("predictions", [])) != len(rows):
+                raise ServeError(f"smoke request to {endpoint}/predict answered {status}: {body}")
+            sent += len(rows)
+            sent_bytes += len(json.dumps(payload))
+        step.rows, step.bytes = sent, sent_bytes
+        step.outputs = {"answered_by": body.get("model_version")}
+        step.detail = f"{sent} holdout rows answered by {body.get('model_version')}"
+        return SmokeOut(sent, body.get("model_version"))
+
+
+class MonitorStep(Step[MonitorIn, MonitorOut]):
+    """Wait until the monitor actor has seen the smoke rows; report its drift summary."""
+
+    name = "monitor"
+    needs_ray = True
+    requires = ("deploy", "smoke")
+
+    def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> MonitorIn:
+        return MonitorIn(outputs["deploy"].route, outputs["smoke"].sent, list(outputs["schema"].features))
+
+    def skip(self, ctx: RunContext, inputs: MonitorIn) -> str | None:
+        return None if ctx.config.monitor.enabled else "monitor.enabled is false"
+
+    def describe_inputs(self, ctx: RunContext, inputs: MonitorIn) -> dict[str, Any]:
+        from raymlops.monitor.lifecycle import monitor_name
+
+        return {"actor": monitor_name(inputs.route)}
+
+    def run(self, ctx: RunContext, inputs: MonitorIn) -> MonitorOut:
+        from raymlops.monitor.lifecycle import monitor_name
+        from raymlops.ray_session import NAMESPACE
+
+        step, ray = ctx.step, ctx.ray()
+        handle = ray.get_actor(monitor_name(inputs.route), namespace=NAMESPACE)
+        # every smoke row reaches the monitor unless sampling drops some: wait for them
+        want = inputs.sent if ctx.config.monitor.sample_rate >= 1.0 else 0
+        deadline = time.monotonic() + 15
+        seen: Any = ray.get(handle.rows.remote())
+        while seen < want and time.monotonic() < deadline:
+            time.sleep(0.1)
+            seen = ray.get(handle.rows.remote())
+        drift: Any = ray.get(handle.summary.remote())
+        ctx.result.drift = drift
+        drifted = drift.get("drifted_features", [])
+        step.rows = int(drift.get("rows", 0))
+        step.outputs = {"rows": drift.get("rows"), "dataset_drift": bool(drift.get("dataset_drift")),
+                        "drifted_features": drifted}
+        step.detail = (
+            f"{drift['rows']} rows seen, {len(drifted)} of {len(inputs.features)} features drifted,"
+            f" dataset drift: {'yes' if drift.get('dataset_drift') else 'no'}"
+        )
+        return MonitorOut(drift)

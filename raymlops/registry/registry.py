@@ -18,16 +18,43 @@ from typing import Any
 import joblib
 
 from raymlops import audit
-from raymlops.exceptions import NotFound, ValidationError
+from raymlops.exceptions import IntegrityError, NotFound, ValidationError
 from raymlops.hooks import emit
+from raymlops.registry.spec import load_artifact
 from raymlops.store.home import Store
 
 CHAMPION = "champion"
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
+# what every registered version's record holds (register_model writes them all), and their types
+RECORD_FIELDS: dict[str, type] = {"signature": dict, "metrics": dict, "gate": dict, "lineage": dict, "tune": dict}
+
+
+def check_record(model_id: str, record: Any) -> dict[str, Any]:
+    """``record`` (a version's stored record) when it has every field of :data:`RECORD_FIELDS`
+    with its type and a signature with inputs; else ValidationError naming the field."""
+    where = f"model {model_id}: stored record"
+    if not isinstance(record, dict):
+        raise ValidationError(f"{where}: expected a mapping, found {type(record).__name__}")
+    for name, kind in RECORD_FIELDS.items():
+        if name not in record:
+            raise ValidationError(f"{where}: missing field {name!r}")
+        if not isinstance(record[name], kind):
+            raise ValidationError(f"{where}: field {name!r}: expected {kind.__name__}, "
+                                  f"found {type(record[name]).__name__}")
+    inputs = record["signature"].get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(i, dict) and "name" in i for i in inputs):
+        raise ValidationError(f"{where}: field 'signature.inputs': expected a list of inputs with a name")
+    return record
+
+
 @dataclass(frozen=True)
 class ModelVersion:
+    """One registered version. ``record`` is its stored JSON (signature, metrics, gate, lineage,
+    tune, and ``native`` for an engine's own model file), checked when read; the properties give
+    its parts. :meth:`raymlops.registry.spec.ModelSpec.of` is what loaders and replicas get."""
+
     id: str
     name: str
     version: int
@@ -40,8 +67,32 @@ class ModelVersion:
 
     @property
     def signature(self) -> dict[str, Any]:
-        sig: dict[str, Any] = self.record["signature"]
-        return sig
+        """Inputs (name, type, training range), output kind, target and classes."""
+        return dict(self.record["signature"])
+
+    @property
+    def features(self) -> list[str]:
+        """The input columns, in the order the model takes them."""
+        return [str(i["name"]) for i in self.record["signature"]["inputs"]]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.record["metrics"])
+
+    @property
+    def gate(self) -> dict[str, Any]:
+        """The gate's verdict: ``status`` (passed / rejected), ``reasons`` and its rules."""
+        return dict(self.record["gate"])
+
+    @property
+    def lineage(self) -> dict[str, Any]:
+        """Snapshot, config (and its hash), code, packages, seed, run, calibration."""
+        return dict(self.record["lineage"])
+
+    @property
+    def tune(self) -> dict[str, Any]:
+        """The search: trials and the ``best`` one's config (empty for a single fit)."""
+        return dict(self.record["tune"])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,7 +107,7 @@ def _row_to_version(row: Any) -> ModelVersion:
         id=row["id"], name=row["name"], version=row["version"], status=row["status"],
         snapshot_id=row["snapshot_id"], artifact_key=row["artifact_key"],
         artifact_sha256=row["artifact_sha256"], created_at=row["created_at"],
-        record=json.loads(row["record_json"]),
+        record=check_record(row["id"], json.loads(row["record_json"])),
     )
 
 
@@ -158,7 +209,7 @@ def promote(store: Store, ref: str, alias: str = CHAMPION, reason: str | None = 
         raise ValidationError(f"alias {alias!r}: expected letters, digits, '-' or '_'")
     if version.status == "rejected" and alias == CHAMPION:
         raise ValidationError(
-            f"{version.id} was rejected by the gate ({'; '.join(version.record['gate'].get('reasons', []))});"
+            f"{version.id} was rejected by the gate ({'; '.join(version.gate.get('reasons', []))});"
             " it cannot become champion"
         )
     with store.metadata.transaction() as conn:
@@ -207,11 +258,12 @@ def aliases_of(store: Store, model_id: str) -> list[str]:
 def verify_model(store: Store, ref: str) -> list[str]:
     """Problems with the artifact of ``ref`` (empty when it is present with its recorded sha256)."""
     version = get_model(store, ref)
-    if not store.artifacts.exists(version.artifact_key):
+    try:  # the check every loader makes (ArtifactStore), streamed: nothing is loaded
+        store.artifacts.verify(version.artifact_key, version.artifact_sha256)
+    except NotFound:
         return [f"{version.artifact_key}: missing"]
-    actual = store.artifacts.sha256(version.artifact_key)
-    if actual != version.artifact_sha256:
-        return [f"{version.artifact_key}: changed (sha256 {actual[:12]}… != recorded {version.artifact_sha256[:12]}…)"]
+    except IntegrityError as exc:
+        return [str(exc)]
     return []
 
 
@@ -241,4 +293,4 @@ def list_models(store: Store, name: str | None = None) -> list[ModelVersion]:
 
 def load_model(store: Store, version: ModelVersion) -> Any:
     """The fitted estimator, after checking the artifact's sha256 (IntegrityError if changed)."""
-    return joblib.load(io.BytesIO(store.artifacts.read_verified(version.artifact_key, version.artifact_sha256)))
+    return load_artifact(store.artifacts, version.artifact_key, version.artifact_sha256)

@@ -84,7 +84,7 @@ def reproduce(
     """Re-train ``ref`` as recorded (``seed`` overrides the recorded seed, to see what it changes)."""
     t0 = time.perf_counter()
     version = get_model(store, ref)
-    lineage = version.record.get("lineage", {})
+    lineage = version.lineage
     config = recorded_config(lineage, version.id)
     if seed is not None:
         config = config.model_copy(update={"seed": seed})
@@ -93,7 +93,7 @@ def reproduce(
     if seed is not None and seed != lineage.get("seed"):
         report.differences.append(f"seed: recorded {lineage.get('seed')}, now {seed}")
     report.recorded = {"snapshot": version.snapshot_id, "seed": lineage.get("seed"),
-                       "best": version.record.get("tune", {}).get("best", {}).get("config"),
+                       "best": version.tune.get("best", {}).get("config"),
                        "artifact_sha256": version.artifact_sha256}
     problems = verify_snapshot(store, version.snapshot_id)
     if problems:
@@ -101,7 +101,7 @@ def reproduce(
         report.seconds = time.perf_counter() - t0
         _record(store, report)
         return report
-    features = [f["name"] for f in version.signature["inputs"]]
+    features = version.features
     run_name = f"reproduce-{version.name}-v{version.version}-{int(time.time())}"
     if config.train.strategy == "distributed":  # Ray Train reads the snapshot; only the holdout comes here
 

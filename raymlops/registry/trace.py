@@ -14,7 +14,7 @@ from raymlops.store.home import Store
 def lineage_of(store: Store, ref: str) -> dict[str, Any]:
     """Everything a model version came from and where it went, from metadata and the audit log."""
     version = get_model(store, ref)
-    lin = version.record.get("lineage", {})
+    lin = version.lineage
     data: dict[str, Any] = {"snapshot_id": version.snapshot_id}
     try:
         manifest = load_manifest(store, version.snapshot_id)
@@ -31,7 +31,7 @@ def lineage_of(store: Store, ref: str) -> dict[str, Any]:
     return {
         "model": {"id": version.id, "status": version.status, "created_at": version.created_at,
                   "artifact_sha256": version.artifact_sha256, "aliases": aliases_of(store, version.id),
-                  "metrics": version.record.get("metrics", {}), "gate": version.record.get("gate", {}).get("status")},
+                  "metrics": version.metrics, "gate": version.gate.get("status")},
         "code": lin.get("code", {}),
         "config_hash": lin.get("config_hash"),
         "seed": lin.get("seed"),

@@ -41,7 +41,7 @@ from raymlops.serve.loaded import LoadedModel, ServingState, binary_scores, pred
 from raymlops.serve.metrics import ReplicaStats
 from raymlops.serve.oip import OipError
 from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request
-from raymlops.serve.settings import ServerSettings
+from raymlops.serve.settings import MAX_FEEDBACK_IDS, PUSH_INTERVAL_S, SHADOW_LOG_SIZE, ReplicaSettings
 from raymlops.serve.throughput import ingress_here
 
 logger = logging.getLogger("raymlops.serve")
@@ -74,29 +74,29 @@ class ModelServer:
     async def __init__(self, settings: dict[str, Any], table: dict[str, Any]) -> None:  # type: ignore[misc]
         import ray
 
-        self.settings = ServerSettings.from_dict(settings)
-        s = self.settings
+        self.settings = ReplicaSettings.from_dict(settings)
+        s, c = self.settings, self.settings.serve  # c: the route's ServeConfig itself
         try:
             self.replica_id = serve.get_replica_context().replica_id.unique_id
         except Exception:  # outside a replica (local testing mode)
             self.replica_id = uuid.uuid4().hex[:8]
-        self.policy = DomainPolicy(s.domain, s.domain_margin)
-        self.auth = BearerAuth(s.require_token, s.token_env)  # /feedback (raymlops.serve.auth)
+        self.policy = DomainPolicy(c.domain, c.domain_margin)
+        self.auth = BearerAuth(s.token_required, c.token_env)  # /feedback (raymlops.serve.auth)
         if self.auth.required and not self.auth.configured:
             logger.error("route %s: /feedback needs a bearer token but %s is not set: every label is refused",
-                         s.route, s.token_env)
+                         s.route, c.token_env)
         self.stats = ReplicaStats(s.route)
         self.rng = random.Random()
-        self.control = ensure_control(s.route, s.namespace, shadow_log_size=s.shadow_log_size,
-                                      metrics_port=s.metrics_port, metrics_host=s.metrics_host)
+        self.control = ensure_control(s.route, s.namespace, shadow_log_size=SHADOW_LOG_SIZE,
+                                      metrics_port=c.metrics_port, metrics_host=s.metrics_host)
         current = await self.control.attach.remote(self.replica_id, s.deploy_id, table)
         # an IntegrityError here fails the replica, so the deployment, with the reason
         self.state = await asyncio.to_thread(ServingState.build, current, None)
         self.seen_epoch = self.state.table.epoch
         await self.control.ack.remote(self.replica_id, self.seen_epoch, None)  # a change may be waiting on us
         batcher: Any = self._infer  # @serve.batch adds the setters
-        batcher.set_max_batch_size(int(s.max_batch_size))
-        batcher.set_batch_wait_timeout_s(float(s.batch_wait_timeout_s))
+        batcher.set_max_batch_size(c.max_batch_size)
+        batcher.set_batch_wait_timeout_s(c.batch_wait_timeout_s)
         self.monitor: Any = None  # shard 0
         self.monitors: list[Any] = []  # every shard, shard 0 first
         if s.monitor_actor:
@@ -106,12 +106,12 @@ class ModelServer:
                 logger.warning("monitor actor %s not found; serving without monitoring", s.monitor_actor)
             else:
                 self.monitors = await self._shards(self.monitor, s.namespace)
-        self.handoff = MonitorHandoff(self._send_to_monitor, max_rows=s.monitor_queue_rows,
-                                      flush_interval_s=s.monitor_flush_interval_s, sample_rate=s.sample_rate,
-                                      budget=s.monitor_budget, shards=max(len(self.monitors), 1))
+        self.handoff = MonitorHandoff(self._send_to_monitor, max_rows=c.monitor_queue_rows,
+                                      flush_interval_s=c.monitor_flush_interval_s, sample_rate=s.sample_rate,
+                                      budget=c.monitor_budget, shards=max(len(self.monitors), 1))
         self._apply_sampling()
         self.shadow_pending: set[asyncio.Task[Any]] = set()
-        self.shadow_records: deque[dict[str, Any]] = deque(maxlen=max(1, s.shadow_log_size))
+        self.shadow_records: deque[dict[str, Any]] = deque(maxlen=SHADOW_LOG_SIZE)
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self._start_tasks()
 
@@ -169,7 +169,7 @@ class ModelServer:
     async def _push_loop(self) -> None:
         """Heartbeat: metric deltas and shadow records to the control actor, once a second."""
         while True:
-            await asyncio.sleep(self.settings.push_interval_s)
+            await asyncio.sleep(PUSH_INTERVAL_S)
             await self._push()
 
     async def _push(self) -> None:
@@ -218,7 +218,7 @@ class ModelServer:
 
     # -- HTTP ---------------------------------------------------------------------------------
     async def _read_body(self, request: Request) -> bytes:
-        limit = self.settings.max_body_bytes
+        limit = self.settings.serve.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None:
             try:
@@ -243,7 +243,7 @@ class ModelServer:
         state = self.state  # one table for the whole request, whatever swaps meanwhile
         champion = state.champion
         headers = {"X-Request-Id": request_id, "X-Model-Version": champion.model_id}
-        s = self.settings
+        s = self.settings.serve
         try:
             check_content_type(request.headers.get("content-type"))
             raw = await self._read_body(request)
@@ -305,7 +305,7 @@ class ModelServer:
         given = request.headers.get("x-request-id")
         request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
         headers = {"X-Request-Id": request_id}
-        s = self.settings
+        s, c = self.settings, self.settings.serve
         try:
             self.auth.check(request.headers.get("authorization"))
         except RequestError as exc:  # before reading anything: a forged label changes nothing
@@ -318,9 +318,9 @@ class ModelServer:
                 raise RequestError(409, "no_monitor", f"route {s.route!r} is served without a monitor, so there is "
                                    "nothing to score labels against; deploy it with monitoring on (monitor.enabled)")
             raw = await self._read_body(request)
-            parsed = parse_feedback_request(raw, s.max_body_bytes, s.max_feedback_ids,
+            parsed = parse_feedback_request(raw, c.max_body_bytes, MAX_FEEDBACK_IDS,
                                             regression=self.state.champion.signature.output == "regression",
-                                            max_rows=s.max_rows_per_request)
+                                            max_rows=c.max_rows_per_request)
         except RequestError as exc:
             self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
             return _json(exc.body() | {"request_id": request_id}, exc.status, headers)
@@ -342,7 +342,7 @@ class ModelServer:
 
     def _shadow(self, challenger: LoadedModel, X: np.ndarray, request_id: str, champion_id: str,
                 champion_preds: np.ndarray, epoch: int) -> None:
-        if len(self.shadow_pending) >= self.settings.shadow_max_pending:
+        if len(self.shadow_pending) >= self.settings.serve.shadow_max_pending:
             self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id, "dropped")
             return
         Xc = X if challenger.order is None else X[:, challenger.order]
@@ -387,7 +387,7 @@ class ModelServer:
 
     @app.get("/metadata")
     async def metadata(self) -> Response:
-        s = self.settings
+        s = self.settings.serve
         limits = {"max_rows_per_request": s.max_rows_per_request, "max_body_bytes": s.max_body_bytes,
                   "domain": s.domain, "domain_margin": s.domain_margin}
         body = self.state.metadata(limits) | {"ingress": ingress_here()}  # haproxy | serve-proxy
@@ -456,7 +456,7 @@ class ModelServer:
         given = request.headers.get("x-request-id")
         request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
         state = self.state
-        s = self.settings
+        s = self.settings.serve
         headers = {"X-Request-Id": request_id, "X-Model-Version": state.champion.model_id}
         try:
             pinned = oip.pick_model(state, name, version, self.settings.route)

@@ -9,7 +9,6 @@ before anything starts, and again by every replica before it loads the model.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import re
@@ -19,19 +18,13 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from raymlops.config import ServeConfig
 from raymlops.exceptions import IntegrityError, NotFound, ServeError
 from raymlops.ray_session import NAMESPACE
-from raymlops.serve.auth import token_required
+from raymlops.registry.spec import ModelSpec
 from raymlops.serve.routing import TrafficTable
-from raymlops.serve.settings import (
-    ServerSettings,
-    deployment_options,
-    new_deploy_id,
-    settings_from_config,
-    split_spec,
-)
+from raymlops.serve.settings import SHADOW_LOG_SIZE, ReplicaSettings, deployment_options, new_deploy_id
 from raymlops.serve.throughput import check_cluster_ingress
-from raymlops.store.artifacts import ArtifactStore
 
 
 def port_free(host: str, port: int) -> bool:
@@ -69,12 +62,12 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) ->
             return exc.code, raw.decode(errors="replace")
 
 
-def verify_artifact(model: dict[str, Any]) -> None:
+def verify_artifact(model: ModelSpec) -> None:
     """ServeError naming the model when its artifact is missing or changed (before deploying)."""
     try:
-        ArtifactStore(model["artifact_root"]).verify(model["artifact_key"], model["artifact_sha256"])
+        model.verify()
     except (IntegrityError, NotFound) as exc:
-        raise ServeError(f"deployment of {model['model_id']} refused: {exc}") from None
+        raise ServeError(f"deployment of {model.model_id} refused: {exc}") from None
 
 
 def _http_address(host: str, port: int) -> tuple[str, int]:
@@ -92,28 +85,26 @@ def _http_address(host: str, port: int) -> tuple[str, int]:
 
 
 def deploy(
-    spec: dict[str, Any],
+    model: ModelSpec,
     route: str,
-    host: str,
-    port: int,
-    num_replicas: int,
-    wait_s: float = 120.0,
+    serve_config: ServeConfig | None = None,
     *,
-    serve_config: Any = None,
-    sample_rate: float | None = None,
-    challenger: dict[str, Any] | None = None,
+    monitor_actor: str | None = None,
+    sample_rate: float = 1.0,
+    namespace: str = NAMESPACE,
+    wait_s: float = 120.0,
+    challenger: ModelSpec | None = None,
     mode: str | None = None,
     weight: float = 0.0,
     key: str | None = None,
 ) -> str:
-    """Run the model app at ``/<route>`` and wait until ``/health`` answers; returns the base URL.
+    """Run ``model`` at ``/<route>`` and wait until ``/health`` answers; returns the base URL.
 
-    ``spec``: the flat dict of model fields and server settings (see
-    :mod:`raymlops.serve.settings`). ``serve_config``: a :class:`raymlops.config.ServeConfig`
-    for limits, batching, validation policy, autoscaling and the monitor hand-off (its values
-    win over the same keys in ``spec``). ``sample_rate``: ``monitor.sample_rate``.
-    ``challenger``/``mode``/``weight``/``key``: start with a challenger (see
-    :mod:`raymlops.serve.routing`).
+    ``serve_config`` (default: ``ServeConfig()``): host, port, replicas or autoscaling, limits,
+    batching, validation policy and the monitor hand-off; the replicas receive it whole (see
+    :mod:`raymlops.serve.settings`). ``monitor_actor``: the route's monitor, by name;
+    ``sample_rate``: ``monitor.sample_rate``. ``challenger``/``mode``/``weight``/``key``: start
+    with a challenger (see :mod:`raymlops.serve.routing`).
     """
     from ray import serve
 
@@ -122,25 +113,18 @@ def deploy(
     from raymlops.serve.control import ensure_control
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
-    model, settings = split_spec(spec, route)
-    if serve_config is not None:
-        settings |= settings_from_config(serve_config, route, namespace=settings.get("namespace", NAMESPACE),
-                                         monitor_actor=settings.get("monitor_actor"))
-        num_replicas = serve_config.num_replicas if num_replicas is None else num_replicas
-    if sample_rate is not None:
-        settings["sample_rate"] = float(sample_rate)
-    settings["deploy_id"] = new_deploy_id()
-    s = ServerSettings.from_dict(settings)
+    cfg = ServeConfig() if serve_config is None else serve_config
+    host, port = cfg.host, cfg.port
     try:
         table = TrafficTable(champion=model).with_challenger(challenger, mode, weight, key)
     except Exception as exc:
-        raise ServeError(f"deployment of {model.get('model_id')} refused: {exc}") from None
+        raise ServeError(f"deployment of {model.model_id} refused: {exc}") from None
     for m in (table.champion, table.challenger):
         if m is not None:
             verify_artifact(m)
 
     # serve.high_throughput true: the cluster must have HAProxy; unset: say once how to get it
-    note = check_cluster_ingress(None if serve_config is None else serve_config.high_throughput)
+    note = check_cluster_ingress(cfg.high_throughput)
     if note:
         logging.getLogger("raymlops.serve").warning("%s", note)
 
@@ -156,14 +140,15 @@ def deploy(
             raise
         raise taken from exc
     # labels need a bearer token wherever Serve really listens beyond loopback (raymlops.serve.auth)
-    s = dataclasses.replace(s, require_token=token_required(_http_address(host, port)[0], s.require_token))
-    control = ensure_control(route, s.namespace, shadow_log_size=s.shadow_log_size, metrics_port=s.metrics_port,
+    s = ReplicaSettings.of(cfg, route, namespace=namespace, monitor_actor=monitor_actor, sample_rate=sample_rate,
+                           deploy_id=new_deploy_id(), host=_http_address(host, port)[0])
+    control = ensure_control(route, s.namespace, shadow_log_size=SHADOW_LOG_SIZE, metrics_port=cfg.metrics_port,
                              metrics_host=s.metrics_host)
     import ray
 
     ray.get(control.adopt.remote(s.deploy_id, table.to_dict()))
     server: Any = ModelServer  # a serve.Deployment at run time
-    options = deployment_options(serve_config, num_replicas, s.max_batch_size)
+    options = deployment_options(cfg)
     app = server.options(**options).bind(s.to_dict(), table.to_dict())
     existed = _app_exists(route)
     try:
@@ -182,7 +167,7 @@ def deploy(
                 break
         if not existed:  # leave no failed app (nor its control actor) behind
             undeploy(route, shutdown=False, namespace=s.namespace)
-        err = ServeError(f"deployment of {model['model_id']} failed: {why}")
+        err = ServeError(f"deployment of {model.model_id} failed: {why}")
         err.replica_texts = texts  # type: ignore[attr-defined]  # for the run record's traceback
         raise err from exc
     real_host, real_port = _http_address(host, port)

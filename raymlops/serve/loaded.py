@@ -1,36 +1,23 @@
 """What a Serve replica holds: the models of its route's traffic table, loaded and verified.
 
-:func:`load_verified` is the only place a replica unpickles anything: the registry's own model
-artifact, read once by :meth:`raymlops.store.artifacts.ArtifactStore.read_verified` after its
-sha256 matched the registry's. :class:`ServingState` (the table with its champion and
+A replica unpickles nothing but the registry's own model artifacts, through
+:meth:`raymlops.registry.spec.ModelSpec.load` (read once, after its sha256 matched the
+registry's). :class:`ServingState` (the table with its champion and
 challenger loaded) is replaced whole when the table changes, reusing models whose artifact did
 not change.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from raymlops.exceptions import IntegrityError
+from raymlops.registry.spec import ModelSpec
 from raymlops.serve.request import Signature
-from raymlops.serve.routing import TrafficTable, feature_names
-from raymlops.store.artifacts import ArtifactStore
-
-
-def load_verified(spec: dict[str, Any]) -> Any:
-    """The fitted estimator of ``spec``, after its artifact's sha256 matched the registry's."""
-    import joblib  # only replicas load models; the driver building the app never needs it
-
-    try:
-        payload = ArtifactStore(spec["artifact_root"]).read_verified(spec["artifact_key"], spec["artifact_sha256"])
-    except IntegrityError as exc:
-        raise IntegrityError(f"{exc} (model {spec['model_id']}); refusing to load it") from None
-    return joblib.load(io.BytesIO(payload))  # our own artifact, verified above: never request data
+from raymlops.serve.routing import TrafficTable
 
 
 def binary_scores(model: LoadedModel, proba: np.ndarray | None) -> tuple[np.ndarray | None, Any]:
@@ -48,23 +35,22 @@ def binary_scores(model: LoadedModel, proba: np.ndarray | None) -> tuple[np.ndar
 @dataclass(frozen=True)
 class LoadedModel:
     model_id: str
-    spec: dict[str, Any]
+    spec: ModelSpec
     model: Any
     signature: Signature
     has_proba: bool
     order: np.ndarray | None = None  # columns of the champion's order, for a challenger
 
     @classmethod
-    def load(cls, spec: dict[str, Any], reuse: dict[str, LoadedModel],
+    def load(cls, spec: ModelSpec, reuse: dict[str, LoadedModel],
              champion: list[str] | None = None) -> LoadedModel:
-        old = reuse.get(spec["model_id"])
-        model = old.model if old is not None and old.spec["artifact_sha256"] == spec["artifact_sha256"] \
-            else load_verified(spec)
+        old = reuse.get(spec.model_id)
+        model = old.model if old is not None and old.spec.artifact_sha256 == spec.artifact_sha256 else spec.load()
         order = None
-        names = feature_names(spec)
+        names = spec.features
         if champion is not None and champion != names:
             order = np.array([champion.index(n) for n in names])
-        return cls(spec["model_id"], spec, model, Signature.from_dict(spec["signature"]),
+        return cls(spec.model_id, spec, model, Signature.from_dict(spec.signature),
                    hasattr(model, "predict_proba"), order)
 
 
@@ -94,9 +80,9 @@ class ServingState:
         """The route's ``/metadata`` answer: the champion's version, signature, lineage, metrics and
         an input example, the traffic table and the request ``limits``."""
         spec = self.champion.spec
-        return {"model_version": self.champion.model_id, "signature": spec["signature"],
-                "lineage": spec.get("lineage_summary", {}), "metrics": spec.get("metrics", {}),
-                "input_example": {"instances": [spec.get("input_example", {})]}, "traffic": self.table.summary(),
+        return {"model_version": self.champion.model_id, "signature": spec.signature,
+                "lineage": spec.lineage_summary, "metrics": spec.metrics,
+                "input_example": {"instances": [spec.input_example]}, "traffic": self.table.summary(),
                 "limits": limits}
 
     def models(self) -> dict[str, LoadedModel]:

@@ -1,7 +1,8 @@
 """The traffic table of one served route: champion, optional challenger, and how traffic splits.
 
-Pure: no Ray. The table travels as a plain dict (:meth:`TrafficTable.to_dict`) between the CLI,
-the control actor and the replicas, and every change gets a higher ``epoch``.
+Pure: no Ray. The champion and the challenger are :class:`~raymlops.registry.spec.ModelSpec`
+objects. The table travels as a plain dict (:meth:`TrafficTable.to_dict`) between the CLI, the control
+actor and the replicas, and every change gets a higher ``epoch``.
 
 - no challenger: every request goes to the champion;
 - ``canary``: a share ``weight`` of requests is answered by the challenger. With a ``key``
@@ -22,19 +23,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from raymlops.exceptions import ValidationError
+from raymlops.registry.spec import ModelSpec
 
 MODES = ("canary", "shadow")
-MODEL_SPEC_KEYS = ("model_id", "artifact_root", "artifact_key", "artifact_sha256", "signature")
-
-
-def _check_model(spec: Any, role: str) -> dict[str, Any]:
-    if not isinstance(spec, dict) or any(k not in spec for k in MODEL_SPEC_KEYS):
-        raise ValidationError(f"traffic table: {role} must be a model spec with {', '.join(MODEL_SPEC_KEYS)}")
-    return spec
-
-
-def feature_names(spec: dict[str, Any]) -> list[str]:
-    return [str(i["name"]) for i in spec["signature"]["inputs"]]
 
 
 def key_fraction(key: str, salt: str) -> float:
@@ -45,8 +36,8 @@ def key_fraction(key: str, salt: str) -> float:
 
 @dataclass(frozen=True)
 class TrafficTable:
-    champion: dict[str, Any]
-    challenger: dict[str, Any] | None = None
+    champion: ModelSpec
+    challenger: ModelSpec | None = None
     mode: str | None = None
     weight: float = 0.0
     key: str | None = None
@@ -54,61 +45,69 @@ class TrafficTable:
     sample_rate: float | None = None  # share of requests handed to the monitor; None: the deployment's
 
     def __post_init__(self) -> None:
-        _check_model(self.champion, "champion")
+        if not isinstance(self.champion, ModelSpec):
+            raise ValidationError(f"traffic table: champion must be a ModelSpec, found {type(self.champion).__name__}")
         if self.sample_rate is not None and not 0.0 <= float(self.sample_rate) <= 1.0:
             raise ValidationError(f"traffic table: sample_rate must be within [0, 1], found {self.sample_rate!r}")
         if self.challenger is None:
             if self.mode is not None or self.weight:
                 raise ValidationError("traffic table: mode and weight need a challenger")
             return
-        _check_model(self.challenger, "challenger")
+        if not isinstance(self.challenger, ModelSpec):
+            raise ValidationError("traffic table: challenger must be a ModelSpec, "
+                                  f"found {type(self.challenger).__name__}")
         if self.mode not in MODES:
             raise ValidationError(f"traffic table: mode must be one of {', '.join(MODES)}, found {self.mode!r}")
         if not 0.0 <= float(self.weight) <= 1.0:
             raise ValidationError(f"traffic table: weight must be within [0, 1], found {self.weight!r}")
         if self.mode == "shadow" and self.weight:
             raise ValidationError("traffic table: shadow mode takes no weight (every request is copied)")
-        if self.challenger["model_id"] == self.champion["model_id"]:
-            raise ValidationError(f"traffic table: {self.champion['model_id']} is already the champion")
-        mine, theirs = feature_names(self.champion), feature_names(self.challenger)
+        if self.challenger.model_id == self.champion.model_id:
+            raise ValidationError(f"traffic table: {self.champion.model_id} is already the champion")
+        mine, theirs = self.champion.features, self.challenger.features
         if sorted(mine) != sorted(theirs):
             missing = sorted(set(mine) - set(theirs)) or sorted(set(theirs) - set(mine))
             raise ValidationError(
-                f"traffic table: the challenger {self.challenger['model_id']} takes other inputs than the champion "
-                f"{self.champion['model_id']} (differs in {', '.join(missing[:5])}); both must read the same request"
+                f"traffic table: the challenger {self.challenger.model_id} takes other inputs than the champion "
+                f"{self.champion.model_id} (differs in {', '.join(missing[:5])}); both must read the same request"
             )
 
     # -- wire form ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"champion": self.champion, "challenger": self.challenger, "mode": self.mode,
+        return {"champion": self.champion.to_dict(),
+                "challenger": None if self.challenger is None else self.challenger.to_dict(), "mode": self.mode,
                 "weight": float(self.weight), "key": self.key, "epoch": int(self.epoch),
                 "sample_rate": self.sample_rate}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrafficTable:
-        return cls(champion=data["champion"], challenger=data.get("challenger"), mode=data.get("mode"),
+        challenger = data.get("challenger")
+        return cls(champion=ModelSpec.from_dict(data.get("champion"), "traffic table: champion"),
+                   challenger=None if challenger is None else ModelSpec.from_dict(challenger,
+                                                                                  "traffic table: challenger"),
+                   mode=data.get("mode"),
                    weight=float(data.get("weight") or 0.0), key=data.get("key"), epoch=int(data.get("epoch") or 0),
                    sample_rate=None if data.get("sample_rate") is None else float(data["sample_rate"]))
 
     def summary(self) -> dict[str, Any]:
         """Versions and shares, without the model specs (for /metadata, the CLI and audit)."""
-        champion = self.champion["model_id"]
+        champion = self.champion.model_id
         out: dict[str, Any] = {"champion": champion, "challenger": None, "mode": None, "weight": 0.0,
                                "key": None, "epoch": self.epoch, "shares": {champion: 1.0}}
         if self.sample_rate is not None:
             out["sample_rate"] = self.sample_rate
         if self.challenger is not None:
-            challenger = self.challenger["model_id"]
+            challenger = self.challenger.model_id
             out.update(challenger=challenger, mode=self.mode, weight=self.weight, key=self.key)
             if self.mode == "canary":
                 out["shares"] = {champion: 1.0 - self.weight, challenger: self.weight}
         return out
 
     # -- changes ------------------------------------------------------------------------------
-    def with_champion(self, spec: dict[str, Any]) -> TrafficTable:
+    def with_champion(self, spec: ModelSpec) -> TrafficTable:
         """``spec`` serves everything; a challenger that is the new champion is retired."""
         challenger = self.challenger
-        if challenger is not None and challenger["model_id"] == spec["model_id"]:
+        if challenger is not None and challenger.model_id == spec.model_id:
             challenger = None
         if challenger is None:
             return TrafficTable(champion=spec, epoch=self.epoch, sample_rate=self.sample_rate)
@@ -117,7 +116,7 @@ class TrafficTable:
         except ValidationError:  # the old challenger does not fit the new champion: retire it
             return TrafficTable(champion=spec, epoch=self.epoch, sample_rate=self.sample_rate)
 
-    def with_challenger(self, spec: dict[str, Any] | None, mode: str | None = None, weight: float = 0.0,
+    def with_challenger(self, spec: ModelSpec | None, mode: str | None = None, weight: float = 0.0,
                         key: str | None = None) -> TrafficTable:
         if spec is None:
             return TrafficTable(champion=self.champion, epoch=self.epoch, sample_rate=self.sample_rate)
@@ -138,5 +137,5 @@ class TrafficTable:
         if self.weight >= 1.0:
             return True
         if key is not None:
-            return key_fraction(key, str(self.challenger["model_id"])) < self.weight
+            return key_fraction(key, self.challenger.model_id) < self.weight
         return (rng or random).random() < self.weight

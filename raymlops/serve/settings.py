@@ -1,61 +1,68 @@
-"""What a model server needs to know, split from the model it serves (pure: no Ray).
+"""What a model server needs besides the models it serves (pure: no Ray).
 
-A *model spec* names one registered version: its artifact (root, key, sha256), signature,
-metrics, lineage summary and an input example; it travels in the traffic table
-(:mod:`raymlops.serve.routing`). *Server settings* are everything else: limits, batching,
-validation policy, monitor hand-off and the route's control actor. Both are plain dicts on the
-wire, because Serve ships init arguments to replicas with cloudpickle and we keep ours data only.
-
-``deploy(spec, ...)`` still accepts the flat dict the pipeline runner builds (model fields and
-settings mixed); :func:`split_spec` takes it apart.
+The models come in the traffic table (:mod:`raymlops.serve.routing`, one
+:class:`~raymlops.registry.spec.ModelSpec` each). :class:`ReplicaSettings` is everything else:
+the route's :class:`~raymlops.config.ServeConfig` itself (limits, batching, validation policy,
+monitor hand-off, metrics port, token), plus the values a deployment decides at run time (route,
+namespace, deploy id, monitor actor, sample rate, whether ``/feedback`` needs a token where Serve
+really listens). It crosses to the replicas as a plain dict (:meth:`ReplicaSettings.to_dict`:
+``ServeConfig.model_dump``; :meth:`ReplicaSettings.from_dict`: ``ServeConfig.model_validate``),
+because Serve ships init arguments with cloudpickle and we keep ours data only; a field added to
+``ServeConfig`` reaches the replicas with no second copy.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from raymlops.config import ServeConfig
 from raymlops.ray_session import NAMESPACE
-from raymlops.serve.auth import DEFAULT_TOKEN_ENV, token_required
+from raymlops.serve.auth import token_required
 
-MODEL_FIELDS = ("model_id", "artifact_root", "artifact_key", "artifact_sha256", "signature", "metrics",
-                "lineage_summary", "input_example")
+MAX_FEEDBACK_IDS = 10_000  # ids one /feedback request may label
+SHADOW_LOG_SIZE = 1000  # shadow answers the control actor keeps per route
+PUSH_INTERVAL_S = 1.0  # a replica's heartbeat to its control actor
 
 
 @dataclass(frozen=True)
-class ServerSettings:
+class ReplicaSettings:
     route: str
+    serve: ServeConfig = field(default_factory=ServeConfig)
     namespace: str = NAMESPACE
     deploy_id: str = ""
-    max_rows_per_request: int = 1000
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_feedback_ids: int = 10_000
-    max_batch_size: int = 32
-    batch_wait_timeout_s: float = 0.01
-    domain: str = "any"
-    domain_margin: float = 0.0
     monitor_actor: str | None = None
-    sample_rate: float = 1.0
-    monitor_queue_rows: int = 50_000
-    monitor_flush_interval_s: float = 0.25
-    monitor_budget: float = 0.5
-    shadow_max_pending: int = 64
-    shadow_log_size: int = 1000
-    push_interval_s: float = 1.0
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-    require_token: bool = False  # /feedback needs a bearer token (raymlops.serve.auth)
-    token_env: str = "RAYMLOPS_FEEDBACK_TOKEN"  # the variable holding it (its name only travels)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    sample_rate: float = 1.0  # monitor.sample_rate (a traffic table may override it live)
+    token_required: bool = False  # /feedback needs a bearer token (raymlops.serve.auth); its
+    # variable's name is serve.token_env: only the name travels, never a value
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ServerSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def of(cls, serve: ServeConfig, route: str, *, namespace: str = NAMESPACE, monitor_actor: str | None = None,
+           sample_rate: float = 1.0, deploy_id: str = "", host: str | None = None) -> ReplicaSettings:
+        """The settings of a deployment of ``serve`` at ``route``; ``host``: where Serve really
+        listens (default ``serve.host``), which decides whether ``/feedback`` needs a token."""
+        return cls(route=route, serve=serve, namespace=namespace, deploy_id=deploy_id, monitor_actor=monitor_actor,
+                   sample_rate=float(sample_rate),
+                   token_required=token_required(serve.host if host is None else host, serve.require_token))
+
+    @property
+    def metrics_host(self) -> str:
+        """Where the route's ``/metrics`` listens: ``serve.host``, loopback for a wildcard host."""
+        return self.serve.host if self.serve.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"route": self.route, "serve": self.serve.model_dump(), "namespace": self.namespace,
+                "deploy_id": self.deploy_id, "monitor_actor": self.monitor_actor, "sample_rate": self.sample_rate,
+                "token_required": self.token_required}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReplicaSettings:
+        return cls(route=str(data["route"]), serve=ServeConfig.model_validate(data["serve"]),
+                   namespace=str(data["namespace"]), deploy_id=str(data["deploy_id"]),
+                   monitor_actor=data.get("monitor_actor"), sample_rate=float(data["sample_rate"]),
+                   token_required=bool(data["token_required"]))
 
 
 def new_deploy_id() -> str:
@@ -63,70 +70,19 @@ def new_deploy_id() -> str:
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
 
 
-def split_spec(spec: dict[str, Any], route: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(model_spec, settings)`` of a flat spec (the runner's), settings filled with defaults."""
-    model = {k: spec[k] for k in MODEL_FIELDS if k in spec}
-    model.setdefault("metrics", {})
-    model.setdefault("lineage_summary", {})
-    model.setdefault("input_example", {})
-    known = {f.name for f in fields(ServerSettings)}
-    settings = {k: v for k, v in spec.items() if k in known and v is not None}
-    settings["route"] = route
-    return model, settings
-
-
-def settings_from_config(serve: Any, route: str, *, namespace: str, monitor_actor: str | None,
-                         sample_rate: float = 1.0) -> dict[str, Any]:
-    """Server settings from a :class:`raymlops.config.ServeConfig`."""
-    return ServerSettings(
-        route=route,
-        namespace=namespace,
-        max_rows_per_request=serve.max_rows_per_request,
-        max_body_bytes=serve.max_body_bytes,
-        max_batch_size=serve.max_batch_size,
-        batch_wait_timeout_s=serve.batch_wait_timeout_s,
-        domain=serve.domain,
-        domain_margin=serve.domain_margin,
-        monitor_actor=monitor_actor,
-        sample_rate=sample_rate,
-        monitor_queue_rows=serve.monitor_queue_rows,
-        monitor_flush_interval_s=serve.monitor_flush_interval_s,
-        monitor_budget=serve.monitor_budget,
-        shadow_max_pending=serve.shadow_max_pending,
-        metrics_port=serve.metrics_port,
-        metrics_host=serve.host if serve.host not in ("0.0.0.0", "::", "") else "127.0.0.1",
-        require_token=token_required(serve.host, getattr(serve, "require_token", False)),
-        token_env=getattr(serve, "token_env", DEFAULT_TOKEN_ENV),
-    ).to_dict()
-
-
 # A stopping replica checks for requests still in flight every 0.25 s (Serve: 2 s) and waits for
 # them at most 10 s (Serve: 20 s): a stop is quick, and bounded, and drops none that finish in time.
 STOP_OPTIONS: dict[str, Any] = {"graceful_shutdown_wait_loop_s": 0.25, "graceful_shutdown_timeout_s": 10.0}
 
 
-def deployment_options(serve: Any | None, num_replicas: int, max_batch_size: int) -> dict[str, Any]:
+def deployment_options(serve: ServeConfig) -> dict[str, Any]:
     """``ModelServer.options(...)`` from a ServeConfig: replicas or autoscaling, queue depth."""
-    max_ongoing = max(int(getattr(serve, "max_ongoing_requests", 64)), 2 * int(max_batch_size))
+    max_ongoing = max(serve.max_ongoing_requests, 2 * serve.max_batch_size)
     options: dict[str, Any] = {"max_ongoing_requests": max_ongoing} | STOP_OPTIONS
-    if serve is not None and not serve.access_log:
+    if not serve.access_log:
         options["logging_config"] = {"enable_access_log": False}
-    auto = getattr(serve, "autoscaling", None)
-    if auto is None:
-        options["num_replicas"] = int(num_replicas)
-        return options
-    config: dict[str, Any] = {
-        "min_replicas": auto.min_replicas,
-        "max_replicas": auto.max_replicas,
-        "target_ongoing_requests": auto.target_ongoing_requests,
-        "upscale_delay_s": auto.upscale_delay_s,
-        "downscale_delay_s": auto.downscale_delay_s,
-        "metrics_interval_s": auto.metrics_interval_s,
-        "look_back_period_s": auto.look_back_period_s,
-    }
-    if auto.initial_replicas is not None:
-        config["initial_replicas"] = auto.initial_replicas
-    if auto.downscale_to_zero_delay_s is not None:
-        config["downscale_to_zero_delay_s"] = auto.downscale_to_zero_delay_s
-    options["autoscaling_config"] = config
+    if serve.autoscaling is None:
+        options["num_replicas"] = serve.num_replicas
+    else:  # its fields are Serve's autoscaling_config keys; unset optional ones stay Serve's
+        options["autoscaling_config"] = serve.autoscaling.model_dump(exclude_none=True)
     return options

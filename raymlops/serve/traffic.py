@@ -22,6 +22,7 @@ from raymlops.hooks import emit
 from raymlops.monitor.names import monitor_name
 from raymlops.ray_session import NAMESPACE
 from raymlops.registry.registry import get_model
+from raymlops.registry.spec import ModelSpec
 from raymlops.serve.builder import model_spec
 from raymlops.serve.control import get_control, live_routes
 from raymlops.serve.deploy import _root_message, deploy, undeploy, verify_artifact
@@ -29,11 +30,9 @@ from raymlops.serve.routing import TrafficTable
 from raymlops.store.home import Store
 
 
-def model_spec_of(store: Store, ref: str) -> dict[str, Any]:
-    """The model spec (see :mod:`raymlops.serve.settings`) of a registered version or alias."""
-    spec = model_spec({"model": ref, "home": str(store.home), "artifact_root": store.artifacts.root_uri})
-    return {k: spec[k] for k in ("model_id", "artifact_root", "artifact_key", "artifact_sha256", "signature",
-                                 "metrics", "lineage_summary", "input_example")}
+def model_spec_of(store: Store, ref: str) -> ModelSpec:
+    """The spec of a registered version or alias that may be served (the gate passed it)."""
+    return model_spec({"model": ref, "home": str(store.home), "artifact_root": store.artifacts.root_uri})
 
 
 def _record(store: Store, action: str, route: str, model: str, reason: str | None, how: dict[str, Any]) -> None:
@@ -105,8 +104,8 @@ def routes_serving(name: str) -> list[str]:
             continue
         if not table:
             continue
-        ids = [table["champion"]["model_id"]] + ([table["challenger"]["model_id"]] if table.get("challenger") else [])
-        if any(i.split(":", 1)[0] == name for i in ids):
+        t = TrafficTable.from_dict(table)
+        if any(m is not None and m.name == name for m in (t.champion, t.challenger)):
             out.append(route)
     return out
 
@@ -120,7 +119,7 @@ def set_challenger(store: Store, route: str, ref: str | None, mode: str | None =
         raise ValidationError(f"--weight must be within [0, 1], found {weight}")
     spec = model_spec_of(store, ref) if ref is not None else None
     before, after = update_traffic(route, lambda t: t.with_challenger(spec, mode, weight, key))
-    _record(store, "deployment.traffic_changed", route, spec["model_id"] if spec else before.champion["model_id"],
+    _record(store, "deployment.traffic_changed", route, spec.model_id if spec else before.champion.model_id,
             reason, {"before": before.summary(), "after": after.summary()})
     return after
 
@@ -130,8 +129,8 @@ def set_champion(store: Store, route: str, ref: str, reason: str | None = None,
     """Serve ``ref`` as the champion of ``route``; a challenger that is ``ref`` is retired."""
     spec = model_spec_of(store, ref)
     before, after = update_traffic(route, lambda t: t.with_champion(spec))
-    _record(store, action, route, spec["model_id"], reason,
-            {"before": before.summary(), "after": after.summary(), "previous": before.champion["model_id"]})
+    _record(store, action, route, spec.model_id, reason,
+            {"before": before.summary(), "after": after.summary(), "previous": before.champion.model_id})
     return after
 
 
@@ -141,7 +140,7 @@ def set_sample_rate(store: Store, route: str, rate: float | None, reason: str | 
     if rate is not None and not 0.0 <= rate <= 1.0:
         raise ValidationError(f"--sample-rate must be within [0, 1], found {rate}")
     before, after = update_traffic(route, lambda t: t.with_sample_rate(rate))
-    _record(store, "deployment.sampling_changed", route, after.champion["model_id"], reason,
+    _record(store, "deployment.sampling_changed", route, after.champion.model_id, reason,
             {"before": before.sample_rate, "after": after.sample_rate})
     return after
 
@@ -153,7 +152,7 @@ def follow_champion(store: Store, name: str, action: str, reason: str | None = N
     out = {}
     for route in routes_serving(name):
         current = current_table(route)
-        if current.champion["model_id"] == champion.id and current.challenger is None:
+        if current.champion.model_id == champion.id and current.challenger is None:
             continue
         out[route] = set_champion(store, route, champion.id, reason, action=action)
     return out
@@ -165,7 +164,7 @@ def deploy_model(store: Store, ref: str, *, route: str | None = None, serve_conf
     """Deploy a registered version as the champion of a new (or replaced) route; the endpoint."""
     cfg = serve_config or ServeConfig()
     model = model_spec_of(store, ref)
-    name = route or cfg.name or str(model["model_id"]).split(":", 1)[0]
+    name = route or cfg.name or model.name
     monitor_actor = None
     if monitor:
         import ray
@@ -175,11 +174,11 @@ def deploy_model(store: Store, ref: str, *, route: str | None = None, serve_conf
             monitor_actor = monitor_name(name)
         except ValueError:
             monitor_actor = None
-    spec = dict(model, monitor_actor=monitor_actor, namespace=NAMESPACE)
+    if host or port:  # validated like the config's own values
+        cfg = ServeConfig.model_validate(cfg.model_dump() | {"host": host or cfg.host, "port": port or cfg.port})
     replaced = get_control(name, NAMESPACE) is not None
-    endpoint = deploy(spec, name, host or cfg.host, port or cfg.port, cfg.num_replicas, serve_config=cfg,
-                      sample_rate=sample_rate)
-    _record(store, "deployment.created", name, model["model_id"], reason,
+    endpoint = deploy(model, name, cfg, monitor_actor=monitor_actor, sample_rate=sample_rate, namespace=NAMESPACE)
+    _record(store, "deployment.created", name, model.model_id, reason,
             {"endpoint": endpoint, "replaced": replaced, "monitor": monitor_actor,
              "autoscaling": cfg.autoscaling.model_dump() if cfg.autoscaling else None,
              "high_throughput": cfg.high_throughput})
@@ -189,7 +188,7 @@ def deploy_model(store: Store, ref: str, *, route: str | None = None, serve_conf
 def stop_route(store: Store, route: str, reason: str | None = None, shutdown: bool = False) -> None:
     """Remove the live deployment at ``route`` (its Serve app and control actor)."""
     try:
-        serving = current_table(route).champion["model_id"]
+        serving = current_table(route).champion.model_id
     except NotFound:
         serving = None
     undeploy(route, shutdown=shutdown, namespace=NAMESPACE)

@@ -71,10 +71,10 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        if d.get("format", CALIBRATION_FORMAT) != CALIBRATION_FORMAT:
+        if d.get("format") != CALIBRATION_FORMAT:
             raise ValueError(f"not a calibration (expected format {CALIBRATION_FORMAT!r})")
-        return cls(tuple(map(float, d["x"])), tuple(map(float, d["y"])), str(d.get("method", "isotonic")),
-                   int(d.get("rows", 0)))
+        return cls(tuple(map(float, d["x"])), tuple(map(float, d["y"])), str(d["method"]),
+                   int(d["rows"]))
 
     @classmethod
     def identity(cls) -> Calibration:

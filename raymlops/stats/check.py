@@ -178,11 +178,10 @@ class DriftReport:
         if d.get("format") != REPORT_FORMAT:
             raise ValidationError(f"not a raymlops drift report (format {d.get('format')!r})")
         s = dict(d["settings"])
-        s.setdefault("dataset_rule", "share")  # reports written before the rule was a setting
         s["columns"] = None if s.get("columns") is None else tuple(s["columns"])
         return cls(columns=[ColumnDrift(**c) for c in d["columns"]], settings=DriftSettings(**s),
                    reference_rows=int(d["reference_rows"]), current_rows=int(d["current_rows"]),
-                   schema_changes=list(d.get("schema_changes", [])))
+                   schema_changes=list(d["schema_changes"]))
 
 
 def _finite(x: float | None) -> float | None:

@@ -22,12 +22,10 @@ values. Which test each column gets (:func:`column_kind`), and why:
     computed exactly and the p-value as :func:`scipy.stats.ks_2samp` (``method="auto"``) gives
     it: scipy's exact distribution when both samples hold at most 10,000 values (then
     ``ks_2samp`` itself is called), else Smirnov's distribution
-    ``scipy.stats.kstwo.sf(D, round(n * m / (n + m)))``, except far in the tail (the limiting
-    Kolmogorov distribution, :func:`scipy.special.kolmogorov`, says p < ``KS_TAIL_P`` = 1e-9),
-    where that value is reported instead: within 1 % of kstwo's, and ``kstwo.sf`` would spend
-    1-2 s per column there at a million rows without changing any decision. Also the exact Wasserstein-1 distance
-    divided by the reference standard deviation, and PSI on about ``n_bins`` bins of equal
-    reference mass.
+    ``scipy.stats.kstwo.sf(D, round(n * m / (n + m)))`` (:func:`raymlops.stats.drift.ks_p_values`,
+    which reports the limiting Kolmogorov distribution's value far in the tail, p < 1e-9). Also
+    the exact Wasserstein-1 distance divided by the reference standard deviation, and PSI on
+    about ``n_bins`` bins of equal reference mass.
 
 Missing values (NaN, None) and infinities are left out of every test; their share is reported
 (``missing_rate``).
@@ -46,7 +44,7 @@ passes per column instead of sorting millions of values.
 
 :func:`compare` runs every column on a thread pool (numpy's passes release the GIL) and the
 chi-square tests of all categorical and discrete columns in one vectorised call
-(:func:`raymlops.stats.counts.compare_rows`).
+(:func:`raymlops.stats.drift.compare_rows`).
 """
 
 from __future__ import annotations
@@ -61,27 +59,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from raymlops.stats.counts import compare_rows, psi_counts
+from raymlops.stats.drift import KS_EXACT_MAX_N, compare_rows, ks_p_values
 
 __all__ = [
     "CATEGORICAL",
     "CONTINUOUS",
     "DISCRETE",
-    "KS_EXACT_MAX_N",
     "ColumnTest",
     "column_kind",
     "compare",
-    "ks_2samp_p",
     "ks_wasserstein",
 ]
 
 CATEGORICAL, DISCRETE, CONTINUOUS = "categorical", "discrete", "continuous"
-#: below this p-value (by the limiting distribution) large-sample KS p-values come from the limiting
-#: Kolmogorov distribution instead of ``kstwo.sf``: same decision, 1-2 s less per drifted column
-KS_TAIL_P = 1e-9
-#: scipy's ``ks_2samp(method="auto")`` uses the exact distribution up to this many values per sample
-KS_EXACT_MAX_N = 10_000
-
 _BINS = 1 << 16  # equal-width bins of the first pass
 _LEAF = 1 << 12  # at most this many values: sort them and evaluate point by point
 _MAX_DEPTH = 8
@@ -215,27 +205,6 @@ def ks_wasserstein(reference: npt.ArrayLike, current: npt.ArrayLike) -> tuple[fl
     lo = float(min(a.min(), b.min()))
     hi = float(max(a.max(), b.max()))
     return _scan(a, b, 0, 0, lo, hi, a.size, b.size, 0.0, 0)
-
-
-def ks_2samp_p(d: npt.ArrayLike, n: npt.ArrayLike, m: npt.ArrayLike) -> FloatArray:
-    """Two-sided p-values of KS statistics ``d`` for sample sizes ``n`` and ``m`` by Smirnov's
-    distribution, as :func:`scipy.stats.ks_2samp` computes them with ``method="asymp"`` (and with
-    ``"auto"`` above 10,000 values per sample): ``kstwo.sf(d, round(n * m / (n + m)))``."""
-    from scipy.special import kolmogorov
-    from scipy.stats import kstwo
-
-    d_, n_, m_ = (np.asarray(x, dtype=np.float64) for x in (d, n, m))
-    en = np.round(n_ * m_ / (n_ + m_))
-    d_, en = np.broadcast_arrays(d_, en)
-    # Far in the tail (the limiting distribution says p < KS_TAIL_P) kstwo.sf takes 1-2 s per call
-    # at a million rows and no decision can depend on the digits it adds: report the limiting
-    # Kolmogorov value there (within 1 % of kstwo's, both far below any corrected alpha).
-    limit = np.asarray(kolmogorov(d_ * np.sqrt(en)), dtype=np.float64)
-    out = limit.copy()
-    exact = ~(limit < KS_TAIL_P)
-    if exact.any():
-        out[exact] = kstwo.sf(d_[exact], en[exact])
-    return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 
 
 # ------------------------------------------------------------------------------ columns
@@ -372,7 +341,7 @@ def _psi_equal_mass(a: FloatArray, b: FloatArray, n_bins: int) -> float:
     # values <= each edge, one vectorised comparison per edge (cheaper than a search per value)
     below_a = np.array([0, *(np.count_nonzero(a <= e) for e in edges), a.size])
     below_b = np.array([0, *(np.count_nonzero(b <= e) for e in edges), b.size])
-    return psi_counts(np.diff(below_a), np.diff(below_b))
+    return float(compare_rows(np.diff(below_a), np.diff(below_b))[3])
 
 
 def _continuous(name: str, ref: npt.ArrayLike, cur: npt.ArrayLike, n_bins: int) -> ColumnTest:
@@ -392,7 +361,7 @@ def _continuous(name: str, ref: npt.ArrayLike, cur: npt.ArrayLike, n_bins: int) 
         res = ks_2samp(a, b, method="auto")
         d, p = float(res.statistic), float(res.pvalue)
     else:
-        p = float(ks_2samp_p(d, n, m))
+        p = float(ks_p_values(d, n, m))
     ref_std = float(a.std())
     r_lo, r_hi = a.min(), a.max()
     outside = int(np.count_nonzero(b < r_lo) + np.count_nonzero(b > r_hi))

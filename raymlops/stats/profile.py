@@ -1,283 +1,61 @@
-"""Per-column data profiles: computed batch by batch, merged exactly, finished into a
-:class:`Profile` (pure numpy/pyarrow: no Ray).
+"""Per-column data profiles: finished from mergeable parts, stored as versioned JSON (pure
+numpy/pyarrow: no Ray).
 
-A profile is built in two passes over the data, each a map over batches whose partial results
-merge associatively (so Ray Data can compute them in parallel, in any partitioning):
+The parts (:mod:`raymlops.stats.partial`) are computed block by block and merge exactly in any
+order: a bottom-k :class:`~raymlops.stats.partial.Sample` of rows by content hash places the fine
+bin edges of every numeric column (up to :data:`FINE_BINS`), and a one-pass
+:class:`~raymlops.stats.partial.PartialProfile` holds every column's exact statistics and the
+numeric columns' exact counts on those edges (and on a reference's, when given).
 
-1. :meth:`PartialProfile.from_table` — per column: rows, nulls (NaN counts as null), non-finite
-   values, exact mean and variance (Chan's parallel update), min/max, category frequencies of
-   strings, booleans and integers with few distinct values, and a *bottom-k* sample of rows:
-   the ``sample_size`` rows with the smallest row hash. The row hash is a function of the row's
-   content, so the sample, and everything derived from it, is the same however the data was
-   partitioned.
-2. :func:`count_on_edges` — exact counts of every numeric column on fine bins whose edges come
-   from the sample's quantiles (:func:`plan_edges`, up to :data:`FINE_BINS` bins), and, when a
-   reference profile is given, on the *reference's* edges too, so the two can be compared on
-   identical bins.
-
-:func:`finish` turns the merged results into a :class:`Profile`: count, nulls, min/max,
-mean/std, quantiles (interpolated inside the fine bins: within one fine bin, about 0.1 % of the
-rows, of the exact value), the fine histogram, category frequencies and, when computed against a
-reference, the histogram on the reference's bins. Profiles serialise to JSON
-(:meth:`Profile.to_dict`).
+:func:`finish` turns them into a :class:`Profile`: count, nulls, min/max, mean/std, quantiles
+(interpolated inside the fine bins: within one fine bin, about 0.1 % of the rows, of the exact
+value), the fine histogram, category frequencies and, when computed against a reference, the
+histogram on the reference's bins. Profiles are stored as JSON with a format id
+(:meth:`Profile.to_dict`; :meth:`Profile.from_dict` refuses any other format).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from raymlops.exceptions import ValidationError
-from raymlops.stats.bins import COARSE_BINS, FINE_BINS, coarse_edges, edges_digest, fine_edges, regroup
+from raymlops.stats.bins import COARSE_BINS, FINE_BINS, edges_digest
+from raymlops.stats.partial import (
+    LOW_CARDINALITY,
+    MAX_CATEGORIES,
+    SAMPLE_SIZE,
+    PartialProfile,
+    Sample,
+    row_keys,
+)
 
 __all__ = [
     "COARSE_BINS",
     "FINE_BINS",
+    "FORMAT",
     "LOW_CARDINALITY",
     "MAX_CATEGORIES",
     "QUANTILES",
     "SAMPLE_SIZE",
     "ColumnProfile",
-    "ColumnState",
-    "PartialProfile",
     "Profile",
-    "coarse_edges",
-    "count_on_edges",
-    "edges_digest",
-    "fine_edges",
     "finish",
-    "plan_edges",
     "profile_table",
-    "regroup",
-    "row_keys",
-    "with_reference_counts",
 ]
 
-#: rows kept by the bottom-k sample that places the fine bin edges
-SAMPLE_SIZE = 20_000
-#: integers with at most this many distinct values are also profiled as categories
-LOW_CARDINALITY = 20
-#: strings with more distinct values than this are free text: no frequencies, no drift test
-MAX_CATEGORIES = 1000
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 FORMAT = "raymlops.profile/1"
 
 Table: TypeAlias = pa.Table | pa.RecordBatch
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-
-def _family(t: pa.DataType) -> str:
-    if pa.types.is_boolean(t):
-        return "bool"
-    if pa.types.is_integer(t):
-        return "int"
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return "float"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
-        return "string"
-    return "other"
-
-
-def _as_float(col: pa.Array | pa.ChunkedArray) -> FloatArray:
-    """float64 values with nulls as NaN."""
-    arr = pc.cast(col, pa.float64()) if not pa.types.is_float64(col.type) else col
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
-def row_keys(table: Table) -> npt.NDArray[np.uint64]:
-    """A 64-bit hash of every row's content (pandas' keyed hash: the same in every process).
-
-    Used to pick the bottom-k sample; snapshots use the same hash for their content id."""
-    import pandas as pd
-
-    frame = table.to_pandas()
-    return np.asarray(pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64))
-
-
-# ---------------------------------------------------------------------------------------------
-# pass 1: partial states
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ColumnState:
-    """Mergeable statistics of one column over some rows."""
-
-    name: str
-    type: str
-    family: str  # int | float | bool | string | other
-    count: int = 0
-    nulls: int = 0
-    infinite: int = 0
-    n: int = 0  # finite values
-    mean: float = 0.0
-    m2: float = 0.0  # sum of squared deviations from the mean
-    min: float = math.inf
-    max: float = -math.inf
-    #: value -> rows; None once the column has too many distinct values to keep
-    categories: dict[Any, int] | None = field(default_factory=dict)
-
-    @property
-    def numeric(self) -> bool:
-        return self.family in ("int", "float")
-
-    def merge(self, other: ColumnState) -> ColumnState:
-        if (self.name, self.family) != (other.name, other.family):
-            raise ValidationError(f"cannot merge statistics of column {self.name!r} ({self.type}) with "
-                                  f"{other.name!r} ({other.type})")
-        n = self.n + other.n
-        if n == 0:
-            mean, m2 = 0.0, 0.0
-        else:
-            delta = other.mean - self.mean
-            mean = self.mean + delta * other.n / n
-            m2 = self.m2 + other.m2 + delta * delta * self.n * other.n / n
-        cats: dict[Any, int] | None = None
-        if self.categories is not None and other.categories is not None:
-            cats = dict(self.categories)
-            for k, v in other.categories.items():
-                cats[k] = cats.get(k, 0) + v
-            if len(cats) > _category_cap(self.family):
-                cats = None
-        return ColumnState(
-            name=self.name, type=self.type, family=self.family, count=self.count + other.count,
-            nulls=self.nulls + other.nulls, infinite=self.infinite + other.infinite, n=n, mean=mean, m2=m2,
-            min=min(self.min, other.min), max=max(self.max, other.max), categories=cats,
-        )
-
-
-def _category_cap(family: str) -> int:
-    return LOW_CARDINALITY if family in ("int", "float") else MAX_CATEGORIES
-
-
-def _column_state(name: str, col: pa.Array | pa.ChunkedArray) -> tuple[ColumnState, FloatArray | None]:
-    family = _family(col.type)
-    st = ColumnState(name=name, type=str(col.type), family=family, count=len(col), nulls=col.null_count)
-    values: FloatArray | None = None
-    if family in ("int", "float"):
-        values = _as_float(col)
-        finite = np.isfinite(values)
-        nan = np.isnan(values)
-        st.nulls = int(nan.sum())  # nulls became NaN; float NaN counts as missing too
-        st.infinite = int((~finite & ~nan).sum())
-        x = values[finite]
-        st.n = int(x.size)
-        if x.size:
-            st.mean = float(x.mean())
-            st.m2 = float(np.square(x - st.mean).sum())
-            st.min, st.max = float(x.min()), float(x.max())
-        if family == "int":
-            st.categories = _value_counts(col, LOW_CARDINALITY)
-        else:
-            st.categories = None
-    elif family in ("bool", "string"):
-        st.categories = _value_counts(col, MAX_CATEGORIES)
-    else:
-        st.categories = None
-    return st, values
-
-
-def _value_counts(col: pa.Array | pa.ChunkedArray, cap: int) -> dict[Any, int] | None:
-    if pa.types.is_dictionary(col.type):
-        col = pc.cast(col, col.type.value_type)
-    if len(col) > 4 * cap and pc.count_distinct(col.slice(0, 4 * cap)).as_py() > cap:
-        return None  # many values already at the start: not categorical, skip the full count
-    vc = pc.value_counts(col)
-    if len(vc) > cap + 1:  # (+1: a null counts as one value there)
-        return None
-    values, counts = vc.field("values").to_pylist(), vc.field("counts").to_pylist()
-    out = {v: int(c) for v, c in zip(values, counts, strict=True) if v is not None}
-    return out if len(out) <= cap else None
-
-
-def _smallest(keys: npt.NDArray[np.uint64], k: int) -> npt.NDArray[np.intp]:
-    """Positions of the ``k`` smallest keys, in key order (ties: lower position first)."""
-    if keys.size > 4 * k:
-        cut = np.partition(keys, k - 1)[k - 1]
-        candidates = np.flatnonzero(keys <= cut)
-        return candidates[np.argsort(keys[candidates], kind="stable")][:k]
-    return np.argsort(keys, kind="stable")[:k]
-
-
-@dataclass
-class PartialProfile:
-    """Pass-1 statistics of some rows: per-column states and the bottom-k row sample."""
-
-    rows: int
-    columns: dict[str, ColumnState]
-    sample_keys: npt.NDArray[np.uint64]
-    sample: dict[str, FloatArray]  # numeric columns' values on the sampled rows (NaN: missing)
-    sample_size: int = SAMPLE_SIZE
-
-    @classmethod
-    def from_table(cls, table: Table, keys: npt.ArrayLike | None = None,
-                   sample_size: int = SAMPLE_SIZE) -> PartialProfile:
-        """Statistics of one batch; ``keys`` are its row hashes (:func:`row_keys` if omitted)."""
-        k = row_keys(table) if keys is None else np.asarray(keys, dtype=np.uint64)
-        if k.shape != (table.num_rows,):
-            raise ValidationError(f"expected {table.num_rows} row keys, found {k.shape}")
-        take = _smallest(k, sample_size)
-        states: dict[str, ColumnState] = {}
-        sample: dict[str, FloatArray] = {}
-        for name, col in zip(table.schema.names, table.columns, strict=True):
-            st, values = _column_state(name, col)
-            states[name] = st
-            if values is not None:
-                sample[name] = values[take]
-        return cls(rows=table.num_rows, columns=states, sample_keys=k[take], sample=sample, sample_size=sample_size)
-
-    def merge(self, other: PartialProfile) -> PartialProfile:
-        if self.rows == 0 and not self.columns:
-            return other
-        if other.rows == 0 and not other.columns:
-            return self
-        if list(self.columns) != list(other.columns):
-            raise ValidationError(f"cannot merge profiles of different columns: {list(self.columns)} and "
-                                  f"{list(other.columns)}")
-        cols = {n: s.merge(other.columns[n]) for n, s in self.columns.items()}
-        keys = np.concatenate([self.sample_keys, other.sample_keys])
-        size = max(self.sample_size, other.sample_size)
-        take = _smallest(keys, size)
-        sample = {n: np.concatenate([v, other.sample[n]])[take] for n, v in self.sample.items()}
-        return PartialProfile(rows=self.rows + other.rows, columns=cols, sample_keys=keys[take], sample=sample,
-                              sample_size=size)
-
-    @classmethod
-    def empty(cls) -> PartialProfile:
-        return cls(rows=0, columns={}, sample_keys=np.empty(0, dtype=np.uint64), sample={})
-
-
-# ---------------------------------------------------------------------------------------------
-# bins
-# ---------------------------------------------------------------------------------------------
-
-
-def plan_edges(partial: PartialProfile, bins: int = FINE_BINS) -> dict[str, FloatArray]:
-    """Fine bin edges of every numeric column, from the merged pass-1 sample."""
-    return {n: fine_edges(partial.sample[n], bins) for n, st in partial.columns.items() if st.numeric}
-
-
-def count_on_edges(table: Table, edges: Mapping[str, npt.ArrayLike]) -> dict[str, IntArray]:
-    """Counts of the finite values of each named column in the ``len(edges) + 1`` intervals
-    (``searchsorted(edges, x, side="right")``, as :func:`raymlops.stats.bins.bin_counts`)."""
-    out: dict[str, IntArray] = {}
-    for name, e in edges.items():
-        ed = np.asarray(e, dtype=np.float64)
-        x = np.sort(_as_float(table.column(name)))  # -inf first; +inf, then NaN, last
-        start = int(np.searchsorted(x, -np.inf, side="right"))
-        end = int(np.searchsorted(x, np.inf, side="left"))
-        # finite values below each edge (a value equal to an edge belongs to the bin above it)
-        below = np.searchsorted(x[start:end], ed, side="left")
-        out[name] = np.diff(np.concatenate([[0], below, [end - start]])).astype(np.int64)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,16 +124,15 @@ class ColumnProfile:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ColumnProfile:
-        cats = d.get("categories")
+        cats = d["categories"]
         return cls(
             name=d["name"], type=d["type"], kind=d["kind"], count=int(d["count"]), nulls=int(d["nulls"]),
-            infinite=int(d.get("infinite", 0)), min=d.get("min"), max=d.get("max"), mean=d.get("mean"),
-            std=d.get("std"), quantiles=dict(d.get("quantiles") or {}),
-            edges=np.asarray(d.get("edges") or [], dtype=np.float64),
-            counts=np.asarray(d.get("counts") or [], dtype=np.int64),
+            infinite=int(d["infinite"]), min=d["min"], max=d["max"], mean=d["mean"], std=d["std"],
+            quantiles=dict(d["quantiles"]), edges=np.asarray(d["edges"], dtype=np.float64),
+            counts=np.asarray(d["counts"], dtype=np.int64),
             categories=None if cats is None else {k: int(v) for k, v in cats},
-            ref_edges=d.get("ref_edges"),
-            ref_counts=None if d.get("ref_counts") is None else np.asarray(d["ref_counts"], dtype=np.int64),
+            ref_edges=d["ref_edges"],
+            ref_counts=None if d["ref_counts"] is None else np.asarray(d["ref_counts"], dtype=np.int64),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -392,9 +169,15 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Profile:
-        if d.get("format") != FORMAT:
-            raise ValidationError(f"not a raymlops profile (format {d.get('format')!r}, expected {FORMAT!r})")
-        cols = [ColumnProfile.from_dict(c) for c in d["columns"]]
+        found = d.get("format")
+        if found != FORMAT:
+            what = (f"an unknown profile format version {found!r}" if isinstance(found, str)
+                    and found.startswith(FORMAT.split("/")[0] + "/") else f"format {found!r}")
+            raise ValidationError(f"not a raymlops profile this version reads ({what}; expected {FORMAT!r})")
+        try:
+            cols = [ColumnProfile.from_dict(c) for c in d["columns"]]
+        except KeyError as exc:
+            raise ValidationError(f"profile {FORMAT}: a column lacks the field {exc.args[0]!r}") from None
         return cls(rows=int(d["rows"]), columns={c.name: c for c in cols})
 
     def summary(self) -> dict[str, Any]:
@@ -418,25 +201,25 @@ def _quantiles(edges: FloatArray, counts: IntArray, lo: float, hi: float) -> dic
     return out
 
 
-def finish(partial: PartialProfile, edges: Mapping[str, npt.ArrayLike], counts: Mapping[str, npt.ArrayLike],
-           reference: Profile | None = None, ref_counts: Mapping[str, npt.ArrayLike] | None = None) -> Profile:
-    """The finished :class:`Profile` from merged pass-1 state and pass-2 counts.
-
-    ``ref_counts``: the numeric columns counted on ``reference``'s fine edges."""
+def finish(partial: PartialProfile, edges: Mapping[str, npt.ArrayLike], reference: Profile | None = None
+           ) -> Profile:
+    """The finished :class:`Profile` from a merged one-pass :class:`PartialProfile` whose numeric
+    columns were counted on ``edges`` (and, with ``reference``, on its edges: ``ref_counts``)."""
     cols: dict[str, ColumnProfile] = {}
     for name, st in partial.columns.items():
         if st.numeric:
             e = np.asarray(edges.get(name, []), dtype=np.float64)
-            c = np.asarray(counts.get(name, np.zeros(e.size + 1)), dtype=np.int64)
-            if int(c.sum()) != st.n:
-                raise ValidationError(f"column {name!r}: {int(c.sum())} values binned but {st.n} counted")
+            c = np.asarray(partial.counts.get(name, np.zeros(e.size + 1)), dtype=np.int64)
+            if int(c.sum()) != st.n or c.size != e.size + 1:
+                raise ValidationError(f"column {name!r}: {int(c.sum())} values binned in {c.size} bins but {st.n} "
+                                      f"counted for {e.size + 1} bins")
             has = st.n > 0
             kind = "categorical" if st.family == "int" and st.categories is not None else "numeric"
             ref_digest = rc = None
-            if reference is not None and ref_counts is not None and name in ref_counts \
+            if reference is not None and name in partial.ref_counts \
                     and name in reference.columns and reference.columns[name].numeric:
                 ref_digest = edges_digest(reference.columns[name].edges)
-                rc = np.asarray(ref_counts[name], dtype=np.int64)
+                rc = np.asarray(partial.ref_counts[name], dtype=np.int64)
             cols[name] = ColumnProfile(
                 name=name, type=st.type, kind=kind, count=st.count, nulls=st.nulls, infinite=st.infinite,
                 min=st.min if has else None, max=st.max if has else None, mean=st.mean if has else None,
@@ -454,25 +237,17 @@ def finish(partial: PartialProfile, edges: Mapping[str, npt.ArrayLike], counts: 
     return Profile(rows=partial.rows, columns=cols)
 
 
+def reference_edges(reference: Profile | None, names: Mapping[str, Any] | list[str]) -> dict[str, FloatArray]:
+    """The fine edges of ``reference``'s numeric columns among ``names`` (empty without one)."""
+    if reference is None:
+        return {}
+    return {n: e for n, e in reference.edges().items() if n in names}
+
+
 def profile_table(table: Table, reference: Profile | None = None, sample_size: int = SAMPLE_SIZE,
                   bins: int = FINE_BINS) -> Profile:
-    """The profile of one in-memory table (both passes here; no Ray). Mostly for tests and
-    small data: Ray Data runs the same passes batch by batch (:mod:`raymlops.data.profile`)."""
-    partial = PartialProfile.from_table(table, sample_size=sample_size)
-    edges = plan_edges(partial, bins)
-    counts = count_on_edges(table, edges)
-    ref_counts = None
-    if reference is not None:
-        ref_edges = {n: e for n, e in reference.edges().items() if n in edges}
-        ref_counts = count_on_edges(table, ref_edges)
-    return finish(partial, edges, counts, reference, ref_counts)
-
-
-def with_reference_counts(profile: Profile, reference: Profile, ref_counts: Mapping[str, npt.ArrayLike]) -> Profile:
-    """``profile`` with its numeric columns' counts on ``reference``'s edges attached."""
-    cols = dict(profile.columns)
-    for name, rc in ref_counts.items():
-        if name in cols and name in reference.columns:
-            cols[name] = replace(cols[name], ref_edges=edges_digest(reference.columns[name].edges),
-                                 ref_counts=np.asarray(rc, dtype=np.int64))
-    return Profile(rows=profile.rows, columns=cols)
+    """The profile of one in-memory table (no Ray). Mostly for tests and small data: a snapshot
+    computes the same parts block by block in Ray tasks (:mod:`raymlops.data.snapshot`)."""
+    edges = Sample.from_table(table, row_keys(table), sample_size).edges(bins)
+    partial = PartialProfile.from_table(table, edges, reference_edges(reference, list(edges)))
+    return finish(partial, edges, reference)

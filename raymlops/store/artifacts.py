@@ -160,8 +160,10 @@ class ArtifactStore:
 
     def read_verified(self, key: str, expected_sha256: str) -> bytes:
         """The file's bytes, read once, after their sha256 matched ``expected_sha256``: the one
-        way every loader (registry, Serve replicas, deploy checks, reproduce) reads an artifact
-        it is about to unpickle. NotFound if missing, IntegrityError if changed."""
+        way an artifact about to be unpickled is read (``raymlops.registry.spec.load_artifact``,
+        which the registry, reproduce and Serve replicas load through; a check that loads nothing,
+        like deploy's, streams it through :meth:`verify`). NotFound if missing, IntegrityError if
+        changed."""
         data = self.read_bytes(key)
         _check_sha256(key, hashlib.sha256(data).hexdigest(), expected_sha256)
         return data

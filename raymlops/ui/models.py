@@ -24,9 +24,9 @@ def _metrics(m: dict[str, Any]) -> str:
 def _version_rows(store: Store, versions: list[Any]) -> list[list[str]]:
     rows = []
     for v in versions:
-        gate = v.record.get("gate") or {}
+        gate = v.gate
         rows.append([model_link(v.id), badge(gate.get("status") or v.status), esc(", ".join(aliases_of(store, v.id)))
-                     or "-", _metrics(v.record.get("metrics") or {}), snapshot_link(v.snapshot_id),
+                     or "-", _metrics(v.metrics), snapshot_link(v.snapshot_id),
                      esc(when(v.created_at)), esc("; ".join(gate.get("reasons") or []))])
     return rows
 
@@ -97,12 +97,12 @@ def version_page(store: Store, name: str, version: str) -> Page:
                   f' <span class="bad">{esc(data["problem"])}</span>' if data.get("problem") else "")),
         _node("model", esc(m["id"]), esc(f"gate {m['gate']}, aliases {', '.join(m['aliases']) or '-'}")),
         _node("deployments", esc(f"{len(info['deployments'])} recorded"), deployments)])
-    gate = v.record.get("gate") or {}
+    gate = v.gate
     facts = [("id", f'<code id="model-id">{esc(model_id)}</code>'), ("status", badge(v.status)),
              ("gate", badge(gate.get("status"))), ("gate reasons", esc("; ".join(gate.get("reasons") or []) or "-")),
              ("created", esc(when(v.created_at))), ("artifact sha256", f"<code>{esc(v.artifact_sha256)}</code>"),
              ("aliases", esc(", ".join(m["aliases"]) or "-")), ("model", link(url("models", name), name))]
-    metrics = v.record.get("metrics") or {}
+    metrics = v.metrics
     body = [f"<h1>Model version {esc(model_id)}</h1>", kv(facts), '<h2>Lineage</h2><div id="lineage">', graph, "</div>",
             "<h2>Metrics</h2>" + table(["metric", "value"], [[esc(k), num(val)] for k, val in metrics.items()
                                                            if not isinstance(val, (dict, list))], "metrics"),

@@ -102,7 +102,7 @@ def snapshot_page(store: Store, snap_ref: str, against: str | None) -> Page:
     rows = []
     for i, col in enumerate(manifest["schema"]):
         p = summary.get(col["name"], {})
-        hist = _column_hist(profile.columns[col["name"]], f"c{i}") if profile and col["name"] in profile.columns \
+        hist = _column_hist(profile.columns[col["name"]], f"c{i}") if col["name"] in profile.columns \
             else "-"
         rows.append([esc(col["name"]), esc(col["type"]), esc(p.get("kind", "-")), num(p.get("nulls")),
                      num(col.get("min", p.get("min"))), num(col.get("max", p.get("max"))), num(p.get("mean")),
@@ -132,8 +132,6 @@ def _report(store: Store, snap_id: str, ref_id: str) -> tuple[DriftReport, bool]
     if stored is not None:
         return stored, True
     current, reference = load_profile(store, snap_id), load_profile(store, ref_id)
-    if current is None or reference is None:
-        raise BadParam("against", ref_id, "a snapshot with a stored profile (this one predates profiles)")
     report = check(current, reference, DriftSettings())
     return exact_report(report, read_snapshot(store, ref_id)[1], read_snapshot(store, snap_id)[1]), False
 

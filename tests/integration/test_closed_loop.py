@@ -151,7 +151,7 @@ def test_rules_refuse_promotion_and_the_challenger_is_retired(served: dict[str, 
     assert traffic.failed == 0 and traffic.versions, traffic.failures  # none failed as the challenger came and went
     assert get_model(store, f"{cfg.name}@champion").id == champion
     table = current_table(cfg.route)
-    assert table.champion["model_id"] == champion and table.challenger is None
+    assert table.champion.model_id == champion and table.challenger is None
     assert _live(url) == {champion}
     records = _cycle_records(store, result)
     actions = [r["action"] for r in records]
@@ -176,7 +176,8 @@ def test_rules_refuse_promotion_and_the_challenger_is_retired(served: dict[str, 
         with pytest.raises(ServeError, match="already has a challenger"):
             RetrainController(cfg, store, progress=lines.append).run_cycle(trigger)
         assert len(audit.records(store.metadata, action="retrain.triggered")) == before
-        assert current_table(cfg.route).challenger["model_id"] == result.challenger  # type: ignore[index]
+        challenger = current_table(cfg.route).challenger
+        assert challenger is not None and challenger.model_id == result.challenger
     finally:
         set_challenger(store, cfg.route, None, reason="test done")
 
@@ -315,7 +316,7 @@ def test_alert_to_promotion_through_the_watcher(served: dict[str, Any]) -> None:
     assert traffic.failed == 0 and traffic.versions[new] > 0, traffic.failures  # promoted live, none lost
     assert get_model(store, f"{cfg.name}@champion").id == new
     table = current_table(cfg.route)
-    assert table.champion["model_id"] == new and table.challenger is None
+    assert table.champion.model_id == new and table.challenger is None
     assert _live(url) == {new}
     # re-baselined in place (the same actor, no redeploy): its reference is now the drifted world,
     # so drifted traffic is no news

@@ -61,7 +61,7 @@ def champion_only(live: tuple[str, Store]) -> Iterator[tuple[str, Store]]:
     url, store = live
 
     def reset() -> None:
-        if current_table(ROUTE).champion["model_id"] != f"{ROUTE}:v1" or current_table(ROUTE).challenger:
+        if current_table(ROUTE).champion.model_id != f"{ROUTE}:v1" or current_table(ROUTE).challenger:
             set_champion(store, ROUTE, f"{ROUTE}:v1", reason="test reset")
         if current_table(ROUTE).sample_rate is not None:
             set_sample_rate(store, ROUTE, None, reason="test reset")
@@ -281,15 +281,17 @@ def test_a_replica_refuses_a_changed_artifact_itself(champion_only: tuple[str, S
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Even when the artifact changes after the deploying process checked it, the replica's own
     sha256 check fails the deployment with the reason."""
+    import dataclasses
+
     import raymlops.serve.deploy as deploy_module
     from raymlops.serve.traffic import model_spec_of
 
     _, store = champion_only
-    spec = model_spec_of(store, f"{ROUTE}:v3") | {"artifact_sha256": "0" * 64}
+    spec = dataclasses.replace(model_spec_of(store, f"{ROUTE}:v3"), artifact_sha256="0" * 64)
     monkeypatch.setattr(deploy_module, "verify_artifact", lambda model: None)
     try:
         with pytest.raises(ServeError, match=r"v3.*(changed|refusing)"):
-            deploy_module.deploy(spec, "tampered2", "127.0.0.1", free_port(), 1, wait_s=60)
+            deploy_module.deploy(spec, "tampered2", ServeConfig(port=free_port()), wait_s=60)
     finally:
         deploy_module.undeploy("tampered2", shutdown=False)
 

@@ -25,11 +25,10 @@ def _distributed(quickstart: PipelineConfig, **train: Any) -> PipelineConfig:
 
 
 def _serving_load(store: Store, version: Any) -> Any:
-    """The model as a Serve replica loads it (``raymlops.serve.loaded.load_verified``)."""
-    from raymlops.serve.loaded import load_verified
+    """The model as a Serve replica loads it (``raymlops.registry.spec.ModelSpec.load``)."""
+    from raymlops.registry.spec import ModelSpec
 
-    return load_verified({"model_id": version.id, "artifact_root": store.artifacts.root_uri,
-                          "artifact_key": version.artifact_key, "artifact_sha256": version.artifact_sha256})
+    return ModelSpec.of(version, store.artifacts.root_uri).load()
 
 
 def test_xgboost_on_two_workers_registers_a_model_that_serves_and_reproduces(

@@ -64,3 +64,13 @@ class FailsToLoad(ClassifierMixin, BaseEstimator):
         if marker and Path(marker).exists():
             raise RuntimeError(f"cannot restore this model: {Path(marker).name} says the weights are corrupt")
         super().__setstate__(state)
+
+
+def check_rows(view: Any, min_rows: int = 100) -> dict[str, Any]:
+    """A user step (``steps:``) after validate: reads the snapshot's table and the split arrays."""
+    table = view.table()
+    X_train, y_train, X_holdout, _ = view.arrays()
+    if table.num_rows < min_rows:
+        raise ValueError(f"only {table.num_rows} rows, fewer than {min_rows}")
+    return {"rows": table.num_rows, "train_rows": int(len(y_train)), "holdout_rows": int(len(X_holdout)),
+            "features": len(view.features or ()), "writeable": bool(X_train.flags.writeable)}

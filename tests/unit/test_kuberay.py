@@ -100,10 +100,15 @@ def test_builder_makes_the_app_from_the_registry(tmp_path: Path) -> None:
     register_model(store, "toy", model, gate={"status": "rejected", "reasons": ["too good"]}, **kwargs)
 
     spec = model_spec({"model": "toy@champion", "home": str(tmp_path)})
-    assert spec["model_id"] == "toy:v1"
-    assert spec["input_example"] == {"a": 0.5, "b": 2.0}
-    store.artifacts.verify(spec["artifact_key"], spec["artifact_sha256"])
+    assert spec.model_id == "toy:v1" and spec.name == "toy" and spec.features == ["a", "b"]
+    assert spec.input_example == {"a": 0.5, "b": 2.0}
+    assert spec.lineage_summary["run_id"] == "r" and spec.metrics == {"roc_auc": 1.0}
+    store.artifacts.verify(spec.artifact_key, spec.artifact_sha256)
     assert type(app_builder({"model": "toy:v1", "home": str(tmp_path)})).__name__ == "Application"
+    assert type(app_builder({"model": "toy:v1", "home": str(tmp_path), "max_batch_size": "8"})).__name__ \
+        == "Application"  # YAML or CLI text: coerced
+    with pytest.raises(ConfigError, match="serve args: max_batch_size: .*greater than or equal to 1"):
+        app_builder({"model": "toy:v1", "home": str(tmp_path), "max_batch_size": 0})
     with pytest.raises(ConfigError, match="rejected"):
         model_spec({"model": "toy:v2", "home": str(tmp_path)})
     with pytest.raises(ConfigError, match="'model' is required"):

@@ -8,7 +8,7 @@ import pytest
 from raymlops.config import ServeConfig
 from raymlops.serve.auth import BearerAuth, is_loopback, token_required
 from raymlops.serve.request import RequestError
-from raymlops.serve.settings import settings_from_config
+from raymlops.serve.settings import ReplicaSettings
 
 TOKEN = "s3cret-token-value"
 
@@ -23,14 +23,15 @@ def test_loopback_hosts(host: str, loopback: bool) -> None:
 
 
 def test_a_token_is_required_beyond_loopback_and_on_request_on_loopback() -> None:
-    def settings(**kw: object) -> dict[str, object]:
-        return settings_from_config(ServeConfig(**kw), "r", namespace="n", monitor_actor=None)
+    def settings(**kw: object) -> ReplicaSettings:
+        return ReplicaSettings.of(ServeConfig(**kw), "r", namespace="n", monitor_actor=None)
 
-    assert settings()["require_token"] is False
-    assert settings(require_token=True)["require_token"] is True
+    assert settings().token_required is False
+    assert settings(require_token=True).token_required is True
+    assert ReplicaSettings.of(ServeConfig(), "r", host="0.0.0.0").token_required is True  # where Serve listens
     s = settings(host="0.0.0.0", token_env="MY_TOKEN")
-    assert s["require_token"] is True and s["token_env"] == "MY_TOKEN"
-    assert TOKEN not in repr(s)  # the settings carry the variable's name, never a value
+    assert s.token_required is True and s.serve.token_env == "MY_TOKEN"
+    assert TOKEN not in repr(s) and TOKEN not in repr(s.to_dict())  # the variable's name travels, never a value
     with pytest.raises(ValueError, match="token_env"):
         ServeConfig(token_env="not a name")
 

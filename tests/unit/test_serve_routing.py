@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 
 from raymlops.exceptions import ValidationError
+from raymlops.registry.spec import ModelSpec
 from raymlops.serve.routing import TrafficTable, key_fraction
 
 
-def spec(model_id: str, features: tuple[str, ...] = ("a", "b")) -> dict[str, Any]:
-    return {"model_id": model_id, "artifact_root": "/x", "artifact_key": "k", "artifact_sha256": "0" * 64,
-            "signature": {"inputs": [{"name": f} for f in features]}}
+def spec(model_id: str, features: tuple[str, ...] = ("a", "b")) -> ModelSpec:
+    return ModelSpec(model_id=model_id, artifact_root="/x", artifact_key="k", artifact_sha256="0" * 64,
+                     signature={"inputs": [{"name": f} for f in features]})
 
 
 def test_champion_only_serves_everything() -> None:
@@ -67,7 +68,7 @@ def test_shadow_never_routes_to_the_challenger() -> None:
         ({"challenger": spec("m:v2", ("a", "z")), "mode": "canary", "weight": 0.1}, "other inputs"),
         ({"challenger": spec("m:v2"), "mode": "shadow", "weight": 0.2}, "shadow mode takes no weight"),
         ({"mode": "canary", "weight": 0.1}, "need a challenger"),
-        ({"challenger": {"model_id": "m:v2"}, "mode": "canary"}, "model spec"),
+        ({"challenger": {"model_id": "m:v2"}, "mode": "canary"}, "challenger must be a ModelSpec"),
     ],
 )
 def test_invalid_tables_are_refused(kwargs: dict[str, Any], message: str) -> None:
@@ -77,15 +78,15 @@ def test_invalid_tables_are_refused(kwargs: dict[str, Any], message: str) -> Non
 
 def test_challenger_may_list_the_same_features_in_another_order() -> None:
     t = TrafficTable(spec("m:v1", ("a", "b"))).with_challenger(spec("m:v2", ("b", "a")), "canary", 0.2)
-    assert t.challenger is not None and t.challenger["model_id"] == "m:v2"
+    assert t.challenger is not None and t.challenger.model_id == "m:v2"
 
 
 def test_promoting_the_challenger_retires_it_and_roundtrips() -> None:
     t = TrafficTable(spec("m:v1"), epoch=7).with_challenger(spec("m:v2"), "canary", 0.3, key="k")
     promoted = t.with_champion(spec("m:v2"))
-    assert promoted.champion["model_id"] == "m:v2" and promoted.challenger is None and promoted.epoch == 7
+    assert promoted.champion.model_id == "m:v2" and promoted.challenger is None and promoted.epoch == 7
     other = t.with_champion(spec("m:v3"))
-    assert other.champion["model_id"] == "m:v3" and other.challenger is not None and other.weight == 0.3
+    assert other.champion.model_id == "m:v3" and other.challenger is not None and other.weight == 0.3
     assert TrafficTable.from_dict(t.to_dict()) == t
     assert t.with_challenger(None).challenger is None
 
@@ -103,3 +104,14 @@ def test_a_live_sample_rate_survives_every_routing_change_and_roundtrips() -> No
         t.with_sample_rate(1.5)
     old = {k: v for k, v in t.to_dict().items() if k != "sample_rate"}  # a table from before the field existed
     assert TrafficTable.from_dict(old).sample_rate is None
+
+
+def test_a_stored_table_names_the_missing_or_mistyped_field_of_a_model_spec() -> None:
+    t = TrafficTable(spec("m:v1")).with_challenger(spec("m:v2"), "canary", 0.1).to_dict()
+    assert t["champion"] == spec("m:v1").to_dict() and t["champion"]["metrics"] == {}  # plain data on the wire
+    del t["challenger"]["artifact_sha256"]
+    with pytest.raises(ValidationError, match="traffic table: challenger: missing field 'artifact_sha256'"):
+        TrafficTable.from_dict(t)
+    t["challenger"] = spec("m:v2").to_dict() | {"signature": "a,b"}
+    with pytest.raises(ValidationError, match="challenger: field 'signature': expected dict, found str"):
+        TrafficTable.from_dict(t)

@@ -193,7 +193,7 @@ def test_deployments_stop_quickly_and_bounded() -> None:
     from raymlops.config import ServeConfig
     from raymlops.serve.settings import STOP_OPTIONS, deployment_options
 
-    opts = deployment_options(ServeConfig(), 1, 32)
+    opts = deployment_options(ServeConfig())
     assert opts["graceful_shutdown_wait_loop_s"] == STOP_OPTIONS["graceful_shutdown_wait_loop_s"] <= 0.5
     assert 0 < opts["graceful_shutdown_timeout_s"] <= 10
     assert ServeConfig().high_throughput is None  # the fast ingress wherever raymlops starts Ray
