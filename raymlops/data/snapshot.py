@@ -37,8 +37,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from raymlops import audit
-from raymlops.data import snapshot_write
-from raymlops.data.blocks import blocks_of
 from raymlops.data.errors import ours
 from raymlops.data.schema import Schema, schema_from_profile
 from raymlops.data.sources import redact_uri
@@ -150,6 +148,10 @@ def _create_snapshot(
     kind: str,
 ) -> SnapshotInfo:
     from ray.data import DataContext
+
+    # pyarrow.parquet: only when a snapshot is written (`raymlops snapshot list` reads none)
+    from raymlops.data import snapshot_write
+    from raymlops.data.blocks import blocks_of
 
     if kind not in KINDS:
         raise ValidationError(f"snapshot kind must be one of {', '.join(KINDS)}, got {kind!r}")
