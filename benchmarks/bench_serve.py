@@ -506,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         import ray
 
         from raymlops.config import AutoscalingConfig, ServeConfig
-        from raymlops.monitor.lifecycle import monitor_name, start_monitor
+        from raymlops.monitor.lifecycle import start_monitor
+        from raymlops.monitor.names import monitor_name
         from raymlops.monitor.reference import build_reference
         from raymlops.ray_session import NAMESPACE, quiet_ray_logs
         from raymlops.serve.deploy import deploy

@@ -43,7 +43,7 @@ _LAZY = {
     "StepResult": "raymlops.pipeline.runner",
     "run_pipeline": "raymlops.pipeline.runner",
     "stop_serving": "raymlops.pipeline.runner",
-    "run_doctor": "raymlops.store.doctor",
+    "run_doctor": "raymlops.registry.doctor",
     "Store": "raymlops.store.home",
 }
 
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from raymlops.pipeline.failures import Failure
     from raymlops.pipeline.history import get_run, list_runs
     from raymlops.pipeline.runner import Pipeline, RunResult, StepResult, run_pipeline, stop_serving
-    from raymlops.store.doctor import run_doctor
+    from raymlops.registry.doctor import run_doctor
     from raymlops.store.home import Store
 
 

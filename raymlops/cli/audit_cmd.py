@@ -13,6 +13,7 @@ from raymlops.cli.common import add_command, print_json
 
 
 def _since(text: str) -> float:
+    # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.audit import parse_since
 
     try:
@@ -46,6 +47,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops import audit
     from raymlops.store.home import Store
 

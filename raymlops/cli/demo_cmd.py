@@ -26,6 +26,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Ray, the pipeline, scikit-learn: only when this verb runs, not for `raymlops --help`
     from raymlops.loop.demo import run_demo
 
     if args.rows < 100:

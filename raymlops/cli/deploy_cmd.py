@@ -24,7 +24,10 @@ import os
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json, serve_until_interrupted
+from raymlops.cli.run_cmd import exit_after_serving
 from raymlops.exceptions import ConfigError, ServeError
+from raymlops.ray_session import NAMESPACE, ensure_ray
+from raymlops.serve.throughput import fast_ingress_for_private_ray
 
 
 def register(sub: Any) -> None:
@@ -56,9 +59,6 @@ def _connect(foreground: bool = False, high_throughput: bool | None = None) -> b
     """Join ``RAY_ADDRESS``; True when connected to a cluster that outlives this command.
     ``foreground`` without ``RAY_ADDRESS``: a private Ray, with Serve's HAProxy ingress unless
     ``serve.high_throughput`` is false."""
-    from raymlops.ray_session import ensure_ray
-    from raymlops.serve.throughput import fast_ingress_for_private_ray
-
     if not os.environ.get("RAY_ADDRESS") and not foreground:
         raise ConfigError(
             "raymlops deploy needs a running Ray cluster: set RAY_ADDRESS (e.g. `ray start --head` then "
@@ -76,6 +76,7 @@ def follow_live(store: Any, name: str, action: str, reason: str | None) -> tuple
     if not os.environ.get("RAY_ADDRESS"):
         return ("no Ray cluster (RAY_ADDRESS not set): moved the alias only; a running deployment keeps serving its "
                 "version until updated (set RAY_ADDRESS and run this again)"), {}
+    # Ray, pandas, scipy: only when this verb runs, not for `raymlops --help`
     from raymlops.serve.traffic import follow_champion
 
     _connect()
@@ -105,8 +106,8 @@ def _print_traffic(route: str, info: dict[str, Any]) -> None:
 def _status(route: str) -> dict[str, Any]:
     import ray
 
+    # Ray, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.serve.control import get_control
-    from raymlops.serve.traffic import NAMESPACE
 
     handle = get_control(route, NAMESPACE)
     if handle is None:
@@ -122,6 +123,7 @@ def _status(route: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # pydantic, PyYAML, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.config import ServeConfig, load_config
     from raymlops.serve import traffic
     from raymlops.store.home import Store
@@ -176,9 +178,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     persistent = _connect(args.foreground, serve_cfg.high_throughput)
+    # Ray, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.serve.control import get_control
 
-    if get_control(route, traffic.NAMESPACE) is not None and not args.foreground:
+    if get_control(route, NAMESPACE) is not None and not args.foreground:
         table = traffic.set_champion(store, route, args.ref, reason=args.reason)
         print_json({"route": route, "traffic": table.summary()}) if args.json else \
             _print_traffic(route, {"traffic": table.summary()})
@@ -194,7 +197,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     serve_until_interrupted("serving in the foreground — press Ctrl-C to stop",
                             lambda: traffic.stop_route(store, route, reason="foreground deploy ended", shutdown=True))
-    from raymlops.cli.run_cmd import exit_after_serving
 
     exit_after_serving(0)  # drained and recorded: skip the interpreter's slow teardown
     return 0

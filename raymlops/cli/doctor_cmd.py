@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
+from raymlops.exceptions import NotFound
 
 
 def _seconds(text: str) -> float:
@@ -20,7 +21,8 @@ def _seconds(text: str) -> float:
 
 
 def register(sub: Any) -> None:
-    from raymlops.store.doctor import DEFAULT_STAGING_GRACE_S
+    # pyarrow: only when this verb runs, not for `raymlops --help`
+    from raymlops.store.artifacts import DEFAULT_STAGING_GRACE_S
 
     doc = add_command(sub, "doctor", help="check the home folder: metadata, snapshot and model hashes, "
                                           "orphaned staging folders, audit chain (exit 0 only when all is well)")
@@ -31,8 +33,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from raymlops.exceptions import NotFound
-    from raymlops.store.doctor import run_doctor
+    # scipy, pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
+    from raymlops.registry.doctor import run_doctor
     from raymlops.store.home import resolve_home
 
     home = resolve_home(args.home)

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
+from raymlops.cli.deploy_cmd import follow_live
 
 
 def register(sub: Any) -> None:
@@ -41,6 +42,7 @@ def register_lineage(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.registry import registry as reg
     from raymlops.store.home import Store
 
@@ -67,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
         live: dict[str, Any] = {}
         note = None
         if args.alias == reg.CHAMPION:  # live deployments of this model follow the champion
-            from raymlops.cli.deploy_cmd import follow_live
 
             action = "deployment.promoted" if args.verb == "promote" else "deployment.rolled_back"
             note, live = follow_live(store, version.name, action, args.reason)
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_lineage(args: argparse.Namespace) -> int:
+    # scipy, pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.registry.trace import format_lineage, lineage_of
     from raymlops.store.home import Store
 

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from raymlops.cli.common import add_command, print_json
 from raymlops.exceptions import ConfigError, NotFound, RaymlopsError
+from raymlops.ray_session import NAMESPACE, ensure_ray, quiet_ray_logs
 
 
 def register(sub: Any) -> None:
@@ -49,6 +50,7 @@ def register(sub: Any) -> None:
 
 
 def _monitor_config(path: str | None) -> Any:
+    # pydantic, PyYAML, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.config import MonitorConfig
 
     if path is None:
@@ -64,6 +66,7 @@ def _monitor_config(path: str | None) -> Any:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     if isinstance(data, dict) and "data" in data:
+        # pydantic, PyYAML, pyarrow: only when this verb runs, not for `raymlops --help`
         from raymlops.config import load_config
 
         return load_config(p).monitor
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
     from raymlops.monitor.report import live_model, offline_model, plotted_features, write_report
 
     offline = args.reference is not None or args.current is not None
@@ -103,6 +107,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.route is not None:
         model = live_model(_live_status(args.route), args.route)
     else:
+        # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
         from raymlops.monitor.offline import check, load_table
 
         cfg = _monitor_config(args.config)
@@ -126,8 +131,8 @@ def _live_status(route: str) -> dict[str, Any]:
     """``status()`` of the monitor actor of ``route`` (connects to Ray only here)."""
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.ray_session import NAMESPACE, ensure_ray
+    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
+    from raymlops.monitor.names import monitor_name
 
     if not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
         raise ConfigError(f"monitor report --route {route}: needs the cluster that serves it: set RAY_ADDRESS")
@@ -197,8 +202,8 @@ def _status(args: argparse.Namespace) -> int:
         raise ConfigError("raymlops monitor status needs a cluster: set RAY_ADDRESS or pass --address")
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.ray_session import NAMESPACE, quiet_ray_logs
+    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
+    from raymlops.monitor.names import monitor_name
 
     quiet_ray_logs()
     started = not ray.is_initialized()

@@ -17,6 +17,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # scikit-learn, pandas, scipy: only when this verb runs, not for `raymlops --help`
     from raymlops.registry.reproduce import reproduce
     from raymlops.store.home import Store
 

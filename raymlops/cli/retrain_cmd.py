@@ -22,6 +22,7 @@ from typing import Any
 
 from raymlops.cli.common import add_command, print_json
 from raymlops.exceptions import ConfigError, ServeError
+from raymlops.ray_session import ensure_ray
 
 
 def register(sub: Any) -> None:
@@ -39,8 +40,6 @@ def register(sub: Any) -> None:
 
 
 def _connect() -> None:
-    from raymlops.ray_session import ensure_ray
-
     if not os.environ.get("RAY_ADDRESS"):
         raise ConfigError("raymlops retrain needs the Ray cluster its deployment runs on: set RAY_ADDRESS (e.g. "
                           "RAY_ADDRESS=auto after `ray start --head`; clients of a token-auth cluster also need "
@@ -70,6 +69,7 @@ def _check_watchable(cfg: Any, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Ray, the pipeline, scikit-learn: only when this verb runs, not for `raymlops --help`
     from raymlops.config import load_config
     from raymlops.loop.controller import RetrainController, Watcher
     from raymlops.loop.policy import Trigger

@@ -9,6 +9,7 @@ from typing import Any
 
 from raymlops.cli.common import add_command, print_json, serve_until_interrupted
 from raymlops.exceptions import RaymlopsError
+from raymlops.serve.throughput import remove_private_folders
 
 
 def register(sub: Any) -> None:
@@ -32,6 +33,7 @@ def _paragraph(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the pipeline, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.config import load_config
     from raymlops.pipeline.failures import explain
     from raymlops.pipeline.runner import run_pipeline, stop_serving
@@ -81,8 +83,6 @@ def exit_after_serving(code: int) -> None:
     import os
 
     import ray
-
-    from raymlops.serve.throughput import remove_private_folders
 
     if ray.is_initialized():
         ray.shutdown()

@@ -42,6 +42,7 @@ def _size(n: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the pipeline, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.pipeline.history import get_run, list_runs, run_logs
     from raymlops.store.home import Store
 

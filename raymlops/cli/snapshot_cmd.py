@@ -16,6 +16,8 @@ import time
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
+from raymlops.exceptions import RaymlopsError, ValidationError
+from raymlops.ray_session import ensure_ray
 
 
 def register(sub: Any) -> None:
@@ -59,6 +61,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.store.home import Store
 
     store = Store.open(args.home)
@@ -82,12 +85,11 @@ def _when(ts: float) -> str:
 
 
 def _create(store: Any, args: argparse.Namespace) -> int:
+    # the pipeline, scipy, pydantic: only when this verb runs, not for `raymlops --help`
     from raymlops.data.snapshot import check_tag, create_snapshot
     from raymlops.data.sources import read_source, redact_uri
-    from raymlops.exceptions import RaymlopsError, ValidationError
     from raymlops.pipeline.failures import unwrap
     from raymlops.pipeline.steplog import StepLog, capture_logging
-    from raymlops.ray_session import ensure_ray
 
     for t in args.tag:
         check_tag(t)  # before starting Ray
@@ -130,6 +132,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _list(store: Any, args: argparse.Namespace) -> int:
+    # scipy, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.data.snapshot import list_snapshots
 
     snaps = list_snapshots(store)
@@ -146,6 +149,7 @@ def _list(store: Any, args: argparse.Namespace) -> int:
 
 
 def _show(store: Any, args: argparse.Namespace) -> int:
+    # scipy, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.data.drift import list_checks
     from raymlops.data.snapshot import load_manifest, resolve_snapshot, snapshot_info
 
@@ -193,6 +197,7 @@ def _num(v: Any) -> str:
 
 
 def _verify(store: Any, args: argparse.Namespace) -> int:
+    # scipy, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.data.snapshot import resolve_snapshot, verify_snapshot
 
     snap_id = resolve_snapshot(store, args.id)
@@ -205,6 +210,7 @@ def _verify(store: Any, args: argparse.Namespace) -> int:
 
 
 def _tag(store: Any, args: argparse.Namespace) -> int:
+    # scipy, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.data.snapshot import tag_snapshot
 
     snap_id, previous = tag_snapshot(store, args.id, args.name, args.reason or "raymlops snapshot tag")
@@ -221,6 +227,7 @@ def _tag(store: Any, args: argparse.Namespace) -> int:
 
 
 def _diff(store: Any, args: argparse.Namespace) -> int:
+    # scipy, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.data.drift import Reference, check_snapshot, settings_from_config
     from raymlops.data.schema import schema_changes
     from raymlops.data.snapshot import resolve_snapshot, snapshot_info
@@ -228,6 +235,7 @@ def _diff(store: Any, args: argparse.Namespace) -> int:
 
     settings = None
     if args.config:
+        # pydantic, PyYAML, pyarrow: only when this verb runs, not for `raymlops --help`
         from raymlops.config import load_config
 
         settings = settings_from_config(load_config(args.config).data.drift)

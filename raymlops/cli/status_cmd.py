@@ -14,8 +14,12 @@ import os
 import time
 from typing import Any
 
+from raymlops.cli.audit_cmd import format_record
 from raymlops.cli.common import add_command, print_json
+from raymlops.cli.webhooks_cmd import format_delivery
 from raymlops.exceptions import RaymlopsError
+from raymlops.ray_session import NAMESPACE, quiet_ray_logs
+from raymlops.serve.throughput import HAPROXY, PYTHON_PROXY, cluster_high_throughput
 
 
 def register(sub: Any) -> None:
@@ -27,6 +31,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.store.home import Store
 
     store = Store.open(args.home)
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 def collect(store: Any, address: str | None, recent: int = 10) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data."""
+    # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops import audit
     from raymlops.store import leases
 
@@ -67,6 +73,7 @@ def collect(store: Any, address: str | None, recent: int = 10) -> dict[str, Any]
 
 
 def _webhooks(store: Any, recent: int) -> dict[str, Any]:
+    # pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.hooks import WebhookDB, list_deliveries
 
     if not (store.home / "webhooks.db").exists():
@@ -88,8 +95,6 @@ def _aliases(store: Any) -> list[dict[str, Any]]:
 
 def _cluster(address: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     import ray
-
-    from raymlops.ray_session import NAMESPACE, quiet_ray_logs
 
     quiet_ray_logs()
     started_here = not ray.is_initialized()
@@ -167,6 +172,7 @@ def _deployments(namespace: str) -> list[dict[str, Any]]:
 
 def _metadata_version(url: str) -> tuple[str | None, str | None, str | None]:
     """``(model version, error, ingress)`` from the route's ``/metadata``."""
+    # pydantic, PyYAML, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.serve.deploy import http_json
 
     try:
@@ -180,8 +186,6 @@ def _metadata_version(url: str) -> tuple[str | None, str | None, str | None]:
 
 
 def _cluster_ingress() -> str | None:
-    from raymlops.serve.throughput import HAPROXY, PYTHON_PROXY, cluster_high_throughput
-
     try:
         return HAPROXY if cluster_high_throughput() else PYTHON_PROXY
     except Exception:  # no worker could run the probe: unknown
@@ -192,7 +196,8 @@ def _monitor(route: str, namespace: str) -> dict[str, Any] | None:
     """The named monitor actor's verdict for ``route`` (None when it has none)."""
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_name
+    # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
+    from raymlops.monitor.names import monitor_name
 
     try:
         handle = ray.get_actor(monitor_name(route), namespace=namespace)
@@ -216,8 +221,8 @@ def _monitor(route: str, namespace: str) -> dict[str, Any] | None:
 
 
 def render(report: dict[str, Any]) -> str:
+    # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.audit import AuditRecord
-    from raymlops.cli.audit_cmd import format_record
 
     lines = [f"raymlops status   home {report['home']}   artifacts {report['artifact_root']}", ""]
     c = report["cluster"]
@@ -270,8 +275,6 @@ def render(report: dict[str, Any]) -> str:
     lines += [_line(r) for r in report["alerts"]]
     w = report.get("webhooks") or {"receivers": 0, "counts": {}, "recent": []}
     if w["receivers"] or w["recent"]:
-        from raymlops.cli.webhooks_cmd import format_delivery
-
         c = w["counts"]
         lines.append(f"webhooks     {w['receivers']} receiver(s); {c.get('delivered', 0)} delivered, "
                      f"{c.get('failed', 0)} failed, {c.get('dropped', 0)} dropped, {c.get('queued', 0)} queued")

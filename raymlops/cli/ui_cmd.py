@@ -41,6 +41,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    # the pipeline, FastAPI, pandas: only when this verb runs, not for `raymlops --help`
     from raymlops.ui import create_app
 
     app = create_app(args.home, args.address or os.environ.get("RAY_ADDRESS") or None)

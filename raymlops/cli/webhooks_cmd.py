@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
+from raymlops.exceptions import ConfigError, NotFound
 
 
 def register(sub: Any) -> None:
@@ -36,7 +37,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError as PydanticValidationError
 
-    from raymlops.exceptions import ConfigError, NotFound
+    # pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.hooks import WebhookConfig, WebhookDB, list_deliveries
     from raymlops.store.home import resolve_home
 

@@ -11,6 +11,8 @@ from pydantic import (
     ConfigDict,
 )
 
+from raymlops.expr import parse
+
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -26,8 +28,6 @@ FUNC_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za
 
 
 def _expression(v: str) -> str:
-    from raymlops.data.expr import parse
-
     try:
         parse(v)
     except ValueError as exc:  # ValidationError: names what is not allowed

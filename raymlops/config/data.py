@@ -7,11 +7,13 @@ from typing import Any, Literal
 from pydantic import (
     ConfigDict,
     Field,
+    SecretStr,
     field_validator,
     model_validator,
 )
 
 from raymlops.config.base import FUNC_REF, ExpressionText, Strict
+from raymlops.store.artifacts import is_secret_option
 
 
 class TransformConfig(Strict):
@@ -22,7 +24,7 @@ class TransformConfig(Strict):
     ``select: [a, b]`` — keep these columns, in this order; ``rename: {old: new}``;
     ``cast: {column: int64}`` — to an Arrow type; ``filter: "age >= 18"`` — keep the rows where the
     expression is true; ``derive: {ratio: "a / b"}`` — add (or replace) columns, in order.
-    Expressions are parsed safely (:mod:`raymlops.data.expr`), never evaluated as Python.
+    Expressions are parsed safely (:mod:`raymlops.expr`), never evaluated as Python.
     """
 
     map_batches: str | None = Field(
@@ -142,10 +144,6 @@ class DataConfig(Strict):
     @field_validator("options")
     @classmethod
     def _options(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from pydantic import SecretStr
-
-        from raymlops.data.sources import is_secret_option
-
         out: dict[str, Any] = {}
         for key, value in v.items():
             if isinstance(value, SecretStr):

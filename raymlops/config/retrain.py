@@ -9,6 +9,11 @@ from pydantic import (
 
 from raymlops.config.base import FUNC_REF, Strict
 
+#: the kinds of alert the monitor raises (``raymlops.monitor.alerts.Alert.kind``); a trigger names one or a group
+ALERT_KINDS = (
+    "dataset_drift", "feature_drift", "slice_drift", "prediction_drift", "anomaly", "performance",
+    "differential", "bias", "slo_burn", "estimated_performance",
+)
 RETRAIN_TRIGGER_GROUPS = {
     "drift": ("dataset_drift", "feature_drift", "slice_drift", "prediction_drift"),
     "performance": ("performance",),
@@ -53,8 +58,6 @@ class RetrainConfig(Strict):
     @field_validator("triggers")
     @classmethod
     def _known_kinds(cls, v: list[str]) -> list[str]:
-        from raymlops.monitor.alerts import ALERT_KINDS
-
         known = tuple(dict.fromkeys((*RETRAIN_TRIGGER_GROUPS, *ALERT_KINDS)))
         for kind in v:
             if kind not in known:

@@ -32,6 +32,7 @@ from raymlops.config import MonitorConfig
 from raymlops.data.snapshot import resolve_snapshot
 from raymlops.data.snapshot_read import load_profile, read_snapshot
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
+from raymlops.registry.registry import get_model
 from raymlops.stats.bins import edges_digest
 from raymlops.stats.check import P_VALUE_TESTS, DriftReport, DriftSettings, check, psi_band
 from raymlops.stats.offline import check_tables
@@ -155,8 +156,6 @@ def find_reference(store: Store, pipeline: str | None = None, ref: str | None = 
         snap_id = resolve_snapshot(store, ref)
         why = f"data.reference {ref!r}"
     elif pipeline:
-        from raymlops.registry.registry import get_model
-
         try:
             champion = get_model(store, f"{pipeline}@champion")
         except NotFound:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from raymlops import exceptions
 from raymlops.exceptions import RaymlopsError
+from raymlops.ray_session import parse_remote
 
 
 def inner_error(exc: BaseException) -> RaymlopsError | None:
@@ -29,7 +30,6 @@ def inner_error(exc: BaseException) -> RaymlopsError | None:
         for nxt in (getattr(e, "cause", None), e.__cause__, e.__context__):
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
-    from raymlops.ray_session import parse_remote
 
     found = parse_remote(str(exc))
     if found is None:

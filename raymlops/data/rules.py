@@ -5,7 +5,7 @@ Checks come from two places in the config:
 - ``data.schema``: per column, ``type`` (checked once, on the dataset's schema), and
   ``nullable: false``, ``min``, ``max``, ``domain`` (checked on every row; a null passes
   ``min``/``max``/``domain`` unless the column is also ``nullable: false``);
-- ``data.rules``: expressions (:mod:`raymlops.data.expr`) such as ``age >= 18`` or
+- ``data.rules``: expressions (:mod:`raymlops.expr`) such as ``age >= 18`` or
   ``income > 0 or status == 'student'``; a row violates a rule unless the expression is true
   for it (null, i.e. unknown, is a violation).
 
@@ -24,8 +24,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from raymlops.data.expr import Expression, parse
 from raymlops.exceptions import ValidationError
+from raymlops.expr import Expression, parse
 
 __all__ = [
     "REASON_COLUMN",

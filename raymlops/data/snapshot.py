@@ -149,6 +149,7 @@ def _create_snapshot(
 ) -> SnapshotInfo:
     from ray.data import DataContext
 
+    # pyarrow.parquet: only when a snapshot is written (`raymlops snapshot list` reads none)
     from raymlops.data import snapshot_write
     from raymlops.data.blocks import blocks_of
 

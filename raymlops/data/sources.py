@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from raymlops.exceptions import ConfigError, ValidationError
-from raymlops.store.artifacts import resolve_filesystem
+from raymlops.store.artifacts import is_secret_option, resolve_filesystem
 
 if TYPE_CHECKING:
     import ray.data
@@ -40,12 +40,6 @@ _EXT = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json",
 CALLABLE_PREFIX = "callable:"
 _FUNC_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-#: option names that hold credentials (their values are secret)
-SECRET_WORDS = ("key", "secret", "token", "password", "credential", "ticket")
-
-
-def is_secret_option(name: str) -> bool:
-    return any(word in name.lower() for word in SECRET_WORDS)
 
 
 def _snake(name: str) -> str:

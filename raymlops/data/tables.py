@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from raymlops.exceptions import NotFound, ValidationError
+from raymlops.store.home import Store
 
 __all__ = ["read_table"]
 
@@ -34,8 +35,8 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
             return pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter=delimiter)), f"csv {p}"
     except (ValueError, OSError, pa.ArrowException) as exc:
         raise ValidationError(f"{ref}: cannot read it as a table: {exc}") from None
+    # pandas and scipy (~1 s): only when the table is a snapshot, not a file (`raymlops monitor check a.csv b.csv`)
     from raymlops.data.snapshot_read import read_snapshot
-    from raymlops.store.home import Store
 
     info, table = read_snapshot(Store.open(home), ref)
     return table, f"snapshot {info.short}"

@@ -19,7 +19,7 @@ Kinds:
     Adds or replaces columns, in order (a later one may use an earlier one).
 
 The declarative kinds run as ``map_batches`` on Arrow batches with :mod:`pyarrow.compute`;
-their expressions are parsed by :mod:`raymlops.data.expr` (a whitelist over Python's ``ast``),
+their expressions are parsed by :mod:`raymlops.expr` (a whitelist over Python's ``ast``),
 never given to ``eval``. A problem in a batch (a missing column, a bad cast) is a
 :class:`ValidationError` naming the key path.
 
@@ -42,8 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raymlops.config import TransformConfig
-from raymlops.data.expr import parse
 from raymlops.exceptions import ConfigError, ValidationError
+from raymlops.expr import parse
 
 if TYPE_CHECKING:
     import ray.data

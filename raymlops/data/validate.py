@@ -33,6 +33,7 @@ from raymlops.data.rules import (
     split_batch,
     type_problems,
 )
+from raymlops.data.snapshot import create_snapshot
 from raymlops.exceptions import IntegrityError, ValidationError
 
 if TYPE_CHECKING:
@@ -151,8 +152,6 @@ def _validate(ds: ray.data.Dataset, checks: list[Check], policy: str, specs: Map
                              f"{quarantined} quarantined (expected {report.rows_kept} and {report.rows_quarantined})")
     snap = None
     if store is not None:
-        from raymlops.data.snapshot import create_snapshot
-
         snap = create_snapshot(store, bad, source or "unknown", reason, kind="quarantine",
                                validation=report.to_dict() | {"quarantine_snapshot": None})
         if snap.rows != quarantined:

@@ -37,11 +37,22 @@ from typing import Any
 
 from raymlops import audit
 from raymlops.config import PipelineConfig
+from raymlops.data.snapshot_read import read_snapshot
 from raymlops.exceptions import ConfigError, NotFound, ServeError
 from raymlops.hooks import emit
 from raymlops.loop.policy import Decision, Evidence, RetrainPolicy, Trigger, decide, evidence_from
+from raymlops.monitor.lifecycle import rebaseline_monitor, start_monitor
+from raymlops.monitor.names import monitor_name
+from raymlops.monitor.reference import build_reference
+from raymlops.pipeline.runner import run_pipeline
+from raymlops.ray_session import NAMESPACE, ensure_ray
+from raymlops.registry.registry import CHAMPION, get_model, load_model, promote
+from raymlops.serve.control import get_control
+from raymlops.serve.traffic import current_table, deploy_model, set_challenger, set_champion
 from raymlops.store import leases
 from raymlops.store.home import Store
+from raymlops.train.evaluate import task_metrics
+from raymlops.train.prepare import holdout_of, split_table
 
 __all__ = ["CycleResult", "RetrainController", "Watcher", "retrain_config_for"]
 
@@ -123,9 +134,6 @@ class RetrainController:
     # -- the cycle -----------------------------------------------------------------------------
     def run_cycle(self, trigger: Trigger) -> CycleResult:
         """One cycle for ``trigger``; raises what a step raised after recording ``retrain.failed``."""
-        from raymlops.ray_session import ensure_ray
-        from raymlops.registry.registry import get_model
-
         cfg = self.config
         res = CycleResult(cycle=uuid.uuid4().hex[:12], trigger=trigger, route=cfg.route)
         started = time.perf_counter()
@@ -179,16 +187,12 @@ class RetrainController:
         return res
 
     def _live_table(self) -> Any:
-        from raymlops.serve.traffic import current_table
-
         try:
             return current_table(self.config.route)
         except NotFound as exc:
             raise ServeError(f"retrain: {exc}") from None
 
     def _train(self, res: CycleResult) -> bool:
-        from raymlops.pipeline.runner import run_pipeline
-
         t0 = time.perf_counter()
         run_cfg = retrain_config_for(self.config)
         result = run_pipeline(run_cfg, home=self.store.home, progress=self.pipeline_progress, keep_serving=True,
@@ -232,9 +236,6 @@ class RetrainController:
     def _shadow(self, res: CycleResult) -> None:
         import ray
 
-        from raymlops.serve.control import get_control
-        from raymlops.serve.traffic import NAMESPACE, set_challenger
-
         assert res.challenger is not None and res.champion_before is not None
         t0 = time.perf_counter()
         self._shadow_since = self.clock()  # before the switch: replicas may shadow before it returns
@@ -259,9 +260,6 @@ class RetrainController:
     def _monitor_status(self) -> dict[str, Any] | None:
         import ray
 
-        from raymlops.monitor.lifecycle import monitor_name
-        from raymlops.ray_session import NAMESPACE
-
         if not self.config.monitor.enabled:
             return None
         try:
@@ -273,11 +271,6 @@ class RetrainController:
 
     def _scores(self, res: CycleResult) -> dict[str, Any]:
         """Both models on the fresh snapshot's holdout (what the challenger's gate saw)."""
-        from raymlops.data.snapshot_read import read_snapshot
-        from raymlops.registry.registry import get_model, load_model
-        from raymlops.train.evaluate import task_metrics
-        from raymlops.train.prepare import split_table
-
         assert res.challenger is not None and res.champion_before is not None and res.snapshot is not None
         run_cfg = retrain_config_for(self.config)
         metric = self.config.train.metric
@@ -297,9 +290,6 @@ class RetrainController:
 
     def _evaluate(self, res: CycleResult) -> None:
         import ray
-
-        from raymlops.serve.control import get_control
-        from raymlops.serve.traffic import NAMESPACE
 
         assert res.challenger is not None and res.champion_before is not None
         t0 = time.perf_counter()
@@ -323,9 +313,6 @@ class RetrainController:
             self.progress(f"      {'pass' if c.passed else 'FAIL'}  {c.rule}: {c.detail}")
 
     def _promote(self, res: CycleResult) -> None:
-        from raymlops.registry.registry import CHAMPION, promote
-        from raymlops.serve.traffic import set_champion
-
         assert res.challenger is not None
         t0 = time.perf_counter()
         reason = res.trigger.reason
@@ -343,14 +330,6 @@ class RetrainController:
         """The monitor's reference becomes the new champion's training rows, in place: the
         running monitor actors swap references and the replicas keep sending to them. Only
         when no monitor is running is one started and the route redeployed to report to it."""
-        from raymlops.data.snapshot_read import read_snapshot
-        from raymlops.monitor.lifecycle import rebaseline_monitor, start_monitor
-        from raymlops.monitor.reference import build_reference
-        from raymlops.ray_session import NAMESPACE
-        from raymlops.registry.registry import get_model
-        from raymlops.serve.traffic import deploy_model
-        from raymlops.train.prepare import holdout_of
-
         assert res.challenger is not None and res.snapshot is not None
         t0 = time.perf_counter()
         cfg = self.config
@@ -390,8 +369,6 @@ class RetrainController:
         self._stage(res, "rebaseline", t0, f"monitor reference = training rows of snapshot {res.snapshot[:12]}")
 
     def _retire(self, res: CycleResult, why: str, final: bool = True) -> None:
-        from raymlops.serve.traffic import set_challenger
-
         assert res.challenger is not None
         t0 = time.perf_counter()
         set_challenger(self.store, res.route, None, reason=res.trigger.reason)

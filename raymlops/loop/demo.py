@@ -32,7 +32,16 @@ from typing import Any
 
 import yaml
 
+from raymlops import audit
 from raymlops.config import PipelineConfig, parse_config
+from raymlops.exceptions import ServeError
+from raymlops.loop.controller import RetrainController, Watcher
+from raymlops.loop.demo_data import requests
+from raymlops.monitor.names import monitor_name
+from raymlops.pipeline.runner import run_pipeline, stop_serving
+from raymlops.ray_session import NAMESPACE
+from raymlops.serve.deploy import http_json
+from raymlops.store.home import Store
 
 __all__ = ["DEMO_YAML", "demo_config", "run_demo"]
 
@@ -111,8 +120,6 @@ class _Traffic:
         self._thread = threading.Thread(target=self._loop, name="raymlops-demo-traffic", daemon=True)
 
     def _loop(self) -> None:
-        from raymlops.serve.deploy import http_json
-
         i = 0
         while not self._stop.is_set():
             body = self.bodies[i % len(self.bodies)]
@@ -138,9 +145,6 @@ class _Traffic:
 
 
 def _send(url: str, bodies: list[list[dict[str, Any]]]) -> Counter[str]:
-    from raymlops.exceptions import ServeError
-    from raymlops.serve.deploy import http_json
-
     versions: Counter[str] = Counter()
     for body in bodies:
         status, answer = http_json("POST", url, {"instances": body}, timeout=30)
@@ -152,9 +156,6 @@ def _send(url: str, bodies: list[list[dict[str, Any]]]) -> Counter[str]:
 
 def _monitor() -> Any:
     import ray
-
-    from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.ray_session import NAMESPACE
 
     return ray.get_actor(monitor_name("demo"), namespace=NAMESPACE)
 
@@ -199,12 +200,6 @@ def run_demo(home: str | Path | None = None, port: int | None = None, rows: int 
     """Run the demo (see the module docstring); the summary. ``rows``: requests' rows per
     traffic phase; ``window_rows``: the monitor's window (default ``rows // 2``)."""
     import ray
-
-    from raymlops import audit
-    from raymlops.loop.controller import RetrainController, Watcher
-    from raymlops.loop.demo_data import requests
-    from raymlops.pipeline.runner import run_pipeline, stop_serving
-    from raymlops.store.home import Store
 
     t_start = time.perf_counter()
     temp = home is None

@@ -38,11 +38,14 @@ import ray
 
 from raymlops.config import CalibrationConfig, MonitorConfig
 from raymlops.exceptions import NotFound, ValidationError
-from raymlops.monitor.lifecycle import PEER_TIMEOUT_S, shard_name
+from raymlops.monitor.metrics import serve_metrics
 from raymlops.monitor.monitor import Monitor
+from raymlops.monitor.names import PEER_TIMEOUT_S, shard_name
 from raymlops.monitor.performance import same_label
 from raymlops.monitor.reference import MonitorReference
+from raymlops.monitor.shards import merge_monitors, snapshot
 from raymlops.monitor.sinks import send_alerts
+from raymlops.store.artifacts import ArtifactStore
 
 log = logging.getLogger("raymlops.monitor")
 
@@ -68,8 +71,6 @@ class DriftMonitor:
         self.cfg = monitor_config(settings)
         self.store = None
         if artifact_root is not None:
-            from raymlops.store.artifacts import ArtifactStore
-
             self.store = ArtifactStore(artifact_root)
         self.reference_pointer = f"monitor/{route}/{start_id}/reference-current" if start_id and self.store else None
         if self.reference_pointer is not None:  # moved by rebaseline(): a restart keeps watching the new one
@@ -96,8 +97,6 @@ class DriftMonitor:
         self.sink_problems: list[str] = []
         self.metrics_url: str | None = None
         if self.cfg.metrics_port is not None and self.shard == 0:
-            from raymlops.monitor.metrics import serve_metrics
-
             try:
                 serve_metrics(route, self._status_locked if self.shards == 1 else self._merged_status,
                               self.cfg.metrics_port)
@@ -292,8 +291,6 @@ class DriftMonitor:
 
     def snapshot(self, rows_only: bool = False) -> dict[str, Any]:
         """This shard's state for a merged view (:func:`raymlops.monitor.shards.snapshot`)."""
-        from raymlops.monitor.shards import snapshot
-
         with self.lock:
             out: dict[str, Any] = {"shard": self.shard, "rows": int(self.monitor.rows_total)}
             if not rows_only:
@@ -335,8 +332,6 @@ class DriftMonitor:
         return out
 
     def _merged(self) -> tuple[Any, Counter[str], list[dict[str, Any]]]:
-        from raymlops.monitor.shards import merge_monitors
-
         snaps = self._snapshots()
         merged = merge_monitors([s["monitor"] for s in snaps], config=self.cfg)
         predictions: Counter[str] = Counter()

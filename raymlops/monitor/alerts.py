@@ -12,12 +12,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["ALERT_KINDS", "Alert", "AlertBook"]
-
-ALERT_KINDS = (
-    "dataset_drift", "feature_drift", "slice_drift", "prediction_drift", "anomaly", "performance",
-    "differential", "bias", "slo_burn", "estimated_performance",
-)
+__all__ = ["Alert", "AlertBook"]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Ray adapter, driver side: start, find, re-baseline and stop the monitor actors of a route.
 
-The actors themselves are :class:`raymlops.monitor.actor.DriftMonitor`; this module names them
-(shard 0 :func:`monitor_name`, shard i :func:`shard_name`), starts them with restarts and
+The actors themselves are :class:`raymlops.monitor.actor.DriftMonitor`, named by
+:mod:`raymlops.monitor.names`; this module starts them with restarts and
 checkpoints in the artifact store (:func:`start_monitor`), moves them to a new reference in place
 (:func:`rebaseline_monitor`), reads their merged status (:func:`monitor_status`,
 :func:`monitor_summary`) and stops them (:func:`stop_monitor`).
@@ -17,28 +17,19 @@ from typing import Any
 import ray
 
 from raymlops.exceptions import NotFound
+from raymlops.monitor.actor import DriftMonitor, monitor_config
+from raymlops.monitor.names import PEER_TIMEOUT_S, monitor_name, shard_name
 from raymlops.monitor.reference import MonitorReference
+from raymlops.store.artifacts import ArtifactStore
+from raymlops.store.home import Store
 
-__all__ = ["monitor_handles", "monitor_name", "monitor_status", "monitor_summary", "rebaseline_monitor",
-           "shard_name", "start_monitor", "stop_monitor"]
-
-PEER_TIMEOUT_S = 30.0  # shard 0 waits this long for the other shards' snapshots; callers for shard names
+__all__ = ["monitor_handles", "monitor_status", "monitor_summary", "rebaseline_monitor", "start_monitor",
+           "stop_monitor"]
 
 # Non-detached actors die when their last handle goes away: the driver keeps one per shard here
 # for as long as the deployment lives in this process.
 _LIVE: dict[str, list[Any]] = {}
 _MAX_SHARDS = 64
-
-
-def monitor_name(route: str) -> str:
-    """The actor name of the monitor (shard 0) of ``route``."""
-    return f"raymlops-monitor-{route}"
-
-
-def shard_name(route: str, shard: int) -> str:
-    """The actor name of ``shard`` of ``route``'s monitor (shard 0: :func:`monitor_name`; the
-    others do not start with ``monitor_name("")``, so listing monitors by that prefix lists routes)."""
-    return monitor_name(route) if shard == 0 else f"raymlops-monitor.shard{shard}.{route}"
 
 
 def _first(route: str, namespace: str) -> Any:
@@ -87,8 +78,6 @@ def start_monitor(
     ``monitor.max_restarts`` times and resumes from its last checkpoint. Without, the reference
     travels as an argument and there are no checkpoints.
     """
-    from raymlops.monitor.actor import DriftMonitor, monitor_config
-
     cfg = monitor_config(settings)
     _kill_shards(route, namespace)
     options: dict[str, Any] = {"namespace": namespace, "num_cpus": 0}
@@ -98,10 +87,7 @@ def start_monitor(
     if home is not None or artifact_root is not None:
         root = artifact_root
         if root is None:
-            from raymlops.store.home import Store
-
             root = Store.open(home).artifacts.root_uri
-        from raymlops.store.artifacts import ArtifactStore
 
         key = _store_reference(ArtifactStore(root), route, reference)
         kwargs.update(reference_key=key, artifact_root=root, home=None if home is None else str(home),
@@ -133,8 +119,6 @@ def rebaseline_monitor(route: str, reference: MonitorReference, namespace: str,
     ``calibration``: the new model's probability calibration, for estimated performance."""
     handles = monitor_handles(route, namespace)
     if artifact_root is not None:
-        from raymlops.store.artifacts import ArtifactStore
-
         key = _store_reference(ArtifactStore(artifact_root), route, reference)
         return [ray.get(h.rebaseline.remote(reference_key=key, calibration=calibration), timeout=120)
                 for h in handles]

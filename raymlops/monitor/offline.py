@@ -16,6 +16,7 @@ from typing import Any
 
 from raymlops.config import MonitorConfig
 from raymlops.data.tables import read_table
+from raymlops.monitor.histograms import rows_histograms
 from raymlops.stats.exact import CATEGORICAL
 from raymlops.stats.offline import check_tables
 
@@ -38,8 +39,6 @@ def check(reference: Any, current: Any, config: MonitorConfig | None = None,
     result = check_tables(reference, current, config, slice_columns=slice_columns, columns=columns,
                           threads=threads)
     if histograms:
-        from raymlops.monitor.histograms import rows_histograms
-
         kinds = {name: (CATEGORICAL if f["kind"] == CATEGORICAL else "numeric")
                  for name, f in result["features"].items()}
         result["histograms"] = rows_histograms(reference, current, kinds)

@@ -11,9 +11,11 @@ import logging
 import urllib.request
 from pathlib import Path
 
+from raymlops import audit
 from raymlops.config import MonitorAlertsConfig
 from raymlops.hooks import emit
 from raymlops.monitor.alerts import Alert
+from raymlops.store.home import Store
 
 __all__ = ["AUDIT_ACTION", "send_alerts"]
 
@@ -31,9 +33,6 @@ def send_alerts(alerts: list[Alert], cfg: MonitorAlertsConfig, model: str, home:
             log.warning("monitor %s alert [%s] %s", model, a.kind, a.message)
     if cfg.audit and home is not None:
         try:
-            from raymlops import audit
-            from raymlops.store.home import Store
-
             store = Store.open(home)
             with store.metadata.transaction() as conn:
                 for a in alerts:

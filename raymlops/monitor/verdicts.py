@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from raymlops.config import MonitorConfig
+from raymlops.exceptions import ValidationError
 from raymlops.monitor.alerts import Alert
 from raymlops.monitor.reference import CATEGORICAL, PREDICTION, ColumnReference, MonitorReference
 from raymlops.monitor.state import StreamState
@@ -281,8 +282,6 @@ def evaluate(state: StreamState, cfg: MonitorConfig, reference: MonitorReference
     slices: that column's test alone)."""
     ref = reference or state.reference
     if not ref.same_as(state.reference):
-        from raymlops.exceptions import ValidationError
-
         raise ValidationError("the state was built on a different reference")
     if len(ref.columns) == 1 and not ref.slice_columns:
         return _evaluate_per_column(state, cfg, ref)

@@ -19,10 +19,16 @@ import numpy as np
 
 from raymlops import audit
 from raymlops.config import PipelineConfig, parse_config
+from raymlops.data.snapshot import verify_snapshot
 from raymlops.exceptions import ValidationError
+from raymlops.ray_session import ensure_ray
 from raymlops.registry.lineage import PACKAGES, code_version, package_versions
 from raymlops.registry.registry import get_model, load_model
 from raymlops.store.home import Store
+from raymlops.train.boost_data import SnapshotSource, holdout_rows
+from raymlops.train.distributed import fit_distributed
+from raymlops.train.prepare import split_snapshot
+from raymlops.train.trainer import fit
 
 
 @dataclass
@@ -76,11 +82,6 @@ def reproduce(
     progress: Callable[[str], None] = lambda _line: None,
 ) -> ReproduceReport:
     """Re-train ``ref`` as recorded (``seed`` overrides the recorded seed, to see what it changes)."""
-    from raymlops.data.snapshot import verify_snapshot
-    from raymlops.ray_session import ensure_ray
-    from raymlops.train.prepare import split_snapshot
-    from raymlops.train.trainer import fit
-
     t0 = time.perf_counter()
     version = get_model(store, ref)
     lineage = version.lineage
@@ -103,8 +104,6 @@ def reproduce(
     features = version.features
     run_name = f"reproduce-{version.name}-v{version.version}-{int(time.time())}"
     if config.train.strategy == "distributed":  # Ray Train reads the snapshot; only the holdout comes here
-        from raymlops.train.boost_data import SnapshotSource, holdout_rows
-        from raymlops.train.distributed import fit_distributed
 
         ensure_ray()
         progress(f"re-training {version.id} on Ray Train with seed {config.seed}")

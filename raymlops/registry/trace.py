@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from raymlops import audit
+from raymlops.data.snapshot import load_manifest
 from raymlops.exceptions import IntegrityError, NotFound
 from raymlops.registry.registry import aliases_of, get_model
 from raymlops.store.home import Store
@@ -12,8 +13,6 @@ from raymlops.store.home import Store
 
 def lineage_of(store: Store, ref: str) -> dict[str, Any]:
     """Everything a model version came from and where it went, from metadata and the audit log."""
-    from raymlops.data.snapshot import load_manifest
-
     version = get_model(store, ref)
     lin = version.lineage
     data: dict[str, Any] = {"snapshot_id": version.snapshot_id}

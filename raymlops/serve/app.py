@@ -34,6 +34,7 @@ from ray import serve
 
 from raymlops.serve import oip
 from raymlops.serve.auth import BearerAuth
+from raymlops.serve.control import ensure_control
 from raymlops.serve.feedback import merge_replies, parse_feedback_request, split_by_shard
 from raymlops.serve.handoff import MonitorHandoff, Served
 from raymlops.serve.loaded import LoadedModel, ServingState, binary_scores, predict_batch
@@ -72,8 +73,6 @@ class ModelServer:
 
     async def __init__(self, settings: dict[str, Any], table: dict[str, Any]) -> None:  # type: ignore[misc]
         import ray
-
-        from raymlops.serve.control import ensure_control
 
         self.settings = ReplicaSettings.from_dict(settings)
         s, c = self.settings, self.settings.serve  # c: the route's ServeConfig itself

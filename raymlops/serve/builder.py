@@ -20,8 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from raymlops.config import ServeConfig
 from raymlops.exceptions import ConfigError
+from raymlops.monitor.names import monitor_name
+from raymlops.registry import get_model
 from raymlops.registry.spec import ModelSpec
+from raymlops.serve.routing import TrafficTable
+from raymlops.serve.settings import STOP_OPTIONS, ReplicaSettings, new_deploy_id
+from raymlops.store.home import Store
 
 # the args that configure the replicas (ServeConfig fields); the rest name the model and home
 SERVE_ARGS = ("max_rows_per_request", "max_batch_size", "batch_wait_timeout_s")
@@ -30,9 +36,6 @@ SERVE_ARGS = ("max_rows_per_request", "max_batch_size", "batch_wait_timeout_s")
 def model_spec(args: dict[str, Any]) -> ModelSpec:
     """The spec of the registered version ``args['model']`` (no Ray needed); a version the gate
     rejected is refused."""
-    from raymlops.registry import get_model
-    from raymlops.store.home import Store
-
     if not args.get("model"):
         raise ConfigError("serve args: 'model' is required (name:vN or name@alias)")
     store = Store.open(args.get("home"), args.get("artifact_root"))
@@ -49,11 +52,8 @@ def app_builder(args: dict[str, Any]) -> Any:
     as champion; each build gets a newer deploy id, so a changed config's table wins."""
     from pydantic import ValidationError as PydanticValidationError
 
-    from raymlops.config import ServeConfig
-    from raymlops.monitor.lifecycle import monitor_name
+    # Ray Serve and FastAPI: only when Serve builds the application (model_spec needs no Ray)
     from raymlops.serve.app import ModelServer
-    from raymlops.serve.routing import TrafficTable
-    from raymlops.serve.settings import STOP_OPTIONS, ReplicaSettings, new_deploy_id
 
     args = dict(args or {})
     spec = model_spec(args)

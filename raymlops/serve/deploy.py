@@ -22,6 +22,9 @@ from raymlops.config import ServeConfig
 from raymlops.exceptions import IntegrityError, NotFound, ServeError
 from raymlops.ray_session import NAMESPACE
 from raymlops.registry.spec import ModelSpec
+from raymlops.serve.routing import TrafficTable
+from raymlops.serve.settings import SHADOW_LOG_SIZE, ReplicaSettings, deployment_options, new_deploy_id
+from raymlops.serve.throughput import check_cluster_ingress
 
 
 def port_free(host: str, port: int) -> bool:
@@ -105,10 +108,9 @@ def deploy(
     """
     from ray import serve
 
+    # Ray Serve (~2 s): only to deploy; http_json's callers (`raymlops status`, the demo) need no Ray
     from raymlops.serve.app import ModelServer
     from raymlops.serve.control import ensure_control
-    from raymlops.serve.routing import TrafficTable
-    from raymlops.serve.settings import SHADOW_LOG_SIZE, ReplicaSettings, deployment_options, new_deploy_id
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     cfg = ServeConfig() if serve_config is None else serve_config
@@ -120,7 +122,6 @@ def deploy(
     for m in (table.champion, table.challenger):
         if m is not None:
             verify_artifact(m)
-    from raymlops.serve.throughput import check_cluster_ingress
 
     # serve.high_throughput true: the cluster must have HAProxy; unset: say once how to get it
     note = check_cluster_ingress(cfg.high_throughput)
@@ -239,6 +240,7 @@ def undeploy(route: str, shutdown: bool = True, namespace: str = NAMESPACE) -> N
     drain: requests in flight finish (bounded by the deployment's graceful_shutdown_timeout_s)."""
     from ray import serve
 
+    # imports Ray: only to undeploy (see deploy())
     from raymlops.serve.control import stop_control
 
     others = True

@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from raymlops.serve.handoff import shard_of
 from raymlops.serve.request import RequestError, decode_json
 
 __all__ = ["COUNTS", "FeedbackRequest", "merge_replies", "parse_feedback_request", "split_by_shard"]
@@ -133,8 +134,6 @@ def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regressi
 
 def split_by_shard(request: FeedbackRequest, shards: int) -> list[tuple[list[str], list[Any]]]:
     """``(ids, labels)`` for each monitor shard (see :func:`raymlops.serve.handoff.shard_of`)."""
-    from raymlops.serve.handoff import shard_of
-
     out: list[tuple[list[str], list[Any]]] = [([], []) for _ in range(max(shards, 1))]
     for rid, label in zip(request.request_ids, request.labels, strict=True):
         ids, labels = out[shard_of(rid, shards)]
@@ -154,8 +153,6 @@ def merge_replies(replies: list[dict[str, Any]], request: FeedbackRequest | None
             totals[k] = totals.get(k, 0) + int(v)
     out["totals"] = totals
     if request is not None:
-        from raymlops.serve.handoff import shard_of
-
         shards = len(replies)
         given = [list(r.get("outcomes") or []) for r in replies]
         at = [0] * shards

@@ -16,18 +16,22 @@ from collections.abc import Callable
 from typing import Any
 
 from raymlops import audit
+from raymlops.config import ServeConfig
 from raymlops.exceptions import NotFound, ServeError, ValidationError
 from raymlops.hooks import emit
+from raymlops.monitor.names import monitor_name
 from raymlops.ray_session import NAMESPACE
+from raymlops.registry.registry import get_model
 from raymlops.registry.spec import ModelSpec
+from raymlops.serve.builder import model_spec
+from raymlops.serve.control import get_control, live_routes
+from raymlops.serve.deploy import _root_message, deploy, undeploy, verify_artifact
 from raymlops.serve.routing import TrafficTable
 from raymlops.store.home import Store
 
 
 def model_spec_of(store: Store, ref: str) -> ModelSpec:
     """The spec of a registered version or alias that may be served (the gate passed it)."""
-    from raymlops.serve.builder import model_spec
-
     return model_spec({"model": ref, "home": str(store.home), "artifact_root": store.artifacts.root_uri})
 
 
@@ -38,8 +42,6 @@ def _record(store: Store, action: str, route: str, model: str, reason: str | Non
 
 
 def _control(route: str) -> Any:
-    from raymlops.serve.control import get_control
-
     handle = get_control(route, NAMESPACE)
     if handle is None:
         raise NotFound(f"no live deployment at route {route!r} on this Ray cluster (deploy it first)")
@@ -61,8 +63,6 @@ def update_traffic(route: str, change: Callable[[TrafficTable], TrafficTable],
     serves ``after``. A replica that cannot load a model makes the whole change roll back."""
     import ray
 
-    from raymlops.serve.deploy import verify_artifact
-
     control = _control(route)
     raw = ray.get(control.get_table.remote())
     if raw is None:
@@ -75,7 +75,6 @@ def update_traffic(route: str, change: Callable[[TrafficTable], TrafficTable],
     try:
         installed = ray.get(control.set_table.remote(after.to_dict(), expect_epoch=before.epoch))
     except ray.exceptions.RayTaskError as exc:  # the table changed meanwhile (or was refused)
-        from raymlops.serve.deploy import _root_message
 
         raise ServeError(f"traffic change of {route!r} refused: {_root_message(exc)}") from None
     result = ray.get(control.wait_acks.remote(int(installed["epoch"]), timeout_s))
@@ -93,8 +92,6 @@ def update_traffic(route: str, change: Callable[[TrafficTable], TrafficTable],
 def routes_serving(name: str) -> list[str]:
     """Live routes whose champion (or challenger) is a version of model ``name``."""
     import ray
-
-    from raymlops.serve.control import get_control, live_routes
 
     out = []
     for route in live_routes(NAMESPACE):
@@ -151,8 +148,6 @@ def set_sample_rate(store: Store, route: str, rate: float | None, reason: str | 
 def follow_champion(store: Store, name: str, action: str, reason: str | None = None) -> dict[str, TrafficTable]:
     """After the registry moved ``name@champion``: make every live route of ``name`` serve it
     (``models promote`` -> ``deployment.promoted``, ``models rollback`` -> ``deployment.rolled_back``)."""
-    from raymlops.registry.registry import get_model
-
     champion = get_model(store, f"{name}@champion")
     out = {}
     for route in routes_serving(name):
@@ -167,11 +162,6 @@ def deploy_model(store: Store, ref: str, *, route: str | None = None, serve_conf
                  sample_rate: float = 1.0, monitor: bool = True, reason: str | None = None,
                  host: str | None = None, port: int | None = None) -> str:
     """Deploy a registered version as the champion of a new (or replaced) route; the endpoint."""
-    from raymlops.config import ServeConfig
-    from raymlops.monitor.lifecycle import monitor_name
-    from raymlops.serve.control import get_control
-    from raymlops.serve.deploy import deploy
-
     cfg = serve_config or ServeConfig()
     model = model_spec_of(store, ref)
     name = route or cfg.name or model.name
@@ -197,8 +187,6 @@ def deploy_model(store: Store, ref: str, *, route: str | None = None, serve_conf
 
 def stop_route(store: Store, route: str, reason: str | None = None, shutdown: bool = False) -> None:
     """Remove the live deployment at ``route`` (its Serve app and control actor)."""
-    from raymlops.serve.deploy import undeploy
-
     try:
         serving = current_table(route).champion.model_id
     except NotFound:

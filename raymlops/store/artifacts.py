@@ -29,6 +29,8 @@ import pyarrow.fs as pafs
 from raymlops.exceptions import ConfigError, IntegrityError, NotFound, RaymlopsError
 
 _CHUNK = 1 << 20
+#: a staging folder (or half-written temporary file) untouched this long was left by a crash (``raymlops doctor``)
+DEFAULT_STAGING_GRACE_S = 3600.0
 
 
 class StorageError(RaymlopsError, OSError):
@@ -50,6 +52,14 @@ def storage_error(what: str, where: str, exc: OSError) -> StorageError:
     err = StorageError(f"cannot {what} {where}: {reason}")
     err.errno = exc.errno
     return err
+
+
+#: option names (of a source or a filesystem) that hold credentials: their values are secret
+SECRET_WORDS = ("key", "secret", "token", "password", "credential", "ticket")
+
+
+def is_secret_option(name: str) -> bool:
+    return any(word in name.lower() for word in SECRET_WORDS)
 
 
 _SECRET_PARAMS = ("key", "secret", "token", "password", "credential")

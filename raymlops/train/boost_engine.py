@@ -19,7 +19,7 @@ import numpy as np
 from raymlops.config import Candidate, TrainConfig
 from raymlops.exceptions import ConfigError, RaymlopsError
 from raymlops.train.boost_data import LABEL
-from raymlops.train.boost_model import NATIVE_FILES
+from raymlops.train.boost_model import NATIVE_FILES, booster_rounds, load_booster
 from raymlops.train.search import expand
 
 TRAINERS = {"xgboost": "ray.train.xgboost.XGBoostTrainer", "lightgbm": "ray.train.lightgbm.LightGBMTrainer"}
@@ -256,8 +256,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     fit = _fit_xgboost if spec.framework == "xgboost" else _fit_lightgbm
     resumed_from = 0
     if start is not None:
-        from raymlops.train.boost_model import booster_rounds, load_booster
-
         resumed_from = booster_rounds(spec.framework, load_booster(spec.framework, start))
     progress = _Progress(spec, config.get("board"), config.get("trial_id"), resumed_from, len(ytr))
     fit(spec, dict(config["params"]), (Xtr, ytr, Xva, yva), start, progress)

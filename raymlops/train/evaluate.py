@@ -23,6 +23,7 @@ import numpy as np
 from sklearn import metrics
 
 from raymlops.exceptions import ValidationError
+from raymlops.stats.cbpe import fit_isotonic
 
 MISSING = "(missing)"
 OTHER = "other"
@@ -64,8 +65,6 @@ def calibration_of(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, Any] |
     :func:`raymlops.stats.cbpe.fit_isotonic`) as plain numbers for the model's lineage, with the
     holdout's realised accuracy and roc_auc as the monitor's reference for its estimates (CBPE);
     None for a model without ``predict_proba``, with more than two classes or a one-class holdout."""
-    from raymlops.stats.cbpe import fit_isotonic
-
     classes = _classes(model, y)
     if not hasattr(model, "predict_proba") or len(classes) != 2:
         return None

@@ -68,7 +68,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     """The demo pipeline (as route /closed-loop) served, and a real dataset-drift alert of its monitor."""
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_name
+    from raymlops.monitor.names import monitor_name
     from raymlops.pipeline.runner import run_pipeline, stop_serving
     from raymlops.ray_session import NAMESPACE
 
@@ -234,7 +234,7 @@ def _labelled(url: str, route: str, requests: list[list[dict[str, Any]]], flip: 
     """Serve ``requests``, then post their ground truth (the answers, or their opposite): rows matched."""
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_name
+    from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
 
     monitor = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
@@ -288,7 +288,7 @@ def test_a_performance_alert_from_late_labels_starts_a_cycle(served: dict[str, A
 def test_alert_to_promotion_through_the_watcher(served: dict[str, Any]) -> None:
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_name
+    from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
     from raymlops.serve.traffic import current_table
 

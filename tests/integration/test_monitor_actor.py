@@ -35,7 +35,8 @@ def test_actor_serves_metrics_and_resumes_from_checkpoint_after_a_kill(ray_sessi
     import ray
 
     from raymlops import audit
-    from raymlops.monitor.lifecycle import monitor_name, start_monitor, stop_monitor
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
     from raymlops.store.home import Store
 

@@ -62,7 +62,8 @@ def _wait_rows(n: int, timeout_s: float = 30.0) -> dict[str, Any]:
 def test_rows_split_over_shards_merge_and_labels_find_their_shard(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_handles, monitor_name, monitor_summary, shard_name
+    from raymlops.monitor.lifecycle import monitor_handles, monitor_summary
+    from raymlops.monitor.names import monitor_name, shard_name
     from raymlops.ray_session import NAMESPACE
     from raymlops.serve.handoff import shard_of
 
@@ -105,7 +106,8 @@ def test_rows_split_over_shards_merge_and_labels_find_their_shard(served: tuple[
 def test_stop_monitor_stops_every_shard(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.lifecycle import shard_name, start_monitor, stop_monitor
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.names import shard_name
     from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
 
@@ -136,7 +138,8 @@ def test_stop_monitor_stops_every_shard(served: tuple[str, Store]) -> None:
 def test_a_dead_shard_is_named_and_the_others_still_answer(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_handles, monitor_status, shard_name, start_monitor, stop_monitor
+    from raymlops.monitor.lifecycle import monitor_handles, monitor_status, start_monitor, stop_monitor
+    from raymlops.monitor.names import shard_name
     from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
 

@@ -132,7 +132,7 @@ def test_errors_are_the_protocols(served: tuple[str, Store]) -> None:
 def test_oip_traffic_is_counted_and_monitored_like_predict(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_name
+    from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
 
     url, _ = served

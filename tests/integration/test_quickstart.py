@@ -77,7 +77,7 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
         # shifted traffic through HTTP is found by the monitor actor
         import ray
 
-        from raymlops.monitor.lifecycle import monitor_name
+        from raymlops.monitor.names import monitor_name
         from raymlops.ray_session import NAMESPACE
 
         rng = np.random.default_rng(0)

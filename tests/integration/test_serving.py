@@ -181,7 +181,7 @@ def test_wrong_method_and_path_are_4xx(served: tuple[str, Store]) -> None:
 def test_metrics_count_requests_rejections_batches_and_the_monitor(served: tuple[str, Store]) -> None:
     import ray
 
-    from raymlops.monitor.lifecycle import monitor_name
+    from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
 
     url, _ = served

@@ -137,8 +137,9 @@ def test_canary_is_sticky_by_the_hashed_key(champion_only: tuple[str, Store]) ->
 def test_shadow_answers_are_recorded_and_never_returned(champion_only: tuple[str, Store]) -> None:
     import ray
 
+    from raymlops.ray_session import NAMESPACE
     from raymlops.serve.control import get_control
-    from raymlops.serve.traffic import NAMESPACE, set_challenger
+    from raymlops.serve.traffic import set_challenger
 
     url, store = champion_only
     set_challenger(store, ROUTE, f"{ROUTE}:v2", "shadow", reason="shadow test")
@@ -173,7 +174,7 @@ def test_shadow_answers_are_recorded_and_never_returned(champion_only: tuple[str
 
 def _monitor_after(predicate: Any, timeout_s: float = 30.0) -> dict[str, Any]:
     from raymlops.monitor.lifecycle import monitor_status
-    from raymlops.serve.traffic import NAMESPACE
+    from raymlops.ray_session import NAMESPACE
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -303,8 +304,8 @@ def test_cli_deploy_status_end_challenger_and_stop(
     import ray
 
     from raymlops.cli import main
+    from raymlops.ray_session import NAMESPACE
     from raymlops.serve.control import get_control
-    from raymlops.serve.traffic import NAMESPACE
 
     _, store = live
     home = ["--home", str(store.home)]
@@ -348,7 +349,7 @@ def test_monitor_sampling_is_turned_off_and_back_on_live(
     import ray
 
     from raymlops.cli import main
-    from raymlops.monitor.lifecycle import monitor_name
+    from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
 
     url, store = champion_only

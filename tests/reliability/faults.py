@@ -348,7 +348,8 @@ def kill_monitor_under_ingest(home: Path, *, checkpoint_s: float = 1.0, batch: i
     import ray
 
     from raymlops.monitor import build_reference
-    from raymlops.monitor.lifecycle import monitor_name, start_monitor, stop_monitor
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
 
     rng = np.random.default_rng(seed)

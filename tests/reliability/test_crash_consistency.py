@@ -40,7 +40,7 @@ def test_sigkill_during_registration_leaves_a_consistent_store(tmp_path: Path) -
 
 
 def test_doctor_reports_and_repairs_half_written_temp_files(tmp_path: Path) -> None:
-    from raymlops.store.doctor import run_doctor
+    from raymlops.registry.doctor import run_doctor
     from raymlops.store.home import Store
 
     store = Store.open(tmp_path / "home")

@@ -1,4 +1,4 @@
-"""`raymlops doctor` (raymlops.store.doctor): what it finds in a home folder and what --repair touches."""
+"""`raymlops doctor` (raymlops.registry.doctor): what it finds in a home folder and what --repair touches."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from raymlops import audit
 from raymlops.cli import main
 from raymlops.data.schema import infer_schema
 from raymlops.registry import register_model
+from raymlops.registry.doctor import check_home, run_doctor
 from raymlops.store import Store
-from raymlops.store.doctor import check_home, run_doctor
 
 
 def _snapshot(store: Store, rows: int = 50) -> str:

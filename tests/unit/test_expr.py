@@ -1,12 +1,12 @@
-"""Safe expressions (raymlops.data.expr): what parses, what it computes, and what is refused."""
+"""Safe expressions (raymlops.expr): what parses, what it computes, and what is refused."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
 
-from raymlops.data.expr import FUNCTIONS, parse
 from raymlops.exceptions import ValidationError
+from raymlops.expr import FUNCTIONS, parse
 
 
 @pytest.fixture()

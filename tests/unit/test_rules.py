@@ -155,7 +155,7 @@ def test_pure_data_modules_do_not_import_ray() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, raymlops.stats.profile, raymlops.stats.check, raymlops.data.expr, raymlops.data.rules, "
+    code = ("import sys, raymlops.stats.profile, raymlops.stats.check, raymlops.expr, raymlops.data.rules, "
             "raymlops.data.split, raymlops.data.schema; print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"

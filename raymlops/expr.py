@@ -1,5 +1,7 @@
 """Safe row expressions for filters, derived columns and validation rules (pure: no Ray).
 
+Below every layer: the config checks an expression when it is loaded, ``data/`` evaluates it.
+
 An expression such as ``income > 0 or status == 'student'`` is parsed with :mod:`ast` and
 checked against a whitelist; it is never given to ``eval``. What is allowed:
 

@@ -23,9 +23,13 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from raymlops.store.artifacts import ArtifactStore
+from raymlops import audit
+from raymlops.data.snapshot import list_snapshots, verify_snapshot
+from raymlops.exceptions import NotFound
+from raymlops.store.artifacts import DEFAULT_STAGING_GRACE_S, ArtifactStore
+from raymlops.store.home import Store
+from raymlops.store.metadata import MetadataStore
 
-DEFAULT_STAGING_GRACE_S = 3600.0
 CHECKS = ("metadata", "snapshots", "models", "staging", "audit")
 
 
@@ -85,8 +89,6 @@ def _check_metadata(db: Path) -> tuple[Finding, bool]:
 
 
 def _check_snapshots(store: Any) -> list[Finding]:
-    from raymlops.data.snapshot import list_snapshots, verify_snapshot
-
     out = []
     snaps = list_snapshots(store)
     for s in snaps:
@@ -98,8 +100,6 @@ def _check_snapshots(store: Any) -> list[Finding]:
 
 
 def _check_models(store: Any) -> list[Finding]:
-    from raymlops.exceptions import NotFound
-
     with store.metadata.read() as conn:
         rows = conn.execute("SELECT id, artifact_key, artifact_sha256 FROM models ORDER BY name, version").fetchall()
     out = []
@@ -193,10 +193,6 @@ def check_home(
 ) -> DoctorReport:
     """Check the raymlops home at ``home`` (its artifacts at ``artifact_root``, default
     ``<home>/artifacts``); nothing is changed."""
-    from raymlops import audit
-    from raymlops.store.home import Store
-    from raymlops.store.metadata import MetadataStore
-
     home = Path(home)
     root = artifact_root or str(home / "artifacts")
     arts = ArtifactStore(root)
@@ -241,9 +237,6 @@ def run_doctor(
         removed = repair(report)
         metadata_ok = report.findings[0].check == "metadata" and report.findings[0].ok
         if removed and metadata_ok:
-            from raymlops import audit
-            from raymlops.store.metadata import MetadataStore
-
             with MetadataStore(Path(home) / "metadata.db").transaction() as conn:
                 audit.append(conn, "staging.removed", {"keys": removed}, "raymlops doctor --repair: orphaned "
                              "staging folders", {"older_than_s": older_than_s})
