@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from raymlops.data.sources import source_filesystem
 from raymlops.store.metadata import MetadataStore
 
 CACHE_VERSION = 1
@@ -44,7 +45,6 @@ def source_fingerprint(uri: str, options: Mapping[str, Any] | None = None) -> di
         return {"uri": uri, "sklearn": version("scikit-learn")}
     if "://" not in uri and ":" in uri.split("/", 1)[0]:  # callable:module:function and the like
         return None
-    from raymlops.data.sources import source_filesystem
 
     try:
         fs, path = source_filesystem(uri, options)

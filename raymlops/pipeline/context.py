@@ -33,6 +33,9 @@ from raymlops.pipeline.cache import StepCache
 from raymlops.pipeline.history import RunRecorder, new_run_id, submission_id, who
 from raymlops.pipeline.results import RunResult, StepResult
 from raymlops.pipeline.steplog import stamp
+from raymlops.ray_session import ensure_ray
+from raymlops.registry.lineage import code_version
+from raymlops.serve.throughput import fast_ingress_for_private_ray
 from raymlops.store.home import Store
 
 __all__ = ["RunContext", "SnapshotRows", "where"]
@@ -79,6 +82,7 @@ class SnapshotRows:
             if self._load is not None:
                 self._table = self._load()
             else:
+                # pyarrow.parquet: only when the step runs (`raymlops runs` reads run history from here)
                 from raymlops.data.snapshot_read import read_snapshot
 
                 _, self._table = read_snapshot(self.store, self.snapshot_id)
@@ -87,6 +91,7 @@ class SnapshotRows:
     def split(self, features: list[str]) -> Arrays:
         key = tuple(features)
         if key not in self._arrays:
+            # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
             from raymlops.train.prepare import split_table
 
             self._arrays[key] = split_table(self.table, features, self.config)
@@ -96,6 +101,7 @@ class SnapshotRows:
         """The holdout rows of each ``gate.slices`` column (a feature or any other column)."""
         if not columns:
             return {}
+        # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
         from raymlops.train.prepare import holdout_of
 
         table = self.table
@@ -147,7 +153,6 @@ class RunContext:
     @classmethod
     def open(cls, config: PipelineConfig, home: str | Path | None = None, **options: Any) -> RunContext:
         """A context over the store at ``home`` (default: ``RAYMLOPS_HOME``), for running steps alone."""
-        from raymlops.registry.lineage import code_version
 
         options.setdefault("code", code_version())
         return cls(config, Store.open(home), **options)
@@ -166,11 +171,9 @@ class RunContext:
         """Join Ray (an existing cluster through ``RAY_ADDRESS``, else a private local one) once."""
         if self.connected:
             return
-        from raymlops.ray_session import ensure_ray
 
         serve = self.config.serve
         if serve.enabled:
-            from raymlops.serve.throughput import fast_ingress_for_private_ray
 
             # a private Ray started next runs Serve's HAProxy ingress (loopback only, quick to stop),
             # unless serve.high_throughput is false

@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raymlops.data.sources import redact_uri
+from raymlops import audit
+from raymlops.data.schema import check_training_schema, infer_schema
+from raymlops.data.snapshot import create_snapshot, snapshot_info, verify_snapshot
+from raymlops.data.sources import open_source, redact_uri
+from raymlops.data.transforms import apply, code_hash, resolve
+from raymlops.data.validate import RulesFailed, checks_from_config, validate
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
 from raymlops.pipeline.cache import fingerprint, module_fingerprint, source_fingerprint
 from raymlops.pipeline.context import RunContext
@@ -142,8 +147,6 @@ class IngestStep(Step[None, IngestOut]):
                 "transforms": [t.model_dump(exclude_none=True) for t in cfg.data.transforms]}
 
     def run(self, ctx: RunContext, inputs: None = None) -> IngestOut:
-        from raymlops.data.transforms import resolve
-
         cfg, step = ctx.config, ctx.step
         transforms = resolve(cfg.data.transforms)  # a bad entry is a ConfigError before Ray starts
         ctx.connect()
@@ -160,8 +163,6 @@ class IngestStep(Step[None, IngestOut]):
         object with it) was lost meanwhile: the read is deterministic, so the retry reads the same rows."""
         import ray.exceptions as rex
 
-        from raymlops.data.sources import open_source
-        from raymlops.data.transforms import apply
 
         lost = (rex.ActorDiedError, rex.NodeDiedError, rex.ObjectLostError, rex.OwnerDiedError,
                 rex.ActorUnavailableError, rex.WorkerCrashedError)
@@ -183,7 +184,6 @@ class IngestStep(Step[None, IngestOut]):
         """A remote failure inside a ``map_batches`` function names that entry of data.transforms."""
         if not failure.remote:
             return failure
-        from raymlops.data.transforms import resolve
 
         try:
             transforms = resolve(ctx.config.data.transforms)
@@ -215,8 +215,6 @@ class SchemaStep(Step[SchemaIn, SchemaOut]):
         return {"target": ctx.config.data.target, "features": ctx.config.data.features}
 
     def run(self, ctx: RunContext, inputs: SchemaIn) -> SchemaOut:
-        from raymlops.data.schema import check_training_schema, infer_schema
-
         cfg, step = ctx.config, ctx.step
         schema = inputs.schema
         if schema is None:
@@ -249,8 +247,6 @@ class ValidateStep(Step[ValidateIn, ValidateOut]):
                 "on_invalid": cfg.data.on_invalid}
 
     def run(self, ctx: RunContext, inputs: ValidateIn) -> ValidateOut:
-        from raymlops.data.validate import RulesFailed, checks_from_config, validate
-
         cfg, step = ctx.config, ctx.step
         ctx.connect()
         checks = checks_from_config(cfg.data)
@@ -277,7 +273,6 @@ class ValidateStep(Step[ValidateIn, ValidateOut]):
 
 def _audit_validation(ctx: RunContext, verdict: str, report: dict[str, Any], quarantine: str | None) -> None:
     """One audit record per validation verdict (when there was something to check)."""
-    from raymlops import audit
 
     cfg = ctx.config
     ids = {"source": redact_uri(cfg.data.source)} | ({"quarantine": quarantine} if quarantine else {})
@@ -304,9 +299,8 @@ class SnapshotStep(Step[SnapshotIn, SnapshotOut]):
         return None if key is None else fingerprint("snapshot", {"ingest": key})
 
     def run(self, ctx: RunContext, inputs: SnapshotIn) -> SnapshotOut:
+        # pyarrow.parquet: only when the step runs (`raymlops runs` reads run history from here)
         from raymlops.data.drift import find_reference
-        from raymlops.data.snapshot import create_snapshot
-        from raymlops.data.transforms import code_hash, resolve
 
         cfg, step = ctx.config, ctx.step
         ctx.connect()
@@ -332,6 +326,7 @@ class DataDriftStep(Step[DriftIn, DriftOut]):
     requires = ("snapshot",)
 
     def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> DriftIn:
+        # pyarrow.parquet: only when the step runs (`raymlops runs` reads run history from here)
         from raymlops.data.drift import find_reference
 
         cfg, snap = ctx.config, outputs["snapshot"]
@@ -355,6 +350,7 @@ class DataDriftStep(Step[DriftIn, DriftOut]):
                 "gate": ctx.config.data.drift_gate}
 
     def run(self, ctx: RunContext, inputs: DriftIn) -> DriftOut:
+        # pyarrow.parquet: only when the step runs (`raymlops runs` reads run history from here)
         from raymlops.data.drift import apply_gate, check_needs_ray, check_snapshot, settings_from_config
 
         cfg, step, reference = ctx.config, ctx.step, inputs.reference
@@ -402,8 +398,6 @@ class DataCache(CacheGroup):
         return key
 
     def restore(self, ctx: RunContext, outputs: Mapping[str, Any]) -> dict[str, Restored] | None:
-        from raymlops.data.snapshot import snapshot_info, verify_snapshot
-
         cfg = ctx.config
         key = self.key(ctx)
         hit = ctx.cache.get(key) if key and ctx.use_cache else None

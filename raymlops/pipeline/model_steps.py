@@ -16,11 +16,15 @@ from typing import Any
 import numpy as np
 
 from raymlops import audit
+from raymlops.data.snapshot import snapshot_info
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
 from raymlops.pipeline.cache import fingerprint, module_fingerprint
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.failures import Failure, describe, unwrap
 from raymlops.pipeline.step import CacheGroup, Restored, Step
+from raymlops.registry.lineage import PACKAGES, package_versions
+from raymlops.registry.registry import CHAMPION, get_model, load_model, register_model
+from raymlops.tracking.mlflow_tracking import MlflowTracker  # only with tracking: (an optional extra)
 
 __all__ = ["EvaluateIn", "EvaluateOut", "EvaluateStep", "GateIn", "GateOut", "GateStep", "ModelCache", "ModelOut",
            "RegisterIn", "RegisterStep", "TrainIn", "TrainOut", "TrainStep", "model_key"]
@@ -83,7 +87,6 @@ class ModelOut:
 
 
 def model_key(ctx: RunContext, snapshot_id: str, features: list[str]) -> str:
-    from raymlops.registry.lineage import PACKAGES, package_versions
 
     cfg = ctx.config
     estimators = sorted({c.estimator for c in cfg.train.candidates})
@@ -102,7 +105,6 @@ def model_key(ctx: RunContext, snapshot_id: str, features: list[str]) -> str:
 
 
 def _champion(ctx: RunContext) -> Any:
-    from raymlops.registry.registry import CHAMPION, get_model
 
     try:
         return get_model(ctx.store, f"{ctx.config.name}@{CHAMPION}")
@@ -131,12 +133,16 @@ class TrainStep(Step[TrainIn, TrainOut]):
         return {"snapshot": inputs.snapshot_id, "candidates": len(ctx.config.train.candidates)}
 
     def run(self, ctx: RunContext, inputs: TrainIn) -> TrainOut:
+        # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
         from raymlops.train import fit
 
         cfg, step, snap_id, features = ctx.config, ctx.step, inputs.snapshot_id, inputs.features
         holdout_columns: dict[str, np.ndarray] | None = None
         if cfg.train.strategy == "distributed":  # Ray Train reads the snapshot: no training rows here
+            # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
             from raymlops.train.boost_data import SnapshotSource, holdout_rows
+
+            # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
             from raymlops.train.distributed import fit_distributed
 
             tracker = _tracker(ctx)
@@ -193,7 +199,6 @@ def _tracker(ctx: RunContext) -> Any:
     unreachable server is a warning in the step's log and in the run record, never a failure."""
     if ctx.config.tracking is None:
         return None
-    from raymlops.tracking.mlflow_tracking import MlflowTracker  # only with tracking: (an optional extra)
 
     tracker = MlflowTracker(ctx.config.tracking, ctx.config.name, ctx.run_id, warn=ctx.say)
     tracker.start()
@@ -214,7 +219,10 @@ class EvaluateStep(Step[EvaluateIn, EvaluateOut]):
         return {"holdout_rows": len(_holdout(ctx, inputs.train)[1]), "slices": list(ctx.config.gate.slices)}
 
     def run(self, ctx: RunContext, inputs: EvaluateIn) -> EvaluateOut:
+        # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
         from raymlops.train import evaluate_model
+
+        # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
         from raymlops.train.evaluate import calibration_of
 
         cfg, step, train = ctx.config, ctx.step, inputs.train
@@ -257,6 +265,7 @@ class GateStep(Step[GateIn, GateOut]):
         return {"rules": list(map(str, ctx.config.gate.rules))}
 
     def run(self, ctx: RunContext, inputs: GateIn) -> GateOut:
+        # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
         from raymlops.train import gate
 
         cfg, step = ctx.config, ctx.step
@@ -271,7 +280,7 @@ class GateStep(Step[GateIn, GateOut]):
     def _champion_metrics(ctx: RunContext, train: TrainOut) -> dict[str, float] | None:
         """The champion's metrics on this run's holdout (as TFX's Evaluator compares on the same data),
         or its recorded metrics when its inputs differ; None without a champion."""
-        from raymlops.registry.registry import load_model
+        # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
         from raymlops.train import evaluate_model
 
         champion = _champion(ctx)
@@ -293,10 +302,6 @@ class RegisterStep(Step[RegisterIn, ModelOut]):
         return RegisterIn(outputs["train"], outputs["evaluate"], outputs["gate"])
 
     def run(self, ctx: RunContext, inputs: RegisterIn) -> ModelOut:
-        from raymlops.data.snapshot import snapshot_info
-        from raymlops.registry.lineage import PACKAGES, package_versions
-        from raymlops.registry.registry import register_model
-
         cfg, step, store, train = ctx.config, ctx.step, ctx.store, inputs.train
         snap = snapshot_info(store, train.snapshot_id)
         model, features, metrics, verdict = train.model, train.features, inputs.evaluate.metrics, inputs.gate.verdict
@@ -359,8 +364,6 @@ class ModelCache(CacheGroup):
         return self.key(ctx, outputs)
 
     def restore(self, ctx: RunContext, outputs: Mapping[str, Any]) -> dict[str, Restored] | None:
-        from raymlops.registry.registry import get_model
-
         res = ctx.result
         hit = ctx.cache.get(self.key(ctx, outputs)) if ctx.use_cache else None
         if hit is None:

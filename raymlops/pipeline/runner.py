@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from raymlops.config import BUILTIN_STEPS, PipelineConfig
+from raymlops import audit
+from raymlops.config import BUILTIN_STEPS, PipelineConfig, load_config
 from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed
 from raymlops.hooks import sync_pipeline_webhooks
 from raymlops.pipeline.context import RunContext
@@ -33,6 +34,9 @@ from raymlops.pipeline.serve_steps import DeployStep, MonitorStep, SmokeStep
 from raymlops.pipeline.step import CacheGroup, Outputs, Restored, Step
 from raymlops.pipeline.steplog import LogCapture, StepLog, capture_logging, stamp
 from raymlops.pipeline.user_steps import import_call, user_steps
+from raymlops.ray_session import NAMESPACE
+from raymlops.registry.lineage import code_version
+from raymlops.serve.deploy import undeploy
 from raymlops.store.home import Store
 
 __all__ = ["STEPS", "Pipeline", "RunResult", "Runner", "StepResult", "builtin_steps", "plan", "run_pipeline",
@@ -199,6 +203,7 @@ class Runner:
         """Mistakes that only show when a step runs, found before any step does (an estimator
         that cannot be imported would otherwise fail after ingest and snapshot): ConfigError,
         exit 2, naming the key path."""
+        # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
         from raymlops.train.search import import_estimator
 
         for i, candidate in enumerate(self.config.train.candidates):
@@ -269,7 +274,6 @@ class Runner:
 
     def run(self) -> RunResult:
         """Run every step; the result, or the failure raised as :meth:`_translate` says."""
-        from raymlops.registry.lineage import code_version
 
         ctx = self.ctx
         # webhooks: of this config, stored in the home so the monitor actor and the CLI send to them too
@@ -369,7 +373,6 @@ def run_pipeline(
     ``run_id`` and ``failure`` (:class:`raymlops.pipeline.failures.Failure`): raymlops' own
     errors keep their class (a ConfigError stays one), anything else is a :class:`StepFailed`.
     """
-    from raymlops.config import load_config
 
     cfg = load_config(config) if isinstance(config, str) else config
     pipeline = Pipeline(cfg, Store.open(home), progress=progress, keep_serving=keep_serving, use_cache=use_cache,
@@ -390,7 +393,6 @@ def _tear_down(pipeline: Runner) -> None:
     stop_serving(pipeline.config)
     res = pipeline.result
     if res.endpoint and res.model:
-        from raymlops import audit
 
         why = "the run is over and nothing keeps serving (no RAY_ADDRESS cluster, no --serve)"
         with pipeline.store.metadata.transaction() as conn:
@@ -404,9 +406,8 @@ def stop_serving(config: PipelineConfig) -> None:
 
     if not ray.is_initialized():
         return
+    # imports Ray and the monitor actor: only when the step runs
     from raymlops.monitor.lifecycle import stop_monitor
-    from raymlops.ray_session import NAMESPACE
-    from raymlops.serve.deploy import undeploy
 
     serve_logger = logging.getLogger("ray.serve")
     quiet = _BelowWarning()

@@ -21,10 +21,14 @@ import numpy as np
 
 from raymlops import audit
 from raymlops.exceptions import ServeError
+from raymlops.monitor.names import monitor_name
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.failures import Failure, describe
 from raymlops.pipeline.step import Step
+from raymlops.ray_session import NAMESPACE
 from raymlops.registry.spec import ModelSpec
+from raymlops.serve.deploy import deploy, http_json
+from raymlops.serve.throughput import check_cluster_ingress
 
 __all__ = ["DeployIn", "DeployOut", "DeployStep", "MonitorIn", "MonitorOut", "MonitorStep", "SmokeIn", "SmokeOut",
            "SmokeStep"]
@@ -79,7 +83,10 @@ def _free_loopback_port() -> int:
 
 def _monitor_reference(ctx: RunContext, snapshot_id: str, features: list[str]) -> Any:
     """The monitor's reference: the training rows of the features, plus the slice columns."""
+    # pandas: only when the step runs (`raymlops runs` imports this package)
     from raymlops.monitor.reference import build_reference
+
+    # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
     from raymlops.train.prepare import holdout_of
 
     cfg = ctx.config.monitor
@@ -131,10 +138,8 @@ class DeployStep(Step[DeployIn, DeployOut]):
         return {"model": inputs.model.version.id, "route": ctx.config.route, "port": ctx.config.serve.port}
 
     def run(self, ctx: RunContext, inputs: DeployIn) -> DeployOut:
-        from raymlops.monitor.lifecycle import monitor_name, start_monitor
-        from raymlops.ray_session import NAMESPACE
-        from raymlops.serve.deploy import deploy
-        from raymlops.serve.throughput import check_cluster_ingress
+        # imports Ray and the monitor actor: only when the step runs
+        from raymlops.monitor.lifecycle import start_monitor
 
         cfg, store, res, step = ctx.config, ctx.store, ctx.result, ctx.step
         route, version = cfg.route, inputs.model.version
@@ -207,8 +212,6 @@ class SmokeStep(Step[SmokeIn, SmokeOut]):
         return {"endpoint": inputs.endpoint}
 
     def run(self, ctx: RunContext, inputs: SmokeIn) -> SmokeOut:
-        from raymlops.serve.deploy import http_json
-
         endpoint, features, step = inputs.endpoint, inputs.features, ctx.step
         sent = sent_bytes = 0
         body: Any = {}
@@ -242,14 +245,9 @@ class MonitorStep(Step[MonitorIn, MonitorOut]):
         return None if ctx.config.monitor.enabled else "monitor.enabled is false"
 
     def describe_inputs(self, ctx: RunContext, inputs: MonitorIn) -> dict[str, Any]:
-        from raymlops.monitor.lifecycle import monitor_name
-
         return {"actor": monitor_name(inputs.route)}
 
     def run(self, ctx: RunContext, inputs: MonitorIn) -> MonitorOut:
-        from raymlops.monitor.lifecycle import monitor_name
-        from raymlops.ray_session import NAMESPACE
-
         step, ray = ctx.step, ctx.ray()
         handle = ray.get_actor(monitor_name(inputs.route), namespace=NAMESPACE)
         # every smoke row reaches the monitor unless sampling drops some: wait for them

@@ -121,13 +121,8 @@ def test_the_check_sees_function_level_and_relative_imports(tmp_path: Path) -> N
     ]
 
 
-# raymlops/pipeline/ is being rewritten into step objects (issue 17 item 2) on another branch, which gives its
-# function-level imports their reasons; delete this exemption when that branch is merged
-PIPELINE_PENDING = "raymlops/pipeline/"
-
-
 def test_function_level_imports_of_our_modules_say_why() -> None:
-    assert [f for f in uncommented_function_imports() if not f.startswith(PIPELINE_PENDING)] == []
+    assert uncommented_function_imports() == []
 
 
 def test_the_comment_check_sees_uncommented_function_level_imports(tmp_path: Path) -> None:
