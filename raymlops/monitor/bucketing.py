@@ -111,7 +111,7 @@ class GridSet:
                 np.take(self.below, cells, out=o, mode="clip")
                 np.take(self.edge, cells, out=t, mode="clip")
                 np.greater_equal(xs, t, out=ge)
-                o += ge
+                np.add(o, ge.view(np.uint8), out=o)  # a bool operand takes numpy's slow casting loop: 5x slower
                 if self.any_multi:
                     self._multi(xs, o, cells, lo)
         nan = np.isnan(x)

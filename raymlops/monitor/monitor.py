@@ -40,7 +40,7 @@ from raymlops.monitor.performance import PerformanceTracker
 from raymlops.monitor.reference import PREDICTION, MonitorReference, build_reference, labels_of
 from raymlops.monitor.slo import SLOTracker
 from raymlops.monitor.stacked import evaluate_stacked_many
-from raymlops.monitor.state import StreamState
+from raymlops.monitor.state import StreamState, add_parts
 from raymlops.monitor.verdicts import SliceVerdict, WindowReport, WindowVerdict, _clean, evaluate
 
 __all__ = ["CHECKPOINT_FORMAT", "Monitor", "WindowReport"]
@@ -120,27 +120,30 @@ class Monitor:
                                                 slice_idx.tolist(), now, self.window_index)  # joins early labels
         limit = self.config.window_rows
         start = 0
+        pred_batch = _PredictionBatch(preds) if preds is not None else None
         while start < n:
             # the batch's parts, each filling the open window up to its limit; the windows they
             # close (a few) are judged in one stacked pass, then closed in order
             parts: list[tuple[slice, StreamState]] = []
             state = self.current
+            rows = state.rows
             while start < n and len(parts) < self._windows_at_once:
-                take = n - start if limit is None else min(n - start, limit - state.rows)
-                part = slice(start, start + take)
-                state.add_bucketed(slice_idx[part], idx[:, part], cols, values[:, part])
-                parts.append((part, state))
+                take = n - start if limit is None else min(n - start, limit - rows)
+                parts.append((slice(start, start + take), state))
                 start += take
-                if limit is not None and state.rows >= limit:
-                    state = StreamState(self.reference)
+                if limit is not None and rows + take >= limit and start < n:
+                    state, rows = StreamState(self.reference), 0
+            add_parts(parts, slice_idx, idx, values)
             full = [s for _, s in parts if limit is not None and s.rows >= limit]
             verdicts = iter(self._evaluate_windows(full))
-            for part, state in parts:
+            for k, (part, state) in enumerate(parts):
                 self.current = state
-                if preds is not None:
-                    self._track_predictions(preds[part], slice_idx[part])
+                if pred_batch is not None:
+                    self._track_predictions(pred_batch, part, slice_idx[part])
                 if limit is not None and state.rows >= limit:
-                    alerts += self._close(now, next(verdicts))
+                    # the next part's state is the next window's (no empty one made and dropped)
+                    following = parts[k + 1][1] if k + 1 < len(parts) else None
+                    alerts += self._close(now, next(verdicts), following)
         self.rows_total += n
         self.batches += 1
         return self.alerts.offer(alerts)
@@ -162,14 +165,22 @@ class Monitor:
         self.slo.record(self.clock(), latency_ms, status)
         return []
 
-    def _track_predictions(self, preds: npt.NDArray[Any], slices: npt.NDArray[np.int64]) -> None:
-        positive = positive_mask(preds, self.config.performance.positive_label)
-        self.pos += np.bincount(slices[positive], minlength=self.pos.size)
-        self.pred_n += np.bincount(slices, minlength=self.pred_n.size)
+    def _track_predictions(self, batch: _PredictionBatch, part: slice, slices: npt.NDArray[np.int64]) -> None:
+        """Count the positive predictions of rows ``part`` of the batch per slice, and add them
+        to the prediction state (or the baseline, before the first window close)."""
+        preds = batch.preds[part]
+        positive = batch.positive(self.config.performance.positive_label)[part]
+        n_slices = self.pos.size
+        if n_slices == 1:
+            self.pos[0] += int(np.count_nonzero(positive))
+            self.pred_n[0] += preds.shape[0]
+        else:
+            self.pos += np.bincount(slices[positive], minlength=n_slices)
+            self.pred_n += np.bincount(slices, minlength=n_slices)
         if self.has_pred_column:
             return
         if self.pred_state is not None:
-            self.pred_state.update({PREDICTION: preds})
+            batch.add_to(self.pred_state, part)
         elif sum(p.size for p in self.pred_baseline) < _PRED_BASELINE_MAX:
             self.pred_baseline.append(preds.copy())
 
@@ -232,8 +243,10 @@ class Monitor:
             return evaluate_stacked_many(states, self.config, ref)
         return [evaluate(state, self.config) for state in states]
 
-    def _close(self, now: float, verdict: WindowVerdict | None = None) -> list[Alert]:
-        """Close the open window (its ``verdict`` when already evaluated)."""
+    def _close(self, now: float, verdict: WindowVerdict | None = None,
+               following: StreamState | None = None) -> list[Alert]:
+        """Close the open window (its ``verdict`` when already evaluated); ``following``: the
+        next window's state when the caller already holds it (else a new empty one)."""
         cfg = self.config
         index = self.window_index
         verdict = evaluate(self.current, cfg) if verdict is None else verdict
@@ -247,7 +260,7 @@ class Monitor:
                               prediction=prediction, positive_rates=rates, alerts=tuple(alerts))
         self.history.append(report)
         self.recent.append(self.current)
-        self.current = StreamState(self.reference)
+        self.current = StreamState(self.reference) if following is None else following
         self.window_index += 1
         self.window_started = now
         self.pos[:] = 0
@@ -380,6 +393,39 @@ class Monitor:
         return checkpoint.load(data, cls, clock, config)
 
 
+class _PredictionBatch:
+    """One ingested batch's predictions, as its parts (one per window) read them: the positive
+    mask and the prediction state's buckets are computed once for the whole batch, not per part."""
+
+    __slots__ = ("_bucketed", "_positive", "preds")
+
+    def __init__(self, preds: npt.NDArray[Any]) -> None:
+        self.preds = preds
+        self._positive: npt.NDArray[np.bool_] | None = None
+        self._bucketed: tuple[MonitorReference, Any] | None = None
+
+    def positive(self, label: float | str) -> npt.NDArray[np.bool_]:
+        if self._positive is None:
+            self._positive = positive_mask(self.preds, label)
+        return self._positive
+
+    def add_to(self, state: StreamState, part: slice) -> None:
+        """Add rows ``part`` to ``state`` (a one-column state on :data:`PREDICTION`), as
+        ``state.update({PREDICTION: preds[part]})`` would."""
+        ref = state.reference
+        if self._bucketed is None or self._bucketed[0] is not ref:
+            try:
+                self._bucketed = (ref, ref.bucketize_batch({PREDICTION: self.preds}))
+            except ValidationError:  # a bad value somewhere: fail at the part that holds it, as before
+                self._bucketed = (ref, None)
+        bucketed = self._bucketed[1]
+        if bucketed is None:
+            state.update({PREDICTION: self.preds[part]})
+            return
+        slice_idx, idx, _, values = bucketed
+        state.add_bucketed(slice_idx[part], idx[:, part], {}, values[:, part])
+
+
 def row_keys(request_ids: list[str]) -> list[str]:
     """Label-store keys: the id for a single-row request, ``"<id>/<k>"`` for row ``k`` of a
     request whose id repeats over consecutive rows of the batch."""
@@ -432,7 +478,7 @@ def _anomalies(c: Any, cfg: MonitorConfig, now: float, index: int) -> list[Alert
               ("out_of_range", c.out_of_range_rate, cfg.max_out_of_range_rate),
               ("unseen", c.unseen_rate, cfg.max_unseen_rate))
     for what, value, limit in checks:
-        if math.isfinite(value) and value > limit:  # the message only then: this runs for every column of every window
+        if value > limit and math.isfinite(value):  # the message only then: this runs for every column of every window
             out.append(Alert(kind="anomaly", key=f"anomaly:{what}:{c.column}", severity="warning",
                              message=f"{c.column}: {_anomaly_text(what, c)} (limit {limit:.1%})", value=float(value),
                              threshold=limit, ts=now, window=index, details={"anomaly": what}))

@@ -111,6 +111,7 @@ class MonitorReference:
 
     def _build_grids(self) -> None:
         numeric = np.array([i for i, c in enumerate(self.columns) if c.kind == NUMERIC], dtype=np.int64)
+        numeric.setflags(write=False)
         object.__setattr__(self, "_numeric_rows", numeric)
         object.__setattr__(self, "_grids", GridSet([self.columns[i].edges for i in numeric.tolist()],
                                                    self.offsets[numeric].tolist()))
@@ -135,12 +136,21 @@ class MonitorReference:
         return tuple(c.name for c in self.columns if c.name != PREDICTION)
 
     @property
+    def numeric_rows(self) -> npt.NDArray[np.int64]:
+        """Indices of the numeric columns, in column order (read-only)."""
+        return self._numeric_rows
+
+    @property
     def n_slices(self) -> int:
         return len(self.slices)
 
     @property
     def n_buckets(self) -> int:
-        return int(self.sizes.sum())
+        cached = self.__dict__.get("_n_buckets")  # read at every batch and window: summed once
+        if cached is None:
+            cached = int(self.sizes.sum())
+            object.__setattr__(self, "_n_buckets", cached)
+        return int(cached)
 
     def column(self, name: str) -> ColumnReference:
         return self.columns[self.index(name)]

@@ -21,9 +21,9 @@ import numpy.typing as npt
 from raymlops.config import MonitorConfig
 from raymlops.monitor.reference import CATEGORICAL, MonitorReference
 from raymlops.monitor.state import StreamState
-from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, _slice, psi_band
+from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, _slice
 from raymlops.stats.drift import compare_rows, ks_p_values
-from raymlops.stats.verdict import feature_drift
+from raymlops.stats.verdict import feature_drift_families
 
 __all__ = ["evaluate_stacked", "evaluate_stacked_many"]
 
@@ -36,6 +36,7 @@ __all__ = ["evaluate_stacked", "evaluate_stacked_many"]
 
 #: test names, indexed by the codes the stacked path selects with
 _TESTS = ("ks", "chi2", "wasserstein", "js", "psi")
+_TEST_NAMES = np.array(_TESTS, dtype=object)
 _KS, _CHI2, _WASSERSTEIN, _JS, _PSI = range(len(_TESTS))
 
 
@@ -50,9 +51,9 @@ class _Layout:
     rows, group ``1 + s`` slice ``s``. It holds about as much memory as one state.
     """
 
-    __slots__ = ("above", "below", "coarse", "fine", "is_numeric", "kinds", "missing", "n_coarse", "names", "numeric",
-                 "numeric_list", "offsets", "other", "pad", "ref", "ref_all", "ref_mean", "ref_scale", "unseen",
-                 "widths")
+    __slots__ = ("above", "all_numeric", "below", "coarse", "fine", "is_numeric", "kinds", "missing", "n_coarse",
+                 "names", "numeric", "numeric_list", "offsets", "other", "pad", "ref", "ref_all", "ref_mean",
+                 "ref_scale", "unseen", "widths")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -81,6 +82,7 @@ class _Layout:
         self.coarse = np.arange(groups, dtype=np.int64)[:, None] * (len(cols) * self.n_coarse) + local[None, :]
         self.is_numeric = np.array([c.kind != CATEGORICAL for c in cols], dtype=bool)
         self.numeric_list = self.is_numeric.tolist()
+        self.all_numeric = bool(self.is_numeric.all())
         self.ref = self.side(np.concatenate([reference.counts.sum(axis=0, keepdims=True), reference.counts]))
         self.ref_all = self.ref.take(np.zeros(1, dtype=np.int64))
 
@@ -186,35 +188,37 @@ def _verdict(values: tuple[Any, ...]) -> ColumnVerdict:
     return verdict
 
 
-def _family(lay: _Layout, st: _Stats, groups: slice, judged: npt.NDArray[np.bool_], cfg: MonitorConfig
-            ) -> list[list[ColumnVerdict]]:
-    """Correct the p-values of the tests of ``groups`` (rows of ``st``) jointly; returns each
-    group's verdicts in column order."""
-    p = st.p_value[groups]
-    code, stat = st.code[groups], st.statistic[groups]
+def _family(lay: _Layout, st: _Stats, families: list[tuple[int, int]], judged: npt.NDArray[np.bool_],
+            cfg: MonitorConfig) -> list[ColumnVerdict]:
+    """Correct the p-values of each family of rows of ``st`` (``families``: consecutive
+    ``(start, stop)`` row ranges covering every row) jointly, every family in one set of whole-array
+    passes; returns every row's verdicts, row after row, in column order. ``judged``: per row."""
+    p, code, stat = st.p_value, st.code, st.statistic
     thresholds = np.array([np.nan, np.nan, cfg.wasserstein_threshold, cfg.js_threshold, cfg.psi_threshold])
     by_distance = np.isfinite(stat) & (stat >= thresholds[code])
-    adjusted, flags = feature_drift(p, (code == _KS) | (code == _CHI2), by_distance, alpha=cfg.alpha,
-                                    correction=cfg.correction, rule=cfg.dataset_rule)
+    adjusted, flags = feature_drift_families(p, (code == _KS) | (code == _CHI2), by_distance, families,
+                                             alpha=cfg.alpha, correction=cfg.correction, rule=cfg.dataset_rule)
     drift = judged[:, None] & flags
-    # ColumnVerdict's fields in order, one flat list per field over every (group, column): the
+    # ColumnVerdict's fields in order, one flat list per field over every (row, column): the
     # verdicts are then built straight from zip's tuples
-    g, k = p.shape
-    psi = st.psi[groups].ravel().tolist()
+    g = p.shape[0]
+    psi = st.psi.ravel()
     bands = cfg.psi_bands
-    numeric = lay.numeric_list * g
-    mean, std = ([v if is_num else None for v, is_num in zip(a[groups].ravel().tolist(), numeric, strict=True)]
-                 for a in (st.mean, st.std))
-    fields = (lay.names * g, lay.kinds * g, [_TESTS[c] for c in code.ravel().tolist()], stat.ravel().tolist(),
+    with np.errstate(invalid="ignore"):  # NaN: "unknown", as psi_band says
+        band = np.where(~np.isfinite(psi), "unknown", np.where(
+            psi >= bands[1], "significant", np.where(psi >= bands[0], "moderate", "stable"))).tolist()
+    if lay.all_numeric:
+        mean, std = st.mean.ravel().tolist(), st.std.ravel().tolist()
+    else:
+        numeric = lay.numeric_list * g
+        mean, std = ([v if is_num else None for v, is_num in zip(a.ravel().tolist(), numeric, strict=True)]
+                     for a in (st.mean, st.std))
+    fields = (lay.names * g, lay.kinds * g, _TEST_NAMES[code].ravel().tolist(), stat.ravel().tolist(),
               p.ravel().tolist(), adjusted.ravel().tolist(), drift.ravel().tolist(),
-              *(a[groups].ravel().tolist() for a in (st.ks, st.wasserstein, st.js)), psi,
-              [psi_band(x, bands) for x in psi],
-              *(a[groups].ravel().tolist() for a in (st.rows, st.missing_rate, st.ref_missing_rate,
-                                                     st.out_of_range_rate, st.unseen_rate)), mean, std)
-    verdicts = [_verdict(values) for values in zip(*fields, strict=True)]
-    return [verdicts[i * k: (i + 1) * k] for i in range(g)]
-
-
+              *(a.ravel().tolist() for a in (st.ks, st.wasserstein, st.js)), psi.tolist(), band,
+              *(a.ravel().tolist() for a in (st.rows, st.missing_rate, st.ref_missing_rate,
+                                             st.out_of_range_rate, st.unseen_rate)), mean, std)
+    return [_verdict(values) for values in zip(*fields, strict=True)]
 
 
 def evaluate_stacked(state: StreamState, cfg: MonitorConfig, ref: MonitorReference) -> WindowVerdict:
@@ -247,21 +251,33 @@ def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: Mo
             ref_side = lay.ref_all if len(states) == 1 else lay.ref.take(np.zeros(len(states), dtype=np.int64))
             st = _Stats(lay, ref_side, lay.side(np.concatenate([state.counts for state in states])),
                         np.concatenate([t[1][:1] for t in tables]), np.concatenate([t[2][:1] for t in tables]), cfg)
-        out = []
+        # one family per window (all rows) and one per window's slices (every (slice, feature)
+        # test), each corrected alone, all judged in one pass
+        families: list[tuple[int, int]] = []
+        judged_rows: list[bool] = []
         first = 0
         for n, r, p in zip(rows, slice_rows, present, strict=True):
-            judged = n > 0 and n >= cfg.min_rows
-            overall = _slice("all", n, judged, _family(lay, st, slice(first, first + 1), np.array([judged]), cfg)[0],
-                             cfg)
-            if not ref.slice_columns:
-                out.append(WindowVerdict(rows=n, correction=cfg.correction, overall=overall))
-                first += 1
-                continue
-            sizes = r[p]
-            ok = sizes >= max(cfg.min_rows, 1)
-            per_slice = _family(lay, st, slice(first + 1, first + 1 + p.size), ok, cfg) if p.size else []
-            slices = tuple(_slice(ref.slices[s], int(m), bool(o), mine, cfg)
-                           for s, m, o, mine in zip(p.tolist(), sizes.tolist(), ok.tolist(), per_slice, strict=True))
-            out.append(WindowVerdict(rows=n, correction=cfg.correction, overall=overall, slices=slices))
+            families.append((first, first + 1))
+            judged_rows.append(n > 0 and n >= cfg.min_rows)
+            if p.size:
+                families.append((first + 1, first + 1 + p.size))
+                judged_rows += (r[p] >= max(cfg.min_rows, 1)).tolist()
             first += 1 + p.size
+        verdicts = _family(lay, st, families, np.array(judged_rows, dtype=bool), cfg)
+    k = len(lay.names)
+    out = []
+    first = 0
+    for n, r, p in zip(rows, slice_rows, present, strict=True):
+        judged = n > 0 and n >= cfg.min_rows
+        overall = _slice("all", n, judged, verdicts[first * k: (first + 1) * k], cfg)
+        if not ref.slice_columns:
+            out.append(WindowVerdict(rows=n, correction=cfg.correction, overall=overall))
+            first += 1
+            continue
+        sizes = r[p]
+        ok = sizes >= max(cfg.min_rows, 1)
+        slices = tuple(_slice(ref.slices[s], int(m), bool(o), verdicts[(first + 1 + i) * k: (first + 2 + i) * k], cfg)
+                       for i, (s, m, o) in enumerate(zip(p.tolist(), sizes.tolist(), ok.tolist(), strict=True)))
+        out.append(WindowVerdict(rows=n, correction=cfg.correction, overall=overall, slices=slices))
+        first += 1 + p.size
     return out

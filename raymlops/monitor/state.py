@@ -19,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from raymlops.exceptions import ValidationError
-from raymlops.monitor.reference import NUMERIC, MonitorReference
+from raymlops.monitor.reference import MonitorReference
 
-__all__ = ["ExactSums", "Moments", "StreamState"]
+__all__ = ["ExactSums", "Moments", "StreamState", "add_parts"]
 
 _SHIFT = 1074  # every finite double is an integer multiple of 2**-1074
 
@@ -132,7 +132,7 @@ class StreamState:
             raise ValidationError(f"reference must be a MonitorReference, got {type(reference).__name__}")
         self.reference = reference
         self.counts = np.zeros((reference.n_slices, reference.n_buckets), dtype=np.int64)
-        self.numeric = np.array([i for i, c in enumerate(reference.columns) if c.kind == NUMERIC], dtype=np.int64)
+        self.numeric = reference.numeric_rows  # read-only, shared by every state of the reference
         cells = reference.n_slices * self.numeric.size
         self.finite = np.zeros(cells, dtype=np.int64)
         self.sums = ExactSums(cells)
@@ -210,26 +210,71 @@ class StreamState:
         else:
             flat = (idx + (slice_idx * total)[None, :]).ravel()
             self.counts += np.bincount(flat, minlength=n_slices * total).reshape(n_slices, total)
-        k = self.numeric.size
-        if not k:
+        if not self.numeric.size:
             return
         if numeric is None:
             names = [ref.columns[i].name for i in self.numeric.tolist()]
             x = np.stack([np.asarray(columns[name], dtype=np.float64) for name in names])  # (k, n)
         else:
             x = np.ascontiguousarray(numeric, dtype=np.float64)
+        self._add_moments(slice_idx, x)
+
+    def _add_moments(self, slice_idx: npt.NDArray[np.int64], x: npt.NDArray[np.float64]) -> None:
+        """Add the finite counts and sums of ``x`` (``(numeric columns, rows)``, C-contiguous)."""
+        k, n_slices = self.numeric.size, self.reference.n_slices
         ok = np.isfinite(x)
-        x0 = x if ok.all() else np.where(ok, x, 0.0)  # equal values either way: the sums do not change
+        all_finite = bool(ok.all())
+        x0 = x if all_finite else np.where(ok, x, 0.0)  # equal values either way: the sums do not change
         if n_slices == 1:
-            finite, sums, sums_sq = ok.sum(axis=1), x0.sum(axis=1), np.einsum("ij,ij->i", x0, x0)
+            finite = np.full(k, x.shape[1], dtype=np.int64) if all_finite else np.count_nonzero(ok, axis=1)
+            sums, sums_sq = x0.sum(axis=1), np.einsum("ij,ij->i", x0, x0)
         else:  # (k, n) @ (n, slices) one-hot: per-slice sums in one BLAS call each
             onehot = np.zeros((slice_idx.size, n_slices), dtype=np.float64)
             onehot[np.arange(slice_idx.size), slice_idx] = 1.0
-            finite = np.rint(ok.astype(np.float64) @ onehot).astype(np.int64).T.ravel()
+            if all_finite:  # every value counts: each column's count per slice is the slice's rows
+                finite = np.repeat(np.bincount(slice_idx, minlength=n_slices), k)
+            else:
+                finite = np.rint(ok.astype(np.float64) @ onehot).astype(np.int64).T.ravel()
             sums, sums_sq = (x0 @ onehot).T.ravel(), ((x0 * x0) @ onehot).T.ravel()
         self.finite += finite
         self.sums.add(np.asarray(sums, dtype=np.float64))
         self.sums_sq.add(np.asarray(sums_sq, dtype=np.float64))
+
+    def _add_run(self, states: list[StreamState], slice_idx: npt.NDArray[np.int64], idx: npt.NDArray[np.int64],
+                 numeric: npt.NDArray[np.float64], start: int, length: int) -> None:
+        """Add ``len(states)`` consecutive parts of ``length`` rows from ``start``, one per state,
+        as :meth:`add_bucketed` of each part would: one ``bincount`` for all the parts' counts and,
+        without slices, the parts' sums as rows of one ``(columns, parts, length)`` view (each sum
+        runs over the same values in the same order as the part's own)."""
+        ref = self.reference
+        parts, total, n_slices = len(states), ref.n_buckets, ref.n_slices
+        stop = start + parts * length
+        owner = np.repeat(np.arange(parts, dtype=np.int64), length)
+        if n_slices == 1:
+            flat = idx[:, start:stop] + (owner * total)[None, :]
+        else:
+            flat = idx[:, start:stop] + ((owner * n_slices + slice_idx[start:stop]) * total)[None, :]
+        counts = np.bincount(flat.ravel(), minlength=parts * n_slices * total).reshape(parts, n_slices, total)
+        for state, c in zip(states, counts, strict=True):
+            state.counts += c
+        k = self.numeric.size
+        if not k:
+            return
+        if n_slices > 1:  # the per-slice sums are a BLAS product per part, as add_bucketed computes them
+            for p, state in enumerate(states):
+                part = slice(start + p * length, start + (p + 1) * length)
+                state._add_moments(slice_idx[part], np.ascontiguousarray(numeric[:, part], dtype=np.float64))
+            return
+        x = numeric[:, start:stop].reshape(k, parts, length)
+        ok = np.isfinite(x)
+        all_finite = bool(ok.all())
+        x0 = x if all_finite else np.where(ok, x, 0.0)
+        finite = np.full((k, parts), length, dtype=np.int64) if all_finite else np.count_nonzero(ok, axis=2)
+        sums, sums_sq = x0.sum(axis=2), np.einsum("ipj,ipj->ip", x0, x0)
+        for p, state in enumerate(states):
+            state.finite += finite[:, p]
+            state.sums.add(sums[:, p])
+            state.sums_sq.add(sums_sq[:, p])
 
     def merge(self, other: StreamState) -> StreamState:
         """A new state holding both states' rows (exact); neither input changes."""
@@ -285,3 +330,23 @@ def _sum_table(sums: ExactSums, n_slices: int, k: int) -> npt.NDArray[np.float64
     else:  # all rows: the exact sums of the slices' cells, as moments(name) adds them
         out[0] = [sum(ints[j::k]) / scale + sum(special[j::k]) for j in range(k)]
     return out
+
+
+def add_parts(parts: list[tuple[slice, StreamState]], slice_idx: npt.NDArray[np.int64], idx: npt.NDArray[np.int64],
+              numeric: npt.NDArray[np.float64]) -> None:
+    """Add consecutive parts of one bucketed batch (:meth:`MonitorReference.bucketize_batch`),
+    each to its state (states of one reference), as :meth:`StreamState.add_bucketed` of each part
+    would, but runs of parts of equal length (a batch's whole windows) in one set of passes."""
+    i = 0
+    while i < len(parts):
+        part, state = parts[i]
+        length = part.stop - part.start
+        j = i + 1
+        while j < len(parts) and parts[j][0].stop - parts[j][0].start == length and parts[j][0].start == \
+                parts[j - 1][0].stop:
+            j += 1
+        if j - i == 1 or length == 0:
+            state.add_bucketed(slice_idx[part], idx[:, part], {}, numeric[:, part])
+        else:
+            state._add_run([s for _, s in parts[i:j]], slice_idx, idx, numeric, part.start, length)
+        i = j

@@ -28,10 +28,11 @@ import numpy as np
 import numpy.typing as npt
 
 from raymlops.exceptions import ValidationError
-from raymlops.stats.drift import correct
+from raymlops.stats.drift import CORRECTIONS, correct
 
-__all__ = ["DATASET_RULES", "dataset_drift", "feature_drift"]
+__all__ = ["DATASET_RULES", "dataset_drift", "feature_drift", "feature_drift_families"]
 
+_KNOWN = (*CORRECTIONS, "none")
 #: the dataset rules :func:`dataset_drift` knows (the first is the default)
 DATASET_RULES: tuple[str, ...] = ("any", "share")
 
@@ -51,6 +52,8 @@ def feature_drift(p_values: npt.ArrayLike, by_p_value: npt.ArrayLike, by_distanc
     drifts when its adjusted p-value is below ``alpha``; under ``"share"`` when its raw one is."""
     _rule(rule)
     p = np.asarray(p_values, dtype=np.float64)
+    if p.size == 1 and correction in _KNOWN:  # one test: every correction leaves its p-value as it is
+        return _one_test(p, by_p_value, by_distance, alpha)
     use_p = np.broadcast_to(np.asarray(by_p_value, dtype=bool), p.shape)
     dist = np.broadcast_to(np.asarray(by_distance, dtype=bool), p.shape)
     if p.size == 0:
@@ -61,10 +64,56 @@ def feature_drift(p_values: npt.ArrayLike, by_p_value: npt.ArrayLike, by_distanc
     return adjusted, np.where(use_p, decisive < alpha, dist)
 
 
+def _one_test(p: npt.NDArray[np.float64], by_p_value: npt.ArrayLike, by_distance: npt.ArrayLike, alpha: float
+              ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """:func:`feature_drift` of a family of one test, without the whole-array machinery (the
+    prediction verdict of every window): NaN counts as 1, the p-value is clipped to [0, 1], and
+    Bonferroni, Holm and Benjamini-Hochberg of one p-value are that p-value (times 1, capped at 1)."""
+    x = float(p.reshape(-1)[0])
+    clean = 1.0 if x != x else min(max(x, 0.0), 1.0)
+    use_p = bool(np.asarray(by_p_value, dtype=bool).reshape(-1)[0])
+    flag = clean < alpha if use_p else bool(np.asarray(by_distance, dtype=bool).reshape(-1)[0])
+    return np.full(p.shape, clean), np.full(p.shape, flag, dtype=bool)
+
+
+def feature_drift_families(p_values: npt.ArrayLike, by_p_value: npt.ArrayLike, by_distance: npt.ArrayLike,
+                           families: list[tuple[int, int]], *, alpha: float, correction: str, rule: str = "any"
+                           ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """:func:`feature_drift` of several families at once: ``families`` are ``(start, stop)``
+    ranges of rows of the 2-D inputs (consecutive, covering every row), each family the tests
+    of its rows, corrected alone. The same values as one :func:`feature_drift` call per family;
+    Bonferroni (and no correction) in whole-array passes over every family, the others a call
+    per family."""
+    _rule(rule)
+    p = np.asarray(p_values, dtype=np.float64)
+    use_p = np.broadcast_to(np.asarray(by_p_value, dtype=bool), p.shape)
+    dist = np.broadcast_to(np.asarray(by_distance, dtype=bool), p.shape)
+    if p.ndim != 2 or sum(b - a for a, b in families) != p.shape[0]:
+        raise ValidationError(f"families {families} do not cover the {p.shape[0]} rows of p_values")
+    if correction not in ("bonferroni", "none") or p.size == 0:
+        parts = [feature_drift(p[a:b], use_p[a:b], dist[a:b], alpha=alpha, correction=correction, rule=rule)
+                 for a, b in families]
+        if not parts:
+            return p.copy(), np.zeros(p.shape, dtype=bool)
+        return np.concatenate([x for x, _ in parts]), np.concatenate([f for _, f in parts])
+    clean = np.clip(np.nan_to_num(p, nan=1.0), 0.0, 1.0)
+    if correction == "none":
+        adjusted = clean
+    else:  # each p-value times its family's number of tests (as correct(..., "bonferroni"))
+        tests = np.concatenate([np.full(b - a, (b - a) * p.shape[1], dtype=np.float64) for a, b in families])
+        adjusted = np.minimum(clean * tests[:, None], 1.0)
+    decisive = adjusted if rule == "any" else clean
+    return adjusted, np.where(use_p, decisive < alpha, dist)
+
+
 def dataset_drift(drifted: npt.ArrayLike, *, rule: str = "any", share: float = 0.5) -> bool:
     """The dataset verdict from the features' flags (:func:`feature_drift`): ``any`` flag, or
     (``rule="share"``) at least ``share`` of them. No features: no drift."""
     _rule(rule)
+    if isinstance(drifted, list) and all(type(f) is bool for f in drifted):  # the usual case, without numpy
+        if not drifted:
+            return False
+        return any(drifted) if rule == "any" else sum(drifted) / len(drifted) >= share
     flags = np.asarray(drifted, dtype=bool).ravel()
     if flags.size == 0:
         return False
