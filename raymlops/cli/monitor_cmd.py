@@ -142,13 +142,14 @@ def _live_status(route: str) -> dict[str, Any]:
 
 def _check(args: argparse.Namespace) -> int:
     # Arrow in, exact tests out: this path imports neither Ray nor pandas nor the monitor package
-    from raymlops.data.tables import read_table
+    # (a Parquet file's columns are read when the check reaches them, so that reading overlaps testing)
+    from raymlops.data.tables import open_table
     from raymlops.stats.offline import check_tables as check
 
     cfg = _monitor_config(args.config)
     home = getattr(args, "home", None)
-    ref, ref_desc = read_table(args.reference, home)
-    cur, cur_desc = read_table(args.current, home)
+    ref, ref_desc = open_table(args.reference, home)
+    cur, cur_desc = open_table(args.current, home)
     result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column)
     result["reference"], result["current"] = ref_desc, cur_desc
     if args.json:

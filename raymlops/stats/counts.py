@@ -15,12 +15,19 @@ order).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 __all__ = ["chi2_counts", "compare_rows", "js_counts", "ks_p_value", "ks_p_values", "psi_counts"]
+
+
+def _special() -> Any:
+    """:mod:`scipy.special`, imported when first needed (a fifth of a second), not with this module."""
+    from scipy import special
+
+    return special
 
 
 def chi2_counts(ref: npt.ArrayLike, cur: npt.ArrayLike) -> tuple[float, float]:
@@ -36,7 +43,7 @@ def chi2_counts(ref: npt.ArrayLike, cur: npt.ArrayLike) -> tuple[float, float]:
     n = total_r + total_c
     e_r, e_c = col * (total_r / n), col * (total_c / n)
     stat = float(np.sum((r - e_r) ** 2 / e_r) + np.sum((c - e_c) ** 2 / e_c))
-    return stat, float(special.chdtrc(r.size - 1, stat))
+    return stat, float(_special().chdtrc(r.size - 1, stat))
 
 
 def js_counts(ref: npt.ArrayLike, cur: npt.ArrayLike) -> float:
@@ -65,7 +72,7 @@ def ks_p_value(d: float, n: float, m: float) -> float:
     (Stephens' small-sample correction; within about 0.01 of the exact p-value from ~20 rows)."""
     en = n * m / (n + m)
     s = math.sqrt(en)
-    return float(min(max(special.kolmogorov(d * (s + 0.12 + 0.11 / s)), 0.0), 1.0))
+    return float(min(max(_special().kolmogorov(d * (s + 0.12 + 0.11 / s)), 0.0), 1.0))
 
 
 def compare_rows(ref: npt.ArrayLike, cur: npt.ArrayLike, eps: float = 1e-4) -> tuple[
@@ -84,7 +91,7 @@ def compare_rows(ref: npt.ArrayLike, cur: npt.ArrayLike, eps: float = 1e-4) -> t
         terms = np.where(keep, (r - e_r) ** 2 / e_r + (c - e_c) ** 2 / e_c, 0.0).sum(axis=-1)
         few = kept < 2
         stat = np.where(few, 0.0, terms)
-        p_value = np.where(few, 1.0, special.chdtrc(np.maximum(kept - 1, 1), terms))
+        p_value = np.where(few, 1.0, _special().chdtrc(np.maximum(kept - 1, 1), terms))
         p, q = r / total_r, c / total_c
         m = (p + q) / 2.0
         kl = (np.where(p > 0, p * np.log2(p / m), 0.0) + np.where(q > 0, q * np.log2(q / m), 0.0)).sum(axis=-1)
@@ -104,4 +111,4 @@ def ks_p_values(d: npt.ArrayLike, n: npt.ArrayLike, m: npt.ArrayLike) -> npt.NDA
     with np.errstate(divide="ignore", invalid="ignore"):
         en = n * m / (n + m)
         s = np.sqrt(en)
-        return np.asarray(np.clip(special.kolmogorov(d * (s + 0.12 + 0.11 / s)), 0.0, 1.0), dtype=np.float64)
+        return np.asarray(np.clip(_special().kolmogorov(d * (s + 0.12 + 0.11 / s)), 0.0, 1.0), dtype=np.float64)

@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from raymlops.exceptions import ValidationError
 
@@ -88,6 +87,8 @@ def chi2_test(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> tuple[flo
     keep = (ref > 0) | (cur > 0)
     if int(keep.sum()) < 2:
         return 0.0, 1.0
+    from scipy import stats  # scipy.stats costs most of a second to import: only when a test runs
+
     result = stats.chi2_contingency(np.vstack([ref[keep], cur[keep]]), correction=False)
     return float(result.statistic), float(result.pvalue)
 
@@ -109,6 +110,8 @@ def ks_pvalue(d: float, n1: int, n2: int) -> float:
                 return float(min(max(prob, 0.0), 1.0))
         except (ImportError, TypeError, ValueError):
             pass
+    from scipy import stats
+
     m, n = sorted([float(n1), float(n2)], reverse=True)
     en = m * n / (m + n)
     return float(min(max(stats.kstwo.sf(d, np.round(en)), 0.0), 1.0))

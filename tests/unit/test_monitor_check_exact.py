@@ -103,3 +103,6 @@ def test_monitor_check_imports_neither_ray_nor_the_pipeline(tmp_path: Path) -> N
     assert not {m for m in after - set(res["base"]) if m.startswith("raymlops.pipeline")}
     assert "raymlops.stats.offline" in after and "raymlops.stats.exact" in after
     assert "raymlops.monitor" not in after  # nor the monitor package (pandas, the streaming core)
+    # Parquet read directly, numeric columns taken as numpy views: no pandas, no pyarrow.dataset (which imports it)
+    assert "pandas" not in after and "pyarrow.dataset" not in after
+    assert "raymlops.data.tables" in after and "raymlops.stats.ks" in after
