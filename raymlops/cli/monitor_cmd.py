@@ -143,6 +143,8 @@ def _live_status(route: str) -> dict[str, Any]:
 def _check(args: argparse.Namespace) -> int:
     # Arrow in, exact tests out: this path imports neither Ray nor pandas nor the monitor package
     # (a Parquet file's columns are read when the check reaches them, so that reading overlaps testing)
+    import gc
+
     from raymlops.data.tables import open_table
     from raymlops.stats.offline import check_tables as check
 
@@ -150,7 +152,13 @@ def _check(args: argparse.Namespace) -> int:
     home = getattr(args, "home", None)
     ref, ref_desc = open_table(args.reference, home)
     cur, cur_desc = open_table(args.current, home)
-    result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column)
+    # The check makes no reference cycles worth collecting, while the background import of scipy.stats
+    # makes tens of thousands of objects that each automatic full collection would walk again.
+    gc.disable()
+    try:
+        result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column)
+    finally:
+        gc.enable()
     result["reference"], result["current"] = ref_desc, cur_desc
     if args.json:
         print_json(result)

@@ -71,30 +71,33 @@ def _leaf(sa: FloatArray, sb: FloatArray, bin_a: IntArray, bin_b: IntArray, belo
     ``sa`` / ``sb``: the sorted values of both samples in these bins (every value of each bin);
     ``bin_a`` / ``bin_b``: their bin (``0..k-1``, non-decreasing); ``below_a[j]`` /
     ``below_b[j]``: values of each whole sample below bin ``j``; ``left`` / ``right``: its edges.
+    Both CDFs are evaluated after the last of each run of equal values, from a merge of the two
+    sorted samples and running counts (no binary search).
     """
     k = left.size
-    ca = np.bincount(bin_a, minlength=k)
-    cb = np.bincount(bin_b, minlength=k)
     # selected values before bin j, to turn a rank among the selected into a rank in the sample
-    sel_a = np.concatenate([[0], np.cumsum(ca)[:-1]])
-    sel_b = np.concatenate([[0], np.cumsum(cb)[:-1]])
-    pts = np.concatenate([sa, sb])
-    bins = np.concatenate([bin_a, bin_b])
-    order = np.argsort(pts, kind="stable")
-    pts, bins = pts[order], bins[order]
-    fa = below_a[bins] + (np.searchsorted(sa, pts, side="right") - sel_a[bins])
-    fb = below_b[bins] + (np.searchsorted(sb, pts, side="right") - sel_b[bins])
-    diff = np.abs(fa / n - fb / m)
+    sel_a = np.concatenate([[0], np.cumsum(np.bincount(bin_a, minlength=k))[:-1]])
+    sel_b = np.concatenate([[0], np.cumsum(np.bincount(bin_b, minlength=k))[:-1]])
     start = np.abs(below_a / n - below_b / m)  # the gap just left of each bin's first value
-    same = np.zeros(pts.size, dtype=bool)
-    same[:-1] = bins[1:] == bins[:-1]
-    nxt = np.empty_like(pts)
-    nxt[:-1] = pts[1:]
-    nxt = np.where(same, nxt, right[bins])
-    first = np.ones(pts.size, dtype=bool)
-    first[1:] = ~same[:-1]
-    area = float(np.sum(diff * (nxt - pts)) + np.sum(start[bins[first]] * (pts[first] - left[bins[first]])))
-    empty = (ca + cb) == 0  # only the top-level call can pass one: a gap with no values
+    pts = np.concatenate([sa, sb])
+    if pts.size == 0:
+        return float(start.max(initial=0.0)), float(np.sum(start * (right - left)))
+    from_a = np.zeros(pts.size, dtype=bool)
+    from_a[: sa.size] = True
+    order = np.argsort(pts, kind="stable")  # a merge of two sorted runs
+    pts, from_a = pts[order], from_a[order]
+    bins = np.concatenate([bin_a, bin_b])[order]
+    end = np.flatnonzero(np.append(pts[1:] != pts[:-1], True))  # last of each run of equal values
+    a_upto = np.cumsum(from_a)[end]  # selected values of a at or below each distinct value
+    b_upto = end + 1 - a_upto
+    be, v = bins[end], pts[end]
+    diff = np.abs((below_a[be] + a_upto - sel_a[be]) / n - (below_b[be] + b_upto - sel_b[be]) / m)
+    same = np.append(be[1:] == be[:-1], False)
+    nxt = np.where(same, np.append(v[1:], 0.0), right[be])  # the next distinct value, or the bin's end
+    first = np.insert(~same[:-1], 0, True)
+    area = float(np.sum(diff * (nxt - v)) + np.sum(start[be[first]] * (v[first] - left[be[first]])))
+    empty = np.ones(k, dtype=bool)
+    empty[be] = False  # only the top-level call can pass one: a gap with no values
     area += float(np.sum(start[empty] * (right[empty] - left[empty])))
     return float(max(diff.max(initial=0.0), start.max(initial=0.0))), area
 
