@@ -145,6 +145,9 @@ def _check(args: argparse.Namespace) -> int:
     # (a Parquet file's columns are read when the check reaches them, so that reading overlaps testing)
     import gc
 
+    from raymlops.stats.ks import preload_scipy
+
+    preload_scipy()  # first: scipy.stats imports on a thread while the config and the files are opened
     from raymlops.data.tables import open_table
     from raymlops.stats.offline import check_tables as check
 

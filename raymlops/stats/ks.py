@@ -369,10 +369,19 @@ _FORK_LOCK = threading.Lock()
 def preload_scipy() -> threading.Thread | None:
     """Start importing :mod:`scipy.stats` (most of a second) on a background thread, so that it
     overlaps reading the data and the linear passes (which release the GIL) instead of preceding
-    them; None when it is already imported. Join the thread before the interpreter exits."""
-    if "scipy.stats" in sys.modules:
-        return None
-    thread = threading.Thread(target=importlib.import_module, args=("scipy.stats",), name="raymlops-preload",
-                              daemon=True)
-    thread.start()
-    return thread
+    them. Returns that thread (the same one when called again while it runs); None when scipy.stats
+    was already imported. Join the thread before the interpreter exits."""
+    global _PRELOAD
+    with _PRELOAD_LOCK:
+        if _PRELOAD is not None and _PRELOAD.is_alive():
+            return _PRELOAD
+        if "scipy.stats" in sys.modules:
+            return None
+        _PRELOAD = threading.Thread(target=importlib.import_module, args=("scipy.stats",), name="raymlops-preload",
+                                    daemon=True)
+        _PRELOAD.start()
+        return _PRELOAD
+
+
+_PRELOAD: threading.Thread | None = None
+_PRELOAD_LOCK = threading.Lock()
