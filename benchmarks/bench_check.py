@@ -99,8 +99,9 @@ def write_pair(folder: Path, rows: int, columns: int, drifted: int, shift: float
     return paths[0], paths[1]
 
 
-def timed(argv: list[str]) -> tuple[float, float, str]:
-    """``(wall seconds, peak RSS in MiB, stdout)`` of one child process."""
+def timed(argv: list[str]) -> tuple[float, float, str, float]:
+    """``(wall seconds, peak RSS in MiB, stdout, CPU seconds: user + system)`` of one child process
+    (the CPU time includes the processes it waited for)."""
     t = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     out_chunks = []
@@ -113,7 +114,7 @@ def timed(argv: list[str]) -> tuple[float, float, str]:
     err = proc.stderr.read() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:4])}... failed ({proc.returncode}): {err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, "".join(out_chunks)
+    return wall, usage.ru_maxrss / 1024, "".join(out_chunks), usage.ru_utime + usage.ru_stime
 
 
 def ours_argv(ref: Path, cur: Path) -> list[str]:
@@ -124,15 +125,17 @@ def ours_argv(ref: Path, cur: Path) -> list[str]:
 def run_pair(ref: Path, cur: Path, repeat: int) -> dict[str, Any]:
     script = ref.parent / "stand_in.py"
     script.write_text(STAND_IN)
-    ours_t, base_t, ours_rss, base_rss = [], [], [], []
+    ours_t, base_t, ours_rss, base_rss, ours_cpu, base_cpu = [], [], [], [], [], []
     ours_out = base_out = ""
     for _ in range(repeat):  # interleaved, so load on the machine hits both alike
-        w, rss, base_out = timed([sys.executable, str(script), str(ref), str(cur)])
+        w, rss, base_out, cpu = timed([sys.executable, str(script), str(ref), str(cur)])
         base_t.append(w)
         base_rss.append(rss)
-        w, rss, ours_out = timed(ours_argv(ref, cur))
+        base_cpu.append(cpu)
+        w, rss, ours_out, cpu = timed(ours_argv(ref, cur))
         ours_t.append(w)
         ours_rss.append(rss)
+        ours_cpu.append(cpu)
     ours = json.loads(ours_out.strip().splitlines()[-1])
     base = json.loads(base_out.strip().splitlines()[-1])
     d_err = max(abs(ours["features"][n]["ks"] - base[n][0]) for n in base)
@@ -142,6 +145,7 @@ def run_pair(ref: Path, cur: Path, repeat: int) -> dict[str, Any]:
             "ratio_median": statistics.median(base_t) / statistics.median(ours_t),
             "ratio_best": min(base_t) / min(ours_t),
             "ours_peak_rss_mib": max(ours_rss), "stand_in_peak_rss_mib": max(base_rss),
+            "ours_cpu_median_s": statistics.median(ours_cpu), "stand_in_cpu_median_s": statistics.median(base_cpu),
             "max_abs_ks_statistic_diff": d_err, "max_abs_p_value_diff": p_err,
             "dataset_drift": ours["drift"], "drifted_features": len(ours["drifted_features"]),
             "stand_in_flagged_bonferroni": sum(p * len(base) < 0.05 for _, p in base.values())}
@@ -152,10 +156,11 @@ def run_wide(folder: Path, rows: int, columns: int) -> dict[str, Any]:
     ref, cur = write_pair(folder, rows, columns, drifted=columns // 20, shift=0.05, current_rows=max(rows // 10, 1),
                           block_rows=1 << 18)
     written = time.perf_counter() - t
-    wall, rss, out = timed(ours_argv(ref, cur))
+    wall, rss, out, cpu = timed(ours_argv(ref, cur))
     res = json.loads(out.strip().splitlines()[-1])
     return {"reference_rows": rows, "current_rows": max(rows // 10, 1), "columns": columns, "write_s": written,
-            "ours_s": wall, "ours_peak_rss_mib": rss, "reference_file_mib": ref.stat().st_size / 2**20,
+            "ours_s": wall, "ours_cpu_s": cpu, "ours_peak_rss_mib": rss,
+            "reference_file_mib": ref.stat().st_size / 2**20,
             "drifted_features": len(res["drifted_features"]), "dataset_drift": res["drift"],
             "values_per_s": (rows + max(rows // 10, 1)) * columns / wall}
 
@@ -166,12 +171,13 @@ def _pair_table(args: argparse.Namespace, folder: Path, res: dict[str, Any]) -> 
     res["pair"] = pair
     print(f"monitor check, {args.rows:,} x {args.columns} float columns per file ({args.drifted} shifted by "
           f"{args.shift} sd), end to end from process start, {args.repeat} interleaved runs each")
-    print(f"{'':<34} {'median s':>9} {'best s':>8} {'peak RSS MiB':>13}")
+    print(f"{'':<34} {'median s':>9} {'best s':>8} {'CPU s':>7} {'peak RSS MiB':>13}")
     print(f"{'raymlops monitor check --json':<34} {pair['ours_median_s']:>9.2f} {pair['ours_best_s']:>8.2f} "
-          f"{pair['ours_peak_rss_mib']:>13.0f}")
+          f"{pair['ours_cpu_median_s']:>7.2f} {pair['ours_peak_rss_mib']:>13.0f}")
     print(f"{'stand-in: pyarrow + ks_2samp':<34} {pair['stand_in_median_s']:>9.2f} {pair['stand_in_best_s']:>8.2f} "
-          f"{pair['stand_in_peak_rss_mib']:>13.0f}")
-    print(f"ratio (stand-in / ours): {pair['ratio_median']:.2f}x median, {pair['ratio_best']:.2f}x best")
+          f"{pair['stand_in_cpu_median_s']:>7.2f} {pair['stand_in_peak_rss_mib']:>13.0f}")
+    print(f"ratio (stand-in / ours): {pair['ratio_median']:.2f}x median, {pair['ratio_best']:.2f}x best; CPU time "
+          f"(user + system, medians) {pair['stand_in_cpu_median_s'] / pair['ours_cpu_median_s']:.2f}x less")
     print(f"agreement with ks_2samp: max |D diff| {pair['max_abs_ks_statistic_diff']:.1e}, max |p diff| "
           f"{pair['max_abs_p_value_diff']:.1e}; drifted features {pair['drifted_features']} (stand-in with "
           f"Bonferroni: {pair['stand_in_flagged_bonferroni']}), dataset drift {pair['dataset_drift']}")
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             res["wide"] = wide
             print(f"\nwide: {wide['reference_rows']:,} x {wide['columns']} reference "
                   f"({wide['reference_file_mib']:,.0f} MiB file) vs {wide['current_rows']:,} current: "
-                  f"{wide['ours_s']:.1f} s end to end, peak RSS "
+                  f"{wide['ours_s']:.1f} s end to end ({wide['ours_cpu_s']:.0f} s CPU), peak RSS "
                   f"{wide['ours_peak_rss_mib']:.0f} MiB, {wide['values_per_s'] / 1e6:.1f} M values/s "
                   f"({wide['ours_s'] / wide['columns'] * 1e3:.0f} ms per column); {wide['drifted_features']} drifted "
                   f"features; files written in {wide['write_s']:.0f} s (0 = reused)")
