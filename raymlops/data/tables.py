@@ -1,19 +1,23 @@
 """Whole tables from files or snapshots, as Arrow (for offline checks; no Ray, no pandas).
 
 :func:`read_table` reads a CSV file, a Parquet file or a folder of Parquet files with pyarrow
-(multithreaded), or a snapshot of the raymlops home by id, prefix or tag.
+(multithreaded), or a snapshot of the raymlops home by id, prefix or tag. :func:`open_table`
+is the same, except that a Parquet file comes back as :class:`ParquetColumns`, read a column at
+a time when asked (memory-mapped): a check that tests one column after another then holds only
+the columns in flight, not the whole file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from raymlops.exceptions import NotFound, ValidationError
 from raymlops.store.home import Store
 
-__all__ = ["read_table"]
+__all__ = ["ParquetColumns", "open_table", "read_table"]
 
 
 def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]:
@@ -25,7 +29,10 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
                 raise NotFound(f"{ref}: no such file")
             import pyarrow.parquet as pq
 
-            return pq.read_table(p), f"parquet {p}"
+            if p.is_dir():
+                return pq.read_table(p), f"parquet {p}"
+            # one file: read it directly (pq.read_table goes through pyarrow.dataset, which imports pandas)
+            return pq.ParquetFile(p, memory_map=True).read(), f"parquet {p}"
         if p.suffix.lower() in (".csv", ".tsv", ".txt") or p.is_file():
             if not p.is_file():
                 raise NotFound(f"{ref}: no such file")
@@ -40,3 +47,46 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
 
     info, table = read_snapshot(Store.open(home), ref)
     return table, f"snapshot {info.short}"
+
+
+class ParquetColumns:
+    """A Parquet file as a table whose columns are read when asked, one at a time (memory-mapped;
+    safe to call from several threads: each read opens its own reader on the parsed footer).
+    Quacks like :class:`pyarrow.Table` for what a check needs: ``column_names``, ``schema``,
+    ``num_rows`` / ``len()`` and ``column(name)``."""
+
+    def __init__(self, path: str | Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        first = pq.ParquetFile(self.path, memory_map=True)
+        self._metadata = first.metadata
+        self.schema: pa.Schema = first.schema_arrow
+        self.column_names: list[str] = list(self.schema.names)
+        self.num_rows: int = int(self._metadata.num_rows)
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        import pyarrow.parquet as pq
+
+        if name not in self.column_names:
+            raise KeyError(name)
+        try:
+            reader = pq.ParquetFile(self.path, memory_map=True, metadata=self._metadata)
+            return reader.read(columns=[name], use_threads=False).column(0)
+        except (OSError, pa.ArrowException) as exc:
+            raise ValidationError(f"{self.path}: cannot read column {name!r}: {exc}") from None
+
+
+def open_table(ref: str, home: str | Path | None = None) -> tuple[Any, str]:
+    """``(table, description)`` as :func:`read_table`, except that a Parquet file (not a folder)
+    comes back as :class:`ParquetColumns`: its columns are read when a check asks for them."""
+    p = Path(ref)
+    if p.suffix.lower() in (".parquet", ".pq") and p.is_file():
+        try:
+            return ParquetColumns(p), f"parquet {p}"
+        except (ValueError, OSError, pa.ArrowException) as exc:
+            raise ValidationError(f"{ref}: cannot read it as a table: {exc}") from None
+    return read_table(ref, home)

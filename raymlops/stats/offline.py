@@ -25,6 +25,7 @@ starts fast; :mod:`raymlops.monitor.offline` adds plot data for reports.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ import pyarrow as pa
 from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
 from raymlops.stats.exact import CONTINUOUS, ColumnTest, compare
+from raymlops.stats.ks import preload_scipy
 from raymlops.stats.verdict import dataset_drift, feature_drift
 
 __all__ = ["check_tables"]
@@ -41,18 +43,24 @@ __all__ = ["check_tables"]
 P_VALUE_TESTS = ("ks", "chi2")
 
 
+def _arrow_like(data: Any) -> bool:
+    """An Arrow table, or a table that reads its columns when asked (``column_names`` and
+    ``column(name)``, as :class:`raymlops.data.tables.ParquetColumns`)."""
+    return isinstance(data, pa.Table) or (hasattr(data, "column_names") and callable(getattr(data, "column", None)))
+
+
 def _column_names(data: Any) -> list[str]:
-    if isinstance(data, pa.Table):
+    if _arrow_like(data):
         return list(data.column_names)
     return [str(c) for c in data.columns] if hasattr(data, "columns") else list(data)
 
 
 class _ArrowColumns(Mapping[str, Any]):
     """name -> column of an Arrow table, converted when asked (inside the worker that tests it, so
-    only the columns being tested are held twice): numeric columns as numpy (missing as NaN),
-    the others as the Arrow column."""
+    only the columns being tested are held twice; a table that reads its columns when asked reads
+    it there too): numeric columns as numpy (missing as NaN), the others as the Arrow column."""
 
-    def __init__(self, table: pa.Table, names: Sequence[str]) -> None:
+    def __init__(self, table: Any, names: Sequence[str]) -> None:
         self._table, self._names = table, list(dict.fromkeys(names))
 
     def __getitem__(self, name: str) -> Any:
@@ -62,10 +70,7 @@ class _ArrowColumns(Mapping[str, Any]):
         t = col.type
         if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
             return col
-        if col.null_count == 0 and col.num_chunks == 1:
-            return col.chunk(0).to_numpy()
-        arr = col.to_numpy()  # nulls become NaN for floats; ints with nulls come back as floats
-        return arr if arr.dtype.kind in "iuf" else np.asarray(arr, dtype=np.float64)
+        return _numeric_numpy(col)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
@@ -74,9 +79,27 @@ class _ArrowColumns(Mapping[str, Any]):
         return len(self._names)
 
 
+def _numeric_numpy(col: pa.ChunkedArray) -> np.ndarray:
+    """A numeric Arrow column as numpy, missing values as NaN (integers with nulls become floats):
+    a view of the Arrow buffer when it is one chunk without nulls. Not ``to_numpy()``: pyarrow
+    imports pandas for it, half a second of start-up."""
+    if col.null_count:
+        import pyarrow.compute as pc
+
+        col = pc.fill_null(col.cast(pa.float64()), math.nan)
+    t = col.type
+    kind = "f" if pa.types.is_floating(t) else "i" if pa.types.is_signed_integer(t) else "u"
+    dtype = np.dtype(f"{kind}{t.bit_width // 8}")
+    parts = [np.frombuffer(c.buffers()[1], dtype=dtype, count=len(c), offset=c.offset * dtype.itemsize)
+             for c in col.chunks if len(c)]
+    if not parts:
+        return np.empty(0, dtype=dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def _arrays(data: Any, names: Sequence[str]) -> Mapping[str, Any]:
     """name -> numpy float array (numeric columns, missing as NaN) or a pyarrow / object array."""
-    if isinstance(data, pa.Table):
+    if _arrow_like(data):
         return _ArrowColumns(data, names)
     out: dict[str, Any] = {}
     for name in dict.fromkeys(names):
@@ -172,7 +195,22 @@ def check_tables(reference: Any, current: Any, config: MonitorConfig | None = No
                  threads: int | None = None) -> dict[str, Any]:
     """Drift of ``current`` against ``reference`` (Arrow tables, pandas DataFrames or mappings of
     arrays; see the module docstring). ``threads``: columns tested at once (default: the CPUs)."""
-    cfg = config or MonitorConfig()
+    loading = preload_scipy()  # its p-value functions, imported while the columns are read and binned
+    # The import holds the GIL for long stretches; every numpy call of the column workers needs it
+    # for a moment. A short switch interval (default 5 ms) hands it over at once instead.
+    interval = sys.getswitchinterval()
+    if loading is not None:
+        sys.setswitchinterval(min(interval, 2e-4))
+    try:
+        return _check_tables(reference, current, config or MonitorConfig(), slice_columns, columns, threads)
+    finally:
+        if loading is not None:
+            loading.join()
+            sys.setswitchinterval(interval)
+
+
+def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_columns: Sequence[str],
+                  columns: Sequence[str] | None, threads: int | None) -> dict[str, Any]:
     slices = list(slice_columns) or list(cfg.slice_columns)
     ref_names, cur_names = _column_names(reference), _column_names(current)
     names = list(columns) if columns is not None else [c for c in ref_names if c not in slices]

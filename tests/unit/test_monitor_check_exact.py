@@ -103,3 +103,41 @@ def test_monitor_check_imports_neither_ray_nor_the_pipeline(tmp_path: Path) -> N
     assert not {m for m in after - set(res["base"]) if m.startswith("raymlops.pipeline")}
     assert "raymlops.stats.offline" in after and "raymlops.stats.exact" in after
     assert "raymlops.monitor" not in after  # nor the monitor package (pandas, the streaming core)
+    # Parquet read directly, numeric columns taken as numpy views: no pandas, no pyarrow.dataset (which imports it)
+    assert "pandas" not in after and "pyarrow.dataset" not in after
+    assert "raymlops.data.tables" in after and "raymlops.stats.ks" in after
+
+
+def test_parquet_read_a_column_at_a_time_gives_the_whole_table_result(tmp_path: Path) -> None:
+    """monitor check reads a Parquet file's columns when it tests them (several row groups, nulls in
+    float and integer columns, a string column): the same result as the whole table in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raymlops.data.tables import ParquetColumns, open_table
+    from raymlops.stats.offline import check_tables
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for name, shift in (("a", 0.0), ("b", 0.03)):  # a mild shift: a p-value above the tail
+        n = 30_000
+        x = rng.normal(shift, 1.0, n)
+        k = rng.integers(0, 2_000, n).astype(np.float64)
+        table = pa.table({
+            "x": pa.array(x, mask=rng.random(n) < 0.05),
+            "k": pa.array(k.astype(np.int64), mask=rng.random(n) < 0.02),
+            "c": pa.array(rng.choice(["u", "v", "w"], n)),
+        })
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=7_000)
+        paths.append(tmp_path / f"{name}.parquet")
+    lazy = [open_table(str(p))[0] for p in paths]
+    assert all(isinstance(t, ParquetColumns) for t in lazy)
+    whole = [pq.read_table(p) for p in paths]
+    assert check_tables(*lazy) == check_tables(*whole)
+    x = whole[0].column("x").to_numpy(zero_copy_only=False)
+    y = whole[1].column("x").to_numpy(zero_copy_only=False)
+    ref = stats.ks_2samp(x[np.isfinite(x)], y[np.isfinite(y)])
+    feats = check_tables(*lazy)["features"]
+    assert feats["x"]["ks"] == pytest.approx(ref.statistic, abs=1e-12)
+    assert feats["x"]["p_value"] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+    assert feats["x"]["missing_rate"] == pytest.approx(np.mean(~np.isfinite(y)))

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from raymlops.stats import exact
+from raymlops.stats import ks
 from raymlops.stats.exact import CATEGORICAL, CONTINUOUS, DISCRETE, column_kind, compare, ks_wasserstein
 
 
@@ -37,8 +37,8 @@ def test_ks_and_wasserstein_equal_scipys_on_the_raw_values(kind: str, n: int, m:
 
 
 def test_the_refinement_recurses_and_stays_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(exact, "_LEAF", 64)  # every refined bin above 64 values is split again
-    monkeypatch.setattr(exact, "_BINS", 32)
+    monkeypatch.setattr(ks, "_LEAF", 64)  # every refined bin above 64 values is split again
+    monkeypatch.setattr(ks, "_BINS", 32)
     rng = np.random.default_rng(9)
     for kind in ("normal", "lognormal", "ties", "atom"):
         a, b = _pair(kind, 20_000, 15_000, rng)
