@@ -66,16 +66,18 @@ def _apply(fn: Callable[..., Any], block: Any, start: int | None, end: int | Non
 _remote: Any = None
 
 
-def run_on_blocks(blocks: Sequence[Block], fn: Callable[..., Any], *args: Any) -> Iterator[Any]:
-    """``fn(table, index, *args)`` of every block, each in its own Ray task (one CPU), yielded in
-    block order as they finish. ``fn`` must be a module-level function (Ray ships it by name)."""
+def run_on_blocks(blocks: Sequence[Block], fn: Callable[..., Any], *args: Any, name: str) -> Iterator[Any]:
+    """``fn(table, index, *args)`` of every block, each in its own Ray task (one CPU) called
+    ``name`` (what the Ray dashboard and state API show), yielded in block order as they finish.
+    ``fn`` must be a module-level function (Ray ships it by name)."""
     import ray
 
     global _remote
     if _remote is None:
         _remote = ray.remote(num_cpus=1)(_apply)
     shared = tuple(ray.put(a) if isinstance(a, dict) else a for a in args)  # one copy for every task
-    refs = [_remote.remote(fn, b.ref, b.start, b.end, i, *shared) for i, b in enumerate(blocks)]
+    task = _remote.options(name=name)
+    refs = [task.remote(fn, b.ref, b.start, b.end, i, *shared) for i, b in enumerate(blocks)]
     try:
         for ref in refs:
             yield ray.get(ref)

@@ -67,7 +67,8 @@ def sample_blocks(blocks: Sequence[Block], sample_size: int = SAMPLE_SIZE) -> Sa
     """The bottom-k sample of these blocks' rows (see :func:`raymlops.stats.partial.sample_bound`)."""
     rows = sum(b.rows for b in blocks)
     for below in dict.fromkeys([sample_bound(rows, sample_size), None]):
-        sample = merge_samples(s["sample"] for s in run_on_blocks(blocks, scan_block, sample_size, False, below))
+        sample = merge_samples(s["sample"] for s in run_on_blocks(blocks, scan_block, sample_size, False, below,
+                                                                      name="ProfileScan"))
         if sample.complete(rows):
             break
     return sample
@@ -78,7 +79,8 @@ def profile_blocks(blocks: Sequence[Block], reference: Profile | None = None,
     """The :class:`Profile` of these blocks: a sample pass, then the one-pass statistics."""
     sample = sample_blocks(blocks, sample_size)
     edges = sample.edges()
-    partial = merge_partials(run_on_blocks(blocks, _profile_task, edges, reference_edges(reference, list(edges))))
+    partial = merge_partials(run_on_blocks(blocks, _profile_task, edges, reference_edges(reference, list(edges)),
+                                             name="ProfileBlock"))
     return finish(partial, edges, reference)
 
 

@@ -51,7 +51,8 @@ def scan(blocks: Sequence[Block], schema: pa.Schema, sample_size: int = SAMPLE_S
     sizes: list[int] = []
     samples = []
     expected = sum(b.rows for b in blocks)
-    for res in run_on_blocks(blocks, scan_block, sample_size, True, sample_bound(expected, sample_size)):
+    for res in run_on_blocks(blocks, scan_block, sample_size, True, sample_bound(expected, sample_size),
+                             name="SnapshotScan"):
         h.update(np.ascontiguousarray(res["keys"], dtype="<u8").tobytes())
         sizes.append(int(res["rows"]))
         samples.append(res["sample"])
@@ -154,7 +155,7 @@ def write(blocks: Sequence[Block], sizes: Sequence[int], fs: Any, folder: str,
         names = [names[0]] + [None] * (len(names) - 1)  # no rows: one file keeps the schema
     files, partials = [], []
     plan = None if dictionary is None else list(dictionary)
-    for res in run_on_blocks(blocks, _write_task, names, fs, folder, edges, ref_edges, plan):
+    for res in run_on_blocks(blocks, _write_task, names, fs, folder, edges, ref_edges, plan, name="SnapshotWrite"):
         if res["path"] is not None:
             files.append({"path": res["path"], "size": res["size"], "sha256": res["sha256"]})
         if res["partial"] is not None:

@@ -40,10 +40,11 @@ def make_source(folder: Path, parts: int) -> str:
 
 
 def data_task_nodes(job_id: str, deadline_s: float = 30.0) -> dict[str, list[str]]:
-    """``{task name: sorted node ids}`` of the finished Ray Data tasks of this driver's job."""
+    """``{task name: sorted node ids}`` of the finished ETL tasks of this driver's job."""
     from ray.util.state import list_tasks
 
-    wanted = ("ListFiles", "Read", "MapBatches", "Write")  # ListFiles, ReadFilesParquetV2, MapBatches(...), Write
+    # Ray Data's ListFiles, ReadFilesParquetV2, MapBatches(...); the snapshot's SnapshotScan and SnapshotWrite
+    wanted = ("ListFiles", "Read", "MapBatches", "Snapshot")
     found: dict[str, set[str]] = {}
     deadline = time.monotonic() + deadline_s
     while True:  # task events reach the state API asynchronously (about once a second)

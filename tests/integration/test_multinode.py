@@ -41,7 +41,8 @@ def test_pipeline_spreads_etl_and_trials_over_nodes(tmp_path: Path) -> None:
     trial_nodes = out["trial_nodes"]
     assert len(trial_nodes) == 4 and set(trial_nodes) <= cluster_nodes
 
-    # Ray Data's ETL tasks (list, read, row hashing, Parquet write) ran, on more than one node
+    # the ETL tasks (Ray Data's list and read, the snapshot's row hashing and Parquet write) ran, on more
+    # than one node
     tasks = out["data_tasks"]
     assert any("Read" in name for name in tasks) and any("Write" in name for name in tasks), tasks
     etl_nodes = {node for names in tasks.values() for node in names}
