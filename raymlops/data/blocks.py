@@ -68,7 +68,8 @@ _remote: Any = None
 
 def run_on_blocks(blocks: Sequence[Block], fn: Callable[..., Any], *args: Any, name: str) -> Iterator[Any]:
     """``fn(table, index, *args)`` of every block, each in its own Ray task (one CPU) called
-    ``name`` (what the Ray dashboard and state API show), yielded in block order as they finish.
+    ``name`` (what the Ray dashboard and state API show), spread over the nodes, yielded in block
+    order as they finish.
     ``fn`` must be a module-level function (Ray ships it by name)."""
     import ray
 
@@ -76,7 +77,7 @@ def run_on_blocks(blocks: Sequence[Block], fn: Callable[..., Any], *args: Any, n
     if _remote is None:
         _remote = ray.remote(num_cpus=1)(_apply)
     shared = tuple(ray.put(a) if isinstance(a, dict) else a for a in args)  # one copy for every task
-    task = _remote.options(name=name)
+    task = _remote.options(name=name, scheduling_strategy="SPREAD")  # over the nodes, as Ray Data's own tasks
     refs = [task.remote(fn, b.ref, b.start, b.end, i, *shared) for i, b in enumerate(blocks)]
     try:
         for ref in refs:
