@@ -89,14 +89,18 @@ def pandas_batch_function(fn: Callable[[Any], Any], key: str, spec: str) -> Call
 
 
 def _resolve_map_batches(key: str, spec: str) -> Callable[..., Any]:
+    return import_function(key, spec, "it must be importable by the driver and the Ray workers")
+
+
+def import_function(key: str, spec: str, where: str) -> Callable[..., Any]:
+    """The function ``module:function`` names; ConfigError naming ``key`` when it cannot be
+    imported (``where`` says where it must be importable), is missing or is not callable."""
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or the module itself raised while importing
         raise ConfigError(
-            f"{key}: cannot import module {module_name!r} ({type(exc).__name__}: {exc}); it must be importable "
-            "by the driver and the Ray workers"
-        ) from None
+            f"{key}: cannot import module {module_name!r} ({type(exc).__name__}: {exc}); {where}") from None
     fn = getattr(module, attr, None)
     if fn is None:
         raise ConfigError(f"{key}: module {module_name!r} has no function {attr!r}")

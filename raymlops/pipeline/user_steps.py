@@ -19,7 +19,6 @@ A user step runs when the step it follows ran or came from the cache, and is ski
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Callable, Mapping
@@ -31,7 +30,7 @@ import numpy as np
 
 from raymlops import audit
 from raymlops.config import PipelineConfig, UserStepConfig
-from raymlops.exceptions import ConfigError
+from raymlops.data.transforms import import_function
 from raymlops.pipeline.cache import fingerprint, module_fingerprint
 from raymlops.pipeline.context import RunContext, SnapshotRows
 from raymlops.pipeline.failures import Failure
@@ -91,18 +90,7 @@ class StepInput:
 
 def import_call(key: str, spec: str) -> Callable[..., Any]:
     """The function ``module:function`` names; ConfigError naming ``key`` when it is not there."""
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or the module itself raised while importing
-        raise ConfigError(f"{key}: cannot import module {module_name!r} ({type(exc).__name__}: {exc}); expected "
-                          "'module:function' importable here (PYTHONPATH)") from None
-    fn = getattr(module, attr, None)
-    if fn is None:
-        raise ConfigError(f"{key}: module {module_name!r} has no function {attr!r}")
-    if not callable(fn):
-        raise ConfigError(f"{key}: {spec!r} is a {type(fn).__name__}, expected a function")
-    return fn
+    return import_function(key, spec, "expected 'module:function' importable here (PYTHONPATH)")
 
 
 class UserStep(Step[StepInput, dict[str, Any]]):
