@@ -45,6 +45,8 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import facts  # noqa: E402
+from peers_detection import cases as real_cases  # noqa: E402
+from peers_detection import load  # noqa: E402
 
 from raymlops.config import MonitorConfig  # noqa: E402
 from raymlops.monitor.offline import check  # noqa: E402
@@ -53,13 +55,6 @@ NAME = Path(__file__).stem
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / f"{NAME}.json"
 ALPHA = 0.05
 DATASETS = ("digits", "wine", "breast_cancer", "diabetes", "iris")
-
-
-def load(name: str) -> tuple[pd.DataFrame, pd.Series]:
-    import sklearn.datasets as ds
-
-    frame = getattr(ds, f"load_{name}")(as_frame=True).frame
-    return frame.drop(columns="target"), frame["target"]
 
 
 def calibration(splits: int, cfg: MonitorConfig) -> dict[str, Any]:
@@ -169,15 +164,8 @@ def peers(python: str) -> dict[str, Any]:
 
 
 def real_shifts(cfg: MonitorConfig) -> list[dict[str, Any]]:
-    cases = []
-    x, y = load("digits")
-    cases.append(("digits 0-4 vs 5-9", x[y < 5], x[y >= 5]))
-    x, y = load("wine")
-    cases.append(("wine cultivar 1 vs 2+3", x[y == 0], x[y != 0]))
-    x, y = load("breast_cancer")
-    cases.append(("breast_cancer malignant vs benign", x[y == 0], x[y == 1]))
     out = []
-    for name, a, b in cases:
+    for name, a, b in real_cases():  # the same cases the peers get
         res = check(a, b, cfg)
         ks_p = np.array([stats.ks_2samp(a[c], b[c]).pvalue for c in a.columns])
         old_flags = int(np.sum(np.minimum(ks_p * len(ks_p), 1.0) < ALPHA))
