@@ -147,7 +147,7 @@ class _Progress:
         import ray.train
 
         value = self.history.get(rounds_used, self.history.get(rounds, float("nan")))
-        metrics = {self.spec.metric: value, "round": rounds, "rounds_used": rounds_used, "done": 1,
+        metrics = {self.spec.metric: value, "round": rounds, "rounds_used": rounds_used, "final": 1,
                    "resumed_from": self.resumed_from, "rows": self.rows, "stopped": int(self.stopped),
                    "node_id": ray.get_runtime_context().get_node_id()}
         with checkpoint() as ck:

@@ -117,7 +117,9 @@ def _graceful_asha(board: Any, **kwargs: Any) -> Any:
         def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
             decision = super().on_trial_result(tune_controller, trial, result)
             if decision == TrialScheduler.STOP:
-                if not result.get("done"):
+                # never Tune's STOP, not even at the final report: Tune would kill the trial while its
+                # Ray Train run is still shutting down, and the run's worker group would keep its CPUs
+                if not result.get("final"):
                     board.stop.remote(trial.trial_id)
                 return str(TrialScheduler.CONTINUE)
             return str(decision)
@@ -294,7 +296,7 @@ def _search(config: TrainConfig, spec: EngineSpec, data: BoostData, trials: list
         m = dict(result.metrics or {})
         trial_id = str(m.get("trial_id", result.path.rsplit("/", 1)[-1]))
         error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
-        if error is None and not m.get("done"):
+        if error is None and not m.get("final"):
             error = "the run ended without its final report"
         records.append(_record(trial_id, result.config["trial"] if result.config else {}, m, spec, config.metric,
                                float(m.get("time_total_s", 0.0)), error))

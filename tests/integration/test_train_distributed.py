@@ -24,6 +24,23 @@ def _distributed(quickstart: PipelineConfig, **train: Any) -> PipelineConfig:
         {"strategy": "distributed", "num_workers": 2, "num_boost_round": 20, "checkpoint_every": 5, **train})})
 
 
+def _live_placement_groups() -> set[str]:
+    from ray.util import placement_group_table
+
+    return {pg for pg, info in placement_group_table().items() if info["state"] != "REMOVED"}
+
+
+def _assert_released(before: set[str]) -> None:
+    """Every worker group the run reserved is released once it returns (on a shared cluster a
+    leaked placement group keeps its CPUs until the driver exits)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while (left := _live_placement_groups() - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"placement groups still held after the run: {left}"
+
+
 def _serving_load(store: Store, version: Any) -> Any:
     """The model as a Serve replica loads it (``raymlops.registry.spec.ModelSpec.load``)."""
     from raymlops.registry.spec import ModelSpec
@@ -37,7 +54,9 @@ def test_xgboost_on_two_workers_registers_a_model_that_serves_and_reproduces(
     home = tmp_path / "home"
     cfg = _distributed(quickstart, framework="xgboost", early_stopping_rounds=5,
                        params={"max_depth": 3, "eta": 0.3})
+    before = _live_placement_groups()
     result = run_pipeline(cfg, home=str(home), progress=lambda _: None)
+    _assert_released(before)
     assert result.status == "succeeded" and result.gate == "passed", result.gate_reasons
     store = Store.open(home)
     version = get_model(store, result.model or "")
@@ -101,8 +120,10 @@ def test_tune_with_asha_over_boosting_rounds(ray_session: None, quickstart: Pipe
     cfg = _distributed(quickstart, framework="xgboost", cpus_per_worker=0.5, num_boost_round=12, num_samples=2,
                        params={"max_depth": 2, "eta": {"loguniform": [0.005, 0.5]}},
                        scheduler={"type": "asha", "grace_period": 3, "reduction_factor": 2})
+    before = _live_placement_groups()
     result = run_pipeline(cfg, home=str(home), progress=lambda _: None)
     assert result.status == "succeeded", result.error
+    _assert_released(before)  # also for the trials ASHA stopped and the one that ran to the end
     summary = get_model(Store.open(home), result.model or "").record["tune"]
     assert summary["strategy"] == "distributed" and summary["scheduler"] == "asha" and len(summary["trials"]) == 2
     assert all(t["error"] is None and t["epochs_planned"] == 12 for t in summary["trials"])
