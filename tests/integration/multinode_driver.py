@@ -39,8 +39,9 @@ def make_source(folder: Path, parts: int) -> str:
     return str(folder)
 
 
-def data_task_nodes(job_id: str, deadline_s: float = 30.0) -> dict[str, list[str]]:
-    """``{task name: sorted node ids}`` of the finished ETL tasks of this driver's job."""
+def data_task_nodes(job_id: str, dashboard_port: int, deadline_s: float = 30.0) -> dict[str, list[str]]:
+    """``{task name: sorted node ids}`` of the finished ETL tasks of this driver's job (the head's
+    dashboard is named: other Rays may run on this machine)."""
     from ray.util.state import list_tasks
 
     # Ray Data's ListFiles, ReadFilesParquetV2, MapBatches(...); the snapshot's SnapshotScan and SnapshotWrite
@@ -49,7 +50,7 @@ def data_task_nodes(job_id: str, deadline_s: float = 30.0) -> dict[str, list[str
     deadline = time.monotonic() + deadline_s
     while True:  # task events reach the state API asynchronously (about once a second)
         found = {}
-        tasks = list_tasks(filters=[("job_id", "=", job_id), ("type", "=", "NORMAL_TASK")], limit=10_000,
+        tasks = list_tasks(address=f"http://127.0.0.1:{dashboard_port}", filters=[("job_id", "=", job_id), ("type", "=", "NORMAL_TASK")], limit=10_000,
                            raise_on_missing_output=False)
         for task in tasks:
             name = str(task.name)
@@ -111,7 +112,7 @@ def main() -> int:
                 "alive": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"]),
             },
             "trial_nodes": [t["node_id"] for t in trials],
-            "data_tasks": data_task_nodes(ray.get_runtime_context().get_job_id()),
+            "data_tasks": data_task_nodes(ray.get_runtime_context().get_job_id(), dashboard_port),
         }
     finally:
         ray.shutdown()

@@ -24,11 +24,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def train_worker_nodes() -> list[str]:
-    """Node ids of the live Ray Train workers (the head's dashboard serves the state API)."""
+def train_worker_nodes(dashboard_port: int) -> list[str]:
+    """Node ids of the live Ray Train workers (the head's dashboard serves the state API; named,
+    since other Rays may run on this machine)."""
     from ray.util.state import list_actors
 
-    actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+    actors = list_actors(address=f"http://127.0.0.1:{dashboard_port}",
+                         filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
                          raise_on_missing_output=False)
     return sorted(str(a.node_id) for a in actors)
 
@@ -83,7 +85,7 @@ def main() -> int:
                 break
             time.sleep(0.2)
         out["checkpoints_before_kill"] = len(list((home / "tune").glob("*/checkpoint_*")))
-        out["train_nodes_before_kill"] = train_worker_nodes()
+        out["train_nodes_before_kill"] = train_worker_nodes(dashboard_port)
         out["killed"] = workers[1].node_id
         cluster.remove_node(workers[1])
         out["added"] = cluster.add_node(num_cpus=1).node_id
