@@ -135,6 +135,7 @@ class RunContext:
     where: dict[str, Any] = field(default_factory=dict)
     persistent: bool = False
     connected: bool = False
+    serve_started: bool = False  # the deploy step started Serve (not running before): the run stops it
     on_connect: Callable[[], None] | None = None
     step: StepResult = field(default_factory=lambda: StepResult("", "running", 0.0))
     previous: StepResult | None = None  # the record of the step that finished last

@@ -389,8 +389,9 @@ def run_pipeline(
 
 
 def _tear_down(pipeline: Runner) -> None:
-    """Stop what the run started; a deployment it made goes with an audit record."""
-    stop_serving(pipeline.config)
+    """Stop what the run started; a deployment it made goes with an audit record. Serve itself
+    stays up when it was running before the run (another program's, or a notebook's, Serve)."""
+    stop_serving(pipeline.config, shutdown=pipeline.ctx.serve_started)
     res = pipeline.result
     if res.endpoint and res.model:
 
@@ -400,8 +401,9 @@ def _tear_down(pipeline: Runner) -> None:
                          f"{pipeline.reason}: {why}", {"endpoint": res.endpoint})
 
 
-def stop_serving(config: PipelineConfig) -> None:
-    """Take the pipeline's deployment and monitor down (no-op when Ray or Serve is not running)."""
+def stop_serving(config: PipelineConfig, shutdown: bool = True) -> None:
+    """Take the pipeline's deployment and monitor down (no-op when Ray or Serve is not running);
+    ``shutdown``: Serve too, unless other apps run on it."""
     import ray
 
     if not ray.is_initialized():
@@ -414,7 +416,7 @@ def stop_serving(config: PipelineConfig) -> None:
     serve_logger.addFilter(quiet)  # Serve's "nothing to shut down" is not news
     try:
         with capture_logging(StepLog()):
-            undeploy(config.route, shutdown=True)
+            undeploy(config.route, shutdown=shutdown)
             stop_monitor(config.route, NAMESPACE)
     finally:
         serve_logger.removeFilter(quiet)

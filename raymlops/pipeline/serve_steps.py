@@ -27,7 +27,7 @@ from raymlops.pipeline.failures import Failure, describe
 from raymlops.pipeline.step import Step
 from raymlops.ray_session import NAMESPACE
 from raymlops.registry.spec import ModelSpec
-from raymlops.serve.deploy import deploy, http_json
+from raymlops.serve.deploy import deploy, http_json, serve_running
 from raymlops.serve.throughput import check_cluster_ingress
 
 __all__ = ["DeployIn", "DeployOut", "DeployStep", "MonitorIn", "MonitorOut", "MonitorStep", "SmokeIn", "SmokeOut",
@@ -163,6 +163,7 @@ class DeployStep(Step[DeployIn, DeployOut]):
         note = check_cluster_ingress(cfg.serve.high_throughput)  # once: how to get the faster ingress
         if note:
             ctx.say(note)
+        ctx.serve_started = ctx.serve_started or not serve_running()
         endpoint = deploy(spec, route, cfg.serve, sample_rate=cfg.monitor.sample_rate, namespace=NAMESPACE,
                           monitor_actor=monitor_name(route) if cfg.monitor.enabled else None)
         res.endpoint = endpoint

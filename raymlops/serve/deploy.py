@@ -37,14 +37,15 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def _serve_running() -> bool:
+def serve_running() -> bool:
+    """Whether Serve runs on the connected Ray. (``serve.status()`` answers without Serve too, with
+    no proxies: a running Serve has at least one.)"""
     from ray import serve
 
     try:
-        serve.status()
-    except Exception:  # Serve not started on this cluster
+        return bool(serve.status().proxies)
+    except Exception:  # no Ray, or Serve's controller going away
         return False
-    return True
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
@@ -128,7 +129,7 @@ def deploy(
     if note:
         logging.getLogger("raymlops.serve").warning("%s", note)
 
-    if not _serve_running() and not port_free(host, port):
+    if not serve_running() and not port_free(host, port):
         raise ServeError(
             f"port {port} on {host} is in use by another program; set serve.port in the config or stop that program"
         )

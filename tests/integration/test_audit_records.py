@@ -19,9 +19,16 @@ pytestmark = pytest.mark.integration
 def test_quickstart_and_registry_commands_write_exactly_these_records(
     ray_session: None, quickstart, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from ray import serve
+
+    from raymlops.serve.deploy import serve_running
+
     home = str(tmp_path / "home")
+    # Serve already runs (another program's): the run stops its own deployment, and leaves Serve up
+    serve.start(http_options={"host": "127.0.0.1", "port": quickstart.serve.port})
     first = run_pipeline(quickstart, home=home, progress=lambda _: None)  # serves, then stops serving
     assert first.gate == "passed" and first.endpoint
+    assert serve_running() and "breast-cancer" not in serve.status().applications
 
     one = quickstart.train.candidates[0].model_copy(update={"params": {"C": 1.0, "max_iter": 2000}})
     strict = quickstart.model_copy(update={

@@ -197,6 +197,9 @@ def test_tune_trial_failure_then_fixed_config_resumes_from_the_cache(
 def test_serve_replica_startup_failure_then_resume_and_port_in_use(
     ray_session: None, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from ray import serve
+
+    serve.shutdown()  # runs that start Serve themselves (the last one on a port another program holds)
     monkeypatch.chdir(tmp_path)
     home = str(tmp_path / "home")
     marker = tmp_path / "weights-corrupt"
