@@ -109,7 +109,8 @@ def prepare_high_throughput(stats_port: int | None = None, metrics_port: int | N
     """Set (in ``os.environ``) and return the variables for Serve's HAProxy ingress on loopback.
 
     Call before ``ray.init()`` / ``ray start``; the Ray processes started afterwards inherit
-    them. Ports default to free ones (two Rays on one machine cannot share 8404 / 9101).
+    them. Ports default to those already in the environment, else free ones (two Rays on one
+    machine cannot share 8404 / 9101).
     ``fast_stop``: also :data:`FAST_STOP_ENV` (where the environment does not set them already).
     """
     # Serve puts sockets at <base>/<56-character id>/metrics.sock and HAProxy takes 97 characters
@@ -119,8 +120,9 @@ def prepare_high_throughput(stats_port: int | None = None, metrics_port: int | N
                           f"most {MAX_BASE_DIR} characters")
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(stat.S_IRWXU)
-    stats = int(stats_port or _free_port())
-    metrics = int(metrics_port or _free_port())
+    # ports already set in the environment win (as for the fallback proxy's, below)
+    stats = int(stats_port or os.environ.get("RAY_SERVE_HAPROXY_STATS_PORT") or _free_port())
+    metrics = int(metrics_port or os.environ.get("RAY_SERVE_HAPROXY_METRICS_PORT") or _free_port())
     wrapper = folder / "haproxy"
     wrapper.write_text(WRAPPER.replace("{stats}", str(stats)).replace("{metrics}", str(metrics))
                        .replace("{real}", real_haproxy()))

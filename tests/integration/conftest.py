@@ -1,39 +1,69 @@
-"""One local Ray for the whole integration session; Serve apps are shut down by each test."""
+"""One local Ray and one Serve instance for the whole session (per test process).
+
+Serve listens on one port per Ray: every in-process deploy uses :func:`serve_port`, so Serve
+starts once and stays up; each module's apps are deleted when the module ends (autouse fixture
+below), Serve itself is not restarted. Tests that need Serve fresh (a port taken by another
+program) shut it down themselves."""
 
 from __future__ import annotations
 
-import logging
-import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from raymlops.config import PipelineConfig, load_config
+from tests.ports import free_port, start_session_ray
+
+__all__ = ["ROOT", "free_port", "serve_port"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_serve_port: list[int] = []
+
+
+def serve_port() -> int:
+    """The port of this test process's Serve (chosen once, free when chosen)."""
+    if not _serve_port:
+        _serve_port.append(free_port())
+    return _serve_port[0]
+
+
+def remove_serve_apps() -> None:
+    """Delete every Serve app and its control actor, leaving Serve itself up (no-op without Ray)."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from ray import serve
+
+    from raymlops.serve.deploy import undeploy
+
+    try:
+        apps = list(serve.status().applications)
+    except Exception:  # noqa: BLE001 - Serve not running
+        return
+    for name in apps:
+        undeploy(name, shutdown=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_serve_apps_removed() -> Iterator[None]:
+    """What a module deployed does not outlive it (idle replicas would slow the modules after it)."""
+    yield
+    remove_serve_apps()
 
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     import ray
 
-    os.environ.pop("RAY_ADDRESS", None)
-    from raymlops.ray_session import NAMESPACE, ensure_ray, quiet_ray_logs
-    from raymlops.serve.throughput import fast_ingress_for_private_ray
-
-    quiet_ray_logs()
-    fast_ingress_for_private_ray(None)  # the default ingress, as `raymlops run` gets it (HAProxy where it exists)
-    ray.init(address="local", include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
-             logging_level=logging.ERROR)
-    ensure_ray()  # reuses this Ray and applies raymlops' Ray Data settings (row order, no progress bars)
+    start_session_ray()
     yield
     from ray import serve
 
@@ -43,6 +73,6 @@ def ray_session() -> Iterator[None]:
 
 @pytest.fixture()
 def quickstart(tmp_path: Path) -> PipelineConfig:
-    """The shipped quickstart config on a free loopback port."""
+    """The shipped quickstart config on the session's Serve port."""
     cfg = load_config(ROOT / "configs" / "quickstart.yaml")
-    return cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": free_port()})})
+    return cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": serve_port()})})

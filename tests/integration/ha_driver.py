@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -21,10 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port  # noqa: E402 - after the path insert above
 
 
 def listeners() -> list[tuple[str, str, int]]:

@@ -50,7 +50,8 @@ def data_task_nodes(job_id: str, dashboard_port: int, deadline_s: float = 30.0) 
     deadline = time.monotonic() + deadline_s
     while True:  # task events reach the state API asynchronously (about once a second)
         found = {}
-        tasks = list_tasks(address=f"http://127.0.0.1:{dashboard_port}", filters=[("job_id", "=", job_id), ("type", "=", "NORMAL_TASK")], limit=10_000,
+        tasks = list_tasks(address=f"http://127.0.0.1:{dashboard_port}",
+                           filters=[("job_id", "=", job_id), ("type", "=", "NORMAL_TASK")], limit=10_000,
                            raise_on_missing_output=False)
         for task in tasks:
             name = str(task.name)

@@ -19,7 +19,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import pytest
 import yaml
 
 from raymlops.serve.deploy import http_json
+from tests.ports import free_ports
 
 from .conftest import ROOT
 
@@ -38,20 +38,6 @@ pytestmark = pytest.mark.integration
 
 EXCLUDES = [".git", ".raymlops", "benchmarks/out", "*.egg-info", "__pycache__", ".mypy_cache", ".ruff_cache",
             ".pytest_cache", ".venv"]
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (held open together while choosing)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def ray_cli() -> str:
