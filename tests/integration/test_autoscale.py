@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raymlops.config import AutoscalingConfig, ServeConfig
-from tests.integration.conftest import free_port
+from tests.integration.conftest import serve_port
 from tests.integration.serving_helpers import predict, row, toy_data, toy_store
 
 pytestmark = pytest.mark.integration
@@ -28,13 +28,12 @@ def _running(route: str) -> int:
 
 
 def test_scale_to_zero_then_a_request_is_answered(ray_session: None, tmp_path: Path) -> None:
-    from ray import serve
 
     from raymlops.serve.deploy import undeploy
     from raymlops.serve.traffic import deploy_model
 
     store = toy_store(tmp_path / "home", name=ROUTE)
-    cfg = ServeConfig(port=free_port(), autoscaling=AutoscalingConfig(
+    cfg = ServeConfig(port=serve_port(), autoscaling=AutoscalingConfig(
         min_replicas=0, max_replicas=1, initial_replicas=1, target_ongoing_requests=1, upscale_delay_s=0,
         downscale_delay_s=1, downscale_to_zero_delay_s=1, metrics_interval_s=0.5, look_back_period_s=1))
     try:
@@ -61,4 +60,3 @@ def test_scale_to_zero_then_a_request_is_answered(ray_session: None, tmp_path: P
         assert _running(ROUTE) == 0 and gone_s < 15, gone_s
     finally:
         undeploy(ROUTE, shutdown=False)
-        serve.shutdown()

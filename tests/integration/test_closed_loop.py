@@ -22,7 +22,7 @@ from raymlops.loop.policy import RetrainPolicy, Trigger
 from raymlops.registry.registry import get_model
 from raymlops.serve.deploy import http_json
 from raymlops.store.home import Store
-from tests.integration.conftest import free_port
+from tests.integration.conftest import serve_port
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -82,7 +82,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lineage, "code_version", lambda cwd=".": dict(pinned))
         home = tmp_path_factory.mktemp("loop-home")
-        base = demo_config(port=free_port(), window_rows=200)
+        base = demo_config(port=serve_port(), window_rows=200)
         perf = base.monitor.performance.model_copy(update={"baseline_labels": 100, "window_labels": 100})
         # the demo's 120 s alert cooldown would hold back the dataset alert that the watcher test
         # waits for (it was raised here first): these tests are about the loop, not the cooldown

@@ -19,7 +19,7 @@ import pytest
 
 from raymlops.config import ServeConfig
 from raymlops.store.home import Store
-from tests.integration.conftest import free_port
+from tests.integration.conftest import serve_port
 from tests.integration.serving_helpers import FEATURES, predict, request, row, toy_data, toy_store
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,6 @@ MONITOR = {"seed": 0, "window_rows": 100, "alerts": {"log": False, "audit": Fals
 
 @pytest.fixture(scope="module")
 def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Store]]:
-    from ray import serve
 
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.monitor.reference import build_reference
@@ -46,7 +45,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     store = toy_store(tmp_path_factory.mktemp("feedback") / "home", name=ROUTE)
     X, _ = toy_data()
-    cfg = ServeConfig(port=free_port(), batch_wait_timeout_s=0.002, max_body_bytes=200_000, monitor_budget=1.0,
+    cfg = ServeConfig(port=serve_port(), batch_wait_timeout_s=0.002, max_body_bytes=200_000, monitor_budget=1.0,
                       monitor_flush_interval_s=0.05)
     try:
         start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),
@@ -64,7 +63,6 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
         undeploy(GUARDED, shutdown=False)
         stop_monitor(ROUTE, NAMESPACE)
         stop_monitor(GUARDED, NAMESPACE)
-        serve.shutdown()
 
 
 def _feedback(url: str, body: Any) -> Any:

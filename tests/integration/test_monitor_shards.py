@@ -14,7 +14,7 @@ import pytest
 
 from raymlops.config import ServeConfig
 from raymlops.store.home import Store
-from tests.integration.conftest import free_port
+from tests.integration.conftest import serve_port
 from tests.integration.serving_helpers import FEATURES, predict, request, row, toy_data, toy_store
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,6 @@ ROUTE = "sharded"
 
 @pytest.fixture(scope="module")
 def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
-    from ray import serve
 
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.monitor.reference import build_reference
@@ -40,12 +39,11 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
         start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),
                       settings, NAMESPACE, detached=False, home=home)
         endpoint = deploy_model(store, f"{ROUTE}@champion", route=ROUTE, reason="test", serve_config=ServeConfig(
-            port=free_port(), batch_wait_timeout_s=0.002, monitor_budget=1.0, monitor_flush_interval_s=0.05))
+            port=serve_port(), batch_wait_timeout_s=0.002, monitor_budget=1.0, monitor_flush_interval_s=0.05))
         yield endpoint, store
     finally:
         undeploy(ROUTE, shutdown=False)
         stop_monitor(ROUTE, NAMESPACE)
-        serve.shutdown()
 
 
 def _wait_rows(n: int, timeout_s: float = 30.0) -> dict[str, Any]:

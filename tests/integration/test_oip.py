@@ -17,7 +17,7 @@ import pytest
 
 from raymlops.config import ServeConfig
 from raymlops.store.home import Store
-from tests.integration.conftest import free_port
+from tests.integration.conftest import serve_port
 from tests.integration.serving_helpers import FEATURES, request, toy_data, toy_store
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     store = toy_store(tmp_path_factory.mktemp("oip") / "home", name=ROUTE)
     X, _ = toy_data()
-    cfg = ServeConfig(port=free_port(), domain="training_range", domain_margin=0.5, batch_wait_timeout_s=0.002,
+    cfg = ServeConfig(port=serve_port(), domain="training_range", domain_margin=0.5, batch_wait_timeout_s=0.002,
                       max_rows_per_request=50)
     try:
         start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),

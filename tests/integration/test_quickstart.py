@@ -95,7 +95,7 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
         assert summary["dataset_drift"] is True
         assert len(summary["drifted_features"]) > 15
     finally:
-        stop_serving(quickstart)
+        stop_serving(quickstart, shutdown=False)  # Serve stays up for the session's next tests
 
     store = Store.open(home)
     version = get_model(store, "breast-cancer@champion")

@@ -17,7 +17,7 @@ import pytest
 
 from raymlops.config import ServeConfig
 from raymlops.store.home import Store
-from tests.integration.conftest import free_port
+from tests.integration.conftest import serve_port
 from tests.integration.serving_helpers import FEATURES, predict, request, row, toy_data, toy_store
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,6 @@ LIMITS = {"max_rows_per_request": 20, "max_body_bytes": 16_384}
 
 @pytest.fixture(scope="module")
 def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
-    from ray import serve
 
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.monitor.reference import build_reference
@@ -38,7 +37,7 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     store = toy_store(tmp_path_factory.mktemp("serving") / "home")
     X, _ = toy_data()
-    cfg = ServeConfig(port=free_port(), domain="training_range", domain_margin=0.5, batch_wait_timeout_s=0.002,
+    cfg = ServeConfig(port=serve_port(), domain="training_range", domain_margin=0.5, batch_wait_timeout_s=0.002,
                       **LIMITS)
     try:
         start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate(FEATURES)}),
@@ -48,7 +47,6 @@ def served(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         undeploy(ROUTE, shutdown=False)
         stop_monitor(ROUTE, NAMESPACE)
-        serve.shutdown()
 
 
 def _example() -> dict[str, float]:

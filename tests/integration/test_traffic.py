@@ -18,7 +18,7 @@ import pytest
 from raymlops.config import ServeConfig
 from raymlops.exceptions import ServeError
 from raymlops.store.home import Store
-from tests.integration.conftest import free_port
+from tests.integration.conftest import serve_port
 from tests.integration.serving_helpers import Load, predict, row, toy_data, toy_store
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,6 @@ ROUTE = "duel"
 
 @pytest.fixture(scope="module")
 def live(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Store]]:
-    from ray import serve
 
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.monitor.reference import build_reference
@@ -43,13 +42,12 @@ def live(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         start_monitor(ROUTE, build_reference({n: X[:, j] for j, n in enumerate("abcd")}),
                       {"seed": 0}, NAMESPACE, detached=False)
         endpoint = deploy_model(store, f"{ROUTE}@champion", serve_config=ServeConfig(
-            port=free_port(), batch_wait_timeout_s=0.002, num_replicas=2, monitor_budget=1.0,
+            port=serve_port(), batch_wait_timeout_s=0.002, num_replicas=2, monitor_budget=1.0,
             monitor_flush_interval_s=0.05), reason="test")
         yield endpoint, store
     finally:
         undeploy(ROUTE, shutdown=False)
         stop_monitor(ROUTE, NAMESPACE)
-        serve.shutdown()
 
 
 @pytest.fixture()
@@ -270,7 +268,7 @@ def test_tampered_artifact_is_refused_and_nothing_changes(champion_only: tuple[s
         with pytest.raises(ServeError, match=r"v3.*(changed|sha256)"):
             set_challenger(store, ROUTE, f"{ROUTE}:v3", "canary", 0.5)
         with pytest.raises(ServeError, match=r"refused.*changed"):
-            deploy_model(store, f"{ROUTE}:v3", route="tampered", serve_config=ServeConfig(port=free_port()))
+            deploy_model(store, f"{ROUTE}:v3", route="tampered", serve_config=ServeConfig(port=serve_port()))
     finally:
         path.write_bytes(original)
     assert current_table(ROUTE).challenger is None
@@ -291,7 +289,7 @@ def test_a_replica_refuses_a_changed_artifact_itself(champion_only: tuple[str, S
     monkeypatch.setattr(deploy_module, "verify_artifact", lambda model: None)
     try:
         with pytest.raises(ServeError, match=r"v3.*(changed|refusing)"):
-            deploy_module.deploy(spec, "tampered2", ServeConfig(port=free_port()), wait_s=60)
+            deploy_module.deploy(spec, "tampered2", ServeConfig(port=serve_port()), wait_s=60)
     finally:
         deploy_module.undeploy("tampered2", shutdown=False)
 

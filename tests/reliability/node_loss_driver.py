@@ -49,13 +49,16 @@ def main() -> int:
         ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
 
         def busy_worker() -> Any:
-            """A worker node that hosts a live actor right now (in the train step: a Tune trial)."""
+            """A worker node that hosts a live Tune trial right now (in the ETL phase: any actor).
+            Only a trial's actor counts in the train step: losing a node that holds another actor
+            (Ray Data's, Tune's own) would retry no trial."""
             from ray._private.state import actors
 
             by_id = {w.node_id: w for w in workers}
             for info in actors().values():
                 node = (info.get("Address") or {}).get("NodeID")
-                if info.get("State") == "ALIVE" and node in by_id:
+                trial = phase != "tune" or info.get("ActorClassName") == "ImplicitFunc"  # a function trainable's
+                if info.get("State") == "ALIVE" and node in by_id and trial:
                     removed["actor"] = str(info.get("ActorClassName"))
                     return by_id[node]
             return None

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raymlops.config import ServeConfig
+from tests.integration.conftest import serve_port
 from tests.integration.serving_helpers import FEATURES, predict, request, row, toy_data, toy_store
 from tests.reliability.conftest import free_port
 from tests.reliability.faults import kill_replica_under_load, listening_sockets
@@ -28,8 +29,6 @@ LIMITS = {"max_rows_per_request": 20, "max_body_bytes": 16_384}
 
 @pytest.fixture(scope="module")
 def served(ray_local: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from ray import serve
-
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.monitor.reference import build_reference
     from raymlops.ray_session import NAMESPACE
@@ -39,7 +38,7 @@ def served(ray_local: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     home = tmp_path_factory.mktemp("rel-serving") / "home"
     store = toy_store(home)
     X, _ = toy_data()
-    ports = {"serve": free_port(), "serve_metrics": free_port(), "monitor_metrics": free_port()}
+    ports = {"serve": serve_port(), "serve_metrics": free_port(), "monitor_metrics": free_port()}
     cfg = ServeConfig(port=ports["serve"], num_replicas=2, batch_wait_timeout_s=0.002,
                       metrics_port=ports["serve_metrics"], access_log=False, **LIMITS)
     try:
@@ -51,7 +50,6 @@ def served(ray_local: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     finally:
         undeploy(ROUTE, shutdown=False)
         stop_monitor(ROUTE, NAMESPACE)
-        serve.shutdown()
 
 
 def _rejected(reply: Any) -> None:
