@@ -165,9 +165,6 @@ def _check(args: argparse.Namespace) -> int:
     # (a Parquet file's columns are read when the check reaches them, so that reading overlaps testing)
     import gc
 
-    from raymlops.stats.ks import preload_scipy  # numpy only: `raymlops --help` imports this module
-
-    preload_scipy()  # first: scipy.stats imports on a thread while the config and the files are opened
     _keep_freed_memory()
     # pyarrow and the exact tests: only for this verb (`raymlops --help` imports this module)
     from raymlops.data.tables import open_table
@@ -177,8 +174,8 @@ def _check(args: argparse.Namespace) -> int:
     home = getattr(args, "home", None)
     ref, ref_desc = open_table(args.reference, home)
     cur, cur_desc = open_table(args.current, home)
-    # The check makes no reference cycles worth collecting, while the background import of scipy.stats
-    # makes tens of thousands of objects that each automatic full collection would walk again.
+    # The check makes no reference cycles worth collecting, while importing scipy.stats makes tens of
+    # thousands of objects that each automatic full collection would walk again.
     gc.disable()
     try:
         result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column)
