@@ -141,3 +141,19 @@ def test_parquet_read_a_column_at_a_time_gives_the_whole_table_result(tmp_path: 
     assert feats["x"]["ks"] == pytest.approx(ref.statistic, abs=1e-12)
     assert feats["x"]["p_value"] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
     assert feats["x"]["missing_rate"] == pytest.approx(np.mean(~np.isfinite(y)))
+
+
+def test_mappings_of_arrays_give_what_the_same_arrow_tables_give() -> None:
+    """check_tables takes plain mappings of numpy arrays (as documented): rows are the columns'
+    lengths, not the number of columns, and every statistic equals the Arrow tables' one."""
+    import pyarrow as pa
+
+    from raymlops.stats.offline import check_tables
+
+    rng = np.random.default_rng(3)
+    ref = {"a": rng.normal(size=5_000), "b": rng.integers(0, 5, 5_000).astype(np.float64)}
+    cur = {"a": rng.normal(0.3, 1.0, 3_000), "b": rng.integers(0, 5, 3_000).astype(np.float64)}
+    plain = check_tables(ref, cur)
+    assert plain["rows"] == {"reference": 5_000, "current": 3_000}
+    assert plain["features"]["a"]["rows"] == 3_000 and "a" in plain["drifted_features"]
+    assert plain == check_tables(pa.table(ref), pa.table(cur))
