@@ -7,6 +7,7 @@ program) shut it down themselves."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,14 +21,10 @@ __all__ = ["ROOT", "free_port", "serve_port"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-_serve_port: list[int] = []
-
-
+@functools.cache
 def serve_port() -> int:
     """The port of this test process's Serve (chosen once, free when chosen)."""
-    if not _serve_port:
-        _serve_port.append(free_port())
-    return _serve_port[0]
+    return free_port()
 
 
 def remove_serve_apps() -> None:
