@@ -7,7 +7,11 @@ running on the node when it goes.
 Usage: ``python -m tests.reliability.node_loss_driver WORKDIR PHASE DELAY_S`` where PHASE is
 ``none`` (undisturbed), ``etl`` (the node goes DELAY_S after the ingest step starts) or ``tune``
 (DELAY_S after the train step starts). Prints one JSON line: status, snapshot id, model, every
-trial's failures and error, when the node went and which step was running."""
+trial's failures and error, when the node went and which step was running.
+
+``run_with_node_loss`` is the scenario on a cluster the caller built: the test suite runs the Tune
+phase on the three-node cluster of ``tests/integration/cluster_driver.py``; ``main`` builds a
+cluster of its own for ``benchmarks/reliability.py``."""
 
 from __future__ import annotations
 
@@ -24,6 +28,87 @@ ROOT = Path(__file__).resolve().parents[2]
 TRIGGER = {"etl": "] ingest ...", "tune": "] train ..."}
 
 
+def run_with_node_loss(cluster: Any, workers: list[Any], workdir: Path, phase: str, delay: float) -> dict[str, Any]:
+    """The pipeline on ``cluster`` (already joined by this process's ``ray.init``), with one of
+    ``workers`` removed ``delay`` seconds after the ``phase`` step starts (``none``: undisturbed).
+    The removed node is taken out of ``workers``. Returns what the JSON line holds."""
+    import ray
+
+    from raymlops import load_config, run_pipeline
+    from raymlops.config import Candidate
+    from raymlops.registry import get_model
+    from raymlops.store.home import Store
+    from tests.integration.cluster_driver import make_source
+
+    removed: dict[str, Any] = {}
+    lines: list[tuple[float, str]] = []
+    t0 = time.monotonic()
+
+    def busy_worker() -> Any:
+        """A worker node that hosts a live Tune trial right now (in the ETL phase: any actor).
+        Only a trial's actor counts in the train step: losing a node that holds another actor
+        (Ray Data's, Tune's own) would retry no trial."""
+        from ray._private.state import actors
+
+        by_id = {w.node_id: w for w in workers}
+        for info in actors().values():
+            node = (info.get("Address") or {}).get("NodeID")
+            trial = phase != "tune" or info.get("ActorClassName") == "ImplicitFunc"  # a function trainable's
+            if info.get("State") == "ALIVE" and node in by_id and trial:
+                removed["actor"] = str(info.get("ActorClassName"))
+                return by_id[node]
+        return None
+
+    def remove_later() -> None:
+        time.sleep(delay)
+        deadline = time.monotonic() + (120.0 if phase == "tune" else 0.0)  # ETL runs tasks, not actors
+        victim = busy_worker()
+        while victim is None and time.monotonic() < deadline and "done" not in removed:  # kill it while it works
+            time.sleep(0.05)
+            victim = busy_worker()
+        removed["busy"] = victim is not None
+        victim = victim or workers[0]
+        removed["step"] = lines[-1][1] if lines else ""
+        removed["at_s"] = round(time.monotonic() - t0, 2)
+        try:
+            cluster.remove_node(victim, allow_graceful=False)
+            workers.remove(victim)
+        except Exception as exc:  # noqa: BLE001 - reported in the JSON line
+            removed["error"] = repr(exc)
+        removed["node"] = victim.node_id
+
+    def progress(line: str) -> None:
+        lines.append((time.monotonic() - t0, line))
+        print(line, file=sys.stderr, flush=True)
+        if phase in TRIGGER and TRIGGER[phase] in line and "started" not in removed:
+            removed["started"] = True
+            threading.Thread(target=remove_later, daemon=True).start()
+
+    cfg = load_config(str(ROOT / "configs" / "quickstart.yaml"))
+    cfg = cfg.model_copy(update={
+        "data": cfg.data.model_copy(update={"source": make_source(workdir / "source", 4), "format": "parquet"}),
+        "serve": cfg.serve.model_copy(update={"enabled": False}),
+        # trials that last seconds (the quickstart's take a fraction of one), one per CPU of the cluster
+        "train": cfg.train.model_copy(update={"max_failures": 2, "max_concurrent_trials": 3, "candidates": [
+            Candidate(estimator="tests.reliability.slow_estimator.SlowClassifier", scale=True,
+                      params={"C": [0.1, 1.0, 10.0], "delay_s": 2.0})]}),
+    })
+    home = workdir / "home"
+    result = run_pipeline(cfg, home=str(home), progress=progress)
+    removed["done"] = True
+    trials: list[dict[str, Any]] = []
+    if result.model:
+        trials = get_model(Store.open(home), result.model).record["tune"]["trials"]
+    return {
+        "phase": phase, "status": result.status, "snapshot": result.snapshot, "model": result.model,
+        "seconds": round(result.seconds, 1), "removed": removed,
+        "alive_nodes": sum(1 for n in ray.nodes() if n["Alive"]),
+        "trials": [{"failures": t.get("failures", 0), "error": t.get("error"), "node": t.get("node_id")}
+                   for t in trials],
+        "error": getattr(result, "error", None),
+    }
+
+
 def main() -> int:
     workdir, phase, delay = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
     os.environ.pop("RAY_ADDRESS", None)
@@ -31,85 +116,16 @@ def main() -> int:
     import ray
     from ray.cluster_utils import Cluster
 
-    from raymlops import load_config, run_pipeline
-    from raymlops.config import Candidate
     from raymlops.ray_session import NAMESPACE, quiet_ray_logs
-    from raymlops.registry import get_model
-    from raymlops.store.home import Store
-    from tests.integration.multinode_driver import make_source
 
     quiet_ray_logs()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    removed: dict[str, Any] = {}
-    lines: list[tuple[float, str]] = []
-    t0 = time.monotonic()
     try:
         workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
-
-        def busy_worker() -> Any:
-            """A worker node that hosts a live Tune trial right now (in the ETL phase: any actor).
-            Only a trial's actor counts in the train step: losing a node that holds another actor
-            (Ray Data's, Tune's own) would retry no trial."""
-            from ray._private.state import actors
-
-            by_id = {w.node_id: w for w in workers}
-            for info in actors().values():
-                node = (info.get("Address") or {}).get("NodeID")
-                trial = phase != "tune" or info.get("ActorClassName") == "ImplicitFunc"  # a function trainable's
-                if info.get("State") == "ALIVE" and node in by_id and trial:
-                    removed["actor"] = str(info.get("ActorClassName"))
-                    return by_id[node]
-            return None
-
-        def remove_later() -> None:
-            time.sleep(delay)
-            deadline = time.monotonic() + (120.0 if phase == "tune" else 0.0)  # ETL runs tasks, not actors
-            victim = busy_worker()
-            while victim is None and time.monotonic() < deadline and "done" not in removed:  # kill it while it works
-                time.sleep(0.05)
-                victim = busy_worker()
-            removed["busy"] = victim is not None
-            victim = victim or workers[0]
-            removed["step"] = lines[-1][1] if lines else ""
-            removed["at_s"] = round(time.monotonic() - t0, 2)
-            try:
-                cluster.remove_node(victim, allow_graceful=False)
-            except Exception as exc:  # noqa: BLE001 - reported in the JSON line
-                removed["error"] = repr(exc)
-            removed["node"] = victim.node_id
-
-        def progress(line: str) -> None:
-            lines.append((time.monotonic() - t0, line))
-            print(line, file=sys.stderr, flush=True)
-            if phase in TRIGGER and TRIGGER[phase] in line and "started" not in removed:
-                removed["started"] = True
-                threading.Thread(target=remove_later, daemon=True).start()
-
-        cfg = load_config(str(ROOT / "configs" / "quickstart.yaml"))
-        cfg = cfg.model_copy(update={
-            "data": cfg.data.model_copy(update={"source": make_source(workdir / "source", 4), "format": "parquet"}),
-            "serve": cfg.serve.model_copy(update={"enabled": False}),
-            # trials that last seconds (the quickstart's take a fraction of one), one per CPU of the cluster
-            "train": cfg.train.model_copy(update={"max_failures": 2, "max_concurrent_trials": 3, "candidates": [
-                Candidate(estimator="tests.reliability.slow_estimator.SlowClassifier", scale=True,
-                          params={"C": [0.1, 1.0, 10.0], "delay_s": 2.0})]}),
-        })
-        home = workdir / "home"
-        result = run_pipeline(cfg, home=str(home), progress=progress)
-        removed["done"] = True
-        trials: list[dict[str, Any]] = []
-        if result.model:
-            trials = get_model(Store.open(home), result.model).record["tune"]["trials"]
-        out: dict[str, Any] = {
-            "phase": phase, "status": result.status, "snapshot": result.snapshot, "model": result.model,
-            "seconds": round(result.seconds, 1), "removed": removed, "workers": [w.node_id for w in workers],
-            "alive_nodes": sum(1 for n in ray.nodes() if n["Alive"]),
-            "trials": [{"failures": t.get("failures", 0), "error": t.get("error"), "node": t.get("node_id")}
-                       for t in trials],
-            "error": getattr(result, "error", None),
-        }
+        names = [w.node_id for w in workers]
+        out = run_with_node_loss(cluster, workers, workdir, phase, delay) | {"workers": names}
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -1,0 +1,208 @@
+"""Driver for test_multinode.py, run as its own process (the cluster needs its own Ray, and the
+test session already holds one): one three-node Ray on this machine (``ray.cluster_utils.Cluster``:
+a head with no CPU that serves the dashboard, and two worker nodes of one CPU each) and three
+pipeline runs on it, one after the other, each in its own home under WORKDIR:
+
+1. ``spread``: the quickstart over a four-file Parquet source, serving off, and which nodes ran the
+   Tune trials (the registry record names each trial's node) and Ray Data's ETL tasks (Ray's task
+   state API, which the head's dashboard serves).
+2. ``train_node_loss``: ``strategy: distributed``, two XGBoost workers that must run one on each
+   worker node (the head has no CPU). Once the run has written checkpoints, one worker node is
+   removed and a fresh node joins; Ray Train's FailureConfig restarts the worker group, which
+   resumes from the last checkpoint, and the pipeline registers the model.
+3. ``tune_node_loss``: Tune trials of ``SlowClassifier``; the worker node that hosts a live trial is
+   removed 2 s into the train step (``tests/reliability/node_loss_driver.py``).
+
+One cluster for the three saves two cluster starts (about 16 s each on 2 cores) and two driver
+processes. A run that fails is reported in its own part of the JSON line, and the next one still
+runs.
+
+Usage: python -m tests.integration.cluster_driver WORKDIR DASHBOARD_PORT (from the repository root)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+#: boosting rounds of the node-loss training; Ray Train's controller collects a report every 0.5 s
+#: here (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S below), so a report per round paces the run at about
+#: 15 s, leaving time to remove a node mid-training
+TRAIN_ROUNDS = 30
+
+
+def make_source(folder: Path, parts: int) -> str:
+    """The breast-cancer table as ``parts`` Parquet files, so Ray Data has several blocks."""
+    import pyarrow.parquet as pq
+
+    from raymlops.data.sources import sklearn_table
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = sklearn_table("breast_cancer")
+    step = -(-table.num_rows // parts)
+    for i in range(parts):
+        pq.write_table(table.slice(i * step, step), folder / f"part-{i}.parquet")
+    return str(folder)
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def data_task_nodes(job_id: str, dashboard_port: int, deadline_s: float = 30.0) -> dict[str, list[str]]:
+    """``{task name: sorted node ids}`` of the finished ETL tasks of this driver's job (the head's
+    dashboard is named: other Rays may run on this machine)."""
+    from ray.util.state import list_tasks
+
+    # Ray Data's ListFiles, ReadFilesParquetV2, MapBatches(...); the snapshot's SnapshotScan and SnapshotWrite
+    wanted = ("ListFiles", "Read", "MapBatches", "Snapshot")
+    found: dict[str, set[str]] = {}
+    deadline = time.monotonic() + deadline_s
+    while True:  # task events reach the state API asynchronously (about once a second)
+        found = {}
+        tasks = list_tasks(address=f"http://127.0.0.1:{dashboard_port}",
+                           filters=[("job_id", "=", job_id), ("type", "=", "NORMAL_TASK")], limit=10_000,
+                           raise_on_missing_output=False)
+        for task in tasks:
+            name = str(task.name)
+            if task.state == "FINISHED" and task.node_id and any(w in name for w in wanted):
+                found.setdefault(name, set()).add(str(task.node_id))
+        if any("Write" in n for n in found) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    return {name: sorted(nodes) for name, nodes in sorted(found.items())}
+
+
+def train_worker_nodes(dashboard_port: int) -> list[str]:
+    """Node ids of the live Ray Train workers."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=f"http://127.0.0.1:{dashboard_port}",
+                         filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")],
+                         raise_on_missing_output=False)
+    return sorted(str(a.node_id) for a in actors)
+
+
+def spread(cluster: Any, workers: list[Any], workdir: Path, dashboard_port: int) -> dict[str, Any]:
+    import ray
+
+    from raymlops import load_config, run_pipeline
+    from raymlops.registry import get_model
+    from raymlops.store.home import Store
+
+    cfg = load_config(str(ROOT / "configs" / "quickstart.yaml"))
+    cfg = cfg.model_copy(update={
+        "data": cfg.data.model_copy(update={"source": make_source(workdir / "source", 4), "format": "parquet"}),
+        "serve": cfg.serve.model_copy(update={"enabled": False}),
+    })
+    home = workdir / "home"
+    result = run_pipeline(cfg, home=str(home), progress=_progress)
+    trials = get_model(Store.open(home), result.model or "").record["tune"]["trials"]
+    return {
+        "status": result.status, "model": result.model, "snapshot": result.snapshot,
+        "seconds": round(result.seconds, 1),
+        "nodes": {"head": cluster.head_node.node_id, "workers": [w.node_id for w in workers],
+                  "alive": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])},
+        "trial_nodes": [t["node_id"] for t in trials],
+        "data_tasks": data_task_nodes(ray.get_runtime_context().get_job_id(), dashboard_port),
+    }
+
+
+def train_node_loss(cluster: Any, workers: list[Any], workdir: Path, dashboard_port: int) -> dict[str, Any]:
+    """Removes ``workers[1]`` mid-training and adds a node in its place (``workers`` is updated)."""
+    from raymlops import load_config, run_pipeline
+    from raymlops.registry import get_model
+    from raymlops.store.home import Store
+
+    cfg = load_config(str(ROOT / "configs" / "quickstart.yaml"))
+    cfg = cfg.model_copy(update={
+        "serve": cfg.serve.model_copy(update={"enabled": False}),
+        "train": cfg.train.model_validate({
+            "strategy": "distributed", "framework": "xgboost", "num_workers": 2, "cpus_per_worker": 1,
+            "num_boost_round": TRAIN_ROUNDS, "checkpoint_every": 1, "max_failures": 3,
+            "params": {"max_depth": 3, "eta": 0.1}}),
+    })
+    home = workdir / "home"
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = run_pipeline(cfg, home=str(home), progress=_progress)
+        except BaseException as exc:  # reported below
+            box["error"] = repr(exc)
+
+    out: dict[str, Any] = {"worker_nodes": [w.node_id for w in workers]}
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and thread.is_alive():
+        if len(list((home / "tune").glob("*/checkpoint_*"))) >= 3:
+            break
+        time.sleep(0.2)
+    out["checkpoints_before_kill"] = len(list((home / "tune").glob("*/checkpoint_*")))
+    out["train_nodes_before_kill"] = train_worker_nodes(dashboard_port)
+    victim = workers[1]
+    out["killed"] = victim.node_id
+    cluster.remove_node(victim)
+    workers.remove(victim)
+    workers.append(cluster.add_node(num_cpus=1))
+    out["added"] = workers[-1].node_id
+    thread.join(timeout=300)
+    if "error" in box or "result" not in box:
+        out["error"] = box.get("error", "the pipeline did not finish")
+        return out
+    result = box["result"]
+    version = get_model(Store.open(home), result.model or "")
+    return out | {"status": result.status, "model": result.model, "training": version.record["lineage"]["training"]}
+
+
+def _guarded(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return run()
+    except Exception:  # noqa: BLE001 - reported in the JSON line; the next run still goes
+        return {"error": traceback.format_exc()[-3000:]}
+
+
+def main() -> int:
+    workdir, dashboard_port = Path(sys.argv[1]), int(sys.argv[2])
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.5"  # see TRAIN_ROUNDS
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from raymlops.ray_session import NAMESPACE, quiet_ray_logs
+    from tests.reliability.node_loss_driver import run_with_node_loss
+
+    quiet_ray_logs()
+    t0 = time.perf_counter()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port})
+    out: dict[str, Any] = {}
+    try:
+        workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+        out["cluster_start_seconds"] = round(time.perf_counter() - t0, 1)
+        out["spread"] = _guarded(lambda: spread(cluster, workers, workdir / "spread", dashboard_port))
+        out["train_node_loss"] = _guarded(
+            lambda: train_node_loss(cluster, workers, workdir / "train", dashboard_port))
+        out["tune_node_loss"] = _guarded(lambda: run_with_node_loss(cluster, workers, workdir / "tune", "tune", 2.0))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    print(json.dumps(out, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
