@@ -8,15 +8,18 @@ program) shut it down themselves."""
 from __future__ import annotations
 
 import functools
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from raymlops.config import PipelineConfig, load_config
 from tests.ports import free_port, start_session_ray
 
-__all__ = ["ROOT", "free_port", "serve_port"]
+__all__ = ["ROOT", "free_port", "serve_port", "trained_quickstart"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,3 +76,38 @@ def quickstart(tmp_path: Path) -> PipelineConfig:
     """The shipped quickstart config on the session's Serve port."""
     cfg = load_config(ROOT / "configs" / "quickstart.yaml")
     return cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": serve_port()})})
+
+
+@pytest.fixture(scope="session")
+def _quickstart_trained_once(ray_session: None, tmp_path_factory: pytest.TempPathFactory
+                             ) -> tuple[Path, dict[str, Any]]:
+    """The quickstart pipeline with serving off, run once for the whole test run: its home and its
+    result. The two test processes share it (the folder above each one's base temp is the run's),
+    and a lock makes the first one train it while the other waits. The home holds no absolute
+    path (SQLite keys are relative to it), so a copy is a home of its own."""
+    from filelock import FileLock
+
+    from raymlops import run_pipeline
+
+    shared = tmp_path_factory.getbasetemp().parent
+    home, result_file = shared / "quickstart-home", shared / "quickstart-result.json"
+    with FileLock(str(shared / "quickstart-home.lock")):
+        if not result_file.exists():
+            cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+            cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"enabled": False})})
+            shutil.rmtree(home, ignore_errors=True)
+            result = run_pipeline(cfg, home=str(home), progress=lambda _: None)
+            assert result.status == "succeeded", result.error
+            result_file.write_text(json.dumps(result.to_dict()))
+    return home, json.loads(result_file.read_text())
+
+
+@pytest.fixture()
+def trained_quickstart(_quickstart_trained_once: tuple[Path, dict[str, Any]], tmp_path: Path
+                       ) -> tuple[Path, dict[str, Any]]:
+    """A copy of the quickstart's trained home (serving off) in this test's folder, and the run's
+    result (``RunResult.to_dict()``): for tests whose subject is what comes after training."""
+    shared, result = _quickstart_trained_once
+    home = tmp_path / "home"
+    shutil.copytree(shared, home)
+    return home, result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,11 +117,9 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
 
 
 def test_second_run_reuses_snapshot_and_rejected_model_is_not_deployed(
-    ray_session: None, quickstart, tmp_path: Path
+    ray_session: None, quickstart, trained_quickstart: tuple[Path, dict[str, Any]]
 ) -> None:
-    home = str(tmp_path / "home")
-    no_serve = quickstart.model_copy(update={"serve": quickstart.serve.model_copy(update={"enabled": False})})
-    first = run_pipeline(no_serve, home=home, progress=lambda _: None).to_dict()
+    home, first = str(trained_quickstart[0]), trained_quickstart[1]  # the quickstart run with serving off
     assert first["endpoint"] is None
     assert [s["status"] for s in first["steps"]][-3:] == ["skipped"] * 3
 
