@@ -1,6 +1,7 @@
 """Run history and error reporting on real Ray: a failure inside a Ray Data transform, a Tune
 trial and a Serve replica's start-up is recorded with the user's exception and traceback, the
-terminal gets one paragraph, and a fixed run resumes from the step cache."""
+terminal gets one paragraph, and a fixed run resumes from the step cache. The commands run in
+this process (test_cli_run.py has the subprocess smoke test)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -63,30 +62,33 @@ def run_id_of(text: str) -> str:
     return m.group(1)
 
 
-def test_cli_failure_in_a_ray_data_transform_is_one_paragraph_and_a_full_record(tmp_path: Path, capsys) -> None:
-    """A user's batch function raising on the Ray Data workers, through `raymlops run` as a user runs it."""
+def test_cli_failure_in_a_ray_data_transform_is_one_paragraph_and_a_full_record(
+    ray_session: None, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's batch function raising on the Ray Data workers, through `raymlops run` (in this
+    process, on the session's Ray: test_cli_run.py runs the command as a fresh process)."""
     home = tmp_path / "home"
     config = write(tmp_path, config_dict(transforms=[{"map_batches": f"{USERFNS}:add_ratio"},
                                                      {"map_batches": f"{USERFNS}:explode"}]))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAYMLOPS_HOME=str(home), PYTHONPATH=str(ROOT))  # the workers import the user's module
-    proc = subprocess.run([sys.executable, "-m", "raymlops.cli", "run", config], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    text = paragraph(proc.stderr)
+    monkeypatch.setenv("RAYMLOPS_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    assert main(["run", config]) == 1
+    out, err = capfd.readouterr()  # what reached the terminal, from this process and any it started
+    text = paragraph(err)
     assert text.startswith("error: run ") and "failed at step 'ingest'" in text
     assert f"data.transforms[1].map_batches ({USERFNS}:explode) raised" in " ".join(text.split())
     assert "ValueError: negative radius in a batch of 569 rows" in " ".join(text.split())
     assert "userfns.py:" in text and "in explode" in text
     assert "Fix that function of data.transforms" in " ".join(text.split())
-    assert not any(marker in proc.stderr for marker in RAY_DUMP), proc.stderr
+    assert not any(marker in err for marker in RAY_DUMP), err
     assert len(text.strip().splitlines()) <= 6 and "\n\n" not in text.strip()
-    assert proc.stdout == ""
+    assert out == ""
     run_id = run_id_of(text)
 
     # the record, through `raymlops runs show --json` (no Ray needed to read it)
     assert main(["runs", "show", run_id, "--json", "--home", str(home)]) == 0
-    record = json.loads(capsys.readouterr().out)
+    record = json.loads(capfd.readouterr().out)
     assert record["run"] == run_id and record["status"] == "failed"
     error = record["error"]
     assert error["step"] == "ingest" and error["type"] == "ValueError" and error["remote"] is True
@@ -99,7 +101,7 @@ def test_cli_failure_in_a_ray_data_transform_is_one_paragraph_and_a_full_record(
         "monitor")}
     ingest = record["steps"][0]
     assert ingest["cache_key"] and ingest["inputs"]["transforms"][1] == {"map_batches": f"{USERFNS}:explode"}
-    assert record["who"]["user"] and record["who"]["host"] and record["who"]["pid"] != os.getpid()
+    assert record["who"]["user"] and record["who"]["host"] and record["who"]["pid"] == os.getpid()
     assert record["where"]["ray_address"] and record["where"]["job_id"]
     assert record["where"]["under_job_submit"] is False
     assert re.fullmatch(r"[0-9a-f]{64}", record["config_hash"])
@@ -109,14 +111,14 @@ def test_cli_failure_in_a_ray_data_transform_is_one_paragraph_and_a_full_record(
 
     # the logs and the listing
     assert main(["runs", "logs", run_id, "--step", "ingest", "--home", str(home)]) == 0
-    logs = capsys.readouterr().out
+    logs = capfd.readouterr().out
     assert f"== {run_id} ingest ==" in logs and "[1/12] ingest ..." in logs
     assert "ray.data" in logs  # Ray Data's own error lines went to the step log, not the terminal
     assert main(["runs", "list", "--status", "failed", "--json", "--home", str(home)]) == 0
-    listed = json.loads(capsys.readouterr().out)
+    listed = json.loads(capfd.readouterr().out)
     assert [r["run"] for r in listed] == [run_id] and listed[0]["failed_step"] == "ingest"
     assert main(["runs", "list", "--status", "succeeded", "--json", "--home", str(home)]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert json.loads(capfd.readouterr().out) == []
 
     # nothing the failed run half-produced looks like a result
     store = Store.open(home)
