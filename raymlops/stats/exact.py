@@ -63,6 +63,7 @@ import numpy.typing as npt
 from raymlops.stats.drift import KS_EXACT_MAX_N, compare_rows
 from raymlops.stats.drift import psi as psi_index
 from raymlops.stats.ks import KS_TAIL_P, ks_2samp_p, ks_2samp_p_later, ks_profile, ks_wasserstein
+from raymlops.stats.ks_ties import ks_2samp_exact
 
 __all__ = [
     "CATEGORICAL",
@@ -240,11 +241,8 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
     # one pass: D, W1, moments, and the counts at or below the PSI edges and around the reference range
     prof = ks_profile(a, b, np.concatenate([edges, [np.nextafter(r_lo, -np.inf), r_hi]]))
     d, p, later = prof.d, math.nan, None
-    if max(n, m) <= KS_EXACT_MAX_N:  # scipy's exact distribution: ks_2samp itself
-        from scipy.stats import ks_2samp
-
-        res = ks_2samp(a, b, method="auto")
-        d, p = float(res.statistic), float(res.pvalue)
+    if max(n, m) <= KS_EXACT_MAX_N:  # the exact distribution: ks_2samp itself, or given the ties
+        d, p = ks_2samp_exact(a, b)
     else:
         later = ks_2samp_p_later(d, n, m)
     k = edges.size

@@ -1,0 +1,125 @@
+"""The exact two-sample Kolmogorov-Smirnov p-value of samples with ties (pure numpy).
+
+With ties in the pooled sample, the empirical CDFs of both samples only jump at the distinct
+values, so the statistic ``D = sup |F_a - F_b|`` is the largest gap at the ends of the tie blocks
+of the pooled sorted values. The usual exact distribution of ``D`` (scipy's ``ks_2samp``,
+``method="exact"``) assumes no ties: it is the distribution of the largest gap at *every* position
+of the pooled order. That maximum is never smaller than the one at the block ends alone, so with
+ties its p-value is valid but too large (conservative: on rounded data, such as the datasets shipped
+with scikit-learn, the p-values' mean is 0.55-0.75 instead of 0.5 and fewer than alpha of them are
+below alpha).
+
+:func:`ks_2samp_ties` computes the p-value of the permutation (conditional) null instead: given
+the pooled values with their ties, every assignment of ``n`` of them to the first sample is
+equally likely, and the p-value is the share of assignments whose statistic, taken at the tie
+block ends, is at least the observed one. This is the exact test R computes with
+``ks.test(x, y, exact=TRUE)`` on tied data (R >= 4.2, ``psmirnov`` with ``z``); without ties it
+is scipy's exact p-value.
+
+How: an assignment is a lattice path from ``(0, 0)`` to ``(n, m)`` (``i`` values of the first
+sample and ``j`` of the second among the ``k = i + j`` smallest pooled values); under the null the
+path is uniform, i.e. from ``(i, j)`` it steps to ``(i + 1, j)`` with probability
+``(n - i) / (n + m - k)``. A dynamic programme over the anti-diagonals ``k`` carries the
+probability of reaching each ``(i, j)`` without having crossed the boundary
+``|i m - j n| >= D n m`` at a block end (integers: exact); the mass that crosses is the p-value,
+summed as it leaves (so small p-values keep their digits). Cells from which every path crosses
+the boundary at the next block end are let go at once, which keeps each diagonal to a band of
+about ``2 D n m / (n + m)`` cells plus the length of the current tie block. One numpy step per
+anti-diagonal: ``n + m`` of them, about 10 microseconds each.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["has_ties", "ks_2samp_exact", "ks_2samp_ties"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def has_ties(a: FloatArray, b: FloatArray) -> bool:
+    """Whether the pooled values of two samples hold a value twice (one sort of both)."""
+    z = np.sort(np.concatenate([a.ravel(), b.ravel()]))
+    return bool(z.size > 1 and np.any(z[1:] == z[:-1]))
+
+
+def ks_2samp_exact(a: FloatArray, b: FloatArray) -> tuple[float, float]:
+    """``(D, p)`` of two non-empty samples of finite values by the exact test: without ties in the
+    pooled sample, :func:`scipy.stats.ks_2samp` itself (``method="auto"``: its exact distribution
+    up to 10,000 values per sample); with ties, :func:`ks_2samp_ties` (the same test's exact
+    distribution given the ties; scipy's would be conservative there)."""
+    if has_ties(a, b):
+        return ks_2samp_ties(a, b)
+    from scipy.stats import ks_2samp
+
+    res = ks_2samp(a, b, method="auto")
+    return float(res.statistic), float(res.pvalue)
+
+
+def ks_2samp_ties(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[float, float]:
+    """``(D, p)``: the two-sample KS statistic of two non-empty samples of finite values and its
+    exact two-sided p-value under the permutation null given the pooled ties (see the module
+    docstring). Without ties, ``p`` is scipy's exact ``ks_2samp`` p-value (to rounding)."""
+    x = np.sort(np.asarray(a, dtype=np.float64).ravel())
+    y = np.asarray(b, dtype=np.float64).ravel()
+    n, m = x.size, y.size
+    if n == 0 or m == 0:
+        raise ValueError("ks_2samp_ties needs two non-empty samples")
+    total = n + m
+    z = np.sort(np.concatenate([x, y]))
+    ends = np.append(np.flatnonzero(z[1:] != z[:-1]) + 1, total)  # pooled counts at the block ends
+    i_end = np.searchsorted(x, z[ends - 1], side="right").astype(np.int64)
+    gap = i_end * m - (ends - i_end) * n  # (F_a - F_b) * n * m at each block end: integers
+    dmax = int(np.abs(gap).max())
+    d = dmax / (n * m)
+    if dmax == 0:
+        return d, 1.0
+    return d, _upper_tail(n, m, dmax, ends)
+
+
+def _bands(n: int, m: int, dmax: int, ends: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
+    """Per anti-diagonal ``k = 0..n+m``: the range ``[lo, hi]`` of ``i`` whose cells can still end
+    inside the boundary at the next block end, ``r`` steps on (``r = 0`` on a block end). The gap
+    ``g = i m - j n`` moves by ``+m`` or ``-n`` a step, so every path from ``g`` crosses at that end
+    when ``g - r n >= dmax`` or ``g + r m <= -dmax``."""
+    total = n + m
+    k = np.arange(total + 1, dtype=np.int64)
+    nxt = np.concatenate([[0], ends])[np.searchsorted(np.concatenate([[0], ends]), k, side="left")]
+    r = nxt - k
+    # g = i * total - k * n: live when -dmax - r m < g < dmax + r n
+    hi = (dmax + (r + k) * n - 1) // total
+    lo = (k * n - dmax - r * m) // total + 1
+    lo = np.maximum(lo, np.maximum(k - m, 0))
+    hi = np.minimum(hi, np.minimum(k, n))
+    return lo, hi
+
+
+def _upper_tail(n: int, m: int, dmax: int, ends: npt.NDArray[np.int64]) -> float:
+    """P(the uniform path crosses ``|i m - j n| >= dmax`` at some block end)."""
+    total = n + m
+    lo, hi = _bands(n, m, dmax, ends)
+    lo_l, hi_l = lo.tolist(), hi.tolist()
+    pos = np.arange(n + 2, dtype=np.float64)
+    q = np.ones(1, dtype=np.float64)  # the mass on diagonal k over i = lo[k]..hi[k]
+    crossed = 0.0
+    for k in range(total):
+        a, c = lo_l[k], hi_l[k]
+        if c < a:  # nothing left inside: every path crossed
+            return 1.0
+        i = pos[a:c + 1]
+        step = np.empty(c - a + 2, dtype=np.float64)  # diagonal k + 1 over i = a..c+1
+        step[:-1] = q * ((m - k) + i)  # a step of the second sample: (m - j) of the n + m - k left
+        step[-1] = 0.0
+        step[1:] += q * (n - i)  # a step of the first sample
+        step *= 1.0 / (total - k)
+        a2, c2 = lo_l[k + 1], hi_l[k + 1]
+        s, e = max(a2 - a, 0), min(c2 - a, c - a + 1) + 1
+        if e <= s:
+            return 1.0
+        crossed += float(step[:s].sum()) + float(step[e:].sum())
+        q = np.zeros(c2 - a2 + 1, dtype=np.float64)
+        q[a + s - a2:a + e - a2] = step[s:e]
+    return float(min(max(crossed, 0.0), 1.0)) if math.isfinite(crossed) else 1.0
