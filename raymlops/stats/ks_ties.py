@@ -82,44 +82,85 @@ def ks_2samp_ties(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[float, float]:
 
 def _bands(n: int, m: int, dmax: int, ends: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
     """Per anti-diagonal ``k = 0..n+m``: the range ``[lo, hi]`` of ``i`` whose cells can still end
-    inside the boundary at the next block end, ``r`` steps on (``r = 0`` on a block end). The gap
-    ``g = i m - j n`` moves by ``+m`` or ``-n`` a step, so every path from ``g`` crosses at that end
-    when ``g - r n >= dmax`` or ``g + r m <= -dmax``."""
+    inside the boundary at the next block end, ``r`` steps on (``r = 0`` on a block end), and the
+    first block end after ``k``. The gap ``g = i m - j n`` moves by ``+m`` or ``-n`` a step, so
+    every path from ``g`` crosses at that end when ``g - r n >= dmax`` or ``g + r m <= -dmax``."""
     total = n + m
     k = np.arange(total + 1, dtype=np.int64)
-    nxt = np.concatenate([[0], ends])[np.searchsorted(np.concatenate([[0], ends]), k, side="left")]
-    r = nxt - k
+    marks = np.concatenate([[0], ends])
+    r = marks[np.searchsorted(marks, k, side="left")] - k
+    after = marks[np.minimum(np.searchsorted(marks, k, side="right"), marks.size - 1)]
     # g = i * total - k * n: live when -dmax - r m < g < dmax + r n
     hi = (dmax + (r + k) * n - 1) // total
     lo = (k * n - dmax - r * m) // total + 1
     lo = np.maximum(lo, np.maximum(k - m, 0))
     hi = np.minimum(hi, np.minimum(k, n))
-    return lo, hi
+    return lo, hi, after
 
 
-def _upper_tail(n: int, m: int, dmax: int, ends: npt.NDArray[np.int64]) -> float:
+#: the most and the fewest anti-diagonals crossed at once inside a tie block (:func:`_jump`), and
+#: the widest diagonal that jumps (its cost grows as width x jump, a step's as width): shorter
+#: stretches and wider diagonals go one step at a time (:func:`_step`), which is faster there
+MAX_JUMP, MIN_JUMP, JUMP_MAX_WIDTH = 32, 8, 512
+
+
+def _step(q: FloatArray, a: int, k: int, n: int, m: int) -> FloatArray:
+    """The mass on diagonal ``k + 1`` over ``i = a..a+len(q)`` from ``q`` on diagonal ``k``."""
+    i = np.arange(a, a + q.size, dtype=np.float64)
+    out = np.empty(q.size + 1, dtype=np.float64)
+    out[:-1] = q * ((m - k) + i)  # a step of the second sample: (m - j) of the n + m - k values left
+    out[-1] = 0.0
+    out[1:] += q * (n - i)  # a step of the first sample
+    out *= 1.0 / (n + m - k)
+    return out
+
+
+def _jump(q: FloatArray, a: int, k: int, s: int, n: int, m: int, lgf: FloatArray) -> FloatArray:
+    """The mass on diagonal ``k + s`` over ``i = a..a+len(q)+s-1`` from ``q`` on diagonal ``k``,
+    with no block end in between: ``t`` of the next ``s`` values come from the first sample with
+    the hypergeometric probability ``C(n - i, t) C(m - j, s - t) / C(n + m - k, s)`` (``lgf``: the
+    log factorials; each row renormalised to 1, which removes their rounding)."""
+    i = np.arange(a, a + q.size, dtype=np.int64)
+    t = np.arange(s + 1, dtype=np.int64)
+    x1, y1 = n - i, (m - k) + i  # values of each sample left
+    u, v = x1[:, None] - t, y1[:, None] - (s - t)
+    ok = (u >= 0) & (v >= 0)
+    logp = (lgf[x1] + lgf[y1])[:, None] - (lgf[t] + lgf[s - t]) - lgf[np.maximum(u, 0)] - lgf[np.maximum(v, 0)]
+    logp -= logp.max(axis=1, where=ok, initial=-np.inf)[:, None]
+    prob = np.exp(logp, where=ok, out=np.zeros_like(logp))
+    prob *= (q / prob.sum(axis=1))[:, None]
+    at = (np.arange(q.size)[:, None] + t).ravel()
+    return np.bincount(at, weights=prob.ravel(), minlength=q.size + s)
+
+
+def _upper_tail(n: int, m: int, dmax: int, ends: npt.NDArray[np.int64], max_jump: int = MAX_JUMP) -> float:
     """P(the uniform path crosses ``|i m - j n| >= dmax`` at some block end)."""
     total = n + m
-    lo, hi = _bands(n, m, dmax, ends)
-    lo_l, hi_l = lo.tolist(), hi.tolist()
-    pos = np.arange(n + 2, dtype=np.float64)
+    lo, hi, after = _bands(n, m, dmax, ends)
+    lo_l, hi_l, after_l = lo.tolist(), hi.tolist(), after.tolist()
+    lgf = None
+    if max_jump > 1 and ends.size < total:  # a tie block: jumps need the log factorials
+        from scipy.special import gammaln
+
+        lgf = np.asarray(gammaln(np.arange(total + 1, dtype=np.float64) + 1.0), dtype=np.float64)
     q = np.ones(1, dtype=np.float64)  # the mass on diagonal k over i = lo[k]..hi[k]
     crossed = 0.0
-    for k in range(total):
+    k = 0
+    while k < total:
         a, c = lo_l[k], hi_l[k]
         if c < a:  # nothing left inside: every path crossed
             return 1.0
-        i = pos[a:c + 1]
-        step = np.empty(c - a + 2, dtype=np.float64)  # diagonal k + 1 over i = a..c+1
-        step[:-1] = q * ((m - k) + i)  # a step of the second sample: (m - j) of the n + m - k left
-        step[-1] = 0.0
-        step[1:] += q * (n - i)  # a step of the first sample
-        step *= 1.0 / (total - k)
-        a2, c2 = lo_l[k + 1], hi_l[k + 1]
-        s, e = max(a2 - a, 0), min(c2 - a, c - a + 1) + 1
-        if e <= s:
+        s = min(after_l[k] - k, max_jump)
+        if s < MIN_JUMP or lgf is None or q.size > JUMP_MAX_WIDTH:
+            out, s = _step(q, a, k, n, m), 1
+        else:
+            out = _jump(q, a, k, s, n, m, lgf)
+        k += s
+        a2, c2 = lo_l[k], hi_l[k]
+        lo_in, hi_in = max(a2 - a, 0), min(c2 - a, out.size - 1) + 1
+        if hi_in <= lo_in:
             return 1.0
-        crossed += float(step[:s].sum()) + float(step[e:].sum())
+        crossed += float(out[:lo_in].sum()) + float(out[hi_in:].sum())
         q = np.zeros(c2 - a2 + 1, dtype=np.float64)
-        q[a + s - a2:a + e - a2] = step[s:e]
+        q[a + lo_in - a2:a + hi_in - a2] = out[lo_in:hi_in]
     return float(min(max(crossed, 0.0), 1.0)) if math.isfinite(crossed) else 1.0

@@ -40,8 +40,11 @@ def _brute(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return d, float(np.mean(ds >= d - 1e-12))
 
 
+@pytest.mark.parametrize("min_jump", [ks_ties.MIN_JUMP, 2])
 @pytest.mark.parametrize("seed", range(12))
-def test_equals_the_enumerated_permutation_distribution_on_tied_samples(seed: int) -> None:
+def test_equals_the_enumerated_permutation_distribution_on_tied_samples(seed: int, min_jump: int,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ks_ties, "MIN_JUMP", min_jump)  # 2: every tie block crossed by jumps
     rng = np.random.default_rng(seed)
     for _ in range(4):
         n = int(rng.integers(1, 8))
@@ -53,6 +56,19 @@ def test_equals_the_enumerated_permutation_distribution_on_tied_samples(seed: in
         d0, p0 = _brute(a, b)
         assert d == pytest.approx(d0, abs=1e-12)
         assert p == pytest.approx(p0, abs=1e-12)
+
+
+@pytest.mark.parametrize(("decimals", "n", "m"),
+                         [(0, 1_500, 1_000), (1, 1_200, 1_300), (2, 1_800, 900), (3, 700, 1_200)])
+def test_jumps_across_tie_blocks_equal_single_steps(decimals: int, n: int, m: int) -> None:
+    rng = np.random.default_rng(decimals)
+    for shift in (0.0, 0.1, 0.6):
+        a, b = np.round(rng.normal(size=n), decimals), np.round(rng.normal(shift, 1.0, m), decimals)
+        z = np.sort(np.concatenate([a, b]))
+        ends = np.append(np.flatnonzero(z[1:] != z[:-1]) + 1, n + m).astype(np.int64)
+        d, p = ks_2samp_ties(a, b)
+        stepped = ks_ties._upper_tail(n, m, round(d * n * m), ends, max_jump=1)
+        assert p == pytest.approx(stepped, rel=1e-9, abs=1e-300)
 
 
 @pytest.mark.parametrize(("n", "m"), [(1, 1), (1, 7), (5, 5), (13, 8), (40, 40), (97, 60), (300, 451), (2_000, 1_999)])
