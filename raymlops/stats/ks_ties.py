@@ -130,7 +130,7 @@ def _jump(q: FloatArray, a: int, k: int, s: int, n: int, m: int, lgf: FloatArray
     prob = np.exp(logp, where=ok, out=np.zeros_like(logp))
     prob *= (q / prob.sum(axis=1))[:, None]
     at = (np.arange(q.size)[:, None] + t).ravel()
-    return np.bincount(at, weights=prob.ravel(), minlength=q.size + s)
+    return np.asarray(np.bincount(at, weights=prob.ravel(), minlength=q.size + s), dtype=np.float64)
 
 
 def _upper_tail(n: int, m: int, dmax: int, ends: npt.NDArray[np.int64], max_jump: int = MAX_JUMP) -> float:
