@@ -25,7 +25,10 @@ probability of reaching each ``(i, j)`` without having crossed the boundary
 summed as it leaves (so small p-values keep their digits). Cells from which every path crosses
 the boundary at the next block end are let go at once, which keeps each diagonal to a band of
 about ``2 D n m / (n + m)`` cells plus the length of the current tie block. One numpy step per
-anti-diagonal: ``n + m`` of them, about 10 microseconds each.
+anti-diagonal (about 10 microseconds each), except inside long tie blocks, which no check
+interrupts: there up to 32 anti-diagonals are crossed at once by the hypergeometric law of how
+many of the next values come from the first sample. At 10,000 values per sample that is
+0.1-0.5 s per column (scipy's no-ties exact p-value: about 0.02 s); without ties scipy's is used.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["has_ties", "ks_2samp_exact", "ks_2samp_ties"]
+__all__ = ["has_ties", "ks_2samp_exact", "ks_2samp_ties", "ks_2samp_ties_above"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -59,25 +62,38 @@ def ks_2samp_exact(a: FloatArray, b: FloatArray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def ks_2samp_ties(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[float, float]:
-    """``(D, p)``: the two-sample KS statistic of two non-empty samples of finite values and its
-    exact two-sided p-value under the permutation null given the pooled ties (see the module
-    docstring). Without ties, ``p`` is scipy's exact ``ks_2samp`` p-value (to rounding)."""
+def _blocks(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[int, int, npt.NDArray[np.int64], int]:
+    """``(n, m, ends, dmax)``: the sizes, the pooled counts at the ends of the tie blocks, and the
+    observed statistic times ``n m`` (an integer)."""
     x = np.sort(np.asarray(a, dtype=np.float64).ravel())
     y = np.asarray(b, dtype=np.float64).ravel()
     n, m = x.size, y.size
     if n == 0 or m == 0:
         raise ValueError("ks_2samp_ties needs two non-empty samples")
-    total = n + m
     z = np.sort(np.concatenate([x, y]))
-    ends = np.append(np.flatnonzero(z[1:] != z[:-1]) + 1, total)  # pooled counts at the block ends
+    ends = np.append(np.flatnonzero(z[1:] != z[:-1]) + 1, n + m).astype(np.int64)
     i_end = np.searchsorted(x, z[ends - 1], side="right").astype(np.int64)
     gap = i_end * m - (ends - i_end) * n  # (F_a - F_b) * n * m at each block end: integers
-    dmax = int(np.abs(gap).max())
-    d = dmax / (n * m)
+    return n, m, ends, int(np.abs(gap).max())
+
+
+def ks_2samp_ties(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[float, float]:
+    """``(D, p)``: the two-sample KS statistic of two non-empty samples of finite values and its
+    exact two-sided p-value ``P(D' >= D)`` under the permutation null given the pooled ties (see
+    the module docstring). Without ties, ``p`` is scipy's exact ``ks_2samp`` p-value (to rounding)."""
+    n, m, ends, dmax = _blocks(a, b)
     if dmax == 0:
-        return d, 1.0
-    return d, _upper_tail(n, m, dmax, ends)
+        return 0.0, 1.0
+    return dmax / (n * m), _upper_tail(n, m, dmax, ends)
+
+
+def ks_2samp_ties_above(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """``P(D' > D)`` under the same null: with :func:`ks_2samp_ties`'s ``P(D' >= D)``, the
+    probability of the observed value. ``p - U * (p - above)`` (``U`` uniform) is then exactly
+    uniform under the null: a sharp check that the p-values are exact, not only valid (the
+    calibration benchmark uses it; users get the p-value itself)."""
+    n, m, ends, dmax = _blocks(a, b)
+    return _upper_tail(n, m, dmax + 1, ends) if dmax < n * m else 0.0
 
 
 def _bands(n: int, m: int, dmax: int, ends: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
