@@ -1,34 +1,30 @@
-"""The exact two-sample Kolmogorov-Smirnov p-value of samples with ties (pure numpy).
+"""The exact two-sample Kolmogorov-Smirnov p-value of samples with ties (pure numpy/scipy).
 
 With ties in the pooled sample, the empirical CDFs of both samples only jump at the distinct
 values, so the statistic ``D = sup |F_a - F_b|`` is the largest gap at the ends of the tie blocks
 of the pooled sorted values. The usual exact distribution of ``D`` (scipy's ``ks_2samp``,
 ``method="exact"``) assumes no ties: it is the distribution of the largest gap at *every* position
 of the pooled order. That maximum is never smaller than the one at the block ends alone, so with
-ties its p-value is valid but too large (conservative: on rounded data, such as the datasets shipped
-with scikit-learn, the p-values' mean is 0.55-0.75 instead of 0.5 and fewer than alpha of them are
-below alpha).
+ties its p-value is valid but too large (on 200 random halvings of each of the datasets shipped
+with scikit-learn, whose values are rounded, it averaged 0.56 with 4.0 % below 0.05).
 
 :func:`ks_2samp_ties` computes the p-value of the permutation (conditional) null instead: given
 the pooled values with their ties, every assignment of ``n`` of them to the first sample is
 equally likely, and the p-value is the share of assignments whose statistic, taken at the tie
-block ends, is at least the observed one. This is the exact test R computes with
-``ks.test(x, y, exact=TRUE)`` on tied data (R >= 4.2, ``psmirnov`` with ``z``); without ties it
-is scipy's exact p-value.
+block ends, is at least the observed one (as recent R computes ``ks.test(x, y, exact=TRUE)`` on
+tied data, ``psmirnov`` with ``z``). It is never above scipy's, so no test loses power; without
+ties it is scipy's exact p-value.
 
 How: an assignment is a lattice path from ``(0, 0)`` to ``(n, m)`` (``i`` values of the first
-sample and ``j`` of the second among the ``k = i + j`` smallest pooled values); under the null the
-path is uniform, i.e. from ``(i, j)`` it steps to ``(i + 1, j)`` with probability
-``(n - i) / (n + m - k)``. A dynamic programme over the anti-diagonals ``k`` carries the
-probability of reaching each ``(i, j)`` without having crossed the boundary
-``|i m - j n| >= D n m`` at a block end (integers: exact); the mass that crosses is the p-value,
-summed as it leaves (so small p-values keep their digits). Cells from which every path crosses
-the boundary at the next block end are let go at once, which keeps each diagonal to a band of
-about ``2 D n m / (n + m)`` cells plus the length of the current tie block. One numpy step per
-anti-diagonal (about 10 microseconds each), except inside long tie blocks, which no check
-interrupts: there up to 32 anti-diagonals are crossed at once by the hypergeometric law of how
-many of the next values come from the first sample. At 10,000 values per sample that is
-0.1-0.5 s per column (scipy's no-ties exact p-value: about 0.02 s); without ties scipy's is used.
+sample and ``j`` of the second among the ``k = i + j`` smallest pooled values), uniform under the
+null. A dynamic programme over the anti-diagonals ``k`` carries the probability of reaching each
+``(i, j)`` without having crossed the boundary ``|i m - j n| >= D n m`` at a block end (integers:
+exact); the mass that crosses is the p-value, summed as it leaves (so small p-values keep their
+digits). Cells from which every path crosses at the next block end are let go at once, which
+keeps each diagonal to a band of about ``2 D n m / (n + m)`` cells plus the length of the
+current tie block. Each step, or each stretch inside a tie block (no check there), is one
+``numpy.convolve`` (:func:`_upper_tail` says how). At 10,000 values per sample that is 5-20 ms
+per column on rounded data, 80 ms without ties; without ties scipy's own p-value is used.
 """
 
 from __future__ import annotations
@@ -114,69 +110,64 @@ def _bands(n: int, m: int, dmax: int, ends: npt.NDArray[np.int64]) -> tuple[npt.
     return lo, hi, after
 
 
-#: the most and the fewest anti-diagonals crossed at once inside a tie block (:func:`_jump`), and
-#: the widest diagonal that jumps (its cost grows as width x jump, a step's as width): shorter
-#: stretches and wider diagonals go one step at a time (:func:`_step`), which is faster there
-MAX_JUMP, MIN_JUMP, JUMP_MAX_WIDTH = 32, 8, 512
-
-
-def _step(q: FloatArray, a: int, k: int, n: int, m: int) -> FloatArray:
-    """The mass on diagonal ``k + 1`` over ``i = a..a+len(q)`` from ``q`` on diagonal ``k``."""
-    i = np.arange(a, a + q.size, dtype=np.float64)
-    out = np.empty(q.size + 1, dtype=np.float64)
-    out[:-1] = q * ((m - k) + i)  # a step of the second sample: (m - j) of the n + m - k values left
-    out[-1] = 0.0
-    out[1:] += q * (n - i)  # a step of the first sample
-    out *= 1.0 / (n + m - k)
-    return out
-
-
-def _jump(q: FloatArray, a: int, k: int, s: int, n: int, m: int, lgf: FloatArray) -> FloatArray:
-    """The mass on diagonal ``k + s`` over ``i = a..a+len(q)+s-1`` from ``q`` on diagonal ``k``,
-    with no block end in between: ``t`` of the next ``s`` values come from the first sample with
-    the hypergeometric probability ``C(n - i, t) C(m - j, s - t) / C(n + m - k, s)`` (``lgf``: the
-    log factorials; each row renormalised to 1, which removes their rounding)."""
-    i = np.arange(a, a + q.size, dtype=np.int64)
-    t = np.arange(s + 1, dtype=np.int64)
-    x1, y1 = n - i, (m - k) + i  # values of each sample left
-    u, v = x1[:, None] - t, y1[:, None] - (s - t)
-    ok = (u >= 0) & (v >= 0)
-    logp = (lgf[x1] + lgf[y1])[:, None] - (lgf[t] + lgf[s - t]) - lgf[np.maximum(u, 0)] - lgf[np.maximum(v, 0)]
-    logp -= logp.max(axis=1, where=ok, initial=-np.inf)[:, None]
-    prob = np.exp(logp, where=ok, out=np.zeros_like(logp))
-    prob *= (q / prob.sum(axis=1))[:, None]
-    at = (np.arange(q.size)[:, None] + t).ravel()
-    return np.asarray(np.bincount(at, weights=prob.ravel(), minlength=q.size + s), dtype=np.float64)
+#: the most anti-diagonals crossed by one convolution inside a tie block (no block end between)
+MAX_JUMP = 256
 
 
 def _upper_tail(n: int, m: int, dmax: int, ends: npt.NDArray[np.int64], max_jump: int = MAX_JUMP) -> float:
-    """P(the uniform path crosses ``|i m - j n| >= dmax`` at some block end)."""
+    """P(the uniform path crosses ``|i m - j n| >= dmax`` at some block end).
+
+    The programme runs on the walk that takes a step of the first sample with the constant
+    probability ``n / (n + m)``: a step, or ``s`` steps with no block end between, is then one
+    convolution (with ``[m, n] / (n + m)``, or the binomial law of ``s`` steps). A path has the
+    same probability under the uniform law as under that walk times
+    ``C(n + m - k, n - i) / C(n + m, n) / (n^i m^j / (n + m)^k)``; the mass that leaves the band is
+    recorded with its cell and weighted so at the end. That ratio is at most about
+    ``sqrt(n + m)``, so walk mass too small for a float carries no uniform mass that matters."""
+    from scipy.special import gammaln
+
     total = n + m
     lo, hi, after = _bands(n, m, dmax, ends)
     lo_l, hi_l, after_l = lo.tolist(), hi.tolist(), after.tolist()
-    lgf = None
-    if max_jump > 1 and ends.size < total:  # a tie block: jumps need the log factorials
-        from scipy.special import gammaln
-
-        lgf = np.asarray(gammaln(np.arange(total + 1, dtype=np.float64) + 1.0), dtype=np.float64)
-    q = np.ones(1, dtype=np.float64)  # the mass on diagonal k over i = lo[k]..hi[k]
-    crossed = 0.0
-    k = 0
-    while k < total:
-        a, c = lo_l[k], hi_l[k]
-        if c < a:  # nothing left inside: every path crossed
-            return 1.0
+    lgf = np.asarray(gammaln(np.arange(total + 1, dtype=np.float64) + 1.0), dtype=np.float64)
+    log_pn, log_pm = math.log(n / total), math.log(m / total)
+    kernels: dict[int, FloatArray] = {}
+    left: list[FloatArray] = []  # the mass that left the band, with its diagonal and first i
+    left_k: list[int] = []
+    left_i: list[int] = []
+    q = np.ones(1, dtype=np.float64)  # the walk's mass on diagonal k over i = a..a+len(q)-1 (none elsewhere)
+    a, k = 0, 0
+    while k < total and q.size:
         s = min(after_l[k] - k, max_jump)
-        if s < MIN_JUMP or lgf is None or q.size > JUMP_MAX_WIDTH:
-            out, s = _step(q, a, k, n, m), 1
-        else:
-            out = _jump(q, a, k, s, n, m, lgf)
+        kern = kernels.get(s)
+        if kern is None:
+            t = np.arange(s + 1, dtype=np.int64)
+            kern = np.exp(lgf[s] - lgf[t] - lgf[s - t] + t * log_pn + (s - t) * log_pm)
+            kernels[s] = kern
+        out = np.convolve(q, kern)  # over i = a..a+len(q)+s-1 on diagonal k + s
         k += s
-        a2, c2 = lo_l[k], hi_l[k]
-        lo_in, hi_in = max(a2 - a, 0), min(c2 - a, out.size - 1) + 1
+        lo_in, hi_in = max(lo_l[k] - a, 0), min(hi_l[k] - a + 1, out.size)
         if hi_in <= lo_in:
-            return 1.0
-        crossed += float(out[:lo_in].sum()) + float(out[hi_in:].sum())
-        q = np.zeros(c2 - a2 + 1, dtype=np.float64)
-        q[a + lo_in - a2:a + hi_in - a2] = out[lo_in:hi_in]
-    return float(min(max(crossed, 0.0), 1.0)) if math.isfinite(crossed) else 1.0
+            lo_in = hi_in = out.size
+        if lo_in:
+            left.append(out[:lo_in])
+            left_k.append(k)
+            left_i.append(a)
+        if hi_in < out.size:
+            left.append(out[hi_in:])
+            left_k.append(k)
+            left_i.append(a + hi_in)
+        q = out[lo_in:hi_in]
+        a += lo_in
+    if not left:
+        return 0.0
+    mass = np.concatenate(left)
+    sizes = np.array([x.size for x in left], dtype=np.int64)
+    kk = np.repeat(np.asarray(left_k, dtype=np.int64), sizes)
+    ii = np.repeat(np.asarray(left_i, dtype=np.int64) - np.cumsum(sizes) + sizes, sizes) + np.arange(mass.size)
+    x, y = n - ii, m - (kk - ii)  # values of each sample left after the cell
+    ok = (x >= 0) & (y >= 0) & (mass > 0)
+    x, y, kk, ii, mass = x[ok], y[ok], kk[ok], ii[ok], mass[ok]
+    log_w = (lgf[total - kk] - lgf[x] - lgf[y]) - (lgf[total] - lgf[n] - lgf[m]) - ii * log_pn - (kk - ii) * log_pm
+    p = float(np.sum(mass * np.exp(log_w)))
+    return min(max(p, 0.0), 1.0) if math.isfinite(p) else 1.0

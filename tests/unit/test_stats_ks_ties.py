@@ -40,11 +40,8 @@ def _brute(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return d, float(np.mean(ds >= d - 1e-12))
 
 
-@pytest.mark.parametrize("min_jump", [ks_ties.MIN_JUMP, 2])
 @pytest.mark.parametrize("seed", range(12))
-def test_equals_the_enumerated_permutation_distribution_on_tied_samples(seed: int, min_jump: int,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ks_ties, "MIN_JUMP", min_jump)  # 2: every tie block crossed by jumps
+def test_equals_the_enumerated_permutation_distribution_on_tied_samples(seed: int) -> None:
     rng = np.random.default_rng(seed)
     for _ in range(4):
         n = int(rng.integers(1, 8))
@@ -52,10 +49,14 @@ def test_equals_the_enumerated_permutation_distribution_on_tied_samples(seed: in
         levels = int(rng.integers(1, 6))
         a = rng.integers(0, levels, n).astype(np.float64)
         b = (rng.integers(0, levels, m) + (seed % 3 == 0)).astype(np.float64)
-        d, p = ks_2samp_ties(a, b)
+        d, p = ks_2samp_ties(a, b)  # tie blocks crossed in one convolution each
         d0, p0 = _brute(a, b)
         assert d == pytest.approx(d0, abs=1e-12)
         assert p == pytest.approx(p0, abs=1e-12)
+        if d > 0:  # one value at a time
+            z = np.sort(np.concatenate([a, b]))
+            ends = np.append(np.flatnonzero(z[1:] != z[:-1]) + 1, n + m).astype(np.int64)
+            assert ks_ties._upper_tail(n, m, round(d * n * m), ends, max_jump=1) == pytest.approx(p0, abs=1e-12)
 
 
 @pytest.mark.parametrize(("decimals", "n", "m"),
@@ -71,7 +72,8 @@ def test_jumps_across_tie_blocks_equal_single_steps(decimals: int, n: int, m: in
         assert p == pytest.approx(stepped, rel=1e-9, abs=1e-300)
 
 
-@pytest.mark.parametrize(("n", "m"), [(1, 1), (1, 7), (5, 5), (13, 8), (40, 40), (97, 60), (300, 451), (2_000, 1_999)])
+@pytest.mark.parametrize(("n", "m"), [(1, 1), (1, 7), (5, 5), (13, 8), (40, 40), (97, 60), (300, 451), (2_000, 1_999),
+                                    (3, 4_000), (2_500, 7), (1, 9_000)])
 def test_equals_scipys_exact_p_value_without_ties(n: int, m: int) -> None:
     rng = np.random.default_rng(n * 1_000 + m)
     for shift in (0.0, 0.3, 1.5):
