@@ -7,13 +7,23 @@ check`` runs) with default settings (alpha 0.05, Bonferroni, dataset rule ``any`
 - **calibration**: ``--splits`` random halvings of each of scikit-learn's shipped datasets
   (digits, wine, breast_cancer, diabetes, iris): no drift by construction. The dataset-level
   false-alarm rate should be at most alpha; the per-feature p-values, pooled per column kind
-  (continuous: KS, discrete: chi-square on the support), are tested for uniformity with a KS test
-  (discrete tests and ties give discrete p-values, which are not exactly uniform: that shows as a
-  small KS p-value with the p-values' mean above 0.5, i.e. conservative);
-- **power**: known shifts (mean, scale, category mix, a low-cardinality integer feature) at several
-  sample sizes, ``--trials`` each: our per-feature detection rate (p < alpha) against exact
-  ``scipy.stats.ks_2samp`` and ``scipy.stats.chi2_contingency`` (``correction=False``) on the same
-  data; target ratio >= 0.98;
+  (continuous: KS, exact given the ties; discrete: chi-square on the support), are tested for
+  uniformity with a KS test. Columns constant in their dataset (3 digits pixels) are left out
+  and counted: their p-value is 1 under any test. Discrete columns are also shown in two groups:
+  those that meet Cochran's rule (at most 20 % of the expected counts of a half below 5) and the
+  sparse ones, where chi-square's asymptotic p-value is lumpy. KS on n + m values takes at most
+  n m values, so even its exact p-values sit on atoms: their mean is above 0.5 and fewer than
+  alpha of them fall below alpha. The row "continuous, randomised in its atom" takes each KS
+  p-value ``p`` to ``p - U * P(D' = D)`` (``U`` uniform), which is exactly uniform when the
+  p-values are the exact permutation ones (a random halving draws from exactly that null): a
+  check of exactness, not what users get. The columns of one split are correlated (breast
+  cancer's radius, perimeter and area), so pooled p-values are not independent and their KS
+  p-value is too small; the check is also made per column (independent splits): one KS test
+  each, then those p-values against uniform;
+- **power**: known shifts (mean; the same on values rounded to a 0.25 sd grid, i.e. tied; scale;
+  category mix; a low-cardinality integer feature) at several sample sizes, ``--trials`` each:
+  our per-feature detection rate (p < alpha) against exact ``scipy.stats.ks_2samp`` and
+  ``scipy.stats.chi2_contingency`` (``correction=False``) on the same data; target ratio >= 0.98;
 - **a shift in one slice only**: four equal segments, the current rows of one segment moved by
   0.5 sd; ours checks with ``slice_columns=["segment"]`` and counts a detection when the whole
   table or any slice drifts (Bonferroni over every (slice, feature) test); the baseline is exact
@@ -50,6 +60,7 @@ from peers_detection import load  # noqa: E402
 
 from raymlops.config import MonitorConfig  # noqa: E402
 from raymlops.monitor.offline import check  # noqa: E402
+from raymlops.stats.ks_ties import ks_2samp_ties_above  # noqa: E402
 
 NAME = Path(__file__).stem
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / f"{NAME}.json"
@@ -57,39 +68,77 @@ ALPHA = 0.05
 DATASETS = ("digits", "wine", "breast_cancer", "diabetes", "iris")
 
 
+def _exactness(x: pd.DataFrame, half: np.ndarray, column: str, p: float, rng: np.random.Generator) -> float:
+    """A KS p-value randomised within its atom, ``p - U * P(D' = D)``: exactly uniform when the
+    p-value is the exact permutation one (what a random halving draws from); users get ``p``."""
+    a, b = x[column].to_numpy(np.float64)[half], x[column].to_numpy(np.float64)[~half]
+    return p - rng.random() * (p - ks_2samp_ties_above(a, b))
+
+
+def _uniformity(ps: list[float]) -> dict[str, float]:
+    arr = np.asarray(ps)
+    ks = stats.kstest(arr, "uniform")
+    return {"p_values": arr.size, "mean": float(arr.mean()), "share_below_alpha": float(np.mean(arr < ALPHA)),
+            "ks_statistic": float(ks.statistic), "ks_p_value": float(ks.pvalue)}
+
+
 def calibration(splits: int, cfg: MonitorConfig) -> dict[str, Any]:
+    """Columns constant in a dataset (digits: 3 pixels always 0) are constant in both halves of
+    every split: their p-value is 1 under any test, so they are counted but left out of the
+    uniformity test."""
     out: dict[str, Any] = {}
     pooled: dict[str, list[float]] = {}
+    randomised: list[float] = []
+    by_column: dict[tuple[str, str], list[float]] = {}
+    constant_tests = 0
     for name in DATASETS:
         x, _ = load(name)
+        constant = {c for c in x.columns if x[c].nunique() <= 1}
+        sparse = {c for c in x.columns if np.mean(x[c].value_counts().to_numpy() / 2 < 5) > 0.2}
         rng = np.random.default_rng(0)
+        pit_rng = np.random.default_rng(1)
         alarms, feature_alarms, tests = 0, 0, 0
         kinds: dict[str, int] = {}
         for _ in range(splits):
             half = rng.permutation(len(x)) < len(x) // 2
             res = check(x[half], x[~half], cfg, threads=1)
             alarms += bool(res["drift"])
-            for f in res["features"].values():
-                pooled.setdefault(f["kind"], []).append(f["p_value"])
+            for col, f in res["features"].items():
                 kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
                 feature_alarms += f["p_value"] < ALPHA
                 tests += 1
-        out[name] = {"splits": splits, "rows": len(x), "features": x.shape[1],
+                if col in constant:
+                    constant_tests += 1
+                    continue
+                pooled.setdefault(f["kind"], []).append(f["p_value"])
+                if f["kind"] == "discrete":
+                    pooled.setdefault(f"discrete, {'sparse' if col in sparse else 'Cochran met'}", []).append(
+                        f["p_value"])
+                if f["kind"] == "continuous":
+                    u = _exactness(x, half, col, f["p_value"], pit_rng)
+                    randomised.append(u)
+                    by_column.setdefault((name, col), []).append(u)
+        out[name] = {"splits": splits, "rows": len(x), "features": x.shape[1], "constant_features": len(constant),
                      "dataset_false_alarm_rate": alarms / splits, "raw_feature_alarm_rate": feature_alarms / tests,
                      "kinds": {k: v // splits for k, v in kinds.items()}}
-    uniform = {}
-    for kind, ps in pooled.items():
-        arr = np.asarray(ps)
-        ks = stats.kstest(arr, "uniform")
-        uniform[kind] = {"p_values": arr.size, "mean": float(arr.mean()),
-                         "share_below_alpha": float(np.mean(arr < ALPHA)), "ks_statistic": float(ks.statistic),
-                         "ks_p_value": float(ks.pvalue)}
-    return {"datasets": out, "uniformity": uniform}
+    uniform = {kind: _uniformity(ps) for kind, ps in pooled.items()}
+    per_column = {}
+    if randomised:
+        uniform["continuous, randomised in its atom"] = _uniformity(randomised)
+        # the pooled values are not independent (the columns of one split are correlated): one KS
+        # test per column (its splits are independent), then those p-values against uniform
+        col_p = np.array([stats.kstest(us, "uniform").pvalue for us in by_column.values()])
+        per_column = {"columns": int(col_p.size), "share_ks_p_below_alpha": float(np.mean(col_p < ALPHA)),
+                      "ks_p_of_their_ks_p_values": float(stats.kstest(col_p, "uniform").pvalue)}
+    return {"datasets": out, "uniformity": uniform, "constant_feature_tests_left_out": constant_tests,
+            "randomised_per_column": per_column}
 
 
 def _scenario(kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     if kind == "mean shift 0.3 sd":
         return rng.normal(size=n), rng.normal(0.3, 1.0, n)
+    if kind == "0.3 sd, 0.25 grid":  # rounded values: continuous kind, heavily tied
+        return np.round(rng.normal(size=n) * 4) / 4, np.round(rng.normal(0.3, 1.0, n) * 4) / 4
     if kind == "scale x1.3":
         return rng.normal(size=n), rng.normal(0.0, 1.3, n)
     if kind == "category mix":
@@ -113,7 +162,7 @@ def _exact_p(kind: str, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 def power(trials: int, sizes: list[int], cfg: MonitorConfig) -> list[dict[str, Any]]:
     rows = []
-    for kind in ("mean shift 0.3 sd", "scale x1.3", "category mix", "integer 0-4 shift"):
+    for kind in ("mean shift 0.3 sd", "0.3 sd, 0.25 grid", "scale x1.3", "category mix", "integer 0-4 shift"):
         for n in sizes:
             rng = np.random.default_rng(n)
             ours, theirs = 0, {}
@@ -190,17 +239,23 @@ def main(argv: list[str] | None = None) -> int:
     cal = calibration(args.splits, cfg)
     res["calibration"] = cal
     print(f"calibration: {args.splits} random halvings per dataset (no drift), alpha {ALPHA}, Bonferroni, rule 'any'")
-    print(f"{'dataset':<15} {'rows':>5} {'features':>8} {'kinds':<28} {'dataset false alarms':>21} "
+    print(f"{'dataset':<15} {'rows':>5} {'features':>8} {'constant':>8} {'kinds':<28} {'dataset false alarms':>21} "
           f"{'raw feature p<a':>16}")
     for name, d in cal["datasets"].items():
         kinds = ", ".join(f"{k} {v}" for k, v in d["kinds"].items())
-        print(f"{name:<15} {d['rows']:>5} {d['features']:>8} {kinds:<28} {d['dataset_false_alarm_rate']:>21.3f} "
-              f"{d['raw_feature_alarm_rate']:>16.3f}")
-    print(f"\nper-feature p-values by kind: {'n':>7} {'mean':>6} {'share < alpha':>14} {'KS vs uniform':>14} "
-          f"{'KS p':>9}")
+        print(f"{name:<15} {d['rows']:>5} {d['features']:>8} {d['constant_features']:>8} {kinds:<28} "
+              f"{d['dataset_false_alarm_rate']:>21.3f} {d['raw_feature_alarm_rate']:>16.3f}")
+    print(f"\nper-feature p-values by kind ({cal['constant_feature_tests_left_out']} tests of columns constant in "
+          "their dataset left out: p = 1 under any test)")
+    print(f"{'kind':<34} {'n':>7} {'mean':>6} {'share < alpha':>14} {'KS vs uniform':>14} {'KS p':>9}")
     for kind, u in cal["uniformity"].items():
-        print(f"{kind:<29} {u['p_values']:>7} {u['mean']:>6.3f} {u['share_below_alpha']:>14.3f} "
+        print(f"{kind:<34} {u['p_values']:>7} {u['mean']:>6.3f} {u['share_below_alpha']:>14.3f} "
               f"{u['ks_statistic']:>14.3f} {u['ks_p_value']:>9.2g}")
+    pc = cal["randomised_per_column"]
+    if pc:
+        print(f"  randomised, one KS test per continuous column ({pc['columns']} columns, independent splits): "
+              f"{pc['share_ks_p_below_alpha']:.3f} of them p < alpha; their p-values vs uniform: KS p "
+              f"{pc['ks_p_of_their_ks_p_values']:.2g}")
     pw = power(args.trials, [int(s) for s in args.sizes.split(",")], cfg)
     res["power"] = pw
     print(f"\npower: detection rate (p < {ALPHA}) over {args.trials} trials, n rows per side")

@@ -19,9 +19,14 @@ values. Which test each column gets (:func:`column_kind`), and why:
     This is what alibi-detect does for a column it is told is categorical.
 ``continuous``
     Every other numeric column: the two-sample Kolmogorov-Smirnov test, with the statistic
-    computed exactly and the p-value as :func:`scipy.stats.ks_2samp` (``method="auto"``) gives
-    it: scipy's exact distribution when both samples hold at most 10,000 values (then
-    ``ks_2samp`` itself is called), else Smirnov's distribution
+    computed exactly. When both samples hold at most 10,000 values the p-value is exact: without
+    ties in the pooled values, :func:`scipy.stats.ks_2samp` itself (its exact distribution); with
+    ties (rounded measurements: every column of scikit-learn's wine, breast_cancer, diabetes, iris),
+    the exact distribution of the statistic given the ties, :mod:`raymlops.stats.ks_ties` (the
+    permutation null R's ``ks.test(exact=TRUE)`` uses; scipy's no-ties distribution is
+    conservative there: on 200 random halvings of those datasets its p-values averaged 0.56 and
+    4.0 % fell below 0.05). Above 10,000 values, the p-value as ``ks_2samp(method="auto")``
+    gives it, ties or not: Smirnov's distribution
     ``scipy.stats.kstwo.sf(D, round(n * m / (n + m)))``, except far in the tail (the limiting
     Kolmogorov distribution, :func:`scipy.special.kolmogorov`, says p < ``KS_TAIL_P`` = 1e-9),
     where that value is reported instead: within 1 % of kstwo's at a million rows (a factor of a
@@ -63,6 +68,7 @@ import numpy.typing as npt
 from raymlops.stats.drift import KS_EXACT_MAX_N, compare_rows
 from raymlops.stats.drift import psi as psi_index
 from raymlops.stats.ks import KS_TAIL_P, ks_2samp_p, ks_2samp_p_later, ks_profile, ks_wasserstein
+from raymlops.stats.ks_ties import ks_2samp_exact
 
 __all__ = [
     "CATEGORICAL",
@@ -240,11 +246,8 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
     # one pass: D, W1, moments, and the counts at or below the PSI edges and around the reference range
     prof = ks_profile(a, b, np.concatenate([edges, [np.nextafter(r_lo, -np.inf), r_hi]]))
     d, p, later = prof.d, math.nan, None
-    if max(n, m) <= KS_EXACT_MAX_N:  # scipy's exact distribution: ks_2samp itself
-        from scipy.stats import ks_2samp
-
-        res = ks_2samp(a, b, method="auto")
-        d, p = float(res.statistic), float(res.pvalue)
+    if max(n, m) <= KS_EXACT_MAX_N:  # the exact distribution: ks_2samp itself, or given the ties
+        d, p = ks_2samp_exact(a, b)
     else:
         later = ks_2samp_p_later(d, n, m)
     k = edges.size

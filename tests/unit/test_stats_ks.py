@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from raymlops.stats import ks
-from raymlops.stats.exact import compare
+from raymlops.stats.exact import KS_EXACT_MAX_N, compare
+from raymlops.stats.ks_ties import has_ties, ks_2samp_ties
 
 
 def _adversarial(kind: str, n: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +56,10 @@ def test_compare_gives_ks_2samp_statistic_and_p_value(kind: str) -> None:
         ref = stats.ks_2samp(a, b)
         assert t.test == "ks"
         assert t.statistic == pytest.approx(ref.statistic, abs=1e-12)
-        if ref.pvalue >= 10 * ks.KS_TAIL_P:
+        if max(n, m) <= KS_EXACT_MAX_N and has_ties(a, b):  # the exact distribution given the ties
+            assert t.p_value == pytest.approx(ks_2samp_ties(a, b)[1], rel=1e-12, abs=1e-300)
+            assert t.p_value <= ref.pvalue * (1 + 1e-9)  # scipy's (no ties assumed) is conservative there
+        elif ref.pvalue >= 10 * ks.KS_TAIL_P:
             assert t.p_value == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
         else:  # far in the tail: the limiting distribution (documented), still far below any alpha
             assert t.p_value < 1e-8
