@@ -21,7 +21,6 @@ stores.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -42,6 +41,7 @@ from raymlops.monitor.slo import SLOTracker
 from raymlops.monitor.stacked import evaluate_stacked_many
 from raymlops.monitor.state import StreamState, add_parts
 from raymlops.monitor.verdicts import SliceVerdict, WindowReport, WindowVerdict, _clean, evaluate
+from raymlops.monitor.window_alerts import drift_alerts
 
 __all__ = ["CHECKPOINT_FORMAT", "Monitor", "WindowReport"]
 
@@ -253,7 +253,7 @@ class Monitor:
         prediction = self._prediction_verdict()
         rates = {name: float(self.pos[s] / self.pred_n[s]) for s, name in enumerate(self.reference.slices)
                  if self.pred_n[s] >= max(cfg.min_rows, 1)}
-        alerts = self._drift_alerts(verdict, prediction, rates, now, index)
+        alerts = drift_alerts(verdict, prediction, rates, cfg, now, index)
         if self.differential.dist:
             alerts += self.differential.evaluate(now, index)
         report = WindowReport(index=index, started=self.window_started, ended=now, verdict=verdict,
@@ -289,49 +289,6 @@ class Monitor:
         verdict = evaluate(self.pred_state, self.config).overall
         self.pred_state = StreamState(self.pred_state.reference)
         return verdict
-
-    def _drift_alerts(self, v: WindowVerdict, prediction: SliceVerdict | None, rates: dict[str, float],
-                      now: float, index: int) -> list[Alert]:
-        cfg = self.config
-        out: list[Alert] = []
-        o = v.overall
-        if o.dataset_drift:
-            features = sum(c.column != PREDICTION for c in o.columns)
-            if cfg.dataset_rule == "share":
-                rule = f"({o.share_drifted:.0%} >= {cfg.dataset_drift_share:.0%}, rule share)"
-            else:
-                corrected = "without correction" if cfg.correction == "none" else f"after {cfg.correction} correction"
-                rule = f"{corrected} (rule any)"
-            out.append(Alert(kind="dataset_drift", key="dataset_drift", severity="critical",
-                             message=f"{len(o.drifted)} of {features} features drifted {rule}: "
-                                     f"{', '.join(o.drifted)}",
-                             value=o.share_drifted, threshold=cfg.dataset_drift_share, ts=now, window=index,
-                             details={"drifted": list(o.drifted)}))
-        for c in o.columns:
-            if c.drift and c.column != PREDICTION:
-                out.append(_column_alert("feature_drift", c, "all", now, index))
-        pcol = prediction.columns[0] if prediction is not None else next(
-            (c for c in o.columns if c.column == PREDICTION), None)
-        if pcol is not None and pcol.drift:
-            out.append(_column_alert("prediction_drift", pcol, "all", now, index))
-        for s in v.slices:
-            for c in s.columns:
-                if c.drift and c.column != PREDICTION:
-                    out.append(_column_alert("slice_drift", c, s.name, now, index))
-        if o.judged:
-            for c in o.columns:
-                out += _anomalies(c, cfg, now, index)
-        if cfg.max_positive_rate_gap is not None and len(rates) >= 2:
-            gap = max(rates.values()) - min(rates.values())
-            if gap > cfg.max_positive_rate_gap:
-                hi = max(rates, key=lambda k: rates[k])
-                lo = min(rates, key=lambda k: rates[k])
-                out.append(Alert(kind="bias", key="bias:positive_rate_gap", severity="warning",
-                                 message=f"positive-prediction rate {rates[hi]:.1%} in {hi} vs {rates[lo]:.1%} in "
-                                         f"{lo}: gap {gap:.1%} > {cfg.max_positive_rate_gap:.1%}",
-                                 value=gap, threshold=cfg.max_positive_rate_gap, ts=now, window=index,
-                                 details={"rates": rates}))
-        return out
 
     # -- reading -------------------------------------------------------------------------------
     def long_term(self) -> WindowVerdict | None:
@@ -460,34 +417,3 @@ def positive_mask(preds: npt.NDArray[Any], positive: float | str) -> npt.NDArray
     labels, _ = labels_of(preds)
     target, _ = labels_of(np.array([positive], dtype=object))
     return np.asarray(labels == target[0])
-
-
-def _column_alert(kind: str, c: Any, where: str, now: float, index: int) -> Alert:
-    p_test = c.test in ("ks", "chi2")
-    measure = f"adjusted p-value {c.adjusted_p_value:.2e}" if p_test else f"{c.test} {c.statistic:.3f}"
-    return Alert(kind=kind, key=f"{kind}:{c.column}:{where}", severity="warning",
-                 message=f"{c.column} drifted in slice {where}: {measure} ({c.rows} rows, PSI {c.psi:.3f})",
-                 value=c.adjusted_p_value if p_test else c.statistic, threshold=math.nan, ts=now, window=index,
-                 slice=where, details={"test": c.test, "statistic": c.statistic, "p_value": c.p_value,
-                                       "psi": c.psi})
-
-
-def _anomalies(c: Any, cfg: MonitorConfig, now: float, index: int) -> list[Alert]:
-    out = []
-    checks = (("missing", c.missing_rate - c.ref_missing_rate, cfg.max_missing_rate_increase),
-              ("out_of_range", c.out_of_range_rate, cfg.max_out_of_range_rate),
-              ("unseen", c.unseen_rate, cfg.max_unseen_rate))
-    for what, value, limit in checks:
-        if value > limit and math.isfinite(value):  # the message only then: this runs for every column of every window
-            out.append(Alert(kind="anomaly", key=f"anomaly:{what}:{c.column}", severity="warning",
-                             message=f"{c.column}: {_anomaly_text(what, c)} (limit {limit:.1%})", value=float(value),
-                             threshold=limit, ts=now, window=index, details={"anomaly": what}))
-    return out
-
-
-def _anomaly_text(what: str, c: Any) -> str:
-    if what == "missing":
-        return f"missing rate {c.missing_rate:.1%} vs {c.ref_missing_rate:.1%} in the reference"
-    if what == "out_of_range":
-        return f"{c.out_of_range_rate:.1%} of values outside the reference range"
-    return f"{c.unseen_rate:.1%} of values are unseen categories"
