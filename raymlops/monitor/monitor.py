@@ -134,16 +134,24 @@ class Monitor:
                 if limit is not None and rows + take >= limit and start < n:
                     state, rows = StreamState(self.reference), 0
             add_parts(parts, slice_idx, idx, values)
-            full = [s for _, s in parts if limit is not None and s.rows >= limit]
-            verdicts = iter(self._evaluate_windows(full))
-            for k, (part, state) in enumerate(parts):
+            closes = [limit is not None and s.rows >= limit for _, s in parts]
+            full = [s for (_, s), close in zip(parts, closes, strict=True) if close]
+            verdicts = iter(self._evaluate_windows(full, self.reference))
+            # the prediction states of the parts, filled ahead when several windows close, so that
+            # their prediction verdicts are judged in one stacked pass too
+            pred_states = self._prediction_states(pred_batch, parts) if len(full) > 1 else None
+            pred_verdicts = None if pred_states is None else iter(self._evaluate_windows(
+                [p for p, close in zip(pred_states, closes, strict=True) if close], pred_states[0].reference))
+            for k, ((part, state), close) in enumerate(zip(parts, closes, strict=True)):
                 self.current = state
                 if pred_batch is not None:
-                    self._track_predictions(pred_batch, part, slice_idx[part])
-                if limit is not None and state.rows >= limit:
+                    self._track_predictions(pred_batch, part, slice_idx[part],
+                                            None if pred_states is None else pred_states[k])
+                if close:
                     # the next part's state is the next window's (no empty one made and dropped)
                     following = parts[k + 1][1] if k + 1 < len(parts) else None
-                    alerts += self._close(now, next(verdicts), following)
+                    alerts += self._close(now, next(verdicts), following,
+                                          None if pred_verdicts is None else next(pred_verdicts).overall)
         self.rows_total += n
         self.batches += 1
         return self.alerts.offer(alerts)
@@ -165,9 +173,11 @@ class Monitor:
         self.slo.record(self.clock(), latency_ms, status)
         return []
 
-    def _track_predictions(self, batch: _PredictionBatch, part: slice, slices: npt.NDArray[np.int64]) -> None:
+    def _track_predictions(self, batch: _PredictionBatch, part: slice, slices: npt.NDArray[np.int64],
+                           filled: StreamState | None = None) -> None:
         """Count the positive predictions of rows ``part`` of the batch per slice, and add them
-        to the prediction state (or the baseline, before the first window close)."""
+        to the prediction state (or the baseline, before the first window close); ``filled``: the
+        part's prediction state, its rows already added (:meth:`_prediction_states`)."""
         preds = batch.preds[part]
         positive = batch.positive(self.config.performance.positive_label)[part]
         n_slices = self.pos.size
@@ -179,7 +189,9 @@ class Monitor:
             self.pred_n += np.bincount(slices, minlength=n_slices)
         if self.has_pred_column:
             return
-        if self.pred_state is not None:
+        if filled is not None:
+            self.pred_state = filled
+        elif self.pred_state is not None:
             batch.add_to(self.pred_state, part)
         elif sum(p.size for p in self.pred_baseline) < _PRED_BASELINE_MAX:
             self.pred_baseline.append(preds.copy())
@@ -235,22 +247,38 @@ class Monitor:
         return max(1, _GROUPS_AT_ONCE // (1 + self.reference.n_slices)) if self.reference.slice_columns else \
             _GROUPS_AT_ONCE
 
-    def _evaluate_windows(self, states: list[StreamState]) -> list[WindowVerdict]:
-        """The verdicts of full windows: as :func:`evaluate` gives them one by one, several in
-        one stacked pass where :func:`evaluate` would take the stacked path anyway."""
-        ref = self.reference
-        if len(states) > 1 and (ref.slice_columns or len(ref.columns) > 1):
+    def _evaluate_windows(self, states: list[StreamState], ref: MonitorReference) -> list[WindowVerdict]:
+        """The verdicts of full windows on ``ref``: as :func:`evaluate` gives them one by one,
+        several in one stacked pass (which gives a single column's per-column verdict to the bit)."""
+        if len(states) > 1:
             return evaluate_stacked_many(states, self.config, ref)
         return [evaluate(state, self.config) for state in states]
 
-    def _close(self, now: float, verdict: WindowVerdict | None = None,
-               following: StreamState | None = None) -> list[Alert]:
-        """Close the open window (its ``verdict`` when already evaluated); ``following``: the
-        next window's state when the caller already holds it (else a new empty one)."""
+    def _prediction_states(self, batch: _PredictionBatch | None, parts: list[tuple[slice, StreamState]]
+                           ) -> list[StreamState] | None:
+        """The prediction state of each part (the open one, then new ones) with the part's
+        predictions added, once the prediction reference exists and the whole batch buckets on
+        it (else None: a bad value fails at the part that holds it, as the predictions are then
+        added part by part)."""
+        if batch is None or self.has_pred_column or self.pred_state is None:
+            return None
+        ref = self.pred_state.reference
+        if batch.buckets(ref) is None:
+            return None
+        states = [self.pred_state] + [StreamState(ref) for _ in parts[1:]]
+        for (part, _), state in zip(parts, states, strict=True):
+            batch.add_to(state, part)
+        return states
+
+    def _close(self, now: float, verdict: WindowVerdict | None = None, following: StreamState | None = None,
+               prediction: SliceVerdict | None = None) -> list[Alert]:
+        """Close the open window (its ``verdict``, and ``prediction`` verdict, when already
+        evaluated); ``following``: the next window's state when the caller already holds it
+        (else a new empty one)."""
         cfg = self.config
         index = self.window_index
         verdict = evaluate(self.current, cfg) if verdict is None else verdict
-        prediction = self._prediction_verdict()
+        prediction = self._prediction_verdict(prediction)
         rates = {name: float(self.pos[s] / self.pred_n[s]) for s, name in enumerate(self.reference.slices)
                  if self.pred_n[s] >= max(cfg.min_rows, 1)}
         alerts = drift_alerts(verdict, prediction, rates, cfg, now, index)
@@ -267,7 +295,8 @@ class Monitor:
         self.pred_n[:] = 0
         return alerts
 
-    def _prediction_verdict(self) -> SliceVerdict | None:
+    def _prediction_verdict(self, evaluated: SliceVerdict | None = None) -> SliceVerdict | None:
+        """The open prediction state's verdict (``evaluated``: already evaluated), and a new state."""
         if self.has_pred_column:
             return None  # part of the drift verdict (column PREDICTION)
         if self.pred_state is None:
@@ -286,7 +315,7 @@ class Monitor:
             return None
         if self.pred_state.rows == 0:
             return None
-        verdict = evaluate(self.pred_state, self.config).overall
+        verdict = evaluate(self.pred_state, self.config).overall if evaluated is None else evaluated
         self.pred_state = StreamState(self.pred_state.reference)
         return verdict
 
@@ -366,16 +395,20 @@ class _PredictionBatch:
             self._positive = positive_mask(self.preds, label)
         return self._positive
 
-    def add_to(self, state: StreamState, part: slice) -> None:
-        """Add rows ``part`` to ``state`` (a one-column state on :data:`PREDICTION`), as
-        ``state.update({PREDICTION: preds[part]})`` would."""
-        ref = state.reference
+    def buckets(self, ref: MonitorReference) -> Any:
+        """The whole batch bucketed on ``ref`` (a one-column reference on :data:`PREDICTION`),
+        or None when a value does not fit it."""
         if self._bucketed is None or self._bucketed[0] is not ref:
             try:
                 self._bucketed = (ref, ref.bucketize_batch({PREDICTION: self.preds}))
             except ValidationError:  # a bad value somewhere: fail at the part that holds it, as before
                 self._bucketed = (ref, None)
-        bucketed = self._bucketed[1]
+        return self._bucketed[1]
+
+    def add_to(self, state: StreamState, part: slice) -> None:
+        """Add rows ``part`` to ``state`` (a one-column state on :data:`PREDICTION`), as
+        ``state.update({PREDICTION: preds[part]})`` would."""
+        bucketed = self.buckets(state.reference)
         if bucketed is None:
             state.update({PREDICTION: self.preds[part]})
             return

@@ -18,7 +18,10 @@ import pytest
 
 from raymlops.config import MonitorConfig
 from raymlops.monitor import Monitor, StreamState, build_reference
+from raymlops.monitor.reference import PREDICTION
+from raymlops.monitor.stacked import evaluate_stacked_many
 from raymlops.monitor.state import add_parts
+from raymlops.monitor.verdicts import _evaluate_per_column
 from raymlops.stats.verdict import dataset_drift, feature_drift, feature_drift_families
 
 
@@ -143,3 +146,33 @@ def test_batches_of_many_windows_equal_one_window_per_call(sliced: bool, preds: 
             start = stop
     assert together.window_index == 35
     assert _dump(together, got) == _dump(alone, expected)
+
+
+@pytest.mark.parametrize("kind", ["scores", "classes", "labels", "missing"])
+def test_one_column_windows_judged_together_equal_the_per_column_verdicts(kind: str) -> None:
+    """A batch's prediction verdicts (a one-column reference) are judged in one stacked pass: each
+    is the per-column path's verdict, to the bit."""
+    rng = np.random.default_rng(len(kind))
+
+    def values(n: int, shift: float) -> np.ndarray:
+        if kind == "classes":
+            return rng.integers(0, 3 + int(shift > 0.2), n).astype(np.float64)
+        if kind == "labels":
+            return np.array(["no", "yes", "maybe"], dtype=object)[rng.integers(0, 2 + int(shift > 0.2), n)]
+        v = rng.normal(shift, 1.0 + shift, n) * 40.0
+        if kind == "missing":
+            v[rng.random(n) < 0.1 + shift / 3] = np.nan
+        return v
+
+    ref = build_reference({PREDICTION: values(3_000, 0.0)}, categorical=[PREDICTION] if kind in ("classes", "labels")
+                          else [])
+    for overrides in ({}, {"correction": "holm", "small_window_rows": 300}, {"numeric_test": "psi", "min_rows": 0},
+                      {"correction": "bh", "dataset_rule": "share"}):
+        cfg = MonitorConfig(**overrides)
+        states = []
+        for n, shift in ((40, 0.0), (1_000, 0.1), (300, 0.5), (2_500, 0.3), (1, 0.0)):
+            state = StreamState(ref)
+            state.update({PREDICTION: values(n, shift)})
+            states.append(state)
+        for state, verdict in zip(states, evaluate_stacked_many(states, cfg, ref), strict=True):
+            assert repr(_evaluate_per_column(state, cfg, ref)) == repr(verdict)
