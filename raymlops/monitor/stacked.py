@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from raymlops.config import MonitorConfig
 from raymlops.monitor.reference import CATEGORICAL, PREDICTION, MonitorReference
-from raymlops.monitor.state import StreamState
+from raymlops.monitor.state import StreamState, moment_tables
 from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, lazy_slice
 from raymlops.stats.drift import compare_rows, ks_p_values
 from raymlops.stats.verdict import feature_drift_families
@@ -93,10 +93,11 @@ class _Layout:
         g, k = counts.shape[0], len(self.names)
         padded = np.zeros((g, self.pad + 1), dtype=np.float64)  # integers: exact in doubles, sums too
         padded[:, : self.pad] = counts
-        cum = np.take(padded, self.fine, axis=1).cumsum(axis=-1)
-        n = cum[..., -1]
+        cdf = np.take(padded, self.fine, axis=1)
+        np.cumsum(cdf, axis=-1, out=cdf)
+        n = cdf[..., -1].copy()
         with np.errstate(divide="ignore", invalid="ignore"):
-            cdf = cum / n[..., None]  # no values: 0 / 0, NaN
+            cdf /= n[..., None]  # no values: 0 / 0, NaN
         index = self.coarse[:g] if g <= self.coarse.shape[0] else (  # more groups: several windows' stacked
             np.arange(g, dtype=np.int64)[:, None] * (k * self.n_coarse) + self.coarse[0][None, :])
         coarse = np.bincount(index.ravel(), weights=counts.ravel(), minlength=g * k * self.n_coarse)
@@ -156,9 +157,13 @@ class _Stats:
         :func:`binned_wasserstein` compute them one at a time (an empty side: NaN, p-value 1)."""
         num = lay.numeric
         n, m = ref.n, cur.n
-        gap = np.abs(ref.cdf - cur.cdf)
+        gap = ref.cdf - cur.cdf
+        np.abs(gap, out=gap)
         d = gap.max(axis=-1)
-        area = np.sum(lay.widths * (gap[..., :-1] + gap[..., 1:]) / 2.0, axis=-1)
+        trapezoids = gap[..., :-1] + gap[..., 1:]  # in place from here: the same values, fewer arrays
+        trapezoids *= lay.widths
+        trapezoids /= 2.0
+        area = trapezoids.sum(axis=-1)
         mean_gap = np.where(np.isfinite(mean), np.abs(mean - lay.ref_mean), 0.0)
         self.ks[:, num] = d
         self.ks_p[:, num] = np.where((n == 0) | (m == 0), 1.0, ks_p_values(d, n, m, method="stephens"))
@@ -274,7 +279,7 @@ def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: Mo
     Every statistic is computed row by row (reductions along the last axis), so a window's
     verdict is the same, to the last bit, as when it is evaluated alone."""
     lay = _layout(ref)
-    tables = [state.moment_table() for state in states]
+    _, mean, std = moment_tables(states)  # (window, group, numeric column)
     slice_rows = [state.slice_rows() for state in states]
     rows = [int(r.sum()) for r in slice_rows]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -283,14 +288,16 @@ def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: Mo
             groups = [np.concatenate([[0], p + 1]) for p in present]
             cur = np.concatenate([part for state, p in zip(states, present, strict=True)
                                   for part in (state.counts.sum(axis=0, keepdims=True), state.counts[p])])
-            st = _Stats(lay, lay.ref.take(np.concatenate(groups)), lay.side(cur),
-                        np.concatenate([t[1][g] for t, g in zip(tables, groups, strict=True)]),
-                        np.concatenate([t[2][g] for t, g in zip(tables, groups, strict=True)]), cfg)
+            every = np.concatenate(groups)  # one window with every slice: the reference side as it is
+            whole = len(states) == 1 and every.size == lay.ref.n.shape[0]
+            owner = np.repeat(np.arange(len(states)), [g.size for g in groups])
+            st = _Stats(lay, lay.ref if whole else lay.ref.take(every), lay.side(cur), mean[owner, every],
+                        std[owner, every], cfg)
         else:  # one slice: its counts are all rows'
             present = [np.empty(0, dtype=np.int64)] * len(states)
             ref_side = lay.ref_all if len(states) == 1 else lay.ref.take(np.zeros(len(states), dtype=np.int64))
             st = _Stats(lay, ref_side, lay.side(np.concatenate([state.counts for state in states])),
-                        np.concatenate([t[1][:1] for t in tables]), np.concatenate([t[2][:1] for t in tables]), cfg)
+                        mean[:, 0], std[:, 0], cfg)
         # one family per window (all rows) and one per window's slices (every (slice, feature)
         # test), each corrected alone, all judged in one pass
         families: list[tuple[int, int]] = []

@@ -40,9 +40,9 @@ def drift_alerts(v: WindowVerdict, prediction: SliceVerdict | None, rates: dict[
     # verdict is only read (built, on the stacked path) for the columns that raise an alert
     for name in o.drifted:
         out.append(_column_alert("feature_drift", o.column(name), "all", now, index))
-    pcol = prediction.columns[0] if prediction is not None else o.column(PREDICTION) if o.prediction_drift else None
-    if pcol is not None and pcol.drift:
-        out.append(_column_alert("prediction_drift", pcol, "all", now, index))
+    predicted = o if prediction is None else prediction  # the column PREDICTION is in one or the other
+    if predicted.prediction_drift:
+        out.append(_column_alert("prediction_drift", predicted.column(PREDICTION), "all", now, index))
     for s in v.slices:
         for name in s.drifted:
             out.append(_column_alert("slice_drift", s.column(name), s.name, now, index))
