@@ -176,3 +176,29 @@ def test_one_column_windows_judged_together_equal_the_per_column_verdicts(kind: 
             states.append(state)
         for state, verdict in zip(states, evaluate_stacked_many(states, cfg, ref), strict=True):
             assert repr(_evaluate_per_column(state, cfg, ref)) == repr(verdict)
+
+
+@pytest.mark.parametrize("segments", [0, 1, 4])
+def test_windows_judged_together_equal_windows_judged_alone(segments: int) -> None:
+    """A stacked pass of several windows gives each window's own verdict, to the bit: without
+    slices, with one slice, with several where one window lacks a slice."""
+    rng = np.random.default_rng(segments)
+    seg = np.array([f"s{i}" for i in range(max(segments, 1))], dtype=object)
+
+    def batch(n: int, shift: float, missing: str | None = None) -> dict[str, Any]:
+        cols: dict[str, Any] = {"a": rng.normal(shift, 1.0, n), "b": rng.integers(0, 5, n).astype(np.float64)}
+        values = seg if missing is None else seg[seg != missing]
+        cols["seg"] = values[rng.integers(0, values.size, n)]
+        return cols
+
+    ref = build_reference(batch(4_000, 0.0), slice_columns=["seg"] if segments else [])
+    cfg = MonitorConfig(slice_columns=["seg"] if segments else [])
+    for missing in (None, "s1" if segments > 1 else None):
+        states = []
+        for n, shift in ((600, 0.0), (900, 0.3), (1_200, 0.1)):
+            state = StreamState(ref)
+            state.update(batch(n, shift, missing if n == 900 else None))
+            states.append(state)
+        together = evaluate_stacked_many(states, cfg, ref)
+        for state, verdict in zip(states, together, strict=True):
+            assert repr(evaluate_stacked_many([state], cfg, ref)[0]) == repr(verdict)
