@@ -19,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from raymlops.config import MonitorConfig
-from raymlops.monitor.reference import CATEGORICAL, MonitorReference
-from raymlops.monitor.state import StreamState
-from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, _slice
+from raymlops.monitor.reference import CATEGORICAL, PREDICTION, MonitorReference
+from raymlops.monitor.state import StreamState, moment_tables
+from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, lazy_slice
 from raymlops.stats.drift import compare_rows, ks_p_values
 from raymlops.stats.verdict import feature_drift_families
 
@@ -51,9 +51,9 @@ class _Layout:
     rows, group ``1 + s`` slice ``s``. It holds about as much memory as one state.
     """
 
-    __slots__ = ("above", "all_numeric", "below", "coarse", "fine", "is_numeric", "kinds", "missing", "n_coarse",
-                 "names", "numeric", "numeric_list", "offsets", "other", "pad", "ref", "ref_all", "ref_mean",
-                 "ref_scale", "unseen", "widths")
+    __slots__ = ("above", "all_numeric", "below", "coarse", "fine", "is_feature", "is_numeric", "kinds", "missing",
+                 "n_coarse", "names", "numeric", "numeric_list", "offsets", "other", "pad", "prediction", "ref",
+                 "ref_all", "ref_mean", "ref_scale", "unseen", "widths")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -81,6 +81,8 @@ class _Layout:
         groups = 1 + reference.n_slices
         self.coarse = np.arange(groups, dtype=np.int64)[:, None] * (len(cols) * self.n_coarse) + local[None, :]
         self.is_numeric = np.array([c.kind != CATEGORICAL for c in cols], dtype=bool)
+        self.is_feature = np.array([c.name != PREDICTION for c in cols], dtype=bool)
+        self.prediction = self.names.index(PREDICTION) if PREDICTION in self.names else None
         self.numeric_list = self.is_numeric.tolist()
         self.all_numeric = bool(self.is_numeric.all())
         self.ref = self.side(np.concatenate([reference.counts.sum(axis=0, keepdims=True), reference.counts]))
@@ -91,10 +93,11 @@ class _Layout:
         g, k = counts.shape[0], len(self.names)
         padded = np.zeros((g, self.pad + 1), dtype=np.float64)  # integers: exact in doubles, sums too
         padded[:, : self.pad] = counts
-        cum = np.take(padded, self.fine, axis=1).cumsum(axis=-1)
-        n = cum[..., -1]
+        cdf = np.take(padded, self.fine, axis=1)
+        np.cumsum(cdf, axis=-1, out=cdf)
+        n = cdf[..., -1].copy()
         with np.errstate(divide="ignore", invalid="ignore"):
-            cdf = cum / n[..., None]  # no values: 0 / 0, NaN
+            cdf /= n[..., None]  # no values: 0 / 0, NaN
         index = self.coarse[:g] if g <= self.coarse.shape[0] else (  # more groups: several windows' stacked
             np.arange(g, dtype=np.int64)[:, None] * (k * self.n_coarse) + self.coarse[0][None, :])
         coarse = np.bincount(index.ravel(), weights=counts.ravel(), minlength=g * k * self.n_coarse)
@@ -154,9 +157,13 @@ class _Stats:
         :func:`binned_wasserstein` compute them one at a time (an empty side: NaN, p-value 1)."""
         num = lay.numeric
         n, m = ref.n, cur.n
-        gap = np.abs(ref.cdf - cur.cdf)
+        gap = ref.cdf - cur.cdf
+        np.abs(gap, out=gap)
         d = gap.max(axis=-1)
-        area = np.sum(lay.widths * (gap[..., :-1] + gap[..., 1:]) / 2.0, axis=-1)
+        trapezoids = gap[..., :-1] + gap[..., 1:]  # in place from here: the same values, fewer arrays
+        trapezoids *= lay.widths
+        trapezoids /= 2.0
+        area = trapezoids.sum(axis=-1)
         mean_gap = np.where(np.isfinite(mean), np.abs(mean - lay.ref_mean), 0.0)
         self.ks[:, num] = d
         self.ks_p[:, num] = np.where((n == 0) | (m == 0), 1.0, ks_p_values(d, n, m, method="stephens"))
@@ -188,37 +195,75 @@ def _verdict(values: tuple[Any, ...]) -> ColumnVerdict:
     return verdict
 
 
+class _Table:
+    """The ColumnVerdict fields of every column (axis 1) of every group (axis 0) of one stacked
+    pass, as the arrays they were computed in (:class:`~raymlops.monitor.verdicts.ColumnTable`):
+    a slice verdict keeps its group's row and builds its ColumnVerdicts only when they are read."""
+
+    __slots__ = ("all_numeric", "bands", "code", "floats", "kinds", "names", "numeric")
+
+    def __init__(self, lay: _Layout, st: _Stats, adjusted: npt.NDArray[np.float64], drift: npt.NDArray[np.bool_],
+                 cfg: MonitorConfig) -> None:
+        self.names, self.kinds, self.numeric, self.all_numeric = lay.names, lay.kinds, lay.numeric_list, lay.all_numeric
+        self.bands = tuple(cfg.psi_bands)
+        self.code = st.code
+        #: ColumnVerdict's fields after ``test``, in order, by name (``psi_band`` is derived from ``psi``)
+        self.floats: dict[str, npt.NDArray[Any]] = {
+            "statistic": st.statistic, "p_value": st.p_value, "adjusted_p_value": adjusted, "drift": drift,
+            "ks": st.ks, "wasserstein": st.wasserstein, "js": st.js, "psi": st.psi, "rows": st.rows,
+            "missing_rate": st.missing_rate, "ref_missing_rate": st.ref_missing_rate,
+            "out_of_range_rate": st.out_of_range_rate, "unseen_rate": st.unseen_rate, "mean": st.mean, "std": st.std}
+
+    def values(self, row: int, name: str) -> npt.NDArray[np.float64]:
+        return self.floats[name][row].astype(np.float64)
+
+    def verdicts(self, row: int) -> tuple[ColumnVerdict, ...]:
+        """Row ``row``'s ColumnVerdicts, in column order."""
+        a = {name: v[row].tolist() for name, v in self.floats.items()}
+        psi = self.floats["psi"][row]
+        low, high = self.bands
+        with np.errstate(invalid="ignore"):  # NaN: "unknown", as psi_band says
+            band = np.where(~np.isfinite(psi), "unknown", np.where(
+                psi >= high, "significant", np.where(psi >= low, "moderate", "stable"))).tolist()
+        mean, std = a["mean"], a["std"]
+        if not self.all_numeric:
+            mean, std = ([v if is_num else None for v, is_num in zip(x, self.numeric, strict=True)]
+                         for x in (mean, std))
+        fields = (self.names, self.kinds, _TEST_NAMES[self.code[row]].tolist(), a["statistic"], a["p_value"],
+                  a["adjusted_p_value"], a["drift"], a["ks"], a["wasserstein"], a["js"], a["psi"], band, a["rows"],
+                  a["missing_rate"], a["ref_missing_rate"], a["out_of_range_rate"], a["unseen_rate"], mean, std)
+        return tuple(_verdict(values) for values in zip(*fields, strict=True))
+
+
 def _family(lay: _Layout, st: _Stats, families: list[tuple[int, int]], judged: npt.NDArray[np.bool_],
-            cfg: MonitorConfig) -> list[ColumnVerdict]:
+            cfg: MonitorConfig) -> _Table:
     """Correct the p-values of each family of rows of ``st`` (``families``: consecutive
     ``(start, stop)`` row ranges covering every row) jointly, every family in one set of whole-array
-    passes; returns every row's verdicts, row after row, in column order. ``judged``: per row."""
+    passes; returns every row's verdicts as a table. ``judged``: per row."""
     p, code, stat = st.p_value, st.code, st.statistic
     thresholds = np.array([np.nan, np.nan, cfg.wasserstein_threshold, cfg.js_threshold, cfg.psi_threshold])
     by_distance = np.isfinite(stat) & (stat >= thresholds[code])
     adjusted, flags = feature_drift_families(p, (code == _KS) | (code == _CHI2), by_distance, families,
                                              alpha=cfg.alpha, correction=cfg.correction, rule=cfg.dataset_rule)
-    drift = judged[:, None] & flags
-    # ColumnVerdict's fields in order, one flat list per field over every (row, column): the
-    # verdicts are then built straight from zip's tuples
-    g = p.shape[0]
-    psi = st.psi.ravel()
-    bands = cfg.psi_bands
-    with np.errstate(invalid="ignore"):  # NaN: "unknown", as psi_band says
-        band = np.where(~np.isfinite(psi), "unknown", np.where(
-            psi >= bands[1], "significant", np.where(psi >= bands[0], "moderate", "stable"))).tolist()
-    if lay.all_numeric:
-        mean, std = st.mean.ravel().tolist(), st.std.ravel().tolist()
-    else:
-        numeric = lay.numeric_list * g
-        mean, std = ([v if is_num else None for v, is_num in zip(a.ravel().tolist(), numeric, strict=True)]
-                     for a in (st.mean, st.std))
-    fields = (lay.names * g, lay.kinds * g, _TEST_NAMES[code].ravel().tolist(), stat.ravel().tolist(),
-              p.ravel().tolist(), adjusted.ravel().tolist(), drift.ravel().tolist(),
-              *(a.ravel().tolist() for a in (st.ks, st.wasserstein, st.js)), psi.tolist(), band,
-              *(a.ravel().tolist() for a in (st.rows, st.missing_rate, st.ref_missing_rate,
-                                             st.out_of_range_rate, st.unseen_rate)), mean, std)
-    return [_verdict(values) for values in zip(*fields, strict=True)]
+    return _Table(lay, st, adjusted, judged[:, None] & flags, cfg)
+
+
+def _slices(lay: _Layout, table: _Table, judged: npt.NDArray[np.bool_], cfg: MonitorConfig
+            ) -> list[tuple[tuple[str, ...], float, bool, bool]]:
+    """Per row of ``table``: the drifted features, their share, the dataset verdict and the
+    prediction's drift flag, as :func:`~raymlops.monitor.verdicts._slice` finds them."""
+    drift = table.floats["drift"]
+    features = drift & lay.is_feature
+    count = features.sum(axis=1)
+    n = int(lay.is_feature.sum())
+    share = count / n if n else np.zeros(count.shape)
+    dataset = (count > 0) if cfg.dataset_rule == "any" else (share >= cfg.dataset_drift_share) & (n > 0)
+    dataset &= judged
+    pred = drift[:, lay.prediction] if lay.prediction is not None else np.zeros(count.shape, dtype=bool)
+    names = lay.names
+    return [(tuple(names[j] for j in np.flatnonzero(features[row]).tolist()) if c else (), sh, d, pr)
+            for row, (c, sh, d, pr) in enumerate(zip(count.tolist(), share.tolist(), dataset.tolist(), pred.tolist(),
+                                                     strict=True))]
 
 
 def evaluate_stacked(state: StreamState, cfg: MonitorConfig, ref: MonitorReference) -> WindowVerdict:
@@ -234,7 +279,7 @@ def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: Mo
     Every statistic is computed row by row (reductions along the last axis), so a window's
     verdict is the same, to the last bit, as when it is evaluated alone."""
     lay = _layout(ref)
-    tables = [state.moment_table() for state in states]
+    _, mean, std = moment_tables(states)  # (window, group, numeric column)
     slice_rows = [state.slice_rows() for state in states]
     rows = [int(r.sum()) for r in slice_rows]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -243,14 +288,16 @@ def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: Mo
             groups = [np.concatenate([[0], p + 1]) for p in present]
             cur = np.concatenate([part for state, p in zip(states, present, strict=True)
                                   for part in (state.counts.sum(axis=0, keepdims=True), state.counts[p])])
-            st = _Stats(lay, lay.ref.take(np.concatenate(groups)), lay.side(cur),
-                        np.concatenate([t[1][g] for t, g in zip(tables, groups, strict=True)]),
-                        np.concatenate([t[2][g] for t, g in zip(tables, groups, strict=True)]), cfg)
+            every = np.concatenate(groups)  # one window with every slice: the reference side as it is
+            whole = len(states) == 1 and every.size == lay.ref.n.shape[0]
+            owner = np.repeat(np.arange(len(states)), [g.size for g in groups])
+            st = _Stats(lay, lay.ref if whole else lay.ref.take(every), lay.side(cur), mean[owner, every],
+                        std[owner, every], cfg)
         else:  # one slice: its counts are all rows'
             present = [np.empty(0, dtype=np.int64)] * len(states)
             ref_side = lay.ref_all if len(states) == 1 else lay.ref.take(np.zeros(len(states), dtype=np.int64))
             st = _Stats(lay, ref_side, lay.side(np.concatenate([state.counts for state in states])),
-                        np.concatenate([t[1][:1] for t in tables]), np.concatenate([t[2][:1] for t in tables]), cfg)
+                        mean[:, 0], std[:, 0], cfg)
         # one family per window (all rows) and one per window's slices (every (slice, feature)
         # test), each corrected alone, all judged in one pass
         families: list[tuple[int, int]] = []
@@ -263,20 +310,20 @@ def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: Mo
                 families.append((first + 1, first + 1 + p.size))
                 judged_rows += (r[p] >= max(cfg.min_rows, 1)).tolist()
             first += 1 + p.size
-        verdicts = _family(lay, st, families, np.array(judged_rows, dtype=bool), cfg)
-    k = len(lay.names)
+        judged = np.array(judged_rows, dtype=bool)
+        table = _family(lay, st, families, judged, cfg)
+        summaries = _slices(lay, table, judged, cfg)
     out = []
     first = 0
     for n, r, p in zip(rows, slice_rows, present, strict=True):
-        judged = n > 0 and n >= cfg.min_rows
-        overall = _slice("all", n, judged, verdicts[first * k: (first + 1) * k], cfg)
+        overall = lazy_slice("all", n, n > 0 and n >= cfg.min_rows, table, first, *summaries[first])
         if not ref.slice_columns:
             out.append(WindowVerdict(rows=n, correction=cfg.correction, overall=overall))
             first += 1
             continue
         sizes = r[p]
         ok = sizes >= max(cfg.min_rows, 1)
-        slices = tuple(_slice(ref.slices[s], int(m), bool(o), verdicts[(first + 1 + i) * k: (first + 2 + i) * k], cfg)
+        slices = tuple(lazy_slice(ref.slices[s], m, o, table, first + 1 + i, *summaries[first + 1 + i])
                        for i, (s, m, o) in enumerate(zip(p.tolist(), sizes.tolist(), ok.tolist(), strict=True)))
         out.append(WindowVerdict(rows=n, correction=cfg.correction, overall=overall, slices=slices))
         first += 1 + p.size

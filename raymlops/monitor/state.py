@@ -21,7 +21,7 @@ import numpy.typing as npt
 from raymlops.exceptions import ValidationError
 from raymlops.monitor.reference import MonitorReference
 
-__all__ = ["ExactSums", "Moments", "StreamState", "add_parts"]
+__all__ = ["ExactSums", "Moments", "StreamState", "add_parts", "moment_tables"]
 
 _SHIFT = 1074  # every finite double is an integer multiple of 2**-1074
 
@@ -172,22 +172,8 @@ class StreamState:
         """Count, mean and std of every numeric column (in ``self.numeric`` order) for all rows
         (row 0) and each slice (row ``1 + s``), as ``(1 + n_slices, k)`` arrays: the same values
         as :meth:`moments` gives one at a time, for the window verdicts to read in one call."""
-        k, n_slices = self.numeric.size, self.reference.n_slices
-        if not k:
-            empty = np.empty((1 + n_slices, 0))
-            return np.empty((1 + n_slices, 0), dtype=np.int64), empty, empty
-        per_slice = self.finite.reshape(n_slices, k)
-        count = np.concatenate([per_slice.sum(axis=0, keepdims=True), per_slice])
-        total, total_sq = _sum_table(self.sums, n_slices, k), _sum_table(self.sums_sq, n_slices, k)
-        has = count > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = np.where(has, total / count, np.nan)
-            # Python's ** (as Moments squares the mean), not x * x: they differ in the last bit now
-            # and then, which the subtraction below would blow up for a near-constant column
-            mean_sq = np.array([m**2 if abs(m) < 1e150 else math.inf for m in mean.ravel().tolist()],
-                               dtype=np.float64).reshape(mean.shape)
-            std = np.where(has, np.sqrt(np.maximum(total_sq / count - mean_sq, 0.0)), np.nan)
-        return count, mean, std
+        count, mean, std = moment_tables([self])
+        return count[0], mean[0], std[0]
 
     # -- writing -----------------------------------------------------------------------------
     def update(self, columns: Mapping[str, Any]) -> int:
@@ -330,6 +316,29 @@ def _sum_table(sums: ExactSums, n_slices: int, k: int) -> npt.NDArray[np.float64
     else:  # all rows: the exact sums of the slices' cells, as moments(name) adds them
         out[0] = [sum(ints[j::k]) / scale + sum(special[j::k]) for j in range(k)]
     return out
+
+
+def moment_tables(states: list[StreamState]) -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """:meth:`StreamState.moment_table` of several states of one reference, as ``(states,
+    1 + n_slices, k)`` arrays: the same values, the arithmetic in one set of passes for all."""
+    w, k, n_slices = len(states), states[0].numeric.size, states[0].reference.n_slices
+    if not k:
+        empty = np.empty((w, 1 + n_slices, 0))
+        return np.empty((w, 1 + n_slices, 0), dtype=np.int64), empty, empty
+    per_slice = np.stack([state.finite for state in states]).reshape(w, n_slices, k)
+    count = np.concatenate([per_slice.sum(axis=1, keepdims=True), per_slice], axis=1)
+    total = np.stack([_sum_table(state.sums, n_slices, k) for state in states])
+    total_sq = np.stack([_sum_table(state.sums_sq, n_slices, k) for state in states])
+    has = count > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(has, total / count, np.nan)
+        # Python's ** (as Moments squares the mean), not x * x: they differ in the last bit now
+        # and then, which the subtraction below would blow up for a near-constant column
+        mean_sq = np.array([m**2 if abs(m) < 1e150 else math.inf for m in mean.ravel().tolist()],
+                           dtype=np.float64).reshape(mean.shape)
+        std = np.where(has, np.sqrt(np.maximum(total_sq / count - mean_sq, 0.0)), np.nan)
+    return count, mean, std
 
 
 def add_parts(parts: list[tuple[slice, StreamState]], slice_idx: npt.NDArray[np.int64], idx: npt.NDArray[np.int64],

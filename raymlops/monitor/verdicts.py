@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +100,59 @@ class SliceVerdict:
             if c.column == name:
                 return c
         raise KeyError(name)
+
+    def values(self, name: str) -> npt.NDArray[np.float64]:
+        """One float field of every column, in column order: ``[getattr(c, name) for c in
+        self.columns]`` as an array, read from the column table when the verdicts are not built."""
+        lazy = self.__dict__.get("_table")
+        if lazy is not None:
+            return lazy[0].values(lazy[1], name)
+        return np.array([getattr(c, name) for c in self.columns], dtype=np.float64)
+
+
+class ColumnTable(Protocol):
+    """ColumnVerdict fields of the columns of several groups (rows), as arrays; what a verdict
+    of the stacked path keeps instead of its ColumnVerdicts (:mod:`raymlops.monitor.stacked`)."""
+
+    def verdicts(self, row: int) -> tuple[ColumnVerdict, ...]: ...
+
+    def values(self, row: int, name: str) -> npt.NDArray[np.float64]: ...
+
+
+class _Columns:
+    """``SliceVerdict.columns``: the verdicts given to ``__init__``, or, for a slice verdict made
+    by :func:`lazy_slice`, built from its row of a :class:`ColumnTable` on first read and kept. A
+    window of 10 slices x 30 columns has 330 column verdicts, which are costly to build at every
+    window close and mostly never read: alerts read the slice fields and :meth:`SliceVerdict.values`."""
+
+    def __get__(self, obj: SliceVerdict | None, owner: Any = None) -> tuple[ColumnVerdict, ...]:
+        if obj is None:
+            raise AttributeError("columns")
+        d = obj.__dict__
+        columns: tuple[ColumnVerdict, ...] | None = d.get("_columns")
+        if columns is None:
+            table, row = d["_table"]
+            columns = d["_columns"] = table.verdicts(row)
+        return columns
+
+    def __set__(self, obj: SliceVerdict, value: tuple[ColumnVerdict, ...]) -> None:
+        obj.__dict__["_columns"] = value
+
+
+# set after the dataclass is made, so that the field stays a plain required one; the frozen
+# ``__init__`` (object.__setattr__) and every read (asdict, ==, repr, pickling) go through it
+setattr(SliceVerdict, "columns", _Columns())  # noqa: B010
+
+
+def lazy_slice(name: str, rows: int, judged: bool, table: ColumnTable, row: int, drifted: tuple[str, ...],
+               share_drifted: float, dataset_drift: bool, prediction_drift: bool) -> SliceVerdict:
+    """A SliceVerdict whose columns are row ``row`` of ``table``, built when first read; equal to
+    ``SliceVerdict(name, rows, judged, table.verdicts(row), ...)``."""
+    verdict: SliceVerdict = object.__new__(SliceVerdict)
+    verdict.__dict__.update(name=name, rows=rows, judged=judged, _table=(table, row), drifted=drifted,
+                            share_drifted=share_drifted, dataset_drift=dataset_drift,
+                            prediction_drift=prediction_drift)
+    return verdict
 
 
 @dataclass(frozen=True)

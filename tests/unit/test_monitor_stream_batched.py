@@ -18,7 +18,10 @@ import pytest
 
 from raymlops.config import MonitorConfig
 from raymlops.monitor import Monitor, StreamState, build_reference
+from raymlops.monitor.reference import PREDICTION
+from raymlops.monitor.stacked import evaluate_stacked_many
 from raymlops.monitor.state import add_parts
+from raymlops.monitor.verdicts import _evaluate_per_column
 from raymlops.stats.verdict import dataset_drift, feature_drift, feature_drift_families
 
 
@@ -143,3 +146,59 @@ def test_batches_of_many_windows_equal_one_window_per_call(sliced: bool, preds: 
             start = stop
     assert together.window_index == 35
     assert _dump(together, got) == _dump(alone, expected)
+
+
+@pytest.mark.parametrize("kind", ["scores", "classes", "labels", "missing"])
+def test_one_column_windows_judged_together_equal_the_per_column_verdicts(kind: str) -> None:
+    """A batch's prediction verdicts (a one-column reference) are judged in one stacked pass: each
+    is the per-column path's verdict, to the bit."""
+    rng = np.random.default_rng(len(kind))
+
+    def values(n: int, shift: float) -> np.ndarray:
+        if kind == "classes":
+            return rng.integers(0, 3 + int(shift > 0.2), n).astype(np.float64)
+        if kind == "labels":
+            return np.array(["no", "yes", "maybe"], dtype=object)[rng.integers(0, 2 + int(shift > 0.2), n)]
+        v = rng.normal(shift, 1.0 + shift, n) * 40.0
+        if kind == "missing":
+            v[rng.random(n) < 0.1 + shift / 3] = np.nan
+        return v
+
+    ref = build_reference({PREDICTION: values(3_000, 0.0)}, categorical=[PREDICTION] if kind in ("classes", "labels")
+                          else [])
+    for overrides in ({}, {"correction": "holm", "small_window_rows": 300}, {"numeric_test": "psi", "min_rows": 0},
+                      {"correction": "bh", "dataset_rule": "share"}):
+        cfg = MonitorConfig(**overrides)
+        states = []
+        for n, shift in ((40, 0.0), (1_000, 0.1), (300, 0.5), (2_500, 0.3), (1, 0.0)):
+            state = StreamState(ref)
+            state.update({PREDICTION: values(n, shift)})
+            states.append(state)
+        for state, verdict in zip(states, evaluate_stacked_many(states, cfg, ref), strict=True):
+            assert repr(_evaluate_per_column(state, cfg, ref)) == repr(verdict)
+
+
+@pytest.mark.parametrize("segments", [0, 1, 4])
+def test_windows_judged_together_equal_windows_judged_alone(segments: int) -> None:
+    """A stacked pass of several windows gives each window's own verdict, to the bit: without
+    slices, with one slice, with several where one window lacks a slice."""
+    rng = np.random.default_rng(segments)
+    seg = np.array([f"s{i}" for i in range(max(segments, 1))], dtype=object)
+
+    def batch(n: int, shift: float, missing: str | None = None) -> dict[str, Any]:
+        cols: dict[str, Any] = {"a": rng.normal(shift, 1.0, n), "b": rng.integers(0, 5, n).astype(np.float64)}
+        values = seg if missing is None else seg[seg != missing]
+        cols["seg"] = values[rng.integers(0, values.size, n)]
+        return cols
+
+    ref = build_reference(batch(4_000, 0.0), slice_columns=["seg"] if segments else [])
+    cfg = MonitorConfig(slice_columns=["seg"] if segments else [])
+    for missing in (None, "s1" if segments > 1 else None):
+        states = []
+        for n, shift in ((600, 0.0), (900, 0.3), (1_200, 0.1)):
+            state = StreamState(ref)
+            state.update(batch(n, shift, missing if n == 900 else None))
+            states.append(state)
+        together = evaluate_stacked_many(states, cfg, ref)
+        for state, verdict in zip(states, together, strict=True):
+            assert repr(evaluate_stacked_many([state], cfg, ref)[0]) == repr(verdict)
