@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,17 +50,15 @@ def scan(blocks: Sequence[Block], schema: pa.Schema, sample_size: int = SAMPLE_S
     the sample is taken again without the bound."""
     h = id_hasher(schema)
     sizes: list[int] = []
+    samples = []
     expected = sum(b.rows for b in blocks)
-
-    def samples() -> Iterator[dict[str, Any] | None]:
-        for res in run_on_blocks(blocks, scan_block, sample_size, True, sample_bound(expected, sample_size),
-                                 name="SnapshotScan"):
-            h.update(np.ascontiguousarray(res["keys"], dtype="<u8").tobytes())
-            sizes.append(int(res["rows"]))
-            yield res["sample"]
-
-    sample = merge_samples(samples())  # merged as the blocks come in, while the others are hashed
+    for res in run_on_blocks(blocks, scan_block, sample_size, True, sample_bound(expected, sample_size),
+                             name="SnapshotScan"):
+        h.update(np.ascontiguousarray(res["keys"], dtype="<u8").tobytes())
+        sizes.append(int(res["rows"]))
+        samples.append(res["sample"])
     rows = sum(sizes)
+    sample = merge_samples(samples)
     if sample_size > 0 and not sample.complete(rows):
         sample = sample_blocks(blocks, sample_size)
     return h.hexdigest(), rows, sizes, sample
