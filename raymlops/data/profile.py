@@ -43,12 +43,7 @@ def profile_block(table: pa.Table, edges: Mapping[str, np.ndarray], ref_edges: M
 
 
 def merge_samples(payloads: Iterable[Mapping[str, Any] | None]) -> Sample:
-    merged: Sample | None = None
-    for p in payloads:
-        if p is not None:
-            s = Sample.from_payload(p)
-            merged = s if merged is None else merged.merge(s)
-    return merged if merged is not None else Sample.empty()
+    return Sample.merge_all(Sample.from_payload(p) for p in payloads if p is not None)
 
 
 def merge_partials(payloads: Iterable[Mapping[str, Any]]) -> PartialProfile:

@@ -151,7 +151,7 @@ def _create_snapshot(
 
     # pyarrow.parquet: only when a snapshot is written (`raymlops snapshot list` reads none)
     from raymlops.data import snapshot_write
-    from raymlops.data.blocks import blocks_of
+    from raymlops.data.blocks import blocks_of, materialized
 
     if kind not in KINDS:
         raise ValidationError(f"snapshot kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -160,7 +160,7 @@ def _create_snapshot(
     source_list = [redact_uri(s) for s in (sources or [source])]
     # ensure_ray() already turned this on before any read; a caller with its own ray.init gets it here
     DataContext.get_current().execution_options.preserve_order = True
-    ds = ds.materialize()
+    ds = materialized(ds)
     arrow_schema = _arrow_schema(ds)
     blocks = blocks_of(ds)
     # pass 1: the content id (and, unless given, the sample that places the profile's bins)

@@ -50,6 +50,11 @@ def test_partial_merge_is_exact_whatever_the_split(table: pa.Table) -> None:
         assert merged.rows == whole.rows
         assert np.array_equal(sample.keys, whole_sample.keys)  # the same bottom-k rows
         assert np.array_equal(sample.values["x"], whole_sample.values["x"], equal_nan=True)
+        bounds = [0, *cuts, table.num_rows]
+        at_once = Sample.merge_all(Sample.from_table(table.slice(a, b - a), size=5000)
+                                   for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+        assert np.array_equal(at_once.keys, whole_sample.keys)  # one selection: the same rows
+        assert all(np.array_equal(at_once.values[n], v, equal_nan=True) for n, v in whole_sample.values.items())
         for name, st in whole.columns.items():
             m = merged.columns[name]
             assert (m.count, m.nulls, m.infinite, m.n) == (st.count, st.nulls, st.infinite, st.n), name

@@ -3,6 +3,7 @@ as the block, its sha256 and size are the bytes written, and the profile is the 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+import pytest
 
 from raymlops.data.snapshot_write import dictionary_columns, dictionary_plan, write_block
 from raymlops.stats.partial import PartialProfile, Sample
@@ -44,3 +46,26 @@ def test_write_block_writes_hashes_and_profiles_the_same_rows(tmp_path: Path) ->
     assert all(np.array_equal(partial.counts[n], c) for n, c in direct.counts.items())
     nothing = write_block(table, 0, pafs.LocalFileSystem(), str(tmp_path), None, None, {})
     assert nothing == {"path": None, "size": 0, "sha256": None, "partial": None}
+
+
+def test_write_block_passes_a_storage_error_on_as_itself(tmp_path: Path) -> None:
+    """The Parquet writer streams into the file through Python: an OSError of the stream (a full
+    disk) comes out of the write task unchanged, for the snapshot to report and clean up."""
+
+    class FullDisk:
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    class Fs:
+        def open_output_stream(self, path: str) -> FullDisk:
+            return FullDisk()
+
+    with pytest.raises(OSError) as info:
+        write_block(_table(), 0, Fs(), str(tmp_path), "part-00000.parquet", None, {}, None)
+    assert info.value.errno == errno.ENOSPC
