@@ -61,8 +61,13 @@ def _module_serve_apps_removed() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
+    """This test process's Ray (or the one the reliability tier's ``ray_local`` already started,
+    which then also stops it)."""
     import ray
 
+    if ray.is_initialized():
+        yield
+        return
     start_session_ray()
     yield
     from ray import serve
