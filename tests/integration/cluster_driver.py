@@ -1,6 +1,6 @@
 """Driver for test_multinode.py, run as its own process (the cluster needs its own Ray, and the
 test session already holds one): one three-node Ray on this machine (``ray.cluster_utils.Cluster``:
-a head with no CPU that serves the dashboard, and two worker nodes of one CPU each) and three
+a head with no CPU that serves the dashboard, and two worker nodes of one CPU each) and two
 pipeline runs on it, one after the other, each in its own home under WORKDIR:
 
 1. ``spread``: the quickstart over a four-file Parquet source, serving off, and which nodes ran the
@@ -10,12 +10,11 @@ pipeline runs on it, one after the other, each in its own home under WORKDIR:
    worker node (the head has no CPU). Once the run has written checkpoints, one worker node is
    removed and a fresh node joins; Ray Train's FailureConfig restarts the worker group, which
    resumes from the last checkpoint, and the pipeline registers the model.
-3. ``tune_node_loss``: Tune trials of ``SlowClassifier``; the worker node that hosts a live trial is
-   removed 2 s into the train step (``tests/reliability/node_loss_driver.py``).
 
-One cluster for the three saves two cluster starts (about 16 s each on 2 cores) and two driver
-processes. A run that fails is reported in its own part of the JSON line, and the next one still
-runs.
+One cluster for the two saves a cluster start (about 16 s on 2 cores) and a driver process. A run
+that fails is reported in its own part of the JSON line, and the next one still runs. (The node
+lost mid-Tune keeps a cluster of its own, ``tests/reliability/node_loss_driver.py``: on this shared
+cluster its trial was not always found on a worker node before the step ended.)
 
 Usage: python -m tests.integration.cluster_driver WORKDIR DASHBOARD_PORT (from the repository root)
 """
@@ -181,7 +180,6 @@ def main() -> int:
     from ray.cluster_utils import Cluster
 
     from raymlops.ray_session import NAMESPACE, quiet_ray_logs
-    from tests.reliability.node_loss_driver import run_with_node_loss
 
     quiet_ray_logs()
     t0 = time.perf_counter()
@@ -196,7 +194,6 @@ def main() -> int:
         out["spread"] = _guarded(lambda: spread(cluster, workers, workdir / "spread", dashboard_port))
         out["train_node_loss"] = _guarded(
             lambda: train_node_loss(cluster, workers, workdir / "train", dashboard_port))
-        out["tune_node_loss"] = _guarded(lambda: run_with_node_loss(cluster, workers, workdir / "tune", "tune", 2.0))
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -370,14 +370,15 @@ def kill_monitor_under_ingest(home: Path, *, checkpoint_s: float = 1.0, batch: i
         t_kill = time.monotonic()
         ray.kill(handle, no_restart=False)  # a crash: Ray restarts the actor, which reads its checkpoint
         handle = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
-        while True:
+        while True:  # ray.kill returns before the kill lands: a call right after may reach the old instance
             try:
                 after = ray.get(handle.status.remote(), timeout=30)
-                break
+                if after["restored"] or time.monotonic() - t_kill > 120:
+                    break
             except Exception:  # noqa: BLE001 - restarting
                 if time.monotonic() - t_kill > 120:
                     raise
-                time.sleep(0.2)
+            time.sleep(0.2)
         back_s = time.monotonic() - t_kill
         restored = int(after["rows_total"])
         windows_before = int(after["windows_closed"])

@@ -9,9 +9,8 @@ Usage: ``python -m tests.reliability.node_loss_driver WORKDIR PHASE DELAY_S`` wh
 (DELAY_S after the train step starts). Prints one JSON line: status, snapshot id, model, every
 trial's failures and error, when the node went and which step was running.
 
-``run_with_node_loss`` is the scenario on a cluster the caller built: the test suite runs the Tune
-phase on the three-node cluster of ``tests/integration/cluster_driver.py``; ``main`` builds a
-cluster of its own for ``benchmarks/reliability.py``."""
+``run_with_node_loss`` is the scenario on a cluster already built and joined (``main`` builds it);
+used by tests/reliability/test_node_loss.py and ``benchmarks/reliability.py``."""
 
 from __future__ import annotations
 
@@ -50,13 +49,17 @@ def run_with_node_loss(cluster: Any, workers: list[Any], workdir: Path, phase: s
         (Ray Data's, Tune's own) would retry no trial."""
         from ray._private.state import actors
 
-        by_id = {w.node_id: w for w in workers}
+        by_id = {w.node_id: w for w in cluster.worker_nodes}  # every live worker node, the head left out
+        seen = []
         for info in actors().values():
             node = (info.get("Address") or {}).get("NodeID")
             trial = phase != "tune" or info.get("ActorClassName") == "ImplicitFunc"  # a function trainable's
-            if info.get("State") == "ALIVE" and node in by_id and trial:
-                removed["actor"] = str(info.get("ActorClassName"))
-                return by_id[node]
+            if info.get("State") == "ALIVE" and trial:
+                seen.append(f"{info.get('ActorClassName')}@{str(node)[:8]}")
+                if node in by_id:
+                    removed["actor"] = str(info.get("ActorClassName"))
+                    return by_id[node]
+        removed["seen"] = seen[-8:]  # (reported when no victim is found: what was alive, and where)
         return None
 
     def remove_later() -> None:
@@ -67,12 +70,13 @@ def run_with_node_loss(cluster: Any, workers: list[Any], workdir: Path, phase: s
             time.sleep(0.05)
             victim = busy_worker()
         removed["busy"] = victim is not None
-        victim = victim or workers[0]
+        victim = victim or next(iter(cluster.worker_nodes))
         removed["step"] = lines[-1][1] if lines else ""
         removed["at_s"] = round(time.monotonic() - t0, 2)
         try:
             cluster.remove_node(victim, allow_graceful=False)
-            workers.remove(victim)
+            if victim in workers:
+                workers.remove(victim)
         except Exception as exc:  # noqa: BLE001 - reported in the JSON line
             removed["error"] = repr(exc)
         removed["node"] = victim.node_id
