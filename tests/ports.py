@@ -9,9 +9,11 @@ from its own share of that range, so two processes never pick the same one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
+from collections.abc import Iterator
 
 LOW, HIGH = 20_000, 30_000
 
@@ -79,3 +81,23 @@ def start_session_ray() -> None:
     finally:
         clear_high_throughput({**chosen, **env})
     ensure_ray()  # reuses this Ray and applies raymlops' Ray Data settings (row order, no progress bars)
+
+
+@contextlib.contextmanager
+def session_ray() -> Iterator[None]:
+    """The test process's Ray for a tier's session fixture: started here (:func:`start_session_ray`)
+    unless the other tier's fixture already started it in this process; Serve and Ray stop on exit
+    only where they were started here."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    start_session_ray()
+    try:
+        yield
+    finally:
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()

@@ -21,6 +21,7 @@ Usage: python -m tests.integration.cluster_driver WORKDIR DASHBOARD_PORT (from t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,32 +172,43 @@ def _guarded(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"error": traceback.format_exc()[-3000:]}
 
 
-def main() -> int:
-    workdir, dashboard_port = Path(sys.argv[1]), int(sys.argv[2])
-    os.environ.pop("RAY_ADDRESS", None)
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.5"  # see TRAIN_ROUNDS
+@contextlib.contextmanager
+def three_nodes(head_cpus: int, dashboard_port: int | None = None) -> Iterator[tuple[Any, list[Any]]]:
+    """``(cluster, worker nodes)``: a head with ``head_cpus`` CPUs (and the dashboard on
+    ``dashboard_port``, if given) and two worker nodes of one CPU each, joined by this process's Ray;
+    Ray and the cluster shut down on exit."""
     import ray
     from ray.cluster_utils import Cluster
 
     from raymlops.ray_session import NAMESPACE, quiet_ray_logs
 
     quiet_ray_logs()
-    t0 = time.perf_counter()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port})
-    out: dict[str, Any] = {}
+    dashboard = {"include_dashboard": dashboard_port is not None}
+    if dashboard_port is not None:
+        dashboard.update(dashboard_host="127.0.0.1", dashboard_port=dashboard_port)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, **dashboard})
     try:
         workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+        yield cluster, workers
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def main() -> int:
+    workdir, dashboard_port = Path(sys.argv[1]), int(sys.argv[2])
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.5"  # see TRAIN_ROUNDS
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {}
+    with three_nodes(0, dashboard_port) as (cluster, workers):
         out["cluster_start_seconds"] = round(time.perf_counter() - t0, 1)
         out["spread"] = _guarded(lambda: spread(cluster, workers, workdir / "spread", dashboard_port))
         out["train_node_loss"] = _guarded(
             lambda: train_node_loss(cluster, workers, workdir / "train", dashboard_port))
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
     print(json.dumps(out, default=str), flush=True)
     return 0
 

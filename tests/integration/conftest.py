@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from raymlops.config import PipelineConfig, load_config
-from tests.ports import free_port, start_session_ray
+from tests.ports import free_port, session_ray
 
 __all__ = ["ROOT", "free_port", "serve_port", "trained_quickstart"]
 
@@ -61,19 +61,9 @@ def _module_serve_apps_removed() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """This test process's Ray (or the one the reliability tier's ``ray_local`` already started,
-    which then also stops it)."""
-    import ray
-
-    if ray.is_initialized():
+    """This test process's Ray (:func:`tests.ports.session_ray`)."""
+    with session_ray():
         yield
-        return
-    start_session_ray()
-    yield
-    from ray import serve
-
-    serve.shutdown()
-    ray.shutdown()
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ports import free_port, start_session_ray
+from tests.ports import free_port, session_ray
 
 __all__ = ["free_port"]
 
@@ -26,17 +26,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[str]:
-    """A local Ray for this session (or the one the integration tests already started); its GCS
-    address, for driver processes that connect to it and get killed."""
+    """The test process's Ray (:func:`tests.ports.session_ray`); its GCS address, for driver
+    processes that connect to it and get killed."""
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        start_session_ray()
-        started = True
-    yield str(ray.get_runtime_context().gcs_address)
-    if started:
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
+    with session_ray():
+        yield str(ray.get_runtime_context().gcs_address)

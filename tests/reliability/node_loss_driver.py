@@ -9,13 +9,12 @@ Usage: ``python -m tests.reliability.node_loss_driver WORKDIR PHASE DELAY_S`` wh
 (DELAY_S after the train step starts). Prints one JSON line: status, snapshot id, model, every
 trial's failures and error, when the node went and which step was running.
 
-``run_with_node_loss`` is the scenario on a cluster already built and joined (``main`` builds it);
-used by tests/reliability/test_node_loss.py and ``benchmarks/reliability.py``."""
+``main`` builds the cluster (``tests.integration.cluster_driver.three_nodes``, as the other
+multi-node tests do); ``run_with_node_loss`` is the scenario on it."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import threading
@@ -27,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TRIGGER = {"etl": "] ingest ...", "tune": "] train ..."}
 
 
-def run_with_node_loss(cluster: Any, workers: list[Any], workdir: Path, phase: str, delay: float) -> dict[str, Any]:
-    """The pipeline on ``cluster`` (already joined by this process's ``ray.init``), with one of
-    ``workers`` removed ``delay`` seconds after the ``phase`` step starts (``none``: undisturbed).
-    The removed node is taken out of ``workers``. Returns what the JSON line holds."""
+def run_with_node_loss(cluster: Any, workdir: Path, phase: str, delay: float) -> dict[str, Any]:
+    """The pipeline on ``cluster`` (already joined by this process's ``ray.init``), with one of its
+    worker nodes removed ``delay`` seconds after the ``phase`` step starts (``none``: undisturbed).
+    Returns what the JSON line holds."""
     import ray
 
     from raymlops import load_config, run_pipeline
@@ -75,8 +74,6 @@ def run_with_node_loss(cluster: Any, workers: list[Any], workdir: Path, phase: s
         removed["at_s"] = round(time.monotonic() - t0, 2)
         try:
             cluster.remove_node(victim, allow_graceful=False)
-            if victim in workers:
-                workers.remove(victim)
         except Exception as exc:  # noqa: BLE001 - reported in the JSON line
             removed["error"] = repr(exc)
         removed["node"] = victim.node_id
@@ -117,22 +114,11 @@ def main() -> int:
     workdir, phase, delay = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
     os.environ.pop("RAY_ADDRESS", None)
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-    from ray.cluster_utils import Cluster
+    from tests.integration.cluster_driver import three_nodes
 
-    from raymlops.ray_session import NAMESPACE, quiet_ray_logs
-
-    quiet_ray_logs()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+    with three_nodes(1) as (cluster, workers):
         names = [w.node_id for w in workers]
-        out = run_with_node_loss(cluster, workers, workdir, phase, delay) | {"workers": names}
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+        out = run_with_node_loss(cluster, workdir, phase, delay) | {"workers": names}
     print(json.dumps(out, default=str), flush=True)
     return 0
 
