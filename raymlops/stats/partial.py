@@ -187,18 +187,11 @@ class Sample:
             return other
         if other.keys.size == 0 and not other.values:
             return self
-        if list(self.values) != list(other.values):
-            raise ValidationError(f"cannot merge samples of different columns: {list(self.values)} and "
-                                  f"{list(other.values)}")
-        keys = np.concatenate([self.keys, other.keys])
-        size = max(self.size, other.size)
-        take = _smallest(keys, size)
-        values = {n: np.concatenate([v, other.values[n]])[take] for n, v in self.values.items()}
-        return Sample(keys=keys[take], values=values, size=size)
+        return Sample.merge_all([self, other])
 
     @classmethod
     def merge_all(cls, samples: Iterable[Sample]) -> Sample:
-        """:meth:`merge` of many samples (in order) in one selection: the same sample as merging
+        """Many samples (in order) merged in one selection: the same sample as :meth:`merge` of
         them one by one, without sorting the kept rows again for every one (a snapshot's 40
         blocks: 3 ms on the driver instead of 38)."""
         parts = [s for s in samples if s.keys.size or s.values]
