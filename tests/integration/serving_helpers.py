@@ -1,4 +1,5 @@
-"""Shared pieces of the serving tests: a tiny registry, loopback HTTP, load in the background."""
+"""Shared pieces of the serving and monitor tests: a tiny registry, loopback HTTP, load in the
+background, a monitor actor back from a crash."""
 
 from __future__ import annotations
 
@@ -148,3 +149,26 @@ class Load:
         deadline = time.monotonic() + timeout_s
         while self.count() < start + n and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def restarted_monitor_status(route: str, timeout: float = 120.0) -> dict[str, Any]:
+    """The status of monitor ``route`` once Ray has restarted it after a ``ray.kill``. ``ray.kill``
+    returns before the kill lands, so a call right after it may still reach the old instance: this
+    waits for an answer from the restarted one (``restored``: it read its checkpoint), and returns
+    the last answer after ``timeout``."""
+    import ray
+
+    from raymlops.monitor.names import monitor_name
+    from raymlops.ray_session import NAMESPACE
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status: dict[str, Any] = ray.get(
+                ray.get_actor(monitor_name(route), namespace=NAMESPACE).status.remote(), timeout=30)
+            if status["restored"] or time.monotonic() > deadline:
+                return status
+        except Exception:  # noqa: BLE001 - restarting
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,21 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from raymlops.monitor import build_reference
 
 from .conftest import free_port
+from .serving_helpers import restarted_monitor_status
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_up(handle: Any, timeout: float = 90.0) -> dict[str, Any]:
-    import ray
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return ray.get(handle.status.remote(), timeout=30)  # type: ignore[no-any-return]
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def test_actor_serves_metrics_and_resumes_from_checkpoint_after_a_kill(ray_session: None, tmp_path: Path) -> None:
@@ -64,7 +50,7 @@ def test_actor_serves_metrics_and_resumes_from_checkpoint_after_a_kill(ray_sessi
         assert before["windows_closed"] == 2 and before["window"]["rows"] == 210
 
         ray.kill(handle, no_restart=False)  # a crash: Ray restarts it, and it reads its checkpoint
-        after = _wait_up(ray.get_actor(monitor_name(route), namespace=NAMESPACE))
+        after = restarted_monitor_status(route)
         assert after["restored"] is True
         assert after["rows_total"] == 1_210 and after["windows_closed"] == 2 and after["window"]["rows"] == 210
         assert after["performance"]["matched"] == 100

@@ -351,6 +351,7 @@ def kill_monitor_under_ingest(home: Path, *, checkpoint_s: float = 1.0, batch: i
     from raymlops.monitor.lifecycle import start_monitor, stop_monitor
     from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
+    from tests.integration.serving_helpers import restarted_monitor_status
 
     rng = np.random.default_rng(seed)
     features = ["a", "b", "c"]
@@ -369,16 +370,8 @@ def kill_monitor_under_ingest(home: Path, *, checkpoint_s: float = 1.0, batch: i
         assert int(before["rows_total"]) == acked
         t_kill = time.monotonic()
         ray.kill(handle, no_restart=False)  # a crash: Ray restarts the actor, which reads its checkpoint
+        after = restarted_monitor_status(route)
         handle = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
-        while True:  # ray.kill returns before the kill lands: a call right after may reach the old instance
-            try:
-                after = ray.get(handle.status.remote(), timeout=30)
-                if after["restored"] or time.monotonic() - t_kill > 120:
-                    break
-            except Exception:  # noqa: BLE001 - restarting
-                if time.monotonic() - t_kill > 120:
-                    raise
-            time.sleep(0.2)
         back_s = time.monotonic() - t_kill
         restored = int(after["rows_total"])
         windows_before = int(after["windows_closed"])
