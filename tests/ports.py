@@ -67,7 +67,7 @@ def start_session_ray() -> None:
 
     import ray
 
-    from raymlops.ray_session import NAMESPACE, ensure_ray, quiet_ray_logs
+    from raymlops.ray_session import NAMESPACE, PRIVATE_RAY_CONFIG, ensure_ray, quiet_ray_logs
     from raymlops.serve.throughput import clear_high_throughput, fast_ingress_for_private_ray
 
     os.environ.pop("RAY_ADDRESS", None)
@@ -76,8 +76,8 @@ def start_session_ray() -> None:
     os.environ.update(chosen)
     env = fast_ingress_for_private_ray(None) or {}
     try:
-        ray.init(address="local", include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
-                 logging_level=logging.ERROR)
+        ray.init(address="local", include_dashboard=False, _system_config=PRIVATE_RAY_CONFIG, namespace=NAMESPACE,
+                 log_to_driver=False, logging_level=logging.ERROR)
     finally:
         clear_high_throughput({**chosen, **env})
     ensure_ray()  # reuses this Ray and applies raymlops' Ray Data settings (row order, no progress bars)

@@ -180,13 +180,14 @@ def three_nodes(head_cpus: int, dashboard_port: int | None = None) -> Iterator[t
     import ray
     from ray.cluster_utils import Cluster
 
-    from raymlops.ray_session import NAMESPACE, quiet_ray_logs
+    from raymlops.ray_session import NAMESPACE, PRIVATE_RAY_CONFIG, quiet_ray_logs
 
     quiet_ray_logs()
     dashboard = {"include_dashboard": dashboard_port is not None}
     if dashboard_port is not None:
         dashboard.update(dashboard_host="127.0.0.1", dashboard_port=dashboard_port)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus, **dashboard})
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": head_cpus, "_system_config": PRIVATE_RAY_CONFIG, **dashboard})
     try:
         workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
         cluster.wait_for_nodes()
