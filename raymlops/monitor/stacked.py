@@ -44,16 +44,16 @@ class _Layout:
     """Gather tables of one reference's buckets, and its own side of every statistic; built once
     per reference (which never changes) and cached, so a window close only reads its counts.
 
-    ``fine`` holds, per numeric column, the global buckets before its missing one (below,
-    interior, above), padded with the always-empty bucket ``pad``; ``widths`` the bin widths
-    ``diff(edges)`` padded with zeros; ``coarse`` maps each global bucket of group ``g`` to
-    ``(g * columns + column) * n_coarse + coarse bucket`` for one ``bincount``. Group 0 is all
+    ``fine`` holds, per numeric column, where the running total of all buckets stands after each of
+    its buckets before the missing one (below, interior, above), padded with the last; ``widths``
+    the bin widths ``diff(edges)`` padded with zeros; ``coarse`` maps each global bucket of group
+    ``g`` to ``(g * columns + column) * n_coarse + coarse bucket`` for one ``bincount``. Group 0 is all
     rows, group ``1 + s`` slice ``s``. It holds about as much memory as one state.
     """
 
     __slots__ = ("above", "all_numeric", "below", "coarse", "fine", "is_feature", "is_numeric", "kinds", "missing",
-                 "n_coarse", "names", "numeric", "numeric_list", "offsets", "other", "pad", "prediction", "ref",
-                 "ref_all", "ref_mean", "ref_scale", "unseen", "widths")
+                 "n_coarse", "names", "numeric", "numeric_list", "offsets", "other", "buckets", "prediction", "ref",
+                 "ref_mean", "ref_scale", "ref_taken", "unseen", "widths")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -62,12 +62,13 @@ class _Layout:
         self.offsets = reference.offsets.astype(np.int64)
         self.numeric = np.array([i for i, c in enumerate(cols) if c.kind != CATEGORICAL], dtype=np.int64)
         numeric = [cols[i] for i in self.numeric.tolist()]
-        self.pad = reference.n_buckets
+        self.buckets = reference.n_buckets
         width = max((c.edges.size + 1 for c in numeric), default=1)
-        self.fine = np.full((len(numeric), width), self.pad, dtype=np.int64)
+        self.fine = np.empty((len(numeric), width), dtype=np.int64)
         self.widths = np.zeros((len(numeric), width - 1), dtype=np.float64)
         for j, (i, c) in enumerate(zip(self.numeric.tolist(), numeric, strict=True)):
-            self.fine[j, : c.edges.size + 1] = self.offsets[i] + np.arange(c.edges.size + 1)
+            # running totals after each fine bucket; past the column's last one, its last again
+            self.fine[j] = self.offsets[i] + 1 + np.minimum(np.arange(width), c.edges.size)
             self.widths[j, : c.edges.size - 1] = np.diff(c.edges)
         self.below = self.offsets[self.numeric]
         self.above = self.below + np.array([c.edges.size for c in numeric], dtype=np.int64)
@@ -85,16 +86,32 @@ class _Layout:
         self.prediction = self.names.index(PREDICTION) if PREDICTION in self.names else None
         self.numeric_list = self.is_numeric.tolist()
         self.all_numeric = bool(self.is_numeric.all())
-        self.ref = self.side(np.concatenate([reference.counts.sum(axis=0, keepdims=True), reference.counts]))
-        self.ref_all = self.ref.take(np.zeros(1, dtype=np.int64))
+        self.ref = self.side(np.concatenate([reference.counts.sum(axis=0, keepdims=True), reference.counts])).frozen()
+        self.ref_taken: dict[bytes, _Side] = {}
+
+    def ref_side(self, groups: npt.NDArray[np.int64]) -> _Side:
+        """The reference side of ``groups`` (indices into its groups). A stream's passes mostly
+        stack the same groups (every slice of the same number of windows), so the last few are
+        kept rather than gathered again at every pass; the sides are never written to."""
+        if groups.size == self.ref.n.shape[0] and np.array_equal(groups, np.arange(groups.size)):
+            return self.ref
+        key = groups.tobytes()
+        side = self.ref_taken.get(key)
+        if side is None:
+            if len(self.ref_taken) >= _REF_SIDES_KEPT:
+                self.ref_taken.pop(next(iter(self.ref_taken)))
+            side = self.ref_taken[key] = self.ref.take(groups).frozen()
+        return side
 
     def side(self, counts: npt.NDArray[np.int64]) -> _Side:
         """One side (reference or current) of every statistic, from ``(groups, buckets)`` counts."""
         g, k = counts.shape[0], len(self.names)
-        padded = np.zeros((g, self.pad + 1), dtype=np.float64)  # integers: exact in doubles, sums too
-        padded[:, : self.pad] = counts
-        cdf = np.take(padded, self.fine, axis=1)
-        np.cumsum(cdf, axis=-1, out=cdf)
+        running = np.empty((g, self.buckets + 1), dtype=np.float64)  # integers: exact in doubles, sums too
+        running[:, 0] = 0.0
+        np.cumsum(counts, axis=1, dtype=np.float64, out=running[:, 1:])
+        # each numeric column's CDF at its fine edges: running totals less the total before it
+        cdf = np.take(running, self.fine, axis=1)
+        cdf -= running[:, self.below][..., None]
         n = cdf[..., -1].copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             cdf /= n[..., None]  # no values: 0 / 0, NaN
@@ -102,22 +119,31 @@ class _Layout:
             np.arange(g, dtype=np.int64)[:, None] * (k * self.n_coarse) + self.coarse[0][None, :])
         coarse = np.bincount(index.ravel(), weights=counts.ravel(), minlength=g * k * self.n_coarse)
         rows = np.add.reduceat(counts, self.offsets, axis=1)
-        return _Side(padded, cdf, n, coarse.reshape(g, k, self.n_coarse).astype(np.float64, copy=False), rows)
+        return _Side(counts, cdf, n, coarse.reshape(g, k, self.n_coarse).astype(np.float64, copy=False), rows)
 
 
 class _Side:
-    """Counts (padded with the empty bucket), CDFs at the fine edges and their totals (missing
-    values excluded), coarse counts and rows per column, of ``groups`` stacked count rows."""
+    """Counts, CDFs at the fine edges and their totals (missing values excluded), coarse counts
+    and rows per column, of ``groups`` stacked count rows."""
 
     __slots__ = ("cdf", "coarse", "counts", "n", "rows")
 
-    def __init__(self, counts: npt.NDArray[np.float64], cdf: npt.NDArray[np.float64], n: npt.NDArray[np.float64],
+    def __init__(self, counts: npt.NDArray[np.int64], cdf: npt.NDArray[np.float64], n: npt.NDArray[np.float64],
                  coarse: npt.NDArray[np.float64], rows: npt.NDArray[np.int64]) -> None:
         self.counts, self.cdf, self.n, self.coarse, self.rows = counts, cdf, n, coarse, rows
 
     def take(self, groups: npt.NDArray[np.int64]) -> _Side:
         return _Side(self.counts[groups], self.cdf[groups], self.n[groups], self.coarse[groups], self.rows[groups])
 
+    def frozen(self) -> _Side:
+        """This side, its arrays made read-only (a reference side is shared by every pass)."""
+        for name in self.__slots__:
+            getattr(self, name).flags.writeable = False
+        return self
+
+
+#: reference sides of stacked groups kept per reference (:meth:`_Layout.ref_side`)
+_REF_SIDES_KEPT = 4
 
 _LAYOUTS: weakref.WeakKeyDictionary[MonitorReference, _Layout] = weakref.WeakKeyDictionary()
 
@@ -288,16 +314,14 @@ def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: Mo
             groups = [np.concatenate([[0], p + 1]) for p in present]
             cur = np.concatenate([part for state, p in zip(states, present, strict=True)
                                   for part in (state.counts.sum(axis=0, keepdims=True), state.counts[p])])
-            every = np.concatenate(groups)  # one window with every slice: the reference side as it is
-            whole = len(states) == 1 and every.size == lay.ref.n.shape[0]
+            every = np.concatenate(groups)
             owner = np.repeat(np.arange(len(states)), [g.size for g in groups])
-            st = _Stats(lay, lay.ref if whole else lay.ref.take(every), lay.side(cur), mean[owner, every],
-                        std[owner, every], cfg)
+            st = _Stats(lay, lay.ref_side(every), lay.side(cur), mean[owner, every], std[owner, every], cfg)
         else:  # one slice: its counts are all rows'
             present = [np.empty(0, dtype=np.int64)] * len(states)
-            ref_side = lay.ref_all if len(states) == 1 else lay.ref.take(np.zeros(len(states), dtype=np.int64))
-            st = _Stats(lay, ref_side, lay.side(np.concatenate([state.counts for state in states])),
-                        mean[:, 0], std[:, 0], cfg)
+            cur = np.concatenate([state.counts for state in states])
+            st = _Stats(lay, lay.ref_side(np.zeros(len(states), dtype=np.int64)), lay.side(cur), mean[:, 0], std[:, 0],
+                        cfg)
         # one family per window (all rows) and one per window's slices (every (slice, feature)
         # test), each corrected alone, all judged in one pass
         families: list[tuple[int, int]] = []

@@ -119,8 +119,9 @@ class Moments:
     def __init__(self, count: int, total: float, total_sq: float) -> None:
         self.count = int(count)
         self.mean = total / count if count else math.nan
-        # a mean past 1e154 squares to inf (Python's ** would raise OverflowError): std is then NaN
-        mean_sq = self.mean**2 if count and abs(self.mean) < 1e150 else math.inf
+        # the square as a product (correctly rounded, as numpy's in moment_tables); a mean past 1e150
+        # counts as squaring to inf: std is then NaN
+        mean_sq = self.mean * self.mean if count and abs(self.mean) < 1e150 else math.inf
         self.std = math.sqrt(max(total_sq / count - mean_sq, 0.0)) if count else math.nan
 
 
@@ -331,12 +332,9 @@ def moment_tables(states: list[StreamState]) -> tuple[
     total = np.stack([_sum_table(state.sums, n_slices, k) for state in states])
     total_sq = np.stack([_sum_table(state.sums_sq, n_slices, k) for state in states])
     has = count > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         mean = np.where(has, total / count, np.nan)
-        # Python's ** (as Moments squares the mean), not x * x: they differ in the last bit now
-        # and then, which the subtraction below would blow up for a near-constant column
-        mean_sq = np.array([m**2 if abs(m) < 1e150 else math.inf for m in mean.ravel().tolist()],
-                           dtype=np.float64).reshape(mean.shape)
+        mean_sq = np.where(np.abs(mean) < 1e150, mean * mean, np.inf)  # as Moments squares the mean
         std = np.where(has, np.sqrt(np.maximum(total_sq / count - mean_sq, 0.0)), np.nan)
     return count, mean, std
 
