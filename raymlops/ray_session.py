@@ -14,13 +14,20 @@ from raymlops.exceptions import RaymlopsError
 
 NAMESPACE = "raymlops"
 
-#: Ray settings of a private local Ray (``ray.init(_system_config=...)``). Ray keeps one idle
-#: worker process per CPU and kills the others a second after their task ends; on a small machine
-#: each pipeline step that runs more tasks or actors than that (Ray Data's reads, Tune's trials,
-#: Ray Train's workers) starts and imports new processes, about 2 CPU-seconds each. Up to 8 idle
-#: workers stay, so a process that runs pipelines one after another (the retrain loop, the test
-#: suite) reuses warm ones; at most 8 idle processes of about 150 MB each.
-PRIVATE_RAY_CONFIG = {"num_workers_soft_limit": max(8, os.cpu_count() or 1)}
+#: Ray settings of a private local Ray (``ray.init(_system_config=...)``):
+#:
+#: - Ray keeps one idle worker process per CPU and kills the others a second after their task
+#:   ends; on a small machine each pipeline step that runs more tasks or actors than that (Ray
+#:   Data's reads, Tune's trials, Ray Train's workers) starts and imports new processes, about 2
+#:   CPU-seconds each. Up to 8 idle workers stay, so a process that runs pipelines one after
+#:   another (the retrain loop, the test suite) reuses warm ones (at most 8 idle processes of
+#:   about 150 MB each).
+#: - Ray's own metrics (OpenCensus, exported to its dashboard's Prometheus endpoint) are not
+#:   collected: a private Ray has no dashboard and nothing scrapes them, and every Ray process
+#:   exporting them cost about a sixth of a Ray Train run's CPU here. raymlops' own metrics
+#:   (``monitor.metrics_port``, the Grafana dashboard) are prometheus-client's and unaffected; a
+#:   cluster (``RAY_ADDRESS``) keeps its own settings.
+PRIVATE_RAY_CONFIG = {"num_workers_soft_limit": max(8, os.cpu_count() or 1), "enable_metrics_collection": False}
 
 
 def quiet_ray_logs() -> None:
