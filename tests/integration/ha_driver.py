@@ -56,14 +56,14 @@ def main() -> None:
     from ray import serve
 
     from raymlops.config import ServeConfig
-    from raymlops.ray_session import NAMESPACE
+    from raymlops.ray_session import NAMESPACE, PRIVATE_RAY_CONFIG
     from raymlops.serve.traffic import deploy_model
     from tests.integration.serving_helpers import Load, predict, request, toy_store
 
     app = "haloop"
     result: dict[str, object] = {}
-    ray.init(address="local", include_dashboard=False, namespace=NAMESPACE, log_to_driver=False,
-             logging_level=logging.ERROR)
+    ray.init(address="local", include_dashboard=False, _system_config=PRIVATE_RAY_CONFIG, namespace=NAMESPACE,
+             log_to_driver=False, logging_level=logging.ERROR)
     try:
         store = toy_store(Path(home) / "home", name=app)
         port = free_port()
