@@ -133,7 +133,8 @@ class ColumnReference:
     ``0 = below``, ``1 … len(edges)-1`` interior, ``len(edges) = above``, last = missing.
     Categorical: ``categories``, buckets ``0 … k-1`` categories, ``k = other``, last = missing;
     ``complete`` is True when every reference value is indexed (then *other* means *unseen*).
-    ``coarse`` maps each bucket to its coarse bucket for PSI and chi-square.
+    ``coarse`` maps each bucket to its coarse bucket for PSI and chi-square: runs of adjacent
+    buckets (``0``, then steps of 0 or 1), so a coarse count is a difference of running totals.
     """
 
     name: str
@@ -163,6 +164,8 @@ class ColumnReference:
         coarse = _frozen(self.coarse, np.int64)
         if coarse.shape != (self.n_buckets,):
             raise ValidationError(f"column {self.name!r}: coarse must map {self.n_buckets} buckets")
+        if coarse[0] != 0 or not np.isin(np.diff(coarse), (0, 1)).all():
+            raise ValidationError(f"column {self.name!r}: coarse must group adjacent buckets (0, then steps of 0 or 1)")
         object.__setattr__(self, "coarse", coarse)
         object.__setattr__(self, "_edges_nan", np.append(edges, np.nan))
         object.__setattr__(self, "_grid", _Grid(edges) if self.kind == NUMERIC else None)

@@ -2,9 +2,10 @@
 
 The counts of all rows and of each non-empty slice are stacked into ``(groups, buckets)``
 matrices, and each statistic is a few whole-array numpy passes over them (``cumsum`` for the
-CDFs, one ``bincount`` for the coarse counts, :func:`~raymlops.stats.drift.compare_rows`,
-p-values from array forms of the Kolmogorov and chi-square distributions): a window close costs a
-few dozen numpy calls, not a Python loop over columns x slices. The definitions are those of
+CDFs, differences of the running totals for the coarse counts, the count statistics of
+:mod:`raymlops.stats.drift` (chi-square only for the columns it may judge), p-values from array
+forms of the Kolmogorov and chi-square distributions): a window close costs a few dozen numpy
+calls, not a Python loop over columns x slices. The definitions are those of
 :mod:`raymlops.monitor.verdicts` (whose per-column code is the reference implementation the
 tests hold this equal to, to rounding).
 """
@@ -22,15 +23,15 @@ from raymlops.config import MonitorConfig
 from raymlops.monitor.reference import CATEGORICAL, PREDICTION, MonitorReference
 from raymlops.monitor.state import StreamState, moment_tables
 from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, lazy_slice
-from raymlops.stats.drift import compare_rows, ks_p_values
+from raymlops.stats.drift import chi2_rows, distance_rows, ks_p_values
 from raymlops.stats.verdict import feature_drift_families
 
 __all__ = ["evaluate_stacked", "evaluate_stacked_many"]
 
 # A window is judged on every column of every slice at once: the counts of all rows and of each
 # non-empty slice are stacked into ``(groups, buckets)`` matrices, and each statistic is a few
-# whole-array numpy passes over them (``cumsum`` for the CDFs, one ``bincount`` for the coarse
-# counts, :func:`~raymlops.stats.drift.compare_rows`). The per-column definitions
+# whole-array numpy passes over them (``cumsum`` for the CDFs and, by differences, the coarse
+# counts; :mod:`raymlops.stats.drift`'s count statistics). The per-column definitions
 # are those of :func:`binned_ks`, :func:`binned_wasserstein` and the count statistics; the
 # results agree with them to rounding (sums over zero-padded rows may add in another order).
 
@@ -46,14 +47,16 @@ class _Layout:
 
     ``fine`` holds, per numeric column, where the running total of all buckets stands after each of
     its buckets before the missing one (below, interior, above), padded with the last; ``widths``
-    the bin widths ``diff(edges)`` padded with zeros; ``coarse`` maps each global bucket of group
-    ``g`` to ``(g * columns + column) * n_coarse + coarse bucket`` for one ``bincount``. Group 0 is all
-    rows, group ``1 + s`` slice ``s``. It holds about as much memory as one state.
+    the bin widths ``diff(edges)`` padded with zeros; ``coarse_start`` / ``coarse_end``, per column
+    and coarse bucket (padded with empty runs), where the running total stands before its first
+    bucket and after its last (a coarse bucket is a run of adjacent buckets), so its count is one
+    difference. Group 0 is all rows, group ``1 + s`` slice ``s``. It holds about as much memory as
+    one state.
     """
 
-    __slots__ = ("above", "all_numeric", "below", "coarse", "fine", "is_feature", "is_numeric", "kinds", "missing",
-                 "n_coarse", "names", "numeric", "numeric_list", "offsets", "other", "buckets", "prediction", "ref",
-                 "ref_mean", "ref_scale", "ref_taken", "unseen", "widths")
+    __slots__ = ("above", "all_numeric", "below", "buckets", "coarse_end", "coarse_start", "fine", "is_feature",
+                 "is_numeric", "kinds", "missing", "n_coarse", "names", "numeric", "numeric_list", "offsets", "other",
+                 "prediction", "ref", "ref_mean", "ref_scale", "ref_taken", "unseen", "widths")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -78,9 +81,11 @@ class _Layout:
         self.unseen = np.array([c.kind == CATEGORICAL and c.complete for c in cols], dtype=bool)
         self.other = self.offsets + np.array([len(c.categories) for c in cols], dtype=np.int64)
         self.n_coarse = max(c.n_coarse for c in cols)
-        local = np.concatenate([c.coarse + k * self.n_coarse for k, c in enumerate(cols)])
-        groups = 1 + reference.n_slices
-        self.coarse = np.arange(groups, dtype=np.int64)[:, None] * (len(cols) * self.n_coarse) + local[None, :]
+        runs = np.arange(self.n_coarse)
+        self.coarse_start = np.stack([self.offsets[i] + np.searchsorted(c.coarse, runs, side="left")
+                                      for i, c in enumerate(cols)])
+        self.coarse_end = np.stack([self.offsets[i] + np.searchsorted(c.coarse, runs, side="right")
+                                    for i, c in enumerate(cols)])
         self.is_numeric = np.array([c.kind != CATEGORICAL for c in cols], dtype=bool)
         self.is_feature = np.array([c.name != PREDICTION for c in cols], dtype=bool)
         self.prediction = self.names.index(PREDICTION) if PREDICTION in self.names else None
@@ -105,8 +110,8 @@ class _Layout:
 
     def side(self, counts: npt.NDArray[np.int64]) -> _Side:
         """One side (reference or current) of every statistic, from ``(groups, buckets)`` counts."""
-        g, k = counts.shape[0], len(self.names)
-        running = np.empty((g, self.buckets + 1), dtype=np.float64)  # integers: exact in doubles, sums too
+        # integers: exact in doubles, and so are their sums and differences
+        running = np.empty((counts.shape[0], self.buckets + 1), dtype=np.float64)
         running[:, 0] = 0.0
         np.cumsum(counts, axis=1, dtype=np.float64, out=running[:, 1:])
         # each numeric column's CDF at its fine edges: running totals less the total before it
@@ -115,11 +120,10 @@ class _Layout:
         n = cdf[..., -1].copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             cdf /= n[..., None]  # no values: 0 / 0, NaN
-        index = self.coarse[:g] if g <= self.coarse.shape[0] else (  # more groups: several windows' stacked
-            np.arange(g, dtype=np.int64)[:, None] * (k * self.n_coarse) + self.coarse[0][None, :])
-        coarse = np.bincount(index.ravel(), weights=counts.ravel(), minlength=g * k * self.n_coarse)
+        coarse = np.take(running, self.coarse_end, axis=1)  # (groups, columns, coarse buckets), C order
+        coarse -= np.take(running, self.coarse_start, axis=1)
         rows = np.add.reduceat(counts, self.offsets, axis=1)
-        return _Side(counts, cdf, n, coarse.reshape(g, k, self.n_coarse).astype(np.float64, copy=False), rows)
+        return _Side(counts, cdf, n, coarse, rows)
 
 
 class _Side:
@@ -165,7 +169,8 @@ class _Stats:
         g, k = cur.rows.shape
         num = lay.numeric
         self.rows = cur.rows
-        self.chi2, self.chi2_p, self.js, self.psi = compare_rows(ref.coarse, cur.coarse)
+        self.js, self.psi = distance_rows(ref.coarse, cur.coarse)
+        self._chi2(lay, ref, cur, cfg)
         self.missing_rate = cur.counts[:, lay.missing] / cur.rows
         self.ref_missing_rate = ref.counts[:, lay.missing] / ref.rows
         self.unseen_rate = np.where(lay.unseen, cur.counts[:, lay.other] / cur.rows, np.nan)
@@ -176,6 +181,17 @@ class _Stats:
             self._numeric(lay, ref, cur, mean)
             self.mean[:, num], self.std[:, num] = mean, std
         self._choose(lay, cfg)
+
+    def _chi2(self, lay: _Layout, ref: _Side, cur: _Side, cfg: MonitorConfig) -> None:
+        """Chi-square of the columns that may be judged by it (categorical ones, numeric ones with
+        ``numeric_test: chi2``); it is in no verdict otherwise (NaN, p-value 1)."""
+        need = ~lay.is_numeric | (cfg.numeric_test == "chi2")
+        if need.all():
+            self.chi2, self.chi2_p = chi2_rows(ref.coarse, cur.coarse)
+            return
+        self.chi2, self.chi2_p = np.full(self.rows.shape, np.nan), np.ones(self.rows.shape)
+        if need.any():
+            self.chi2[:, need], self.chi2_p[:, need] = chi2_rows(ref.coarse[:, need], cur.coarse[:, need])
 
     def _numeric(self, lay: _Layout, ref: _Side, cur: _Side, mean: npt.NDArray[np.float64]) -> None:
         """KS (largest CDF gap at the fine edges) and Wasserstein (trapezoids between the CDFs,

@@ -4,7 +4,8 @@ Every count statistic here is :func:`compare_rows`, vectorised over rows: two ``
 arrays of non-negative counts over the same bins (as :func:`raymlops.stats.bins.bin_counts`
 returns them, or the monitor's stacked windows) give the Pearson chi-square test of homogeneity
 (statistic and p-value), the Jensen-Shannon distance and the PSI of every row pair in a few
-whole-array passes. It trusts its input (the streaming monitor calls it on every window);
+whole-array passes (its halves, :func:`chi2_rows` and :func:`distance_rows`, for callers that
+need only one). It trusts its input (the streaming monitor calls it on every window);
 :func:`chi2_test`, :func:`jensen_shannon` and :func:`psi` are the same numbers for one pair of
 vectors after checking them (bad input raises :class:`ValidationError` naming the problem).
 
@@ -34,9 +35,11 @@ __all__ = [
     "KS_EXACT_MAX_N",
     "KS_METHODS",
     "KS_TAIL_P",
+    "chi2_rows",
     "chi2_test",
     "compare_rows",
     "correct",
+    "distance_rows",
     "jensen_shannon",
     "ks_binned",
     "ks_p_values",
@@ -63,16 +66,18 @@ def compare_rows(ref: npt.ArrayLike, cur: npt.ArrayLike, eps: float = PSI_EPS
                  ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """``(chi2 statistic, chi2 p-value, Jensen-Shannon distance, PSI)`` of every row pair of two
     ``(..., bins)`` count arrays (last axis: bins; zero-padded bins change nothing):
+    :func:`chi2_rows`, then :func:`distance_rows`. Input is trusted (non-negative counts); 1-D
+    inputs give 0-d arrays."""
+    r, c = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+    return (*chi2_rows(r, c), *distance_rows(r, c, eps))
 
-    - chi-square: Pearson's test of homogeneity of the 2 x k table, bins empty on both sides
-      dropped (a bin empty only in the reference still counts), no continuity correction, as
-      :func:`scipy.stats.chi2_contingency` with ``correction=False``; ``(0, 1)`` with < 2 bins;
-    - Jensen-Shannon *distance* (base 2, so in [0, 1]) of the two shares;
-    - PSI ``sum((q - p) * ln(q / p))`` of the shares ``p`` (reference) and ``q``, each clipped
-      below at ``eps``. Rules of thumb: < 0.1 stable, 0.1-0.2 moderate, > 0.2 significant.
 
-    A row pair where either side is empty gives NaN (p-value 1). Input is trusted (non-negative
-    counts); 1-D inputs give 0-d arrays."""
+def chi2_rows(ref: npt.ArrayLike, cur: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Pearson's chi-square test of homogeneity of every row pair's 2 x k table: ``(statistic,
+    p-value)``. Bins empty on both sides are dropped (a bin empty only in the reference still
+    counts), no continuity correction, as :func:`scipy.stats.chi2_contingency` with
+    ``correction=False``; ``(0, 1)`` with < 2 bins; a row pair where either side is empty gives
+    ``(NaN, 1)``."""
     r, c = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         total_r, total_c = r.sum(axis=-1, keepdims=True), c.sum(axis=-1, keepdims=True)
@@ -85,6 +90,23 @@ def compare_rows(ref: npt.ArrayLike, cur: npt.ArrayLike, eps: float = PSI_EPS
         few = kept < 2
         stat = np.where(few, 0.0, terms)
         p_value = np.where(few, 1.0, special.chdtrc(np.maximum(kept - 1, 1), terms))
+    have = (total_r[..., 0] > 0) & (total_c[..., 0] > 0)
+    if have.all():
+        return stat, p_value
+    return np.where(have, stat, np.nan), np.where(have, p_value, 1.0)
+
+
+def distance_rows(ref: npt.ArrayLike, cur: npt.ArrayLike, eps: float = PSI_EPS) -> tuple[FloatArray, FloatArray]:
+    """``(Jensen-Shannon distance, PSI)`` of every row pair's shares:
+
+    - Jensen-Shannon *distance* (base 2, so in [0, 1]) of the two shares;
+    - PSI ``sum((q - p) * ln(q / p))`` of the shares ``p`` (reference) and ``q``, each clipped
+      below at ``eps``. Rules of thumb: < 0.1 stable, 0.1-0.2 moderate, > 0.2 significant.
+
+    A row pair where either side is empty gives NaN."""
+    r, c = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total_r, total_c = r.sum(axis=-1, keepdims=True), c.sum(axis=-1, keepdims=True)
         p, q = r / total_r, c / total_c
         m = (p + q) / 2.0
         kl = (np.where(p > 0, p * np.log2(p / m), 0.0) + np.where(q > 0, q * np.log2(q / m), 0.0)).sum(axis=-1)
@@ -93,9 +115,8 @@ def compare_rows(ref: npt.ArrayLike, cur: npt.ArrayLike, eps: float = PSI_EPS
         psi_v = np.sum((q_c - p_c) * np.log(q_c / p_c), axis=-1)
     have = (total_r[..., 0] > 0) & (total_c[..., 0] > 0)
     if have.all():
-        return stat, p_value, js, psi_v
-    return (np.where(have, stat, np.nan), np.where(have, p_value, 1.0), np.where(have, js, np.nan),
-            np.where(have, psi_v, np.nan))
+        return js, psi_v
+    return np.where(have, js, np.nan), np.where(have, psi_v, np.nan)
 
 
 def _as_vector(values: npt.ArrayLike, name: str) -> FloatArray:
