@@ -84,13 +84,15 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Cap
     assert not (tmp_path / "home" / "artifacts").exists() or not any((tmp_path / "home" / "artifacts").iterdir())
 
 
-def test_cli_run_progress_shows_ray_data_and_tune_on_stderr_only(tmp_path: Path) -> None:
+def test_cli_run_progress_shows_ray_data_and_tune_on_stderr_only(ray_session: None, tmp_path: Path) -> None:
+    """On a running cluster (``RAY_ADDRESS``: the session's Ray) as a user's after ``ray start``."""
+    import ray
+
     cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
     cfg["serve"]["enabled"] = False
     config = tmp_path / "quickstart.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAYMLOPS_HOME"] = str(tmp_path / "home")
+    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address, RAYMLOPS_HOME=str(tmp_path / "home"))
     proc = subprocess.run(
         [sys.executable, "-m", "raymlops.cli", "run", str(config), "--json", "--progress"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
