@@ -54,9 +54,9 @@ class _Layout:
     one state.
     """
 
-    __slots__ = ("above", "all_numeric", "below", "buckets", "coarse_end", "coarse_start", "fine", "is_feature",
-                 "is_numeric", "kinds", "missing", "n_coarse", "names", "numeric", "numeric_list", "offsets", "other",
-                 "prediction", "ref", "ref_mean", "ref_scale", "ref_taken", "unseen", "widths")
+    __slots__ = ("above", "all_numeric", "below", "buckets", "categorical", "coarse_end", "coarse_start", "fine",
+                 "is_feature", "is_numeric", "kinds", "missing", "n_coarse", "names", "numeric", "numeric_list",
+                 "offsets", "other", "prediction", "ref", "ref_mean", "ref_scale", "ref_taken", "unseen", "widths")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -90,6 +90,7 @@ class _Layout:
         self.is_feature = np.array([c.name != PREDICTION for c in cols], dtype=bool)
         self.prediction = self.names.index(PREDICTION) if PREDICTION in self.names else None
         self.numeric_list = self.is_numeric.tolist()
+        self.categorical = np.flatnonzero(~self.is_numeric)
         self.all_numeric = bool(self.is_numeric.all())
         self.ref = self.side(np.concatenate([reference.counts.sum(axis=0, keepdims=True), reference.counts])).frozen()
         self.ref_taken: dict[bytes, _Side] = {}
@@ -185,13 +186,14 @@ class _Stats:
     def _chi2(self, lay: _Layout, ref: _Side, cur: _Side, cfg: MonitorConfig) -> None:
         """Chi-square of the columns that may be judged by it (categorical ones, numeric ones with
         ``numeric_test: chi2``); it is in no verdict otherwise (NaN, p-value 1)."""
-        need = ~lay.is_numeric | (cfg.numeric_test == "chi2")
-        if need.all():
+        cat = lay.categorical
+        if cfg.numeric_test == "chi2" or cat.size == len(lay.names):
             self.chi2, self.chi2_p = chi2_rows(ref.coarse, cur.coarse)
             return
         self.chi2, self.chi2_p = np.full(self.rows.shape, np.nan), np.ones(self.rows.shape)
-        if need.any():
-            self.chi2[:, need], self.chi2_p[:, need] = chi2_rows(ref.coarse[:, need], cur.coarse[:, need])
+        if cat.size:  # np.take keeps C order, so each row adds in the same order however many are stacked
+            self.chi2[:, cat], self.chi2_p[:, cat] = chi2_rows(np.take(ref.coarse, cat, axis=1),
+                                                               np.take(cur.coarse, cat, axis=1))
 
     def _numeric(self, lay: _Layout, ref: _Side, cur: _Side, mean: npt.NDArray[np.float64]) -> None:
         """KS (largest CDF gap at the fine edges) and Wasserstein (trapezoids between the CDFs,

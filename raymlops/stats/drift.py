@@ -147,25 +147,25 @@ def _counts_pair(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> tuple[
 
 
 def psi(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike, eps: float = PSI_EPS) -> float:
-    """Population stability index of two count vectors on the same bins (:func:`compare_rows`)."""
+    """Population stability index of two count vectors on the same bins (:func:`distance_rows`)."""
     if not (0.0 < eps < 1.0):
         raise ValidationError(f"eps must be in (0, 1), got {eps!r}")
     ref, cur = _counts_pair(ref_counts, cur_counts)
-    return float(compare_rows(ref, cur, eps)[3])
+    return float(distance_rows(ref, cur, eps)[1])
 
 
 def chi2_test(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> tuple[float, float]:
     """Pearson chi-square test of homogeneity of two count vectors: ``(statistic, p)``
-    (:func:`compare_rows`); ``(0.0, 1.0)`` when fewer than two bins hold values."""
+    (:func:`chi2_rows`); ``(0.0, 1.0)`` when fewer than two bins hold values."""
     ref, cur = _counts_pair(ref_counts, cur_counts)
-    stat, p, _, _ = compare_rows(ref, cur)
+    stat, p = chi2_rows(ref, cur)
     return float(stat), float(p)
 
 
 def jensen_shannon(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> float:
     """Jensen-Shannon *distance* (base 2, so in [0, 1]) between two count vectors."""
     ref, cur = _counts_pair(ref_counts, cur_counts)
-    return float(compare_rows(ref, cur)[2])
+    return float(distance_rows(ref, cur)[0])
 
 
 # ------------------------------------------------------------------------------ KS p-values

@@ -64,6 +64,34 @@ def test_windows_judged_together_match_windows_judged_alone(sliced: bool) -> Non
                                                                                default=str)
 
 
+def test_several_categorical_columns_among_numeric_ones_judged_together_match_alone() -> None:
+    """Chi-square runs on the categorical columns only (numeric ones get KS here): a window's
+    verdicts are the same whether it is judged alone or stacked with others, and the shifted
+    categorical column is flagged by its chi-square test."""
+    rng = np.random.default_rng(8)
+
+    def columns(n: int) -> dict[str, Any]:
+        cols: dict[str, Any] = {f"f{j}": rng.normal(size=n) for j in range(3)}
+        for name, letters in (("c", "abcdefgh"), ("d", "pqrstuvw"), ("e", "xyz")):
+            cols[name] = rng.choice(list(letters), size=n)
+        cols["seg"] = rng.integers(0, 4, size=n).astype(float)
+        return cols
+
+    reference = build_reference(columns(4_000), slice_columns=["seg"])
+    cfg = MonitorConfig(window_rows=50, slice_columns=["seg"], categorical_test="chi2", history=100,
+                        alerts={"log": False, "cooldown_s": 0.0})
+    data = columns(1_500)
+    data["d"][750:] = "p"  # a categorical shift halfway
+    together, alone = Monitor(reference, cfg, clock=lambda: 1.0), Monitor(reference, cfg, clock=lambda: 1.0)
+    got = together.ingest(data, None)
+    expected: list[Any] = []
+    for start in range(0, 1_500, 50):
+        expected += alone.ingest({k: v[start:start + 50] for k, v in data.items()}, None)
+    assert _dump(together, got) == _dump(alone, expected)
+    last = together.history[-1].verdict.overall
+    assert last.column("d").test == "chi2" and last.column("d").drift and last.column("f0").test == "ks"
+
+
 def test_exact_sums_keep_one_addition_as_doubles_and_agree_with_the_integers() -> None:
     rng = np.random.default_rng(5)
     values = rng.normal(size=40) * 10.0 ** rng.integers(-200, 200, size=40)
