@@ -14,7 +14,6 @@ import pytest
 LONGEST_FIRST = (
     "integration/test_multinode.py",
     "integration/test_train_distributed.py",
-    "reliability/test_node_loss.py",
     "integration/test_runs.py",
     "integration/test_job_submit.py",
     "integration/test_train_ray.py",

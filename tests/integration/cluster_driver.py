@@ -1,6 +1,6 @@
 """Driver for test_multinode.py, run as its own process (the cluster needs its own Ray, and the
 test session already holds one): one three-node Ray on this machine (``ray.cluster_utils.Cluster``:
-a head with no CPU that serves the dashboard, and two worker nodes of one CPU each) and two
+a head with no CPU that serves the dashboard, and two worker nodes of one CPU each) and three
 pipeline runs on it, one after the other, each in its own home under WORKDIR:
 
 1. ``spread``: the quickstart over a four-file Parquet source, serving off, and which nodes ran the
@@ -10,11 +10,13 @@ pipeline runs on it, one after the other, each in its own home under WORKDIR:
    worker node (the head has no CPU). Once the run has written checkpoints, one worker node is
    removed and a fresh node joins; Ray Train's FailureConfig restarts the worker group, which
    resumes from the last checkpoint, and the pipeline registers the model.
+3. ``tune_node_loss``: the node-loss fault of ``tests/reliability/node_loss_driver.py`` on this
+   cluster: Tune trials of ``SlowClassifier``, and a worker node removed while a trial is mid-fit
+   on it (the fit's marker file names the node; the head has no CPU, so every trial runs on a
+   worker node). The trial that died with its node is retried.
 
-One cluster for the two saves a cluster start (about 16 s on 2 cores) and a driver process. A run
-that fails is reported in its own part of the JSON line, and the next one still runs. (The node
-lost mid-Tune keeps a cluster of its own, ``tests/reliability/node_loss_driver.py``: on this shared
-cluster its trial was not always found on a worker node before the step ended.)
+One cluster for the three saves two cluster starts and driver processes. A run that fails is
+reported in its own part of the JSON line, and the next one still runs.
 
 Usage: python -m tests.integration.cluster_driver WORKDIR DASHBOARD_PORT (from the repository root)
 """
@@ -199,10 +201,14 @@ def three_nodes(head_cpus: int, dashboard_port: int | None = None) -> Iterator[t
 
 
 def main() -> int:
+    from tests.reliability.node_loss_driver import run_with_node_loss
+    from tests.reliability.slow_estimator import MARKERS_ENV
+
     workdir, dashboard_port = Path(sys.argv[1]), int(sys.argv[2])
     os.environ.pop("RAY_ADDRESS", None)
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.5"  # see TRAIN_ROUNDS
+    os.environ[MARKERS_ENV] = str(workdir / "fitting")  # before the nodes start: their workers inherit it
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
     with three_nodes(0, dashboard_port) as (cluster, workers):
@@ -210,6 +216,7 @@ def main() -> int:
         out["spread"] = _guarded(lambda: spread(cluster, workers, workdir / "spread", dashboard_port))
         out["train_node_loss"] = _guarded(
             lambda: train_node_loss(cluster, workers, workdir / "train", dashboard_port))
+        out["tune_node_loss"] = _guarded(lambda: run_with_node_loss(cluster, workdir / "tune", "tune", 0.0))
     print(json.dumps(out, default=str), flush=True)
     return 0
 

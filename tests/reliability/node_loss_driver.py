@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.reliability.slow_estimator import MARKERS_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 TRIGGER = {"etl": "] ingest ...", "tune": "] train ..."}
 
@@ -40,20 +42,30 @@ def run_with_node_loss(cluster: Any, workdir: Path, phase: str, delay: float) ->
 
     removed: dict[str, Any] = {}
     lines: list[tuple[float, str]] = []
+    markers = Path(os.environ[MARKERS_ENV])  # set before the cluster started (:func:`main`)
+    markers.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
 
     def busy_worker() -> Any:
-        """A worker node that hosts a live Tune trial right now (in the ETL phase: any actor).
-        Only a trial's actor counts in the train step: losing a node that holds another actor
-        (Ray Data's, Tune's own) would retry no trial."""
+        """A worker node that is busy right now: in the train step, one where a trial is mid-fit
+        (a ``SlowClassifier`` marker file names the node); in the ETL phase, any node holding a
+        live actor. Only a trial counts in the train step: losing a node that holds another actor
+        (Ray Data's, Tune's own) or an idle trial actor would retry no trial."""
+        by_id = {w.node_id: w for w in cluster.worker_nodes}  # every live worker node, the head left out
+        if phase == "tune":
+            fitting = [m.name.split(".", 1)[0] for m in markers.iterdir()]
+            victim = next((by_id[node] for node in fitting if node in by_id), None)
+            if victim is None:
+                removed["seen"] = [node[:8] for node in fitting]  # (reported when no victim is found)
+            else:
+                removed["actor"] = "a trial mid-fit"
+            return victim
         from ray._private.state import actors
 
-        by_id = {w.node_id: w for w in cluster.worker_nodes}  # every live worker node, the head left out
         seen = []
         for info in actors().values():
             node = (info.get("Address") or {}).get("NodeID")
-            trial = phase != "tune" or info.get("ActorClassName") == "ImplicitFunc"  # a function trainable's
-            if info.get("State") == "ALIVE" and trial:
+            if info.get("State") == "ALIVE":
                 seen.append(f"{info.get('ActorClassName')}@{str(node)[:8]}")
                 if node in by_id:
                     removed["actor"] = str(info.get("ActorClassName"))
@@ -66,7 +78,7 @@ def run_with_node_loss(cluster: Any, workdir: Path, phase: str, delay: float) ->
         deadline = time.monotonic() + (120.0 if phase == "tune" else 0.0)  # ETL runs tasks, not actors
         victim = busy_worker()
         while victim is None and time.monotonic() < deadline and "done" not in removed:  # kill it while it works
-            time.sleep(0.05)
+            time.sleep(0.02)
             victim = busy_worker()
         removed["busy"] = victim is not None
         victim = victim or next(iter(cluster.worker_nodes))
@@ -114,6 +126,7 @@ def main() -> int:
     workdir, phase, delay = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
     os.environ.pop("RAY_ADDRESS", None)
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ[MARKERS_ENV] = str(workdir / "fitting")  # before the nodes start: their workers inherit it
     from tests.integration.cluster_driver import three_nodes
 
     with three_nodes(1) as (cluster, workers):
