@@ -116,8 +116,9 @@ def test_lightgbm_trains_and_registers(ray_session: None, quickstart: PipelineCo
 
 def test_tune_with_asha_over_boosting_rounds(ray_session: None, quickstart: PipelineConfig, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    # half a CPU per worker: two runs of two workers fit on two CPUs at once
-    cfg = _distributed(quickstart, framework="xgboost", cpus_per_worker=0.5, num_boost_round=12, num_samples=2,
+    # one worker of one CPU per trial, so the two trials run at once on two CPUs (the worker group of
+    # two is the subject of the XGBoost test above; each worker is a process that imports XGBoost)
+    cfg = _distributed(quickstart, framework="xgboost", num_workers=1, num_boost_round=12, num_samples=2,
                        params={"max_depth": 2, "eta": {"loguniform": [0.005, 0.5]}},
                        scheduler={"type": "asha", "grace_period": 3, "reduction_factor": 2})
     before = _live_placement_groups()
