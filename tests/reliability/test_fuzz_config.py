@@ -5,8 +5,6 @@ CLI prints one line and exits 2 (never a traceback)."""
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +13,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from raymlops.cli import main
 from raymlops.config import PipelineConfig, load_config
 from raymlops.exceptions import ConfigError
-from tests.reliability.faults import ROOT, clean_env
+from tests.reliability.faults import ROOT
 
 BASE = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
 FUZZ = settings(max_examples=150, deadline=None, database=None, derandomize=True,
@@ -102,13 +101,17 @@ BAD = {
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
-def test_cli_run_with_bad_yaml_prints_one_line_and_exits_2(tmp_path: Path, name: str) -> None:
+def test_cli_run_with_bad_yaml_prints_one_line_and_exits_2(tmp_path: Path, name: str,
+                                                           capfd: pytest.CaptureFixture[str]) -> None:
+    """In process (``raymlops.cli.main``, what the ``raymlops`` command calls), output captured at
+    the file descriptors; the subprocess smoke test of ``raymlops run`` is in test_cli_run.py."""
     text, needle = BAD[name]
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    proc = subprocess.run([sys.executable, "-m", "raymlops.cli", "run", str(path), "--home", str(tmp_path / "h")],
-                          capture_output=True, text=True, env=clean_env(), cwd=ROOT, timeout=120)
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    code = main(["run", str(path), "--home", str(tmp_path / "h")])
+    out, err = capfd.readouterr()
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith(f"error: {path}: ") and needle in lines[0], lines[0]
+    assert not (tmp_path / "h").exists()  # refused before anything is stored

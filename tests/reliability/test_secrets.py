@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from raymlops.cli import main
 from tests.reliability.conftest import free_port
-from tests.reliability.faults import ROOT, clean_env
+from tests.reliability.faults import ROOT
 
 
-def test_credentials_from_config_and_environment_are_never_kept_or_printed(tmp_path: Path) -> None:
+def test_credentials_from_config_and_environment_are_never_kept_or_printed(
+    tmp_path: Path, ray_local: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``raymlops run`` in process on the session's Ray (what the ``raymlops`` command calls), the
+    secrets in its environment, its output captured at the file descriptors."""
     literal = "LITERAL" + secrets.token_hex(12)
     from_env = "FROMENV" + secrets.token_hex(12)
     aws_env = "AWSENV" + secrets.token_hex(12)
@@ -28,19 +32,20 @@ def test_credentials_from_config_and_environment_are_never_kept_or_printed(tmp_p
     config = tmp_path / "secret.yaml"
     config.write_text(yaml.safe_dump(cfg))
     home = tmp_path / "home"
-    env = clean_env(REL_TOKEN=from_env, AWS_SECRET_ACCESS_KEY=aws_env, AWS_ACCESS_KEY_ID="AKIA" + aws_env[:8],
-                    AWS_EC2_METADATA_DISABLED="true")
-    proc = subprocess.run([sys.executable, "-m", "raymlops.cli", "run", str(config), "--home", str(home), "--json"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert proc.returncode in (1, 2), (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "127.0.0.1" in proc.stdout + proc.stderr  # the error names the endpoint it could not reach
+    for name, value in {"REL_TOKEN": from_env, "AWS_SECRET_ACCESS_KEY": aws_env,
+                        "AWS_ACCESS_KEY_ID": "AKIA" + aws_env[:8], "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    code = main(["run", str(config), "--home", str(home), "--json"])
+    out, err = capfd.readouterr()
+    assert code in (1, 2), (code, out[-2000:], err[-2000:])
+    assert "Traceback" not in err, err[-3000:]
+    assert "127.0.0.1" in out + err  # the error names the endpoint it could not reach
     kept = [p for p in home.rglob("*") if p.is_file()]
     assert any(p.name == "metadata.db" for p in kept)
     with sqlite3.connect(home / "metadata.db") as conn:
         runs = [r[0] for r in conn.execute("SELECT record_json FROM runs")]
         assert runs, "the failed run is recorded"
     for secret in (literal, from_env, aws_env):
-        assert secret not in proc.stdout and secret not in proc.stderr
+        assert secret not in out and secret not in err
         for path in kept:  # metadata.db and its WAL (runs, steps, logs, audit), any artifact
             assert secret.encode() not in path.read_bytes(), path
