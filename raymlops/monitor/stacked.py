@@ -23,7 +23,7 @@ from raymlops.config import MonitorConfig
 from raymlops.monitor.reference import CATEGORICAL, PREDICTION, MonitorReference
 from raymlops.monitor.state import StreamState, moment_tables
 from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, lazy_slice
-from raymlops.stats.drift import chi2_rows, distance_rows, ks_p_values
+from raymlops.stats.drift import chi2_rows, distance_from_shares, ks_p_values, row_shares
 from raymlops.stats.verdict import feature_drift_families
 
 __all__ = ["evaluate_stacked", "evaluate_stacked_many"]
@@ -54,8 +54,8 @@ class _Layout:
     one state.
     """
 
-    __slots__ = ("above", "all_numeric", "below", "buckets", "categorical", "coarse_end", "coarse_start", "fine",
-                 "is_feature", "is_numeric", "kinds", "missing", "n_coarse", "names", "numeric", "numeric_list",
+    __slots__ = ("above", "all_numeric", "below", "block", "buckets", "categorical", "coarse_end", "coarse_start",
+                 "fine", "is_feature", "is_numeric", "kinds", "missing", "n_coarse", "names", "numeric", "numeric_list",
                  "offsets", "other", "prediction", "ref", "ref_mean", "ref_scale", "ref_taken", "unseen", "widths")
 
     def __init__(self, reference: MonitorReference) -> None:
@@ -74,6 +74,12 @@ class _Layout:
             self.fine[j] = self.offsets[i] + 1 + np.minimum(np.arange(width), c.edges.size)
             self.widths[j, : c.edges.size - 1] = np.diff(c.edges)
         self.below = self.offsets[self.numeric]
+        sizes = {c.edges.size + 2 for c in numeric}
+        #: ``(first bucket, buckets per column)`` when the numeric columns follow one another with
+        #: the same number of buckets (the usual reference): their running totals are then a
+        #: ``(groups, columns, buckets)`` view, and the CDFs need no gather (:meth:`side`)
+        self.block = (int(self.below[0]), sizes.pop()) if len(sizes) == 1 and np.array_equal(
+            np.diff(self.numeric), np.ones(self.numeric.size - 1, dtype=np.int64)) else None
         self.above = self.below + np.array([c.edges.size for c in numeric], dtype=np.int64)
         self.missing = self.offsets + reference.sizes - 1
         self.ref_mean = np.array([c.mean for c in numeric], dtype=np.float64)
@@ -116,8 +122,13 @@ class _Layout:
         running[:, 0] = 0.0
         np.cumsum(counts, axis=1, dtype=np.float64, out=running[:, 1:])
         # each numeric column's CDF at its fine edges: running totals less the total before it
-        cdf = np.take(running, self.fine, axis=1)
-        cdf -= running[:, self.below][..., None]
+        if self.block is not None:  # after each of a column's buckets but the missing one, less the total before it
+            first, size = self.block
+            blocks = running[:, first: first + self.numeric.size * size].reshape(counts.shape[0], -1, size)
+            cdf = np.subtract(blocks[..., 1:], blocks[..., :1])
+        else:
+            cdf = np.take(running, self.fine, axis=1)
+            cdf -= running[:, self.below][..., None]
         n = cdf[..., -1].copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             cdf /= n[..., None]  # no values: 0 / 0, NaN
@@ -131,18 +142,27 @@ class _Side:
     """Counts, CDFs at the fine edges and their totals (missing values excluded), coarse counts
     and rows per column, of ``groups`` stacked count rows."""
 
-    __slots__ = ("cdf", "coarse", "counts", "n", "rows")
+    __slots__ = ("_shares", "cdf", "coarse", "counts", "n", "rows")
 
     def __init__(self, counts: npt.NDArray[np.int64], cdf: npt.NDArray[np.float64], n: npt.NDArray[np.float64],
                  coarse: npt.NDArray[np.float64], rows: npt.NDArray[np.int64]) -> None:
         self.counts, self.cdf, self.n, self.coarse, self.rows = counts, cdf, n, coarse, rows
+        self._shares: tuple[npt.NDArray[np.float64], ...] | None = None
+
+    def shares(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The coarse counts' :func:`row_shares`, computed once: a reference side is compared with
+        the current side of every pass."""
+        if self._shares is None:
+            self._shares = row_shares(self.coarse)
+        total, p, clipped = self._shares
+        return total, p, clipped
 
     def take(self, groups: npt.NDArray[np.int64]) -> _Side:
         return _Side(self.counts[groups], self.cdf[groups], self.n[groups], self.coarse[groups], self.rows[groups])
 
     def frozen(self) -> _Side:
         """This side, its arrays made read-only (a reference side is shared by every pass)."""
-        for name in self.__slots__:
+        for name in ("cdf", "coarse", "counts", "n", "rows"):
             getattr(self, name).flags.writeable = False
         return self
 
@@ -170,7 +190,7 @@ class _Stats:
         g, k = cur.rows.shape
         num = lay.numeric
         self.rows = cur.rows
-        self.js, self.psi = distance_rows(ref.coarse, cur.coarse)
+        self.js, self.psi = distance_from_shares(ref.shares(), cur.coarse)
         self._chi2(lay, ref, cur, cfg)
         self.missing_rate = cur.counts[:, lay.missing] / cur.rows
         self.ref_missing_rate = ref.counts[:, lay.missing] / ref.rows
@@ -206,7 +226,7 @@ class _Stats:
         d = gap.max(axis=-1)
         trapezoids = gap[..., :-1] + gap[..., 1:]  # in place from here: the same values, fewer arrays
         trapezoids *= lay.widths
-        trapezoids /= 2.0
+        trapezoids *= 0.5  # the same rounding as a division by 2 (the same real number), at a third of its cost
         area = trapezoids.sum(axis=-1)
         mean_gap = np.where(np.isfinite(mean), np.abs(mean - lay.ref_mean), 0.0)
         self.ks[:, num] = d
@@ -244,13 +264,14 @@ class _Table:
     pass, as the arrays they were computed in (:class:`~raymlops.monitor.verdicts.ColumnTable`):
     a slice verdict keeps its group's row and builds its ColumnVerdicts only when they are read."""
 
-    __slots__ = ("all_numeric", "bands", "code", "floats", "kinds", "names", "numeric")
+    __slots__ = ("_anomalous", "all_numeric", "bands", "code", "floats", "kinds", "names", "numeric")
 
     def __init__(self, lay: _Layout, st: _Stats, adjusted: npt.NDArray[np.float64], drift: npt.NDArray[np.bool_],
                  cfg: MonitorConfig) -> None:
         self.names, self.kinds, self.numeric, self.all_numeric = lay.names, lay.kinds, lay.numeric_list, lay.all_numeric
         self.bands = tuple(cfg.psi_bands)
         self.code = st.code
+        self._anomalous: tuple[tuple[float, float, float], npt.NDArray[np.bool_]] | None = None
         #: ColumnVerdict's fields after ``test``, in order, by name (``psi_band`` is derived from ``psi``)
         self.floats: dict[str, npt.NDArray[Any]] = {
             "statistic": st.statistic, "p_value": st.p_value, "adjusted_p_value": adjusted, "drift": drift,
@@ -260,6 +281,20 @@ class _Table:
 
     def values(self, row: int, name: str) -> npt.NDArray[np.float64]:
         return self.floats[name][row].astype(np.float64)
+
+    def anomalous(self, row: int, limits: tuple[float, float, float]) -> list[int]:
+        """The columns of row ``row`` whose missing-rate increase, out-of-range rate or unseen rate
+        is finite and above its limit (``limits``, in that order), as
+        :func:`~raymlops.monitor.window_alerts._anomalous` finds them from the row's values: the
+        same comparisons, made once for every row of the pass (each window's all-rows row reads it)."""
+        cached = self._anomalous
+        if cached is None or cached[0] != limits:
+            f = self.floats
+            with np.errstate(invalid="ignore"):
+                rates = np.stack([f["missing_rate"] - f["ref_missing_rate"], f["out_of_range_rate"], f["unseen_rate"]])
+                bound = np.array(limits, dtype=np.float64)[:, None, None]
+                cached = self._anomalous = (limits, ((rates > bound) & np.isfinite(rates)).any(axis=0))
+        return np.flatnonzero(cached[1][row]).tolist()
 
     def verdicts(self, row: int) -> tuple[ColumnVerdict, ...]:
         """Row ``row``'s ColumnVerdicts, in column order."""
@@ -330,8 +365,13 @@ def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: Mo
         if ref.slice_columns:
             present = [np.flatnonzero(r > 0) for r in slice_rows]
             groups = [np.concatenate([[0], p + 1]) for p in present]
-            cur = np.concatenate([part for state, p in zip(states, present, strict=True)
-                                  for part in (state.counts.sum(axis=0, keepdims=True), state.counts[p])])
+            # each window's all-rows counts, then its present slices' (written in place: no pieces to join)
+            cur = np.empty((sum(g.size for g in groups), ref.n_buckets), dtype=np.int64)
+            first = 0
+            for state, p in zip(states, present, strict=True):
+                np.sum(state.counts, axis=0, out=cur[first])
+                np.take(state.counts, p, axis=0, out=cur[first + 1: first + 1 + p.size])
+                first += 1 + p.size
             every = np.concatenate(groups)
             owner = np.repeat(np.arange(len(states)), [g.size for g in groups])
             st = _Stats(lay, lay.ref_side(every), lay.side(cur), mean[owner, every], std[owner, every], cfg)
