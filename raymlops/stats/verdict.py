@@ -100,7 +100,8 @@ def feature_drift_families(p_values: npt.ArrayLike, by_p_value: npt.ArrayLike, b
     if correction == "none":
         adjusted = clean
     else:  # each p-value times its family's number of tests (as correct(..., "bonferroni"))
-        tests = np.concatenate([np.full(b - a, (b - a) * p.shape[1], dtype=np.float64) for a, b in families])
+        sizes = np.array([b - a for a, b in families], dtype=np.int64)
+        tests = np.repeat((sizes * p.shape[1]).astype(np.float64), sizes)
         adjusted = np.minimum(clean * tests[:, None], 1.0)
     decisive = adjusted if rule == "any" else clean
     return adjusted, np.where(use_p, decisive < alpha, dist)
