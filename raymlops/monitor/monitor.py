@@ -299,13 +299,11 @@ class Monitor:
 
     def _positive_rates(self) -> dict[str, float]:
         """Each slice's positive-prediction rate in the open window, for the slices with enough
-        predictions (the same divisions, made as one array's)."""
-        judged = self.pred_n >= max(self.config.min_rows, 1)
-        if not judged.any():
-            return {}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rates = (self.pos / self.pred_n).tolist()
-        return {name: rate for name, rate, ok in zip(self.reference.slices, rates, judged.tolist(), strict=True) if ok}
+        predictions: the counts read as Python floats (converted as numpy converts them) and
+        divided as numpy divides them, without a numpy scalar operation per slice."""
+        least = max(self.config.min_rows, 1)
+        return {name: float(p) / float(n) for name, p, n in zip(self.reference.slices, self.pos.tolist(),
+                                                                 self.pred_n.tolist(), strict=True) if n >= least}
 
     def _prediction_verdict(self, evaluated: SliceVerdict | None = None) -> SliceVerdict | None:
         """The open prediction state's verdict (``evaluated``: already evaluated), and a new state."""

@@ -54,9 +54,10 @@ class _Layout:
     one state.
     """
 
-    __slots__ = ("above", "all_numeric", "below", "block", "buckets", "categorical", "coarse_end", "coarse_start",
-                 "fine", "is_feature", "is_numeric", "kinds", "missing", "n_coarse", "names", "numeric", "numeric_list",
-                 "offsets", "other", "prediction", "ref", "ref_mean", "ref_scale", "ref_taken", "unseen", "widths")
+    __slots__ = ("above", "all_numeric", "below", "buckets", "categorical", "coarse_end", "coarse_start", "fine",
+                 "is_feature", "is_numeric", "kinds", "local", "missing", "n_coarse", "names", "numeric",
+                 "numeric_list", "offsets", "other", "prediction", "ref", "ref_mean", "ref_scale", "ref_taken",
+                 "unseen", "widths")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -74,12 +75,6 @@ class _Layout:
             self.fine[j] = self.offsets[i] + 1 + np.minimum(np.arange(width), c.edges.size)
             self.widths[j, : c.edges.size - 1] = np.diff(c.edges)
         self.below = self.offsets[self.numeric]
-        sizes = {c.edges.size + 2 for c in numeric}
-        #: ``(first bucket, buckets per column)`` when the numeric columns follow one another with
-        #: the same number of buckets (the usual reference): their running totals are then a
-        #: ``(groups, columns, buckets)`` view, and the CDFs need no gather (:meth:`side`)
-        self.block = (int(self.below[0]), sizes.pop()) if len(sizes) == 1 and np.array_equal(
-            np.diff(self.numeric), np.ones(self.numeric.size - 1, dtype=np.int64)) else None
         self.above = self.below + np.array([c.edges.size for c in numeric], dtype=np.int64)
         self.missing = self.offsets + reference.sizes - 1
         self.ref_mean = np.array([c.mean for c in numeric], dtype=np.float64)
@@ -98,6 +93,16 @@ class _Layout:
         self.numeric_list = self.is_numeric.tolist()
         self.categorical = np.flatnonzero(~self.is_numeric)
         self.all_numeric = bool(self.is_numeric.all())
+        sizes = set(reference.sizes.tolist())
+        #: ``(buckets per column, coarse starts, coarse ends)`` when every column is numeric with
+        #: the same number of buckets (the usual reference): :meth:`side` then takes running totals
+        #: per column, and the coarse runs' bounds index them (column ``c``'s total after ``k`` of
+        #: its buckets is at ``c * (size + 1) + k``)
+        self.local: tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+        if self.all_numeric and len(sizes) == 1:
+            size = sizes.pop()
+            shift = (np.arange(len(cols), dtype=np.int64) * (size + 1) - self.offsets)[:, None]
+            self.local = (size, self.coarse_start + shift, self.coarse_end + shift)
         self.ref = self.side(np.concatenate([reference.counts.sum(axis=0, keepdims=True), reference.counts])).frozen()
         self.ref_taken: dict[bytes, _Side] = {}
 
@@ -117,18 +122,15 @@ class _Layout:
 
     def side(self, counts: npt.NDArray[np.int64]) -> _Side:
         """One side (reference or current) of every statistic, from ``(groups, buckets)`` counts."""
+        if self.local is not None:
+            return self._side_by_column(counts, *self.local)
         # integers: exact in doubles, and so are their sums and differences
         running = np.empty((counts.shape[0], self.buckets + 1), dtype=np.float64)
         running[:, 0] = 0.0
         np.cumsum(counts, axis=1, dtype=np.float64, out=running[:, 1:])
         # each numeric column's CDF at its fine edges: running totals less the total before it
-        if self.block is not None:  # after each of a column's buckets but the missing one, less the total before it
-            first, size = self.block
-            blocks = running[:, first: first + self.numeric.size * size].reshape(counts.shape[0], -1, size)
-            cdf = np.subtract(blocks[..., 1:], blocks[..., :1])
-        else:
-            cdf = np.take(running, self.fine, axis=1)
-            cdf -= running[:, self.below][..., None]
+        cdf = np.take(running, self.fine, axis=1)
+        cdf -= running[:, self.below][..., None]
         n = cdf[..., -1].copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             cdf /= n[..., None]  # no values: 0 / 0, NaN
@@ -136,6 +138,25 @@ class _Layout:
         coarse -= np.take(running, self.coarse_start, axis=1)
         rows = np.add.reduceat(counts, self.offsets, axis=1)
         return _Side(counts, cdf, n, coarse, rows)
+
+    def _side_by_column(self, counts: npt.NDArray[np.int64], size: int, starts: npt.NDArray[np.int64],
+                        ends: npt.NDArray[np.int64]) -> _Side:
+        """:meth:`side` when every column is numeric with ``size`` buckets: running totals within
+        each column (``(groups, columns, 1 + size)``, from 0), so a CDF is a column's totals after
+        each bucket but the missing one, divided by the last of them, with no subtraction, and a
+        column's rows its last total. Every total is an integer, exact in doubles, so each value
+        is the one :meth:`side` gets from the running totals over all buckets (half the passes)."""
+        g = counts.shape[0]
+        local = np.empty((g, len(self.names), size + 1), dtype=np.float64)
+        local[..., 0] = 0.0
+        np.cumsum(counts.reshape(g, -1, size), axis=-1, dtype=np.float64, out=local[..., 1:])
+        n = local[..., size - 1].copy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cdf = local[..., 1:size] / n[..., None]  # no values: 0 / 0, NaN
+        flat = local.reshape(g, -1)
+        coarse = np.take(flat, ends, axis=1)  # (groups, columns, coarse buckets), C order
+        coarse -= np.take(flat, starts, axis=1)
+        return _Side(counts, cdf, n, coarse, local[..., size].astype(np.int64))
 
 
 class _Side:
