@@ -46,7 +46,7 @@ class _Layout:
     per reference (which never changes) and cached, so a window close only reads its counts.
 
     ``fine`` holds, per numeric column, where the running total of all buckets stands after each of
-    its buckets before the missing one (below, interior, above), padded with the last; ``widths``
+    its buckets before the missing one (below, interior, above), padded with the last; ``row_widths``
     the bin widths ``diff(edges)`` padded with zeros; ``coarse_start`` / ``coarse_end``, per column
     and coarse bucket (padded with empty runs), where the running total stands before its first
     bucket and after its last (a coarse bucket is a run of adjacent buckets), so its count is one
@@ -57,7 +57,7 @@ class _Layout:
     __slots__ = ("above", "all_numeric", "below", "buckets", "categorical", "coarse_end", "coarse_start", "fine",
                  "is_feature", "is_numeric", "kinds", "local", "missing", "n_coarse", "names", "numeric",
                  "numeric_list", "offsets", "other", "prediction", "ref", "ref_mean", "ref_scale", "ref_taken",
-                 "unseen", "widths")
+                 "row_widths", "unseen")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -69,11 +69,14 @@ class _Layout:
         self.buckets = reference.n_buckets
         width = max((c.edges.size + 1 for c in numeric), default=1)
         self.fine = np.empty((len(numeric), width), dtype=np.int64)
-        self.widths = np.zeros((len(numeric), width - 1), dtype=np.float64)
+        widths = np.zeros((len(numeric), width), dtype=np.float64)  # the last stays 0 (see row_widths)
         for j, (i, c) in enumerate(zip(self.numeric.tolist(), numeric, strict=True)):
             # running totals after each fine bucket; past the column's last one, its last again
             self.fine[j] = self.offsets[i] + 1 + np.minimum(np.arange(width), c.edges.size)
-            self.widths[j, : c.edges.size - 1] = np.diff(c.edges)
+            widths[j, : c.edges.size - 1] = np.diff(c.edges)
+        #: each numeric column's bin widths ``diff(edges)`` padded with zeros to one per fine edge, all
+        #: columns in a row (the trapezoids' factors, :meth:`_Stats._numeric`)
+        self.row_widths = widths.ravel()
         self.below = self.offsets[self.numeric]
         self.above = self.below + np.array([c.edges.size for c in numeric], dtype=np.int64)
         self.missing = self.offsets + reference.sizes - 1
@@ -245,10 +248,19 @@ class _Stats:
         gap = ref.cdf - cur.cdf
         np.abs(gap, out=gap)
         d = gap.max(axis=-1)
-        trapezoids = gap[..., :-1] + gap[..., 1:]  # in place from here: the same values, fewer arrays
-        trapezoids *= lay.widths
-        trapezoids *= 0.5  # the same rounding as a division by 2 (the same real number), at a third of its cost
-        area = trapezoids.sum(axis=-1)
+        # trapezoids: each gap plus the next, times the bin's width, halved (a multiplication by 0.5:
+        # the same real number as a division by 2, so the same rounding, at a third of its cost),
+        # as whole-buffer passes (a row's last sum pairs it with the next row's first; its width is
+        # 0 and the sum leaves it out), then summed row by row as before
+        g, k, w = gap.shape
+        flat = gap.reshape(-1)
+        trapezoids = np.empty(flat.size, dtype=np.float64)
+        trapezoids[-1] = 0.0
+        np.add(flat[:-1], flat[1:], out=trapezoids[:-1])
+        per_group = trapezoids.reshape(g, k * w)
+        np.multiply(per_group, lay.row_widths, out=per_group)
+        trapezoids *= 0.5
+        area = trapezoids.reshape(g, k, w)[..., :-1].sum(axis=-1)
         mean_gap = np.where(np.isfinite(mean), np.abs(mean - lay.ref_mean), 0.0)
         self.ks[:, num] = d
         self.ks_p[:, num] = np.where((n == 0) | (m == 0), 1.0, ks_p_values(d, n, m, method="stephens"))
