@@ -275,7 +275,8 @@ class _Stats:
         num = (np.where(small, _KS, _WASSERSTEIN) if cfg.numeric_test == "auto"
                else _TESTS.index(cfg.numeric_test))
         cat = np.where(small, _CHI2, _JS) if cfg.categorical_test == "auto" else _TESTS.index(cfg.categorical_test)
-        self.code = np.broadcast_to(np.where(lay.is_numeric, num, cat), small.shape)
+        code = np.where(lay.is_numeric, num, cat)  # already of every group when a test depends on the rows
+        self.code = code if code.shape == small.shape else np.broadcast_to(code, small.shape)
         self.statistic = np.choose(self.code, [self.ks, self.chi2, self.wasserstein, self.js, self.psi])
         self.p_value = np.where(lay.is_numeric & (self.code != _CHI2), self.ks_p, self.chi2_p)
 
