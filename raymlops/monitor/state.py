@@ -332,27 +332,6 @@ def _identity(n: int) -> npt.NDArray[np.float64]:
     return out
 
 
-def _sum_tables(states: list[StreamState], n_slices: int, k: int
-                ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """:func:`_sum_table` of the sums and of the sums of squares of every state, as two
-    ``(states, 1 + n_slices, k)`` arrays. When every state holds its sums as one addition's
-    doubles (a window filled by one batch: the usual case), the all-rows rows of all of them
-    are ``math.fsum`` of the slices' doubles, column by column, from one list: the same values
-    as one :func:`_sum_table` per state, without its per-call cost."""
-    pending = [state.sums.floats() for state in states] + [state.sums_sq.floats() for state in states]
-    w = len(states)
-    if n_slices == 1 or any(p is None for p in pending):
-        return (np.stack([_sum_table(state.sums, n_slices, k) for state in states]),
-                np.stack([_sum_table(state.sums_sq, n_slices, k) for state in states]))
-    out = np.empty((2 * w, 1 + n_slices, k), dtype=np.float64)
-    cells = out[:, 1:]
-    cells[...] = np.stack(pending).reshape(2 * w, n_slices, k)  # type: ignore[arg-type]
-    # one column per (state, kind, numeric column), the slices along it
-    columns = cells.transpose(1, 0, 2).reshape(n_slices, 2 * w * k).T.tolist()
-    out[:, 0] = np.array(list(map(math.fsum, columns)), dtype=np.float64).reshape(2 * w, k)
-    return out[:w], out[w:]
-
-
 def moment_tables(states: list[StreamState]) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """:meth:`StreamState.moment_table` of several states of one reference, as ``(states,
@@ -363,7 +342,8 @@ def moment_tables(states: list[StreamState]) -> tuple[
         return np.empty((w, 1 + n_slices, 0), dtype=np.int64), empty, empty
     per_slice = np.stack([state.finite for state in states]).reshape(w, n_slices, k)
     count = np.concatenate([per_slice.sum(axis=1, keepdims=True), per_slice], axis=1)
-    total, total_sq = _sum_tables(states, n_slices, k)
+    total = np.stack([_sum_table(state.sums, n_slices, k) for state in states])
+    total_sq = np.stack([_sum_table(state.sums_sq, n_slices, k) for state in states])
     has = count > 0
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         mean = np.where(has, total / count, np.nan)
