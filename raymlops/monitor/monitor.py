@@ -282,8 +282,7 @@ class Monitor:
         index = self.window_index
         verdict = evaluate(self.current, cfg) if verdict is None else verdict
         prediction = self._prediction_verdict(prediction)
-        rates = {name: float(self.pos[s] / self.pred_n[s]) for s, name in enumerate(self.reference.slices)
-                 if self.pred_n[s] >= max(cfg.min_rows, 1)}
+        rates = self._positive_rates()
         alerts = drift_alerts(verdict, prediction, rates, cfg, now, index)
         if self.differential.dist:
             alerts += self.differential.evaluate(now, index)
@@ -297,6 +296,14 @@ class Monitor:
         self.pos[:] = 0
         self.pred_n[:] = 0
         return alerts
+
+    def _positive_rates(self) -> dict[str, float]:
+        """Each slice's positive-prediction rate in the open window, for the slices with enough
+        predictions: the counts read as Python floats (converted as numpy converts them) and
+        divided as numpy divides them, without a numpy scalar operation per slice."""
+        least = max(self.config.min_rows, 1)
+        return {name: float(p) / float(n) for name, p, n in zip(self.reference.slices, self.pos.tolist(),
+                                                                 self.pred_n.tolist(), strict=True) if n >= least}
 
     def _prediction_verdict(self, evaluated: SliceVerdict | None = None) -> SliceVerdict | None:
         """The open prediction state's verdict (``evaluated``: already evaluated), and a new state."""

@@ -23,7 +23,7 @@ from raymlops.config import MonitorConfig
 from raymlops.monitor.reference import CATEGORICAL, PREDICTION, MonitorReference
 from raymlops.monitor.state import StreamState, moment_tables
 from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, lazy_slice
-from raymlops.stats.drift import chi2_rows, distance_rows, ks_p_values
+from raymlops.stats.drift import chi2_rows, distance_from_shares, ks_p_values, row_shares
 from raymlops.stats.verdict import feature_drift_families
 
 __all__ = ["evaluate_stacked", "evaluate_stacked_many"]
@@ -46,7 +46,7 @@ class _Layout:
     per reference (which never changes) and cached, so a window close only reads its counts.
 
     ``fine`` holds, per numeric column, where the running total of all buckets stands after each of
-    its buckets before the missing one (below, interior, above), padded with the last; ``widths``
+    its buckets before the missing one (below, interior, above), padded with the last; ``row_widths``
     the bin widths ``diff(edges)`` padded with zeros; ``coarse_start`` / ``coarse_end``, per column
     and coarse bucket (padded with empty runs), where the running total stands before its first
     bucket and after its last (a coarse bucket is a run of adjacent buckets), so its count is one
@@ -55,8 +55,9 @@ class _Layout:
     """
 
     __slots__ = ("above", "all_numeric", "below", "buckets", "categorical", "coarse_end", "coarse_start", "fine",
-                 "is_feature", "is_numeric", "kinds", "missing", "n_coarse", "names", "numeric", "numeric_list",
-                 "offsets", "other", "prediction", "ref", "ref_mean", "ref_scale", "ref_taken", "unseen", "widths")
+                 "is_feature", "is_numeric", "kinds", "local", "missing", "n_coarse", "names", "numeric",
+                 "numeric_list", "offsets", "other", "prediction", "ref", "ref_mean", "ref_scale", "ref_taken",
+                 "row_widths", "unseen")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -68,11 +69,14 @@ class _Layout:
         self.buckets = reference.n_buckets
         width = max((c.edges.size + 1 for c in numeric), default=1)
         self.fine = np.empty((len(numeric), width), dtype=np.int64)
-        self.widths = np.zeros((len(numeric), width - 1), dtype=np.float64)
+        widths = np.zeros((len(numeric), width), dtype=np.float64)  # the last stays 0 (see row_widths)
         for j, (i, c) in enumerate(zip(self.numeric.tolist(), numeric, strict=True)):
             # running totals after each fine bucket; past the column's last one, its last again
             self.fine[j] = self.offsets[i] + 1 + np.minimum(np.arange(width), c.edges.size)
-            self.widths[j, : c.edges.size - 1] = np.diff(c.edges)
+            widths[j, : c.edges.size - 1] = np.diff(c.edges)
+        #: each numeric column's bin widths ``diff(edges)`` padded with zeros to one per fine edge, all
+        #: columns in a row (the trapezoids' factors, :meth:`_Stats._numeric`)
+        self.row_widths = widths.ravel()
         self.below = self.offsets[self.numeric]
         self.above = self.below + np.array([c.edges.size for c in numeric], dtype=np.int64)
         self.missing = self.offsets + reference.sizes - 1
@@ -92,6 +96,16 @@ class _Layout:
         self.numeric_list = self.is_numeric.tolist()
         self.categorical = np.flatnonzero(~self.is_numeric)
         self.all_numeric = bool(self.is_numeric.all())
+        sizes = set(reference.sizes.tolist())
+        #: ``(buckets per column, coarse starts, coarse ends)`` when every column is numeric with
+        #: the same number of buckets (the usual reference): :meth:`side` then takes running totals
+        #: per column, and the coarse runs' bounds index them (column ``c``'s total after ``k`` of
+        #: its buckets is at ``c * (size + 1) + k``)
+        self.local: tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+        if self.all_numeric and len(sizes) == 1:
+            size = sizes.pop()
+            shift = (np.arange(len(cols), dtype=np.int64) * (size + 1) - self.offsets)[:, None]
+            self.local = (size, self.coarse_start + shift, self.coarse_end + shift)
         self.ref = self.side(np.concatenate([reference.counts.sum(axis=0, keepdims=True), reference.counts])).frozen()
         self.ref_taken: dict[bytes, _Side] = {}
 
@@ -111,38 +125,70 @@ class _Layout:
 
     def side(self, counts: npt.NDArray[np.int64]) -> _Side:
         """One side (reference or current) of every statistic, from ``(groups, buckets)`` counts."""
-        # integers: exact in doubles, and so are their sums and differences
-        running = np.empty((counts.shape[0], self.buckets + 1), dtype=np.float64)
-        running[:, 0] = 0.0
-        np.cumsum(counts, axis=1, dtype=np.float64, out=running[:, 1:])
+        if self.local is not None:
+            return self._side_by_column(counts, *self.local)
+        # running totals in integers (numpy's integer cumsum runs about 3 times as fast as one that
+        # casts to doubles as it goes); every total and difference is exact, and so is each one's
+        # conversion to a double, so the statistics read the same doubles as from double totals
+        running = np.empty((counts.shape[0], self.buckets + 1), dtype=np.int64)
+        running[:, 0] = 0
+        np.cumsum(counts, axis=1, out=running[:, 1:])
         # each numeric column's CDF at its fine edges: running totals less the total before it
-        cdf = np.take(running, self.fine, axis=1)
-        cdf -= running[:, self.below][..., None]
-        n = cdf[..., -1].copy()
+        below = np.take(running, self.fine, axis=1)
+        below -= running[:, self.below][..., None]
+        n = below[..., -1].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            cdf /= n[..., None]  # no values: 0 / 0, NaN
+            cdf = np.divide(below, n[..., None])  # no values: 0 / 0, NaN
         coarse = np.take(running, self.coarse_end, axis=1)  # (groups, columns, coarse buckets), C order
         coarse -= np.take(running, self.coarse_start, axis=1)
         rows = np.add.reduceat(counts, self.offsets, axis=1)
-        return _Side(counts, cdf, n, coarse, rows)
+        return _Side(counts, cdf, n, coarse.astype(np.float64), rows)
+
+    def _side_by_column(self, counts: npt.NDArray[np.int64], size: int, starts: npt.NDArray[np.int64],
+                        ends: npt.NDArray[np.int64]) -> _Side:
+        """:meth:`side` when every column is numeric with ``size`` buckets: running totals within
+        each column (``(groups, columns, 1 + size)``, from 0), so a CDF is a column's totals after
+        each bucket but the missing one, divided by the last of them, with no subtraction, and a
+        column's rows its last total. Every total is an integer, exact in doubles, so each value
+        is the one :meth:`side` gets from the running totals over all buckets."""
+        g = counts.shape[0]
+        local = np.empty((g, len(self.names), size + 1), dtype=np.int64)
+        local[..., 0] = 0
+        np.cumsum(counts.reshape(g, -1, size), axis=-1, out=local[..., 1:])
+        n = local[..., size - 1].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cdf = np.divide(local[..., 1:size], n[..., None])  # no values: 0 / 0, NaN
+        flat = local.reshape(g, -1)
+        coarse = np.take(flat, ends, axis=1)  # (groups, columns, coarse buckets), C order
+        coarse -= np.take(flat, starts, axis=1)
+        return _Side(counts, cdf, n, coarse.astype(np.float64), local[..., size].copy())
 
 
 class _Side:
     """Counts, CDFs at the fine edges and their totals (missing values excluded), coarse counts
     and rows per column, of ``groups`` stacked count rows."""
 
-    __slots__ = ("cdf", "coarse", "counts", "n", "rows")
+    __slots__ = ("_shares", "cdf", "coarse", "counts", "n", "rows")
 
     def __init__(self, counts: npt.NDArray[np.int64], cdf: npt.NDArray[np.float64], n: npt.NDArray[np.float64],
                  coarse: npt.NDArray[np.float64], rows: npt.NDArray[np.int64]) -> None:
         self.counts, self.cdf, self.n, self.coarse, self.rows = counts, cdf, n, coarse, rows
+        self._shares: tuple[npt.NDArray[np.float64], ...] | None = None
+
+    def shares(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The coarse counts' :func:`row_shares`, computed once: a reference side is compared with
+        the current side of every pass."""
+        if self._shares is None:
+            self._shares = row_shares(self.coarse)
+        total, p, clipped = self._shares
+        return total, p, clipped
 
     def take(self, groups: npt.NDArray[np.int64]) -> _Side:
         return _Side(self.counts[groups], self.cdf[groups], self.n[groups], self.coarse[groups], self.rows[groups])
 
     def frozen(self) -> _Side:
         """This side, its arrays made read-only (a reference side is shared by every pass)."""
-        for name in self.__slots__:
+        for name in ("cdf", "coarse", "counts", "n", "rows"):
             getattr(self, name).flags.writeable = False
         return self
 
@@ -170,7 +216,7 @@ class _Stats:
         g, k = cur.rows.shape
         num = lay.numeric
         self.rows = cur.rows
-        self.js, self.psi = distance_rows(ref.coarse, cur.coarse)
+        self.js, self.psi = distance_from_shares(ref.shares(), cur.coarse)
         self._chi2(lay, ref, cur, cfg)
         self.missing_rate = cur.counts[:, lay.missing] / cur.rows
         self.ref_missing_rate = ref.counts[:, lay.missing] / ref.rows
@@ -204,10 +250,19 @@ class _Stats:
         gap = ref.cdf - cur.cdf
         np.abs(gap, out=gap)
         d = gap.max(axis=-1)
-        trapezoids = gap[..., :-1] + gap[..., 1:]  # in place from here: the same values, fewer arrays
-        trapezoids *= lay.widths
-        trapezoids /= 2.0
-        area = trapezoids.sum(axis=-1)
+        # trapezoids: each gap plus the next, times the bin's width, halved (a multiplication by 0.5:
+        # the same real number as a division by 2, so the same rounding, at a third of its cost),
+        # as whole-buffer passes (a row's last sum pairs it with the next row's first; its width is
+        # 0 and the sum leaves it out), then summed row by row as before
+        g, k, w = gap.shape
+        flat = gap.reshape(-1)
+        trapezoids = np.empty(flat.size, dtype=np.float64)
+        trapezoids[-1] = 0.0
+        np.add(flat[:-1], flat[1:], out=trapezoids[:-1])
+        per_group = trapezoids.reshape(g, k * w)
+        np.multiply(per_group, lay.row_widths, out=per_group)
+        trapezoids *= 0.5
+        area = trapezoids.reshape(g, k, w)[..., :-1].sum(axis=-1)
         mean_gap = np.where(np.isfinite(mean), np.abs(mean - lay.ref_mean), 0.0)
         self.ks[:, num] = d
         self.ks_p[:, num] = np.where((n == 0) | (m == 0), 1.0, ks_p_values(d, n, m, method="stephens"))
@@ -220,7 +275,8 @@ class _Stats:
         num = (np.where(small, _KS, _WASSERSTEIN) if cfg.numeric_test == "auto"
                else _TESTS.index(cfg.numeric_test))
         cat = np.where(small, _CHI2, _JS) if cfg.categorical_test == "auto" else _TESTS.index(cfg.categorical_test)
-        self.code = np.broadcast_to(np.where(lay.is_numeric, num, cat), small.shape)
+        code = np.where(lay.is_numeric, num, cat)  # already of every group when a test depends on the rows
+        self.code = code if code.shape == small.shape else np.broadcast_to(code, small.shape)
         self.statistic = np.choose(self.code, [self.ks, self.chi2, self.wasserstein, self.js, self.psi])
         self.p_value = np.where(lay.is_numeric & (self.code != _CHI2), self.ks_p, self.chi2_p)
 
@@ -244,13 +300,14 @@ class _Table:
     pass, as the arrays they were computed in (:class:`~raymlops.monitor.verdicts.ColumnTable`):
     a slice verdict keeps its group's row and builds its ColumnVerdicts only when they are read."""
 
-    __slots__ = ("all_numeric", "bands", "code", "floats", "kinds", "names", "numeric")
+    __slots__ = ("_anomalous", "all_numeric", "bands", "code", "floats", "kinds", "names", "numeric")
 
     def __init__(self, lay: _Layout, st: _Stats, adjusted: npt.NDArray[np.float64], drift: npt.NDArray[np.bool_],
                  cfg: MonitorConfig) -> None:
         self.names, self.kinds, self.numeric, self.all_numeric = lay.names, lay.kinds, lay.numeric_list, lay.all_numeric
         self.bands = tuple(cfg.psi_bands)
         self.code = st.code
+        self._anomalous: tuple[tuple[float, float, float], npt.NDArray[np.bool_]] | None = None
         #: ColumnVerdict's fields after ``test``, in order, by name (``psi_band`` is derived from ``psi``)
         self.floats: dict[str, npt.NDArray[Any]] = {
             "statistic": st.statistic, "p_value": st.p_value, "adjusted_p_value": adjusted, "drift": drift,
@@ -260,6 +317,20 @@ class _Table:
 
     def values(self, row: int, name: str) -> npt.NDArray[np.float64]:
         return self.floats[name][row].astype(np.float64)
+
+    def anomalous(self, row: int, limits: tuple[float, float, float]) -> list[int]:
+        """The columns of row ``row`` whose missing-rate increase, out-of-range rate or unseen rate
+        is finite and above its limit (``limits``, in that order), as
+        :func:`~raymlops.monitor.window_alerts._anomalous` finds them from the row's values: the
+        same comparisons, made once for every row of the pass (each window's all-rows row reads it)."""
+        cached = self._anomalous
+        if cached is None or cached[0] != limits:
+            f = self.floats
+            with np.errstate(invalid="ignore"):
+                rates = np.stack([f["missing_rate"] - f["ref_missing_rate"], f["out_of_range_rate"], f["unseen_rate"]])
+                bound = np.array(limits, dtype=np.float64)[:, None, None]
+                cached = self._anomalous = (limits, ((rates > bound) & np.isfinite(rates)).any(axis=0))
+        return np.flatnonzero(cached[1][row]).tolist()
 
     def verdicts(self, row: int) -> tuple[ColumnVerdict, ...]:
         """Row ``row``'s ColumnVerdicts, in column order."""
@@ -330,8 +401,13 @@ def evaluate_stacked_many(states: list[StreamState], cfg: MonitorConfig, ref: Mo
         if ref.slice_columns:
             present = [np.flatnonzero(r > 0) for r in slice_rows]
             groups = [np.concatenate([[0], p + 1]) for p in present]
-            cur = np.concatenate([part for state, p in zip(states, present, strict=True)
-                                  for part in (state.counts.sum(axis=0, keepdims=True), state.counts[p])])
+            # each window's all-rows counts, then its present slices' (written in place: no pieces to join)
+            cur = np.empty((sum(g.size for g in groups), ref.n_buckets), dtype=np.int64)
+            first = 0
+            for state, p in zip(states, present, strict=True):
+                np.sum(state.counts, axis=0, out=cur[first])
+                np.take(state.counts, p, axis=0, out=cur[first + 1: first + 1 + p.size])
+                first += 1 + p.size
             every = np.concatenate(groups)
             owner = np.repeat(np.arange(len(states)), [g.size for g in groups])
             st = _Stats(lay, lay.ref_side(every), lay.side(cur), mean[owner, every], std[owner, every], cfg)

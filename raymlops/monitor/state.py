@@ -11,6 +11,7 @@ the moments).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -206,19 +207,21 @@ class StreamState:
             x = np.ascontiguousarray(numeric, dtype=np.float64)
         self._add_moments(slice_idx, x)
 
-    def _add_moments(self, slice_idx: npt.NDArray[np.int64], x: npt.NDArray[np.float64]) -> None:
-        """Add the finite counts and sums of ``x`` (``(numeric columns, rows)``, C-contiguous)."""
+    def _add_moments(self, slice_idx: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
+                     all_finite: bool = False) -> None:
+        """Add the finite counts and sums of ``x`` (``(numeric columns, rows)``, C-contiguous);
+        ``all_finite``: the caller knows every value is finite (else it is checked here)."""
         k, n_slices = self.numeric.size, self.reference.n_slices
-        ok = np.isfinite(x)
-        all_finite = bool(ok.all())
-        x0 = x if all_finite else np.where(ok, x, 0.0)  # equal values either way: the sums do not change
+        ok = None if all_finite else np.isfinite(x)
+        if ok is not None and bool(ok.all()):
+            ok = None  # every value is finite
+        x0 = x if ok is None else np.where(ok, x, 0.0)  # equal values either way: the sums do not change
         if n_slices == 1:
-            finite = np.full(k, x.shape[1], dtype=np.int64) if all_finite else np.count_nonzero(ok, axis=1)
+            finite = np.full(k, x.shape[1], dtype=np.int64) if ok is None else np.count_nonzero(ok, axis=1)
             sums, sums_sq = x0.sum(axis=1), np.einsum("ij,ij->i", x0, x0)
         else:  # (k, n) @ (n, slices) one-hot: per-slice sums in one BLAS call each
-            onehot = np.zeros((slice_idx.size, n_slices), dtype=np.float64)
-            onehot[np.arange(slice_idx.size), slice_idx] = 1.0
-            if all_finite:  # every value counts: each column's count per slice is the slice's rows
+            onehot = np.take(_identity(n_slices), slice_idx, axis=0)  # row i: 1.0 at column slice_idx[i]
+            if ok is None:  # every value counts: each column's count per slice is the slice's rows
                 finite = np.repeat(np.bincount(slice_idx, minlength=n_slices), k)
             else:
                 finite = np.rint(ok.astype(np.float64) @ onehot).astype(np.int64).T.ravel()
@@ -248,9 +251,11 @@ class StreamState:
         if not k:
             return
         if n_slices > 1:  # the per-slice sums are a BLAS product per part, as add_bucketed computes them
+            all_finite = bool(np.isfinite(numeric[:, start:stop]).all())  # then so is every part: checked once
             for p, state in enumerate(states):
                 part = slice(start + p * length, start + (p + 1) * length)
-                state._add_moments(slice_idx[part], np.ascontiguousarray(numeric[:, part], dtype=np.float64))
+                state._add_moments(slice_idx[part], np.ascontiguousarray(numeric[:, part], dtype=np.float64),
+                                   all_finite)
             return
         x = numeric[:, start:stop].reshape(k, parts, length)
         ok = np.isfinite(x)
@@ -316,6 +321,14 @@ def _sum_table(sums: ExactSums, n_slices: int, k: int) -> npt.NDArray[np.float64
         out[0] = out[1]
     else:  # all rows: the exact sums of the slices' cells, as moments(name) adds them
         out[0] = [sum(ints[j::k]) / scale + sum(special[j::k]) for j in range(k)]
+    return out
+
+
+@functools.cache
+def _identity(n: int) -> npt.NDArray[np.float64]:
+    """The ``n x n`` identity (read-only, shared): its rows are the one-hot rows of the slices."""
+    out = np.eye(n, dtype=np.float64)
+    out.setflags(write=False)
     return out
 
 

@@ -88,6 +88,10 @@ def _anomalies(c: Any, cfg: MonitorConfig, now: float, index: int) -> list[Alert
 def _anomalous(o: SliceVerdict, cfg: MonitorConfig) -> list[int]:
     """The columns :func:`_anomalies` may find an anomaly in: the same tests on the rates'
     arrays, without building a column verdict per column at every window close."""
+    lazy = o.__dict__.get("_table")
+    if lazy is not None and hasattr(lazy[0], "anomalous"):  # a stacked pass: its table compares every row at once
+        return list(lazy[0].anomalous(lazy[1], (cfg.max_missing_rate_increase, cfg.max_out_of_range_rate,
+                                                cfg.max_unseen_rate)))
     with np.errstate(invalid="ignore"):
         rates = np.stack([o.values("missing_rate") - o.values("ref_missing_rate"), o.values("out_of_range_rate"),
                           o.values("unseen_rate")])

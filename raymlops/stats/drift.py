@@ -39,11 +39,13 @@ __all__ = [
     "chi2_test",
     "compare_rows",
     "correct",
+    "distance_from_shares",
     "distance_rows",
     "jensen_shannon",
     "ks_binned",
     "ks_p_values",
     "psi",
+    "row_shares",
     "wasserstein_binned",
 ]
 
@@ -104,14 +106,36 @@ def distance_rows(ref: npt.ArrayLike, cur: npt.ArrayLike, eps: float = PSI_EPS) 
       below at ``eps``. Rules of thumb: < 0.1 stable, 0.1-0.2 moderate, > 0.2 significant.
 
     A row pair where either side is empty gives NaN."""
-    r, c = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+    return distance_from_shares(row_shares(ref, eps), cur, eps)
+
+
+def row_shares(counts: npt.ArrayLike, eps: float = PSI_EPS) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``(row totals (keepdims), shares, shares clipped below at eps)`` of ``(..., bins)`` counts:
+    the reference side of :func:`distance_rows`, which a caller comparing many current rows
+    with the same reference rows computes once (:func:`distance_from_shares`)."""
+    r = np.asarray(counts, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        total_r, total_c = r.sum(axis=-1, keepdims=True), c.sum(axis=-1, keepdims=True)
-        p, q = r / total_r, c / total_c
-        m = (p + q) / 2.0
+        total = r.sum(axis=-1, keepdims=True)
+        p = r / total
+    return total, p, np.clip(p, eps, None)
+
+
+def distance_from_shares(ref: tuple[FloatArray, FloatArray, FloatArray], cur: npt.ArrayLike, eps: float = PSI_EPS
+                         ) -> tuple[FloatArray, FloatArray]:
+    """:func:`distance_rows` of the reference side's :func:`row_shares` and current counts (the
+    same operations in the same order, so the same values to the bit; halving is a
+    multiplication by 0.5, which rounds as the division by 2 does)."""
+    total_r, p, p_c = ref
+    c = np.asarray(cur, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total_c = c.sum(axis=-1, keepdims=True)
+        q = c / total_c
+        m = p + q
+        m *= 0.5
         kl = (np.where(p > 0, p * np.log2(p / m), 0.0) + np.where(q > 0, q * np.log2(q / m), 0.0)).sum(axis=-1)
-        js = np.sqrt(np.maximum(kl / 2.0, 0.0))
-        p_c, q_c = np.clip(p, eps, None), np.clip(q, eps, None)
+        kl *= 0.5
+        js = np.sqrt(np.maximum(kl, 0.0))
+        q_c = np.clip(q, eps, None)
         psi_v = np.sum((q_c - p_c) * np.log(q_c / p_c), axis=-1)
     have = (total_r[..., 0] > 0) & (total_c[..., 0] > 0)
     if have.all():

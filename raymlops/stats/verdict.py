@@ -42,6 +42,20 @@ def _rule(rule: str) -> None:
         raise ValidationError(f"dataset_rule must be one of {', '.join(DATASET_RULES)}, got {rule!r}")
 
 
+def _flags(values: npt.ArrayLike, shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+    """``values`` as booleans of ``shape`` (broadcast only when they are not of it already:
+    ``np.broadcast_to`` costs more than the rest of a small family's correction)."""
+    flags = np.asarray(values, dtype=bool)
+    return flags if flags.shape == shape else np.broadcast_to(flags, shape)
+
+
+def _clean(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """p-values for the correction: NaN counts as 1, the rest clipped to [0, 1]. The same values as
+    ``np.clip(np.nan_to_num(p, nan=1.0), 0.0, 1.0)`` (an infinity clips to the bound that
+    nan_to_num's largest double would), without nan_to_num's cost."""
+    return np.where(np.isnan(p), 1.0, np.clip(p, 0.0, 1.0))
+
+
 def feature_drift(p_values: npt.ArrayLike, by_p_value: npt.ArrayLike, by_distance: npt.ArrayLike, *,
                   alpha: float, correction: str, rule: str = "any"
                   ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
@@ -54,11 +68,10 @@ def feature_drift(p_values: npt.ArrayLike, by_p_value: npt.ArrayLike, by_distanc
     p = np.asarray(p_values, dtype=np.float64)
     if p.size == 1 and correction in _KNOWN:  # one test: every correction leaves its p-value as it is
         return _one_test(p, by_p_value, by_distance, alpha)
-    use_p = np.broadcast_to(np.asarray(by_p_value, dtype=bool), p.shape)
-    dist = np.broadcast_to(np.asarray(by_distance, dtype=bool), p.shape)
+    use_p, dist = _flags(by_p_value, p.shape), _flags(by_distance, p.shape)
     if p.size == 0:
         return p.copy(), np.zeros(p.shape, dtype=bool)
-    clean = np.clip(np.nan_to_num(p, nan=1.0), 0.0, 1.0)
+    clean = _clean(p)
     adjusted = clean if correction == "none" else correct(clean.ravel(), correction).reshape(p.shape)
     decisive = adjusted if rule == "any" else clean
     return adjusted, np.where(use_p, decisive < alpha, dist)
@@ -86,8 +99,7 @@ def feature_drift_families(p_values: npt.ArrayLike, by_p_value: npt.ArrayLike, b
     per family."""
     _rule(rule)
     p = np.asarray(p_values, dtype=np.float64)
-    use_p = np.broadcast_to(np.asarray(by_p_value, dtype=bool), p.shape)
-    dist = np.broadcast_to(np.asarray(by_distance, dtype=bool), p.shape)
+    use_p, dist = _flags(by_p_value, p.shape), _flags(by_distance, p.shape)
     if p.ndim != 2 or sum(b - a for a, b in families) != p.shape[0]:
         raise ValidationError(f"families {families} do not cover the {p.shape[0]} rows of p_values")
     if correction not in ("bonferroni", "none") or p.size == 0:
@@ -96,11 +108,12 @@ def feature_drift_families(p_values: npt.ArrayLike, by_p_value: npt.ArrayLike, b
         if not parts:
             return p.copy(), np.zeros(p.shape, dtype=bool)
         return np.concatenate([x for x, _ in parts]), np.concatenate([f for _, f in parts])
-    clean = np.clip(np.nan_to_num(p, nan=1.0), 0.0, 1.0)
+    clean = _clean(p)
     if correction == "none":
         adjusted = clean
     else:  # each p-value times its family's number of tests (as correct(..., "bonferroni"))
-        tests = np.concatenate([np.full(b - a, (b - a) * p.shape[1], dtype=np.float64) for a, b in families])
+        sizes = np.array([b - a for a, b in families], dtype=np.int64)
+        tests = np.repeat((sizes * p.shape[1]).astype(np.float64), sizes)
         adjusted = np.minimum(clean * tests[:, None], 1.0)
     decisive = adjusted if rule == "any" else clean
     return adjusted, np.where(use_p, decisive < alpha, dist)
