@@ -321,7 +321,7 @@ class _Table:
     def anomalous(self, row: int, limits: tuple[float, float, float]) -> list[int]:
         """The columns of row ``row`` whose missing-rate increase, out-of-range rate or unseen rate
         is finite and above its limit (``limits``, in that order), as
-        :func:`~raymlops.monitor.window_alerts._anomalous` finds them from the row's values: the
+        :meth:`~raymlops.monitor.verdicts.SliceVerdict.anomalous` finds them from the row's values: the
         same comparisons, made once for every row of the pass (each window's all-rows row reads it)."""
         cached = self._anomalous
         if cached is None or cached[0] != limits:

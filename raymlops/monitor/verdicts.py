@@ -109,6 +109,18 @@ class SliceVerdict:
             return lazy[0].values(lazy[1], name)
         return np.array([getattr(c, name) for c in self.columns], dtype=np.float64)
 
+    def anomalous(self, limits: tuple[float, float, float]) -> list[int]:
+        """The columns whose missing-rate increase, out-of-range rate or unseen rate is finite and
+        above its limit (``limits``, in that order); a stacked pass's table compares every row at once."""
+        lazy = self.__dict__.get("_table")
+        if lazy is not None:
+            return lazy[0].anomalous(lazy[1], limits)
+        with np.errstate(invalid="ignore"):
+            rates = np.stack([self.values("missing_rate") - self.values("ref_missing_rate"),
+                              self.values("out_of_range_rate"), self.values("unseen_rate")])
+            bound = np.array(limits, dtype=np.float64)[:, None]
+            return np.flatnonzero(((rates > bound) & np.isfinite(rates)).any(axis=0)).tolist()
+
 
 class ColumnTable(Protocol):
     """ColumnVerdict fields of the columns of several groups (rows), as arrays; what a verdict
@@ -117,6 +129,8 @@ class ColumnTable(Protocol):
     def verdicts(self, row: int) -> tuple[ColumnVerdict, ...]: ...
 
     def values(self, row: int, name: str) -> npt.NDArray[np.float64]: ...
+
+    def anomalous(self, row: int, limits: tuple[float, float, float]) -> list[int]: ...
 
 
 class _Columns:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from raymlops.config import MonitorConfig
 from raymlops.monitor.alerts import Alert
 from raymlops.monitor.reference import PREDICTION
@@ -86,17 +84,9 @@ def _anomalies(c: Any, cfg: MonitorConfig, now: float, index: int) -> list[Alert
 
 
 def _anomalous(o: SliceVerdict, cfg: MonitorConfig) -> list[int]:
-    """The columns :func:`_anomalies` may find an anomaly in: the same tests on the rates'
-    arrays, without building a column verdict per column at every window close."""
-    lazy = o.__dict__.get("_table")
-    if lazy is not None and hasattr(lazy[0], "anomalous"):  # a stacked pass: its table compares every row at once
-        return list(lazy[0].anomalous(lazy[1], (cfg.max_missing_rate_increase, cfg.max_out_of_range_rate,
-                                                cfg.max_unseen_rate)))
-    with np.errstate(invalid="ignore"):
-        rates = np.stack([o.values("missing_rate") - o.values("ref_missing_rate"), o.values("out_of_range_rate"),
-                          o.values("unseen_rate")])
-        limits = np.array([[cfg.max_missing_rate_increase], [cfg.max_out_of_range_rate], [cfg.max_unseen_rate]])
-        return np.flatnonzero(((rates > limits) & np.isfinite(rates)).any(axis=0)).tolist()
+    """The columns :func:`_anomalies` may find an anomaly in, without building a column verdict per
+    column at every window close (:meth:`SliceVerdict.anomalous`)."""
+    return o.anomalous((cfg.max_missing_rate_increase, cfg.max_out_of_range_rate, cfg.max_unseen_rate))
 
 
 def _anomaly_text(what: str, c: Any) -> str:
