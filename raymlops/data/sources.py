@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from raymlops.data.tables import pandas_index_columns
 from raymlops.exceptions import ConfigError, ValidationError
 from raymlops.store.artifacts import is_secret_option, resolve_filesystem
 
@@ -195,7 +196,8 @@ def from_callable(spec: str) -> ray.data.Dataset:
 
 
 def read_source(uri: str, fmt: str = "auto", options: Mapping[str, Any] | None = None) -> ray.data.Dataset:
-    """Read ``uri`` with Ray Data (lazily); errors name the source, never its secrets."""
+    """Read ``uri`` with Ray Data (lazily); errors name the source, never its secrets. A Parquet
+    source leaves out a stored pandas index (:func:`~raymlops.data.tables.pandas_index_columns`)."""
     import ray.data
 
     if uri.startswith(CALLABLE_PREFIX):
@@ -214,10 +216,16 @@ def read_source(uri: str, fmt: str = "auto", options: Mapping[str, Any] | None =
     kind = detect_format(uri, fmt, fs, path)
     reader = {"csv": ray.data.read_csv, "parquet": ray.data.read_parquet, "json": ray.data.read_json}[kind]
     try:
-        return reader(path, filesystem=fs)
+        ds = reader(path, filesystem=fs)
     except Exception as exc:  # Ray wraps pyarrow's parse errors; name the source instead
         raise ValidationError(f"data.source: cannot read {shown!r} as {kind}: "
                               f"{_scrub(str(exc), resolve_options(options))}") from exc
+    if kind == "parquet":  # a DataFrame's stored index is not data (read from the files' footers: nothing runs)
+        schema = getattr(ds.schema(), "base_schema", None)
+        index = pandas_index_columns(schema) if isinstance(schema, pa.Schema) else []
+        if index:
+            ds = ds.drop_columns(index)
+    return ds
 
 
 def open_source(data: Any) -> ray.data.Dataset:

@@ -9,6 +9,8 @@ the columns in flight, not the whole file.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,36 @@ import pyarrow as pa
 from raymlops.exceptions import NotFound, ValidationError
 from raymlops.store.home import Store
 
-__all__ = ["ParquetColumns", "open_table", "read_table"]
+__all__ = ["ParquetColumns", "open_table", "pandas_index_columns", "read_table"]
+
+#: the name pandas gives an unnamed index that it stores as a column
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+
+
+def pandas_index_columns(schema: pa.Schema) -> list[str]:
+    """The columns of ``schema`` that hold an unnamed pandas index, not data.
+
+    ``DataFrame.to_parquet`` stores the index as a column whenever it is not a plain range (the
+    rows were filtered, sampled or shuffled), names it ``__index_level_0__`` and lists it in the
+    file's pandas metadata; pandas reads it back as the index, and alibi-detect, Evidently or
+    scikit-learn, given that DataFrame, never see it. Read as a column it would be a feature
+    (the row numbers: a leak into training, and a field every request would have to send), so
+    the readers of user files leave these out. A named index (``df.set_index("id")``) is data
+    the user named, and stays a column."""
+    meta = schema.metadata or {}
+    if b"pandas" not in meta:
+        return []
+    try:
+        index = json.loads(meta[b"pandas"]).get("index_columns", [])
+    except (ValueError, AttributeError):  # not pandas' JSON: nothing to leave out
+        return []
+    names = set(schema.names)
+    return [c for c in index if isinstance(c, str) and _PANDAS_INDEX.fullmatch(c) and c in names]
+
+
+def _without_pandas_index(table: pa.Table) -> pa.Table:
+    index = pandas_index_columns(table.schema)
+    return table.drop_columns(index) if index else table
 
 
 def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]:
@@ -30,9 +61,9 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
             import pyarrow.parquet as pq
 
             if p.is_dir():
-                return pq.read_table(p), f"parquet {p}"
+                return _without_pandas_index(pq.read_table(p)), f"parquet {p}"
             # one file: read it directly (pq.read_table goes through pyarrow.dataset, which imports pandas)
-            return pq.ParquetFile(p, memory_map=True).read(), f"parquet {p}"
+            return _without_pandas_index(pq.ParquetFile(p, memory_map=True).read()), f"parquet {p}"
         if p.suffix.lower() in (".csv", ".tsv", ".txt") or p.is_file():
             if not p.is_file():
                 raise NotFound(f"{ref}: no such file")
@@ -53,7 +84,8 @@ class ParquetColumns:
     """A Parquet file as a table whose columns are read when asked, one at a time (memory-mapped;
     safe to call from several threads: each read opens its own reader on the parsed footer).
     Quacks like :class:`pyarrow.Table` for what a check needs: ``column_names``, ``schema``,
-    ``num_rows`` / ``len()`` and ``column(name)``."""
+    ``num_rows`` / ``len()`` and ``column(name)``. A stored pandas index is not one of its
+    columns (:func:`pandas_index_columns`)."""
 
     def __init__(self, path: str | Path) -> None:
         import pyarrow.parquet as pq
@@ -61,8 +93,11 @@ class ParquetColumns:
         self.path = Path(path)
         first = pq.ParquetFile(self.path, memory_map=True)
         self._metadata = first.metadata
-        self.schema: pa.Schema = first.schema_arrow
-        self.column_names: list[str] = list(self.schema.names)
+        schema = first.schema_arrow
+        for name in pandas_index_columns(schema):
+            schema = schema.remove(schema.get_field_index(name))
+        self.schema: pa.Schema = schema
+        self.column_names: list[str] = list(schema.names)
         self.num_rows: int = int(self._metadata.num_rows)
 
     def __len__(self) -> int:

@@ -89,6 +89,13 @@ def test_file_formats_and_callables_read_the_same_rows(ray_session: None, tmp_pa
         assert back.column("id").to_pylist() == list(range(1000)), uri  # row order kept
         assert back.column("income").to_pylist() == table.column("income").to_pylist(), uri
         assert back.column("status").to_pylist() == table.column("status").to_pylist(), uri
+    # a DataFrame whose rows were shuffled stores its index as a column (__index_level_0__): not data
+    shuffled = table.to_pandas().sample(frac=1.0, random_state=0)
+    shuffled.to_parquet(tmp_path / "shuffled.parquet")
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "shuffled.parquet").names
+    back = _rows(read_source(str(tmp_path / "shuffled.parquet")))
+    assert back.column_names == table.column_names
+    assert back.column("id").to_pylist() == shuffled["id"].tolist()
     with pytest.raises(ValidationError, match="returned dict; expected a Ray Dataset"):
         read_source(f"callable:{FNS}:not_data")
     with pytest.raises(Exception, match="cannot import module 'tests.integration.nope'"):

@@ -65,6 +65,31 @@ def test_a_random_split_is_no_drift(digits: pd.DataFrame, tmp_path: Path, capsys
     assert out["drift"] is False and out["drifted_features"] == []
 
 
+def test_a_dataframes_stored_index_is_not_a_feature(digits: pd.DataFrame, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``DataFrame.to_parquet`` stores an index that is not a plain range as ``__index_level_0__``.
+    Here the rows are shuffled (no drift in any pixel) and the index counts up across the split,
+    so read as a column it would drift completely and make the dataset verdict "drift"."""
+    x = digits.drop(columns="target")
+    rows = x.iloc[np.random.default_rng(0).permutation(len(x))].copy()
+    rows.index = pd.Index(np.arange(len(rows), dtype=np.int64) * 2)  # stored as a column (not a RangeIndex)
+    half = len(rows) // 2
+    rows.iloc[:half].to_parquet(tmp_path / "ref.parquet")
+    (tmp_path / "cur").mkdir()
+    rows.iloc[half:].to_parquet(tmp_path / "cur" / "part-0.parquet")  # a folder: read whole, not column by column
+    import pyarrow.parquet as pq
+
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "ref.parquet").names  # what pandas wrote
+    out = _check(capsys, tmp_path / "ref.parquet", tmp_path / "cur")
+    assert set(out["features"]) == set(x.columns)
+    assert out["drift"] is False and out["drifted_features"] == []
+    # a named index is data the user named: it stays a column (and here it drifted)
+    rows.rename_axis("row_id").iloc[:half].to_parquet(tmp_path / "named_ref.parquet")
+    rows.rename_axis("row_id").iloc[half:].to_parquet(tmp_path / "named_cur.parquet")
+    out = _check(capsys, tmp_path / "named_ref.parquet", tmp_path / "named_cur.parquet")
+    assert set(out["features"]) == {*x.columns, "row_id"} and out["drifted_features"] == ["row_id"]
+
+
 def test_continuous_columns_get_exact_ks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=3_000), rng.normal(0.1, 1.0, 800)
