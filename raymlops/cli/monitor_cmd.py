@@ -195,6 +195,8 @@ def _check(args: argparse.Namespace) -> int:
     for name, s in result["slices"].items():
         flag = "DRIFT: " + ", ".join(s["drifted_features"]) if s["drift"] else "no drift"
         print(f"slice {name:<30} {s['rows']:>8} rows  {flag}")
+    for name in result["not_tested"]:
+        print(f"{name:<24} not tested: a time column (name it with --column to test it)")
     any_rule = result["dataset_rule"] == "any"
     rule = (f"any feature with {result['correction']}-corrected p < {result['alpha']}" if any_rule
             else f"at least {cfg.dataset_drift_share:.0%} of the features with p < {result['alpha']}, uncorrected")

@@ -64,7 +64,8 @@ def offline_model(result: dict[str, Any], reference: str, current: str, referenc
     return {"title": "Drift report", "source": "offline check", "reference": reference, "current": current,
             "rows": dict(result["rows"]), "drift": bool(result["drift"]), "share_drifted": result["share_drifted"],
             "drifted_features": list(result["drifted_features"]), "correction": result["correction"],
-            "features": result["features"], "slices": result["slices"], "histograms": hists}
+            "features": result["features"], "slices": result["slices"], "histograms": hists,
+            "not_tested": dict(result.get("not_tested") or {})}
 
 
 def live_model(status: dict[str, Any], route: str) -> dict[str, Any]:
@@ -208,7 +209,10 @@ def render_html(model: dict[str, Any], top: int = 5) -> str:
                f"<h2>Dataset verdict: {'DRIFT' if model['drift'] else 'no dataset drift'}</h2>"
                f"<p>{len(drifted)} of {n} features drifted ({float(model['share_drifted']):.0%})"
                f"{': ' + html.escape(', '.join(drifted)) if drifted else ''}. "
-               f"Multiple-testing correction: {html.escape(str(model['correction']))}.</p></section>")
+               f"Multiple-testing correction: {html.escape(str(model['correction']))}.</p>"
+               + "".join(f'<p class="not-tested">{html.escape(name)}: not tested ({html.escape(why)}).</p>'
+                         for name, why in (model.get("not_tested") or {}).items())
+               + "</section>")
     heading = ("Drifted features" if model["drifted_features"]
                else f"No feature drifted: the top {len(names)} by p-value")
     plots = "".join(_figure(model, name, k) for k, name in enumerate(names))

@@ -7,7 +7,14 @@ test, and why), and returns plain JSON::
 
     {"drift", "rows", "share_drifted", "drifted_features", "correction", "dataset_rule",
      "features": {name: {"test", "statistic", "p_value", "adjusted_p_value", "drift", "kind", ...}},
-     "slices": {slice: {"drift", "rows", "judged", "drifted_features", "features": {...}}}}
+     "slices": {slice: {"drift", "rows", "judged", "drifted_features", "features": {...}}},
+     "not_tested": {name: reason}}
+
+Time columns (timestamps and dates) are points on a time line that moves on: last month's
+against this week's always differ, so, as in Evidently (where a datetime column is no feature)
+and NannyML (where the timestamp is a column of its own), they are left out of the features and
+listed under ``not_tested``. Named in ``columns`` they are tested, as continuous values (their
+integer time). Durations and times of day are ordinary continuous columns.
 
 Which test *decides* a feature follows the monitor settings, as the live monitor's windows do
 (:class:`raymlops.config.MonitorConfig`): with ``auto``, the p-value test (KS or chi-square) up
@@ -24,6 +31,7 @@ starts fast; :mod:`raymlops.monitor.offline` adds plot data for reports.
 
 from __future__ import annotations
 
+import datetime
 import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -75,7 +83,9 @@ class _ArrowColumns(Mapping[str, Any]):
             raise KeyError(name)
         col = self._table.column(name)
         t = col.type
-        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        if pa.types.is_temporal(t) and not pa.types.is_interval(t):  # as its integer time (see the docstring)
+            col = col.cast(pa.int32() if t.bit_width == 32 else pa.int64())
+        elif not (pa.types.is_integer(t) or pa.types.is_floating(t)):
             return col
         return _numeric_numpy(col)
 
@@ -104,6 +114,44 @@ def _numeric_numpy(col: pa.ChunkedArray) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def _is_pandas(values: Any) -> bool:
+    return type(values).__module__.startswith("pandas")
+
+
+def _is_time_column(data: Any, name: str) -> bool:
+    """Whether column ``name`` holds timestamps or dates (see the module docstring)."""
+    if _arrow_like(data):
+        t = data.schema.field(name).type
+        return bool(pa.types.is_timestamp(t) or pa.types.is_date(t))
+    values = data[name]
+    dtype = getattr(values, "dtype", None)
+    if _is_pandas(values):  # a pandas Series (tz-aware ones too)
+        import pandas as pd
+
+        return bool(pd.api.types.is_datetime64_any_dtype(values)) or (  # or Python dates / datetimes
+            values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("date", "datetime"))
+    if dtype is not None and np.dtype(dtype).kind == "M":
+        return True
+    if dtype is not None and np.dtype(dtype) == object:  # an array of Python dates, datetimes or Timestamps
+        first = next((v for v in values if v is not None), None)
+        return isinstance(first, (datetime.date, np.datetime64))
+    return False
+
+
+def _time_as_float(values: Any) -> np.ndarray:
+    """Timestamps, dates or durations (numpy or pandas) as their integer time in doubles, missing as NaN."""
+    if getattr(getattr(values, "dtype", None), "kind", "O") == "O":  # Python dates, datetimes or Timestamps
+        import pandas as pd
+
+        values = pd.Series(pd.to_datetime(np.asarray(values, dtype=object), utc=True))
+    if _is_pandas(values) and getattr(values.dt, "tz", None) is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    arr = np.asarray(values)
+    out = arr.view(np.int64).astype(np.float64)
+    out[np.isnat(arr)] = math.nan
+    return out
+
+
 def _arrays(data: Any, names: Sequence[str]) -> Mapping[str, Any]:
     """name -> numpy float array (numeric columns, missing as NaN) or a pyarrow / object array."""
     if _arrow_like(data):
@@ -111,7 +159,9 @@ def _arrays(data: Any, names: Sequence[str]) -> Mapping[str, Any]:
     out: dict[str, Any] = {}
     for name in dict.fromkeys(names):
         s = data[name]
-        if hasattr(s, "to_numpy"):  # a pandas Series
+        if getattr(getattr(s, "dtype", None), "kind", "") in ("m", "M") or _is_time_column(data, name):
+            out[name] = _time_as_float(s)
+        elif hasattr(s, "to_numpy"):  # a pandas Series
             import pandas as pd
 
             if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
@@ -225,7 +275,11 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
                   columns: Sequence[str] | None, threads: int | None) -> dict[str, Any]:
     slices = list(slice_columns) or list(cfg.slice_columns)
     ref_names, cur_names = _column_names(reference), _column_names(current)
-    names = list(columns) if columns is not None else [c for c in ref_names if c not in slices]
+    if columns is not None:
+        names, times = list(columns), []
+    else:  # every column but the slices' and the time columns (see the module docstring)
+        times = [c for c in ref_names if c not in slices and _is_time_column(reference, c)]
+        names = [c for c in ref_names if c not in slices and c not in times]
     missing = [c for c in (*names, *slices) if c not in cur_names]
     if missing:
         raise ValidationError(f"the current data lacks columns {missing}")
@@ -260,6 +314,8 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         "engine": "exact",
         "features": overall,
         "slices": _slices(ref_cols, cur_cols, slices, cfg, run) if slices else {},
+        "not_tested": {c: "a time column: timestamps and dates move on between datasets; name it in columns "
+                          "to test it" for c in times},
     }
     return dict(_clean(result))
 

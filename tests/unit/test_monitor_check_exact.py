@@ -90,6 +90,49 @@ def test_a_dataframes_stored_index_is_not_a_feature(digits: pd.DataFrame, tmp_pa
     assert set(out["features"]) == {*x.columns, "row_id"} and out["drifted_features"] == ["row_id"]
 
 
+def test_time_columns_are_not_features_unless_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Last month's rows against this week's: the timestamps (and dates) always differ, the
+    features do not. The time columns are listed as not tested, and the verdict is no drift; named
+    with --column, a timestamp is tested as a continuous column (its integer time)."""
+    from raymlops.config import MonitorConfig
+    from raymlops.stats.offline import check_tables
+
+    rng = np.random.default_rng(7)
+
+    def frame(start: str, n: int) -> pd.DataFrame:
+        at = pd.Series(pd.Timestamp(start) + pd.to_timedelta(rng.integers(0, 7 * 24 * 3600, n), unit="s"))
+        return pd.DataFrame({"at": at, "day": at.dt.date, "x": rng.normal(size=n),
+                             "wait": pd.to_timedelta(rng.integers(1, 60, n), unit="m")})
+
+    ref, cur = frame("2026-11-01", 600), frame("2026-12-01", 500)
+    ref.to_parquet(tmp_path / "ref.parquet", index=False)
+    cur.to_parquet(tmp_path / "cur.parquet", index=False)
+    out = _check(capsys, tmp_path / "ref.parquet", tmp_path / "cur.parquet")
+    assert set(out["not_tested"]) == {"at", "day"} and set(out["features"]) == {"x", "wait"}
+    assert out["features"]["wait"]["kind"] != "categorical"  # a duration is a number of seconds
+    assert out["drift"] is False
+    named = _check(capsys, tmp_path / "ref.parquet", tmp_path / "cur.parquet", "--column", "at", "--column", "x")
+    assert named["not_tested"] == {} and named["features"]["at"]["kind"] == "continuous"
+    assert named["features"]["at"]["statistic"] == 1.0 and named["drifted_features"] == ["at"]
+    assert main(["monitor", "check", "--reference", str(tmp_path / "ref.parquet"), "--current",
+                 str(tmp_path / "cur.parquet")]) == 0
+    assert "not tested: a time column" in capsys.readouterr().out
+    page = tmp_path / "report.html"
+    assert main(["monitor", "report", "--reference", str(tmp_path / "ref.parquet"), "--current",
+                 str(tmp_path / "cur.parquet"), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert 'data-drift="false"' in text and "at: not tested (a time column" in text
+    # the same from DataFrames (one time zone-aware) and from numpy datetime64 arrays
+    ref["at"], cur["at"] = ref["at"].dt.tz_localize("Europe/Paris"), cur["at"].dt.tz_localize("Europe/Paris")
+    cfg = MonitorConfig()
+    arrays = ({k: ref[k].to_numpy() for k in ("at", "x")}, {k: cur[k].to_numpy() for k in ("at", "x")})
+    for r, c in ((ref, cur), arrays):
+        got = check_tables(r, c, cfg)
+        assert "at" in got["not_tested"] and "at" not in got["features"] and got["drift"] is False
+        named = check_tables(r, c, cfg, columns=["at"])
+        assert named["features"]["at"]["kind"] == "continuous" and named["drift"] is True
+
+
 def test_continuous_columns_get_exact_ks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=3_000), rng.normal(0.1, 1.0, 800)
