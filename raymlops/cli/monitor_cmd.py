@@ -197,11 +197,14 @@ def _check(args: argparse.Namespace) -> int:
         print(f"slice {name:<30} {s['rows']:>8} rows  {flag}")
     for name in result["not_tested"]:
         print(f"{name:<24} not tested: a time column (name it with --column to test it)")
+    for name, findings in result["anomalies"].items():
+        print(f"data quality: {name}: {'; '.join(findings)}")
     any_rule = result["dataset_rule"] == "any"
     rule = (f"any feature with {result['correction']}-corrected p < {result['alpha']}" if any_rule
             else f"at least {cfg.dataset_drift_share:.0%} of the features with p < {result['alpha']}, uncorrected")
     print(f"dataset drift: {'YES' if result['drift'] else 'no'} "
-          f"({len(result['drifted_features'])} of {len(result['features'])} features drifted; rule: {rule})")
+          f"({len(result['drifted_features'])} of {len(result['features'])} features drifted; rule: {rule})"
+          + (f"; data quality: {len(result['anomalies'])} columns anomalous" if result["anomalies"] else ""))
     return 0
 
 

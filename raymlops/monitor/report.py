@@ -65,7 +65,7 @@ def offline_model(result: dict[str, Any], reference: str, current: str, referenc
             "rows": dict(result["rows"]), "drift": bool(result["drift"]), "share_drifted": result["share_drifted"],
             "drifted_features": list(result["drifted_features"]), "correction": result["correction"],
             "features": result["features"], "slices": result["slices"], "histograms": hists,
-            "not_tested": dict(result.get("not_tested") or {})}
+            "not_tested": dict(result.get("not_tested") or {}), "anomalies": dict(result.get("anomalies") or {})}
 
 
 def live_model(status: dict[str, Any], route: str) -> dict[str, Any]:
@@ -212,6 +212,8 @@ def render_html(model: dict[str, Any], top: int = 5) -> str:
                f"Multiple-testing correction: {html.escape(str(model['correction']))}.</p>"
                + "".join(f'<p class="not-tested">{html.escape(name)}: not tested ({html.escape(why)}).</p>'
                          for name, why in (model.get("not_tested") or {}).items())
+               + "".join(f'<p class="anomaly">data quality: {html.escape(name)}: {html.escape("; ".join(found))}</p>'
+                         for name, found in (model.get("anomalies") or {}).items())
                + "</section>")
     heading = ("Drifted features" if model["drifted_features"]
                else f"No feature drifted: the top {len(names)} by p-value")

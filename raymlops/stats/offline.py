@@ -8,7 +8,13 @@ test, and why), and returns plain JSON::
     {"drift", "rows", "share_drifted", "drifted_features", "correction", "dataset_rule",
      "features": {name: {"test", "statistic", "p_value", "adjusted_p_value", "drift", "kind", ...}},
      "slices": {slice: {"drift", "rows", "judged", "drifted_features", "features": {...}}},
-     "not_tested": {name: reason}}
+     "not_tested": {name: reason}, "anomalies": {name: [finding, ...]}}
+
+``anomalies`` are the live monitor's data-quality checks on the whole current table, with its
+limits (``max_missing_rate_increase``, ``max_out_of_range_rate``, ``max_unseen_rate``): a column
+whose values went missing says nothing to a drift test (it tests the values that are there), so
+a column that is now all or half empty is named here. They are reported beside the drift
+verdict, as the live monitor raises them as anomaly alerts beside its drift alerts.
 
 Time columns (timestamps and dates) are points on a time line that moves on: last month's
 against this week's always differ, so, as in Evidently (where a datetime column is no feature)
@@ -234,6 +240,27 @@ def _family(groups: list[list[ColumnTest]], rows: list[int], judged: list[bool],
     return out
 
 
+def _anomalies(features: Mapping[str, Mapping[str, Any]], cfg: MonitorConfig) -> dict[str, list[str]]:
+    """The data-quality findings of each column over the live monitor's limits (module docstring)."""
+    out: dict[str, list[str]] = {}
+    for name, f in features.items():
+        found = []
+        cur, ref = f["missing_rate"], f["ref_missing_rate"]
+        if math.isfinite(cur) and math.isfinite(ref) and cur - ref > cfg.max_missing_rate_increase:
+            found.append(f"missing values {ref:.1%} -> {cur:.1%} (limit: +{cfg.max_missing_rate_increase:.0%})")
+        outside = f["out_of_range_rate"]
+        if math.isfinite(outside) and outside > cfg.max_out_of_range_rate:
+            found.append(f"{outside:.1%} of the values outside the reference's range "
+                         f"(limit: {cfg.max_out_of_range_rate:.0%})")
+        unseen = f["unseen_rate"]
+        if math.isfinite(unseen) and unseen > cfg.max_unseen_rate:
+            found.append(f"{unseen:.1%} of the values are categories the reference does not have "
+                         f"(limit: {cfg.max_unseen_rate:.0%})")
+        if found:
+            out[name] = found
+    return out
+
+
 def _clean(obj: Any) -> Any:
     """JSON-friendly: NaN/inf become None, numpy scalars plain numbers."""
     if isinstance(obj, (float, np.floating)):
@@ -316,6 +343,7 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         "slices": _slices(ref_cols, cur_cols, slices, cfg, run) if slices else {},
         "not_tested": {c: "a time column: timestamps and dates move on between datasets; name it in columns "
                           "to test it" for c in times},
+        "anomalies": _anomalies(overall, cfg),
     }
     return dict(_clean(result))
 

@@ -133,6 +133,32 @@ def test_time_columns_are_not_features_unless_named(tmp_path: Path, capsys: pyte
         assert named["features"]["at"]["kind"] == "continuous" and named["drift"] is True
 
 
+def test_columns_that_went_missing_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The drift tests test the values that are there: a column that is now all or half empty is
+    named by the data-quality checks (the live monitor's limits), in the JSON, the text and the report."""
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"x": rng.normal(size=500), "s": rng.choice(["a", "b"], 500), "ok": rng.normal(size=500)}
+                 ).to_parquet(tmp_path / "ref.parquet", index=False)
+    pd.DataFrame({"x": np.where(rng.random(400) < 0.5, np.nan, rng.normal(size=400)), "s": [None] * 400,
+                  "ok": rng.normal(size=400)}).to_parquet(tmp_path / "cur.parquet", index=False)
+    out = _check(capsys, tmp_path / "ref.parquet", tmp_path / "cur.parquet")
+    assert set(out["anomalies"]) == {"x", "s"}
+    assert out["anomalies"]["s"] == ["missing values 0.0% -> 100.0% (limit: +5%)"]
+    assert out["anomalies"]["x"][0].startswith("missing values 0.0% -> 5") and out["features"]["x"]["drift"] is False
+    cfg = tmp_path / "loose.yaml"
+    cfg.write_text("monitor:\n  max_missing_rate_increase: 0.6\n")  # the limit is the monitor's setting
+    assert set(_check(capsys, tmp_path / "ref.parquet", tmp_path / "cur.parquet", "--config", str(cfg))["anomalies"]) \
+        == {"s"}
+    assert main(["monitor", "check", "--reference", str(tmp_path / "ref.parquet"), "--current",
+                 str(tmp_path / "cur.parquet")]) == 0
+    text = capsys.readouterr().out
+    assert "data quality: s: missing values 0.0% -> 100.0%" in text and "2 columns anomalous" in text
+    page = tmp_path / "report.html"
+    assert main(["monitor", "report", "--reference", str(tmp_path / "ref.parquet"), "--current",
+                 str(tmp_path / "cur.parquet"), "--out", str(page)]) == 0
+    assert "data quality: s: missing values 0.0% -&gt; 100.0%" in page.read_text()
+
+
 def test_continuous_columns_get_exact_ks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=3_000), rng.normal(0.1, 1.0, 800)
