@@ -204,7 +204,8 @@ def _check(args: argparse.Namespace) -> int:
             else f"at least {cfg.dataset_drift_share:.0%} of the features with p < {result['alpha']}, uncorrected")
     print(f"dataset drift: {'YES' if result['drift'] else 'no'} "
           f"({len(result['drifted_features'])} of {len(result['features'])} features drifted; rule: {rule})"
-          + (f"; data quality: {len(result['anomalies'])} columns anomalous" if result["anomalies"] else ""))
+          + (f"; data quality: {len(result['anomalies'])} column{'s' if len(result['anomalies']) > 1 else ''} "
+             "anomalous" if result["anomalies"] else ""))
     return 0
 
 

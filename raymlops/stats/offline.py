@@ -10,8 +10,9 @@ test, and why), and returns plain JSON::
      "slices": {slice: {"drift", "rows", "judged", "drifted_features", "features": {...}}},
      "not_tested": {name: reason}, "anomalies": {name: [finding, ...]}}
 
-``anomalies`` are the live monitor's data-quality checks on the whole current table, with its
-limits (``max_missing_rate_increase``, ``max_out_of_range_rate``, ``max_unseen_rate``): a column
+``anomalies`` are a column whose values changed class (numbers in the reference, text in the
+current: a value that does not parse), and the live monitor's data-quality checks on the whole
+current table, with its limits (``max_missing_rate_increase``, ``max_out_of_range_rate``, ``max_unseen_rate``): a column
 whose values went missing says nothing to a drift test (it tests the values that are there), so
 a column that is now all or half empty is named here. They are reported beside the drift
 verdict, as the live monitor raises them as anomaly alerts beside its drift alerts.
@@ -240,11 +241,32 @@ def _family(groups: list[list[ColumnTest]], rows: list[int], judged: list[bool],
     return out
 
 
-def _anomalies(features: Mapping[str, Mapping[str, Any]], cfg: MonitorConfig) -> dict[str, list[str]]:
-    """The data-quality findings of each column over the live monitor's limits (module docstring)."""
+def _type_of(data: Any, name: str) -> tuple[str, str]:
+    """``(class, type)`` of a column: its class is number, text, time, empty (no values) or other."""
+    if _arrow_like(data):
+        t = data.schema.field(name).type
+        if pa.types.is_dictionary(t):
+            t = t.value_type
+        cls = ("empty" if pa.types.is_null(t) else  # no values: the missing rate says it
+               "number" if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) else
+               "text" if pa.types.is_string(t) or pa.types.is_large_string(t) else
+               "time" if pa.types.is_temporal(t) else "other")
+        return cls, str(t)
+    dtype = getattr(data[name], "dtype", None)
+    kind = getattr(dtype, "kind", "O")
+    return {"i": "number", "u": "number", "f": "number", "M": "time", "m": "time"}.get(kind, "other"), str(dtype)
+
+
+def _anomalies(features: Mapping[str, Mapping[str, Any]], cfg: MonitorConfig, reference: Any, current: Any
+               ) -> dict[str, list[str]]:
+    """The data-quality findings of each column over the live monitor's limits, and a column whose
+    values changed class (numbers read as text: a value that does not parse) (module docstring)."""
     out: dict[str, list[str]] = {}
     for name, f in features.items():
         found = []
+        (ref_class, ref_type), (cur_class, cur_type) = _type_of(reference, name), _type_of(current, name)
+        if ref_class != cur_class and "empty" not in (ref_class, cur_class):
+            found.append(f"type {ref_type} -> {cur_type}")
         cur, ref = f["missing_rate"], f["ref_missing_rate"]
         if math.isfinite(cur) and math.isfinite(ref) and cur - ref > cfg.max_missing_rate_increase:
             found.append(f"missing values {ref:.1%} -> {cur:.1%} (limit: +{cfg.max_missing_rate_increase:.0%})")
@@ -343,7 +365,7 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         "slices": _slices(ref_cols, cur_cols, slices, cfg, run) if slices else {},
         "not_tested": {c: "a time column: timestamps and dates move on between datasets; name it in columns "
                           "to test it" for c in times},
-        "anomalies": _anomalies(overall, cfg),
+        "anomalies": _anomalies(overall, cfg, reference, current),
     }
     return dict(_clean(result))
 

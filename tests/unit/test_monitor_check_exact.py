@@ -137,22 +137,24 @@ def test_columns_that_went_missing_are_named(tmp_path: Path, capsys: pytest.Capt
     """The drift tests test the values that are there: a column that is now all or half empty is
     named by the data-quality checks (the live monitor's limits), in the JSON, the text and the report."""
     rng = np.random.default_rng(3)
-    pd.DataFrame({"x": rng.normal(size=500), "s": rng.choice(["a", "b"], 500), "ok": rng.normal(size=500)}
-                 ).to_parquet(tmp_path / "ref.parquet", index=False)
+    pd.DataFrame({"x": rng.normal(size=500), "s": rng.choice(["a", "b"], 500), "ok": rng.normal(size=500),
+                  "n": rng.integers(0, 5, 500)}).to_parquet(tmp_path / "ref.parquet", index=False)
     pd.DataFrame({"x": np.where(rng.random(400) < 0.5, np.nan, rng.normal(size=400)), "s": [None] * 400,
-                  "ok": rng.normal(size=400)}).to_parquet(tmp_path / "cur.parquet", index=False)
+                  "ok": rng.normal(size=400), "n": [str(v) for v in rng.integers(0, 5, 400)]}  # numbers as text
+                 ).to_parquet(tmp_path / "cur.parquet", index=False)
     out = _check(capsys, tmp_path / "ref.parquet", tmp_path / "cur.parquet")
-    assert set(out["anomalies"]) == {"x", "s"}
+    assert set(out["anomalies"]) == {"x", "s", "n"}
+    assert out["anomalies"]["n"][0].startswith("type int64 -> ") and "string" in out["anomalies"]["n"][0]
     assert out["anomalies"]["s"] == ["missing values 0.0% -> 100.0% (limit: +5%)"]
     assert out["anomalies"]["x"][0].startswith("missing values 0.0% -> 5") and out["features"]["x"]["drift"] is False
     cfg = tmp_path / "loose.yaml"
     cfg.write_text("monitor:\n  max_missing_rate_increase: 0.6\n")  # the limit is the monitor's setting
     assert set(_check(capsys, tmp_path / "ref.parquet", tmp_path / "cur.parquet", "--config", str(cfg))["anomalies"]) \
-        == {"s"}
+        == {"s", "n"}
     assert main(["monitor", "check", "--reference", str(tmp_path / "ref.parquet"), "--current",
                  str(tmp_path / "cur.parquet")]) == 0
     text = capsys.readouterr().out
-    assert "data quality: s: missing values 0.0% -> 100.0%" in text and "2 columns anomalous" in text
+    assert "data quality: s: missing values 0.0% -> 100.0%" in text and "3 columns anomalous" in text
     page = tmp_path / "report.html"
     assert main(["monitor", "report", "--reference", str(tmp_path / "ref.parquet"), "--current",
                  str(tmp_path / "cur.parquet"), "--out", str(page)]) == 0
