@@ -195,8 +195,8 @@ def _check(args: argparse.Namespace) -> int:
     for name, s in result["slices"].items():
         flag = "DRIFT: " + ", ".join(s["drifted_features"]) if s["drift"] else "no drift"
         print(f"slice {name:<30} {s['rows']:>8} rows  {flag}")
-    for name in result["not_tested"]:
-        print(f"{name:<24} not tested: a time column (name it with --column to test it)")
+    for name, why in result["not_tested"].items():
+        print(f"{name or '(no name)':<24} not tested: {why.split(';')[0]}")
     for name, findings in result["anomalies"].items():
         print(f"data quality: {name}: {'; '.join(findings)}")
     any_rule = result["dataset_rule"] == "any"

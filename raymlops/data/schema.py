@@ -92,14 +92,19 @@ def infer_schema(table: pa.Table) -> Schema:
 def check_training_schema(schema: Schema, target: str, features: Sequence[str] | None) -> list[str]:
     """Check that the table can train a model; returns the feature columns.
 
-    Raises :class:`ValidationError` naming the first column that is missing, not numeric, or
-    (for the target) has missing values.
+    Raises :class:`ValidationError` naming the first column that is missing, not numeric, without
+    a name (unless ``features`` leaves it out), or (for the target) has missing values.
     """
     names = schema.names
     if target not in names:
         raise ValidationError(f"data.target: column {target!r} not found (columns: {', '.join(names)})")
     if schema.column(target).nullable:
         raise ValidationError(f"data.target: column {target!r} has missing values")
+    if not features and "" in names:  # would be a feature nobody can name (in a request, a config, a report)
+        raise ValidationError(
+            f"column {names.index('') + 1} of the data has no name (pandas writes its index so: "
+            "DataFrame.to_csv(path, index=False) leaves it out); name the column, or list the features in "
+            "data.features")
     chosen = list(features) if features else [n for n in names if n != target]
     if target in chosen:
         raise ValidationError(f"data.features: the target {target!r} cannot also be a feature")

@@ -21,7 +21,8 @@ Time columns (timestamps and dates) are points on a time line that moves on: las
 against this week's always differ, so, as in Evidently (where a datetime column is no feature)
 and NannyML (where the timestamp is a column of its own), they are left out of the features and
 listed under ``not_tested``. Named in ``columns`` they are tested, as continuous values (their
-integer time). Durations and times of day are ordinary continuous columns.
+integer time). Durations and times of day are ordinary continuous columns. A column without a
+name (the index ``DataFrame.to_csv`` writes) is not tested either, and listed there.
 
 Which test *decides* a feature follows the monitor settings, as the live monitor's windows do
 (:class:`raymlops.config.MonitorConfig`): with ``auto``, the p-value test (KS or chi-square) up
@@ -326,9 +327,9 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
     ref_names, cur_names = _column_names(reference), _column_names(current)
     if columns is not None:
         names, times = list(columns), []
-    else:  # every column but the slices' and the time columns (see the module docstring)
-        times = [c for c in ref_names if c not in slices and _is_time_column(reference, c)]
-        names = [c for c in ref_names if c not in slices and c not in times]
+    else:  # every column but the slices', the time columns and one without a name (see the module docstring)
+        times = [c for c in ref_names if c not in slices and c != "" and _is_time_column(reference, c)]
+        names = [c for c in ref_names if c not in slices and c not in times and c != ""]
     missing = [c for c in (*names, *slices) if c not in cur_names]
     if missing:
         raise ValidationError(f"the current data lacks columns {missing}")
@@ -364,7 +365,9 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         "features": overall,
         "slices": _slices(ref_cols, cur_cols, slices, cfg, run) if slices else {},
         "not_tested": {c: "a time column: timestamps and dates move on between datasets; name it in columns "
-                          "to test it" for c in times},
+                          "to test it" for c in times}
+        | ({"": "a column without a name: pandas writes its index so (DataFrame.to_csv(path, index=False) leaves "
+                "it out)"} if columns is None and "" in ref_names else {}),
         "anomalies": _anomalies(overall, cfg, reference, current),
     }
     return dict(_clean(result))

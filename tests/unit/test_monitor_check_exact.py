@@ -88,6 +88,12 @@ def test_a_dataframes_stored_index_is_not_a_feature(digits: pd.DataFrame, tmp_pa
     rows.rename_axis("row_id").iloc[half:].to_parquet(tmp_path / "named_cur.parquet")
     out = _check(capsys, tmp_path / "named_ref.parquet", tmp_path / "named_cur.parquet")
     assert set(out["features"]) == {*x.columns, "row_id"} and out["drifted_features"] == ["row_id"]
+    # a CSV keeps no metadata: the index pandas writes is a column without a name, left out and listed
+    rows.iloc[:half].to_csv(tmp_path / "ref.csv")
+    rows.iloc[half:].to_csv(tmp_path / "cur.csv")
+    out = _check(capsys, tmp_path / "ref.csv", tmp_path / "cur.csv")
+    assert set(out["features"]) == set(x.columns) and out["drift"] is False
+    assert list(out["not_tested"]) == [""] and "pandas writes its index so" in out["not_tested"][""]
 
 
 def test_time_columns_are_not_features_unless_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -126,3 +127,17 @@ def test_table_columns_is_a_float_matrix_with_nan_for_nulls(table: pa.Table) -> 
     np.testing.assert_array_equal(X[:, 1], [31.0, 45.0, 27.0, 60.0])
     assert np.isnan(X[1, 0]) and X[2, 0] == -30.25
     np.testing.assert_array_equal(X[:, 2], [1.0, 0.0, 1.0, 1.0])
+
+
+def test_a_column_without_a_name_is_refused_unless_features_leave_it_out(tmp_path: Path) -> None:
+    """``DataFrame.to_csv(path)`` writes the index as a first column with an empty header: as a
+    feature it would be the row numbers, under a name no request or config can give."""
+    import pandas as pd
+    import pyarrow.csv as pacsv
+
+    pd.DataFrame({"age": [30, 40, 50], "churned": [0, 1, 0]}).to_csv(tmp_path / "d.csv")
+    schema = infer_schema(pacsv.read_csv(tmp_path / "d.csv"))
+    assert schema.names == ["", "age", "churned"]
+    with pytest.raises(ValidationError, match=r"column 1 of the data has no name \(pandas writes its index so"):
+        check_training_schema(schema, "churned", None)
+    assert check_training_schema(schema, "churned", ["age"]) == ["age"]
