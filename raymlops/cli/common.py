@@ -38,11 +38,18 @@ def explain(exc: BaseException) -> str:
 
 
 def serve_until_interrupted(banner: str, stop: Callable[[], None]) -> None:
-    """Keep serving in the foreground until Ctrl-C or SIGTERM, then ``stop()``."""
+    """Keep serving in the foreground until Ctrl-C or SIGTERM, then ``stop()``.
+
+    Standard output is the caller's result (``--json``: its last line is the JSON object), so while
+    serving and stopping it is standard error: Ray's driver prints the errors the cluster pushes
+    to it (e.g. Serve's controller killed as Serve shuts down) on standard output, after that line.
+    The caller ends the process after this (``exit_after_serving``), with stdout still redirected."""
     print(banner, file=sys.stderr, flush=True)
+    sys.stdout.flush()
     # a parent that started us in the background may have set SIGINT to "ignore": take it back
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sys.stdout = sys.stderr
     try:
         while True:
             time.sleep(3600)

@@ -51,11 +51,13 @@ def test_cli_run_json_serve_then_interrupt(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            _, err = proc.communicate(timeout=90)
+            rest, err = proc.communicate(timeout=90)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
     assert proc.returncode == 0, err[-2000:]
+    # the JSON line stays the last line on stdout: what Ray prints as Serve shuts down goes to stderr
+    assert rest == "", rest[-2000:]
     assert "[12/12] monitor ran" in err
     assert "Traceback" not in err
     assert "== Status ==" not in err and "Running Dataset" not in err  # not a terminal: no Ray progress
