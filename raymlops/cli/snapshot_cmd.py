@@ -263,7 +263,9 @@ def _diff(store: Any, args: argparse.Namespace) -> int:
         st = report.settings
         corr = f", p-values corrected ({st.correction})" if any(c.p_adjusted is not None for c in report.columns) \
             else ""
-        print(f"\n{report.summary()} (share {report.share:.2f}, threshold {st.drift_share}{corr})")
+        rule = ("rule: any column drifted" if st.dataset_rule == "any" else
+                f"rule: at least {st.drift_share:.0%} of the columns drifted, share {report.share:.2f}")
+        print(f"\n{report.summary()} ({rule}{corr})")
     return 1 if (drifted and args.fail_on_drift) else 0
 
 

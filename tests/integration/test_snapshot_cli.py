@@ -74,7 +74,7 @@ def test_snapshot_commands_and_exit_codes(ray_session: None, tmp_path: Path,
     # the default dataset rule ("any", family-wise): one drifted column is dataset drift
     assert rc == 0 and drifted == ["income"] and diff["schema_changes"] == [] and diff["dataset_drift"]
     rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--home", home)
-    assert rc == 0 and "1 of 4 columns drifted (income); dataset drift: yes" in out
+    assert rc == 0 and "1 of 4 columns drifted (income); dataset drift: yes (rule: any column drifted" in out
     # Evidently's rule ("share"): at least drift_share of the columns; 1 of 4 is under 0.5, not under 0.25
     config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
     for share, code, verdict in ((0.5, 0, "no"), (0.25, 1, "yes")):
@@ -83,6 +83,7 @@ def test_snapshot_commands_and_exit_codes(ray_session: None, tmp_path: Path,
         rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--config", str(tmp_path / "p.yaml"),
                           "--fail-on-drift", "--home", home)
         assert rc == code and "1 of 4 columns drifted (income)" in out and f"dataset drift: {verdict}" in out, out
+        assert f"(rule: at least {share:.0%} of the columns drifted, share 0.25" in out, out  # the rule it applied
     rc, out, _ = _run(capsys, "snapshot", "show", "latest", "--json", "--home", home)
     assert len(json.loads(out)["checks"]) == 3  # one record per (reference, settings)
 
