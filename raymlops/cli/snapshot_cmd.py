@@ -261,11 +261,13 @@ def _diff(store: Any, args: argparse.Namespace) -> int:
                   f"{_f(s.get('psi')):>7} {_f(s.get('jensenshannon')):>7} {_f(s.get('chi2_p_value')):>9}"
                   + (f"  ({c.note})" if c.note else "") + ("  (approximate)" if c.approximate else ""))
         st = report.settings
-        corr = f", p-values corrected ({st.correction})" if any(c.p_adjusted is not None for c in report.columns) \
-            else ""
-        rule = ("rule: any column drifted" if st.dataset_rule == "any" else
-                f"rule: at least {st.drift_share:.0%} of the columns drifted, share {report.share:.2f}")
-        print(f"\n{report.summary()} ({rule}{corr})")
+        tested = any(c.p_adjusted is not None for c in report.columns)
+        if st.dataset_rule == "any":
+            rule = "rule: any column drifted" + (f", p-values corrected ({st.correction})" if tested else "")
+        else:  # Evidently's: a share of the columns, each p-value test at the uncorrected level
+            rule = (f"rule: at least {st.drift_share:.0%} of the columns drifted, share {report.share:.2f}"
+                    + (", p-values uncorrected" if tested else ""))
+        print(f"\n{report.summary()} ({rule})")
     return 1 if (drifted and args.fail_on_drift) else 0
 
 

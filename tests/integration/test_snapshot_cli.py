@@ -84,6 +84,7 @@ def test_snapshot_commands_and_exit_codes(ray_session: None, tmp_path: Path,
                           "--fail-on-drift", "--home", home)
         assert rc == code and "1 of 4 columns drifted (income)" in out and f"dataset drift: {verdict}" in out, out
         assert f"(rule: at least {share:.0%} of the columns drifted, share 0.25" in out, out  # the rule it applied
+        assert "corrected (" not in out, out  # the share rule counts uncorrected flags
     rc, out, _ = _run(capsys, "snapshot", "show", "latest", "--json", "--home", home)
     assert len(json.loads(out)["checks"]) == 3  # one record per (reference, settings)
 
