@@ -47,7 +47,7 @@ from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed
 from raymlops.train.boost_data import BoostData, SnapshotSource, boost_datasets
 from raymlops.train.boost_engine import TRAINERS, EngineSpec, engine_metric, expand_params, train_loop_per_worker
 from raymlops.train.boost_model import NATIVE_FILES, BoostedModel, boosted_model
-from raymlops.train.tune_runner import TrialRecord, TuneSummary, summarize
+from raymlops.train.tune_runner import TrialRecord, TuneSummary, fit_interruptible, summarize
 
 #: how often Ray Train's controller collects the workers' reports; its default (2 s) lets a worker
 #: report once per 2 s, which would make a report per boosting round the slowest part of training
@@ -287,7 +287,7 @@ def _search(config: TrainConfig, spec: EngineSpec, data: BoostData, trials: list
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
     try:
-        grid = tuner.fit()
+        grid = fit_interruptible(tuner)
     finally:
         ray.kill(board)
     records, paths = [], []

@@ -19,7 +19,9 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +93,31 @@ def _failures(grid: Any) -> dict[str, int]:
         return {str(t.trial_id): int(t.num_failures) for t in grid._experiment_analysis.trials}
     except AttributeError:  # a Tune without these internals: report no retries rather than fail
         return {}
+
+
+def fit_interruptible(tuner: Any) -> Any:
+    """``tuner.fit()``, raising :class:`KeyboardInterrupt` when Ctrl-C stopped it, with the SIGINT
+    handler it found put back.
+
+    While it runs, Ray Tune replaces the SIGINT handler with its own: Ctrl-C stops the trials and
+    ``fit()`` returns as if they had finished, without metrics (the pipeline then said "every trial
+    failed"); and after a run that Ctrl-C did not stop it leaves that handler installed, so the next
+    Ctrl-C, in a later step, only logged a warning. Tune's handler puts back the one it replaced
+    when it fires: finding that one again after ``fit()`` is how an interruption shows (unless
+    ``TUNE_DISABLE_SIGINT_HANDLER`` kept Tune from installing it, or this is not the main thread,
+    where Tune installs none and Ctrl-C never arrives)."""
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit()
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        grid = tuner.fit()
+    finally:
+        during = signal.getsignal(signal.SIGINT)
+        if before is not None:
+            signal.signal(signal.SIGINT, before)
+    if during is before and not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0):
+        raise KeyboardInterrupt("Ray Tune was stopped by SIGINT")
+    return grid
 
 
 def run_search(
@@ -165,7 +192,7 @@ def run_search(
     t0 = time.perf_counter()
     # stdout is the caller's (``--json`` prints there): Tune's table, when shown, goes to stderr
     with contextlib.redirect_stdout(sys.stderr if progress else io.StringIO()):
-        grid = tuner.fit()
+        grid = fit_interruptible(tuner)
     seconds = time.perf_counter() - t0
     failures = _failures(grid)
     records = []

@@ -133,3 +133,45 @@ def test_quickstart_training_is_four_trials(ray_session: None, tmp_path: Path) -
     assert len(summary.trials) == 4 and all(t.epochs == t.epochs_planned == 1 for t in summary.trials)
     assert summary.best.metric is not None and summary.best.metric >= 0.95
     assert model.predict(X[:5]).shape == (5,)
+
+
+def test_ctrl_c_during_tune_is_an_interruption_and_the_handler_is_put_back(ray_session: None,
+                                                                          tmp_path: Path) -> None:
+    """Ray Tune catches SIGINT while it runs: Ctrl-C stopped the trials and the search went on as if
+    they had finished without a metric ("every trial failed"). And after a search that ended by
+    itself Tune's handler stayed installed, so the next Ctrl-C only logged a warning."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from raymlops.train.tune_runner import run_search
+
+    assert threading.current_thread() is threading.main_thread()  # Tune installs its handler only there
+    X, y = make_classification(n_samples=300, n_features=5, random_state=0)
+    common = {"metric": "roc_auc", "mode": "max", "seed": 0, "validation_fraction": 0.2, "max_concurrent": 1,
+              "cpus_per_trial": 1}
+    before = signal.getsignal(signal.SIGINT)
+    run_search([{"estimator": "sklearn.linear_model.LogisticRegression", "params": {}}], X, y,
+               storage_path=str(tmp_path / "tune"), name="ends", **common)
+    assert signal.getsignal(signal.SIGINT) is before
+
+    sent = threading.Event()
+
+    def press_ctrl_c() -> None:  # once Tune's handler is in place (only then is SIGINT safe to send here)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "signal_interrupt_tune_run":
+                time.sleep(1.0)
+                sent.set()
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.02)
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    with pytest.raises(KeyboardInterrupt, match="stopped by SIGINT"):
+        run_search([{"estimator": "tests.reliability.slow_estimator.SlowClassifier", "params": {"delay_s": 8.0}}],
+                   X, y, storage_path=str(tmp_path / "tune"), name="stopped", **common)
+    presser.join(timeout=5)
+    assert sent.is_set() and signal.getsignal(signal.SIGINT) is before
