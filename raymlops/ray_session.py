@@ -1,14 +1,19 @@
 """Ray session helpers, below every layer: the namespace, connecting to Ray (reuse a running
-session, join ``RAY_ADDRESS``, or start a quiet local one), and finding the user's exception
-inside Ray's wrappers (objects and remote traceback text). Any layer may import this module;
-it imports ``ray`` only inside the functions that connect."""
+session, join ``RAY_ADDRESS``, or start a quiet local one), finding the user's exception
+inside Ray's wrappers (objects and remote traceback text), and telling Ctrl-C apart while Ray
+Tune or Ray Train holds it (:func:`watch_sigint`). Any layer may import this module; it imports
+``ray`` only inside the functions that connect."""
 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import signal
+import threading
+from collections.abc import Callable, Iterator
 
 from raymlops.exceptions import RaymlopsError
 
@@ -175,3 +180,47 @@ def is_wrapper_type(name: str) -> bool:
 
 def clean_text(text: str) -> str:
     return _ANSI.sub("", text).replace("\r\n", "\n")
+
+
+@contextlib.contextmanager
+def watch_sigint() -> Iterator[Callable[[], bool]]:
+    """A block that says whether SIGINT (Ctrl-C) arrived in it, whoever handled it, and puts back
+    the SIGINT handler it found.
+
+    Ray Tune and Ray Train install their own SIGINT handlers while they run and leave them
+    installed: Tune's stops the trials and lets ``fit()`` return as if they had finished without a
+    metric; Ray Train's aborts the run and exits (``SystemExit``), and after the run the same
+    handler would do that again at the next Ctrl-C. Neither looks like an interruption to the
+    caller. Here, the interpreter's wakeup file descriptor (``signal.set_wakeup_fd``: the C
+    handler writes the signal's number into it whichever Python handler runs) records the
+    signal; the yielded function reads it. Outside the main thread (where no signal handler runs)
+    it always says False."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    before = signal.getsignal(signal.SIGINT)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    seen: list[bool] = []
+    closed: list[bool] = []
+
+    def arrived() -> bool:  # after the block: what it recorded
+        if not seen and not closed:
+            with contextlib.suppress(BlockingIOError):
+                while chunk := os.read(read_fd, 512):
+                    if signal.SIGINT in chunk:
+                        seen.append(True)
+        return bool(seen)
+
+    previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    try:
+        yield arrived
+    finally:
+        arrived()
+        signal.set_wakeup_fd(previous)
+        closed.append(True)
+        os.close(read_fd)
+        os.close(write_fd)
+        if before is not None:
+            signal.signal(signal.SIGINT, before)

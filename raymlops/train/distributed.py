@@ -44,6 +44,7 @@ from typing import Any
 
 from raymlops.config import TrainConfig
 from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed
+from raymlops.ray_session import watch_sigint
 from raymlops.train.boost_data import BoostData, SnapshotSource, boost_datasets
 from raymlops.train.boost_engine import TRAINERS, EngineSpec, engine_metric, expand_params, train_loop_per_worker
 from raymlops.train.boost_model import NATIVE_FILES, BoostedModel, boosted_model
@@ -245,12 +246,22 @@ def _single(config: TrainConfig, spec: EngineSpec, data: BoostData, trial: dict[
     t0 = time.perf_counter()
     trainer = _trainer(spec, trial["params"], data, name=name, storage_path=storage_path,
                        max_failures=config.max_failures)
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # Ray Train's TrainingFailedError: the run failed past its retries
-        record = _record("distributed", trial, {}, spec, config.metric, time.perf_counter() - t0,
-                         f"{type(exc).__name__}: {exc}")
-        return [record], []
+    # Ctrl-C: Ray Train's handler aborts the run and raises SystemExit (or its controller dies under
+    # ray.get); either is an interruption (watch_sigint), not a failed training
+    with watch_sigint() as interrupted:
+        try:
+            result = trainer.fit()
+        except BaseException as exc:
+            if interrupted():
+                raise KeyboardInterrupt("Ray Train was stopped by SIGINT") from None
+            if not isinstance(exc, Exception):
+                raise
+            # Ray Train's TrainingFailedError: the run failed past its retries
+            record = _record("distributed", trial, {}, spec, config.metric, time.perf_counter() - t0,
+                             f"{type(exc).__name__}: {exc}")
+            return [record], []
+    if interrupted():
+        raise KeyboardInterrupt("Ray Train was stopped by SIGINT")
     record = _record("distributed", trial, dict(result.metrics or {}), spec, config.metric,
                      time.perf_counter() - t0, None)
     return [record], ([("distributed", result.checkpoint.path)] if result.checkpoint is not None else [])

@@ -19,9 +19,7 @@ import contextlib
 import io
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +28,7 @@ import numpy as np
 
 from raymlops.config import SchedulerConfig
 from raymlops.exceptions import StepFailed
+from raymlops.ray_session import watch_sigint
 from raymlops.train.objective import TrialSettings, run_trial
 
 #: metrics a trial reports besides the task's metrics
@@ -96,26 +95,13 @@ def _failures(grid: Any) -> dict[str, int]:
 
 
 def fit_interruptible(tuner: Any) -> Any:
-    """``tuner.fit()``, raising :class:`KeyboardInterrupt` when Ctrl-C stopped it, with the SIGINT
-    handler it found put back.
-
-    While it runs, Ray Tune replaces the SIGINT handler with its own: Ctrl-C stops the trials and
-    ``fit()`` returns as if they had finished, without metrics (the pipeline then said "every trial
-    failed"); and after a run that Ctrl-C did not stop it leaves that handler installed, so the next
-    Ctrl-C, in a later step, only logged a warning. Tune's handler puts back the one it replaced
-    when it fires: finding that one again after ``fit()`` is how an interruption shows (unless
-    ``TUNE_DISABLE_SIGINT_HANDLER`` kept Tune from installing it, or this is not the main thread,
-    where Tune installs none and Ctrl-C never arrives)."""
-    if threading.current_thread() is not threading.main_thread():
-        return tuner.fit()
-    before = signal.getsignal(signal.SIGINT)
-    try:
+    """``tuner.fit()``, raising :class:`KeyboardInterrupt` when Ctrl-C stopped it (Ray Tune catches
+    SIGINT, stops the trials and returns as if they had finished without a metric: the pipeline
+    then said "every trial failed"), with the SIGINT handler it found put back (Tune leaves its
+    own installed, and the next Ctrl-C, in a later step, only logged a warning): :func:`watch_sigint`."""
+    with watch_sigint() as interrupted:
         grid = tuner.fit()
-    finally:
-        during = signal.getsignal(signal.SIGINT)
-        if before is not None:
-            signal.signal(signal.SIGINT, before)
-    if during is before and not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0):
+    if interrupted():
         raise KeyboardInterrupt("Ray Tune was stopped by SIGINT")
     return grid
 
