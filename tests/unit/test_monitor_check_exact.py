@@ -167,6 +167,27 @@ def test_columns_that_went_missing_are_named(tmp_path: Path, capsys: pytest.Capt
     assert "data quality: s: missing values 0.0% -&gt; 100.0%" in page.read_text()
 
 
+def test_integer_columns_at_large_samples_are_judged_by_the_numeric_distance(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Above small_window_rows a distance decides. Jensen-Shannon at 0.1 on 42 integer values flagged
+    two samples of one uniform age (18-59) at 1,500 rows; the Wasserstein distance (as for numbers,
+    and as the live monitor and Evidently judge integer columns) does not, and finds a real shift."""
+    rng = np.random.default_rng(5)
+    ref, same = rng.integers(18, 60, 2000), rng.integers(18, 60, 1500)
+    older = rng.integers(23, 65, 1500)
+    pd.DataFrame({"age": ref}).to_parquet(tmp_path / "ref.parquet", index=False)
+    pd.DataFrame({"age": same.astype(float)}).to_parquet(tmp_path / "same.parquet", index=False)
+    pd.DataFrame({"age": older}).to_parquet(tmp_path / "older.parquet", index=False)
+    out = _check(capsys, tmp_path / "ref.parquet", tmp_path / "same.parquet")
+    age = out["features"]["age"]
+    assert age["kind"] == "discrete" and age["test"] == "wasserstein" and age["p_value_test"] == "chi2"
+    assert age["wasserstein"] == pytest.approx(stats.wasserstein_distance(ref, same) / ref.std(), rel=1e-9)
+    assert age["js"] > 0.1  # what decided before, on no drift
+    assert out["drift"] is False
+    out = _check(capsys, tmp_path / "ref.parquet", tmp_path / "older.parquet")
+    assert out["features"]["age"]["wasserstein"] > 0.3 and out["drifted_features"] == ["age"]
+
+
 def test_continuous_columns_get_exact_ks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=3_000), rng.normal(0.1, 1.0, 800)
