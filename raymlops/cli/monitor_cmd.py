@@ -196,7 +196,7 @@ def _check(args: argparse.Namespace) -> int:
         flag = "DRIFT: " + ", ".join(s["drifted_features"]) if s["drift"] else "no drift"
         print(f"slice {name:<30} {s['rows']:>8} rows  {flag}")
     for name, why in result["not_tested"].items():
-        print(f"{name or '(no name)':<24} not tested: {why.split(';')[0]}")
+        print(f"{name or '(no name)':<24} not tested: {why}")
     for name, findings in result["anomalies"].items():
         print(f"data quality: {name}: {'; '.join(findings)}")
     any_rule = result["dataset_rule"] == "any"

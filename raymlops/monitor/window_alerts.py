@@ -12,6 +12,7 @@ from raymlops.config import MonitorConfig
 from raymlops.monitor.alerts import Alert
 from raymlops.monitor.reference import PREDICTION
 from raymlops.monitor.verdicts import SliceVerdict, WindowVerdict
+from raymlops.stats.verdict import quality_checks, quality_limits
 
 __all__ = ["drift_alerts"]
 
@@ -71,22 +72,17 @@ def _column_alert(kind: str, c: Any, where: str, now: float, index: int) -> Aler
 
 
 def _anomalies(c: Any, cfg: MonitorConfig, now: float, index: int) -> list[Alert]:
-    out = []
-    checks = (("missing", c.missing_rate - c.ref_missing_rate, cfg.max_missing_rate_increase),
-              ("out_of_range", c.out_of_range_rate, cfg.max_out_of_range_rate),
-              ("unseen", c.unseen_rate, cfg.max_unseen_rate))
-    for what, value, limit in checks:
-        if value > limit and math.isfinite(value):  # the message only then: this runs for every column of every window
-            out.append(Alert(kind="anomaly", key=f"anomaly:{what}:{c.column}", severity="warning",
-                             message=f"{c.column}: {_anomaly_text(what, c)} (limit {limit:.1%})", value=float(value),
-                             threshold=limit, ts=now, window=index, details={"anomaly": what}))
-    return out
+    return [Alert(kind="anomaly", key=f"anomaly:{what}:{c.column}", severity="warning",
+                  message=f"{c.column}: {_anomaly_text(what, c)} (limit {limit:.1%})", value=value, threshold=limit,
+                  ts=now, window=index, details={"anomaly": what})
+            for what, value, limit in quality_checks(c.missing_rate, c.ref_missing_rate, c.out_of_range_rate,
+                                                     c.unseen_rate, quality_limits(cfg))]
 
 
 def _anomalous(o: SliceVerdict, cfg: MonitorConfig) -> list[int]:
     """The columns :func:`_anomalies` may find an anomaly in, without building a column verdict per
     column at every window close (:meth:`SliceVerdict.anomalous`)."""
-    return o.anomalous((cfg.max_missing_rate_increase, cfg.max_out_of_range_rate, cfg.max_unseen_rate))
+    return o.anomalous(quality_limits(cfg))
 
 
 def _anomaly_text(what: str, c: Any) -> str:

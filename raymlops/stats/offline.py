@@ -52,7 +52,7 @@ from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
 from raymlops.stats.exact import CONTINUOUS, DISCRETE, KS_EXACT_MAX_N, ColumnTest, compare
 from raymlops.stats.ks import preload_scipy
-from raymlops.stats.verdict import dataset_drift, feature_drift
+from raymlops.stats.verdict import dataset_drift, feature_drift, quality_checks, quality_limits
 
 __all__ = ["check_tables"]
 
@@ -265,25 +265,21 @@ def _type_of(data: Any, name: str) -> tuple[str, str]:
 
 def _anomalies(features: Mapping[str, Mapping[str, Any]], cfg: MonitorConfig, reference: Any, current: Any
                ) -> dict[str, list[str]]:
-    """The data-quality findings of each column over the live monitor's limits, and a column whose
-    values changed class (numbers read as text: a value that does not parse) (module docstring)."""
+    """The data-quality findings of each column (the live monitor's limits, :func:`quality_checks`),
+    and a column whose values changed class (numbers read as text: a value that does not parse)."""
+    text = {"missing": lambda f, limit: f"missing values {f['ref_missing_rate']:.1%} -> {f['missing_rate']:.1%} "
+                                         f"(limit: +{limit:.0%})",
+            "out_of_range": lambda f, limit: f"{f['out_of_range_rate']:.1%} of the values outside the reference's "
+                                              f"range (limit: {limit:.0%})",
+            "unseen": lambda f, limit: f"{f['unseen_rate']:.1%} of the values are categories the reference does not "
+                                        f"have (limit: {limit:.0%})"}
     out: dict[str, list[str]] = {}
     for name, f in features.items():
-        found = []
         (ref_class, ref_type), (cur_class, cur_type) = _type_of(reference, name), _type_of(current, name)
-        if ref_class != cur_class and "empty" not in (ref_class, cur_class):
-            found.append(f"type {ref_type} -> {cur_type}")
-        cur, ref = f["missing_rate"], f["ref_missing_rate"]
-        if math.isfinite(cur) and math.isfinite(ref) and cur - ref > cfg.max_missing_rate_increase:
-            found.append(f"missing values {ref:.1%} -> {cur:.1%} (limit: +{cfg.max_missing_rate_increase:.0%})")
-        outside = f["out_of_range_rate"]
-        if math.isfinite(outside) and outside > cfg.max_out_of_range_rate:
-            found.append(f"{outside:.1%} of the values outside the reference's range "
-                         f"(limit: {cfg.max_out_of_range_rate:.0%})")
-        unseen = f["unseen_rate"]
-        if math.isfinite(unseen) and unseen > cfg.max_unseen_rate:
-            found.append(f"{unseen:.1%} of the values are categories the reference does not have "
-                         f"(limit: {cfg.max_unseen_rate:.0%})")
+        found = [f"type {ref_type} -> {cur_type}"] if ref_class != cur_class and "empty" not in (ref_class, cur_class) \
+            else []
+        found += [text[what](f, limit) for what, _, limit in quality_checks(
+            f["missing_rate"], f["ref_missing_rate"], f["out_of_range_rate"], f["unseen_rate"], quality_limits(cfg))]
         if found:
             out[name] = found
     return out
@@ -330,11 +326,16 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
                   columns: Sequence[str] | None, threads: int | None) -> dict[str, Any]:
     slices = list(slice_columns) or list(cfg.slice_columns)
     ref_names, cur_names = _column_names(reference), _column_names(current)
-    if columns is not None:
-        names, times = list(columns), []
-    else:  # every column but the slices', the time columns and one without a name (see the module docstring)
-        times = [c for c in ref_names if c not in slices and c != "" and _is_time_column(reference, c)]
-        names = [c for c in ref_names if c not in slices and c not in times and c != ""]
+    not_tested: dict[str, str] = {}  # by default, every column but the slices' and these (the module docstring)
+    if columns is None:
+        for c in ref_names:
+            if c == "":
+                not_tested[c] = "a column without a name: pandas writes its index so " \
+                                "(DataFrame.to_csv(path, index=False) leaves it out)"
+            elif c not in slices and _is_time_column(reference, c):
+                not_tested[c] = "a time column: timestamps and dates move on between datasets; name it in " \
+                                "columns to test it"
+    names = list(columns) if columns is not None else [c for c in ref_names if c not in slices and c not in not_tested]
     missing = [c for c in (*names, *slices) if c not in cur_names]
     if missing:
         raise ValidationError(f"the current data lacks columns {missing}")
@@ -369,10 +370,7 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         "engine": "exact",
         "features": overall,
         "slices": _slices(ref_cols, cur_cols, slices, cfg, run) if slices else {},
-        "not_tested": {c: "a time column: timestamps and dates move on between datasets; name it in columns "
-                          "to test it" for c in times}
-        | ({"": "a column without a name: pandas writes its index so (DataFrame.to_csv(path, index=False) leaves "
-                "it out)"} if columns is None and "" in ref_names else {}),
+        "not_tested": not_tested,
         "anomalies": _anomalies(overall, cfg, reference, current),
     }
     return dict(_clean(result))

@@ -24,13 +24,17 @@ there is nothing to correct. The corrected p-values are reported under both rule
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
 from raymlops.exceptions import ValidationError
 from raymlops.stats.drift import CORRECTIONS, correct
 
-__all__ = ["DATASET_RULES", "dataset_drift", "feature_drift", "feature_drift_families"]
+__all__ = ["DATASET_RULES", "dataset_drift", "feature_drift", "feature_drift_families", "quality_checks",
+           "quality_limits"]
 
 _KNOWN = (*CORRECTIONS, "none")
 #: the dataset rules :func:`dataset_drift` knows (the first is the default)
@@ -133,3 +137,22 @@ def dataset_drift(drifted: npt.ArrayLike, *, rule: str = "any", share: float = 0
     if rule == "any":
         return bool(flags.any())
     return bool(flags.mean() >= share)
+
+
+def quality_limits(cfg: Any) -> tuple[float, float, float]:
+    """The data-quality limits of monitor settings (:class:`raymlops.config.MonitorConfig`), in
+    the order :func:`quality_checks` takes them."""
+    return cfg.max_missing_rate_increase, cfg.max_out_of_range_rate, cfg.max_unseen_rate
+
+
+def quality_checks(missing_rate: float, ref_missing_rate: float, out_of_range_rate: float, unseen_rate: float,
+                   limits: tuple[float, float, float]) -> list[tuple[str, float, float]]:
+    """``(what, value, limit)`` of each data-quality limit a column is past: ``missing`` (its
+    missing rate's increase over the reference's), ``out_of_range`` (the share of values outside
+    the reference's range), ``unseen`` (the share of categories the reference does not have); a
+    NaN rate is past none. The one rule of the live monitor's anomaly alerts and of the offline
+    check's data-quality findings."""
+    values = (missing_rate - ref_missing_rate, out_of_range_rate, unseen_rate)
+    return [(what, float(value), limit) for what, value, limit in zip(("missing", "out_of_range", "unseen"), values,
+                                                                        limits, strict=True)
+            if value > limit and math.isfinite(value)]
