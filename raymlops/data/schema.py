@@ -1,4 +1,9 @@
-"""Schema inference and checks on Arrow tables (pure: no Ray)."""
+"""Schema inference and checks on Arrow tables (pure: no Ray).
+
+Features are numbers or strings. A string feature is a category, taken by every model as its
+:func:`raymlops.features.category_code` (see there); a model's signature lists the categories it
+was trained on, at most :data:`STRING_DOMAIN_MAX` per feature.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raymlops.exceptions import ValidationError
+from raymlops.features import category_code
 from raymlops.stats.profile import Profile
 
 #: the most values a string column's inferred domain lists (more: free text, no domain)
@@ -32,6 +38,11 @@ class ColumnSchema:
     @property
     def numeric(self) -> bool:
         return self.type.startswith(("int", "uint", "float", "double", "bool", "halffloat"))
+
+    @property
+    def categorical(self) -> bool:
+        """A string column (plain, large or dictionary-encoded): a categorical feature."""
+        return is_string_type(self.type)
 
 
 @dataclass(frozen=True)
@@ -112,18 +123,62 @@ def check_training_schema(schema: Schema, target: str, features: Sequence[str] |
         if name not in names:
             raise ValidationError(f"data.features: column {name!r} not found (columns: {', '.join(names)})")
         col = schema.column(name)
-        if not col.numeric:
-            raise ValidationError(f"column {name!r}: expected a numeric type, found {col.type}")
+        if not col.numeric and not col.categorical:
+            raise ValidationError(f"column {name!r}: expected a number or a string (a category), found {col.type}; "
+                                  "cast it with data.transforms, or leave it out with data.features")
     if not chosen:
         raise ValidationError("data.features: no feature columns left besides the target")
     return chosen
 
 
+def is_string_type(type_name: str) -> bool:
+    """Whether an Arrow type's name (``str(pa.DataType)``) is a string type, dictionary-encoded or not."""
+    return type_name in ("string", "large_string", "utf8", "large_utf8") or type_name.startswith(
+        ("dictionary<values=string", "dictionary<values=large_string"))
+
+
+def category_codes(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """:func:`~raymlops.features.category_code` of every value of a string column (nulls become NaN)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    encoded = pc.dictionary_encode(column)
+    codes = np.array([category_code(v) for v in encoded.dictionary.to_pylist()] + [np.nan], dtype=np.float64)
+    # a null's index is the NaN appended last
+    idx = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+    return codes[idx]
+
+
+def feature_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """One feature column as a model takes it: numbers as float64 (nulls NaN), strings as
+    :func:`category_codes`."""
+    if is_string_type(str(column.type)):
+        return category_codes(column)
+    return column.to_numpy(zero_copy_only=False).astype(np.float64)
+
+
 def table_columns(table: pa.Table, names: Sequence[str]) -> np.ndarray:
-    """The named columns as one float64 matrix (nulls become NaN)."""
-    return np.column_stack(
-        [table.column(n).to_numpy(zero_copy_only=False).astype(np.float64) for n in names]
-    )
+    """The named feature columns as one float64 matrix (:func:`feature_values`; nulls become NaN)."""
+    return np.column_stack([feature_values(table.column(n)) for n in names])
+
+
+def feature_categories(schema: Schema, features: Sequence[str]) -> dict[str, list[str]]:
+    """The categories of each string feature, as the (snapshot's) schema records them; a string
+    column with too many distinct values to have a domain (free text, an id) is a ValidationError
+    naming it."""
+    out: dict[str, list[str]] = {}
+    for name in features:
+        col = schema.column(name)
+        if not col.categorical:
+            continue
+        if col.domain is None:
+            raise ValidationError(
+                f"column {name!r}: a string feature is a category, and this one has more than {STRING_DOMAIN_MAX} "
+                "distinct values (free text or an id?); leave it out with data.features, or derive a category "
+                "from it with data.transforms")
+        out[name] = [str(v) for v in col.domain]
+    return out
 
 
 def schema_changes(old: Schema, new: Schema) -> list[str]:

@@ -112,6 +112,16 @@ class SnapshotRows:
         holdout = holdout_of(table, self.config)
         return {c: table.column(c).to_numpy(zero_copy_only=False)[holdout] for c in columns}
 
+    def holdout_records(self, features: list[str]) -> list[dict[str, Any]]:
+        """The holdout rows as a client sends them (``{"instances": [...]}``): numbers as floats,
+        strings as they are, a missing value as None (JSON null)."""
+        columns = self.holdout_columns(features)
+        out: list[dict[str, Any]] = [{} for _ in range(len(next(iter(columns.values()))) if columns else 0)]
+        for name, values in columns.items():
+            for row, v in zip(out, values.tolist(), strict=True):
+                row[name] = v if isinstance(v, str) or v is None else (None if v != v else float(v))
+        return out
+
 
 @dataclass
 class RunContext:

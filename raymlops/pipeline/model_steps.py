@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from raymlops import audit
+from raymlops.data.schema import feature_categories
 from raymlops.data.snapshot import snapshot_info
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
 from raymlops.pipeline.cache import fingerprint, module_fingerprint
@@ -138,6 +139,9 @@ class TrainStep(Step[TrainIn, TrainOut]):
 
         cfg, step, snap_id, features = ctx.config, ctx.step, inputs.snapshot_id, inputs.features
         holdout_columns: dict[str, np.ndarray] | None = None
+        # string features are categories (one-hot encoded by every trial's pipeline); at most
+        # STRING_DOMAIN_MAX values each, checked here before any trial starts
+        categories = feature_categories(snapshot_info(ctx.store, snap_id).schema, features)
         if cfg.train.strategy == "distributed":  # Ray Train reads the snapshot: no training rows here
             # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
             from raymlops.train.boost_data import SnapshotSource, holdout_rows
@@ -161,7 +165,8 @@ class TrainStep(Step[TrainIn, TrainOut]):
             tracker = _tracker(ctx)
             model, summary = fit(cfg.train, Xtr, ytr, seed=cfg.seed, storage_path=str(ctx.store.home / "tune"),
                                  name=f"{cfg.name}-{ctx.run_id}", progress=ctx.ray_progress,
-                                 callbacks=tracker.tune_callbacks() if tracker else None)
+                                 callbacks=tracker.tune_callbacks() if tracker else None,
+                                 categorical=[j for j, n in enumerate(features) if n in categories])
             classes, rows, nbytes = np.unique(ytr), len(ytr), int(Xtr.nbytes + ytr.nbytes)
         best = summary.best.config
         stopped = sum(t.stopped_early for t in summary.trials)
@@ -314,9 +319,13 @@ class RegisterStep(Step[RegisterIn, ModelOut]):
             lineage["training"] = dict(getattr(model, "info_", {}))
         if inputs.evaluate.calibration is not None:
             lineage["calibration"] = inputs.evaluate.calibration
+        categories = feature_categories(snap.schema, features)
         signature: dict[str, Any] = {
-            "inputs": [{"name": n, "type": "double", "min": snap.schema.column(n).min,
-                        "max": snap.schema.column(n).max} for n in features],
+            "inputs": [{"name": n, "type": "string", "categories": categories[n],
+                        "nullable": snap.schema.column(n).nullable} if n in categories else
+                       {"name": n, "type": "double", "min": snap.schema.column(n).min,
+                        "max": snap.schema.column(n).max, "nullable": snap.schema.column(n).nullable}
+                       for n in features],
             "output": cfg.train.task,
             "target": cfg.data.target,
         }

@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from raymlops import audit
+from raymlops.data.schema import is_string_type
 from raymlops.exceptions import ServeError
 from raymlops.monitor.names import monitor_name
 from raymlops.pipeline.context import RunContext
@@ -51,7 +50,7 @@ class DeployOut:
 @dataclass(frozen=True)
 class SmokeIn:
     endpoint: str
-    holdout: np.ndarray  # X_holdout: the rows sent
+    holdout: list[dict[str, Any]]  # the holdout rows, as a client sends them
     features: list[str]
 
 
@@ -103,16 +102,18 @@ def _monitor_reference(ctx: RunContext, snapshot_id: str, features: list[str]) -
         train = ~holdout_of(table, ctx.config)
         for c in extra:
             columns[c] = table.column(c).to_numpy(zero_copy_only=False)[train]
-    return build_reference(columns, categorical=[c for c in cfg.categorical if c in columns],
+    # string features arrive as their category codes: compared as categories, as configured ones are
+    strings = [n for n in features if is_string_type(str(rows.table.schema.field(n).type))]
+    return build_reference(columns, categorical=[*strings, *(c for c in cfg.categorical if c in columns
+                                                            and c not in strings)],
                            slice_columns=list(cfg.slice_columns), n_bins=cfg.n_bins, fine_bins=cfg.fine_bins,
                            max_categories=cfg.max_categories, max_slices=cfg.max_slices, monitored=features)
 
 
-def _spec(ctx: RunContext, version: Any, features: list[str], example: np.ndarray) -> ModelSpec:
+def _spec(ctx: RunContext, version: Any, example: dict[str, Any]) -> ModelSpec:
     """The version's :class:`~raymlops.registry.spec.ModelSpec` (as ``raymlops deploy`` and
-    Serve configs build it), with a holdout row as example."""
-    spec = ModelSpec.of(version, ctx.store.artifacts.root_uri)
-    return spec.with_example({n: float(example[j]) for j, n in enumerate(features)})
+    Serve configs build it), with a holdout row (as a client sends it) as example."""
+    return ModelSpec.of(version, ctx.store.artifacts.root_uri).with_example(example)
 
 
 class DeployStep(Step[DeployIn, DeployOut]):
@@ -143,7 +144,6 @@ class DeployStep(Step[DeployIn, DeployOut]):
 
         cfg, store, res, step = ctx.config, ctx.store, ctx.result, ctx.step
         route, version = cfg.route, inputs.model.version
-        Xho = ctx.rows(inputs.snapshot_id).split(inputs.features)[2]
         ctx.connect()
         if cfg.monitor.enabled:
             settings = cfg.monitor.model_dump() | {"seed": cfg.seed}
@@ -159,7 +159,7 @@ class DeployStep(Step[DeployIn, DeployOut]):
                                    artifact_root=store.artifacts.root_uri)
             if settings.get("metrics_port") is not None:
                 res.metrics_url = ctx.ray().get(handle.status.remote()).get("metrics_url")
-        spec = _spec(ctx, version, inputs.features, Xho[0])
+        spec = _spec(ctx, version, ctx.rows(inputs.snapshot_id).holdout_records(inputs.features)[0])
         note = check_cluster_ingress(cfg.serve.high_throughput)  # once: how to get the faster ingress
         if note:
             ctx.say(note)
@@ -207,19 +207,19 @@ class SmokeStep(Step[SmokeIn, SmokeOut]):
 
     def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> SmokeIn:
         snap_id, features = outputs["snapshot"].snapshot.id, list(outputs["schema"].features)
-        return SmokeIn(outputs["deploy"].endpoint, ctx.rows(snap_id).split(features)[2], features)
+        return SmokeIn(outputs["deploy"].endpoint, ctx.rows(snap_id).holdout_records(features), features)
 
     def describe_inputs(self, ctx: RunContext, inputs: SmokeIn) -> dict[str, Any]:
         return {"endpoint": inputs.endpoint}
 
     def run(self, ctx: RunContext, inputs: SmokeIn) -> SmokeOut:
-        endpoint, features, step = inputs.endpoint, inputs.features, ctx.step
+        endpoint, step = inputs.endpoint, ctx.step
         sent = sent_bytes = 0
         body: Any = {}
         batch = max(1, min(16, ctx.config.serve.max_rows_per_request))
-        X = inputs.holdout
-        for start in range(0, len(X), batch):
-            rows = [{n: float(v) for n, v in zip(features, r, strict=True)} for r in X[start:start + batch]]
+        records = inputs.holdout
+        for start in range(0, len(records), batch):
+            rows = records[start:start + batch]
             payload = {"instances": rows}
             status, body = http_json("POST", f"{endpoint}/predict", payload)
             if status != 200 or len(body.get("predictions", [])) != len(rows):

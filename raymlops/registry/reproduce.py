@@ -117,8 +117,9 @@ def reproduce(
         X_train, y_train, X_hold, _ = split_snapshot(store, version.snapshot_id, features, config)
         ensure_ray()
         progress(f"re-training {version.id} with seed {config.seed}")
+        categorical = [j for j, i in enumerate(version.signature["inputs"]) if i.get("type") == "string"]
         model, summary = fit(config.train, X_train, y_train, seed=config.seed, storage_path=str(store.home / "tune"),
-                             name=run_name)
+                             name=run_name, categorical=categorical)
     registered = load_model(store, version)
     new_pred, old_pred = np.asarray(model.predict(X_hold)), np.asarray(registered.predict(X_hold))
     report.predictions_equal = bool(np.array_equal(new_pred, old_pred))

@@ -60,11 +60,13 @@ class ModelSpec:
     @classmethod
     def of(cls, version: ModelVersion, artifact_root: str) -> ModelSpec:
         """The spec of a registered ``version`` whose artifact lies under ``artifact_root``; its
-        input example is the middle of each input's training range (0 where none is recorded)."""
+        input example is the middle of each input's training range (0 where none is recorded), or
+        a string input's first category."""
         signature, lineage = version.signature, version.lineage
         example = {
-            i["name"]: (float(i["min"]) + float(i["max"])) / 2
-            if i.get("min") is not None and i.get("max") is not None else 0.0
+            i["name"]: (str(i["categories"][0]) if i.get("categories") else "") if i.get("type") == "string"
+            else (float(i["min"]) + float(i["max"])) / 2 if i.get("min") is not None and i.get("max") is not None
+            else 0.0
             for i in signature["inputs"]
         }
         return cls(model_id=version.id, artifact_root=artifact_root, artifact_key=version.artifact_key,

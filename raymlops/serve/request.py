@@ -15,9 +15,14 @@ becomes a :class:`RequestError` with an HTTP status and a JSON body naming the r
  422   ``missing_feature``      a named row without a feature of the signature
  422   ``unknown_feature``      a named row with a field the signature does not have
  422   ``invalid_value``        not a number (strings, booleans, null, objects), or NaN / +-inf
-                                (or a number too large for a double) where not allowed
- 422   ``out_of_domain``        outside the feature's training range (``domain: training_range``)
+                                (or a number too large for a double) where not allowed; for a
+                                string (categorical) feature, not a string (null where nullable)
+ 422   ``out_of_domain``        outside the feature's training range, or a category the model was
+                                not trained on (``domain: training_range``)
 =====  =======================  ===============================================================
+
+A string feature's value becomes its :func:`~raymlops.features.category_code`; under ``domain:
+any`` a category the model never saw is answered (its one-hot encoder sets no column for it).
 
 The body is decoded with :func:`json.loads` only; nothing is ever unpickled.
 """
@@ -31,6 +36,8 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+
+from raymlops.features import category_code
 
 MAX_DETAILS = 20  # error details listed per response (the message names the first)
 
@@ -51,13 +58,16 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class Signature:
-    """Input features in order (all numeric), their training ranges, and the output type."""
+    """Input features in order, their training ranges (numbers) or categories (strings: ``type:
+    string``), whether each may be missing, and the output type."""
 
     features: tuple[str, ...]
     output: str = "classification"
     classes: tuple[Any, ...] = ()
     bounds: tuple[tuple[float | None, float | None], ...] = ()
     allow_nan: tuple[bool, ...] = ()
+    #: per feature: None for a number, the training categories for a string feature
+    categories: tuple[tuple[str, ...] | None, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Signature:
@@ -71,7 +81,14 @@ class Signature:
                 for f in inputs
             ),
             allow_nan=tuple(bool(f.get("allow_nan", f.get("nullable", False))) for f in inputs),
+            categories=tuple(tuple(str(c) for c in f.get("categories") or ()) if f.get("type") == "string" else None
+                             for f in inputs),
         )
+
+    @property
+    def categorical(self) -> bool:
+        """Whether any feature is a string (categorical) one."""
+        return any(c is not None for c in self.categories)
 
 
 @dataclass(frozen=True)
@@ -156,10 +173,12 @@ def _key_text(value: Any) -> str:
     return str(value)
 
 
-def _cell_problem(value: Any, allow_nan: bool) -> tuple[str, str, str] | None:
+def _cell_problem(value: Any, allow_nan: bool, categorical: bool = False) -> tuple[str, str, str] | None:
     """``(error, expected, found)`` when ``value`` cannot be a feature value, else None."""
     if value is None and allow_nan:
         return None
+    if categorical:
+        return None if isinstance(value, str) else ("invalid_value", "string", type(value).__name__)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "invalid_value", "number", type(value).__name__
     if not math.isfinite(value) and not (allow_nan and math.isnan(value)):
@@ -194,6 +213,7 @@ def _slow_errors(key: str, rows: list[Any], signature: Signature, key_column: st
     """Find and raise every problem of the rows (the fast path only knows that there is one)."""
     names = signature.features
     allow = signature.allow_nan or (False,) * len(names)
+    kinds = [c is not None for c in signature.categories] or [False] * len(names)
     known = set(names) | ({key_column} if key_column else set())
     errs = _Errors()
     for i, row in enumerate(rows):
@@ -210,16 +230,16 @@ def _slow_errors(key: str, rows: list[Any], signature: Signature, key_column: st
                 if k not in known:
                     errs.add("unknown_feature", f"row {i}: unknown feature {k!r}",
                              {"row": i, "field": k, "error": "unknown"})
-            cells = [(n, row[n], allow[j]) for j, n in enumerate(names) if n in row]
+            cells = [(n, row[n], allow[j], kinds[j]) for j, n in enumerate(names) if n in row]
         else:
             if not isinstance(row, list) or len(row) != len(names):
                 found = f"list of {len(row)}" if isinstance(row, list) else type(row).__name__
-                errs.add("invalid_row", f"row {i}: expected a list of {len(names)} numbers, found {found}",
+                errs.add("invalid_row", f"row {i}: expected a list of {len(names)} values, found {found}",
                          {"row": i, "expected": f"list of {len(names)}"})
                 continue
-            cells = [(n, row[j], allow[j]) for j, n in enumerate(names)]
-        for n, value, ok_nan in cells:
-            problem = _cell_problem(value, ok_nan)
+            cells = [(n, row[j], allow[j], kinds[j]) for j, n in enumerate(names)]
+        for n, value, ok_nan, categorical in cells:
+            problem = _cell_problem(value, ok_nan, categorical)
             if problem is not None:
                 error, expected, found = problem
                 errs.add(error, f"row {i}, field {n!r}: expected a {expected}, found {found}",
@@ -283,6 +303,77 @@ def parse_predict_request(
     names = signature.features
     width = len(names)
     routing_key: str | None = None
+    if signature.categorical:  # strings among the features: every cell is looked at anyway
+        if key == "instances" and key_column is not None and isinstance(rows[0], dict) and key_column in rows[0]:
+            routing_key = _key_text(rows[0][key_column])
+        _slow_errors(key, rows, signature, key_column)
+        X = _mixed_matrix(key, rows, signature, policy or DomainPolicy())
+    else:
+        X, routing_key = _number_matrix(key, rows, signature, key_column)
+    finite = np.isfinite(X)
+    if not finite.all():
+        allow_arr = np.asarray(signature.allow_nan or (False,) * width, dtype=bool)
+        bad = ~finite & ~(np.isnan(X) & allow_arr)
+        if bad.any():
+            errs = _Errors()
+            for i, j in np.argwhere(bad)[:MAX_DETAILS]:
+                name, found = names[j], str(float(X[i, j]))
+                errs.add("invalid_value", f"row {int(i)}, field {name!r}: expected a finite number, found {found}",
+                         {"row": int(i), "field": name, "expected": "finite number", "found": found})
+            errs.count = int(bad.sum())
+            errs.raise_if_any()
+    domain_errors(X, signature, policy or DomainPolicy())
+    return ParsedRequest(X, routing_key)
+
+
+#: category codes of the string values seen (bounded: a flood of distinct values is not kept)
+_CODES: dict[str, float] = {}
+_CODES_MAX = 100_000
+
+
+def _code(value: str) -> float:
+    code = _CODES.get(value)
+    if code is None:
+        code = category_code(value)
+        if len(_CODES) < _CODES_MAX:
+            _CODES[value] = code
+    return code
+
+
+def _mixed_matrix(key: str, rows: list[Any], signature: Signature, policy: DomainPolicy) -> np.ndarray:
+    """The rows (already checked by :func:`_slow_errors`) as a float matrix: numbers as they are,
+    strings as their category codes, null as NaN. Under ``training_range``, a category the model
+    was not trained on is a 422 ``out_of_domain`` naming the row, the field and the categories."""
+    names = signature.features
+    errs = _Errors()
+    columns = []
+    for j, name in enumerate(names):
+        values = [r[name] for r in rows] if key == "instances" else [r[j] for r in rows]
+        categories = signature.categories[j]
+        if categories is None:
+            columns.append(np.array([np.nan if v is None else v for v in values], dtype=np.float64))
+            continue
+        if policy.kind != "any":
+            known = set(categories)
+            for i, v in enumerate(values):
+                if v is not None and v not in known:
+                    shown = ", ".join(repr(c) for c in categories[:10]) + (", ..." if len(categories) > 10 else "")
+                    errs.add("out_of_domain", f"row {i}, field {name!r}: {v!r} is not a category the model was "
+                             f"trained on ({shown})",
+                             {"row": i, "field": name, "expected": "a training category", "found": v,
+                              "categories": list(categories)})
+        columns.append(np.array([np.nan if v is None else _code(v) for v in values], dtype=np.float64))
+    errs.raise_if_any()
+    return np.column_stack(columns) if columns else np.empty((len(rows), 0))
+
+
+def _number_matrix(key: str, rows: list[Any], signature: Signature,
+                   key_column: str | None) -> tuple[np.ndarray, str | None]:
+    """Rows of numbers as a float matrix, and the routing key: a fast, vectorised path for valid
+    requests; only a request with a problem is walked cell by cell to name it."""
+    names = signature.features
+    width = len(names)
+    routing_key: str | None = None
     try:
         if key == "instances":
             extra = 0
@@ -310,18 +401,5 @@ def parse_predict_request(
                 [r[n] for n in names] if key == "instances" else r)] for r in rows],
             dtype=np.float64,
         )
-    finite = np.isfinite(X)
-    if not finite.all():
-        allow_arr = np.asarray(signature.allow_nan or (False,) * width, dtype=bool)
-        bad = ~finite & ~(np.isnan(X) & allow_arr)
-        if bad.any():
-            errs = _Errors()
-            for i, j in np.argwhere(bad)[:MAX_DETAILS]:
-                name, found = names[j], str(float(X[i, j]))
-                errs.add("invalid_value", f"row {int(i)}, field {name!r}: expected a finite number, found {found}",
-                         {"row": int(i), "field": name, "expected": "finite number", "found": found})
-            errs.count = int(bad.sum())
-            errs.raise_if_any()
-    domain_errors(X, signature, policy or DomainPolicy())
-    return ParsedRequest(X, routing_key)
+    return X, routing_key
 

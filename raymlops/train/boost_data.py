@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raymlops.data.schema import feature_values
 from raymlops.data.snapshot import load_manifest, resolve_snapshot, verify_snapshot
 from raymlops.data.split import holdout_mask, split_mask
 from raymlops.exceptions import IntegrityError, ValidationError
@@ -135,7 +136,7 @@ def _rows_of(batch: pa.Table, *, plan: _Plan, total: int, side: str, rank: int, 
         mine = worker == rank if rank >= 0 else np.ones(len(worker), dtype=bool)  # rank -1: every worker's rows
         keep = holdout if side == "holdout" else (valid if side == "valid" else ~holdout & ~valid) & mine
         table = table.filter(pa.array(keep))
-        data = {f: table.column(f).to_numpy(zero_copy_only=False).astype(np.float64) for f in plan.features}
+        data = {f: feature_values(table.column(f)) for f in plan.features}  # strings: their category codes
         y = table.column(plan.target).to_numpy(zero_copy_only=False)
         if side == "holdout":
             data[plan.target] = y  # as stored: the evaluation compares with the model's classes_

@@ -140,13 +140,27 @@ def _seed_everything(est: Any, params: dict[str, Any], seed: int) -> None:
 
 
 def build_estimator(trial: dict[str, Any], seed: int) -> Any:
-    """A fresh, unfitted estimator for ``trial``, seeded where the estimator takes a seed."""
+    """A fresh, unfitted estimator for ``trial``, seeded where the estimator takes a seed.
+
+    ``trial["categorical"]`` (the positions of the string features, as their
+    :func:`~raymlops.data.schema.category_code`): those columns are one-hot encoded first (a
+    category the model never saw, or a missing one it never saw, sets no column), and ``scale``
+    then standardises only the other columns."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     params = dict(trial["params"])
     est = instantiate(trial["estimator"], params)
     _seed_everything(est, params, seed)
+    categorical = [int(j) for j in trial.get("categorical") or ()]
+    if categorical:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.preprocessing import OneHotEncoder
+
+        encode = ColumnTransformer(
+            [("categories", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
+            remainder=StandardScaler() if trial.get("scale") else "passthrough")
+        return make_pipeline(encode, est)
     return make_pipeline(StandardScaler(), est) if trial.get("scale") else est
 
 

@@ -26,17 +26,21 @@ from raymlops.train.tune_runner import TrialRecord, TuneSummary, run_search
 
 def fit(
     config: TrainConfig, X: np.ndarray, y: np.ndarray, *, seed: int, storage_path: str, name: str,
-    progress: bool = False, callbacks: list[Any] | None = None,
+    progress: bool = False, callbacks: list[Any] | None = None, categorical: list[int] | None = None,
 ) -> tuple[Any, TuneSummary]:
     """Train on ``(X, y)`` as ``config`` says; returns the fitted model and the run's summary.
     ``progress``: Ray Tune's own progress table on stderr. ``callbacks``: Ray Tune callbacks
-    (e.g. the MLflow logger of ``tracking:``), for ``strategy: tune``.
+    (e.g. the MLflow logger of ``tracking:``), for ``strategy: tune``. ``categorical``: the
+    columns of ``X`` that are string features' codes (every trial one-hot encodes them; the
+    trials' recorded configs say so, so a refit or ``reproduce`` builds the same pipeline).
 
     Needs a connected Ray (``raymlops.ray_session.ensure_ray``)."""
     if config.strategy == "distributed":
         raise ConfigError("train.strategy: 'distributed' trains from a snapshot's Ray Datasets, not from arrays: "
                           "use raymlops.train.distributed.fit_distributed (the pipeline and reproduce do)")
     trials = expand(config.candidates, num_samples=config.num_samples, seed=seed)
+    if categorical:
+        trials = [t | {"categorical": list(categorical)} for t in trials]
     check_trials(trials, config.task, config.metric)
     summary = run_search(
         trials, X, y,

@@ -2,15 +2,16 @@
 
 Bottom up (an import may point to its own rank or lower; the same rank is allowed)::
 
-    exceptions  <-  ray_session, expr  <-  store  <-  audit  <-  hooks, tracking  <-  config
+    exceptions  <-  ray_session, expr, features  <-  store  <-  audit  <-  hooks, tracking  <-  config
       <-  stats  <-  data, train, registry  <-  serve, monitor  <-  pipeline  <-  loop  <-  cli, ui
 
 The modules below ``stats`` are what every layer may use: the exception hierarchy; the Ray session
-helpers (namespace, connect, error unwrapping) and the safe-expression parser, which need only the
-exceptions; the store (SQLite metadata, artifacts, leases); the audit log, which writes through the
-store; webhooks and MLflow tracking, which read the store; and the config models, which name the
-hooks' and tracking's settings. ``raymlops/__init__.py`` (the public API, imported lazily) ranks
-with ``cli``. Every import counts: module level, inside functions and under ``TYPE_CHECKING``, and
+helpers (namespace, connect, error unwrapping), the safe-expression parser and the feature encoding
+(a string category's code), which need only the exceptions; the store (SQLite metadata, artifacts,
+leases); the audit log, which writes through the store; webhooks and MLflow tracking, which read
+the store; and the config models, which name the hooks' and tracking's settings.
+``raymlops/__init__.py`` (the public API, imported lazily) ranks with ``cli``. Every import counts:
+module level, inside functions and under ``TYPE_CHECKING``, and
 every module and folder of ``raymlops/`` must have a rank here.
 
 Function-level imports of our own modules are kept only where import cost (Ray, Ray Data, Tune,
@@ -25,7 +26,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "raymlops"
 ORDER: list[tuple[str, ...]] = [
-    ("exceptions",), ("ray_session", "expr"), ("store",), ("audit",), ("hooks", "tracking"), ("config",),
+    ("exceptions",), ("ray_session", "expr", "features"), ("store",), ("audit",), ("hooks", "tracking"), ("config",),
     ("stats",), ("data", "train", "registry"), ("serve", "monitor"), ("pipeline",), ("loop",),
     ("cli", "ui", "__init__"),
 ]

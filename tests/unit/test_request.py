@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from raymlops.serve.request import RequestError, Signature, parse_predict_request
+from raymlops.features import category_code
+from raymlops.serve.request import DomainPolicy, RequestError, Signature, parse_predict_request
 
 SIG = Signature(features=("age", "income", "score"))
 MAX_ROWS = 5
@@ -211,3 +212,68 @@ def test_request_error_body_without_details() -> None:
     err = _error({"instances": []})
     assert "details" not in err.body()
     assert set(err.body()) == {"error", "message"}
+
+
+# ---------------------------------------------------------------------------- string (categorical) features
+
+MIXED = Signature.from_dict({"inputs": [
+    {"name": "plan", "type": "string", "categories": ["basic", "pro"], "nullable": False},
+    {"name": "region", "type": "string", "categories": ["north", "south"], "nullable": True},
+    {"name": "fee", "type": "double", "min": 0.0, "max": 100.0, "nullable": True},
+]})
+
+
+def _mixed(body: Any, policy: DomainPolicy | None = None, key_column: str | None = None) -> Any:
+    return parse_predict_request(json.dumps(body).encode(), MIXED, MAX_ROWS, MAX_BYTES, policy=policy,
+                                 key_column=key_column)
+
+
+def test_string_features_become_their_codes_and_null_is_nan_where_nullable() -> None:
+    got = _mixed({"instances": [{"fee": 10, "region": None, "plan": "pro"},
+                                {"plan": "basic", "region": "south", "fee": None}]}).X
+    assert got[0, 0] == category_code("pro") and np.isnan(got[0, 1]) and got[0, 2] == 10.0
+    assert got[1, 0] == category_code("basic") and got[1, 1] == category_code("south") and np.isnan(got[1, 2])
+    same = _mixed({"inputs": [["pro", None, 10], ["basic", "south", None]]}).X
+    assert np.array_equal(same, got, equal_nan=True)
+    assert MIXED.categorical and not SIG.categorical
+
+
+def test_an_unseen_category_is_answered_under_any_and_422_under_training_range() -> None:
+    body = {"instances": [{"plan": "basic", "region": "north", "fee": 1.0},
+                          {"plan": "gold", "region": "north", "fee": 1.0}]}
+    assert _mixed(body).X[1, 0] == category_code("gold")  # the model's one-hot encoder ignores it
+    with pytest.raises(RequestError) as info:
+        _mixed(body, DomainPolicy("training_range"))
+    err = info.value
+    assert err.status == 422 and err.error == "out_of_domain"
+    assert err.details[0]["row"] == 1 and err.details[0]["field"] == "plan" and err.details[0]["found"] == "gold"
+    assert "'basic'" in err.message and err.details[0]["categories"] == ["basic", "pro"]
+
+
+@pytest.mark.parametrize("row, field, expected, found", [
+    ({"plan": 3.0, "region": "north", "fee": 1.0}, "plan", "string", "float"),
+    ({"plan": None, "region": "north", "fee": 1.0}, "plan", "string", "NoneType"),  # not nullable
+    ({"plan": True, "region": "north", "fee": 1.0}, "plan", "string", "bool"),
+    ({"plan": "pro", "region": "north", "fee": "1"}, "fee", "number", "str"),
+    ({"plan": "pro", "region": ["north"], "fee": 1.0}, "region", "string", "list"),
+])
+def test_a_wrong_kind_of_value_is_422_naming_row_field_and_expectation(
+        row: dict[str, Any], field: str, expected: str, found: str) -> None:
+    with pytest.raises(RequestError) as info:
+        _mixed({"instances": [{"plan": "pro", "region": "north", "fee": 1.0}, row]})
+    d = info.value.details[0]
+    assert info.value.status == 422 and (d["row"], d["field"], d["expected"], d["found"]) == (1, field, expected, found)
+
+
+def test_mixed_rows_keep_the_other_checks() -> None:
+    for body, error in (({"instances": [{"plan": "pro", "region": "north"}]}, "missing_feature"),
+                        ({"instances": [{"plan": "pro", "region": "north", "fee": 1.0, "x": 1}]}, "unknown_feature"),
+                        ({"inputs": [["pro", "north"]]}, "invalid_row")):
+        with pytest.raises(RequestError) as info:
+            _mixed(body)
+        assert info.value.error == error
+    with pytest.raises(RequestError) as info:  # numbers keep their training range under the policy
+        _mixed({"instances": [{"plan": "pro", "region": "north", "fee": 1e6}]}, DomainPolicy("training_range"))
+    assert info.value.error == "out_of_domain" and info.value.details[0]["field"] == "fee"
+    parsed = _mixed({"instances": [{"plan": "pro", "region": "north", "fee": 1.0, "user": 7}]}, key_column="user")
+    assert parsed.key == "7" and parsed.X.shape == (1, 3)

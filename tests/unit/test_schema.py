@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -9,8 +10,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from raymlops.data.schema import ColumnSchema, Schema, check_training_schema, infer_schema, table_columns
+from raymlops.data.schema import (
+    ColumnSchema,
+    Schema,
+    check_training_schema,
+    feature_categories,
+    infer_schema,
+    table_columns,
+)
 from raymlops.exceptions import ValidationError
+from raymlops.features import category_code
 
 
 @pytest.fixture
@@ -94,15 +103,48 @@ def test_nullable_target(table: pa.Table) -> None:
         check_training_schema(infer_schema(table), "income", ["age"])
 
 
-def test_non_numeric_feature(table: pa.Table) -> None:
-    with pytest.raises(ValidationError) as info:
-        check_training_schema(infer_schema(table), "label", ["age", "city"])
-    assert "'city'" in str(info.value) and "string" in str(info.value)
+def test_a_string_column_is_a_categorical_feature(table: pa.Table) -> None:
+    assert check_training_schema(infer_schema(table), "label", ["age", "city"]) == ["age", "city"]
+    for kind in (pa.large_string(), pa.dictionary(pa.int32(), pa.string())):
+        t = pa.table({"c": pa.array(["x", "y"]).cast(kind), "y": [0, 1]})
+        assert infer_schema(t).column("c").categorical
+        assert check_training_schema(infer_schema(t), "y", None) == ["c"]
 
 
-def test_non_numeric_feature_found_by_default_selection(table: pa.Table) -> None:
-    with pytest.raises(ValidationError, match="'city'"):
-        check_training_schema(infer_schema(table), "label", None)
+@pytest.mark.parametrize("column", [pa.array([datetime.date(2026, 1, 1)] * 4), pa.array([[1], [2], [3], [4]])])
+def test_a_feature_neither_number_nor_string_is_refused_naming_it(table: pa.Table, column: pa.Array) -> None:
+    t = table.append_column("odd", column)
+    for features in (["age", "odd"], None):
+        with pytest.raises(ValidationError) as info:
+            check_training_schema(infer_schema(t), "label", features)
+        assert "'odd'" in str(info.value) and str(column.type) in str(info.value)
+        assert "number or a string" in str(info.value)
+
+
+def test_string_features_become_codes_of_their_value_alone() -> None:
+    chunked = pa.chunked_array([["basic", None], ["pro", "basic"]])
+    codes = table_columns(pa.table({"plan": chunked}), ["plan"])[:, 0]
+    assert codes[0] == codes[3] == category_code("basic") and codes[2] == category_code("pro")
+    assert np.isnan(codes[1]) and codes[0] != codes[2]
+    # the code depends on the value alone: another table, another encoding, another order, the same code
+    for kind in (pa.large_string(), pa.dictionary(pa.int8(), pa.string())):
+        other = table_columns(pa.table({"plan": pa.array(["zzz", "pro", None]).cast(kind)}), ["plan"])[:, 0]
+        assert other[1] == category_code("pro") and np.isnan(other[2])
+    # exact in a double, and distinct for distinct values
+    values = [f"v{i}" for i in range(2000)] + ["", "é", "basic "]
+    got = [category_code(v) for v in values]
+    assert len(set(got)) == len(values) and all(0 <= c < 2**52 and c == int(c) for c in got)
+    assert table_columns(pa.table({"e": pa.array([None, None], pa.string())}), ["e"]).shape == (2, 1)
+
+
+def test_feature_categories_come_from_the_schema_domain() -> None:
+    schema = Schema((ColumnSchema("plan", "string", False, domain=("basic", "pro")),
+                     ColumnSchema("age", "int64", False, 1.0, 9.0),
+                     ColumnSchema("note", "string", True)))
+    assert feature_categories(schema, ["age", "plan"]) == {"plan": ["basic", "pro"]}
+    with pytest.raises(ValidationError) as info:  # no domain: too many distinct values to be a category
+        feature_categories(schema, ["plan", "note"])
+    assert "'note'" in str(info.value) and "data.features" in str(info.value)
 
 
 def test_unknown_feature(table: pa.Table) -> None:

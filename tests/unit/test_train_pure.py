@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from raymlops.config import Candidate, GateConfig, parse_config
 from raymlops.data.split import holdout_mask
 from raymlops.exceptions import ConfigError
+from raymlops.features import category_code
 from raymlops.train.evaluate import classification_metrics
 from raymlops.train.gate import evaluate_gate
 from raymlops.train.search import build_estimator, expand, import_estimator
@@ -135,6 +136,29 @@ def test_build_estimator_without_scale_is_the_bare_estimator() -> None:
     again = build_estimator({"estimator": LOGREG, "scale": False, "params": {}}, seed=3)
     assert again is not est  # a fresh, unfitted estimator each time
     assert not hasattr(again, "coef_")
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_build_estimator_one_hot_encodes_the_categorical_columns(scale: bool) -> None:
+    rng = np.random.default_rng(0)
+    plans = ["basic", "plus", "pro"]
+    codes = np.array([category_code(p) for p in plans])
+    cat = rng.integers(0, 3, 600)
+    X = np.column_stack([rng.normal(50, 20, 600), codes[cat]])  # a number, then a category's code
+    X[rng.random(600) < 0.05, 1] = np.nan  # a missing category is a category of its own
+    y = (cat == 0).astype(int)  # only "basic" churns: no order of the codes can say so, one-hot can
+    trial = {"candidate": 0, "estimator": LOGREG, "scale": scale, "params": {"max_iter": 500},
+             "categorical": [1]}
+    model = build_estimator(trial, seed=1).fit(X, y)
+    encode = model.steps[0][1]
+    assert [t[0] for t in encode.transformers_][0] == "categories"
+    if scale:  # the numbers are standardised, the one-hot columns are not
+        assert isinstance(encode.named_transformers_["remainder"], StandardScaler)
+    assert encode.transform(X[:5]).shape[1] == 1 + 4  # three plans and missing, then the number
+    assert (model.predict(X) == y)[~np.isnan(X[:, 1])].mean() > 0.99
+    unseen = np.array([[50.0, category_code("enterprise")]])  # a category the model never saw: no column set
+    assert np.array_equal(encode.transform(unseen)[0, :4], np.zeros(4))
+    assert model.predict(unseen).shape == (1,)
 
 
 def test_build_estimator_keeps_an_explicit_random_state() -> None:
