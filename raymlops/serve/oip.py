@@ -25,6 +25,10 @@ Inputs, any numeric datatype (``FP16/32/64``, ``INT8..64``, ``UINT8..64``), data
 - one 2-D tensor ``[rows, features]`` in signature order (any name), or
 - one tensor per feature, named by the feature, of shape ``[rows]`` (or ``[rows, 1]``).
 
+A string (categorical) feature is a ``BYTES`` tensor of its own (UTF-8; in binary, Triton's layout:
+each element a 4-byte little-endian length and its bytes), so a model with string features takes
+one tensor per feature.
+
 Values get the validation of ``/predict`` (finite unless the feature allows NaN; ``null`` means NaN
 there; the domain policy; the row and body limits). Errors are ``{"error": "<message>"}`` with 400
 (bad request), 404 (unknown model or version), 413 (over a limit) or 500 (the model failed).
@@ -44,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from raymlops.serve.loaded import LoadedModel, ServingState
-from raymlops.serve.request import DomainPolicy, RequestError, Signature, decode_json, domain_errors
+from raymlops.serve.request import DomainPolicy, RequestError, Signature, cached_code, decode_json, domain_errors
 
 __all__ = [
     "DATATYPES", "EXTENSIONS", "InferRequest", "OipError", "PREDICT", "PREDICT_PROBA", "infer_response",
@@ -145,9 +149,12 @@ def server_metadata(version: str | None = None) -> dict[str, Any]:
 
 def model_metadata(name: str, model_ids: Sequence[str], signature: Signature, *, predict_dtype: np.dtype[Any],
                    n_classes: int | None, platform: str) -> dict[str, Any]:
-    """``$metadata_model_response``: one ``FP64 [-1]`` input per feature (a single
-    ``[-1, features]`` tensor in this order is accepted too), then the outputs."""
-    inputs = [{"name": f, "datatype": "FP64", "shape": [-1]} for f in signature.features]
+    """``$metadata_model_response``: one ``FP64 [-1]`` input per feature (``BYTES`` for a string
+    feature; a single ``[-1, features]`` tensor in this order is accepted too for numbers only), then
+    the outputs."""
+    categories = signature.categories or (None,) * len(signature.features)
+    inputs = [{"name": f, "datatype": "FP64" if c is None else "BYTES", "shape": [-1]}
+              for f, c in zip(signature.features, categories, strict=True)]
     outputs: list[dict[str, Any]] = [{"name": PREDICT, "datatype": datatype_of(predict_dtype), "shape": [-1]}]
     if n_classes is not None:
         outputs.append({"name": PREDICT_PROBA, "datatype": "FP64", "shape": [-1, int(n_classes)]})
@@ -224,9 +231,51 @@ def _json_values(flat: list[Any], datatype: str, where: str, allow_nan: Sequence
     return values
 
 
+def _bytes_elements(chunk: memoryview, count: int, where: str) -> list[Any]:
+    """The ``count`` strings of a binary ``BYTES`` tensor (4-byte little-endian length, UTF-8 bytes)."""
+    out: list[Any] = []
+    pos = 0
+    for k in range(count):
+        if pos + 4 > len(chunk):
+            raise OipError(400, f"{where}: the BYTES data ends before element {k} of {count}")
+        n = int.from_bytes(chunk[pos:pos + 4], "little")
+        pos += 4
+        if pos + n > len(chunk):
+            raise OipError(400, f"{where}: element {k} claims {n} bytes, {len(chunk) - pos} are left")
+        try:
+            out.append(bytes(chunk[pos:pos + n]).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise OipError(400, f"{where}: element {k} is not UTF-8") from None
+        pos += n
+    if pos != len(chunk):
+        raise OipError(400, f"{where}: {len(chunk) - pos} bytes follow the last of its {count} BYTES elements")
+    return out
+
+
+def _codes(values: list[Any], where: str, nullable: bool, known: frozenset[str] | None) -> np.ndarray:
+    """A string feature's elements as their category codes (``null`` -> NaN where nullable);
+    ``known``: the training categories, when the domain policy refuses others."""
+    out = np.empty(len(values), dtype=np.float64)
+    for k, v in enumerate(values):
+        if v is None and nullable:
+            out[k] = math.nan
+        elif not isinstance(v, str):
+            raise OipError(400, f"{where}: element {k} must be a string (datatype BYTES), found "
+                           f"{'a boolean' if isinstance(v, bool) else json.dumps(v)[:40]}", "invalid_value")
+        elif known is not None and v not in known:
+            shown = ", ".join(repr(c) for c in sorted(known)[:10]) + (", ..." if len(known) > 10 else "")
+            raise OipError(400, f"{where}: element {k} ({v!r}) is not a category the model was trained on "
+                           f"({shown})", "out_of_domain")
+        else:
+            out[k] = cached_code(v)
+    return out
+
+
 def _tensor(spec: Any, i: int, binary: memoryview | None, offset: int, allow_nan: Sequence[bool],
-            width: int) -> tuple[str, tuple[int, ...], np.ndarray, int]:
-    """``(name, shape, float64 values, next binary offset)`` of one ``$request_input``."""
+            width: int, known: frozenset[str] | None = None,
+            categorical: bool = False) -> tuple[str, tuple[int, ...], np.ndarray, int]:
+    """``(name, shape, float64 values, next binary offset)`` of one ``$request_input``; a string
+    feature's tensor (``categorical``) is ``BYTES``, its values the category codes."""
     if not isinstance(spec, dict):
         raise OipError(400, f"inputs[{i}] must be an object with name, shape, datatype and data")
     name = spec.get("name")
@@ -235,7 +284,10 @@ def _tensor(spec: Any, i: int, binary: memoryview | None, offset: int, allow_nan
         raise OipError(400, f"{where}: 'name' must be a non-empty string")
     shape = _shape(spec.get("shape"), where)
     datatype = spec.get("datatype")
-    if datatype not in NUMERIC:
+    if categorical:
+        if datatype != "BYTES":
+            raise OipError(400, f"{where}: a string feature takes datatype BYTES, found {datatype!r}")
+    elif datatype not in NUMERIC:
         raise OipError(400, f"{where}: datatype {datatype!r} is not supported; send one of FP64, FP32, FP16, "
                        "INT8..INT64 or UINT8..UINT64")
     count = math.prod(shape)
@@ -251,6 +303,10 @@ def _tensor(spec: Any, i: int, binary: memoryview | None, offset: int, allow_nan
             raise OipError(400, f"{where}: binary_data_size {size!r} exceeds the {len(binary) - offset} bytes left")
         if "data" in spec:
             raise OipError(400, f"{where}: give either 'data' or binary_data_size, not both")
+        if categorical:
+            chunk = binary[offset:offset + int(size)]
+            return name, shape, _codes(_bytes_elements(chunk, count, where), where, allow_nan[0], known), \
+                offset + int(size)
         dtype = DATATYPES[datatype]
         if int(size) != count * dtype.itemsize:
             raise OipError(400, f"{where}: binary_data_size {int(size)} does not match shape {list(shape)} of "
@@ -262,6 +318,8 @@ def _tensor(spec: Any, i: int, binary: memoryview | None, offset: int, allow_nan
     flat = _flat(spec["data"], where)
     if len(flat) != count:
         raise OipError(400, f"{where}: shape {list(shape)} needs {count} elements, found {len(flat)}")
+    if categorical:
+        return name, shape, _codes(flat, where, allow_nan[0], known), offset
     return name, shape, _json_values(flat, datatype, where, allow_nan, width), offset
 
 
@@ -373,14 +431,21 @@ def parse_infer_request(raw: bytes, signature: Signature, *, outputs: tuple[str,
     names, binary_out = _requested(body, outputs)
     width = len(signature.features)
     allow = signature.allow_nan or (False,) * width
+    categories = signature.categories or (None,) * width
+    strings = [n for n, c in zip(signature.features, categories, strict=True) if c is not None]
     tensors = []
     offset = 0
     for i, spec in enumerate(inputs):
         feature = spec.get("name") if isinstance(spec, dict) else None
+        if strings and feature not in signature.features:
+            raise OipError(400, f"this model has string features ({', '.join(strings[:8])}): send one tensor per "
+                           "feature, named by the feature, with datatype BYTES for the strings")
         # a per-feature tensor: its own NaN rule; a 2-D one: the rule of each column
-        own = (allow[signature.features.index(feature)],) if feature in signature.features and len(inputs) > 1 \
-            else allow
-        name, shape, values, offset = _tensor(spec, i, binary, offset, own, len(own))
+        j = signature.features.index(feature) if feature in signature.features else -1
+        own = (allow[j],) if j >= 0 and (len(inputs) > 1 or strings) else allow
+        cats = categories[j] if j >= 0 else None
+        known = frozenset(cats) if cats is not None and (policy or DomainPolicy()).kind != "any" else None
+        name, shape, values, offset = _tensor(spec, i, binary, offset, own, len(own), known, cats is not None)
         tensors.append((name, shape, values))
     if binary is not None and offset != len(binary):
         raise OipError(400, f"the binary part has {len(binary) - offset} bytes that no input claims")

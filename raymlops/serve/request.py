@@ -331,7 +331,8 @@ _CODES: dict[str, float] = {}
 _CODES_MAX = 100_000
 
 
-def _code(value: str) -> float:
+def cached_code(value: str) -> float:
+    """:func:`~raymlops.features.category_code`, remembered for the values seen (bounded)."""
     code = _CODES.get(value)
     if code is None:
         code = category_code(value)
@@ -362,7 +363,7 @@ def _mixed_matrix(key: str, rows: list[Any], signature: Signature, policy: Domai
                              f"trained on ({shown})",
                              {"row": i, "field": name, "expected": "a training category", "found": v,
                               "categories": list(categories)})
-        columns.append(np.array([np.nan if v is None else _code(v) for v in values], dtype=np.float64))
+        columns.append(np.array([np.nan if v is None else cached_code(v) for v in values], dtype=np.float64))
     errs.raise_if_any()
     return np.column_stack(columns) if columns else np.empty((len(rows), 0))
 

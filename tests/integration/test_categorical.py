@@ -20,6 +20,8 @@ from raymlops.serve.deploy import http_json
 from .conftest import serve_port
 
 pytestmark = pytest.mark.integration
+tritonclient_http = pytest.importorskip("tritonclient.http")
+route_name = "churn"
 
 
 def churn(n: int = 1200, seed: int = 3) -> pd.DataFrame:
@@ -89,6 +91,27 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
             status, err = http_json("POST", f"{endpoint}/predict", {"instances": [rows[0] | bad]})
             assert status == 422 and err["details"][0]["field"] == field, err
             assert err["details"][0]["expected"] == expected
+
+        # the Open Inference Protocol, with NVIDIA's own client: a BYTES tensor per string feature
+        names = [i["name"] for i in version.signature["inputs"]]
+        client = tritonclient_http.InferenceServerClient(url=endpoint.removeprefix("http://"))
+        # (tritonclient's JSON form of a BYTES tensor writes None as the string "None": rows without one)
+        sent = [rows[0], rows[2]]
+        tensors = []
+        for k, name in enumerate(names):
+            column = [r[name] for r in sent]
+            if inputs[name]["type"] == "string":
+                t = tritonclient_http.InferInput(name, [len(sent)], "BYTES")
+                t.set_data_from_numpy(np.array([c.encode() for c in column], dtype=object), binary_data=k == 0)
+            else:
+                t = tritonclient_http.InferInput(name, [len(sent)], "FP64")
+                t.set_data_from_numpy(np.array(column, dtype=np.float64), binary_data=True)
+            tensors.append(t)
+        answer = client.infer(route_name, tensors)
+        assert np.allclose(answer.as_numpy("predict_proba"), [body["probabilities"][0], body["probabilities"][2]])
+        meta_v2 = client.get_model_metadata(route_name)
+        assert [(i["name"], i["datatype"]) for i in meta_v2["inputs"]] == [
+            ("plan", "BYTES"), ("region", "BYTES"), ("fee", "FP64"), ("calls", "FP64")]
 
         # the monitor compares the string features as categories
         kinds = {f["column"]: (f["kind"], f["test"]) for f in out["drift"]["features"]}

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from raymlops.features import category_code
 from raymlops.serve import oip
 from raymlops.serve.request import DomainPolicy, Signature
 
@@ -220,3 +221,53 @@ def test_oip_module_imports_no_ray() -> None:
             "bad = sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.'))\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# -- string (categorical) features: BYTES tensors -----------------------------------------------
+CAT_SIG = Signature.from_dict({"inputs": [
+    {"name": "plan", "type": "string", "categories": ["basic", "pro"], "nullable": True},
+    {"name": "fee", "type": "double", "min": 0.0, "max": 100.0},
+]})
+
+
+def _bytes(values: list[str]) -> bytes:
+    return b"".join(len(v.encode()).to_bytes(4, "little") + v.encode() for v in values)
+
+
+def test_a_string_feature_is_a_bytes_tensor_in_json_or_binary() -> None:
+    fee = {"name": "fee", "shape": [3], "datatype": "FP64", "data": [1.0, 2.0, 3.0]}
+    js = parse({"inputs": [{"name": "plan", "shape": [3], "datatype": "BYTES", "data": ["pro", None, "basic"]}, fee]},
+               CAT_SIG)
+    assert js.X[0, 0] == category_code("pro") and np.isnan(js.X[1, 0]) and js.X[2, 0] == category_code("basic")
+    assert js.X[:, 1].tolist() == [1.0, 2.0, 3.0]
+    data = _bytes(["pro", "gold", "basic"])  # "gold": never seen, answered under domain: any
+    header = json.dumps({"inputs": [
+        fee, {"name": "plan", "shape": [3, 1], "datatype": "BYTES", "parameters": {"binary_data_size": len(data)}}]})
+    raw = header.encode() + data
+    binary = parse(raw, CAT_SIG, header_length=str(len(header)))
+    assert binary.X[1, 0] == category_code("gold") and binary.X[0, 0] == js.X[0, 0]
+    err = error_of(raw, signature=CAT_SIG, header_length=str(len(header)), policy=DomainPolicy("training_range"))
+    assert err.status == 400 and err.kind == "out_of_domain" and "'gold'" in err.message and "'plan'" in err.message
+    meta = oip.model_metadata("m", ["m:v1"], CAT_SIG, predict_dtype=np.dtype("int64"), n_classes=2, platform="x")
+    assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [("plan", "BYTES"), ("fee", "FP64")]
+
+
+@pytest.mark.parametrize("plan, words", [
+    ({"name": "plan", "shape": [1], "datatype": "FP64", "data": [1.0]}, "datatype BYTES"),
+    ({"name": "plan", "shape": [1], "datatype": "BYTES", "data": [3.0]}, "must be a string"),
+    ({"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1.0, 2.0]}, "string features (plan)"),
+])
+def test_string_feature_mistakes_are_400(plan: dict[str, Any], words: str) -> None:
+    fee = {"name": "fee", "shape": [1], "datatype": "FP64", "data": [1.0]}
+    err = error_of({"inputs": [plan, fee]}, signature=CAT_SIG)
+    assert err.status == 400 and words in err.message
+
+
+def test_a_bytes_tensor_whose_lengths_do_not_add_up_is_400() -> None:
+    fee = {"name": "fee", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]}
+    for data, words in ((_bytes(["pro"]), "ends before element 1"), (_bytes(["pro", "basic"]) + b"x", "1 bytes follow"),
+                        (_bytes(["pro"]) + (9).to_bytes(4, "little") + b"ab", "claims 9 bytes")):
+        header = json.dumps({"inputs": [fee, {"name": "plan", "shape": [2], "datatype": "BYTES",
+                                              "parameters": {"binary_data_size": len(data)}}]})
+        err = error_of(header.encode() + data, signature=CAT_SIG, header_length=str(len(header)))
+        assert err.status == 400 and words in err.message, err.message
