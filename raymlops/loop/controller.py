@@ -37,6 +37,7 @@ from typing import Any
 
 from raymlops import audit
 from raymlops.config import PipelineConfig
+from raymlops.data.schema import category_codes, is_string_type
 from raymlops.data.snapshot_read import read_snapshot
 from raymlops.exceptions import ConfigError, NotFound, ServeError
 from raymlops.hooks import emit
@@ -344,8 +345,12 @@ class RetrainController:
         missing = [c for c in names if c not in table.column_names]
         if missing:
             raise ServeError(f"monitor.slice_columns: the fresh data has no column {missing[0]!r}")
-        columns = {c: table.column(c).to_numpy(zero_copy_only=False)[train] for c in names}
-        reference = build_reference(columns, categorical=[c for c in mon.categorical if c in columns],
+        # a string feature reaches the monitor as its category code (as the replicas send it)
+        strings = [n for n in features if is_string_type(str(table.schema.field(n).type))]
+        columns = {c: (category_codes(table.column(c)) if c in strings
+                       else table.column(c).to_numpy(zero_copy_only=False))[train] for c in names}
+        reference = build_reference(columns, categorical=[*strings, *(c for c in mon.categorical
+                                                                      if c in columns and c not in strings)],
                                     slice_columns=list(mon.slice_columns), n_bins=mon.n_bins,
                                     fine_bins=mon.fine_bins, max_categories=mon.max_categories,
                                     max_slices=mon.max_slices, monitored=features)
