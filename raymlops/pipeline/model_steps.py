@@ -323,7 +323,8 @@ class RegisterStep(Step[RegisterIn, ModelOut]):
         signature: dict[str, Any] = {
             "inputs": [{"name": n, "type": "string", "categories": categories[n],
                         "nullable": snap.schema.column(n).nullable} if n in categories else
-                       {"name": n, "type": "double", "min": snap.schema.column(n).min,
+                       {"name": n, "type": "boolean" if snap.schema.column(n).type == "bool" else "double",
+                        "min": snap.schema.column(n).min,
                         "max": snap.schema.column(n).max, "nullable": snap.schema.column(n).nullable}
                        for n in features],
             "output": cfg.train.task,

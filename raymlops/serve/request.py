@@ -68,6 +68,8 @@ class Signature:
     allow_nan: tuple[bool, ...] = ()
     #: per feature: None for a number, the training categories for a string feature
     categories: tuple[tuple[str, ...] | None, ...] = ()
+    #: per feature: a boolean one (``type: boolean``) also takes JSON true / false
+    booleans: tuple[bool, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Signature:
@@ -83,12 +85,19 @@ class Signature:
             allow_nan=tuple(bool(f.get("allow_nan", f.get("nullable", False))) for f in inputs),
             categories=tuple(tuple(str(c) for c in f.get("categories") or ()) if f.get("type") == "string" else None
                              for f in inputs),
+            booleans=tuple(f.get("type") == "boolean" for f in inputs),
         )
 
     @property
     def categorical(self) -> bool:
         """Whether any feature is a string (categorical) one."""
         return any(c is not None for c in self.categories)
+
+    def kind(self, j: int) -> str:
+        """``"string"``, ``"boolean"`` or ``"number"``: what feature ``j`` takes."""
+        if self.categories and self.categories[j] is not None:
+            return "string"
+        return "boolean" if self.booleans and self.booleans[j] else "number"
 
 
 @dataclass(frozen=True)
@@ -173,12 +182,15 @@ def _key_text(value: Any) -> str:
     return str(value)
 
 
-def _cell_problem(value: Any, allow_nan: bool, categorical: bool = False) -> tuple[str, str, str] | None:
-    """``(error, expected, found)`` when ``value`` cannot be a feature value, else None."""
+def _cell_problem(value: Any, allow_nan: bool, kind: str = "number") -> tuple[str, str, str] | None:
+    """``(error, expected, found)`` when ``value`` cannot be a feature value of ``kind`` (see
+    :meth:`Signature.kind`), else None."""
     if value is None and allow_nan:
         return None
-    if categorical:
+    if kind == "string":
         return None if isinstance(value, str) else ("invalid_value", "string", type(value).__name__)
+    if kind == "boolean" and isinstance(value, bool):
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "invalid_value", "number", type(value).__name__
     if not math.isfinite(value) and not (allow_nan and math.isnan(value)):
@@ -213,7 +225,7 @@ def _slow_errors(key: str, rows: list[Any], signature: Signature, key_column: st
     """Find and raise every problem of the rows (the fast path only knows that there is one)."""
     names = signature.features
     allow = signature.allow_nan or (False,) * len(names)
-    kinds = [c is not None for c in signature.categories] or [False] * len(names)
+    kinds = [signature.kind(j) for j in range(len(names))]
     known = set(names) | ({key_column} if key_column else set())
     errs = _Errors()
     for i, row in enumerate(rows):
@@ -238,8 +250,8 @@ def _slow_errors(key: str, rows: list[Any], signature: Signature, key_column: st
                          {"row": i, "expected": f"list of {len(names)}"})
                 continue
             cells = [(n, row[j], allow[j], kinds[j]) for j, n in enumerate(names)]
-        for n, value, ok_nan, categorical in cells:
-            problem = _cell_problem(value, ok_nan, categorical)
+        for n, value, ok_nan, kind in cells:
+            problem = _cell_problem(value, ok_nan, kind)
             if problem is not None:
                 error, expected, found = problem
                 errs.add(error, f"row {i}, field {n!r}: expected a {expected}, found {found}",
@@ -303,7 +315,7 @@ def parse_predict_request(
     names = signature.features
     width = len(names)
     routing_key: str | None = None
-    if signature.categorical:  # strings among the features: every cell is looked at anyway
+    if signature.categorical or any(signature.booleans):  # strings or booleans: every cell is looked at anyway
         if key == "instances" and key_column is not None and isinstance(rows[0], dict) and key_column in rows[0]:
             routing_key = _key_text(rows[0][key_column])
         _slow_errors(key, rows, signature, key_column)
@@ -343,16 +355,16 @@ def cached_code(value: str) -> float:
 
 def _mixed_matrix(key: str, rows: list[Any], signature: Signature, policy: DomainPolicy) -> np.ndarray:
     """The rows (already checked by :func:`_slow_errors`) as a float matrix: numbers as they are,
-    strings as their category codes, null as NaN. Under ``training_range``, a category the model
+    booleans as 1 / 0, strings as their category codes, null as NaN. Under ``training_range``, a category the model
     was not trained on is a 422 ``out_of_domain`` naming the row, the field and the categories."""
     names = signature.features
     errs = _Errors()
     columns = []
     for j, name in enumerate(names):
         values = [r[name] for r in rows] if key == "instances" else [r[j] for r in rows]
-        categories = signature.categories[j]
-        if categories is None:
-            columns.append(np.array([np.nan if v is None else v for v in values], dtype=np.float64))
+        categories = signature.categories[j] if signature.categories else None
+        if categories is None:  # a number, or a boolean (true / false are 1 / 0)
+            columns.append(np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64))
             continue
         if policy.kind != "any":
             known = set(categories)

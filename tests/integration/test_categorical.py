@@ -1,4 +1,4 @@
-"""String (categorical) features and missing numbers, end to end on the session's Ray with real
+"""String (categorical) and boolean features and missing numbers, end to end on the session's Ray with real
 HTTP: a churn-like table (two string features, one with nulls; a number with nulls) is trained,
 gated, registered, served and monitored; requests carry the strings; ``reproduce`` gives the same
 model."""
@@ -31,6 +31,7 @@ def churn(n: int = 1200, seed: int = 3) -> pd.DataFrame:
         "region": pd.Series(rng.choice(["north", "south", "east", "west"], n), dtype=object),
         "fee": np.round(rng.gamma(3, 10, n), 2),
         "calls": rng.poisson(1.5, n),  # integer-valued
+        "member": rng.random(n) < 0.3,  # a boolean
     })
     df.loc[rng.random(n) < 0.05, "region"] = None
     df.loc[rng.random(n) < 0.05, "fee"] = np.nan
@@ -66,21 +67,21 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
         assert inputs["plan"]["type"] == "string" and inputs["plan"]["categories"] == ["basic", "plus", "pro"]
         assert inputs["region"]["type"] == "string" and inputs["region"]["nullable"] is True
         assert inputs["fee"]["type"] == "double" and inputs["fee"]["nullable"] is True
-        assert inputs["calls"]["nullable"] is False
+        assert inputs["calls"]["nullable"] is False and inputs["member"]["type"] == "boolean"
 
         endpoint = out["endpoint"]
         status, meta = http_json("GET", f"{endpoint}/metadata")
         example = meta["input_example"]["instances"][0]
         assert status == 200 and isinstance(example["plan"], str)
-        rows = [{"plan": "basic", "region": "south", "fee": 20.0, "calls": 3.0},
-                {"plan": "pro", "region": None, "fee": None, "calls": 0.0},
-                {"plan": "enterprise", "region": "north", "fee": 30.0, "calls": 1.0}]  # a plan never seen
+        rows = [{"plan": "basic", "region": "south", "fee": 20.0, "calls": 3.0, "member": True},
+                {"plan": "pro", "region": None, "fee": None, "calls": 0.0, "member": False},
+                {"plan": "enterprise", "region": "north", "fee": 30.0, "calls": 1.0, "member": 0}]  # plan never seen
         status, body = http_json("POST", f"{endpoint}/predict", {"instances": rows})
         assert status == 200, body
         # the served answer is the registered model's on the rows' codes
         model = load_model(store, version)
         X = np.array([[category_code(r["plan"]), np.nan if r["region"] is None else category_code(r["region"]),
-                       np.nan if r["fee"] is None else r["fee"], r["calls"]] for r in rows])
+                       np.nan if r["fee"] is None else r["fee"], r["calls"], float(r["member"])] for r in rows])
         assert body["predictions"] == model.predict(X).tolist()
         assert np.allclose(body["probabilities"], model.predict_proba(X))
         assert body["probabilities"][0][1] > body["probabilities"][1][1]  # basic + south churns more than pro
@@ -111,7 +112,7 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
         assert np.allclose(answer.as_numpy("predict_proba"), [body["probabilities"][0], body["probabilities"][2]])
         meta_v2 = client.get_model_metadata(route_name)
         assert [(i["name"], i["datatype"]) for i in meta_v2["inputs"]] == [
-            ("plan", "BYTES"), ("region", "BYTES"), ("fee", "FP64"), ("calls", "FP64")]
+            ("plan", "BYTES"), ("region", "BYTES"), ("fee", "FP64"), ("calls", "FP64"), ("member", "FP64")]
 
         # the monitor compares the string features as categories
         kinds = {f["column"]: (f["kind"], f["test"]) for f in out["drift"]["features"]}

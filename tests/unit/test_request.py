@@ -277,3 +277,17 @@ def test_mixed_rows_keep_the_other_checks() -> None:
     assert info.value.error == "out_of_domain" and info.value.details[0]["field"] == "fee"
     parsed = _mixed({"instances": [{"plan": "pro", "region": "north", "fee": 1.0, "user": 7}]}, key_column="user")
     assert parsed.key == "7" and parsed.X.shape == (1, 3)
+
+
+def test_a_boolean_feature_takes_true_false_or_numbers() -> None:
+    sig = Signature.from_dict({"inputs": [{"name": "member", "type": "boolean", "nullable": True},
+                                          {"name": "fee", "type": "double"}]})
+    got = parse_predict_request(json.dumps({"instances": [{"member": True, "fee": 1}, {"member": False, "fee": 2},
+                                                          {"member": 1, "fee": 3}, {"member": None, "fee": 4}]}
+                                           ).encode(), sig, MAX_ROWS, MAX_BYTES).X
+    assert got[:3].tolist() == [[1.0, 1.0], [0.0, 2.0], [1.0, 3.0]] and np.isnan(got[3, 0])
+    for row, field in (({"member": "yes", "fee": 1}, "member"), ({"member": True, "fee": True}, "fee")):
+        with pytest.raises(RequestError) as info:
+            parse_predict_request(json.dumps({"instances": [row]}).encode(), sig, MAX_ROWS, MAX_BYTES)
+        assert info.value.status == 422 and info.value.details[0]["field"] == field
+    assert SIG.kind(0) == "number" and sig.kind(0) == "boolean" and MIXED.kind(0) == "string"
