@@ -37,9 +37,11 @@ from typing import Any
 
 from raymlops import audit
 from raymlops.config import PipelineConfig
-from raymlops.data.schema import category_codes, is_string_type
+from raymlops.data.schema import category_codes, feature_categories, is_string_type
+from raymlops.data.snapshot import snapshot_info
 from raymlops.data.snapshot_read import read_snapshot
 from raymlops.exceptions import ConfigError, NotFound, ServeError
+from raymlops.features import category_code
 from raymlops.hooks import emit
 from raymlops.loop.policy import Decision, Evidence, RetrainPolicy, Trigger, decide, evidence_from
 from raymlops.monitor.lifecycle import rebaseline_monitor, start_monitor
@@ -349,8 +351,11 @@ class RetrainController:
         strings = [n for n in features if is_string_type(str(table.schema.field(n).type))]
         columns = {c: (category_codes(table.column(c)) if c in strings
                        else table.column(c).to_numpy(zero_copy_only=False))[train] for c in names}
+        domains = feature_categories(snapshot_info(self.store, res.snapshot).schema, strings)
         reference = build_reference(columns, categorical=[*strings, *(c for c in mon.categorical
                                                                       if c in columns and c not in strings)],
+                                    category_names={n: {str(int(category_code(v))): v for v in d}
+                                                    for n, d in domains.items()},
                                     slice_columns=list(mon.slice_columns), n_bins=mon.n_bins,
                                     fine_bins=mon.fine_bins, max_categories=mon.max_categories,
                                     max_slices=mon.max_slices, monitored=features)

@@ -132,7 +132,9 @@ class ColumnReference:
     Numeric: ``edges`` (``[min, interior quantiles…, next(max)]``), buckets
     ``0 = below``, ``1 … len(edges)-1`` interior, ``len(edges) = above``, last = missing.
     Categorical: ``categories``, buckets ``0 … k-1`` categories, ``k = other``, last = missing;
-    ``complete`` is True when every reference value is indexed (then *other* means *unseen*).
+    ``complete`` is True when every reference value is indexed (then *other* means *unseen*);
+    ``display``: what reports call each category, when its label is a code (a string feature
+    reaches the monitor as its :func:`~raymlops.features.category_code`); empty: the labels.
     ``coarse`` maps each bucket to its coarse bucket for PSI and chi-square: runs of adjacent
     buckets (``0``, then steps of 0 or 1), so a coarse count is a difference of running totals.
     """
@@ -145,6 +147,7 @@ class ColumnReference:
     coarse: np.ndarray
     mean: float
     std: float
+    display: tuple[str, ...] = ()
     _edges_nan: np.ndarray = field(init=False, repr=False)
     _grid: _Grid | None = field(init=False, repr=False)
     _index: _Index | None = field(init=False, repr=False)
@@ -161,6 +164,10 @@ class ColumnReference:
             raise ValidationError(f"column {self.name!r}: edges must be >= 2 finite, strictly increasing values")
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
+        object.__setattr__(self, "display", tuple(str(c) for c in self.display))
+        if self.display and len(self.display) != len(self.categories):
+            raise ValidationError(f"column {self.name!r}: display must name each of the "
+                                  f"{len(self.categories)} categories, found {len(self.display)}")
         coarse = _frozen(self.coarse, np.int64)
         if coarse.shape != (self.n_buckets,):
             raise ValidationError(f"column {self.name!r}: coarse must map {self.n_buckets} buckets")
@@ -214,23 +221,32 @@ class ColumnReference:
     def bucket_labels(self) -> list[str]:
         """Human names of the buckets, for reports."""
         if self.kind == CATEGORICAL:
-            return [*self.categories, "(other)", "(missing)"]
+            return [*self.shown_categories, "(other)", "(missing)"]
         e = self.edges
         inner = [f"[{e[i]:.4g}, {e[i + 1]:.4g})" for i in range(e.size - 1)]
         return [f"< {e[0]:.4g}", *inner, f"> {self.ref_max:.4g}", "(missing)"]
 
+    @property
+    def shown_categories(self) -> tuple[str, ...]:
+        """The categories as reports name them (``display``, else the labels)."""
+        return self.display or self.categories
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name, "kind": self.kind, "edges": self.edges.tolist(),
             "categories": list(self.categories), "complete": self.complete,
             "coarse": self.coarse.tolist(), "mean": self.mean, "std": self.std,
         }
+        if self.display:
+            out["display"] = list(self.display)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ColumnReference:
         return cls(name=d["name"], kind=d["kind"], edges=np.asarray(d["edges"], dtype=np.float64),
                    categories=tuple(d["categories"]), complete=bool(d["complete"]),
-                   coarse=np.asarray(d["coarse"], dtype=np.int64), mean=float(d["mean"]), std=float(d["std"]))
+                   coarse=np.asarray(d["coarse"], dtype=np.int64), mean=float(d["mean"]), std=float(d["std"]),
+                   display=tuple(d.get("display") or ()))
 
 
 class _Grid:
@@ -318,7 +334,9 @@ def numeric_column(name: str, values: npt.ArrayLike, fine_bins: int, n_bins: int
                            coarse=_coarse_groups(counts, n_bins), mean=float(finite.mean()), std=float(finite.std()))
 
 
-def categorical_column(name: str, values: npt.ArrayLike, max_categories: int) -> ColumnReference:
+def categorical_column(name: str, values: npt.ArrayLike, max_categories: int,
+                       names: Mapping[str, str] | None = None) -> ColumnReference:
+    """``names``: label -> what reports call it (see :attr:`ColumnReference.display`)."""
     labels, missing = labels_of(values)
     present = labels[~missing]
     if present.size == 0:
@@ -329,4 +347,4 @@ def categorical_column(name: str, values: npt.ArrayLike, max_categories: int) ->
     k = len(cats)
     return ColumnReference(name=name, kind=CATEGORICAL, edges=np.empty(0), categories=cats,
                            complete=uniq.size <= max_categories, coarse=np.arange(k + 2), mean=math.nan,
-                           std=math.nan)
+                           std=math.nan, display=tuple(names.get(c, c) for c in cats) if names else ())

@@ -334,7 +334,7 @@ def _state_numeric(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.ND
 
 def _state_categorical(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[np.int64],
                        max_bins: int) -> dict[str, Any]:
-    labels = [*col.categories, OTHER]  # the last bucket (missing) is an extra bar
+    labels = [*col.shown_categories, OTHER]  # the last bucket (missing) is an extra bar
     ref_l, cur_l = ref[:-1].tolist(), cur[:-1].tolist()
     inside = [True] * len(col.categories) + [not col.complete]
     binning = (f"the reference's {len(col.categories)} categories and {OTHER} (values it "

@@ -290,13 +290,16 @@ def build_reference(
     max_categories: int = 50,
     max_slices: int = 20,
     monitored: Sequence[str] | None = None,
+    category_names: Mapping[str, Mapping[str, str]] | None = None,
 ) -> MonitorReference:
     """Build a reference from equal-length reference columns.
 
     Columns of string, object or boolean dtype, and those named in ``categorical``, are
     categorical; the rest numeric. ``monitored`` picks the monitored columns (default: every
     column that is not only a slice column). A column named :data:`PREDICTION` holds
-    reference predictions (prediction drift).
+    reference predictions (prediction drift). ``category_names``: per categorical column, label ->
+    what reports call it (a string feature monitored as its category codes, see
+    :attr:`~raymlops.monitor.columns.ColumnReference.display`).
     """
     n_bins = check_int(n_bins, "n_bins", 2)
     fine_bins = check_int(fine_bins, "fine_bins", n_bins)
@@ -320,7 +323,7 @@ def build_reference(
     for name in names:
         values = np.asarray(columns[name])
         if name in categorical or values.dtype.kind in "OUSb":
-            cols.append(categorical_column(name, values, max_categories))
+            cols.append(categorical_column(name, values, max_categories, (category_names or {}).get(name)))
         else:
             cols.append(numeric_column(name, values, fine_bins, n_bins))
     slices: tuple[str, ...] = (ALL_SLICE,)

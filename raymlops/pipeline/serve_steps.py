@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from raymlops import audit
-from raymlops.data.schema import is_string_type
+from raymlops.data.schema import feature_categories, is_string_type
+from raymlops.data.snapshot import snapshot_info
 from raymlops.exceptions import ServeError
+from raymlops.features import category_code
 from raymlops.monitor.names import monitor_name
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.failures import Failure, describe
@@ -102,12 +104,16 @@ def _monitor_reference(ctx: RunContext, snapshot_id: str, features: list[str]) -
         train = ~holdout_of(table, ctx.config)
         for c in extra:
             columns[c] = table.column(c).to_numpy(zero_copy_only=False)[train]
-    # string features arrive as their category codes: compared as categories, as configured ones are
+    # string features arrive as their category codes: compared as categories, as configured ones
+    # are, and named in reports by their values
     strings = [n for n in features if is_string_type(str(rows.table.schema.field(n).type))]
+    domains = feature_categories(snapshot_info(ctx.store, snapshot_id).schema, strings)
+    names = {n: {str(int(category_code(v))): v for v in domain} for n, domain in domains.items()}
     return build_reference(columns, categorical=[*strings, *(c for c in cfg.categorical if c in columns
                                                             and c not in strings)],
                            slice_columns=list(cfg.slice_columns), n_bins=cfg.n_bins, fine_bins=cfg.fine_bins,
-                           max_categories=cfg.max_categories, max_slices=cfg.max_slices, monitored=features)
+                           max_categories=cfg.max_categories, max_slices=cfg.max_slices, monitored=features,
+                           category_names=names)
 
 
 def _spec(ctx: RunContext, version: Any, example: dict[str, Any]) -> ModelSpec:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import time
 from typing import Any
 
 import numpy as np
@@ -252,3 +253,30 @@ def test_the_format_covers_every_attribute(fed: tuple[Monitor, Clock]) -> None:
     ]
     for obj, names in expected:
         assert set(vars(obj)) == names, type(obj).__name__
+
+
+def test_a_code_column_is_named_by_its_values_in_reports_and_keeps_the_names_through_a_checkpoint() -> None:
+    from raymlops.features import category_code
+    from raymlops.monitor.checkpoint import dump, load
+    from raymlops.monitor.histograms import histograms
+
+    plans = ["basic", "plus", "pro"]
+    rng = np.random.default_rng(4)
+    codes = np.array([category_code(p) for p in plans])
+    ref_cols = {"plan": codes[rng.integers(0, 3, 600)], "x": rng.normal(size=600)}
+    names = {"plan": {str(int(category_code(p))): p for p in plans}}
+    ref = build_reference(ref_cols, categorical=["plan"], category_names=names)
+    col = ref.column("plan")
+    assert set(col.shown_categories) == set(plans) and set(col.bucket_labels()[:3]) == set(plans)
+    assert MonitorReference.from_dict(ref.to_dict()).column("plan").display == col.display
+    with pytest.raises(ValidationError, match="display must name each"):
+        type(col).from_dict(col.to_dict() | {"display": ["basic"]})
+
+    m = Monitor(ref, MonitorConfig(window_rows=1000, alerts={"log": False}))  # the 300 rows stay current
+    m.ingest({"plan": np.append(codes[rng.integers(0, 3, 299)], category_code("gold")), "x": rng.normal(size=300)})
+    bars = histograms(m.current)["plan"]
+    assert set(bars["labels"][:3]) == set(plans)  # the values, not their codes
+    restored = load(dump(m), Monitor, time.time)
+    assert restored.reference.column("plan").display == col.display
+    assert histograms(restored.current)["plan"]["labels"] == bars["labels"]
+    assert bars["current"][bars["labels"].index("(other)")] == 1  # "gold": a plan the reference lacks
