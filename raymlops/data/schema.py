@@ -173,12 +173,25 @@ def feature_categories(schema: Schema, features: Sequence[str]) -> dict[str, lis
         if not col.categorical:
             continue
         if col.domain is None:
-            raise ValidationError(
-                f"column {name!r}: a string feature is a category, and this one has more than {STRING_DOMAIN_MAX} "
-                "distinct values (free text or an id?); leave it out with data.features, or derive a category "
-                "from it with data.transforms")
+            raise _too_many_categories(name)
         out[name] = [str(v) for v in col.domain]
     return out
+
+
+def check_category_counts(table: pa.Table, features: Sequence[str]) -> None:
+    """A ValidationError naming the first string feature with more than :data:`STRING_DOMAIN_MAX`
+    distinct values in ``table`` (the schema step's sample: refused before anything is stored)."""
+    for name in features:
+        column = table.column(name)
+        if is_string_type(str(column.type)) and pc.count_distinct(column).as_py() > STRING_DOMAIN_MAX:
+            raise _too_many_categories(name)
+
+
+def _too_many_categories(name: str) -> ValidationError:
+    return ValidationError(
+        f"column {name!r}: a string feature is a category, and this one has more than {STRING_DOMAIN_MAX} "
+        "distinct values (free text or an id?); leave it out with data.features, or derive a category "
+        "from it with data.transforms")
 
 
 def schema_changes(old: Schema, new: Schema) -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raymlops import audit
-from raymlops.data.schema import check_training_schema, infer_schema
+from raymlops.data.schema import check_category_counts, check_training_schema, infer_schema
 from raymlops.data.snapshot import create_snapshot, snapshot_info, verify_snapshot
 from raymlops.data.sources import open_source, redact_uri
 from raymlops.data.transforms import apply, code_hash, resolve
@@ -224,6 +224,8 @@ class SchemaStep(Step[SchemaIn, SchemaOut]):
             schema = infer_schema(sample)
             step.rows = sample.num_rows
         features = check_training_schema(schema, cfg.data.target, cfg.data.features)
+        if inputs.schema is None:  # an id or free text among the string features: refused before the snapshot
+            check_category_counts(sample, features)
         step.outputs = {"features": features}
         step.detail = f"{len(features)} features, target {cfg.data.target!r}"
         return SchemaOut(features)

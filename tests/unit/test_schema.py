@@ -13,6 +13,7 @@ import pytest
 from raymlops.data.schema import (
     ColumnSchema,
     Schema,
+    check_category_counts,
     check_training_schema,
     feature_categories,
     infer_schema,
@@ -183,3 +184,13 @@ def test_a_column_without_a_name_is_refused_unless_features_leave_it_out(tmp_pat
     with pytest.raises(ValidationError, match=r"column 1 of the data has no name \(pandas writes its index so"):
         check_training_schema(schema, "churned", None)
     assert check_training_schema(schema, "churned", ["age"]) == ["age"]
+
+
+def test_an_id_like_string_feature_is_refused_on_the_sample() -> None:
+    ids = pa.table({"customer": [f"c{i}" for i in range(101)], "plan": ["a", "b"] * 50 + ["a"],
+                    "x": list(range(101))})
+    check_category_counts(ids, ["plan", "x"])  # two categories, and a number: fine
+    with pytest.raises(ValidationError) as info:
+        check_category_counts(ids, ["plan", "customer"])
+    assert "'customer'" in str(info.value) and "more than 100" in str(info.value)
+    check_category_counts(ids.slice(0, 100), ["customer"])  # 100 distinct values: still a category
