@@ -37,17 +37,15 @@ from typing import Any
 
 from raymlops import audit
 from raymlops.config import PipelineConfig
-from raymlops.data.schema import category_codes, feature_categories, is_string_type
 from raymlops.data.snapshot import snapshot_info
 from raymlops.data.snapshot_read import read_snapshot
 from raymlops.exceptions import ConfigError, NotFound, ServeError
-from raymlops.features import category_code
 from raymlops.hooks import emit
 from raymlops.loop.policy import Decision, Evidence, RetrainPolicy, Trigger, decide, evidence_from
 from raymlops.monitor.lifecycle import rebaseline_monitor, start_monitor
 from raymlops.monitor.names import monitor_name
-from raymlops.monitor.reference import build_reference
 from raymlops.pipeline.runner import run_pipeline
+from raymlops.pipeline.serve_steps import training_reference
 from raymlops.ray_session import NAMESPACE, ensure_ray
 from raymlops.registry.registry import CHAMPION, get_model, load_model, promote
 from raymlops.serve.control import get_control
@@ -55,7 +53,7 @@ from raymlops.serve.traffic import current_table, deploy_model, set_challenger, 
 from raymlops.store import leases
 from raymlops.store.home import Store
 from raymlops.train.evaluate import task_metrics
-from raymlops.train.prepare import holdout_of, split_table
+from raymlops.train.prepare import split_table
 
 __all__ = ["CycleResult", "RetrainController", "Watcher", "retrain_config_for"]
 
@@ -342,23 +340,8 @@ class RetrainController:
         # the new champion's probability calibration (CBPE), fitted on its own holdout
         calibration = new_champion.lineage.get("calibration")
         _, table = read_snapshot(self.store, res.snapshot)
-        train = ~holdout_of(table, retrain_config_for(cfg))
-        names = list(dict.fromkeys([*features, *mon.slice_columns]))
-        missing = [c for c in names if c not in table.column_names]
-        if missing:
-            raise ServeError(f"monitor.slice_columns: the fresh data has no column {missing[0]!r}")
-        # a string feature reaches the monitor as its category code (as the replicas send it)
-        strings = [n for n in features if is_string_type(str(table.schema.field(n).type))]
-        columns = {c: (category_codes(table.column(c)) if c in strings
-                       else table.column(c).to_numpy(zero_copy_only=False))[train] for c in names}
-        domains = feature_categories(snapshot_info(self.store, res.snapshot).schema, strings)
-        reference = build_reference(columns, categorical=[*strings, *(c for c in mon.categorical
-                                                                      if c in columns and c not in strings)],
-                                    category_names={n: {str(int(category_code(v))): v for v in d}
-                                                    for n, d in domains.items()},
-                                    slice_columns=list(mon.slice_columns), n_bins=mon.n_bins,
-                                    fine_bins=mon.fine_bins, max_categories=mon.max_categories,
-                                    max_slices=mon.max_slices, monitored=features)
+        reference = training_reference(table, features, retrain_config_for(cfg),
+                                       snapshot_info(self.store, res.snapshot).schema)
         try:
             rebaseline_monitor(cfg.route, reference, NAMESPACE, artifact_root=self.store.artifacts.root_uri,
                                calibration=calibration)
@@ -374,7 +357,8 @@ class RetrainController:
                          sample_rate=mon.sample_rate, reason=res.trigger.reason)
             how = "restarted and redeployed"
         self._audit(res, "monitor.rebaselined", {"model": res.challenger, "snapshot": res.snapshot},
-                    {"reference_rows": int(train.sum()), "features": features, "reference": reference.digest,
+                    {"reference_rows": int(reference.column_counts(features[0]).sum()), "features": features,
+                     "reference": reference.digest,
                      "how": how})
         self._stage(res, "rebaseline", t0, f"monitor reference = training rows of snapshot {res.snapshot[:12]}")
 

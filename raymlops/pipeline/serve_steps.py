@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raymlops import audit
-from raymlops.data.schema import feature_categories, is_string_type
+from raymlops.data.schema import feature_categories, feature_values, is_string_type
 from raymlops.data.snapshot import snapshot_info
 from raymlops.exceptions import ServeError
 from raymlops.features import category_code
@@ -83,32 +83,36 @@ def _free_loopback_port() -> int:
 
 
 def _monitor_reference(ctx: RunContext, snapshot_id: str, features: list[str]) -> Any:
-    """The monitor's reference: the training rows of the features, plus the slice columns."""
+    """The monitor's reference of a run: :func:`training_reference` of its snapshot."""
+    return training_reference(ctx.rows(snapshot_id).table, features, ctx.config,
+                              snapshot_info(ctx.store, snapshot_id).schema)
+
+
+def training_reference(table: Any, features: list[str], config: Any, schema: Any) -> Any:
+    """A monitor's reference: the training rows (``config``'s holdout split) of the features, as the
+    replicas send them (numbers; a string feature as its category code, compared as a category
+    and named by its values in reports), plus ``monitor.slice_columns``. ``schema``: the
+    snapshot's, which lists each string feature's categories. The pipeline's deploy step and
+    retraining's rebaseline both build their reference here."""
     # pandas: only when the step runs (`raymlops runs` imports this package)
     from raymlops.monitor.reference import build_reference
 
     # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
     from raymlops.train.prepare import holdout_of
 
-    cfg = ctx.config.monitor
-    rows = ctx.rows(snapshot_id)
-    Xtr = rows.split(features)[0]
-    columns: dict[str, Any] = {n: Xtr[:, j] for j, n in enumerate(features)}
-    table = rows.table
-    extra = [c for c in cfg.slice_columns if c not in columns]
-    missing = [c for c in extra if c not in table.column_names]
+    cfg = config.monitor
+    missing = [c for c in cfg.slice_columns if c not in table.column_names]
     if missing:
         raise ServeError(f"monitor.slice_columns: the data has no column {missing[0]!r}"
                          f" (columns: {', '.join(table.column_names)})")
-    if extra:
-        train = ~holdout_of(table, ctx.config)
-        for c in extra:
+    train = ~holdout_of(table, config)
+    columns: dict[str, Any] = {n: feature_values(table.column(n))[train] for n in features}
+    for c in cfg.slice_columns:
+        if c not in columns:
             columns[c] = table.column(c).to_numpy(zero_copy_only=False)[train]
-    # string features arrive as their category codes: compared as categories, as configured ones
-    # are, and named in reports by their values
-    strings = [n for n in features if is_string_type(str(rows.table.schema.field(n).type))]
-    domains = feature_categories(snapshot_info(ctx.store, snapshot_id).schema, strings)
-    names = {n: {str(int(category_code(v))): v for v in domain} for n, domain in domains.items()}
+    strings = [n for n in features if is_string_type(str(table.schema.field(n).type))]
+    names = {n: {str(int(category_code(v))): v for v in domain}
+             for n, domain in feature_categories(schema, strings).items()}
     return build_reference(columns, categorical=[*strings, *(c for c in cfg.categorical if c in columns
                                                             and c not in strings)],
                            slice_columns=list(cfg.slice_columns), n_bins=cfg.n_bins, fine_bins=cfg.fine_bins,

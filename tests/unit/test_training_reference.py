@@ -1,0 +1,52 @@
+"""The monitor's reference of a snapshot's training rows (raymlops.pipeline.serve_steps.training_reference):
+the one builder of the deploy step and of retraining's rebaseline; pure, no Ray."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from raymlops.config import parse_config
+from raymlops.data.schema import ColumnSchema, Schema
+from raymlops.exceptions import ServeError
+from raymlops.features import category_code
+from raymlops.monitor import Monitor
+from raymlops.pipeline.serve_steps import training_reference
+from raymlops.train.prepare import holdout_of
+
+
+def _config(**monitor: object) -> object:
+    return parse_config({"name": "t", "seed": 3, "data": {"source": "x.csv", "target": "y"},
+                         "train": {"candidates": [{"estimator": "sklearn.linear_model.LogisticRegression"}]},
+                         "monitor": {"alerts": {"log": False}, **monitor}}, "t.yaml")
+
+
+def test_string_features_are_categories_of_codes_named_by_their_values() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    plans = np.array(["basic", "plus", "pro"])
+    table = pa.table({"plan": plans[rng.integers(0, 3, n)], "fee": rng.normal(30, 5, n),
+                      "shop": rng.choice(["a", "b"], n), "y": rng.integers(0, 2, n)})
+    schema = Schema((ColumnSchema("plan", "string", False, domain=tuple(plans)),
+                     ColumnSchema("fee", "double", False), ColumnSchema("shop", "string", False, domain=("a", "b")),
+                     ColumnSchema("y", "int64", False)))
+    cfg = _config(slice_columns=["shop"])
+    ref = training_reference(table, ["plan", "fee"], cfg, schema)
+    plan = ref.column("plan")
+    assert plan.kind == "categorical" and set(plan.shown_categories) == set(plans)
+    assert set(plan.categories) == {str(int(category_code(p))) for p in plans}
+    assert ref.column("fee").kind == "numeric" and ref.features == ("plan", "fee")
+    train = ~holdout_of(table, cfg)
+    assert int(ref.column_counts("plan").sum()) == int(train.sum())  # the training rows only
+    assert ref.slice_columns == ("shop",) and {"shop=a", "shop=b"} <= set(ref.slices)
+
+    # what a replica sends (the codes) lands in the reference's categories: nothing unseen
+    m = Monitor(ref, cfg.monitor)
+    m.ingest({"plan": np.array([category_code(p) for p in plans[rng.integers(0, 3, 50)]]),
+              "fee": rng.normal(30, 5, 50), "shop": rng.choice(["a", "b"], 50)})
+    counts = m.current.column_counts("plan")
+    assert counts[:3].sum() == 50 and counts[3:].sum() == 0  # no "(other)", no missing
+
+    with pytest.raises(ServeError, match="monitor.slice_columns: the data has no column 'region'"):
+        training_reference(table, ["plan", "fee"], _config(slice_columns=["region"]), schema)
