@@ -218,9 +218,8 @@ class SchemaStep(Step[SchemaIn, SchemaOut]):
         cfg, step = ctx.config, ctx.step
         schema = inputs.schema
         if schema is None:
-            import pyarrow as pa
 
-            sample = pa.concat_tables(ctx.ray().get(inputs.dataset.limit(100_000).to_arrow_refs()))
+            sample = _one_table(ctx.ray().get(inputs.dataset.limit(100_000).to_arrow_refs()), cfg.data.source)
             schema = infer_schema(sample)
             step.rows = sample.num_rows
         features = check_training_schema(schema, cfg.data.target, cfg.data.features)
@@ -229,6 +228,26 @@ class SchemaStep(Step[SchemaIn, SchemaOut]):
         step.outputs = {"features": features}
         step.detail = f"{len(features)} features, target {cfg.data.target!r}"
         return SchemaOut(features)
+
+
+def _one_table(blocks: list[Any], source: str) -> Any:
+    """The sample's blocks as one table; a source with no rows, or whose files do not share their
+    columns, is a ValidationError saying so (Arrow's own words name neither)."""
+    import pyarrow as pa
+
+    tables = [t for t in blocks if t.num_rows]
+    if not tables:
+        raise ValidationError(f"data.source: {source!r} holds no rows")
+    columns = list(dict.fromkeys(tuple(t.column_names) for t in tables))
+    if len(columns) > 1:
+        a, b = columns[:2]
+        raise ValidationError(f"data.source: the files of {source!r} do not have the same columns: one has "
+                              f"{', '.join(a)}; another {', '.join(b)}")
+    try:
+        return pa.concat_tables(tables, promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValidationError(f"data.source: the files of {source!r} do not have the same column types: "
+                              f"{exc}") from None
 
 
 class ValidateStep(Step[ValidateIn, ValidateOut]):

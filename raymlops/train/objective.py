@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from raymlops.data.split import holdout_mask
+from raymlops.exceptions import ValidationError
 from raymlops.train.evaluate import task_metrics
 from raymlops.train.incremental import plan_for, train_epochs
 from raymlops.train.search import build_estimator
@@ -44,18 +45,39 @@ def validation_folds(
     if not cv_folds:
         val = holdout_mask(n, validation_fraction, seed + 1)
         if val.all() or not val.any():
-            raise ValueError(f"train.validation_fraction {validation_fraction} leaves no training or validation rows")
+            raise ValidationError(f"train.validation_fraction {validation_fraction} leaves no training or validation "
+                                  f"rows of the {n} training rows")
         return [(np.flatnonzero(~val), np.flatnonzero(val))]
     from sklearn.model_selection import KFold, StratifiedKFold
 
     if n < cv_folds:
-        raise ValueError(f"train.cv_folds {cv_folds} needs at least as many rows, found {n}")
+        raise ValidationError(f"train.cv_folds {cv_folds} needs at least as many rows, found {n}")
     splitter: Any = KFold(n_splits=cv_folds, shuffle=True, random_state=seed)
     if task == "classification":
         _, counts = np.unique(y, return_counts=True)
         if counts.min() >= cv_folds:
             splitter = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
     return [(tr, va) for tr, va in splitter.split(np.zeros(n), y)]
+
+
+def check_trial_data(y: np.ndarray, settings: TrialSettings) -> None:
+    """Refuse, before any trial starts, training rows no trial could score: a ValidationError
+    (exit 2) naming why, instead of every trial failing with the estimator's own words."""
+    if settings.task == "classification":
+        classes = np.unique(y)
+        if classes.size < 2:
+            found = repr(classes[0].item() if hasattr(classes[0], "item") else classes[0]) if classes.size else "none"
+            raise ValidationError(f"data.target: the training rows hold one class ({found}); a classifier needs "
+                                  "at least two")
+    folds = validation_folds(y, settings.task, settings.seed, settings.validation_fraction, settings.cv_folds)
+    if settings.task == "classification" and settings.metric == "roc_auc":  # undefined without every class
+        for train_rows, valid_rows in folds:
+            lacking = sorted(set(np.unique(y[train_rows]).tolist()) - set(np.unique(y[valid_rows]).tolist()), key=str)
+            if lacking:
+                raise ValidationError(
+                    f"the validation rows ({valid_rows.size} of the {y.size} training rows) lack class "
+                    f"{lacking[0]!r}, so train.metric 'roc_auc' is undefined on them: use more rows, another "
+                    "train.validation_fraction or train.cv_folds, or another train.metric (e.g. accuracy)")
 
 
 def run_trial(

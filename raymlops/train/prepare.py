@@ -28,6 +28,14 @@ def holdout_of(table: pa.Table, config: PipelineConfig) -> np.ndarray:
 def split_table(table: pa.Table, features: list[str], config: PipelineConfig) -> Arrays:
     """``(X_train, y_train, X_holdout, y_holdout)`` of a snapshot's table."""
     X = table_columns(table, features)
+    infinite = np.isinf(X)
+    if infinite.any():  # sklearn, XGBoost and LightGBM refuse them; a missing value is null (NaN)
+        counts = infinite.sum(axis=0)
+        j = int(np.argmax(counts > 0))
+        row = int(np.argmax(infinite[:, j]))
+        raise ValidationError(f"column {features[j]!r}: {int(counts[j])} infinite value{'s' if counts[j] > 1 else ''} "
+                              f"(the first in row {row}); a model cannot train on them: drop or cap them with "
+                              "data.rules / data.transforms (a missing value is null)")
     y = table.column(config.data.target).to_numpy(zero_copy_only=False)
     holdout = holdout_of(table, config)
     return X[~holdout], y[~holdout], X[holdout], y[holdout]

@@ -29,7 +29,7 @@ import numpy as np
 from raymlops.config import SchedulerConfig
 from raymlops.exceptions import StepFailed
 from raymlops.ray_session import watch_sigint
-from raymlops.train.objective import TrialSettings, run_trial
+from raymlops.train.objective import TrialSettings, check_trial_data, run_trial
 
 #: metrics a trial reports besides the task's metrics
 _BOOKKEEPING = ("epoch", "epochs_planned", "fit_seconds")
@@ -152,6 +152,7 @@ def run_search(
         task=task, metric=metric, seed=seed, epochs=max_t, validation_fraction=validation_fraction, cv_folds=cv_folds,
         grow=scheduler.type == "asha",
     )
+    check_trial_data(y, settings)  # data no trial could score: one clear error, before any trial starts
     trainable = tune.with_resources(tune.with_parameters(_trial, X=X, y=y), {"cpu": cpus_per_trial})
     tuner = tune.Tuner(
         trainable,

@@ -1,0 +1,67 @@
+"""Data no model can train on is refused with one clear error (exit 2) before any trial starts:
+a single class, validation rows without every class under roc_auc, infinite values, a source
+with no rows, files with different columns (pure: no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from raymlops.config import parse_config
+from raymlops.exceptions import ValidationError
+from raymlops.pipeline.data_steps import _one_table
+from raymlops.train.objective import TrialSettings, check_trial_data
+from raymlops.train.prepare import split_table
+
+
+def settings(**kw: object) -> TrialSettings:
+    base: dict[str, object] = {"task": "classification", "metric": "roc_auc", "seed": 1, "epochs": 1,
+                               "validation_fraction": 0.2}
+    return TrialSettings(**(base | kw))  # type: ignore[arg-type]
+
+
+def test_one_class_is_refused_naming_the_target() -> None:
+    with pytest.raises(ValidationError) as info:
+        check_trial_data(np.ones(200, dtype=int), settings())
+    assert info.value.exit_code == 2 and "data.target" in str(info.value) and "one class (1)" in str(info.value)
+    check_trial_data(np.ones(200), settings(task="regression", metric="r2"))  # a constant target can be fit
+
+
+def test_validation_rows_without_every_class_are_refused_only_for_roc_auc() -> None:
+    y = np.zeros(40, dtype=int)
+    y[3] = 1  # one positive: the validation rows (seeded) will lack it
+    with pytest.raises(ValidationError) as info:
+        check_trial_data(y, settings())
+    assert "lack class 1" in str(info.value) and "roc_auc" in str(info.value)
+    check_trial_data(y, settings(metric="accuracy"))  # accuracy is defined on one class
+    rng = np.random.default_rng(0)
+    check_trial_data(rng.integers(0, 2, 400), settings())  # enough rows of both classes: fine
+    with pytest.raises(ValidationError, match="train.cv_folds 5 needs at least as many rows, found 3"):
+        check_trial_data(np.array([0, 1, 0]), settings(cv_folds=5, metric="accuracy"))
+
+
+def test_an_infinite_feature_value_is_refused_naming_column_and_row() -> None:
+    cfg = parse_config({"name": "t", "seed": 1, "data": {"source": "x.csv", "target": "y"},
+                        "train": {"candidates": [{"estimator": "sklearn.linear_model.LogisticRegression"}]}}, "t.yaml")
+    a = np.arange(50, dtype=float)
+    b = np.ones(50)
+    b[[7, 9]] = [np.inf, -np.inf]
+    table = pa.table({"a": a, "b": b, "y": np.arange(50) % 2})
+    with pytest.raises(ValidationError) as info:
+        split_table(table, ["a", "b"], cfg)
+    assert "column 'b': 2 infinite values (the first in row 7)" in str(info.value)
+    b[[7, 9]] = np.nan  # missing values are fine: the estimator decides
+    assert split_table(pa.table({"a": a, "b": b, "y": np.arange(50) % 2}), ["a", "b"], cfg)[0].shape[1] == 2
+
+
+def test_a_sample_with_no_rows_or_files_of_other_columns_is_refused_naming_them() -> None:
+    with pytest.raises(ValidationError, match="'data/' holds no rows"):
+        _one_table([pa.table({"a": pa.array([], pa.int64())})], "data/")
+    with pytest.raises(ValidationError) as info:
+        _one_table([pa.table({"a": [1], "y": [0]}), pa.table({"b": [1.0], "y": [1]})], "data/")
+    assert "do not have the same columns: one has a, y; another b, y" in str(info.value)
+    with pytest.raises(ValidationError, match="same column types"):
+        _one_table([pa.table({"a": [1]}), pa.table({"a": ["x"]})], "data/")
+    empty_block = pa.table({"z": pa.array([], pa.int64())})  # an empty block's schema does not count
+    assert _one_table([empty_block, pa.table({"a": [1]}), pa.table({"a": [2]})], "d").num_rows == 2
