@@ -318,9 +318,10 @@ class ModelServer:
                 raise RequestError(409, "no_monitor", f"route {s.route!r} is served without a monitor, so there is "
                                    "nothing to score labels against; deploy it with monitoring on (monitor.enabled)")
             raw = await self._read_body(request)
+            signature = self.state.champion.signature
             parsed = parse_feedback_request(raw, c.max_body_bytes, MAX_FEEDBACK_IDS,
-                                            regression=self.state.champion.signature.output == "regression",
-                                            max_rows=c.max_rows_per_request)
+                                            regression=signature.output == "regression",
+                                            max_rows=c.max_rows_per_request, classes=signature.classes)
         except RequestError as exc:
             self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
             return _json(exc.body() | {"request_id": request_id}, exc.status, headers)

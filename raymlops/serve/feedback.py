@@ -13,7 +13,8 @@ position:
  413   ``payload_too_large``    more bytes than the configured limit
  422   ``invalid_feedback``     a field missing, not a list, empty, the two lengths differ, more
                                 ids than allowed, an id that no predict answer could have given,
-                                or a label of the wrong type
+                                a label of the wrong type, or (classification) a label that is not
+                                one of the model's classes
 =====  =======================  ===============================================================
 
 ``"detail": true`` in the body (or ``?detail=1`` on the URL) asks for each label's outcome.
@@ -71,9 +72,21 @@ def _label_problem(label: Any, numeric_only: bool) -> str | None:
     return type(label).__name__
 
 
+def _class_key(value: Any) -> Any:
+    """A class as labels are compared with it: numbers as floats (JSON has no integers here)."""
+    if isinstance(value, (bool, int, float)) or hasattr(value, "dtype"):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
 def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regression: bool = False,
-                           max_rows: int = 1000) -> FeedbackRequest:
-    """The ids and labels of a feedback body, or a :class:`RequestError` naming the problem."""
+                           max_rows: int = 1000, classes: tuple[Any, ...] = ()) -> FeedbackRequest:
+    """The ids and labels of a feedback body, or a :class:`RequestError` naming the problem;
+    ``classes``: a classifier's classes, the only labels it takes (a label it could never predict
+    would count as an error of every prediction)."""
     body = decode_json(raw, max_bytes, example='{"request_ids": [...], "labels": [...]}')
     if not isinstance(body, dict):
         raise RequestError(400, "bad_request", f"expected a JSON object with 'request_ids' and 'labels', found "
@@ -107,6 +120,15 @@ def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regressi
             found = type(rid).__name__ if not isinstance(rid, str) else repr(rid[:40])
             raise _invalid(f"request_ids[{i}]: expected a request id as the predict answer gave it "
                            f"(letters, digits, '._:-', at most 128), found {found}", "request_ids", index=i)
+    known = {_class_key(c) for c in classes} if classes and not regression else None
+
+    def check_class(label: Any, i: int, row: int | None = None) -> None:
+        if known is not None and _class_key(label) not in known:
+            shown = ", ".join(repr(c) for c in list(classes)[:10]) + (", ..." if len(classes) > 10 else "")
+            where = f"labels[{i}]" + ("" if row is None else f"[{row}]")
+            raise _invalid(f"{where}: {label!r} is not a class of the model ({shown})", "labels", index=i,
+                           **({} if row is None else {"row": row}), expected=list(classes)[:50], found=label)
+
     out: list[Any] = []
     for i, label in enumerate(labels):
         if isinstance(label, list):
@@ -122,12 +144,15 @@ def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regressi
             if "/" in ids[i]:
                 raise _invalid(f"labels[{i}]: a list of labels goes with a request id, not with the row key "
                                f"{ids[i]!r}", "labels", index=i)
+            for k, one in enumerate(label):
+                check_class(one, i, k)
             out.append([float(v) if isinstance(v, (int, float)) else v for v in label])
             continue
         problem = _label_problem(label, regression)
         if problem is not None:
             raise _invalid(f"labels[{i}]: expected a number{'' if regression else ' or a string'}, found {problem}",
                            "labels", index=i)
+        check_class(label, i)
         out.append(float(label) if isinstance(label, (int, float)) else label)
     return FeedbackRequest(list(ids), out, detail)
 

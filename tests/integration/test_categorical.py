@@ -93,6 +93,14 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
             assert status == 422 and err["details"][0]["field"] == field, err
             assert err["details"][0]["expected"] == expected
 
+        # labels: the model's classes are the labels it takes; another is a 422 naming it
+        status, fb = http_json("POST", f"{endpoint}/feedback", {"request_ids": [body["request_id"]],
+                                                                "labels": [["yes", "no", "no"]]})
+        assert status == 200 and fb["matched"] + fb["waiting"] == 3, fb
+        status, fb = http_json("POST", f"{endpoint}/feedback", {"request_ids": [body["request_id"] + "/0"],
+                                                                "labels": ["maybe"]})
+        assert status == 422 and "'maybe' is not a class of the model ('no', 'yes')" in fb["message"], fb
+
         # the Open Inference Protocol, with NVIDIA's own client: a BYTES tensor per string feature
         names = [i["name"] for i in version.signature["inputs"]]
         client = tritonclient_http.InferenceServerClient(url=endpoint.removeprefix("http://"))

@@ -148,3 +148,24 @@ def test_handoff_sends_each_shard_its_requests_with_role_and_epoch() -> None:
     assert shadow["shard"] == shard_of("r0", 2) and shadow["version"] == "m:v1"
     with pytest.raises(ValueError, match="shards"):
         MonitorHandoff(send, shards=0)
+
+
+def test_a_label_that_is_not_a_class_of_the_classifier_is_422_naming_it() -> None:
+    def parse(labels: list[Any], classes: tuple[Any, ...]) -> Any:
+        ids = [f"r{i}" for i in range(len(labels))]
+        return parse_feedback_request(json.dumps({"request_ids": ids, "labels": labels}).encode(), 10_000, 10,
+                                      classes=classes, max_rows=3)
+
+    assert parse(["yes", "no"], ("no", "yes")).labels == ["yes", "no"]
+    assert parse([1, 0.0, [1, 0]], (0, 1)).labels == [1.0, 0.0, [1.0, 0.0]]  # JSON numbers against int classes
+    for labels, classes, where, found in ((["maybe"], ("no", "yes"), "labels[0]", "maybe"),
+                                          (["yes", 1], ("no", "yes"), "labels[1]", 1.0),
+                                          (["1"], (0, 1), "labels[0]", "1"),  # a string is not the number 1
+                                          ([[0, 2]], (0, 1), "labels[0][1]", 2.0)):
+        with pytest.raises(RequestError) as info:
+            parse(labels, classes)
+        err = info.value
+        assert err.status == 422 and err.message.startswith(f"{where}: {found!r} is not a class of the model")
+        assert err.details[0]["found"] == found and err.details[0]["expected"] == list(classes)
+    # a regression model takes any finite number, whatever classes say
+    assert parse([3.5], ()).labels == [3.5]
