@@ -139,15 +139,20 @@ def is_string_type(type_name: str) -> bool:
 
 def category_codes(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """:func:`~raymlops.features.category_code` of every value of a string column (nulls become NaN)."""
+    column = _plain(column)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
     encoded = pc.dictionary_encode(column)
     codes = np.array([category_code(v) for v in encoded.dictionary.to_pylist()] + [np.nan], dtype=np.float64)
     # a null's index is the NaN appended last
     idx = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy(zero_copy_only=False)
     return codes[idx]
+
+
+def _plain(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A dictionary-encoded column (pandas' ``category``) as its values (chunks may differ in
+    dictionary; Arrow's distinct counts take no dictionaries)."""
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
 def feature_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -183,7 +188,7 @@ def check_category_counts(table: pa.Table, features: Sequence[str]) -> None:
     distinct values in ``table`` (the schema step's sample: refused before anything is stored)."""
     for name in features:
         column = table.column(name)
-        if is_string_type(str(column.type)) and pc.count_distinct(column).as_py() > STRING_DOMAIN_MAX:
+        if is_string_type(str(column.type)) and pc.count_distinct(_plain(column)).as_py() > STRING_DOMAIN_MAX:
             raise _too_many_categories(name)
 
 

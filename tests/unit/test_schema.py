@@ -194,3 +194,10 @@ def test_an_id_like_string_feature_is_refused_on_the_sample() -> None:
         check_category_counts(ids, ["plan", "customer"])
     assert "'customer'" in str(info.value) and "more than 100" in str(info.value)
     check_category_counts(ids.slice(0, 100), ["customer"])  # 100 distinct values: still a category
+    # pandas' category dtype (dictionary-encoded, a dictionary per chunk) counts and encodes alike
+    chunks = pa.chunked_array([pa.array(["a", "b"]).dictionary_encode(), pa.array(["c", "a"]).dictionary_encode()])
+    check_category_counts(pa.table({"plan": chunks}), ["plan"])
+    with pytest.raises(ValidationError, match="'customer'"):
+        check_category_counts(ids.set_column(0, "customer", ids.column(0).dictionary_encode()), ["customer"])
+    codes = table_columns(pa.table({"plan": chunks}), ["plan"])[:, 0]
+    assert codes.tolist() == [category_code(v) for v in ("a", "b", "c", "a")]
