@@ -155,6 +155,12 @@ def _plain(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
+def column_array(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A column's values as numpy, a dictionary-encoded one decoded first: pyarrow's
+    ``ChunkedArray.to_numpy`` gives a null of a dictionary column another row's value (26.0.1)."""
+    return _plain(column).to_numpy(zero_copy_only=False)
+
+
 def feature_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """One feature column as a model takes it: numbers as float64 (nulls NaN), strings as
     :func:`category_codes`."""

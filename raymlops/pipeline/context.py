@@ -102,6 +102,7 @@ class SnapshotRows:
         if not columns:
             return {}
         # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
+        from raymlops.data.schema import column_array
         from raymlops.train.prepare import holdout_of
 
         table = self.table
@@ -110,7 +111,7 @@ class SnapshotRows:
             raise ValidationError(
                 f"gate.slices: the data has no column {missing[0]!r} (columns: {', '.join(table.column_names)})")
         holdout = holdout_of(table, self.config)
-        return {c: table.column(c).to_numpy(zero_copy_only=False)[holdout] for c in columns}
+        return {c: column_array(table.column(c))[holdout] for c in columns}
 
     def holdout_records(self, features: list[str]) -> list[dict[str, Any]]:
         """The holdout rows as a client sends them (``{"instances": [...]}``): numbers as floats,

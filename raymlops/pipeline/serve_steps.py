@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raymlops import audit
-from raymlops.data.schema import feature_categories, feature_values, is_string_type
+from raymlops.data.schema import column_array, feature_categories, feature_values, is_string_type
 from raymlops.data.snapshot import snapshot_info
 from raymlops.exceptions import ServeError
 from raymlops.features import category_code
@@ -109,7 +109,7 @@ def training_reference(table: Any, features: list[str], config: Any, schema: Any
     columns: dict[str, Any] = {n: feature_values(table.column(n))[train] for n in features}
     for c in cfg.slice_columns:
         if c not in columns:
-            columns[c] = table.column(c).to_numpy(zero_copy_only=False)[train]
+            columns[c] = column_array(table.column(c))[train]
     strings = [n for n in features if is_string_type(str(table.schema.field(n).type))]
     names = {n: {str(int(category_code(v))): v for v in domain}
              for n, domain in feature_categories(schema, strings).items()}

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raymlops.data.schema import feature_values
+from raymlops.data.schema import column_array, feature_values
 from raymlops.data.snapshot import load_manifest, resolve_snapshot, verify_snapshot
 from raymlops.data.split import holdout_mask, split_mask
 from raymlops.exceptions import IntegrityError, ValidationError
@@ -137,11 +137,11 @@ def _rows_of(batch: pa.Table, *, plan: _Plan, total: int, side: str, rank: int, 
         keep = holdout if side == "holdout" else (valid if side == "valid" else ~holdout & ~valid) & mine
         table = table.filter(pa.array(keep))
         data = {f: feature_values(table.column(f)) for f in plan.features}  # strings: their category codes
-        y = table.column(plan.target).to_numpy(zero_copy_only=False)
+        y = column_array(table.column(plan.target))
         if side == "holdout":
             data[plan.target] = y  # as stored: the evaluation compares with the model's classes_
             for c in extra:
-                data[c] = table.column(c).to_numpy(zero_copy_only=False)
+                data[c] = column_array(table.column(c))
         else:
             data[LABEL] = _labels(y, plan.classes)
         out.append(pa.table(data))
@@ -155,7 +155,7 @@ def _label_counts(batch: pa.Table, *, plan: _Plan, total: int) -> pa.Table:
     for part in batch.to_pylist():
         table = _read(part, plan, list(dict.fromkeys([plan.target, *([plan.split_key] if plan.split_key else [])])))
         holdout, is_valid, _ = _sides(table, part, total, plan)
-        y = table.column(plan.target).to_numpy(zero_copy_only=False)[~holdout]
+        y = column_array(table.column(plan.target))[~holdout]
         values.extend(np.unique(y).tolist())
         valid += int(is_valid.sum())
         train += int((~holdout & ~is_valid).sum())
@@ -247,6 +247,6 @@ def holdout_rows(source: SnapshotSource, extra: tuple[str, ...] = (),
         raise ValidationError(f"data.holdout_fraction {source.holdout_fraction} leaves no holdout rows")
     table = pa.concat_tables(tables)
     X = np.column_stack([table.column(f).to_numpy(zero_copy_only=False) for f in source.features])
-    y = table.column(source.target).to_numpy(zero_copy_only=False)
-    cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in (*source.features, source.target, *extra)}
+    y = column_array(table.column(source.target))
+    cols = {c: column_array(table.column(c)) for c in (*source.features, source.target, *extra)}
     return X.astype(np.float64), y, cols

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from raymlops.data.drift import exact_report, list_checks, load_check
-from raymlops.data.schema import schema_changes
+from raymlops.data.schema import column_array, schema_changes
 from raymlops.data.snapshot import list_snapshots, load_manifest, resolve_snapshot, snapshot_info
 from raymlops.data.snapshot_read import load_profile, read_snapshot
 from raymlops.exceptions import NotFound
@@ -164,4 +164,4 @@ def _drift_section(store: Store, snap_id: str, ref_id: str) -> str:
 
 
 def _arrays(table: Any, names: list[str]) -> dict[str, Any]:
-    return {n: table.column(n).to_numpy(zero_copy_only=False) for n in names if n in table.column_names}
+    return {n: column_array(table.column(n)) for n in names if n in table.column_names}

@@ -14,6 +14,7 @@ from raymlops.data.schema import (
     ColumnSchema,
     Schema,
     check_category_counts,
+    column_array,
     check_training_schema,
     feature_categories,
     infer_schema,
@@ -201,3 +202,11 @@ def test_an_id_like_string_feature_is_refused_on_the_sample() -> None:
         check_category_counts(ids.set_column(0, "customer", ids.column(0).dictionary_encode()), ["customer"])
     codes = table_columns(pa.table({"plan": chunks}), ["plan"])[:, 0]
     assert codes.tolist() == [category_code(v) for v in ("a", "b", "c", "a")]
+
+
+def test_column_array_reads_a_null_of_a_dictionary_column_as_none() -> None:
+    # pyarrow's ChunkedArray.to_numpy gives this null the value 'b' (26.0.1): the smoke rows, gate slices
+    # and targets read through column_array
+    chunked = pa.chunked_array([pa.array(["a", "b", None]).dictionary_encode()])
+    assert column_array(chunked).tolist() == ["a", "b", None]
+    assert column_array(pa.chunked_array([[1.5, None]])).tolist()[0] == 1.5
