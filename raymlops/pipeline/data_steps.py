@@ -12,6 +12,7 @@ transforms and data section read nothing again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,6 +130,10 @@ def _validation_detail(summary: dict[str, Any] | None, quarantine: str | None) -
 
 
 # -- the steps -------------------------------------------------------------------------------------
+#: Arrow's error for a table with two columns of one name (a CSV header that repeats one)
+_DUPLICATE_FIELD = re.compile(r'Field "(.+?)" exists (\d+) times in schema')
+
+
 class IngestStep(Step[None, IngestOut]):
     """Read ``data.source`` and apply ``data.transforms`` on Ray Data."""
 
@@ -171,6 +176,11 @@ class IngestStep(Step[None, IngestOut]):
                 return apply(open_source(ctx.config.data), transforms).materialize()
             except Exception as exc:  # noqa: BLE001  # only Ray's lost-work errors are retried
                 inner = unwrap(exc)
+                twice = _DUPLICATE_FIELD.search(str(inner))
+                if twice:  # Arrow's words from inside a read task: say which column, and what to do
+                    raise ValidationError(
+                        f"data.source: column {twice.group(1)!r} appears {twice.group(2)} times in the header of "
+                        f"{ctx.config.data.source!r}; give every column a name of its own") from None
                 # Ray Data may hand the lost actor's error back wrapped in one it cannot deserialize
                 named = isinstance(exc, rex.RayError) and any(t.__name__ in str(exc) for t in lost)
                 if attempt == 2 or not (isinstance(inner, lost) or isinstance(exc, lost) or named):

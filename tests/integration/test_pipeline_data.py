@@ -121,3 +121,16 @@ def test_data_drift_against_the_champion_warns_or_fails(ray_session: None, tmp_p
     checked = [r for r in records(store.metadata) if r.action == "snapshot.checked"]
     assert [r.record["ids"]["reference"] for r in checked] == [first.snapshot, second.snapshot]
     assert all(r.record["how"]["dataset_drift"] for r in checked)
+
+
+def test_a_header_that_repeats_a_column_is_named_with_exit_2_and_nothing_stored(ray_session: None,
+                                                                                 tmp_path: Path) -> None:
+    path = tmp_path / "dup.csv"
+    rows = "\n".join(f"{i * 0.5},{i % 7},{i * 0.25},{i % 2}" for i in range(60))
+    path.write_text("a,b,a,target\n" + rows + "\n")
+    home = str(tmp_path / "home")
+    with pytest.raises(ValidationError) as info:  # Arrow said: KeyError 'Field "a" exists 2 times in schema'
+        run_pipeline(config(path, features=["b"]), home=home, progress=lambda _: None)
+    assert info.value.exit_code == 2
+    assert "column 'a' appears 2 times in the header" in str(info.value) and "dup.csv" in str(info.value)
+    assert list_snapshots(Store.open(home)) == []
