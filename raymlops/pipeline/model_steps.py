@@ -9,6 +9,7 @@ entry (:class:`ModelCache`): the same snapshot, config, code and packages give t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +114,13 @@ def _champion(ctx: RunContext) -> Any:
         return None
 
 
+def _last_line(error: str | None) -> str:
+    """A trial's error as one line: the exception's own line (a traceback ends with it)."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    exc = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b", line)]
+    return (exc[-1] if exc else lines[-1] if lines else "no metric reported")[:300]
+
+
 def _holdout(ctx: RunContext, train: TrainOut) -> tuple[np.ndarray, np.ndarray]:
     return train.holdout if train.holdout is not None else ctx.rows(train.snapshot_id).split(train.features)[2:]
 
@@ -171,12 +179,21 @@ class TrainStep(Step[TrainIn, TrainOut]):
         best = summary.best.config
         stopped = sum(t.stopped_early for t in summary.trials)
         retried = sum(t.failures for t in summary.trials)
+        # trials that failed for good (the best of the others won): each candidate's first error, said
+        # aloud, so a candidate that cannot train on this data is not dropped silently
+        failed = [t for t in summary.trials if t.metric is None or t.metric != t.metric]
+        errors: dict[str, str] = {}
+        for t in failed:
+            errors.setdefault(str(t.config.get("estimator", "?")).rsplit(".", 1)[-1], _last_line(t.error))
         step.rows, step.bytes = rows, nbytes
         step.outputs = {"trials": len(summary.trials), "best": best, "metric": summary.best.metric,
-                        "strategy": summary.strategy, "stopped_early": stopped, "retried": retried}
+                        "strategy": summary.strategy, "stopped_early": stopped, "retried": retried,
+                        "failed": len(failed), "errors": errors}
+        for name, error in errors.items():
+            ctx.say(f"warning: train: the {name} trials failed: {error}")
         step.detail = (
             f"{len(summary.trials)} trials" + (f", {stopped} stopped early" if stopped else "")
-            + (f", {retried} retried" if retried else "")
+            + (f", {len(failed)} failed" if failed else "") + (f", {retried} retried" if retried else "")
             + f", best {best['estimator'].rsplit('.', 1)[-1]} {best['params']}"
             f" {cfg.train.metric}={summary.best.metric:.4f}"
         )

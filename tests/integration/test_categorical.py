@@ -46,17 +46,24 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
     cfg = parse_config({
         "name": "churn", "seed": 5,
         "data": {"source": str(source), "target": "churn"},
-        "train": {"metric": "roc_auc", "candidates": [
+        "train": {"metric": "roc_auc", "max_failures": 0, "candidates": [
             {"estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
-             "params": {"learning_rate": [0.1, 0.2], "max_iter": 30}}]},
+             "params": {"learning_rate": [0.1, 0.2], "max_iter": 30}},
+            # takes no missing values (fee has some): its trial fails, is said aloud, and the others win
+            {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 200}}]},
         "gate": {"rules": ["roc_auc >= 0.7"]},
         "serve": {"port": serve_port()},
     }, "churn.yaml")
     home = tmp_path / "home"
     try:
-        result = run_pipeline(cfg, home=str(home), keep_serving=True, progress=lambda _: None)
+        said: list[str] = []
+        result = run_pipeline(cfg, home=str(home), keep_serving=True, progress=said.append)
         out = result.to_dict()
         assert out["status"] == "succeeded" and out["gate"] == "passed", out
+        train = next(s for s in result.steps if s.name == "train")
+        assert train.outputs["failed"] == 1 and "NaN" in train.outputs["errors"]["LogisticRegression"], train.outputs
+        assert any(line.startswith("warning: train: the LogisticRegression trials failed: ValueError") for line in said)
+        assert "1 failed" in train.detail and "HistGradientBoostingClassifier" in train.detail
         # the smoke step sent every holdout row as a client would: strings, and null for a missing value
         smoke = next(s for s in result.steps if s.name == "smoke")
         assert smoke.status == "ran" and smoke.rows == out["model_metrics"]["rows"] > 0
