@@ -139,6 +139,48 @@ def _seed_everything(est: Any, params: dict[str, Any], seed: int) -> None:
         est.set_params(**updates)
 
 
+class EncodedLabels:
+    """A classifier fitted on label indices ``0..k-1`` that answers with the labels themselves:
+    XGBoost's scikit-learn classifier takes no other labels (``'yes'``/``'no'``, or 1 and 2, stop
+    it). Built by :func:`build_estimator` for ``xgboost`` classifiers when the trial says
+    ``encode_labels`` (:func:`raymlops.train.fit` sets it when the labels are not ``0..k-1``)."""
+
+    _estimator_type = "classifier"
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"estimator": self.estimator}
+        if deep:
+            out.update({f"estimator__{k}": v for k, v in self.estimator.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params: Any) -> EncodedLabels:
+        inner = {k.removeprefix("estimator__"): v for k, v in params.items() if k.startswith("estimator__")}
+        if "estimator" in params:
+            self.estimator = params["estimator"]
+        if inner:
+            self.estimator.set_params(**inner)
+        return self
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import get_tags
+
+        return get_tags(self.estimator)
+
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> EncodedLabels:
+        self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)
+        self.estimator.fit(X, codes, **kwargs)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.classes_)[np.asarray(self.estimator.predict(X)).astype(np.int64)]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.estimator.predict_proba(X))
+
+
 def build_estimator(trial: dict[str, Any], seed: int) -> Any:
     """A fresh, unfitted estimator for ``trial``, seeded where the estimator takes a seed.
 
@@ -152,6 +194,8 @@ def build_estimator(trial: dict[str, Any], seed: int) -> Any:
     params = dict(trial["params"])
     est = instantiate(trial["estimator"], params)
     _seed_everything(est, params, seed)
+    if trial.get("encode_labels") and type(est).__module__.startswith("xgboost") and hasattr(est, "predict_proba"):
+        est = EncodedLabels(est)
     categorical = [int(j) for j in trial.get("categorical") or ()]
     if categorical:
         from sklearn.compose import ColumnTransformer

@@ -41,6 +41,8 @@ def fit(
     trials = expand(config.candidates, num_samples=config.num_samples, seed=seed)
     if categorical:
         trials = [t | {"categorical": list(categorical)} for t in trials]
+    if config.task == "classification" and not _indices(y):  # XGBoost's classifier takes labels 0..k-1 only
+        trials = [t | {"encode_labels": True} for t in trials]
     check_trials(trials, config.task, config.metric)
     summary = run_search(
         trials, X, y,
@@ -52,6 +54,14 @@ def fit(
     )
     grow = config.scheduler.type == "asha"
     return refit(summary.best, X, y, seed=seed, epochs=config.max_epochs, grow=grow), summary
+
+
+def _indices(y: np.ndarray) -> bool:
+    """Whether the labels are exactly the integers ``0..k-1``."""
+    values = np.unique(np.asarray(y))
+    if values.dtype.kind not in "iuf":
+        return False
+    return bool(np.array_equal(values, np.arange(values.size)))
 
 
 def refit(best: TrialRecord, X: np.ndarray, y: np.ndarray, *, seed: int, epochs: int, grow: bool = True) -> Any:

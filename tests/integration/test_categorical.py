@@ -50,7 +50,9 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
             {"estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
              "params": {"learning_rate": [0.1, 0.2], "max_iter": 30}},
             # takes no missing values (fee has some): its trial fails, is said aloud, and the others win
-            {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 200}}]},
+            {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 200}},
+            # takes labels 0..k-1 only: trained on indices of 'no' / 'yes' (a weak one, so it does not win)
+            {"estimator": "xgboost.XGBClassifier", "params": {"n_estimators": 1, "max_depth": 1}}]},
         "gate": {"rules": ["roc_auc >= 0.7"]},
         "serve": {"port": serve_port()},
     }, "churn.yaml")
@@ -70,6 +72,8 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
 
         store = Store.open(home)
         version = get_model(store, out["model"])
+        xgb = [t for t in version.tune["trials"] if t["config"]["estimator"] == "xgboost.XGBClassifier"]
+        assert len(xgb) == 1 and xgb[0]["error"] is None and 0.5 < xgb[0]["metric"] <= 1.0, xgb
         inputs = {i["name"]: i for i in version.signature["inputs"]}
         assert inputs["plan"]["type"] == "string" and inputs["plan"]["categories"] == ["basic", "plus", "pro"]
         assert inputs["region"]["type"] == "string" and inputs["region"]["nullable"] is True

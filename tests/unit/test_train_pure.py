@@ -283,3 +283,31 @@ def test_negative_seed_is_a_config_error_and_holdout_takes_any_int() -> None:
     mask = holdout_mask(1_000, 0.2, -1)  # the pure function does not overflow on any Python int
     assert 0.1 < mask.mean() < 0.3
     assert not np.array_equal(mask, holdout_mask(1_000, 0.2, 1))
+
+
+def test_xgboost_classifier_is_given_label_indices_and_answers_with_the_labels() -> None:
+    import pickle
+
+    from sklearn.base import is_classifier
+
+    from raymlops.train.search import EncodedLabels
+    from raymlops.train.trainer import _indices
+
+    X, y01 = make_classification(n_samples=300, n_features=5, random_state=0)
+    y = np.where(y01 == 1, "yes", "no")
+    assert _indices(y01) and _indices(y01.astype(float)) and not _indices(y) and not _indices(y01 + 1)
+    trial = {"candidate": 0, "estimator": "xgboost.XGBClassifier", "scale": False,
+             "params": {"n_estimators": 10, "max_depth": 2}, "encode_labels": True}
+    model = build_estimator(trial, seed=4)
+    assert isinstance(model, EncodedLabels) and is_classifier(model)
+    assert model.get_params()["estimator__random_state"] == 4  # seeded inside
+    model.fit(X, y)
+    assert list(model.classes_) == ["no", "yes"]
+    assert set(model.predict(X)) <= {"no", "yes"} and (model.predict(X) == y).mean() > 0.9
+    proba = model.predict_proba(X)
+    assert proba.shape == (300, 2) and np.array_equal(model.classes_[proba.argmax(axis=1)], model.predict(X))
+    again = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(again.predict_proba(X), proba)
+    # other estimators, and XGBoost on 0..k-1, are left as they are
+    assert not isinstance(build_estimator(dict(trial, encode_labels=False), seed=4), EncodedLabels)
+    assert isinstance(build_estimator(dict(trial, estimator=LOGREG, params={}), seed=4), LogisticRegression)
