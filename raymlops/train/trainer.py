@@ -42,7 +42,7 @@ def fit(
     if categorical:
         trials = [t | {"categorical": list(categorical)} for t in trials]
     if config.task == "classification" and not _indices(y):  # XGBoost's classifier takes labels 0..k-1 only
-        trials = [t | {"encode_labels": True} for t in trials]
+        trials = [t | {"encode_labels": True} if str(t["estimator"]).startswith("xgboost.") else t for t in trials]
     check_trials(trials, config.task, config.metric)
     summary = run_search(
         trials, X, y,
