@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,15 +113,20 @@ class SnapshotRows:
         holdout = holdout_of(table, self.config)
         return {c: column_array(table.column(c))[holdout] for c in columns}
 
-    def holdout_records(self, features: list[str]) -> list[dict[str, Any]]:
-        """The holdout rows as a client sends them (``{"instances": [...]}``): numbers as floats,
-        strings as they are, a missing value as None (JSON null)."""
-        columns = self.holdout_columns(features)
-        out: list[dict[str, Any]] = [{} for _ in range(len(next(iter(columns.values()))) if columns else 0)]
-        for name, values in columns.items():
-            for row, v in zip(out, values.tolist(), strict=True):
-                row[name] = v if isinstance(v, str) or v is None else (None if v != v else float(v))
-        return out
+
+
+def client_rows(columns: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
+    """Rows ``start:stop`` of ``columns`` (:meth:`SnapshotRows.holdout_columns`) as a client sends
+    them (``{"instances": [...]}``): numbers as floats, strings as they are, a missing value as None
+    (JSON null). Built a batch at a time, so a large holdout is never held as dicts whole."""
+    out: list[dict[str, Any]] = []
+    for name, values in columns.items():
+        part = values[start:stop].tolist()
+        if not out:
+            out = [{} for _ in part]
+        for row, v in zip(out, part, strict=True):
+            row[name] = v if isinstance(v, str) or v is None else (None if v != v else float(v))
+    return out
 
 
 @dataclass

@@ -23,7 +23,7 @@ from raymlops.data.snapshot import snapshot_info
 from raymlops.exceptions import ServeError
 from raymlops.features import category_code
 from raymlops.monitor.names import monitor_name
-from raymlops.pipeline.context import RunContext
+from raymlops.pipeline.context import RunContext, client_rows
 from raymlops.pipeline.failures import Failure, describe
 from raymlops.pipeline.step import Step
 from raymlops.ray_session import NAMESPACE
@@ -52,7 +52,7 @@ class DeployOut:
 @dataclass(frozen=True)
 class SmokeIn:
     endpoint: str
-    holdout: list[dict[str, Any]]  # the holdout rows, as a client sends them
+    holdout: dict[str, Any]  # the holdout rows of the features, as stored (sent as a client sends them)
     features: list[str]
 
 
@@ -169,7 +169,7 @@ class DeployStep(Step[DeployIn, DeployOut]):
                                    artifact_root=store.artifacts.root_uri)
             if settings.get("metrics_port") is not None:
                 res.metrics_url = ctx.ray().get(handle.status.remote()).get("metrics_url")
-        spec = _spec(ctx, version, ctx.rows(inputs.snapshot_id).holdout_records(inputs.features)[0])
+        spec = _spec(ctx, version, client_rows(ctx.rows(inputs.snapshot_id).holdout_columns(inputs.features), 0, 1)[0])
         note = check_cluster_ingress(cfg.serve.high_throughput)  # once: how to get the faster ingress
         if note:
             ctx.say(note)
@@ -217,7 +217,7 @@ class SmokeStep(Step[SmokeIn, SmokeOut]):
 
     def take(self, ctx: RunContext, outputs: Mapping[str, Any]) -> SmokeIn:
         snap_id, features = outputs["snapshot"].snapshot.id, list(outputs["schema"].features)
-        return SmokeIn(outputs["deploy"].endpoint, ctx.rows(snap_id).holdout_records(features), features)
+        return SmokeIn(outputs["deploy"].endpoint, ctx.rows(snap_id).holdout_columns(features), features)
 
     def describe_inputs(self, ctx: RunContext, inputs: SmokeIn) -> dict[str, Any]:
         return {"endpoint": inputs.endpoint}
@@ -227,9 +227,9 @@ class SmokeStep(Step[SmokeIn, SmokeOut]):
         sent = sent_bytes = 0
         body: Any = {}
         batch = max(1, min(16, ctx.config.serve.max_rows_per_request))
-        records = inputs.holdout
-        for start in range(0, len(records), batch):
-            rows = records[start:start + batch]
+        total = len(next(iter(inputs.holdout.values()))) if inputs.holdout else 0
+        for start in range(0, total, batch):
+            rows = client_rows(inputs.holdout, start, start + batch)
             payload = {"instances": rows}
             status, body = http_json("POST", f"{endpoint}/predict", payload)
             if status != 200 or len(body.get("predictions", [])) != len(rows):

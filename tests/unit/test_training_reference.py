@@ -50,3 +50,15 @@ def test_string_features_are_categories_of_codes_named_by_their_values() -> None
 
     with pytest.raises(ServeError, match="monitor.slice_columns: the data has no column 'region'"):
         training_reference(table, ["plan", "fee"], _config(slice_columns=["region"]), schema)
+
+
+def test_client_rows_are_what_a_client_sends_a_batch_at_a_time() -> None:
+    from raymlops.pipeline.context import client_rows
+
+    columns = {"plan": np.array(["basic", None, "pro"], dtype=object), "fee": np.array([1.5, np.nan, 3.0]),
+               "calls": np.array([1, 2, 3]), "member": np.array([True, False, True])}
+    rows = client_rows(columns)
+    assert rows[0] == {"plan": "basic", "fee": 1.5, "calls": 1.0, "member": 1.0}
+    assert rows[1] == {"plan": None, "fee": None, "calls": 2.0, "member": 0.0}  # NaN and None are JSON null
+    assert client_rows(columns, 1, 3) == rows[1:] and client_rows(columns, 3, 5) == []
+    assert all(type(v) in (str, float) or v is None for r in rows for v in r.values())
