@@ -334,7 +334,8 @@ def parse_infer_request(raw: bytes, signature: Signature, *, outputs: tuple[str,
         j = signature.features.index(feature) if feature in signature.features else -1
         own = (allow[j],) if j >= 0 and (len(inputs) > 1 or strings) else allow
         cats = categories[j] if j >= 0 else None
-        known = frozenset(cats) if cats is not None and (policy or DomainPolicy()).kind != "any" else None
+        known = signature.known_categories[j] if cats is not None and (policy or DomainPolicy()).kind != "any" \
+            else None
         name, shape, values, offset = _tensor(spec, i, binary, offset, own, len(own), known, cats is not None)
         tensors.append((name, shape, values))
     if binary is not None and offset != len(binary):

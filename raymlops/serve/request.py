@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import chain
 from typing import Any
 
@@ -88,10 +89,21 @@ class Signature:
             booleans=tuple(f.get("type") == "boolean" for f in inputs),
         )
 
-    @property
+    @cached_property
     def categorical(self) -> bool:
         """Whether any feature is a string (categorical) one."""
         return any(c is not None for c in self.categories)
+
+    @cached_property
+    def cell_by_cell(self) -> bool:
+        """Whether a request is read cell by cell (strings or booleans among the features), not
+        by the vectorised path: worked out once per loaded model, not per request."""
+        return self.categorical or any(self.booleans)
+
+    @cached_property
+    def known_categories(self) -> tuple[frozenset[str] | None, ...]:
+        """Per feature, the training categories as a set (None for a number), built once."""
+        return tuple(None if c is None else frozenset(c) for c in self.categories)
 
     def kind(self, j: int) -> str:
         """``"string"``, ``"boolean"`` or ``"number"``: what feature ``j`` takes."""
@@ -315,7 +327,7 @@ def parse_predict_request(
     names = signature.features
     width = len(names)
     routing_key: str | None = None
-    if signature.categorical or any(signature.booleans):  # strings or booleans: every cell is looked at anyway
+    if signature.cell_by_cell:  # strings or booleans: every cell is looked at anyway
         if key == "instances" and key_column is not None and isinstance(rows[0], dict) and key_column in rows[0]:
             routing_key = _key_text(rows[0][key_column])
         _slow_errors(key, rows, signature, key_column)
@@ -367,7 +379,8 @@ def _mixed_matrix(key: str, rows: list[Any], signature: Signature, policy: Domai
             columns.append(np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64))
             continue
         if policy.kind != "any":
-            known = set(categories)
+            known = signature.known_categories[j]
+            assert known is not None
             for i, v in enumerate(values):
                 if v is not None and v not in known:
                     shown = ", ".join(repr(c) for c in categories[:10]) + (", ..." if len(categories) > 10 else "")
