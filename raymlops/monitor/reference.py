@@ -75,6 +75,11 @@ class MonitorReference:
     slice_columns: tuple[str, ...]
     slices: tuple[str, ...]
     counts: np.ndarray
+    #: what rows of each named slice (every slice but ``other``) hold in the slice columns, as
+    #: :func:`labels_of` writes it; None: the value in the slice's name (``col=value``). A string
+    #: feature is monitored as its category codes, so its slices are named by the category and
+    #: looked up by the code.
+    slice_keys: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         cols = tuple(self.columns)
@@ -98,7 +103,13 @@ class MonitorReference:
         object.__setattr__(self, "offsets", offsets)
         object.__setattr__(self, "sizes", sizes)
         self._build_grids()
-        keys = [s.split("=", 1)[1] if len(self.slice_columns) == 1 else s for s in self.slices[:-1]]
+        keys = self.slice_keys
+        if keys is None:
+            keys = tuple(s.split("=", 1)[1] if len(self.slice_columns) == 1 else s for s in self.slices[:-1])
+        elif not self.slice_columns or len(keys) != len(self.slices) - 1:
+            raise ValidationError(f"slice_keys must name every slice but 'other': {len(self.slices) - 1} keys, "
+                                  f"got {len(keys)}")
+        object.__setattr__(self, "slice_keys", tuple(keys) if self.slice_columns else None)
         object.__setattr__(self, "_slice_index", _Index(tuple(keys)) if self.slice_columns else None)
         object.__setattr__(self, "_by_name", {c.name: i for i, c in enumerate(cols)})
 
@@ -238,6 +249,7 @@ class MonitorReference:
     def to_dict(self) -> dict[str, Any]:
         return {"format": _FORMAT, "columns": [c.to_dict() for c in self.columns],
                 "slice_columns": list(self.slice_columns), "slices": list(self.slices),
+                "slice_keys": None if self.slice_keys is None else list(self.slice_keys),
                 "counts": self.counts.tolist()}
 
     def to_json(self) -> bytes:
@@ -250,7 +262,8 @@ class MonitorReference:
         try:
             return cls(columns=tuple(ColumnReference.from_dict(c) for c in data["columns"]),
                        slice_columns=tuple(data["slice_columns"]), slices=tuple(data["slices"]),
-                       counts=np.asarray(data["counts"], dtype=np.int64).reshape(len(data["slices"]), -1))
+                       counts=np.asarray(data["counts"], dtype=np.int64).reshape(len(data["slices"]), -1),
+                       slice_keys=None if data.get("slice_keys") is None else tuple(data["slice_keys"]))
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ValidationError):
                 raise
@@ -327,22 +340,30 @@ def build_reference(
         else:
             cols.append(numeric_column(name, values, fine_bins, n_bins))
     slices: tuple[str, ...] = (ALL_SLICE,)
+    keys: tuple[str, ...] | None = None
     if slice_columns:
-        parts = [labels_of(np.asarray(columns[c]))[0] for c in slice_columns]
+        # a slice is looked up by its values' labels and named by how reports show them (a string
+        # feature: its category, not the code it is monitored as)
+        shown = [(category_names or {}).get(c) or {} for c in slice_columns]
+        parts = [np.asarray(labels_of(np.asarray(columns[c]))[0]).astype(str) for c in slice_columns]
         if len(slice_columns) == 1:
-            keys = parts[0]
+            lookup = parts[0]
         else:
-            keys = np.array([",".join(f"{c}={v}" for c, v in zip(slice_columns, row, strict=True))
-                             for row in zip(*parts, strict=True)], dtype=object)
-        uniq, counts = np.unique(keys.astype(str), return_counts=True)
+            lookup = np.array([",".join(f"{c}={v}" for c, v in zip(slice_columns, row, strict=True))
+                               for row in zip(*parts, strict=True)], dtype=object).astype(str)
+        uniq, first, counts = np.unique(lookup, return_index=True, return_counts=True)
         order = sorted(range(uniq.size), key=lambda i: (-int(counts[i]), str(uniq[i])))[:max_slices]
-        top = [str(uniq[i]) for i in order]
-        named = [f"{slice_columns[0]}={k}" for k in top] if len(slice_columns) == 1 else top
+        keys = tuple(str(uniq[i]) for i in order)
+        named = [",".join(f"{c}={m.get(str(p[first[i]]), str(p[first[i]]))}" for c, m, p in
+                          zip(slice_columns, shown, parts, strict=True)) for i in order]
         slices = (*named, OTHER_SLICE)
     shell = MonitorReference(columns=tuple(cols), slice_columns=tuple(slice_columns), slices=slices,
-                             counts=np.zeros((len(slices), sum(c.n_buckets for c in cols)), dtype=np.int64))
+                             counts=np.zeros((len(slices), sum(c.n_buckets for c in cols)), dtype=np.int64),
+                             slice_keys=keys)
     slice_idx, idx, _ = shell.bucketize(columns)
     total = shell.n_buckets
     flat = (slice_idx[None, :] * total + idx).ravel()
     counts = np.bincount(flat, minlength=len(slices) * total).reshape(len(slices), total)
-    return MonitorReference(columns=shell.columns, slice_columns=shell.slice_columns, slices=slices, counts=counts)
+    return MonitorReference(columns=shell.columns, slice_columns=shell.slice_columns, slices=slices, counts=counts,
+                            slice_keys=shell.slice_keys)
+

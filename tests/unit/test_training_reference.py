@@ -62,3 +62,51 @@ def test_client_rows_are_what_a_client_sends_a_batch_at_a_time() -> None:
     assert rows[1] == {"plan": None, "fee": None, "calls": 2.0, "member": 0.0}  # NaN and None are JSON null
     assert client_rows(columns, 1, 3) == rows[1:] and client_rows(columns, 3, 5) == []
     assert all(type(v) in (str, float) or v is None for r in rows for v in r.values())
+
+
+def test_a_string_feature_as_slice_column_names_its_slices_by_category() -> None:
+    """Slices of a string feature (monitored as its codes) are named by the category, in the
+    reference, its JSON form and alerts; rows a replica sends (codes) land in their slice."""
+    from raymlops.monitor.reference import MonitorReference
+
+    rng = np.random.default_rng(2)
+    n = 600
+    cities = np.array(["Seoul", "Busan", 'Daegu "south"'])
+    table = pa.table({"city": cities[rng.choice(3, n, p=[0.5, 0.3, 0.2])], "fee": rng.normal(30, 5, n),
+                      "y": rng.integers(0, 2, n)})
+    schema = Schema((ColumnSchema("city", "string", False, domain=tuple(cities)),
+                     ColumnSchema("fee", "double", False), ColumnSchema("y", "int64", False)))
+    cfg = _config(slice_columns=["city"], min_rows=10)
+    ref = training_reference(table, ["city", "fee"], cfg, schema)
+    assert ref.slices == ("city=Seoul", "city=Busan", 'city=Daegu "south"', "other")
+    assert ref.slice_keys == tuple(str(int(category_code(c))) for c in cities)
+    again = MonitorReference.from_dict(ref.to_dict())
+    assert again.slices == ref.slices and again.slice_keys == ref.slice_keys
+    assert np.array_equal(again.counts, ref.counts)
+
+    # a replica's batch: the codes; Busan's rows shift, and only its slice says so
+    m = Monitor(ref, cfg.monitor)
+    city = cities[rng.choice(3, 900, p=[0.5, 0.3, 0.2])]
+    fee = rng.normal(30, 5, 900) + np.where(city == "Busan", 15.0, 0.0)
+    m.ingest({"city": np.array([category_code(c) for c in city]), "fee": fee})
+    assert list(m.current.slice_rows()) == [int((city == c).sum()) for c in cities] + [0]
+    report = m.close_window()
+    assert report is not None
+    drifted = {s["name"] for s in report.to_dict()["slices"] if s["dataset_drift"]}
+    assert drifted == {"city=Busan"}
+    assert "slice_drift:fee:city=Busan" in {a.key for a in report.alerts}
+
+    # a checkpoint keeps the names and the lookup: a restored monitor puts codes in the same slices
+    import time
+
+    from raymlops.monitor import checkpoint
+
+    restored = checkpoint.load(checkpoint.dump(m), Monitor, time.time, cfg.monitor)
+    assert restored.reference.slices == ref.slices and restored.reference.slice_keys == ref.slice_keys
+    restored.ingest({"city": np.array([category_code("Busan")] * 5), "fee": np.full(5, 30.0)})
+    assert restored.current.slice_rows()[1] == 5
+
+    # two slice columns: each value shown as its column shows it
+    two = training_reference(table.append_column("tier", pa.array(rng.integers(1, 3, n))), ["city", "fee"],
+                             _config(slice_columns=["city", "tier"]), schema)
+    assert {"city=Seoul,tier=1", "city=Busan,tier=2"} <= set(two.slices)
