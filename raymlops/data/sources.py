@@ -195,6 +195,22 @@ def from_callable(spec: str) -> ray.data.Dataset:
                           "a pyarrow Table or a pandas DataFrame")
 
 
+def _where(uri: str) -> str:
+    """For a relative local path: where it was looked for (the working directory, as every
+    path of a config is read; not the config file's folder)."""
+    if "://" in uri or os.path.isabs(uri):
+        return ""
+    return f" (looked for {os.path.abspath(uri)}: relative paths are read from the working directory)"
+
+
+def check_local_source(uri: str) -> None:
+    """Raise the ConfigError :func:`read_source` would for a local path that does not exist,
+    without Ray (the driver checks the path there too, so a cluster's path is the driver's)."""
+    if "://" in uri or uri.startswith(CALLABLE_PREFIX) or os.path.exists(uri):
+        return
+    raise ConfigError(f"data.source: {redact_uri(uri)!r} not found{_where(uri)}")
+
+
 def read_source(uri: str, fmt: str = "auto", options: Mapping[str, Any] | None = None) -> ray.data.Dataset:
     """Read ``uri`` with Ray Data (lazily); errors name the source, never its secrets. A Parquet
     source leaves out a stored pandas index (:func:`~raymlops.data.tables.pandas_index_columns`)."""
@@ -212,7 +228,7 @@ def read_source(uri: str, fmt: str = "auto", options: Mapping[str, Any] | None =
         raise ConfigError(f"data.source: cannot reach {shown!r}: {_scrub(str(exc), resolve_options(options))}") \
             from None
     if info.type == pafs.FileType.NotFound:
-        raise ConfigError(f"data.source: {shown!r} not found")
+        raise ConfigError(f"data.source: {shown!r} not found{_where(uri)}")
     kind = detect_format(uri, fmt, fs, path)
     reader = {"csv": ray.data.read_csv, "parquet": ray.data.read_parquet, "json": ray.data.read_json}[kind]
     try:

@@ -20,7 +20,7 @@ from typing import Any
 from raymlops import audit
 from raymlops.data.schema import check_category_counts, check_training_schema, infer_schema
 from raymlops.data.snapshot import create_snapshot, snapshot_info, verify_snapshot
-from raymlops.data.sources import open_source, redact_uri
+from raymlops.data.sources import check_local_source, open_source, redact_uri
 from raymlops.data.transforms import apply, code_hash, resolve
 from raymlops.data.validate import RulesFailed, checks_from_config, validate
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
@@ -154,6 +154,8 @@ class IngestStep(Step[None, IngestOut]):
     def run(self, ctx: RunContext, inputs: None = None) -> IngestOut:
         cfg, step = ctx.config, ctx.step
         transforms = resolve(cfg.data.transforms)  # a bad entry is a ConfigError before Ray starts
+        if not cfg.data.options:
+            check_local_source(cfg.data.source)  # so is a local path that does not exist
         ctx.connect()
         ds = self._read(ctx, transforms)
         step.rows, step.bytes = ds.count(), ds.size_bytes()

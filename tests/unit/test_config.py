@@ -317,6 +317,31 @@ def test_cli_run_with_bad_config_exits_2_with_one_line(
     assert str(bad) in lines[0] and "train.bogus" in lines[0]
 
 
+def test_cli_run_with_a_missing_relative_source_exits_2_before_ray_starts(
+    tmp_path: Path, quickstart_data: dict[str, Any], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A config next to its data, run from another folder: the message says where the path was
+    looked for (relative paths are read from the working directory), and no Ray is started for it."""
+    import raymlops.pipeline.context as context
+
+    def no_ray() -> bool:
+        raise AssertionError("Ray was started for a source that does not exist")
+
+    monkeypatch.setattr(context, "ensure_ray", no_ray)
+    data = copy.deepcopy(quickstart_data)
+    data["data"]["source"] = "data/train.csv"
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "train.csv").write_text("a,target\n1,0\n", encoding="utf-8")
+    cfg = _write(project, data)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--home", str(tmp_path / "home"), "run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "'data/train.csv' not found" in err and "Traceback" not in err
+    assert f"lookedfor{tmp_path / 'data' / 'train.csv'}:" in "".join(err.split())  # (the message is wrapped)
+
+
 def test_cli_run_with_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
