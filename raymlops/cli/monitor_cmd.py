@@ -209,6 +209,18 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_realised(perf: dict[str, Any]) -> None:
+    """The realised quality of the labelled rows since the baseline, beside the baseline's."""
+    base, cur = perf.get("baseline") or {}, perf.get("current") or {}
+    if not cur.get("labels"):
+        return
+    shown = [(k, cur[k], base.get(k)) for k in ("accuracy", "auc", "mae") if cur.get(k) is not None]
+    if shown:
+        print("  realised " + ", ".join(f"{k} {_fmt(v)}" + ("" if b is None else f" (baseline {_fmt(b)})")
+                                       for k, v, b in shown)
+              + f" in the current label window ({cur['labels']} labels)")
+
+
 def _print_estimates(perf: dict[str, Any]) -> None:
     """Accuracy estimated before labels (CBPE), beside the realised one of the last label window,
     and the change detectors' findings."""
@@ -277,6 +289,7 @@ def _status(args: argparse.Namespace) -> int:
         if labels and labels.get("received"):  # every label posted to /feedback, by outcome
             print(f"  labels {labels['received']}: {labels['matched']} matched, {labels['waiting']} waiting, "
                   f"{labels['expired']} expired, {labels['unknown']} unknown")
+        _print_realised(st.get("performance") or {})
         _print_estimates(st.get("performance") or {})
         for a in st["alerts"]["recent"][-10:]:
             print(f"  alert [{a['kind']}] {a['message']}")

@@ -35,7 +35,7 @@ class PipelineConfig(Strict):
     train: TrainConfig
     gate: GateConfig = Field(default_factory=GateConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
-    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig, validate_default=True)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     webhooks: list[WebhookConfig] = Field(default_factory=list, description="signed event POSTs (raymlops.hooks)")
     tracking: TrackingConfig | None = Field(None, description="mirror runs into MLflow (raymlops.tracking)")
@@ -61,6 +61,33 @@ class PipelineConfig(Strict):
         if isinstance(v, dict) and isinstance(train, TrainConfig):
             return GateConfig.model_validate(v, context={"task": train.task})
         return handler(v)
+
+    @field_validator("monitor", mode="wrap")
+    @classmethod
+    def _monitor_for_task(cls, v: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """The monitor scores labels as the model is trained: ``monitor.performance.task`` follows
+        ``train.task`` (a regression's labels are errors to average, not classes to match); written
+        otherwise, it is refused."""
+        train = info.data.get("train")
+        if not isinstance(train, TrainConfig):
+            return handler(v)
+        if isinstance(v, dict):
+            perf = v.get("performance") if isinstance(v.get("performance"), dict) else None
+            if perf is not None and "task" in perf and perf["task"] != train.task:
+                raise ValueError(f"expected performance.task to be train.task's {train.task!r} (leave it out: the "
+                                 f"monitor scores labels as the model is trained), found {perf['task']!r}")
+            if perf is None and v.get("performance") is None:
+                perf = {}
+            if perf is not None:
+                v = {**v, "performance": {**perf, "task": train.task}}
+            return handler(v)
+        out = handler(v)
+        if isinstance(out, MonitorConfig) and out.performance.task != train.task:
+            if "task" in out.performance.model_fields_set:
+                raise ValueError(f"expected performance.task to be train.task's {train.task!r}, found "
+                                 f"{out.performance.task!r}")
+            out = out.model_copy(update={"performance": out.performance.model_copy(update={"task": train.task})})
+        return out
 
     @property
     def route(self) -> str:

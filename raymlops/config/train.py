@@ -105,7 +105,8 @@ class TrainConfig(Strict):
     snapshot (``strategy: distributed``: ``framework``, ``params``, ``num_boost_round``, …; no
     candidates), tuned by Ray Tune when ``params`` holds a search space.
 
-    ``metric`` defaults to roc_auc (classification) or r2 (regression). ``mode`` (max or min) is
+    ``task`` defaults to classification, or regression when ``metric`` is a regression metric (r2,
+    mae, rmse). ``metric`` defaults to roc_auc (classification) or r2 (regression). ``mode`` (max or min) is
     derived from the metric's direction (a property); a config may still write it, and then it must
     agree. Validation is k-fold when ``cv_folds`` is set, else a seeded holdout of
     ``validation_fraction`` of the training rows."""
@@ -142,6 +143,8 @@ class TrainConfig(Strict):
         if isinstance(data, dict):
             data = dict(data)
             distributed = data.get("strategy") == "distributed"
+            if "task" not in data and data.get("metric") in REGRESSION_METRICS:
+                data["task"] = "regression"  # r2, mae and rmse say it: a config need not say it twice
             if "metric" not in data:
                 regression = "rmse" if distributed else "r2"  # the engines have no r2 of their own
                 data["metric"] = regression if data.get("task") == "regression" else "roc_auc"
@@ -154,7 +157,9 @@ class TrainConfig(Strict):
     def _metric_of_task(cls, v: str, info: ValidationInfo) -> str:
         task = info.data.get("task")
         if task in TASK_METRICS and v not in TASK_METRICS[task]:
-            raise ValueError(f"expected a {task} metric, one of {', '.join(TASK_METRICS[task])}")
+            other = "regression" if task == "classification" else "classification"
+            raise ValueError(f"expected a {task} metric, one of {', '.join(TASK_METRICS[task])} "
+                             f"(for a {other}, set train.task: {other})")
         return v
 
     @field_validator("mode_written")

@@ -157,6 +157,8 @@ class DeployStep(Step[DeployIn, DeployOut]):
         ctx.connect()
         if cfg.monitor.enabled:
             settings = cfg.monitor.model_dump() | {"seed": cfg.seed}
+            # labels are scored as this model was trained (a config built with model_copy is not re-validated)
+            settings["performance"] = settings["performance"] | {"task": cfg.train.task}
             calibration = version.lineage.get("calibration")
             if calibration is not None and settings["performance"].get("calibration") is None:
                 settings["performance"] = settings["performance"] | {"calibration": calibration}  # CBPE

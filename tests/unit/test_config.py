@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -217,6 +218,62 @@ def test_unknown_gate_metric_is_rejected_and_named(tmp_path: Path, quickstart_da
     message = _error(path)
     _assert_one_line(message, path)
     assert "gate.rules" in message and "'r2'" in message and "roc_auc" in message
+
+
+def test_a_regression_metric_makes_the_task_a_regression(tmp_path: Path, quickstart_data: dict[str, Any]) -> None:
+    """``metric: r2`` (mae, rmse) without ``task`` is a regression, as the metric says; with
+    ``task: classification`` written, it is refused, and the message says how to ask for a regression."""
+    data = copy.deepcopy(quickstart_data)
+    data["train"]["metric"] = "r2"
+    data["train"].pop("mode", None)
+    data["train"]["candidates"] = [{"estimator": "sklearn.linear_model.Ridge", "params": {"alpha": [0.1, 1.0]}}]
+    data["gate"]["rules"] = ["r2 >= 0.2"]
+    cfg = load_config(_write(tmp_path, data, "ok.yaml"))
+    assert cfg.train.task == "regression" and cfg.train.metric == "r2" and cfg.train.mode == "max"
+    data["train"]["metric"] = "mae"
+    assert load_config(_write(tmp_path, data, "mae.yaml")).train.mode == "min"
+
+    data["train"]["task"] = "classification"
+    path = _write(tmp_path, data)
+    message = _error(path)
+    _assert_one_line(message, path)
+    assert "train.metric" in message and "set train.task: regression" in message
+
+
+def test_the_monitor_scores_labels_as_the_model_is_trained(tmp_path: Path, quickstart_data: dict[str, Any]) -> None:
+    """``monitor.performance.task`` follows ``train.task`` (a regression's labels were matched as
+    classes: accuracy 0, ADWIN's error always 1); written otherwise, it is refused, naming both."""
+    data = copy.deepcopy(quickstart_data)
+    data["train"] = {"task": "regression", "candidates": [{"estimator": "sklearn.linear_model.Ridge"}]}
+    data["gate"]["rules"] = ["r2 >= 0.2"]
+    assert load_config(_write(tmp_path, data, "a.yaml")).monitor.performance.task == "regression"
+    data["monitor"] = {"alpha": 0.01, "performance": {"max_mae_increase": 0.3}}
+    cfg = load_config(_write(tmp_path, data, "b.yaml"))
+    assert cfg.monitor.performance.task == "regression" and cfg.monitor.performance.max_mae_increase == 0.3
+    assert load_config(_write(tmp_path, quickstart_data, "c.yaml")).monitor.performance.task == "classification"
+
+    # the monitor the deploy step starts from this config (settings: its model_dump) averages errors
+    from raymlops.config import MonitorConfig
+    from raymlops.monitor import Monitor
+    from raymlops.monitor.reference import build_reference
+
+    rng = np.random.default_rng(4)
+    dumped = cfg.monitor.model_dump()
+    dumped["performance"]["baseline_labels"] = 20  # the first 20 labels are the baseline, the next 40 current
+    settings = MonitorConfig.model_validate(dumped | {"alerts": {"log": False}})
+    monitor = Monitor(build_reference({"x": rng.normal(size=200)}), settings)
+    preds = rng.normal(100, 10, 60)
+    ids = [f"r{i}" for i in range(60)]
+    monitor.ingest({"x": rng.normal(size=60)}, predictions=preds, request_ids=ids)
+    matched, _ = monitor.feedback(ids, (preds + 2.0).tolist())
+    perf = monitor.status()["performance"]
+    assert matched == 60 and perf["current"] == {"labels": 40, "mae": pytest.approx(2.0)}
+
+    data["monitor"]["performance"]["task"] = "classification"
+    path = _write(tmp_path, data)
+    message = _error(path)
+    _assert_one_line(message, path)
+    assert "monitor" in message and "train.task's 'regression'" in message and "'classification'" in message
 
 
 def test_several_problems_report_the_first_and_count_the_rest(tmp_path: Path, quickstart_data: dict[str, Any]) -> None:

@@ -75,3 +75,16 @@ def test_check_bad_input_exits_2(files: dict[str, Path], tmp_path: Path, problem
 def test_status_needs_a_cluster(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["monitor", "status"]) == 2
     assert "RAY_ADDRESS" in capsys.readouterr().err
+
+
+def test_status_prints_the_realised_quality_beside_its_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+    from raymlops.cli.monitor_cmd import _print_realised
+
+    _print_realised({"baseline": {"labels": 500, "mae": 40.5}, "current": {"labels": 140, "mae": 41.81}})
+    _print_realised({"baseline": {"labels": 500, "accuracy": 0.95, "auc": 0.99}, "current": {"labels": 60,
+                     "accuracy": 0.9, "auc": None}})
+    _print_realised({"baseline": None, "current": {"labels": 0}})  # nothing labelled since the baseline: no line
+    assert capsys.readouterr().out.splitlines() == [
+        "  realised mae 41.81 (baseline 40.5) in the current label window (140 labels)",
+        "  realised accuracy 0.9 (baseline 0.95) in the current label window (60 labels)",
+    ]

@@ -103,7 +103,8 @@ def test_defaults_follow_the_task_and_the_metric() -> None:
     ("train", "key_path", "mentions"),
     [
         ({"task": "regression", "metric": "roc_auc"}, "train.metric", ["regression metric", "r2", "'roc_auc'"]),
-        ({"metric": "r2"}, "train.metric", ["classification metric", "'r2'"]),
+        ({"task": "classification", "metric": "r2"}, "train.metric",
+         ["classification metric", "'r2'", "set train.task: regression"]),
         ({"metric": "log_loss", "mode": "max"}, "train.mode", ["'min'", "lower is better"]),
         ({"task": "clustering"}, "train.task", ["'clustering'"]),
         ({"cv_folds": 1}, "train.cv_folds", ["greater than or equal to 2"]),
