@@ -110,6 +110,10 @@ class MonitorDifferentialConfig(Strict):
     max_slice_agreement_gap: float = Field(0.1, gt=0.0, le=1.0)
     min_pairs: int = Field(100, ge=1)
     pending_size: int = Field(10_000, ge=1, description="requests kept waiting for the other version")
+    tolerance: float | None = Field(
+        None, gt=0.0, description="a regression's two predictions agree when they differ by at most this much, "
+        "and its prediction distributions are compared on bins this wide (default: half the champion's "
+        "holdout MAE, set by the deploy step); classifiers: unused (labels agree when equal)")
 
 
 class MonitorAlertsConfig(Strict):

@@ -45,7 +45,7 @@ from raymlops.loop.policy import Decision, Evidence, RetrainPolicy, Trigger, dec
 from raymlops.monitor.lifecycle import rebaseline_monitor, start_monitor
 from raymlops.monitor.names import monitor_name
 from raymlops.pipeline.runner import run_pipeline
-from raymlops.pipeline.serve_steps import training_reference
+from raymlops.pipeline.serve_steps import monitor_settings, training_reference
 from raymlops.ray_session import NAMESPACE, ensure_ray
 from raymlops.registry.registry import CHAMPION, get_model, load_model, promote
 from raymlops.serve.control import get_control
@@ -347,10 +347,7 @@ class RetrainController:
                                calibration=calibration)
             how = "in place"
         except NotFound:  # the monitor is gone (stopped, or out of restarts): a new one, and replicas told
-            settings = mon.model_dump() | {"seed": cfg.seed}
-            if calibration is not None:
-                settings["performance"] = settings["performance"] | {"calibration": calibration}
-            start_monitor(cfg.route, reference, settings, NAMESPACE,
+            start_monitor(cfg.route, reference, monitor_settings(cfg, new_champion), NAMESPACE,
                           detached=self.persistent, home=str(self.store.home),
                           artifact_root=self.store.artifacts.root_uri)
             deploy_model(self.store, res.challenger, route=cfg.route, serve_config=cfg.serve,

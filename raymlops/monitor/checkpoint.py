@@ -423,7 +423,7 @@ def _load_performance(r: _Reader, cfg: MonitorConfig, slices: tuple[str, ...], d
 
 def _load_differential(r: _Reader, cfg: MonitorConfig, slices: tuple[str, ...], doc: dict[str, Any],
                        view: bool) -> DifferentialTracker:
-    d = DifferentialTracker(cfg.differential, slices)
+    d = DifferentialTracker(cfg.differential, slices, regression=cfg.performance.task == "regression")
     n = len(slices)
     d.champion = doc["champion"]
     d.champion_epoch, d.following = int(doc["champion_epoch"]), bool(doc["following"])

@@ -38,10 +38,35 @@ ROLES = (CHAMPION, "challenger", "shadow")
 _EPOCH_RESET_BATCHES = 50  # older-epoch champion batches in a row, none of the current one: epochs restarted
 
 
+def _agree(a: str, b: str, tolerance: float | None) -> bool:
+    """Whether two predictions (as :func:`labels_of` writes them) agree: equal labels, or for a
+    regression with a ``tolerance``, values at most that far apart."""
+    if a == b or tolerance is None:
+        return a == b
+    try:
+        return abs(float(a) - float(b)) <= tolerance
+    except ValueError:  # a missing prediction agrees only with another
+        return False
+
+
+def _bins(values: np.ndarray, width: float) -> np.ndarray:
+    """A regression's predictions as the labels of ``width``-wide bins (their distribution is
+    compared on these: every float is a value of its own)."""
+    f = np.asarray(values, dtype=np.float64)
+    out = np.full(f.size, "<missing>", dtype=object)
+    ok = np.isfinite(f)
+    out[ok] = np.floor(f[ok] / width).astype(np.int64).astype(str)
+    return out
+
+
 class DifferentialTracker:
-    def __init__(self, cfg: MonitorDifferentialConfig, slices: tuple[str, ...]) -> None:
+    """``regression``: predictions are numbers; with ``cfg.tolerance`` two of them agree within
+    it and distributions are compared on bins that wide (without it: equal values, as labels)."""
+
+    def __init__(self, cfg: MonitorDifferentialConfig, slices: tuple[str, ...], regression: bool = False) -> None:
         self.cfg = cfg
         self.slices = slices
+        self.tolerance = cfg.tolerance if regression else None
         self.champion: str | None = cfg.champion
         self.pending: OrderedDict[str, tuple[str, str, int]] = OrderedDict()  # rid -> (version, label, slice)
         self.reset()
@@ -109,9 +134,11 @@ class DifferentialTracker:
         return version == self.champion
 
     def add(self, version: str, predictions: Any, request_ids: list[str] | None, slices: Any) -> None:
-        labels, _ = labels_of(np.asarray(predictions).ravel())
+        values = np.asarray(predictions).ravel()
+        labels, _ = labels_of(values)
+        counted = labels if self.tolerance is None else _bins(values, self.tolerance)
         counter = self.dist.setdefault(version, Counter())
-        for lab, c in zip(*np.unique(labels.astype(str), return_counts=True), strict=True):
+        for lab, c in zip(*np.unique(counted.astype(str), return_counts=True), strict=True):
             key = str(lab) if (str(lab) in counter or len(counter) < _MAX_LABELS) else "(other)"
             counter[key] += int(c)
         if request_ids is None or (version == self.champion and len(self.dist) < 2):
@@ -127,7 +154,7 @@ class DifferentialTracker:
                 continue
             champ_slice = int(s) if version == self.champion else other[2]
             self.pairs[champ_slice] += 1
-            self.agree[champ_slice] += int(lab == other[1])
+            self.agree[champ_slice] += int(_agree(lab, other[1], self.tolerance))
         while len(self.pending) > self.cfg.pending_size:
             self.pending.popitem(last=False)
 
@@ -197,6 +224,7 @@ class DifferentialTracker:
         pending maps are not copied, only their sizes are (``pending`` of the status)."""
         trackers = [self, *others]
         out = DifferentialTracker(self.cfg, self.slices)
+        out.tolerance = self.tolerance
         newest = max(trackers, key=lambda t: t.champion_epoch)
         out.champion, out.champion_epoch = newest.champion, newest.champion_epoch
         out.following = any(t.following for t in trackers)

@@ -72,7 +72,8 @@ class Monitor:
         self.history: deque[WindowReport] = deque(maxlen=cfg.history)
         self.alerts = AlertBook(cfg.alerts.cooldown_s)
         self.performance = PerformanceTracker(cfg.performance, reference.slices)
-        self.differential = DifferentialTracker(cfg.differential, reference.slices)
+        self.differential = DifferentialTracker(cfg.differential, reference.slices,
+                                                regression=cfg.performance.task == "regression")
         self.slo = SLOTracker(cfg.slo)
         self.rows_total = 0
         self.batches = 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raymlops import audit
+from raymlops.config import PipelineConfig
 from raymlops.data.schema import column_array, feature_categories, feature_values, is_string_type
 from raymlops.data.snapshot import snapshot_info
 from raymlops.exceptions import ServeError
@@ -30,6 +31,7 @@ from raymlops.ray_session import NAMESPACE
 from raymlops.registry.spec import ModelSpec
 from raymlops.serve.deploy import deploy, http_json, serve_running
 from raymlops.serve.throughput import check_cluster_ingress
+from raymlops.stats.agreement import regression_tolerance
 
 __all__ = ["DeployIn", "DeployOut", "DeployStep", "MonitorIn", "MonitorOut", "MonitorStep", "SmokeIn", "SmokeOut",
            "SmokeStep"]
@@ -120,6 +122,23 @@ def training_reference(table: Any, features: list[str], config: Any, schema: Any
                            category_names=names)
 
 
+def monitor_settings(config: PipelineConfig, champion: Any) -> dict[str, Any]:
+    """The monitor actor's settings for ``champion`` (a model version) served under ``config``:
+    labels scored as the model was trained (a config built with ``model_copy`` is not validated
+    again), its probability calibration (CBPE), and for a regression the tolerance within which
+    a challenger's answers agree with it (:mod:`raymlops.stats.agreement`), unless the config sets
+    them. The deploy step and retraining's new monitor both start from here."""
+    settings = config.monitor.model_dump() | {"seed": config.seed}
+    settings["performance"] = settings["performance"] | {"task": config.train.task}
+    calibration = champion.lineage.get("calibration")
+    if calibration is not None and settings["performance"].get("calibration") is None:
+        settings["performance"] = settings["performance"] | {"calibration": calibration}  # CBPE
+    tolerance = regression_tolerance(champion.metrics) if config.train.task == "regression" else None
+    if tolerance is not None and settings["differential"].get("tolerance") is None:
+        settings["differential"] = settings["differential"] | {"tolerance": tolerance}
+    return settings
+
+
 def _spec(ctx: RunContext, version: Any, example: dict[str, Any]) -> ModelSpec:
     """The version's :class:`~raymlops.registry.spec.ModelSpec` (as ``raymlops deploy`` and
     Serve configs build it), with a holdout row (as a client sends it) as example."""
@@ -156,12 +175,7 @@ class DeployStep(Step[DeployIn, DeployOut]):
         route, version = cfg.route, inputs.model.version
         ctx.connect()
         if cfg.monitor.enabled:
-            settings = cfg.monitor.model_dump() | {"seed": cfg.seed}
-            # labels are scored as this model was trained (a config built with model_copy is not re-validated)
-            settings["performance"] = settings["performance"] | {"task": cfg.train.task}
-            calibration = version.lineage.get("calibration")
-            if calibration is not None and settings["performance"].get("calibration") is None:
-                settings["performance"] = settings["performance"] | {"calibration": calibration}  # CBPE
+            settings = monitor_settings(cfg, version)
             if settings.get("metrics_port") is None and not ctx.persistent:
                 # a private Ray runs on this machine: the monitor's /metrics on a free loopback
                 # port, so every run reports a metrics URL without monitor.metrics_port

@@ -43,6 +43,7 @@ from raymlops.serve.oip import OipError
 from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request
 from raymlops.serve.settings import MAX_FEEDBACK_IDS, PUSH_INTERVAL_S, SHADOW_LOG_SIZE, ReplicaSettings
 from raymlops.serve.throughput import ingress_here
+from raymlops.stats.agreement import agreeing, regression_tolerance
 
 logger = logging.getLogger("raymlops.serve")
 
@@ -296,7 +297,7 @@ class ModelServer:
             self.handoff.offer(Served(X_champion, preds, target.model_id, latency * 1000.0, 200, request_id, role,
                                       state.table.epoch, scores, score_class))
         if state.challenger is not None and state.table.mode == "shadow" and target is champion:
-            self._shadow(state.challenger, X_champion, request_id, champion.model_id, preds, state.table.epoch)
+            self._shadow(state.challenger, X_champion, request_id, champion, preds, state.table.epoch)
         return target, result, latency
 
     @app.post("/feedback")
@@ -341,33 +342,35 @@ class ModelServer:
                 self.stats.inc("raymlops_serve_feedback_labels_total", outcome, value=float(body[outcome]))
         return _json(body | {"request_id": request_id}, 200, headers)
 
-    def _shadow(self, challenger: LoadedModel, X: np.ndarray, request_id: str, champion_id: str,
+    def _shadow(self, challenger: LoadedModel, X: np.ndarray, request_id: str, champion: LoadedModel,
                 champion_preds: np.ndarray, epoch: int) -> None:
         if len(self.shadow_pending) >= self.settings.serve.shadow_max_pending:
             self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id, "dropped")
             return
         Xc = X if challenger.order is None else X[:, challenger.order]
         task = asyncio.get_running_loop().create_task(
-            self._run_shadow(challenger, Xc, request_id, champion_id, champion_preds, epoch))
+            self._run_shadow(challenger, Xc, request_id, champion, champion_preds, epoch))
         self.shadow_pending.add(task)
         task.add_done_callback(self.shadow_pending.discard)
 
-    async def _run_shadow(self, challenger: LoadedModel, X: np.ndarray, request_id: str, champion_id: str,
+    async def _run_shadow(self, challenger: LoadedModel, X: np.ndarray, request_id: str, champion: LoadedModel,
                           champion_preds: np.ndarray, epoch: int) -> None:
         t0 = time.perf_counter()
         try:
             result = await self._infer((challenger, X))
         except Exception as exc:
             self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id, "error")
-            self.shadow_records.append({"ts": time.time(), "request_id": request_id, "champion": champion_id,
+            self.shadow_records.append({"ts": time.time(), "request_id": request_id, "champion": champion.model_id,
                                         "challenger": challenger.model_id, "error": f"{type(exc).__name__}: {exc}"})
             return
         preds = result["predictions"]
-        agree = float(np.mean(preds == champion_preds)) if len(preds) else 1.0
+        # a regression's answers agree within half the champion's holdout MAE (raymlops.stats.agreement)
+        tolerance = regression_tolerance(champion.spec.metrics) if champion.signature.output == "regression" else None
+        agree = float(np.mean(agreeing(preds, champion_preds, tolerance))) if len(preds) else 1.0
         self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id,
                        "agree" if agree == 1.0 else "disagree")
         record: dict[str, Any] = {
-            "ts": time.time(), "request_id": request_id, "champion": champion_id,
+            "ts": time.time(), "request_id": request_id, "champion": champion.model_id,
             "challenger": challenger.model_id, "rows": int(len(preds)), "agreement": agree,
             "champion_predictions": champion_preds[:100].tolist(), "challenger_predictions": preds[:100].tolist(),
             "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3),

@@ -283,6 +283,50 @@ def test_challenger_that_disagrees_raises_a_differential_alert(reference: Monito
     assert not any(a.kind == "differential" for a in m3.ingest(batch, champ, version="v1", request_ids=ids))
 
 
+def test_a_regression_challenger_agrees_within_the_tolerance(reference: MonitorReference) -> None:
+    """A regression's two models never give the same float: they agree within the differential
+    tolerance, and their prediction distributions are compared on bins that wide (on exact values
+    every float was a category of its own: agreement 0 and Jensen-Shannon distance 1, so a
+    regression challenger could never be promoted)."""
+    rng = np.random.default_rng(18)
+    batch = table(rng, 1_000)
+    ids = [f"r{i}" for i in range(1_000)]
+    champ = 150.0 + 40.0 * batch["x"]
+    close = champ + rng.normal(0.0, 2.0, 1_000)  # another regressor of the same data: within 10 of it
+    far = np.where(batch["seg"] == "b", champ + 60.0, close)  # off by 60 on one slice
+    regression = {"performance": {"task": "regression"}, "differential": {"champion": "v1", "tolerance": 10.0}}
+    m = monitor(reference, **regression)
+    m.ingest(batch, close, version="v2", request_ids=ids)
+    assert not any(a.kind == "differential" for a in m.ingest(batch, champ, version="v1", request_ids=ids))
+    last = m.differential.last  # the window closed: its pairs and distributions were judged
+    assert last is not None and last["pairs"] == 1_000 and last["agreement"] == 1.0
+    assert last["challengers"]["v2"]["prediction_distance"] < 0.1
+    m2 = monitor(reference, **regression)
+    m2.ingest(batch, far, version="v2", request_ids=ids)
+    alerts = m2.ingest(batch, champ, version="v1", request_ids=ids)
+    share_b = float((batch["seg"] == "b").mean())
+    assert m2.differential.last is not None
+    assert m2.differential.last["agreement"] == pytest.approx(1.0 - share_b)
+    assert {"differential:agreement", "differential:slice:seg=b"} <= kinds(alerts)
+    # without a tolerance (a classifier's rule): equal values only
+    m3 = monitor(reference, differential={"champion": "v1"}, performance={"task": "regression"})
+    m3.ingest(batch, close, version="v2", request_ids=ids)
+    m3.ingest(batch, champ, version="v1", request_ids=ids)
+    assert m3.differential.last is not None and m3.differential.last["agreement"] == 0.0
+
+
+def test_agreement_rule_and_the_default_tolerance() -> None:
+    from raymlops.stats.agreement import MAE_SHARE, agreeing, regression_tolerance
+
+    assert regression_tolerance({"mae": 41.0, "r2": 0.5}) == pytest.approx(MAE_SHARE * 41.0)
+    assert regression_tolerance({"accuracy": 0.9}) is None and regression_tolerance(None) is None
+    assert regression_tolerance({"mae": float("nan")}) is None
+    assert agreeing([1.0, 2.0, 3.0], [1.4, 2.6, 3.0], 0.5).tolist() == [True, False, True]
+    assert agreeing([1.0, 2.0], [1.0, 2.0000001]).tolist() == [True, False]
+    assert agreeing(np.array(["a", "b"], dtype=object), np.array(["a", "c"], dtype=object), 0.5).tolist() == \
+        [True, False]
+
+
 def test_label_only_change_raises_a_performance_alert(reference: MonitorReference) -> None:
     m = monitor(reference, performance={"baseline_labels": 500, "window_labels": 1_000})
     rng = np.random.default_rng(17)

@@ -110,3 +110,31 @@ def test_a_string_feature_as_slice_column_names_its_slices_by_category() -> None
     two = training_reference(table.append_column("tier", pa.array(rng.integers(1, 3, n))), ["city", "fee"],
                              _config(slice_columns=["city", "tier"]), schema)
     assert {"city=Seoul,tier=1", "city=Busan,tier=2"} <= set(two.slices)
+
+
+def test_monitor_settings_follow_the_champion() -> None:
+    """What the deploy step (and retraining's new monitor) starts the monitor with: labels scored as
+    the model was trained, its calibration, and for a regression half its holdout MAE as the
+    tolerance of agreement; what the config sets is kept."""
+    from types import SimpleNamespace
+
+    from raymlops.monitor.actor import monitor_config
+    from raymlops.pipeline.serve_steps import monitor_settings
+
+    base = {"name": "t", "seed": 3, "data": {"source": "x.csv", "target": "y"}}
+    regression = parse_config(base | {"train": {"metric": "mae", "candidates": [
+        {"estimator": "sklearn.linear_model.Ridge"}]}}, "t.yaml")
+    champion = SimpleNamespace(metrics={"mae": 40.0, "r2": 0.5}, lineage={})
+    settings = monitor_settings(regression, champion)
+    assert settings["performance"]["task"] == "regression" and settings["differential"]["tolerance"] == 20.0
+    assert monitor_config(settings).differential.tolerance == 20.0  # what the actor builds
+    pinned = regression.model_copy(update={"monitor": regression.monitor.model_copy(update={
+        "differential": regression.monitor.differential.model_copy(update={"tolerance": 5.0})})})
+    assert monitor_settings(pinned, champion)["differential"]["tolerance"] == 5.0
+
+    logistic = {"estimator": "sklearn.linear_model.LogisticRegression"}
+    classifier = parse_config(base | {"train": {"candidates": [logistic]}}, "t.yaml")
+    calibrated = SimpleNamespace(metrics={"accuracy": 0.9}, lineage={"calibration": {"x": [0.0, 1.0], "y": [0.0, 1.0]}})
+    settings = monitor_settings(classifier, calibrated)
+    assert settings["differential"]["tolerance"] is None and settings["performance"]["task"] == "classification"
+    assert settings["performance"]["calibration"] == {"x": [0.0, 1.0], "y": [0.0, 1.0]} and settings["seed"] == 3
