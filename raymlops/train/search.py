@@ -218,9 +218,11 @@ def check_trials(trials: Sequence[dict[str, Any]], task: str, metric: str) -> No
         where = f"train.candidates[{trial['candidate']}]"
         name = type(est[-1] if hasattr(est, "steps") else est).__name__
         if task == "classification" and is_regressor(est):
-            raise ConfigError(f"{where}.estimator: {name} is a regressor, but train.task is classification")
+            raise ConfigError(f"{where}.estimator: {name} is a regressor, but train.task is classification "
+                              "(set train.task: regression, or train.metric to r2, mae or rmse)")
         if task == "regression" and is_classifier(est):
-            raise ConfigError(f"{where}.estimator: {name} is a classifier, but train.task is regression")
+            raise ConfigError(f"{where}.estimator: {name} is a classifier, but train.task is regression "
+                              "(set train.task: classification, or a regressor)")
         if metric in ("roc_auc", "log_loss") and not hasattr(est, "predict_proba"):
             raise ConfigError(
                 f"{where}: {name} with {trial['params']} has no predict_proba, which metric {metric!r} needs"

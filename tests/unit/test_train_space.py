@@ -195,7 +195,8 @@ def make_scaled_sgd() -> Any:
 
 def test_check_trials_refuses_the_wrong_kind_of_estimator_or_a_metric_it_cannot_produce() -> None:
     reg = expand([Candidate(estimator="sklearn.linear_model.Ridge")])
-    with pytest.raises(ConfigError, match=r"train.candidates\[0\].estimator: Ridge is a regressor"):
+    with pytest.raises(ConfigError, match=r"train.candidates\[0\].estimator: Ridge is a regressor.*"
+                                          r"set train.task: regression"):
         check_trials(reg, "classification", "accuracy")
     check_trials(reg, "regression", "r2")
     hinge = expand([Candidate(estimator=SGD, params={"loss": "hinge"})])
