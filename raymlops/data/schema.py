@@ -206,7 +206,9 @@ def _too_many_categories(name: str) -> ValidationError:
 
 
 def schema_changes(old: Schema, new: Schema) -> list[str]:
-    """Columns added, removed, or with another type or nullability, from ``old`` to ``new``."""
+    """Columns added, removed, or with another type or nullability, from ``old`` to ``new``; and
+    for a column whose values both schemas list (strings, booleans, integers with few values), the
+    values new to it and those gone from it (as TFX's schema check reports unexpected values)."""
     a = {c.name: c for c in old.columns}
     b = {c.name: c for c in new.columns}
     out = [f"column {n!r} removed" for n in a if n not in b]
@@ -217,4 +219,11 @@ def schema_changes(old: Schema, new: Schema) -> list[str]:
                 out.append(f"column {n!r}: type {a[n].type} -> {b[n].type}")
             if a[n].nullable != b[n].nullable:
                 out.append(f"column {n!r}: {'now has' if b[n].nullable else 'no longer has'} nulls")
+            if a[n].domain is not None and b[n].domain is not None:
+                before, after = set(map(str, a[n].domain)), set(map(str, b[n].domain))
+                for word, values in (("new values", after - before), ("values gone", before - after)):
+                    if values:
+                        shown = sorted(values)
+                        more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+                        out.append(f"column {n!r}: {word} {', '.join(map(repr, shown[:5]))}{more}")
     return out

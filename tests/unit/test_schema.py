@@ -210,3 +210,24 @@ def test_column_array_reads_a_null_of_a_dictionary_column_as_none() -> None:
     chunked = pa.chunked_array([pa.array(["a", "b", None]).dictionary_encode()])
     assert column_array(chunked).tolist() == ["a", "b", None]
     assert column_array(pa.chunked_array([[1.5, None]])).tolist()[0] == 1.5
+
+
+def test_schema_changes_name_new_and_gone_values_of_a_listed_domain() -> None:
+    from raymlops.data.schema import schema_changes
+
+    old = Schema((ColumnSchema("city", "string", False, domain=("Busan", "Daegu", "Seoul")),
+                  ColumnSchema("rating", "int64", False, domain=(1, 2, 3, 4, 5)),
+                  ColumnSchema("amt", "double", False)))
+    cities = ("Busan", "Incheon", "Seoul", *(f"c{i}" for i in range(6)))
+    new = Schema((ColumnSchema("city", "string", False, domain=cities),
+                  ColumnSchema("rating", "int64", False, domain=(1, 2, 3, 4, 5)),
+                  ColumnSchema("amt", "double", True)))
+    assert schema_changes(old, new) == [
+        "column 'city': new values 'Incheon', 'c0', 'c1', 'c2', 'c3' and 2 more",
+        "column 'city': values gone 'Daegu'",
+        "column 'amt': now has nulls",
+    ]
+    assert schema_changes(old, old) == []
+    # a domain only one side lists (too many values to list) is no change
+    wide = Schema((ColumnSchema("city", "string", False, domain=None), *old.columns[1:]))
+    assert schema_changes(old, wide) == []
