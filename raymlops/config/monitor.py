@@ -67,7 +67,8 @@ class MonitorPerformanceConfig(Strict):
     """Model quality from ground-truth labels posted later by request id."""
 
     task: Literal["classification", "regression"] = "classification"
-    positive_label: float | str = 1.0
+    positive_label: float | str = Field(1.0, description="a binary classifier's positive class; when left out, "
+                                         "the deployed model's second class (as roc_auc takes it)")
     label_store_size: int = Field(100_000, ge=1, description="predictions kept waiting for their label")
     window_labels: int = Field(1000, ge=1, description="labelled rows per performance window")
     baseline_labels: int = Field(500, ge=1, description="the first labelled rows set the baseline")

@@ -219,8 +219,9 @@ def schema_changes(old: Schema, new: Schema) -> list[str]:
                 out.append(f"column {n!r}: type {a[n].type} -> {b[n].type}")
             if a[n].nullable != b[n].nullable:
                 out.append(f"column {n!r}: {'now has' if b[n].nullable else 'no longer has'} nulls")
-            if a[n].domain is not None and b[n].domain is not None:
-                before, after = set(map(str, a[n].domain)), set(map(str, b[n].domain))
+            dom_a, dom_b = a[n].domain, b[n].domain
+            if dom_a is not None and dom_b is not None:
+                before, after = set(map(str, dom_a)), set(map(str, dom_b))
                 for word, values in (("new values", after - before), ("values gone", before - after)):
                     if values:
                         shown = sorted(values)

@@ -138,3 +138,13 @@ def test_monitor_settings_follow_the_champion() -> None:
     settings = monitor_settings(classifier, calibrated)
     assert settings["differential"]["tolerance"] is None and settings["performance"]["task"] == "classification"
     assert settings["performance"]["calibration"] == {"x": [0.0, 1.0], "y": [0.0, 1.0]} and settings["seed"] == 3
+
+    # a binary classifier's positive class is its second (labels no/yes: "yes"), unless the config names one
+    yes_no = SimpleNamespace(metrics={}, lineage={}, signature={"classes": ["no", "yes"]})
+    assert monitor_settings(classifier, yes_no)["performance"]["positive_label"] == "yes"
+    assert monitor_config(monitor_settings(classifier, yes_no)).performance.positive_label == "yes"
+    named = parse_config(base | {"train": {"candidates": [logistic]},
+                                 "monitor": {"performance": {"positive_label": "no"}}}, "t.yaml")
+    assert monitor_settings(named, yes_no)["performance"]["positive_label"] == "no"
+    three = SimpleNamespace(metrics={}, lineage={}, signature={"classes": [0, 1, 2]})
+    assert monitor_settings(classifier, three)["performance"]["positive_label"] == 1.0  # not binary: as configured
