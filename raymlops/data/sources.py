@@ -198,7 +198,7 @@ def from_callable(spec: str) -> ray.data.Dataset:
 def _where(uri: str) -> str:
     """For a relative local path: where it was looked for (the working directory, as every
     path of a config is read; not the config file's folder)."""
-    if "://" in uri or os.path.isabs(uri):
+    if "://" in uri or os.path.isabs(os.path.expanduser(uri)):
         return ""
     return f" (looked for {os.path.abspath(uri)}: relative paths are read from the working directory)"
 
@@ -206,7 +206,7 @@ def _where(uri: str) -> str:
 def check_local_source(uri: str) -> None:
     """Raise the ConfigError :func:`read_source` would for a local path that does not exist,
     without Ray (the driver checks the path there too, so a cluster's path is the driver's)."""
-    if "://" in uri or uri.startswith(CALLABLE_PREFIX) or os.path.exists(uri):
+    if "://" in uri or uri.startswith(CALLABLE_PREFIX) or os.path.exists(os.path.expanduser(uri)):
         return
     raise ConfigError(f"data.source: {redact_uri(uri)!r} not found{_where(uri)}")
 

@@ -399,6 +399,19 @@ def test_cli_run_with_a_missing_relative_source_exits_2_before_ray_starts(
     assert f"lookedfor{tmp_path / 'data' / 'train.csv'}:" in "".join(err.split())  # (the message is wrapped)
 
 
+def test_a_source_under_the_home_folder_passes_the_early_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``~/data.csv`` is read as the reader reads it (expanded), not refused before Ray starts."""
+    from raymlops.data.sources import check_local_source
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "data.csv").write_text("a,target\n1,0\n", encoding="utf-8")
+    check_local_source("~/data.csv")
+    check_local_source("sklearn://iris")
+    check_local_source("s3://bucket/missing.csv")  # remote: the reader checks it
+    with pytest.raises(ConfigError, match="'~/missing.csv' not found"):
+        check_local_source("~/missing.csv")
+
+
 def test_cli_run_with_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
