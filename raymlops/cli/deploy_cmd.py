@@ -122,6 +122,23 @@ def _status(route: str) -> dict[str, Any]:
     return info
 
 
+def _start_monitor(store: Any, cfg: Any, ref: str, route: str, persistent: bool) -> None:
+    """A new deployment under a config with ``monitor.enabled``: its monitor, as ``raymlops run``'s
+    deploy step starts it (the model's training rows as reference, the settings for this model)."""
+    # pyarrow, scikit-learn, Ray: only when this verb runs
+    from raymlops.data.snapshot import snapshot_info
+    from raymlops.data.snapshot_read import read_snapshot
+    from raymlops.monitor.lifecycle import start_monitor
+    from raymlops.pipeline.serve_steps import monitor_settings, training_reference
+    from raymlops.registry import get_model
+
+    version = get_model(store, ref)
+    _, table = read_snapshot(store, version.snapshot_id)
+    reference = training_reference(table, list(version.features), cfg, snapshot_info(store, version.snapshot_id).schema)
+    start_monitor(route, reference, monitor_settings(cfg, version), NAMESPACE, detached=persistent,
+                  home=str(store.home), artifact_root=store.artifacts.root_uri)
+
+
 def run(args: argparse.Namespace) -> int:
     # pydantic, PyYAML, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.config import ServeConfig, load_config
@@ -187,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
             _print_traffic(route, {"traffic": table.summary()})
         return 0
     sample_rate = cfg.monitor.sample_rate if cfg else 1.0
+    if cfg is not None and cfg.monitor.enabled:
+        _start_monitor(store, cfg, args.ref, route, persistent)
     endpoint = traffic.deploy_model(store, args.ref, route=route, serve_config=serve_cfg, sample_rate=sample_rate,
                                     reason=args.reason)
     if args.json:

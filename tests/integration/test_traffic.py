@@ -19,7 +19,7 @@ from raymlops.config import ServeConfig
 from raymlops.exceptions import ServeError
 from raymlops.store.home import Store
 from tests.integration.conftest import serve_port
-from tests.integration.serving_helpers import Load, predict, row, toy_data, toy_store
+from tests.integration.serving_helpers import Load, predict, request, row, toy_data, toy_store
 
 pytestmark = pytest.mark.integration
 
@@ -339,6 +339,52 @@ def test_cli_deploy_status_end_challenger_and_stop(
     assert actions[-4:] == ["deployment.created", "deployment.traffic_changed", "deployment.traffic_changed",
                             "deployment.deleted"]
     assert os.environ.get("RAY_ADDRESS")  # (monkeypatch restores it)
+
+
+def test_cli_deploy_with_a_config_starts_the_route_monitor(
+    trained_quickstart: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``raymlops deploy REF --config`` of a new route starts its monitor as ``raymlops run`` does
+    (the model's training rows as reference): served rows reach it. Before, only the config's
+    sample rate applied, and a route deployed from the CLI was never monitored."""
+    import json
+
+    import ray
+    import yaml
+
+    from raymlops.cli import main
+    from raymlops.monitor.lifecycle import stop_monitor
+    from raymlops.monitor.names import monitor_name
+    from raymlops.ray_session import NAMESPACE
+    from raymlops.serve.deploy import undeploy
+    from tests.integration.conftest import ROOT
+
+    home, _ = trained_quickstart
+    data = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text(encoding="utf-8"))
+    data["serve"]["port"] = serve_port()
+    config = tmp_path / "qs.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    try:
+        assert main(["--home", str(home), "deploy", "breast-cancer@champion", "--route", "qs-cli", "--config",
+                     str(config), "--json"]) == 0
+        endpoint = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["endpoint"]
+        monitor = ray.get_actor(monitor_name("qs-cli"), namespace=NAMESPACE)
+        meta = request(endpoint + "/metadata", method="GET")
+        assert meta.status == 200
+        reply = predict(endpoint, meta.body["input_example"])
+        assert reply.status == 200
+        deadline = time.monotonic() + 20
+        while ray.get(monitor.status.remote())["rows_total"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status = ray.get(monitor.status.remote())
+        assert status["rows_total"] >= 1
+        # the model's features, from its training rows
+        assert list(status["features"]) == [f["name"] for f in meta.body["signature"]["inputs"]]
+    finally:
+        undeploy("qs-cli", shutdown=False)
+        stop_monitor("qs-cli", NAMESPACE)
 
 
 def test_monitor_sampling_is_turned_off_and_back_on_live(
