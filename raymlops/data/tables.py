@@ -52,7 +52,8 @@ def _without_pandas_index(table: pa.Table) -> pa.Table:
 
 
 def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]:
-    """``(table, description)`` from a CSV/Parquet path or a snapshot reference, as Arrow."""
+    """``(table, description)`` from a CSV, JSON (Lines) or Parquet path or a snapshot reference,
+    as Arrow; as ``data.source`` reads them, the format is the file's extension."""
     p = Path(ref)
     try:
         if p.is_dir() or p.suffix.lower() in (".parquet", ".pq"):
@@ -64,6 +65,10 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
                 return _without_pandas_index(pq.read_table(p)), f"parquet {p}"
             # one file: read it directly (pq.read_table goes through pyarrow.dataset, which imports pandas)
             return _without_pandas_index(pq.ParquetFile(p, memory_map=True).read()), f"parquet {p}"
+        if p.suffix.lower() in (".json", ".jsonl", ".ndjson"):
+            if not p.is_file():
+                raise NotFound(f"{ref}: no such file")
+            return _read_json(p), f"json {p}"
         if p.suffix.lower() in (".csv", ".tsv", ".txt") or p.is_file():
             if not p.is_file():
                 raise NotFound(f"{ref}: no such file")
@@ -78,6 +83,24 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
 
     info, table = read_snapshot(Store.open(home), ref)
     return table, f"snapshot {info.short}"
+
+
+def _read_json(p: Path) -> pa.Table:
+    """JSON Lines (one object per line, what Ray Data's ``read_json`` reads), or one JSON array of
+    objects."""
+    import pyarrow.json as pajson
+
+    try:
+        return pajson.read_json(p)
+    except pa.ArrowInvalid:
+        with p.open("rb") as f:
+            first = f.read(64).lstrip()
+        if not first.startswith(b"["):
+            raise
+    rows = json.loads(p.read_bytes())
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValidationError(f"{p}: expected JSON Lines or a JSON array of objects")
+    return pa.Table.from_pylist(rows)
 
 
 class ParquetColumns:

@@ -88,3 +88,27 @@ def test_status_prints_the_realised_quality_beside_its_baseline(capsys: pytest.C
         "  realised mae 41.81 (baseline 40.5) in the current label window (140 labels)",
         "  realised accuracy 0.9 (baseline 0.95) in the current label window (60 labels)",
     ]
+
+
+def test_check_reads_json_lines_and_json_arrays_as_data_source_does(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .jsonl / .json file is JSON (it was read as CSV: each field of the first object a column,
+    and every column 'categorical', with exit 0)."""
+    drift = pd.read_csv(files["drift"])
+    drift.to_json(tmp_path / "drift.jsonl", orient="records", lines=True)
+    drift.to_json(tmp_path / "drift.json", orient="records")  # one JSON array
+    assert main(["monitor", "check", "--reference", str(files["ref"]), "--current", str(files["drift"]),
+                 "--slice", "seg", "--json"]) == 0
+    from_csv = _json(capsys)
+    for name in ("drift.jsonl", "drift.json"):
+        assert main(["monitor", "check", "--reference", str(files["ref"]), "--current", str(tmp_path / name),
+                     "--slice", "seg", "--json"]) == 0
+        result = _json(capsys)
+        assert result["current"] == f"json {tmp_path / name}" and list(result["features"]) == ["x", "color"]
+        assert result["features"]["x"]["kind"] == "continuous"
+        assert result["features"]["x"]["statistic"] == pytest.approx(from_csv["features"]["x"]["statistic"])
+        assert result["slices"]["seg=v"]["drift"] and result["drift"] == from_csv["drift"]
+    (tmp_path / "bad.jsonl").write_text('{"x": 1\n', encoding="utf-8")
+    assert main(["monitor", "check", "--reference", str(files["ref"]), "--current", str(tmp_path / "bad.jsonl")]) == 2
+    assert "bad.jsonl: cannot read it as a table" in capsys.readouterr().err
