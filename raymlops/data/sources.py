@@ -38,6 +38,17 @@ if TYPE_CHECKING:
 
 _SKLEARN_SHIPPED = {"breast_cancer", "iris", "wine", "diabetes", "digits"}
 _EXT = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
+#: compressed text files (data.csv.gz): Arrow reads them by this extension, the format is the one before it
+_COMPRESSED = (".gz", ".bz2", ".zst", ".zstd", ".lz4", ".br")
+
+
+def _format_of(name: str) -> str | None:
+    lower = name.lower()
+    for ext in _COMPRESSED:
+        if lower.endswith(ext):
+            lower = lower[: -len(ext)]
+            break
+    return next((kind for ext, kind in _EXT.items() if lower.endswith(ext)), None)
 CALLABLE_PREFIX = "callable:"
 _FUNC_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -143,10 +154,9 @@ def detect_format(uri: str, fmt: str, fs: pafs.FileSystem | None = None, path: s
     most common known extension among a folder's files."""
     if fmt != "auto":
         return fmt
-    lower = uri.split("?", 1)[0].lower().rstrip("/")
-    for ext, kind in _EXT.items():
-        if lower.endswith(ext):
-            return kind
+    kind = _format_of(uri.split("?", 1)[0].rstrip("/"))
+    if kind is not None:
+        return kind
     if fs is not None and path is not None:
         found: dict[str, int] = {}
         try:
@@ -154,9 +164,9 @@ def detect_format(uri: str, fmt: str, fs: pafs.FileSystem | None = None, path: s
         except OSError:
             infos = []
         for info in infos:
-            for ext, kind in _EXT.items():
-                if info.type == pafs.FileType.File and info.path.lower().endswith(ext):
-                    found[kind] = found.get(kind, 0) + 1
+            kind = _format_of(info.path) if info.type == pafs.FileType.File else None
+            if kind is not None:
+                found[kind] = found.get(kind, 0) + 1
         if found:
             return max(found, key=lambda k: found[k])
     raise ConfigError(f"data.format: cannot tell the format of {redact_uri(uri)!r} from its name; "

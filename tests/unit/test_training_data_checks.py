@@ -4,12 +4,14 @@ with no rows, files with different columns (pure: no Ray)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from raymlops.config import parse_config
-from raymlops.exceptions import ValidationError
+from raymlops.exceptions import ConfigError, ValidationError
 from raymlops.pipeline.data_steps import _one_table
 from raymlops.train.objective import TrialSettings, check_trial_data
 from raymlops.train.prepare import split_table
@@ -65,3 +67,20 @@ def test_a_sample_with_no_rows_or_files_of_other_columns_is_refused_naming_them(
         _one_table([pa.table({"a": [1]}), pa.table({"a": ["x"]})], "data/")
     empty_block = pa.table({"z": pa.array([], pa.int64())})  # an empty block's schema does not count
     assert _one_table([empty_block, pa.table({"a": [1]}), pa.table({"a": [2]})], "d").num_rows == 2
+
+
+def test_the_source_format_is_read_past_a_compression_extension(tmp_path: Path) -> None:
+    """data.csv.gz is a CSV (Arrow reads it by its .gz); it was refused: 'cannot tell the format'."""
+    import pyarrow.fs as pafs
+
+    from raymlops.data.sources import detect_format
+
+    assert detect_format("data.csv.gz", "auto") == "csv"
+    assert detect_format("s3://b/x/part-0.JSONL.zst?region=eu", "auto") == "json"
+    assert detect_format("x.parquet", "auto") == "parquet" and detect_format("x.gz", "csv") == "csv"
+    (tmp_path / "d").mkdir()
+    for i in range(3):
+        (tmp_path / "d" / f"part-{i}.csv.bz2").write_bytes(b"")
+    assert detect_format(str(tmp_path / "d"), "auto", pafs.LocalFileSystem(), str(tmp_path / "d")) == "csv"
+    with pytest.raises(ConfigError, match="cannot tell the format of 'x.gz'"):
+        detect_format("x.gz", "auto")
