@@ -134,8 +134,10 @@ def monitor_settings(config: PipelineConfig, champion: Any) -> dict[str, Any]:
     classes = (getattr(champion, "signature", None) or {}).get("classes") or []
     if len(classes) == 2 and "positive_label" not in config.monitor.performance.model_fields_set:
         # a binary classifier's positive class is its second, as roc_auc took it in training (labels
-        # no/yes: "yes"; the configured default, 1, names no class of such a model)
-        settings["performance"] = settings["performance"] | {"positive_label": classes[1]}
+        # no/yes: "yes"; the configured default, 1, names no class of such a model); True is 1
+        positive = float(classes[1]) if isinstance(classes[1], bool) else classes[1]
+        if isinstance(positive, int | float | str):
+            settings["performance"] = settings["performance"] | {"positive_label": positive}
     calibration = champion.lineage.get("calibration")
     if calibration is not None and settings["performance"].get("calibration") is None:
         settings["performance"] = settings["performance"] | {"calibration": calibration}  # CBPE

@@ -59,8 +59,11 @@ def _invalid(message: str, field: str, **detail: Any) -> RequestError:
     return RequestError(422, "invalid_feedback", message, [{"field": field, **detail}])
 
 
-def _label_problem(label: Any, numeric_only: bool) -> str | None:
-    """What is wrong with one (scalar) label, or None."""
+def _label_problem(label: Any, numeric_only: bool, booleans: bool = False) -> str | None:
+    """What is wrong with one (scalar) label, or None; ``booleans``: the model's classes are
+    false / true, so those are labels."""
+    if isinstance(label, bool) and booleans:
+        return None
     if isinstance(label, bool) or label is None or isinstance(label, (dict, list)):
         return type(label).__name__ if label is not None else "null"
     if isinstance(label, str):
@@ -121,6 +124,7 @@ def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regressi
             raise _invalid(f"request_ids[{i}]: expected a request id as the predict answer gave it "
                            f"(letters, digits, '._:-', at most 128), found {found}", "request_ids", index=i)
     known = {_class_key(c) for c in classes} if classes and not regression else None
+    booleans = bool(classes) and not regression and all(isinstance(c, bool) for c in classes)
 
     def check_class(label: Any, i: int, row: int | None = None) -> None:
         if known is not None and _class_key(label) not in known:
@@ -135,7 +139,7 @@ def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regressi
             if not label or len(label) > max_rows:
                 raise _invalid(f"labels[{i}]: a list of labels needs 1 to {max_rows} (one per row), found "
                                f"{len(label)}", "labels", index=i)
-            problems = [(k, _label_problem(one, regression)) for k, one in enumerate(label)]
+            problems = [(k, _label_problem(one, regression, booleans)) for k, one in enumerate(label)]
             bad = [(k, p) for k, p in problems if p is not None]
             if bad:
                 k, what = bad[0]
@@ -148,7 +152,7 @@ def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regressi
                 check_class(one, i, k)
             out.append([float(v) if isinstance(v, (int, float)) else v for v in label])
             continue
-        problem = _label_problem(label, regression)
+        problem = _label_problem(label, regression, booleans)
         if problem is not None:
             raise _invalid(f"labels[{i}]: expected a number{'' if regression else ' or a string'}, found {problem}",
                            "labels", index=i)

@@ -169,3 +169,19 @@ def test_a_label_that_is_not_a_class_of_the_classifier_is_422_naming_it() -> Non
         assert err.details[0]["found"] == found and err.details[0]["expected"] == list(classes)
     # a regression model takes any finite number, whatever classes say
     assert parse([3.5], ()).labels == [3.5]
+
+
+def test_a_boolean_classifier_takes_true_and_false_as_labels() -> None:
+    """A model trained on a boolean target (classes false, true) takes JSON booleans (and 0 / 1);
+    they were refused ('expected a number or a string, found bool'). Other classifiers still refuse them."""
+    def parse(labels: list[Any], classes: tuple[Any, ...]) -> Any:
+        ids = [f"r{i}" for i in range(len(labels))]
+        return parse_feedback_request(json.dumps({"request_ids": ids, "labels": labels}).encode(), 10_000, 10,
+                                      classes=classes, max_rows=3)
+
+    assert parse([True, False, [False, True], 1], (False, True)).labels == [1.0, 0.0, [0.0, 1.0], 1.0]
+    with pytest.raises(RequestError, match=r"labels\[0\]: .*2.0 is not a class"):
+        parse([2], (False, True))
+    for classes in ((0, 1), ("no", "yes"), ()):
+        with pytest.raises(RequestError, match=r"labels\[0\]: expected a number or a string, found bool"):
+            parse([True], classes)

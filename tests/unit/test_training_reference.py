@@ -146,5 +146,7 @@ def test_monitor_settings_follow_the_champion() -> None:
     named = parse_config(base | {"train": {"candidates": [logistic]},
                                  "monitor": {"performance": {"positive_label": "no"}}}, "t.yaml")
     assert monitor_settings(named, yes_no)["performance"]["positive_label"] == "no"
+    flags = SimpleNamespace(metrics={}, lineage={}, signature={"classes": [False, True]})
+    assert monitor_config(monitor_settings(classifier, flags)).performance.positive_label == 1.0  # True
     three = SimpleNamespace(metrics={}, lineage={}, signature={"classes": [0, 1, 2]})
     assert monitor_settings(classifier, three)["performance"]["positive_label"] == 1.0  # not binary: as configured
