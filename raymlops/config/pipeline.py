@@ -65,27 +65,13 @@ class PipelineConfig(Strict):
     @field_validator("monitor", mode="wrap")
     @classmethod
     def _monitor_for_task(cls, v: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
-        """The monitor scores labels as the model is trained: ``monitor.performance.task`` follows
-        ``train.task`` (a regression's labels are errors to average, not classes to match); written
-        otherwise, it is refused."""
+        """The monitor scores labels as the model is trained: ``monitor.performance.task`` is
+        derived from ``train.task`` (a regression's labels are errors to average, not classes to
+        match), whatever the section says (a config recorded before this rule says
+        classification there)."""
         train = info.data.get("train")
-        if not isinstance(train, TrainConfig):
-            return handler(v)
-        if isinstance(v, dict):
-            perf = v.get("performance") if isinstance(v.get("performance"), dict) else None
-            if perf is not None and "task" in perf and perf["task"] != train.task:
-                raise ValueError(f"expected performance.task to be train.task's {train.task!r} (leave it out: the "
-                                 f"monitor scores labels as the model is trained), found {perf['task']!r}")
-            if perf is None and v.get("performance") is None:
-                perf = {}
-            if perf is not None:
-                v = {**v, "performance": {**perf, "task": train.task}}
-            return handler(v)
         out = handler(v)
-        if isinstance(out, MonitorConfig) and out.performance.task != train.task:
-            if "task" in out.performance.model_fields_set:
-                raise ValueError(f"expected performance.task to be train.task's {train.task!r}, found "
-                                 f"{out.performance.task!r}")
+        if isinstance(train, TrainConfig) and isinstance(out, MonitorConfig) and out.performance.task != train.task:
             out = out.model_copy(update={"performance": out.performance.model_copy(update={"task": train.task})})
         return out
 
