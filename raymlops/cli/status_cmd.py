@@ -125,6 +125,11 @@ def _cluster(address: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             ray.shutdown()
 
 
+def _plain(status: Any) -> Any:
+    """Serve's status enums (``ApplicationStatus.RUNNING``) as their names (``RUNNING``)."""
+    return getattr(status, "value", status)
+
+
 def _deployments(namespace: str) -> list[dict[str, Any]]:
     """Serve applications with their model version (from ``/metadata``), replicas and monitor."""
     try:
@@ -147,13 +152,14 @@ def _deployments(namespace: str) -> list[dict[str, Any]]:
         for dname, dep in (app.get("deployments") or {}).items():
             target = int((dep.get("deployment_config") or {}).get("num_replicas") or 0)
             up = sum(1 for r in dep.get("replicas") or [] if r.get("state") == "RUNNING")
-            deployments[dname] = {"status": dep.get("status"), "replicas_running": up, "replicas_target": target}
+            deployments[dname] = {"status": _plain(dep.get("status")), "replicas_running": up,
+                                  "replicas_target": target}
             replicas += target
             running += up
         version, error, ingress = _metadata_version(url)
         out.append({
             "app": name,
-            "status": app.get("status"),
+            "status": _plain(app.get("status")),
             "route": route,
             "url": url,
             "version": version,

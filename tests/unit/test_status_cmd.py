@@ -73,3 +73,13 @@ def test_status_names_a_running_retraining_cycle(home: Path, capsys: pytest.Capt
     assert main(["status", "--home", str(home), "--json"]) == 0
     assert [(r["route"], r["holder"]) for r in json.loads(capsys.readouterr().out)["retraining"]] == [
         ("fraud", "ana@host-1:4242:ab12cd")]
+
+
+def test_serve_status_enums_are_shown_by_name() -> None:
+    """``raymlops status`` showed ``ApplicationStatus.RUNNING``; it shows ``RUNNING``."""
+    from ray.serve._private.common import ApplicationStatus, DeploymentStatus
+
+    from raymlops.cli.status_cmd import _plain
+
+    assert _plain(ApplicationStatus.RUNNING) == "RUNNING" and _plain(DeploymentStatus.HEALTHY) == "HEALTHY"
+    assert _plain("RUNNING") == "RUNNING" and _plain(None) is None
