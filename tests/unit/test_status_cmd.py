@@ -77,7 +77,7 @@ def test_status_names_a_running_retraining_cycle(home: Path, capsys: pytest.Capt
 
 def test_serve_status_enums_are_shown_by_name() -> None:
     """``raymlops status`` showed ``ApplicationStatus.RUNNING``; it shows ``RUNNING``."""
-    from ray.serve._private.common import ApplicationStatus, DeploymentStatus
+    from ray.serve.schema import ApplicationStatus, DeploymentStatus
 
     from raymlops.cli.status_cmd import _plain
 
