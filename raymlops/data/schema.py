@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raymlops.exceptions import ValidationError
-from raymlops.features import category_code
+from raymlops.features import category_code, delimiter_hint
 from raymlops.stats.profile import Profile
 
 #: the most values a string column's inferred domain lists (more: free text, no domain)
@@ -108,7 +108,8 @@ def check_training_schema(schema: Schema, target: str, features: Sequence[str] |
     """
     names = schema.names
     if target not in names:
-        raise ValidationError(f"data.target: column {target!r} not found (columns: {', '.join(names)})")
+        raise ValidationError(f"data.target: column {target!r} not found (columns: {', '.join(names)})"
+                              f"{delimiter_hint(names)}")
     if schema.column(target).nullable:
         raise ValidationError(f"data.target: column {target!r} has missing values")
     if not features and "" in names:  # would be a feature nobody can name (in a request, a config, a report)
@@ -121,7 +122,8 @@ def check_training_schema(schema: Schema, target: str, features: Sequence[str] |
         raise ValidationError(f"data.features: the target {target!r} cannot also be a feature")
     for name in chosen:
         if name not in names:
-            raise ValidationError(f"data.features: column {name!r} not found (columns: {', '.join(names)})")
+            raise ValidationError(f"data.features: column {name!r} not found (columns: {', '.join(names)})"
+                                  f"{delimiter_hint(names)}")
         col = schema.column(name)
         if not col.numeric and not col.categorical:
             raise ValidationError(f"column {name!r}: expected a number or a string (a category), found {col.type}; "

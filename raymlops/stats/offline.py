@@ -50,6 +50,7 @@ import pyarrow as pa
 
 from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
+from raymlops.features import delimiter_hint
 from raymlops.stats.exact import CONTINUOUS, DISCRETE, KS_EXACT_MAX_N, ColumnTest, compare
 from raymlops.stats.ks import preload_scipy
 from raymlops.stats.verdict import dataset_drift, feature_drift, quality_checks, quality_limits
@@ -338,10 +339,10 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
     names = list(columns) if columns is not None else [c for c in ref_names if c not in slices and c not in not_tested]
     missing = [c for c in (*names, *slices) if c not in cur_names]
     if missing:
-        raise ValidationError(f"the current data lacks columns {missing}")
+        raise ValidationError(f"the current data lacks columns {missing}{delimiter_hint(cur_names)}")
     absent = [c for c in (*names, *slices) if c not in ref_names]
     if absent:
-        raise ValidationError(f"the reference data lacks columns {absent}")
+        raise ValidationError(f"the reference data lacks columns {absent}{delimiter_hint(ref_names)}")
     n_ref, n_cur = _rows(reference), _rows(current)
     if n_cur == 0:
         raise ValidationError("the current data has no rows")

@@ -112,3 +112,11 @@ def test_check_reads_json_lines_and_json_arrays_as_data_source_does(
     (tmp_path / "bad.jsonl").write_text('{"x": 1\n', encoding="utf-8")
     assert main(["monitor", "check", "--reference", str(files["ref"]), "--current", str(tmp_path / "bad.jsonl")]) == 2
     assert "bad.jsonl: cannot read it as a table" in capsys.readouterr().err
+
+
+def test_a_semicolon_csv_is_named_as_such(files: dict[str, Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    pd.read_csv(files["drift"]).to_csv(tmp_path / "semi.csv", index=False, sep=";")
+    assert main(["monitor", "check", "--reference", str(files["ref"]), "--current", str(tmp_path / "semi.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "lacks columns" in err and "separated by ';', not commas" in err

@@ -231,3 +231,13 @@ def test_schema_changes_name_new_and_gone_values_of_a_listed_domain() -> None:
     # a domain only one side lists (too many values to list) is no change
     wide = Schema((ColumnSchema("city", "string", False, domain=None), *old.columns[1:]))
     assert schema_changes(old, wide) == []
+
+
+def test_a_target_missing_from_a_one_column_table_says_how_the_file_was_split() -> None:
+    schema = Schema((ColumnSchema("a;b;y", "string", False),))
+    with pytest.raises(ValidationError, match=r"data.target: column 'y' not found .*separated by ';', not commas"):
+        check_training_schema(schema, "y", None)
+    tabbed = Schema((ColumnSchema("a\tb", "string", False), ColumnSchema("y", "int64", False)))
+    with pytest.raises(ValidationError) as info:
+        check_training_schema(tabbed, "z", None)
+    assert "separated" not in str(info.value)  # two columns: read as the file says
