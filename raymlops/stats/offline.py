@@ -147,6 +147,16 @@ def _is_time_column(data: Any, name: str) -> bool:
     return False
 
 
+def _nested_type(data: Any, name: str) -> str | None:
+    """The Arrow type of a list, struct, map or union column (not a feature: nothing to test), else None."""
+    if not _arrow_like(data):
+        return None
+    t = data.schema.field(name).type
+    nested = (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+              or pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_union(t))
+    return str(t) if nested else None
+
+
 def _time_as_float(values: Any) -> np.ndarray:
     """Timestamps, dates or durations (numpy or pandas) as their integer time in doubles, missing as NaN."""
     if getattr(getattr(values, "dtype", None), "kind", "O") == "O":  # Python dates, datetimes or Timestamps
@@ -336,7 +346,12 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
             elif c not in slices and _is_time_column(reference, c):
                 not_tested[c] = "a time column: timestamps and dates move on between datasets; name it in " \
                                 "columns to test it"
+            elif c not in slices and (nested := _nested_type(reference, c)) is not None:
+                not_tested[c] = f"a nested column ({nested}): no test compares lists or records"
     names = list(columns) if columns is not None else [c for c in ref_names if c not in slices and c not in not_tested]
+    for c in names if columns is not None else ():
+        if c in ref_names and (nested := _nested_type(reference, c)) is not None:
+            raise ValidationError(f"column {c!r} is a nested column ({nested}): no test compares lists or records")
     missing = [c for c in (*names, *slices) if c not in cur_names]
     if missing:
         raise ValidationError(f"the current data lacks columns {missing}{delimiter_hint(cur_names)}")

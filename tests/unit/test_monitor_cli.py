@@ -120,3 +120,24 @@ def test_a_semicolon_csv_is_named_as_such(files: dict[str, Path], tmp_path: Path
     assert main(["monitor", "check", "--reference", str(files["ref"]), "--current", str(tmp_path / "semi.csv")]) == 2
     err = capsys.readouterr().err
     assert "lacks columns" in err and "separated by ';', not commas" in err
+
+
+def test_nested_columns_are_listed_as_not_tested(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A list or struct column (a Parquet file's tags, a record) is not a feature: listed under
+    not_tested (it was a traceback from Arrow's value_counts); named with --column, exit 2."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    n = 300
+    table = pa.table({"x": rng.normal(size=n), "tags": pa.array([["a", "b"][: i % 3] for i in range(n)]),
+                      "meta": pa.array([{"k": i} for i in range(n)])})
+    pq.write_table(table, tmp_path / "a.parquet")
+    assert main(["monitor", "check", "--reference", str(tmp_path / "a.parquet"), "--current",
+                 str(tmp_path / "a.parquet"), "--json"]) == 0
+    result = _json(capsys)
+    assert list(result["features"]) == ["x"] and set(result["not_tested"]) == {"tags", "meta"}
+    assert "nested column (list<" in result["not_tested"]["tags"]
+    assert main(["monitor", "check", "--reference", str(tmp_path / "a.parquet"), "--current",
+                 str(tmp_path / "a.parquet"), "--column", "meta"]) == 2
+    assert "column 'meta' is a nested column (struct<" in capsys.readouterr().err
