@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raymlops.store.artifacts import ArtifactStore
+from raymlops.exceptions import ConfigError
+from raymlops.store.artifacts import ArtifactStore, storage_error
 from raymlops.store.metadata import MetadataStore
 
 DEFAULT_HOME = ".raymlops"
@@ -32,6 +33,12 @@ class Store:
     @classmethod
     def open(cls, home: str | Path | None = None, artifact_root: str | None = None) -> Store:
         path = resolve_home(home)
-        path.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{path}: the raymlops home must be a folder, and this is a file "
+                              "(check --home / RAYMLOPS_HOME)")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error("create the raymlops home", str(path), exc) from None
         root = artifact_root or os.environ.get("RAYMLOPS_ARTIFACT_ROOT") or str(path / "artifacts")
         return cls(home=path, metadata=MetadataStore(path / "metadata.db"), artifacts=ArtifactStore(root))

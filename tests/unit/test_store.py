@@ -261,3 +261,21 @@ def test_bad_storage_uri_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="nosuchscheme://"):
         ArtifactStore("nosuchscheme://bucket/prefix")
+
+
+def test_a_home_that_is_a_file_or_cannot_be_made_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--home`` naming a file (a typo, a stray path) was a FileExistsError traceback, exit 1."""
+    from raymlops.cli import main
+    from raymlops.exceptions import ConfigError
+    from raymlops.store.artifacts import StorageError
+
+    stray = tmp_path / "notes.txt"
+    stray.write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match="the raymlops home must be a folder, and this is a file"):
+        Store.open(stray)
+    with pytest.raises(StorageError, match=r"cannot create the raymlops home .*notes.txt/home: Not a directory"):
+        Store.open(stray / "home")
+    assert main(["models", "list", "--home", str(stray)]) == 2
+    err = capsys.readouterr().err
+    assert "must be a folder" in err and "Traceback" not in err
+    assert stray.read_text(encoding="utf-8") == "x"
