@@ -22,12 +22,7 @@ def lineage_of(store: Store, ref: str) -> dict[str, Any]:
                  "created_at": manifest["created_at"], "columns": [c["name"] for c in manifest["schema"]]}
     except (NotFound, IntegrityError) as exc:
         data["problem"] = str(exc)
-    deployments = [
-        {"ts": r.ts, "deployment": r.record["ids"].get("deployment"), "endpoint": r.record["how"].get("endpoint"),
-         "reason": r.record.get("reason")}
-        for r in audit.records(store.metadata, action="deployment.created")
-        if r.record["ids"].get("model") == version.id
-    ]
+    deployments = _deployments(store, version.id)
     return {
         "model": {"id": version.id, "status": version.status, "created_at": version.created_at,
                   "artifact_sha256": version.artifact_sha256, "aliases": aliases_of(store, version.id),
@@ -40,6 +35,44 @@ def lineage_of(store: Store, ref: str) -> dict[str, Any]:
         "data": data,
         "deployments": deployments,
     }
+
+
+#: the audit actions that put a model version on a route: a new deployment, a challenger set or
+#: changed, a promotion and a rollback (the route follows the alias)
+_SERVED = ("deployment.created", "deployment.traffic_changed", "deployment.promoted", "deployment.rolled_back")
+
+
+def _deployments(store: Store, model_id: str) -> list[dict[str, Any]]:
+    """Each time ``model_id`` went on a route, from the audit log: as a new deployment's champion,
+    as a challenger (canary or shadow), or as champion by a promotion or a rollback."""
+    endpoints: dict[str, str] = {}
+    out = []
+    for r in audit.records(store.metadata, action="deployment."):
+        action, ids, how = r.action, r.record["ids"], r.record.get("how") or {}
+        route = ids.get("deployment")
+        if action == "deployment.created" and how.get("endpoint"):
+            endpoints[str(route)] = str(how["endpoint"])
+        if action not in _SERVED:
+            continue
+        if action == "deployment.created":
+            role = "champion" if ids.get("model") == model_id else None
+        else:  # a change of the route's table: where the version's role changed
+            role = _role(how.get("after") or {}, model_id)
+            if role == _role(how.get("before") or {}, model_id):
+                continue
+        if role is None:
+            continue
+        out.append({"ts": r.ts, "deployment": route, "endpoint": endpoints.get(str(route)), "role": role,
+                    "action": action, "reason": r.record.get("reason")})
+    return out
+
+
+def _role(table: dict[str, Any], model_id: str) -> str | None:
+    if table.get("champion") == model_id:
+        return "champion"
+    if table.get("challenger") == model_id:
+        return f"challenger ({table.get('mode')})"
+    return None
 
 
 def format_lineage(info: dict[str, Any]) -> str:
@@ -57,5 +90,6 @@ def format_lineage(info: dict[str, Any]) -> str:
         f"  aliases: {', '.join(info['model']['aliases']) or '-'}",
     ]
     for d in info["deployments"] or [{"deployment": None}]:
-        lines.append(f"deployed {d['deployment']} at {d.get('endpoint')}" if d["deployment"] else "deployed never")
+        lines.append(f"deployed {d['deployment']} at {d.get('endpoint') or '-'} as {d['role']} ({d['action']})"
+                     if d["deployment"] else "deployed never")
     return "\n".join(lines)

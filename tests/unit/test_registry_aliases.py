@@ -94,3 +94,32 @@ def test_lineage_names_code_config_data_and_model(tmp_path: Path) -> None:
     assert info["deployments"] == []
     text = format_lineage(info)
     assert "raymlops 0" in text and "deployed never" in text and "m:v1" in text
+
+
+def test_lineage_names_every_route_a_version_served_and_how(tmp_path: Path) -> None:
+    """A version served as a challenger, then promoted, is deployed (lineage listed only the
+    deployment.created records: a version that reached a route by promotion read 'deployed never')."""
+    from raymlops import audit
+
+    store = Store.open(tmp_path)
+    v1, v2 = _register(store), _register(store)
+
+    def table(champion: str, challenger: str | None = None, mode: str | None = None) -> dict[str, object]:
+        return {"champion": champion, "challenger": challenger, "mode": mode}
+
+    with store.metadata.transaction() as conn:
+        audit.append(conn, "deployment.created", {"deployment": "r", "model": v1.id}, "run",
+                     {"endpoint": "http://127.0.0.1:8000/r"})
+        audit.append(conn, "deployment.traffic_changed", {"deployment": "r", "model": v2.id}, "shadow",
+                     {"before": table(v1.id), "after": table(v1.id, v2.id, "shadow")})
+        audit.append(conn, "deployment.sampling_changed", {"deployment": "r"}, "sample",
+                     {"before": table(v1.id, v2.id, "shadow"), "after": table(v1.id, v2.id, "shadow")})
+        audit.append(conn, "deployment.promoted", {"deployment": "r", "model": v2.id}, "better",
+                     {"before": table(v1.id, v2.id, "shadow"), "after": table(v2.id)})
+    served = [(d["role"], d["action"], d["endpoint"]) for d in lineage_of(store, v2.id)["deployments"]]
+    assert served == [("challenger (shadow)", "deployment.traffic_changed", "http://127.0.0.1:8000/r"),
+                      ("champion", "deployment.promoted", "http://127.0.0.1:8000/r")]
+    # v1: created as champion; staying champion while a challenger came is no new deployment
+    assert [d["action"] for d in lineage_of(store, v1.id)["deployments"]] == ["deployment.created"]
+    assert "deployed r at http://127.0.0.1:8000/r as champion (deployment.promoted)" in \
+        format_lineage(lineage_of(store, v2.id))
