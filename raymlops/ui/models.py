@@ -87,7 +87,7 @@ def version_page(store: Store, name: str, version: str) -> Page:
                  if "git_commit" in code else f"raymlops {code.get('package_version', '?')}")
     run = info.get("run_id")
     arrow = '<span class="arrow"> → </span>'
-    deployments = "<br>".join(esc(f"{d['deployment']} at {d['endpoint'] or '-'} ({when(d['ts'])})")
+    deployments = "<br>".join(esc(f"{d['deployment']} at {d['endpoint'] or '-'} as {d['role']} ({when(d['ts'])})")
                               for d in info["deployments"]) or "none recorded"
     graph = arrow.join([
         _node("code", esc(code_text), f"config {esc(str(info['config_hash'])[:12])}, seed {esc(info['seed'])}"
