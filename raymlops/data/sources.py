@@ -40,15 +40,6 @@ _SKLEARN_SHIPPED = {"breast_cancer", "iris", "wine", "diabetes", "digits"}
 _EXT = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
 #: compressed text files (data.csv.gz): Arrow reads them by this extension, the format is the one before it
 _COMPRESSED = (".gz", ".bz2", ".zst", ".zstd", ".lz4", ".br")
-
-
-def _format_of(name: str) -> str | None:
-    lower = name.lower()
-    for ext in _COMPRESSED:
-        if lower.endswith(ext):
-            lower = lower[: -len(ext)]
-            break
-    return next((kind for ext, kind in _EXT.items() if lower.endswith(ext)), None)
 CALLABLE_PREFIX = "callable:"
 _FUNC_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -99,6 +90,16 @@ def resolve_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Option values with ``${NAME}`` read from the environment and secrets unwrapped (keep the
     result out of logs and records)."""
     return {k: _option_value(k, v) for k, v in (options or {}).items()}
+
+
+def _format_of(name: str) -> str | None:
+    """The format a file name says (past a compression extension), or None."""
+    lower = name.lower()
+    for ext in _COMPRESSED:
+        if lower.endswith(ext):
+            lower = lower[: -len(ext)]
+            break
+    return next((kind for ext, kind in _EXT.items() if lower.endswith(ext)), None)
 
 
 def source_filesystem(uri: str, options: Mapping[str, Any] | None = None) -> tuple[pafs.FileSystem, str]:

@@ -28,6 +28,7 @@ import numpy as np
 from raymlops.config import MonitorDifferentialConfig
 from raymlops.monitor.alerts import Alert
 from raymlops.monitor.reference import labels_of
+from raymlops.stats.agreement import labels_agree
 from raymlops.stats.drift import compare_rows
 
 __all__ = ["CHAMPION", "ROLES", "DifferentialTracker"]
@@ -36,17 +37,6 @@ _MAX_LABELS = 100  # distinct prediction labels counted per version; the rest is
 CHAMPION = "champion"
 ROLES = (CHAMPION, "challenger", "shadow")
 _EPOCH_RESET_BATCHES = 50  # older-epoch champion batches in a row, none of the current one: epochs restarted
-
-
-def _agree(a: str, b: str, tolerance: float | None) -> bool:
-    """Whether two predictions (as :func:`labels_of` writes them) agree: equal labels, or for a
-    regression with a ``tolerance``, values at most that far apart."""
-    if a == b or tolerance is None:
-        return a == b
-    try:
-        return abs(float(a) - float(b)) <= tolerance
-    except ValueError:  # a missing prediction agrees only with another
-        return False
 
 
 def _bins(values: np.ndarray, width: float) -> np.ndarray:
@@ -154,7 +144,7 @@ class DifferentialTracker:
                 continue
             champ_slice = int(s) if version == self.champion else other[2]
             self.pairs[champ_slice] += 1
-            self.agree[champ_slice] += int(_agree(lab, other[1], self.tolerance))
+            self.agree[champ_slice] += int(labels_agree(lab, other[1], self.tolerance))
         while len(self.pending) > self.cfg.pending_size:
             self.pending.popitem(last=False)
 

@@ -114,7 +114,6 @@ class SnapshotRows:
         return {c: column_array(table.column(c))[holdout] for c in columns}
 
 
-
 def client_rows(columns: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
     """Rows ``start:stop`` of ``columns`` (:meth:`SnapshotRows.holdout_columns`) as a client sends
     them (``{"instances": [...]}``): numbers as floats, strings as they are, a missing value as None

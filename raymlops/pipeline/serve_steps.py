@@ -123,14 +123,13 @@ def training_reference(table: Any, features: list[str], config: Any, schema: Any
 
 
 def monitor_settings(config: PipelineConfig, champion: Any) -> dict[str, Any]:
-    """The monitor actor's settings for ``champion`` (a model version) served under ``config``:
-    labels scored as the model was trained (a config built with ``model_copy`` is not validated
-    again), a binary classifier's positive class (its second), its probability calibration (CBPE),
-    and for a regression the tolerance within which
-    a challenger's answers agree with it (:mod:`raymlops.stats.agreement`), unless the config sets
-    them. The deploy step and retraining's new monitor both start from here."""
+    """The monitor actor's settings for ``champion`` (a model version) served under ``config``
+    (whose ``monitor.performance.task`` follows ``train.task``): a binary classifier's positive
+    class (its second), its probability calibration (CBPE), and for a regression the tolerance
+    within which a challenger's answers agree with it (:mod:`raymlops.stats.agreement`), unless
+    the config sets them. The deploy step, ``raymlops deploy --config`` and retraining's new
+    monitor all start from here."""
     settings = config.monitor.model_dump() | {"seed": config.seed}
-    settings["performance"] = settings["performance"] | {"task": config.train.task}
     classes = (getattr(champion, "signature", None) or {}).get("classes") or []
     if len(classes) == 2 and "positive_label" not in config.monitor.performance.model_fields_set:
         # a binary classifier's positive class is its second, as roc_auc took it in training (labels

@@ -43,7 +43,7 @@ from raymlops.serve.oip import OipError
 from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request
 from raymlops.serve.settings import MAX_FEEDBACK_IDS, PUSH_INTERVAL_S, SHADOW_LOG_SIZE, ReplicaSettings
 from raymlops.serve.throughput import ingress_here
-from raymlops.stats.agreement import agreeing, regression_tolerance
+from raymlops.stats.agreement import agreeing
 
 logger = logging.getLogger("raymlops.serve")
 
@@ -364,9 +364,7 @@ class ModelServer:
                                         "challenger": challenger.model_id, "error": f"{type(exc).__name__}: {exc}"})
             return
         preds = result["predictions"]
-        # a regression's answers agree within half the champion's holdout MAE (raymlops.stats.agreement)
-        tolerance = regression_tolerance(champion.spec.metrics) if champion.signature.output == "regression" else None
-        agree = float(np.mean(agreeing(preds, champion_preds, tolerance))) if len(preds) else 1.0
+        agree = float(np.mean(agreeing(preds, champion_preds, champion.agreement_tolerance))) if len(preds) else 1.0
         self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id,
                        "agree" if agree == 1.0 else "disagree")
         record: dict[str, Any] = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from raymlops.registry.spec import ModelSpec
 from raymlops.serve.request import Signature
 from raymlops.serve.routing import TrafficTable
+from raymlops.stats.agreement import regression_tolerance
 
 
 def binary_scores(model: LoadedModel, proba: np.ndarray | None) -> tuple[np.ndarray | None, Any]:
@@ -40,6 +42,13 @@ class LoadedModel:
     signature: Signature
     has_proba: bool
     order: np.ndarray | None = None  # columns of the champion's order, for a challenger
+
+    @cached_property
+    def agreement_tolerance(self) -> float | None:
+        """How far a challenger's answer may lie from this (champion) model's and agree: a
+        regression's half holdout MAE (:mod:`raymlops.stats.agreement`), None for a classifier.
+        Worked out once per loaded model, not per shadow request."""
+        return regression_tolerance(self.spec.metrics) if self.signature.output == "regression" else None
 
     @classmethod
     def load(cls, spec: ModelSpec, reuse: dict[str, LoadedModel],

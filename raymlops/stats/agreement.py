@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAE_SHARE", "agreeing", "regression_tolerance"]
+__all__ = ["MAE_SHARE", "agreeing", "labels_agree", "regression_tolerance"]
 
 #: a regression's default tolerance, as a share of the champion's holdout MAE
 MAE_SHARE = 0.5
@@ -39,3 +39,15 @@ def agreeing(a: npt.ArrayLike, b: npt.ArrayLike, tolerance: float | None = None)
     if tolerance is None or x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
         return np.asarray(x == y, dtype=bool)
     return np.asarray(np.abs(x.astype(np.float64) - y.astype(np.float64)) <= tolerance, dtype=bool)
+
+
+def labels_agree(a: str, b: str, tolerance: float | None = None) -> bool:
+    """:func:`agreeing` for one pair of predictions written as labels (the monitor pairs rows by
+    request id as :func:`raymlops.monitor.columns.labels_of` writes them); a missing prediction
+    agrees only with another."""
+    if a == b or tolerance is None:
+        return a == b
+    try:
+        return abs(float(a) - float(b)) <= tolerance
+    except ValueError:
+        return False

@@ -152,9 +152,7 @@ def _nested_type(data: Any, name: str) -> str | None:
     if not _arrow_like(data):
         return None
     t = data.schema.field(name).type
-    nested = (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-              or pa.types.is_struct(t) or pa.types.is_map(t) or pa.types.is_union(t))
-    return str(t) if nested else None
+    return str(t) if pa.types.is_nested(t) else None
 
 
 def _time_as_float(values: Any) -> np.ndarray:

@@ -325,6 +325,23 @@ def test_agreement_rule_and_the_default_tolerance() -> None:
     assert agreeing([1.0, 2.0], [1.0, 2.0000001]).tolist() == [True, False]
     assert agreeing(np.array(["a", "b"], dtype=object), np.array(["a", "c"], dtype=object), 0.5).tolist() == \
         [True, False]
+    from raymlops.stats.agreement import labels_agree
+
+    assert labels_agree("150", "154.5", 5.0) and not labels_agree("150", "156", 5.0)
+    assert labels_agree("<missing>", "<missing>", 5.0) and not labels_agree("<missing>", "150", 5.0)
+    assert not labels_agree("1", "1.0")  # without a tolerance: equal labels only
+
+    # a replica's champion works its tolerance out once: half its holdout MAE, for a regression only
+    from raymlops.registry.spec import ModelSpec
+    from raymlops.serve.loaded import LoadedModel
+    from raymlops.serve.request import Signature
+
+    def loaded(output: str) -> LoadedModel:
+        signature = {"inputs": [{"name": "x", "type": "double"}], "output": output}
+        spec = ModelSpec("m:v1", "/tmp", "k", "0" * 64, signature, metrics={"mae": 8.0, "accuracy": 0.9})
+        return LoadedModel("m:v1", spec, None, Signature.from_dict(signature), False)
+
+    assert loaded("regression").agreement_tolerance == 4.0 and loaded("classification").agreement_tolerance is None
 
 
 def test_label_only_change_raises_a_performance_alert(reference: MonitorReference) -> None:
