@@ -93,14 +93,22 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _finite(values: npt.ArrayLike) -> FloatArray:
+    return _finite_range(values)[0]
+
+
+def _finite_range(values: npt.ArrayLike) -> tuple[FloatArray, float, float]:
+    """``(finite values as float64, their min, their max)`` (``inf``, ``-inf`` when there are none):
+    the range comes from the passes that find the non-finite values, so no later pass looks for it."""
     arr = np.asarray(values)
-    if arr.dtype.kind in "iub":
-        return arr.astype(np.float64)
-    arr = np.asarray(arr, dtype=np.float64)
+    arr = arr.astype(np.float64) if arr.dtype.kind in "iub" else np.asarray(arr, dtype=np.float64)
+    if arr.size == 0:
+        return arr, math.inf, -math.inf
     # min and max are finite only when every value is (NaN propagates): two passes, no mask
-    if arr.size == 0 or (math.isfinite(arr.min()) and math.isfinite(arr.max())):
-        return arr
-    return arr[np.isfinite(arr)]
+    lo, hi = float(arr.min()), float(arr.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        arr = arr[np.isfinite(arr)]
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (math.inf, -math.inf)
+    return arr, lo, hi
 
 
 def _is_numeric(values: Any) -> bool:
@@ -112,9 +120,11 @@ def _is_numeric(values: Any) -> bool:
     return np.asarray(values).dtype.kind in "iuf"
 
 
-def _distinct_integers(a: FloatArray, b: FloatArray, limit: int) -> FloatArray | None:
+def _distinct_integers(a: FloatArray, b: FloatArray, limit: int, lo: float | None = None, hi: float | None = None
+                       ) -> FloatArray | None:
     """The sorted distinct values of both samples if they are all integers and at most ``limit``
-    of them; None otherwise (cheap: looks at a strided sample first)."""
+    of them; None otherwise (cheap: looks at a strided sample first). ``lo`` / ``hi``: the pooled
+    range, when the caller knows it."""
     if limit <= 0:
         return None
     for x in (a, b):
@@ -124,8 +134,9 @@ def _distinct_integers(a: FloatArray, b: FloatArray, limit: int) -> FloatArray |
     for x in (a, b):
         if not np.array_equal(x, np.floor(x)):
             return None
-    lo = min(a.min(initial=np.inf), b.min(initial=np.inf))
-    hi = max(a.max(initial=-np.inf), b.max(initial=-np.inf))
+    if lo is None or hi is None:
+        lo = min(a.min(initial=np.inf), b.min(initial=np.inf))
+        hi = max(a.max(initial=-np.inf), b.max(initial=-np.inf))
     if not math.isfinite(lo):
         return None
     if hi - lo < 1 << 20:
@@ -230,10 +241,12 @@ def _psi_edges(a: FloatArray, n_bins: int) -> FloatArray:
 
 
 def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: FloatArray, b: FloatArray,
-                n_bins: int) -> tuple[ColumnTest, Callable[[], float] | None]:
+                n_bins: int, ranges: tuple[float, float, float, float] | None = None
+                ) -> tuple[ColumnTest, Callable[[], float] | None]:
     """KS (and W1, PSI, moments) of one numeric column: ``r_all`` / ``c_all`` as given, ``a`` /
-    ``b`` their finite values as float64; and, for large samples, the function that gives the
-    p-value (:func:`raymlops.stats.ks.ks_2samp_p_later`; the test's ``p_value`` is NaN until then)."""
+    ``b`` their finite values as float64 (``ranges``: their min and max, ``a``'s then ``b``'s, when
+    known); and, for large samples, the function that gives the p-value
+    (:func:`raymlops.stats.ks.ks_2samp_p_later`; the test's ``p_value`` is NaN until then)."""
     n, m = a.size, b.size
     base = dict(column=name, kind=CONTINUOUS, test="ks", rows=int(c_all.size), reference_rows=int(r_all.size),
                 values=m, reference_values=n, missing_rate=1 - m / c_all.size if c_all.size else math.nan,
@@ -242,9 +255,12 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
         return ColumnTest(statistic=math.nan, p_value=1.0, wasserstein=math.nan, js=math.nan, psi=math.nan,
                           out_of_range_rate=math.nan, **base), None  # type: ignore[arg-type]
     edges = _psi_edges(a, n_bins)
-    r_lo, r_hi = float(a.min()), float(a.max())
+    if ranges is None:
+        ranges = (float(a.min()), float(a.max()), float(b.min()), float(b.max()))
+    r_lo, r_hi = ranges[0], ranges[1]
     # one pass: D, W1, moments, and the counts at or below the PSI edges and around the reference range
-    prof = ks_profile(a, b, np.concatenate([edges, [np.nextafter(r_lo, -np.inf), r_hi]]))
+    prof = ks_profile(a, b, np.concatenate([edges, [np.nextafter(r_lo, -np.inf), r_hi]]),
+                      span=(min(ranges[0], ranges[2]), max(ranges[1], ranges[3])))
     d, p, later = prof.d, math.nan, None
     if max(n, m) <= KS_EXACT_MAX_N:  # the exact distribution: ks_2samp itself, or given the ties
         d, p = ks_2samp_exact(a, b)
@@ -260,9 +276,10 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
                       **base), later  # type: ignore[arg-type]
 
 
-def _discrete_table(r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: FloatArray, b: FloatArray, limit: int
+def _discrete_table(r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: FloatArray, b: FloatArray, limit: int,
+                    lo: float | None = None, hi: float | None = None
                     ) -> tuple[FloatArray, FloatArray, int, int, float, float, float, float] | None:
-    values = _distinct_integers(a, b, limit)
+    values = _distinct_integers(a, b, limit, lo, hi)
     if values is None:
         return None
     r = np.bincount(np.searchsorted(values, a), minlength=values.size).astype(np.float64)
@@ -300,10 +317,10 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
         numeric = name not in forced and _is_numeric(ref) and _is_numeric(cur)
         if numeric:
             r_all, c_all = np.asarray(ref), np.asarray(cur)
-            a, b = _finite(r_all), _finite(c_all)
-            table = _discrete_table(r_all, c_all, a, b, discrete_max_values)
+            (a, a_lo, a_hi), (b, b_lo, b_hi) = _finite_range(r_all), _finite_range(c_all)
+            table = _discrete_table(r_all, c_all, a, b, discrete_max_values, min(a_lo, b_lo), max(a_hi, b_hi))
             if table is None:
-                return CONTINUOUS, _continuous(name, r_all, c_all, a, b, n_bins)
+                return CONTINUOUS, _continuous(name, r_all, c_all, a, b, n_bins, (a_lo, a_hi, b_lo, b_hi))
             return DISCRETE, table
         r, c, r_miss, c_miss, unseen = _table_categorical(ref, cur)
         return CATEGORICAL, (r, c, r_miss, c_miss, unseen, None, None, math.nan)

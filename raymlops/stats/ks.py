@@ -20,12 +20,8 @@ samples. Pure numpy (and scipy for the p-value): no Ray, no pandas.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
-import struct
-import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +29,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["KS_TAIL_P", "KsProfile", "ks_2samp_p", "ks_2samp_p_later", "ks_profile", "ks_wasserstein", "preload_scipy"]
+from raymlops.stats.sidecar import forked, kstwo_sf
+
+__all__ = ["KS_TAIL_P", "KsProfile", "ks_2samp_p", "ks_2samp_p_later", "ks_profile", "ks_wasserstein"]
 
 #: below this p-value (by the limiting distribution) large-sample KS p-values come from the limiting
 #: Kolmogorov distribution instead of ``kstwo.sf``: same decision, 1-2 s less per drifted column
@@ -151,18 +149,20 @@ def _bin_of(v: FloatArray, vmin: float, scale: float, nb: int) -> IntArray:
 
 
 def _scan(a: FloatArray, b: FloatArray, base_a: int, base_b: int, lo: float, hi: float, n: int, m: int,
-          best: float, depth: int, points: FloatArray | None = None, stats: list[float] | None = None
-          ) -> tuple[float, float, IntArray, IntArray]:
+          best: float, depth: int, points: FloatArray | None = None, stats: list[float] | None = None,
+          span: tuple[float, float] | None = None) -> tuple[float, float, IntArray, IntArray]:
     """``(largest |F_a - F_b|, integral of |F_a - F_b| over [lo, hi], counts of a and of b at or
     below each of ``points``)``, where ``a`` and ``b`` are every value of each sample in
     ``[lo, hi]`` and ``base_a`` / ``base_b`` count those below. ``best`` is a gap already attained
     elsewhere (bins that cannot beat it are not refined). ``stats``, when given, receives the
-    means and variances of ``a`` and ``b``."""
+    means and variances of ``a`` and ``b``. ``span``: the smallest and largest value of ``a`` and
+    ``b`` together, when the caller knows them (else two passes over each find them)."""
     pts = np.empty(0, dtype=np.float64) if points is None else np.asarray(points, dtype=np.float64)
     size = a.size + b.size
     g0 = base_a / n - base_b / m
-    vmin = min(a.min(initial=np.inf), b.min(initial=np.inf))
-    vmax = max(a.max(initial=-np.inf), b.max(initial=-np.inf))
+    if span is None:
+        span = (min(a.min(initial=np.inf), b.min(initial=np.inf)), max(a.max(initial=-np.inf), b.max(initial=-np.inf)))
+    vmin, vmax = span
     width = vmax - vmin
     n_bins = min(_BINS, max(size // 4, 16))
     scale = n_bins / width if width > 0 else math.inf
@@ -247,15 +247,17 @@ def _scan(a: FloatArray, b: FloatArray, base_a: int, base_b: int, lo: float, hi:
     return best, area, pa_cnt, pb_cnt
 
 
-def ks_profile(a: FloatArray, b: FloatArray, points: npt.ArrayLike = ()) -> KsProfile:
+def ks_profile(a: FloatArray, b: FloatArray, points: npt.ArrayLike = (), span: tuple[float, float] | None = None
+               ) -> KsProfile:
     """One pass over two non-empty samples of finite float64 values (see the module docstring):
     the exact KS statistic and Wasserstein-1 distance, means, variances, and the counts at or below
-    each of ``points``."""
-    lo = float(min(a.min(), b.min()))
-    hi = float(max(a.max(), b.max()))
+    each of ``points``. ``span``: the smallest and largest value of both samples, when known."""
+    if span is None:
+        span = (float(min(a.min(), b.min())), float(max(a.max(), b.max())))
+    lo, hi = span
     moments: list[float] = []
     d, w1, pa_cnt, pb_cnt = _scan(a, b, 0, 0, lo, hi, a.size, b.size, 0.0, 0,
-                                  np.asarray(points, dtype=np.float64).ravel(), moments)
+                                  np.asarray(points, dtype=np.float64).ravel(), moments, span)
     return KsProfile(d, w1, moments[0], moments[1], moments[2], moments[3], pa_cnt, pb_cnt)
 
 
@@ -302,10 +304,10 @@ def ks_2samp_p(d: npt.ArrayLike, n: npt.ArrayLike, m: npt.ArrayLike) -> FloatArr
         out[direct] = 2.0 * smirnov(en[direct], d_[direct])
     rest = exact & ~direct
     if rest.any():
-        from scipy.stats import kstwo  # scipy.stats costs most of a second to import: only when needed
-
-        out[rest] = kstwo.sf(d_[rest], en[rest])
+        out[rest] = kstwo_sf(d_[rest], en[rest])
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
+
+
 
 
 #: above this ``en``, a p-value by ``scipy.special.smirnov`` (which holds the GIL for the whole sum,
@@ -330,58 +332,4 @@ def ks_2samp_p_later(d: float, n: int, m: int) -> Callable[[], float]:
 
     if not slow or not hasattr(os, "fork"):
         return now
-    return _forked(now, now)
-
-
-def _forked(compute: Callable[[], float], fallback: Callable[[], float]) -> Callable[[], float]:
-    """Run ``compute`` in a forked child that writes its float to a pipe; the returned function
-    reads it (or calls ``fallback`` if the child failed)."""
-    with _FORK_LOCK:
-        try:
-            r, w = os.pipe()
-            pid = os.fork()
-        except OSError:
-            return fallback
-        if pid == 0:  # the child: compute, write 8 bytes, leave at once (no cleanup of the parent's state)
-            code = 1
-            try:
-                os.close(r)
-                os.write(w, struct.pack("d", compute()))
-                code = 0
-            finally:
-                os._exit(code)
-    os.close(w)
-
-    def result() -> float:
-        with os.fdopen(r, "rb") as f:
-            data = f.read()
-        _, status = os.waitpid(pid, 0)
-        if len(data) == 8 and os.waitstatus_to_exitcode(status) == 0:
-            return float(struct.unpack("d", data)[0])
-        return fallback()
-
-    return result
-
-
-_FORK_LOCK = threading.Lock()
-
-
-def preload_scipy() -> threading.Thread | None:
-    """Start importing :mod:`scipy.stats` (most of a second) on a background thread, so that it
-    overlaps reading the data and the linear passes (which release the GIL) instead of preceding
-    them. Returns that thread (the same one when called again while it runs); None when scipy.stats
-    was already imported. Join the thread before the interpreter exits."""
-    global _PRELOAD
-    with _PRELOAD_LOCK:
-        if _PRELOAD is not None and _PRELOAD.is_alive():
-            return _PRELOAD
-        if "scipy.stats" in sys.modules:
-            return None
-        _PRELOAD = threading.Thread(target=importlib.import_module, args=("scipy.stats",), name="raymlops-preload",
-                                    daemon=True)
-        _PRELOAD.start()
-        return _PRELOAD
-
-
-_PRELOAD: threading.Thread | None = None
-_PRELOAD_LOCK = threading.Lock()
+    return forked(now, now)

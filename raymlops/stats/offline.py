@@ -52,7 +52,7 @@ from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
 from raymlops.features import delimiter_hint
 from raymlops.stats.exact import CONTINUOUS, DISCRETE, KS_EXACT_MAX_N, ColumnTest, compare
-from raymlops.stats.ks import preload_scipy
+from raymlops.stats.sidecar import preload_scipy
 from raymlops.stats.verdict import dataset_drift, feature_drift, quality_checks, quality_limits
 
 __all__ = ["check_tables"]

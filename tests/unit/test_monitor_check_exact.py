@@ -280,3 +280,37 @@ def test_mappings_of_arrays_give_what_the_same_arrow_tables_give() -> None:
     assert plain["rows"] == {"reference": 5_000, "current": 3_000}
     assert plain["features"]["a"]["rows"] == 3_000 and "a" in plain["drifted_features"]
     assert plain == check_tables(pa.table(ref), pa.table(cur))
+
+
+def test_large_files_get_kstwo_p_values_without_importing_scipy_stats_here(tmp_path: Path) -> None:
+    """Files of 4 MiB and more: the check's scipy.stats is a helper process started with the command
+    (its import overlaps the command's own), so the checking process never imports it, and the
+    p-values are still ks_2samp's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raymlops.cli.monitor_cmd import LARGE_INPUT_BYTES
+
+    rng = np.random.default_rng(3)
+    rows = 200_000
+    cols = {"same": (rng.normal(size=rows), rng.normal(size=rows)), "moved": (rng.normal(size=rows),
+                                                                              rng.normal(0.01, 1.0, size=rows))}
+    paths = [tmp_path / "ref.parquet", tmp_path / "cur.parquet"]
+    for k, path in enumerate(paths):
+        pq.write_table(pa.table({name: pair[k] for name, pair in cols.items()}), path, use_dictionary=False)
+    assert sum(p.stat().st_size for p in paths) >= LARGE_INPUT_BYTES
+    code = (
+        "import json, sys\n"
+        "from raymlops.cli import main\n"
+        f"rc = main(['monitor', 'check', '--reference', {str(paths[0])!r}, '--current', {str(paths[1])!r}, '--json'])\n"
+        "print(json.dumps({'rc': rc, 'scipy_stats': 'scipy.stats' in sys.modules}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    result, after = json.loads(lines[-2]), json.loads(lines[-1])
+    assert after == {"rc": 0, "scipy_stats": False}
+    for name, (a, b) in cols.items():
+        theirs = stats.ks_2samp(a, b)
+        assert result["features"][name]["ks"] == pytest.approx(theirs.statistic, abs=1e-15)
+        assert result["features"][name]["p_value"] == pytest.approx(theirs.pvalue, rel=1e-12), name

@@ -4,12 +4,14 @@ against ks_2samp / kstwo, and the counts and moments it gives on the way."""
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from raymlops.stats import ks
+from raymlops.stats import ks, sidecar
 from raymlops.stats.exact import KS_EXACT_MAX_N, compare
 from raymlops.stats.ks_ties import has_ties, ks_2samp_ties
 
@@ -155,4 +157,27 @@ def test_a_failed_child_falls_back_to_computing_here() -> None:
     def boom() -> float:
         raise RuntimeError("child fails")
 
-    assert ks._forked(boom, lambda: 0.25)() == 0.25
+    assert sidecar.forked(boom, lambda: 0.25)() == 0.25
+
+
+def test_the_kstwo_helper_process_answers_as_kstwo_and_ends_with_its_pipe() -> None:
+    en = np.array([5_000.0, 500_000.0, 500_000.0, 40.0])
+    d = np.sqrt(np.array([0.2, 0.8, 1.5, 2.1]) / en)
+    helper = sidecar._KstwoHelper()
+    try:
+        np.testing.assert_array_equal(helper.sf(d, en), stats.kstwo.sf(d, en))
+        np.testing.assert_array_equal(helper.sf(d[:1], en[:1]), stats.kstwo.sf(d[:1], en[:1]))  # the pipe is reused
+    finally:
+        helper.close()  # closes the pipe: the child sees it end and exits; close reaps it
+    with pytest.raises(ChildProcessError):
+        os.waitpid(helper.pid, os.WNOHANG)
+
+
+def test_a_dead_helper_leaves_the_p_values_to_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    helper = sidecar._KstwoHelper()
+    os.kill(helper.pid, signal.SIGKILL)
+    os.waitpid(helper.pid, 0)
+    d, en = np.array([0.001]), np.array([500_000.0])
+    assert helper.sf(d, en) is None
+    monkeypatch.setattr(sidecar, "_HELPER", helper)
+    np.testing.assert_array_equal(sidecar.kstwo_sf(d, en), stats.kstwo.sf(d, en))
