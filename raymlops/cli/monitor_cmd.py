@@ -167,13 +167,12 @@ LARGE_INPUT_BYTES = 4 << 20
 def _start_helper_for_large(*refs: str) -> None:
     """For large local files, start the process that imports scipy.stats beside this one's start-up
     (:func:`raymlops.stats.sidecar.start_kstwo_helper`); small ones need scipy.stats here (exact p-values)."""
-    import os
-
     try:
         size = sum(os.path.getsize(r) for r in refs)
     except OSError:  # not local files (s3://, a snapshot id, a folder's parts are summed elsewhere)
         return
     if size >= LARGE_INPUT_BYTES:
+        # numpy and the stats package: only for this verb (`raymlops --help` imports this module)
         from raymlops.stats.sidecar import start_kstwo_helper
 
         start_kstwo_helper()

@@ -331,7 +331,8 @@ def numeric_column(name: str, values: npt.ArrayLike, fine_bins: int, n_bins: int
     edges = np.concatenate([[lo], quantile_edges(finite, fine_bins), [np.nextafter(hi, np.inf)]])
     counts = np.bincount(np.searchsorted(np.append(edges, np.nan), arr, side="right"), minlength=edges.size + 2)
     return ColumnReference(name=name, kind=NUMERIC, edges=edges, categories=(), complete=True,
-                           coarse=_coarse_groups(counts, n_bins), mean=float(finite.mean()), std=float(finite.std()))
+                           coarse=_coarse_groups(counts, n_bins), mean=float(finite.mean()),
+                           std=0.0 if lo == hi else float(finite.std()))  # numpy gives 1e-17 for 0.1s
 
 
 def categorical_column(name: str, values: npt.ArrayLike, max_categories: int,

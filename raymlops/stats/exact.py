@@ -270,9 +270,10 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
     psi = psi_index(np.diff(np.concatenate([[0], prof.below_a[:k], [n]])),
                      np.diff(np.concatenate([[0], prof.below_b[:k], [m]])))
     outside = int(prof.below_b[k] + (m - prof.below_b[k + 1]))
-    ref_std = math.sqrt(prof.var_a)
+    ref_std = 0.0 if r_lo == r_hi else math.sqrt(prof.var_a)  # a constant: no rounding error left in it
     return ColumnTest(statistic=d, p_value=p, wasserstein=prof.w1 / (ref_std if ref_std > 0 else 1.0), js=math.nan,
-                      psi=psi, out_of_range_rate=outside / m, mean=prof.mean_b, std=math.sqrt(prof.var_b),
+                      psi=psi, out_of_range_rate=outside / m, mean=prof.mean_b,
+                      std=0.0 if ranges[2] == ranges[3] else math.sqrt(prof.var_b),
                       **base), later  # type: ignore[arg-type]
 
 

@@ -40,6 +40,8 @@ KS_TAIL_P = 1e-9
 _BINS = 1 << 16  # equal-width bins of the first pass (the stored bin index is 2 bytes)
 _LEAF = 1 << 12  # at most this many values: sort them and evaluate point by point
 _MAX_DEPTH = 8
+#: a binned variance below this share of the mean square is mostly rounding: it is computed again
+_CANCELLED = 1e-6
 _CHUNK = 1 << 18  # values binned at once, in buffers reused across blocks (few calls: each needs the GIL)
 
 FloatArray = npt.NDArray[np.float64]
@@ -182,8 +184,13 @@ def _scan(a: FloatArray, b: FloatArray, base_a: int, base_b: int, lo: float, hi:
     ca, cb = ha.counts, hb.counts
     if stats is not None:
         for h, x in ((ha, a), (hb, b)):
-            mt = float(h.sums.sum()) / x.size
-            stats.extend([vmin + mt / scale, max(h.sq / x.size - mt * mt, 0.0) / (scale * scale)])
+            mt, ms = float(h.sums.sum()) / x.size, h.sq / x.size
+            var = ms - mt * mt
+            # mean of squares minus squared mean cancels when the values barely vary (a constant column
+            # reads as a tiny variance, and the reference's standard deviation scales the distance):
+            # there, the variance of the values themselves
+            var = float(x.var()) if var <= _CANCELLED * ms else var / (scale * scale)
+            stats.extend([vmin + mt / scale, var])
     # sum over a bin's values of (right edge - value) / bin width: the exact integral of its CDF step
     k1 = np.arange(1, n_bins + 1, dtype=np.float64)
     ra = ca * k1 - ha.sums

@@ -223,7 +223,7 @@ def finish(partial: PartialProfile, edges: Mapping[str, npt.ArrayLike], referenc
             cols[name] = ColumnProfile(
                 name=name, type=st.type, kind=kind, count=st.count, nulls=st.nulls, infinite=st.infinite,
                 min=st.min if has else None, max=st.max if has else None, mean=st.mean if has else None,
-                std=math.sqrt(st.m2 / st.n) if has else None,
+                std=(0.0 if st.min == st.max else math.sqrt(st.m2 / st.n)) if has else None,  # a constant: exactly 0
                 quantiles=_quantiles(e, c, st.min, st.max) if has else {},
                 edges=e, counts=c, categories=st.categories, ref_edges=ref_digest, ref_counts=rc,
             )

@@ -241,3 +241,20 @@ def test_public_api_is_the_one_engine() -> None:
     gone = {"Reference", "MonitorState", "summarize", "FeatureReference", "DriftSummary", "FeatureDrift"}
     assert not gone & set(monitor.__all__) and not any(hasattr(monitor, name) for name in gone)
     assert all(hasattr(monitor, name) for name in monitor.__all__)
+
+
+def test_a_constant_reference_column_has_no_spread_and_its_distance_stays_in_units() -> None:
+    """numpy's std of 20,000 copies of 0.1 is 1.4e-17, not 0: as the reference's spread it divided the
+    Wasserstein distance of a window 0.05 away into 3.6e15. A constant has spread 0 (the distance is
+    then divided by 1), in the monitor's reference and in a snapshot's profile."""
+    import pyarrow as pa
+
+    from raymlops.stats.profile import profile_table
+
+    rng = np.random.default_rng(5)
+    ref = build_reference({"flat": np.full(20_000, 0.1), "age": rng.normal(40.0, 10.0, 20_000)})
+    assert ref.columns[0].std == 0.0
+    window = {"flat": np.full(1_000, 0.15), "age": rng.normal(40.0, 10.0, 1_000)}
+    (flat, _) = evaluate(_state(ref, window), MonitorConfig()).overall.columns
+    assert flat.wasserstein == pytest.approx(0.05, rel=0.05)
+    assert profile_table(pa.table({"flat": np.full(5_000, 0.1)})).column("flat").std == 0.0
