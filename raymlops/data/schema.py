@@ -100,18 +100,24 @@ def infer_schema(table: pa.Table) -> Schema:
     return Schema(tuple(cols))
 
 
-def check_training_schema(schema: Schema, target: str, features: Sequence[str] | None) -> list[str]:
+def check_training_schema(schema: Schema, target: str, features: Sequence[str] | None,
+                          target_checked: bool = False) -> list[str]:
     """Check that the table can train a model; returns the feature columns.
 
     Raises :class:`ValidationError` naming the first column that is missing, not numeric, without
-    a name (unless ``features`` leaves it out), or (for the target) has missing values.
+    a name (unless ``features`` leaves it out), or (for the target) has missing values, unless
+    ``target_checked``: the row checks refuse a missing target (``data.schema``'s ``nullable: false``),
+    so that those rows fail or go to quarantine there, by ``data.on_invalid``.
     """
     names = schema.names
     if target not in names:
         raise ValidationError(f"data.target: column {target!r} not found (columns: {', '.join(names)})"
                               f"{delimiter_hint(names)}")
-    if schema.column(target).nullable:
-        raise ValidationError(f"data.target: column {target!r} has missing values")
+    if schema.column(target).nullable and not target_checked:
+        raise ValidationError(
+            f"data.target: column {target!r} has missing values; a model cannot learn from rows without a label. "
+            f"Drop them at the source, or set them aside: data.schema: {{{target}: {{nullable: false}}}} with "
+            "data.on_invalid: quarantine")
     if not features and "" in names:  # would be a feature nobody can name (in a request, a config, a report)
         raise ValidationError(
             f"column {names.index('') + 1} of the data has no name (pandas writes its index so: "
@@ -155,6 +161,24 @@ def _plain(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """A dictionary-encoded column (pandas' ``category``) as its values (chunks may differ in
     dictionary; Arrow's distinct counts take no dictionaries)."""
     return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def missing_labels(column: pa.Array | pa.ChunkedArray) -> tuple[int, int | None]:
+    """``(rows with no value, the first of them)`` of a target column: nulls, and NaN in a float
+    column (a CSV's empty cell, ``None`` in a DataFrame)."""
+    gone = pc.is_null(column, nan_is_null=True)
+    count = int(pc.sum(gone).as_py() or 0)
+    return count, (int(pc.index(gone, True).as_py()) if count else None)
+
+
+def missing_labels_error(target: str, count: int, rows: int, first: int | None) -> ValidationError:
+    """The error of a target column with ``count`` of ``rows`` rows unlabelled (``first``: the first,
+    0-based, counting the snapshot's rows)."""
+    where = f" (the first is row {first})" if first is not None else ""
+    return ValidationError(
+        f"data.target {target!r}: {count} of {rows} rows have no value{where}; a model cannot learn from them. "
+        f"Drop them at the source, or set them aside: data.schema: {{{target}: {{nullable: false}}}} with "
+        "data.on_invalid: quarantine")
 
 
 def column_array(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from raymlops.data.tables import pandas_index_columns
+from raymlops.data.tables import csv_convert_options, pandas_index_columns
 from raymlops.exceptions import ConfigError, ValidationError
 from raymlops.store.artifacts import is_secret_option, resolve_filesystem
 
@@ -243,7 +243,7 @@ def read_source(uri: str, fmt: str = "auto", options: Mapping[str, Any] | None =
     kind = detect_format(uri, fmt, fs, path)
     reader = {"csv": ray.data.read_csv, "parquet": ray.data.read_parquet, "json": ray.data.read_json}[kind]
     try:
-        ds = reader(path, filesystem=fs)
+        ds = reader(path, filesystem=fs, **({"convert_options": csv_convert_options()} if kind == "csv" else {}))
     except Exception as exc:  # Ray wraps pyarrow's parse errors; name the source instead
         raise ValidationError(f"data.source: cannot read {shown!r} as {kind}: "
                               f"{_scrub(str(exc), resolve_options(options))}") from exc

@@ -75,7 +75,8 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
             import pyarrow.csv as pcsv
 
             delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
-            return pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter=delimiter)), f"csv {p}"
+            return pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                                 convert_options=csv_convert_options()), f"csv {p}"
     except (ValueError, OSError, pa.ArrowException) as exc:
         raise ValidationError(f"{ref}: cannot read it as a table: {exc}") from None
     # pandas and scipy (~1 s): only when the table is a snapshot, not a file (`raymlops monitor check a.csv b.csv`)
@@ -136,6 +137,15 @@ class ParquetColumns:
             return reader.read(columns=[name], use_threads=False).column(0)
         except (OSError, pa.ArrowException) as exc:
             raise ValidationError(f"{self.path}: cannot read column {name!r}: {exc}") from None
+
+
+def csv_convert_options() -> Any:
+    """How a CSV's cells become values: an empty cell (or NA, NULL, nan, N/A ...) is missing in a text
+    column too, as pandas reads it, not the string ''. Arrow's default keeps '' in text columns:
+    an unlabelled row then trained as a class '' and a blank category as a category."""
+    import pyarrow.csv as pcsv
+
+    return pcsv.ConvertOptions(strings_can_be_null=True)
 
 
 def open_table(ref: str, home: str | Path | None = None) -> tuple[Any, str]:

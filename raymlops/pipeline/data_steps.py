@@ -234,7 +234,9 @@ class SchemaStep(Step[SchemaIn, SchemaOut]):
             sample = _one_table(ctx.ray().get(inputs.dataset.limit(100_000).to_arrow_refs()), cfg.data.source)
             schema = infer_schema(sample)
             step.rows = sample.num_rows
-        features = check_training_schema(schema, cfg.data.target, cfg.data.features)
+        spec = cfg.data.expected_schema.get(cfg.data.target)
+        features = check_training_schema(schema, cfg.data.target, cfg.data.features,
+                                         target_checked=spec is not None and spec.nullable is False)
         if inputs.schema is None:  # an id or free text among the string features: refused before the snapshot
             check_category_counts(sample, features)
         step.outputs = {"features": features}

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raymlops.data.schema import column_array, feature_values
+from raymlops.data.schema import column_array, feature_values, missing_labels, missing_labels_error
 from raymlops.data.snapshot import load_manifest, resolve_snapshot, verify_snapshot
 from raymlops.data.split import holdout_mask, split_mask
 from raymlops.exceptions import IntegrityError, ValidationError
@@ -151,15 +151,22 @@ def _rows_of(batch: pa.Table, *, plan: _Plan, total: int, side: str, rank: int, 
 def _label_counts(batch: pa.Table, *, plan: _Plan, total: int) -> pa.Table:
     """Per file: the distinct labels of its training rows, and its train / validation row counts."""
     values: list[Any] = []
-    train = valid = 0
+    train = valid = missing = 0
+    first_missing: int | None = None
     for part in batch.to_pylist():
         table = _read(part, plan, list(dict.fromkeys([plan.target, *([plan.split_key] if plan.split_key else [])])))
         holdout, is_valid, _ = _sides(table, part, total, plan)
+        count, first = missing_labels(table.column(plan.target))
+        if count:  # counted here, refused by the driver (boost_datasets) with the first one's row
+            missing += count
+            first_missing = min(x for x in (first_missing, int(part["offset"]) + (first or 0)) if x is not None)
+            continue
         y = column_array(table.column(plan.target))[~holdout]
         values.extend(np.unique(y).tolist())
         valid += int(is_valid.sum())
         train += int((~holdout & ~is_valid).sum())
-    return pa.table({"labels": [values], "train": [train], "valid": [valid]})
+    return pa.table({"labels": [values], "train": [train], "valid": [valid], "missing": [missing],
+                     "first_missing": pa.array([first_missing], type=pa.int64())})
 
 
 @dataclass(frozen=True)
@@ -204,6 +211,10 @@ def boost_datasets(source: SnapshotSource, *, task: str, num_workers: int, valid
     plan = _Plan(source.store.artifacts.fs, tuple(source.features), source.target, source.holdout_fraction,
                  validation_fraction, source.seed, source.split_key, num_workers, None)
     counts = _map_files(parts, _label_counts, {"plan": plan, "total": total}, max(READ_TASKS, num_workers)).take_all()
+    missing = sum(int(c["missing"]) for c in counts)
+    if missing:
+        first = min(int(c["first_missing"]) for c in counts if c["first_missing"] is not None)
+        raise missing_labels_error(source.target, missing, total, first)
     train_rows = sum(int(c["train"]) for c in counts)
     valid_rows = sum(int(c["valid"]) for c in counts)
     if train_rows < num_workers or valid_rows == 0:

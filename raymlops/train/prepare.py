@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from raymlops.config import PipelineConfig
-from raymlops.data.schema import column_array, table_columns
+from raymlops.data.schema import column_array, missing_labels, missing_labels_error, table_columns
 from raymlops.data.snapshot_read import read_snapshot
 from raymlops.data.split import split_mask
 from raymlops.exceptions import ValidationError
@@ -36,7 +36,11 @@ def split_table(table: pa.Table, features: list[str], config: PipelineConfig) ->
         raise ValidationError(f"column {features[j]!r}: {int(counts[j])} infinite value{'s' if counts[j] > 1 else ''} "
                               f"(the first in row {row}); a model cannot train on them: drop or cap them with "
                               "data.rules / data.transforms (a missing value is null)")
-    y = column_array(table.column(config.data.target))
+    target = table.column(config.data.target)
+    missing, first = missing_labels(target)
+    if missing:
+        raise missing_labels_error(config.data.target, missing, table.num_rows, first)
+    y = column_array(target)
     holdout = holdout_of(table, config)
     return X[~holdout], y[~holdout], X[holdout], y[holdout]
 

@@ -89,6 +89,12 @@ def test_file_formats_and_callables_read_the_same_rows(ray_session: None, tmp_pa
         assert back.column("id").to_pylist() == list(range(1000)), uri  # row order kept
         assert back.column("income").to_pylist() == table.column("income").to_pylist(), uri
         assert back.column("status").to_pylist() == table.column("status").to_pylist(), uri
+    # a blank cell of a text column is a missing value, as pandas reads it (Arrow's default is '': an
+    # unlabelled row trained as a class '' and a blank category became a category)
+    (tmp_path / "blank.csv").write_text("x,city,label\n1,Seoul,yes\n2,,no\n3,Busan,\n")
+    back = _rows(read_source(str(tmp_path / "blank.csv")))
+    assert back.column("city").to_pylist() == ["Seoul", None, "Busan"]
+    assert back.column("label").to_pylist() == ["yes", "no", None]
     # a DataFrame whose rows were shuffled stores its index as a column (__index_level_0__): not data
     shuffled = table.to_pandas().sample(frac=1.0, random_state=0)
     shuffled.to_parquet(tmp_path / "shuffled.parquet")

@@ -101,8 +101,28 @@ def test_missing_target(table: pa.Table) -> None:
 
 
 def test_nullable_target(table: pa.Table) -> None:
-    with pytest.raises(ValidationError, match=r"data.target: column 'income' has missing values"):
+    with pytest.raises(ValidationError, match=r"data.target: column 'income' has missing values") as info:
         check_training_schema(infer_schema(table), "income", ["age"])
+    # the message says how to set those rows aside, and that way the schema step lets them through to
+    # the row checks (data.on_invalid decides: fail naming the rows, or quarantine)
+    assert "data.schema: {income: {nullable: false}} with data.on_invalid: quarantine" in str(info.value)
+    assert check_training_schema(infer_schema(table), "income", ["age"], target_checked=True) == ["age"]
+
+
+def test_rows_without_a_label_are_refused_by_count_and_first_row() -> None:
+    """A whole snapshot's target, not the schema step's sample: a null, or NaN in a float target."""
+    from raymlops.config import PipelineConfig
+    from raymlops.train.prepare import split_table
+
+    rows = 400
+    for target in (pa.array(["yes", "no"] * 199 + [None, "yes"]), pa.array([1.0, 0.0] * 199 + [0.0, float("nan")])):
+        table = pa.table({"x": np.arange(rows, dtype=np.float64), "y": target})
+        cfg = PipelineConfig.model_validate({"name": "t", "data": {"source": "t.csv", "target": "y"}, "train": {
+            "candidates": [{"estimator": "sklearn.linear_model.LogisticRegression"}]}})
+        with pytest.raises(ValidationError) as info:
+            split_table(table, ["x"], cfg)
+        first = 398 if target.type == pa.string() else 399
+        assert f"data.target 'y': 1 of {rows} rows have no value (the first is row {first})" in str(info.value)
 
 
 def test_a_string_column_is_a_categorical_feature(table: pa.Table) -> None:
@@ -241,3 +261,21 @@ def test_a_target_missing_from_a_one_column_table_says_how_the_file_was_split() 
     with pytest.raises(ValidationError) as info:
         check_training_schema(tabbed, "z", None)
     assert "separated" not in str(info.value)  # two columns: read as the file says
+
+
+def test_ray_trains_read_tasks_count_rows_without_a_label_across_files(tmp_path: Path) -> None:
+    """strategy: distributed reads the snapshot's files in Ray tasks (no whole table anywhere): each
+    counts its unlabelled rows and the first one's global row number."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from raymlops.train.boost_data import _label_counts, _Plan
+
+    parts = []
+    for i, labels in enumerate((["yes", "no"] * 50, ["no"] * 30 + [None] + ["yes"] * 68 + [None])):
+        path = tmp_path / f"part-{i}.parquet"
+        pq.write_table(pa.table({"x": np.arange(100.0), "y": labels}), path)
+        parts.append({"path": str(path), "offset": 100 * i, "rows": 100})
+    plan = _Plan(pafs.LocalFileSystem(), ("x",), "y", 0.2, 0.1, 0, None, 2, None)
+    out = _label_counts(pa.Table.from_pylist(parts), plan=plan, total=200).to_pylist()[0]
+    assert (out["missing"], out["first_missing"]) == (2, 130)
