@@ -251,9 +251,37 @@ def undeploy(route: str, shutdown: bool = True, namespace: str = NAMESPACE) -> N
         with contextlib.suppress(Exception):  # already gone
             delete_app(route)
     if shutdown:
-        serve.shutdown()
+        shutdown_serve()
     with contextlib.suppress(Exception):  # Ray already down
         stop_control(route, namespace)
+
+
+def shutdown_serve(timeout_s: float = 30.0) -> None:
+    """``serve.shutdown()``, without the warning Ray prints on the driver's stdout each time.
+
+    ``serve.shutdown()`` asks the controller to shut down and waits on that call until the
+    controller kills itself; the call then fails while its retries are infinite, and Ray's core
+    worker publishes "(raylet) Task ServeController.graceful_shutdown failed. There are infinite
+    retries remaining ..." to the driver, in the middle of ``raymlops run``'s output. Here the
+    controller is told to shut down without waiting (``graceful_shutdown(wait=False)``), it is
+    waited for by name until it is gone, and ``serve.shutdown()`` then only forgets it."""
+    import ray
+    from ray import serve
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        ray.get(controller.graceful_shutdown.remote(False), timeout=timeout_s)
+    except (ValueError, ray.exceptions.RayError):  # no Serve running, or it went already
+        controller = None
+    deadline = time.monotonic() + timeout_s
+    while controller is not None and time.monotonic() < deadline:
+        try:
+            ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        except ValueError:  # gone: its apps, proxies and HAProxy are shut down
+            break
+        time.sleep(0.1)
+    serve.shutdown()
 
 
 def delete_app(route: str, timeout_s: float = 60.0) -> None:
