@@ -142,8 +142,9 @@ class MonitorConfig(Strict):
         "at least dataset_drift_share of the features drifted at the uncorrected level (see raymlops.stats.verdict)")
     dataset_drift_share: float = Field(0.5, gt=0.0, le=1.0, description="dataset_rule 'share': at least this share")
     discrete_max_values: int = Field(
-        50, ge=0, description="offline checks: a numeric column of integers with at most this many distinct values is "
-        "tested on its exact support (chi-square), not with KS; 0: never")
+        50, ge=0, description="a numeric column of integers with at most this many distinct values is tested on its "
+        "exact support (chi-square), not with KS: offline on both datasets' values, live on the reference's (a "
+        "bucket per value); 0: never")
     sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="share of served requests handed to the monitor")
     # -- streaming drift (raymlops.monitor) --
     fine_bins: int = Field(100, ge=2, le=1000, description="quantile bins for KS/Wasserstein; >= n_bins")

@@ -148,6 +148,9 @@ class ColumnReference:
     mean: float
     std: float
     display: tuple[str, ...] = ()
+    #: numeric, integers on at most ``discrete_max_values`` values: one bucket per value of the
+    #: reference (its edges are those values), tested on that support (chi-square) as offline
+    discrete: bool = False
     _edges_nan: np.ndarray = field(init=False, repr=False)
     _grid: _Grid | None = field(init=False, repr=False)
     _index: _Index | None = field(init=False, repr=False)
@@ -223,6 +226,8 @@ class ColumnReference:
         if self.kind == CATEGORICAL:
             return [*self.shown_categories, "(other)", "(missing)"]
         e = self.edges
+        if self.discrete:
+            return [f"< {e[0]:.4g}", *(f"{v:.4g}" for v in e[:-1]), f"> {self.ref_max:.4g}", "(missing)"]
         inner = [f"[{e[i]:.4g}, {e[i + 1]:.4g})" for i in range(e.size - 1)]
         return [f"< {e[0]:.4g}", *inner, f"> {self.ref_max:.4g}", "(missing)"]
 
@@ -239,6 +244,8 @@ class ColumnReference:
         }
         if self.display:
             out["display"] = list(self.display)
+        if self.discrete:
+            out["discrete"] = True
         return out
 
     @classmethod
@@ -246,7 +253,7 @@ class ColumnReference:
         return cls(name=d["name"], kind=d["kind"], edges=np.asarray(d["edges"], dtype=np.float64),
                    categories=tuple(d["categories"]), complete=bool(d["complete"]),
                    coarse=np.asarray(d["coarse"], dtype=np.int64), mean=float(d["mean"]), std=float(d["std"]),
-                   display=tuple(d.get("display") or ()))
+                   display=tuple(d.get("display") or ()), discrete=bool(d.get("discrete", False)))
 
 
 class _Grid:
@@ -321,13 +328,31 @@ def _coarse_groups(fine_counts: npt.NDArray[np.int64], n_bins: int) -> npt.NDArr
     return np.concatenate([[0], g, [top, top + 1]]).astype(np.int64)
 
 
-def numeric_column(name: str, values: npt.ArrayLike, fine_bins: int, n_bins: int) -> ColumnReference:
+def integer_support(finite: npt.NDArray[np.float64], limit: int) -> npt.NDArray[np.float64] | None:
+    """The sorted distinct values of ``finite`` when they are all integers and at most ``limit``
+    of them (``limit`` 0: never); else None."""
+    if limit <= 0 or finite.size == 0 or not np.array_equal(finite, np.floor(finite)):
+        return None
+    support = np.unique(finite)
+    return support if support.size <= limit else None
+
+
+def numeric_column(name: str, values: npt.ArrayLike, fine_bins: int, n_bins: int,
+                   discrete_max_values: int = 0) -> ColumnReference:
+    """``discrete_max_values``: integers on at most this many values get a bucket per value
+    (:attr:`ColumnReference.discrete`); 0: quantile buckets always."""
     arr = _to_float(np.asarray(values), name) if np.asarray(values).dtype.kind not in "biuf" else np.asarray(
         values, dtype=np.float64)
     finite = arr[np.isfinite(arr)]
     if finite.size == 0:
         raise ValidationError(f"column {name!r} has no finite values to build a reference from")
     lo, hi = float(finite.min()), float(finite.max())
+    support = integer_support(finite, discrete_max_values)
+    if support is not None:  # a bucket per value; every bucket is its own coarse one (chi-square on the support)
+        edges = np.append(support, np.nextafter(hi, np.inf))
+        return ColumnReference(name=name, kind=NUMERIC, edges=edges, categories=(), complete=True,
+                               coarse=np.arange(edges.size + 2, dtype=np.int64), mean=float(finite.mean()),
+                               std=0.0 if lo == hi else float(finite.std()), discrete=True)
     edges = np.concatenate([[lo], quantile_edges(finite, fine_bins), [np.nextafter(hi, np.inf)]])
     counts = np.bincount(np.searchsorted(np.append(edges, np.nan), arr, side="right"), minlength=edges.size + 2)
     return ColumnReference(name=name, kind=NUMERIC, edges=edges, categories=(), complete=True,

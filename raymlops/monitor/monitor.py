@@ -319,7 +319,7 @@ class Monitor:
             try:
                 self.pred_reference = build_reference(
                     {PREDICTION: values}, categorical=[PREDICTION] if discrete else [], n_bins=self.config.n_bins,
-                    fine_bins=self.config.fine_bins)
+                    fine_bins=self.config.fine_bins, discrete_max_values=self.config.discrete_max_values)
             except ValidationError:
                 return None
             self.pred_state = StreamState(self.pred_reference)

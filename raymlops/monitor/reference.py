@@ -304,6 +304,7 @@ def build_reference(
     max_slices: int = 20,
     monitored: Sequence[str] | None = None,
     category_names: Mapping[str, Mapping[str, str]] | None = None,
+    discrete_max_values: int = 50,
 ) -> MonitorReference:
     """Build a reference from equal-length reference columns.
 
@@ -312,7 +313,9 @@ def build_reference(
     column that is not only a slice column). A column named :data:`PREDICTION` holds
     reference predictions (prediction drift). ``category_names``: per categorical column, label ->
     what reports call it (a string feature monitored as its category codes, see
-    :attr:`~raymlops.monitor.columns.ColumnReference.display`).
+    :attr:`~raymlops.monitor.columns.ColumnReference.display`). ``discrete_max_values``
+    (``monitor.discrete_max_values``): a numeric column of integers on at most this many values is
+    bucketed per value and tested on that support (chi-square), as the offline check tests it; 0: never.
     """
     n_bins = check_int(n_bins, "n_bins", 2)
     fine_bins = check_int(fine_bins, "fine_bins", n_bins)
@@ -338,7 +341,7 @@ def build_reference(
         if name in categorical or values.dtype.kind in "OUSb":
             cols.append(categorical_column(name, values, max_categories, (category_names or {}).get(name)))
         else:
-            cols.append(numeric_column(name, values, fine_bins, n_bins))
+            cols.append(numeric_column(name, values, fine_bins, n_bins, discrete_max_values))
     slices: tuple[str, ...] = (ALL_SLICE,)
     keys: tuple[str, ...] | None = None
     if slice_columns:

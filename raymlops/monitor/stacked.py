@@ -54,10 +54,10 @@ class _Layout:
     one state.
     """
 
-    __slots__ = ("above", "all_numeric", "below", "buckets", "categorical", "coarse_end", "coarse_start", "fine",
-                 "is_feature", "is_numeric", "kinds", "local", "missing", "n_coarse", "names", "numeric",
-                 "numeric_list", "offsets", "other", "prediction", "ref", "ref_mean", "ref_scale", "ref_taken",
-                 "row_widths", "unseen")
+    __slots__ = ("above", "all_numeric", "below", "buckets", "categorical", "chi2_columns", "coarse_end",
+                 "coarse_start", "fine", "is_discrete", "is_feature", "is_numeric", "kinds", "local", "missing",
+                 "n_coarse", "names", "numeric", "numeric_list", "offsets", "other", "prediction", "ref", "ref_mean",
+                 "ref_scale", "ref_taken", "row_widths", "unseen")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -91,6 +91,9 @@ class _Layout:
         self.coarse_end = np.stack([self.offsets[i] + np.searchsorted(c.coarse, runs, side="right")
                                     for i, c in enumerate(cols)])
         self.is_numeric = np.array([c.kind != CATEGORICAL for c in cols], dtype=bool)
+        self.is_discrete = np.array([c.discrete for c in cols], dtype=bool)
+        #: the columns chi-square may judge: categorical and discrete ones
+        self.chi2_columns = np.flatnonzero(~self.is_numeric | self.is_discrete)
         self.is_feature = np.array([c.name != PREDICTION for c in cols], dtype=bool)
         self.prediction = self.names.index(PREDICTION) if PREDICTION in self.names else None
         self.numeric_list = self.is_numeric.tolist()
@@ -230,9 +233,9 @@ class _Stats:
         self._choose(lay, cfg)
 
     def _chi2(self, lay: _Layout, ref: _Side, cur: _Side, cfg: MonitorConfig) -> None:
-        """Chi-square of the columns that may be judged by it (categorical ones, numeric ones with
-        ``numeric_test: chi2``); it is in no verdict otherwise (NaN, p-value 1)."""
-        cat = lay.categorical
+        """Chi-square of the columns that may be judged by it (categorical and discrete ones, numeric
+        ones with ``numeric_test: chi2``); it is in no verdict otherwise (NaN, p-value 1)."""
+        cat = lay.chi2_columns
         if cfg.numeric_test == "chi2" or cat.size == len(lay.names):
             self.chi2, self.chi2_p = chi2_rows(ref.coarse, cur.coarse)
             return
@@ -275,10 +278,13 @@ class _Stats:
         num = (np.where(small, _KS, _WASSERSTEIN) if cfg.numeric_test == "auto"
                else _TESTS.index(cfg.numeric_test))
         cat = np.where(small, _CHI2, _JS) if cfg.categorical_test == "auto" else _TESTS.index(cfg.categorical_test)
-        code = np.where(lay.is_numeric, num, cat)  # already of every group when a test depends on the rows
+        # a discrete column: as :func:`~raymlops.monitor.verdicts.numeric_test` says
+        disc = (np.where(small, _CHI2, _PSI if cfg.numeric_test == "psi" else _WASSERSTEIN)
+                if cfg.categorical_test == "auto" else _TESTS.index(cfg.categorical_test))
+        code = np.where(lay.is_numeric, np.where(lay.is_discrete, disc, num), cat)  # of every group when per rows
         self.code = code if code.shape == small.shape else np.broadcast_to(code, small.shape)
         self.statistic = np.choose(self.code, [self.ks, self.chi2, self.wasserstein, self.js, self.psi])
-        self.p_value = np.where(lay.is_numeric & (self.code != _CHI2), self.ks_p, self.chi2_p)
+        self.p_value = np.where(lay.is_numeric & ~lay.is_discrete & (self.code != _CHI2), self.ks_p, self.chi2_p)
 
 
 #: ColumnVerdict's fields in order (for :func:`_verdict`)

@@ -15,6 +15,11 @@ the test. Every statistic is computed from the bucket counts of the streaming st
   and at least the gap between the means (which also sees mass beyond the range);
 - chi-square homogeneity, Jensen-Shannon and PSI: on the buckets (coarse ones for numeric).
 
+A discrete column (integers on at most ``discrete_max_values`` values in the reference: counts,
+ratings, codes) has a bucket per reference value and is judged as the offline check judges it
+(:func:`numeric_test`): chi-square on that support on small windows, the numeric distance on
+larger ones; KS would be conservative on its ties.
+
 All of it is computed for every column of all rows and of every non-empty slice at once, with
 whole-array numpy passes over the stacked counts (:mod:`raymlops.monitor.stacked`): a window close
 costs a few dozen numpy calls, not a Python loop over columns x slices.
@@ -291,13 +296,25 @@ def _column(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[n
                    mean=mom.mean, std=mom.std, chi2=chi_s)
         if rows:
             out["out_of_range_rate"] = (cur[0] + cur[col.edges.size]) / rows
-        test = cfg.numeric_test if cfg.numeric_test != "auto" else ("ks" if small else "wasserstein")
-        if test == "chi2":
+        test = numeric_test(col.discrete, small, cfg)
+        if test == "chi2" or col.discrete:  # a discrete column's p-value test is chi-square, as offline
             out["p_value"] = chi_p
     out["test"] = test
     out["statistic"] = {"ks": out["ks"], "chi2": chi_s, "wasserstein": out["wasserstein"], "js": js_v,
                         "psi": psi_v}[test]
     return out
+
+
+def numeric_test(discrete: bool, small: bool, cfg: MonitorConfig) -> str:
+    """The test that decides a numeric column: ``numeric_test`` (``auto``: KS on small windows, the
+    Wasserstein distance on larger ones). A discrete column (integers on a few values) is judged as
+    the offline check judges it: chi-square on its support on small windows (``categorical_test``
+    when set), the numeric distance on larger ones."""
+    if discrete:
+        if cfg.categorical_test != "auto":
+            return cfg.categorical_test
+        return "chi2" if small else "psi" if cfg.numeric_test == "psi" else "wasserstein"
+    return cfg.numeric_test if cfg.numeric_test != "auto" else ("ks" if small else "wasserstein")
 
 
 def _distance_drift(test: str, value: float, cfg: MonitorConfig) -> bool:

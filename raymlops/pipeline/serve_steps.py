@@ -119,7 +119,7 @@ def training_reference(table: Any, features: list[str], config: Any, schema: Any
                                                             and c not in strings)],
                            slice_columns=list(cfg.slice_columns), n_bins=cfg.n_bins, fine_bins=cfg.fine_bins,
                            max_categories=cfg.max_categories, max_slices=cfg.max_slices, monitored=features,
-                           category_names=names)
+                           category_names=names, discrete_max_values=cfg.discrete_max_values)
 
 
 def monitor_settings(config: PipelineConfig, champion: Any) -> dict[str, Any]:

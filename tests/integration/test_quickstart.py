@@ -123,9 +123,8 @@ def test_second_run_reuses_snapshot_and_rejected_model_is_not_deployed(
     assert first["endpoint"] is None
     assert [s["status"] for s in first["steps"]][-3:] == ["skipped"] * 3
 
-    strict = quickstart.model_copy(
-        update={"gate": quickstart.gate.model_copy(update={"rules": ["roc_auc >= 0.99999"]})}
-    )
+    gate = quickstart.gate.model_validate({**quickstart.gate.model_dump(), "rules": ["roc_auc >= 0.99999"]})
+    strict = quickstart.model_copy(update={"gate": gate})  # the rule parsed, as a config file's is
     second = run_pipeline(strict, home=home, progress=lambda _: None).to_dict()
     assert second["snapshot"] == first["snapshot"]
     snap_step = next(s for s in second["steps"] if s["name"] == "snapshot")

@@ -258,3 +258,42 @@ def test_a_constant_reference_column_has_no_spread_and_its_distance_stays_in_uni
     (flat, _) = evaluate(_state(ref, window), MonitorConfig()).overall.columns
     assert flat.wasserstein == pytest.approx(0.05, rel=0.05)
     assert profile_table(pa.table({"flat": np.full(5_000, 0.1)})).column("flat").std == 0.0
+
+
+def test_integer_columns_on_a_few_values_are_tested_on_their_support_as_offline() -> None:
+    """Streaming, as the offline check: integers on at most monitor.discrete_max_values values get a
+    bucket per value and chi-square on that support on small windows (the same statistic and p-value
+    as monitor check's), the numeric distance on large ones; more values, or fractions, stay KS."""
+    from raymlops.monitor.stacked import evaluate_stacked
+    from raymlops.monitor.verdicts import _evaluate_per_column
+    from raymlops.stats.exact import compare
+
+    rng = np.random.default_rng(3)
+    ref = {"visits": rng.poisson(3, 20_000).astype(float), "age": rng.integers(18, 90, 20_000).astype(float),
+           "x": rng.normal(size=20_000)}
+    reference = build_reference(ref)
+    visits, age, x = reference.columns
+    assert visits.discrete and not age.discrete and not x.discrete  # age: 72 values (> 50)
+    np.testing.assert_array_equal(visits.edges[:-1], np.unique(ref["visits"]))
+    assert visits.bucket_labels()[1:4] == ["0", "1", "2"]
+    back = MonitorReference.from_dict(json.loads(json.dumps(reference.to_dict())))
+    assert back.columns[0].discrete and back.same_as(reference)
+    assert not build_reference(ref, discrete_max_values=0).columns[0].discrete
+
+    cur = {"visits": np.minimum(rng.poisson(3.3, 800), ref["visits"].max()).astype(float),
+           "age": rng.integers(18, 90, 800).astype(float), "x": rng.normal(size=800)}
+    state = _state(reference, cur)
+    live = {c.column: c for c in evaluate(state, MonitorConfig()).overall.columns}
+    offline = {t.column: t for t in compare(ref, cur)}
+    assert live["visits"].test == "chi2" and offline["visits"].kind == "discrete"
+    assert live["visits"].statistic == pytest.approx(offline["visits"].statistic, rel=1e-12)
+    assert live["visits"].p_value == pytest.approx(offline["visits"].p_value, rel=1e-9)
+    assert live["visits"].drift and live["age"].test == "ks" and live["x"].test == "ks"
+    # the per-column reference implementation agrees with the stacked pass
+    per_column = {c.column: c for c in _evaluate_per_column(state, MonitorConfig(), reference).overall.columns}
+    stacked = {c.column: c for c in evaluate_stacked(state, MonitorConfig(), reference).overall.columns}
+    for name in ("visits", "age", "x"):
+        assert (per_column[name].test, per_column[name].p_value) == pytest.approx(
+            (stacked[name].test, stacked[name].p_value), rel=1e-12), name
+    big = _state(reference, {k: np.resize(v, 5_000) for k, v in cur.items()})
+    assert {c.column: c.test for c in evaluate(big, MonitorConfig()).overall.columns}["visits"] == "wasserstein"
