@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
 
 from raymlops.exceptions import StepFailed
 
@@ -35,6 +36,29 @@ def explain(exc: BaseException) -> str:
     text = str(exc)
     hint = " Fix the cause and run again." if isinstance(exc, StepFailed) else ""
     return f"error: {text}{hint}"
+
+
+@contextlib.contextmanager
+def ray_output_to_stderr(keep_ray: bool = False) -> Iterator[TextIO]:
+    """For a command whose standard output is its result (``--json``: one JSON line), while it runs
+    Ray work: yields the real standard output, and makes ``sys.stdout`` standard error meanwhile.
+    Ray's driver prints what the cluster pushes to it on ``sys.stdout``, from a thread, whenever it
+    comes ("(raylet) WARNING: 10 PYTHON worker processes have been started ...", found after a Ray
+    Train run's summary), and so does any print of a user's step. A Ray started inside (no
+    ``RAY_ADDRESS``, none running in this process before) is shut down on the way out, so that
+    nothing of it can come after the result, unless ``keep_ray`` (``--serve``, ``--keep``)."""
+    import ray
+
+    started = not ray.is_initialized()
+    out, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield out
+    finally:
+        try:
+            if started and not keep_ray and ray.is_initialized():
+                ray.shutdown()
+        finally:
+            sys.stdout = out
 
 
 def serve_until_interrupted(banner: str, stop: Callable[[], None]) -> None:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from raymlops.cli.common import add_command, print_json
+from raymlops.cli.common import add_command, print_json, ray_output_to_stderr
 from raymlops.exceptions import ConfigError
 
 
@@ -33,9 +33,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--rows: expected at least 100 rows per phase, found {args.rows}")
     if args.port is not None and not 1 <= args.port <= 65535:
         raise ConfigError(f"--port: expected 1-65535, found {args.port}")
-    say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
-        (lambda line: print(line, flush=True))
-    summary = run_demo(home=getattr(args, "home", None), port=args.port, rows=args.rows, keep=args.keep, say=say)
+    with ray_output_to_stderr(keep_ray=args.keep) as out:
+        shown = sys.stderr if args.json else out  # the stages: stdout, or stderr beside --json's line
+        summary = run_demo(home=getattr(args, "home", None), port=args.port, rows=args.rows, keep=args.keep,
+                           say=lambda line: print(line, file=shown, flush=True))
     if args.json:
         print_json(summary)
     elif args.keep or getattr(args, "home", None):

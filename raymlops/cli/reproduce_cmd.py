@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from raymlops.cli.common import add_command, print_json
+from raymlops.cli.common import add_command, print_json, ray_output_to_stderr
 
 
 def register(sub: Any) -> None:
@@ -21,8 +21,9 @@ def run(args: argparse.Namespace) -> int:
     from raymlops.registry.reproduce import reproduce
     from raymlops.store.home import Store
 
-    report = reproduce(Store.open(args.home), args.ref, seed=args.seed,
-                       progress=lambda line: print(line, file=sys.stderr, flush=True))
+    with ray_output_to_stderr():
+        report = reproduce(Store.open(args.home), args.ref, seed=args.seed,
+                           progress=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
         print_json(report.to_dict())
     else:

@@ -7,7 +7,7 @@ import sys
 import textwrap
 from typing import Any
 
-from raymlops.cli.common import add_command, print_json, serve_until_interrupted
+from raymlops.cli.common import add_command, print_json, ray_output_to_stderr, serve_until_interrupted
 from raymlops.exceptions import RaymlopsError
 from raymlops.serve.throughput import remove_private_folders
 
@@ -41,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     try:
         progress = sys.stderr.isatty() if args.progress is None else args.progress
-        result = run_pipeline(cfg, home=args.home, keep_serving=True if args.serve else None,
-                              use_cache=not args.no_cache, ray_progress=progress)
+        with ray_output_to_stderr(keep_ray=args.serve):
+            result = run_pipeline(cfg, home=args.home, keep_serving=True if args.serve else None,
+                                  use_cache=not args.no_cache, ray_progress=progress)
     except RaymlopsError as exc:
         failure = getattr(exc, "failure", None)
         run_id = getattr(exc, "run_id", None)

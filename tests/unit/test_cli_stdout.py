@@ -1,0 +1,28 @@
+"""Commands whose standard output is their result (`raymlops run`, `reproduce`, `demo`): Ray's output goes to stderr."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from raymlops.cli.common import ray_output_to_stderr
+
+
+def test_what_the_cluster_pushes_to_the_driver_goes_to_stderr_while_the_run_runs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ray's driver prints the cluster's warnings ("(raylet) WARNING: 10 PYTHON worker processes have
+    been started ...") on sys.stdout from a thread, at any time: found after a Ray Train run's summary,
+    and it would be the last stdout line of `raymlops run --json`."""
+    from ray._private.worker import print_to_stdstream  # what the driver's error listener calls
+
+    out = sys.stdout
+    with ray_output_to_stderr():
+        print_to_stdstream({"lines": ["WARNING: 10 PYTHON worker processes have been started"], "pid": "raylet",
+                            "is_err": False}, ignore_prefix=False)
+        print("a user step's print")
+    assert sys.stdout is out
+    print('{"model": "m:v1"}')
+    captured = capsys.readouterr()
+    assert captured.out == '{"model": "m:v1"}\n'
+    assert "10 PYTHON worker processes" in captured.err and "a user step's print" in captured.err
