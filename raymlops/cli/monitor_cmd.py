@@ -255,6 +255,23 @@ def _print_estimates(perf: dict[str, Any]) -> None:
               f"{', '.join(concept['detectors'])} in {concept['labels']} labels")
 
 
+def _print_challengers(diff: dict[str, Any]) -> None:
+    """How the challenger (canary or shadow) compares with the champion: the share of the rows both
+    answered on which they agree, in the open window and the last closed one, and the distance
+    between their predictions in the last closed window."""
+    roles = {v: r.get("role") for v, r in (diff.get("roles") or {}).items() if r.get("role") != "champion"}
+    last = diff.get("last_window") or {}
+    for version, role in sorted(roles.items()):
+        parts = [f"this window: agreement {diff['agreement']:.1%} over {diff['pairs']} answers both gave"
+                 if diff.get("pairs") else "this window: no answers both gave yet"]
+        if last.get("pairs"):
+            parts.append(f"last window: agreement {last['agreement']:.1%} over {last['pairs']}")
+        moved = (last.get("challengers") or {}).get(version)
+        if moved:
+            parts.append(f"prediction distance {_fmt(moved['prediction_distance'])} ({moved['rows']} rows)")
+        print(f"  {role} {version} vs champion {diff.get('champion')}: {'; '.join(parts)}")
+
+
 def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.4g}"
 
@@ -310,6 +327,7 @@ def _status(args: argparse.Namespace) -> int:
                   f"{labels['expired']} expired, {labels['unknown']} unknown")
         _print_realised(st.get("performance") or {})
         _print_estimates(st.get("performance") or {})
+        _print_challengers(st.get("differential") or {})
         for a in st["alerts"]["recent"][-10:]:
             print(f"  alert [{a['kind']}] {a['message']}")
         if st.get("metrics_url"):

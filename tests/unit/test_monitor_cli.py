@@ -90,6 +90,27 @@ def test_status_prints_the_realised_quality_beside_its_baseline(capsys: pytest.C
     ]
 
 
+def test_status_prints_how_the_challenger_compares_with_the_champion(capsys: pytest.CaptureFixture[str]) -> None:
+    """The differential part of a monitor's status (DifferentialTracker.status, as a shadow deployment's
+    monitor gave it) was only in --json: the text showed no challenger at all."""
+    from raymlops.cli.monitor_cmd import _print_challengers
+
+    _print_challengers({
+        "champion": "churn:v2", "roles": {"churn:v1": {"role": "shadow", "epoch": 5},
+                                          "churn:v2": {"role": "champion", "epoch": 5}},
+        "pairs": 21, "agreement": 1.0,
+        "last_window": {"champion": "churn:v2", "pairs": 29, "agreement": 0.896551724137931,
+                        "challengers": {"churn:v1": {"prediction_distance": 0.06709383479300213, "rows": 119}}}})
+    _print_challengers({"champion": "m:v1", "roles": {"m:v2": {"role": "canary", "epoch": 2}}, "pairs": 0,
+                        "agreement": None, "last_window": None})
+    _print_challengers({"champion": "m:v1", "roles": {"m:v1": {"role": "champion", "epoch": 1}}})  # none: no line
+    assert capsys.readouterr().out.splitlines() == [
+        "  shadow churn:v1 vs champion churn:v2: this window: agreement 100.0% over 21 answers both gave; "
+        "last window: agreement 89.7% over 29; prediction distance 0.06709 (119 rows)",
+        "  canary m:v2 vs champion m:v1: this window: no answers both gave yet",
+    ]
+
+
 def test_check_reads_json_lines_and_json_arrays_as_data_source_does(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
