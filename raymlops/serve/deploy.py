@@ -267,8 +267,12 @@ def shutdown_serve(timeout_s: float = 30.0) -> None:
     waited for by name until it is gone, and ``serve.shutdown()`` then only forgets it."""
     import ray
     from ray import serve
-    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
 
+    try:  # Serve's own names for its controller (not public: a Ray without them shuts down Serve's way)
+        from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+    except ImportError:
+        serve.shutdown()
+        return
     try:
         controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
         ray.get(controller.graceful_shutdown.remote(False), timeout=timeout_s)
