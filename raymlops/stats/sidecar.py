@@ -106,7 +106,7 @@ class _KstwoHelper:
                     break
                 values = np.frombuffer(body, dtype=np.float64)
                 out = np.asarray(kstwo.sf(values[:k], values[k:]), dtype=np.float64)
-                os.write(resp, out.tobytes())
+                _write_all(resp, out.tobytes())
             code = 0
         finally:
             os._exit(code)
