@@ -32,7 +32,8 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
 
     one = quickstart.train.candidates[0].model_copy(update={"params": {"C": 1.0, "max_iter": 2000}})
     strict = quickstart.model_copy(update={
-        "gate": quickstart.gate.model_copy(update={"rules": ["roc_auc >= 0.99999"]}),
+        # the rule parsed, as a config file's is (model_copy would leave it a string)
+        "gate": quickstart.gate.model_validate({**quickstart.gate.model_dump(), "rules": ["roc_auc >= 0.99999"]}),
         "serve": quickstart.serve.model_copy(update={"enabled": False}),
         "train": quickstart.train.model_copy(update={"candidates": [one]}),
     })

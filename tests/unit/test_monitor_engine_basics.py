@@ -293,7 +293,7 @@ def test_integer_columns_on_a_few_values_are_tested_on_their_support_as_offline(
     per_column = {c.column: c for c in _evaluate_per_column(state, MonitorConfig(), reference).overall.columns}
     stacked = {c.column: c for c in evaluate_stacked(state, MonitorConfig(), reference).overall.columns}
     for name in ("visits", "age", "x"):
-        assert (per_column[name].test, per_column[name].p_value) == pytest.approx(
-            (stacked[name].test, stacked[name].p_value), rel=1e-12), name
+        assert per_column[name].test == stacked[name].test, name
+        assert per_column[name].p_value == pytest.approx(stacked[name].p_value, rel=1e-9), name
     big = _state(reference, {k: np.resize(v, 5_000) for k, v in cur.items()})
     assert {c.column: c.test for c in evaluate(big, MonitorConfig()).overall.columns}["visits"] == "wasserstein"
