@@ -303,8 +303,29 @@ def _equal_width_runs(edges: npt.NDArray[np.float64], max_bins: int) -> npt.NDAr
     return np.asarray(cuts, dtype=np.int64)
 
 
+def _state_integer(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """A discrete column (a bucket per reference value): a bar per value, as the offline plots draw
+    integer columns; rows outside the reference's values (below, above, missing) as extra bars."""
+    values = col.edges[:-1]
+    missing = bool(ref[-1] or cur[-1])
+    n = 3 if missing else 2
+    return {"kind": INTEGER_KIND, "source": "state",
+            "binning": f"one bar per integer value of the reference ({values.size} values); rows outside its "
+                       "range as bars of their own",
+            "values": values.tolist(), "labels": [f"{v:.4g}" for v in values.tolist()],
+            "reference": ref[1:-2].tolist(), "current": cur[1:-2].tolist(), "inside": [True] * values.size,
+            "extra_labels": [BELOW, ABOVE, MISSING][:n],
+            "reference_extra": [int(ref[0]), int(ref[-2]), int(ref[-1])][:n],
+            "current_extra": [int(cur[0]), int(cur[-2]), int(cur[-1])][:n],
+            "reference_range": [col.ref_min, col.ref_max],
+            "outside": {side: {"below": int(c[0]), "above": int(c[-2]), "missing": int(c[-1]), "unseen": 0}
+                        for side, c in (("reference", ref), ("current", cur))}}
+
+
 def _state_numeric(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[np.int64],
                    max_bins: int) -> dict[str, Any]:
+    if col.discrete:
+        return _state_integer(col, ref, cur)
     fine = col.edges  # buckets: 0 below, 1 .. len(fine)-1 interior, len(fine) above, last missing
     cuts = _equal_width_runs(fine, max_bins)
     edges = fine[cuts]

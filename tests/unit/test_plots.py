@@ -167,6 +167,9 @@ def test_live_plots_from_the_state_show_rows_outside_the_reference_as_bars(
         c, lo, hi = cur[name].to_numpy(), ref[name].min(), ref[name].max()
         assert h["extra_labels"][:2] == ["below reference range", "above reference range"]
         assert h["current_extra"][:2] == [int((c < lo).sum()), int((c > hi).sum())]
+        if h["kind"] == "integer":  # integers on a few values (magnesium in these 59 rows): a bar per value
+            assert h["values"] == sorted(set(ref[name].tolist())), name
+            continue
         edges = np.asarray(h["edges"])
         assert edges[0] == lo and edges[-1] == hi
         assert np.diff(edges).min() >= 0.5 * (hi - lo) / 20  # no sliver (59 rows, 100 quantile buckets)
@@ -230,3 +233,23 @@ def test_reports_render_in_a_headless_browser(wine: tuple[pd.DataFrame, pd.DataF
             assert len(fig["refx_bars"]) == len(hist["extra_labels"]) == len(fig["curx_bars"])
     live_a = next(p for p in seen["dom"]["plots"] if p["feature"] == "a")
     assert live_a["curx_bars"][1] > 0 and live_a["curx_bars"][2] > 0  # above the range, missing: drawn
+
+
+def test_live_plots_of_an_integer_column_have_a_bar_per_reference_value() -> None:
+    """The live monitor buckets a discrete column per value: its plot is the offline plot's integer
+    kind, a bar per value (not equal-width bars merged from buckets, which drew the last value as a
+    sliver joined to the bar before it), with rows outside the reference's values as extra bars."""
+    rng = np.random.default_rng(4)
+    visits = rng.poisson(3, 2_000).astype(float)
+    reference = build_reference({"visits": visits})
+    state = StreamState(reference)
+    cur = np.concatenate([rng.poisson(4, 300).astype(float), [-1.0, 99.0, np.nan]])
+    state.update({"visits": cur})
+    h = histograms(state)["visits"]
+    values = np.unique(visits)
+    assert h["kind"] == "integer" and h["values"] == values.tolist()
+    assert h["reference"] == [int((visits == v).sum()) for v in values]
+    assert h["current"] == [int((cur == v).sum()) for v in values]
+    assert h["current_extra"] == [1, int((cur > values.max()).sum()), 1]  # below, above, missing
+    assert_every_row_in_a_bar(h, 2_000, 303)
+    assert_areas_sum_to_one(h)
