@@ -21,6 +21,7 @@ import pandas as pd
 
 from raymlops.exceptions import ValidationError
 from raymlops.stats.bins import quantile_edges
+from raymlops.stats.exact import distinct_integers
 
 __all__ = ["CATEGORICAL", "NUMERIC", "ColumnReference", "categorical_column", "check_int", "labels_of",
            "numeric_column"]
@@ -328,15 +329,6 @@ def _coarse_groups(fine_counts: npt.NDArray[np.int64], n_bins: int) -> npt.NDArr
     return np.concatenate([[0], g, [top, top + 1]]).astype(np.int64)
 
 
-def integer_support(finite: npt.NDArray[np.float64], limit: int) -> npt.NDArray[np.float64] | None:
-    """The sorted distinct values of ``finite`` when they are all integers and at most ``limit``
-    of them (``limit`` 0: never); else None."""
-    if limit <= 0 or finite.size == 0 or not np.array_equal(finite, np.floor(finite)):
-        return None
-    support = np.unique(finite)
-    return support if support.size <= limit else None
-
-
 def numeric_column(name: str, values: npt.ArrayLike, fine_bins: int, n_bins: int,
                    discrete_max_values: int = 0) -> ColumnReference:
     """``discrete_max_values``: integers on at most this many values get a bucket per value
@@ -347,17 +339,16 @@ def numeric_column(name: str, values: npt.ArrayLike, fine_bins: int, n_bins: int
     if finite.size == 0:
         raise ValidationError(f"column {name!r} has no finite values to build a reference from")
     lo, hi = float(finite.min()), float(finite.max())
-    support = integer_support(finite, discrete_max_values)
+    mean, std = float(finite.mean()), 0.0 if lo == hi else float(finite.std())  # numpy gives 1e-17 for 0.1s
+    support = distinct_integers(finite, finite[:0], discrete_max_values, lo, hi)
     if support is not None:  # a bucket per value; every bucket is its own coarse one (chi-square on the support)
         edges = np.append(support, np.nextafter(hi, np.inf))
         return ColumnReference(name=name, kind=NUMERIC, edges=edges, categories=(), complete=True,
-                               coarse=np.arange(edges.size + 2, dtype=np.int64), mean=float(finite.mean()),
-                               std=0.0 if lo == hi else float(finite.std()), discrete=True)
+                               coarse=np.arange(edges.size + 2, dtype=np.int64), mean=mean, std=std, discrete=True)
     edges = np.concatenate([[lo], quantile_edges(finite, fine_bins), [np.nextafter(hi, np.inf)]])
     counts = np.bincount(np.searchsorted(np.append(edges, np.nan), arr, side="right"), minlength=edges.size + 2)
     return ColumnReference(name=name, kind=NUMERIC, edges=edges, categories=(), complete=True,
-                           coarse=_coarse_groups(counts, n_bins), mean=float(finite.mean()),
-                           std=0.0 if lo == hi else float(finite.std()))  # numpy gives 1e-17 for 0.1s
+                           coarse=_coarse_groups(counts, n_bins), mean=mean, std=std)
 
 
 def categorical_column(name: str, values: npt.ArrayLike, max_categories: int,

@@ -24,7 +24,7 @@ from raymlops.monitor.reference import CATEGORICAL, PREDICTION, MonitorReference
 from raymlops.monitor.state import StreamState, moment_tables
 from raymlops.monitor.verdicts import ColumnVerdict, WindowVerdict, lazy_slice
 from raymlops.stats.drift import chi2_rows, distance_from_shares, ks_p_values, row_shares
-from raymlops.stats.verdict import feature_drift_families
+from raymlops.stats.verdict import deciding_test, feature_drift_families
 
 __all__ = ["evaluate_stacked", "evaluate_stacked_many"]
 
@@ -275,14 +275,14 @@ class _Stats:
     def _choose(self, lay: _Layout, cfg: MonitorConfig) -> None:
         """The test of each column (Evidently's defaults for ``auto``), its statistic and p-value."""
         small = self.rows <= cfg.small_window_rows
-        num = (np.where(small, _KS, _WASSERSTEIN) if cfg.numeric_test == "auto"
-               else _TESTS.index(cfg.numeric_test))
-        cat = np.where(small, _CHI2, _JS) if cfg.categorical_test == "auto" else _TESTS.index(cfg.categorical_test)
-        # a discrete column: as :func:`~raymlops.monitor.verdicts.numeric_test` says
-        disc = (np.where(small, _CHI2, _PSI if cfg.numeric_test == "psi" else _WASSERSTEIN)
-                if cfg.categorical_test == "auto" else _TESTS.index(cfg.categorical_test))
-        code = np.where(lay.is_numeric, np.where(lay.is_discrete, disc, num), cat)  # of every group when per rows
-        self.code = code if code.shape == small.shape else np.broadcast_to(code, small.shape)
+
+        def code(kind: str) -> npt.NDArray[np.int64]:  # each kind's test for small and large groups
+            return np.where(small, _TESTS.index(deciding_test(kind, True, cfg)),
+                            _TESTS.index(deciding_test(kind, False, cfg)))
+
+        num, disc, cat = code("numeric"), code("discrete"), code(CATEGORICAL)
+        chosen = np.where(lay.is_numeric, np.where(lay.is_discrete, disc, num), cat)  # of every group
+        self.code = chosen if chosen.shape == small.shape else np.broadcast_to(chosen, small.shape)
         self.statistic = np.choose(self.code, [self.ks, self.chi2, self.wasserstein, self.js, self.psi])
         self.p_value = np.where(lay.is_numeric & ~lay.is_discrete & (self.code != _CHI2), self.ks_p, self.chi2_p)
 

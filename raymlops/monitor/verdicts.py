@@ -47,7 +47,7 @@ from raymlops.monitor.reference import CATEGORICAL, PREDICTION, ColumnReference,
 from raymlops.monitor.state import StreamState
 from raymlops.stats.drift import compare_rows, ks_p_values
 from raymlops.stats.verdict import dataset_drift as dataset_drift_rule
-from raymlops.stats.verdict import feature_drift
+from raymlops.stats.verdict import deciding_test, feature_drift
 
 __all__ = [
     "ColumnVerdict",
@@ -287,7 +287,7 @@ def _column(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[n
         other = len(col.categories)
         if col.complete and rows:
             out["unseen_rate"] = cur[other] / rows
-        test = cfg.categorical_test if cfg.categorical_test != "auto" else ("chi2" if small else "js")
+        test = deciding_test(CATEGORICAL, small, cfg)
         out.update(p_value=chi_p, chi2=chi_s)
     else:
         mom = state.moments(col.name, slice_index)
@@ -306,15 +306,9 @@ def _column(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[n
 
 
 def numeric_test(discrete: bool, small: bool, cfg: MonitorConfig) -> str:
-    """The test that decides a numeric column: ``numeric_test`` (``auto``: KS on small windows, the
-    Wasserstein distance on larger ones). A discrete column (integers on a few values) is judged as
-    the offline check judges it: chi-square on its support on small windows (``categorical_test``
-    when set), the numeric distance on larger ones."""
-    if discrete:
-        if cfg.categorical_test != "auto":
-            return cfg.categorical_test
-        return "chi2" if small else "psi" if cfg.numeric_test == "psi" else "wasserstein"
-    return cfg.numeric_test if cfg.numeric_test != "auto" else ("ks" if small else "wasserstein")
+    """The test that decides a numeric column (:func:`raymlops.stats.verdict.deciding_test`: a discrete
+    one, integers on a few values, is judged as the offline check judges it)."""
+    return deciding_test("discrete" if discrete else "numeric", small, cfg)
 
 
 def _distance_drift(test: str, value: float, cfg: MonitorConfig) -> bool:

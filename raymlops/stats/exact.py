@@ -120,7 +120,7 @@ def _is_numeric(values: Any) -> bool:
     return np.asarray(values).dtype.kind in "iuf"
 
 
-def _distinct_integers(a: FloatArray, b: FloatArray, limit: int, lo: float | None = None, hi: float | None = None
+def distinct_integers(a: FloatArray, b: FloatArray, limit: int, lo: float | None = None, hi: float | None = None
                        ) -> FloatArray | None:
     """The sorted distinct values of both samples if they are all integers and at most ``limit``
     of them; None otherwise (cheap: looks at a strided sample first). ``lo`` / ``hi``: the pooled
@@ -157,7 +157,7 @@ def column_kind(reference: npt.ArrayLike, current: npt.ArrayLike, categorical: b
     if categorical or not (_is_numeric(reference) and _is_numeric(current)):
         return CATEGORICAL
     a, b = _finite(reference), _finite(current)
-    return DISCRETE if _distinct_integers(a, b, discrete_max_values) is not None else CONTINUOUS
+    return DISCRETE if distinct_integers(a, b, discrete_max_values) is not None else CONTINUOUS
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
 def _discrete_table(r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: FloatArray, b: FloatArray, limit: int,
                     lo: float | None = None, hi: float | None = None
                     ) -> tuple[FloatArray, FloatArray, int, int, float, float, float, float] | None:
-    values = _distinct_integers(a, b, limit, lo, hi)
+    values = distinct_integers(a, b, limit, lo, hi)
     if values is None:
         return None
     r = np.bincount(np.searchsorted(values, a), minlength=values.size).astype(np.float64)

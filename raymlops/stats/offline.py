@@ -51,9 +51,9 @@ import pyarrow as pa
 from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
 from raymlops.features import delimiter_hint
-from raymlops.stats.exact import CONTINUOUS, DISCRETE, KS_EXACT_MAX_N, ColumnTest, compare
+from raymlops.stats.exact import CONTINUOUS, KS_EXACT_MAX_N, ColumnTest, compare
 from raymlops.stats.sidecar import preload_scipy
-from raymlops.stats.verdict import dataset_drift, feature_drift, quality_checks, quality_limits
+from raymlops.stats.verdict import dataset_drift, deciding_test, feature_drift, quality_checks, quality_limits
 
 __all__ = ["check_tables"]
 
@@ -209,18 +209,9 @@ def _take(cols: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:
 def _decide(t: ColumnTest, rows: int, cfg: MonitorConfig) -> tuple[str, float, bool]:
     """``(test, statistic, drifted by distance)``: the deciding test of one column (see the
     module docstring), its statistic, and the distance verdict when a distance decides."""
-    small = rows <= cfg.small_window_rows
-    if t.kind == CONTINUOUS:
-        test = cfg.numeric_test if cfg.numeric_test != "auto" else ("ks" if small else "wasserstein")
-        if test in ("chi2", "js"):  # defined on bins in the live monitor; here KS tests the raw values
-            test = "ks"
-    elif t.kind == DISCRETE and cfg.categorical_test == "auto":
-        # integers on a few values: chi-square on their support while p-values mean something, and
-        # at large samples the numeric distance, as the live monitor and Evidently judge integer
-        # columns (Jensen-Shannon at 0.1 flagged two samples of one uniform 18-59 age at 1,500 rows)
-        test = "chi2" if small else "psi" if cfg.numeric_test == "psi" else "wasserstein"
-    else:
-        test = cfg.categorical_test if cfg.categorical_test != "auto" else ("chi2" if small else "js")
+    test = deciding_test(t.kind, rows <= cfg.small_window_rows, cfg)
+    if t.kind == CONTINUOUS and test in ("chi2", "js"):  # on bins in the live monitor; here KS tests the raw values
+        test = "ks"
     value = {"ks": t.statistic, "chi2": t.statistic, "wasserstein": t.wasserstein, "js": t.js, "psi": t.psi}[test]
     threshold = {"wasserstein": cfg.wasserstein_threshold, "js": cfg.js_threshold,
                  "psi": cfg.psi_threshold}.get(test, math.nan)
