@@ -160,31 +160,12 @@ def _keep_freed_memory() -> None:
         pass
 
 
-#: local input files of this many bytes together make the check's KS p-values large-sample ones
-LARGE_INPUT_BYTES = 4 << 20
-
-
-def _start_helper_for_large(*refs: str) -> None:
-    """For large local files, start the process that imports scipy.stats beside this one's start-up
-    (:func:`raymlops.stats.sidecar.start_kstwo_helper`); small ones need scipy.stats here (exact p-values)."""
-    try:
-        size = sum(os.path.getsize(r) for r in refs)
-    except OSError:  # not local files (s3://, a snapshot id, a folder's parts are summed elsewhere)
-        return
-    if size >= LARGE_INPUT_BYTES:
-        # numpy and the stats package: only for this verb (`raymlops --help` imports this module)
-        from raymlops.stats.sidecar import start_kstwo_helper
-
-        start_kstwo_helper()
-
-
 def _check(args: argparse.Namespace) -> int:
     # Arrow in, exact tests out: this path imports neither Ray nor pandas nor the monitor package
     # (a Parquet file's columns are read when the check reaches them, so that reading overlaps testing)
     import gc
 
     _keep_freed_memory()
-    _start_helper_for_large(args.reference, args.current)
     # pyarrow and the exact tests: only for this verb (`raymlops --help` imports this module)
     from raymlops.data.tables import open_table
     from raymlops.stats.offline import check_tables as check

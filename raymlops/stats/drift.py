@@ -22,10 +22,10 @@ Tests on whole samples (exact KS, Wasserstein) are :mod:`raymlops.stats.exact`'s
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from raymlops.exceptions import ValidationError
 from raymlops.stats.ks import KS_TAIL_P, ks_2samp_p
@@ -48,6 +48,14 @@ __all__ = [
     "row_shares",
     "wasserstein_binned",
 ]
+
+def _special() -> Any:
+    """:mod:`scipy.special`, imported on first use: 0.2 s that ``monitor check`` of large numeric
+    columns (whose p-values need no scipy) does not spend."""
+    from scipy import special
+
+    return special
+
 
 #: the p-value corrections :func:`correct` knows
 CORRECTIONS: tuple[str, ...] = ("bonferroni", "holm", "bh")
@@ -91,7 +99,7 @@ def chi2_rows(ref: npt.ArrayLike, cur: npt.ArrayLike) -> tuple[FloatArray, Float
         terms = np.where(keep, (r - e_r) ** 2 / e_r + (c - e_c) ** 2 / e_c, 0.0).sum(axis=-1)
         few = kept < 2
         stat = np.where(few, 0.0, terms)
-        p_value = np.where(few, 1.0, special.chdtrc(np.maximum(kept - 1, 1), terms))
+        p_value = np.where(few, 1.0, _special().chdtrc(np.maximum(kept - 1, 1), terms))
     have = (total_r[..., 0] > 0) & (total_c[..., 0] > 0)
     if have.all():
         return stat, p_value
@@ -217,7 +225,7 @@ def ks_p_values(d: npt.ArrayLike, n: npt.ArrayLike, m: npt.ArrayLike, method: st
         en = n_ * m_ / (n_ + m_)
         if method == "stephens":
             s = np.sqrt(en)
-            out = np.asarray(special.kolmogorov(d_ * (s + 0.12 + 0.11 / s)), dtype=np.float64)
+            out = np.asarray(_special().kolmogorov(d_ * (s + 0.12 + 0.11 / s)), dtype=np.float64)
         else:  # the one implementation, shared with the exact offline check
             out = ks_2samp_p(np.where(empty, 0.0, d_), np.where(empty, 1.0, n_), np.where(empty, 1.0, m_))
     out = np.where(empty, 1.0, np.clip(out, 0.0, 1.0))

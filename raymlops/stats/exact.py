@@ -31,7 +31,9 @@ values. Which test each column gets (:func:`column_kind`), and why:
     Kolmogorov distribution, :func:`scipy.special.kolmogorov`, says p < ``KS_TAIL_P`` = 1e-9),
     where that value is reported instead: within 1 % of kstwo's at a million rows (a factor of a
     few at ten thousand, where p is ~1e-160), and ``kstwo.sf`` would spend 1-2 s per column there at
-    a million rows without changing any decision. Also the exact Wasserstein-1 distance
+    a million rows without changing any decision. Where kstwo is scipy's Pelz-Good series or a
+    closed form (an undrifted large column), :mod:`raymlops.stats.kolmogorov` computes it, bit for
+    bit, without importing scipy. Also the exact Wasserstein-1 distance
     divided by the reference standard deviation, and PSI on about ``n_bins`` bins of equal
     reference mass.
 

@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from raymlops.stats.sidecar import forked, kstwo_sf
+from raymlops.stats.kolmogorov import kolmogorov_sf
+from raymlops.stats.kolmogorov import kstwo_sf as series_sf
+from raymlops.stats.sidecar import forked, preload_scipy
 
 __all__ = ["KS_TAIL_P", "KsProfile", "ks_2samp_p", "ks_2samp_p_later", "ks_profile", "ks_wasserstein"]
 
@@ -293,28 +295,35 @@ def ks_2samp_p(d: npt.ArrayLike, n: npt.ArrayLike, m: npt.ArrayLike) -> FloatArr
     distribution, as :func:`scipy.stats.ks_2samp` computes them with ``method="asymp"`` (and with
     ``"auto"`` above 10,000 values per sample): ``kstwo.sf(d, round(n * m / (n + m)))``.
 
-    Where ``kstwo.sf`` is ``2 * scipy.special.smirnov`` (:func:`_smirnov_regime`) that is called
-    directly, so :mod:`scipy.stats` is imported only for the other cases."""
-    from scipy.special import kolmogorov, smirnov
-
+    Where ``kstwo.sf`` is a closed form or the Pelz-Good series, :func:`raymlops.stats.kolmogorov.kstwo_sf`
+    gives it without scipy; where it is ``2 * scipy.special.smirnov`` (:func:`_smirnov_regime`)
+    that is called directly; :mod:`scipy.stats` is imported (or asked of the helper process) only
+    for the rest (the exact recursions of smaller samples)."""
     d_, n_, m_ = (np.asarray(x, dtype=np.float64) for x in (d, n, m))
     en = np.round(n_ * m_ / (n_ + m_))
     d_, en = np.broadcast_arrays(d_, en)
+    shape = d_.shape
+    d_, en = d_.ravel(), en.ravel()
     # Far in the tail (the limiting distribution says p < KS_TAIL_P) kstwo.sf takes 1-2 s per call
     # at a million rows and no decision can depend on the digits it adds: report the limiting
-    # Kolmogorov value there (within 1 % of kstwo's, both far below any corrected alpha).
-    limit = np.asarray(kolmogorov(d_ * np.sqrt(en)), dtype=np.float64)
-    out = limit.copy()
-    exact = ~(limit < KS_TAIL_P)
-    direct = exact & _smirnov_regime(d_, en)
+    # Kolmogorov value there (within 1 % of kstwo's at a million rows, both far below any corrected alpha).
+    out = kolmogorov_sf(d_ * np.sqrt(en))
+    todo = ~(out < KS_TAIL_P)
+    for i in np.flatnonzero(todo).tolist():
+        got = series_sf(int(en[i]), float(d_[i])) if math.isfinite(en[i]) and en[i] > 0 else None
+        if got is not None:
+            out[i], todo[i] = got, False
+    direct = todo & _smirnov_regime(d_, en)
     if direct.any():
+        from scipy.special import smirnov  # 0.2 s to import: only when a p-value needs it
+
         out[direct] = 2.0 * smirnov(en[direct], d_[direct])
-    rest = exact & ~direct
+    rest = todo & ~direct
     if rest.any():
-        out[rest] = kstwo_sf(d_[rest], en[rest])
-    return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
+        from scipy.stats import kstwo  # most of a second to import: only for the recursions of smaller samples
 
-
+        out[rest] = kstwo.sf(d_[rest], en[rest])
+    return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64).reshape(shape)
 
 
 #: above this ``en``, a p-value by ``scipy.special.smirnov`` (which holds the GIL for the whole sum,
@@ -326,17 +335,21 @@ def ks_2samp_p_later(d: float, n: int, m: int) -> Callable[[], float]:
     """:func:`ks_2samp_p` of one statistic, as a function that returns it. When it is a long
     ``smirnov`` sum (``en`` above ``SIDE_PROCESS_MIN_N``), it runs at once in a forked child
     process, so that it neither waits for nor blocks the other columns' work (scipy's loop holds
-    the GIL); the function then waits for the child. Elsewhere (or where ``os.fork`` is missing or
-    fails) it is computed when the function is called."""
-    from scipy.special import kolmogorov, smirnov  # noqa: F401  (imported here, not in the child)
-
+    the GIL); the function then waits for the child. When it needs :mod:`scipy.stats`, that starts
+    importing now, on a thread (:func:`raymlops.stats.sidecar.preload_scipy`). Elsewhere (or where
+    ``os.fork`` is missing or fails) it is computed when the function is called."""
     en = float(np.round(n * m / (n + m)))
-    d_, en_ = np.asarray(d, dtype=np.float64), np.asarray(en, dtype=np.float64)
-    slow = en > SIDE_PROCESS_MIN_N and bool(_smirnov_regime(d_, en_)) and not kolmogorov(d * math.sqrt(en)) < KS_TAIL_P
 
     def now() -> float:
         return float(ks_2samp_p(d, n, m))
 
-    if not slow or not hasattr(os, "fork"):
+    if kolmogorov_sf(d * math.sqrt(en)) < KS_TAIL_P or series_sf(int(en), d) is not None:
+        return now  # the limiting tail, a closed form or the Pelz-Good series: no scipy
+    if not _smirnov_regime(np.asarray(d, dtype=np.float64), np.asarray(en, dtype=np.float64)):
+        preload_scipy()  # kstwo.sf's recursions: scipy.stats
+        return now
+    from scipy.special import smirnov  # noqa: F401  (imported here, not in the child)
+
+    if en <= SIDE_PROCESS_MIN_N or not hasattr(os, "fork"):
         return now
     return forked(now, now)

@@ -4,14 +4,14 @@ against ks_2samp / kstwo, and the counts and moments it gives on the way."""
 from __future__ import annotations
 
 import math
-import os
-import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from raymlops.stats import ks, sidecar
+from raymlops.stats import kolmogorov, ks, sidecar
 from raymlops.stats.exact import KS_EXACT_MAX_N, compare
 from raymlops.stats.ks_ties import has_ties, ks_2samp_ties
 
@@ -160,24 +160,51 @@ def test_a_failed_child_falls_back_to_computing_here() -> None:
     assert sidecar.forked(boom, lambda: 0.25)() == 0.25
 
 
-def test_the_kstwo_helper_process_answers_as_kstwo_and_ends_with_its_pipe() -> None:
-    en = np.array([5_000.0, 500_000.0, 500_000.0, 40.0])
-    d = np.sqrt(np.array([0.2, 0.8, 1.5, 2.1]) / en)
-    helper = sidecar._KstwoHelper()
-    try:
-        np.testing.assert_array_equal(helper.sf(d, en), stats.kstwo.sf(d, en))
-        np.testing.assert_array_equal(helper.sf(d[:1], en[:1]), stats.kstwo.sf(d[:1], en[:1]))  # the pipe is reused
-    finally:
-        helper.close()  # closes the pipe: the child sees it end and exits; close reaps it
-    with pytest.raises(ChildProcessError):
-        os.waitpid(helper.pid, os.WNOHANG)
+def test_the_series_p_values_are_kstwo_bit_for_bit() -> None:
+    """Where raymlops.stats.kolmogorov carries scipy's branch (closed forms, Pelz-Good) its value is
+    kstwo.sf's, bit for bit; elsewhere it answers None (and the caller asks scipy)."""
+    rng = np.random.default_rng(11)
+    carried = declined = 0
+    for en in [141, 5_000, 99_999, 100_000, 100_001, 500_000, 2_000_000, *rng.integers(141, 6_000_000, 60).tolist()]:
+        d = np.concatenate([np.sqrt(rng.uniform(0, 3, 30) / en), rng.uniform(0, 1, 5),
+                            [0.0, 1.0, 0.4 / en, 0.9 / en, 1.5 / en, (1.4 / en) ** (2 / 3), 1 - 0.5 / en]])
+        theirs = stats.kstwo.sf(d, en)
+        for x, want in zip(d.tolist(), theirs.tolist(), strict=True):
+            got = kolmogorov.kstwo_sf(en, x)
+            if got is None:
+                declined += 1
+                continue
+            carried += 1
+            assert got == want, (en, x)
+    # an undrifted large column (en * d**2 < 2.2) is carried; mild shifts and smaller samples are not
+    assert kolmogorov.kstwo_sf(500_000, math.sqrt(1.0 / 500_000)) is not None
+    assert kolmogorov.kstwo_sf(500_000, math.sqrt(5.0 / 500_000)) is None  # 2 * smirnov
+    assert kolmogorov.kstwo_sf(50_000, 2e-4) is None  # the Durbin matrix
+    assert kolmogorov.kstwo_sf(100, 0.1) is None  # n <= 140
+    assert carried > 2_000 and declined > 500
 
 
-def test_a_dead_helper_leaves_the_p_values_to_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    helper = sidecar._KstwoHelper()
-    os.kill(helper.pid, signal.SIGKILL)
-    os.waitpid(helper.pid, 0)
-    d, en = np.array([0.001]), np.array([500_000.0])
-    assert helper.sf(d, en) is None
-    monkeypatch.setattr(sidecar, "_HELPER", helper)
-    np.testing.assert_array_equal(sidecar.kstwo_sf(d, en), stats.kstwo.sf(d, en))
+def test_the_limiting_tail_is_scipy_special_kolmogorov() -> None:
+    from scipy import special
+
+    z = np.linspace(kolmogorov.SERIES_MIN_Z, 30.0, 20_001)
+    np.testing.assert_allclose(kolmogorov.kolmogorov_sf(z), special.kolmogorov(z), rtol=1e-14, atol=0)
+    assert (kolmogorov.kolmogorov_sf([0.0, 0.5, 0.99]) == 1.0).all()  # below the series: "not tiny"
+
+
+def test_a_p_value_that_needs_scipy_stats_starts_importing_it_at_once() -> None:
+    """kstwo.sf's recursions (here the Durbin matrix, en = 50,000) are scipy.stats': the import starts
+    on a thread when the statistic is known, beside the other columns' passes, and the value is kstwo's."""
+    code = (
+        "import sys, threading\n"
+        "from raymlops.stats import ks\n"
+        "assert 'scipy.stats' not in sys.modules\n"
+        "later = ks.ks_2samp_p_later(2e-4, 100_000, 100_000)\n"
+        "started = any(t.name == 'raymlops-preload' for t in threading.enumerate()) or 'scipy.stats' in sys.modules\n"
+        "print(started, repr(later()))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    started, value = proc.stdout.split()
+    assert started == "True"
+    assert float(value) == float(stats.kstwo.sf(2e-4, 50_000))
