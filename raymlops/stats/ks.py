@@ -117,7 +117,6 @@ class _Binned:
         self.sq = 0.0
         step = max(min(_CHUNK, n), 1)
         t_buf = np.empty(step, dtype=np.float64)
-        q_buf = np.empty(step, dtype=np.float64)
         i_buf = np.empty(step, dtype=np.intp)
         for s in range(0, n, step):
             xs = x[s:s + step]
@@ -129,9 +128,8 @@ class _Binned:
             self.counts += np.bincount(ii, minlength=nb)
             self.sums += np.bincount(ii, weights=t, minlength=nb)
             self.index[s:s + xs.size] = ii
-            q = q_buf[: xs.size]
-            np.multiply(t, t, out=q)  # not np.dot: BLAS would start its threads for each block
-            self.sq += float(q.sum())
+            # not np.dot (BLAS would start its threads for each block) nor square-then-sum (two passes)
+            self.sq += float(np.einsum("i,i->", t, t))
 
     def pick(self, x: FloatArray, mark: npt.NDArray[np.bool_]) -> FloatArray:
         """The values of ``x`` whose bin is marked, sorted."""
