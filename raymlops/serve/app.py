@@ -37,7 +37,7 @@ from raymlops.serve.auth import BearerAuth
 from raymlops.serve.control import ensure_control
 from raymlops.serve.feedback import merge_replies, parse_feedback_request, split_by_shard
 from raymlops.serve.handoff import MonitorHandoff, Served
-from raymlops.serve.loaded import LoadedModel, ServingState, binary_scores, predict_batch
+from raymlops.serve.loaded import LoadedModel, ModelFailed, ServingState, binary_scores, predict_batch
 from raymlops.serve.metrics import ReplicaStats
 from raymlops.serve.oip import OipError
 from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request
@@ -57,14 +57,6 @@ JSON_TYPE = "application/json"
 def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
     return Response(json.dumps(body, separators=(",", ":"), allow_nan=False), status_code=status,
                     headers=headers, media_type=JSON_TYPE)
-
-
-class ModelFailed(Exception):
-    """The model raised on valid rows (a 500: our fault, not the client's)."""
-
-    def __init__(self, model_id: str, message: str) -> None:
-        super().__init__(message)
-        self.model_id = model_id
 
 
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
@@ -214,8 +206,14 @@ class ModelServer:
 
     # -- the model call -----------------------------------------------------------------------
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
-    async def _infer(self, items: list[tuple[LoadedModel, np.ndarray]]) -> list[dict[str, Any]]:
+    async def _infer(self, items: list[tuple[LoadedModel, np.ndarray]]) -> list[dict[str, Any] | Exception]:
         return predict_batch(items, self.stats.observe)
+
+    async def _model_call(self, model: LoadedModel, X: np.ndarray) -> dict[str, Any]:
+        result = await self._infer((model, X))
+        if isinstance(result, Exception):  # this request alone: the batch's others were answered
+            raise result
+        return result
 
     # -- HTTP ---------------------------------------------------------------------------------
     async def _read_body(self, request: Request) -> bytes:
@@ -257,10 +255,9 @@ class ModelServer:
                          exc.status, headers)
         try:
             target, result, latency = await self._predict_rows(state, parsed.X, parsed.key, request_id, t0)
-        except ModelFailed as exc:  # the model itself failed on valid input: our fault, say so
+        except ModelFailed as exc:  # the model failed on valid input: our fault (500), or the row's values (422)
             headers["X-Model-Version"] = exc.model_id
-            return _json({"error": "model_error", "message": str(exc), "request_id": request_id,
-                          "model_version": exc.model_id}, 500, headers)
+            return _json(exc.body() | {"request_id": request_id, "model_version": exc.model_id}, exc.status, headers)
         headers["X-Model-Version"] = target.model_id
         body: dict[str, Any] = {"model_version": target.model_id, "request_id": request_id,
                                 "predictions": result["predictions"].tolist()}
@@ -281,11 +278,15 @@ class ModelServer:
             target = state.challenger
         X = X_champion if target.order is None else X_champion[:, target.order]
         try:
-            result = await self._infer((target, X))
+            result = await self._model_call(target, X)
         except Exception as exc:
-            logger.exception("model %s failed", target.model_id)
-            self.stats.inc("raymlops_serve_requests_total", target.model_id, "500")
-            raise ModelFailed(target.model_id, f"{target.model_id} failed: {type(exc).__name__}") from exc
+            failed = ModelFailed.explain(target, X, exc)
+            self.stats.inc("raymlops_serve_requests_total", target.model_id, str(failed.status))
+            if failed.status == 500:
+                logger.exception("model %s failed", target.model_id)
+            else:
+                self.stats.inc("raymlops_serve_rejected_requests_total", "model_refused")
+            raise failed from exc
         preds = result["predictions"]
         latency = time.perf_counter() - t0
         self.stats.inc("raymlops_serve_requests_total", target.model_id, "200")
@@ -357,7 +358,7 @@ class ModelServer:
                           champion_preds: np.ndarray, epoch: int) -> None:
         t0 = time.perf_counter()
         try:
-            result = await self._infer((challenger, X))
+            result = await self._model_call(challenger, X)
         except Exception as exc:
             self.stats.inc("raymlops_serve_shadow_requests_total", challenger.model_id, "error")
             self.shadow_records.append({"ts": time.time(), "request_id": request_id, "champion": champion.model_id,
@@ -475,9 +476,9 @@ class ModelServer:
             request_id = headers["X-Request-Id"] = req.id  # the protocol's id names the request (for /feedback)
         try:
             target, result, _ = await self._predict_rows(state, req.X, None, request_id, t0, pinned)
-        except ModelFailed as exc:
+        except ModelFailed as exc:  # a row the model cannot take is a bad request: 400 in the protocol
             headers["X-Model-Version"] = exc.model_id
-            return _json({"error": str(exc)}, 500, headers)
+            return _json({"error": str(exc)}, 500 if exc.status == 500 else 400, headers)
         headers["X-Model-Version"] = target.model_id
         outputs = {oip.PREDICT: result["predictions"]}
         if result["probabilities"] is not None:

@@ -10,6 +10,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -214,3 +215,60 @@ def test_metrics_count_requests_rejections_batches_and_the_monitor(served: tuple
     assert sample("raymlops_serve_monitor_rows_total", outcome="sent") >= 60
     assert sample("raymlops_serve_replicas", route=ROUTE) == 1
     assert sample("raymlops_serve_traffic_share", version="toy:v1") == 1.0
+
+
+def test_a_row_the_model_cannot_take_is_422_and_fails_no_other_request(served: tuple[str, Store]) -> None:
+    """A scaled model (a spread of 0.01) turns 1e308, a valid number, into infinity and raises. Sent by
+    16 clients at once, 1 request in 4 carrying it: those get 422 naming the row and field (and the
+    v2 route 400), every other request its 200, and no 500 is counted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from raymlops.registry import register_model
+    from raymlops.serve.deploy import undeploy
+    from raymlops.serve.traffic import deploy_model
+
+    _, store = served
+    X, y = toy_data()
+    X = 0.05 + 0.01 * X
+    signature = {"inputs": [{"name": n, "type": "double", "min": float(X[:, j].min()), "max": float(X[:, j].max())}
+                            for j, n in enumerate(FEATURES)], "output": "classification", "classes": [0, 1]}
+    register_model(store, "scaled", make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y),
+                   snapshot_id="s" * 64, signature=signature, metrics={"roc_auc": 1.0},
+                   gate={"status": "passed", "reasons": []},
+                   lineage={"config_hash": "c", "snapshot_id": "s" * 64, "seed": 1, "run_id": "test"})
+    url = deploy_model(store, "scaled@champion", route="scaled", reason="test",
+                       serve_config=ServeConfig(port=serve_port(), batch_wait_timeout_s=0.02))
+    try:
+        def send(i: int) -> tuple[bool, int, Any]:
+            rows = [row(x) for x in X[i % 100: i % 100 + 3]]
+            bad = i % 4 == 0
+            if bad:
+                rows[1]["c"] = 1e308
+            r = predict(url, {"instances": rows})
+            return bad, r.status, r.body
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(send, range(64)))
+        for bad, status, body in answers:
+            if bad:
+                assert status == 422 and body["error"] == "model_refused", body
+                assert body["message"].startswith("row 1, field 'c': the model cannot predict from 1e+308"), body
+                assert body["details"] == [{"row": 1, "field": "c", "error": "model_refused", "found": 1e308}]
+            else:
+                assert status == 200 and len(body["predictions"]) == 3, body
+        v2 = request(f"{url}/v2/models/scaled/infer", json.dumps(
+            {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [0.05, 0.05, 1e308, 0.05]}]}
+        ).encode())
+        assert v2.status == 400 and "field 'c'" in v2.body["error"], v2.body
+        time.sleep(1.5)  # one replica push interval
+        metrics = request(f"{url}/metrics", method="GET").body
+        lines = [ln for ln in metrics.splitlines() if ln.startswith("raymlops_serve_requests_total{")
+                 and 'route="scaled"' in ln]
+        assert any('status="422"' in ln and float(ln.rsplit(" ", 1)[1]) >= 17 for ln in lines), lines
+        assert not any('status="500"' in ln for ln in lines), lines
+    finally:
+        undeploy("scaled", shutdown=False)
