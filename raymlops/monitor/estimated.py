@@ -114,7 +114,8 @@ class PerformanceEstimator:
 
     def _report(self, counts: ExpectedCounts) -> dict[str, Any]:
         return {"overall": counts.metrics(),
-                "slices": {name: counts.metrics(i) for i, name in enumerate(self.slices) if counts.n[i]}}
+                "slices": {name: counts.metrics(i) for i, name in enumerate(self.slices)
+                           if counts.n[i] and len(self.slices) > 1}}  # one slice: "all" itself
 
     def close(self, ts: float, window: int) -> list[Alert]:
         """Judge the open estimation window against the reference and start a new one."""

@@ -272,12 +272,11 @@ class PerformanceTracker:
         w = self.window
         report: dict[str, Any] = {"overall": w.metrics(), "slices": {}}
         alerts = self._judge(w.metrics(), "all", ts, window)
-        for s, name in enumerate(self.slices):
+        for s, name in enumerate(self.slices if len(self.slices) > 1 else ()):  # one slice: "all" itself
             if w.n[s]:
                 m = w.metrics(s)
                 report["slices"][name] = m
-                if len(self.slices) > 1:
-                    alerts += self._judge(m, name, ts, window)
+                alerts += self._judge(m, name, ts, window)
         report["baseline"] = self.baseline
         if self.estimated.has_scores:  # CBPE of these same labelled rows, beside the realised metrics
             report["estimated"] = self.estimated.labelled_report()

@@ -182,3 +182,31 @@ def test_the_live_report_shows_estimated_beside_realised() -> None:
     assert set(perf["all"]) == {"estimated_accuracy", "estimated_roc_auc", "realised_accuracy", "realised_roc_auc"}
     page = render_html(live_model(m.status(), "r"))
     assert 'id="performance"' in page and "estimated accuracy" in page
+
+
+def test_an_unsliced_monitor_exports_each_series_once() -> None:
+    """Without slice columns the one slice is "all" itself: the realised and estimated quality of
+    the last label window are one series each (a scrape with two identical series is rejected by
+    strict OpenMetrics parsers), and the status lists no slice."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    rng = np.random.default_rng(8)
+    reference = build_reference({"x": rng.normal(size=5_000)})
+    cfg = MonitorConfig.model_validate({"window_rows": 1_000, "performance": {
+        "calibration": Calibration.identity().to_dict(), "estimated_window_rows": 500, "baseline_labels": 100,
+        "window_labels": 400}})
+    m = Monitor(reference, cfg, clock=lambda: 0.0)
+    p, y = calibrated(rng, 1_000, 5.0, 1.0)
+    ids = [str(i) for i in range(1_000)]
+    m.ingest({"x": rng.normal(size=1_000)}, (p >= 0.5).astype(int), request_ids=ids, scores=p)
+    m.feedback(ids[:600], y[:600])
+    perf = m.status()["performance"]
+    assert perf["last_window"]["overall"]["labels"] == 400 and perf["last_window"]["slices"] == {}
+    assert perf["estimated"]["last_window"]["slices"] == {}
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector("m", m.status))
+    lines = [ln for ln in generate_latest(registry).decode().splitlines() if ln and not ln.startswith("#")]
+    series = [ln.rsplit(" ", 1)[0] for ln in lines]
+    assert len(series) == len(set(series)), sorted(s for s in series if series.count(s) > 1)
+    assert 'raymlops_model_quality{metric="accuracy",model="m",slice="all"}' in series
+    assert 'raymlops_monitor_estimated_accuracy{model="m",slice="all"}' in series
