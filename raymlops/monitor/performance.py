@@ -40,6 +40,7 @@ from raymlops.monitor.alerts import Alert
 from raymlops.monitor.concept import ConceptDrift
 from raymlops.monitor.estimated import PerformanceEstimator
 from raymlops.monitor.labels import EarlyLabels, LabelCounts, RecentIds
+from raymlops.stats.agreement import MAX_REGRESSION_LABEL
 from raymlops.stats.cbpe import histogram_auc
 
 __all__ = ["LabelStore", "PerformanceTracker", "PerformanceWindow", "binned_auc", "same_label"]
@@ -124,6 +125,17 @@ class PerformanceWindow:
                 "auc": binned_auc(self.pos[sel].sum(axis=0), self.neg[sel].sum(axis=0))}
 
 
+def _regression_label(label: Any, i: int) -> float:
+    try:
+        value = float(label)
+    except (TypeError, ValueError):
+        raise ValidationError(f"labels[{i}]: regression labels must be numbers, got {label!r}") from None
+    if not abs(value) <= MAX_REGRESSION_LABEL:
+        raise ValidationError(f"labels[{i}]: regression labels must be finite numbers of magnitude at most "
+                              f"{MAX_REGRESSION_LABEL:g} (the error sums must stay finite), got {label!r}")
+    return value
+
+
 def same_label(a: Any, b: Any) -> bool:
     try:
         return float(a) == float(b)
@@ -192,6 +204,9 @@ class PerformanceTracker:
         waits (``early``); the outcome of each label is left in ``last_outcomes``."""
         if len(request_ids) != len(labels):
             raise ValidationError(f"request_ids and labels differ in length ({len(request_ids)} and {len(labels)})")
+        if self.regression:  # every label before any is counted: a bad one changes nothing
+            for i, label in enumerate(labels):
+                _regression_label(label, i)
         self.early.expire(ts)
         alerts: list[Alert] = []
         matched = 0
@@ -253,10 +268,7 @@ class PerformanceTracker:
         """Count one labelled row in ``w``; returns its error (0/1, or the absolute error)."""
         s = item.slice
         if self.regression:
-            try:
-                err = abs(float(item.prediction) - float(label))
-            except (TypeError, ValueError):
-                raise ValidationError(f"regression labels must be numbers, got {label!r}") from None
+            err = abs(float(item.prediction) - float(label))  # checked by feedback()
             w.n[s] += 1
             w.abs_err[s] += err
             return err

@@ -38,6 +38,7 @@ from typing import Any
 
 from raymlops.serve.handoff import shard_of
 from raymlops.serve.request import RequestError, decode_json
+from raymlops.stats.agreement import MAX_REGRESSION_LABEL
 
 __all__ = ["COUNTS", "FeedbackRequest", "merge_replies", "parse_feedback_request", "split_by_shard"]
 
@@ -71,7 +72,12 @@ def _label_problem(label: Any, numeric_only: bool, booleans: bool = False) -> st
             return "string (a regression model takes numbers)"
         return None if 0 < len(label) <= 256 else "string of length " + str(len(label))
     if isinstance(label, (int, float)):
-        return None if math.isfinite(label) else str(label)
+        if not math.isfinite(label):
+            return str(label)
+        if numeric_only and abs(label) > MAX_REGRESSION_LABEL:
+            return (f"{label:g}, beyond the largest regression label taken ({MAX_REGRESSION_LABEL:g}: the "
+                    "monitor's error sums must stay finite)")
+        return None
     return type(label).__name__
 
 
@@ -120,7 +126,8 @@ def parse_feedback_request(raw: bytes, max_bytes: int, max_ids: int, *, regressi
                        "send one label per id", "labels", expected=len(ids), found=len(labels))
     for i, rid in enumerate(ids):
         if not isinstance(rid, str) or not _ID.match(rid):
-            found = type(rid).__name__ if not isinstance(rid, str) else repr(rid[:40])
+            found = repr(rid[:40]) if isinstance(rid, str) else "a number" if isinstance(rid, (int, float)) \
+                and not isinstance(rid, bool) else type(rid).__name__
             raise _invalid(f"request_ids[{i}]: expected a request id as the predict answer gave it "
                            f"(letters, digits, '._:-', at most 128), found {found}", "request_ids", index=i)
     known = {_class_key(c) for c in classes} if classes and not regression else None

@@ -17,10 +17,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAE_SHARE", "agreeing", "labels_agree", "regression_tolerance"]
+__all__ = ["MAE_SHARE", "MAX_REGRESSION_LABEL", "agreeing", "labels_agree", "regression_tolerance"]
 
 #: a regression's default tolerance, as a share of the champion's holdout MAE
 MAE_SHARE = 0.5
+#: the largest magnitude of a regression label compared with a served answer (``/feedback``, the
+#: monitor): sums of millions of absolute errors of such labels stay finite
+MAX_REGRESSION_LABEL = 1e150
 
 
 def regression_tolerance(metrics: Mapping[str, Any] | None, share: float = MAE_SHARE) -> float | None:

@@ -557,3 +557,17 @@ def test_a_window_of_huge_values_closes_without_overflow() -> None:
     (report,) = m.history
     x = report.verdict.overall.column("x")
     assert x.drift and x.out_of_range_rate == 1.0 and x.mean == pytest.approx(1e300)
+
+
+def test_a_regression_label_past_the_error_sums_range_changes_nothing(reference: MonitorReference) -> None:
+    """Two labels of 1e308 made the window's MAE inf (an alert "mae inf", NaN in Prometheus). Such a
+    label is refused, naming it, before any label of the call is counted; the rows stay to be labelled."""
+    m = monitor(reference, performance={"task": "regression", "baseline_labels": 2, "window_labels": 2})
+    rng = np.random.default_rng(3)
+    ids = ["r0", "r1", "r2", "r3"]
+    m.ingest(table(rng, 4), np.array([1.0, 2.0, 3.0, 4.0]), request_ids=ids)
+    with pytest.raises(ValidationError, match=r"labels\[1\]: .*magnitude at most 1e\+150.*1e\+308"):
+        m.feedback(ids[:2], [1.5, 1e308])
+    assert m.status()["performance"]["labels"]["received"] == 0
+    assert m.feedback(ids, [1.5, 2.0, 3.0, 5.0])[0] == 4  # every row still waits for its label
+    assert m.status()["performance"]["baseline"]["mae"] == pytest.approx(0.25)

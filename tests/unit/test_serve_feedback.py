@@ -87,6 +87,18 @@ def test_regression_labels_must_be_numbers() -> None:
     with pytest.raises(RequestError, match=r"labels\[0\].*regression"):
         parse({"request_ids": ["a"], "labels": ["1.5"]}, regression=True)
     assert parse({"request_ids": ["a"], "labels": [1.5]}, regression=True).labels == [1.5]
+    # finite but past what sums of absolute errors can hold (two 1e308 labels made the MAE inf)
+    with pytest.raises(RequestError, match=r"labels\[1\]: expected a number, found -1e\+308, beyond the largest"):
+        parse({"request_ids": ["a", "b"], "labels": [2.0, -1e308]}, regression=True)
+    with pytest.raises(RequestError, match=r"labels\[0\]\[1\]: .*1e\+200"):
+        parse({"request_ids": ["a"], "labels": [[1.0, 1e200]]}, regression=True)
+    assert parse({"request_ids": ["a"], "labels": [1e150]}, regression=True).labels == [1e150]
+    assert parse({"request_ids": ["a"], "labels": [1e308]}).labels == [1e308]  # a classifier's class: any number
+
+
+def test_a_request_id_sent_as_a_number_is_named_a_number() -> None:
+    with pytest.raises(RequestError, match=r"request_ids\[0\]: .*found a number"):
+        parse({"request_ids": [123], "labels": [1]})
 
 
 def test_shards_follow_the_request_id_and_row_keys_stay_with_their_request() -> None:
