@@ -65,11 +65,11 @@ def ensure_ray() -> bool:
     if ray.is_initialized():
         _after_init()
         return bool(address)
+    if address:
+        join_cluster(address)
+        _after_init()
+        return True
     try:
-        if address:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
-            _after_init()
-            return True
         ray.init(
             address="local",  # a private Ray, even when a `ray start` cluster runs on this machine
             include_dashboard=False,
@@ -79,12 +79,35 @@ def ensure_ray() -> bool:
             logging_level=logging.ERROR,
         )
     except ConnectionError as exc:
-        raise RaymlopsError(
-            f"cannot reach the Ray cluster at {address or 'a new local Ray'}: {exc}. "
-            "Is it running (`ray status`)? Clients of a cluster with token auth need RAY_AUTH_MODE=token."
-        ) from None
+        raise RaymlopsError(f"cannot start a local Ray: {exc}") from None
     _after_init()
     return False
+
+
+def join_cluster(address: str) -> None:
+    """Join the Ray cluster at ``address`` (quietly, in raymlops' namespace), or a
+    :class:`RaymlopsError` naming it and the usual causes."""
+    import ray
+
+    quiet_ray_logs()
+    try:
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+    except Exception as exc:  # ConnectionError, a bad address, a failed handshake ...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        auth = ("" if os.environ.get("RAY_AUTH_MODE") else
+                "; RAY_AUTH_MODE is not set here, and a cluster with token authentication (Ray's default for "
+                "`ray start` and raymlops' own) needs RAY_AUTH_MODE=token")
+        raise RaymlopsError(f"cannot reach the Ray cluster at {address}: {first}. Is it running (`ray status`)"
+                            f"{auth}") from None
+
+
+def cluster_address() -> str | None:
+    """The address other processes join this process's Ray by (its GCS), or None without one."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().gcs_address)
 
 
 def _after_init() -> None:

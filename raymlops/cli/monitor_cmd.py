@@ -10,14 +10,13 @@ the cluster named by ``--address`` / ``$RAY_ADDRESS`` for their current window.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 from typing import Any, cast
 
 from raymlops.cli.common import add_command, print_json
-from raymlops.exceptions import ConfigError, NotFound, RaymlopsError
-from raymlops.ray_session import NAMESPACE, ensure_ray, quiet_ray_logs
+from raymlops.exceptions import ConfigError, NotFound
+from raymlops.ray_session import NAMESPACE, ensure_ray, join_cluster
 
 
 def register(sub: Any) -> None:
@@ -266,13 +265,9 @@ def _status(args: argparse.Namespace) -> int:
     # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
     from raymlops.monitor.names import monitor_name
 
-    quiet_ray_logs()
     started = not ray.is_initialized()
     if started:
-        try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise RaymlopsError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        join_cluster(address)
     try:
         prefix = monitor_name("")
         names = [args.name] if args.name else sorted(

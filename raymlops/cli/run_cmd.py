@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json, ray_output_to_stderr, serve_until_interrupted
 from raymlops.exceptions import RaymlopsError
+from raymlops.ray_session import cluster_address
 from raymlops.serve.throughput import remove_private_folders
 
 
@@ -70,8 +72,12 @@ def run(args: argparse.Namespace) -> int:
             "deployed. Improve the model (train.candidates, more or better data) or review gate.rules, then run "
             f"again.\nDetails: raymlops runs show {result.run_id}"), file=sys.stderr, flush=True)
     if args.serve and result.endpoint:
-        serve_until_interrupted(f"serving {result.endpoint}/predict — press Ctrl-C to stop",
-                                lambda: stop_serving(cfg))
+        banner = f"serving {result.endpoint}/predict — press Ctrl-C to stop"
+        address = cluster_address()
+        if cfg.monitor.enabled and address and not os.environ.get("RAY_ADDRESS"):  # this process's private Ray
+            banner += ("\n  its monitor, from another shell: RAY_AUTH_MODE=token raymlops monitor status --address "
+                       + address)
+        serve_until_interrupted(banner, lambda: stop_serving(cfg))
         exit_after_serving(0)
     return 0
 

@@ -9,7 +9,6 @@ this command never starts Ray.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import time
 from typing import Any
@@ -17,8 +16,7 @@ from typing import Any
 from raymlops.cli.audit_cmd import format_record
 from raymlops.cli.common import add_command, print_json
 from raymlops.cli.webhooks_cmd import format_delivery
-from raymlops.exceptions import RaymlopsError
-from raymlops.ray_session import NAMESPACE, quiet_ray_logs
+from raymlops.ray_session import NAMESPACE, join_cluster
 from raymlops.serve.throughput import HAPROXY, PYTHON_PROXY, cluster_high_throughput
 
 
@@ -96,16 +94,9 @@ def _aliases(store: Any) -> list[dict[str, Any]]:
 def _cluster(address: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     import ray
 
-    quiet_ray_logs()
     started_here = not ray.is_initialized()
     if started_here:
-        try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise RaymlopsError(
-                f"cannot reach the Ray cluster at {address}: {exc}. Is it running? Clients of a cluster with "
-                "token auth need RAY_AUTH_MODE=token and its token"
-            ) from None
+        join_cluster(address)
     try:
         nodes = ray.nodes()
         total, free = ray.cluster_resources(), ray.available_resources()

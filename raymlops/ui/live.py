@@ -8,7 +8,6 @@ Without a reachable cluster the page says so and shows what the home folder hold
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from typing import Any, cast
 
@@ -17,7 +16,7 @@ from raymlops.exceptions import NotFound, RaymlopsError
 from raymlops.monitor.names import monitor_name
 from raymlops.monitor.plots import histogram_svg
 from raymlops.monitor.report import live_model, plotted_features, render_html
-from raymlops.ray_session import NAMESPACE, quiet_ray_logs
+from raymlops.ray_session import NAMESPACE, join_cluster
 from raymlops.store.home import Store
 from raymlops.ui.page import Page, badge, esc, fmt, kv, link, num, page, table, url, when
 from raymlops.ui.runs import model_link
@@ -37,12 +36,7 @@ def connect(address: str | None) -> str | None:
         if not address:
             return None
 
-        quiet_ray_logs()
-        try:
-            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
-        except Exception as exc:  # ConnectionError, a bad address, a signal handler outside the main thread ...
-            raise RaymlopsError(f"cannot reach the Ray cluster at {address}: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        join_cluster(address)  # any failure (a signal handler outside the main thread too) is a RaymlopsError
         return address
 
 
