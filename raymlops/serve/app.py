@@ -31,6 +31,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from ray import serve
+from starlette.exceptions import HTTPException
 
 from raymlops.serve import oip
 from raymlops.serve.auth import BearerAuth
@@ -39,7 +40,6 @@ from raymlops.serve.feedback import merge_replies, parse_feedback_request, split
 from raymlops.serve.handoff import MonitorHandoff, Served
 from raymlops.serve.loaded import LoadedModel, ModelFailed, ServingState, binary_scores, predict_batch
 from raymlops.serve.metrics import ReplicaStats
-from raymlops.serve.oip import OipError
 from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request
 from raymlops.serve.settings import MAX_FEEDBACK_IDS, PUSH_INTERVAL_S, SHADOW_LOG_SIZE, ReplicaSettings
 from raymlops.serve.throughput import ingress_here
@@ -48,6 +48,8 @@ from raymlops.stats.agreement import agreeing
 logger = logging.getLogger("raymlops.serve")
 
 app = FastAPI(title="raymlops model server", docs_url=None, redoc_url=None, openapi_url=None)
+app.add_exception_handler(HTTPException, lambda request, exc: _json(oip.unknown_route_body(
+    request.url.path, exc.status_code, str(exc.detail)), exc.status_code, dict(exc.headers or {})))
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 JSON_TYPE = "application/json"
@@ -400,8 +402,7 @@ class ModelServer:
     async def metrics(self) -> Response:
         """Prometheus text of the whole route (every replica), from the control actor."""
         await self._push()
-        text = await self.control.exposition.remote()
-        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(await self.control.exposition.remote(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # -- Open Inference Protocol (KServe v2) REST: raymlops.serve.oip -------------------------
     @app.get("/v2/health/live")
@@ -443,14 +444,14 @@ class ModelServer:
     def _oip_metadata(self, name: str, version: str | None) -> Response:
         try:
             body, model_id = oip.metadata_of(self.state, name, version, self.settings.route)
-        except OipError as exc:
+        except oip.OipError as exc:
             return _json(exc.body(), exc.status, {})
         return _json(body, 200, {"X-Model-Version": model_id})
 
     def _oip_ready(self, name: str, version: str | None) -> Response:
         try:
             oip.pick_model(self.state, name, version, self.settings.route)
-        except OipError as exc:
+        except oip.OipError as exc:
             return _json(exc.body() | {"name": name, "ready": False}, exc.status, {})
         return _json({"name": name, "ready": True}, 200, {})
 
@@ -469,8 +470,8 @@ class ModelServer:
                                           max_rows=s.max_rows_per_request, max_bytes=s.max_body_bytes,
                                           header_length=request.headers.get(oip.HEADER_LENGTH), policy=self.policy)
         except RequestError as exc:  # from reading the body
-            return self._oip_rejected(OipError.from_request_error(exc), state, headers)
-        except OipError as exc:
+            return self._oip_rejected(oip.OipError.from_request_error(exc), state, headers)
+        except oip.OipError as exc:
             return self._oip_rejected(exc, state, headers)
         if req.id is not None and _REQUEST_ID.match(req.id):
             request_id = headers["X-Request-Id"] = req.id  # the protocol's id names the request (for /feedback)
@@ -487,7 +488,7 @@ class ModelServer:
                                          outputs, req)
         return Response(body, status_code=200, headers=headers | extra, media_type=extra["Content-Type"])
 
-    def _oip_rejected(self, exc: OipError, state: ServingState, headers: dict[str, str]) -> Response:
+    def _oip_rejected(self, exc: oip.OipError, state: ServingState, headers: dict[str, str]) -> Response:
         self.stats.inc("raymlops_serve_rejected_requests_total", exc.kind)
         self.stats.inc("raymlops_serve_requests_total", state.champion.model_id, str(exc.status))
         return _json(exc.body(), exc.status, headers)

@@ -405,3 +405,14 @@ def metadata_of(state: ServingState, name: str, version: str | None, route: str)
                           n_classes=None if classes is None else len(classes),
                           platform=f"{type(est).__module__.split('.')[0]}_joblib")
     return body, model.model_id
+
+
+def unknown_route_body(path: str, status: int, detail: str) -> dict[str, Any]:
+    """The body of FastAPI's own errors (no such path, a method the path does not take) in the shape
+    of the route's other errors: the protocol's ``{"error": message}`` under ``/v2`` (clients such as
+    tritonclient read that key), raymlops' ``{"error": code, "message": ...}`` elsewhere."""
+    what = "no such route" if status == 404 else detail.lower() if status == 405 else detail
+    message = f"{what}: {path}"
+    if "/v2/" in path or path.endswith("/v2"):
+        return {"error": message}
+    return {"error": {404: "not_found", 405: "method_not_allowed"}.get(status, "bad_request"), "message": message}

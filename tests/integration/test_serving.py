@@ -172,9 +172,16 @@ def test_a_chunked_body_over_the_limit_is_413_without_content_length(served: tup
 
 
 def test_wrong_method_and_path_are_4xx(served: tuple[str, Store]) -> None:
+    """In the shape of the route's other errors: {"error", "message"}, and the protocol's {"error"}
+    under /v2 (tritonclient could not decode FastAPI's {"detail"} of a route it asks for)."""
     url, _ = served
-    assert request(f"{url}/predict", method="GET").status == 405
-    assert request(f"{url}/nothing-here", method="GET").status == 404
+    r = request(f"{url}/predict", method="GET")
+    assert r.status == 405 and r.body["error"] == "method_not_allowed" and "/predict" in r.body["message"], r.body
+    assert "POST" in r.headers.get("allow", "")
+    r = request(f"{url}/nothing-here", method="GET")
+    assert r.status == 404 and r.body == {"error": "not_found", "message": f"no such route: /{ROUTE}/nothing-here"}
+    r = request(f"{url}/v2/models/{ROUTE}/config", method="GET")
+    assert r.status == 404 and r.body == {"error": f"no such route: /{ROUTE}/v2/models/{ROUTE}/config"}, r.body
 
 
 def test_metrics_count_requests_rejections_batches_and_the_monitor(served: tuple[str, Store]) -> None:
