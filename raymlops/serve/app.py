@@ -38,7 +38,7 @@ from raymlops.serve.auth import BearerAuth
 from raymlops.serve.control import ensure_control
 from raymlops.serve.feedback import merge_replies, parse_feedback_request, split_by_shard
 from raymlops.serve.handoff import MonitorHandoff, Served
-from raymlops.serve.loaded import LoadedModel, ModelFailed, ServingState, binary_scores, predict_batch
+from raymlops.serve.loaded import LoadedModel, ModelFailed, ServingState, binary_scores, checked_answer, predict_batch
 from raymlops.serve.metrics import ReplicaStats
 from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request
 from raymlops.serve.settings import MAX_FEEDBACK_IDS, PUSH_INTERVAL_S, SHADOW_LOG_SIZE, ReplicaSettings
@@ -215,7 +215,7 @@ class ModelServer:
         result = await self._infer((model, X))
         if isinstance(result, Exception):  # this request alone: the batch's others were answered
             raise result
-        return result
+        return checked_answer(result)
 
     # -- HTTP ---------------------------------------------------------------------------------
     async def _read_body(self, request: Request) -> bytes:

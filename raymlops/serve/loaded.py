@@ -188,6 +188,19 @@ def _predict(loaded: LoadedModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return preds, (np.asarray(loaded.model.predict_proba(X)) if loaded.has_proba else None)
 
 
+def _finite(preds: np.ndarray, proba: np.ndarray | None) -> bool:
+    return (preds.dtype.kind not in "fc" or bool(np.isfinite(preds).all())) and (
+        proba is None or bool(np.isfinite(proba).all()))
+
+
+def checked_answer(result: dict[str, Any]) -> dict[str, Any]:
+    """A request's answer, or ValueError when a prediction or probability is not a finite number
+    (JSON has none: the values that gave it are explained as :class:`ModelFailed` explains them)."""
+    if not _finite(result["predictions"], result["probabilities"]):
+        raise ValueError("the model's answer is not a finite number")
+    return result
+
+
 def refused_cell(loaded: LoadedModel, X: np.ndarray, example: np.ndarray) -> tuple[int, int | None, str] | None:
     """Why the model failed on a request's (valid) rows ``X``, when the request is the cause:
     ``(row, feature, the model's error)`` for the first row the model cannot predict, and the
@@ -199,10 +212,10 @@ def refused_cell(loaded: LoadedModel, X: np.ndarray, example: np.ndarray) -> tup
     def fails(rows: np.ndarray) -> str | None:
         try:
             with np.errstate(all="ignore"):  # the overflow that made it fail, once per probe
-                _predict(loaded, rows)
+                preds, proba = _predict(loaded, rows)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"[:300]
-        return None
+        return None if _finite(preds, proba) else "its answer is not a finite number"
 
     if fails(example) is not None or (why := fails(X)) is None:
         return None

@@ -74,3 +74,23 @@ def test_a_model_that_fails_on_its_own_example_is_our_fault() -> None:
     assert refused_cell(broken, np.zeros((3, 3)), broken.example_row) is None  # type: ignore[arg-type]
     failed = ModelFailed.explain(broken, np.zeros((3, 3)), RuntimeError("a bug"))
     assert failed.status == 500 and failed.body() == {"error": "model_error", "message": "m:v1 failed: RuntimeError"}
+
+
+def test_an_answer_that_is_not_a_finite_number_is_explained_as_a_refused_row() -> None:
+    """A linear model without a scaler answers 1e307 with about 1e309: infinity, which JSON cannot
+    carry. The answer is refused (ValueError) and the row and field are named as for an exception."""
+    from raymlops.serve.loaded import checked_answer
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 3))
+    model = _loaded(Ridge().fit(X, 50 * X[:, 0] + X[:, 1]))
+    bad = np.array([[0.1, 0.2, 0.3], [1e307, 0.0, 0.0]])
+    (out,) = predict_batch([(model, bad)], _observe)
+    assert isinstance(out, dict) and np.isinf(out["predictions"][1])  # the batch call itself does not raise
+    with pytest.raises(ValueError, match="not a finite number"):
+        checked_answer(out)
+    assert checked_answer({"predictions": np.array(["a", "b"], dtype=object), "probabilities": None})
+    failed = ModelFailed.explain(model, bad, ValueError("the model's answer is not a finite number"))
+    assert failed.status == 422 and failed.detail == {"row": 1, "field": "age", "error": "model_refused",
+                                                      "found": 1e307}
+    assert "its answer is not a finite number" in str(failed)
