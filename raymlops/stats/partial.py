@@ -86,6 +86,8 @@ def _column_hash(col: pa.ChunkedArray) -> npt.NDArray[np.uint64]:
         t = pa.int8()
         col = pc.cast(col, t)
     if pa.types.is_temporal(t):
+        if t.bit_width == 32:  # date32, time32: Arrow casts these to int32 only
+            col = pc.cast(col, pa.int32())
         t = pa.int64()
         col = pc.cast(col, t)
     if pa.types.is_integer(t) or pa.types.is_floating(t):

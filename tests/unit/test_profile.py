@@ -173,6 +173,23 @@ def test_row_keys_are_content_hashes() -> None:
     assert np.array_equal(row_keys(t.slice(1)), keys[1:])
 
 
+def test_row_keys_of_every_temporal_type() -> None:
+    """date32 and time32 (a CSV's dates, Parquet's millisecond times) hash too: Arrow casts them to
+    int32 only, and a date column stopped every snapshot with 'Unsupported cast from date32[day] to int64'."""
+    import datetime as dt
+
+    day, t = dt.date(2026, 1, 1), dt.time(12, 30)
+    columns = {"date32": pa.array([day, None, day], pa.date32()), "date64": pa.array([day, None, day], pa.date64()),
+               "time32": pa.array([t, None, t], pa.time32("ms")), "time64": pa.array([t, None, t], pa.time64("us")),
+               "ts": pa.array([dt.datetime(2026, 1, 1), None, dt.datetime(2026, 1, 1)], pa.timestamp("s")),
+               "dur": pa.array([5, None, 5], pa.duration("s"))}
+    for name, values in columns.items():
+        keys = row_keys(pa.table({name: values}))
+        assert keys[0] == keys[2] and keys[0] != keys[1], name
+        other = row_keys(pa.table({name: values.take([1, 1, 1])}))  # nulls hash alike in every type
+        assert other[0] == keys[1], name
+
+
 # -- the one-pass profile a snapshot computes block by block, against numpy on the whole data ----
 
 
