@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from raymlops.exceptions import NotFound, ValidationError
+from raymlops.exceptions import NotFound, RaymlopsError, ValidationError
 from raymlops.store.home import Store
 
 __all__ = ["ParquetColumns", "open_table", "pandas_index_columns", "read_table"]
@@ -61,22 +62,25 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
                 raise NotFound(f"{ref}: no such file")
             import pyarrow.parquet as pq
 
-            if p.is_dir():
-                return _without_pandas_index(pq.read_table(p)), f"parquet {p}"
             # one file: read it directly (pq.read_table goes through pyarrow.dataset, which imports pandas)
-            return _without_pandas_index(pq.ParquetFile(p, memory_map=True).read()), f"parquet {p}"
+            table = _without_pandas_index(pq.read_table(p) if p.is_dir() else pq.ParquetFile(p, memory_map=True).read())
+            return named_once(table.column_names, ref, table), f"parquet {p}"
         if p.suffix.lower() in (".json", ".jsonl", ".ndjson"):
             if not p.is_file():
                 raise NotFound(f"{ref}: no such file")
-            return _read_json(p), f"json {p}"
+            table = _read_json(p)
+            return named_once(table.column_names, ref, table), f"json {p}"
         if p.suffix.lower() in (".csv", ".tsv", ".txt") or p.is_file():
             if not p.is_file():
                 raise NotFound(f"{ref}: no such file")
             import pyarrow.csv as pcsv
 
             delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
-            return pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter=delimiter),
-                                 convert_options=csv_convert_options()), f"csv {p}"
+            table = pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                                  convert_options=csv_convert_options())
+            return named_once(table.column_names, ref, table), f"csv {p}"
+    except RaymlopsError:
+        raise
     except (ValueError, OSError, pa.ArrowException) as exc:
         raise ValidationError(f"{ref}: cannot read it as a table: {exc}") from None
     # pandas and scipy (~1 s): only when the table is a snapshot, not a file (`raymlops monitor check a.csv b.csv`)
@@ -84,6 +88,18 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
 
     info, table = read_snapshot(Store.open(home), ref)
     return table, f"snapshot {info.short}"
+
+
+def named_once(names: Sequence[str], ref: str, table: Any = None) -> Any:
+    """``table``, or a :class:`ValidationError` when a column name appears more than once (a
+    column asked for by name would be ambiguous)."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValidationError(f"{ref}: column {name!r} appears {list(names).count(name)} times: "
+                                  "give each column its own name")
+        seen.add(name)
+    return table
 
 
 def _read_json(p: Path) -> pa.Table:
@@ -121,7 +137,7 @@ class ParquetColumns:
         for name in pandas_index_columns(schema):
             schema = schema.remove(schema.get_field_index(name))
         self.schema: pa.Schema = schema
-        self.column_names: list[str] = list(schema.names)
+        self.column_names: list[str] = named_once(list(schema.names), str(path), list(schema.names))
         self.num_rows: int = int(self._metadata.num_rows)
 
     def __len__(self) -> int:
@@ -155,6 +171,8 @@ def open_table(ref: str, home: str | Path | None = None) -> tuple[Any, str]:
     if p.suffix.lower() in (".parquet", ".pq") and p.is_file():
         try:
             return ParquetColumns(p), f"parquet {p}"
+        except RaymlopsError:
+            raise
         except (ValueError, OSError, pa.ArrowException) as exc:
             raise ValidationError(f"{ref}: cannot read it as a table: {exc}") from None
     return read_table(ref, home)

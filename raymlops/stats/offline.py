@@ -326,6 +326,9 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
                   columns: Sequence[str] | None, threads: int | None) -> dict[str, Any]:
     slices = list(slice_columns) or list(cfg.slice_columns)
     ref_names, cur_names = _column_names(reference), _column_names(current)
+    for which, names_ in (("reference", ref_names), ("current", cur_names)):  # a whole row as one category
+        if hint := delimiter_hint(names_):
+            raise ValidationError(f"the {which} data ({names_[0]!r}): {hint.removeprefix('; ')}")
     not_tested: dict[str, str] = {}  # by default, every column but the slices' and these (the module docstring)
     if columns is None:
         for c in ref_names:

@@ -140,7 +140,35 @@ def test_a_semicolon_csv_is_named_as_such(files: dict[str, Path], tmp_path: Path
     pd.read_csv(files["drift"]).to_csv(tmp_path / "semi.csv", index=False, sep=";")
     assert main(["monitor", "check", "--reference", str(files["ref"]), "--current", str(tmp_path / "semi.csv")]) == 2
     err = capsys.readouterr().err
-    assert "lacks columns" in err and "separated by ';', not commas" in err
+    assert err.startswith("error: the current data (") and "separated by ';', not commas" in err
+
+
+def test_two_semicolon_csvs_are_not_compared_as_one_text_column(files: dict[str, Path], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Both files read as one column ('x;seg'): each row was one category, and a 1 sd shift went
+    unseen ("dataset drift: no", exit 0)."""
+    for name in ("ref", "drift"):
+        pd.read_csv(files[name]).to_csv(tmp_path / f"{name}.csv", index=False, sep=";")
+    assert main(["monitor", "check", "--reference", str(tmp_path / "ref.csv"), "--current",
+                 str(tmp_path / "drift.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the reference data (") and "separated by ';', not commas" in err
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_a_column_name_used_twice_is_exit_2(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / f"dup.{kind}"
+    if kind == "csv":
+        path.write_text("x,x\n1,2\n3,4\n")
+    else:
+        pq.write_table(pa.table([pa.array([1.0, 2.0]), pa.array([3.0, 4.0])], names=["x", "x"]), path)
+    for verb in (["check"], ["report", "--out", str(tmp_path / "r.html")]):
+        assert main(["monitor", *verb, "--reference", str(path), "--current", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {path}: column 'x' appears 2 times: give each column its own name\n", err
 
 
 def test_nested_columns_are_listed_as_not_tested(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
