@@ -107,14 +107,18 @@ def _report(args: argparse.Namespace) -> int:
         model = live_model(_live_status(args.route), args.route)
     else:
         # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
-        from raymlops.monitor.offline import check, load_table
+        from raymlops.monitor.offline import check, read_table
 
         cfg = _monitor_config(args.config)
         home = getattr(args, "home", None)
-        ref, ref_desc = load_table(args.reference, home)
-        cur, cur_desc = load_table(args.current, home)
+        ref, ref_desc = read_table(args.reference, home)
+        cur, cur_desc = read_table(args.current, home)
+        # checked as Arrow (its types say which columns are times, decimals or lists, as monitor check reads
+        # them), plotted from pandas: the tested columns only
         result = check(ref, cur, cfg, slice_columns=args.slice, columns=args.column)
-        model = offline_model(result, ref_desc, cur_desc, reference_data=ref, current_data=cur)
+        tested = list(result["features"])
+        model = offline_model(result, ref_desc, cur_desc, reference_data=ref.select(tested).to_pandas(),
+                              current_data=cur.select(tested).to_pandas())
     path = write_report(model, out, args.top)
     plotted = plotted_features(model, args.top)
     if args.json:

@@ -58,6 +58,7 @@ import pandas as pd
 from raymlops.exceptions import ValidationError
 from raymlops.monitor.columns import CATEGORICAL, ColumnReference, _to_float, check_int, labels_of
 from raymlops.monitor.state import StreamState
+from raymlops.stats.offline import time_as_float
 
 __all__ = ["column_histogram", "heights", "histograms", "rows_histogram", "rows_histograms"]
 
@@ -87,8 +88,13 @@ def heights(hist: Mapping[str, Any]) -> dict[str, list[float]]:
 
 def _as_float(values: Any, name: str) -> npt.NDArray[np.float64]:
     if isinstance(values, pd.Series):
+        if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values) or (
+                values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in ("date", "datetime")):
+            return time_as_float(values)  # a time column named in the check: its integer time, as tested
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
     arr = np.asarray(values)
+    if arr.dtype.kind in "mM":
+        return time_as_float(arr)
     if arr.dtype.kind in "biuf":
         return arr.astype(np.float64, copy=False).ravel()
     return _to_float(arr.ravel(), name)

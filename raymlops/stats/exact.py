@@ -307,12 +307,14 @@ def _discrete_wasserstein(values: FloatArray, r: FloatArray, c: FloatArray, ref_
 
 def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: Sequence[str] | None = None,
             categorical: Sequence[str] = (), discrete_max_values: int = 50, n_bins: int = 10,
-            threads: int | None = None) -> list[ColumnTest]:
+            threads: int | None = None, continuous: Sequence[str] = ()) -> list[ColumnTest]:
     """Every column of ``columns`` (default: those of ``reference``) compared exactly, in order
     (see the module docstring). ``reference`` / ``current``: name -> 1-D array (numpy, or a
-    pyarrow array for categorical columns). ``threads``: the pool size (default: the CPUs)."""
+    pyarrow array for categorical columns). ``threads``: the pool size (default: the CPUs).
+    ``categorical`` / ``continuous``: columns tested as such whatever their values (times are
+    continuous: a week of dates is a few integers, not categories)."""
     names = list(columns) if columns is not None else list(reference)
-    forced = set(categorical)
+    forced, smooth = set(categorical), set(continuous)
     workers = max(1, min(threads or os.cpu_count() or 1, len(names)))
 
     def one(name: str) -> tuple[str, Any]:
@@ -321,7 +323,8 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
         if numeric:
             r_all, c_all = np.asarray(ref), np.asarray(cur)
             (a, a_lo, a_hi), (b, b_lo, b_hi) = _finite_range(r_all), _finite_range(c_all)
-            table = _discrete_table(r_all, c_all, a, b, discrete_max_values, min(a_lo, b_lo), max(a_hi, b_hi))
+            table = None if name in smooth else _discrete_table(r_all, c_all, a, b, discrete_max_values,
+                                                                min(a_lo, b_lo), max(a_hi, b_hi))
             if table is None:
                 return CONTINUOUS, _continuous(name, r_all, c_all, a, b, n_bins, (a_lo, a_hi, b_lo, b_hi))
             return DISCRETE, table

@@ -94,6 +94,8 @@ class _ArrowColumns(Mapping[str, Any]):
         t = col.type
         if pa.types.is_temporal(t) and not pa.types.is_interval(t):  # as its integer time (see the docstring)
             col = col.cast(pa.int32() if t.bit_width == 32 else pa.int64())
+        elif pa.types.is_decimal(t):  # a database export's numbers: compared as the doubles they are closest to
+            col = col.cast(pa.float64())
         elif not (pa.types.is_integer(t) or pa.types.is_floating(t)):
             return col
         return _numeric_numpy(col)
@@ -155,7 +157,7 @@ def _nested_type(data: Any, name: str) -> str | None:
     return str(t) if pa.types.is_nested(t) else None
 
 
-def _time_as_float(values: Any) -> np.ndarray:
+def time_as_float(values: Any) -> np.ndarray:
     """Timestamps, dates or durations (numpy or pandas) as their integer time in doubles, missing as NaN."""
     if getattr(getattr(values, "dtype", None), "kind", "O") == "O":  # Python dates, datetimes or Timestamps
         import pandas as pd
@@ -177,7 +179,7 @@ def _arrays(data: Any, names: Sequence[str]) -> Mapping[str, Any]:
     for name in dict.fromkeys(names):
         s = data[name]
         if getattr(getattr(s, "dtype", None), "kind", "") in ("m", "M") or _is_time_column(data, name):
-            out[name] = _time_as_float(s)
+            out[name] = time_as_float(s)
         elif hasattr(s, "to_numpy"):  # a pandas Series
             import pandas as pd
 
@@ -357,10 +359,11 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         raise ValidationError("the reference data has no rows")
     ref_cols, cur_cols = _arrays(reference, [*names, *slices]), _arrays(current, [*names, *slices])
     categorical = [c for c in cfg.categorical if c in names]
+    times = [c for c in names if c not in categorical and _is_time_column(reference, c)]  # named: continuous
 
     def run(r: Mapping[str, Any], c: Mapping[str, Any]) -> list[ColumnTest]:
         return compare(r, c, columns=names, categorical=categorical, discrete_max_values=cfg.discrete_max_values,
-                       n_bins=cfg.n_bins, threads=threads)
+                       n_bins=cfg.n_bins, threads=threads, continuous=times)
 
     overall_tests = run(ref_cols, cur_cols)
     judged = n_cur >= max(cfg.min_rows, 1)
