@@ -69,7 +69,7 @@ import numpy.typing as npt
 
 from raymlops.stats.drift import KS_EXACT_MAX_N, compare_rows
 from raymlops.stats.drift import psi as psi_index
-from raymlops.stats.ks import KS_TAIL_P, ks_2samp_p, ks_2samp_p_later, ks_profile, ks_wasserstein
+from raymlops.stats.ks import KS_TAIL_P, ks_2samp_p, ks_2samp_p_later, ks_profile, ks_wasserstein, mean_std
 from raymlops.stats.ks_ties import ks_2samp_exact
 
 __all__ = [
@@ -272,10 +272,10 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
     psi = psi_index(np.diff(np.concatenate([[0], prof.below_a[:k], [n]])),
                      np.diff(np.concatenate([[0], prof.below_b[:k], [m]])))
     outside = int(prof.below_b[k] + (m - prof.below_b[k + 1]))
-    ref_std = 0.0 if r_lo == r_hi else math.sqrt(prof.var_a)  # a constant: no rounding error left in it
+    ref_std = 0.0 if r_lo == r_hi else prof.std_a  # a constant: no rounding error left in it
     return ColumnTest(statistic=d, p_value=p, wasserstein=prof.w1 / (ref_std if ref_std > 0 else 1.0), js=math.nan,
                       psi=psi, out_of_range_rate=outside / m, mean=prof.mean_b,
-                      std=0.0 if ranges[2] == ranges[3] else math.sqrt(prof.var_b),
+                      std=0.0 if ranges[2] == ranges[3] else prof.std_b,
                       **base), later  # type: ignore[arg-type]
 
 
@@ -288,10 +288,9 @@ def _discrete_table(r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: FloatAr
     r = np.bincount(np.searchsorted(values, a), minlength=values.size).astype(np.float64)
     c = np.bincount(np.searchsorted(values, b), minlength=values.size).astype(np.float64)
     unseen = float(c[r == 0].sum() / c.sum()) if c.sum() else math.nan
-    mean = float(b.mean()) if b.size else math.nan
-    std = float(b.std()) if b.size else math.nan
+    mean, std = mean_std(b)
     return r, c, int(r_all.size - a.size), int(c_all.size - b.size), unseen, mean, std, _discrete_wasserstein(
-        values, r, c, float(a.std()) if a.size else math.nan)
+        values, r, c, mean_std(a)[1])
 
 
 def _discrete_wasserstein(values: FloatArray, r: FloatArray, c: FloatArray, ref_std: float) -> float:

@@ -41,8 +41,9 @@ def kolmogorov_sf(z: npt.ArrayLike) -> npt.NDArray[np.float64]:
     z_ = np.asarray(z, dtype=np.float64)
     big = z_ >= SERIES_MIN_Z
     w = np.where(big, z_, SERIES_MIN_Z)
-    q = np.exp(-2.0 * w * w)  # at most e^-2: five terms leave q^36 < 1e-31 behind
-    total = q * (1.0 - q ** 3 * (1.0 - q ** 5 * (1.0 - q ** 7 * (1.0 - q ** 9))))
+    with np.errstate(under="ignore"):  # far in the tail the later terms are 0
+        q = np.exp(-2.0 * w * w)  # at most e^-2: five terms leave q^36 < 1e-31 behind
+        total = q * (1.0 - q ** 3 * (1.0 - q ** 5 * (1.0 - q ** 7 * (1.0 - q ** 9))))
     return np.asarray(np.where(big, 2.0 * total, 1.0), dtype=np.float64)
 
 

@@ -33,7 +33,7 @@ from raymlops.stats.kolmogorov import kolmogorov_sf
 from raymlops.stats.kolmogorov import kstwo_sf as series_sf
 from raymlops.stats.sidecar import forked, preload_scipy
 
-__all__ = ["KS_TAIL_P", "KsProfile", "ks_2samp_p", "ks_2samp_p_later", "ks_profile", "ks_wasserstein"]
+__all__ = ["KS_TAIL_P", "KsProfile", "ks_2samp_p", "ks_2samp_p_later", "ks_profile", "ks_wasserstein", "mean_std"]
 
 #: below this p-value (by the limiting distribution) large-sample KS p-values come from the limiting
 #: Kolmogorov distribution instead of ``kstwo.sf``: same decision, 1-2 s less per drifted column
@@ -53,15 +53,15 @@ IntArray = npt.NDArray[np.int64]
 @dataclass(frozen=True)
 class KsProfile:
     """What one pass over two samples gives: the KS statistic ``d``, the Wasserstein-1 distance
-    ``w1``, each sample's mean and (population) variance, and the counts of each sample at or
-    below each of the requested points."""
+    ``w1``, each sample's mean and (population) standard deviation, and the counts of each sample
+    at or below each of the requested points."""
 
     d: float
     w1: float
     mean_a: float
-    var_a: float
+    std_a: float
     mean_b: float
-    var_b: float
+    std_b: float
     below_a: IntArray
     below_b: IntArray
 
@@ -143,6 +143,23 @@ class _Binned:
         return x[self.index == j]
 
 
+def mean_std(x: FloatArray) -> tuple[float, float]:
+    """The mean and (population) standard deviation of finite values, without overflow: values past
+    about 1e154 square past the largest double, so such samples are divided by their largest
+    magnitude first."""
+    if x.size == 0:
+        return math.nan, math.nan
+    big = float(np.max(np.abs(x)))
+    if big <= _SQUARES_SAFE:
+        return float(x.mean()), float(x.std())
+    y = x / big
+    return float(y.mean()) * big, float(y.std()) * big
+
+
+#: below this magnitude, sums of squares of millions of values stay finite
+_SQUARES_SAFE = 1e150
+
+
 def _bin_of(v: FloatArray, vmin: float, scale: float, nb: int) -> IntArray:
     """The bin of each value, by the same arithmetic as :class:`_Binned` (clipped to the range)."""
     t = np.subtract(v, vmin)
@@ -157,7 +174,7 @@ def _scan(a: FloatArray, b: FloatArray, base_a: int, base_b: int, lo: float, hi:
     below each of ``points``)``, where ``a`` and ``b`` are every value of each sample in
     ``[lo, hi]`` and ``base_a`` / ``base_b`` count those below. ``best`` is a gap already attained
     elsewhere (bins that cannot beat it are not refined). ``stats``, when given, receives the
-    means and variances of ``a`` and ``b``. ``span``: the smallest and largest value of ``a`` and
+    means and standard deviations of ``a`` and ``b``. ``span``: the smallest and largest value of ``a`` and
     ``b`` together, when the caller knows them (else two passes over each find them)."""
     pts = np.empty(0, dtype=np.float64) if points is None else np.asarray(points, dtype=np.float64)
     size = a.size + b.size
@@ -171,7 +188,7 @@ def _scan(a: FloatArray, b: FloatArray, base_a: int, base_b: int, lo: float, hi:
     if size <= _LEAF or depth >= _MAX_DEPTH or not math.isfinite(scale):
         sa, sb = np.sort(a), np.sort(b)
         if stats is not None:
-            stats.extend([float(a.mean()), float(a.var()), float(b.mean()), float(b.var())])
+            stats.extend([*mean_std(a), *mean_std(b)])
         ca_pts = np.searchsorted(sa, pts, side="right").astype(np.int64)
         cb_pts = np.searchsorted(sb, pts, side="right").astype(np.int64)
         if size == 0:
@@ -189,8 +206,9 @@ def _scan(a: FloatArray, b: FloatArray, base_a: int, base_b: int, lo: float, hi:
             # mean of squares minus squared mean cancels when the values barely vary (a constant column
             # reads as a tiny variance, and the reference's standard deviation scales the distance):
             # there, the variance of the values themselves
-            var = float(x.var()) if var <= _CANCELLED * ms else var / (scale * scale)
-            stats.extend([vmin + mt / scale, var])
+            # (in bin widths: the spread of values near 1e300 is found without squaring them)
+            std = mean_std(x)[1] if var <= _CANCELLED * ms else math.sqrt(var) / scale
+            stats.extend([vmin + mt / scale, std])
     # sum over a bin's values of (right edge - value) / bin width: the exact integral of its CDF step
     k1 = np.arange(1, n_bins + 1, dtype=np.float64)
     ra = ca * k1 - ha.sums
