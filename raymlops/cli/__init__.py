@@ -8,6 +8,7 @@ Errors are one paragraph on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -75,7 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command].run
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, where a reader that left (`| head -1`) is caught below, not at exit
+        return code
+    except BrokenPipeError:  # the reader of stdout left: nothing more to say to it, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 141  # as a shell reports a command ended by SIGPIPE
     except RaymlopsError as exc:
         print(explain(exc), file=sys.stderr, flush=True)
         return exc.exit_code

@@ -230,3 +230,21 @@ def test_decimals_dates_and_lists_are_read_by_their_arrow_types(tmp_path: Path,
         report = _json(capsys)
         assert report["drift"] is True
         assert report["drifted_features"] == (["day"] if extra else ["price", "twin"])
+
+
+def test_a_reader_that_leaves_gets_no_traceback(files: dict[str, Path]) -> None:
+    """`raymlops monitor check ... | head -1`: the reader closes the pipe; the command ends quietly
+    with the shell's status for SIGPIPE (it printed a BrokenPipeError traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes
+    try:
+        proc = subprocess.run([sys.executable, "-m", "raymlops.cli", "monitor", "check", "--reference",
+                               str(files["ref"]), "--current", str(files["drift"])], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
