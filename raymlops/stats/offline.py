@@ -333,10 +333,10 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
             raise ValidationError(f"the {which} data ({names_[0]!r}): {hint.removeprefix('; ')}")
     not_tested: dict[str, str] = {}  # by default, every column but the slices' and these (the module docstring)
     if columns is None:
-        for c in ref_names:
+        for i, c in enumerate(ref_names):
             if c == "":
-                not_tested[c] = "a column without a name: pandas writes its index so " \
-                                "(DataFrame.to_csv(path, index=False) leaves it out)"
+                not_tested[c] = "a column without a name" + (": pandas writes its index so (DataFrame.to_csv(path, "
+                                                             "index=False) leaves it out)" if i == 0 else "")
             elif c not in slices and _is_time_column(reference, c):
                 not_tested[c] = "a time column: timestamps and dates move on between datasets; name it in " \
                                 "columns to test it"

@@ -94,6 +94,10 @@ def test_a_dataframes_stored_index_is_not_a_feature(digits: pd.DataFrame, tmp_pa
     out = _check(capsys, tmp_path / "ref.csv", tmp_path / "cur.csv")
     assert set(out["features"]) == set(x.columns) and out["drift"] is False
     assert list(out["not_tested"]) == [""] and "pandas writes its index so" in out["not_tested"][""]
+    # a blank header elsewhere is not pandas' index: it is only named as such
+    (tmp_path / "blank.csv").write_text("x,,z\n1,2,3\n4,5,6\n")
+    out = _check(capsys, tmp_path / "blank.csv", tmp_path / "blank.csv")
+    assert out["not_tested"] == {"": "a column without a name"}
 
 
 def test_time_columns_are_not_features_unless_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
