@@ -163,12 +163,31 @@ def _keep_freed_memory() -> None:
         pass
 
 
+#: local input files of this many bytes together make the check's KS p-values large-sample ones
+LARGE_INPUT_BYTES = 4 << 20
+
+
+def _start_helper_for_large(*refs: str) -> None:
+    """For large local files, the process that computes long KS p-value sums
+    (:func:`raymlops.stats.ks.start_p_value_helper`), forked now while this process is small."""
+    try:
+        size = sum(os.path.getsize(r) for r in refs)
+    except OSError:  # not local files (s3://, a snapshot id)
+        return
+    if size >= LARGE_INPUT_BYTES:
+        # numpy and the stats package: only for this verb (`raymlops --help` imports this module)
+        from raymlops.stats.ks import start_p_value_helper
+
+        start_p_value_helper()
+
+
 def _check(args: argparse.Namespace) -> int:
     # Arrow in, exact tests out: this path imports neither Ray nor pandas nor the monitor package
     # (a Parquet file's columns are read when the check reaches them, so that reading overlaps testing)
     import gc
 
     _keep_freed_memory()
+    _start_helper_for_large(args.reference, args.current)
     # pyarrow and the exact tests: only for this verb (`raymlops --help` imports this module)
     from raymlops.data.tables import open_table
     from raymlops.stats.offline import check_tables as check

@@ -31,9 +31,10 @@ import numpy.typing as npt
 
 from raymlops.stats.kolmogorov import kolmogorov_sf
 from raymlops.stats.kolmogorov import kstwo_sf as series_sf
-from raymlops.stats.sidecar import forked, preload_scipy
+from raymlops.stats.sidecar import forked, preload_scipy, running_helper, start_helper
 
-__all__ = ["KS_TAIL_P", "KsProfile", "ks_2samp_p", "ks_2samp_p_later", "ks_profile", "ks_wasserstein", "mean_std"]
+__all__ = ["KS_TAIL_P", "KsProfile", "ks_2samp_p", "ks_2samp_p_later", "ks_profile", "ks_wasserstein", "mean_std",
+           "start_p_value_helper"]
 
 #: below this p-value (by the limiting distribution) large-sample KS p-values come from the limiting
 #: Kolmogorov distribution instead of ``kstwo.sf``: same decision, 1-2 s less per drifted column
@@ -342,6 +343,18 @@ def ks_2samp_p(d: npt.ArrayLike, n: npt.ArrayLike, m: npt.ArrayLike) -> FloatArr
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64).reshape(shape)
 
 
+def _helper_p_value(d: float, n: float, m: float) -> float:
+    return float(ks_2samp_p(d, n, m))
+
+
+def start_p_value_helper() -> None:
+    """For a command about to check large samples: a :class:`raymlops.stats.sidecar.Helper`, forked
+    now while the process is small, imports scipy.special beside the command's start-up and then
+    computes the long ``smirnov`` sums :func:`ks_2samp_p_later` sends it (instead of forking the
+    process, grown by then, once per such column)."""
+    start_helper(_helper_p_value, warm=("scipy.special",))
+
+
 #: above this ``en``, a p-value by ``scipy.special.smirnov`` (which holds the GIL for the whole sum,
 #: about a second at en = 500,000) is computed in a forked process, beside the other columns
 SIDE_PROCESS_MIN_N = 20_000
@@ -364,6 +377,15 @@ def ks_2samp_p_later(d: float, n: int, m: int) -> Callable[[], float]:
     if not _smirnov_regime(np.asarray(d, dtype=np.float64), np.asarray(en, dtype=np.float64)):
         preload_scipy()  # kstwo.sf's recursions: scipy.stats
         return now
+    helper = running_helper()
+    if helper is not None and en > SIDE_PROCESS_MIN_N:  # started by the command: scipy.special is there
+        answer = helper.submit(d, n, m)
+
+        def later() -> float:
+            got = answer()
+            return got if got is not None and math.isfinite(got) else now()
+
+        return later
     from scipy.special import smirnov  # noqa: F401  (imported here, not in the child)
 
     if en <= SIDE_PROCESS_MIN_N or not hasattr(os, "fork"):

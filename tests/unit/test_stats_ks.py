@@ -4,6 +4,8 @@ against ks_2samp / kstwo, and the counts and moments it gives on the way."""
 from __future__ import annotations
 
 import math
+import os
+import signal
 import subprocess
 import sys
 
@@ -229,3 +231,25 @@ def test_values_near_the_largest_double_give_the_same_statistics_scaled(n: int, 
     assert big.wasserstein == pytest.approx(plain.wasserstein, rel=1e-9)
     assert big.mean == pytest.approx(plain.mean * scale, rel=1e-9)
     assert big.std == pytest.approx(plain.std * scale, rel=1e-9)
+
+
+def test_the_helper_process_answers_each_request_in_order_and_a_dead_one_leaves_them_here() -> None:
+    """The helper a large check forks at its start: requests from several threads at once each get
+    their own answer (kstwo's, bit for bit); once it is gone, every answer is None (computed here)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    helper = sidecar.Helper(lambda d, n, m: float(ks.ks_2samp_p(d, n, m)), warm=("scipy.special",))
+    try:
+        sizes = [(40_000.0 + 1_000 * i, 30_000.0) for i in range(8)]
+        ds = [math.sqrt((2.5 + i) * (n + m) / (n * m)) for i, (n, m) in enumerate(sizes)]  # the smirnov regime
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(helper.submit, d, n, m) for d, (n, m) in zip(ds, sizes, strict=True)]
+            waits = [a.result() for a in answers]
+        got = [wait() for wait in reversed(waits)][::-1]  # the last asked is read first
+        want = [float(stats.kstwo.sf(d, round(n * m / (n + m)))) for d, (n, m) in zip(ds, sizes, strict=True)]
+        assert got == want
+    finally:
+        os.kill(helper.pid, signal.SIGKILL)
+        os.waitpid(helper.pid, 0)
+    assert helper.submit(ds[0], *sizes[0])() is None
+    helper.close()
