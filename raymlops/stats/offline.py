@@ -51,7 +51,7 @@ import pyarrow as pa
 from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
 from raymlops.features import delimiter_hint
-from raymlops.stats.exact import CONTINUOUS, KS_EXACT_MAX_N, ColumnTest, compare
+from raymlops.stats.exact import CATEGORICAL, CONTINUOUS, KS_EXACT_MAX_N, ColumnTest, compare
 from raymlops.stats.sidecar import preload_scipy
 from raymlops.stats.verdict import dataset_drift, deciding_test, feature_drift, quality_checks, quality_limits
 
@@ -96,6 +96,8 @@ class _ArrowColumns(Mapping[str, Any]):
             col = col.cast(pa.int32() if t.bit_width == 32 else pa.int64())
         elif pa.types.is_decimal(t):  # a database export's numbers: compared as the doubles they are closest to
             col = col.cast(pa.float64())
+        elif pa.types.is_null(t):  # no value at all (a CSV column left blank): missing numbers, not a category
+            return np.full(len(col), math.nan)
         elif not (pa.types.is_integer(t) or pa.types.is_floating(t)):
             return col
         return _numeric_numpy(col)
@@ -273,8 +275,11 @@ def _anomalies(features: Mapping[str, Mapping[str, Any]], cfg: MonitorConfig, re
                                          f"(limit: +{limit:.0%})",
             "out_of_range": lambda f, limit: f"{f['out_of_range_rate']:.1%} of the values outside the reference's "
                                               f"range (limit: {limit:.0%})",
-            "unseen": lambda f, limit: f"{f['unseen_rate']:.1%} of the values are categories the reference does not "
-                                        f"have (limit: {limit:.0%})"}
+            "unseen": lambda f, limit: (
+                "the reference has no values in this column" if f["ref_missing_rate"] == 1.0 else
+                f"{f['unseen_rate']:.1%} of the values "
+                + ("are categories the reference does not have" if f["kind"] == CATEGORICAL
+                   else "never occur in the reference") + f" (limit: {limit:.0%})")}
     out: dict[str, list[str]] = {}
     for name, f in features.items():
         (ref_class, ref_type), (cur_class, cur_type) = _type_of(reference, name), _type_of(current, name)

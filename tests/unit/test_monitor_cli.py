@@ -248,3 +248,21 @@ def test_a_reader_that_leaves_gets_no_traceback(files: dict[str, Path]) -> None:
     finally:
         os.close(write)
     assert proc.returncode == 141 and proc.stderr == "", proc.stderr
+
+
+def test_a_column_empty_in_one_file_is_missing_numbers_not_categories(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "blank.csv").write_text("x,y\n1,\n2,\n3,\n4,\n")
+    (tmp_path / "full.csv").write_text("x,y\n1,5\n2,6\n3,7\n4,9\n")
+    assert main(["monitor", "check", "--reference", str(tmp_path / "blank.csv"), "--current",
+                 str(tmp_path / "full.csv"), "--json"]) == 0
+    out = _json(capsys)
+    assert out["features"]["y"]["kind"] != "categorical" and out["features"]["y"]["ref_missing_rate"] == 1.0
+    assert out["anomalies"]["y"] == ["the reference has no values in this column"]
+    assert main(["monitor", "check", "--reference", str(tmp_path / "full.csv"), "--current",
+                 str(tmp_path / "blank.csv"), "--json"]) == 0
+    assert _json(capsys)["anomalies"]["y"] == ["missing values 0.0% -> 100.0% (limit: +5%)"]
+    (tmp_path / "other.csv").write_text("x,y\n1,11\n2,12\n3,13\n4,14\n")  # integers never seen: not "categories"
+    assert main(["monitor", "check", "--reference", str(tmp_path / "full.csv"), "--current",
+                 str(tmp_path / "other.csv"), "--json"]) == 0
+    assert _json(capsys)["anomalies"]["y"] == ["100.0% of the values never occur in the reference (limit: 1%)"]
