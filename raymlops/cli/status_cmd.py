@@ -147,7 +147,7 @@ def _deployments(namespace: str) -> list[dict[str, Any]]:
                                   "replicas_target": target}
             replicas += target
             running += up
-        version, error, ingress = _metadata_version(url)
+        version, error, ingress, table = _metadata_version(url)
         out.append({
             "app": name,
             "status": _plain(app.get("status")),
@@ -157,8 +157,11 @@ def _deployments(namespace: str) -> list[dict[str, Any]]:
             "metadata_error": error,
             # haproxy | serve-proxy (from the replica; a replica of an older raymlops: the cluster's)
             "ingress": ingress or _cluster_ingress(),
-            # one version per route today: it takes all the traffic
-            "traffic": {version: 100} if version else {},
+            # the route's traffic table as its replicas serve it: each version's share in percent, and
+            # a shadow challenger (it answers no client)
+            "traffic": _shares(table, version),
+            "challenger": {k: table.get(k) for k in ("challenger", "mode", "weight", "key")}
+            if table.get("challenger") else None,
             "replicas_running": running,
             "replicas_target": replicas,
             "deployments": deployments,
@@ -167,19 +170,28 @@ def _deployments(namespace: str) -> list[dict[str, Any]]:
     return out
 
 
-def _metadata_version(url: str) -> tuple[str | None, str | None, str | None]:
-    """``(model version, error, ingress)`` from the route's ``/metadata``."""
+def _metadata_version(url: str) -> tuple[str | None, str | None, str | None, dict[str, Any]]:
+    """``(model version, error, ingress, traffic table summary)`` from the route's ``/metadata``."""
     # pydantic, PyYAML, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.serve.deploy import http_json
 
     try:
         status, body = http_json("GET", f"{url}/metadata", timeout=5)
     except OSError as exc:
-        return None, f"{url}/metadata: {exc}", None
+        return None, f"{url}/metadata: {exc}", None, {}
     if status != 200 or not isinstance(body, dict):
-        return None, f"{url}/metadata answered {status}", None
-    ingress = body.get("ingress")
-    return str(body.get("model_version")), None, str(ingress) if ingress else None
+        return None, f"{url}/metadata answered {status}", None, {}
+    ingress, table = body.get("ingress"), body.get("traffic")
+    return (str(body.get("model_version")), None, str(ingress) if ingress else None,
+            table if isinstance(table, dict) else {})
+
+
+def _shares(table: dict[str, Any], version: str | None) -> dict[str, float]:
+    """Each version's share of the route's answers in percent (the champion's 100 without a table)."""
+    shares = table.get("shares")
+    if isinstance(shares, dict) and shares:
+        return {str(v): round(float(s) * 100, 1) for v, s in shares.items()}
+    return {version: 100.0} if version else {}
 
 
 def _cluster_ingress() -> str | None:
@@ -235,7 +247,9 @@ def render(report: dict[str, Any]) -> str:
     if c["connected"] and not report["deployments"]:
         lines[-1] = "deployments  none (Serve is not running on this cluster)"
     for d in report["deployments"]:
-        traffic = ", ".join(f"{v} {p}%" for v, p in d["traffic"].items()) or "-"
+        traffic = ", ".join(f"{v} {p:g}%" for v, p in d["traffic"].items()) or "-"
+        if d.get("challenger") and d["challenger"].get("mode") == "shadow":
+            traffic += f", shadow {d['challenger']['challenger']}"
         lines.append(
             f"  {d['app']:<20} {d['status']:<10} {d['url']}  version {d['version'] or '?'}"
             f"  replicas {d['replicas_running']}/{d['replicas_target']}  traffic {traffic}"

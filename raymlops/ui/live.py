@@ -89,7 +89,9 @@ def deployments_page(store: Store, address: str | None) -> Page:
             body.append(f'<p class="note bad">cannot list the monitors: {esc(exc)}</p>')
         rows = []
         for d in report["deployments"]:
-            traffic = ", ".join(f"{v} {p}%" for v, p in d["traffic"].items()) or "-"
+            traffic = ", ".join(f"{v} {p:g}%" for v, p in d["traffic"].items()) or "-"
+            if d.get("challenger") and d["challenger"].get("mode") == "shadow":
+                traffic += f", shadow {d['challenger']['challenger']}"
             mon = link(url("monitors", d["app"]), "monitor") if d["app"] in routes else "-"
             rows.append([esc(d["app"]), badge(d["status"]), esc(d["url"]), model_link(d["version"]) if d["version"]
                          else esc(d["metadata_error"] or "?"), esc(f"{d['replicas_running']}/{d['replicas_target']}"),

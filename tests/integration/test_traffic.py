@@ -115,6 +115,13 @@ def test_canary_weight_holds_over_2000_requests(champion_only: tuple[str, Store]
         assert body["model_version"] == version
         assert body["predictions"] == models[version.split(":")[1]].predict(x).tolist()
     assert "deployment.traffic_changed" in _audit(store)
+    # `raymlops status` (and the UI's /deployments, from the same function) shows the canary's share
+    from raymlops.cli.status_cmd import _deployments
+    from raymlops.ray_session import NAMESPACE
+
+    (app,) = [d for d in _deployments(NAMESPACE) if d["app"] == ROUTE]
+    assert app["traffic"] == {f"{ROUTE}:v1": 80.0, f"{ROUTE}:v2": 20.0}, app["traffic"]
+    assert app["challenger"] == {"challenger": f"{ROUTE}:v2", "mode": "canary", "weight": 0.2, "key": None}
 
 
 def test_canary_is_sticky_by_the_hashed_key(champion_only: tuple[str, Store]) -> None:
