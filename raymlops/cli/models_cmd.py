@@ -8,6 +8,7 @@ from typing import Any
 
 from raymlops.cli.common import add_command, print_json
 from raymlops.cli.deploy_cmd import follow_live
+from raymlops.exceptions import NotFound
 
 
 def register(sub: Any) -> None:
@@ -63,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.verb in ("promote", "rollback"):
         if args.verb == "promote":
+            version = reg.get_model(store, args.ref)
+            if _points_at(store, version.name, args.alias, version.id):  # nothing moves, nothing is recorded
+                if args.json:
+                    print_json({"model": version.id, "alias": args.alias, "deployments": {}, "note": "unchanged"})
+                else:
+                    print(f"{version.name}@{args.alias} is already {version.id}: nothing changed")
+                return 0
             version = reg.promote(store, args.ref, alias=args.alias, reason=args.reason)
         else:
             version = reg.rollback(store, args.name, alias=args.alias, reason=args.reason)
@@ -107,3 +115,12 @@ def run_lineage(args: argparse.Namespace) -> int:
     else:
         print(format_lineage(info))
     return 0
+
+
+def _points_at(store: Any, name: str, alias: str, model_id: str) -> bool:
+    from raymlops.registry import registry as reg
+
+    try:
+        return reg.get_model(store, f"{name}@{alias}").id == model_id
+    except NotFound:
+        return False

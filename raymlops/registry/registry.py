@@ -213,6 +213,10 @@ def promote(store: Store, ref: str, alias: str = CHAMPION, reason: str | None = 
             " it cannot become champion"
         )
     with store.metadata.transaction() as conn:
+        row = conn.execute("SELECT model_id FROM aliases WHERE name = ? AND alias = ?",
+                           (version.name, alias)).fetchone()
+        if row is not None and row[0] == version.id:
+            return version  # already there (a script run twice): nothing moves, so nothing is recorded
         previous = _set_alias(conn, version.name, alias, version.id, reason)
         audit.append(conn, "alias.moved", {"model": version.id, "alias": alias, "previous": previous}, reason,
                      {"command": "promote"})
@@ -222,15 +226,17 @@ def promote(store: Store, ref: str, alias: str = CHAMPION, reason: str | None = 
 
 
 def rollback(store: Store, name: str, alias: str = CHAMPION, reason: str | None = None) -> ModelVersion:
-    """Return ``name@alias`` to the version it pointed at before its latest move."""
+    """Return ``name@alias`` to the version it pointed at before its latest move (a recorded move
+    to the version it already pointed at is no move)."""
     with store.metadata.transaction() as conn:
-        row = conn.execute(
-            "SELECT from_model, to_model FROM alias_history WHERE name = ? AND alias = ? ORDER BY seq DESC LIMIT 1",
+        rows = conn.execute(
+            "SELECT from_model, to_model FROM alias_history WHERE name = ? AND alias = ? ORDER BY seq DESC",
             (name, alias),
-        ).fetchone()
-        if row is None:
+        ).fetchall()
+        if not rows:
             raise NotFound(f"{name}@{alias} has never been set; nothing to roll back")
-        previous, current = row
+        current = rows[0][1]
+        previous = next((f for f, t in rows if t == current and f is not None and f != current), None)
         if previous is None:
             raise ValidationError(f"{name}@{alias} has no earlier version to roll back to (it is {current})")
         _set_alias(conn, name, alias, previous, reason)

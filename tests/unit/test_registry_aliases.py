@@ -123,3 +123,26 @@ def test_lineage_names_every_route_a_version_served_and_how(tmp_path: Path) -> N
     assert [d["action"] for d in lineage_of(store, v1.id)["deployments"]] == ["deployment.created"]
     assert "deployed r at http://127.0.0.1:8000/r as champion (deployment.promoted)" in \
         format_lineage(lineage_of(store, v2.id))
+
+
+def test_promoting_the_current_target_changes_nothing_and_rollback_still_goes_back(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A promote run twice recorded a move of v2 to v2, and rollback then 'rolled back' to v2 for
+    good: v1 was out of reach. Now the second promote moves and records nothing (CLI: says so), and
+    rollback passes over such a row where an older home has one."""
+    store = Store.open(tmp_path)
+    _register(store)
+    _register(store)  # the gate moved champion v1 -> v2
+    before = len(reg.alias_history(store, "m")), len(records(store.metadata))
+    assert reg.promote(store, "m:v2", reason="again").id == "m:v2"
+    assert (len(reg.alias_history(store, "m")), len(records(store.metadata))) == before
+    assert main(["--home", str(tmp_path), "models", "promote", "m:v2"]) == 0
+    assert capsys.readouterr().out == "m@champion is already m:v2: nothing changed\n"
+    assert (len(reg.alias_history(store, "m")), len(records(store.metadata))) == before
+    # an older raymlops recorded the self-move: rollback goes to v1 all the same
+    with store.metadata.transaction() as conn:
+        conn.execute("INSERT INTO alias_history(name, alias, from_model, to_model, ts, reason) "
+                     "VALUES ('m', 'champion', 'm:v2', 'm:v2', 0, 're-promote')")
+    assert reg.rollback(store, "m", reason="back").id == "m:v1"
+    assert reg.get_model(store, "m@champion").id == "m:v1"
+    assert verify(store.metadata)[0]
