@@ -36,6 +36,8 @@ __all__ = ["CHAMPION", "ROLES", "DifferentialTracker"]
 _MAX_LABELS = 100  # distinct prediction labels counted per version; the rest is "(other)"
 CHAMPION = "champion"
 ROLES = (CHAMPION, "challenger", "shadow")
+#: champion rows kept waiting while no challenger answers (a shadow's copies come in just after them)
+_ALONE_PENDING = 2_000
 _EPOCH_RESET_BATCHES = 50  # older-epoch champion batches in a row, none of the current one: epochs restarted
 
 
@@ -59,6 +61,7 @@ class DifferentialTracker:
         self.tolerance = cfg.tolerance if regression else None
         self.champion: str | None = cfg.champion
         self.pending: OrderedDict[str, tuple[str, str, int]] = OrderedDict()  # rid -> (version, label, slice)
+        self.challengers_seen: set[str] = set()  # versions compared with this champion so far
         self.reset()
         self.last: dict[str, Any] | None = None
         self._init_roles()
@@ -110,6 +113,7 @@ class DifferentialTracker:
             self.switches += 1
         self.champion = version
         self.pending.clear()
+        self.challengers_seen.clear()
         self.reset()
     def reset(self) -> None:
         self.dist: dict[str, Counter[str]] = {}
@@ -127,12 +131,20 @@ class DifferentialTracker:
         values = np.asarray(predictions).ravel()
         labels, _ = labels_of(values)
         counted = labels if self.tolerance is None else _bins(values, self.tolerance)
+        if version != self.champion and version not in self.challengers_seen:
+            # a challenger's first rows: the champion's distribution of this window restarts with them,
+            # so that the rows it served alone (never shown to the challenger) are not compared
+            self.challengers_seen.add(version)
+            self.dist.pop(self.champion, None)  # type: ignore[arg-type]
         counter = self.dist.setdefault(version, Counter())
         for lab, c in zip(*np.unique(counted.astype(str), return_counts=True), strict=True):
             key = str(lab) if (str(lab) in counter or len(counter) < _MAX_LABELS) else "(other)"
             counter[key] += int(c)
-        if request_ids is None or (version == self.champion and len(self.dist) < 2):
-            return  # nothing to pair with until a challenger shows up
+        if request_ids is None:
+            return
+        # alone, the champion's latest rows still wait (fewer of them): a shadow's copies of the first
+        # requests after it was added come in just after them
+        alone = version == self.champion and len(self.dist) < 2
         slice_list = np.asarray(slices).tolist()
         for rid, lab, s in zip(request_ids, labels.tolist(), slice_list, strict=True):
             other = self.pending.pop(rid, None)
@@ -145,7 +157,8 @@ class DifferentialTracker:
             champ_slice = int(s) if version == self.champion else other[2]
             self.pairs[champ_slice] += 1
             self.agree[champ_slice] += int(labels_agree(lab, other[1], self.tolerance))
-        while len(self.pending) > self.cfg.pending_size:
+        limit = min(self.cfg.pending_size, _ALONE_PENDING) if alone else self.cfg.pending_size
+        while len(self.pending) > limit:
             self.pending.popitem(last=False)
 
     def evaluate(self, ts: float, window: int) -> list[Alert]:

@@ -246,7 +246,7 @@ def test_the_format_covers_every_attribute(fed: tuple[Monitor, Clock]) -> None:
         (p.estimated, {"cfg", "slices", "enabled", "calibration", "reference", "reference_source", "window_rows",
                       "window", "labelled", "last", "windows", "rows", "rows_without_scores"}),
         (d, {"cfg", "slices", "tolerance", "champion", "pending", "dist", "pairs", "agree", "last", "champion_epoch",
-            "following", "roles", "role_rows", "switches", "stale_batches"}),
+            "following", "roles", "role_rows", "switches", "stale_batches", "challengers_seen"}),
         (m.slo, {"cfg", "n_buckets", "ring", "ring_id", "total_requests", "total_errors"}),
         (m.alerts, {"cooldown_s", "last_fired", "totals", "recent"}),
         (m.current, {"reference", "counts", "numeric", "finite", "sums", "sums_sq"}),

@@ -107,3 +107,25 @@ def test_merged_shards_equal_one_monitor_that_saw_everything(monitor: Monitor) -
     assert view["differential"]["rows_by_role"] == {"champion": 250}
     assert snapshot(shards[0])  # the label store is not shipped, only its size
     assert len(merge_monitors([snapshot(shards[0])]).performance.store) == len(shards[0].performance.store)
+
+
+def test_a_shadow_added_mid_window_pairs_from_its_first_request_and_agrees(monitor: Monitor) -> None:
+    """v1 served 80 rows alone (all class 0), then v2 was added as a shadow that answers every later
+    request as v1 does. Its first copies paired with nothing (the champion's rows were not kept while
+    it was alone: 'pending' for good), and the window's champion distribution held the 80 rows the
+    shadow never saw: a false 'predicts differently' alert at 100 % agreement."""
+    monitor.config = monitor.config.model_copy(update={"window_rows": 400})
+    alone = [f"a{i}" for i in range(80)]
+    feed(monitor, "m:v1", "champion", 1, alone, np.zeros(80))
+    rng = np.random.default_rng(2)
+    for k in range(7):  # each request answered by the champion, then copied to the shadow
+        ids = [f"s{k}-{i}" for i in range(30)]
+        preds = rng.integers(0, 2, 30).astype(float)
+        feed(monitor, "m:v1", "champion", 2, ids, preds)
+        feed(monitor, "m:v2", "shadow", 2, ids, preds)
+    d = monitor.differential
+    assert int(d.pairs.sum()) == 210 and int(d.agree.sum()) == 210
+    assert len(d.pending) == 80  # the rows v1 served alone: no copy will come for them
+    alerts = d.evaluate(1_000.0, 0)
+    assert alerts == [], [a.message for a in alerts]
+    assert d.last is not None and d.last["challengers"]["m:v2"]["prediction_distance"] < 0.02  # was 0.39
