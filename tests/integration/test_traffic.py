@@ -317,8 +317,11 @@ def test_cli_deploy_status_end_challenger_and_stop(
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert main([*home, "deploy", f"{ROUTE}:v1", "--route", "cli"]) == 2  # no cluster named: refused
     assert "RAY_ADDRESS" in capsys.readouterr().err
-    assert main([*home, "models", "promote", f"{ROUTE}:v1"]) == 0
-    assert "moved the alias only" in capsys.readouterr().out
+    assert main([*home, "models", "promote", f"{ROUTE}:v1"]) == 0  # already the champion: nothing moves
+    assert capsys.readouterr().out == f"{ROUTE}@champion is already {ROUTE}:v1: nothing changed\n"
+    for ref in (f"{ROUTE}:v3", f"{ROUTE}:v1"):  # moves, with no cluster to follow them
+        assert main([*home, "models", "promote", ref]) == 0
+        assert "moved the alias only" in capsys.readouterr().out
     monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     try:
         assert main([*home, "deploy", f"{ROUTE}:v1", "--route", "cli", "--json"]) == 0
