@@ -25,7 +25,7 @@ from typing import Any
 
 from raymlops.cli.common import add_command, print_json, serve_until_interrupted
 from raymlops.cli.run_cmd import exit_after_serving
-from raymlops.exceptions import ConfigError, ServeError
+from raymlops.exceptions import ConfigError, NotFound
 from raymlops.ray_session import NAMESPACE, ensure_ray
 from raymlops.serve.throughput import fast_ingress_for_private_ray
 
@@ -111,7 +111,7 @@ def _status(route: str) -> dict[str, Any]:
 
     handle = get_control(route, NAMESPACE)
     if handle is None:
-        raise ServeError(f"no live deployment at route {route!r}")
+        raise NotFound(f"no live deployment at route {route!r} on this Ray cluster (deploy it first)")
     info: dict[str, Any] = ray.get(handle.status.remote())
     log = ray.get(handle.shadow_log.remote(1000))
     rows = [r for r in log if "agreement" in r]

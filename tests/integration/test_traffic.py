@@ -340,7 +340,8 @@ def test_cli_deploy_status_end_challenger_and_stop(
         assert "challenger -" in capsys.readouterr().out
         assert main([*home, "deploy", "cli", "--stop"]) == 0
         assert get_control("cli", NAMESPACE) is None
-        assert main([*home, "deploy", "cli", "--status"]) == 1
+        assert main([*home, "deploy", "cli", "--status"]) == 2  # no such route: bad input, as a challenger for it
+        assert "no live deployment at route 'cli'" in capsys.readouterr().err
     finally:
         from raymlops.serve.deploy import undeploy
 
