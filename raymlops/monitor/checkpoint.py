@@ -214,7 +214,7 @@ def _differential(w: _Writer, d: DifferentialTracker, view: bool) -> dict[str, A
         "champion": d.champion, "champion_epoch": d.champion_epoch, "following": d.following,
         "roles": [[v, e, r] for v, (e, r) in d.roles.items()], "role_rows": dict(d.role_rows),
         "switches": d.switches, "stale_batches": d.stale_batches, "last": d.last,
-        "dist": [[v, list(c.items())] for v, c in d.dist.items()], "challengers_seen": sorted(d.challengers_seen),
+        "dist": [[v, list(c.items())] for v, c in d.dist.items()],
     }
     if view:
         doc["pending_size"] = len(d.pending)
@@ -425,14 +425,12 @@ def _load_differential(r: _Reader, cfg: MonitorConfig, slices: tuple[str, ...], 
                        view: bool) -> DifferentialTracker:
     d = DifferentialTracker(cfg.differential, slices, regression=cfg.performance.task == "regression")
     n = len(slices)
-    d.champion = doc["champion"]
-    d.champion_epoch, d.following = int(doc["champion_epoch"]), bool(doc["following"])
+    d.champion, d.champion_epoch, d.following = doc["champion"], int(doc["champion_epoch"]), bool(doc["following"])
     d.roles = {str(v): (int(e), str(role)) for v, e, role in doc["roles"]}
     d.role_rows = Counter({str(k): int(v) for k, v in doc["role_rows"].items()})
     d.switches, d.stale_batches, d.last = int(doc["switches"]), int(doc["stale_batches"]), doc["last"]
     d.dist = {str(v): Counter({str(lab): int(c) for lab, c in items}) for v, items in doc["dist"]}
-    # (a checkpoint written before this key: the challengers of the open window)
-    d.challengers_seen = set(doc.get("challengers_seen", [v for v in d.dist if v != d.champion]))
+    d.challengers_seen = {v for v in d.dist if v != d.champion}  # rebuilt: those of the open window
     d.pairs = r.get("differential.pairs", (n,), "i")
     d.agree = r.get("differential.agree", (n,), "i")
     if view:
