@@ -118,6 +118,7 @@ def run_lineage(args: argparse.Namespace) -> int:
 
 
 def _points_at(store: Any, name: str, alias: str, model_id: str) -> bool:
+    # pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.registry import registry as reg
 
     try:
