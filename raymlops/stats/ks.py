@@ -314,8 +314,8 @@ def ks_2samp_p(d: npt.ArrayLike, n: npt.ArrayLike, m: npt.ArrayLike) -> FloatArr
 
     Where ``kstwo.sf`` is a closed form or the Pelz-Good series, :func:`raymlops.stats.kolmogorov.kstwo_sf`
     gives it without scipy; where it is ``2 * scipy.special.smirnov`` (:func:`_smirnov_regime`)
-    that is called directly; :mod:`scipy.stats` is imported (or asked of the helper process) only
-    for the rest (the exact recursions of smaller samples)."""
+    that is called directly; :mod:`scipy.stats` is imported only for the rest (the exact
+    recursions of smaller samples)."""
     d_, n_, m_ = (np.asarray(x, dtype=np.float64) for x in (d, n, m))
     en = np.round(n_ * m_ / (n_ + m_))
     d_, en = np.broadcast_arrays(d_, en)
@@ -364,7 +364,8 @@ def ks_2samp_p_later(d: float, n: int, m: int) -> Callable[[], float]:
     """:func:`ks_2samp_p` of one statistic, as a function that returns it. When it is a long
     ``smirnov`` sum (``en`` above ``SIDE_PROCESS_MIN_N``), it runs at once in a forked child
     process, so that it neither waits for nor blocks the other columns' work (scipy's loop holds
-    the GIL); the function then waits for the child. When it needs :mod:`scipy.stats`, that starts
+    the GIL), or in the command's helper process when one runs (:func:`start_p_value_helper`);
+    the function then waits for the answer. When it needs :mod:`scipy.stats`, that starts
     importing now, on a thread (:func:`raymlops.stats.sidecar.preload_scipy`). Elsewhere (or where
     ``os.fork`` is missing or fails) it is computed when the function is called."""
     en = float(np.round(n * m / (n + m)))
