@@ -46,6 +46,20 @@ STEPS = BUILTIN_STEPS
 LOG_TAIL = 20
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C as it reaches the run: a KeyboardInterrupt, or an error Ray raised
+    because of one (the terminal's SIGINT reaches Ray's workers too, and a task that got it comes
+    back wrapped; cleanup that failed while the interrupt unwound has it as its context)."""
+    seen: set[int] = set()
+    at: BaseException | None = exc
+    while at is not None and id(at) not in seen:
+        seen.add(id(at))
+        if isinstance(at, KeyboardInterrupt) or isinstance(unwrap(at), KeyboardInterrupt):
+            return True
+        at = at.__cause__ or at.__context__
+    return False
+
+
 def builtin_steps() -> list[Step[Any, Any]]:
     """One object per built-in step, in run order."""
     return [IngestStep(), SchemaStep(), ValidateStep(), SnapshotStep(), DataDriftStep(), TrainStep(), EvaluateStep(),
@@ -286,7 +300,7 @@ class Runner:
             self._preflight()
             self._run_steps()
         except BaseException as exc:
-            interrupted = isinstance(exc, KeyboardInterrupt)
+            interrupted = _interrupted(exc)
             if self.failure is None:  # raised between steps
                 self.failure = describe(exc, self._at)
             failed_at = self.failure.step
@@ -296,8 +310,10 @@ class Runner:
             self.result.error = self.failure.to_dict()
             self.result.seconds = ctx.clock() - self._started
             self._save_run(self.result.status)
-            if interrupted:
+            if isinstance(exc, KeyboardInterrupt):
                 raise
+            if interrupted:  # the caller sees Ctrl-C as Ctrl-C (exit 130), whatever Ray wrapped it in
+                raise KeyboardInterrupt(f"interrupted during step '{self.failure.step}'") from exc
             raise self._translate(exc) from (exc if not isinstance(unwrap(exc), RaymlopsError) else None)
         self.result.status = "succeeded"
         self.result.seconds = ctx.clock() - self._started

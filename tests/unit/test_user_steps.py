@@ -264,3 +264,38 @@ def test_evaluate_and_gate_run_alone_without_ray(tmp_path: Path) -> None:
     rejected = GateStep().run(ctx, GateIn(train, EvaluateStep().run(ctx, EvaluateIn(train))))
     assert not rejected.passed and "roc_auc >= 0.99999" in ctx.step.detail
     assert rejected.verdict.reasons and ctx.result.gate == "rejected"
+
+
+class Interrupted(Step[None, dict[str, int]]):
+    """A step stopped by Ctrl-C as Ray reports it: the terminal's SIGINT reached a Ray task too, which
+    comes back wrapped (``wrapped``), or cleanup failed while the interrupt unwound (``context``)."""
+
+    name = "validate"
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def take(self, ctx: RunContext, outputs: Any) -> None:
+        return None
+
+    def run(self, ctx: RunContext, inputs: None) -> dict[str, int]:
+        from ray.exceptions import RayTaskError
+
+        if self.how == "wrapped":
+            raise RayTaskError("read_csv", "Traceback (most recent call last): ...", KeyboardInterrupt())
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("the executor shut down while a task was being submitted") from None
+
+
+@pytest.mark.parametrize("how", ["wrapped", "context"])
+def test_ctrl_c_wrapped_by_ray_is_an_interruption_not_a_failure(tmp_path: Path, how: str) -> None:
+    """Ctrl-C in the snapshot step, 2 tries in 7: 'snapshot failed after 1.2s: KeyboardInterrupt',
+    the run recorded as failed and exit 1, because Ray had wrapped the interrupt."""
+    cfg = parse_config(yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text()), "p.yaml")
+    ctx = RunContext(cfg, Store.open(tmp_path / "home"), progress=[].append)
+    with pytest.raises(KeyboardInterrupt, match="interrupted during step 'validate'"):
+        Runner(ctx, [Interrupted(how)], groups=[]).run()
+    record = get_run(Store.open(tmp_path / "home").metadata, ctx.run_id)
+    assert record["status"] == "interrupted"
