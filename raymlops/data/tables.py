@@ -56,6 +56,7 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
     """``(table, description)`` from a CSV, JSON (Lines) or Parquet path or a snapshot reference,
     as Arrow; as ``data.source`` reads them, the format is the file's extension."""
     p = Path(ref)
+    table: pa.Table | None = None
     try:
         if p.is_dir() or p.suffix.lower() in (".parquet", ".pq"):
             if not p.exists():
@@ -64,13 +65,12 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
 
             # one file: read it directly (pq.read_table goes through pyarrow.dataset, which imports pandas)
             table = _without_pandas_index(pq.read_table(p) if p.is_dir() else pq.ParquetFile(p, memory_map=True).read())
-            return named_once(table.column_names, ref, table), f"parquet {p}"
-        if p.suffix.lower() in (".json", ".jsonl", ".ndjson"):
+            desc = f"parquet {p}"
+        elif p.suffix.lower() in (".json", ".jsonl", ".ndjson"):
             if not p.is_file():
                 raise NotFound(f"{ref}: no such file")
-            table = _read_json(p)
-            return named_once(table.column_names, ref, table), f"json {p}"
-        if p.suffix.lower() in (".csv", ".tsv", ".txt") or p.is_file():
+            table, desc = _read_json(p), f"json {p}"
+        elif p.suffix.lower() in (".csv", ".tsv", ".txt") or p.is_file():
             if not p.is_file():
                 raise NotFound(f"{ref}: no such file")
             import pyarrow.csv as pcsv
@@ -78,11 +78,14 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
             delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
             table = pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter=delimiter),
                                   convert_options=csv_convert_options())
-            return named_once(table.column_names, ref, table), f"csv {p}"
+            desc = f"csv {p}"
     except RaymlopsError:
         raise
     except (ValueError, OSError, pa.ArrowException) as exc:
         raise ValidationError(f"{ref}: cannot read it as a table: {exc}") from None
+    if table is not None:
+        _named_once(table.column_names, ref)
+        return table, desc
     # pandas and scipy (~1 s): only when the table is a snapshot, not a file (`raymlops monitor check a.csv b.csv`)
     from raymlops.data.snapshot_read import read_snapshot
 
@@ -90,16 +93,15 @@ def read_table(ref: str, home: str | Path | None = None) -> tuple[pa.Table, str]
     return table, f"snapshot {info.short}"
 
 
-def named_once(names: Sequence[str], ref: str, table: Any = None) -> Any:
-    """``table``, or a :class:`ValidationError` when a column name appears more than once (a
-    column asked for by name would be ambiguous)."""
+def _named_once(names: Sequence[str], ref: str) -> None:
+    """A :class:`ValidationError` when a column name appears more than once (a column asked for by
+    name would be ambiguous)."""
     seen: set[str] = set()
     for name in names:
         if name in seen:
             raise ValidationError(f"{ref}: column {name!r} appears {list(names).count(name)} times: "
                                   "give each column its own name")
         seen.add(name)
-    return table
 
 
 def _read_json(p: Path) -> pa.Table:
@@ -137,7 +139,8 @@ class ParquetColumns:
         for name in pandas_index_columns(schema):
             schema = schema.remove(schema.get_field_index(name))
         self.schema: pa.Schema = schema
-        self.column_names: list[str] = named_once(list(schema.names), str(path), list(schema.names))
+        _named_once(schema.names, str(path))
+        self.column_names: list[str] = list(schema.names)
         self.num_rows: int = int(self._metadata.num_rows)
 
     def __len__(self) -> int:
