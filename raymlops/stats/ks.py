@@ -373,8 +373,12 @@ def ks_2samp_p_later(d: float, n: int, m: int) -> Callable[[], float]:
     def now() -> float:
         return float(ks_2samp_p(d, n, m))
 
-    if kolmogorov_sf(d * math.sqrt(en)) < KS_TAIL_P or series_sf(int(en), d) is not None:
-        return now  # the limiting tail, a closed form or the Pelz-Good series: no scipy
+    if kolmogorov_sf(d * math.sqrt(en)) < KS_TAIL_P:
+        return now  # the limiting tail: no scipy
+    series = series_sf(int(en), d)
+    if series is not None:  # a closed form or the Pelz-Good series, as ks_2samp_p gives it: no scipy
+        value = min(max(series, 0.0), 1.0)
+        return lambda: value
     if not _smirnov_regime(np.asarray(d, dtype=np.float64), np.asarray(en, dtype=np.float64)):
         preload_scipy()  # kstwo.sf's recursions: scipy.stats
         return now

@@ -165,19 +165,26 @@ def test_monitor_status_and_prometheus_show_the_estimates() -> None:
     assert "raymlops_monitor_estimated_roc_auc" in found and "raymlops_monitor_concept_drift_detections" in found
 
 
-def test_the_live_report_shows_estimated_beside_realised() -> None:
-    from raymlops.monitor.report import live_model, render_html
-
-    rng = np.random.default_rng(7)
+def _labelled_monitor(seed: int, served: int, labelled: int) -> Monitor:
+    """A monitor (estimation windows of 500 rows, a 100-label baseline, 400-label windows) that
+    served ``served`` calibrated rows, the first ``labelled`` of them labelled."""
+    rng = np.random.default_rng(seed)
     reference = build_reference({"x": rng.normal(size=5_000)})
     cfg = MonitorConfig.model_validate({"window_rows": 1_000, "performance": {
         "calibration": Calibration.identity().to_dict(), "estimated_window_rows": 500, "baseline_labels": 100,
         "window_labels": 400}})
     m = Monitor(reference, cfg, clock=lambda: 0.0)
-    p, y = calibrated(rng, 600, 5.0, 1.0)
-    ids = [str(i) for i in range(600)]
-    m.ingest({"x": rng.normal(size=600)}, (p >= 0.5).astype(int), request_ids=ids, scores=p)
-    m.feedback(ids[:500], y[:500])
+    p, y = calibrated(rng, served, 5.0, 1.0)
+    ids = [str(i) for i in range(served)]
+    m.ingest({"x": rng.normal(size=served)}, (p >= 0.5).astype(int), request_ids=ids, scores=p)
+    m.feedback(ids[:labelled], y[:labelled])
+    return m
+
+
+def test_the_live_report_shows_estimated_beside_realised() -> None:
+    from raymlops.monitor.report import live_model, render_html
+
+    m = _labelled_monitor(7, served=600, labelled=500)
     perf = live_model(m.status(), "r")["performance"]
     assert set(perf["all"]) == {"estimated_accuracy", "estimated_roc_auc", "realised_accuracy", "realised_roc_auc"}
     page = render_html(live_model(m.status(), "r"))
@@ -190,16 +197,7 @@ def test_an_unsliced_monitor_exports_each_series_once() -> None:
     strict OpenMetrics parsers), and the status lists no slice."""
     from prometheus_client import CollectorRegistry, generate_latest
 
-    rng = np.random.default_rng(8)
-    reference = build_reference({"x": rng.normal(size=5_000)})
-    cfg = MonitorConfig.model_validate({"window_rows": 1_000, "performance": {
-        "calibration": Calibration.identity().to_dict(), "estimated_window_rows": 500, "baseline_labels": 100,
-        "window_labels": 400}})
-    m = Monitor(reference, cfg, clock=lambda: 0.0)
-    p, y = calibrated(rng, 1_000, 5.0, 1.0)
-    ids = [str(i) for i in range(1_000)]
-    m.ingest({"x": rng.normal(size=1_000)}, (p >= 0.5).astype(int), request_ids=ids, scores=p)
-    m.feedback(ids[:600], y[:600])
+    m = _labelled_monitor(8, served=1_000, labelled=600)
     perf = m.status()["performance"]
     assert perf["last_window"]["overall"]["labels"] == 400 and perf["last_window"]["slices"] == {}
     assert perf["estimated"]["last_window"]["slices"] == {}
