@@ -20,7 +20,7 @@ Trackers of several monitor shards merge (:meth:`DifferentialTracker.merged`).
 from __future__ import annotations
 
 import math
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from typing import Any
 
 import numpy as np
@@ -36,7 +36,7 @@ __all__ = ["CHAMPION", "ROLES", "DifferentialTracker"]
 _MAX_LABELS = 100  # distinct prediction labels counted per version; the rest is "(other)"
 CHAMPION = "champion"
 ROLES = (CHAMPION, "challenger", "shadow")
-#: champion rows kept waiting while no challenger answers (a shadow's copies come in just after them)
+#: champion rows kept while no other version answers (a shadow's copies of them come in just after)
 _ALONE_PENDING = 2_000
 _EPOCH_RESET_BATCHES = 50  # older-epoch champion batches in a row, none of the current one: epochs restarted
 
@@ -62,6 +62,8 @@ class DifferentialTracker:
         self.champion: str | None = cfg.champion
         self.pending: OrderedDict[str, tuple[str, str, int]] = OrderedDict()  # rid -> (version, label, slice)
         self.challengers_seen: set[str] = set()  # versions compared with this champion so far
+        self.alone: deque[tuple[str, list[str], np.ndarray, np.ndarray]] = deque()  # the champion's latest batches
+        self.alone_rows = 0
         self.reset()
         self.last: dict[str, Any] | None = None
         self._init_roles()
@@ -113,6 +115,8 @@ class DifferentialTracker:
             self.switches += 1
         self.champion = version
         self.pending.clear()
+        self.alone.clear()
+        self.alone_rows = 0
         self.challengers_seen.clear()
         self.reset()
     def reset(self) -> None:
@@ -142,9 +146,18 @@ class DifferentialTracker:
             counter[key] += int(c)
         if request_ids is None:
             return
-        # alone, the champion's latest rows still wait (fewer of them): a shadow's copies of the first
-        # requests after it was added come in just after them
-        alone = version == self.champion and len(self.dist) < 2
+        if version == self.champion and len(self.dist) < 2 and not self.pending:
+            # alone, with nothing waiting to pair: its latest batches are kept whole (no work per row on
+            # the monitor's update), for a shadow whose copies of them come in just after
+            self.alone.append((version, request_ids, labels, np.asarray(slices)))
+            self.alone_rows += len(request_ids)
+            while self.alone_rows - len(self.alone[0][1]) >= min(self.cfg.pending_size, _ALONE_PENDING):
+                self.alone_rows -= len(self.alone.popleft()[1])
+            return
+        while self.alone:  # another version answers: the champion's kept rows wait for it too
+            kept, ids, labs, sls = self.alone.popleft()
+            self.pending.update(zip(ids, zip([kept] * len(ids), labs.tolist(), sls.tolist(), strict=True), strict=True))
+        self.alone_rows = 0
         slice_list = np.asarray(slices).tolist()
         for rid, lab, s in zip(request_ids, labels.tolist(), slice_list, strict=True):
             other = self.pending.pop(rid, None)
@@ -157,8 +170,7 @@ class DifferentialTracker:
             champ_slice = int(s) if version == self.champion else other[2]
             self.pairs[champ_slice] += 1
             self.agree[champ_slice] += int(labels_agree(lab, other[1], self.tolerance))
-        limit = min(self.cfg.pending_size, _ALONE_PENDING) if alone else self.cfg.pending_size
-        while len(self.pending) > limit:
+        while len(self.pending) > self.cfg.pending_size:
             self.pending.popitem(last=False)
 
     def evaluate(self, ts: float, window: int) -> list[Alert]:
