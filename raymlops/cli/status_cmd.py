@@ -186,6 +186,15 @@ def _metadata_version(url: str) -> tuple[str | None, str | None, str | None, dic
             table if isinstance(table, dict) else {})
 
 
+def traffic_text(deployment: dict[str, Any]) -> str:
+    """A deployment's traffic in one line (``status`` and the UI): each version's share, and a shadow."""
+    text = ", ".join(f"{v} {p:g}%" for v, p in deployment["traffic"].items()) or "-"
+    challenger = deployment.get("challenger")
+    if challenger and challenger.get("mode") == "shadow":
+        text += f", shadow {challenger['challenger']}"
+    return text
+
+
 def _shares(table: dict[str, Any], version: str | None) -> dict[str, float]:
     """Each version's share of the route's answers in percent (the champion's 100 without a table)."""
     shares = table.get("shares")
@@ -247,9 +256,7 @@ def render(report: dict[str, Any]) -> str:
     if c["connected"] and not report["deployments"]:
         lines[-1] = "deployments  none (Serve is not running on this cluster)"
     for d in report["deployments"]:
-        traffic = ", ".join(f"{v} {p:g}%" for v, p in d["traffic"].items()) or "-"
-        if d.get("challenger") and d["challenger"].get("mode") == "shadow":
-            traffic += f", shadow {d['challenger']['challenger']}"
+        traffic = traffic_text(d)
         lines.append(
             f"  {d['app']:<20} {d['status']:<10} {d['url']}  version {d['version'] or '?'}"
             f"  replicas {d['replicas_running']}/{d['replicas_target']}  traffic {traffic}"

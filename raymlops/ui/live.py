@@ -11,7 +11,7 @@ import json
 import threading
 from typing import Any, cast
 
-from raymlops.cli.status_cmd import collect
+from raymlops.cli.status_cmd import collect, traffic_text
 from raymlops.exceptions import NotFound, RaymlopsError
 from raymlops.monitor.names import monitor_name
 from raymlops.monitor.plots import histogram_svg
@@ -89,9 +89,7 @@ def deployments_page(store: Store, address: str | None) -> Page:
             body.append(f'<p class="note bad">cannot list the monitors: {esc(exc)}</p>')
         rows = []
         for d in report["deployments"]:
-            traffic = ", ".join(f"{v} {p:g}%" for v, p in d["traffic"].items()) or "-"
-            if d.get("challenger") and d["challenger"].get("mode") == "shadow":
-                traffic += f", shadow {d['challenger']['challenger']}"
+            traffic = traffic_text(d)
             mon = link(url("monitors", d["app"]), "monitor") if d["app"] in routes else "-"
             rows.append([esc(d["app"]), badge(d["status"]), esc(d["url"]), model_link(d["version"]) if d["version"]
                          else esc(d["metadata_error"] or "?"), esc(f"{d['replicas_running']}/{d['replicas_target']}"),
