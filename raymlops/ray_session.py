@@ -136,6 +136,22 @@ _WRAPPERS = ("RayTaskError", "RayActorError", "UserCodeException", "TuneError", 
              "DeploymentUnavailableError", "RayServeException")
 
 
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception reachable from it (Ray's ``cause``, ``__cause__``,
+    ``__context__``), breadth first, each once (chains may loop)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        for nxt in (getattr(e, "cause", None), e.__cause__, e.__context__):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+
+
 def unwrap(exc: BaseException) -> BaseException:
     """The user's exception inside Ray's wrappers: ``RayTaskError.cause``, and the ``__cause__``
     of Ray and Tune wrapper types; the user's own exception chains are left alone."""

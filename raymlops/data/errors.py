@@ -12,24 +12,15 @@ from contextlib import contextmanager
 
 from raymlops import exceptions
 from raymlops.exceptions import RaymlopsError
-from raymlops.ray_session import parse_remote
+from raymlops.ray_session import exception_chain, parse_remote
 
 
 def inner_error(exc: BaseException) -> RaymlopsError | None:
     """The :class:`RaymlopsError` behind ``exc``: found in its cause chain, or rebuilt from the
     remote traceback Ray carries as text (``raymlops.exceptions.ValidationError: …``)."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop(0)
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
+    for e in exception_chain(exc):
         if isinstance(e, RaymlopsError) and type(e).__module__.startswith("raymlops."):
             return e
-        for nxt in (getattr(e, "cause", None), e.__cause__, e.__context__):
-            if isinstance(nxt, BaseException):
-                todo.append(nxt)
 
     found = parse_remote(str(exc))
     if found is None:

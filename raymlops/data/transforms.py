@@ -244,7 +244,9 @@ def apply(ds: ray.data.Dataset, transforms: Sequence[Transform]) -> ray.data.Dat
     return ds
 
 
-def _module_source_hash(module: str) -> str | None:
+def module_fingerprint(module: str) -> str | None:
+    """sha256 of a module's source file (so editing user code changes a transform's hash and
+    invalidates a cached step); None for modules without a file or that cannot be found."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
@@ -264,7 +266,7 @@ def code_hash(transforms: Sequence[Transform]) -> str | None:
     for t in transforms:
         entry: dict[str, Any] = {"kind": t.kind, "spec": t.spec}
         if t.module is not None:
-            entry["code"] = _module_source_hash(t.module)
+            entry["code"] = module_fingerprint(t.module)
         parts.append(entry)
     canon = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canon.encode()).hexdigest()

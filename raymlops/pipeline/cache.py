@@ -11,11 +11,9 @@ that those still exist before trusting an entry. No Ray here.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -62,19 +60,6 @@ def source_fingerprint(uri: str, options: Mapping[str, Any] | None = None) -> di
         [i.path.removeprefix(path).lstrip("/") or i.base_name, int(i.size or 0), int(i.mtime_ns or 0)] for i in infos
     )
     return {"uri": uri, "files": files}
-
-
-def module_fingerprint(module: str) -> str | None:
-    """sha256 of a module's source file (so editing user code invalidates the cache); None for
-    modules without a file or that cannot be found."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    origin = getattr(spec, "origin", None)
-    if not origin or not Path(origin).is_file():
-        return None
-    return hashlib.sha256(Path(origin).read_bytes()).hexdigest()
 
 
 class StepCache:

@@ -21,10 +21,10 @@ from raymlops import audit
 from raymlops.data.schema import check_category_counts, check_training_schema, infer_schema
 from raymlops.data.snapshot import create_snapshot, snapshot_info, verify_snapshot
 from raymlops.data.sources import check_local_source, open_source, redact_uri
-from raymlops.data.transforms import apply, code_hash, resolve
+from raymlops.data.transforms import apply, code_hash, module_fingerprint, resolve
 from raymlops.data.validate import RulesFailed, checks_from_config, validate
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
-from raymlops.pipeline.cache import fingerprint, module_fingerprint, source_fingerprint
+from raymlops.pipeline.cache import fingerprint, source_fingerprint
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.failures import Failure, frames, unwrap
 from raymlops.pipeline.step import CacheGroup, Restored, Step

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sysconfig
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from raymlops.exceptions import RaymlopsError
 from raymlops.ray_session import (
     FRAME_LINE,
     clean_text,
+    exception_chain,
     is_wrapper_type,
     parse_remote,
     type_name,
@@ -111,7 +112,7 @@ def describe(
     own = clean_text(str(inner))
     is_local = inner.__traceback__ is not None and not is_wrapper_type(type_name(inner)) and not _has_frames(own)
     if not is_local:
-        for e in _chain(exc):
+        for e in exception_chain(exc):
             parsed = parse_remote(str(e))
             if parsed is not None:
                 return remote(parsed)
@@ -132,20 +133,6 @@ def frames(tb: str) -> list[Frame]:
         if m:
             out.append(Frame(m["file"], int(m["line"]), m["func"]))
     return out
-
-
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop(0)
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        for nxt in (getattr(e, "cause", None), e.__cause__, e.__context__):
-            if isinstance(nxt, BaseException):
-                todo.append(nxt)
 
 
 def _one_line(text: str, limit: int = 300) -> str:

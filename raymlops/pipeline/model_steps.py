@@ -19,8 +19,9 @@ import numpy as np
 from raymlops import audit
 from raymlops.data.schema import feature_categories
 from raymlops.data.snapshot import snapshot_info
+from raymlops.data.transforms import module_fingerprint
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
-from raymlops.pipeline.cache import fingerprint, module_fingerprint
+from raymlops.pipeline.cache import fingerprint
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.failures import Failure, describe, unwrap
 from raymlops.pipeline.step import CacheGroup, Restored, Step

@@ -27,14 +27,14 @@ from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed
 from raymlops.hooks import sync_pipeline_webhooks
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.data_steps import DataCache, DataDriftStep, IngestStep, SchemaStep, SnapshotStep, ValidateStep
-from raymlops.pipeline.failures import Failure, describe, unwrap
+from raymlops.pipeline.failures import Failure, describe
 from raymlops.pipeline.model_steps import EvaluateStep, GateStep, ModelCache, RegisterStep, TrainStep
 from raymlops.pipeline.results import RunResult, StepResult
 from raymlops.pipeline.serve_steps import DeployStep, MonitorStep, SmokeStep
 from raymlops.pipeline.step import CacheGroup, Outputs, Restored, Step
 from raymlops.pipeline.steplog import LogCapture, StepLog, capture_logging, stamp
 from raymlops.pipeline.user_steps import import_call, user_steps
-from raymlops.ray_session import NAMESPACE
+from raymlops.ray_session import NAMESPACE, exception_chain, unwrap
 from raymlops.registry.lineage import code_version
 from raymlops.serve.deploy import undeploy
 from raymlops.store.home import Store
@@ -50,14 +50,8 @@ def _interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` is Ctrl-C as it reaches the run: a KeyboardInterrupt, or an error Ray raised
     because of one (the terminal's SIGINT reaches Ray's workers too, and a task that got it comes
     back wrapped; cleanup that failed while the interrupt unwound has it as its context)."""
-    seen: set[int] = set()
-    at: BaseException | None = exc
-    while at is not None and id(at) not in seen:
-        seen.add(id(at))
-        if isinstance(at, KeyboardInterrupt) or isinstance(unwrap(at), KeyboardInterrupt):
-            return True
-        at = at.__cause__ or at.__context__
-    return False
+    return any(isinstance(e, KeyboardInterrupt) or isinstance(unwrap(e), KeyboardInterrupt)
+               for e in exception_chain(exc))
 
 
 def builtin_steps() -> list[Step[Any, Any]]:

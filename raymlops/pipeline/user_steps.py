@@ -30,8 +30,8 @@ import numpy as np
 
 from raymlops import audit
 from raymlops.config import PipelineConfig, UserStepConfig
-from raymlops.data.transforms import import_function
-from raymlops.pipeline.cache import fingerprint, module_fingerprint
+from raymlops.data.transforms import import_function, module_fingerprint
+from raymlops.pipeline.cache import fingerprint
 from raymlops.pipeline.context import RunContext, SnapshotRows
 from raymlops.pipeline.failures import Failure
 from raymlops.pipeline.step import Outputs, Step

@@ -17,9 +17,9 @@ import yaml
 
 from raymlops.cli import main
 from raymlops.config import parse_config
-from raymlops.data.transforms import pandas_batch_function, resolve
+from raymlops.data.transforms import module_fingerprint, pandas_batch_function, resolve
 from raymlops.exceptions import ConfigError, NotFound
-from raymlops.pipeline.cache import StepCache, fingerprint, module_fingerprint, source_fingerprint
+from raymlops.pipeline.cache import StepCache, fingerprint, source_fingerprint
 from raymlops.pipeline.history import RunRecorder, get_run, list_runs, resolve_run, run_logs, submission_id
 from raymlops.pipeline.runner import StepResult
 from raymlops.pipeline.steplog import StepLog, capture_logging
