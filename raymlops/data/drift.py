@@ -31,7 +31,7 @@ from raymlops import audit
 from raymlops.config import MonitorConfig
 from raymlops.data.snapshot import resolve_snapshot
 from raymlops.data.snapshot_read import load_profile, read_snapshot
-from raymlops.exceptions import IntegrityError, NotFound, ValidationError
+from raymlops.exceptions import NotFound, ValidationError
 from raymlops.registry.registry import get_model
 from raymlops.stats.bins import edges_digest
 from raymlops.stats.check import P_VALUE_TESTS, DriftReport, DriftSettings, check, psi_band
@@ -187,12 +187,7 @@ def load_check(store: Store, snap_id: str, ref_id: str, settings: DriftSettings 
                                " ORDER BY created_at DESC LIMIT 1", (snap_id, ref_id, *hashes)).fetchone()
     if row is None:
         return None
-    try:
-        data = store.artifacts.read_bytes(row[0])
-    except NotFound:
-        raise IntegrityError(f"drift check {row[0]}: the report file is missing") from None
-    if hashlib.sha256(data).hexdigest() != row[1]:
-        raise IntegrityError(f"drift check {row[0]}: the report file was changed")
+    data = store.artifacts.read_verified(row[0], row[1], f"drift check {row[0]}: the report file")
     return DriftReport.from_dict(json.loads(data)["report"])
 
 

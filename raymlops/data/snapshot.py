@@ -339,12 +339,7 @@ def load_manifest(store: Store, snap_id: str) -> dict[str, Any]:
         row = conn.execute("SELECT manifest_key, manifest_sha256 FROM snapshots WHERE id = ?", (snap_id,)).fetchone()
     if row is None:
         raise NotFound(f"snapshot {snap_id!r} not found")
-    try:
-        data = store.artifacts.read_bytes(row[0])
-    except NotFound:
-        raise IntegrityError(f"snapshot {snap_id[:12]}: manifest.json is missing") from None
-    if hashlib.sha256(data).hexdigest() != row[1]:
-        raise IntegrityError(f"snapshot {snap_id[:12]}: manifest.json was changed")
+    data = store.artifacts.read_verified(row[0], row[1], f"snapshot {snap_id[:12]}: manifest.json")
     manifest: dict[str, Any] = json.loads(data)
     return manifest
 

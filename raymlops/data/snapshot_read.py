@@ -7,7 +7,6 @@ Every read checks the snapshot's files against its manifest first (sha256 and si
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from raymlops.data.snapshot import (
     snapshot_info,
     verify_snapshot,
 )
-from raymlops.exceptions import IntegrityError, NotFound
+from raymlops.exceptions import IntegrityError
 from raymlops.stats.profile import Profile
 from raymlops.store.home import Store
 
@@ -76,11 +75,5 @@ def load_profile(store: Store, ref: str) -> Profile:
     if entry is None:
         raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: its manifest lists no {PROFILE_FILE}")
     key = f"snapshots/{snap_id}/{PROFILE_FILE}"
-    try:
-        data = store.artifacts.read_bytes(key)
-    except NotFound:
-        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: {PROFILE_FILE}: missing") from None
-    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: {PROFILE_FILE}: changed (sha256 differs "
-                             "from the manifest)")
+    data = store.artifacts.read_verified(key, entry["sha256"], f"snapshot {snap_id[:12]} is corrupted: {PROFILE_FILE}")
     return Profile.from_dict(json.loads(data))

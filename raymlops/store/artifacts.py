@@ -158,14 +158,24 @@ class ArtifactStore:
         """IntegrityError unless the file's sha256 is ``expected_sha256`` (streamed, not held)."""
         _check_sha256(key, self.sha256(key), expected_sha256)
 
-    def read_verified(self, key: str, expected_sha256: str) -> bytes:
+    def read_verified(self, key: str, expected_sha256: str, what: str | None = None) -> bytes:
         """The file's bytes, read once, after their sha256 matched ``expected_sha256``: the one
-        way an artifact about to be unpickled is read (``raymlops.registry.spec.load_artifact``,
-        which the registry, reproduce and Serve replicas load through; a check that loads nothing,
-        like deploy's, streams it through :meth:`verify`). NotFound if missing, IntegrityError if
-        changed."""
-        data = self.read_bytes(key)
-        _check_sha256(key, hashlib.sha256(data).hexdigest(), expected_sha256)
+        way a recorded file is read (a model artifact about to be unpickled through
+        ``raymlops.registry.spec.load_artifact``, which the registry, reproduce and Serve replicas
+        load through; a snapshot's manifest and profile; a stored drift report; a check that loads
+        nothing, like deploy's, streams the file through :meth:`verify`). NotFound if missing,
+        IntegrityError if changed; with ``what`` (e.g. ``"snapshot 1a2b…: manifest.json"``), a
+        missing file is an IntegrityError too (it was recorded), and both messages name ``what``."""
+        try:
+            data = self.read_bytes(key)
+        except NotFound:
+            if what is None:
+                raise
+            raise IntegrityError(f"{what}: missing") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if what is not None and actual != expected_sha256:
+            raise IntegrityError(f"{what}: changed (sha256 {actual[:12]}… != recorded {expected_sha256[:12]}…)")
+        _check_sha256(key, actual, expected_sha256)
         return data
 
     def list_files(self, key: str) -> Iterator[tuple[str, int]]:

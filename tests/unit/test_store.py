@@ -178,6 +178,20 @@ def test_read_verified_returns_the_bytes_only_when_their_sha256_matches(artifact
         artifacts.read_verified("m/gone.joblib", digest)
 
 
+def test_read_verified_of_a_recorded_file_names_it_when_missing_or_changed(artifacts: ArtifactStore) -> None:
+    """With ``what``, a file the metadata recorded is an IntegrityError when it is gone too (not
+    NotFound, which would read as a wrong name), and both messages say what the file is."""
+    digest = artifacts.write_bytes("snapshots/s1/manifest.json", b"{}")
+    what = "snapshot s1: manifest.json"
+    assert artifacts.read_verified("snapshots/s1/manifest.json", digest, what) == b"{}"
+    _local(artifacts, "snapshots/s1/manifest.json").write_bytes(b"{ }")
+    with pytest.raises(IntegrityError, match=r"^snapshot s1: manifest.json: changed \(sha256 "):
+        artifacts.read_verified("snapshots/s1/manifest.json", digest, what)
+    _local(artifacts, "snapshots/s1/manifest.json").unlink()
+    with pytest.raises(IntegrityError, match=r"^snapshot s1: manifest.json: missing$"):
+        artifacts.read_verified("snapshots/s1/manifest.json", digest, what)
+
+
 def test_missing_artifact_is_not_found(artifacts: ArtifactStore) -> None:
     assert not artifacts.exists("nope.bin")
     with pytest.raises(NotFound, match="nope.bin"):
