@@ -179,7 +179,7 @@ def _show(store: Any, args: argparse.Namespace) -> int:
     for col in manifest["schema"]:
         p = profile.get(col["name"], {})
         domain = col.get("domain")
-        dom = "-" if not domain else ", ".join(map(str, domain[:6])) + (" …" if len(domain) > 6 else "")
+        dom = "-" if not domain else ", ".join(map(_shown, domain[:6])) + (" …" if len(domain) > 6 else "")
         print(f"{col['name'][:26]:<26} {col['type'][:11]:<11} {p.get('nulls', '?'):>5}  {_num(col.get('min'))}"
               f"{_num(col.get('max'))}{_num(p.get('mean'))}{_num(p.get('std'))}{dom}")
     if checks:
@@ -188,6 +188,16 @@ def _show(store: Any, args: argparse.Namespace) -> int:
             print(f"  vs {ch['reference'][:12]}  {_when(ch['created_at'])}  {ch['drifted']} of {ch['tested']} "
                   f"columns drifted, dataset drift: {'yes' if ch['dataset_drift'] else 'no'}")
     return 0
+
+
+def _shown(value: Any) -> str:
+    """A domain value as one unambiguous item of a one-line, comma-separated list: quoted (JSON
+    escapes) when it holds a comma, a line break or another control character, or starts or ends
+    with a space."""
+    text = str(value)
+    if "," in text or text != text.strip() or any(ord(c) < 32 or c == "\x7f" for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
 
 
 def _num(v: Any) -> str:

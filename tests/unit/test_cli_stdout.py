@@ -26,3 +26,13 @@ def test_what_the_cluster_pushes_to_the_driver_goes_to_stderr_while_the_run_runs
     captured = capsys.readouterr()
     assert captured.out == '{"model": "m:v1"}\n'
     assert "10 PYTHON worker processes" in captured.err and "a user step's print" in captured.err
+
+
+def test_snapshot_show_lists_a_domain_one_line_and_unambiguously() -> None:
+    """A category holding a comma or a line break is quoted, so `snapshot show` keeps one line per
+    column and ``a,b`` does not read as two categories."""
+    from raymlops.cli.snapshot_cmd import _shown
+
+    shown = [_shown(v) for v in ("setosa", "versi,color", 'line one\nline "two"', " padded", 7)]
+    assert shown == ["setosa", '"versi,color"', '"line one\\nline \\"two\\""', '" padded"', "7"]
+    assert all("\n" not in s for s in shown)
