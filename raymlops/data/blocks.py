@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     import ray.data
     from ray.data.dataset import MaterializedDataset
 
-__all__ = ["Block", "as_table", "blocks_of", "materialized", "run_on_blocks"]
+from raymlops.exceptions import ValidationError
+
+__all__ = ["Block", "as_table", "blocks_of", "cast_blocks", "materialized", "run_on_blocks", "widen_schemas"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,57 @@ def run_on_blocks(blocks: Sequence[Block], fn: Callable[..., Any], *args: Any, n
         for ref in refs:  # a failed block: the others are not needed any more
             ray.cancel(ref)
         raise
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
+
+
+def _widest(name: str, types: Sequence[pa.DataType]) -> pa.DataType:
+    if any(pa.types.is_floating(t) for t in types):
+        return pa.float64()
+    if pa.uint64() in types and any(pa.types.is_signed_integer(t) for t in types):
+        return pa.float64()  # no integer type holds both
+    # integers: the widest (int32 and int64: int64; uint32 and int32: int64)
+    return pa.unify_schemas([pa.schema([(name, t)]) for t in types], promote_options="permissive").field(0).type
+
+
+def widen_schemas(schemas: Sequence[pa.Schema], source: str) -> pa.Schema:
+    """The one schema of blocks read from several files whose types were inferred file by file
+    (CSV, JSON Lines): a column of whole numbers in one file and decimals in another is float64
+    (int64 when every file has whole numbers), as pandas or DuckDB read such a folder; a column
+    with no value in one file (Arrow's null type) takes the others' type. Any other difference
+    (a number in one file, text in another) is a ValidationError naming the column and both
+    types. The blocks must have the same column names in the same order."""
+    first = schemas[0]
+    fields = []
+    for i, name in enumerate(first.names):
+        types = list(dict.fromkeys(s.field(i).type for s in schemas))
+        typed = [t for t in types if not pa.types.is_null(t)] or types
+        if len(typed) > 1:
+            odd = [t for t in typed if not _numeric(t)]
+            if odd:  # name a type that cannot be widened, and another
+                other = next(t for t in typed if t != odd[0])
+                raise ValidationError(f"data.source: the files of {source!r} do not have the same column types: "
+                                      f"column {name!r} is {other} in some and {odd[0]} in others")
+            typed = [_widest(name, typed)]
+        fields.append(pa.field(name, typed[0]))
+    return pa.schema(fields, metadata=first.metadata)
+
+
+def _cast(block: Any, start: int | None, end: int | None, schema: pa.Schema) -> pa.Table:
+    return as_table(block, start, end).cast(schema)
+
+
+_cast_remote: Any = None
+
+
+def cast_blocks(blocks: Sequence[Block], schema: pa.Schema) -> list[Block]:
+    """The blocks cast to ``schema`` (a Ray task each; the new blocks stay in the object store)."""
+    import ray
+
+    global _cast_remote
+    if _cast_remote is None:
+        _cast_remote = ray.remote(num_cpus=1)(_cast)
+    task = _cast_remote.options(name="SnapshotWiden", scheduling_strategy="SPREAD")
+    return [Block(task.remote(b.ref, b.start, b.end, schema), None, None, b.rows) for b in blocks]

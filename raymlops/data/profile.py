@@ -29,11 +29,13 @@ __all__ = ["merge_partials", "merge_samples", "profile", "profile_block", "sampl
 
 def scan_block(table: pa.Table, index: int, sample_size: int, with_keys: bool = True,
                below: int | None = None) -> dict[str, Any]:
-    """A block's row hashes (``keys``, uint64, when ``with_keys``) and, when ``sample_size`` > 0,
-    its bottom-k sample of the rows with keys below ``below`` (``sample``: a payload)."""
+    """A block's row hashes (``keys``, uint64, when ``with_keys``), its Arrow ``schema`` and, when
+    ``sample_size`` > 0, its bottom-k sample of the rows with keys below ``below`` (``sample``: a
+    payload)."""
     keys = row_keys(table)
     sample = Sample.from_table(table, keys, sample_size, below).to_payload() if sample_size > 0 else None
-    return {"index": index, "rows": table.num_rows, "keys": keys if with_keys else None, "sample": sample}
+    return {"index": index, "rows": table.num_rows, "keys": keys if with_keys else None, "sample": sample,
+            "schema": table.schema}
 
 
 def profile_block(table: pa.Table, edges: Mapping[str, np.ndarray], ref_edges: Mapping[str, np.ndarray]

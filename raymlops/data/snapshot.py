@@ -151,7 +151,7 @@ def _create_snapshot(
 
     # pyarrow.parquet: only when a snapshot is written (`raymlops snapshot list` reads none)
     from raymlops.data import snapshot_write
-    from raymlops.data.blocks import blocks_of, materialized
+    from raymlops.data.blocks import blocks_of, cast_blocks, materialized, widen_schemas
 
     if kind not in KINDS:
         raise ValidationError(f"snapshot kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -164,7 +164,15 @@ def _create_snapshot(
     arrow_schema = _arrow_schema(ds)
     blocks = blocks_of(ds)
     # pass 1: the content id (and, unless given, the sample that places the profile's bins)
-    snap_id, rows, sizes, sample = snapshot_write.scan(blocks, arrow_schema, 0 if profile is not None else SAMPLE_SIZE)
+    sample_size = 0 if profile is not None else SAMPLE_SIZE
+    try:
+        snap_id, rows, sizes, sample = snapshot_write.scan(blocks, arrow_schema, sample_size)
+    except snapshot_write.MixedSchemas as mixed:
+        # files whose types were inferred one by one (a CSV of whole numbers beside one of decimals):
+        # one schema for all, and the content id of the rows as that schema holds them
+        arrow_schema = widen_schemas(mixed.schemas, source)
+        blocks = cast_blocks(blocks, arrow_schema)
+        snap_id, rows, sizes, sample = snapshot_write.scan(blocks, arrow_schema, sample_size)
     if _lookup(store, snap_id) is not None:
         return _reuse(store, snap_id, kind, tags, reason, source)
     edges = sample.edges() if profile is None else None

@@ -41,15 +41,25 @@ def id_hasher(schema: pa.Schema) -> Any:
     return hashlib.sha256(b"raymlops-snapshot-v2\n" + schema_fingerprint(schema).encode() + b"\n")
 
 
+class MixedSchemas(Exception):
+    """The blocks of a dataset do not share one Arrow schema (``schemas``: each block's)."""
+
+    def __init__(self, schemas: list[pa.Schema]) -> None:
+        super().__init__(f"{len(set(map(str, schemas)))} schemas among {len(schemas)} blocks")
+        self.schemas = schemas
+
+
 def scan(blocks: Sequence[Block], schema: pa.Schema, sample_size: int = SAMPLE_SIZE
          ) -> tuple[str, int, list[int], Sample]:
     """``(content id, rows, rows of each block, bottom-k sample)``: the id is the sha256 of the
     schema and of the per-row hashes in row order, so it does not depend on the partitioning.
     ``sample_size`` 0: no sample. Each block sends only its sample rows below
     :func:`~raymlops.stats.partial.sample_bound`; should they be too few (many identical rows),
-    the sample is taken again without the bound."""
+    the sample is taken again without the bound. :class:`MixedSchemas` when the blocks' own
+    Arrow schemas differ (Ray Data reports the first block's for all)."""
     h = id_hasher(schema)
     sizes: list[int] = []
+    schemas: list[pa.Schema] = []
     samples = []
     expected = sum(b.rows for b in blocks)
     for res in run_on_blocks(blocks, scan_block, sample_size, True, sample_bound(expected, sample_size),
@@ -57,6 +67,9 @@ def scan(blocks: Sequence[Block], schema: pa.Schema, sample_size: int = SAMPLE_S
         h.update(np.ascontiguousarray(res["keys"], dtype="<u8").tobytes())
         sizes.append(int(res["rows"]))
         samples.append(res["sample"])
+        schemas.append(res["schema"])
+    if any(not other.equals(schemas[0]) for other in schemas[1:]):
+        raise MixedSchemas(schemas)
     rows = sum(sizes)
     sample = merge_samples(samples)
     if sample_size > 0 and not sample.complete(rows):

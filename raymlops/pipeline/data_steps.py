@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raymlops import audit
+from raymlops.data.blocks import widen_schemas
 from raymlops.data.schema import check_category_counts, check_training_schema, infer_schema
 from raymlops.data.snapshot import create_snapshot, snapshot_info, verify_snapshot
 from raymlops.data.sources import check_local_source, open_source, redact_uri
@@ -245,8 +246,9 @@ class SchemaStep(Step[SchemaIn, SchemaOut]):
 
 
 def _one_table(blocks: list[Any], source: str) -> Any:
-    """The sample's blocks as one table; a source with no rows, or whose files do not share their
-    columns, is a ValidationError saying so (Arrow's own words name neither)."""
+    """The sample's blocks as one table, of one schema (:func:`~raymlops.data.blocks.widen_schemas`);
+    a source with no rows, or whose files do not share their columns or types, is a ValidationError
+    saying so (Arrow's own words name neither)."""
     import pyarrow as pa
 
     tables = [t for t in blocks if t.num_rows]
@@ -257,11 +259,8 @@ def _one_table(blocks: list[Any], source: str) -> Any:
         a, b = columns[:2]
         raise ValidationError(f"data.source: the files of {source!r} do not have the same columns: one has "
                               f"{', '.join(a)}; another {', '.join(b)}")
-    try:
-        return pa.concat_tables(tables, promote_options="default")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ValidationError(f"data.source: the files of {source!r} do not have the same column types: "
-                              f"{exc}") from None
+    schema = widen_schemas([t.schema for t in tables], source)  # types inferred file by file: one for all
+    return pa.concat_tables([t.cast(schema) for t in tables])
 
 
 class ValidateStep(Step[ValidateIn, ValidateOut]):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from raymlops import IntegrityError, Store
+from raymlops import IntegrityError, Store, ValidationError
 from raymlops.data.snapshot import create_snapshot, list_snapshots, resolve_snapshot, verify_snapshot
 from raymlops.data.snapshot_read import read_snapshot
 from raymlops.data.sources import read_source, sklearn_table
@@ -59,6 +59,31 @@ def test_csv_source_and_corruption_is_named(ray_session: None, tmp_path: Path) -
         read_snapshot(store, snap.id)
     path.unlink()
     assert "missing" in verify_snapshot(store, snap.id)[0]
+
+
+def test_a_folder_of_csvs_typed_file_by_file_is_one_snapshot_of_one_schema(ray_session: None, tmp_path: Path) -> None:
+    """Daily CSV exports: whole numbers in one file, decimals and an empty column in another. Ray
+    Data infers types file by file and reports the first file's schema for all; the snapshot
+    (every file, not a sample) holds one schema: the numbers as doubles, the empty column typed
+    from the other file, and the same id as the same rows written as one typed table."""
+    folder = tmp_path / "daily"
+    folder.mkdir()
+    (folder / "day1.csv").write_text("a,b,y\n1,x,0\n2,y,1\n3,x,0\n")
+    (folder / "day2.csv").write_text("a,b,y\n0.5,,1\n2.25,,0\n")
+    store = Store.open(tmp_path / "home")
+    snap = create_snapshot(store, read_source(str(folder)), str(folder))
+    assert snap.rows == 5 and verify_snapshot(store, snap.id) == []
+    _, back = read_snapshot(store, snap.id)
+    assert back.schema.field("a").type == pa.float64() and back.schema.field("b").type == pa.string()
+    assert sorted(back.column("a").to_pylist()) == [0.5, 1.0, 2.0, 2.25, 3.0]
+    typed = pa.table({"a": [1.0, 2.0, 3.0, 0.5, 2.25], "b": ["x", "y", "x", None, None], "y": [0, 1, 0, 1, 0]})
+    import ray.data
+
+    assert create_snapshot(store, ray.data.from_arrow(typed), "mem://typed").id == snap.id
+    (folder / "day3.csv").write_text("a,b,y\nseven,x,1\n")
+    with pytest.raises(ValidationError, match="column 'a' is .* in some and string in others"):
+        create_snapshot(store, read_source(str(folder)), str(folder))
+    assert len(list_snapshots(store)) == 1
 
 
 def test_failure_during_write_leaves_no_snapshot(ray_session: None, tmp_path: Path, monkeypatch) -> None:

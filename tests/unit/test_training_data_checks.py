@@ -63,10 +63,30 @@ def test_a_sample_with_no_rows_or_files_of_other_columns_is_refused_naming_them(
     with pytest.raises(ValidationError) as info:
         _one_table([pa.table({"a": [1], "y": [0]}), pa.table({"b": [1.0], "y": [1]})], "data/")
     assert "do not have the same columns: one has a, y; another b, y" in str(info.value)
-    with pytest.raises(ValidationError, match="same column types"):
+    with pytest.raises(ValidationError, match="same column types: column 'a' is int64 in some and string in others"):
         _one_table([pa.table({"a": [1]}), pa.table({"a": ["x"]})], "data/")
     empty_block = pa.table({"z": pa.array([], pa.int64())})  # an empty block's schema does not count
     assert _one_table([empty_block, pa.table({"a": [1]}), pa.table({"a": [2]})], "d").num_rows == 2
+
+
+def test_files_whose_types_were_inferred_one_by_one_are_read_as_one_schema() -> None:
+    """A folder of CSVs: whole numbers in one file and decimals in another are float64, as pandas
+    or DuckDB read them (it was refused: "Field a has incompatible types: int64 vs double"); a
+    column with no value in one file takes the others' type; int32 and int64 are int64."""
+    from raymlops.data.blocks import widen_schemas
+
+    one = pa.table({"a": pa.array([1, 2], pa.int64()), "b": pa.array([None, None], pa.null()),
+                    "c": pa.array([1, 2], pa.int32()), "y": [0, 1]})
+    two = pa.table({"a": [0.5, 2.25], "b": ["x", "y"], "c": pa.array([3, 4], pa.int64()), "y": [1, 0]})
+    table = _one_table([one, two], "data/")
+    assert table.schema == pa.schema([("a", pa.float64()), ("b", pa.string()), ("c", pa.int64()), ("y", pa.int64())])
+    assert table.column("a").to_pylist() == [1.0, 2.0, 0.5, 2.25] and table.column("b").to_pylist() == [
+        None, None, "x", "y"]
+    # no integer type holds both int64 and uint64
+    assert widen_schemas([pa.schema([("n", pa.int64())]), pa.schema([("n", pa.uint64())])], "d").field(
+        "n").type == pa.float64()
+    same = pa.schema([("a", pa.int64())])
+    assert widen_schemas([same, same], "d") == same
 
 
 def test_the_source_format_is_read_past_a_compression_extension(tmp_path: Path) -> None:
