@@ -97,6 +97,12 @@ class DriftSettings:
         return d
 
 
+
+def _kind_shown(col: ColumnProfile) -> str:
+    """A column's kind as a reason it is not tested: its Arrow type where the kind is ``other``
+    (a date, a time, a list: "not tested: date32[day] column", as Evidently leaves dates out)."""
+    return col.type if col.kind == "other" else col.kind
+
 def psi_band(value: float | None) -> str | None:
     if value is None or not math.isfinite(value):
         return None
@@ -287,8 +293,8 @@ def check(current: Profile, reference: Profile, settings: DriftSettings | None =
             _numeric(ref, cur, out)
             table = _NUMERIC_SCORE
         else:
-            out.note = out.note or (f"not tested: {ref.kind} column" if ref.kind == cur.kind
-                                    else f"not tested: {ref.kind} in the reference, {cur.kind} now")
+            out.note = out.note or (f"not tested: {_kind_shown(ref)} column" if ref.kind == cur.kind
+                                    else f"not tested: {_kind_shown(ref)} in the reference, {_kind_shown(cur)} now")
             results.append(out)
             continue
         if out.scores:

@@ -137,6 +137,19 @@ def test_schema_changes_missing_values_and_round_trip() -> None:
     assert psi_band(0.05) == "stable" and psi_band(0.15) == "moderate" and psi_band(0.3) == "significant"
 
 
+def test_a_column_left_out_says_its_type_not_other() -> None:
+    """`snapshot diff` of a table with a date and a timestamp column: each is left out, as
+    Evidently leaves dates out, and the note names its type (it said "not tested: other column")."""
+    import datetime as dt
+
+    days = pa.array([dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(300)])
+    table = pa.table({"day": days, "at": pa.array(range(300), pa.timestamp("s")), "a": np.arange(300.0)})
+    report = check(profile_table(table), profile_table(table))
+    notes = {c.column: c.note for c in report.columns}
+    assert notes["day"] == "not tested: date32[day] column" and notes["at"] == "not tested: timestamp[s] column"
+    assert next(c for c in report.columns if c.column == "a").test is not None
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"numeric_test": "t-test"}, "numeric_test"), ({"correction": "sidak"}, "correction"),
     ({"dataset_rule": "half"}, "dataset_rule"), ({"alpha": 1.5}, "alpha"), ({"drift_share": 0}, "drift_share"),
