@@ -388,11 +388,14 @@ class Watcher:
         self.skipped: list[str] = []  # triggers another process's cycle was already answering
 
     def alerts(self) -> list[dict[str, Any]]:
-        """The monitor's recent alerts (empty when the monitor is not reachable now)."""
+        """The monitor's recent alerts and the newest of each kind (a trigger's kind may be past
+        the recent ones: a window where every feature drifts raises dozens of alerts at once);
+        empty when the monitor is not reachable now."""
         status = self.controller._monitor_status()
         if not status:
             return []
-        return list((status.get("alerts") or {}).get("recent") or [])
+        alerts = status.get("alerts") or {}
+        return [*(alerts.get("recent") or []), *(alerts.get("latest") or {}).values()]
 
     def poll(self) -> CycleResult | None:
         """Run a cycle if a new alert asks for one; the cycle's result, else None."""

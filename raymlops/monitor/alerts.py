@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +48,15 @@ class AlertBook:
         self.last_fired: dict[str, float] = {}
         self.totals: Counter[str] = Counter()
         self.recent: deque[Alert] = deque(maxlen=keep)
+        #: the newest alert of each kind, however many others came after it (what a watcher for one
+        #: kind must see: a window where every feature drifts raises dozens of alerts at once)
+        self.latest: dict[str, Alert] = {}
+
+    def restore(self, recent: Iterable[Alert]) -> None:
+        """Put back the recent alerts of a checkpoint (and the newest of each kind among them)."""
+        for a in recent:
+            self.recent.append(a)
+            self.latest[a.kind] = a
 
     def offer(self, alerts: list[Alert]) -> list[Alert]:
         """The alerts that are new (not fired within the cooldown), recorded as fired."""
@@ -58,6 +68,7 @@ class AlertBook:
             self.last_fired[a.key] = a.ts
             self.totals[a.kind] += 1
             self.recent.append(a)
+            self.latest[a.kind] = a
             fresh.append(a)
         if len(self.last_fired) > 10_000:  # bounded: forget the oldest keys
             for key, _ in sorted(self.last_fired.items(), key=lambda kv: kv[1])[:5_000]:

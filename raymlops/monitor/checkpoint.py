@@ -472,7 +472,7 @@ def load(data: bytes, cls: type[M], clock: Callable[[], float], config: MonitorC
         book = AlertBook(cfg.alerts.cooldown_s, keep=int(a["keep"]))
         book.last_fired = {str(k): float(v) for k, v in a["last_fired"].items()}
         book.totals = Counter({str(k): int(v) for k, v in a["totals"].items()})
-        book.recent.extend(_from_alert(x) for x in a["recent"])
+        book.restore(_from_alert(x) for x in a["recent"])
         mon.alerts = book
         mon.performance = _load_performance(r, cfg, ref.slices, doc["performance"], view)
         mon.differential = _load_differential(r, cfg, ref.slices, doc["differential"], view)

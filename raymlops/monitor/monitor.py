@@ -361,7 +361,8 @@ class Monitor:
             "differential": self.differential.status(),
             "slo": slo,
             "alerts": {"totals": dict(self.alerts.totals),
-                       "recent": [a.to_dict() for a in list(self.alerts.recent)[-20:]]},
+                       "recent": [a.to_dict() for a in list(self.alerts.recent)[-20:]],
+                       "latest": {kind: a.to_dict() for kind, a in self.alerts.latest.items()}},
         })
 
     def _last_window(self) -> dict[str, Any] | None:

@@ -89,3 +89,27 @@ def test_a_cycle_refused_by_another_holder_is_skipped_not_failed() -> None:
     assert w.poll() is None
     assert w.failures == [] and len(w.skipped) == 1 and "held by bob@h:7" in w.skipped[0]
     assert "not retraining" in stand.lines[0]  # type: ignore[attr-defined]
+
+
+def test_a_dataset_drift_alert_among_dozens_of_others_still_starts_a_cycle() -> None:
+    """Every feature drifts: one window raises dataset_drift first, then 30 feature_drift alerts and
+    more. The monitor's status lists the newest 20, so the watcher never saw the trigger (no cycle,
+    nothing printed); the status now also carries the newest alert of each kind."""
+    import numpy as np
+
+    from raymlops.config import MonitorConfig
+    from raymlops.monitor import Monitor, build_reference
+
+    rng = np.random.default_rng(0)
+    monitor = Monitor(build_reference({f"f{j}": rng.normal(size=2000) for j in range(30)}),
+                      MonitorConfig(window_rows=500, alerts={"log": False}))
+    monitor.ingest({f"f{j}": rng.normal(size=500) + 3.0 for j in range(30)})
+    status = monitor.status()
+    assert status["alerts"]["totals"]["feature_drift"] == 30
+    assert "dataset_drift" not in {a["kind"] for a in status["alerts"]["recent"]}  # the case: past the newest 20
+    stand = Stand([[]])
+    stand.now = 0.0  # the watcher started before the monitor's alerts
+    stand._monitor_status = lambda: status  # type: ignore[method-assign]
+    w = Watcher(stand)  # type: ignore[arg-type]
+    result = w.poll()
+    assert result is not None and result.trigger.kind == "dataset_drift"
