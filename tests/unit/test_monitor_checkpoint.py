@@ -249,7 +249,7 @@ def test_the_format_covers_every_attribute(fed: tuple[Monitor, Clock]) -> None:
             "following", "roles", "role_rows", "switches", "stale_batches", "challengers_seen", "alone",
             "alone_rows"}),
         (m.slo, {"cfg", "n_buckets", "ring", "ring_id", "total_requests", "total_errors"}),
-        (m.alerts, {"cooldown_s", "last_fired", "totals", "recent"}),
+        (m.alerts, {"cooldown_s", "last_fired", "totals", "recent", "latest"}),
         (m.current, {"reference", "counts", "numeric", "finite", "sums", "sums_sq"}),
     ]
     for obj, names in expected:
