@@ -170,10 +170,13 @@ def head(store: MetadataStore) -> dict[str, Any] | None:
 def verify(store: MetadataStore) -> tuple[bool, str]:
     """``(ok, message)``: ok is False and the message names the first record that does not
     chain: its content was edited, a record before it was removed, or records were reordered.
-    Removing the newest records is caught by the head kept in ``meta``."""
+    Removing the newest records is caught by the head kept in ``meta``; removing that row too is
+    caught when records exist without it, and when a snapshot or model version the home holds
+    has no record (each is written in the same transaction as its record)."""
     prev = GENESIS
     count = 0
     last: tuple[int, str] | None = None
+    named: set[str] = set()
     with store.read() as conn:
         rows = conn.execute("SELECT seq, ts, action, record_json, prev_hash, hash FROM audit ORDER BY seq")
         for seq, ts, action, record_json, prev_hash, digest in rows:
@@ -193,7 +196,19 @@ def verify(store: MetadataStore) -> tuple[bool, str]:
             prev = digest
             last = (seq, digest)
             count += 1
+            named.update(str(v) for v in (body.get("ids") or {}).values())
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)).fetchone()
+        unrecorded = [f"snapshot {i[:12]}" for (i,) in conn.execute("SELECT id FROM snapshots ORDER BY created_at")
+                      if i not in named]
+        unrecorded += [f"model {i}" for (i,) in conn.execute("SELECT id FROM models ORDER BY created_at")
+                       if i not in named]
+    if row is None and last is not None:
+        return False, (f"audit head: missing; the log ends at record {last[0]} but the row that records its newest "
+                       "record was removed (the newest records may have been removed with it)")
+    if unrecorded:
+        return False, (f"audit log: no record of {unrecorded[0]}"
+                       + (f" (and {len(unrecorded) - 1} more)" if len(unrecorded) > 1 else "")
+                       + "; every snapshot and model version is recorded when it is written, so records were removed")
     if row is not None:
         recorded = json.loads(row[0])
         if last is None or (recorded.get("seq"), recorded.get("hash")) != last:

@@ -91,6 +91,28 @@ def test_verify_catches_removal_of_the_newest_records(home: Path) -> None:
     assert not ok and "no records" in message
 
 
+def test_verify_catches_removal_of_the_newest_records_with_the_head_row(home: Path) -> None:
+    """Two plain DELETEs (the newest records and the meta row of the head) passed as a valid chain;
+    so did an emptied log beside the snapshots and models it should have recorded."""
+    with _db(home) as conn:
+        conn.execute("DELETE FROM audit WHERE seq >= 5")
+        conn.execute("DELETE FROM meta WHERE key = ?", (audit.HEAD_KEY,))
+    ok, message = _verify(home)
+    assert not ok and message.startswith("audit head: missing; the log ends at record 4"), message
+    store = Store.open(home)
+    with store.metadata.transaction() as conn:  # a model version the home holds, as the registry writes it
+        conn.execute("INSERT INTO models(id, name, version, created_at, status, snapshot_id, artifact_key,"
+                     " artifact_sha256, record_json) VALUES ('m:v1', 'm', 1, 0, 'registered', ?, 'k', 's', '{}')",
+                     ("ab" * 32,))
+    with _db(home) as conn:
+        conn.execute("DELETE FROM audit")
+    ok, message = _verify(home)
+    assert not ok and message.startswith("audit log: no record of model m:v1"), message
+    with _db(home) as conn:
+        conn.execute("DELETE FROM models")
+    assert _verify(home) == (True, "audit chain valid (0 records)")  # a new, empty home
+
+
 def test_appending_after_verify_keeps_the_chain(home: Path) -> None:
     store = Store.open(home)
     with store.metadata.transaction() as conn:
