@@ -260,6 +260,12 @@ class DriftMonitor:
             out["outcomes"] = per_id
         return out
 
+    def check_feedback(self, request_ids: Any, labels: Any) -> None:
+        """:meth:`feedback`'s checks alone (a ValidationError, nothing changed): the first phase
+        of labels sent to several shards, so that a refused one changes none."""
+        with self.lock:
+            self.monitor.check_feedback(request_ids, labels)
+
     def tick(self) -> list[dict[str, Any]]:
         """Close a window whose time is up and check the SLOs; returns the new alerts."""
         with self.lock:

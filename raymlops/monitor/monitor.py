@@ -205,21 +205,34 @@ class Monitor:
 
         A request of one row is keyed by its id; the rows of a multi-row request by
         ``"<id>/<row>"``: give either those keys, or the request id with a list of labels."""
+        rids, labs = self.check_feedback(request_ids, labels)
+        matched, alerts = self.performance.feedback(rids, labs, self.clock(), self.window_index)
+        return matched, self.alerts.offer(alerts)
+
+    def check_feedback(self, request_ids: Any, labels: Any) -> tuple[list[str], list[Any]]:
+        """The labels of :meth:`feedback` by row key, checked and changing nothing: a list of labels
+        for a request whose rows this monitor holds must have one label per row (a ValidationError
+        naming it otherwise: two labels for a three-row request matched two rows, and the right
+        list sent after it found them labelled)."""
         given_ids, given_labels = list(request_ids), list(labels)
         if len(given_ids) != len(given_labels):
             raise ValidationError(f"request_ids and labels differ in length ({len(given_ids)} and {len(given_labels)})")
         rids: list[str] = []
         labs: list[Any] = []
-        for rid, label in zip(given_ids, given_labels, strict=True):
+        for i, (rid, label) in enumerate(zip(given_ids, given_labels, strict=True)):
             if isinstance(label, (list, tuple, np.ndarray)):
-                for k, one in enumerate(np.asarray(label).ravel().tolist()):
+                values = np.asarray(label).ravel().tolist()
+                rows = self.performance.rows_of(str(rid))
+                if rows is not None and rows != len(values):
+                    raise ValidationError(f"labels[{i}]: request {str(rid)!r} answered {rows} rows, so its list needs "
+                                          f"{rows} labels (one per row), found {len(values)}")
+                for k, one in enumerate(values):
                     rids.append(f"{rid}/{k}")
                     labs.append(one)
             else:
                 rids.append(str(rid))
                 labs.append(label.item() if isinstance(label, np.generic) else label)
-        matched, alerts = self.performance.feedback(rids, labs, self.clock(), self.window_index)
-        return matched, self.alerts.offer(alerts)
+        return rids, labs
 
     def tick(self) -> list[Alert]:
         """Close the window if its time is up, and check the SLO burn rates."""

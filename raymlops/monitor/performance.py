@@ -199,6 +199,14 @@ class PerformanceTracker:
             self.counts.matched_late += 1
         return alerts
 
+    def rows_of(self, request_id: str) -> int | None:
+        """How many rows of a multi-row request (keys ``<id>/0``, ``<id>/1``, ...) this tracker
+        holds, waiting for a label or labelled; None when it holds none."""
+        k = 0
+        while f"{request_id}/{k}" in self.store or f"{request_id}/{k}" in self.labelled:
+            k += 1
+        return k or None
+
     def feedback(self, request_ids: list[Any], labels: list[Any], ts: float, window: int) -> tuple[int, list[Alert]]:
         """Labels by row key: (rows matched now, alerts). A label whose row has not arrived
         waits (``early``); the outcome of each label is left in ``last_outcomes``."""

@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException
 from raymlops.serve import oip
 from raymlops.serve.auth import BearerAuth
 from raymlops.serve.control import ensure_control
-from raymlops.serve.feedback import merge_replies, parse_feedback_request, split_by_shard
+from raymlops.serve.feedback import forward, merge_replies, parse_feedback_request
 from raymlops.serve.handoff import MonitorHandoff, Served
 from raymlops.serve.loaded import LoadedModel, ModelFailed, ServingState, binary_scores, checked_answer, predict_batch
 from raymlops.serve.metrics import ReplicaStats
@@ -326,19 +326,11 @@ class ModelServer:
             parsed = parse_feedback_request(raw, c.max_body_bytes, MAX_FEEDBACK_IDS,
                                             regression=signature.output == "regression",
                                             max_rows=c.max_rows_per_request, classes=signature.classes)
+            detail = parsed.detail or request.query_params.get("detail", "").lower() in ("1", "true", "yes")
+            replies = await forward(self.monitors, parsed, detail, s.route)  # 422: refused; 503: monitor down
         except RequestError as exc:
             self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
             return _json(exc.body() | {"request_id": request_id}, exc.status, headers)
-        parts = split_by_shard(parsed, len(self.monitors))
-        detail = parsed.detail or request.query_params.get("detail", "").lower() in ("1", "true", "yes")
-        try:
-            replies = await asyncio.gather(*[m.feedback.remote(ids, labels, detail=detail)
-                                             for m, (ids, labels) in zip(self.monitors, parts, strict=True)])
-        except Exception as exc:  # the monitor is down or failed: not the client's mistake
-            logger.warning("feedback to the monitor of %s failed: %s", s.route, exc)
-            return _json({"error": "monitor_unavailable", "request_id": request_id,
-                          "message": f"the monitor of {s.route!r} did not take the labels "
-                                     f"({type(exc).__name__}); retry later"}, 503, headers)
         body = merge_replies(replies, parsed if detail else None)
         for outcome in ("matched", "waiting", "expired", "unknown"):  # each label's outcome when posted
             if body[outcome]:

@@ -13,8 +13,11 @@ position:
  413   ``payload_too_large``    more bytes than the configured limit
  422   ``invalid_feedback``     a field missing, not a list, empty, the two lengths differ, more
                                 ids than allowed, an id that no predict answer could have given,
-                                a label of the wrong type, or (classification) a label that is not
-                                one of the model's classes
+                                a label of the wrong type, (classification) a label that is not
+                                one of the model's classes, or a list of labels of another length
+                                than the rows its request answered (the monitor's check; no label
+                                of the post is taken)
+ 503   ``monitor_unavailable``  the monitor did not take the labels (retry later)
 =====  =======================  ===============================================================
 
 ``"detail": true`` in the body (or ``?detail=1`` on the URL) asks for each label's outcome.
@@ -31,16 +34,23 @@ the order given (a list of outcomes for a list of labels).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from raymlops.exceptions import ValidationError
+from raymlops.ray_session import unwrap
 from raymlops.serve.handoff import shard_of
 from raymlops.serve.request import RequestError, decode_json
 from raymlops.stats.agreement import MAX_REGRESSION_LABEL
 
-__all__ = ["COUNTS", "FeedbackRequest", "merge_replies", "parse_feedback_request", "split_by_shard"]
+__all__ = ["COUNTS", "FeedbackRequest", "forward", "merge_replies", "parse_feedback_request", "split_by_shard"]
+
+logger = logging.getLogger("raymlops.serve")
 
 # what the predict route returns as request id (X-Request-Id or a uuid4 hex), optionally /<row>
 _ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}(/[0-9]{1,6})?$")
@@ -199,3 +209,26 @@ def merge_replies(replies: list[dict[str, Any]], request: FeedbackRequest | None
             at[k] += 1
         out["outcomes"] = outcomes
     return out
+
+
+async def forward(monitors: Sequence[Any], request: FeedbackRequest, detail: bool, route: str
+                  ) -> list[dict[str, Any]]:
+    """The labels sent to the monitor shard that saw each request; the shards' replies. A label the
+    monitor refuses (a list of labels of another length than its request's rows) is a 422
+    :class:`RequestError` naming it, and changes nothing: with several shards and a list of labels,
+    every shard checks its part before any takes one. Another failure of a shard (the monitor is
+    down: not the client's mistake) is a 503 ``monitor_unavailable``."""
+    parts = split_by_shard(request, len(monitors))
+    try:
+        if len(monitors) > 1 and any(isinstance(label, list) for label in request.labels):
+            await asyncio.gather(*[m.check_feedback.remote(ids, labels)
+                                   for m, (ids, labels) in zip(monitors, parts, strict=True) if ids])
+        return list(await asyncio.gather(*[m.feedback.remote(ids, labels, detail=detail)
+                                           for m, (ids, labels) in zip(monitors, parts, strict=True)]))
+    except Exception as exc:
+        refused = unwrap(exc)  # the monitor's own error inside Ray's wrapper
+        if isinstance(refused, ValidationError):
+            raise _invalid(str(refused).splitlines()[0], "labels") from None
+        logger.warning("feedback to the monitor of %s failed: %s", route, exc)
+        raise RequestError(503, "monitor_unavailable", f"the monitor of {route!r} did not take the labels "
+                           f"({type(exc).__name__}); retry later") from None

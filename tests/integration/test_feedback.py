@@ -134,6 +134,17 @@ def test_a_multi_row_request_takes_a_list_of_labels(served: tuple[str, str, Stor
     assert _status()["performance"]["labels"]["matched"] == matched_before + 3
     row_key = _feedback(url, {"request_ids": [f"{rid}/1"], "labels": [preds[1]]})
     assert row_key.status == 200 and row_key.body["unknown"] == 1  # scored above already
+    # a list of another length than the request's rows: 422 naming it (it matched the first rows)
+    rows_before = _status()["rows_total"]
+    r = predict(url, {"instances": [row(x) for x in X[203:206]]})
+    deadline = time.monotonic() + 30
+    while _status()["rows_total"] < rows_before + 3 and time.monotonic() < deadline:  # the rows reached the monitor
+        time.sleep(0.1)
+    short = _feedback(url, {"request_ids": [r.body["request_id"]], "labels": [r.body["predictions"][:2]]})
+    assert short.status == 422 and short.body["error"] == "invalid_feedback", short.body
+    assert "answered 3 rows, so its list needs 3 labels (one per row), found 2" in short.body["message"]
+    right = _feedback(url, {"request_ids": [r.body["request_id"]], "labels": [r.body["predictions"]]})
+    assert right.status == 200 and right.body["matched"] == 3, right.body
 
 
 BAD = [

@@ -388,6 +388,23 @@ def test_multi_row_requests_count_once_and_take_labels_per_row(reference: Monito
         m.feedback(["a", "b"], [1])
 
 
+def test_a_list_of_labels_of_another_length_than_the_request_is_refused_and_changes_nothing(
+        reference: MonitorReference) -> None:
+    """Two labels for a three-row request matched two rows, and the right list sent after it found
+    them labelled ("unknown"): now it is refused, naming the label, before any label of the call counts."""
+    m = monitor(reference)
+    m.ingest(table(np.random.default_rng(24), 4), np.array([1, 0, 1, 1]), request_ids=["one", "multi", "multi", "multi"])
+    received = m.performance.counts.received
+    for wrong in ([0, 1], [0, 1, 0, 1]):
+        with pytest.raises(ValidationError, match=rf"labels\[1\]: request 'multi' answered 3 rows, so its list needs "
+                                                  rf"3 labels \(one per row\), found {len(wrong)}"):
+            m.feedback(["one", "multi"], [1, wrong])
+    assert m.performance.counts.received == received and len(m.performance.store) == 4  # nothing taken
+    assert m.feedback(["one", "multi"], [1, [0, 1, 0]])[0] == 4
+    assert m.feedback(["later"], [[1, 0]])[0] == 0  # rows not seen yet: the labels wait, unchecked
+    assert m.performance.rows_of("multi") == 3 and m.performance.rows_of("later") is None
+
+
 def test_slo_burn_rate_alerts_on_both_windows(reference: MonitorReference) -> None:
     clock = Clock()
     slo = MonitorSLOConfig(availability_target=0.99, latency_ms=100.0, bucket_s=1.0,

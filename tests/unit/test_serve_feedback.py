@@ -197,3 +197,54 @@ def test_a_boolean_classifier_takes_true_and_false_as_labels() -> None:
     for classes in ((0, 1), ("no", "yes"), ()):
         with pytest.raises(RequestError, match=r"labels\[0\]: expected a number or a string, found bool"):
             parse([True], classes)
+
+
+class _Shard:
+    """A monitor shard's handle around a real Monitor (what the actor does under its lock):
+    ``.remote`` runs the call at once and gives an awaitable, as a Ray object ref is."""
+
+    def __init__(self, monitor: Any) -> None:
+        self.monitor, self.calls = monitor, []
+        self.check_feedback = self._method("check_feedback")
+        self.feedback = self._method("feedback")
+
+    def _method(self, name: str) -> Any:
+        shard = self
+
+        class _Remote:
+            @staticmethod
+            def remote(ids: list[str], labels: list[Any], **_: Any) -> Any:
+                shard.calls.append(name)
+                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                try:
+                    fut.set_result(getattr(shard.monitor, name)(ids, labels))
+                except Exception as exc:  # noqa: BLE001  # as a failed Ray task raises at await
+                    fut.set_exception(exc)
+                return fut
+
+        return _Remote()
+
+
+def test_a_refused_list_of_labels_changes_no_shard() -> None:
+    """Labels for two shards, one of them a list of the wrong length for its request: every shard
+    checks its part first, so the shard whose labels were fine takes none of them either (422)."""
+    from raymlops.config import MonitorConfig
+    from raymlops.monitor import Monitor, build_reference
+    from raymlops.serve.feedback import forward
+
+    rng = np.random.default_rng(0)
+    reference = build_reference({"x": rng.normal(size=500)})
+    shards = [_Shard(Monitor(reference, MonitorConfig(window_rows=100, alerts={"log": False}))) for _ in range(2)]
+    ids = {shard_of(f"r{i}", 2): f"r{i}" for i in range(20)}  # a request id for each shard
+    multi, single = ids[0], ids[1]
+    shards[0].monitor.ingest({"x": rng.normal(size=3)}, np.array([1, 0, 1]), request_ids=[multi] * 3)
+    shards[1].monitor.ingest({"x": rng.normal(size=1)}, np.array([1]), request_ids=[single])
+    request = parse({"request_ids": [single, multi], "labels": [1, [1, 0]]})
+    with pytest.raises(RequestError) as info:
+        asyncio.run(forward(shards, request, False, "r"))
+    assert info.value.status == 422 and "answered 3 rows, so its list needs 3 labels" in info.value.message
+    assert [s.calls for s in shards] == [["check_feedback"], ["check_feedback"]]
+    assert shards[1].monitor.performance.counts.received == 0  # its good label was not taken either
+    good = parse({"request_ids": [single, multi], "labels": [1, [1, 0, 1]]})
+    replies = asyncio.run(forward(shards, good, False, "r"))
+    assert [r[0] for r in replies] == [3, 1]  # Monitor.feedback's (matched, alerts) per shard
