@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import time
 import uuid
 from collections import deque
@@ -40,7 +39,7 @@ from raymlops.serve.feedback import forward, merge_replies, parse_feedback_reque
 from raymlops.serve.handoff import MonitorHandoff, Served
 from raymlops.serve.loaded import LoadedModel, ModelFailed, ServingState, binary_scores, checked_answer, predict_batch
 from raymlops.serve.metrics import ReplicaStats
-from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request
+from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request, request_id_of
 from raymlops.serve.settings import MAX_FEEDBACK_IDS, PUSH_INTERVAL_S, SHADOW_LOG_SIZE, ReplicaSettings
 from raymlops.serve.throughput import ingress_here
 from raymlops.stats.agreement import agreeing
@@ -51,7 +50,6 @@ app = FastAPI(title="raymlops model server", docs_url=None, redoc_url=None, open
 app.add_exception_handler(HTTPException, lambda request, exc: _json(oip.unknown_route_body(
     request.url.path, exc.status_code, str(exc.detail)), exc.status_code, dict(exc.headers or {})))
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 JSON_TYPE = "application/json"
 # (no `from __future__ import annotations` here: FastAPI reads the route signatures at import)
 
@@ -239,13 +237,14 @@ class ModelServer:
     @app.post("/predict")
     async def predict(self, request: Request) -> Response:
         t0 = time.perf_counter()
-        given = request.headers.get("x-request-id")
-        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id, headers, bad_id = request_id_of(request.headers.get("x-request-id"))
         state = self.state  # one table for the whole request, whatever swaps meanwhile
         champion = state.champion
-        headers = {"X-Request-Id": request_id, "X-Model-Version": champion.model_id}
+        headers["X-Model-Version"] = champion.model_id
         s = self.settings.serve
         try:
+            if bad_id is not None:
+                raise bad_id
             check_content_type(request.headers.get("content-type"))
             raw = await self._read_body(request)
             parsed = parse_predict_request(raw, champion.signature, s.max_rows_per_request, s.max_body_bytes,
@@ -306,9 +305,7 @@ class ModelServer:
     @app.post("/feedback")
     async def feedback(self, request: Request) -> Response:
         """Ground-truth labels by request id, to the monitor shard that saw each request."""
-        given = request.headers.get("x-request-id")
-        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
-        headers = {"X-Request-Id": request_id}
+        request_id, headers, bad_id = request_id_of(request.headers.get("x-request-id"))
         s, c = self.settings, self.settings.serve
         try:
             self.auth.check(request.headers.get("authorization"))
@@ -317,6 +314,8 @@ class ModelServer:
             return _json(exc.body() | {"request_id": request_id}, exc.status,
                          headers | {"WWW-Authenticate": 'Bearer realm="raymlops"'})
         try:
+            if bad_id is not None:
+                raise bad_id
             check_content_type(request.headers.get("content-type"))
             if not self.monitors:
                 raise RequestError(409, "no_monitor", f"route {s.route!r} is served without a monitor, so there is "
@@ -449,12 +448,13 @@ class ModelServer:
 
     async def _oip_infer(self, name: str, version: str | None, request: Request) -> Response:
         t0 = time.perf_counter()
-        given = request.headers.get("x-request-id")
-        request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id, headers, bad_id = request_id_of(request.headers.get("x-request-id"))
         state = self.state
         s = self.settings.serve
-        headers = {"X-Request-Id": request_id, "X-Model-Version": state.champion.model_id}
+        headers["X-Model-Version"] = state.champion.model_id
         try:
+            if bad_id is not None:
+                raise bad_id
             pinned = oip.pick_model(state, name, version, self.settings.route)
             model = pinned or state.champion
             raw = await self._read_body(request)
@@ -465,8 +465,9 @@ class ModelServer:
             return self._oip_rejected(oip.OipError.from_request_error(exc), state, headers)
         except oip.OipError as exc:
             return self._oip_rejected(exc, state, headers)
-        if req.id is not None and _REQUEST_ID.match(req.id):
-            request_id = headers["X-Request-Id"] = req.id  # the protocol's id names the request (for /feedback)
+        if req.request_id is not None:  # the protocol's id names the request (for /feedback; under Serve the
+            request_id = req.request_id  # proxy's X-Request-Id header stays)
+            headers.update({"X-Request-Id": request_id} if "X-Request-Id" in headers else {})
         try:
             target, result, _ = await self._predict_rows(state, req.X, None, request_id, t0, pinned)
         except ModelFailed as exc:  # a row the model cannot take is a bad request: 400 in the protocol

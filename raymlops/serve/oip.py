@@ -59,7 +59,7 @@ from raymlops.serve.oip_tensors import (
     json_values,
     tensor_shape,
 )
-from raymlops.serve.request import DomainPolicy, RequestError, Signature, decode_json, domain_errors
+from raymlops.serve.request import REQUEST_ID, DomainPolicy, RequestError, Signature, decode_json, domain_errors
 
 __all__ = [
     "DATATYPES", "EXTENSIONS", "InferRequest", "OipError", "PREDICT", "PREDICT_PROBA", "infer_response",
@@ -159,6 +159,12 @@ class InferRequest:
     @property
     def rows(self) -> int:
         return int(self.X.shape[0])
+
+    @property
+    def request_id(self) -> str | None:
+        """The client's ``id`` when it can name the request for ``/feedback`` (else None; the
+        answer echoes ``id`` whatever it is, as the protocol says)."""
+        return self.id if self.id is not None and REQUEST_ID.match(self.id) else None
 
 
 def _tensor(spec: Any, i: int, binary: memoryview | None, offset: int, allow_nan: Sequence[bool],

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
@@ -429,3 +431,27 @@ def _number_matrix(key: str, rows: list[Any], signature: Signature,
         )
     return X, routing_key
 
+
+
+#: a request id a client may give (``X-Request-Id``): what ``/feedback`` can name
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def request_id_of(given: str | None) -> tuple[str, dict[str, str], RequestError | None]:
+    """``(the request's id, the headers to answer with, the error to answer instead)``.
+
+    Under Serve the proxy puts an ``X-Request-Id`` on every request (the client's, or one it made)
+    and adds that header to the answer itself: that is the request's id, and the app adds no
+    header of its own (a second ``X-Request-Id`` that could disagree). Without it (the app called
+    directly) the id is new, with its header. A client's id that cannot name a request for
+    ``/feedback`` (not 1 to 128 of ``A-Z a-z 0-9 . _ : -``) is a 400 naming the header: the
+    proxy echoes it whatever the app does, so replacing it would answer with two ids."""
+    if given is None:
+        made = uuid.uuid4().hex
+        return made, {"X-Request-Id": made}, None
+    if REQUEST_ID.match(given):
+        return given, {}, None
+    error = RequestError(400, "bad_request", f"header X-Request-Id {given[:64]!r}: expected 1 to 128 characters of "
+                         "A-Z a-z 0-9 . _ : - (it names the request for /feedback); send another, or none",
+                         [{"field": "X-Request-Id"}])
+    return uuid.uuid4().hex, {}, error

@@ -146,6 +146,15 @@ def test_oip_traffic_is_counted_and_monitored_like_predict(served: tuple[str, St
         r = request(infer, json.dumps(body).encode())
         assert r.status == 200 and r.body["id"] == f"oip-{i}", r.body
         assert r.headers["x-model-version"] == f"{ROUTE}:v1"
+    # one X-Request-Id header (Serve's proxy adds it; the body's id names the request for /feedback)
+    import httpx
+
+    for sent in ({}, {"X-Request-Id": "oip-h"}):
+        answer = httpx.post(infer, json=body, headers=sent, timeout=60)
+        assert answer.status_code == 200 and len(answer.headers.get_list("x-request-id")) == 1
+        assert answer.json()["id"] == body["id"]
+    bad = httpx.post(infer, json=body, headers={"X-Request-Id": "a b"}, timeout=60)
+    assert bad.status_code == 400 and "header X-Request-Id 'a b'" in bad.json()["error"], bad.text
     deadline = time.monotonic() + 30
     while int(ray.get(monitor.rows.remote())) < before + 30 and time.monotonic() < deadline:
         time.sleep(0.2)
