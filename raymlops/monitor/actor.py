@@ -167,8 +167,9 @@ class DriftMonitor:
 
     def rebaseline(self, reference_key: str | None = None, reference: dict[str, Any] | None = None,
                    calibration: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Watch against a new reference from now on, in place: a fresh :class:`Monitor` on it
-        (windows, long-term state, performance baseline and differential start over); the
+        """Watch against a new reference from now on, in place (:meth:`Monitor.rebased`: windows,
+        long-term state, performance baseline and differential start over; counters, alerts, SLOs
+        and labels go on); the
         replicas keep their handles, so nothing is redeployed. With an artifact store the new
         reference key is recorded (shard 0) and a checkpoint written, so a restart resumes on it.
         ``calibration``: the new model's probability calibration (estimated performance); without
@@ -190,7 +191,7 @@ class DriftMonitor:
             rows_before = int(self.monitor.rows_total)
             self.reference, self.features = ref, list(ref.features)
             self.cfg = self.cfg.model_copy(update={"performance": performance})
-            self.monitor = Monitor(ref, self.cfg)
+            self.monitor = self.monitor.rebased(ref, self.cfg)
             self.predictions = Counter()
             self.dirty = True
         self.checkpoint()

@@ -104,11 +104,13 @@ class MonitorCollector(Collector):
         # gauge carrying it)
         latency = GaugeMetricFamily("raymlops_slo_latency_seconds", "Request latency percentiles",
                                     labels=["model", "window", "percentile"])
-        for w in ("short", "long"):
+        for w in ("short", "long"):  # a window without requests has no series (not NaN)
             snap = slo[w]
-            avail.add_metric([m, w], _num(snap["availability"]))
+            if snap["availability"] is not None:
+                avail.add_metric([m, w], float(snap["availability"]))
             for q, key in (("50", "latency_p50_ms"), ("95", "latency_p95_ms"), ("99", "latency_p99_ms")):
-                latency.add_metric([m, w, q], _num(snap[key]) / 1000.0)
+                if snap[key] is not None:
+                    latency.add_metric([m, w, q], float(snap[key]) / 1000.0)
         burn = GaugeMetricFamily("raymlops_slo_burn_rate", "Error-budget burn rate",
                                  labels=["model", "objective", "window"])
         for key, b in slo["burn_rates"].items():

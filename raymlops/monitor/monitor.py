@@ -88,6 +88,24 @@ class Monitor:
         self.pos = np.zeros(n, dtype=np.int64)
         self.pred_n = np.zeros(n, dtype=np.int64)
 
+    def rebased(self, reference: MonitorReference, config: MonitorConfig) -> Monitor:
+        """A monitor on a new reference (a new champion's training rows). The windows, long-term
+        state, prediction baseline, performance baseline and windows, and differential start over;
+        what counts the served traffic goes on: rows, batches and windows counted, the closed windows'
+        reports, the alerts (totals, recent, cooldowns), the SLO counters, and every label's outcome
+        (labels of rows served before still match, when the slices are the same). Exported counters
+        then never go back, and the SLO windows keep the requests they held."""
+        new = Monitor(reference, config, self.clock)
+        new.rows_total, new.batches, new.challenger_rows = self.rows_total, self.batches, self.challenger_rows
+        new.window_index = self.window_index
+        new.history.extend(self.history)
+        new.alerts, new.slo = self.alerts, self.slo
+        old, perf = self.performance, new.performance
+        perf.counts, perf.early, perf.matched, perf.unmatched = old.counts, old.early, old.matched, old.unmatched
+        if old.slices == perf.slices:  # a row's slice is an index into them
+            perf.store, perf.labelled = old.store, old.labelled
+        return new
+
     # -- ingest --------------------------------------------------------------------------------
     def ingest(self, columns: Mapping[str, Any], predictions: Any = None, *, version: str | None = None,
                latency_ms: Any = None, status: Any = None, request_ids: Any = None, scores: Any = None) -> list[Alert]:

@@ -36,11 +36,13 @@ def test_rebaseline_swaps_the_reference_and_a_restart_keeps_the_new_one(tmp_path
         assert first.monitor.rows_total == 300
         drifted_before = [a["kind"] for a in first.status()["alerts"]["recent"]]
         assert "dataset_drift" in drifted_before or "feature_drift" in drifted_before  # a moved: drift on the old
+        totals = dict(first.status()["alerts"]["totals"])
         info = first.rebaseline(reference_key=_store_reference(store, "r", new))  # type: ignore[arg-type]
         assert info == {"shard": 0, "reference": new.digest, "rows_before": 300}  # type: ignore[attr-defined]
-        assert first.monitor.rows_total == 0 and first.reference.same_as(new)
+        assert first.reference.same_as(new) and first.monitor.current.rows == 0  # windows start over
+        assert first.monitor.rows_total == 300 and first.status()["alerts"]["totals"] == totals  # counters go on
         first.ingest(shifted)  # the same traffic is the new normal
-        assert not [a for a in first.status()["alerts"]["recent"] if a["kind"].endswith("drift")]
+        assert first.status()["alerts"]["totals"] == totals  # no new drift alert
         first.checkpoint()
     finally:
         first.stop()
@@ -48,7 +50,7 @@ def test_rebaseline_swaps_the_reference_and_a_restart_keeps_the_new_one(tmp_path
     restarted = DriftMonitor(**args)  # type: ignore[arg-type]  # Ray restarts with the original arguments
     try:
         assert restarted.reference.same_as(new) and restarted.restored
-        assert restarted.monitor.rows_total == 300  # resumed from the checkpoint made on the new reference
+        assert restarted.monitor.rows_total == 600  # resumed from the checkpoint made on the new reference
     finally:
         restarted.stop()
 
@@ -105,3 +107,38 @@ def test_rebaseline_takes_the_new_models_calibration_and_drops_the_old_one(tmp_p
         assert calibration() is None and not mon.monitor.performance.status()["estimated"]["calibrated"]
     finally:
         mon.stop()
+
+
+def test_a_rebaseline_keeps_what_counts_the_served_traffic() -> None:
+    """A promotion moved the monitor to the new champion's rows with a fresh Monitor: every exported
+    counter went back to 0 (rows, windows, labels, alerts by kind), the SLO windows were emptied
+    (availability NaN), and a label for a row served before the switch could no longer match."""
+    from raymlops.config import MonitorConfig
+    from raymlops.monitor import Monitor
+    from raymlops.monitor.metrics import MonitorCollector
+
+    old, new = _reference(0.0, 1), _reference(3.0, 2)
+    t = [1000.0]
+    m = Monitor(old, MonitorConfig(window_rows=100, alerts={"log": False}), clock=lambda: t[0])  # type: ignore[arg-type]
+    rng = np.random.default_rng(3)
+    m.ingest({"a": rng.normal(3.0, 1.0, 250), "b": rng.normal(0.0, 1.0, 250)}, np.ones(250),
+             request_ids=[f"r{i}" for i in range(250)], latency_ms=np.full(250, 5.0), status=np.full(250, 200))
+    m.feedback(["r0", "r1"], [1, 0])
+    before = m.status()
+    assert before["windows_closed"] == 2 and before["alerts"]["totals"]["feature_drift"] >= 1
+    moved = m.rebased(new, m.config)  # type: ignore[arg-type]
+    after = moved.status()
+    for key in ("rows_total", "batches", "windows_closed"):
+        assert after[key] == before[key], key
+    assert after["alerts"]["totals"] == before["alerts"]["totals"]
+    assert after["slo"]["short"]["requests"] == 250 and after["slo"]["short"]["availability"] == 1.0
+    assert after["performance"]["labels"] == before["performance"]["labels"]
+    assert moved.current.rows == 0 and moved.reference is new and moved.performance.baseline is None
+    assert moved.feedback(["r2"], [1])[0] == 1  # a row served before the switch still takes its label
+    assert moved.feedback(["r1"], [1])[0] == 0 and moved.performance.last_outcomes == ["unknown"]  # labelled before
+    # a monitor that has seen no request exports no SLO series (it exported NaN)
+    empty = Monitor(new, MonitorConfig(window_rows=100, alerts={"log": False}))  # type: ignore[arg-type]
+    names = {s.name for f in MonitorCollector("m", empty.status).collect() for s in f.samples}
+    assert "raymlops_slo_availability_ratio" not in names and "raymlops_slo_latency_seconds" not in names
+    served = {s.name for f in MonitorCollector("m", moved.status).collect() for s in f.samples}
+    assert "raymlops_slo_availability_ratio" in served
