@@ -14,6 +14,7 @@ import atexit
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import urllib.error
@@ -66,6 +67,7 @@ class Dispatcher:
         self.sleep = sleep or (lambda s: self._stop.wait(s) and None)
         self._idle = threading.Condition()
         self._busy = 0
+        self._unfinished: dict[int, _Job] = {}  # by delivery seq: queued or being sent
         self._closed = False
         self._threads = [threading.Thread(target=self._run, name=f"raymlops-webhooks-{i}", daemon=True)
                          for i in range(max(1, workers))]
@@ -79,12 +81,14 @@ class Dispatcher:
             db.record(event.id, event.type, sub, "dropped", "dispatcher closed (process exiting)")
             return False
         seq = db.record(event.id, event.type, sub, "queued")
+        job = _Job(db, seq, event, sub)
         with self._idle:
             self._busy += 1
+            self._unfinished[seq] = job
         try:
-            self.queue.put_nowait(_Job(db, seq, event, sub))
+            self.queue.put_nowait(job)
         except queue.Full:
-            self._done()
+            self._done(job)
             db.update(seq, status="dropped", attempts=0, last_status_code=None,
                       error=f"queue full ({self.queue.maxsize} deliveries waiting)")
             log.error("webhook %s: event %s %s dropped: queue full", sub.config.url, event.type, event.id)
@@ -104,10 +108,20 @@ class Dispatcher:
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Drain for at most ``timeout_s`` (default ``drain_timeout_s``), then stop the senders.
-        Deliveries still waiting are left ``queued`` in the record; True when all were sent."""
+        Deliveries not finished by then are recorded ``dropped`` (no process would ever send them:
+        they stayed ``queued`` for good) and said on stderr; True when all were sent."""
         self._closed = True
-        drained = self.wait_idle(self.drain_timeout_s if timeout_s is None else timeout_s)
+        wait = self.drain_timeout_s if timeout_s is None else timeout_s
+        drained = self.wait_idle(wait)
         self._stop.set()
+        with self._idle:
+            left = list(self._unfinished.values())
+        for job in left:
+            job.db.drop(job.seq, f"not sent: the process exited {wait:g} s after asking, before the receiver answered")
+        if left:
+            print(f"warning: webhooks: {len(left)} deliver{'y was' if len(left) == 1 else 'ies were'} not sent before "
+                  f"exit (a receiver slow or down), recorded as dropped; see `raymlops webhooks deliveries`",
+                  file=sys.stderr)
         for _ in self._threads:
             try:
                 self.queue.put_nowait(None)
@@ -116,9 +130,10 @@ class Dispatcher:
         return drained
 
     # -- the senders' side ------------------------------------------------------------------------
-    def _done(self) -> None:
+    def _done(self, job: _Job) -> None:
         with self._idle:
             self._busy -= 1
+            self._unfinished.pop(job.seq, None)
             self._idle.notify_all()
 
     def _run(self) -> None:
@@ -131,7 +146,7 @@ class Dispatcher:
             except Exception:  # noqa: BLE001  # a sender thread must survive anything
                 log.exception("webhook delivery %s failed unexpectedly", job.seq)
             finally:
-                self._done()
+                self._done(job)
 
     def _deliver(self, job: _Job) -> None:
         cfg, event = job.sub.config, job.event
@@ -157,8 +172,9 @@ class Dispatcher:
             if error is None:
                 job.db.update(job.seq, status="delivered", attempts=attempt, last_status_code=code, error=None)
                 return
-            job.db.update(job.seq, status="failed" if not retry or attempt == cfg.max_attempts else "queued",
-                          attempts=attempt, last_status_code=code, error=error)
+            last = not retry or attempt == cfg.max_attempts or self._stop.is_set()  # at exit: no next try
+            job.db.update(job.seq, status="failed" if last else "queued", attempts=attempt, last_status_code=code,
+                          error=error)
             if not retry:
                 break
             if attempt < cfg.max_attempts:

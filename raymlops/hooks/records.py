@@ -150,6 +150,13 @@ class WebhookDB:
                 " delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END WHERE seq = ?",
                 (status, attempts, last_status_code, error, now, status, now, seq))
 
+    def drop(self, seq: int, error: str) -> None:
+        """Record a delivery still ``queued`` as ``dropped`` (its tries so far kept): its process
+        exited before it was sent, and no other will send it."""
+        with self._conn() as conn:
+            conn.execute("UPDATE deliveries SET status = 'dropped', error = ? || coalesce('; last try: ' || error, ''),"
+                         " updated_at = ? WHERE seq = ? AND status = 'queued'", (error, time.time(), seq))
+
     def deliveries(self, limit: int = 50) -> list[dict[str, Any]]:
         with self._conn(write=False) as conn:
             rows = conn.execute("SELECT * FROM deliveries ORDER BY seq DESC LIMIT ?", (max(0, limit),)).fetchall()

@@ -260,6 +260,27 @@ def test_close_drains_within_its_timeout(tmp_path: Path, receiver: Receiver, sec
     assert list_deliveries(tmp_path, limit=1)[0]["status"] == "dropped"
 
 
+def test_deliveries_unfinished_at_exit_are_recorded_dropped_and_said(
+        tmp_path: Path, secret_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CLI command's events and a receiver slower than the exit's drain: the deliveries stayed
+    `queued` for good (nothing would ever retry them) and nothing was said."""
+    slow = Receiver(delay_s=5.0)
+    try:
+        d = Dispatcher(workers=1, drain_timeout_s=0.5)
+        _subscribe(tmp_path, slow.url, secret_env=secret_env, timeout_s=3.0)
+        for i in range(2):
+            emit(tmp_path, "model.promoted", {"i": i}, dispatcher=d)
+        assert d.close() is False
+        rows = list_deliveries(tmp_path)
+        assert [r["status"] for r in rows] == ["dropped", "dropped"], rows
+        assert all("the process exited 0.5 s after asking" in r["error"] for r in rows)
+        err = capsys.readouterr().err
+        assert "warning: webhooks: 2 deliveries were not sent before exit" in err
+    finally:
+        slow.released.set()
+        slow.close()
+
+
 # ------------------------------------------------------------------------------------ the secret
 
 
