@@ -126,10 +126,11 @@ def records(
     since: float | None = None,
     id: str | None = None,
     limit: int | None = None,
+    until: float | None = None,
 ) -> list[AuditRecord]:
     """Records in chain order. ``action``: exact name (``model.registered``) or a prefix ending
-    in a dot (``model.``); ``since``: UNIX time; ``id``: a touched id (see :func:`_matches_id`);
-    ``limit``: the newest ``limit`` records that match."""
+    in a dot (``model.``); ``since`` / ``until``: UNIX times (both included); ``id``: a touched id
+    (see :func:`_matches_id`); ``limit``: the newest ``limit`` records that match."""
     sql = "SELECT seq, ts, action, record_json, prev_hash, hash FROM audit"
     where: list[str] = []
     args: list[Any] = []
@@ -143,6 +144,9 @@ def records(
     if since is not None:
         where.append("ts >= ?")
         args.append(since)
+    if until is not None:
+        where.append("ts <= ?")
+        args.append(until)
     if where:
         sql += " WHERE " + " AND ".join(where)
     with store.read() as conn:

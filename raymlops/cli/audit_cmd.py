@@ -1,4 +1,4 @@
-"""``raymlops audit [--since T] [--action A] [--id X] [--json]`` (``audit list`` is the same)
+"""``raymlops audit [--since T] [--until T] [--action A] [--id X] [--json]`` (``audit list`` is the same)
 and ``raymlops audit verify``."""
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def _filters(p: argparse.ArgumentParser, default: Any) -> None:
     p.add_argument("--since", type=_since, default=default, metavar="T",
                    help="records at or after T: an ISO date/time (2026-05-01, 2026-05-01T12:30Z; local time "
                         "without a zone) or an age (30m, 1h, 2d, 1w)")
+    p.add_argument("--until", type=_since, default=default, metavar="T",
+                   help="records at or before T (the same forms as --since)")
     p.add_argument("--action", default=default, metavar="A",
                    help="one action (model.registered), or all under a prefix ending in a dot (model.)")
     p.add_argument("--id", default=default, metavar="X",
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(message, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
-    found = audit.records(store.metadata, action=args.action, since=args.since, id=args.id)
+    found = audit.records(store.metadata, action=args.action, since=args.since, id=args.id, until=args.until)
     for r in found:
         if args.json:
             print_json(audit.to_json(r))

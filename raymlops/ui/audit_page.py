@@ -42,9 +42,7 @@ def audit_page(store: Store, action: str | None, actor: str | None, since: str |
                id: str | None) -> Page:
     t0, t1 = _time("since", since), _time("until", until)
     ok, message = audit.verify(store.metadata)
-    records = audit.records(store.metadata, action=action or None, since=t0, id=id or None)
-    if t1 is not None:
-        records = [r for r in records if r.ts <= t1]
+    records = audit.records(store.metadata, action=action or None, since=t0, id=id or None, until=t1)
     if actor:
         records = [r for r in records if actor in (f"{(r.record.get('actor') or {}).get('user', '')}@"
                                                    f"{(r.record.get('actor') or {}).get('host', '')}")]

@@ -151,6 +151,7 @@ def test_filters(home: Path) -> None:
     assert [r.seq for r in audit.records(meta, id="m:v")] == []  # no prefix match on names
     assert [r.seq for r in audit.records(meta, id="m:v1", since=T0 + 2 * 3600)] == [3, 4]
     assert [r.seq for r in audit.records(meta, limit=2)] == [5, 6]
+    assert [r.seq for r in audit.records(meta, since=T0 + 3600, until=T0 + 3 * 3600)] == [2, 3, 4]  # both ends in
 
 
 # ---------------------------------------------------------------------------- the CLI
@@ -178,6 +179,10 @@ def test_cli_filters_and_json_lines(home: Path, capsys: pytest.CaptureFixture[st
     assert lines[1]["prev_hash"] == lines[0]["hash"]
     code, out, _ = _cli(capsys, "audit", "list", "--home", str(home), "--action", "gate.rejected", "--json")
     assert [json.loads(line)["ids"] for line in out.splitlines()] == [{"model": "m:v2"}]
+    until = datetime.fromtimestamp(T0 + 2 * 3600, tz=timezone.utc).isoformat()  # `audit --until` said "invalid choice"
+    for argv in (("audit", "--until", until), ("audit", "list", "--until", until)):
+        code, out, _ = _cli(capsys, *argv, "--home", str(home), "--json")
+        assert code == 0 and [json.loads(line)["seq"] for line in out.splitlines()] == [1, 2, 3]
     code, out, err = _cli(capsys, "audit", "--home", str(home), "--since", "1h")  # records are from 2023
     assert code == 0 and out == "" and "no audit records match" in err
 
