@@ -46,6 +46,7 @@ import numpy.typing as npt
 from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
 from raymlops.monitor.alerts import Alert, AlertBook
+from raymlops.monitor.challenger_labels import ChallengerLabels
 from raymlops.monitor.differential import DifferentialTracker
 from raymlops.monitor.labels import EarlyLabels, LabelCounts
 from raymlops.monitor.performance import LabelStore, PerformanceTracker, PerformanceWindow
@@ -71,8 +72,7 @@ class SizedStore:
     """Stands in for a label store or pending map in a view: its size and evictions only."""
 
     def __init__(self, n: int, evicted: int = 0) -> None:
-        self.n = int(n)
-        self.evicted = int(evicted)
+        self.n, self.evicted = int(n), int(evicted)
 
     def __len__(self) -> int:
         return self.n
@@ -92,10 +92,8 @@ class SizedEarlyLabels(SizedStore):
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
+    if isinstance(obj, (np.ndarray, set, frozenset, tuple)):
+        return obj.tolist() if isinstance(obj, np.ndarray) else list(obj)
     return str(obj)
 
 
@@ -106,8 +104,7 @@ class _Writer:
     def put(self, key: str, values: npt.ArrayLike, dtype: Any) -> str:
         if key in self.arrays or key == _DOC:
             raise ValueError(f"checkpoint array key {key!r} used twice")
-        arr = np.ascontiguousarray(np.asarray(values, dtype=dtype))
-        self.arrays[key] = arr
+        self.arrays[key] = np.ascontiguousarray(np.asarray(values, dtype=dtype))
         return key
 
     def blob(self, doc: dict[str, Any]) -> bytes:
@@ -195,6 +192,7 @@ def _performance(w: _Writer, p: PerformanceTracker, view: bool) -> dict[str, Any
         doc["early"] = {"ids": list(early), "labels": [v[0] for v in early.values()]}
         w.put("performance.early.deadlines", [v[1] for v in early.values()], np.float64)
         doc["labelled"] = list(p.labelled.ids)
+    doc["challengers"] = p.challengers.to_dict(view)
     c = p.concept
     doc["concept"] = {"labels": c.labels, "alarms": c.alarms,
                       "detectors": {where: {k: d.state() for k, d in dets.items()}
@@ -409,6 +407,7 @@ def _load_performance(r: _Reader, cfg: MonitorConfig, slices: tuple[str, ...], d
         p.early.items = dict(zip(map(str, eids), zip(labels, deadlines, strict=True), strict=True))
         p.early.expired, p.early.pushed_out = int(doc["early_expired"]), int(doc["early_pushed_out"])
         p.labelled.ids = dict.fromkeys(map(str, doc["labelled"]))
+    p.challengers = ChallengerLabels.from_dict(doc.get("challengers"), cfg.performance.label_store_size, p.regression)
     c, cd = p.concept, doc["concept"]
     c.labels, c.alarms = int(cd["labels"]), int(cd["alarms"])
     c.detectors = {str(where): {str(k): detector_from_state(s) for k, s in dets.items()}

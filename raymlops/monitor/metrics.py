@@ -132,6 +132,12 @@ class MonitorCollector(Collector):
                 if metric in metrics:
                     quality.add_metric([m, metric, name], _num(metrics[metric]))
         yield quality
+        canary = GaugeMetricFamily("raymlops_monitor_challenger_quality", "Quality of the rows a challenger (canary) "
+                                   "answered, from their labels, per version", labels=["model", "version", "metric"])
+        for version, metrics in (perf.get("challengers") or {}).items():
+            for metric, value in metrics.items():
+                canary.add_metric([m, version, metric], float(value))
+        yield canary
         est = (perf.get("estimated") or {}).get("last_window") or {}  # CBPE: before labels
         for metric in ("accuracy", "roc_auc"):
             gauge = GaugeMetricFamily(f"raymlops_monitor_estimated_{metric}", f"{metric} estimated from calibrated "

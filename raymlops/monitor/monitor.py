@@ -102,6 +102,7 @@ class Monitor:
         new.alerts, new.slo = self.alerts, self.slo
         old, perf = self.performance, new.performance
         perf.counts, perf.early, perf.matched, perf.unmatched = old.counts, old.early, old.matched, old.unmatched
+        perf.challengers = old.challengers
         if old.slices == perf.slices:  # a row's slice is an index into them
             perf.store, perf.labelled = old.store, old.labelled
         return new
@@ -136,6 +137,8 @@ class Monitor:
             self.differential.add(str(version), preds, rids, slice_idx)
         if not champion:
             self.challenger_rows += n
+            if preds is not None and rids is not None:  # a canary's rows: labels score that version
+                self.performance.remember_challenger(str(version), rids, preds.tolist(), now)
             return self.alerts.offer(alerts)
         if preds is not None and rids is not None:
             alerts += self.performance.remember(rids, preds.tolist(), None if score_arr is None else score_arr.tolist(),

@@ -37,6 +37,7 @@ import numpy.typing as npt
 from raymlops.config import MonitorPerformanceConfig
 from raymlops.exceptions import ValidationError
 from raymlops.monitor.alerts import Alert
+from raymlops.monitor.challenger_labels import ChallengerLabels
 from raymlops.monitor.concept import ConceptDrift
 from raymlops.monitor.estimated import PerformanceEstimator
 from raymlops.monitor.labels import EarlyLabels, LabelCounts, RecentIds
@@ -166,6 +167,7 @@ class PerformanceTracker:
         self.unmatched = 0
         self.concept = ConceptDrift(cfg, slices)  # change detectors on the error stream
         self.estimated = PerformanceEstimator(cfg, slices)  # CBPE of served rows, before labels
+        self.challengers = ChallengerLabels(cfg.label_store_size, self.regression)  # a canary's rows, per version
 
     def remember(self, request_ids: list[str], predictions: list[Any], scores: list[float] | None,
                  slices: list[int], now: float | None = None, window: int = 0) -> list[Alert]:
@@ -199,11 +201,41 @@ class PerformanceTracker:
             self.counts.matched_late += 1
         return alerts
 
+    def remember_challenger(self, version: str, request_ids: list[str], predictions: list[Any],
+                            now: float | None = None) -> None:
+        """Keep rows a challenger answered for their labels (scored for that version alone); rows
+        whose label came first are joined now."""
+        keys = list(map(str, request_ids))
+        self.challengers.put(version, keys, predictions)
+        if not self.early:
+            return
+        self.early.expire(self.early.clock() if now is None else now)
+        for rid, label in self.early.take(keys):
+            if self._match_challenger(rid, label):
+                self.counts.matched_late += 1
+            else:  # not kept (the store's bound), or a label it cannot score
+                self.counts.unknown += 1
+
+    def _match_challenger(self, rid: str, label: Any) -> bool:
+        found = self.challengers.pop(rid)
+        if found is None:
+            return False
+        version, prediction = found
+        try:
+            label = _regression_label(label, 0) if self.regression else label
+        except ValidationError:
+            return False
+        self.challengers.score(version, prediction, label, same_label)
+        self.matched += 1
+        self.counts.matched += 1
+        self.labelled.add(rid)
+        return True
+
     def rows_of(self, request_id: str) -> int | None:
         """How many rows of a multi-row request (keys ``<id>/0``, ``<id>/1``, ...) this tracker
         holds, waiting for a label or labelled; None when it holds none."""
         k = 0
-        while f"{request_id}/{k}" in self.store or f"{request_id}/{k}" in self.labelled:
+        while any(f"{request_id}/{k}" in rows for rows in (self.store, self.labelled, self.challengers)):
             k += 1
         return k or None
 
@@ -227,7 +259,11 @@ class PerformanceTracker:
                 matched += 1
                 outcomes.append("matched")
                 alerts += self._match(rid, item, label, ts, window)
-            elif rid in self.labelled or rid in self.early or ("/" not in rid and f"{rid}/0" in self.store):
+            elif rid in self.challengers and self._match_challenger(rid, label):  # a canary's row: its version's
+                matched += 1
+                outcomes.append("matched")
+            elif rid in self.labelled or rid in self.early or ("/" not in rid and (
+                    f"{rid}/0" in self.store or f"{rid}/0" in self.challengers)):
                 outcomes.append("unknown")  # labelled already, or a single label for a multi-row request
             else:
                 self.early.add(rid, label, ts)
@@ -334,4 +370,4 @@ class PerformanceTracker:
                 "pending": len(self.store), "evicted": self.store.evicted, "matched": self.matched,
                 "unmatched": self.unmatched, "windows": self.windows_closed, "labels": self.label_counts(),
                 "early_label_ttl_s": self.early.ttl_s, "concept_drift": self.concept.status(),
-                "estimated": self.estimated.status()}
+                "estimated": self.estimated.status(), "challengers": self.challengers.status()}

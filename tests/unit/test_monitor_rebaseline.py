@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from raymlops.exceptions import ValidationError
 from raymlops.monitor.actor import DriftMonitor
 from raymlops.monitor.lifecycle import _store_reference
 from raymlops.monitor.reference import build_reference
@@ -142,3 +144,42 @@ def test_a_rebaseline_keeps_what_counts_the_served_traffic() -> None:
     assert "raymlops_slo_availability_ratio" not in names and "raymlops_slo_latency_seconds" not in names
     served = {s.name for f in MonitorCollector("m", moved.status).collect() for s in f.samples}
     assert "raymlops_slo_availability_ratio" in served
+
+
+def test_labels_of_rows_a_canary_answered_are_scored_for_the_canary() -> None:
+    """Every label for a row the canary answered waited and then counted as expired ("an id never
+    served"), so the canary's accuracy could never be read from labels. Now each is matched and
+    scored for that version alone, before or after its row arrives; the champion's windows see none."""
+    from raymlops.config import MonitorConfig
+    from raymlops.monitor import Monitor
+
+    m = Monitor(_reference(0.0, 1), MonitorConfig(window_rows=1000, alerts={"log": False}))  # type: ignore[arg-type]
+    rng = np.random.default_rng(5)
+
+    def rows(n: int) -> dict[str, np.ndarray]:
+        return {"a": rng.normal(size=n), "b": rng.normal(size=n)}
+
+    m.ingest(rows(4), np.array([1, 0, 1, 1]), version="m:v1", request_ids=["c0", "c1", "c2", "c3"])
+    assert m.feedback(["k3"], [0])[0] == 0  # a label before its canary row: it waits
+    m.ingest(rows(4), np.array([1, 1, 0, 0]), version="m:v2", request_ids=["k0", "k1", "k2", "k3"])
+    m.ingest(rows(3), np.array([1, 0, 1]), version="m:v2", request_ids=["multi"] * 3)
+    matched, _ = m.feedback(["k0", "k1", "k2", "c0", "multi"], [1, 0, 0, 1, [1, 0, 0]])
+    assert matched == 7 and m.performance.last_outcomes == ["matched"] * 7
+    status = m.status()["performance"]
+    # k0 right, k1 wrong, k2 right, k3 (early) right, multi: right, right, wrong
+    assert status["challengers"] == {"m:v2": {"labels": 7, "accuracy": 5 / 7}}
+    assert m.performance.baseline_window.rows == 1  # the champion's row c0 only
+    assert status["labels"]["matched"] == 8 and status["labels"]["expired"] == 0
+    assert m.feedback(["k0"], [1])[0] == 0 and m.performance.last_outcomes == ["unknown"]  # labelled already
+    with pytest.raises(ValidationError, match="answered 3 rows"):
+        m.feedback(["multi"], [[1, 0]])
+    from raymlops.monitor.metrics import MonitorCollector
+
+    samples = {(s.name, s.labels.get("version"), s.labels.get("metric")): s.value
+               for f in MonitorCollector("m", m.status).collect() for s in f.samples}
+    assert samples[("raymlops_monitor_challenger_quality", "m:v2", "accuracy")] == 5 / 7
+    m.ingest(rows(1), np.array([1]), version="m:v2", request_ids=["k9"])  # still waiting for its label
+    back = Monitor.from_bytes(m.to_bytes())  # a checkpoint keeps the canary's rows and scores
+    assert back.status()["performance"]["challengers"] == status["challengers"]
+    assert back.feedback(["k9"], [1])[0] == 1
+    assert back.status()["performance"]["challengers"]["m:v2"] == {"labels": 8, "accuracy": 6 / 8}
