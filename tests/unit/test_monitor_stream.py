@@ -393,7 +393,8 @@ def test_a_list_of_labels_of_another_length_than_the_request_is_refused_and_chan
     """Two labels for a three-row request matched two rows, and the right list sent after it found
     them labelled ("unknown"): now it is refused, naming the label, before any label of the call counts."""
     m = monitor(reference)
-    m.ingest(table(np.random.default_rng(24), 4), np.array([1, 0, 1, 1]), request_ids=["one", "multi", "multi", "multi"])
+    m.ingest(table(np.random.default_rng(24), 4), np.array([1, 0, 1, 1]),
+             request_ids=["one", "multi", "multi", "multi"])
     received = m.performance.counts.received
     for wrong in ([0, 1], [0, 1, 0, 1]):
         with pytest.raises(ValidationError, match=rf"labels\[1\]: request 'multi' answered 3 rows, so its list needs "
