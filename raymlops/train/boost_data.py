@@ -34,6 +34,7 @@ from raymlops.data.snapshot import load_manifest, resolve_snapshot, verify_snaps
 from raymlops.data.split import holdout_mask, split_mask
 from raymlops.exceptions import IntegrityError, ValidationError
 from raymlops.store.home import Store
+from raymlops.train.objective import continuous_target
 
 #: mixed into the seed for the validation split, so it is independent of the holdout split
 VALIDATION_SALT = 0x5A17_0B0C
@@ -227,6 +228,9 @@ def boost_datasets(source: SnapshotSource, *, task: str, num_workers: int, valid
         classes = tuple(sorted({v for c in counts for v in c["labels"]}))
         if len(classes) < 2:
             raise ValidationError(f"data.target {source.target!r}: the training rows hold one class {list(classes)}")
+        continuous = continuous_target(np.asarray(classes), train_rows + valid_rows)
+        if continuous is not None:
+            raise continuous
         plan = _Plan(**{**plan.__dict__, "classes": classes})
     datasets = {}
     for rank in range(num_workers):

@@ -37,26 +37,40 @@ def _classes(model: Any, y: np.ndarray) -> np.ndarray:
 def classification_metrics(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """accuracy, precision, recall, f1, roc_auc (binary or one-vs-rest) and log_loss.
 
-    roc_auc is left out when ``y`` lacks one of the model's classes (it is undefined), and
-    roc_auc and log_loss when the model has no ``predict_proba``."""
+    A label the model does not know (a class only in these rows: new data, a rare class that fell
+    in the validation or holdout rows) is a wrong answer: precision, recall and f1 of two classes
+    are the positive class's, else their macro average over the classes in ``y`` or in the
+    predictions (a class in neither, e.g. absent from a small holdout, is not counted as a 0);
+    log_loss gives such a row the model's smallest probability. roc_auc is left out when ``y``
+    lacks one of the model's classes or holds another (it is undefined), and roc_auc and log_loss
+    when the model has no ``predict_proba``."""
     pred = model.predict(X)
+    y = np.asarray(y)
     out = {"accuracy": float(metrics.accuracy_score(y, pred)), "rows": float(len(y))}
     classes = _classes(model, y)
-    if len(classes) == 2:
-        kw: dict[str, Any] = {"average": "binary", "pos_label": classes[1]}
+    if len(classes) == 2:  # the positive class against anything else
+        truth, said = y == classes[1], np.asarray(pred) == classes[1]
     else:
-        kw = {"average": "macro", "labels": classes}
-    out["precision"] = float(metrics.precision_score(y, pred, zero_division=0, **kw))
-    out["recall"] = float(metrics.recall_score(y, pred, zero_division=0, **kw))
-    out["f1"] = float(metrics.f1_score(y, pred, zero_division=0, **kw))
+        truth, said = y, pred
+    kw: dict[str, Any] = {"average": "binary"} if len(classes) == 2 else {"average": "macro"}
+    out["precision"] = float(metrics.precision_score(truth, said, zero_division=0, **kw))
+    out["recall"] = float(metrics.recall_score(truth, said, zero_division=0, **kw))
+    out["f1"] = float(metrics.f1_score(truth, said, zero_division=0, **kw))
     if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
-        if len(np.intersect1d(np.unique(y), classes)) == len(classes):
+        proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+        present = np.unique(y)
+        if len(present) == len(classes) and len(np.intersect1d(present, classes)) == len(classes):
             if len(classes) == 2:
-                out["roc_auc"] = float(metrics.roc_auc_score(y, proba[:, 1]))
+                out["roc_auc"] = float(metrics.roc_auc_score(truth, proba[:, 1]))
             else:
                 out["roc_auc"] = float(metrics.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
-        out["log_loss"] = float(metrics.log_loss(y, proba, labels=classes))
+        unknown = np.setdiff1d(present, classes)
+        labels = classes
+        if unknown.size:  # those labels get probability 0 (clipped by log_loss, as any 0 is); in sorted order
+            labels = np.concatenate([classes, unknown])
+            order = np.argsort(labels, kind="stable")
+            labels, proba = labels[order], np.hstack([proba, np.zeros((proba.shape[0], unknown.size))])[:, order]
+        out["log_loss"] = float(metrics.log_loss(y, proba, labels=labels))
     return out
 
 
@@ -246,11 +260,9 @@ def evaluate_model(
             results.append(SliceResult(column, name, n, m, value, counted))
             if counted:
                 per_slice.append(rates)
-        if len(per_slice) >= 2:
+        if len(per_slice) >= 2:  # else not measured (it is not 0: the slices may differ, unseen)
             stacked = np.vstack(per_slice)
             gaps[column] = float((stacked.max(axis=0) - stacked.min(axis=0)).max())
-        else:
-            gaps[column] = 0.0
     return Evaluation(
         task=task,
         metrics=overall,

@@ -147,8 +147,10 @@ def slice_rule(rule: SliceRule, evaluation: Evaluation) -> RuleResult:
 def fairness_rule(ceiling: float, evaluation: Evaluation) -> RuleResult:
     gap = evaluation.fairness_gap
     text = f"fairness_gap <= {ceiling:g}"
-    if gap is None:
-        return RuleResult(text, "fairness_gap", None, ceiling, False, "fairness", None, None, "no slices evaluated")
+    if gap is None:  # refused, as a slice rule without its metric is: a check not made does not pass
+        why = ("not measured: no gate.slices column has two slices of at least gate.min_slice_rows holdout rows"
+               if evaluation.slices else "no slices evaluated")
+        return RuleResult(text, "fairness_gap", None, ceiling, False, "fairness", None, None, why)
     column = max(evaluation.fairness_by_column, key=lambda c: evaluation.fairness_by_column[c])
     return RuleResult(text, "fairness_gap", gap, ceiling, gap <= ceiling, "fairness", None, column,
                       f"largest difference in {evaluation.fairness_measure} between slices")

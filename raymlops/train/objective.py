@@ -60,11 +60,31 @@ def validation_folds(
     return [(tr, va) for tr, va in splitter.split(np.zeros(n), y)]
 
 
+#: a numeric target of more distinct values than this, not all whole numbers or more than a fifth of
+#: the rows, is refused as classes (sklearn's diabetes target: 214 values in 442 rows)
+CONTINUOUS_CLASSES = 50
+
+
+def continuous_target(classes: np.ndarray, rows: int) -> ValidationError | None:
+    """The error for a classifier's target that looks continuous (numbers: more than
+    :data:`CONTINUOUS_CLASSES` distinct, not all whole or more than a fifth of the rows), else None."""
+    if classes.dtype.kind not in "iuf" or classes.size <= CONTINUOUS_CLASSES or (
+            classes.size * 5 <= rows and np.all(np.mod(classes, 1) == 0)):
+        return None
+    return ValidationError(
+        f"data.target: {classes.size} distinct numbers in {rows} training rows: it looks continuous, and a "
+        "classifier needs classes with rows to learn each from; set train.task: regression (and a regression "
+        "train.metric: r2, mae or rmse), or make the target classes")
+
+
 def check_trial_data(y: np.ndarray, settings: TrialSettings) -> None:
     """Refuse, before any trial starts, training rows no trial could score: a ValidationError
     (exit 2) naming why, instead of every trial failing with the estimator's own words."""
     if settings.task == "classification":
         classes = np.unique(y)
+        continuous = continuous_target(classes, y.size)
+        if continuous is not None:
+            raise continuous
         if classes.size < 2:
             found = repr(classes[0].item() if hasattr(classes[0], "item") else classes[0]) if classes.size else "none"
             raise ValidationError(f"data.target: the training rows hold one class ({found}); a classifier needs "

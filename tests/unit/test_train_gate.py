@@ -160,9 +160,12 @@ def test_evaluate_model_slices_metrics_and_positive_rate_gap() -> None:
     assert ev.metrics["accuracy"] == pytest.approx(7 / 8)
     skewed = evaluate_model(_Threshold(), X, y, "classification", {"first": np.arange(8) < 3}, min_slice_rows=1)
     assert skewed.fairness_gap == pytest.approx(2 / 3 - 2 / 5)
-    # too-small slices are reported but do not count for the gap
+    # too-small slices are reported but do not count for the gap: with fewer than two counted, it is
+    # not measured (it read 0.0, and fairness_gap_max: 0 passed a check that was never made)
     small = evaluate_model(_Threshold(), X, y, "classification", {"first": np.arange(8) < 3}, min_slice_rows=4)
-    assert [s.counted for s in small.slices] == [True, False] and small.fairness_gap == 0.0
+    assert [s.counted for s in small.slices] == [True, False] and small.fairness_gap is None
+    rule = gate(GateConfig.model_validate({"slices": ["first"], "fairness_gap_max": 0.0}), small).rules[0]
+    assert not rule.passed and rule.value is None and "not measured" in rule.note
     json.dumps(ev.to_dict(), allow_nan=False)
 
 
@@ -225,3 +228,33 @@ def test_rules_given_through_model_copy_are_applied_not_skipped() -> None:
     assert cfg.parsed() == [("roc_auc", ">=", 0.99)]
     verdict = gate(cfg, Evaluation("classification", {"roc_auc": 0.95, "accuracy": 0.9}), {"accuracy": 0.5})
     assert not verdict.passed and len(verdict.rules) == 2
+
+
+def test_a_class_the_model_never_saw_is_a_wrong_answer_not_a_crash() -> None:
+    """One 'lynx' row in the validation or holdout rows (or new data scored by the champion at the
+    gate) made every metric call raise "'y_true' contains labels not in parameter 'labels'" (every
+    Tune trial failed; evaluate and the gate crashed). And a class absent from a small holdout was
+    averaged in as an f1 of 0, so a perfect model scored 0.33."""
+    from sklearn import metrics
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from raymlops.train.evaluate import classification_metrics
+
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["cat", "dog", "bird"])[y]
+    model = LogisticRegression(max_iter=1000).fit(X, names)
+    truth = names.copy()
+    truth[0] = "lynx"
+    out = classification_metrics(model, X, truth)
+    assert out["accuracy"] == pytest.approx(metrics.accuracy_score(truth, model.predict(X)))
+    assert "roc_auc" not in out  # undefined with a class the model cannot score
+    proba = model.predict_proba(X)  # the lynx row: the smallest probability, as log_loss clips a 0
+    known = metrics.log_loss(names[1:], proba[1:], labels=model.classes_) * 149
+    assert out["log_loss"] == pytest.approx((known - np.log(np.finfo(np.float64).eps)) / 150, rel=1e-6)
+    assert out["f1"] == pytest.approx(metrics.f1_score(truth, model.predict(X), average="macro", zero_division=0))
+    only_cats = classification_metrics(model, X[:10], names[:10])  # a holdout of one class, all right
+    assert only_cats["accuracy"] == only_cats["f1"] == only_cats["precision"] == only_cats["recall"] == 1.0
+    binary = LogisticRegression(max_iter=1000).fit(X[:100], names[:100])  # cat / dog; a bird is not a dog
+    two = classification_metrics(binary, X[:100], np.where(np.arange(100) == 0, "bird", names[:100]))
+    assert two["f1"] == 1.0 and two["accuracy"] == 0.99 and "roc_auc" not in two

@@ -30,6 +30,21 @@ def test_one_class_is_refused_naming_the_target() -> None:
     check_trial_data(np.ones(200), settings(task="regression", metric="r2"))  # a constant target can be fit
 
 
+def test_a_continuous_target_of_a_classifier_is_refused_saying_so() -> None:
+    """sklearn's diabetes target without train.task: regression: every trial failed with a wall of
+    np.float64(...) values and "Fix the estimator"; it never said the target looks continuous."""
+    from sklearn.datasets import load_diabetes
+
+    y = load_diabetes().target
+    with pytest.raises(ValidationError) as info:
+        check_trial_data(y, settings(metric="accuracy"))
+    assert info.value.exit_code == 2 and "looks continuous" in str(info.value)
+    assert "set train.task: regression" in str(info.value)
+    check_trial_data(y, settings(task="regression", metric="r2"))
+    check_trial_data(np.repeat(np.arange(60.0), 5), settings(metric="accuracy"))  # whole numbers: classes
+    check_trial_data(np.repeat([0.5, 1.5, 2.5], 50), settings(metric="accuracy"))  # few values: classes
+
+
 def test_validation_rows_without_every_class_are_refused_only_for_roc_auc() -> None:
     y = np.zeros(40, dtype=int)
     y[3] = 1  # one positive: the validation rows (seeded) will lack it
