@@ -249,6 +249,11 @@ def read_source(uri: str, fmt: str = "auto", options: Mapping[str, Any] | None =
                               f"{_scrub(str(exc), resolve_options(options))}") from exc
     if kind == "parquet":  # a DataFrame's stored index is not data (read from the files' footers: nothing runs)
         schema = getattr(ds.schema(), "base_schema", None)
+        names = schema.names if isinstance(schema, pa.Schema) else []
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:  # Arrow would say "Multiple matches for FieldRef.Name(a)" later, in a task
+            raise ValidationError(f"data.source: column {twice!r} appears {names.count(twice)} times in {shown!r}; "
+                                  "give every column a name of its own")
         index = pandas_index_columns(schema) if isinstance(schema, pa.Schema) else []
         if index:
             ds = ds.drop_columns(index)

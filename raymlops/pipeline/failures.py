@@ -190,7 +190,8 @@ def hint(f: Failure) -> str:
     if ("port" in text and "in use" in text) or "failed to bind" in text or "address already in use" in text:
         return ("Set serve.port in the config to a free port, or stop the program that holds this one "
                 "(`ss -ltnp` shows it), then run again.")
-    if ("data.source" in text and base in ("ConfigError", "ValidationError")) or (
+    reaching = any(w in text for w in ("not found", "cannot reach", "cannot read", "format", "permission"))
+    if ("data.source" in text and base in ("ConfigError", "ValidationError") and reaching) or (
         f.step == "ingest" and base in ("FileNotFoundError", "PermissionError", "IsADirectoryError")
     ):
         return ("Check that data.source exists and is readable by this user (and by the Ray workers on a "

@@ -179,10 +179,10 @@ class TrainStep(Step[TrainIn, TrainOut]):
             classes, rows, nbytes = np.unique(ytr), len(ytr), int(Xtr.nbytes + ytr.nbytes)
         best = summary.best.config
         stopped = sum(t.stopped_early for t in summary.trials)
-        retried = sum(t.failures for t in summary.trials)
         # trials that failed for good (the best of the others won): each candidate's first error, said
         # aloud, so a candidate that cannot train on this data is not dropped silently
         failed = [t for t in summary.trials if t.metric is None or t.metric != t.metric]
+        retried = sum(max(0, t.failures - (t in failed)) for t in summary.trials)  # a last failure is no retry
         errors: dict[str, str] = {}
         for t in failed:
             errors.setdefault(str(t.config.get("estimator", "?")).rsplit(".", 1)[-1], _last_line(t.error))

@@ -64,6 +64,7 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
         assert out["status"] == "succeeded" and out["gate"] == "passed", out
         train = next(s for s in result.steps if s.name == "train")
         assert train.outputs["failed"] == 1 and "NaN" in train.outputs["errors"]["LogisticRegression"], train.outputs
+        assert train.outputs["retried"] == 0, train.outputs  # its one failure is no retry (it said 1)
         assert any(line.startswith("warning: train: the LogisticRegression trials failed: ValueError") for line in said)
         assert "1 failed" in train.detail and "HistGradientBoostingClassifier" in train.detail
         # the smoke step sent every holdout row as a client would: strings, and null for a missing value

@@ -134,3 +134,15 @@ def test_a_header_that_repeats_a_column_is_named_with_exit_2_and_nothing_stored(
     assert info.value.exit_code == 2
     assert "column 'a' appears 2 times in the header" in str(info.value) and "dup.csv" in str(info.value)
     assert list_snapshots(Store.open(home)) == []
+    # the same in a Parquet file: it was pyarrow's "Multiple matches for FieldRef.Name(a)", exit 1
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "dup.parquet"
+    columns = [pa.array([i * 0.5 for i in range(60)]), pa.array([i % 7 for i in range(60)]),
+               pa.array([i * 0.25 for i in range(60)]), pa.array([i % 2 for i in range(60)])]
+    pq.write_table(pa.Table.from_arrays(columns, names=["a", "b", "a", "target"]), parquet)
+    with pytest.raises(ValidationError) as info:
+        run_pipeline(config(parquet, features=["b"], format="parquet"), home=home, progress=lambda _: None)
+    assert info.value.exit_code == 2 and "column 'a' appears 2 times in" in str(info.value)
+    assert list_snapshots(Store.open(home)) == []

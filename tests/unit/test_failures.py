@@ -119,6 +119,11 @@ def test_unwrap_follows_ray_causes_but_not_the_users_own_chain() -> None:
         (Failure("ingest", "ConfigError", "data.source: 'x.csv' not found", ""), "data.source exists"),
         (Failure("ingest", "PermissionError", "[Errno 13] Permission denied: 'x.csv'", ""), "readable"),
         (Failure("schema", "ValidationError", "data.target: column 'y' not found", ""), "did not pass validation"),
+        # the source was read: its content is the problem, not whether it exists or is readable
+        (Failure("ingest", "ValidationError", "data.source: column 'a' appears 2 times in 'd.parquet'; give every "
+                 "column a name of its own", ""), "did not pass validation"),
+        (Failure("ingest", "ValidationError", "data.source: cannot read 'd.csv' as csv: bad line", ""),
+         "data.source exists"),
         (Failure("deploy", "ServeError", "port 8000 on 127.0.0.1 is in use by another program", ""), "serve.port"),
         (Failure(None, "RaymlopsError", "cannot reach the Ray cluster at 10.0.0.1:6379", ""), "ray start --head"),
         (Failure(None, "ConnectionError", "no authentication token was found", ""), "RAY_AUTH_MODE=token"),
