@@ -5,7 +5,8 @@ job id and submission id under ``ray job submit``), the config and its hash, the
 and for every step its status (``ran``, ``cached``, ``skipped``, ``failed``), start and end,
 inputs and outputs, cache key, rows and bytes, and for a failed step the error with its
 traceback and the last lines of the step's log. Rows are written as the run goes, so a run
-that was killed still shows how far it got (status ``running`` with no end).
+that was killed still shows how far it got (status ``running`` with no end; ``abandoned`` once its
+process is gone).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any
 
 from raymlops.exceptions import NotFound, ValidationError
 from raymlops.store.metadata import MetadataStore
+from raymlops.store.processes import gone
 
-RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
 STEP_STATUSES = ("ran", "cached", "skipped", "failed")
 
 
@@ -131,7 +133,8 @@ def list_runs(metadata: MetadataStore, status: str | None = None, limit: int | N
         record = _loads(r["record_json"])
         error = record.get("error") or {}
         out.append({
-            "run": r["id"], "pipeline": r["pipeline"], "status": r["status"], "started_at": r["started_at"],
+            "run": r["id"], "pipeline": r["pipeline"], "status": _status(r["status"], record),
+            "started_at": r["started_at"],
             "ended_at": r["ended_at"],
             "seconds": None if r["ended_at"] is None else round(r["ended_at"] - r["started_at"], 3),
             "config_hash": r["config_hash"], "user": (record.get("who") or {}).get("user"),
@@ -149,7 +152,7 @@ def get_run(metadata: MetadataStore, ref: str) -> dict[str, Any]:
         row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         steps = conn.execute("SELECT record_json FROM run_steps WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
     record = _loads(row["record_json"])
-    record.update({"run": run_id, "pipeline": row["pipeline"], "status": row["status"],
+    record.update({"run": run_id, "pipeline": row["pipeline"], "status": _status(row["status"], record),
                    "started_at": row["started_at"], "ended_at": row["ended_at"], "config_hash": row["config_hash"]})
     if steps:
         record["steps"] = [_loads(s["record_json"]) for s in steps]
@@ -169,6 +172,13 @@ def run_logs(metadata: MetadataStore, ref: str, step: str | None = None) -> tupl
             raise NotFound(f"run {run_id} has no step {step!r} (steps: {names})")
         return run_id, chosen
     return run_id, logs
+
+
+def _status(status: str, record: Mapping[str, Any]) -> str:
+    """``abandoned`` for a run recorded ``running`` whose process on this host is gone (killed
+    before it could record its end: SIGKILL, the out-of-memory killer); `raymlops doctor --repair`
+    records it so."""
+    return "abandoned" if status == "running" and gone(record.get("who")) else status
 
 
 def _loads(text: str | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ model cannot be recreated here (run the pipeline again, or restore the file from
 
 from __future__ import annotations
 
+import json
 import posixpath
 import sqlite3
 import time
@@ -29,6 +30,7 @@ from raymlops.exceptions import NotFound
 from raymlops.store.artifacts import DEFAULT_STAGING_GRACE_S, ArtifactStore
 from raymlops.store.home import Store
 from raymlops.store.metadata import MetadataStore
+from raymlops.store.processes import gone
 
 CHECKS = ("metadata", "snapshots", "models", "staging", "audit")
 
@@ -203,11 +205,26 @@ def check_home(
         store = Store(home=home, metadata=MetadataStore(home / "metadata.db"), artifacts=arts)
         report.findings += _check_snapshots(store)
         report.findings += _check_models(store)
+        report.findings += _check_runs(store)
     report.findings += _check_staging(arts, older_than_s, clock())
     if readable:
         ok, message = audit.verify(store.metadata)
         report.findings.append(Finding("audit", ok, "", message))
     return report
+
+
+def _check_runs(store: Store) -> list[Finding]:
+    """Runs recorded ``running`` whose process on this host is gone (killed before it could record
+    its end: SIGKILL, the out-of-memory killer); ``--repair`` records them ``abandoned``."""
+    with store.metadata.read() as conn:
+        rows = conn.execute("SELECT id, record_json FROM runs WHERE status = 'running' ORDER BY started_at").fetchall()
+    out = []
+    for run_id, record_json in rows:
+        who = (json.loads(record_json or "{}") or {}).get("who") or {}
+        if gone(who):
+            out.append(Finding("runs", False, str(run_id), f"recorded running, but its process (pid {who.get('pid')} "
+                               f"on {who.get('host')}) is gone: killed before it could record its end", True))
+    return out
 
 
 def repair(report: DoctorReport) -> list[str]:
@@ -231,15 +248,24 @@ def run_doctor(
     fix: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> DoctorReport:
-    """Check the home; with ``fix``, remove orphaned staging folders and check again."""
+    """Check the home; with ``fix``, remove orphaned staging folders, record runs whose process is
+    gone as abandoned, and check again."""
     report = check_home(home, artifact_root, older_than_s=older_than_s, clock=clock)
     if fix and any(f.repairable for f in report.findings):
         removed = repair(report)
+        abandoned = [f.subject for f in report.findings if f.check == "runs" and f.repairable]
+        if abandoned:
+            with MetadataStore(Path(home) / "metadata.db").transaction() as conn:
+                for run_id in abandoned:
+                    conn.execute("UPDATE runs SET status = 'abandoned', ended_at = ? WHERE id = ? AND status = "
+                                 "'running'", (clock(), run_id))
+                audit.append(conn, "run.abandoned", {"runs": abandoned}, "raymlops doctor --repair: the run's "
+                             "process is gone", {})
         metadata_ok = report.findings[0].check == "metadata" and report.findings[0].ok
         if removed and metadata_ok:
             with MetadataStore(Path(home) / "metadata.db").transaction() as conn:
                 audit.append(conn, "staging.removed", {"keys": removed}, "raymlops doctor --repair: orphaned "
                              "staging folders", {"older_than_s": older_than_s})
         report = check_home(home, artifact_root, older_than_s=older_than_s, clock=clock)
-        report.repaired = removed
+        report.repaired = removed + [f"run {r}" for r in abandoned]
     return report

@@ -175,3 +175,41 @@ def test_missing_home_or_bad_grace_is_bad_input(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["doctor", "--home", str(tmp_path), "--older-than", "-1"])
     assert info.value.code == 2
+
+
+def test_a_run_whose_process_was_killed_is_abandoned_and_repair_records_it(home: Path, capsys) -> None:
+    """SIGKILL (or the out-of-memory killer) mid-run: the run stayed `running` for good in `runs`,
+    and doctor said all is well. A live run is left alone."""
+    import socket
+    import subprocess
+    import sys
+
+    from raymlops.pipeline.history import RunRecorder, get_run, list_runs, who
+
+    store = Store.open(home)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid is now a process that is gone
+    dead = {**who(), "pid": child.pid}
+    RunRecorder(store.metadata, "20261207-000000-dead00").save_run(
+        pipeline="p", status="running", config_hash="c", started_at=time.time() - 60, ended_at=None,
+        record={"who": dead})
+    RunRecorder(store.metadata, "20261207-000001-live00").save_run(  # this process: alive
+        pipeline="p", status="running", config_hash="c", started_at=time.time(), ended_at=None, record={"who": who()})
+    RunRecorder(store.metadata, "20261207-000002-else00").save_run(  # another host: not known here
+        pipeline="p", status="running", config_hash="c", started_at=time.time(), ended_at=None,
+        record={"who": {**dead, "host": socket.gethostname() + "-other"}})
+    statuses = {r["run"]: r["status"] for r in list_runs(store.metadata)}
+    assert statuses == {"20261207-000000-dead00": "abandoned", "20261207-000001-live00": "running",
+                        "20261207-000002-else00": "running"}
+    assert get_run(store.metadata, "20261207-000000-dead00")["status"] == "abandoned"
+    report = check_home(home)
+    runs = [f for f in report.findings if f.check == "runs"]
+    assert [(f.subject, f.ok, f.repairable) for f in runs] == [("20261207-000000-dead00", False, True)]
+    assert f"pid {child.pid}" in runs[0].message and not report.ok
+    assert main(["doctor", "--home", str(home), "--repair"]) == 0
+    assert "run 20261207-000000-dead00" in capsys.readouterr().out
+    with store.metadata.read() as conn:
+        row = conn.execute("SELECT status, ended_at FROM runs WHERE id = '20261207-000000-dead00'").fetchone()
+    assert row[0] == "abandoned" and row[1] is not None
+    assert [r.action for r in audit.records(store.metadata)][-1] == "run.abandoned" and audit.verify(store.metadata)[0]
+    assert run_doctor(home).ok
