@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from raymlops import audit
     from raymlops.store.home import Store
 
-    store = Store.open(args.home)
+    store = Store.open(args.home, create=False)
     if args.verb == "verify":
         ok, message = audit.verify(store.metadata)
         if args.json:

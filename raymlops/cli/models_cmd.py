@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from raymlops.registry import registry as reg
     from raymlops.store.home import Store
 
-    store = Store.open(args.home)
+    store = Store.open(args.home, create=False)
     if args.verb == "list":
         versions = reg.list_models(store, args.name)
         if args.json:
@@ -109,7 +109,7 @@ def run_lineage(args: argparse.Namespace) -> int:
     from raymlops.registry.trace import format_lineage, lineage_of
     from raymlops.store.home import Store
 
-    info = lineage_of(Store.open(args.home), args.ref)
+    info = lineage_of(Store.open(args.home, create=False), args.ref)
     if args.json:
         print_json(info)
     else:

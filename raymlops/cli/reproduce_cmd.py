@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from raymlops.store.home import Store
 
     with ray_output_to_stderr():
-        report = reproduce(Store.open(args.home), args.ref, seed=args.seed,
+        report = reproduce(Store.open(args.home, create=False), args.ref, seed=args.seed,
                            progress=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
         print_json(report.to_dict())

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from raymlops.pipeline.history import get_run, list_runs, run_logs
     from raymlops.store.home import Store
 
-    store = Store.open(args.home)
+    store = Store.open(args.home, create=False)
     if args.verb == "list":
         runs = list_runs(store.metadata, status=args.status, limit=args.limit)
         if args.json:

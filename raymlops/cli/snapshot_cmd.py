@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.store.home import Store
 
-    store = Store.open(args.home)
+    store = Store.open(args.home, create=args.verb == "create")  # the others read a home that exists
     handler = {"create": _create, "list": _list, "show": _show, "verify": _verify, "diff": _diff, "tag": _tag}
     return handler[args.verb](store, args)
 

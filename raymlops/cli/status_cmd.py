@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.store.home import Store
 
-    store = Store.open(args.home)
+    store = Store.open(args.home, create=False)
     report = collect(store, args.address or os.environ.get("RAY_ADDRESS") or None, max(0, args.recent))
     if args.json:
         print_json(report)

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raymlops.exceptions import ConfigError
+from raymlops.exceptions import ConfigError, NotFound
 from raymlops.store.artifacts import ArtifactStore, storage_error
 from raymlops.store.metadata import MetadataStore
 
@@ -31,11 +31,16 @@ class Store:
     artifacts: ArtifactStore = field(repr=False)
 
     @classmethod
-    def open(cls, home: str | Path | None = None, artifact_root: str | None = None) -> Store:
+    def open(cls, home: str | Path | None = None, artifact_root: str | None = None, *, create: bool = True) -> Store:
+        """The home at ``home`` (``--home``, else ``RAYMLOPS_HOME``, else ``./.raymlops``), made when
+        missing; with ``create`` False (commands that only read), a missing folder is a NotFound
+        (exit 2) instead: a mistyped ``--home`` is said, not answered from a new empty home."""
         path = resolve_home(home)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{path}: the raymlops home must be a folder, and this is a file "
                               "(check --home / RAYMLOPS_HOME)")
+        if not create and not path.is_dir():
+            raise NotFound(f"no raymlops home at {path} (give --home, or set RAYMLOPS_HOME)")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import pytest
 
@@ -36,3 +37,17 @@ def test_snapshot_show_lists_a_domain_one_line_and_unambiguously() -> None:
     shown = [_shown(v) for v in ("setosa", "versi,color", 'line one\nline "two"', " padded", 7)]
     assert shown == ["setosa", '"versi,color"', '"line one\\nline \\"two\\""', '" padded"', "7"]
     assert all("\n" not in s for s in shown)
+
+
+@pytest.mark.parametrize("argv", [["models", "list"], ["audit"], ["audit", "verify"], ["runs", "list"],
+                                  ["snapshot", "list"], ["status"], ["lineage", "m:v1"]])
+def test_a_command_that_only_reads_a_missing_home_says_so_and_creates_nothing(
+        argv: list[str], tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped --home was made into a new empty home and answered "no models" / "audit chain
+    valid (0 records)" with exit 0."""
+    from raymlops.cli import main
+
+    home = tmp_path / "typo"
+    assert main(["--home", str(home), *argv]) == 2
+    assert capsys.readouterr().err.strip() == f"error: no raymlops home at {home} (give --home, or set RAYMLOPS_HOME)"
+    assert not home.exists()

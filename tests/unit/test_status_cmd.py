@@ -17,11 +17,15 @@ from raymlops.store.home import Store
 def home(tmp_path: Path) -> Path:
     store = Store.open(tmp_path)
     with store.metadata.transaction() as conn:
+        # the model below, recorded as the registry records it (a version without its record is a removed record)
+        audit.append(conn, "model.registered", {"model": "q:v1", "snapshot": "s"}, "pipeline q run 1",
+                     clock=lambda: 999.0)
         audit.append(conn, "snapshot.created", {"snapshot": "ab" * 32}, "pipeline q run 1", clock=lambda: 1000.0)
         audit.append(conn, "alert.raised", {"alert": "drift-1", "deployment": "q"}, "dataset drift in 20 of 30",
                      clock=lambda: 1001.0)
         conn.execute("INSERT INTO models(id, name, version, created_at, status, snapshot_id, artifact_key,"
                      " artifact_sha256, record_json) VALUES ('q:v1', 'q', 1, 0, 'registered', 's', 'k', 'h', '{}')")
+
         conn.execute("INSERT INTO aliases(name, alias, model_id, updated_at) VALUES ('q', 'champion', 'q:v1', 0)")
     return tmp_path
 
@@ -34,7 +38,7 @@ def test_status_without_a_cluster(home: Path, capsys: pytest.CaptureFixture[str]
     assert "q@champion -> q:v1" in out
     alerts = out[out.index("\nalerts"):out.index("\naudit")]
     assert "alert.raised" in alerts and "dataset drift in 20 of 30" in alerts
-    assert "audit chain valid (2 records" in out and "snapshot.created" in out
+    assert "audit chain valid (3 records" in out and "snapshot.created" in out
 
 
 def test_status_json(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,10 +56,10 @@ def test_status_shows_a_broken_chain(home: Path, capsys: pytest.CaptureFixture[s
     import sqlite3
 
     conn = sqlite3.connect(home / "metadata.db", isolation_level=None)
-    conn.execute("UPDATE audit SET record_json = replace(record_json, 'drift', 'nothing') WHERE seq = 2")
+    conn.execute("UPDATE audit SET record_json = replace(record_json, 'drift', 'nothing') WHERE seq = 3")
     conn.close()
     assert main(["status", "--home", str(home)]) == 0
-    assert "CHAIN BROKEN: audit record 2" in capsys.readouterr().out
+    assert "CHAIN BROKEN: audit record 3" in capsys.readouterr().out
 
 
 def test_status_names_a_running_retraining_cycle(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
