@@ -125,7 +125,8 @@ class DataConfig(Strict):
     source: str = Field(description="URI: a path, s3://…, hdfs://…, or sklearn://<dataset>")
     format: Literal["auto", "csv", "parquet", "json"] = "auto"
     target: str
-    features: list[str] | None = None
+    features: list[str] | None = Field(None, min_length=1, description="the model's inputs; left out: every column "
+                                       "but the target (an empty list is refused, not read as every column)")
     holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     transforms: list[TransformConfig] = Field(
         default_factory=list, description="applied in order with Ray Data in the ingest step, before the schema check"

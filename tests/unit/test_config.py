@@ -461,3 +461,12 @@ def test_unit_suite_cannot_start_ray() -> None:
     ray = pytest.importorskip("ray")
     with pytest.raises(RuntimeError, match="unit tests must not start Ray"):
         ray.init()
+
+
+def test_an_empty_feature_list_is_refused_not_read_as_every_column() -> None:
+    """data.features: [] trained on every column without a word."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"name": "m", "data": {"source": "d.csv", "target": "y", "features": []},
+                      "train": {"candidates": [{"estimator": "a.B"}]}}, "x.yaml")
+    assert "x.yaml: data.features:" in str(info.value) and "at least 1 item" in str(info.value)
+    assert info.value.exit_code == 2
