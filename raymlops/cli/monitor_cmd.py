@@ -258,6 +258,13 @@ def _print_estimates(perf: dict[str, Any]) -> None:
               f"{', '.join(concept['detectors'])} in {concept['labels']} labels")
 
 
+def _print_canary_labels(perf: dict[str, Any]) -> None:
+    """The realised quality of each challenger version from the labels of the rows it answered."""
+    for version, m in sorted((perf.get("challengers") or {}).items()):
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in m.items() if k != "labels")
+        print(f"  challenger {version}: realised {shown} from {m['labels']} labels of the rows it answered")
+
+
 def _print_challengers(diff: dict[str, Any]) -> None:
     """How the challenger (canary or shadow) compares with the champion: the share of the rows both
     answered on which they agree, in the open window and the last closed one, and the distance
@@ -327,6 +334,7 @@ def _status(args: argparse.Namespace) -> int:
         _print_realised(st.get("performance") or {})
         _print_estimates(st.get("performance") or {})
         _print_challengers(st.get("differential") or {})
+        _print_canary_labels(st.get("performance") or {})
         for a in st["alerts"]["recent"][-10:]:
             print(f"  alert [{a['kind']}] {a['message']}")
         if st.get("metrics_url"):

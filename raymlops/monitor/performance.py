@@ -366,7 +366,9 @@ class PerformanceTracker:
     def status(self) -> dict[str, Any]:
         """``labels``: every label by outcome (see :mod:`raymlops.monitor.labels`); ``pending``:
         predictions waiting for a label; ``unmatched``: labels not matched when posted."""
-        return {"baseline": self.baseline, "current": self.window.metrics(), "last_window": self.last,
+        # current: the labels of the open label window (the baseline's, until it is full)
+        current = (self.baseline_window if self.baseline is None else self.window).metrics()
+        return {"baseline": self.baseline, "current": current, "last_window": self.last,
                 "pending": len(self.store), "evicted": self.store.evicted, "matched": self.matched,
                 "unmatched": self.unmatched, "windows": self.windows_closed, "labels": self.label_counts(),
                 "early_label_ttl_s": self.early.ttl_s, "concept_drift": self.concept.status(),

@@ -155,21 +155,32 @@ def monitor_page(route: str, address: str | None) -> Page:
         for k, name in enumerate(plotted_features(model, 3)):
             body.append(f'<figure class="plot" data-feature="{esc(name)}">'
                         f"{histogram_svg(model['histograms'][name], name, k)}</figure>")
-    perf = st.get("performance") or {}
+    body.append("<h2>Performance</h2>" + performance_table(st.get("performance") or {}))
+    alerts = (st.get("alerts") or {}).get("recent") or []
+    body.append("<h2>Alerts</h2>" + table(["kind", "message"], [[esc(a.get("kind")), esc(a.get("message"))]
+                                                               for a in alerts[-20:]], "alerts", empty="none"))
+    body.append("<h2>SLOs</h2>" + _slo(st.get("slo")))
+    return Page(f"Monitor {route}", "".join(body))
+
+
+def performance_table(perf: dict[str, Any]) -> str:
+    """The monitor's realised quality (the open label window, each challenger's labelled rows, the
+    last closed label window) and the estimated one (CBPE), overall and per slice."""
     rows = []
+    current = perf.get("current") or {}
+    if current.get("labels"):  # the open label window (the baseline's until it is full)
+        rows.append([esc("realised (open label window)"), "all", num(current.get("labels")),
+                     num(current.get("accuracy")), num(current.get("auc"))])
+    for version, m in sorted((perf.get("challengers") or {}).items()):
+        rows.append([esc(f"realised, challenger {version}"), "all", num(m.get("labels")), num(m.get("accuracy")), ""])
     for source, part in (("realised (last label window)", perf.get("last_window") or {}),
                          ("estimated (CBPE)", (perf.get("estimated") or {}).get("last_window") or {})):
         for name, m in [("all", part.get("overall") or {}), *(part.get("slices") or {}).items()]:
             if m:
                 rows.append([esc(source), esc(name), num(m.get("rows")), num(m.get("accuracy")),
                              num(m.get("roc_auc", m.get("auc")))])
-    body.append("<h2>Performance</h2>" + table(["source", "slice", "rows", "accuracy", "ROC AUC"], rows, "performance",
-                                               empty="no labels or estimates yet"))
-    alerts = (st.get("alerts") or {}).get("recent") or []
-    body.append("<h2>Alerts</h2>" + table(["kind", "message"], [[esc(a.get("kind")), esc(a.get("message"))]
-                                                               for a in alerts[-20:]], "alerts", empty="none"))
-    body.append("<h2>SLOs</h2>" + _slo(st.get("slo")))
-    return Page(f"Monitor {route}", "".join(body))
+    return table(["source", "slice", "rows", "accuracy", "ROC AUC"], rows, "performance",
+                 empty="no labels or estimates yet")
 
 
 def _slo(slo: Any) -> str:

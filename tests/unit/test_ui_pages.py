@@ -305,3 +305,24 @@ def test_webhooks_page_shows_receivers_and_every_delivery_but_no_secret(tmp_path
     deliveries = text.split('class="deliveries"')[1]
     assert deliveries.index("evt-bad") < deliveries.index("evt-ok")  # newest first
     assert "connection refused" in deliveries and "model.promoted" in deliveries
+
+
+def test_the_monitor_page_shows_labels_before_the_first_label_window_closes() -> None:
+    """The page said "no labels or estimates yet" while the monitor had matched 976 labels: it showed
+    closed label windows only. The open one, and each canary's labelled rows, are shown too."""
+    import numpy as np
+
+    from raymlops.config import MonitorConfig
+    from raymlops.monitor import Monitor, build_reference
+    from raymlops.ui.live import performance_table
+
+    rng = np.random.default_rng(0)
+    m = Monitor(build_reference({"a": rng.normal(size=500)}), MonitorConfig(window_rows=1000, alerts={"log": False}))
+    assert "no labels or estimates yet" in performance_table(m.status()["performance"])
+    m.ingest({"a": rng.normal(size=10)}, np.ones(10), version="v1", request_ids=[f"c{i}" for i in range(10)])
+    m.ingest({"a": rng.normal(size=4)}, np.zeros(4), version="v2", request_ids=[f"k{i}" for i in range(4)])
+    m.feedback([f"c{i}" for i in range(10)] + ["k0", "k1"], [1] * 9 + [0] + [0, 1])
+    html = performance_table(m.status()["performance"])
+    assert "no labels or estimates yet" not in html
+    assert "realised (open label window)" in html and ">10<" in html and ">0.9<" in html
+    assert "realised, challenger v2" in html and ">0.5<" in html
