@@ -77,14 +77,18 @@ def follow_live(store: Any, name: str, action: str, reason: str | None) -> tuple
         return ("no Ray cluster (RAY_ADDRESS not set): moved the alias only; a running deployment keeps serving its "
                 "version until updated (set RAY_ADDRESS and run this again)"), {}
     # Ray, pandas, scipy: only when this verb runs, not for `raymlops --help`
+    from raymlops.pipeline.serve_steps import rebaseline_route
     from raymlops.serve.traffic import follow_champion
 
     _connect()
     changed = follow_champion(store, name, action, reason)
     if not changed:
         return f"no live deployment of {name} needed a change", {}
-    return ("live: " + ", ".join(f"/{r} now serves {t.champion.model_id}" for r, t in changed.items()),
-            {r: t.summary() for r, t in changed.items()})
+    # each route's monitor moves to the training rows of the champion it now serves (as after a
+    # closed-loop promotion), or v1's traffic would be judged against v2's rows
+    moved = [rebaseline_route(store, r, t.champion.model_id, reason) for r, t in changed.items()]
+    return ("live: " + ", ".join(f"/{r} now serves {t.champion.model_id}" for r, t in changed.items())
+            + "; " + "; ".join(moved), {r: t.summary() for r, t in changed.items()})
 
 
 def _print_traffic(route: str, info: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from raymlops import audit
 from raymlops.config import PipelineConfig
 from raymlops.data.schema import column_array, feature_categories, feature_values, is_string_type
 from raymlops.data.snapshot import snapshot_info
-from raymlops.exceptions import ServeError
+from raymlops.exceptions import NotFound, ServeError, ValidationError
 from raymlops.features import category_code
 from raymlops.monitor.names import monitor_name
 from raymlops.pipeline.context import RunContext, client_rows
@@ -32,6 +32,7 @@ from raymlops.registry.spec import ModelSpec
 from raymlops.serve.deploy import deploy, http_json, serve_running
 from raymlops.serve.throughput import check_cluster_ingress
 from raymlops.stats.agreement import regression_tolerance
+from raymlops.store.home import Store
 
 __all__ = ["DeployIn", "DeployOut", "DeployStep", "MonitorIn", "MonitorOut", "MonitorStep", "SmokeIn", "SmokeOut",
            "SmokeStep"]
@@ -120,6 +121,37 @@ def training_reference(table: Any, features: list[str], config: Any, schema: Any
                            slice_columns=list(cfg.slice_columns), n_bins=cfg.n_bins, fine_bins=cfg.fine_bins,
                            max_categories=cfg.max_categories, max_slices=cfg.max_slices, monitored=features,
                            category_names=names, discrete_max_values=cfg.discrete_max_values)
+
+
+def rebaseline_route(store: Store, route: str, model_ref: str, reason: str | None = None) -> str:
+    """Move the running monitor of ``route`` to the training rows of ``model_ref`` (a version the
+    route now serves as its champion: after ``models promote`` / ``rollback``), built as the deploy
+    step builds them from the version's recorded config and snapshot; one line saying what was done.
+    Nothing when the route has no running monitor."""
+    # Ray and pyarrow.parquet: only when a monitor moves (`raymlops runs` imports this package)
+    from raymlops.data.snapshot_read import read_snapshot
+    from raymlops.monitor.lifecycle import rebaseline_monitor
+    from raymlops.registry import get_model
+    from raymlops.registry.reproduce import recorded_config
+
+    model = get_model(store, model_ref)
+    try:
+        config = recorded_config(model.lineage, model.id)
+    except ValidationError:  # registered by hand, without a pipeline config: no rows to build from
+        return f"the monitor of /{route} keeps its reference ({model.id} was registered without its config)"
+    _, table = read_snapshot(store, model.snapshot_id)
+    reference = training_reference(table, list(model.features), config,
+                                   snapshot_info(store, model.snapshot_id).schema)
+    try:
+        rebaseline_monitor(route, reference, NAMESPACE, artifact_root=store.artifacts.root_uri,
+                           calibration=model.lineage.get("calibration"))
+    except NotFound:
+        return f"/{route} has no running monitor"
+    with store.metadata.transaction() as conn:
+        audit.append(conn, "monitor.rebaselined", {"model": model.id, "snapshot": model.snapshot_id,
+                                                   "deployment": route},
+                     reason, {"reference": reference.digest, "features": list(model.features), "how": "in place"})
+    return f"the monitor of /{route} now compares traffic with the training rows of {model.id}"
 
 
 def monitor_settings(config: PipelineConfig, champion: Any) -> dict[str, Any]:

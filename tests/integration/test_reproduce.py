@@ -49,3 +49,52 @@ def test_reproduce_identical_then_seed_and_data_changes_are_named(
     assert "seed: recorded 42, now 7" in records[1].record["reason"]
     assert "data: snapshot" in records[2].record["reason"]
     assert audit.verify(store.metadata)[0]
+
+
+def test_a_champion_moved_by_hand_moves_the_route_monitor_to_its_training_rows(
+    ray_session: None, trained_quickstart: tuple[Path, dict[str, Any]]
+) -> None:
+    """`models promote` / `rollback` on a live route changed the served model but left the monitor
+    on the previous champion's training rows (only the closed loop moved it): v1's traffic was
+    judged against v2's rows. What they call now (`follow_live` -> `rebaseline_route`)."""
+    import ray
+
+    from raymlops import audit
+    from raymlops.data.snapshot import snapshot_info
+    from raymlops.data.snapshot_read import read_snapshot
+    from raymlops.monitor.lifecycle import start_monitor, stop_monitor
+    from raymlops.monitor.names import monitor_name
+    from raymlops.pipeline.serve_steps import rebaseline_route, training_reference
+    from raymlops.ray_session import NAMESPACE
+    from raymlops.registry import get_model, load_model, register_model
+    from raymlops.registry.reproduce import recorded_config
+
+    home, result = trained_quickstart
+    store = Store.open(home)
+    v1 = get_model(store, result["model"])
+    # v2: the same data, recorded with 5 monitor bins instead of 10, so its reference differs
+    config = dict(v1.lineage["config"])
+    config["monitor"] = {**config.get("monitor", {}), "n_bins": 5}
+    v2 = register_model(store, v1.name, load_model(store, v1), snapshot_id=v1.snapshot_id,
+                        signature=v1.signature, metrics=v1.metrics, gate={"status": "passed", "reasons": []},
+                        lineage={**v1.lineage, "config": config}, alias=None)
+
+    def reference_of(version: Any) -> Any:
+        _, table = read_snapshot(store, version.snapshot_id)
+        return training_reference(table, list(version.features), recorded_config(version.lineage, version.id),
+                                  snapshot_info(store, version.snapshot_id).schema)
+
+    route = "moved-by-hand"
+    start_monitor(route, reference_of(v1), {"seed": 0}, NAMESPACE, detached=False,
+                  artifact_root=store.artifacts.root_uri)  # as the deploy step starts it
+    try:
+        said = rebaseline_route(store, route, v2.id, reason="promoted by hand")
+        assert said == f"the monitor of /{route} now compares traffic with the training rows of {v2.id}"
+        actor = ray.get_actor(monitor_name(route), namespace=NAMESPACE)
+        held = ray.get(actor.__ray_call__.remote(lambda self: self.reference.digest))
+        assert held == reference_of(v2).digest != reference_of(v1).digest
+        moved = [r for r in audit.records(store.metadata, action="monitor.rebaselined")]
+        assert [(r.record["ids"]["model"], r.record["ids"]["deployment"]) for r in moved] == [(v2.id, route)]
+    finally:
+        stop_monitor(route, NAMESPACE)
+    assert rebaseline_route(store, route, v1.id) == f"/{route} has no running monitor"
