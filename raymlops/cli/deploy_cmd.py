@@ -117,7 +117,13 @@ def _status(route: str) -> dict[str, Any]:
     if handle is None:
         raise NotFound(f"no live deployment at route {route!r} on this Ray cluster (deploy it first)")
     info: dict[str, Any] = ray.get(handle.status.remote())
-    log = ray.get(handle.shadow_log.remote(1000))
+    traffic = info.get("traffic") or {}
+    if traffic.get("mode") != "shadow" or not traffic.get("challenger"):
+        return info  # the log's comparisons are of an earlier shadow (promoted or ended): not this route's now
+    # the comparisons of this shadow with this champion, not those of an earlier pair
+    log = [r for r in ray.get(handle.shadow_log.remote(1000))
+           if r.get("challenger") == traffic["challenger"] and r.get("champion", traffic.get("champion"))
+           == traffic.get("champion")]
     rows = [r for r in log if "agreement" in r]
     if rows:
         total = sum(r["rows"] for r in rows)

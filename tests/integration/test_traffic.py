@@ -333,11 +333,22 @@ def test_cli_deploy_status_end_challenger_and_stop(
         assert main([*home, "deploy", f"{ROUTE}:v2", "--route", "cli", "--as", "challenger", "--mode", "shadow",
                      "--weight", "0.2"]) == 2
         assert "do not apply" in capsys.readouterr().err
-        assert main([*home, "deploy", "cli", "--status", "--json"]) == 0
-        status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        for _ in range(5):
+            assert predict(created["endpoint"], {"inputs": [[0, 0, 0, 0]]}).status == 200
+        deadline = time.monotonic() + 30
+        while True:  # shadow copies are answered after the champion's answer: recorded a moment later
+            assert main([*home, "deploy", "cli", "--status", "--json"]) == 0
+            status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+            if (status.get("shadow") or {}).get("records", 0) >= 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert status["traffic"]["mode"] == "shadow" and status["epoch"] == 2
+        assert status["shadow"]["records"] == 5 and status["shadow"]["agreement"] == 0.0  # v2 learned 1 - y
         assert main([*home, "deploy", "cli", "--end-challenger"]) == 0
         assert "challenger -" in capsys.readouterr().out
+        # the ended shadow's comparisons are not this route's any more (they were shown after it ended)
+        assert main([*home, "deploy", "cli", "--status", "--json"]) == 0
+        assert "shadow" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert main([*home, "deploy", "cli", "--stop"]) == 0
         assert get_control("cli", NAMESPACE) is None
         assert main([*home, "deploy", "cli", "--status"]) == 2  # no such route: bad input, as a challenger for it
