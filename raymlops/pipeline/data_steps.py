@@ -238,6 +238,10 @@ class SchemaStep(Step[SchemaIn, SchemaOut]):
         spec = cfg.data.expected_schema.get(cfg.data.target)
         features = check_training_schema(schema, cfg.data.target, cfg.data.features,
                                          target_checked=spec is not None and spec.nullable is False)
+        absent = [c for c in cfg.gate.slices if c not in schema.names]
+        if absent:  # said now, not at the evaluate step after all of training
+            raise ValidationError(f"gate.slices: the data has no column {absent[0]!r} "
+                                  f"(columns: {', '.join(schema.names)})")
         if inputs.schema is None:  # an id or free text among the string features: refused before the snapshot
             check_category_counts(sample, features)
         step.outputs = {"features": features}

@@ -146,3 +146,19 @@ def test_a_header_that_repeats_a_column_is_named_with_exit_2_and_nothing_stored(
         run_pipeline(config(parquet, features=["b"], format="parquet"), home=home, progress=lambda _: None)
     assert info.value.exit_code == 2 and "column 'a' appears 2 times in" in str(info.value)
     assert list_snapshots(Store.open(home)) == []
+
+
+def test_a_gate_slice_column_the_data_lacks_is_refused_before_training(ray_session: None, tmp_path: Path) -> None:
+    """It was found at the evaluate step, after all of training."""
+    path = tmp_path / "data.csv"
+    frame().to_csv(path, index=False)
+    cfg = config(path)
+    cfg = cfg.model_copy(update={"gate": cfg.gate.model_copy(update={"slices": ["regoin"]})})
+    home = str(tmp_path / "home")
+    with pytest.raises(ValidationError) as info:
+        run_pipeline(cfg, home=home, progress=lambda _: None)
+    assert info.value.exit_code == 2 and "gate.slices: the data has no column 'regoin'" in str(info.value)
+    from raymlops.pipeline.history import list_runs
+
+    assert list_runs(Store.open(home).metadata)[0]["failed_step"] == "schema"  # before the snapshot and Tune
+    assert list_snapshots(Store.open(home)) == []
