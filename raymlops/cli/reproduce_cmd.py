@@ -28,8 +28,11 @@ def run(args: argparse.Namespace) -> int:
         print_json(report.to_dict())
     else:
         verdict = "identical" if report.identical else "NOT identical"
-        print(f"{report.model}: {verdict} (holdout predictions equal: {report.predictions_equal},"
-              f" artifact hash equal: {report.artifact_hash_equal})")
+        if report.predictions_equal is None:  # nothing was compared
+            print(f"{report.model}: {verdict} (not re-trained: the recorded data is not what it was)")
+        else:
+            print(f"{report.model}: {verdict} (holdout predictions equal: {report.predictions_equal},"
+                  f" artifact hash equal: {report.artifact_hash_equal})")
         for line in report.differences:
             print(f"  - {line}")
     return 0 if report.identical else 1

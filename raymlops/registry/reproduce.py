@@ -35,9 +35,9 @@ from raymlops.train.trainer import fit
 class ReproduceReport:
     model: str
     identical: bool = False
-    predictions_equal: bool = False
+    predictions_equal: bool | None = None  # None: not re-trained (the recorded data changed)
     max_probability_diff: float | None = None
-    artifact_hash_equal: bool = False
+    artifact_hash_equal: bool | None = None
     differences: list[str] = field(default_factory=list)
     recorded: dict[str, Any] = field(default_factory=dict)
     reproduced: dict[str, Any] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +85,10 @@ def _quickstart_trained_once(ray_session: None, tmp_path_factory: pytest.TempPat
 
     from raymlops import run_pipeline
 
-    shared = tmp_path_factory.getbasetemp().parent
+    base = tmp_path_factory.getbasetemp()
+    # under xdist each process's base is a folder of the run's; without it the base is the run's own
+    # (its parent holds every earlier run: a home trained by older code would be taken)
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     home, result_file = shared / "quickstart-home", shared / "quickstart-result.json"
     with FileLock(str(shared / "quickstart-home.lock")):
         if not result_file.exists():

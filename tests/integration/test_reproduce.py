@@ -39,6 +39,7 @@ def test_reproduce_identical_then_seed_and_data_changes_are_named(
     assert main(["reproduce", str(model), "--home", str(home)]) == 1
     out = capsys.readouterr().out
     assert "NOT identical" in out and "data: snapshot" in out and "changed" in out
+    assert "not re-trained" in out and "predictions equal" not in out  # it said "predictions equal: False"
     # every check is in the audit log, with its result (the web UI's model page lists them)
     from raymlops import audit
 
