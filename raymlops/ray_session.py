@@ -91,6 +91,7 @@ def join_cluster(address: str) -> None:
 
     quiet_ray_logs()
     try:
+        _listening(address)  # Ray itself retries an address nothing listens at for minutes
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
     except Exception as exc:  # ConnectionError, a bad address, a failed handshake ...
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -99,6 +100,20 @@ def join_cluster(address: str) -> None:
                 "`ray start` and raymlops' own) needs RAY_AUTH_MODE=token")
         raise RaymlopsError(f"cannot reach the Ray cluster at {address}: {first}. Is it running (`ray status`)"
                             f"{auth}") from None
+
+
+def _listening(address: str, timeout_s: float = 5.0) -> None:
+    """A ConnectionError at once when nothing accepts a connection at ``host:port`` (``ray://``
+    too); ``auto`` and other forms are left to Ray."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing accepts connections at {host}:{port} ({exc.strerror or exc})") from None
 
 
 def cluster_address() -> str | None:

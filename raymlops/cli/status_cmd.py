@@ -32,8 +32,12 @@ def run(args: argparse.Namespace) -> int:
     # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.store.home import Store
 
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    cluster = _cluster(address) if address else None  # an unreachable cluster is said first, home or not
     store = Store.open(args.home, create=False)
-    report = collect(store, args.address or os.environ.get("RAY_ADDRESS") or None, max(0, args.recent))
+    report = collect(store, None, max(0, args.recent))
+    if cluster is not None:
+        report["cluster"], report["deployments"] = cluster
     if args.json:
         print_json(report)
     else:
