@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from raymlops.monitor.labels import put_newest
+
 __all__ = ["ChallengerLabels"]
 
 
@@ -36,14 +38,8 @@ class ChallengerLabels:
         return key in self.items
 
     def put(self, version: str, keys: list[str], predictions: list[Any]) -> None:
-        for key, pred in zip(keys, predictions, strict=True):
-            self.items.pop(key, None)
-            self.items[key] = (version, pred)
-        over = len(self.items) - self.size
-        if over > 0:
-            for key in list(self.items)[:over]:
-                del self.items[key]
-            self.evicted += over
+        self.evicted += put_newest(self.items, dict(zip(keys, zip([version] * len(keys), predictions, strict=True),
+                                                        strict=True)), self.size)
 
     def pop(self, key: str) -> tuple[str, Any] | None:
         return self.items.pop(key, None)

@@ -30,10 +30,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["OUTCOMES", "EarlyLabels", "LabelCounts", "RecentIds"]
+__all__ = ["OUTCOMES", "EarlyLabels", "LabelCounts", "RecentIds", "put_newest"]
 
 OUTCOMES = ("matched", "waiting", "expired", "unknown")
 
+
+
+def put_newest(items: dict[str, Any], batch: dict[str, Any], size: int) -> int:
+    """Add ``batch`` to the insertion-ordered ``items`` (a key seen again becomes the newest, not
+    kept in place) with one ``dict.update``, then drop the oldest beyond ``size``; how many were
+    dropped. The label stores' write, run for every served row."""
+    if items and not items.keys().isdisjoint(batch):
+        for key in items.keys() & batch.keys():
+            del items[key]
+    items.update(batch)
+    over = len(items) - size
+    if over > 0:
+        for key in list(itertools.islice(iter(items), over)):
+            del items[key]
+    return max(over, 0)
 
 @dataclass
 class LabelCounts:

@@ -24,7 +24,6 @@ served rows with probabilities feed :class:`~raymlops.monitor.estimated.Performa
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from raymlops.monitor.alerts import Alert
 from raymlops.monitor.challenger_labels import ChallengerLabels
 from raymlops.monitor.concept import ConceptDrift
 from raymlops.monitor.estimated import PerformanceEstimator
-from raymlops.monitor.labels import EarlyLabels, LabelCounts, RecentIds
+from raymlops.monitor.labels import EarlyLabels, LabelCounts, RecentIds, put_newest
 from raymlops.stats.agreement import MAX_REGRESSION_LABEL
 from raymlops.stats.cbpe import histogram_auc
 
@@ -71,17 +70,8 @@ class LabelStore:
     def put(self, request_ids: list[str], predictions: list[Any], scores: list[float], slices: list[int]) -> None:
         if not (len(request_ids) == len(predictions) == len(scores) == len(slices)):
             raise ValueError("request_ids, predictions, scores and slices differ in length")
-        batch = dict(zip(request_ids, zip(predictions, scores, slices, strict=True), strict=True))
-        items = self.items
-        if items and not items.keys().isdisjoint(batch):  # an id seen again is the newest, not kept in place
-            for rid in items.keys() & batch.keys():
-                del items[rid]
-        items.update(batch)
-        over = len(items) - self.size
-        if over > 0:
-            for rid in list(itertools.islice(iter(items), over)):
-                del items[rid]
-            self.evicted += over
+        self.evicted += put_newest(
+            self.items, dict(zip(request_ids, zip(predictions, scores, slices, strict=True), strict=True)), self.size)
 
     def __contains__(self, rid: object) -> bool:
         return rid in self.items
