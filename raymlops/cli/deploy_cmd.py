@@ -122,8 +122,7 @@ def _status(route: str) -> dict[str, Any]:
         return info  # the log's comparisons are of an earlier shadow (promoted or ended): not this route's now
     # the comparisons of this shadow with this champion, not those of an earlier pair
     log = [r for r in ray.get(handle.shadow_log.remote(1000))
-           if r.get("challenger") == traffic["challenger"] and r.get("champion", traffic.get("champion"))
-           == traffic.get("champion")]
+           if (r.get("challenger"), r.get("champion")) == (traffic["challenger"], traffic["champion"])]
     rows = [r for r in log if "agreement" in r]
     if rows:
         total = sum(r["rows"] for r in rows)

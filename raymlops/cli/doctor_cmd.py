@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
-from raymlops.exceptions import NotFound
 
 
 def _seconds(text: str) -> float:
@@ -35,11 +34,9 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # scipy, pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.registry.doctor import run_doctor
-    from raymlops.store.home import resolve_home
+    from raymlops.store.home import existing_home
 
-    home = resolve_home(args.home)
-    if not home.is_dir():
-        raise NotFound(f"no raymlops home at {home} (give --home, or set RAYMLOPS_HOME)")
+    home = existing_home(args.home)
     report = run_doctor(home, os.environ.get("RAYMLOPS_ARTIFACT_ROOT"), older_than_s=args.older_than,
                         fix=args.repair)
     if args.json:

@@ -64,6 +64,13 @@ def where(persistent: bool) -> dict[str, Any]:
     return out
 
 
+def check_slice_columns(slices: list[str], names: list[str]) -> None:
+    """A ValidationError naming the first ``gate.slices`` column the data (``names``) lacks."""
+    missing = [c for c in slices if c not in names]
+    if missing:
+        raise ValidationError(f"gate.slices: the data has no column {missing[0]!r} (columns: {', '.join(names)})")
+
+
 class SnapshotRows:
     """One snapshot's rows, read once: the Arrow table, the train/holdout split of the features
     (``(X_train, y_train, X_holdout, y_holdout)``) and the holdout rows of other columns.
@@ -106,10 +113,7 @@ class SnapshotRows:
         from raymlops.train.prepare import holdout_of
 
         table = self.table
-        missing = [c for c in columns if c not in table.column_names]
-        if missing:
-            raise ValidationError(
-                f"gate.slices: the data has no column {missing[0]!r} (columns: {', '.join(table.column_names)})")
+        check_slice_columns(columns, table.column_names)
         holdout = holdout_of(table, self.config)
         return {c: column_array(table.column(c))[holdout] for c in columns}
 

@@ -26,7 +26,7 @@ from raymlops.data.transforms import apply, code_hash, module_fingerprint, resol
 from raymlops.data.validate import RulesFailed, checks_from_config, validate
 from raymlops.exceptions import IntegrityError, NotFound, ValidationError
 from raymlops.pipeline.cache import fingerprint, source_fingerprint
-from raymlops.pipeline.context import RunContext
+from raymlops.pipeline.context import RunContext, check_slice_columns
 from raymlops.pipeline.failures import Failure, frames, unwrap
 from raymlops.pipeline.step import CacheGroup, Restored, Step
 
@@ -238,10 +238,7 @@ class SchemaStep(Step[SchemaIn, SchemaOut]):
         spec = cfg.data.expected_schema.get(cfg.data.target)
         features = check_training_schema(schema, cfg.data.target, cfg.data.features,
                                          target_checked=spec is not None and spec.nullable is False)
-        absent = [c for c in cfg.gate.slices if c not in schema.names]
-        if absent:  # said now, not at the evaluate step after all of training
-            raise ValidationError(f"gate.slices: the data has no column {absent[0]!r} "
-                                  f"(columns: {', '.join(schema.names)})")
+        check_slice_columns(cfg.gate.slices, schema.names)  # said now, not at evaluate after all of training
         if inputs.schema is None:  # an id or free text among the string features: refused before the snapshot
             check_category_counts(sample, features)
         step.outputs = {"features": features}

@@ -467,7 +467,8 @@ class ModelServer:
             return self._oip_rejected(exc, state, headers)
         if req.request_id is not None:  # the protocol's id names the request (for /feedback; under Serve the
             request_id = req.request_id  # proxy's X-Request-Id header stays)
-            headers.update({"X-Request-Id": request_id} if "X-Request-Id" in headers else {})
+            if "X-Request-Id" in headers:
+                headers["X-Request-Id"] = request_id
         try:
             target, result, _ = await self._predict_rows(state, req.X, None, request_id, t0, pinned)
         except ModelFailed as exc:  # a row the model cannot take is a bad request: 400 in the protocol

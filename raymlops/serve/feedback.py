@@ -45,7 +45,7 @@ from typing import Any
 from raymlops.exceptions import ValidationError
 from raymlops.ray_session import unwrap
 from raymlops.serve.handoff import shard_of
-from raymlops.serve.request import RequestError, decode_json
+from raymlops.serve.request import REQUEST_ID, RequestError, decode_json
 from raymlops.stats.agreement import MAX_REGRESSION_LABEL
 
 __all__ = ["COUNTS", "FeedbackRequest", "forward", "merge_replies", "parse_feedback_request", "split_by_shard"]
@@ -53,7 +53,7 @@ __all__ = ["COUNTS", "FeedbackRequest", "forward", "merge_replies", "parse_feedb
 logger = logging.getLogger("raymlops.serve")
 
 # what the predict route returns as request id (X-Request-Id or a uuid4 hex), optionally /<row>
-_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}(/[0-9]{1,6})?$")
+_ID = re.compile(REQUEST_ID.pattern.removesuffix("$") + r"(/[0-9]{1,6})?$")
 _FIELDS = ("request_ids", "labels")
 _OPTIONAL = ("detail",)
 COUNTS = ("matched", "waiting", "expired", "unknown", "unmatched", "pending")

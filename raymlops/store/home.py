@@ -17,6 +17,15 @@ from raymlops.store.metadata import MetadataStore
 DEFAULT_HOME = ".raymlops"
 
 
+def existing_home(home: str | Path | None = None) -> Path:
+    """The home folder (:func:`resolve_home`), or NotFound (exit 2) when there is none: for commands
+    that only read, so a mistyped ``--home`` is said, not answered from a new empty home."""
+    path = resolve_home(home)
+    if not path.is_dir():
+        raise NotFound(f"no raymlops home at {path} (give --home, or set RAYMLOPS_HOME)")
+    return path
+
+
 def resolve_home(home: str | Path | None = None) -> Path:
     chosen = home or os.environ.get("RAYMLOPS_HOME") or DEFAULT_HOME
     return Path(chosen).expanduser().resolve()
@@ -39,8 +48,8 @@ class Store:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{path}: the raymlops home must be a folder, and this is a file "
                               "(check --home / RAYMLOPS_HOME)")
-        if not create and not path.is_dir():
-            raise NotFound(f"no raymlops home at {path} (give --home, or set RAYMLOPS_HOME)")
+        if not create:
+            existing_home(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
