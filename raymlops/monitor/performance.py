@@ -207,14 +207,14 @@ class PerformanceTracker:
                 self.counts.unknown += 1
 
     def _match_challenger(self, rid: str, label: Any) -> bool:
+        try:  # checked before the row is taken: a label that cannot be scored leaves it waiting
+            label = _regression_label(label, 0) if self.regression else label
+        except ValidationError:
+            return False
         found = self.challengers.pop(rid)
         if found is None:
             return False
         version, prediction = found
-        try:
-            label = _regression_label(label, 0) if self.regression else label
-        except ValidationError:
-            return False
         self.challengers.score(version, prediction, label, same_label)
         self.matched += 1
         self.counts.matched += 1
