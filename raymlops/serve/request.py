@@ -6,7 +6,8 @@ becomes a :class:`RequestError` with an HTTP status and a JSON body naming the r
 
 =====  =======================  ===============================================================
  400   ``malformed_json``       empty, not UTF-8, or not JSON
- 400   ``bad_request``          JSON, but not an object with exactly one of instances / inputs
+ 400   ``bad_request``          JSON, but not an object with exactly one of instances / inputs,
+                                or with another top-level field (it would be ignored silently)
  413   ``payload_too_large``    more bytes than the configured limit
  413   ``too_many_rows``        more rows than the configured limit
  415   ``unsupported_media_type``  a Content-Type other than JSON (UTF-8)
@@ -321,6 +322,9 @@ def parse_predict_request(
         raise RequestError(400, "bad_request", "expected exactly one of 'instances' or 'inputs'"
                            + (", found both" if keys else f", found keys {sorted(body)[:5]}"))
     key = keys[0]
+    if len(body) > 1:
+        others = ", ".join(repr(k) for k in sorted(body) if k != key)
+        raise RequestError(400, "bad_request", f"unknown top-level field {others}: the body takes only '{key}'")
     rows = body[key]
     if not isinstance(rows, list) or not rows:
         raise RequestError(422, "invalid_request", f"'{key}' must be a non-empty list of rows")

@@ -53,9 +53,11 @@ def test_exactly_max_rows_is_accepted() -> None:
     assert _parse({"inputs": [[0, 0, 0]] * MAX_ROWS}).shape == (MAX_ROWS, 3)
 
 
-def test_other_top_level_keys_are_ignored() -> None:
-    out = _parse({"inputs": [[1, 2, 3]], "parameters": {"x": 1}})
-    np.testing.assert_array_equal(out, [[1.0, 2.0, 3.0]])
+def test_another_top_level_field_is_400_naming_it() -> None:
+    """Not ignored: a client's ``parameters`` (a threshold, say) would silently have no effect."""
+    err = _error({"inputs": [[1, 2, 3]], "parameters": {"x": 1}, "id": 7})
+    assert err.status == 400 and err.error == "bad_request"
+    assert "'id', 'parameters'" in err.message and "only 'inputs'" in err.message
 
 
 def test_signature_from_dict_keeps_order() -> None:
