@@ -224,6 +224,12 @@ def _check(args: argparse.Namespace) -> int:
     any_rule = result["dataset_rule"] == "any"
     rule = (f"any feature with {result['correction']}-corrected p < {result['alpha']}" if any_rule
             else f"at least {cfg.dataset_drift_share:.0%} of the features with p < {result['alpha']}, uncorrected")
+    distances = sorted({f["test"] for f in result["features"].values()} - {"ks", "chi2"})
+    if distances:
+        limits = {"wasserstein": cfg.wasserstein_threshold, "js": cfg.js_threshold, "psi": cfg.psi_threshold}
+        rule += "; where a distance decides: " + ", ".join(f"{t} >= {limits[t]:g}" for t in distances)
+        if {"js", "psi"} & set(distances):
+            rule += f" (over categories also chi-square p < {result['alpha']})"
     print(f"dataset drift: {'YES' if result['drift'] else 'no'} "
           f"({len(result['drifted_features'])} of {len(result['features'])} features drifted; rule: {rule})"
           + (f"; data quality: {len(result['anomalies'])} column{'s' if len(result['anomalies']) > 1 else ''} "

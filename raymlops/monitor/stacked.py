@@ -364,6 +364,9 @@ def _family(lay: _Layout, st: _Stats, families: list[tuple[int, int]], judged: n
     p, code, stat = st.p_value, st.code, st.statistic
     thresholds = np.array([np.nan, np.nan, cfg.wasserstein_threshold, cfg.js_threshold, cfg.psi_threshold])
     by_distance = np.isfinite(stat) & (stat >= thresholds[code])
+    # a distance over categories needs its chi-square p-value below alpha too (verdict.distance_drifted)
+    over_categories = (~lay.is_numeric | lay.is_discrete) & ((code == _JS) | (code == _PSI))
+    by_distance &= ~over_categories | (p < cfg.alpha)
     adjusted, flags = feature_drift_families(p, (code == _KS) | (code == _CHI2), by_distance, families,
                                              alpha=cfg.alpha, correction=cfg.correction, rule=cfg.dataset_rule)
     return _Table(lay, st, adjusted, judged[:, None] & flags, cfg)

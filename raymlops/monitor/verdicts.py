@@ -47,7 +47,7 @@ from raymlops.monitor.reference import CATEGORICAL, PREDICTION, ColumnReference,
 from raymlops.monitor.state import StreamState
 from raymlops.stats.drift import compare_rows, ks_p_values
 from raymlops.stats.verdict import dataset_drift as dataset_drift_rule
-from raymlops.stats.verdict import deciding_test, feature_drift
+from raymlops.stats.verdict import deciding_test, distance_drifted, feature_drift
 
 __all__ = [
     "ColumnVerdict",
@@ -311,11 +311,11 @@ def numeric_test(discrete: bool, small: bool, cfg: MonitorConfig) -> str:
     return deciding_test("discrete" if discrete else "numeric", small, cfg)
 
 
-def _distance_drift(test: str, value: float, cfg: MonitorConfig) -> bool:
-    if not math.isfinite(value):
-        return False
+def _distance_drift(col: ColumnReference, r: dict[str, Any], cfg: MonitorConfig) -> bool:
+    test = r["test"]
     threshold = {"wasserstein": cfg.wasserstein_threshold, "js": cfg.js_threshold, "psi": cfg.psi_threshold}[test]
-    return value >= threshold
+    return distance_drifted(test, r["statistic"], threshold, categories=col.kind == CATEGORICAL or col.discrete,
+                            p_value=r["p_value"], alpha=cfg.alpha)
 
 
 def _family_per_column(raw: list[tuple[ColumnReference, dict[str, Any]]], cfg: MonitorConfig, judged: list[bool]
@@ -323,8 +323,7 @@ def _family_per_column(raw: list[tuple[ColumnReference, dict[str, Any]]], cfg: M
     """Correct the p-values of one family of per-column results jointly; returns the verdicts in order."""
     p = np.array([r["p_value"] for _, r in raw], dtype=np.float64) if raw else np.empty(0)
     adjusted, flags = feature_drift(p, [r["test"] in P_VALUE_TESTS for _, r in raw],
-                                    [r["test"] not in P_VALUE_TESTS and _distance_drift(r["test"], r["statistic"], cfg)
-                                     for _, r in raw],
+                                    [r["test"] not in P_VALUE_TESTS and _distance_drift(col, r, cfg) for col, r in raw],
                                     alpha=cfg.alpha, correction=cfg.correction, rule=cfg.dataset_rule)
     out = []
     for (col, r), adj, ok, flag in zip(raw, adjusted, judged, flags.tolist(), strict=True):

@@ -42,7 +42,7 @@ from raymlops.stats.drift import (
     wasserstein_binned,
 )
 from raymlops.stats.profile import ColumnProfile, Profile
-from raymlops.stats.verdict import DATASET_RULES, dataset_drift, feature_drift
+from raymlops.stats.verdict import DATASET_RULES, dataset_drift, distance_drifted, feature_drift
 
 __all__ = ["NUMERIC_TESTS", "CATEGORICAL_TESTS", "ColumnDrift", "DriftReport", "DriftSettings", "check", "psi_band"]
 
@@ -309,7 +309,10 @@ def check(current: Profile, reference: Profile, settings: DriftSettings | None =
             else:
                 out.threshold = {"wasserstein": settings.wasserstein, "jensenshannon": settings.jensenshannon,
                                  "psi": settings.psi}[test]
-                out.drifted = out.score is not None and out.score >= out.threshold
+                chi2_p = out.scores.get("chi2_p_value")
+                out.drifted = out.score is not None and distance_drifted(
+                    test, out.score, out.threshold, categories=out.kind == "categorical",
+                    p_value=math.nan if chi2_p is None else chi2_p, alpha=settings.alpha)
         results.append(out)
     _adjust(results, settings)
     return DriftReport(columns=results, settings=settings, reference_rows=reference.rows,

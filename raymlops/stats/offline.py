@@ -53,7 +53,14 @@ from raymlops.exceptions import ValidationError
 from raymlops.features import delimiter_hint
 from raymlops.stats.exact import CATEGORICAL, CONTINUOUS, KS_EXACT_MAX_N, ColumnTest, compare
 from raymlops.stats.sidecar import preload_scipy
-from raymlops.stats.verdict import dataset_drift, deciding_test, feature_drift, quality_checks, quality_limits
+from raymlops.stats.verdict import (
+    dataset_drift,
+    deciding_test,
+    distance_drifted,
+    feature_drift,
+    quality_checks,
+    quality_limits,
+)
 
 __all__ = ["check_tables"]
 
@@ -219,7 +226,8 @@ def _decide(t: ColumnTest, rows: int, cfg: MonitorConfig) -> tuple[str, float, b
     value = {"ks": t.statistic, "chi2": t.statistic, "wasserstein": t.wasserstein, "js": t.js, "psi": t.psi}[test]
     threshold = {"wasserstein": cfg.wasserstein_threshold, "js": cfg.js_threshold,
                  "psi": cfg.psi_threshold}.get(test, math.nan)
-    return test, value, bool(math.isfinite(value) and value >= threshold)
+    return test, value, distance_drifted(test, value, threshold, categories=t.kind != CONTINUOUS,
+                                         p_value=t.p_value, alpha=cfg.alpha)
 
 
 def _psi_band(value: float, bands: Sequence[float]) -> str:

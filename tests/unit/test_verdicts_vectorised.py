@@ -146,8 +146,9 @@ def test_statistics_exactly_at_their_thresholds(plain_reference: MonitorReferenc
     seen = evaluate(state, MonitorConfig(numeric_test="wasserstein", categorical_test="js")).overall
     for test, key in (("wasserstein", "wasserstein_threshold"), ("js", "js_threshold"), ("psi", "psi_threshold")):
         value = getattr(seen.column("heavy" if test == "wasserstein" else "color"), test)
+        # (a distance over categories also needs chi-square p < alpha: alpha 0.999 leaves the threshold deciding)
         cfg = MonitorConfig(numeric_test=test if test != "js" else "ks", categorical_test=test if test != "wasserstein"
-                            else "chi2", **{key: value})
+                            else "chi2", alpha=0.999, **{key: value})
         verdict = check(state, cfg)
         assert verdict.overall.column("heavy" if test == "wasserstein" else "color").drift
 
