@@ -261,12 +261,14 @@ def _diff(store: Any, args: argparse.Namespace) -> int:
     else:
         print(f"reference {a[:12]} ({info_a.rows} rows)  ->  snapshot {b[:12]} ({info_b.rows} rows)")
         print("schema: " + ("unchanged" if not changes else "; ".join(changes)))
-        print(f"\n{'column':<26} {'kind':<11} {'test':<13} {'score':>10} {'threshold':>9}  drift  "
+        # a p-value test's verdict compares its corrected p-value (adj. p) with the threshold (alpha)
+        print(f"\n{'column':<26} {'kind':<11} {'test':<13} {'score':>10} {'adj. p':>9} {'threshold':>9}  drift  "
               f"{'ks_p':>9} {'wasserst.':>9} {'psi':>7} {'js':>7} {'chi2_p':>9}")
         for c in report.columns:
             s = c.scores
             flag = "YES" if c.drifted else ("-" if c.test is None else "no")
-            print(f"{c.column[:26]:<26} {c.kind:<11} {(c.test or '-'):<13} {_f(c.score):>10} {_f(c.threshold):>9}  "
+            print(f"{c.column[:26]:<26} {c.kind:<11} {(c.test or '-'):<13} {_f(c.score):>10} "
+                  f"{_f(c.p_adjusted):>9} {_f(c.threshold):>9}  "
                   f"{flag:<5}  {_f(s.get('ks_p_value')):>9} {_f(s.get('wasserstein_normed')):>9} "
                   f"{_f(s.get('psi')):>7} {_f(s.get('jensenshannon')):>7} {_f(s.get('chi2_p_value')):>9}"
                   + (f"  ({c.note})" if c.note else "") + ("  (approximate)" if c.approximate else ""))

@@ -236,10 +236,24 @@ def _psi_band(value: float, bands: Sequence[float]) -> str:
     return "significant" if value >= bands[1] else "moderate" if value >= bands[0] else "stable"
 
 
+def _testable(t: ColumnTest) -> bool:
+    """Values on both sides. A column with none on one side has nothing to test: it is left out of
+    the family (its p-value would be a made-up 1, and it would count in the correction)."""
+    return t.values > 0 and t.reference_values > 0
+
+
+def _untestable(t: ColumnTest) -> str:
+    """Why :func:`_testable` left ``t`` out, for ``not_tested``."""
+    if t.reference_values == 0:
+        return (f"no values in the reference (all {t.reference_rows} rows missing); the current data has values in "
+                f"{1 - t.missing_rate:.1%} of its rows" if t.values else "no values on either side")
+    return f"no values in the current data (all {t.rows} rows missing; the reference: {t.ref_missing_rate:.1%})"
+
+
 def _family(groups: list[list[ColumnTest]], rows: list[int], judged: list[bool], cfg: MonitorConfig
             ) -> list[dict[str, dict[str, Any]]]:
     """The features of each group of one family (p-values corrected jointly), as JSON."""
-    flat = [(g, t) for g, tests in enumerate(groups) for t in tests]
+    flat = [(g, t) for g, tests in enumerate(groups) for t in tests if _testable(t)]
     decided = [_decide(t, rows[g], cfg) for g, t in flat]
     adjusted, flags = feature_drift([t.p_value for _, t in flat], [d[0] in P_VALUE_TESTS for d in decided],
                                     [d[2] for d in decided], alpha=cfg.alpha, correction=cfg.correction,
@@ -275,6 +289,14 @@ def _type_of(data: Any, name: str) -> tuple[str, str]:
     return {"i": "number", "u": "number", "f": "number", "M": "time", "m": "time"}.get(kind, "other"), str(dtype)
 
 
+def _infinite_share(data: Any, name: str) -> float:
+    """The share of ``name``'s values that are +-inf (0 for a column of no floats)."""
+    values = _arrays(data, [name])[name]
+    arr = values.to_numpy(zero_copy_only=False) if isinstance(values, (pa.Array, pa.ChunkedArray)) else values
+    arr = np.asarray(arr)
+    return float(np.isinf(arr).mean()) if arr.dtype.kind == "f" and arr.size else 0.0
+
+
 def _anomalies(features: Mapping[str, Mapping[str, Any]], cfg: MonitorConfig, reference: Any, current: Any
                ) -> dict[str, list[str]]:
     """The data-quality findings of each column (the live monitor's limits, :func:`quality_checks`),
@@ -295,6 +317,11 @@ def _anomalies(features: Mapping[str, Mapping[str, Any]], cfg: MonitorConfig, re
             else []
         found += [text[what](f, limit) for what, _, limit in quality_checks(
             f["missing_rate"], f["ref_missing_rate"], f["out_of_range_rate"], f["unseen_rate"], quality_limits(cfg))]
+        if f["kind"] != CATEGORICAL and (f["missing_rate"] or 0) > 0:  # ±inf counts as missing in the tests
+            cur_inf, ref_inf = _infinite_share(current, name), _infinite_share(reference, name)
+            if cur_inf > ref_inf:  # an infinity is no measurement (a division by zero upstream): no limit
+                found.append(f"{cur_inf:.1%} of the values are +-inf (the reference: {ref_inf:.1%}); left out of "
+                             "the tests, as missing values")
         if found:
             out[name] = found
     return out
@@ -381,6 +408,13 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
     overall_tests = run(ref_cols, cur_cols)
     judged = n_cur >= max(cfg.min_rows, 1)
     overall = _family([overall_tests], [n_cur], [judged], cfg)[0]
+    empty = {t.column: t for t in overall_tests if not _testable(t)}
+    not_tested.update((name, _untestable(t)) for name, t in empty.items())
+    quality = {name: {"kind": t.kind, "missing_rate": t.missing_rate, "ref_missing_rate": t.ref_missing_rate,
+                      "out_of_range_rate": t.out_of_range_rate,
+                      # every value of a column the reference has none of is one the reference never saw
+                      "unseen_rate": 1.0 - t.missing_rate if t.reference_values == 0 else t.unseen_rate}
+               for name, t in empty.items()}  # their quality still counts (an emptied or filled column is news)
     drifted = [n for n, f in overall.items() if f["drift"]]
     result: dict[str, Any] = {
         "drift": bool(judged and dataset_drift([f["drift"] for f in overall.values()], rule=cfg.dataset_rule,
@@ -395,7 +429,7 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         "features": overall,
         "slices": _slices(ref_cols, cur_cols, slices, cfg, run) if slices else {},
         "not_tested": not_tested,
-        "anomalies": _anomalies(overall, cfg, reference, current),
+        "anomalies": _anomalies({**overall, **quality}, cfg, reference, current),
     }
     return dict(_clean(result))
 

@@ -75,6 +75,8 @@ def test_snapshot_commands_and_exit_codes(ray_session: None, tmp_path: Path,
     assert rc == 0 and drifted == ["income"] and diff["schema_changes"] == [] and diff["dataset_drift"]
     rc, out, _ = _run(capsys, "snapshot", "diff", "train", "latest", "--home", home)
     assert rc == 0 and "1 of 4 columns drifted (income); dataset drift: yes (rule: any column drifted" in out
+    # a p-value test's row shows the corrected p-value its verdict compared with the threshold
+    assert "adj. p threshold  drift" in out, out
     # Evidently's rule ("share"): at least drift_share of the columns; 1 of 4 is under 0.5, not under 0.25
     config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
     for share, code, verdict in ((0.5, 0, "no"), (0.25, 1, "yes")):

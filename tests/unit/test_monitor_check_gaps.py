@@ -1,0 +1,63 @@
+"""The offline check (``monitor check``) on columns it cannot test and values it leaves out: a
+column with no values on one side is "not tested", with the reason, outside the correction's
+family; +-inf values, left out of the tests as missing ones, are a data-quality finding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from raymlops.config import MonitorConfig
+from raymlops.stats.offline import check_tables
+
+
+def _frame(seed: int, n: int = 1000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"x": rng.normal(0, 1, n), "k": rng.integers(0, 5, n), "cat": rng.choice(list("abc"), n)})
+
+
+@pytest.mark.parametrize("as_arrow", [False, True])
+def test_a_column_empty_in_the_current_data_is_not_tested_and_its_missing_rate_is_a_finding(as_arrow: bool) -> None:
+    ref, cur = _frame(1), _frame(2)
+    cur["x"] = np.nan
+    if as_arrow:
+        ref, cur = pa.Table.from_pandas(ref, preserve_index=False), pa.Table.from_pandas(cur, preserve_index=False)
+    out = check_tables(ref, cur, MonitorConfig())
+    assert "x" not in out["features"] and set(out["features"]) == {"k", "cat"}
+    assert out["not_tested"]["x"].startswith("no values in the current data (all 1000 rows missing")
+    assert any("missing values 0.0% -> 100.0%" in f for f in out["anomalies"]["x"])
+    # the family is the two tested columns: Bonferroni multiplies by 2, not 3
+    cat = out["features"]["cat"]
+    assert cat["adjusted_p_value"] == pytest.approx(min(1.0, 2 * cat["p_value"]))
+
+
+def test_a_column_empty_in_the_reference_is_not_tested_and_said_so() -> None:
+    ref, cur = _frame(1), _frame(2)
+    ref["x"] = np.nan
+    out = check_tables(ref, cur, MonitorConfig())
+    assert "x" not in out["features"]
+    assert out["not_tested"]["x"].startswith("no values in the reference (all 1000 rows missing)")
+    assert out["anomalies"]["x"] == ["the reference has no values in this column"]
+    both = check_tables(ref, ref, MonitorConfig())
+    assert both["not_tested"]["x"] == "no values on either side" and "x" not in both["anomalies"]
+
+
+@pytest.mark.parametrize("as_arrow", [False, True])
+def test_infinities_are_a_data_quality_finding(as_arrow: bool) -> None:
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 10_000)})
+    values = rng.normal(0, 1, 10_000)
+    values[:400] = np.inf  # 4 %: under the missing-rate limit (+5 %)
+    values[400:410] = -np.inf
+    cur = pd.DataFrame({"x": values})
+    if as_arrow:
+        ref, cur = pa.Table.from_pandas(ref, preserve_index=False), pa.Table.from_pandas(cur, preserve_index=False)
+    out = check_tables(ref, cur, MonitorConfig())
+    assert out["anomalies"]["x"] == ["4.1% of the values are +-inf (the reference: 0.0%); left out of the tests, "
+                                     "as missing values"]
+    # the same share in the reference is no news; NaN alone is not an infinity
+    assert "x" not in check_tables(cur, cur, MonitorConfig())["anomalies"]
+    nan_only = pd.DataFrame({"x": np.where(np.arange(10_000) < 410, np.nan, rng.normal(0, 1, 10_000))})
+    assert "x" not in check_tables(ref, nan_only, MonitorConfig())["anomalies"]
