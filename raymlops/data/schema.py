@@ -241,7 +241,7 @@ def schema_changes(old: Schema, new: Schema) -> list[str]:
     out += [f"column {n!r} added ({b[n].type})" for n in b if n not in a]
     for n in a:
         if n in b:
-            if a[n].type != b[n].type:
+            if a[n].type.removeprefix("large_") != b[n].type.removeprefix("large_"):  # one type, two encodings
                 out.append(f"column {n!r}: type {a[n].type} -> {b[n].type}")
             if a[n].nullable != b[n].nullable:
                 out.append(f"column {n!r}: {'now has' if b[n].nullable else 'no longer has'} nulls")

@@ -103,6 +103,11 @@ def _kind_shown(col: ColumnProfile) -> str:
     (a date, a time, a list: "not tested: date32[day] column", as Evidently leaves dates out)."""
     return col.type if col.kind == "other" else col.kind
 
+def _encoding(arrow_type: str) -> str:
+    """An Arrow type name without its offset width (``large_string`` is ``string``)."""
+    return arrow_type.removeprefix("large_")
+
+
 def psi_band(value: float | None) -> str | None:
     if value is None or not math.isfinite(value):
         return None
@@ -140,6 +145,9 @@ class DriftReport:
     reference_rows: int
     current_rows: int
     schema_changes: list[str] = field(default_factory=list)
+    #: columns of the reference the current data lacks: drift whatever the tests say (a model fed
+    #: the reference's columns cannot take the current data; a renamed column is one of them)
+    missing_columns: list[str] = field(default_factory=list)
 
     @property
     def tested(self) -> list[ColumnDrift]:
@@ -156,13 +164,16 @@ class DriftReport:
 
     @property
     def dataset_drift(self) -> bool:
-        return dataset_drift([c.drifted for c in self.tested], rule=self.settings.dataset_rule,
-                             share=self.settings.drift_share)
+        return bool(self.missing_columns) or dataset_drift(
+            [c.drifted for c in self.tested], rule=self.settings.dataset_rule, share=self.settings.drift_share)
 
     def summary(self) -> str:
+        lost = self.missing_columns
         return (f"{len(self.drifted_columns)} of {len(self.tested)} columns drifted"
                 + (f" ({', '.join(self.drifted_columns[:5])}{', ...' if len(self.drifted_columns) > 5 else ''})"
                    if self.drifted_columns else "")
+                + (f"; {len(lost)} column{'s' if len(lost) > 1 else ''} of the reference missing "
+                   f"({', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''})" if lost else "")
                 + f"; dataset drift: {'yes' if self.dataset_drift else 'no'}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,6 +186,7 @@ class DriftReport:
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "schema_changes": list(self.schema_changes),
+            "missing_columns": list(self.missing_columns),
             "settings": self.settings.to_dict(),
             "columns": [c.to_dict() for c in self.columns],
         }
@@ -187,7 +199,7 @@ class DriftReport:
         s["columns"] = None if s.get("columns") is None else tuple(s["columns"])
         return cls(columns=[ColumnDrift(**c) for c in d["columns"]], settings=DriftSettings(**s),
                    reference_rows=int(d["reference_rows"]), current_rows=int(d["current_rows"]),
-                   schema_changes=list(d["schema_changes"]))
+                   schema_changes=list(d["schema_changes"]), missing_columns=list(d.get("missing_columns", [])))
 
 
 def _finite(x: float | None) -> float | None:
@@ -284,7 +296,7 @@ def check(current: Profile, reference: Profile, settings: DriftSettings | None =
     for name in names:
         ref, cur = reference.columns[name], current.columns[name]
         out = ColumnDrift(column=name, kind="skipped", reference=_side(ref), current=_side(cur))
-        if ref.type != cur.type:
+        if _encoding(ref.type) != _encoding(cur.type):  # string vs large_string: one type, two encodings
             changes.append(f"column {name!r}: type {ref.type} -> {cur.type}")
         if ref.categories is not None and cur.categories is not None and "categorical" in (ref.kind, cur.kind):
             _categorical(ref, cur, out)
@@ -315,8 +327,10 @@ def check(current: Profile, reference: Profile, settings: DriftSettings | None =
                     p_value=math.nan if chi2_p is None else chi2_p, alpha=settings.alpha)
         results.append(out)
     _adjust(results, settings)
+    lost = [n for n in reference.columns if n not in current.columns
+            and (settings.columns is None or n in settings.columns)]
     return DriftReport(columns=results, settings=settings, reference_rows=reference.rows,
-                       current_rows=current.rows, schema_changes=changes)
+                       current_rows=current.rows, schema_changes=changes, missing_columns=lost)
 
 
 def _adjust(results: Sequence[ColumnDrift], settings: DriftSettings) -> None:

@@ -166,3 +166,24 @@ def test_columns_setting_limits_the_check() -> None:
     assert [c.column for c in report.columns] == ["x1"]
     with pytest.raises(ValidationError, match="'zz' is in neither profile"):
         check(ref, ref, DriftSettings(columns=("zz",)))
+
+
+def test_a_column_of_the_reference_missing_now_is_drift_and_the_encoding_of_strings_is_not_a_change() -> None:
+    """A renamed column (``x1`` -> ``X1``, another export's header) leaves the model without a
+    feature: dataset drift (so ``data.drift_gate: fail`` and ``--fail-on-drift`` stop), whatever
+    the other columns' tests say. ``string`` vs ``large_string`` is one type."""
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=500), rng.normal(size=500)
+    labels = rng.choice(["a", "b"], 500).tolist()
+    ref = profile_table(pa.table({"x1": x1, "x2": x2, "s": pa.array(labels, pa.string())}))
+    same = profile_table(pa.table({"x1": x1, "x2": x2, "s": pa.array(labels, pa.large_string())}), reference=ref)
+    quiet = check(same, ref)
+    assert quiet.schema_changes == [] and quiet.missing_columns == [] and not quiet.dataset_drift
+    renamed = profile_table(pa.table({"X1": x1, "x2": x2, "s": pa.array(labels, pa.string())}), reference=ref)
+    report = check(renamed, ref)
+    assert report.drifted_columns == [] and report.missing_columns == ["x1"] and report.dataset_drift
+    assert report.summary() == "0 of 2 columns drifted; 1 column of the reference missing (x1); dataset drift: yes"
+    again = DriftReport.from_dict(report.to_dict())
+    assert again.missing_columns == ["x1"] and again.dataset_drift
+    # only the columns asked about count
+    assert not check(renamed, ref, DriftSettings(columns=("x2",))).dataset_drift
