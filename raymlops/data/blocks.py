@@ -118,11 +118,18 @@ def widen_schemas(schemas: Sequence[pa.Schema], source: str) -> pa.Schema:
     (int64 when every file has whole numbers), as pandas or DuckDB read such a folder; a column
     with no value in one file (Arrow's null type) takes the others' type. Any other difference
     (a number in one file, text in another) is a ValidationError naming the column and both
-    types. The blocks must have the same column names in the same order."""
+    types. Columns are matched by name, in the first block's order (another file may list them
+    in another order); a column that some blocks lack is a ValidationError naming it."""
     first = schemas[0]
+    names = set(first.names)
+    for other in schemas[1:]:
+        if set(other.names) != names:
+            one, two = (", ".join(map(repr, sorted(x))) for x in (names - set(other.names), set(other.names) - names))
+            shown = f"{one} in some files, {two} in others" if one and two else f"{one or two} in some files only"
+            raise ValidationError(f"data.source: the files of {source!r} do not have the same columns: {shown}")
     fields = []
-    for i, name in enumerate(first.names):
-        types = list(dict.fromkeys(s.field(i).type for s in schemas))
+    for name in first.names:
+        types = list(dict.fromkeys(s.field(name).type for s in schemas))
         typed = [t for t in types if not pa.types.is_null(t)] or types
         if len(typed) > 1:
             odd = [t for t in typed if not _numeric(t)]
@@ -136,7 +143,7 @@ def widen_schemas(schemas: Sequence[pa.Schema], source: str) -> pa.Schema:
 
 
 def _cast(block: Any, start: int | None, end: int | None, schema: pa.Schema) -> pa.Table:
-    return as_table(block, start, end).cast(schema)
+    return as_table(block, start, end).select(schema.names).cast(schema)
 
 
 _cast_remote: Any = None

@@ -222,6 +222,39 @@ def check_local_source(uri: str) -> None:
     raise ConfigError(f"data.source: {redact_uri(uri)!r} not found{_where(uri)}")
 
 
+def _same_parquet_columns(fs: pafs.FileSystem, path: str, shown: str) -> None:
+    """A ValidationError naming the file and the columns, when the Parquet files of the folder
+    ``path`` do not all have the same columns (Ray Data would fill a column that a file lacks
+    with nulls, without a word). Columns in another order are fine: they are read by name. Only
+    the files' footers are read, eight at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
+
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    files = sorted(i.path for i in infos if i.type == pafs.FileType.File and _format_of(i.path) == "parquet"
+                   and not i.base_name.startswith(("_", ".")))
+    if len(files) < 2:
+        return
+
+    def columns(file: str) -> set[str]:
+        with fs.open_input_file(file) as f:
+            schema = pq.read_schema(f)
+        return set(schema.names) - set(pandas_index_columns(schema))
+
+    with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+        found = list(pool.map(columns, files))
+    for file, names in zip(files[1:], found[1:], strict=True):
+        if names != found[0]:
+            lacks, extra = sorted(found[0] - names), sorted(names - found[0])
+            what = "; ".join(part for part in (f"lacks {', '.join(map(repr, lacks))}" if lacks else "",
+                                               f"has {', '.join(map(repr, extra))} besides" if extra else "") if part)
+            raise ValidationError(
+                f"data.source: the Parquet files of {shown!r} do not have the same columns: "
+                f"{file.rsplit('/', 1)[-1]!r} {what} (against {files[0].rsplit('/', 1)[-1]!r}); a column "
+                "that a file lacks would be read as nulls")
+
+
 def read_source(uri: str, fmt: str = "auto", options: Mapping[str, Any] | None = None) -> ray.data.Dataset:
     """Read ``uri`` with Ray Data (lazily); errors name the source, never its secrets. A Parquet
     source leaves out a stored pandas index (:func:`~raymlops.data.tables.pandas_index_columns`)."""
@@ -247,6 +280,8 @@ def read_source(uri: str, fmt: str = "auto", options: Mapping[str, Any] | None =
     except Exception as exc:  # Ray wraps pyarrow's parse errors; name the source instead
         raise ValidationError(f"data.source: cannot read {shown!r} as {kind}: "
                               f"{_scrub(str(exc), resolve_options(options))}") from exc
+    if kind == "parquet" and info.type == pafs.FileType.Directory:
+        _same_parquet_columns(fs, path, shown)
     if kind == "parquet":  # a DataFrame's stored index is not data (read from the files' footers: nothing runs)
         schema = getattr(ds.schema(), "base_schema", None)
         names = schema.names if isinstance(schema, pa.Schema) else []

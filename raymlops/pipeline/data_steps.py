@@ -255,13 +255,10 @@ def _one_table(blocks: list[Any], source: str) -> Any:
     tables = [t for t in blocks if t.num_rows]
     if not tables:
         raise ValidationError(f"data.source: {source!r} holds no rows")
-    columns = list(dict.fromkeys(tuple(t.column_names) for t in tables))
-    if len(columns) > 1:
-        a, b = columns[:2]
-        raise ValidationError(f"data.source: the files of {source!r} do not have the same columns: one has "
-                              f"{', '.join(a)}; another {', '.join(b)}")
-    schema = widen_schemas([t.schema for t in tables], source)  # types inferred file by file: one for all
-    return pa.concat_tables([t.cast(schema) for t in tables])
+    # types inferred file by file: one for all, columns matched by name (a ValidationError names one
+    # that some files lack)
+    schema = widen_schemas([t.schema for t in tables], source)
+    return pa.concat_tables([t.select(schema.names).cast(schema) for t in tables])
 
 
 class ValidateStep(Step[ValidateIn, ValidateOut]):

@@ -80,10 +80,36 @@ def test_a_folder_of_csvs_typed_file_by_file_is_one_snapshot_of_one_schema(ray_s
     import ray.data
 
     assert create_snapshot(store, ray.data.from_arrow(typed), "mem://typed").id == snap.id
+    # another export lists the columns in another order: matched by name, the same rows, the same id
+    (folder / "day2.csv").write_text("y,b,a\n1,,0.5\n0,,2.25\n")
+    assert create_snapshot(store, read_source(str(folder)), str(folder)).id == snap.id
     (folder / "day3.csv").write_text("a,b,y\nseven,x,1\n")
     with pytest.raises(ValidationError, match="column 'a' is .* in some and string in others"):
         create_snapshot(store, read_source(str(folder)), str(folder))
+    (folder / "day3.csv").write_text("a,y\n7,1\n")  # a column missing: named, not an IndexError
+    with pytest.raises(ValidationError, match="do not have the same columns: 'b' in some files only"):
+        create_snapshot(store, read_source(str(folder)), str(folder))
     assert len(list_snapshots(store)) == 1
+
+
+def test_a_folder_of_parquet_files_one_lacking_a_column_is_refused_naming_both(tmp_path: Path) -> None:
+    """Ray Data would read the column a file lacks as nulls; the footers say so before it runs
+    (so no Ray here). Another column order is fine (read by name)."""
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    pq.write_table(pa.table({"a": [1.0], "b": [2.0], "y": [0]}), folder / "p1.parquet")
+    pq.write_table(pa.table({"y": [1], "b": [3.0], "a": [4.0]}), folder / "p2.parquet")
+    (folder / "_SUCCESS").write_text("")  # a marker file, not data
+    from raymlops.data.sources import _same_parquet_columns
+    from raymlops.store.artifacts import resolve_filesystem
+
+    fs, path = resolve_filesystem(str(folder))
+    _same_parquet_columns(fs, path, str(folder))  # no error
+    pq.write_table(pa.table({"a": [5.0], "y": [1], "c": ["x"]}), folder / "p3.parquet")
+    with pytest.raises(ValidationError, match=r"'p3.parquet' lacks 'b'; has 'c' besides \(against 'p1.parquet'\)"):
+        read_source(str(folder))
 
 
 def test_failure_during_write_leaves_no_snapshot(ray_session: None, tmp_path: Path, monkeypatch) -> None:

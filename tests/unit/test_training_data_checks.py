@@ -77,7 +77,12 @@ def test_a_sample_with_no_rows_or_files_of_other_columns_is_refused_naming_them(
         _one_table([pa.table({"a": pa.array([], pa.int64())})], "data/")
     with pytest.raises(ValidationError) as info:
         _one_table([pa.table({"a": [1], "y": [0]}), pa.table({"b": [1.0], "y": [1]})], "data/")
-    assert "do not have the same columns: one has a, y; another b, y" in str(info.value)
+    assert "do not have the same columns: 'a' in some files, 'b' in others" in str(info.value)
+    with pytest.raises(ValidationError, match="same columns: 'b' in some files only"):
+        _one_table([pa.table({"a": [1], "b": [2.0], "y": [0]}), pa.table({"a": [1], "y": [1]})], "data/")
+    # the same columns in another order: matched by name, in the first file's order
+    mixed = _one_table([pa.table({"a": [1], "y": [0]}), pa.table({"y": [1], "a": [2.5]})], "data/")
+    assert mixed.column_names == ["a", "y"] and mixed.column("a").to_pylist() == [1.0, 2.5]
     with pytest.raises(ValidationError, match="same column types: column 'a' is int64 in some and string in others"):
         _one_table([pa.table({"a": [1]}), pa.table({"a": ["x"]})], "data/")
     empty_block = pa.table({"z": pa.array([], pa.int64())})  # an empty block's schema does not count
