@@ -57,7 +57,7 @@ class _Layout:
     __slots__ = ("above", "all_numeric", "below", "buckets", "categorical", "chi2_columns", "coarse_end",
                  "coarse_start", "fine", "is_discrete", "is_feature", "is_numeric", "kinds", "local", "missing",
                  "n_coarse", "names", "numeric", "numeric_list", "offsets", "other", "prediction", "ref", "ref_mean",
-                 "ref_scale", "ref_taken", "row_widths", "unseen")
+                 "ref_constant", "ref_scale", "ref_taken", "row_widths", "unseen")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -82,6 +82,8 @@ class _Layout:
         self.missing = self.offsets + reference.sizes - 1
         self.ref_mean = np.array([c.mean for c in numeric], dtype=np.float64)
         self.ref_scale = np.array([c.std if c.std > 0 else 1.0 for c in numeric], dtype=np.float64)
+        #: numeric columns with one value in every reference row: no scale for Wasserstein (verdict.scaled_test)
+        self.ref_constant = np.array([c.kind != CATEGORICAL and c.std == 0 for c in cols], dtype=bool)
         self.unseen = np.array([c.kind == CATEGORICAL and c.complete for c in cols], dtype=bool)
         self.other = self.offsets + np.array([len(c.categories) for c in cols], dtype=np.int64)
         self.n_coarse = max(c.n_coarse for c in cols)
@@ -282,6 +284,9 @@ class _Stats:
 
         num, disc, cat = code("numeric"), code("discrete"), code(CATEGORICAL)
         chosen = np.where(lay.is_numeric, np.where(lay.is_discrete, disc, num), cat)  # of every group
+        if lay.ref_constant.any():  # Wasserstein over a constant reference: the p-value test (verdict.scaled_test)
+            chosen = np.where(lay.ref_constant & (chosen == _WASSERSTEIN), np.where(lay.is_discrete, _CHI2, _KS),
+                              chosen)
         self.code = chosen if chosen.shape == small.shape else np.broadcast_to(chosen, small.shape)
         self.statistic = np.choose(self.code, [self.ks, self.chi2, self.wasserstein, self.js, self.psi])
         self.p_value = np.where(lay.is_numeric & ~lay.is_discrete & (self.code != _CHI2), self.ks_p, self.chi2_p)

@@ -47,7 +47,7 @@ from raymlops.monitor.reference import CATEGORICAL, PREDICTION, ColumnReference,
 from raymlops.monitor.state import StreamState
 from raymlops.stats.drift import compare_rows, ks_p_values
 from raymlops.stats.verdict import dataset_drift as dataset_drift_rule
-from raymlops.stats.verdict import deciding_test, distance_drifted, feature_drift
+from raymlops.stats.verdict import deciding_test, distance_drifted, feature_drift, scaled_test
 
 __all__ = [
     "ColumnVerdict",
@@ -296,7 +296,7 @@ def _column(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[n
                    mean=mom.mean, std=mom.std, chi2=chi_s)
         if rows:
             out["out_of_range_rate"] = (cur[0] + cur[col.edges.size]) / rows
-        test = numeric_test(col.discrete, small, cfg)
+        test = scaled_test(numeric_test(col.discrete, small, cfg), col.std == 0, col.discrete)
         if test == "chi2" or col.discrete:  # a discrete column's p-value test is chi-square, as offline
             out["p_value"] = chi_p
     out["test"] = test

@@ -188,6 +188,7 @@ class ColumnTest:
     categories: int  # size of the tested support (categorical, discrete); 0 for continuous
     mean: float | None = None
     std: float | None = None
+    ref_constant: bool = False  # numbers: one value in every reference row (no scale for a distance)
 
 
 def _labels(values: Any) -> tuple[list[Any], npt.NDArray[np.int64], int]:
@@ -275,7 +276,7 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
     ref_std = 0.0 if r_lo == r_hi else prof.std_a  # a constant: no rounding error left in it
     return ColumnTest(statistic=d, p_value=p, wasserstein=prof.w1 / (ref_std if ref_std > 0 else 1.0), js=math.nan,
                       psi=psi, out_of_range_rate=outside / m, mean=prof.mean_b,
-                      std=0.0 if ranges[2] == ranges[3] else prof.std_b,
+                      std=0.0 if ranges[2] == ranges[3] else prof.std_b, ref_constant=r_lo == r_hi,
                       **base), later  # type: ignore[arg-type]
 
 
@@ -357,5 +358,5 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
                 values=cv, reference_values=rv, missing_rate=t[3] / c_rows if c_rows else math.nan,
                 ref_missing_rate=t[2] / r_rows if r_rows else math.nan,
                 out_of_range_rate=math.nan, unseen_rate=t[4], categories=int(((r[j] + c[j]) > 0).sum()),
-                mean=t[5], std=t[6])
+                mean=t[5], std=t[6], ref_constant=kind == DISCRETE and int(np.count_nonzero(r[j])) == 1)
     return [o for o in out if o is not None]

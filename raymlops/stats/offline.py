@@ -51,7 +51,7 @@ import pyarrow as pa
 from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
 from raymlops.features import delimiter_hint
-from raymlops.stats.exact import CATEGORICAL, CONTINUOUS, KS_EXACT_MAX_N, ColumnTest, compare
+from raymlops.stats.exact import CATEGORICAL, CONTINUOUS, DISCRETE, KS_EXACT_MAX_N, ColumnTest, compare
 from raymlops.stats.sidecar import preload_scipy
 from raymlops.stats.verdict import (
     dataset_drift,
@@ -60,6 +60,7 @@ from raymlops.stats.verdict import (
     feature_drift,
     quality_checks,
     quality_limits,
+    scaled_test,
 )
 
 __all__ = ["check_tables"]
@@ -220,7 +221,7 @@ def _take(cols: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:
 def _decide(t: ColumnTest, rows: int, cfg: MonitorConfig) -> tuple[str, float, bool]:
     """``(test, statistic, drifted by distance)``: the deciding test of one column (see the
     module docstring), its statistic, and the distance verdict when a distance decides."""
-    test = deciding_test(t.kind, rows <= cfg.small_window_rows, cfg)
+    test = scaled_test(deciding_test(t.kind, rows <= cfg.small_window_rows, cfg), t.ref_constant, t.kind == DISCRETE)
     if t.kind == CONTINUOUS and test in ("chi2", "js"):  # on bins in the live monitor; here KS tests the raw values
         test = "ks"
     value = {"ks": t.statistic, "chi2": t.statistic, "wasserstein": t.wasserstein, "js": t.js, "psi": t.psi}[test]

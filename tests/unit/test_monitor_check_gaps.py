@@ -61,3 +61,31 @@ def test_infinities_are_a_data_quality_finding(as_arrow: bool) -> None:
     assert "x" not in check_tables(cur, cur, MonitorConfig())["anomalies"]
     nan_only = pd.DataFrame({"x": np.where(np.arange(10_000) < 410, np.nan, rng.normal(0, 1, 10_000))})
     assert "x" not in check_tables(ref, nan_only, MonitorConfig())["anomalies"]
+
+
+def test_a_constant_reference_column_that_moved_drifts_offline_and_live() -> None:
+    """0.123 in every reference row, 0.124 in every current one: a Wasserstein distance has no
+    reference spread to be divided by (raw: 0.001, under 0.1), so the p-value test decides."""
+    from raymlops.monitor import StreamState, build_reference
+    from tests.unit.test_verdicts_vectorised import check as live_check
+
+    n = 2000  # over small_window_rows: a distance would decide
+    rng = np.random.default_rng(1)
+    ref = {"c": np.full(n, 0.123), "k": np.full(n, 5.0), "v": rng.normal(0, 1, n)}
+    moved = {"c": np.full(n, 0.124), "k": np.full(n, 6.0), "v": rng.normal(0, 1, n)}
+    still = {"c": np.full(n, 0.123), "k": np.full(n, 5.0), "v": rng.normal(0, 1, n)}
+    out = check_tables(ref, moved, MonitorConfig())
+    assert out["features"]["c"]["test"] == "ks" and out["features"]["c"]["drift"]
+    assert out["features"]["k"]["test"] == "chi2" and out["features"]["k"]["drift"]  # a discrete constant
+    assert out["features"]["v"]["test"] == "wasserstein" and not out["features"]["v"]["drift"]
+    quiet = check_tables(ref, still, MonitorConfig())
+    assert not quiet["features"]["c"]["drift"] and not quiet["features"]["k"]["drift"] and quiet["drift"] is False
+
+    reference = build_reference(ref)
+    for data, drifts in ((moved, True), (still, False)):
+        state = StreamState(reference)
+        state.update(data)
+        verdict = live_check(state, MonitorConfig())  # the stacked and the per-column paths agree
+        for name in ("c", "k"):
+            col = verdict.overall.column(name)
+            assert col.test in ("ks", "chi2") and col.drift is drifts, col
