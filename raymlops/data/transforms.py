@@ -33,6 +33,8 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import sys
+import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,9 +246,39 @@ def apply(ds: ray.data.Dataset, transforms: Sequence[Transform]) -> ray.data.Dat
     return ds
 
 
+def _installed(path: Path) -> bool:
+    """A file of an installed distribution or of the standard library (not the user's own code)."""
+    return any(part in ("site-packages", "dist-packages") for part in path.parts) or path.is_relative_to(_STDLIB)
+
+
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
+
+
+def _user_sources(module: str, origin: Path) -> list[Path]:
+    """The source files whose edits change what ``module`` (the user's, at ``origin``) does: every
+    ``.py`` file of the package it belongs to (a helper module it imports from there included), or,
+    for a module outside any package, it and the modules loaded from its folder."""
+    top = module.partition(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(getattr(spec, "submodule_search_locations", None) or []) if spec is not None else []
+    if locations:
+        return sorted({f for loc in locations for f in Path(loc).rglob("*.py")
+                       if not any(part.startswith(".") or part == "__pycache__" for part in f.parts)})
+    folder = origin.parent
+    loaded = (getattr(m, "__file__", None) for m in list(sys.modules.values()))
+    siblings = {Path(f) for f in loaded if isinstance(f, str) and f.endswith(".py") and Path(f).parent == folder}
+    return sorted(siblings | {origin})
+
+
 def module_fingerprint(module: str) -> str | None:
-    """sha256 of a module's source file (so editing user code changes a transform's hash and
-    invalidates a cached step); None for modules without a file or that cannot be found."""
+    """sha256 of a module's code, so that editing it invalidates a cached step or transform: for
+    the user's own code, every source file of its package (a helper module that a step's function
+    imports from there, say), or of a module outside any package, it and its folder's modules that
+    are loaded; for an installed one (site-packages, the standard library: its version is in the
+    run record), its own file. None for modules without a file or that cannot be found."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
@@ -254,7 +286,14 @@ def module_fingerprint(module: str) -> str | None:
     origin = getattr(spec, "origin", None)
     if not origin or not Path(origin).is_file():
         return None
-    return hashlib.sha256(Path(origin).read_bytes()).hexdigest()
+    path = Path(origin).resolve()
+    if _installed(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    for f in _user_sources(module, path):
+        h.update(f"{f.name}\n".encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
 
 
 def code_hash(transforms: Sequence[Transform]) -> str | None:

@@ -266,3 +266,38 @@ def test_run_with_a_rejecting_gate_says_why_and_succeeds(tmp_path: Path, monkeyp
     text = " ".join(err.split())
     assert "the gate rejected breast-cancer:v2 (roc_auc >= 0.999 failed: roc_auc = 0.9900)" in text
     assert "was not deployed" in text and "raymlops runs show 20260101-000000-dddddd" in text
+
+
+def test_module_fingerprint_covers_the_users_package_and_loaded_siblings(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached user step whose function imports a threshold from another module of the user's
+    package is run again when that module changes (the function's own file is the same)."""
+    import hashlib
+    import importlib
+    import importlib.util
+    import sys
+
+    pkg = tmp_path / "fpkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "checks.py").write_text("from fpkg.helpers import LIMIT\ndef check(view):\n    return LIMIT\n")
+    (pkg / "helpers.py").write_text("LIMIT = 0.9\n")
+    (tmp_path / "loose.py").write_text("import loose_helper\ndef check(view):\n    return loose_helper.LIMIT\n")
+    (tmp_path / "loose_helper.py").write_text("LIMIT = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("fpkg", "fpkg.checks", "fpkg.helpers", "loose", "loose_helper"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    importlib.import_module("loose")
+
+    first, loose = module_fingerprint("fpkg.checks"), module_fingerprint("loose")
+    assert first is not None and loose is not None and module_fingerprint("fpkg.checks") == first
+    (pkg / "helpers.py").write_text("LIMIT = 0.5\n")
+    assert module_fingerprint("fpkg.checks") not in (first, None)
+    (pkg / "sub" / "more.py").write_text("X = 1\n")  # any file of the package
+    assert module_fingerprint("fpkg.checks") != first
+    (tmp_path / "loose_helper.py").write_text("LIMIT = 2\n")  # a loaded module of the same folder
+    assert module_fingerprint("loose") != loose
+    # an installed module: its own file (its version is recorded with the run)
+    json_file = Path(importlib.util.find_spec("json").origin)  # type: ignore[arg-type,union-attr]
+    assert module_fingerprint("json") == hashlib.sha256(json_file.read_bytes()).hexdigest()
