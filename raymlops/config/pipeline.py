@@ -30,7 +30,7 @@ class PipelineConfig(Strict):
     """A whole pipeline: data → train → gate → register → serve → monitor."""
 
     name: str
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="0 to 4294967295: numpy and scikit-learn take no larger seed")
     data: DataConfig
     train: TrainConfig
     gate: GateConfig = Field(default_factory=GateConfig)
