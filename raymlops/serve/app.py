@@ -34,12 +34,19 @@ from starlette.exceptions import HTTPException
 
 from raymlops.serve import oip
 from raymlops.serve.auth import BearerAuth
+from raymlops.serve.body import read_body
 from raymlops.serve.control import ensure_control
 from raymlops.serve.feedback import forward, merge_replies, parse_feedback_request
 from raymlops.serve.handoff import MonitorHandoff, Served
 from raymlops.serve.loaded import LoadedModel, ModelFailed, ServingState, binary_scores, checked_answer, predict_batch
 from raymlops.serve.metrics import ReplicaStats
-from raymlops.serve.request import DomainPolicy, RequestError, check_content_type, parse_predict_request, request_id_of
+from raymlops.serve.request import (
+    DomainPolicy,
+    RequestError,
+    check_content_type,
+    parse_predict_request,
+    request_id_of,
+)
 from raymlops.serve.settings import MAX_FEEDBACK_IDS, PUSH_INTERVAL_S, SHADOW_LOG_SIZE, ReplicaSettings
 from raymlops.serve.throughput import ingress_here
 from raymlops.stats.agreement import agreeing
@@ -217,22 +224,7 @@ class ModelServer:
 
     # -- HTTP ---------------------------------------------------------------------------------
     async def _read_body(self, request: Request) -> bytes:
-        limit = self.settings.serve.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                raise RequestError(400, "bad_request", f"Content-Length {declared[:32]!r} is not a number") from None
-            if size > limit:
-                raise RequestError(413, "payload_too_large", f"body of {size} bytes exceeds the limit of {limit}")
-        chunks, total = [], 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise RequestError(413, "payload_too_large", f"body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_body(request, self.settings.serve.max_body_bytes)
 
     @app.post("/predict")
     async def predict(self, request: Request) -> Response:

@@ -8,9 +8,11 @@ becomes a :class:`RequestError` with an HTTP status and a JSON body naming the r
  400   ``malformed_json``       empty, not UTF-8, or not JSON
  400   ``bad_request``          JSON, but not an object with exactly one of instances / inputs,
                                 or with another top-level field (it would be ignored silently)
- 413   ``payload_too_large``    more bytes than the configured limit
+ 400   ``malformed_body``       a gzip / deflate body (Content-Encoding) that does not decompress
+ 413   ``payload_too_large``    more bytes than the configured limit (also once decompressed)
  413   ``too_many_rows``        more rows than the configured limit
- 415   ``unsupported_media_type``  a Content-Type other than JSON (UTF-8)
+ 415   ``unsupported_media_type``  a Content-Type other than JSON (UTF-8), a Content-Encoding other
+                                than gzip or deflate
  422   ``invalid_request``      instances / inputs is not a non-empty list
  422   ``invalid_row``          a row of the wrong shape (not an object / not a list of n)
  422   ``missing_feature``      a named row without a feature of the signature

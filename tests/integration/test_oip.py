@@ -106,6 +106,10 @@ def test_infer_with_tritonclient_matches_the_model(served: tuple[str, Store], bi
                    model_version="1")
     assert [o["name"] for o in only.get_response()["outputs"]] == ["predict"]
     np.testing.assert_array_equal(only.as_numpy("predict"), model.predict(Xd))
+    # a compressed request, as tritonclient sends it (Content-Encoding), is decompressed
+    for algorithm in ("gzip", "deflate"):
+        packed = c.infer(ROUTE, [x], request_compression_algorithm=algorithm)
+        np.testing.assert_array_equal(packed.as_numpy("predict"), model.predict(Xd))
 
 
 def test_errors_are_the_protocols(served: tuple[str, Store]) -> None:
@@ -126,6 +130,17 @@ def test_errors_are_the_protocols(served: tuple[str, Store]) -> None:
     many = {"inputs": [{"name": "x", "shape": [51, 4], "datatype": "FP64", "data": [0.0] * 204}]}
     assert request(infer, json.dumps(many).encode()).status == 413
     assert request(infer, b"{not json").status == 400
+    # another Content-Encoding is named (415), never read as JSON; a corrupt gzip body is a 400
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [0, 0, 0, 1]}]}).encode()
+    br = request(infer, body, headers={"Content-Type": "application/json", "Content-Encoding": "br"})
+    assert br.status == 415 and "Content-Encoding 'br' is not supported" in br.body["error"], br.body
+    bad = request(infer, b"\x1f\x8b not gzip", headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert bad.status == 400 and "not valid gzip" in bad.body["error"], bad.body
+    import gzip
+
+    predict = request(f"{url}/predict", gzip.compress(json.dumps({"inputs": [[0, 0, 0, 1]]}).encode()),
+                      headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert predict.status == 200 and len(predict.body["predictions"]) == 1
     assert request(f"{url}/v2/models/{ROUTE}/versions/v9/infer", json.dumps(far).encode()).status == 404
 
 
