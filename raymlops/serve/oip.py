@@ -56,7 +56,9 @@ from raymlops.serve.oip_tensors import (
     bytes_tensor,
     category_codes_of,
     flat_elements,
+    json_kind,
     json_values,
+    shown_value,
     tensor_shape,
 )
 from raymlops.serve.request import REQUEST_ID, DomainPolicy, RequestError, Signature, decode_json, domain_errors
@@ -240,10 +242,12 @@ def _matrix(tensors: list[tuple[str, tuple[int, ...], np.ndarray]], signature: S
             raise OipError(400, f"input {name!r} is given twice")
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
             raise OipError(400, f"input {name!r} has shape {list(shape)}; a per-feature tensor is [rows] or [rows, 1]")
-        if rows is not None and shape[0] != rows:
-            raise OipError(400, f"input {name!r} has {shape[0]} rows, the inputs before it {rows}")
-        rows = shape[0]
+        rows = shape[0] if rows is None else rows
         by_name[name] = values
+    counts = {name: shape[0] for name, shape, _ in tensors}
+    if len(set(counts.values())) > 1:  # every one named: which is the odd one is the client's to say
+        shown = ", ".join(f"{n} {r}" for n, r in list(counts.items())[:8]) + (", ..." if len(counts) > 8 else "")
+        raise OipError(400, f"the inputs have different row counts: {shown}")
     missing = [n for n in names if n not in by_name]
     if missing:
         raise OipError(400, f"missing input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:8]))}"
@@ -320,7 +324,7 @@ def parse_infer_request(raw: bytes, signature: Signature, *, outputs: tuple[str,
         raise OipError(400, f"expected a JSON object with 'inputs', found {type(body).__name__}")
     rid = body.get("id")
     if rid is not None and not isinstance(rid, str):
-        raise OipError(400, f"'id' must be a string, found {type(rid).__name__}")
+        raise OipError(400, f"'id' must be a string, found {json_kind(rid)}: {shown_value(rid)}")
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise OipError(400, "'inputs' must be a non-empty array of tensors")
@@ -334,8 +338,9 @@ def parse_infer_request(raw: bytes, signature: Signature, *, outputs: tuple[str,
     for i, spec in enumerate(inputs):
         feature = spec.get("name") if isinstance(spec, dict) else None
         if strings and feature not in signature.features:
-            raise OipError(400, f"this model has string features ({', '.join(strings[:8])}): send one tensor per "
-                           "feature, named by the feature, with datatype BYTES for the strings")
+            what = f"inputs[{i}] has no 'name'" if feature is None else f"unknown input {feature!r}"
+            raise OipError(400, f"{what}: this model has string features ({', '.join(strings[:8])}), so it takes "
+                           "one tensor per feature, named by the feature, with datatype BYTES for the strings")
         # a per-feature tensor: its own NaN rule; a 2-D one: the rule of each column
         j = signature.features.index(feature) if feature in signature.features else -1
         own = (allow[j],) if j >= 0 and (len(inputs) > 1 or strings) else allow

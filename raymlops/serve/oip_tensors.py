@@ -72,6 +72,20 @@ def tensor_shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(int(d) for d in value)
 
 
+def json_kind(value: Any) -> str:
+    """The JSON type of a parsed value (numbers are parsed as floats: an integer is a number)."""
+    return ("null" if value is None else "a boolean" if isinstance(value, bool) else "a number"
+            if isinstance(value, (int, float)) else "a string" if isinstance(value, str) else "an array"
+            if isinstance(value, list) else "an object")
+
+
+def shown_value(value: Any) -> str:
+    """A JSON number as the client wrote it, near enough: whole ones without a fraction."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e300:
+        return str(int(value))
+    return json.dumps(value)[:40]
+
+
 def json_values(flat: list[Any], datatype: str, where: str, allow_nan: Sequence[bool], width: int) -> np.ndarray:
     """The elements as float64 (``null`` -> NaN where the feature allows it); 400 names the first bad one."""
     if all(type(v) is float for v in flat):
@@ -91,7 +105,7 @@ def json_values(flat: list[Any], datatype: str, where: str, allow_nan: Sequence[
             bad = ~np.isnan(values) & ((values != np.floor(values)) | (values < info.min) | (values > info.max))
         if bad.any():
             k = int(np.argmax(bad))
-            raise OipError(400, f"{where}: element {k} ({values[k]!r}) is not a {datatype} value")
+            raise OipError(400, f"{where}: element {k} ({shown_value(flat[k])}) is not a value of datatype {datatype}")
     elif dtype.itemsize < 8:  # what the client meant (FP32 / FP16); too large becomes inf, rejected later
         with np.errstate(over="ignore"):
             values = values.astype(dtype).astype(np.float64)

@@ -80,14 +80,18 @@ def test_one_tensor_per_feature_in_any_order() -> None:
     ([{"name": "a", "shape": [1], "datatype": "FP64", "data": [1]},
       {"name": "a", "shape": [1], "datatype": "FP64", "data": [1]}], "given twice"),
     ([{"name": "a", "shape": [2], "datatype": "FP64", "data": [1, 2]},
-      {"name": "b", "shape": [1], "datatype": "FP64", "data": [1]}], "1 rows"),
+      {"name": "b", "shape": [1], "datatype": "FP64", "data": [1]}], "different row counts: a 2, b 1"),
     ([{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}], "takes [-1, 2]"),
     ([{"name": "x", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3]}], "needs 4 elements, found 3"),
     ([{"name": "x", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}], "BYTES"),
     ([{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, "2"]}], "element 1 must be a number"),
     ([{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, True]}], "a boolean"),
-    ([{"name": "x", "shape": [1, 2], "datatype": "INT8", "data": [1, 300]}], "not a INT8 value"),
-    ([{"name": "x", "shape": [1, 2], "datatype": "INT32", "data": [1, 2.5]}], "not a INT32 value"),
+    ([{"name": "x", "shape": [1, 2], "datatype": "INT8", "data": [1, 300]}],
+     "element 1 (300) is not a value of datatype INT8"),
+    ([{"name": "x", "shape": [1, 2], "datatype": "INT32", "data": [1, 2.5]}],
+     "element 1 (2.5) is not a value of datatype INT32"),
+    ([{"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [1, 18446744073709551616]}],
+     "element 1 (18446744073709551616) is not a value of datatype INT64"),
     ([{"name": "x", "shape": [1, -2], "datatype": "FP64", "data": [1, 2]}], "'shape'"),
     ([{"name": "x", "shape": [0, 2], "datatype": "FP64", "data": []}], "no rows"),
     ([{"name": "x", "shape": [1, 2], "datatype": "FP64"}], "'data' is missing"),
@@ -101,7 +105,7 @@ def test_bad_tensors_are_400_naming_the_problem(inputs: list[Any], words: str) -
 
 @pytest.mark.parametrize(("body", "words"), [
     (b"", "empty"), (b"{nope", "not valid JSON"), (b"[1]", "JSON object"), (b'{"inputs": []}', "non-empty"),
-    (b'{"inputs": {}}', "non-empty"), (b'{"id": 7, "inputs": []}', "'id' must be a string"),
+    (b'{"inputs": {}}', "non-empty"), (b'{"id": 7, "inputs": []}', "'id' must be a string, found a number: 7"),
     (b'{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}], "outputs": 3}', "'outputs'"),
 ])
 def test_bad_bodies_are_400(body: bytes, words: str) -> None:
@@ -255,7 +259,9 @@ def test_a_string_feature_is_a_bytes_tensor_in_json_or_binary() -> None:
 @pytest.mark.parametrize("plan, words", [
     ({"name": "plan", "shape": [1], "datatype": "FP64", "data": [1.0]}, "datatype BYTES"),
     ({"name": "plan", "shape": [1], "datatype": "BYTES", "data": [3.0]}, "must be a string"),
-    ({"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1.0, 2.0]}, "string features (plan)"),
+    ({"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1.0, 2.0]}, "unknown input 'x': this model has "
+                                                                            "string features (plan)"),
+    ({"shape": [1], "datatype": "BYTES", "data": ["pro"]}, "inputs[0] has no 'name'"),
 ])
 def test_string_feature_mistakes_are_400(plan: dict[str, Any], words: str) -> None:
     fee = {"name": "fee", "shape": [1], "datatype": "FP64", "data": [1.0]}
