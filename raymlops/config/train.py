@@ -117,6 +117,9 @@ class TrainConfig(Strict):
     mode_written: Literal["max", "min"] | None = Field(
         None, alias="mode", exclude=True, description="optional; must be the metric's direction (see .mode)")
     validation_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    positive_label: bool | int | float | str | None = Field(
+        None, description="a binary classifier's positive class, for precision, recall and f1 (trials, holdout, "
+                          "gate); left out: the later class in sorted order (1, True, 'yes'; but 'ok' of 'fraud')")
     cv_folds: int | None = Field(None, ge=2, le=100)
     num_samples: int = Field(1, ge=1, le=100_000, description="draws per sampled candidate (uniform, …)")
     max_concurrent_trials: int = Field(2, ge=1)
@@ -179,6 +182,13 @@ class TrainConfig(Strict):
         if info.data.get("strategy") == "distributed" and v not in DISTRIBUTED_METRICS:
             raise ValueError(f"expected one of {', '.join(DISTRIBUTED_METRICS)} with strategy 'distributed' (the "
                              "metrics XGBoost and LightGBM compute across workers)")
+        return v
+
+    @field_validator("positive_label")
+    @classmethod
+    def _positive_of_a_classifier(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is not None and info.data.get("task") == "regression":
+            raise ValueError("expected no positive_label for a regression (it names a binary classifier's class)")
         return v
 
     @field_validator("cv_folds")

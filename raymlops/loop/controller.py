@@ -285,7 +285,8 @@ class RetrainController:
                 out[role] = None
                 continue
             _, _, Xho, yho = split_table(table, features, run_cfg)
-            value = task_metrics(self.config.train.task, load_model(self.store, version), Xho, yho).get(metric)
+            value = task_metrics(self.config.train.task, load_model(self.store, version), Xho, yho,
+                                 self.config.train.positive_label).get(metric)
             out[role] = None if value is None else float(value)
         return out
 

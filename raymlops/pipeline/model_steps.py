@@ -246,14 +246,14 @@ class EvaluateStep(Step[EvaluateIn, EvaluateOut]):
         from raymlops.train import evaluate_model
 
         # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
-        from raymlops.train.evaluate import calibration_of
+        from raymlops.train.evaluate import calibration_of, positive_index
 
         cfg, step, train = ctx.config, ctx.step, inputs.train
         Xho, yho = _holdout(ctx, train)
         columns = (ctx.rows(train.snapshot_id).holdout_columns(cfg.gate.slices) if train.holdout_columns is None
                    else _slice_columns(train.holdout_columns, cfg.gate.slices))
         evaluation = evaluate_model(train.model, Xho, yho, cfg.train.task, columns, max_slices=cfg.gate.max_slices,
-                                    min_slice_rows=cfg.gate.min_slice_rows)
+                                    min_slice_rows=cfg.gate.min_slice_rows, positive=cfg.train.positive_label)
         metrics = evaluation.metrics
         ctx.result.metrics = metrics
         # the probabilities' holdout calibration: the monitor estimates accuracy before labels (CBPE)
@@ -262,6 +262,11 @@ class EvaluateStep(Step[EvaluateIn, EvaluateOut]):
         step.outputs = {"metrics": metrics, "fairness_gap": evaluation.fairness_gap, "slices": len(evaluation.slices)}
         shown = ("roc_auc", "accuracy", "f1") if cfg.train.task == "classification" else ("r2", "mae", "rmse")
         step.detail = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k in shown)
+        classes = getattr(train.model, "classes_", None)
+        if cfg.train.task == "classification" and classes is not None and len(classes) == 2:
+            positive = classes[positive_index(np.asarray(classes), cfg.train.positive_label)]
+            if not isinstance(positive, (bool, np.bool_)) and positive not in (1, 1.0):  # say which it is when not 1
+                step.detail += f"; positive class {positive.item() if hasattr(positive, 'item') else positive!r}"
         if evaluation.fairness_gap is not None:
             step.detail += (f", fairness gap {evaluation.fairness_gap:.4f} ({evaluation.fairness_measure},"
                             f" {len(evaluation.slices)} slices)")
@@ -312,7 +317,8 @@ class GateStep(Step[GateIn, GateOut]):
         if champion.features != train.features:
             return champion.metrics
         Xho, yho = _holdout(ctx, train)
-        return evaluate_model(load_model(ctx.store, champion), Xho, yho, ctx.config.train.task).metrics
+        return evaluate_model(load_model(ctx.store, champion), Xho, yho, ctx.config.train.task,
+                              positive=ctx.config.train.positive_label).metrics
 
 
 class RegisterStep(Step[RegisterIn, ModelOut]):

@@ -34,8 +34,22 @@ def _classes(model: Any, y: np.ndarray) -> np.ndarray:
     return np.asarray(classes) if classes is not None else np.unique(y)
 
 
-def classification_metrics(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """accuracy, precision, recall, f1, roc_auc (binary or one-vs-rest) and log_loss.
+def positive_index(classes: np.ndarray, positive: Any = None) -> int:
+    """The index in ``classes`` (two of them) of the positive class: ``positive``
+    (``train.positive_label``) when given, else 1, the later class in sorted order (1 of 0/1,
+    True of False, 'yes' of 'no', but 'ok' of 'fraud': set it for such labels)."""
+    if positive is None:
+        return 1
+    for i, c in enumerate(np.asarray(classes).tolist()):
+        if c == positive or str(c) == str(positive):
+            return i
+    raise ValidationError(f"train.positive_label: {positive!r} is not a class of the target (its classes: "
+                          f"{', '.join(map(repr, np.asarray(classes).tolist()[:10]))})")
+
+
+def classification_metrics(model: Any, X: np.ndarray, y: np.ndarray, positive: Any = None) -> dict[str, float]:
+    """accuracy, precision, recall, f1, roc_auc (binary or one-vs-rest) and log_loss. Of two
+    classes, precision, recall and f1 are the positive class's (:func:`positive_index`).
 
     A label the model does not know (a class only in these rows: new data, a rare class that fell
     in the validation or holdout rows) is a wrong answer: precision, recall and f1 of two classes
@@ -48,8 +62,9 @@ def classification_metrics(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str
     y = np.asarray(y)
     out = {"accuracy": float(metrics.accuracy_score(y, pred)), "rows": float(len(y))}
     classes = _classes(model, y)
+    k = positive_index(classes, positive) if len(classes) == 2 else 1
     if len(classes) == 2:  # the positive class against anything else
-        truth, said = y == classes[1], np.asarray(pred) == classes[1]
+        truth, said = y == classes[k], np.asarray(pred) == classes[k]
     else:
         truth, said = y, pred
     kw: dict[str, Any] = {"average": "binary"} if len(classes) == 2 else {"average": "macro"}
@@ -61,7 +76,7 @@ def classification_metrics(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str
         present = np.unique(y)
         if len(present) == len(classes) and len(np.intersect1d(present, classes)) == len(classes):
             if len(classes) == 2:
-                out["roc_auc"] = float(metrics.roc_auc_score(truth, proba[:, 1]))
+                out["roc_auc"] = float(metrics.roc_auc_score(truth, proba[:, k]))
             else:
                 out["roc_auc"] = float(metrics.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
         unknown = np.setdiff1d(present, classes)
@@ -106,10 +121,11 @@ def regression_metrics(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, fl
     return out
 
 
-def task_metrics(task: str, model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """The metrics of ``task`` ("classification" or "regression")."""
+def task_metrics(task: str, model: Any, X: np.ndarray, y: np.ndarray, positive: Any = None) -> dict[str, float]:
+    """The metrics of ``task`` ("classification" or "regression"); ``positive``: a binary
+    classifier's positive class (:func:`positive_index`)."""
     if task == "classification":
-        return classification_metrics(model, X, y)
+        return classification_metrics(model, X, y, positive)
     if task == "regression":
         return regression_metrics(model, X, y)
     raise ValueError(f"unknown task {task!r}")
@@ -226,17 +242,21 @@ def evaluate_model(
     *,
     max_slices: int = 10,
     min_slice_rows: int = 10,
+    positive: Any = None,
 ) -> Evaluation:
     """Overall metrics on ``(X, y)``, metrics per slice and the fairness gap.
 
     ``slices`` maps a column name to its value for each row of ``X`` (e.g. the holdout rows of a
     column of the snapshot, a feature or not)."""
-    overall = task_metrics(task, model, X, y)
+    overall = task_metrics(task, model, X, y, positive)
     if not slices:
         return Evaluation(task=task, metrics=overall)
     y = np.asarray(y)
     pred = np.asarray(model.predict(X))
     classes = _classes(model, y) if task == "classification" else np.array([])
+    if len(classes) == 2:  # the positive class second (the slices' positive rate is its share)
+        k = positive_index(classes, positive)
+        classes = classes[[1 - k, k]]
     measure = "positive_rate" if task == "classification" else "mae"
     results: list[SliceResult] = []
     gaps: dict[str, float] = {}
@@ -249,7 +269,7 @@ def evaluate_model(
         for name in names:
             rows = labels == name
             n = int(rows.sum())
-            m = task_metrics(task, model, X[rows], y[rows])
+            m = task_metrics(task, model, X[rows], y[rows], positive)
             if task == "classification":
                 rates = _positive_rates(pred[rows], classes)
                 value = float(rates[0]) if len(classes) == 2 else float(rates.max())

@@ -18,7 +18,7 @@ import numpy as np
 
 from raymlops.data.split import holdout_mask
 from raymlops.exceptions import ValidationError
-from raymlops.train.evaluate import task_metrics
+from raymlops.train.evaluate import positive_index, task_metrics
 from raymlops.train.incremental import plan_for, train_epochs
 from raymlops.train.search import build_estimator
 
@@ -35,6 +35,8 @@ class TrialSettings:
     cv_folds: int | None = None
     #: grow warm-start learners epoch by epoch (only worth it when a scheduler may stop trials early)
     grow: bool = True
+    #: a binary classifier's positive class (train.positive_label; None: the later one)
+    positive: Any = None
 
 
 def validation_folds(
@@ -89,6 +91,16 @@ def check_trial_data(y: np.ndarray, settings: TrialSettings) -> None:
             found = repr(classes[0].item() if hasattr(classes[0], "item") else classes[0]) if classes.size else "none"
             raise ValidationError(f"data.target: the training rows hold one class ({found}); a classifier needs "
                                   "at least two")
+        if settings.positive is not None:
+            if classes.size != 2:
+                raise ValidationError(f"train.positive_label: {settings.positive!r} names the positive class of a "
+                                      f"binary target; this one has {classes.size} classes")
+            positive_index(classes, settings.positive)  # a ValidationError naming the classes
+    elif y.dtype.kind not in "iufb":  # a regression on labels
+        shown = ", ".join(repr(v) for v in list(dict.fromkeys(y[:50].tolist()))[:3])
+        raise ValidationError(f"data.target: the target holds text ({shown}, ...); a regression (train.metric "
+                              f"{settings.metric!r}) needs numbers: set train.task: classification with a "
+                              "classification metric, or choose another data.target")
     folds = validation_folds(y, settings.task, settings.seed, settings.validation_fraction, settings.cv_folds)
     if settings.task == "classification" and settings.metric == "roc_auc":  # undefined without every class
         for train_rows, valid_rows in folds:
@@ -114,7 +126,7 @@ def run_trial(
         scores: dict[str, list[float]] = {}
         for model, step, (_, va) in zip(models, steps, folds, strict=True):
             next(step)
-            for k, v in task_metrics(settings.task, model, X[va], y[va]).items():
+            for k, v in task_metrics(settings.task, model, X[va], y[va], settings.positive).items():
                 if k != "rows":
                     scores.setdefault(k, []).append(v)
         out = {k: float(np.mean(v)) for k, v in scores.items() if len(v) == len(folds)}

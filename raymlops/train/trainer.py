@@ -50,7 +50,7 @@ def fit(
         max_concurrent=config.max_concurrent_trials, cpus_per_trial=config.cpus_per_trial,
         storage_path=storage_path, name=name, task=config.task, cv_folds=config.cv_folds,
         epochs=config.epochs, scheduler=config.scheduler, max_failures=config.max_failures, progress=progress,
-        callbacks=callbacks,
+        callbacks=callbacks, positive=config.positive_label,
     )
     grow = config.scheduler.type == "asha"
     return refit(summary.best, X, y, seed=seed, epochs=config.max_epochs, grow=grow), summary

@@ -126,8 +126,10 @@ def run_search(
     max_failures: int = 1,
     progress: bool = False,
     callbacks: list[Any] | None = None,
+    positive: Any = None,
 ) -> TuneSummary:
     """Run every trial with Ray Tune; the arrays travel once through the object store.
+    ``positive``: a binary classifier's positive class (``train.positive_label``).
     ``progress``: show Tune's own trial table on stderr as trials start and finish.
     ``callbacks``: Ray Tune callbacks run on the driver (the MLflow logger of ``tracking:``)."""
     from ray import tune
@@ -150,7 +152,7 @@ def run_search(
         )
     settings = TrialSettings(
         task=task, metric=metric, seed=seed, epochs=max_t, validation_fraction=validation_fraction, cv_folds=cv_folds,
-        grow=scheduler.type == "asha",
+        grow=scheduler.type == "asha", positive=positive,
     )
     check_trial_data(y, settings)  # data no trial could score: one clear error, before any trial starts
     trainable = tune.with_resources(tune.with_parameters(_trial, X=X, y=y), {"cpu": cpus_per_trial})

@@ -124,3 +124,50 @@ def test_the_source_format_is_read_past_a_compression_extension(tmp_path: Path) 
     assert detect_format(str(tmp_path / "d"), "auto", pafs.LocalFileSystem(), str(tmp_path / "d")) == "csv"
     with pytest.raises(ConfigError, match="cannot tell the format of 'x.gz'"):
         detect_format("x.gz", "auto")
+
+
+def test_a_regression_on_text_labels_is_refused_before_tune_naming_the_target() -> None:
+    y = np.array(["barolo", "grignolino", "barbera"] * 40, dtype=object)
+    with pytest.raises(ValidationError) as info:
+        check_trial_data(y, settings(task="regression", metric="r2"))
+    assert info.value.exit_code == 2 and "data.target: the target holds text ('barolo', 'grignolino'" in str(info.value)
+    assert "set train.task: classification" in str(info.value)
+
+
+def test_the_positive_label_must_be_a_class_of_a_binary_target() -> None:
+    y = np.array(["fraud", "ok"] * 60, dtype=object)
+    check_trial_data(y, settings(metric="f1", positive="fraud"))
+    with pytest.raises(ValidationError, match=r"train.positive_label: 'frod' is not a class .* 'fraud', 'ok'"):
+        check_trial_data(y, settings(metric="f1", positive="frod"))
+    with pytest.raises(ValidationError, match="binary target; this one has 3 classes"):
+        check_trial_data(np.array(["a", "b", "c"] * 40, dtype=object), settings(metric="f1", positive="a"))
+    base = {"name": "t", "seed": 1, "data": {"source": "x.csv", "target": "y"}}
+    with pytest.raises(ConfigError, match="train.positive_label: expected no positive_label for a regression"):
+        parse_config(base | {"train": {"metric": "r2", "positive_label": 1,
+                                       "candidates": [{"estimator": "sklearn.linear_model.Ridge"}]}})
+
+
+def test_precision_recall_f1_and_slices_are_the_positive_classs() -> None:
+    """Labels 'fraud' (5 %) and 'ok': by default the later one, 'ok', is positive, so a model that
+    finds no fraud scores f1 0.97; with train.positive_label: fraud, 0."""
+    from raymlops.train.evaluate import classification_metrics, evaluate_model
+
+    class Always:  # says 'ok' to everything, surely
+        classes_ = np.array(["fraud", "ok"], dtype=object)
+
+        def predict(self, X: np.ndarray) -> np.ndarray:
+            return np.full(len(X), "ok", dtype=object)
+
+        def predict_proba(self, X: np.ndarray) -> np.ndarray:
+            p = X[:, 0]
+            return np.column_stack([p, 1 - p])
+
+    X = np.linspace(0, 1, 100)[:, None]
+    y = np.where(np.arange(100) >= 95, "fraud", "ok").astype(object)
+    default = classification_metrics(Always(), X, y)
+    assert default["f1"] > 0.97 and default["recall"] == 1.0
+    fraud = classification_metrics(Always(), X, y, positive="fraud")
+    assert fraud["f1"] == 0.0 and fraud["recall"] == 0.0 and fraud["precision"] == 0.0
+    assert fraud["roc_auc"] == pytest.approx(default["roc_auc"]) == 1.0  # one ranking either way
+    ev = evaluate_model(Always(), X, y, "classification", {"s": np.array(["a", "b"] * 50)}, positive="fraud")
+    assert ev.metrics["f1"] == 0.0 and all(s.fairness_value == 0.0 for s in ev.slices)  # no row is said fraud
