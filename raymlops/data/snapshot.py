@@ -81,7 +81,8 @@ class SnapshotInfo:
 def _arrow_schema(ds: ray.data.Dataset) -> pa.Schema:
     schema = ds.schema()
     if schema is None:
-        raise ValidationError("the dataset has no schema (no rows and no columns); nothing to snapshot")
+        raise ValidationError("the data holds no rows (a CSV file of only its header, say), so it has no schema "
+                              "either; nothing to snapshot")
     base = schema.base_schema if hasattr(schema, "base_schema") else schema
     if not isinstance(base, pa.Schema):
         base = pa.schema(list(zip(schema.names, schema.types, strict=True)))

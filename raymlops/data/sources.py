@@ -282,6 +282,15 @@ def read_source(uri: str, fmt: str = "auto", options: Mapping[str, Any] | None =
                               f"{_scrub(str(exc), resolve_options(options))}") from exc
     if kind == "parquet" and info.type == pafs.FileType.Directory:
         _same_parquet_columns(fs, path, shown)
+    if kind in ("csv", "json"):  # Ray Data's error for an empty one advises an option of its own (partition_filter)
+        files = [info] if info.type == pafs.FileType.File else fs.get_file_info(
+            pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        empty = [f.base_name for f in files if f.type == pafs.FileType.File and f.size == 0
+                 and (info.type == pafs.FileType.File or _format_of(f.path) == kind)]
+        if empty:
+            raise ValidationError(f"data.source: {shown!r}: {', '.join(map(repr, empty[:3]))}"
+                                  f"{' and more' if len(empty) > 3 else ''} {'is' if len(empty) == 1 else 'are'} "
+                                  "empty (0 bytes): not even a header; remove or fill it")
     if kind == "parquet":  # a DataFrame's stored index is not data (read from the files' footers: nothing runs)
         schema = getattr(ds.schema(), "base_schema", None)
         names = schema.names if isinstance(schema, pa.Schema) else []

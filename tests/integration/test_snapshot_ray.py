@@ -128,3 +128,16 @@ def test_failure_during_write_leaves_no_snapshot(ray_session: None, tmp_path: Pa
     assert list_snapshots(store) == []
     assert list(store.artifacts.list_files("snapshots")) == []
     assert list(store.artifacts.list_files("staging")) == []
+
+
+def test_an_empty_csv_file_is_named_before_ray_data_reads_it(tmp_path: Path) -> None:
+    """Ray Data's own error advises its partition_filter option, which raymlops does not have."""
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(ValidationError, match=r"'empty.csv' is empty \(0 bytes\)"):
+        read_source(str(tmp_path / "empty.csv"))
+    folder = tmp_path / "daily"
+    folder.mkdir()
+    (folder / "day1.csv").write_text("a,y\n1,0\n")
+    (folder / "day2.csv").write_bytes(b"")
+    with pytest.raises(ValidationError, match=r"'day2.csv' is empty"):
+        read_source(str(folder))
