@@ -390,8 +390,8 @@ def verify_snapshot(store: Store, ref: str) -> list[str]:
     snap_id = resolve_snapshot(store, ref)
     try:
         manifest = load_manifest(store, snap_id)
-    except (IntegrityError, NotFound) as exc:
-        return [str(exc)]
+    except (IntegrityError, NotFound) as exc:  # its callers name the snapshot: the file is news
+        return [str(exc).removeprefix(f"snapshot {snap_id[:12]}: ")]
     return _file_problems(store, snap_id, manifest)
 
 

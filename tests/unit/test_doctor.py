@@ -213,3 +213,14 @@ def test_a_run_whose_process_was_killed_is_abandoned_and_repair_records_it(home:
     assert row[0] == "abandoned" and row[1] is not None
     assert [r.action for r in audit.records(store.metadata)][-1] == "run.abandoned" and audit.verify(store.metadata)[0]
     assert run_doctor(home).ok
+
+
+def test_a_changed_manifest_is_named_once_with_its_snapshot(home: Path, capsys) -> None:
+    store = Store.open(home)
+    manifest = next(k for k, _ in store.artifacts.list_files("snapshots") if k.endswith("manifest.json"))
+    snap_id = manifest.split("/")[1]
+    Path(store.artifacts.path(manifest)).write_bytes(b'{"tampered": true}')
+    assert main(["doctor", "--home", str(home), "--json"]) == 1
+    (finding,) = [f for f in json.loads(capsys.readouterr().out)["findings"] if not f["ok"]]
+    assert f"{snap_id[:12]}: manifest.json: changed" in finding["message"]
+    assert finding["message"].count(snap_id[:12]) == 1, finding["message"]
