@@ -387,12 +387,17 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
     for c in names if columns is not None else ():
         if c in ref_names and (nested := _nested_type(reference, c)) is not None:
             raise ValidationError(f"column {c!r} is a nested column ({nested}): no test compares lists or records")
-    missing = [c for c in (*names, *slices) if c not in cur_names]
-    if missing:
-        raise ValidationError(f"the current data lacks columns {missing}{delimiter_hint(cur_names)}")
-    absent = [c for c in (*names, *slices) if c not in ref_names]
-    if absent:
-        raise ValidationError(f"the reference data lacks columns {absent}{delimiter_hint(ref_names)}")
+    neither = [c for c in (*names, *slices) if c not in cur_names and c not in ref_names]
+    if neither:  # a typo in --column / --slice, most likely
+        raise ValidationError(f"neither table has columns {neither}; the reference's: "
+                              f"{', '.join(ref_names[:12])}{', ...' if len(ref_names) > 12 else ''}")
+    for which, have in (("current", cur_names), ("reference", ref_names)):
+        lacking = [c for c in (*names, *slices) if c not in have]
+        if lacking:
+            folded = {n.casefold(): n for n in have}
+            near = [f"{folded[c.casefold()]!r} for {c!r}" for c in lacking if c.casefold() in folded]
+            hint = f"; it has {', '.join(near[:5])} (another case)" if near else delimiter_hint(have)
+            raise ValidationError(f"the {which} data lacks columns {lacking}{hint}")
     n_ref, n_cur = _rows(reference), _rows(current)
     if n_cur == 0:
         raise ValidationError("the current data has no rows")

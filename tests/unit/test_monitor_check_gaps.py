@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from raymlops.config import MonitorConfig
+from raymlops.exceptions import ValidationError
 from raymlops.stats.offline import check_tables
 
 
@@ -89,3 +90,13 @@ def test_a_constant_reference_column_that_moved_drifts_offline_and_live() -> Non
         for name in ("c", "k"):
             col = verdict.overall.column(name)
             assert col.test in ("ks", "chi2") and col.drift is drifts, col
+
+
+def test_missing_columns_are_named_with_a_case_hint_or_as_in_neither_table() -> None:
+    ref = _frame(1)
+    upper = ref.rename(columns={"x": "X", "cat": "Cat"})
+    with pytest.raises(ValidationError, match=r"current data lacks columns \['x', 'cat'\]; it has 'X' for 'x', "
+                                              r"'Cat' for 'cat' \(another case\)"):
+        check_tables(ref, upper, MonitorConfig())
+    with pytest.raises(ValidationError, match=r"neither table has columns \['nosuch'\]; the reference's: x, k, cat"):
+        check_tables(ref, ref, MonitorConfig(), columns=["nosuch"])
