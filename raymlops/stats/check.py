@@ -251,6 +251,9 @@ def _numeric(ref: ColumnProfile, cur: ColumnProfile, out: ColumnDrift) -> None:
         if picks.size else 0.0
     out.scores = {"ks_statistic": d, "ks_p_value": p, "wasserstein_normed": w, "psi": psi_value,
                   "psi_band": psi_band(psi_value)}
+    cur_inf, ref_inf = (c.infinite / c.count if c.count else 0.0 for c in (cur, ref))
+    if cur_inf > ref_inf:  # an infinity is no measurement (a division by zero upstream): said whatever its share
+        out.note = f"{cur.infinite} +-inf values ({cur_inf:.1%}; the reference: {ref_inf:.1%}), left out of the test"
 
 
 def _categorical(ref: ColumnProfile, cur: ColumnProfile, out: ColumnDrift) -> None:

@@ -187,3 +187,14 @@ def test_a_column_of_the_reference_missing_now_is_drift_and_the_encoding_of_stri
     assert again.missing_columns == ["x1"] and again.dataset_drift
     # only the columns asked about count
     assert not check(renamed, ref, DriftSettings(columns=("x2",))).dataset_drift
+
+
+def test_infinities_in_the_current_data_are_noted() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=5000), rng.normal(size=5000)
+    b[:200] = np.inf
+    ref = profile_table(pa.table({"x": a}))
+    (col,) = check(profile_table(pa.table({"x": b}), reference=ref), ref).columns
+    assert col.note == "200 +-inf values (4.0%; the reference: 0.0%), left out of the test"
+    (same,) = check(profile_table(pa.table({"x": a}), reference=ref), ref).columns
+    assert same.note is None
