@@ -20,7 +20,7 @@ from raymlops import audit
 from raymlops.data.schema import feature_categories
 from raymlops.data.snapshot import snapshot_info
 from raymlops.data.transforms import module_fingerprint
-from raymlops.exceptions import IntegrityError, NotFound, ValidationError
+from raymlops.exceptions import ConfigError, IntegrityError, NotFound, ValidationError
 from raymlops.pipeline.cache import fingerprint
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.failures import Failure, describe, unwrap
@@ -160,6 +160,7 @@ class TrainStep(Step[TrainIn, TrainOut]):
 
             tracker = _tracker(ctx)
             ctx.connect()
+            _check_cpus(ctx, cfg.train)
             source = SnapshotSource(ctx.store, snap_id, tuple(features), cfg.data.target, cfg.data.holdout_fraction,
                                     cfg.seed, cfg.data.split_key)
             model, summary = fit_distributed(cfg.train, source, seed=cfg.seed,
@@ -171,6 +172,7 @@ class TrainStep(Step[TrainIn, TrainOut]):
         else:
             Xtr, ytr, Xho, yho = ctx.rows(snap_id).split(features)
             ctx.connect()
+            _check_cpus(ctx, cfg.train)
             tracker = _tracker(ctx)
             model, summary = fit(cfg.train, Xtr, ytr, seed=cfg.seed, storage_path=str(ctx.store.home / "tune"),
                                  name=f"{cfg.name}-{ctx.run_id}", progress=ctx.ray_progress,
@@ -227,6 +229,30 @@ def _tracker(ctx: RunContext) -> Any:
     tracker.start()
     ctx.result.tracking = tracker.record
     return tracker
+
+
+def _check_cpus(ctx: RunContext, train: Any) -> None:
+    """A trial (or Ray Train worker) that asks for more CPUs than any node of the Ray has would wait
+    forever, silently: on a private local Ray that is a ConfigError naming the key; on a cluster
+    (``RAY_ADDRESS``), whose autoscaler may add such a node, a warning."""
+    import ray
+
+    cpus = [float(n["Resources"].get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
+    largest, total = max(cpus, default=0.0), sum(cpus)
+    distributed = train.strategy == "distributed"
+    need = train.cpus_per_worker if distributed else train.cpus_per_trial
+    problem = None
+    if need > largest:
+        key = "train.cpus_per_worker" if distributed else "train.cpus_per_trial"
+        problem = f"{key}: {need:g} CPUs each, but the largest node of this Ray has {largest:g}"
+    elif distributed and train.num_workers * need > total:
+        problem = (f"train.num_workers x train.cpus_per_worker: {train.num_workers} x {need:g} CPUs, but this Ray "
+                   f"has {total:g}")
+    if problem is None:
+        return
+    if not ctx.persistent:
+        raise ConfigError(f"{problem}: nothing could ever run them on this private local Ray")
+    ctx.say(f"warning: {problem}; the run waits until the cluster's autoscaler adds the CPUs")
 
 
 class EvaluateStep(Step[EvaluateIn, EvaluateOut]):

@@ -188,3 +188,23 @@ def test_ctrl_c_during_tune_is_an_interruption_and_the_handler_is_put_back(tmp_p
     assert "restored after a search: True" in out, out
     assert "interrupted: Ray Tune was stopped by SIGINT" in out, out
     assert "sent: True restored after Ctrl-C: True" in out, out
+
+
+@pytest.mark.parametrize(("train", "words"), [
+    ({"cpus_per_trial": 64}, "train.cpus_per_trial: 64 CPUs each, but the largest node of this Ray has"),
+    ({"strategy": "distributed", "framework": "xgboost", "num_workers": 40, "cpus_per_worker": 1, "candidates": []},
+     "train.num_workers x train.cpus_per_worker: 40 x 1 CPUs, but this Ray has"),
+])
+def test_more_cpus_than_the_private_ray_has_is_refused_not_a_wait_forever(
+        ray_session: None, quickstart: Any, tmp_path: Path, train: dict[str, Any], words: str) -> None:
+    from raymlops import Store, run_pipeline
+    from raymlops.exceptions import ConfigError
+    from raymlops.pipeline.history import list_runs
+
+    cfg = quickstart.model_copy(update={"serve": quickstart.serve.model_copy(update={"enabled": False})})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_validate(cfg.train.model_dump(by_alias=True) | train)})
+    with pytest.raises(ConfigError) as info:  # at once: no trial is started to wait
+        run_pipeline(cfg, home=str(tmp_path / "home"), progress=lambda _: None)
+    assert info.value.exit_code == 2 and words in str(info.value) and "private local Ray" in str(info.value)
+    (run,) = list_runs(Store.open(tmp_path / "home").metadata)
+    assert run["status"] == "failed" and run["failed_step"] == "train"
