@@ -48,7 +48,8 @@ def validation_folds(
         val = holdout_mask(n, validation_fraction, seed + 1)
         if val.all() or not val.any():
             raise ValidationError(f"train.validation_fraction {validation_fraction} leaves no training or validation "
-                                  f"rows of the {n} training rows")
+                                  f"rows of the {n} training rows (those data.holdout_fraction leaves): lower "
+                                  "data.holdout_fraction, or give more rows")
         return [(np.flatnonzero(~val), np.flatnonzero(val))]
     from sklearn.model_selection import KFold, StratifiedKFold
 

@@ -171,3 +171,12 @@ def test_precision_recall_f1_and_slices_are_the_positive_classs() -> None:
     assert fraud["roc_auc"] == pytest.approx(default["roc_auc"]) == 1.0  # one ranking either way
     ev = evaluate_model(Always(), X, y, "classification", {"s": np.array(["a", "b"] * 50)}, positive="fraud")
     assert ev.metrics["f1"] == 0.0 and all(s.fairness_value == 0.0 for s in ev.slices)  # no row is said fraud
+
+
+def test_too_few_training_rows_point_at_the_holdout_fraction() -> None:
+    from raymlops.train.objective import validation_folds
+
+    with pytest.raises(ValidationError) as info:
+        validation_folds(np.array([0, 1, 0]), "classification", 1, 0.25, None)
+    assert "of the 3 training rows (those data.holdout_fraction leaves): lower data.holdout_fraction" in str(
+        info.value)
