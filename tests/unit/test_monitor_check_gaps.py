@@ -100,3 +100,20 @@ def test_missing_columns_are_named_with_a_case_hint_or_as_in_neither_table() -> 
         check_tables(ref, upper, MonitorConfig())
     with pytest.raises(ValidationError, match=r"neither table has columns \['nosuch'\]; the reference's: x, k, cat"):
         check_tables(ref, ref, MonitorConfig(), columns=["nosuch"])
+
+
+def test_out_of_range_findings_allow_for_a_small_reference_and_a_small_sample() -> None:
+    """Fresh samples of 50 rows from a 50-row reference's distribution fall ~4 % outside its range
+    by chance: no finding on the unchanged columns, one on the column that moved."""
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame(rng.normal(0, 1, (50, 200)), columns=[f"f{i}" for i in range(200)])
+    cur = pd.DataFrame(rng.normal(0, 1, (50, 200)), columns=ref.columns)
+    cur["f7"] += 3
+    out = check_tables(ref, cur, MonitorConfig())
+    assert "f7" in out["anomalies"] and len(out["anomalies"]) <= 4, out["anomalies"]
+    assert out["anomalies"]["f7"][0].endswith("of the values outside the reference's range (limit: 8.9%)")
+    # a large sample past the limit is no noise: 6 % outside a 100,000-row reference's range
+    big_ref = pd.DataFrame({"x": rng.uniform(0, 1, 100_000)})
+    big_cur = pd.DataFrame({"x": np.r_[rng.uniform(0, 1, 9_400), rng.uniform(1.0001, 2, 600)]})
+    assert check_tables(big_ref, big_cur, MonitorConfig())["anomalies"]["x"] == [
+        "6.0% of the values outside the reference's range (limit: 5.0%)"]
