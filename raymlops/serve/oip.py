@@ -325,6 +325,9 @@ def parse_infer_request(raw: bytes, signature: Signature, *, outputs: tuple[str,
     rid = body.get("id")
     if rid is not None and not isinstance(rid, str):
         raise OipError(400, f"'id' must be a string, found {json_kind(rid)}: {shown_value(rid)}")
+    if rid is not None and not REQUEST_ID.match(rid):  # it names the request for /feedback, as the header would
+        raise OipError(400, f"'id' {rid[:64]!r}: expected 1 to 128 characters of A-Z a-z 0-9 . _ : - (it names the "
+                       "request for /feedback); send another, or none")
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise OipError(400, "'inputs' must be a non-empty array of tensors")

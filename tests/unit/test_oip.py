@@ -106,6 +106,9 @@ def test_bad_tensors_are_400_naming_the_problem(inputs: list[Any], words: str) -
 @pytest.mark.parametrize(("body", "words"), [
     (b"", "empty"), (b"{nope", "not valid JSON"), (b"[1]", "JSON object"), (b'{"inputs": []}', "non-empty"),
     (b'{"inputs": {}}', "non-empty"), (b'{"id": 7, "inputs": []}', "'id' must be a string, found a number: 7"),
+    # the id names the request for /feedback: the X-Request-Id header's rule
+    (b'{"id": "a b", "inputs": []}', "'id' 'a b': expected 1 to 128 characters of A-Z a-z 0-9 . _ : -"),
+    (b'{"id": "", "inputs": []}', "'id' '': expected 1 to 128"),
     (b'{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}], "outputs": 3}', "'outputs'"),
 ])
 def test_bad_bodies_are_400(body: bytes, words: str) -> None:
