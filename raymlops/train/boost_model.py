@@ -116,10 +116,12 @@ class BoostedClassifier(BoostedModel):
     task = "classification"
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        raw = self._raw(X)
+        # in float64, rows summing to 1 (XGBoost answers float32: its rows were 3e-8 off, and
+        # scikit-learn's metrics warned that the probabilities do not sum to one)
+        raw = self._raw(X).astype(np.float64)
         if raw.ndim == 1:  # binary: the engine gives P(classes_[1])
             return np.column_stack([1.0 - raw, raw])
-        return raw
+        return raw / raw.sum(axis=1, keepdims=True)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         assert self.classes_ is not None
