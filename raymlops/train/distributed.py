@@ -185,7 +185,10 @@ def fit_distributed(
     trials = expand_params(config, seed)
     data = boost_datasets(source, task=config.task, num_workers=config.num_workers,
                           validation_fraction=config.validation_fraction,
-                          shared_validation=framework == "lightgbm")
+                          # XGBoost reduces a metric over its workers' shards: sums (logloss, error, rmse)
+                          # exactly, but roc_auc as the mean of each shard's AUC, so for roc_auc (and for
+                          # LightGBM, which evaluates each worker alone) every worker gets all the rows
+                          shared_validation=framework == "lightgbm" or config.metric == "roc_auc")
     num_classes = len(data.classes) if data.classes is not None else 0
     name_, flip = engine_metric(framework, config.metric, num_classes)
     tuned = len(trials) > 1
