@@ -93,6 +93,21 @@ def test_xgboost_on_two_workers_registers_a_model_that_serves_and_reproduces(
     assert float((served.predict(Xho) == yho).mean()) == pytest.approx(result.metrics["accuracy"])
     assert version.signature["classes"] == [0, 1]
 
+    # the recorded validation roc_auc is the model's AUC on all the validation rows (XGBoost alone
+    # averages each worker's shard: every worker gets all of them for roc_auc)
+    from sklearn.metrics import roc_auc_score
+
+    from raymlops.data.schema import column_array, table_columns
+    from raymlops.data.snapshot_read import read_snapshot
+    from raymlops.data.split import holdout_mask
+    from raymlops.train.boost_data import VALIDATION_SALT
+
+    _, table = read_snapshot(store, version.snapshot_id)
+    X, y = table_columns(table, features), column_array(table.column(cfg.data.target))
+    valid = holdout_mask(len(y), cfg.train.validation_fraction, cfg.seed ^ VALIDATION_SALT) & ~holdout_mask(
+        len(y), cfg.data.holdout_fraction, cfg.seed)
+    assert best["metric"] == pytest.approx(roc_auc_score(y[valid], model.predict_proba(X[valid])[:, 1]), abs=1e-6)
+
     # same snapshot, seed and workers: the same trees
     again = reproduce(store, version.id)
     assert again.predictions_equal and again.max_probability_diff == 0.0, again.differences
