@@ -218,6 +218,7 @@ def _fit_lightgbm(spec: EngineSpec, params: dict[str, Any], data: tuple[np.ndarr
 
         def __call__(self, env: Any) -> None:
             value = next(float(r[2]) for r in env.evaluation_result_list if r[1] == spec.engine_metric)
+            trained[0] = env.model.current_iteration()
             if progress.after_round(env.model.current_iteration(), value,
                                     lambda: self._get_checkpoint(model=env.model)):
                 raise lightgbm.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
@@ -225,6 +226,7 @@ def _fit_lightgbm(spec: EngineSpec, params: dict[str, Any], data: tuple[np.ndarr
     Xtr, ytr, Xva, yva = data
     init = lightgbm.Booster(model_str=start.decode("utf-8")) if start is not None else None
     done = init.current_iteration() if init is not None else 0
+    trained = [done]  # the rounds trained (early stopping leaves the booster at its best one)
     engine = {**_engine_params(spec, params), "tree_learner": "data_parallel", "pre_partition": True,
               **get_network_params()}
     dtrain = lightgbm.Dataset(Xtr, label=ytr, params=engine)
@@ -234,7 +236,7 @@ def _fit_lightgbm(spec: EngineSpec, params: dict[str, Any], data: tuple[np.ndarr
         callbacks.append(lightgbm.early_stopping(spec.early_stopping_rounds, first_metric_only=True, verbose=False))
     booster = lightgbm.train(engine, dtrain, num_boost_round=max(spec.num_boost_round - done, 0),
                              valid_sets=[dvalid], valid_names=["valid"], init_model=init, callbacks=callbacks)
-    rounds = booster.current_iteration()
+    rounds = max(trained[0], booster.current_iteration())
     used = booster.best_iteration if spec.early_stopping_rounds and booster.best_iteration > 0 else rounds
     progress.final(rounds, used, lambda: callbacks[0]._get_checkpoint(model=booster))
     return booster, used

@@ -116,15 +116,18 @@ def test_xgboost_on_two_workers_registers_a_model_that_serves_and_reproduces(
 
 def test_lightgbm_trains_and_registers(ray_session: None, quickstart: PipelineConfig, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    cfg = _distributed(quickstart, framework="lightgbm", metric="log_loss",
-                       params={"num_leaves": 7, "learning_rate": 0.2})
+    cfg = _distributed(quickstart, framework="lightgbm", metric="log_loss", num_boost_round=60,
+                       early_stopping_rounds=3, params={"num_leaves": 7, "learning_rate": 0.5})
     result = run_pipeline(cfg, home=str(home), progress=lambda _: None)
     assert result.status == "succeeded" and result.gate == "passed", result.gate_reasons
     store = Store.open(home)
     version = get_model(store, result.model or "")
     assert version.record["native"]["key"].endswith("model.txt")
     training = version.record["lineage"]["training"]
-    assert training["framework"] == "lightgbm" and training["rounds"] == 20 and training["num_workers"] == 2
+    assert training["framework"] == "lightgbm" and training["num_workers"] == 2
+    # early stopping: the rounds trained are the best one's and the patience after it (LightGBM
+    # leaves its booster at the best round; that is the model kept)
+    assert training["rounds"] == training["rounds_used"] + 3 < 60, training
     model = _serving_load(store, version)
     assert model.predict_proba(np.zeros((3, len(version.signature["inputs"])))).shape == (3, 2)
 
