@@ -135,11 +135,11 @@ def server_metadata(version: str | None = None) -> dict[str, Any]:
 def model_metadata(name: str, model_ids: Sequence[str], signature: Signature, *, predict_dtype: np.dtype[Any],
                    n_classes: int | None, platform: str) -> dict[str, Any]:
     """``$metadata_model_response``: one ``FP64 [-1]`` input per feature (``BYTES`` for a string
-    feature; a single ``[-1, features]`` tensor in this order is accepted too for numbers only), then
-    the outputs."""
+    feature, ``BOOL`` for a boolean one, which takes 1 / 0 in a number tensor too; a single
+    ``[-1, features]`` tensor in this order is accepted too for numbers only), then the outputs."""
     categories = signature.categories or (None,) * len(signature.features)
-    inputs = [{"name": f, "datatype": "FP64" if c is None else "BYTES", "shape": [-1]}
-              for f, c in zip(signature.features, categories, strict=True)]
+    inputs = [{"name": f, "datatype": "BYTES" if c is not None else "BOOL" if signature.kind(j) == "boolean"
+               else "FP64", "shape": [-1]} for j, (f, c) in enumerate(zip(signature.features, categories, strict=True))]
     outputs: list[dict[str, Any]] = [{"name": PREDICT, "datatype": datatype_of(predict_dtype), "shape": [-1]}]
     if n_classes is not None:
         outputs.append({"name": PREDICT_PROBA, "datatype": "FP64", "shape": [-1, int(n_classes)]})
@@ -185,9 +185,9 @@ def _tensor(spec: Any, i: int, binary: memoryview | None, offset: int, allow_nan
     if categorical:
         if datatype != "BYTES":
             raise OipError(400, f"{where}: a string feature takes datatype BYTES, found {datatype!r}")
-    elif datatype not in NUMERIC:
+    elif datatype not in NUMERIC and datatype != "BOOL":
         raise OipError(400, f"{where}: datatype {datatype!r} is not supported; send one of FP64, FP32, FP16, "
-                       "INT8..INT64 or UINT8..UINT64")
+                       "INT8..INT64, UINT8..UINT64 or BOOL")
     count = math.prod(shape)
     params = spec.get("parameters") or {}
     if not isinstance(params, dict):
@@ -267,6 +267,14 @@ def _check_values(X: np.ndarray, signature: Signature, policy: DomainPolicy) -> 
             more = int(bad.sum()) - 1
             raise OipError(400, f"row {i}, feature {names[j]!r}: expected a finite number, found {X[i, j]}"
                            + (f" (and {more} more)" if more else ""), "invalid_value")
+    flags = [j for j in range(len(names)) if signature.kind(j) == "boolean"]
+    if flags:  # a boolean feature: 1 / 0 (true / false), as /predict takes it
+        cols = X[:, flags]
+        bad = ~np.isnan(cols) & (cols != 0) & (cols != 1)
+        if bad.any():
+            i, k = (int(v) for v in np.argwhere(bad)[0])
+            raise OipError(400, f"row {i}, feature {names[flags[k]]!r}: expected true / false (or 1 / 0), found "
+                           f"{cols[i, k]:g}", "invalid_value")
     try:  # the domain policy is /predict's own check; only the wording is the protocol's
         domain_errors(X, signature, policy)
     except RequestError as exc:

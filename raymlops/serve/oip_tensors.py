@@ -87,7 +87,14 @@ def shown_value(value: Any) -> str:
 
 
 def json_values(flat: list[Any], datatype: str, where: str, allow_nan: Sequence[bool], width: int) -> np.ndarray:
-    """The elements as float64 (``null`` -> NaN where the feature allows it); 400 names the first bad one."""
+    """The elements as float64 (``null`` -> NaN where the feature allows it; ``BOOL``: true / false
+    as 1 / 0); 400 names the first bad one."""
+    if datatype == "BOOL":
+        for k, v in enumerate(flat):
+            if not (isinstance(v, bool) or (v is None and allow_nan[k % width])):
+                raise OipError(400, f"{where}: element {k} must be true or false (datatype BOOL), found "
+                               f"{json.dumps(v)[:40]}")
+        return np.array([math.nan if v is None else float(v) for v in flat], dtype=np.float64)
     if all(type(v) is float for v in flat):
         values = np.array(flat, dtype=np.float64)
     else:

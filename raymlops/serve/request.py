@@ -206,8 +206,11 @@ def _cell_problem(value: Any, allow_nan: bool, kind: str = "number") -> tuple[st
         return None
     if kind == "string":
         return None if isinstance(value, str) else ("invalid_value", "string", type(value).__name__)
-    if kind == "boolean" and isinstance(value, bool):
-        return None
+    if kind == "boolean":  # true / false, or the numbers 1 / 0 (JSON numbers are read as floats)
+        if isinstance(value, bool) or (isinstance(value, (int, float)) and value in (0, 1)):
+            return None
+        shown = f"{value:g}" if isinstance(value, (int, float)) else type(value).__name__
+        return "invalid_value", "true / false (or 1 / 0)", shown
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "invalid_value", "number", type(value).__name__
     if not math.isfinite(value) and not (allow_nan and math.isnan(value)):

@@ -47,8 +47,8 @@ def test_the_spec_example_is_refused_with_the_protocols_error_object() -> None:
     assert exc.status == 400 and set(exc.body()) == {"error"}
     assert "output0" in exc.message  # this model's outputs are predict / predict_proba
     body = dict(SPEC_REQUEST, outputs=[{"name": "predict"}])
-    assert "BOOL" in error_of(body).message
-    assert "input1" in error_of(body).message
+    # BOOL is a datatype this server takes; the example's input1 holds 1 element for shape [3]
+    assert "input 'input1': shape [3] needs 3 elements, found 1" in error_of(body).message
 
 
 def test_the_spec_example_2d_tensor_is_rows_in_signature_order() -> None:
@@ -280,3 +280,29 @@ def test_a_bytes_tensor_whose_lengths_do_not_add_up_is_400() -> None:
                                               "parameters": {"binary_data_size": len(data)}}]})
         err = error_of(header.encode() + data, signature=CAT_SIG, header_length=str(len(header)))
         assert err.status == 400 and words in err.message, err.message
+
+
+BOOL_SIG = Signature.from_dict({"inputs": [{"name": "member", "type": "boolean", "nullable": False},
+                                           {"name": "fee", "type": "double"}]})
+
+
+def test_a_boolean_feature_is_bool_in_the_metadata_and_takes_bool_or_1_0_tensors_only() -> None:
+    meta = oip.model_metadata("m", ["m:v1"], BOOL_SIG, predict_dtype=np.dtype("int64"), n_classes=2, platform="x")
+    assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [("member", "BOOL"), ("fee", "FP64")]
+    fee = {"name": "fee", "shape": [2], "datatype": "FP64", "data": [1.5, 2.5]}
+    got = parse({"inputs": [{"name": "member", "shape": [2], "datatype": "BOOL", "data": [True, False]}, fee]},
+                BOOL_SIG)
+    assert got.X.tolist() == [[1.0, 1.5], [0.0, 2.5]]
+    numbers = parse({"inputs": [{"name": "member", "shape": [2], "datatype": "INT8", "data": [0, 1]}, fee]}, BOOL_SIG)
+    assert numbers.X[:, 0].tolist() == [0.0, 1.0]
+    # binary: one byte per element, as tritonclient sends a numpy bool array
+    head = json.dumps({"inputs": [{"name": "member", "shape": [2], "datatype": "BOOL",
+                                   "parameters": {"binary_data_size": 2}}, fee]}).encode()
+    binary = parse(head + np.array([False, True]).tobytes(), BOOL_SIG, header_length=str(len(head)))
+    assert binary.X[:, 0].tolist() == [0.0, 1.0]
+    for member, words in (({"datatype": "FP64", "data": [7.0, 0.5]}, "row 0, feature 'member': expected true / false "
+                                                                       "(or 1 / 0), found 7"),
+                          ({"datatype": "BOOL", "data": [1, 0]}, "element 0 must be true or false (datatype BOOL)")):
+        with pytest.raises(oip.OipError) as info:
+            parse({"inputs": [{"name": "member", "shape": [2], **member}, fee]}, BOOL_SIG)
+        assert info.value.status == 400 and words in info.value.message, info.value.message

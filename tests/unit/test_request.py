@@ -288,7 +288,9 @@ def test_a_boolean_feature_takes_true_false_or_numbers() -> None:
                                                           {"member": 1, "fee": 3}, {"member": None, "fee": 4}]}
                                            ).encode(), sig, MAX_ROWS, MAX_BYTES).X
     assert got[:3].tolist() == [[1.0, 1.0], [0.0, 2.0], [1.0, 3.0]] and np.isnan(got[3, 0])
-    for row, field in (({"member": "yes", "fee": 1}, "member"), ({"member": True, "fee": True}, "fee")):
+    # a number other than 1 / 0 is no boolean (the model would answer it, confidently)
+    for row, field in (({"member": "yes", "fee": 1}, "member"), ({"member": True, "fee": True}, "fee"),
+                       ({"member": 7, "fee": 1}, "member"), ({"member": 0.5, "fee": 1}, "member")):
         with pytest.raises(RequestError) as info:
             parse_predict_request(json.dumps({"instances": [row]}).encode(), sig, MAX_ROWS, MAX_BYTES)
         assert info.value.status == 422 and info.value.details[0]["field"] == field
