@@ -40,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from raymlops.pipeline.failures import explain
     from raymlops.pipeline.runner import run_pipeline, stop_serving
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except RaymlopsError as exc:  # no run (nothing is written); a script reading --json still gets its line
+        if args.json:
+            print_json({"run": None, "status": "failed", "error": {"type": type(exc).__name__, "message": str(exc),
+                                                                   "step": None, "exit_code": exc.exit_code}})
+        raise
     try:
         progress = sys.stderr.isatty() if args.progress is None else args.progress
         with ray_output_to_stderr(keep_ray=args.serve):

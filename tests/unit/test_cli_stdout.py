@@ -51,3 +51,19 @@ def test_a_command_that_only_reads_a_missing_home_says_so_and_creates_nothing(
     assert main(["--home", str(home), *argv]) == 2
     assert capsys.readouterr().err.strip() == f"error: no raymlops home at {home} (give --home, or set RAYMLOPS_HOME)"
     assert not home.exists()
+
+
+def test_run_json_of_a_config_that_does_not_load_is_one_failed_line_and_no_run(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from raymlops.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntrian: {}\n")
+    assert main(["--home", str(tmp_path / "home"), "run", str(bad), "--json"]) == 2
+    out, err = capsys.readouterr()
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["run"] is None and line["status"] == "failed" and line["error"]["exit_code"] == 2
+    assert "trian" in line["error"]["message"] or "data" in line["error"]["message"]
+    assert err.startswith("error: ") and not (tmp_path / "home").exists()  # no run: nothing written
