@@ -217,6 +217,8 @@ def _check(args: argparse.Namespace) -> int:
     for name, s in result["slices"].items():
         flag = "DRIFT: " + ", ".join(s["drifted_features"]) if s["drift"] else "no drift"
         print(f"slice {name:<30} {s['rows']:>8} rows  {flag}")
+    if result.get("slice_note"):
+        print(f"note: slices: {result['slice_note']}")
     for name, why in result["not_tested"].items():
         print(f"{name or '(no name)':<24} not tested: {why}")
     for name, findings in result["anomalies"].items():

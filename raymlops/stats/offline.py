@@ -455,10 +455,25 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         "engine": "exact",
         "features": overall,
         "slices": _slices(ref_cols, cur_cols, slices, cfg, run) if slices else {},
+        "slice_note": _slice_note(ref_cols, slices, cfg.max_slices) if slices else None,
         "not_tested": not_tested,
         "anomalies": _anomalies({**overall, **quality}, cfg, reference, current),
     }
     return dict(_clean(result))
+
+
+def _slice_note(ref_cols: Mapping[str, Any], slices: Sequence[str], max_slices: int) -> str | None:
+    """A word when the slice columns have more combinations in the reference than ``max_slices``
+    (a continuous column given as a slice, say): most of its rows are then ``other``."""
+    parts = [_slice_labels(ref_cols[s]) for s in slices]
+    combos, counts = np.unique(np.asarray(["\x1f".join(x) for x in zip(*parts, strict=True)], dtype=object),
+                               return_counts=True)
+    if combos.size <= max_slices:
+        return None
+    rest = int(np.sort(counts)[: combos.size - max_slices].sum())
+    return (f"{', '.join(slices)}: {combos.size} distinct values in the reference; the {max_slices} most frequent are "
+            f"slices, the other {rest} rows are 'other' (a slice column is a category: bin a number with "
+            "data.transforms derive)")
 
 
 def _slices(ref_cols: Mapping[str, Any], cur_cols: Mapping[str, Any], slices: Sequence[str], cfg: MonitorConfig,

@@ -117,3 +117,11 @@ def test_out_of_range_findings_allow_for_a_small_reference_and_a_small_sample() 
     big_cur = pd.DataFrame({"x": np.r_[rng.uniform(0, 1, 9_400), rng.uniform(1.0001, 2, 600)]})
     assert check_tables(big_ref, big_cur, MonitorConfig())["anomalies"]["x"] == [
         "6.0% of the values outside the reference's range (limit: 5.0%)"]
+
+
+def test_a_slice_column_of_many_values_is_noted() -> None:
+    ref, cur = _frame(1), _frame(2)
+    out = check_tables(ref, cur, MonitorConfig(), slice_columns=["x"])  # a continuous column as a slice
+    assert out["slice_note"].startswith("x: 1000 distinct values in the reference; the 20 most frequent are slices, "
+                                        "the other 980 rows are 'other'")
+    assert check_tables(ref, cur, MonitorConfig(), slice_columns=["cat"])["slice_note"] is None
