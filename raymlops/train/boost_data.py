@@ -224,6 +224,13 @@ def boost_datasets(source: SnapshotSource, *, task: str, num_workers: int, valid
             f"train.num_workers {num_workers} needs at least one training row per worker and some validation rows "
             "(more rows, or a larger train.validation_fraction)")
     classes: tuple[Any, ...] | None = None
+    if task == "regression":  # the workers would fail on the first text label, in a Ray Data task
+        text = list(dict.fromkeys(v for c in counts for v in c["labels"][:5] if isinstance(v, (str, bool))))[:3]
+        if text:
+            raise ValidationError(f"data.target {source.target!r}: the target holds text or booleans "
+                                  f"({', '.join(map(repr, text))}, ...); a regression needs numbers: set "
+                                  "train.task: classification with a classification metric, or choose another "
+                                  "data.target")
     if task == "classification":
         classes = tuple(sorted({v for c in counts for v in c["labels"]}))
         if len(classes) < 2:

@@ -46,7 +46,14 @@ from raymlops.config import TrainConfig
 from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed
 from raymlops.ray_session import watch_sigint
 from raymlops.train.boost_data import BoostData, SnapshotSource, boost_datasets
-from raymlops.train.boost_engine import TRAINERS, EngineSpec, engine_metric, expand_params, train_loop_per_worker
+from raymlops.train.boost_engine import (
+    TRAINERS,
+    EngineSpec,
+    engine_metric,
+    expand_params,
+    train_loop_per_worker,
+    unknown_params,
+)
 from raymlops.train.boost_model import NATIVE_FILES, BoostedModel, boosted_model
 from raymlops.train.tune_runner import TrialRecord, TuneSummary, fit_interruptible, summarize
 
@@ -183,6 +190,10 @@ def fit_distributed(
     framework = config.framework
     _check_engine(framework)
     trials = expand_params(config, seed)
+    unknown = unknown_params(framework, dict(trials[0].get("params", {}))) if trials else []
+    if unknown:
+        raise ConfigError(f"train.params.{unknown[0]}: not a parameter of {framework} (it would train on with its "
+                          f"default, silently){f'; also {unknown[1:]}' if len(unknown) > 1 else ''}")
     data = boost_datasets(source, task=config.task, num_workers=config.num_workers,
                           validation_fraction=config.validation_fraction,
                           # XGBoost reduces a metric over its workers' shards: sums (logloss, error, rmse)

@@ -149,3 +149,19 @@ def test_tune_with_asha_over_boosting_rounds(ray_session: None, quickstart: Pipe
     best = summary["best"]
     assert best["epochs"] == 12 and not best["stopped_early"]
     assert best["metric"] == max(t["metric"] for t in summary["trials"])
+
+
+def test_a_regression_on_text_labels_is_refused_before_any_worker(ray_session: None, quickstart: PipelineConfig,
+                                                                  tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from raymlops.exceptions import ValidationError
+
+    rows = 200
+    data = tmp_path / "labels.csv"
+    pcsv.write_csv(pa.table({"x": np.arange(rows, dtype=float), "label": ["yes", "no"] * (rows // 2)}), data)
+    cfg = _distributed(quickstart, framework="xgboost", metric="rmse")
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"source": str(data), "target": "label"})})
+    with pytest.raises(ValidationError, match=r"data.target 'label': the target holds text or booleans \('no', 'yes'"):
+        run_pipeline(cfg, home=str(tmp_path / "home"), progress=lambda _: None)

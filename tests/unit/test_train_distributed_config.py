@@ -135,3 +135,18 @@ def test_boosted_model_predicts_and_round_trips_as_native_bytes(framework: str) 
     state = model.__getstate__()
     assert state["format_version"] == 1 and isinstance(state["model"], bytes)
     assert set(state) == {"format_version", "framework", "task", "classes", "rounds_used", "info", "model"}
+
+
+@pytest.mark.parametrize(("framework", "params", "unknown"), [
+    ("xgboost", {"max_dept": 4, "eta": 0.1}, ["max_dept"]),
+    ("xgboost", {"max_depth": 4, "eta": 0.1, "subsample": 0.8}, []),
+    ("lightgbm", {"num_leavs": 7, "learning_rate": 0.1}, ["num_leavs"]),
+    ("lightgbm", {"num_leaves": 7, "learning_rate": 0.1, "min_data_in_leaf": 2}, []),
+])
+def test_an_engine_parameter_the_engine_does_not_know_is_found(framework: str, params: dict[str, Any],
+                                                               unknown: list[str]) -> None:
+    """Neither engine refuses a misspelled parameter: it trains with its default while the lineage
+    records the typo. The driver asks the engine first (one round on 16 rows)."""
+    from raymlops.train.boost_engine import unknown_params
+
+    assert unknown_params(framework, params) == unknown
