@@ -44,11 +44,26 @@ def load_booster(framework: str, payload: bytes) -> Any:
     raise ValidationError(f"unknown boosting framework {framework!r}: expected xgboost or lightgbm")
 
 
+#: LightGBM parameters of the worker group's network (Ray Train sets them): the model file lists every
+#: parameter, and these would make each training's file differ (and record the workers' addresses)
+NETWORK_PARAMS = ("machines", "local_listen_port", "num_machines", "machine_list_filename", "time_out")
+
+
+def portable(framework: str, payload: bytes) -> bytes:
+    """A native model file without the network's parameters (:data:`NETWORK_PARAMS`, LightGBM's
+    ``parameters:`` lines), so the same training gives the same bytes; XGBoost's as it is."""
+    if framework != "lightgbm":
+        return payload
+    lines = payload.decode("utf-8").split("\n")
+    return "\n".join(line for line in lines if not any(line.startswith(f"[{p}: ") for p in NETWORK_PARAMS)
+                     ).encode("utf-8")
+
+
 def native_bytes(framework: str, booster: Any) -> bytes:
-    """The booster's native file: XGBoost UBJSON, LightGBM text."""
+    """The booster's native file: XGBoost UBJSON, LightGBM text (:func:`portable`)."""
     if framework == "xgboost":
         return bytes(booster.save_raw(raw_format="ubj"))
-    return str(booster.model_to_string()).encode("utf-8")
+    return portable(framework, str(booster.model_to_string()).encode("utf-8"))
 
 
 def booster_rounds(framework: str, booster: Any) -> int:
@@ -68,7 +83,7 @@ class BoostedModel:
     def _set(self, framework: str, payload: bytes, classes: list[Any] | None, rounds_used: int,
              info: dict[str, Any]) -> None:
         self.framework = framework
-        self.payload_ = bytes(payload)
+        self.payload_ = portable(framework, bytes(payload))
         self.classes_ = None if classes is None else np.asarray(classes)
         self.booster_ = load_booster(framework, self.payload_)
         total = booster_rounds(framework, self.booster_)

@@ -150,3 +150,25 @@ def test_an_engine_parameter_the_engine_does_not_know_is_found(framework: str, p
     from raymlops.train.boost_engine import unknown_params
 
     assert unknown_params(framework, params) == unknown
+
+
+def test_a_lightgbm_model_file_keeps_no_worker_addresses() -> None:
+    """Ray Train gives LightGBM the worker group's network (machines, ports); the model file lists
+    every parameter, so each training's bytes differed and recorded the workers' addresses."""
+    import lightgbm
+    from sklearn.datasets import make_classification
+
+    from raymlops.train.boost_model import boosted_model
+
+    X, y = make_classification(200, 4, random_state=0)
+    booster = lightgbm.train({"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 0},
+                             lightgbm.Dataset(X, label=y), num_boost_round=4)
+    text = booster.model_to_string()
+    assert "\nparameters:\n" in text
+    with_network = text.replace("\nparameters:\n", "\nparameters:\n[machines: 10.0.0.1:39955,10.0.0.2:39305]\n"
+                                "[local_listen_port: 39955]\n[num_machines: 2]\n", 1)
+    model = boosted_model("classification", "lightgbm", with_network.encode(), classes=[0, 1], rounds_used=4)
+    assert b"10.0.0.1" not in model.payload_ and b"local_listen_port" not in model.payload_
+    assert model.payload_ == boosted_model("classification", "lightgbm", text.encode(), classes=[0, 1],
+                                           rounds_used=4).payload_
+    np.testing.assert_array_equal(model.predict_proba(X)[:, 1], booster.predict(X))
