@@ -156,6 +156,7 @@ class TrainStep(Step[TrainIn, TrainOut]):
             from raymlops.train.boost_data import SnapshotSource, holdout_rows
 
             # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
+            from raymlops.train.boost_model import short_training
             from raymlops.train.distributed import fit_distributed
 
             tracker = _tracker(ctx)
@@ -169,6 +170,8 @@ class TrainStep(Step[TrainIn, TrainOut]):
             Xho, yho, holdout_columns = holdout_rows(source, tuple(cfg.gate.slices))
             classes = getattr(model, "classes_", None)
             rows, nbytes = int(model.info_["train_rows"]), 0
+            if (short := short_training(model.info_, rows)) is not None:
+                ctx.say(f"warning: train: {short}")
         else:
             Xtr, ytr, Xho, yho = ctx.rows(snap_id).split(features)
             ctx.connect()

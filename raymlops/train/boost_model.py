@@ -59,6 +59,18 @@ def portable(framework: str, payload: bytes) -> bytes:
                      ).encode("utf-8")
 
 
+def short_training(info: dict[str, Any], train_rows: int) -> str | None:
+    """What to say when an engine stopped before ``num_boost_round`` without early stopping (its
+    training ``info``): no split met the engine's requirements, as with LightGBM's default
+    ``min_data_in_leaf`` (20) on small per-worker shards; the model may answer a constant."""
+    if info.get("early_stopping_rounds") or int(info["rounds"]) >= int(info["num_boost_round"]):
+        return None
+    per_worker = train_rows // max(int(info.get("num_workers") or 1), 1)
+    return (f"{info['framework']} stopped after {info['rounds']} of {info['num_boost_round']} rounds: no split met "
+            f"its requirements (each worker holds about {per_worker} training rows; LightGBM's min_data_in_leaf is "
+            "20 unless train.params says less), so the model may answer a constant")
+
+
 def native_bytes(framework: str, booster: Any) -> bytes:
     """The booster's native file: XGBoost UBJSON, LightGBM text (:func:`portable`)."""
     if framework == "xgboost":

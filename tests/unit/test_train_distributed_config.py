@@ -172,3 +172,15 @@ def test_a_lightgbm_model_file_keeps_no_worker_addresses() -> None:
     assert model.payload_ == boosted_model("classification", "lightgbm", text.encode(), classes=[0, 1],
                                            rounds_used=4).payload_
     np.testing.assert_array_equal(model.predict_proba(X)[:, 1], booster.predict(X))
+
+
+def test_an_engine_that_stopped_short_without_early_stopping_is_said() -> None:
+    from raymlops.train.boost_model import short_training
+
+    info = {"framework": "lightgbm", "rounds": 1, "num_boost_round": 20, "early_stopping_rounds": None,
+            "num_workers": 2}
+    said = short_training(info, 22)
+    assert said is not None and said.startswith("lightgbm stopped after 1 of 20 rounds: no split met")
+    assert "each worker holds about 11 training rows" in said
+    assert short_training(info | {"rounds": 20}, 22) is None
+    assert short_training(info | {"early_stopping_rounds": 5}, 22) is None  # stopping early is its job
