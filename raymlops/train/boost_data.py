@@ -152,6 +152,7 @@ def _rows_of(batch: pa.Table, *, plan: _Plan, total: int, side: str, rank: int, 
 def _label_counts(batch: pa.Table, *, plan: _Plan, total: int) -> pa.Table:
     """Per file: the distinct labels of its training rows, and its train / validation row counts."""
     values: list[Any] = []
+    valid_values: list[Any] = []
     train = valid = missing = 0
     first_missing: int | None = None
     for part in batch.to_pylist():
@@ -162,11 +163,13 @@ def _label_counts(batch: pa.Table, *, plan: _Plan, total: int) -> pa.Table:
             missing += count
             first_missing = min(x for x in (first_missing, int(part["offset"]) + (first or 0)) if x is not None)
             continue
-        y = column_array(table.column(plan.target))[~holdout]
-        values.extend(np.unique(y).tolist())
+        y = column_array(table.column(plan.target))
+        values.extend(np.unique(y[~holdout]).tolist())
+        valid_values.extend(np.unique(y[is_valid]).tolist())
         valid += int(is_valid.sum())
         train += int((~holdout & ~is_valid).sum())
-    return pa.table({"labels": [values], "train": [train], "valid": [valid], "missing": [missing],
+    return pa.table({"labels": [values], "valid_labels": [valid_values], "train": [train], "valid": [valid],
+                     "missing": [missing],
                      "first_missing": pa.array([first_missing], type=pa.int64())})
 
 
@@ -179,6 +182,8 @@ class BoostData:
     train_rows: int
     valid_rows: int
     num_features: int
+    #: the classes among the validation rows (classification)
+    valid_classes: tuple[Any, ...] | None = None
 
 
 #: read tasks one dataset runs at once (they take no CPU, so Ray's scheduler would not bound them)
@@ -245,7 +250,8 @@ def boost_datasets(source: SnapshotSource, *, task: str, num_workers: int, valid
             datasets[f"{side}_{rank}"] = _map_files(parts, _rows_of, {
                 "plan": plan, "total": total, "side": side, "extra": (),
                 "rank": -1 if side == "valid" and shared_validation else rank})
-    return BoostData(datasets, classes, train_rows, valid_rows, len(source.features))
+    valid_classes = tuple(sorted({v for c in counts for v in c["valid_labels"]})) if classes is not None else None
+    return BoostData(datasets, classes, train_rows, valid_rows, len(source.features), valid_classes)
 
 
 def holdout_rows(source: SnapshotSource, extra: tuple[str, ...] = (),

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from raymlops.config import TrainConfig
-from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed
+from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed, ValidationError
 from raymlops.ray_session import watch_sigint
 from raymlops.train.boost_data import BoostData, SnapshotSource, boost_datasets
 from raymlops.train.boost_engine import (
@@ -201,6 +201,12 @@ def fit_distributed(
                           # LightGBM, which evaluates each worker alone) every worker gets all the rows
                           shared_validation=framework == "lightgbm" or config.metric == "roc_auc")
     num_classes = len(data.classes) if data.classes is not None else 0
+    lacking = sorted(set(data.classes or ()) - set(data.valid_classes or ()), key=str)
+    if config.metric == "roc_auc" and lacking:  # undefined there: XGBoost failed at the end, LightGBM said 1.0
+        raise ValidationError(
+            f"the validation rows ({data.valid_rows} of the {data.train_rows + data.valid_rows} training rows) lack "
+            f"class {lacking[0]!r}, so train.metric 'roc_auc' is undefined on them: use more rows, another "
+            "train.validation_fraction, or another train.metric (e.g. log_loss)")
     name_, flip = engine_metric(framework, config.metric, num_classes)
     tuned = len(trials) > 1
     asha = tuned and (config.scheduler.type == "asha" or "scheduler" not in config.model_fields_set)

@@ -165,3 +165,29 @@ def test_a_regression_on_text_labels_is_refused_before_any_worker(ray_session: N
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"source": str(data), "target": "label"})})
     with pytest.raises(ValidationError, match=r"data.target 'label': the target holds text or booleans \('no', 'yes'"):
         run_pipeline(cfg, home=str(tmp_path / "home"), progress=lambda _: None)
+
+
+def test_roc_auc_on_validation_rows_of_one_class_is_refused_before_any_worker(
+        ray_session: None, quickstart: PipelineConfig, tmp_path: Path) -> None:
+    """XGBoost trained to the end and then failed ("no trial reported a metric"); LightGBM recorded
+    roc_auc 1.0 and registered the model."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raymlops.data.split import holdout_mask
+    from raymlops.exceptions import ValidationError
+    from raymlops.train.boost_data import VALIDATION_SALT
+
+    n, seed = 200, quickstart.seed
+    holdout = holdout_mask(n, quickstart.data.holdout_fraction, seed)
+    valid = holdout_mask(n, 0.25, seed ^ VALIDATION_SALT) & ~holdout
+    y = np.zeros(n, dtype=np.int64)
+    y[np.flatnonzero(~holdout & ~valid)[:8]] = 1  # positives only among the training rows and the holdout
+    y[np.flatnonzero(holdout)[:3]] = 1
+    x = np.random.default_rng(0).normal(size=n) + 3 * y
+    pq.write_table(pa.table({"x": x, "target": y}), tmp_path / "one.parquet")
+    cfg = _distributed(quickstart, framework="lightgbm", validation_fraction=0.25)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"source": str(tmp_path / "one.parquet")})})
+    with pytest.raises(ValidationError, match=r"the validation rows \(\d+ of the \d+ training rows\) lack class 1, "
+                                              r"so train.metric 'roc_auc' is undefined"):
+        run_pipeline(cfg, home=str(tmp_path / "home"), progress=lambda _: None)
