@@ -25,6 +25,17 @@ from raymlops.monitor.reference import MonitorReference
 __all__ = ["ExactSums", "Moments", "StreamState", "add_parts", "moment_tables"]
 
 _SHIFT = 1074  # every finite double is an integer multiple of 2**-1074
+_SCALE = 1 << _SHIFT
+
+
+def _double(exact: int) -> float:
+    """The exact sum ``exact * 2**-1074`` as the nearest double, +-inf past the largest (two values
+    near 1e308 add up past it: Python's int / int raises OverflowError there, and a served row of
+    1e308 in two windows broke every later `monitor status` and metrics scrape)."""
+    try:
+        return exact / _SCALE
+    except OverflowError:
+        return math.inf if exact > 0 else -math.inf
 
 
 def _exact(x: float) -> int:
@@ -99,8 +110,7 @@ class ExactSums:
     def values(self) -> npt.NDArray[np.float64]:
         if self._pending is not None:
             return self._pending.copy()
-        scale = 1 << _SHIFT
-        return np.array([i / scale + s for i, s in zip(self.ints, self.special, strict=True)], dtype=np.float64)
+        return np.array([_double(i) + s for i, s in zip(self.ints, self.special, strict=True)], dtype=np.float64)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExactSums):
@@ -165,9 +175,8 @@ class StreamState:
         cells = [s * k + j for s in range(ref.n_slices)] if slice_index is None else [slice_index * k + j]
         self.sums._settle()
         self.sums_sq._settle()
-        scale = 1 << 1074
-        total = sum(self.sums.ints[c] for c in cells) / scale + sum(self.sums.special[c] for c in cells)
-        total_sq = sum(self.sums_sq.ints[c] for c in cells) / scale + sum(self.sums_sq.special[c] for c in cells)
+        total = _double(sum(self.sums.ints[c] for c in cells)) + sum(self.sums.special[c] for c in cells)
+        total_sq = _double(sum(self.sums_sq.ints[c] for c in cells)) + sum(self.sums_sq.special[c] for c in cells)
         return Moments(int(self.finite[cells].sum()), total, total_sq)
 
     def moment_table(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -313,14 +322,13 @@ def _sum_table(sums: ExactSums, n_slices: int, k: int) -> npt.NDArray[np.float64
         else:  # the exact sum over the slices, correctly rounded, as the integers / 2**1074 give
             out[0] = [math.fsum(col) for col in out[1:].T.tolist()]
         return out
-    scale = 1 << _SHIFT
     ints, special = sums.ints, sums.special
-    totals = [i / scale + s for i, s in zip(ints, special, strict=True)]
+    totals = [_double(i) + s for i, s in zip(ints, special, strict=True)]
     out[1:] = np.array(totals, dtype=np.float64).reshape(n_slices, k)
     if n_slices == 1:
         out[0] = out[1]
     else:  # all rows: the exact sums of the slices' cells, as moments(name) adds them
-        out[0] = [sum(ints[j::k]) / scale + sum(special[j::k]) for j in range(k)]
+        out[0] = [_double(sum(ints[j::k])) + sum(special[j::k]) for j in range(k)]
     return out
 
 

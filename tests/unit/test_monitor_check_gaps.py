@@ -125,3 +125,30 @@ def test_a_slice_column_of_many_values_is_noted() -> None:
     assert out["slice_note"].startswith("x: 1000 distinct values in the reference; the 20 most frequent are slices, "
                                         "the other 980 rows are 'other'")
     assert check_tables(ref, cur, MonitorConfig(), slice_columns=["cat"])["slice_note"] is None
+
+
+def test_huge_served_values_in_several_windows_leave_status_and_metrics_working() -> None:
+    """1e308 is a valid double, answered when served; two of them in different windows add up
+    past the largest double in the long-term window's exact sums (Python's int / int raised
+    OverflowError there, and `monitor status` and every metrics scrape failed from then on)."""
+    import json
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from raymlops.monitor import Monitor, build_reference
+    from raymlops.monitor.metrics import MonitorCollector
+
+    rng = np.random.default_rng(0)
+    reference = build_reference({"age": rng.integers(18, 90, 1000).astype(float), "x": rng.normal(size=1000)})
+    monitor = Monitor(reference, MonitorConfig(window_rows=100, alerts={"log": False}))
+    for _ in range(3):
+        age = rng.integers(18, 90, 100).astype(float)
+        age[0] = 1e308
+        monitor.ingest({"age": age, "x": rng.normal(size=100)})
+    long_term = monitor.long_term()
+    assert long_term is not None and long_term.overall.column("age").mean == float("inf")
+    status = monitor.status()
+    assert status["rows_total"] == 300 and "Infinity" not in json.dumps(status)
+    registry = CollectorRegistry()
+    registry.register(MonitorCollector("m", monitor.status))
+    assert b"raymlops_monitor_rows_total" in generate_latest(registry)
