@@ -16,7 +16,7 @@ from typing import Any
 from raymlops.cli.audit_cmd import format_record
 from raymlops.cli.common import add_command, print_json
 from raymlops.cli.webhooks_cmd import format_delivery
-from raymlops.ray_session import NAMESPACE, join_cluster
+from raymlops.ray_session import NAMESPACE, clean_text, join_cluster, unwrap
 from raymlops.serve.throughput import HAPROXY, PYTHON_PROXY, cluster_high_throughput
 
 
@@ -228,7 +228,8 @@ def _monitor(route: str, namespace: str) -> dict[str, Any] | None:
     try:
         summary: Any = ray.get(handle.summary.remote(), timeout=15)
     except Exception as exc:  # the actor died or is stuck: say so, do not fail the screen
-        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        cause = unwrap(exc)  # the monitor's own exception, not Ray's wrapper (and no terminal colour codes)
+        return {"error": clean_text(f"{type(cause).__name__}: {cause}").splitlines()[0]}
     return {
         "rows": summary.get("rows", 0),
         "dataset_drift": bool(summary.get("dataset_drift")),

@@ -67,3 +67,28 @@ def test_run_json_of_a_config_that_does_not_load_is_one_failed_line_and_no_run(
     assert line["run"] is None and line["status"] == "failed" and line["error"]["exit_code"] == 2
     assert "trian" in line["error"]["message"] or "data" in line["error"]["message"]
     assert err.startswith("error: ") and not (tmp_path / "home").exists()  # no run: nothing written
+
+
+def test_status_names_a_failing_monitors_own_error_without_ray_wrappers_or_colour(monkeypatch: Any) -> None:
+    import ray
+
+    from raymlops.cli import status_cmd
+
+    class Wrapped(Exception):  # as Ray's RayTaskError: the cause inside, colour codes in the text
+        def __init__(self) -> None:
+            super().__init__("\x1b[36mray::DriftMonitor.summary()\x1b[39m (pid=1, ip=10.0.0.1)")
+            self.cause = OverflowError("integer division result too large for a float")
+
+    class Handle:
+        class summary:  # noqa: N801 - an actor method's shape
+            @staticmethod
+            def remote() -> object:
+                return object()
+
+    def fail(*args: object, **kwargs: object) -> object:
+        raise Wrapped()
+
+    monkeypatch.setattr(ray, "get_actor", lambda *a, **k: Handle())
+    monkeypatch.setattr(ray, "get", fail)
+    got = status_cmd._monitor("r", "ns")
+    assert got == {"error": "OverflowError: integer division result too large for a float"}
