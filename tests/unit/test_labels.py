@@ -218,3 +218,33 @@ def test_monitor_joins_early_labels_at_ingest_and_checkpoints_them(reference: Mo
     c = restored.performance.label_counts()
     assert (c["matched"], c["matched_late"], c["waiting"]) == (12, 12, 0)
     assert restored.status()["performance"]["labels"]["matched"] == 12
+
+
+def test_a_slice_is_judged_against_its_own_baseline_and_beyond_noise() -> None:
+    """A slice harder than the others on unchanged traffic (south: 60 % right, north: 90 %) raised
+    a critical performance alert in every window, judged against the overall baseline (75 %).
+    Judged against its own, it alerts only when it drops past the limit by more than noise."""
+    clock = Clock()
+    cfg = MonitorPerformanceConfig(baseline_labels=400, window_labels=400, min_labels=50)
+    t = PerformanceTracker(cfg, ("north", "south"), clock=clock)
+    rng = np.random.default_rng(0)
+    n = 0
+
+    def window(south_right: float, north_right: float = 0.9) -> list[Any]:
+        nonlocal n
+        ids = [f"r{n + i}" for i in range(400)]
+        n += 400
+        slices = [i % 2 for i in range(400)]  # 0: north, 1: south
+        right = rng.random(400) < np.where(np.array(slices) == 1, south_right, north_right)
+        alerts = t.remember(ids, [1] * 400, None, slices, now=clock.t)
+        return alerts + t.feedback(ids, [1 if r else 0 for r in right], ts=clock.t, window=0)[1]
+
+    window(0.6)  # the baseline
+    assert t.slice_baselines["south"]["labels"] == 200 and t.baseline is not None
+    quiet = [a for _ in range(5) for a in window(0.6)]
+    assert not [a for a in quiet if a.key.startswith("performance:")], [a.message for a in quiet]
+    dropped = [a for a in window(0.3) if a.key.startswith("performance:")]  # south's accuracy halves
+    keys = [a.key for a in dropped]  # (all rows drop too: south is half of them)
+    assert "performance:accuracy:south" in keys and "performance:accuracy:north" not in keys, keys
+    south = next(a for a in dropped if a.key == "performance:accuracy:south")
+    assert "(baseline 0.5800, 200 labelled rows)" in south.message
