@@ -176,8 +176,9 @@ def _performance(w: _Writer, p: PerformanceTracker, view: bool) -> dict[str, Any
     _put_window(w, "performance.baseline_window", p.baseline_window)
     _put_window(w, "performance.window", p.window)
     doc: dict[str, Any] = {
-        "counts": vars(p.counts), "last_outcomes": p.last_outcomes, "baseline": p.baseline,
-        "windows_closed": p.windows_closed, "last": p.last, "matched": p.matched, "unmatched": p.unmatched,
+        "counts": vars(p.counts), "last_outcomes": p.last_outcomes, "baseline": p.baseline, "last": p.last,
+        "windows_closed": p.windows_closed, "early_lists": p.early_lists, "matched": p.matched,
+        "unmatched": p.unmatched,
         "store_evicted": p.store.evicted, "early_expired": p.early.expired, "early_pushed_out": p.early.pushed_out,
     }
     if view:
@@ -384,7 +385,7 @@ def _load_performance(r: _Reader, cfg: MonitorConfig, slices: tuple[str, ...], d
     p.window = _get_window(r, "performance.window", n, p.regression)
     p.counts = LabelCounts(**{k: int(v) for k, v in doc["counts"].items()})
     p.last_outcomes = [str(o) for o in doc["last_outcomes"]]
-    p.baseline, p.last = doc["baseline"], doc["last"]
+    p.baseline, p.last, p.early_lists = doc["baseline"], doc["last"], dict(doc.get("early_lists", {}))
     p.windows_closed, p.matched, p.unmatched = int(doc["windows_closed"]), int(doc["matched"]), int(doc["unmatched"])
     if view:
         sizes = doc["sizes"]

@@ -35,7 +35,7 @@ from raymlops.monitor import checkpoint
 from raymlops.monitor.alerts import Alert, AlertBook
 from raymlops.monitor.differential import DifferentialTracker
 from raymlops.monitor.histograms import histograms
-from raymlops.monitor.performance import PerformanceTracker
+from raymlops.monitor.performance import PerformanceTracker, label_lists
 from raymlops.monitor.reference import PREDICTION, MonitorReference, build_reference, labels_of
 from raymlops.monitor.slo import SLOTracker
 from raymlops.monitor.stacked import evaluate_stacked_many
@@ -227,7 +227,8 @@ class Monitor:
         A request of one row is keyed by its id; the rows of a multi-row request by
         ``"<id>/<row>"``: give either those keys, or the request id with a list of labels."""
         rids, labs = self.check_feedback(request_ids, labels)
-        matched, alerts = self.performance.feedback(rids, labs, self.clock(), self.window_index)
+        matched, alerts = self.performance.feedback(rids, labs, self.clock(), self.window_index,
+                                                    label_lists(request_ids, labels))
         return matched, self.alerts.offer(alerts)
 
     def check_feedback(self, request_ids: Any, labels: Any) -> tuple[list[str], list[Any]]:

@@ -142,6 +142,12 @@ def _beyond_noise(p0: float, n0: float, p1: float, n1: float) -> bool:
     return se == 0 or (p0 - p1) / se > 1.645
 
 
+def label_lists(request_ids: Any, labels: Any) -> dict[str, int]:
+    """Request id -> the length of its list of labels (a multi-row request's, one label per row)."""
+    return {str(r): int(np.asarray(v).size) for r, v in zip(request_ids, labels, strict=False)
+            if isinstance(v, (list, tuple, np.ndarray))}
+
+
 class PerformanceTracker:
     """Label store + early labels + baseline + tumbling windows of labelled rows; alerts on
     degradation. ``clock`` (seconds) times the early labels when a call passes no ``now``."""
@@ -154,6 +160,8 @@ class PerformanceTracker:
         self.store = LabelStore(cfg.label_store_size)
         self.early = EarlyLabels(cfg.early_label_store_size, cfg.early_label_ttl_s, clock)
         self.labelled = RecentIds(cfg.label_store_size)  # rows already scored: a second label is unknown at once
+        #: request id -> the length of the list of labels posted for it before its rows arrived
+        self.early_lists: dict[str, int] = {}
         self.counts = LabelCounts()
         self.last_outcomes: list[str] = []
         self.baseline_window = PerformanceWindow(len(slices), self.regression)
@@ -185,6 +193,7 @@ class PerformanceTracker:
             return est_alerts
         now = self.early.clock() if now is None else now
         self.early.expire(now)
+        self._settle_early_lists(keys, now)
         alerts: list[Alert] = est_alerts
         for rid, label in self.early.take(keys):
             item = self.store.pop(rid)
@@ -229,6 +238,31 @@ class PerformanceTracker:
         self.labelled.add(rid)
         return True
 
+    def _settle_early_lists(self, keys: list[str], now: float) -> None:
+        """The waiting labels of requests whose rows just arrived, made whole or dropped as the
+        same post made later would be: a list of another length than the request's rows, and a
+        plain label for a multi-row request, are ``unknown`` (not joined row by row); a list of
+        one label for a single-row request labels that row."""
+        rows: dict[str, int] = {}
+        for key in keys:
+            base, sep, _ = key.rpartition("/")
+            if sep:  # a client's id has no "/": "<id>/<row>" is a row of a multi-row request
+                rows[base] = rows.get(base, 0) + 1
+        dropped = 0
+        for base, n in rows.items():
+            dropped += len(self.early.take([base]))  # one label for several rows
+            length = self.early_lists.pop(base, None)
+            if length is not None and length != n:
+                dropped += len(self.early.take([f"{base}/{k}" for k in range(length)]))
+        for key in keys:
+            if "/" not in key and self.early_lists.pop(key, None) is not None:
+                given = self.early.take([f"{key}/{k}" for k in range(2)])
+                if len(given) == 1 and given[0][0] == f"{key}/0":
+                    self.early.add(key, given[0][1], now)  # [[label]] for one row: that row's label
+                else:
+                    dropped += len(given)
+        self.counts.unknown += dropped
+
     def rows_of(self, request_id: str) -> int | None:
         """How many rows of a multi-row request (keys ``<id>/0``, ``<id>/1``, ...) this tracker
         holds, waiting for a label or labelled; None when it holds none."""
@@ -237,9 +271,17 @@ class PerformanceTracker:
             k += 1
         return k or None
 
-    def feedback(self, request_ids: list[Any], labels: list[Any], ts: float, window: int) -> tuple[int, list[Alert]]:
+    def feedback(self, request_ids: list[Any], labels: list[Any], ts: float, window: int,
+                 lists: dict[str, int] | None = None) -> tuple[int, list[Alert]]:
         """Labels by row key: (rows matched now, alerts). A label whose row has not arrived
-        waits (``early``); the outcome of each label is left in ``last_outcomes``."""
+        waits (``early``); the outcome of each label is left in ``last_outcomes``. ``lists``:
+        request id -> the length of the list of labels its row keys came from (checked against
+        the request's rows when they arrive, :meth:`_settle_early_lists`)."""
+        for rid, length in (lists or {}).items():
+            if self.rows_of(rid) is None and f"{rid}" not in self.store:
+                self.early_lists[rid] = length
+                while len(self.early_lists) > self.cfg.early_label_store_size:  # bounded as the labels are
+                    del self.early_lists[next(iter(self.early_lists))]
         if len(request_ids) != len(labels):
             raise ValidationError(f"request_ids and labels differ in length ({len(request_ids)} and {len(labels)})")
         if self.regression:  # every label before any is counted: a bad one changes nothing
@@ -251,6 +293,10 @@ class PerformanceTracker:
         outcomes: list[str] = []
         waiting: list[int] = []
         keys = list(map(str, request_ids))
+        for j, key in enumerate(keys):  # a list of one label for a single-row request: that row's label
+            base = key[:-2] if key.endswith("/0") else None
+            if base is not None and (lists or {}).get(base) == 1 and (base in self.store or base in self.labelled):
+                keys[j] = base
         for rid, label in zip(keys, labels, strict=True):
             item = self.store.pop(rid)
             if item is not None:

@@ -61,6 +61,7 @@ from raymlops.stats.verdict import (
     quality_checks,
     quality_limits,
     scaled_test,
+    share_beyond_noise,
 )
 
 __all__ = ["check_tables"]
@@ -299,21 +300,9 @@ def _infinite_share(data: Any, name: str) -> float:
 
 
 def _beyond_noise(rate: float, limit: float, f: Mapping[str, Any]) -> bool:
-    """Whether an out-of-range share over its limit is more than a small current sample's noise:
-    the chance of so many values outside the range, were the share the limit, under 1 % (binomial
-    upper tail; 5 of 50 values outside at a limit of 8.9 % is a 43 % chance: no finding)."""
+    """:func:`~raymlops.stats.verdict.share_beyond_noise` of a column's out-of-range share."""
     n = round((f.get("rows") or 0) * (1 - (f["missing_rate"] if f["missing_rate"] == f["missing_rate"] else 0)))
-    k = round(rate * n)
-    if n <= 0 or k <= 0:
-        return n > 0
-    if n > 5000:  # the normal approximation, with a continuity correction
-        z = (k - 0.5 - n * limit) / math.sqrt(n * limit * (1 - limit))
-        return 0.5 * math.erfc(z / math.sqrt(2)) < 0.01
-    log_p, log_q = math.log(limit), math.log1p(-limit)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
-             for i in range(k, n + 1)]
-    top = max(terms)
-    return top + math.log(sum(math.exp(t - top) for t in terms)) < math.log(0.01)
+    return share_beyond_noise(round(rate * n), n, limit)
 
 
 def _anomalies(features: Mapping[str, Mapping[str, Any]], cfg: MonitorConfig, reference: Any, current: Any

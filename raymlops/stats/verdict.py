@@ -39,7 +39,8 @@ from raymlops.exceptions import ValidationError
 from raymlops.stats.drift import CORRECTIONS, correct
 
 __all__ = ["CATEGORY_DISTANCES", "DATASET_RULES", "dataset_drift", "deciding_test", "distance_drifted",
-           "feature_drift", "feature_drift_families", "quality_checks", "quality_limits", "scaled_test"]
+           "feature_drift", "feature_drift_families", "quality_checks", "quality_limits", "scaled_test",
+           "share_beyond_noise"]
 
 _KNOWN = (*CORRECTIONS, "none")
 #: the dataset rules :func:`dataset_drift` knows (the first is the default)
@@ -182,6 +183,23 @@ def scaled_test(test: str, constant: bool, discrete: bool) -> str:
     if test == "wasserstein" and constant:
         return "chi2" if discrete else "ks"
     return test
+
+
+def share_beyond_noise(k: int, n: int, limit: float, level: float = 0.01) -> bool:
+    """Whether ``k`` of ``n`` values past a data-quality limit is more than a small sample's
+    noise: the chance of at least ``k`` were the share the ``limit``, under ``level`` (binomial
+    upper tail; 5 of 50 values outside at a limit of 8.9 % is a 43 % chance). Exact up to 5,000
+    values, the normal approximation with a continuity correction above."""
+    if n <= 0 or k <= 0:
+        return n > 0 and k > 0
+    if n > 5000:
+        z = (k - 0.5 - n * limit) / math.sqrt(n * limit * (1 - limit))
+        return 0.5 * math.erfc(z / math.sqrt(2)) < level
+    log_p, log_q = math.log(limit), math.log1p(-limit)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+             for i in range(k, n + 1)]
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms)) < math.log(level)
 
 
 def quality_limits(cfg: Any) -> tuple[float, float, float]:

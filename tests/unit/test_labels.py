@@ -248,3 +248,24 @@ def test_a_slice_is_judged_against_its_own_baseline_and_beyond_noise() -> None:
     assert "performance:accuracy:south" in keys and "performance:accuracy:north" not in keys, keys
     south = next(a for a in dropped if a.key == "performance:accuracy:south")
     assert "(baseline 0.5800, 200 labelled rows)" in south.message
+
+
+def test_a_label_list_posted_before_its_rows_is_judged_as_if_posted_after() -> None:
+    """Posted after the rows, a list of the wrong length is a 422 and nothing counts; posted the
+    instant the answer arrived (before the rows reached the monitor) it was joined row by row."""
+    clock = Clock()
+    t = tracker(clock, baseline_labels=100)
+    t.feedback(["short/0", "short/1"], [1, 0], ts=clock.t, window=0, lists={"short": 2})
+    t.feedback(["whole/0", "whole/1", "whole/2"], [1, 0, 1], ts=clock.t, window=0, lists={"whole": 3})
+    t.feedback(["one/0"], [1], ts=clock.t, window=0, lists={"one": 1})  # [[1]] for a single-row request
+    t.feedback(["plain"], [1], ts=clock.t, window=0)  # one label for a request of two rows
+    assert t.label_counts()["waiting"] == 7
+    serve(t, ["short/0", "short/1", "short/2", "whole/0", "whole/1", "whole/2", "one", "plain/0", "plain/1"])
+    c = t.label_counts()
+    assert (c["matched"], c["unknown"], c["waiting"]) == (4, 3, 0), c  # whole's 3 and one's; short's 2 and plain
+    assert t.baseline_window.n.sum() == 4
+    balanced(t)
+    serve(t, ["late"])  # [[1]] for a single-row request already served: that row's label
+    t.feedback(["late/0"], [1], ts=clock.t, window=0, lists={"late": 1})
+    assert t.last_outcomes == ["matched"]
+    balanced(t)

@@ -239,7 +239,7 @@ def test_the_format_covers_every_attribute(fed: tuple[Monitor, Clock]) -> None:
             "has_pred_column", "pred_baseline", "pred_reference", "pred_state", "pos", "pred_n"}),
         (p, {"cfg", "slices", "regression", "store", "early", "labelled", "counts", "last_outcomes", "baseline_window",
             "baseline", "window", "windows_closed", "last", "matched", "unmatched", "concept", "estimated",
-            "challengers"}),
+            "challengers", "early_lists"}),
         (p.store, {"size", "items", "evicted"}),
         (p.early, {"size", "ttl_s", "clock", "items", "expired", "pushed_out"}),
         (p.labelled, {"size", "ids"}),
