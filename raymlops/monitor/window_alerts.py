@@ -30,7 +30,9 @@ def drift_alerts(v: WindowVerdict, prediction: SliceVerdict | None, rates: dict[
         else:
             corrected = "without correction" if cfg.correction == "none" else f"after {cfg.correction} correction"
             rule = f"{corrected} (rule any)"
-        out.append(Alert(kind="dataset_drift", key="dataset_drift", severity="critical",
+        # keyed by what drifted: the cooldown holds back a repeat of this drift, not one of other features
+        out.append(Alert(kind="dataset_drift", key="dataset_drift:" + ",".join(sorted(o.drifted))[:200],
+                         severity="critical",
                          message=f"{len(o.drifted)} of {features} features drifted {rule}: "
                                  f"{', '.join(o.drifted)}",
                          value=o.share_drifted, threshold=cfg.dataset_drift_share, ts=now, window=index,

@@ -353,7 +353,7 @@ def test_alert_to_promotion_through_the_watcher(served: dict[str, Any]) -> None:
     promoted = next(r for r in records if r["action"] == "retrain.promoted")
     assert promoted["ids"] == {"cycle": result.cycle, "deployment": cfg.route, "model": new, "previous": champion}
     triggered = next(r for r in records if r["action"] == "retrain.triggered")
-    assert triggered["how"]["trigger"]["key"] == "dataset_drift"
+    assert triggered["how"]["trigger"]["key"].startswith("dataset_drift:")
     assert triggered["how"]["source"] == "callable:raymlops.loop.demo_data:drifted"
     # the alert itself is an audit record too (the monitor's audit sink), and the chain holds
     assert [r for r in audit.records(store.metadata, action="alert.dataset_drift")

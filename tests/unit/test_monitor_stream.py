@@ -228,6 +228,20 @@ def test_monitor_alerts_once_per_cooldown_then_again(reference: MonitorReference
     assert "feature_drift:x:all" in kinds(m.ingest(table(rng, 1_000, shift=1.0)))
 
 
+def test_a_dataset_drift_of_other_features_within_the_cooldown_is_alerted(reference: MonitorReference) -> None:
+    """The cooldown holds back a repeat of the same drift (keyed by the drifted features), not a
+    new one: the key was the constant "dataset_drift", so it swallowed a drift of other columns."""
+    m = monitor(reference, Clock())
+    rng = np.random.default_rng(12)
+    first = [a for a in m.ingest(table(rng, 1_000, shift=1.0)) if a.kind == "dataset_drift"]
+    assert [a.key for a in first] == ["dataset_drift:x"]
+    other = table(rng, 1_000)
+    other["color"] = np.array(["blue"] * 1_000, dtype=object)  # another feature, within the cooldown
+    second = [a for a in m.ingest(other) if a.kind == "dataset_drift"]
+    assert [a.key for a in second] == ["dataset_drift:color"]
+    assert m.alerts.totals["dataset_drift"] == 2
+
+
 def test_monitor_slice_alert_names_the_slice(reference: MonitorReference) -> None:
     m = monitor(reference)
     alerts = m.ingest(table(np.random.default_rng(12), 1_500, seg_shift="c"))
