@@ -67,6 +67,53 @@ def _merge_performance(trackers: list[PerformanceTracker]) -> PerformanceTracker
     out.windows_closed = sum(t.windows_closed for t in trackers)
     latest = max(trackers, key=lambda t: t.windows_closed)
     out.last = latest.last
+    out.concept = _MergedConcept([t.concept for t in trackers])  # type: ignore[assignment]
+    out.estimated = _merge_estimated([t.estimated for t in trackers])
+    return out
+
+
+class _MergedConcept:
+    """The shards' change detectors as one status: each shard's detectors see the labels of its
+    own rows, so the counts add up and each detector's error estimate is the label-weighted mean."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    @staticmethod
+    def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+        n = sum(int(s["labels"]) for s in summaries)
+        means = [(float(s["mean"]), int(s["labels"])) for s in summaries if s.get("mean") == s.get("mean")]
+        weight = sum(w for _, w in means)
+        lasts = [s["last_detection"] for s in summaries if s.get("last_detection") is not None]
+        return {"labels": n, "detections": sum(int(s["detections"]) for s in summaries),
+                "increases": sum(int(s["increases"]) for s in summaries), "last_detection": max(lasts, default=None),
+                "mean": sum(m * w for m, w in means) / weight if weight else float("nan")}
+
+    def status(self) -> dict[str, Any]:
+        parts = [p.status() for p in self.parts]
+        if len(parts) == 1:
+            return parts[0]
+        out = dict(parts[0]) | {"labels": sum(p["labels"] for p in parts), "alarms": sum(p["alarms"] for p in parts)}
+        kinds = list(parts[0]["overall"])
+        out["overall"] = {k: self._merge([p["overall"][k] for p in parts if k in p["overall"]]) for k in kinds}
+        names = list(dict.fromkeys(n for p in parts for n in p["slices"]))
+        out["slices"] = {n: {k: self._merge([p["slices"][n][k] for p in parts if k in p["slices"].get(n, {})])
+                             for k in kinds} for n in names}
+        return out
+
+
+def _merge_estimated(parts: list[Any]) -> Any:
+    """The shards' CBPE estimators as one: the open window's expected counts add up (one estimator
+    that saw every served row); rows and windows add; the last closed window is the newest shard's."""
+    out = copy.copy(parts[0])
+    out.window = copy.deepcopy(parts[0].window)
+    for p in parts[1:]:
+        for name in ("n", "correct", "pos", "neg"):
+            setattr(out.window, name, getattr(out.window, name) + getattr(p.window, name))
+    out.rows = sum(p.rows for p in parts)
+    out.rows_without_scores = sum(p.rows_without_scores for p in parts)
+    out.windows = sum(p.windows for p in parts)
+    out.last = max(parts, key=lambda p: p.windows).last
     return out
 
 

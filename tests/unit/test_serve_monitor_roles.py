@@ -103,6 +103,13 @@ def test_merged_shards_equal_one_monitor_that_saw_everything(monitor: Monitor) -
     assert view["windows_closed"] == 2 == whole["windows_closed"]  # one window of 100 rows in each shard
     assert merged.long_term() is not None and merged.long_term().to_dict() == monitor.long_term().to_dict()
     assert view["performance"]["matched"] == 20 and view["performance"]["pending"] == 230
+    # the change detectors and the estimate before labels are every shard's, not shard 0's alone
+    concept, alone = view["performance"]["concept_drift"], whole["performance"]["concept_drift"]
+    assert concept["labels"] == alone["labels"] == 20
+    assert {k: d["labels"] for k, d in concept["overall"].items()} == {k: d["labels"] for k, d in
+                                                                     alone["overall"].items()}
+    assert view["performance"]["estimated"]["rows"] == whole["performance"]["estimated"]["rows"]
+    assert view["performance"]["estimated"]["current"] == whole["performance"]["estimated"]["current"]
     assert view["slo"]["total_requests"] == 250
     assert view["differential"]["rows_by_role"] == {"champion": 250}
     assert snapshot(shards[0])  # the label store is not shipped, only its size
