@@ -27,6 +27,11 @@ _ENGINE_OWNED = frozenset({
     "objective", "num_class", "eval_metric", "metric", "num_boost_round", "num_iterations", "n_estimators",
     "early_stopping_rounds", "early_stopping_round", "seed", "random_state", "num_machines", "machines",
     "local_listen_port", "tree_learner", "pre_partition", "nthread", "num_threads", "n_jobs",
+    # LightGBM's aliases of those (one given in params would win over what raymlops sets)
+    "num_iteration", "n_iter", "num_tree", "num_trees", "num_round", "num_rounds", "nrounds", "max_iter",
+    "early_stopping", "n_iter_no_change", "objective_type", "app", "application", "loss", "num_classes",
+    "metrics", "metric_types", "random_seed", "num_thread", "nthreads", "tree", "tree_type", "tree_learner_type",
+    "workers", "nodes", "local_port", "port", "num_machine", "is_pre_partition",
 })
 
 

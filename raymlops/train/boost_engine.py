@@ -99,7 +99,9 @@ def unknown_params(framework: str, params: dict[str, Any]) -> list[str]:
 
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                xgboost.train({**params, "nthread": 1}, xgboost.DMatrix(X, label=y), num_boost_round=1)
+                # its warnings on (verbosity 0 in params would hide the very line that names them)
+                xgboost.train({**params, "nthread": 1, "verbosity": 1}, xgboost.DMatrix(X, label=y),
+                              num_boost_round=1)
             said = [str(w.message) for w in caught]
             found = re.search(r"Parameters: \{(.*?)\} are not used", " ".join(said).replace("\n", " "))
             return [n.strip().strip('"') for n in found.group(1).split(",")] if found else []
@@ -115,8 +117,9 @@ def unknown_params(framework: str, params: dict[str, Any]) -> list[str]:
         before = getattr(lightgbm.basic, "_LOGGER", None)
         lightgbm.register_logger(_Heard())
         try:
-            quiet = {"verbose": 0, "num_threads": 1}
-            lightgbm.train({**params, **quiet}, lightgbm.Dataset(X, label=y, params=quiet), num_boost_round=1)
+            quiet = {"verbose": 0, "num_threads": 1}  # warnings on: verbose -1 (or an alias) would hide them
+            mine = {k: v for k, v in params.items() if k not in ("verbose", "verbosity")}
+            lightgbm.train({**mine, **quiet}, lightgbm.Dataset(X, label=y, params=quiet), num_boost_round=1)
         finally:
             if before is not None:
                 lightgbm.basic._LOGGER = before

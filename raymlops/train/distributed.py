@@ -42,6 +42,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from raymlops.config import TrainConfig
 from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed, ValidationError
 from raymlops.ray_session import watch_sigint
@@ -55,6 +57,7 @@ from raymlops.train.boost_engine import (
     unknown_params,
 )
 from raymlops.train.boost_model import NATIVE_FILES, BoostedModel, boosted_model
+from raymlops.train.evaluate import positive_index
 from raymlops.train.tune_runner import TrialRecord, TuneSummary, fit_interruptible, summarize
 
 #: how often Ray Train's controller collects the workers' reports; its default (2 s) lets a worker
@@ -201,6 +204,11 @@ def fit_distributed(
                           # LightGBM, which evaluates each worker alone) every worker gets all the rows
                           shared_validation=framework == "lightgbm" or config.metric == "roc_auc")
     num_classes = len(data.classes) if data.classes is not None else 0
+    if config.positive_label is not None and data.classes is not None:  # before training, not at evaluate
+        if num_classes != 2:
+            raise ValidationError(f"train.positive_label: {config.positive_label!r} names the positive class of a "
+                                  f"binary target; this one has {num_classes} classes")
+        positive_index(np.asarray(data.classes), config.positive_label)
     lacking = sorted(set(data.classes or ()) - set(data.valid_classes or ()), key=str)
     if config.metric == "roc_auc" and lacking:  # undefined there: XGBoost failed at the end, LightGBM said 1.0
         raise ValidationError(

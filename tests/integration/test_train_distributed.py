@@ -191,3 +191,16 @@ def test_roc_auc_on_validation_rows_of_one_class_is_refused_before_any_worker(
     with pytest.raises(ValidationError, match=r"the validation rows \(\d+ of the \d+ training rows\) lack class 1, "
                                               r"so train.metric 'roc_auc' is undefined"):
         run_pipeline(cfg, home=str(tmp_path / "home"), progress=lambda _: None)
+
+
+def test_a_positive_label_that_is_no_class_is_refused_before_any_worker(
+        ray_session: None, quickstart: PipelineConfig, tmp_path: Path) -> None:
+    """Not at evaluate, after the whole distributed training."""
+    from raymlops.exceptions import ValidationError
+
+    cfg = _distributed(quickstart, framework="xgboost", positive_label=7)
+    before = _live_placement_groups()
+    with pytest.raises(ValidationError, match=r"train.positive_label: 7 is not a class of the target \(its classes: "
+                                              r"0, 1\)"):
+        run_pipeline(cfg, home=str(tmp_path / "home"), progress=lambda _: None)
+    assert _live_placement_groups() == before  # no worker group was reserved

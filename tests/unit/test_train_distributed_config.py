@@ -55,6 +55,9 @@ def test_regression_defaults_to_rmse() -> None:
         (_distributed(params={"eta": {"loguniform": [0, 1]}}), "train.params.eta", "0 < low < high"),
         (_distributed(params={"eta": []}), "train.params.eta", "at least one value"),
         (_distributed(params={"objective": "reg:squarederror"}), "train.params", "'objective'"),
+        # LightGBM's aliases of what raymlops sets: num_trees would win over num_boost_round
+        (_distributed(framework="lightgbm", params={"num_trees": 5}), "train.params", "'num_trees'"),
+        (_distributed(framework="lightgbm", params={"n_iter_no_change": 5}), "train.params", "'n_iter_no_change'"),
         (_distributed(metric="f1"), "train.metric", "with strategy 'distributed'"),
         (_distributed(task="regression", metric="r2"), "train.metric", "with strategy 'distributed'"),
         (_distributed(cv_folds=3), "train.cv_folds", "expected no cv_folds"),
@@ -142,6 +145,10 @@ def test_boosted_model_predicts_and_round_trips_as_native_bytes(framework: str) 
     ("xgboost", {"max_depth": 4, "eta": 0.1, "subsample": 0.8}, []),
     ("lightgbm", {"num_leavs": 7, "learning_rate": 0.1}, ["num_leavs"]),
     ("lightgbm", {"num_leaves": 7, "learning_rate": 0.1, "min_data_in_leaf": 2}, []),
+    # the engine's own quiet settings do not hide the line that names the typo
+    ("xgboost", {"max_dept": 4, "verbosity": 0}, ["max_dept"]),
+    ("lightgbm", {"num_leavs": 7, "verbosity": -1}, ["num_leavs"]),
+    ("lightgbm", {"num_leavs": 7, "verbose": -1}, ["num_leavs"]),
 ])
 def test_an_engine_parameter_the_engine_does_not_know_is_found(framework: str, params: dict[str, Any],
                                                                unknown: list[str]) -> None:
