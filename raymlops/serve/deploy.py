@@ -239,17 +239,15 @@ def _root_message(exc: BaseException) -> str:
 def undeploy(route: str, shutdown: bool = True, namespace: str = NAMESPACE) -> None:
     """Delete the route's Serve app and control actor (``shutdown``: Serve too). The replicas
     drain: requests in flight finish (bounded by the deployment's graceful_shutdown_timeout_s)."""
-    from ray import serve
 
     # imports Ray: only to undeploy (see deploy())
     from raymlops.serve.control import stop_control
 
-    others = True
-    with contextlib.suppress(Exception):  # Serve not running
-        others = any(name != route for name in serve.status().applications)
-    if not (shutdown and not others):  # else serve.shutdown() below drains it
-        with contextlib.suppress(Exception):  # already gone
-            delete_app(route)
+    # the app first, whatever comes after: its replicas finish the requests in flight while the
+    # ingress still carries their answers (serve.shutdown() alone took HAProxy down with them, and
+    # Ctrl-C on `raymlops run --serve` dropped every request in flight)
+    with contextlib.suppress(Exception):  # already gone, or Serve not running
+        delete_app(route)
     if shutdown:
         shutdown_serve()
     with contextlib.suppress(Exception):  # Ray already down

@@ -132,7 +132,7 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
         assert np.allclose(answer.as_numpy("predict_proba"), [body["probabilities"][0], body["probabilities"][2]])
         meta_v2 = client.get_model_metadata(route_name)
         assert [(i["name"], i["datatype"]) for i in meta_v2["inputs"]] == [
-            ("plan", "BYTES"), ("region", "BYTES"), ("fee", "FP64"), ("calls", "FP64"), ("member", "FP64")]
+            ("plan", "BYTES"), ("region", "BYTES"), ("fee", "FP64"), ("calls", "FP64"), ("member", "BOOL")]
 
         # the monitor compares the string features as categories
         kinds = {f["column"]: (f["kind"], f["test"]) for f in out["drift"]["features"]}

@@ -160,7 +160,7 @@ def test_rules_refuse_promotion_and_the_challenger_is_retired(served: dict[str, 
         assert action in actions, actions
     assert actions.count("deployment.traffic_changed") == 2  # shadow on, shadow off
     assert "alias.moved" not in actions and "retrain.promoted" not in actions
-    assert all(r["reason"] == f"alert dataset_drift: {served['alert']['message']}" for r in records
+    assert all(r["reason"] == f"alert {served['alert']['key']}: {served['alert']['message']}" for r in records
                if r["action"] != "gate.rejected")
     retired = next(r for r in records if r["action"] == "retrain.retired")
     assert retired["ids"]["model"] == result.challenger and "agreement" in retired["how"]["why"]
@@ -332,7 +332,7 @@ def test_alert_to_promotion_through_the_watcher(served: dict[str, Any]) -> None:
     assert status["rows_total"] >= 400
     assert not [a for a in status["alerts"]["recent"] if a["kind"] == "dataset_drift" and a["ts"] >= t0]
 
-    reason = f"alert dataset_drift: {alert['message']}"
+    reason = f"alert {alert['key']}: {alert['message']}"  # dataset_drift:<the drifted features>
     assert result.trigger.reason == reason
     records = _cycle_records(store, result)
     actions = [r["action"] for r in records]
