@@ -48,14 +48,27 @@ def test_cli_run_json_serve_then_interrupt(tmp_path: Path) -> None:
         assert status == 200 and body["predictions"][0] in (0, 1)
         status, _ = http_json("POST", f"{endpoint}/predict", {"instances": [{"nope": 1}]})
         assert status == 422
+        # Ctrl-C while clients wait for answers: every request sent before it is answered
+        load = _Clients(f"{endpoint}/predict", meta["input_example"])
+        load.wait_for(20)
     finally:
+        stopped_at = time.monotonic()
         proc.send_signal(signal.SIGINT)
         try:
             rest, err = proc.communicate(timeout=90)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+        finally:
+            if "load" in locals():
+                load.stop()
     assert proc.returncode == 0, err[-2000:]
+    before = [outcome for started, outcome in load.outcomes if started < stopped_at]
+    assert len(before) >= 20 and set(before) == {"200"}, [o for o in before if o != "200"][:5]
+    # and after it, until the port closed: answered (200, or 404 once the app is gone), or refused;
+    # never accepted and then dropped (RemoteDisconnected, ConnectionResetError)
+    after = {outcome for started, outcome in load.outcomes if started >= stopped_at}
+    assert after <= {"200", "404", "ConnectionRefusedError"}, after
     # the JSON line stays the last line on stdout: what Ray prints as Serve shuts down goes to stderr
     assert rest == "", rest[-2000:]
     assert "[12/12] monitor ran" in err
@@ -70,6 +83,43 @@ def test_cli_run_json_serve_then_interrupt(tmp_path: Path) -> None:
         time.sleep(0.5)
     else:
         pytest.fail("the endpoint still answers after Ctrl-C")
+
+
+class _Clients:
+    """Four threads sending /predict requests, a new connection each (as a browser or curl would),
+    until stopped; each request's start time and outcome (its status, or the connection error)."""
+
+    def __init__(self, url: str, body: object) -> None:
+        import threading
+
+        self.url, self.body, self.outcomes = url, body, []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(4)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                status, _ = http_json("POST", self.url, self.body, timeout=30)
+                outcome = str(status)
+            except OSError as exc:  # urllib's URLError wraps what the socket said (refused, reset, ...)
+                reason = getattr(exc, "reason", None)
+                outcome = type(reason if isinstance(reason, BaseException) else exc).__name__
+            self.outcomes.append((started, outcome))
+            if outcome != "200":  # refused once the server stops: no need to hammer it
+                time.sleep(0.2)
+
+    def wait_for(self, n: int, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.outcomes) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=40)
 
 
 def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
