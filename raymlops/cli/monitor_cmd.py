@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -343,8 +344,10 @@ def _status(args: argparse.Namespace) -> int:
         _print_estimates(st.get("performance") or {})
         _print_challengers(st.get("differential") or {})
         _print_canary_labels(st.get("performance") or {})
-        for a in st["alerts"]["recent"][-10:]:
-            print(f"  alert [{a['kind']}] {a['message']}")
+        for a in st["alerts"]["recent"][-10:]:  # when: an alert of an old window reads as news otherwise
+            when = time.strftime("%H:%M:%S", time.gmtime(a["ts"])) + " UTC" if a.get("ts") else ""
+            window = f"window #{a['window']}, " if a.get("window") is not None else ""
+            print(f"  alert [{a['kind']}] ({window}{when}) {a['message']}")
         if st.get("metrics_url"):
             print(f"  metrics {st['metrics_url']}")
     return 0

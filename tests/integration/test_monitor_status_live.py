@@ -83,6 +83,7 @@ def test_status_text_from_another_process(drifted_monitor: Any) -> None:
     assert float(rows["b"][2]) > 0.5 and float(rows["b"][3].removeprefix("p=")) < 1e-10
     alerts = [line for line in lines[head:] if line.strip().startswith("alert [feature_drift]")]
     assert alerts and "b drifted in slice all" in alerts[0]
+    assert "(window #" in alerts[0] and " UTC) " in alerts[0], alerts[0]  # which window, and when
     missing = subprocess.run([sys.executable, "-m", "raymlops.cli", "monitor", "status", "--name", "nope"],
                              capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
     assert missing.returncode == 2 and "no monitor for deployment 'nope'" in missing.stderr
