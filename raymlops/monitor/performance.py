@@ -428,11 +428,14 @@ class PerformanceTracker:
 
     def status(self) -> dict[str, Any]:
         """``labels``: every label by outcome (see :mod:`raymlops.monitor.labels`); ``pending``:
-        predictions waiting for a label; ``unmatched``: labels not matched when posted."""
+        predictions waiting for a label; ``unmatched``: every label but the matched ones (as the
+        /feedback answer counts it; the labels that came before their row and matched later are
+        ``labels.matched_late``, not unmatched)."""
         # current: the labels of the open label window (the baseline's, until it is full)
         current = (self.baseline_window if self.baseline is None else self.window).metrics()
+        labels = self.label_counts()
         return {"baseline": self.baseline, "current": current, "last_window": self.last,
                 "pending": len(self.store), "evicted": self.store.evicted, "matched": self.matched,
-                "unmatched": self.unmatched, "windows": self.windows_closed, "labels": self.label_counts(),
+                "unmatched": labels["received"] - labels["matched"], "windows": self.windows_closed, "labels": labels,
                 "early_label_ttl_s": self.early.ttl_s, "concept_drift": self.concept.status(),
                 "estimated": self.estimated.status(), "challengers": self.challengers.status()}

@@ -269,3 +269,15 @@ def test_a_label_list_posted_before_its_rows_is_judged_as_if_posted_after() -> N
     t.feedback(["late/0"], [1], ts=clock.t, window=0, lists={"late": 1})
     assert t.last_outcomes == ["matched"]
     balanced(t)
+
+
+def test_status_unmatched_is_every_label_but_the_matched_ones() -> None:
+    """It counted the labels that came before their row, though they all matched later."""
+    clock = Clock()
+    t = tracker(clock, baseline_labels=100)
+    t.feedback(["e0", "e1"], [1, 1], ts=clock.t, window=0)  # before their rows
+    serve(t, ["e0", "e1", "n0"])
+    t.feedback(["n0", "nobody"], [1, 1], ts=clock.t, window=0)
+    st = t.status()
+    assert st["labels"]["matched"] == 3 and st["labels"]["matched_late"] == 2 and st["labels"]["waiting"] == 1
+    assert st["unmatched"] == 1  # "nobody" alone
