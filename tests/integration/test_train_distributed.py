@@ -147,8 +147,12 @@ def test_tune_with_asha_over_boosting_rounds(ray_session: None, quickstart: Pipe
     assert summary["strategy"] == "distributed" and summary["scheduler"] == "asha" and len(summary["trials"]) == 2
     assert all(t["error"] is None and t["epochs_planned"] == 12 for t in summary["trials"])
     best = summary["best"]
-    assert best["epochs"] == 12 and not best["stopped_early"]
     assert best["metric"] == max(t["metric"] for t in summary["trials"])
+    # one trial ran every round; the best is the best last report, as Ray Tune's get_best_result
+    # (scope "last") takes it: a trial ASHA stopped at round 3 may have reported more than the
+    # other's round 12 (a fresh clone's run did), and then it is the best, with its rounds
+    assert any(t["epochs"] == 12 and not t["stopped_early"] for t in summary["trials"]), summary["trials"]
+    assert best["stopped_early"] == (best["epochs"] < 12)
 
 
 def test_a_regression_on_text_labels_is_refused_before_any_worker(ray_session: None, quickstart: PipelineConfig,
