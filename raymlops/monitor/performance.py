@@ -193,9 +193,10 @@ class PerformanceTracker:
             return est_alerts
         now = self.early.clock() if now is None else now
         self.early.expire(now)
-        self._settle_early_lists(keys, now)
+        batch = set(keys)  # one set for both passes (take() would build its own)
+        self._settle_early_lists(batch, now)
         alerts: list[Alert] = est_alerts
-        for rid, label in self.early.take(keys):
+        for rid, label in self.early.take(batch):
             item = self.store.pop(rid)
             if item is None:  # not kept (the store's bound): cannot happen for a row just put
                 self.counts.unknown += 1
@@ -238,27 +239,31 @@ class PerformanceTracker:
         self.labelled.add(rid)
         return True
 
-    def _settle_early_lists(self, keys: list[str], now: float) -> None:
-        """The waiting labels of requests whose rows just arrived, made whole or dropped as the
-        same post made later would be: a list of another length than the request's rows, and a
-        plain label for a multi-row request, are ``unknown`` (not joined row by row); a list of
-        one label for a single-row request labels that row."""
-        rows: dict[str, int] = {}
-        for key in keys:
-            base, sep, _ = key.rpartition("/")
-            if sep:  # a client's id has no "/": "<id>/<row>" is a row of a multi-row request
-                rows[base] = rows.get(base, 0) + 1
-        dropped = 0
-        for base, n in rows.items():
-            dropped += len(self.early.take([base]))  # one label for several rows
-            length = self.early_lists.pop(base, None)
-            if length is not None and length != n:
-                dropped += len(self.early.take([f"{base}/{k}" for k in range(length)]))
-        for key in keys:
-            if "/" not in key and self.early_lists.pop(key, None) is not None:
-                given = self.early.take([f"{key}/{k}" for k in range(2)])
-                if len(given) == 1 and given[0][0] == f"{key}/0":
-                    self.early.add(key, given[0][1], now)  # [[label]] for one row: that row's label
+    def _settle_early_lists(self, keys: set[str], now: float) -> None:
+        """The waiting labels of requests whose rows (``keys``) just arrived, made whole or dropped
+        as the same post made later would be: a list of another length than the request's rows,
+        and a plain label for a multi-row request, are ``unknown`` (not joined row by row); a list
+        of one label for a single-row request labels that row. Walks the smaller of the waiting
+        labels and the batch, and only the lists posted early: no pass over every row."""
+        early = self.early
+        if len(early) <= len(keys):
+            plain = [k for k in early.items if "/" not in k and f"{k}/0" in keys]
+        else:
+            plain = [k[:-2] for k in keys if k.endswith("/0") and k[:-2] in early]
+        dropped = len(early.take(plain))  # one label for several rows
+        for base, length in list(self.early_lists.items()):
+            if f"{base}/0" in keys:  # the rows of a multi-row request ("<id>/<row>": a client id has no "/")
+                del self.early_lists[base]
+                n = 1
+                while f"{base}/{n}" in keys:
+                    n += 1
+                if n != length:
+                    dropped += len(early.take([f"{base}/{k}" for k in range(length)]))
+            elif base in keys:  # a single-row request's row
+                del self.early_lists[base]
+                given = early.take([f"{base}/{k}" for k in range(length)])
+                if length == 1 and given:
+                    early.add(base, given[0][1], now)  # [[label]] for one row: that row's label
                 else:
                     dropped += len(given)
         self.counts.unknown += dropped

@@ -57,7 +57,7 @@ class _Layout:
     __slots__ = ("above", "all_numeric", "below", "buckets", "categorical", "chi2_columns", "coarse_end",
                  "coarse_start", "fine", "is_discrete", "is_feature", "is_numeric", "kinds", "local", "missing",
                  "n_coarse", "names", "numeric", "numeric_list", "offsets", "other", "prediction", "ref", "ref_mean",
-                 "ref_constant", "ref_scale", "ref_taken", "row_widths", "unseen")
+                 "any_constant", "by_category", "ref_constant", "ref_scale", "ref_taken", "row_widths", "unseen")
 
     def __init__(self, reference: MonitorReference) -> None:
         cols = reference.columns
@@ -84,6 +84,7 @@ class _Layout:
         self.ref_scale = np.array([c.std if c.std > 0 else 1.0 for c in numeric], dtype=np.float64)
         #: numeric columns with one value in every reference row: no scale for Wasserstein (verdict.scaled_test)
         self.ref_constant = np.array([c.kind != CATEGORICAL and c.std == 0 for c in cols], dtype=bool)
+        self.any_constant = bool(self.ref_constant.any())
         self.unseen = np.array([c.kind == CATEGORICAL and c.complete for c in cols], dtype=bool)
         self.other = self.offsets + np.array([len(c.categories) for c in cols], dtype=np.int64)
         self.n_coarse = max(c.n_coarse for c in cols)
@@ -96,6 +97,8 @@ class _Layout:
         self.is_discrete = np.array([c.discrete for c in cols], dtype=bool)
         #: the columns chi-square may judge: categorical and discrete ones
         self.chi2_columns = np.flatnonzero(~self.is_numeric | self.is_discrete)
+        #: the same as a mask: a distance over these columns' categories needs chi-square p < alpha too
+        self.by_category = ~self.is_numeric | self.is_discrete
         self.is_feature = np.array([c.name != PREDICTION for c in cols], dtype=bool)
         self.prediction = self.names.index(PREDICTION) if PREDICTION in self.names else None
         self.numeric_list = self.is_numeric.tolist()
@@ -284,7 +287,7 @@ class _Stats:
 
         num, disc, cat = code("numeric"), code("discrete"), code(CATEGORICAL)
         chosen = np.where(lay.is_numeric, np.where(lay.is_discrete, disc, num), cat)  # of every group
-        if lay.ref_constant.any():  # Wasserstein over a constant reference: the p-value test (verdict.scaled_test)
+        if lay.any_constant:  # Wasserstein over a constant reference: the p-value test (verdict.scaled_test)
             chosen = np.where(lay.ref_constant & (chosen == _WASSERSTEIN), np.where(lay.is_discrete, _CHI2, _KS),
                               chosen)
         self.code = chosen if chosen.shape == small.shape else np.broadcast_to(chosen, small.shape)
@@ -370,7 +373,7 @@ def _family(lay: _Layout, st: _Stats, families: list[tuple[int, int]], judged: n
     thresholds = np.array([np.nan, np.nan, cfg.wasserstein_threshold, cfg.js_threshold, cfg.psi_threshold])
     by_distance = np.isfinite(stat) & (stat >= thresholds[code])
     # a distance over categories needs its chi-square p-value below alpha too (verdict.distance_drifted)
-    over_categories = (~lay.is_numeric | lay.is_discrete) & ((code == _JS) | (code == _PSI))
+    over_categories = lay.by_category & ((code == _JS) | (code == _PSI))
     by_distance &= ~over_categories | (p < cfg.alpha)
     adjusted, flags = feature_drift_families(p, (code == _KS) | (code == _CHI2), by_distance, families,
                                              alpha=cfg.alpha, correction=cfg.correction, rule=cfg.dataset_rule)
