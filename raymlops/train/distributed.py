@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from raymlops.config import TrainConfig
-from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed, ValidationError
+from raymlops.exceptions import ConfigError, StepFailed, ValidationError
 from raymlops.ray_session import watch_sigint
 from raymlops.train.boost_data import BoostData, SnapshotSource, boost_datasets
 from raymlops.train.boost_engine import (
@@ -169,10 +169,10 @@ def _check_capacity(spec: EngineSpec) -> int:
 
     cpus = float(ray.cluster_resources().get("CPU", 0.0))
     need = spec.num_workers * spec.cpus_per_worker
-    if need > cpus:
-        raise RaymlopsError(
-            f"train.num_workers {spec.num_workers} x train.cpus_per_worker {spec.cpus_per_worker:g} needs {need:g} "
-            f"CPUs, but the Ray cluster has {cpus:g}: the workers could never all start")
+    if need > cpus:  # the worker group starts whole or not at all
+        private = "" if os.environ.get("RAY_ADDRESS") else " (a private local Ray)"  # as ensure_ray() decides
+        raise ConfigError(f"train.num_workers x train.cpus_per_worker: {spec.num_workers} x {spec.cpus_per_worker:g} "
+                          f"CPUs, but this Ray has {cpus:g}{private}: the workers could never all start")
     return max(1, int(cpus // need))
 
 
