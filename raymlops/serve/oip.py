@@ -267,8 +267,8 @@ def _check_values(X: np.ndarray, signature: Signature, policy: DomainPolicy) -> 
             more = int(bad.sum()) - 1
             raise OipError(400, f"row {i}, feature {names[j]!r}: expected a finite number, found {X[i, j]}"
                            + (f" (and {more} more)" if more else ""), "invalid_value")
-    flags = [j for j in range(len(names)) if signature.kind(j) == "boolean"]
-    if flags:  # a boolean feature: 1 / 0 (true / false), as /predict takes it
+    if any(signature.booleans):  # a boolean feature: 1 / 0 (true / false), as /predict takes it
+        flags = [j for j, flag in enumerate(signature.booleans) if flag]
         cols = X[:, flags]
         bad = ~np.isnan(cols) & (cols != 0) & (cols != 1)
         if bad.any():
