@@ -152,7 +152,8 @@ class MonitorConfig(Strict):
     max_categories: int = Field(50, ge=1)
     slice_columns: list[str] = Field(default_factory=list)
     max_slices: int = Field(20, ge=1, description="most frequent reference slices; the rest is 'other'")
-    small_window_rows: int = Field(1000, ge=1, description="up to this many rows: KS / chi-square p-values")
+    small_window_rows: int = Field(1000, ge=1, description="while the window or the reference has at most "
+                                   "this many rows: KS / chi-square p-values; distances above")
     numeric_test: Literal["auto", "ks", "wasserstein", "psi", "js", "chi2"] = "auto"
     categorical_test: Literal["auto", "chi2", "js", "psi"] = "auto"
     wasserstein_threshold: float = Field(0.1, gt=0.0)

@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from raymlops import audit
 from raymlops.config import MonitorConfig
 from raymlops.data.snapshot import resolve_snapshot
@@ -119,7 +121,11 @@ def exact_report(report: DriftReport, reference: Any, current: Any) -> DriftRepo
     tested = [c for c in report.columns if c.test is not None]
     if not tested:
         return report
-    categorical = [c.column for c in tested if c.kind == "categorical"]
+    # categories of text and booleans; the profile's categories of an integer column (its counts per
+    # value) are not a kind: the check judges integers as ``monitor check`` does (discrete or continuous)
+    numbers = {f.name for f in reference.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+               or pa.types.is_decimal(f.type)}
+    categorical = [c.column for c in tested if c.kind == "categorical" and c.column not in numbers]
     cfg = monitor_settings(settings).model_copy(update={"categorical": categorical})
     result = check_tables(reference, current, cfg, columns=[c.column for c in tested])
     for c in tested:
@@ -131,8 +137,11 @@ def exact_report(report: DriftReport, reference: Any, current: Any) -> DriftRepo
         else:
             scores = {"chi2_statistic": f["chi2"], "chi2_p_value": f["p_value"], "jensenshannon": f["js"],
                       "categories": f["categories"]}
+            if f["kind"] == "discrete":
+                scores["wasserstein_normed"] = f["wasserstein"]
             if "new_categories" in c.scores:
                 scores["new_categories"] = c.scores["new_categories"]
+        c.kind = "categorical" if f["kind"] == "categorical" else "numeric"
         scores |= {"psi": f["psi"], "psi_band": psi_band(f["psi"]), "exact": f["kind"]}
         c.scores = scores
         c.test = test

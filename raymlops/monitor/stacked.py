@@ -223,7 +223,7 @@ class _Stats:
                  std: npt.NDArray[np.float64], cfg: MonitorConfig) -> None:
         g, k = cur.rows.shape
         num = lay.numeric
-        self.rows = cur.rows
+        self.rows, self.ref_rows = cur.rows, ref.rows
         self.js, self.psi = distance_from_shares(ref.shares(), cur.coarse)
         self._chi2(lay, ref, cur, cfg)
         self.missing_rate = cur.counts[:, lay.missing] / cur.rows
@@ -279,7 +279,7 @@ class _Stats:
 
     def _choose(self, lay: _Layout, cfg: MonitorConfig) -> None:
         """The test of each column (Evidently's defaults for ``auto``), its statistic and p-value."""
-        small = self.rows <= cfg.small_window_rows
+        small = np.minimum(self.rows, self.ref_rows) <= cfg.small_window_rows  # either sample small
 
         def code(kind: str) -> npt.NDArray[np.int64]:  # each kind's test for small and large groups
             return np.where(small, _TESTS.index(deciding_test(kind, True, cfg)),

@@ -1,7 +1,7 @@
 """Drift verdicts of a window: per column and slice, with scores and p-values always reported.
 
 Defaults follow Evidently's: a numeric column is tested with Kolmogorov-Smirnov (p < alpha) on
-small windows (up to ``small_window_rows`` current rows) and with the normalised Wasserstein
+small windows (up to ``small_window_rows`` rows in the window or the reference) and with the normalised Wasserstein
 distance (>= 0.1) on larger ones; a categorical column with chi-square (p < alpha) on small
 windows and the Jensen-Shannon distance (>= 0.1) on larger ones. PSI (on about ``n_bins``
 coarse bins of equal reference mass; bands 0.1/0.2) is always reported and can be chosen as
@@ -281,7 +281,7 @@ def _column(col: ColumnReference, ref: npt.NDArray[np.int64], cur: npt.NDArray[n
         "ref_missing_rate": ref[miss] / ref_rows if ref_rows else math.nan,
         "out_of_range_rate": math.nan, "unseen_rate": math.nan, "ks": math.nan, "wasserstein": math.nan,
     }
-    small = rows <= cfg.small_window_rows
+    small = min(rows, ref_rows) <= cfg.small_window_rows  # either sample small: the p-value test
     test: str
     if col.kind == CATEGORICAL:
         other = len(col.categories)

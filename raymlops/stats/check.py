@@ -10,7 +10,7 @@ and returns a :class:`DriftReport` with every score, not only a verdict:
   homogeneity (statistic and p-value), Jensen-Shannon distance, and PSI on the categories.
 
 Which score decides is :class:`DriftSettings`' ``numeric_test`` / ``categorical_test``. The
-default, ``auto``, follows Evidently's presets: with at most ``small_sample`` current rows a
+default, ``auto``, follows Evidently's presets: while either side has at most ``small_sample`` rows a
 p-value test (KS / chi-square) at level ``alpha`` after a multiple-testing correction across
 the columns tested that way (Bonferroni by default, Holm with ``holm``, Benjamini-Hochberg with
 ``bh``); above it a distance (Wasserstein / Jensen-Shannon) of at least 0.1, since on millions
@@ -58,7 +58,7 @@ class DriftSettings:
 
     numeric_test: str = "auto"
     categorical_test: str = "auto"
-    small_sample: int = 1000  # auto: p-value tests up to this many current rows, distances above
+    small_sample: int = 1000  # auto: p-value tests while either side has at most this many rows, distances above
     alpha: float = 0.05  # p-value tests: drift when the corrected p-value is below alpha
     correction: str = "bonferroni"  # bonferroni | holm | bh | none
     wasserstein: float = 0.1  # drift when the normalised distance is at least this
@@ -276,8 +276,9 @@ _NUMERIC_SCORE = {"ks": "ks_p_value", "wasserstein": "wasserstein_normed", "psi"
 _CATEGORICAL_SCORE = {"chi2": "chi2_p_value", "jensenshannon": "jensenshannon", "psi": "psi"}
 
 
-def _choose(kind: str, settings: DriftSettings, current_rows: int) -> str:
-    small = current_rows <= settings.small_sample
+def _choose(kind: str, settings: DriftSettings, rows: int) -> str:
+    """``rows``: the smaller sample's rows (either small: the p-value test)."""
+    small = rows <= settings.small_sample
     if kind == "numeric":
         return ("ks" if small else "wasserstein") if settings.numeric_test == "auto" else settings.numeric_test
     return ("chi2" if small else "jensenshannon") if settings.categorical_test == "auto" else settings.categorical_test
@@ -313,9 +314,10 @@ def check(current: Profile, reference: Profile, settings: DriftSettings | None =
             results.append(out)
             continue
         if out.scores:
-            test = _choose(out.kind, settings, current.rows)
+            test = _choose(out.kind, settings, min(current.rows, reference.rows))
             if test not in table:  # e.g. categorical_test 'chi2' does not apply to numbers
-                test = _choose(out.kind, DriftSettings(small_sample=settings.small_sample), current.rows)
+                test = _choose(out.kind, DriftSettings(small_sample=settings.small_sample),
+                                min(current.rows, reference.rows))
             out.test = test
             out.score = _finite(out.scores[table[test]])
             if test in P_VALUE_TESTS:

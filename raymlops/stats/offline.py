@@ -25,8 +25,8 @@ integer time). Durations and times of day are ordinary continuous columns. A col
 name (the index ``DataFrame.to_csv`` writes) is not tested either, and listed there.
 
 Which test *decides* a feature follows the monitor settings, as the live monitor's windows do
-(:class:`raymlops.config.MonitorConfig`): with ``auto``, the p-value test (KS or chi-square) up
-to ``small_window_rows`` current rows and a distance above (Wasserstein for continuous columns,
+(:class:`raymlops.config.MonitorConfig`): with ``auto``, the p-value test (KS or chi-square)
+while either dataset has at most ``small_window_rows`` rows and a distance above (Wasserstein for continuous columns,
 Jensen-Shannon for categorical and discrete ones), because on millions of rows every p-value
 test finds some difference. The p-value test's result is always reported. P-values are
 corrected across the features (and, with slices, across every (slice, feature) test), and the
@@ -222,7 +222,8 @@ def _take(cols: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:
 def _decide(t: ColumnTest, rows: int, cfg: MonitorConfig) -> tuple[str, float, bool]:
     """``(test, statistic, drifted by distance)``: the deciding test of one column (see the
     module docstring), its statistic, and the distance verdict when a distance decides."""
-    test = scaled_test(deciding_test(t.kind, rows <= cfg.small_window_rows, cfg), t.ref_constant, t.kind == DISCRETE)
+    small = min(rows, t.reference_rows) <= cfg.small_window_rows  # either sample small: the p-value test
+    test = scaled_test(deciding_test(t.kind, small, cfg), t.ref_constant, t.kind == DISCRETE)
     if t.kind == CONTINUOUS and test in ("chi2", "js"):  # on bins in the live monitor; here KS tests the raw values
         test = "ks"
     value = {"ks": t.statistic, "chi2": t.statistic, "wasserstein": t.wasserstein, "js": t.js, "psi": t.psi}[test]
