@@ -222,8 +222,8 @@ def _take(cols: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:
 def _decide(t: ColumnTest, rows: int, cfg: MonitorConfig) -> tuple[str, float, bool]:
     """``(test, statistic, drifted by distance)``: the deciding test of one column (see the
     module docstring), its statistic, and the distance verdict when a distance decides."""
-    small = min(rows, t.reference_rows) <= cfg.small_window_rows  # either sample small: the p-value test
-    test = scaled_test(deciding_test(t.kind, small, cfg), t.ref_constant, t.kind == DISCRETE)
+    test = scaled_test(deciding_test(t.kind, min(rows, t.reference_rows) <= cfg.small_window_rows, cfg),
+                       t.ref_constant, t.kind == DISCRETE)
     if t.kind == CONTINUOUS and test in ("chi2", "js"):  # on bins in the live monitor; here KS tests the raw values
         test = "ks"
     value = {"ks": t.statistic, "chi2": t.statistic, "wasserstein": t.wasserstein, "js": t.js, "psi": t.psi}[test]
