@@ -220,8 +220,7 @@ def _take(cols: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:
 
 
 def _decide(t: ColumnTest, rows: int, cfg: MonitorConfig) -> tuple[str, float, bool]:
-    """``(test, statistic, drifted by distance)``: the deciding test of one column (see the
-    module docstring), its statistic, and the distance verdict when a distance decides."""
+    """``(test, statistic, drifted by distance)`` of one column (the module docstring says which)."""
     test = scaled_test(deciding_test(t.kind, min(rows, t.reference_rows) <= cfg.small_window_rows, cfg),
                        t.ref_constant, t.kind == DISCRETE)
     if t.kind == CONTINUOUS and test in ("chi2", "js"):  # on bins in the live monitor; here KS tests the raw values
