@@ -268,10 +268,12 @@ def _print_estimates(perf: dict[str, Any]) -> None:
 
 
 def _print_canary_labels(perf: dict[str, Any]) -> None:
-    """The realised quality of each challenger version from the labels of the rows it answered."""
+    """The realised quality of each version other than the champion (challengers, and a champion
+    before a promotion) from the labels of the rows it answered."""
     for version, m in sorted((perf.get("challengers") or {}).items()):
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in m.items() if k != "labels")
-        print(f"  challenger {version}: realised {shown} from {m['labels']} labels of the rows it answered")
+        print(f"  {version}: realised {shown} from {m['labels']} labels of the rows it answered "
+              "(as challenger, or as champion before a promotion)")
 
 
 def _print_challengers(diff: dict[str, Any]) -> None:

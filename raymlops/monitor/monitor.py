@@ -89,12 +89,11 @@ class Monitor:
         self.pred_n = np.zeros(n, dtype=np.int64)
 
     def rebased(self, reference: MonitorReference, config: MonitorConfig) -> Monitor:
-        """A monitor on a new reference (a new champion's training rows). The windows, long-term
-        state, prediction baseline, performance baseline and windows, and differential start over;
-        what counts the served traffic goes on: rows, batches and windows counted, the closed windows'
-        reports, the alerts (totals, recent, cooldowns), the SLO counters, and every label's outcome
-        (labels of rows served before still match, when the slices are the same). Exported counters
-        then never go back, and the SLO windows keep the requests they held."""
+        """A monitor on a new reference (a new champion's training rows): windows, long-term state,
+        prediction and performance baselines and differential start over; the served traffic's counts
+        (rows, batches, windows, reports, alerts, cooldowns, SLO windows, label outcomes) go on. Labels
+        of rows the previous champion answered score its version alone, as a challenger's (as the new
+        baseline, a better old model's answers paged on the new one's normal accuracy)."""
         new = Monitor(reference, config, self.clock)
         new.rows_total, new.batches, new.challenger_rows = self.rows_total, self.batches, self.challenger_rows
         new.window_index = self.window_index
@@ -102,9 +101,10 @@ class Monitor:
         new.alerts, new.slo = self.alerts, self.slo
         old, perf = self.performance, new.performance
         perf.counts, perf.early, perf.matched, perf.unmatched = old.counts, old.early, old.matched, old.unmatched
-        perf.challengers = old.challengers
-        if old.slices == perf.slices:  # a row's slice is an index into them
-            perf.store, perf.labelled = old.store, old.labelled
+        perf.challengers, perf.labelled = old.challengers, old.labelled
+        if pending := old.store.items:
+            perf.challengers.put(self.differential.champion or "previous champion", list(pending),
+                                 [item[0] for item in pending.values()])
         return new
 
     # -- ingest --------------------------------------------------------------------------------

@@ -281,3 +281,27 @@ def test_status_unmatched_is_every_label_but_the_matched_ones() -> None:
     st = t.status()
     assert st["labels"]["matched"] == 3 and st["labels"]["matched_late"] == 2 and st["labels"]["waiting"] == 1
     assert st["unmatched"] == 1  # "nobody" alone
+
+
+def test_after_a_promotion_the_old_champions_rows_score_its_version_not_the_new_baseline(
+        reference: MonitorReference) -> None:
+    """Labels that come after a promotion for rows the old champion answered are that version's;
+    the new champion's baseline is made of its own answers (the old one's 100 % made the new
+    model's normal 90 % a critical performance alert)."""
+    clock = Clock()
+    cfg = MonitorConfig.model_validate({"window_rows": 1000, "performance": {"baseline_labels": 20,
+                                                                              "window_labels": 20, "min_labels": 5}})
+    m = Monitor(reference, cfg, clock=clock)
+    X = np.random.default_rng(2).normal(size=40)
+    old = [f"v1-{i}" for i in range(40)]
+    m.ingest({"x": X}, np.ones(40), version="m:v1", request_ids=old)  # v1 answers, labels still to come
+    m = m.rebased(reference, cfg)  # promoted: m:v3 is the champion now
+    new = [f"v3-{i}" for i in range(40)]
+    m.ingest({"x": X}, np.ones(40), version="m:v3", request_ids=new)
+    matched, _ = m.feedback(old, [1] * 40)  # v1 was right every time
+    assert matched == 40 and m.performance.baseline is None  # no baseline from v1's answers
+    assert m.status()["performance"]["challengers"]["m:v1"] == {"labels": 40, "accuracy": 1.0}
+    truth = [0 if i % 10 == 0 else 1 for i in range(40)]  # v3 is right 90 % of the time, as it always was
+    _, alerts = m.feedback(new, truth)
+    assert m.performance.baseline is not None and m.performance.baseline["accuracy"] == pytest.approx(0.9)
+    assert not [a for a in alerts if a.key.startswith("performance:")], [a.message for a in alerts]
