@@ -127,7 +127,8 @@ class Monitor:
         if rids is not None and len(rids) != n:
             raise ValidationError(f"request_ids has {len(rids)} ids for {n} rows")
         score_arr = None if scores is None else np.asarray(scores, dtype=np.float64).ravel()
-        self._record_requests(now, latency_ms, status, rids, n)
+        if version is None or self.differential.roles.get(str(version), (0, ""))[1] != "shadow":
+            self._record_requests(now, latency_ms, status, rids, n)  # a shadow's copies reach no client: no SLO
         if rids is not None:
             rids = row_keys(rids)
         if n == 0:

@@ -136,3 +136,20 @@ def test_a_shadow_added_mid_window_pairs_from_its_first_request_and_agrees(monit
     alerts = d.evaluate(1_000.0, 0)
     assert alerts == [], [a.message for a in alerts]
     assert d.last is not None and d.last["challengers"]["m:v2"]["prediction_distance"] < 0.02  # was 0.39
+
+
+def test_shadow_copies_are_no_requests_of_the_slo_a_canarys_are(monitor: Monitor) -> None:
+    """An SLO counts what clients get: a shadow's copies are answered to nobody (its slowness or
+    its 5xx burned the route's error budget, and its copies diluted the champion's)."""
+    def send(version: str, role: str, ids: list[str], latency: float, status: int) -> None:
+        monitor.differential.follow(version, role, 1, len(ids))
+        monitor.ingest(cols(len(ids)), np.zeros(len(ids)), version=version, request_ids=ids,
+                       latency_ms=np.full(len(ids), latency), status=np.full(len(ids), status))
+
+    send("m:v1", "champion", [f"c{i}" for i in range(40)], 5.0, 200)
+    send("m:v2", "shadow", [f"c{i}" for i in range(40)], 900.0, 500)  # the same requests, copied
+    send("m:v3", "challenger", [f"k{i}" for i in range(10)], 5.0, 200)  # a canary answers its clients
+    slo = monitor.status()["slo"]
+    assert slo["total_requests"] == 50, slo
+    assert slo["long"]["requests"] == 50 and slo["long"]["error_rate"] == 0.0, slo
+    assert slo["long"]["latency_p99_ms"] < 900, slo
