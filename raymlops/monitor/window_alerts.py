@@ -25,6 +25,8 @@ def drift_alerts(v: WindowVerdict, prediction: SliceVerdict | None, rates: dict[
     o = v.overall
     if o.dataset_drift:
         features = sum(c.column != PREDICTION for c in o.columns)
+        # value: the share of features drifted; threshold: the share the rule needs (any: one feature)
+        threshold = cfg.dataset_drift_share if cfg.dataset_rule == "share" else 1.0 / max(features, 1)
         if cfg.dataset_rule == "share":
             rule = f"({o.share_drifted:.0%} >= {cfg.dataset_drift_share:.0%}, rule share)"
         else:
@@ -35,8 +37,8 @@ def drift_alerts(v: WindowVerdict, prediction: SliceVerdict | None, rates: dict[
                          severity="critical",
                          message=f"{len(o.drifted)} of {features} features drifted {rule}: "
                                  f"{', '.join(o.drifted)}",
-                         value=o.share_drifted, threshold=cfg.dataset_drift_share, ts=now, window=index,
-                         details={"drifted": list(o.drifted)}))
+                         value=o.share_drifted, threshold=threshold, ts=now, window=index,
+                         details={"drifted": list(o.drifted), "rule": cfg.dataset_rule}))
     # the drifted features and the prediction's flag are the slices' own fields: a column
     # verdict is only read (built, on the stacked path) for the columns that raise an alert
     for name in o.drifted:

@@ -297,3 +297,19 @@ def test_integer_columns_on_a_few_values_are_tested_on_their_support_as_offline(
         assert per_column[name].p_value == pytest.approx(stacked[name].p_value, rel=1e-9), name
     big = _state(reference, {k: np.resize(v, 5_000) for k, v in cur.items()})
     assert {c.column: c.test for c in evaluate(big, MonitorConfig()).overall.columns}["visits"] == "wasserstein"
+
+
+@pytest.mark.parametrize(("rule", "threshold"), [("any", 1 / 4), ("share", 0.5)])
+def test_a_dataset_drift_alerts_threshold_is_its_rules(rule: str, threshold: float) -> None:
+    """value >= threshold for every alert raised: under ``any`` one feature of four is the rule's
+    share (the alert said 0.5, ``dataset_drift_share``, which only ``share`` uses, beside 0.25)."""
+    rng = np.random.default_rng(0)
+    ref = build_reference({f"f{i}": rng.normal(size=3000) for i in range(4)})
+    m = Monitor(ref, MonitorConfig(window_rows=500, dataset_rule=rule, dataset_drift_share=0.5))
+    cur = {f"f{i}": rng.normal(size=500) for i in range(4)}
+    cur["f0"] = cur["f0"] + 3.0
+    if rule == "share":
+        cur["f1"] = cur["f1"] + 3.0
+    (alert,) = [a for a in m.ingest(cur) if a.kind == "dataset_drift"]
+    assert alert.threshold == threshold and alert.value >= alert.threshold, alert
+    assert alert.details["rule"] == rule
