@@ -23,6 +23,7 @@ from raymlops.data.schema import column_array, feature_categories, feature_value
 from raymlops.data.snapshot import snapshot_info
 from raymlops.exceptions import NotFound, ServeError, ValidationError
 from raymlops.features import category_code
+from raymlops.hooks.dispatch import emit
 from raymlops.monitor.names import monitor_name
 from raymlops.pipeline.context import RunContext, client_rows
 from raymlops.pipeline.failures import Failure, describe
@@ -151,6 +152,9 @@ def rebaseline_route(store: Store, route: str, model_ref: str, reason: str | Non
         audit.append(conn, "monitor.rebaselined", {"model": model.id, "snapshot": model.snapshot_id,
                                                    "deployment": route},
                      reason, {"reference": reference.digest, "features": list(model.features), "how": "in place"})
+    # as retraining's rebaseline is: a receiver that resets its own baselines hears promotions and rollbacks too
+    emit(store.home, "monitor.rebaselined", {"model": model.id, "snapshot": model.snapshot_id, "deployment": route,
+                                             "reason": reason})
     return f"the monitor of /{route} now compares traffic with the training rows of {model.id}"
 
 

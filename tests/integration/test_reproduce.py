@@ -85,6 +85,13 @@ def test_a_champion_moved_by_hand_moves_the_route_monitor_to_its_training_rows(
         return training_reference(table, list(version.features), recorded_config(version.lineage, version.id),
                                   snapshot_info(store, version.snapshot_id).schema)
 
+    import json
+    import time
+
+    from tests.unit.test_webhooks import Receiver, _subscribe
+
+    receiver = Receiver()  # subscribed to every event: the move is sent, as retraining's is
+    _subscribe(home, receiver.url)
     route = "moved-by-hand"
     start_monitor(route, reference_of(v1), {"seed": 0}, NAMESPACE, detached=False,
                   artifact_root=store.artifacts.root_uri)  # as the deploy step starts it
@@ -96,6 +103,13 @@ def test_a_champion_moved_by_hand_moves_the_route_monitor_to_its_training_rows(
         assert held == reference_of(v2).digest != reference_of(v1).digest
         moved = [r for r in audit.records(store.metadata, action="monitor.rebaselined")]
         assert [(r.record["ids"]["model"], r.record["ids"]["deployment"]) for r in moved] == [(v2.id, route)]
+        deadline = time.monotonic() + 10
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent = [json.loads(r["body"]) for r in receiver.requests]
+        assert [(e["type"], e["data"]["model"], e["data"]["deployment"], e["data"]["reason"]) for e in sent] == [
+            ("monitor.rebaselined", v2.id, route, "promoted by hand")]
     finally:
         stop_monitor(route, NAMESPACE)
+        receiver.close()
     assert rebaseline_route(store, route, v1.id) == f"/{route} has no running monitor"
