@@ -69,28 +69,34 @@ def offline_model(result: dict[str, Any], reference: str, current: str, referenc
 
 
 def live_model(status: dict[str, Any], route: str) -> dict[str, Any]:
-    """The report model of a live monitor's ``status()``: its open window, else its last closed one."""
-    window = status.get("window") or {}
-    if window.get("verdict") and window.get("histograms"):
+    """The report model of a live monitor's ``status()``: its open window once it has the rows to be
+    judged (``min_rows``), else its last closed one (the window an alert is about: a 5-row open
+    window read "no dataset drift" seconds after a critical drift alert), else the open one, not judged."""
+    window, last = status.get("window") or {}, status.get("last_window") or {}
+    has_open = bool(window.get("verdict") and window.get("histograms"))
+    if has_open and (window["verdict"].get("overall") or {}).get("judged", True) or has_open and not \
+            last.get("histograms"):
         verdict, hists, which = window["verdict"], window["histograms"], f"open window #{window['index']}"
-    elif status.get("last_window") and status["last_window"].get("histograms"):
-        last = status["last_window"]
+    elif last.get("histograms"):
         verdict, hists, which = last, last["histograms"], f"last closed window #{last['index']}"
+        if has_open:
+            which += f" (the open window #{window['index']} has {window['verdict']['rows']} rows: too few to judge)"
     else:
         raise ValidationError(f"the monitor of route {route!r} has no rows in its open or last window yet: "
                               "nothing to report")
     overall = verdict["overall"]
 
-    def features(columns: list[dict[str, Any]]) -> dict[str, Any]:
-        return {c["column"]: c for c in columns}
+    def features(columns: list[dict[str, Any]], judged: bool = True) -> dict[str, Any]:
+        return {c["column"]: c if judged else {**c, "drift": None} for c in columns}
 
     first = next(iter(hists.values()))
     return {"title": f"Drift report: {route}", "source": f"live monitor of route {route!r}",
             "reference": "the monitor's reference", "current": which,
             "rows": {"reference": first["reference_rows"], "current": verdict["rows"]},
-            "drift": bool(overall["dataset_drift"]), "share_drifted": overall["share_drifted"],
+            "drift": bool(overall["dataset_drift"]) if overall.get("judged", True) else None,
+            "share_drifted": overall["share_drifted"],
             "drifted_features": list(overall["drifted"]), "correction": verdict["correction"],
-            "features": features(overall["columns"]),
+            "features": features(overall["columns"], overall.get("judged", True)),
             "slices": {s["name"]: {"drift": bool(s["dataset_drift"] or s["drifted"]), "rows": s["rows"],
                                    "judged": s["judged"], "drifted_features": list(s["drifted"]),
                                    "features": features(s["columns"])} for s in verdict.get("slices") or []},
@@ -145,7 +151,7 @@ def _score_rows(features: dict[str, Any], names: list[str] | None = None) -> str
                     f"<td>{html.escape(name)}</td><td>{_fmt(f.get('kind'))}</td><td>{_fmt(f['test'])}</td>"
                     f"<td>{_fmt(f['statistic'])}</td><td>{_fmt(f['p_value'])}</td>"
                     f"<td>{_fmt(f.get('adjusted_p_value'))}</td><td>{_fmt(f.get('psi'))}</td>"
-                    f"<td>{_fmt(bool(f['drift']))}</td></tr>")
+                    f"<td>{'not judged' if f['drift'] is None else _fmt(bool(f['drift']))}</td></tr>")
     head = ("<tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th>"
             "<th>adjusted p-value</th><th>PSI</th><th>verdict</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
@@ -204,9 +210,11 @@ def render_html(model: dict[str, Any], top: int = 5) -> str:
     names = plotted_features(model, top)
     drifted = model["drifted_features"]
     n = len([k for k in model["features"] if not k.startswith("__")])
-    cls = "drift" if model["drift"] else "stable"
-    verdict = (f'<section id="verdict" class="verdict {cls}" data-drift="{str(bool(model["drift"])).lower()}">'
-               f"<h2>Dataset verdict: {'DRIFT' if model['drift'] else 'no dataset drift'}</h2>"
+    cls = "unjudged" if model["drift"] is None else "drift" if model["drift"] else "stable"
+    said = ("not judged (too few rows: the monitor's min_rows)" if model["drift"] is None
+            else "DRIFT" if model["drift"] else "no dataset drift")
+    verdict = (f'<section id="verdict" class="verdict {cls}" data-drift="{str(model["drift"]).lower()}">'
+               f"<h2>Dataset verdict: {said}</h2>"
                f"<p>{len(drifted)} of {n} features drifted ({float(model['share_drifted']):.0%})"
                f"{': ' + html.escape(', '.join(drifted)) if drifted else ''}. "
                f"Multiple-testing correction: {html.escape(str(model['correction']))}.</p>"

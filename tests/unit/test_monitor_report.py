@@ -286,3 +286,24 @@ def test_offline_report_does_not_import_ray(files: dict[str, Path], tmp_path: Pa
             "print(rc, 'ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.stdout.split()[-2:] == ["0", "False"], done.stderr
+
+
+def test_a_live_report_never_judges_a_window_too_small_to_judge() -> None:
+    """After a window closes on a drift, a few rows in the next one are under ``min_rows``: the
+    report is the closed window's (the one the alert is about), and a monitor whose only window is
+    that small is reported as not judged (it read "no dataset drift" and ``"drift": false``)."""
+    rng = np.random.default_rng(4)
+    reference = build_reference({"a": rng.normal(size=4_000), "b": rng.normal(size=4_000)})
+    cfg = MonitorConfig(window_rows=300, min_rows=30, alerts={"log": False})
+    m = Monitor(reference, cfg, clock=lambda: 100.0)
+    m.ingest({"a": rng.normal(size=305) + 1.0, "b": rng.normal(size=305)})  # window 0 closes drifted; 5 rows open
+    model = live_model(m.status(), "r")
+    assert model["current"].startswith("last closed window #0") and "5 rows: too few to judge" in model["current"]
+    assert model["drift"] is True and model["drifted_features"] == ["a"]
+    fresh = Monitor(reference, cfg, clock=lambda: 100.0)
+    fresh.ingest({"a": rng.normal(size=5) + 1.0, "b": rng.normal(size=5)})
+    model = live_model(fresh.status(), "r")
+    assert model["current"] == "open window #0" and model["drift"] is None
+    assert all(f["drift"] is None for f in model["features"].values())
+    text = render_html(model)
+    assert 'data-drift="none"' in text and "not judged" in text and "no dataset drift" not in text
