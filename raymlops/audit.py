@@ -110,7 +110,14 @@ def parse_since(text: str, now: float | None = None) -> float:
 
 def _matches_id(ids: Mapping[str, Any], wanted: str) -> bool:
     """True when any id equals ``wanted``, or ``wanted`` is a prefix (6+ characters) of a
-    content hash (snapshot ids)."""
+    content hash (snapshot ids); ``NAME@ALIAS`` (the registry's notation) is a record of that
+    alias of that model (an alias id alone, ``champion``, is every model's)."""
+    if not isinstance(ids, Mapping):
+        return False
+    name, at, alias = wanted.rpartition("@")
+    if at and name and alias:
+        model = str(ids.get("model", ids.get("name", "")))
+        return str(ids.get("alias")) == alias and (model == name or model.startswith(name + ":"))
     for value in ids.values():
         text = str(value)
         if text == wanted:
@@ -151,7 +158,8 @@ def records(
         sql += " WHERE " + " AND ".join(where)
     with store.read() as conn:
         rows = conn.execute(sql + " ORDER BY seq", args).fetchall()
-    out = [AuditRecord(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+    edited = {"ids": {}, "reason": "(this record's content is no audit record: edited; see `raymlops audit verify`)"}
+    out = [AuditRecord(r[0], r[1], r[2], _object(r[3]) or edited, r[4], r[5]) for r in rows]
     if id:
         out = [r for r in out if _matches_id(r.record.get("ids") or {}, id)]
     if limit is not None:
@@ -168,7 +176,16 @@ def head(store: MetadataStore) -> dict[str, Any] | None:
     """``{"seq", "hash"}`` of the newest record as recorded at append time (None before any)."""
     with store.read() as conn:
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)).fetchone()
-    return json.loads(row[0]) if row else None
+    return None if row is None else _object(row[0])
+
+
+def _object(text: str) -> dict[str, Any] | None:
+    """``text`` as a JSON object, or None when it is none (an edited record or head row)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def verify(store: MetadataStore) -> tuple[bool, str]:
@@ -181,6 +198,7 @@ def verify(store: MetadataStore) -> tuple[bool, str]:
     count = 0
     last: tuple[int, str] | None = None
     named: set[str] = set()
+    chain: dict[int, str] = {}  # seq -> hash
     with store.read() as conn:
         rows = conn.execute("SELECT seq, ts, action, record_json, prev_hash, hash FROM audit ORDER BY seq")
         for seq, ts, action, record_json, prev_hash, digest in rows:
@@ -191,14 +209,19 @@ def verify(store: MetadataStore) -> tuple[bool, str]:
                     f"audit record {seq}: previous-hash link broken (a record before it was removed or reordered, "
                     "or edited and re-hashed)"
                 )
+            if last is not None and seq != last[0] + 1:  # the numbers are no part of the hash: checked here
+                return False, f"audit record {seq}: numbered out of order (record {last[0] + 1} expected): renumbered"
             try:
                 body = json.loads(record_json)
             except ValueError:
                 return False, f"audit record {seq}: content is not valid JSON (edited)"
+            if not isinstance(body, dict) or not isinstance(body.get("ids") or {}, dict):
+                return False, f"audit record {seq}: content is not an audit record (edited)"
             if body.get("action") != action or body.get("ts") != ts:
                 return False, f"audit record {seq}: action or time column differs from the hashed record (edited)"
             prev = digest
             last = (seq, digest)
+            chain[seq] = digest
             count += 1
             named.update(str(v) for v in (body.get("ids") or {}).values())
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)).fetchone()
@@ -214,7 +237,14 @@ def verify(store: MetadataStore) -> tuple[bool, str]:
                        + (f" (and {len(unrecorded) - 1} more)" if len(unrecorded) > 1 else "")
                        + "; every snapshot and model version is recorded when it is written, so records were removed")
     if row is not None:
-        recorded = json.loads(row[0])
+        recorded = _object(row[0])
+        if recorded is None:
+            return False, "audit head: the row that records the newest record is not valid (edited)"
+        seq_at = recorded.get("seq")
+        if last is not None and isinstance(seq_at, int) and seq_at < last[0] and chain.get(seq_at) == \
+                recorded.get("hash"):
+            return False, (f"audit record {seq_at + 1}: written after the newest record raymlops wrote "
+                           f"(record {seq_at}): added outside raymlops")
         if last is None or (recorded.get("seq"), recorded.get("hash")) != last:
             have = f"record {last[0]}" if last else "no records"
             return False, (

@@ -172,3 +172,58 @@ def test_rehashed_edit_breaks_the_link_to_the_next_record(store: Store) -> None:
     _tamper(store, ("UPDATE audit SET record_json = ?, hash = ? WHERE seq = 2", (edited, digest)))
     ok, message = audit.verify(store.metadata)
     assert ok is False and "audit record 3" in message
+
+
+@pytest.mark.parametrize("value", ["garbage", "[1, 2]", '"text"'])
+def test_an_edited_head_row_is_said_not_a_traceback(store: Store, value: str) -> None:
+    _tamper(store, ("UPDATE meta SET value = ? WHERE key = ?", (value, audit.HEAD_KEY)))
+    ok, message = audit.verify(store.metadata)
+    assert ok is False and message.startswith("audit head:") and "not valid" in message
+    assert audit.head(store.metadata) is None
+
+
+def _append_chained(store: Store, body: object) -> None:
+    """A record appended with a correct chain hash, as a forger with the database would, head row untouched."""
+    with store.metadata.read() as conn:
+        prev = conn.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()[0]
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    ts = body.get("ts", 2000.0) if isinstance(body, dict) else 2000.0
+    action = body.get("action", "x") if isinstance(body, dict) else "x"
+    _tamper(store, ("INSERT INTO audit(ts, action, record_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?)",
+                    (ts, action, text, prev, hashlib.sha256(f"{prev}\n{text}".encode()).hexdigest())))
+
+
+def test_a_chained_record_added_outside_raymlops_is_named(store: Store) -> None:
+    _append_chained(store, {"ts": 2000.0, "action": "model.promoted", "actor": {"user": "mallory"},
+                            "ids": {"model": "m:v1"}, "reason": "x", "how": {}})
+    ok, message = audit.verify(store.metadata)
+    assert ok is False and message.startswith("audit record 4: written after"), message
+
+
+@pytest.mark.parametrize("body", [[1, 2], {"ts": 2000.0, "action": "x", "ids": ["m:v1"]}])
+def test_a_chained_record_that_is_no_record_is_said_and_listing_survives_it(store: Store, body: object) -> None:
+    _append_chained(store, body)
+    _tamper(store, ("UPDATE meta SET value = ? WHERE key = ?",
+                    (json.dumps({"seq": 4, "hash": _db(store).execute("SELECT hash FROM audit WHERE seq = 4")
+                                 .fetchone()[0]}), audit.HEAD_KEY)))
+    ok, message = audit.verify(store.metadata)
+    assert ok is False and message == "audit record 4: content is not an audit record (edited)"
+    assert [r.seq for r in audit.records(store.metadata, id="m:v1")] == [2, 3]  # listing and filtering still work
+    if not isinstance(body, dict):
+        assert "edited" in audit.records(store.metadata)[-1].record["reason"]
+
+
+def test_renumbered_records_are_detected(store: Store) -> None:
+    _tamper(store, ("UPDATE audit SET seq = seq + 100 WHERE seq >= 2", ()),
+            ("UPDATE meta SET value = ? WHERE key = ?",
+             (json.dumps({"seq": 103, "hash": audit.records(store.metadata)[-1].hash}), audit.HEAD_KEY)))
+    ok, message = audit.verify(store.metadata)
+    assert ok is False and message.startswith("audit record 102: numbered out of order"), message
+
+
+def test_an_alias_in_the_registrys_notation_finds_that_models_alias_records(store: Store) -> None:
+    with store.metadata.transaction() as conn:
+        audit.append(conn, "alias.moved", {"model": "other:v1", "alias": "champion"}, clock=lambda: 1004.0)
+    assert [r.seq for r in audit.records(store.metadata, id="m@champion")] == [3]
+    assert [r.seq for r in audit.records(store.metadata, id="other@champion")] == [4]
+    assert audit.records(store.metadata, id="m@staging") == []
