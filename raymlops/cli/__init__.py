@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 
@@ -85,6 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RaymlopsError as exc:
         print(explain(exc), file=sys.stderr, flush=True)
         return exc.exit_code
+    except sqlite3.DatabaseError as exc:  # a corrupted, read-only or locked metadata.db: said, no traceback
+        from raymlops.store.home import resolve_home  # pyarrow's filesystems: on this error only, not at start
+
+        print(f"error: the home's database {resolve_home(args.home) / 'metadata.db'}: {exc} (SQLite; "
+              "`raymlops doctor` checks the home)", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -25,7 +25,9 @@ def register(sub: Any) -> None:
 
     doc = add_command(sub, "doctor", help="check the home folder: metadata, snapshot and model hashes, "
                                           "orphaned staging folders, audit chain (exit 0 only when all is well)")
-    doc.add_argument("--repair", action="store_true", help="remove orphaned staging folders (and nothing else)")
+    doc.add_argument("--repair", action="store_true",
+                     help="remove orphaned staging folders and record runs whose process is gone as abandoned "
+                          "(and nothing else)")
     doc.add_argument("--older-than", type=_seconds, default=DEFAULT_STAGING_GRACE_S, metavar="SECONDS",
                      help=f"a staging folder untouched this long is orphaned (default {DEFAULT_STAGING_GRACE_S:.0f})")
     doc.add_argument("--json", action="store_true", help="the report as one JSON line")
@@ -42,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
         return 0 if report.ok else 1
-    for key in report.repaired:
-        print(f"repaired  staging   removed {key}")
+    for key in report.repaired:  # staging keys, and "run ID" for a run recorded abandoned
+        print(f"repaired  runs      recorded {key} abandoned (its process is gone)" if key.startswith("run ")
+              else f"repaired  staging   removed {key}")
     for f in report.findings:
         print(f"{'ok' if f.ok else 'PROBLEM':<9} {f.check:<9} {f.message}")
     if report.ok:
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         n = len(report.problems)
         fixable = sum(1 for f in report.problems if f.repairable)
-        advice = " `raymlops doctor --repair` removes the orphaned staging folders." if fixable else ""
+        advice = (" `raymlops doctor --repair` removes the orphaned staging folders and records runs whose "
+                  "process is gone as abandoned." if fixable else "")
         print(f"{report.home}: {n} problem{'s' if n > 1 else ''} found.{advice}")
     return 0 if report.ok else 1

@@ -9,7 +9,7 @@ from typing import Any
 
 from raymlops.cli.common import add_command, print_json
 
-_STATUSES = ("running", "succeeded", "failed", "interrupted")
+_STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
 
 
 def register(sub: Any) -> None:

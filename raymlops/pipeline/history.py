@@ -118,13 +118,17 @@ def list_runs(metadata: MetadataStore, status: str | None = None, limit: int | N
     """Newest first: id, pipeline, status, start, end, seconds, config hash, failed step, error."""
     if status is not None and status not in RUN_STATUSES:
         raise ValidationError(f"--status: expected one of {', '.join(RUN_STATUSES)}, found {status!r}")
+    if limit is not None and limit < 1:
+        raise ValidationError(f"--limit: expected a number of runs >= 1, found {limit}")
     sql = "SELECT id, pipeline, started_at, ended_at, status, config_hash, record_json FROM runs"
     args: tuple[Any, ...] = ()
+    # a run recorded running whose process is gone is abandoned (_status): both are read, then filtered
+    live = status in ("running", "abandoned")
     if status:
-        sql += " WHERE status = ?"
-        args = (status,)
+        sql += " WHERE status IN (?, ?)" if live else " WHERE status = ?"
+        args = ("running", "abandoned") if live else (status,)
     sql += " ORDER BY started_at DESC, id DESC"
-    if limit:
+    if limit and not live:
         sql += f" LIMIT {int(limit)}"
     with metadata.read() as conn:
         rows = conn.execute(sql, args).fetchall()
@@ -142,6 +146,8 @@ def list_runs(metadata: MetadataStore, status: str | None = None, limit: int | N
             "failed_step": error.get("step") if error else None,
             "error": f"{error.get('type')}: {error.get('message')}" if error else None,
         })
+    if live:
+        out = [r for r in out if r["status"] == status][:limit]
     return out
 
 

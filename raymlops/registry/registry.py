@@ -248,7 +248,11 @@ def rollback(store: Store, name: str, alias: str = CHAMPION, reason: str | None 
 
 
 def alias_history(store: Store, name: str) -> list[dict[str, Any]]:
+    """Every alias move of model ``name``, oldest first; NotFound (exit 2) when no version has that name."""
     with store.metadata.read() as conn:
+        if conn.execute("SELECT 1 FROM models WHERE name = ? LIMIT 1", (name,)).fetchone() is None:
+            names = [r[0] for r in conn.execute("SELECT DISTINCT name FROM models ORDER BY name")]
+            raise NotFound(f"no model named {name!r} (models: {', '.join(names) or 'none registered'})")
         rows = conn.execute(
             "SELECT alias, from_model, to_model, ts, reason FROM alias_history WHERE name = ? ORDER BY seq", (name,)
         ).fetchall()

@@ -23,6 +23,13 @@ def existing_home(home: str | Path | None = None) -> Path:
     path = resolve_home(home)
     if not path.is_dir():
         raise NotFound(f"no raymlops home at {path} (give --home, or set RAYMLOPS_HOME)")
+    # a folder, but no home (a home made by `webhooks add` alone has its webhooks.db): not made one by a read
+    if not (path / "metadata.db").is_file() and not (path / "webhooks.db").is_file():
+        if (path / "artifacts").is_dir():
+            raise NotFound(f"{path}: the home's database metadata.db is missing, though its artifacts are there "
+                           "(restore metadata.db from a backup; nothing was changed)")
+        raise NotFound(f"no raymlops home at {path}: the folder has no metadata.db (give --home, or set "
+                       "RAYMLOPS_HOME)")
     return path
 
 

@@ -419,6 +419,9 @@ def test_cli_run_with_missing_config_exits_2(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_cli_unknown_model_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from raymlops.store.home import Store
+
+    Store.open(tmp_path)  # a home, with no model in it
     assert main(["--home", str(tmp_path), "models", "show", "nope:v1"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and "nope:v1" in err and "Traceback" not in err

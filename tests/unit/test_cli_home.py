@@ -1,0 +1,94 @@
+"""Commands that only read never make a home of a folder, a lost database is said, not re-created,
+and a broken or read-only database is one line and exit 1, not a traceback (every command but
+``doctor`` died with sqlite3's traceback)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from raymlops import audit
+from raymlops.cli import main
+from raymlops.store.home import Store
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("command", [["models", "list"], ["audit"], ["runs", "list"], ["audit", "verify"], ["doctor"]])
+def test_a_folder_that_is_no_home_stays_untouched(tmp_path: Path, command: list[str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    assert main(["--home", str(tmp_path), *command]) == 2
+    assert "no metadata.db" in _one_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_lost_database_beside_artifacts_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store.open(tmp_path)
+    (store.home / "artifacts" / "models").mkdir(parents=True, exist_ok=True)
+    (store.home / "metadata.db").unlink()
+    for command in (["audit", "verify"], ["models", "list"], ["doctor"]):
+        assert main(["--home", str(tmp_path), *command]) == 2
+        assert "metadata.db is missing" in _one_line(capsys)
+    assert not (store.home / "metadata.db").exists()  # not re-created empty
+
+
+def test_a_corrupted_database_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store.open(tmp_path)
+    for name in ("metadata.db-wal", "metadata.db-shm"):
+        (store.home / name).unlink(missing_ok=True)
+    (store.home / "metadata.db").write_bytes(b"this is not a database" * 100)
+    for command in (["models", "list"], ["audit", "verify"], ["runs", "list"]):
+        assert main(["--home", str(tmp_path), *command]) == 1
+        err = _one_line(capsys)
+        assert "metadata.db" in err and "not a database" in err
+
+
+def test_a_database_sqlite_cannot_open_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """(What a read-only home gives a user who is not root: SQLite cannot open its write-ahead log.)"""
+    store = Store.open(tmp_path)
+    with store.metadata.transaction() as conn:
+        audit.append(conn, "x", {})
+    for name in ("metadata.db-wal", "metadata.db-shm"):
+        (store.home / name).unlink(missing_ok=True)
+        (store.home / name).mkdir()  # no file SQLite can open there
+    assert main(["--home", str(tmp_path), "models", "list"]) == 1
+    assert "metadata.db" in _one_line(capsys)
+
+
+def test_models_history_of_no_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    Store.open(tmp_path)
+    assert main(["--home", str(tmp_path), "models", "history", "nosuch"]) == 2
+    assert "no model named 'nosuch'" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_runs_list_limit_below_one_exits_2(tmp_path: Path, limit: str, capsys: pytest.CaptureFixture[str]) -> None:
+    Store.open(tmp_path)
+    assert main(["--home", str(tmp_path), "runs", "list", "--limit", limit]) == 2
+    assert "--limit" in _one_line(capsys)
+
+
+def test_runs_list_status_abandoned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run recorded running whose process is gone is listed as abandoned, under --status
+    abandoned (refused before) and not under --status running (it was)."""
+    import json
+
+    store = Store.open(tmp_path)
+    dead = {"who": {"host": __import__("socket").gethostname(), "pid": 2 ** 22 + 12345}}
+    live = {"who": {"host": __import__("socket").gethostname(), "pid": os.getpid()}}
+    with sqlite3.connect(store.home / "metadata.db") as conn:
+        for run_id, record, started in (("r-dead", dead, 1.0), ("r-live", live, 2.0)):
+            conn.execute("INSERT INTO runs(id, pipeline, started_at, ended_at, status, config_hash, record_json) "
+                         "VALUES (?, 'p', ?, NULL, 'running', 'h', ?)", (run_id, started, json.dumps(record)))
+    assert main(["--home", str(tmp_path), "runs", "list", "--status", "abandoned", "--json"]) == 0
+    assert [r["run"] for r in json.loads(capsys.readouterr().out)] == ["r-dead"]
+    assert main(["--home", str(tmp_path), "runs", "list", "--status", "running", "--json"]) == 0
+    assert [r["run"] for r in json.loads(capsys.readouterr().out)] == ["r-live"]
