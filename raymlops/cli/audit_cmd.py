@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from raymlops.cli.common import add_command, print_json
+from raymlops.cli.common import add_command, one_line, print_json
 
 
 def _since(text: str) -> float:
@@ -78,4 +78,5 @@ def format_record(r: Any) -> str:
     actor = r.record.get("actor") or {}
     who = f"{actor.get('user', '?')}@{actor.get('host', '?')}"
     ids = json.dumps(r.record.get("ids") or {}, separators=(",", ":"))
-    return f"{r.seq:>5} {when} {r.action:<18} {ids} {r.record.get('reason') or '-'} ({who})"
+    reason = one_line(r.record.get("reason") or "-")
+    return f"{r.seq:>5} {when} {one_line(r.action):<18} {ids} {reason} ({one_line(who)})"

@@ -31,6 +31,13 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, default=str, separators=(",", ":")), flush=True)
 
 
+def one_line(text: Any) -> str:
+    """``text`` for a line of a listing: control characters (a line break, a terminal escape) shown
+    escaped, as ``repr`` would, so a reason cannot print a line of its own or erase the real ones."""
+    s = str(text)
+    return s if s.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
 def explain(exc: BaseException) -> str:
     """One paragraph: what went wrong in the user's terms, and what to do."""
     text = str(exc)

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from raymlops.cli.common import add_command, print_json
+from raymlops.cli.common import add_command, one_line, print_json
 from raymlops.cli.deploy_cmd import follow_live
 from raymlops.exceptions import NotFound
 
@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
         for h in history:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["ts"]))
-            print(f"{when}  @{h['alias']:<12} {h['from_model'] or '-'} -> {h['to_model']}  {h['reason'] or ''}")
+            reason = one_line(h["reason"] or "")
+            print(f"{when}  @{h['alias']:<12} {h['from_model'] or '-'} -> {h['to_model']}  {reason}")
     return 0
 
 

@@ -92,3 +92,15 @@ def test_runs_list_status_abandoned(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert [r["run"] for r in json.loads(capsys.readouterr().out)] == ["r-dead"]
     assert main(["--home", str(tmp_path), "runs", "list", "--status", "running", "--json"]) == 0
     assert [r["run"] for r in json.loads(capsys.readouterr().out)] == ["r-live"]
+
+
+def test_a_reason_with_a_line_break_or_an_escape_prints_on_its_own_line(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A reason is shown escaped: a newline in it printed a forged audit line, an escape could erase real ones."""
+    store = Store.open(tmp_path)
+    forged = "ok\n    9 2026-12-07 12:00:00 model.promoted     {} approved by alice (alice@vm)\x1b[2K"
+    with store.metadata.transaction() as conn:
+        audit.append(conn, "model.promoted", {"model": "m:v1"}, reason=forged)
+    assert main(["--home", str(tmp_path), "audit"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1 and "\\n" in out and "\x1b" not in out and "\\x1b" in out
