@@ -51,6 +51,7 @@ import pyarrow as pa
 from raymlops.config import MonitorConfig
 from raymlops.exceptions import ValidationError
 from raymlops.features import delimiter_hint
+from raymlops.stats.coerce import numbers_read_as_text
 from raymlops.stats.exact import CATEGORICAL, CONTINUOUS, DISCRETE, KS_EXACT_MAX_N, ColumnTest, compare
 from raymlops.stats.sidecar import preload_scipy
 from raymlops.stats.verdict import (
@@ -356,14 +357,12 @@ def check_tables(reference: Any, current: Any, config: MonitorConfig | None = No
                  threads: int | None = None) -> dict[str, Any]:
     """Drift of ``current`` against ``reference`` (Arrow tables, pandas DataFrames or mappings of
     arrays; see the module docstring). ``threads``: columns tested at once (default: the CPUs)."""
-    # Small samples' exact KS is scipy.stats' ks_2samp: scipy.stats (most of a second) is imported on
-    # a thread while their columns are read. Large samples need it only for some p-values, after the
-    # columns' passes: imported beside those passes it slowed them by more than its own import time
-    # (2 x 1 M x 30 floats, end to end: 2.44-2.77 s beside, 2.12-2.17 s after).
+    # Small samples' exact KS is scipy.stats' ks_2samp: scipy.stats (most of a second) is imported on a thread
+    # while their columns are read. Large samples need it only for some p-values, after the columns' passes
+    # (imported beside them it slowed them more than its import: 2 x 1 M x 30 floats 2.44-2.77 s, 2.12-2.17).
     small = max(_rows(reference), _rows(current)) <= KS_EXACT_MAX_N
     loading = preload_scipy() if small else None
-    # The import holds the GIL for long stretches; every numpy call of the column workers needs it
-    # for a moment. A short switch interval (default 5 ms) hands it over at once instead.
+    # The import holds the GIL for long stretches; a short switch interval hands it to the column workers.
     interval = sys.getswitchinterval()
     if loading is not None:
         sys.setswitchinterval(min(interval, 2e-4))
@@ -413,8 +412,9 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         raise ValidationError("the current data has no rows")
     if n_ref == 0:
         raise ValidationError("the reference data has no rows")
-    ref_cols, cur_cols = _arrays(reference, [*names, *slices]), _arrays(current, [*names, *slices])
     categorical = [c for c in cfg.categorical if c in names]
+    ref_cols, cur_cols = numbers_read_as_text(_arrays(reference, [*names, *slices]), _arrays(current, [
+        *names, *slices]), [c for c in names if c not in categorical])
     times = [c for c in names if c not in categorical and _is_time_column(reference, c)]  # named: continuous
 
     def run(r: Mapping[str, Any], c: Mapping[str, Any]) -> list[ColumnTest]:

@@ -1,0 +1,41 @@
+"""One value a CSV reader could not read as a number (``?``) makes the whole current column text:
+compared with the reference's numbers as categories, a five-standard-deviation shift read "no drift"
+(every value a new category, chi-square on a thousand categories of one row each). The text side's
+numbers are read as numbers, the rest as missing, and the type change stays a data-quality finding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pacsv
+from scipy import stats
+
+from raymlops.config import MonitorConfig
+from raymlops.stats.offline import check_tables
+
+
+def _csv(path: Path, values: list[str]) -> Path:
+    path.write_text("x\n" + "\n".join(values) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_shift_hidden_by_one_unreadable_value_is_found(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    ref_x, cur_x = rng.normal(0, 1, 500), rng.normal(5, 1, 499)
+    ref = pacsv.read_csv(_csv(tmp_path / "ref.csv", [repr(float(v)) for v in ref_x]))
+    cur = pacsv.read_csv(_csv(tmp_path / "cur.csv", [repr(float(v)) for v in cur_x] + ["?"]))
+    assert str(cur.schema.field("x").type) == "string"  # what the reader made of it
+    out = check_tables(ref, cur, MonitorConfig())
+    x = out["features"]["x"]
+    assert x["kind"] == "continuous" and x["test"] == "ks" and x["drift"] and out["drift"] is True
+    assert x["p_value"] == stats.ks_2samp(ref_x, cur_x).pvalue  # the 499 numbers that are there
+    assert any("type double -> string" in f for f in out["anomalies"]["x"]), out["anomalies"]
+
+
+def test_the_same_numbers_as_text_do_not_drift(tmp_path: Path) -> None:
+    values = [str(v) for v in np.random.default_rng(1).integers(0, 1000, 300) / 10]
+    ref = pacsv.read_csv(_csv(tmp_path / "ref.csv", values))
+    cur = pacsv.read_csv(_csv(tmp_path / "cur.csv", values[:-1] + ["n/a?"]))
+    x = check_tables(ref, cur, MonitorConfig())["features"]["x"]
+    assert x["kind"] != "categorical" and not x["drift"] and x["p_value"] > 0.9, x
