@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from raymlops.cli.common import add_command, one_line, print_json
@@ -63,21 +64,24 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(reg.get_model(store, args.ref).to_dict(), indent=2, default=str))
         return 0
     if args.verb in ("promote", "rollback"):
+        live: dict[str, Any] = {}
+        note: str | None = None
         if args.verb == "promote":
             version = reg.get_model(store, args.ref)
             if _points_at(store, version.name, args.alias, version.id):  # nothing moves, nothing is recorded
+                note = "unchanged"
+                if args.alias == reg.CHAMPION and os.environ.get("RAY_ADDRESS"):  # live routes may lag the alias
+                    note, live = follow_live(store, version.name, "deployment.promoted", args.reason)
                 if args.json:
-                    print_json({"model": version.id, "alias": args.alias, "deployments": {}, "note": "unchanged"})
+                    print_json({"model": version.id, "alias": args.alias, "deployments": live, "note": note})
                 else:
-                    print(f"{version.name}@{args.alias} is already {version.id}: nothing changed")
+                    print(f"{version.name}@{args.alias} is already {version.id}: "
+                          + (note if live else "nothing changed"))
                 return 0
             version = reg.promote(store, args.ref, alias=args.alias, reason=args.reason)
         else:
             version = reg.rollback(store, args.name, alias=args.alias, reason=args.reason)
-        live: dict[str, Any] = {}
-        note = None
         if args.alias == reg.CHAMPION:  # live deployments of this model follow the champion
-
             action = "deployment.promoted" if args.verb == "promote" else "deployment.rolled_back"
             note, live = follow_live(store, version.name, action, args.reason)
         if args.json:

@@ -212,6 +212,8 @@ def promote(store: Store, ref: str, alias: str = CHAMPION, reason: str | None = 
             f"{version.id} was rejected by the gate ({'; '.join(version.gate.get('reasons', []))});"
             " it cannot become champion"
         )
+    if alias == CHAMPION:
+        _servable(store, version)
     with store.metadata.transaction() as conn:
         row = conn.execute("SELECT model_id FROM aliases WHERE name = ? AND alias = ?",
                            (version.name, alias)).fetchone()
@@ -239,12 +241,28 @@ def rollback(store: Store, name: str, alias: str = CHAMPION, reason: str | None 
         previous = next((f for f, t in rows if t == current and f is not None and f != current), None)
         if previous is None:
             raise ValidationError(f"{name}@{alias} has no earlier version to roll back to (it is {current})")
+        if alias == CHAMPION:
+            row = conn.execute("SELECT * FROM models WHERE id = ?", (previous,)).fetchone()
+            if row is not None:
+                _servable(store, _row_to_version(row))
         _set_alias(conn, name, alias, previous, reason)
         audit.append(conn, "alias.rolled_back", {"model": previous, "alias": alias, "previous": current}, reason,
                      {"command": "rollback"})
     emit(store.home, "model.rolled_back", {"model": previous, "name": name, "alias": alias, "previous": current,
                                            "reason": reason})
     return get_model(store, previous)
+
+
+def _servable(store: Store, version: ModelVersion) -> None:
+    """An IntegrityError (exit 1) unless ``version``'s artifact is there with its recorded sha256: a
+    champion whose file is gone or changed moved the alias, and every replica then refused to load it."""
+    try:  # the check every loader makes (ArtifactStore), streamed: nothing is loaded
+        store.artifacts.verify(version.artifact_key, version.artifact_sha256)
+    except NotFound:
+        raise IntegrityError(f"{version.id} cannot become champion: its artifact {version.artifact_key} is missing "
+                             f"(`raymlops models verify {version.id}`)") from None
+    except IntegrityError as exc:
+        raise IntegrityError(f"{version.id} cannot become champion: {exc}") from None
 
 
 def alias_history(store: Store, name: str) -> list[dict[str, Any]]:

@@ -262,6 +262,30 @@ def test_promote_and_rollback_under_load_fail_no_request(
     assert actions[-3:] == ["deployment.traffic_changed", "deployment.promoted", "deployment.rolled_back"]
 
 
+def test_promote_again_brings_a_route_that_lags_the_alias_to_it(
+    champion_only: tuple[str, Store], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Promoted without a cluster (the alias moved, the route kept v1), then again with RAY_ADDRESS as
+    the first answer advises: the route follows (it said "nothing changed" and kept serving v1)."""
+    import ray
+
+    from raymlops.cli import main
+    from raymlops.serve.traffic import current_table
+
+    _, store = champion_only
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert main(["--home", str(store.home), "models", "promote", f"{ROUTE}:v2"]) == 0
+    assert "moved the alias only" in capsys.readouterr().out
+    assert current_table(ROUTE).champion.model_id == f"{ROUTE}:v1"
+    monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    assert main(["--home", str(store.home), "models", "promote", f"{ROUTE}:v2"]) == 0
+    out = capsys.readouterr().out
+    assert f"is already {ROUTE}:v2" in out and f"/{ROUTE} now serves {ROUTE}:v2" in out, out
+    assert current_table(ROUTE).champion.model_id == f"{ROUTE}:v2"
+    assert main(["--home", str(store.home), "models", "promote", f"{ROUTE}:v2"]) == 0  # in step: nothing to do
+    assert "nothing changed" in capsys.readouterr().out
+
+
 def test_tampered_artifact_is_refused_and_nothing_changes(champion_only: tuple[str, Store]) -> None:
     from raymlops.registry import get_model
     from raymlops.serve.traffic import current_table, deploy_model, set_challenger

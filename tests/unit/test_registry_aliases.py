@@ -146,3 +146,27 @@ def test_promoting_the_current_target_changes_nothing_and_rollback_still_goes_ba
     assert reg.rollback(store, "m", reason="back").id == "m:v1"
     assert reg.get_model(store, "m@champion").id == "m:v1"
     assert verify(store.metadata)[0]
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_a_version_whose_artifact_is_gone_or_changed_cannot_become_champion(
+        tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The alias moved (exit 0) to a version every replica would then refuse to load."""
+    from raymlops import IntegrityError
+
+    store = Store.open(tmp_path)
+    v1 = _register(store)
+    v2 = _register(store)
+    path = Path(store.artifacts.root_uri) / v1.artifact_key
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(IntegrityError, match=f"{v1.id} cannot become champion"):
+        reg.rollback(store, "m")
+    with pytest.raises(IntegrityError, match=f"{v1.id} cannot become champion"):
+        reg.promote(store, v1.id)
+    assert main(["--home", str(tmp_path), "models", "promote", v1.id]) == 1
+    assert "cannot become champion" in capsys.readouterr().err
+    assert reg.get_model(store, "m@champion").id == v2.id  # nothing moved
+    reg.promote(store, v1.id, alias="archive")  # another alias serves nothing: it may point there
