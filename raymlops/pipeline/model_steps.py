@@ -90,11 +90,29 @@ class ModelOut:
 
 
 def model_key(ctx: RunContext, snapshot_id: str, features: list[str]) -> str:
+    """The model cache's key: what the model is made of, and, under a gate rule relative to the
+    champion, which champion it was judged against. When the champion is made of these same inputs
+    (the last unchanged run's model), the key is the one it was made under: an unchanged re-run
+    reuses it (each re-run registered a new identical version, judged against its own copy)."""
+    champion = _champion(ctx) if ctx.config.gate.champion_rules() else None
+    if champion is not None and champion.lineage.get("model_key") and \
+            champion.lineage.get("inputs_key") == inputs_key(ctx, snapshot_id, features):
+        return str(champion.lineage["model_key"])
+    return fingerprint("model", _inputs(ctx, snapshot_id, features) | {
+        # a verdict relative to the champion is only reusable while the champion is the same
+        "champion": None if champion is None else champion.id,
+    })
 
+
+def inputs_key(ctx: RunContext, snapshot_id: str, features: list[str]) -> str:
+    """What a model is made of (:func:`model_key` without the champion), recorded in its lineage."""
+    return fingerprint("model-inputs", _inputs(ctx, snapshot_id, features))
+
+
+def _inputs(ctx: RunContext, snapshot_id: str, features: list[str]) -> dict[str, Any]:
     cfg = ctx.config
     estimators = sorted({c.estimator for c in cfg.train.candidates})
-    champion = _champion(ctx) if cfg.gate.champion_rules() else None
-    return fingerprint("model", {
+    return {
         "snapshot": snapshot_id, "features": features, "data": cfg.data.model_dump(
             mode="json", exclude={"options", "reference", "drift_gate", "drift"}),
         "seed": cfg.seed, "name": cfg.name,
@@ -102,9 +120,7 @@ def model_key(ctx: RunContext, snapshot_id: str, features: list[str]) -> str:
         "code": ctx.code,
         "packages": package_versions((*PACKAGES, *([cfg.train.framework] if cfg.train.framework else []))),
         "estimator_code": {e: module_fingerprint(e.rsplit(".", 1)[0]) for e in estimators},
-        # a verdict relative to the champion is only reusable while the champion is the same
-        "champion": None if champion is None else champion.id,
-    })
+    }
 
 
 def _champion(ctx: RunContext) -> Any:
@@ -360,6 +376,8 @@ class RegisterStep(Step[RegisterIn, ModelOut]):
         lineage: dict[str, Any] = {
             "code": ctx.code, "config_hash": cfg.config_hash(), "config": cfg.model_dump(mode="json"),
             "snapshot_id": snap.id, "seed": cfg.seed, "packages": package_versions(), "run_id": ctx.run_id,
+            "inputs_key": inputs_key(ctx, snap.id, list(features)),
+            "model_key": model_key(ctx, snap.id, list(features)),  # (the champion is still the one judged against)
         }
         if cfg.train.framework is not None:  # the engine's version, workers and rounds
             lineage["packages"] = package_versions((*PACKAGES, cfg.train.framework))

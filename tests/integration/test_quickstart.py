@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from raymlops import Store, run_pipeline, stop_serving
 from raymlops.audit import records, verify
 from raymlops.data.snapshot import list_snapshots
-from raymlops.registry import get_model
+from raymlops.registry import get_model, list_models
 from raymlops.serve.deploy import http_json
 
 from .conftest import free_port
@@ -138,3 +138,24 @@ def test_second_run_reuses_snapshot_and_rejected_model_is_not_deployed(
     assert rejected.status == "rejected"
     assert "roc_auc >= 0.99999" in rejected.record["gate"]["reasons"][0]
     assert get_model(store, "breast-cancer@champion").id == "breast-cancer:v1"
+
+
+def test_unchanged_reruns_under_a_champion_relative_rule_reuse_the_model(
+    ray_session: None, quickstart, trained_quickstart: tuple[Path, dict[str, Any]]
+) -> None:
+    """The README's gate rule against the champion: the first run judges against v1 and registers
+    v2; unchanged re-runs reuse v2 (each one retrained and registered an identical new version,
+    judged against the last one's copy, so its cache key never came round again)."""
+    home = str(trained_quickstart[0])
+    rules = ["roc_auc >= 0.9", {"metric": "roc_auc", "min_absolute_change": 0.0, "min_relative_change": 0.0}]
+    gate = quickstart.gate.model_validate({**quickstart.gate.model_dump(), "rules": rules})
+    cfg = quickstart.model_copy(update={"gate": gate, "serve": quickstart.serve.model_copy(update={"enabled": False})})
+    first = run_pipeline(cfg, home=home, progress=lambda _: None).to_dict()
+    assert first["model"] == "breast-cancer:v2" and first["gate"] == "passed"
+    for _ in range(2):
+        again = run_pipeline(cfg, home=home, progress=lambda _: None).to_dict()
+        steps = {s["name"]: s["status"] for s in again["steps"]}
+        assert again["model"] == "breast-cancer:v2" and steps["train"] == steps["register"] == "cached", steps
+    store = Store.open(home)
+    assert [v.id for v in list_models(store)] == ["breast-cancer:v1", "breast-cancer:v2"]
+    assert get_model(store, "breast-cancer@champion").id == "breast-cancer:v2"
