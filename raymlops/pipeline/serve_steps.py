@@ -29,6 +29,7 @@ from raymlops.pipeline.context import RunContext, client_rows
 from raymlops.pipeline.failures import Failure, describe
 from raymlops.pipeline.step import Step
 from raymlops.ray_session import NAMESPACE
+from raymlops.registry.registry import get_model
 from raymlops.registry.spec import ModelSpec
 from raymlops.serve.deploy import deploy, http_json, serve_running
 from raymlops.serve.throughput import check_cluster_ingress
@@ -132,7 +133,6 @@ def rebaseline_route(store: Store, route: str, model_ref: str, reason: str | Non
     # Ray and pyarrow.parquet: only when a monitor moves (`raymlops runs` imports this package)
     from raymlops.data.snapshot_read import read_snapshot
     from raymlops.monitor.lifecycle import rebaseline_monitor
-    from raymlops.registry import get_model
     from raymlops.registry.reproduce import recorded_config
 
     model = get_model(store, model_ref)
@@ -205,6 +205,14 @@ class DeployStep(Step[DeployIn, DeployOut]):
             return "serve.enabled is false"
         if ctx.alias != "champion":
             return f"{inputs.model.version.id} was registered without the champion alias"
+        version = inputs.model.version
+        try:  # a reused model the champion alias has left since (promoted or rolled back by hand)
+            champion = get_model(ctx.store, f"{version.name}@champion").id
+        except NotFound:
+            champion = version.id
+        if champion != version.id:
+            return (f"{version.id} (reused) is no longer the champion: {version.name}@champion is {champion}, moved "
+                    f"since; `raymlops deploy {version.name}@champion` serves it")
         return None
 
     def describe_inputs(self, ctx: RunContext, inputs: DeployIn) -> dict[str, Any]:

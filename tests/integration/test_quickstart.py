@@ -159,3 +159,25 @@ def test_unchanged_reruns_under_a_champion_relative_rule_reuse_the_model(
     store = Store.open(home)
     assert [v.id for v in list_models(store)] == ["breast-cancer:v1", "breast-cancer:v2"]
     assert get_model(store, "breast-cancer@champion").id == "breast-cancer:v2"
+
+
+def test_a_reused_model_the_champion_alias_has_left_is_not_deployed(
+    ray_session: None, quickstart, trained_quickstart: tuple[Path, dict[str, Any]]
+) -> None:
+    """The champion was moved by hand to v2; an unchanged re-run reuses v1 and deployed it, so the
+    route served v1 while the registry said v2. It deploys nothing and says which is champion."""
+    from raymlops.registry import load_model, register_model
+    from raymlops.registry.registry import promote
+
+    home, first = trained_quickstart
+    store = Store.open(home)
+    v1 = get_model(store, first["model"])
+    v2 = register_model(store, v1.name, load_model(store, v1), snapshot_id=v1.snapshot_id, signature=v1.signature,
+                        metrics=v1.metrics, gate={"status": "passed", "reasons": []}, lineage=v1.lineage, alias=None)
+    promote(store, v2.id, reason="by hand")
+    again = run_pipeline(quickstart, home=str(home), progress=lambda _: None)  # serving on, as configured
+    steps = {s.name: s for s in again.steps}
+    assert again.model == v1.id and steps["register"].status == "cached"
+    assert steps["deploy"].status == "skipped" and again.endpoint is None
+    assert f"{v1.name}@champion is {v2.id}" in steps["deploy"].detail, steps["deploy"].detail
+    assert get_model(store, f"{v1.name}@champion").id == v2.id
