@@ -15,6 +15,7 @@ Steps run alone from Python with a context of their own::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -132,6 +133,16 @@ def client_rows(columns: Mapping[str, np.ndarray], start: int = 0, stop: int | N
     return out
 
 
+def stderr_line(line: str) -> None:
+    """A progress line on stderr. Once its reader has left (``raymlops run ... 2>&1 | head``), stderr
+    goes to /dev/null and the run goes on: the closed pipe failed the step that printed next."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):  # ValueError: stderr closed
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+
+
 @dataclass
 class RunContext:
     """One run's surroundings (see the module docstring). ``reason``: why the run was started (the
@@ -142,7 +153,7 @@ class RunContext:
     config: PipelineConfig
     store: Store
     clock: Callable[[], float] = time.time
-    progress: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
+    progress: Callable[[str], None] = field(default=lambda line: stderr_line(line))
     use_cache: bool = True
     reason: str = ""
     alias: str | None = "champion"
