@@ -54,3 +54,13 @@ class StepFailed(RaymlopsError):
 
 class ServeError(RaymlopsError):
     """The model could not be deployed or did not answer."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM: ``docker stop``, a Kubernetes eviction, ``timeout``):
+    an interruption like Ctrl-C, which the CLI ends with exit 143 (128 + 15)."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: raise :class:`Terminated` where the main thread is."""
+    raise Terminated("terminated (SIGTERM)")

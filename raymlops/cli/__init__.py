@@ -32,7 +32,7 @@ from raymlops.cli import (
     webhooks_cmd,
 )
 from raymlops.cli.common import explain
-from raymlops.exceptions import RaymlopsError
+from raymlops.exceptions import RaymlopsError, Terminated
 
 # each module: register(subparsers) -> None, and run(args) -> int
 COMMANDS = {"run": run_cmd, "snapshot": snapshot_cmd, "models": models_cmd,
@@ -92,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: the home's database {resolve_home(args.home) / 'metadata.db'}: {exc} (SQLite; "
               "`raymlops doctor` checks the home)", file=sys.stderr, flush=True)
         return 1
+    except Terminated:  # SIGTERM (docker stop, an eviction, timeout): an interruption, as the shell reports it
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import textwrap
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json, ray_output_to_stderr, serve_until_interrupted
-from raymlops.exceptions import RaymlopsError
+from raymlops.exceptions import RaymlopsError, raise_terminated
 from raymlops.ray_session import cluster_address
 from raymlops.serve.throughput import remove_private_folders
 
@@ -49,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     try:
         progress = sys.stderr.isatty() if args.progress is None else args.progress
+        # SIGTERM stops the run as Ctrl-C does (recorded interrupted, exit 143): until Ray's driver
+        # installs its own handler (a SystemExit(15), which the run takes as the same)
+        signal.signal(signal.SIGTERM, raise_terminated)
         with ray_output_to_stderr(keep_ray=args.serve):
             result = run_pipeline(cfg, home=args.home, keep_serving=True if args.serve else None,
                                   use_cache=not args.no_cache, ray_progress=progress)

@@ -14,6 +14,7 @@ apply (``skipped (gate rejected the model)``), and a failure is explained in the
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 
 from raymlops import audit
 from raymlops.config import BUILTIN_STEPS, PipelineConfig, load_config
-from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed
+from raymlops.exceptions import ConfigError, RaymlopsError, StepFailed, Terminated
 from raymlops.hooks import sync_pipeline_webhooks
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.data_steps import DataCache, DataDriftStep, IngestStep, SchemaStep, SnapshotStep, ValidateStep
@@ -50,7 +51,14 @@ def _interrupted(exc: BaseException) -> bool:
     """Whether ``exc`` is Ctrl-C as it reaches the run: a KeyboardInterrupt, or an error Ray raised
     because of one (the terminal's SIGINT reaches Ray's workers too, and a task that got it comes
     back wrapped; cleanup that failed while the interrupt unwound has it as its context)."""
-    return any(isinstance(e, KeyboardInterrupt) or isinstance(unwrap(e), KeyboardInterrupt)
+    return _terminated(exc) or any(isinstance(e, KeyboardInterrupt) or isinstance(unwrap(e), KeyboardInterrupt)
+                                   for e in exception_chain(exc))
+
+
+def _terminated(exc: BaseException) -> bool:
+    """Whether ``exc`` is SIGTERM as it reaches the run: raymlops' :class:`Terminated`, or the
+    ``SystemExit(15)`` of the handler Ray's driver installs (it recorded a failed run, "Fix the cause")."""
+    return any(isinstance(e, Terminated) or (isinstance(e, SystemExit) and e.code == signal.SIGTERM)
                for e in exception_chain(exc))
 
 
@@ -306,6 +314,8 @@ class Runner:
             self._save_run(self.result.status)
             if isinstance(exc, KeyboardInterrupt):
                 raise
+            if _terminated(exc):
+                raise Terminated(f"terminated (SIGTERM) during step '{self.failure.step}'") from exc
             if interrupted:  # the caller sees Ctrl-C as Ctrl-C (exit 130), whatever Ray wrapped it in
                 raise KeyboardInterrupt(f"interrupted during step '{self.failure.step}'") from exc
             raise self._translate(exc) from (exc if not isinstance(unwrap(exc), RaymlopsError) else None)

@@ -102,3 +102,24 @@ def test_a_user_step_after_validate_runs_records_and_is_reused(ray_session: None
     assert [s["status"] for s in third["steps"]][:7] == ["cached", "ran", "cached", "ran", "cached", "skipped", "ran"]
     assert third["steps"][1]["outputs"]["features"] == ["mean_radius", "mean_texture", "mean_area"]
     assert third["steps"][3]["outputs"]["features"] == 3 and third["snapshot"] == first["snapshot"]
+
+
+def test_sigterm_during_a_run_is_an_interruption(ray_session: None, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """docker stop, a Kubernetes eviction, `timeout`: SIGTERM is recorded as Ctrl-C is (interrupted,
+    the step it stopped in) and `raymlops run` exits 143 (it was a failed run, "Fix the cause", exit 1)."""
+    import signal
+
+    from raymlops.cli import main
+
+    config = tmp_path / "term.yaml"
+    config.write_text(yaml.safe_dump(quick(steps=[{"after": "validate", "name": "stop-me",
+                                                    "call": "tests.integration.userfns:sigterm_self"}])))
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["--home", str(tmp_path / "home"), "run", str(config), "--no-progress"]) == 143
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "terminated"
+    run = get_run(Store.open(tmp_path / "home").metadata, "latest")
+    assert run["status"] == "interrupted" and run["error"]["step"] == "stop-me", run["error"]

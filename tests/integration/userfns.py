@@ -74,3 +74,14 @@ def check_rows(view: Any, min_rows: int = 100) -> dict[str, Any]:
         raise ValueError(f"only {table.num_rows} rows, fewer than {min_rows}")
     return {"rows": table.num_rows, "train_rows": int(len(y_train)), "holdout_rows": int(len(X_holdout)),
             "features": len(view.features or ()), "writeable": bool(X_train.flags.writeable)}
+
+
+def sigterm_self(view: Any) -> dict[str, Any]:
+    """A user step that asks its own process to stop, as ``docker stop`` would (SIGTERM)."""
+    import os
+    import signal
+    import time
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # the handler raises in the main thread before this ends
+    return {}
