@@ -65,8 +65,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((dict(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+def _check_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """An option no parser on the way knows is said by the parser of the command it was given to,
+    with that command's usage (argparse's top-level parser said it with its own usage, and an
+    optional verb took the typo's value for a verb: ``audit --sinse 2d``: "invalid choice: '2d'")."""
+    chain, known = [parser], set(parser._option_string_actions)
+    for token in argv:
+        if token == "--":
+            return
+        nested = _subparsers(chain[-1])
+        if not token.startswith("-") and token in nested:
+            chain.append(nested[token])
+            known |= set(nested[token]._option_string_actions)
+        elif token.startswith("--"):
+            name = token.split("=", 1)[0]
+            if not any(option.startswith(name) for option in known):  # argparse takes unique prefixes
+                chain[-1].error(f"unrecognized arguments: {name}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _check_options(parser, sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

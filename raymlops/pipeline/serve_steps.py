@@ -184,7 +184,10 @@ def monitor_settings(config: PipelineConfig, champion: Any) -> dict[str, Any]:
 
 def _spec(ctx: RunContext, version: Any, example: dict[str, Any]) -> ModelSpec:
     """The version's :class:`~raymlops.registry.spec.ModelSpec` (as ``raymlops deploy`` and
-    Serve configs build it), with a holdout row (as a client sends it) as example."""
+    Serve configs build it), with a holdout row (as a client sends it) as example: a boolean
+    feature as true / false, as the docs ask clients to send it (it read 0.0)."""
+    flags = {i["name"] for i in (version.signature or {}).get("inputs", []) if i.get("type") == "boolean"}
+    example = {k: bool(v) if k in flags and v is not None else v for k, v in example.items()}
     return ModelSpec.of(version, ctx.store.artifacts.root_uri).with_example(example)
 
 

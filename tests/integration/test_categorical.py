@@ -85,6 +85,7 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
         status, meta = http_json("GET", f"{endpoint}/metadata")
         example = meta["input_example"]["instances"][0]
         assert status == 200 and isinstance(example["plan"], str)
+        assert isinstance(example["member"], bool)  # as clients are asked to send it (it read 0.0)
         rows = [{"plan": "basic", "region": "south", "fee": 20.0, "calls": 3.0, "member": True},
                 {"plan": "pro", "region": None, "fee": None, "calls": 0.0, "member": False},
                 {"plan": "enterprise", "region": "north", "fee": 30.0, "calls": 1.0, "member": 0}]  # plan never seen

@@ -104,3 +104,16 @@ def test_a_reason_with_a_line_break_or_an_escape_prints_on_its_own_line(tmp_path
     assert main(["--home", str(tmp_path), "audit"]) == 0
     out = capsys.readouterr().out
     assert len(out.splitlines()) == 1 and "\\n" in out and "\x1b" not in out and "\\x1b" in out
+
+
+@pytest.mark.parametrize(("argv", "usage", "typo"), [(["run", "--jsn", "x.yaml"], "usage: raymlops run", "--jsn"),
+                                                      (["audit", "--sinse", "2d"], "usage: raymlops audit", "--sinse"),
+                                                      (["models", "list", "--jsn"], "usage: raymlops models list",
+                                                       "--jsn")])
+def test_a_mistyped_option_is_named_with_its_commands_usage(argv: list[str], usage: str, typo: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """It was said with the top-level usage, and `audit --sinse 2d` took '2d' for a bad verb."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith(usage) and f"unrecognized arguments: {typo}" in err, err

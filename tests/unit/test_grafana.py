@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "configs" / "grafana" / "raymlops.json"
-# the metric names the serving and monitoring issues define
-KNOWN = {"raymlops_requests_total", "raymlops_request_latency_seconds", "raymlops_drift_score",
+# the metrics the replicas (raymlops.serve.metrics) and the monitor export that the dashboard plots
+# (test_grafana_dashboard.py checks every name and label against what is exported)
+KNOWN = {"raymlops_serve_requests_total", "raymlops_serve_request_duration_seconds", "raymlops_drift_score",
          "raymlops_drift_p_value", "raymlops_alerts_total"}
 METRIC = re.compile(r"\b(raymlops_[a-z0-9_]+)")
 IDENTIFIER = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{|\[)")  # a name followed by a selector or range
@@ -66,4 +67,4 @@ def test_every_panel_queries_raymlops_metrics_only(dashboard: dict[str, Any]) ->
 
 def test_latency_uses_the_histogram_buckets(dashboard: dict[str, Any]) -> None:
     exprs = [t["expr"] for p in _panels(dashboard["panels"]) for t in p.get("targets", [])]
-    assert any("histogram_quantile(0.99" in e and "raymlops_request_latency_seconds_bucket" in e for e in exprs)
+    assert any("histogram_quantile(0.99" in e and "raymlops_serve_request_duration_seconds_bucket" in e for e in exprs)
