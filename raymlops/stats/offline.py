@@ -271,7 +271,7 @@ def _family(groups: list[list[ColumnTest]], rows: list[int], judged: list[bool],
             "js": t.js, "psi": t.psi, "psi_band": _psi_band(t.psi, cfg.psi_bands), "rows": t.rows,
             "reference_rows": t.reference_rows, "missing_rate": t.missing_rate, "ref_missing_rate": t.ref_missing_rate,
             "out_of_range_rate": t.out_of_range_rate, "unseen_rate": t.unseen_rate, "categories": t.categories,
-            "mean": t.mean, "std": t.std,
+            "mean": t.mean, "std": t.std, "unseen_expected": t.unseen_expected,
         }
     return out
 
@@ -328,7 +328,7 @@ def _anomalies(features: Mapping[str, Mapping[str, Any]], cfg: MonitorConfig, re
         ref_values = round(ref_rows * (1 - ref_missing)) if ref_missing == ref_missing else 0  # (NaN: none)
         found += [text[what](f, limit) for what, value, limit in quality_checks(
             f["missing_rate"], f["ref_missing_rate"], f["out_of_range_rate"], f["unseen_rate"], quality_limits(cfg),
-            ref_values) if what != "out_of_range" or _beyond_noise(value, limit, f)]
+            ref_values, f.get("unseen_expected", 0.0)) if what != "out_of_range" or _beyond_noise(value, limit, f)]
         if f["kind"] != CATEGORICAL and (f["missing_rate"] or 0) > 0:  # ±inf counts as missing in the tests
             cur_inf, ref_inf = _infinite_share(current, name), _infinite_share(reference, name)
             if cur_inf > ref_inf:  # an infinity is no measurement (a division by zero upstream): no limit

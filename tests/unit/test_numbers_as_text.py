@@ -39,3 +39,19 @@ def test_the_same_numbers_as_text_do_not_drift(tmp_path: Path) -> None:
     cur = pacsv.read_csv(_csv(tmp_path / "cur.csv", values[:-1] + ["n/a?"]))
     x = check_tables(ref, cur, MonitorConfig())["features"]["x"]
     assert x["kind"] != "categorical" and not x["drift"] and x["p_value"] > 0.9, x
+
+
+def test_unseen_categories_allow_for_what_the_reference_could_not_hold() -> None:
+    """Two samples of one 5,000-level column: about 1.8 % of the second are levels the first never
+    drew (Good-Turing: its levels seen once, over its rows); that is no data-quality finding. Levels
+    that are really new are."""
+    rng = np.random.default_rng(5)
+    levels = np.array([f"id{i}" for i in range(5000)], dtype=object)
+    ref, cur = rng.choice(levels, 20_000), rng.choice(levels, 20_000)
+    out = check_tables({"c": ref}, {"c": cur}, MonitorConfig())
+    assert out["features"]["c"]["unseen_rate"] > MonitorConfig().max_unseen_rate  # over the plain limit
+    assert "c" not in out.get("anomalies", {}), out.get("anomalies")
+    new = cur.copy()
+    new[: 2000] = [f"new{i}" for i in range(2000)]  # 10 % of the rows: levels no one had
+    found = check_tables({"c": ref}, {"c": new}, MonitorConfig()).get("anomalies", {})
+    assert any("categories the reference does not have" in f for f in found.get("c", [])), found
