@@ -189,7 +189,7 @@ class ColumnTest:
     mean: float | None = None
     std: float | None = None
     ref_constant: bool = False  # numbers: one value in every reference row (no scale for a distance)
-    #: categories: the share of a fresh sample of the reference's own distribution expected outside the
+    #: categorical: the share of a fresh sample of the reference's own distribution expected outside the
     #: reference's categories (Good-Turing: its categories seen once, over its values)
     unseen_expected: float = 0.0
 
@@ -362,5 +362,5 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
                 ref_missing_rate=t[2] / r_rows if r_rows else math.nan,
                 out_of_range_rate=math.nan, unseen_rate=t[4], categories=int(((r[j] + c[j]) > 0).sum()),
                 mean=t[5], std=t[6], ref_constant=kind == DISCRETE and int(np.count_nonzero(r[j])) == 1,
-                unseen_expected=float(np.count_nonzero(r[j] == 1) / rv) if rv else 0.0)
+                unseen_expected=float(np.count_nonzero(r[j] == 1) / rv) if rv and kind == CATEGORICAL else 0.0)
     return [o for o in out if o is not None]
