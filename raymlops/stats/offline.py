@@ -54,6 +54,7 @@ from raymlops.features import delimiter_hint
 from raymlops.stats.coerce import numbers_read_as_text
 from raymlops.stats.exact import CATEGORICAL, CONTINUOUS, DISCRETE, KS_EXACT_MAX_N, ColumnTest, compare
 from raymlops.stats.sidecar import preload_scipy
+from raymlops.stats.slicing import slice_labels, slice_note, unmatched_note
 from raymlops.stats.verdict import (
     dataset_drift,
     deciding_test,
@@ -202,13 +203,6 @@ def _arrays(data: Any, names: Sequence[str]) -> Mapping[str, Any]:
         else:
             out[name] = np.asarray(s)
     return out
-
-
-def _slice_labels(values: Any) -> np.ndarray:
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        values = values.to_pylist()
-    return np.asarray(["<missing>" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-                       for v in np.asarray(values, dtype=object).tolist()], dtype=object)
 
 
 def _take(cols: Mapping[str, Any], mask: np.ndarray) -> dict[str, Any]:
@@ -443,39 +437,29 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
         "alpha": cfg.alpha,
         "engine": "exact",
         "features": overall,
-        "slices": _slices(ref_cols, cur_cols, slices, cfg, run) if slices else {},
-        "slice_note": _slice_note(ref_cols, slices, cfg.max_slices) if slices else None,
+        "slices": (cut := _slices(ref_cols, cur_cols, slices, cfg, run) if slices else ({}, None))[0],
+        "slice_note": "; ".join(filter(None, [slice_note(ref_cols, slices, cfg.max_slices), cut[1]])) or None
+        if slices else None,
         "not_tested": not_tested,
         "anomalies": _anomalies({**overall, **quality}, cfg, reference, current),
     }
     return dict(_clean(result))
 
 
-def _slice_note(ref_cols: Mapping[str, Any], slices: Sequence[str], max_slices: int) -> str | None:
-    """A word when the slice columns have more combinations in the reference than ``max_slices``
-    (a continuous column given as a slice, say): most of its rows are then ``other``."""
-    parts = [_slice_labels(ref_cols[s]) for s in slices]
-    combos, counts = np.unique(np.asarray(["\x1f".join(x) for x in zip(*parts, strict=True)], dtype=object),
-                               return_counts=True)
-    if combos.size <= max_slices:
-        return None
-    rest = int(np.sort(counts)[: combos.size - max_slices].sum())
-    return (f"{', '.join(slices)}: {combos.size} distinct values in the reference; the {max_slices} most frequent are "
-            f"slices, the other {rest} rows are 'other' (a slice column is a category: bin a number with "
-            "data.transforms derive)")
-
-
 def _slices(ref_cols: Mapping[str, Any], cur_cols: Mapping[str, Any], slices: Sequence[str], cfg: MonitorConfig,
-            run: Any) -> dict[str, Any]:
+            run: Any) -> tuple[dict[str, Any], str | None]:
     """Each slice (a combination of the slice columns' values; the ``max_slices`` most frequent in
-    the reference, the rest ``other``) tested on its own rows, one family for all of them."""
+    the reference, the rest ``other``) tested on its own rows, one family for all of them; and a
+    word for the current rows in slices the reference has no rows of (:func:`unmatched_note`)."""
     def labels(cols: Mapping[str, Any]) -> np.ndarray:  # "col=value[,col=value]", as the live monitor names them
-        parts = [np.asarray([f"{s}={v}" for v in _slice_labels(cols[s]).tolist()], dtype=object) for s in slices]
+        parts = [np.asarray([f"{s}={v}" for v in slice_labels(cols[s]).tolist()], dtype=object) for s in slices]
         return np.asarray([",".join(x) for x in zip(*parts, strict=True)], dtype=object)
 
     ref_l, cur_l = labels(ref_cols), labels(cur_cols)
     values, counts = np.unique(ref_l, return_counts=True)
     keep = [str(v) for v in values[np.argsort(-counts, kind="stable")][: cfg.max_slices]]
+    # (with more reference values than max_slices, they are judged in 'other', beside its reference rows)
+    unmatched = unmatched_note(cur_l[~np.isin(cur_l, ref_l)], cur_l.size) if len(keep) == len(values) else None
     known = set(keep)
     ref_l = np.where(np.isin(ref_l, keep), ref_l, "other")
     cur_l = np.where(np.isin(cur_l, keep), cur_l, "other")
@@ -497,4 +481,4 @@ def _slices(ref_cols: Mapping[str, Any], cur_cols: Mapping[str, Any], slices: Se
         out[name] = {"drift": bool(ok and dataset_drift(flags, rule=cfg.dataset_rule, share=cfg.dataset_drift_share)),
                      "rows": n, "judged": ok, "drifted_features": [k for k, f in feats.items() if f["drift"]],
                      "features": feats}
-    return out
+    return out, unmatched

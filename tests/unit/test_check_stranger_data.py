@@ -1,7 +1,8 @@
-"""One value a CSV reader could not read as a number (``?``) makes the whole current column text:
-compared with the reference's numbers as categories, a five-standard-deviation shift read "no drift"
-(every value a new category, chi-square on a thousand categories of one row each). The text side's
-numbers are read as numbers, the rest as missing, and the type change stays a data-quality finding."""
+"""``monitor check`` on data nobody designed for. One value a CSV reader could not read as a number
+(``?``) makes the whole current column text: compared with the reference's numbers as categories, a
+five-standard-deviation shift read "no drift"; the text side's numbers are now read as numbers, the
+rest as missing, and the type change stays a data-quality finding. Unseen levels of a high-cardinality
+column, and current rows in slices the reference lacks."""
 
 from __future__ import annotations
 
@@ -55,3 +56,20 @@ def test_unseen_categories_allow_for_what_the_reference_could_not_hold() -> None
     new[: 2000] = [f"new{i}" for i in range(2000)]  # 10 % of the rows: levels no one had
     found = check_tables({"c": ref}, {"c": new}, MonitorConfig()).get("anomalies", {})
     assert any("categories the reference does not have" in f for f in found.get("c", [])), found
+
+
+def test_current_rows_in_slices_the_reference_lacks_are_said() -> None:
+    """A new segment of traffic (region d) and rows without a region have no reference to be judged
+    against: they are in no slice's verdict, and the check says so (they vanished without a word)."""
+    rng = np.random.default_rng(6)
+    ref = {"x": rng.normal(size=600), "region": np.array(["a", "b", "c"] * 200, dtype=object)}
+    region = np.array(["a", "b", "c"] * 166 + ["d"] * 57 + [None] * 45, dtype=object)
+    cur = {"x": rng.normal(size=600), "region": region}
+    out = check_tables(ref, cur, MonitorConfig(), slice_columns=["region"])
+    assert sorted(out["slices"]) == ["region=a", "region=b", "region=c"]
+    note = out["slice_note"]
+    assert note.startswith("102 of 600 current rows (17.0%) are in slices the reference has no rows of"), note
+    assert "region=d (57 rows), region=<missing> (45 rows)" in note
+    same = check_tables(ref, {"x": rng.normal(size=600), "region": ref["region"]}, MonitorConfig(),
+                        slice_columns=["region"])
+    assert same["slice_note"] is None
