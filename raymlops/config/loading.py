@@ -116,4 +116,6 @@ def load_config(path: str | Path) -> PipelineConfig:
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_config(data, str(p))
+    cfg = parse_config(data, str(p))
+    cfg._file = str(p.resolve())
+    return cfg

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import (
     Field,
+    PrivateAttr,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
@@ -39,6 +40,8 @@ class PipelineConfig(Strict):
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     webhooks: list[WebhookConfig] = Field(default_factory=list, description="signed event POSTs (raymlops.hooks)")
     tracking: TrackingConfig | None = Field(None, description="mirror runs into MLflow (raymlops.tracking)")
+    #: the file it was loaded from (load_config), whose folder's git state is the run's code version
+    _file: str | None = PrivateAttr(default=None)
     steps: list[UserStepConfig] = Field(default_factory=list, description="the user's steps (config.steps)")
 
     @field_validator("name")

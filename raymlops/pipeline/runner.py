@@ -295,7 +295,8 @@ class Runner:
         # webhooks: of this config, stored in the home so the monitor actor and the CLI send to them too
         sync_pipeline_webhooks(ctx.store.home, self.config.name, self.config.webhooks)
         self._started = ctx.clock()
-        ctx.code = ctx.code or code_version()
+        # the project's code: the git state of the config file's folder (not the shell's), else of the cwd
+        ctx.code = ctx.code or code_version(Path(self.config._file).parent if self.config._file else ".")
         ctx.where = ctx.where or {"host": socket.gethostname(), "cluster": "not connected (no step needed Ray)"}
         self._save_run("running")
         try:

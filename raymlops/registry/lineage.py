@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 import subprocess
@@ -31,9 +32,13 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 
 def code_version(cwd: str | Path = ".") -> dict[str, Any]:
-    """``{"git_commit", "dirty", "dirty_hash"}`` inside a git work tree, else the package version."""
+    """``{"git_commit", "dirty", "dirty_hash"}`` of the git work tree at ``cwd`` (the project: a run
+    passes its config file's folder), else the package version; and ``raymlops_source``, a hash of
+    raymlops' own source files, so the code that trained is named wherever it was installed from
+    (an editable install's edits neither showed in the lineage nor invalidated a cached model)."""
     where = Path(cwd).resolve()
     commit = _git(["rev-parse", "HEAD"], where)
+    source = {"raymlops_source": raymlops_source()}
     if commit:
         diff = _git(["diff", "HEAD"], where) or ""
         status = _git(["status", "--porcelain", "--untracked-files=no"], where) or ""
@@ -42,5 +47,16 @@ def code_version(cwd: str | Path = ".") -> dict[str, Any]:
             "git_commit": commit.strip(),
             "dirty": dirty,
             "dirty_hash": hashlib.sha256(diff.encode()).hexdigest()[:16] if dirty else None,
-        }
-    return {"package_version": package_versions(("raymlops",))["raymlops"]}
+        } | source
+    return {"package_version": package_versions(("raymlops",))["raymlops"]} | source
+
+
+@functools.lru_cache(maxsize=1)
+def raymlops_source() -> str:
+    """sha256 (16 hex) of every .py file of the raymlops package, by relative path (once a process)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f"{f.relative_to(root)}\n".encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]

@@ -24,6 +24,7 @@ from raymlops.registry import (
     package_versions,
     register_model,
 )
+from raymlops.registry.lineage import raymlops_source
 from raymlops.store import Store
 
 SIGNATURE = {"inputs": [{"name": "a"}, {"name": "b"}], "output": "classification", "classes": [0, 1]}
@@ -258,7 +259,8 @@ def test_code_version_in_a_clean_repo(git_env: Path) -> None:
     head = _git(repo, "rev-parse", "HEAD")
     assert len(head) == 40
     version = code_version(repo)
-    assert version == {"git_commit": head, "dirty": False, "dirty_hash": None}
+    assert version == {"git_commit": head, "dirty": False, "dirty_hash": None,
+                       "raymlops_source": raymlops_source()}
     (repo / "sub").mkdir()
     assert code_version(repo / "sub")["git_commit"] == head
     # untracked files do not make the tree dirty
@@ -292,7 +294,8 @@ def test_code_version_flags_a_dirty_tree(git_env: Path) -> None:
 def test_code_version_outside_git_is_the_package_version(git_env: Path) -> None:
     plain = git_env / "plain"
     plain.mkdir()
-    assert code_version(plain) == {"package_version": metadata.version("raymlops")}
+    assert code_version(plain) == {"package_version": metadata.version("raymlops"),
+                                   "raymlops_source": raymlops_source()}
 
 
 def test_package_versions() -> None:
@@ -301,3 +304,30 @@ def test_package_versions() -> None:
     assert versions["raymlops"] == metadata.version("raymlops")
     assert versions["numpy"] == np.__version__
     assert versions["no-such-package-xyz"] == "not installed"
+
+
+def test_the_code_version_is_the_config_folders_and_names_raymlops_own_source(git_env: Path, tmp_path: Path) -> None:
+    """A run's code is the git state of its config file's folder, not of the shell's (an unrelated
+    repository's commit was recorded and the cached model retrained), and raymlops' own source is
+    named (an editable install's edits showed nowhere)."""
+    import hashlib
+    import shutil
+
+    from raymlops.config import load_config
+
+    repo = git_env / "project"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    shutil.copy(Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml", repo / "pipeline.yaml")
+    _git(repo, "add", "pipeline.yaml")
+    _git(repo, "commit", "-q", "-m", "first")
+    cfg = load_config(repo / "pipeline.yaml")
+    assert cfg._file == str((repo / "pipeline.yaml").resolve())
+    assert cfg.model_copy(update={"seed": 1})._file == cfg._file  # kept by the copies a run makes
+    root = Path(__file__).resolve().parents[2] / "raymlops"
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f"{f.relative_to(root)}\n".encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    assert raymlops_source() == h.hexdigest()[:16]
+    assert code_version(tmp_path)["raymlops_source"] == raymlops_source()  # outside any repository too
