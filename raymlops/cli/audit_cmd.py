@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from raymlops.cli.common import add_command, one_line, print_json
+from raymlops.exceptions import ConfigError
 
 
 def _since(text: str) -> float:
@@ -22,13 +23,27 @@ def _since(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _until(text: str) -> float:
+    """``--until``: a date alone is that whole day (its midnight left the day out)."""
+    import datetime as dt
+    import re
+
+    if re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", text):
+        try:
+            day = dt.datetime.fromisoformat(text.strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc}; found {text!r}") from None
+        return (day + dt.timedelta(days=1)).timestamp() - 1e-6
+    return _since(text)
+
+
 def _filters(p: argparse.ArgumentParser, default: Any) -> None:
     # on `audit list` the options default to SUPPRESS, so `audit --since 1h list` keeps its value
     p.add_argument("--since", type=_since, default=default, metavar="T",
                    help="records at or after T: an ISO date/time (2026-05-01, 2026-05-01T12:30Z; local time "
                         "without a zone) or an age (30m, 1h, 2d, 1w)")
-    p.add_argument("--until", type=_since, default=default, metavar="T",
-                   help="records at or before T (the same forms as --since)")
+    p.add_argument("--until", type=_until, default=default, metavar="T",
+                   help="records at or before T (the same forms as --since; a date alone: that whole day)")
     p.add_argument("--action", default=default, metavar="A",
                    help="one action (model.registered), or all under a prefix ending in a dot (model.)")
     p.add_argument("--id", default=default, metavar="X",
@@ -61,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(message, file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1
+    if args.since is not None and args.until is not None and args.since > args.until:
+        raise ConfigError("audit: --since is after --until: no record can match (check the order of the dates)")
     found = audit.records(store.metadata, action=args.action, since=args.since, id=args.id, until=args.until)
     for r in found:
         if args.json:

@@ -14,7 +14,7 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, found {text!r}") from None
-    if value < 0:
+    if not value >= 0 or value == float("inf"):  # (nan too)
         raise argparse.ArgumentTypeError(f"expected 0 or more seconds, found {text!r}")
     return value
 

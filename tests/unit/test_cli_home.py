@@ -117,3 +117,27 @@ def test_a_mistyped_option_is_named_with_its_commands_usage(argv: list[str], usa
         main(argv)
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith(usage) and f"unrecognized arguments: {typo}" in err, err
+
+
+def test_audit_until_a_date_is_that_whole_day_and_since_after_until_is_said(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import datetime as dt
+    import json
+
+    store = Store.open(tmp_path)
+    noon = dt.datetime(2026, 5, 1, 12, 0).timestamp()
+    with store.metadata.transaction() as conn:
+        audit.append(conn, "model.promoted", {"model": "m:v1"}, clock=lambda: noon)
+    assert main(["--home", str(tmp_path), "audit", "--until", "2026-05-01", "--json"]) == 0
+    assert [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()] == ["model.promoted"]
+    assert main(["--home", str(tmp_path), "audit", "--since", "2026-05-02", "--until", "2026-05-01"]) == 2
+    assert "--since is after --until" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_doctor_older_than_takes_a_number_of_seconds(tmp_path: Path, value: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    Store.open(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["--home", str(tmp_path), "doctor", "--older-than", value])
+    assert info.value.code == 2 and "0 or more seconds" in capsys.readouterr().err
