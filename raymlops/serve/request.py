@@ -454,7 +454,8 @@ def request_id_of(given: str | None) -> tuple[str, dict[str, str], RequestError 
     header of its own (a second ``X-Request-Id`` that could disagree). Without it (the app called
     directly) the id is new, with its header. A client's id that cannot name a request for
     ``/feedback`` (not 1 to 128 of ``A-Z a-z 0-9 . _ : -``) is a 400 naming the header: the
-    proxy echoes it whatever the app does, so replacing it would answer with two ids."""
+    proxy echoes it whatever the app does, so replacing it would answer with two ids, and the 400's
+    body says the same id (a new one there disagreed with the header)."""
     if given is None:
         made = uuid.uuid4().hex
         return made, {"X-Request-Id": made}, None
@@ -463,4 +464,4 @@ def request_id_of(given: str | None) -> tuple[str, dict[str, str], RequestError 
     error = RequestError(400, "bad_request", f"header X-Request-Id {given[:64]!r}: expected 1 to 128 characters of "
                          "A-Z a-z 0-9 . _ : - (it names the request for /feedback); send another, or none",
                          [{"field": "X-Request-Id"}])
-    return uuid.uuid4().hex, {}, error
+    return given, {}, error

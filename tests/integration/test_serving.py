@@ -88,7 +88,7 @@ def test_predict_answers_with_version_request_id_and_probabilities(served: tuple
                          timeout=60)
     assert hostile.status_code == 400 and hostile.json()["error"] == "bad_request", hostile.text
     assert "header X-Request-Id 'bad id\\twith'" in hostile.json()["message"]
-    assert hostile.headers.get_list("x-request-id") == ["bad id\twith"]
+    assert hostile.headers.get_list("x-request-id") == ["bad id\twith"] == [hostile.json()["request_id"]]
 
 
 def test_health_and_metadata_whose_example_predict_accepts(served: tuple[str, Store]) -> None:
