@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["numbers_read_as_text"]
+__all__ = ["numbers_read_as_text"]  # (and integers beyond 2^53 made exact)
 
 
 def _is_numbers(values: Any) -> bool:
@@ -46,6 +46,35 @@ def _as_numbers(values: Any) -> np.ndarray:
     return np.fromiter((_number(v) for v in items), dtype=np.float64, count=len(items))
 
 
+def _big_integers(values: Any) -> bool:
+    """64-bit integers some of which a double cannot hold exactly (beyond 2^53)."""
+    if not (isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.size):
+        return False
+    return bool(values.max() > _EXACT or (values.dtype.kind == "i" and values.min() < -_EXACT))
+
+
+_EXACT = 2**53
+
+
+def _exact_integers(reference: Any, current: Any) -> tuple[Any, Any]:
+    """Both sides of an integer column as doubles that keep every value apart: less their common
+    minimum when the values span under 2^53 (distances keep their scale), else their ranks among
+    both sides' values (order and ties kept: KS and chi-square are the same). As doubles, 2^63 + 1
+    and 2^63 + 300 were one value, and two samples with no value in common read "no drift"."""
+    if not (isinstance(reference, np.ndarray) and isinstance(current, np.ndarray)
+            and reference.dtype.kind in "iu" and current.dtype.kind in "iu"):
+        return reference, current  # a side of text or doubles: left to the other rules
+    lo = min(int(reference.min()) if reference.size else 0, int(current.min()) if current.size else 0)
+    hi = max(int(reference.max()) if reference.size else 0, int(current.max()) if current.size else 0)
+    if hi - lo < _EXACT:
+        return (np.asarray([int(v) - lo for v in reference.tolist()], dtype=np.float64),
+                np.asarray([int(v) - lo for v in current.tolist()], dtype=np.float64))
+    both = np.unique(np.concatenate([reference.astype(object), current.astype(object)]))
+    rank = {int(v): float(i) for i, v in enumerate(both.tolist())}
+    return (np.asarray([rank[int(v)] for v in reference.tolist()], dtype=np.float64),
+            np.asarray([rank[int(v)] for v in current.tolist()], dtype=np.float64))
+
+
 class _Overlay(Mapping[str, Any]):
     """``base`` with some columns replaced (``base`` may read its columns lazily)."""
 
@@ -65,12 +94,15 @@ class _Overlay(Mapping[str, Any]):
 def numbers_read_as_text(reference: Mapping[str, Any], current: Mapping[str, Any], names: Sequence[str]
                          ) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     """``(reference, current)`` with the text side of each of ``names`` that is numbers on the
-    other side read as numbers (the module docstring); the columns are untouched otherwise."""
+    other side read as numbers (the module docstring), and integer columns beyond 2^53 made exact
+    (:func:`_exact_integers`); the columns are untouched otherwise."""
     ref_new: dict[str, Any] = {}
     cur_new: dict[str, Any] = {}
     for name in names:
         r, c = reference[name], current[name]
-        if _is_numbers(r) and _is_text(c):
+        if _big_integers(r) or _big_integers(c):
+            ref_new[name], cur_new[name] = _exact_integers(r, c)
+        elif _is_numbers(r) and _is_text(c):
             cur_new[name] = _as_numbers(c)
         elif _is_numbers(c) and _is_text(r):
             ref_new[name] = _as_numbers(r)

@@ -65,8 +65,10 @@ def family(t: pa.DataType) -> str:
 
 
 def _as_float(col: pa.Array | pa.ChunkedArray) -> FloatArray:
-    """float64 values with nulls as NaN."""
-    arr = pc.cast(col, pa.float64()) if not pa.types.is_float64(col.type) else col
+    """float64 values with nulls as NaN; integers beyond 2^53 rounded to the nearest double (the
+    profile's summaries need no more; the drift checks compare them exactly: stats.coerce), where
+    the safe cast refused the whole snapshot with Arrow's message."""
+    arr = pc.cast(col, pa.float64(), safe=False) if not pa.types.is_float64(col.type) else col
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pacsv
+import pytest
 from scipy import stats
 
 from raymlops.config import MonitorConfig
@@ -73,3 +74,37 @@ def test_current_rows_in_slices_the_reference_lacks_are_said() -> None:
     same = check_tables(ref, {"x": rng.normal(size=600), "region": ref["region"]}, MonitorConfig(),
                         slice_columns=["region"])
     assert same["slice_note"] is None
+
+
+def test_integers_beyond_two_to_the_53_are_compared_exactly() -> None:
+    """As doubles, 2^63 + 1 and 2^63 + 300 are one value: two uint64 samples with no value in common
+    read "no drift" (statistic 0, p 1)."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(7)
+    ref_off, cur_off = rng.integers(0, 300, 400), rng.integers(300, 600, 400)
+    ref = pa.table({"u": pa.array([2**63 + int(v) for v in ref_off], pa.uint64()),
+                    "i": pa.array([-(2**62) - int(v) for v in ref_off], pa.int64())})
+    cur = pa.table({"u": pa.array([2**63 + int(v) for v in cur_off], pa.uint64()),
+                    "i": pa.array([-(2**62) - int(v) for v in cur_off], pa.int64())})
+    out = check_tables(ref, cur, MonitorConfig())
+    for name in ("u", "i"):
+        f = out["features"][name]
+        expected = stats.ks_2samp(ref_off, cur_off)  # (the values less their base: the same test)
+        assert f["drift"] and f["ks"] == expected.statistic == 1.0, (name, f)
+        assert f["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)  # (exact given the ties)
+    same = check_tables(ref, ref, MonitorConfig())
+    assert not same["drift"] and same["features"]["u"]["p_value"] == 1.0
+
+
+def test_a_snapshot_profiles_integers_beyond_two_to_the_53() -> None:
+    """The profile's safe cast to doubles refused the whole snapshot with Arrow's "Integer value ...
+    not in range", naming no column."""
+    import pyarrow as pa
+
+    from raymlops.stats.profile import profile_table
+
+    table = pa.table({"u": pa.array([2**63 + i for i in range(50)], pa.uint64()),
+                      "i": pa.array([2**62 + i for i in range(50)], pa.int64())})
+    profile = profile_table(table)
+    assert profile.rows == 50 and set(profile.columns) == {"u", "i"}
