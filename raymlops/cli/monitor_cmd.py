@@ -24,17 +24,17 @@ def register(sub: Any) -> None:
     mon = add_command(sub, "monitor", help="drift monitoring: offline checks, live monitor status")
     verbs = mon.add_subparsers(dest="verb", metavar="VERB")
     chk = add_command(verbs, "check", help="drift of a current dataset against a reference (offline, no Ray)")
-    chk.add_argument("--reference", required=True, metavar="PATH_OR_SNAPSHOT", help="CSV/Parquet file or snapshot id")
-    chk.add_argument("--current", required=True, metavar="PATH_OR_SNAPSHOT", help="CSV/Parquet file or snapshot id")
+    chk.add_argument("--reference", required=True, metavar="PATH_OR_SNAPSHOT", help="CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id")
+    chk.add_argument("--current", required=True, metavar="PATH_OR_SNAPSHOT", help="CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id")
     chk.add_argument("--config", metavar="FILE", help="pipeline YAML (its monitor: section) or a YAML with monitor:")
     chk.add_argument("--slice", action="append", default=[], metavar="COL", help="slice column (repeatable)")
     chk.add_argument("--column", action="append", default=None, metavar="COL",
                      help="monitor only these columns (repeatable; default: all but the slice columns)")
-    chk.add_argument("--json", action="store_true")
+    chk.add_argument("--json", action="store_true", help="one JSON document on stdout")
     rep = add_command(verbs, "report", help="self-contained HTML drift report with histograms (offline or --route)")
     rep.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
-    rep.add_argument("--reference", metavar="PATH_OR_SNAPSHOT", help="CSV/Parquet file or snapshot id (offline)")
-    rep.add_argument("--current", metavar="PATH_OR_SNAPSHOT", help="CSV/Parquet file or snapshot id (offline)")
+    rep.add_argument("--reference", metavar="PATH_OR_SNAPSHOT", help="CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id (offline)")
+    rep.add_argument("--current", metavar="PATH_OR_SNAPSHOT", help="CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id (offline)")
     rep.add_argument("--config", metavar="FILE", help="pipeline YAML (its monitor: section) or a YAML with monitor:")
     rep.add_argument("--slice", action="append", default=[], metavar="COL", help="slice column (repeatable)")
     rep.add_argument("--column", action="append", default=None, metavar="COL",
@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
     st = add_command(verbs, "status", help="current window of the live monitor actors (needs RAY_ADDRESS)")
     st.add_argument("--address", help="Ray cluster address; default $RAY_ADDRESS")
     st.add_argument("--name", help="deployment (route) name; default: every monitor found")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
 
 def _monitor_config(path: str | None) -> Any:

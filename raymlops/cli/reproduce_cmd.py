@@ -13,7 +13,7 @@ def register(sub: Any) -> None:
     rep = add_command(sub, "reproduce", help="re-train a model version from its recorded data, config and seeds")
     rep.add_argument("ref", help="name:vN or name@alias")
     rep.add_argument("--seed", type=int, help="override the recorded seed (to see what it changes)")
-    rep.add_argument("--json", action="store_true")
+    rep.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,22 +28,23 @@ def register(sub: Any) -> None:
     c.add_argument("--source", required=True, metavar="URI",
                    help="a path, s3://…, gs://…, hdfs://… (options in the query string, credentials from the "
                         "environment), callable:module:function, or sklearn://name")
-    c.add_argument("--format", default="auto", choices=["auto", "csv", "parquet", "json"])
+    c.add_argument("--format", default="auto", choices=["auto", "csv", "parquet", "json"],
+                   help="the files' format (default: from their extension)")
     c.add_argument("--tag", action="append", default=[], metavar="NAME", help="also tag it NAME (repeatable)")
     c.add_argument("--reason", help="why (kept in the audit log)")
     c.add_argument("--json", action="store_true",
                    help='last stdout line: {"snapshot": ID, "rows": N, "new": true|false}')
 
     s_list = add_command(snap, "list", help="list snapshots")
-    s_list.add_argument("--json", action="store_true")
+    s_list.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     show = add_command(snap, "show", help="one snapshot: lineage, schema, profile, files, drift checks")
     show.add_argument("id", help="id, unique id prefix, or tag")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     s_verify = add_command(snap, "verify", help="re-hash a snapshot's files (exit 1 names what changed)")
     s_verify.add_argument("id", help="id, unique id prefix, or tag")
-    s_verify.add_argument("--json", action="store_true")
+    s_verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     diff = add_command(snap, "diff", help="compare snapshot B with the reference A: schema and per-column drift "
                                           "(recorded with B)")
@@ -51,13 +52,13 @@ def register(sub: Any) -> None:
     diff.add_argument("b", metavar="B", help="the snapshot to check: id, prefix or tag")
     diff.add_argument("--config", metavar="YAML", help="take the drift settings from this pipeline's data.drift")
     diff.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifted")
-    diff.add_argument("--json", action="store_true")
+    diff.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
     tag = add_command(snap, "tag", help="point a tag at a snapshot (audited)")
     tag.add_argument("id", help="id, unique id prefix, or tag")
     tag.add_argument("name", help="the tag: letters, digits, '.', '_', '-'")
     tag.add_argument("--reason", help="why (kept in the audit log)")
-    tag.add_argument("--json", action="store_true")
+    tag.add_argument("--json", action="store_true", help="one JSON document on stdout")
 
 
 def run(args: argparse.Namespace) -> int:

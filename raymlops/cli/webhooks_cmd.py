@@ -30,7 +30,7 @@ def register(sub: Any) -> None:
     rm = add_command(verbs, "remove", help="stop sending to a receiver")
     rm.add_argument("id", help="its id (from 'webhooks list')")
     dl = add_command(verbs, "deliveries", help="the newest deliveries: event, url, tries, outcome")
-    dl.add_argument("--limit", type=int, default=20, metavar="N")
+    dl.add_argument("--limit", type=int, default=20, metavar="N", help="the newest N deliveries (default 20)")
     dl.add_argument("--json", action="store_true", help="one JSON array")
 
 
