@@ -19,13 +19,15 @@ from raymlops.cli.common import add_command, print_json
 from raymlops.exceptions import ConfigError, NotFound
 from raymlops.ray_session import NAMESPACE, ensure_ray, join_cluster
 
+_INPUT = "CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id"
+
 
 def register(sub: Any) -> None:
     mon = add_command(sub, "monitor", help="drift monitoring: offline checks, live monitor status")
     verbs = mon.add_subparsers(dest="verb", metavar="VERB")
     chk = add_command(verbs, "check", help="drift of a current dataset against a reference (offline, no Ray)")
-    chk.add_argument("--reference", required=True, metavar="PATH_OR_SNAPSHOT", help="CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id")
-    chk.add_argument("--current", required=True, metavar="PATH_OR_SNAPSHOT", help="CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id")
+    chk.add_argument("--reference", required=True, metavar="PATH_OR_SNAPSHOT", help=_INPUT)
+    chk.add_argument("--current", required=True, metavar="PATH_OR_SNAPSHOT", help=_INPUT)
     chk.add_argument("--config", metavar="FILE", help="pipeline YAML (its monitor: section) or a YAML with monitor:")
     chk.add_argument("--slice", action="append", default=[], metavar="COL", help="slice column (repeatable)")
     chk.add_argument("--column", action="append", default=None, metavar="COL",
@@ -33,8 +35,8 @@ def register(sub: Any) -> None:
     chk.add_argument("--json", action="store_true", help="one JSON document on stdout")
     rep = add_command(verbs, "report", help="self-contained HTML drift report with histograms (offline or --route)")
     rep.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
-    rep.add_argument("--reference", metavar="PATH_OR_SNAPSHOT", help="CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id (offline)")
-    rep.add_argument("--current", metavar="PATH_OR_SNAPSHOT", help="CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id (offline)")
+    rep.add_argument("--reference", metavar="PATH_OR_SNAPSHOT", help=_INPUT + " (offline)")
+    rep.add_argument("--current", metavar="PATH_OR_SNAPSHOT", help=_INPUT + " (offline)")
     rep.add_argument("--config", metavar="FILE", help="pipeline YAML (its monitor: section) or a YAML with monitor:")
     rep.add_argument("--slice", action="append", default=[], metavar="COL", help="slice column (repeatable)")
     rep.add_argument("--column", action="append", default=None, metavar="COL",

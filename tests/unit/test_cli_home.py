@@ -141,3 +141,24 @@ def test_doctor_older_than_takes_a_number_of_seconds(tmp_path: Path, value: str,
     with pytest.raises(SystemExit) as info:
         main(["--home", str(tmp_path), "doctor", "--older-than", value])
     assert info.value.code == 2 and "0 or more seconds" in capsys.readouterr().err
+
+
+def test_every_option_says_what_it_does() -> None:
+    """`--help` of every command describes each of its options (a dozen --json, --alias, --format
+    and --limit said nothing)."""
+    import argparse
+
+    from raymlops.cli import build_parser
+
+    silent: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif action.option_strings and not action.help:
+                silent.append(f"{path} {action.option_strings[0]}")
+
+    walk(build_parser(), "raymlops")
+    assert not silent, silent
