@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from raymlops import audit
@@ -44,26 +45,37 @@ _SERVED = ("deployment.created", "deployment.traffic_changed", "deployment.promo
 
 def _deployments(store: Store, model_id: str) -> list[dict[str, Any]]:
     """Each time ``model_id`` went on a route, from the audit log: as a new deployment's champion,
-    as a challenger (canary or shadow), or as champion by a promotion or a rollback."""
+    as a challenger (canary or shadow), or as champion by a promotion or a rollback; and when that
+    ended (``ended``: the route deleted, or the version's role there changed), None while it lasts
+    (a version every run had torn down read "deployed" forever)."""
     endpoints: dict[str, str] = {}
-    out = []
+    out: list[dict[str, Any]] = []
+    open_: dict[str, dict[str, Any]] = {}  # route -> the entry still serving
     for r in audit.records(store.metadata, action="deployment."):
         action, ids, how = r.action, r.record["ids"], r.record.get("how") or {}
         route = ids.get("deployment")
         if action == "deployment.created" and how.get("endpoint"):
             endpoints[str(route)] = str(how["endpoint"])
-        if action not in _SERVED:
+        if action == "deployment.deleted":
+            role = None
+        elif action not in _SERVED:
             continue
-        if action == "deployment.created":
+        elif action == "deployment.created":
             role = "champion" if ids.get("model") == model_id else None
         else:  # a change of the route's table: where the version's role changed
             role = _role(how.get("after") or {}, model_id)
-            if role == _role(how.get("before") or {}, model_id):
-                continue
+        current = open_.get(str(route))
+        if current is not None and current["role"] == role:
+            continue
+        if current is not None:
+            current["ended"] = {"ts": r.ts, "action": action, "reason": r.record.get("reason")}
+            del open_[str(route)]
         if role is None:
             continue
-        out.append({"ts": r.ts, "deployment": route, "endpoint": endpoints.get(str(route)), "role": role,
-                    "action": action, "reason": r.record.get("reason")})
+        entry = {"ts": r.ts, "deployment": route, "endpoint": endpoints.get(str(route)), "role": role,
+                 "action": action, "reason": r.record.get("reason"), "ended": None}
+        out.append(entry)
+        open_[str(route)] = entry
     return out
 
 
@@ -73,6 +85,10 @@ def _role(table: dict[str, Any], model_id: str) -> str | None:
     if table.get("challenger") == model_id:
         return f"challenger ({table.get('mode')})"
     return None
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
 def format_lineage(info: dict[str, Any]) -> str:
@@ -90,6 +106,11 @@ def format_lineage(info: dict[str, Any]) -> str:
         f"  aliases: {', '.join(info['model']['aliases']) or '-'}",
     ]
     for d in info["deployments"] or [{"deployment": None}]:
-        lines.append(f"deployed {d['deployment']} at {d.get('endpoint') or '-'} as {d['role']} ({d['action']})"
-                     if d["deployment"] else "deployed never")
+        if not d["deployment"]:
+            lines.append("deployed never")
+            continue
+        ended = d.get("ended")
+        lines.append(f"deployed {d['deployment']} at {d.get('endpoint') or '-'} as {d['role']} ({d['action']}, "
+                     f"{_when(d['ts'])})" + (f"; until {_when(ended['ts'])} ({ended['action']})" if ended else
+                                            "; serving"))
     return "\n".join(lines)

@@ -119,10 +119,18 @@ def test_lineage_names_every_route_a_version_served_and_how(tmp_path: Path) -> N
     served = [(d["role"], d["action"], d["endpoint"]) for d in lineage_of(store, v2.id)["deployments"]]
     assert served == [("challenger (shadow)", "deployment.traffic_changed", "http://127.0.0.1:8000/r"),
                       ("champion", "deployment.promoted", "http://127.0.0.1:8000/r")]
-    # v1: created as champion; staying champion while a challenger came is no new deployment
-    assert [d["action"] for d in lineage_of(store, v1.id)["deployments"]] == ["deployment.created"]
-    assert "deployed r at http://127.0.0.1:8000/r as champion (deployment.promoted)" in \
-        format_lineage(lineage_of(store, v2.id))
+    # v1: created as champion; staying champion while a challenger came is no new deployment; the
+    # promotion of v2 ended it
+    (v1_served,) = lineage_of(store, v1.id)["deployments"]
+    assert v1_served["action"] == "deployment.created" and v1_served["ended"]["action"] == "deployment.promoted"
+    assert lineage_of(store, v2.id)["deployments"][0]["ended"]["action"] == "deployment.promoted"  # shadow ended
+    text = format_lineage(lineage_of(store, v2.id))
+    assert "deployed r at http://127.0.0.1:8000/r as champion (deployment.promoted, " in text and "; serving" in text
+    with store.metadata.transaction() as conn:  # the run is over and nothing keeps serving
+        audit.append(conn, "deployment.deleted", {"deployment": "r", "model": v2.id}, "the run is over", {})
+    ended = lineage_of(store, v2.id)["deployments"][-1]["ended"]
+    assert ended["action"] == "deployment.deleted"
+    assert "(deployment.deleted)" in format_lineage(lineage_of(store, v2.id))
 
 
 def test_promoting_the_current_target_changes_nothing_and_rollback_still_goes_back(
