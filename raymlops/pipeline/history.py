@@ -162,6 +162,10 @@ def get_run(metadata: MetadataStore, ref: str) -> dict[str, Any]:
                    "started_at": row["started_at"], "ended_at": row["ended_at"], "config_hash": row["config_hash"]})
     if steps:
         record["steps"] = [_loads(s["record_json"]) for s in steps]
+        if record["status"] == "abandoned":  # the step its process died in: not running any more
+            for step in record["steps"]:
+                if step.get("status") == "running":
+                    step["status"] = "abandoned"
     return record
 
 

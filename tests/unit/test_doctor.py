@@ -193,6 +193,8 @@ def test_a_run_whose_process_was_killed_is_abandoned_and_repair_records_it(home:
     RunRecorder(store.metadata, "20261207-000000-dead00").save_run(
         pipeline="p", status="running", config_hash="c", started_at=time.time() - 60, ended_at=None,
         record={"who": dead})
+    RunRecorder(store.metadata, "20261207-000000-dead00").save_step(  # the step it died in
+        0, {"name": "train", "status": "running", "started_at": time.time() - 50})
     RunRecorder(store.metadata, "20261207-000001-live00").save_run(  # this process: alive
         pipeline="p", status="running", config_hash="c", started_at=time.time(), ended_at=None, record={"who": who()})
     RunRecorder(store.metadata, "20261207-000002-else00").save_run(  # another host: not known here
@@ -201,7 +203,8 @@ def test_a_run_whose_process_was_killed_is_abandoned_and_repair_records_it(home:
     statuses = {r["run"]: r["status"] for r in list_runs(store.metadata)}
     assert statuses == {"20261207-000000-dead00": "abandoned", "20261207-000001-live00": "running",
                         "20261207-000002-else00": "running"}
-    assert get_run(store.metadata, "20261207-000000-dead00")["status"] == "abandoned"
+    dead_run = get_run(store.metadata, "20261207-000000-dead00")
+    assert dead_run["status"] == "abandoned" and dead_run["steps"][0]["status"] == "abandoned"  # not "running"
     report = check_home(home)
     runs = [f for f in report.findings if f.check == "runs"]
     assert [(f.subject, f.ok, f.repairable) for f in runs] == [("20261207-000000-dead00", False, True)]
