@@ -126,6 +126,12 @@ def _create(store: Any, args: argparse.Namespace) -> int:
 
 
 def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeDecodeError):  # Ray Data's retry note is spliced into its text: said from its fields
+        try:
+            return (f"a file is not {str(exc.encoding).splitlines()[0]} text (byte {exc.start}: {exc.reason}): "
+                    "give --format, or point --source at the data files alone")
+        except AttributeError:
+            pass
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 

@@ -162,3 +162,13 @@ def test_every_option_says_what_it_does() -> None:
 
     walk(build_parser(), "raymlops")
     assert not silent, silent
+
+
+def test_a_file_that_is_not_text_is_said_in_one_whole_line() -> None:
+    """Ray Data splices its retry note into a UnicodeDecodeError's text: the message read "'utf-8"."""
+    from raymlops.cli.snapshot_cmd import _first_line
+
+    exc = UnicodeDecodeError("utf-8\nFailed to read stream iteratively after 1/10 attempts", b"\xff", 0, 1,
+                             "invalid start byte")
+    assert _first_line(exc) == ("a file is not utf-8 text (byte 0: invalid start byte): give --format, or point "
+                                "--source at the data files alone")
