@@ -256,9 +256,10 @@ def run_doctor(
         abandoned = [f.subject for f in report.findings if f.check == "runs" and f.repairable]
         if abandoned:
             with MetadataStore(Path(home) / "metadata.db").transaction() as conn:
-                for run_id in abandoned:
-                    conn.execute("UPDATE runs SET status = 'abandoned', ended_at = ? WHERE id = ? AND status = "
-                                 "'running'", (clock(), run_id))
+                for run_id in abandoned:  # ended: its last sign of life (a step's start or end), not the repair
+                    conn.execute("UPDATE runs SET status = 'abandoned', ended_at = COALESCE((SELECT MAX(COALESCE("
+                                 "s.ended_at, s.started_at)) FROM run_steps s WHERE s.run_id = runs.id), started_at) "
+                                 "WHERE id = ? AND status = 'running'", (run_id,))
                 audit.append(conn, "run.abandoned", {"runs": abandoned}, "raymlops doctor --repair: the run's "
                              "process is gone", {})
         metadata_ok = report.findings[0].check == "metadata" and report.findings[0].ok

@@ -214,6 +214,7 @@ def test_a_run_whose_process_was_killed_is_abandoned_and_repair_records_it(home:
     with store.metadata.read() as conn:
         row = conn.execute("SELECT status, ended_at FROM runs WHERE id = '20261207-000000-dead00'").fetchone()
     assert row[0] == "abandoned" and row[1] is not None
+    assert row[1] < time.time() - 40  # its train step's start, 50 s ago: not the repair's time
     assert [r.action for r in audit.records(store.metadata)][-1] == "run.abandoned" and audit.verify(store.metadata)[0]
     assert run_doctor(home).ok
 
