@@ -21,6 +21,7 @@ import pandas as pd
 
 from raymlops.exceptions import ValidationError
 from raymlops.stats.bins import quantile_edges
+from raymlops.stats.drift import unseen_share
 from raymlops.stats.exact import distinct_integers
 
 __all__ = ["CATEGORICAL", "NUMERIC", "ColumnReference", "categorical_column", "check_int", "labels_of",
@@ -335,8 +336,7 @@ def _support_complete(values: npt.NDArray[np.float64], support: npt.NDArray[np.f
     window's values off the support fall in a neighbour's bucket, so chi-square on a support a small
     reference only half saw (50 rows of a glucose reading: about 30 values, 20 of them once) flagged
     11 of 40 unchanged windows; such a column gets quantile buckets (binned KS), as continuous ones."""
-    counts = np.bincount(np.searchsorted(support, values))
-    return bool(np.count_nonzero(counts == 1) <= 0.01 * values.size)
+    return unseen_share(np.bincount(np.searchsorted(support, values))) <= 0.01
 
 
 def numeric_column(name: str, values: npt.ArrayLike, fine_bins: int, n_bins: int,

@@ -46,6 +46,7 @@ __all__ = [
     "ks_p_values",
     "psi",
     "row_shares",
+    "unseen_share",
     "wasserstein_binned",
 ]
 
@@ -184,6 +185,14 @@ def psi(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike, eps: float = PSI_E
         raise ValidationError(f"eps must be in (0, 1), got {eps!r}")
     ref, cur = _counts_pair(ref_counts, cur_counts)
     return float(distance_rows(ref, cur, eps)[1])
+
+
+def unseen_share(counts: npt.ArrayLike) -> float:
+    """The share of a fresh sample expected off the values a sample of these ``counts`` (one per
+    value) saw: Good-Turing's estimate, its values seen once over its size (0 for an empty one)."""
+    c = np.asarray(counts)
+    total = c.sum()
+    return float(np.count_nonzero(c == 1) / total) if total else 0.0
 
 
 def chi2_test(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> tuple[float, float]:

@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from raymlops.stats.drift import KS_EXACT_MAX_N, compare_rows
+from raymlops.stats.drift import KS_EXACT_MAX_N, compare_rows, unseen_share
 from raymlops.stats.drift import psi as psi_index
 from raymlops.stats.ks import KS_TAIL_P, ks_2samp_p, ks_2samp_p_later, ks_profile, ks_wasserstein, mean_std
 from raymlops.stats.ks_ties import ks_2samp_exact
@@ -362,5 +362,5 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
                 ref_missing_rate=t[2] / r_rows if r_rows else math.nan,
                 out_of_range_rate=math.nan, unseen_rate=t[4], categories=int(((r[j] + c[j]) > 0).sum()),
                 mean=t[5], std=t[6], ref_constant=kind == DISCRETE and int(np.count_nonzero(r[j])) == 1,
-                unseen_expected=float(np.count_nonzero(r[j] == 1) / rv) if rv and kind == CATEGORICAL else 0.0)
+                unseen_expected=unseen_share(r[j]) if kind == CATEGORICAL else 0.0)
     return [o for o in out if o is not None]
