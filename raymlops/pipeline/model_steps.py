@@ -94,14 +94,13 @@ def model_key(ctx: RunContext, snapshot_id: str, features: list[str]) -> str:
     champion, which champion it was judged against. When the champion is made of these same inputs
     (the last unchanged run's model), the key is the one it was made under: an unchanged re-run
     reuses it (each re-run registered a new identical version, judged against its own copy)."""
+    parts = _inputs(ctx, snapshot_id, features)
     champion = _champion(ctx) if ctx.config.gate.champion_rules() else None
     if champion is not None and champion.lineage.get("model_key") and \
-            champion.lineage.get("inputs_key") == inputs_key(ctx, snapshot_id, features):
+            champion.lineage.get("inputs_key") == fingerprint("model-inputs", parts):
         return str(champion.lineage["model_key"])
-    return fingerprint("model", _inputs(ctx, snapshot_id, features) | {
-        # a verdict relative to the champion is only reusable while the champion is the same
-        "champion": None if champion is None else champion.id,
-    })
+    # a verdict relative to the champion is only reusable while the champion is the same
+    return fingerprint("model", parts | {"champion": None if champion is None else champion.id})
 
 
 def inputs_key(ctx: RunContext, snapshot_id: str, features: list[str]) -> str:
@@ -377,7 +376,8 @@ class RegisterStep(Step[RegisterIn, ModelOut]):
             "code": ctx.code, "config_hash": cfg.config_hash(), "config": cfg.model_dump(mode="json"),
             "snapshot_id": snap.id, "seed": cfg.seed, "packages": package_versions(), "run_id": ctx.run_id,
             "inputs_key": inputs_key(ctx, snap.id, list(features)),
-            "model_key": model_key(ctx, snap.id, list(features)),  # (the champion is still the one judged against)
+            # the key the run cached it under (the champion is still the one it was judged against)
+            "model_key": step.cache_key or model_key(ctx, snap.id, list(features)),
         }
         if cfg.train.framework is not None:  # the engine's version, workers and rounds
             lineage["packages"] = package_versions((*PACKAGES, cfg.train.framework))
