@@ -256,13 +256,10 @@ def rollback(store: Store, name: str, alias: str = CHAMPION, reason: str | None 
 def _servable(store: Store, version: ModelVersion) -> None:
     """An IntegrityError (exit 1) unless ``version``'s artifact is there with its recorded sha256: a
     champion whose file is gone or changed moved the alias, and every replica then refused to load it."""
-    try:  # the check every loader makes (ArtifactStore), streamed: nothing is loaded
-        store.artifacts.verify(version.artifact_key, version.artifact_sha256)
-    except NotFound:
-        raise IntegrityError(f"{version.id} cannot become champion: its artifact {version.artifact_key} is missing "
-                             f"(`raymlops models verify {version.id}`)") from None
-    except IntegrityError as exc:
-        raise IntegrityError(f"{version.id} cannot become champion: {exc}") from None
+    problems = _artifact_problems(store, version)
+    if problems:
+        raise IntegrityError(f"{version.id} cannot become champion: {problems[0]} "
+                             f"(`raymlops models verify {version.id}`)")
 
 
 def alias_history(store: Store, name: str) -> list[dict[str, Any]]:
@@ -285,7 +282,10 @@ def aliases_of(store: Store, model_id: str) -> list[str]:
 
 def verify_model(store: Store, ref: str) -> list[str]:
     """Problems with the artifact of ``ref`` (empty when it is present with its recorded sha256)."""
-    version = get_model(store, ref)
+    return _artifact_problems(store, get_model(store, ref))
+
+
+def _artifact_problems(store: Store, version: ModelVersion) -> list[str]:
     try:  # the check every loader makes (ArtifactStore), streamed: nothing is loaded
         store.artifacts.verify(version.artifact_key, version.artifact_sha256)
     except NotFound:
