@@ -221,7 +221,7 @@ class DriftMonitor:
             if role is not None and version is not None:
                 self.monitor.differential.follow(str(version), str(role), int(epoch or 0), n)
             alerts = self.monitor.ingest(columns, predictions, version=version, latency_ms=latency_ms,
-                                         status=status, request_ids=request_ids, scores=scores)
+                                         status=status, request_ids=request_ids, scores=scores, role=role)
             if predictions is not None and (version is None or self.monitor.differential.is_champion(version)):
                 values, counts = np.unique(np.asarray(predictions).astype(str), return_counts=True)
                 for v, c in zip(values.tolist(), counts.tolist(), strict=True):

@@ -90,10 +90,9 @@ class Monitor:
 
     def rebased(self, reference: MonitorReference, config: MonitorConfig) -> Monitor:
         """A monitor on a new reference (a new champion's training rows): windows, long-term state,
-        prediction and performance baselines and differential start over; the served traffic's counts
-        (rows, batches, windows, reports, alerts, cooldowns, SLO windows, label outcomes) go on. Labels
-        of rows the previous champion answered score its version alone, as a challenger's (as the new
-        baseline, a better old model's answers paged on the new one's normal accuracy)."""
+        prediction and performance baselines and differential start over; the traffic's counts (rows,
+        batches, windows, reports, alerts, cooldowns, SLO windows, label outcomes) go on. Labels of rows the
+        previous champion answered score its version alone (as the new baseline they paged on its normal accuracy)."""
         new = Monitor(reference, config, self.clock)
         new.rows_total, new.batches, new.challenger_rows = self.rows_total, self.batches, self.challenger_rows
         new.window_index = self.window_index
@@ -109,8 +108,9 @@ class Monitor:
 
     # -- ingest --------------------------------------------------------------------------------
     def ingest(self, columns: Mapping[str, Any], predictions: Any = None, *, version: str | None = None,
-               latency_ms: Any = None, status: Any = None, request_ids: Any = None, scores: Any = None) -> list[Alert]:
-        """Add a batch of served rows (see the module docstring); returns the new alerts."""
+               latency_ms: Any = None, status: Any = None, request_ids: Any = None, scores: Any = None,
+               role: str | None = None) -> list[Alert]:
+        """Add a batch of served rows (the module docstring); returns the new alerts (``role``: shadow: no SLO)."""
         now = self.clock()
         alerts = self._close_if_due(now)
         cols = dict(columns)
@@ -127,8 +127,8 @@ class Monitor:
         if rids is not None and len(rids) != n:
             raise ValidationError(f"request_ids has {len(rids)} ids for {n} rows")
         score_arr = None if scores is None else np.asarray(scores, dtype=np.float64).ravel()
-        if version is None or self.differential.roles.get(str(version), (0, ""))[1] != "shadow":
-            self._record_requests(now, latency_ms, status, rids, n)  # a shadow's copies reach no client: no SLO
+        if role != "shadow":  # a shadow's copies reach no client
+            self._record_requests(now, latency_ms, status, rids, n)
         if rids is not None:
             rids = row_keys(rids)
         if n == 0:

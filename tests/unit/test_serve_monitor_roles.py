@@ -144,7 +144,7 @@ def test_shadow_copies_are_no_requests_of_the_slo_a_canarys_are(monitor: Monitor
     def send(version: str, role: str, ids: list[str], latency: float, status: int) -> None:
         monitor.differential.follow(version, role, 1, len(ids))
         monitor.ingest(cols(len(ids)), np.zeros(len(ids)), version=version, request_ids=ids,
-                       latency_ms=np.full(len(ids), latency), status=np.full(len(ids), status))
+                       latency_ms=np.full(len(ids), latency), status=np.full(len(ids), status), role=role)
 
     send("m:v1", "champion", [f"c{i}" for i in range(40)], 5.0, 200)
     send("m:v2", "shadow", [f"c{i}" for i in range(40)], 900.0, 500)  # the same requests, copied
