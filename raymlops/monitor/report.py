@@ -74,8 +74,7 @@ def live_model(status: dict[str, Any], route: str) -> dict[str, Any]:
     window read "no dataset drift" seconds after a critical drift alert), else the open one, not judged."""
     window, last = status.get("window") or {}, status.get("last_window") or {}
     has_open = bool(window.get("verdict") and window.get("histograms"))
-    if has_open and (window["verdict"].get("overall") or {}).get("judged", True) or has_open and not \
-            last.get("histograms"):
+    if has_open and ((window["verdict"].get("overall") or {}).get("judged", True) or not last.get("histograms")):
         verdict, hists, which = window["verdict"], window["histograms"], f"open window #{window['index']}"
     elif last.get("histograms"):
         verdict, hists, which = last, last["histograms"], f"last closed window #{last['index']}"
@@ -85,6 +84,7 @@ def live_model(status: dict[str, Any], route: str) -> dict[str, Any]:
         raise ValidationError(f"the monitor of route {route!r} has no rows in its open or last window yet: "
                               "nothing to report")
     overall = verdict["overall"]
+    judged = overall.get("judged", True)
 
     def features(columns: list[dict[str, Any]], judged: bool = True) -> dict[str, Any]:
         return {c["column"]: c if judged else {**c, "drift": None} for c in columns}
@@ -93,10 +93,10 @@ def live_model(status: dict[str, Any], route: str) -> dict[str, Any]:
     return {"title": f"Drift report: {route}", "source": f"live monitor of route {route!r}",
             "reference": "the monitor's reference", "current": which,
             "rows": {"reference": first["reference_rows"], "current": verdict["rows"]},
-            "drift": bool(overall["dataset_drift"]) if overall.get("judged", True) else None,
+            "drift": bool(overall["dataset_drift"]) if judged else None,
             "share_drifted": overall["share_drifted"],
             "drifted_features": list(overall["drifted"]), "correction": verdict["correction"],
-            "features": features(overall["columns"], overall.get("judged", True)),
+            "features": features(overall["columns"], judged),
             "slices": {s["name"]: {"drift": bool(s["dataset_drift"] or s["drifted"]), "rows": s["rows"],
                                    "judged": s["judged"], "drifted_features": list(s["drifted"]),
                                    "features": features(s["columns"])} for s in verdict.get("slices") or []},

@@ -153,7 +153,7 @@ class RunContext:
     config: PipelineConfig
     store: Store
     clock: Callable[[], float] = time.time
-    progress: Callable[[str], None] = field(default=lambda line: stderr_line(line))
+    progress: Callable[[str], None] = stderr_line
     use_cache: bool = True
     reason: str = ""
     alias: str | None = "champion"

@@ -48,11 +48,12 @@ LOG_TAIL = 20
 
 
 def _interrupted(exc: BaseException) -> bool:
-    """Whether ``exc`` is Ctrl-C as it reaches the run: a KeyboardInterrupt, or an error Ray raised
-    because of one (the terminal's SIGINT reaches Ray's workers too, and a task that got it comes
-    back wrapped; cleanup that failed while the interrupt unwound has it as its context)."""
-    return _terminated(exc) or any(isinstance(e, KeyboardInterrupt) or isinstance(unwrap(e), KeyboardInterrupt)
-                                   for e in exception_chain(exc))
+    """Whether ``exc`` is Ctrl-C (or SIGTERM: :func:`_terminated`) as it reaches the run: a
+    KeyboardInterrupt, or an error Ray raised because of one (the terminal's SIGINT reaches Ray's
+    workers too, and a task that got it comes back wrapped; cleanup that failed while the interrupt
+    unwound has it as its context)."""
+    return any(isinstance(e, KeyboardInterrupt) or isinstance(unwrap(e), KeyboardInterrupt)
+               or (isinstance(e, SystemExit) and e.code == signal.SIGTERM) for e in exception_chain(exc))
 
 
 def _terminated(exc: BaseException) -> bool:
@@ -303,7 +304,7 @@ class Runner:
             self._preflight()
             self._run_steps()
         except BaseException as exc:
-            interrupted = _interrupted(exc)
+            interrupted, terminated = _interrupted(exc), _terminated(exc)
             if self.failure is None:  # raised between steps
                 self.failure = describe(exc, self._at)
             failed_at = self.failure.step
@@ -315,7 +316,7 @@ class Runner:
             self._save_run(self.result.status)
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            if _terminated(exc):
+            if terminated:
                 raise Terminated(f"terminated (SIGTERM) during step '{self.failure.step}'") from exc
             if interrupted:  # the caller sees Ctrl-C as Ctrl-C (exit 130), whatever Ray wrapped it in
                 raise KeyboardInterrupt(f"interrupted during step '{self.failure.step}'") from exc

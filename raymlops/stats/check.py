@@ -297,6 +297,7 @@ def check(current: Profile, reference: Profile, settings: DriftSettings | None =
                                   f"{', '.join(reference.columns)})")
         names = [n for n in names if n in settings.columns]
     results: list[ColumnDrift] = []
+    smaller = min(current.rows, reference.rows)  # either sample small: the p-value test
     for name in names:
         ref, cur = reference.columns[name], current.columns[name]
         out = ColumnDrift(column=name, kind="skipped", reference=_side(ref), current=_side(cur))
@@ -314,10 +315,9 @@ def check(current: Profile, reference: Profile, settings: DriftSettings | None =
             results.append(out)
             continue
         if out.scores:
-            test = _choose(out.kind, settings, min(current.rows, reference.rows))
+            test = _choose(out.kind, settings, smaller)
             if test not in table:  # e.g. categorical_test 'chi2' does not apply to numbers
-                test = _choose(out.kind, DriftSettings(small_sample=settings.small_sample),
-                                min(current.rows, reference.rows))
+                test = _choose(out.kind, DriftSettings(small_sample=settings.small_sample), smaller)
             out.test = test
             out.score = _finite(out.scores[table[test]])
             if test in P_VALUE_TESTS:

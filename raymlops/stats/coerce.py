@@ -66,10 +66,15 @@ def _exact_integers(reference: Any, current: Any) -> tuple[Any, Any]:
         return reference, current  # a side of text or doubles: left to the other rules
     lo = min(int(reference.min()) if reference.size else 0, int(current.min()) if current.size else 0)
     hi = max(int(reference.max()) if reference.size else 0, int(current.max()) if current.size else 0)
-    if hi - lo < _EXACT:
-        return (np.asarray([int(v) - lo for v in reference.tolist()], dtype=np.float64),
-                np.asarray([int(v) - lo for v in current.tolist()], dtype=np.float64))
-    both = np.unique(np.concatenate([reference.astype(object), current.astype(object)]))
+    if hi - lo < _EXACT:  # in whole-array integer arithmetic: every value fits the type chosen, and so do the gaps
+        base = np.uint64 if lo >= 0 else np.int64
+        return ((reference.astype(base) - base(lo)).astype(np.float64),
+                (current.astype(base) - base(lo)).astype(np.float64))
+    if reference.dtype == current.dtype:
+        both = np.unique(np.concatenate([reference, current]))
+        return (np.searchsorted(both, reference).astype(np.float64),
+                np.searchsorted(both, current).astype(np.float64))
+    both = np.unique(np.concatenate([reference.astype(object), current.astype(object)]))  # int64 with uint64
     rank = {int(v): float(i) for i, v in enumerate(both.tolist())}
     return (np.asarray([rank[int(v)] for v in reference.tolist()], dtype=np.float64),
             np.asarray([rank[int(v)] for v in current.tolist()], dtype=np.float64))

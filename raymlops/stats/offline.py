@@ -458,12 +458,12 @@ def _slices(ref_cols: Mapping[str, Any], cur_cols: Mapping[str, Any], slices: Se
     ref_l, cur_l = labels(ref_cols), labels(cur_cols)
     values, counts = np.unique(ref_l, return_counts=True)
     keep = [str(v) for v in values[np.argsort(-counts, kind="stable")][: cfg.max_slices]]
+    kept = np.isin(cur_l, keep)
     # (with more reference values than max_slices, they are judged in 'other', beside its reference rows)
-    unmatched = unmatched_note(cur_l[~np.isin(cur_l, ref_l)], cur_l.size) if len(keep) == len(values) else None
-    known = set(keep)
+    unmatched = unmatched_note(cur_l[~kept], cur_l.size) if len(keep) == len(values) else None
     ref_l = np.where(np.isin(ref_l, keep), ref_l, "other")
-    cur_l = np.where(np.isin(cur_l, keep), cur_l, "other")
-    order = keep + (["other"] if len(known) < len(values) or not np.isin(cur_l, keep).all() else [])
+    cur_l = np.where(kept, cur_l, "other")
+    order = keep + (["other"] if len(keep) < len(values) or not kept.all() else [])
     groups, rows, judged, present = [], [], [], []
     for name in order:
         rm, cm = ref_l == name, cur_l == name
