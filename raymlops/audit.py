@@ -198,7 +198,6 @@ def verify(store: MetadataStore) -> tuple[bool, str]:
     count = 0
     last: tuple[int, str] | None = None
     named: set[str] = set()
-    chain: dict[int, str] = {}  # seq -> hash
     with store.read() as conn:
         rows = conn.execute("SELECT seq, ts, action, record_json, prev_hash, hash FROM audit ORDER BY seq")
         for seq, ts, action, record_json, prev_hash, digest in rows:
@@ -221,10 +220,12 @@ def verify(store: MetadataStore) -> tuple[bool, str]:
                 return False, f"audit record {seq}: action or time column differs from the hashed record (edited)"
             prev = digest
             last = (seq, digest)
-            chain[seq] = digest
             count += 1
             named.update(str(v) for v in (body.get("ids") or {}).values())
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)).fetchone()
+        recorded = None if row is None else _object(row[0])
+        at_head = None if recorded is None or not isinstance(recorded.get("seq"), int) else conn.execute(
+            "SELECT hash FROM audit WHERE seq = ?", (recorded["seq"],)).fetchone()  # the newest raymlops wrote
         unrecorded = [f"snapshot {i[:12]}" for (i,) in conn.execute("SELECT id FROM snapshots ORDER BY created_at")
                       if i not in named]
         unrecorded += [f"model {i}" for (i,) in conn.execute("SELECT id FROM models ORDER BY created_at")
@@ -237,12 +238,10 @@ def verify(store: MetadataStore) -> tuple[bool, str]:
                        + (f" (and {len(unrecorded) - 1} more)" if len(unrecorded) > 1 else "")
                        + "; every snapshot and model version is recorded when it is written, so records were removed")
     if row is not None:
-        recorded = _object(row[0])
         if recorded is None:
             return False, "audit head: the row that records the newest record is not valid (edited)"
-        seq_at = recorded.get("seq")
-        if last is not None and isinstance(seq_at, int) and seq_at < last[0] and chain.get(seq_at) == \
-                recorded.get("hash"):
+        seq_at = int(recorded["seq"]) if at_head is not None else -1  # (a seq there is an int: at_head says)
+        if last is not None and at_head is not None and seq_at < last[0] and at_head[0] == recorded.get("hash"):
             return False, (f"audit record {seq_at + 1}: written after the newest record raymlops wrote "
                            f"(record {seq_at}): added outside raymlops")
         if last is None or (recorded.get("seq"), recorded.get("hash")) != last:
