@@ -145,7 +145,7 @@ def test_tune_with_asha_over_boosting_rounds(ray_session: None, quickstart: Pipe
     _assert_released(before)  # also for the trials ASHA stopped and the one that ran to the end
     summary = get_model(Store.open(home), result.model or "").record["tune"]
     assert summary["strategy"] == "distributed" and summary["scheduler"] == "asha" and len(summary["trials"]) == 2
-    assert all(t["error"] is None and t["epochs_planned"] == 12 for t in summary["trials"])
+    assert all(t["error"] is None and t["epochs_planned"] == 12 for t in summary["trials"]), summary["trials"]
     best = summary["best"]
     assert best["metric"] == max(t["metric"] for t in summary["trials"])
     # one trial ran every round; the best is the best last report, as Ray Tune's get_best_result
