@@ -58,7 +58,7 @@ from raymlops.train.boost_engine import (
 )
 from raymlops.train.boost_model import NATIVE_FILES, BoostedModel, boosted_model
 from raymlops.train.evaluate import positive_index
-from raymlops.train.tune_runner import TrialRecord, TuneSummary, fit_interruptible, summarize
+from raymlops.train.tune_runner import TrialRecord, TuneSummary, fit_interruptible, summarize, variant_generator
 
 #: how often Ray Train's controller collects the workers' reports; its default (2 s) lets a worker
 #: report once per 2 s, which would make a report per boosting round the slowest part of training
@@ -302,7 +302,6 @@ def _search(config: TrainConfig, spec: EngineSpec, data: BoostData, trials: list
     from ray import tune
     from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
     from ray.tune.schedulers import FIFOScheduler
-    from ray.tune.search import BasicVariantGenerator
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -321,7 +320,7 @@ def _search(config: TrainConfig, spec: EngineSpec, data: BoostData, trials: list
         tune.with_resources(trainable, {"cpu": 0, "memory": 1}),
         param_space={"trial": tune.grid_search(trials)},
         tune_config=tune.TuneConfig(metric=config.metric, mode=config.mode, max_concurrent_trials=concurrent,
-                                    scheduler=sched, search_alg=BasicVariantGenerator(random_state=spec.seed)),
+                                    scheduler=sched, search_alg=variant_generator(spec.seed, concurrent)),
         run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )

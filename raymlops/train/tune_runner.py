@@ -106,6 +106,15 @@ def fit_interruptible(tuner: Any) -> Any:
     return grid
 
 
+def variant_generator(seed: int, max_concurrent: int) -> Any:
+    """Tune's grid search in a seeded order, at most ``max_concurrent`` trials at once. The limit is
+    the generator's own: Tune applies ``TuneConfig.max_concurrent_trials`` only to a search algorithm
+    it builds itself, so with this one two trials ran at once under ``max_concurrent_trials: 1``."""
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)
+
+
 def run_search(
     trials: list[dict[str, Any]],
     X: np.ndarray,
@@ -134,8 +143,6 @@ def run_search(
     ``callbacks``: Ray Tune callbacks run on the driver (the MLflow logger of ``tracking:``)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import BasicVariantGenerator
-
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
@@ -164,7 +171,7 @@ def run_search(
             mode=mode,
             max_concurrent_trials=max_concurrent,
             scheduler=sched,
-            search_alg=BasicVariantGenerator(random_state=seed),
+            search_alg=variant_generator(seed, max_concurrent),
             # every trial has the same resources: reuse the trial actors instead of starting a
             # process per trial (measured 10x faster for 16 tiny trials on 2 CPUs)
             reuse_actors=True,

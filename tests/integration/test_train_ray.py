@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,25 @@ def test_asha_stops_weak_incremental_trials_early(ray_session: None, tmp_path: P
     assert all(t.metric is not None and t.seconds > 0 and t.node_id for t in summary.trials)
     assert summary.best.metric == min(t.metric for t in summary.trials if t.metric is not None)
     assert hasattr(model, "predict_proba") and model[-1].alpha == summary.best.config["params"]["alpha"]
+
+
+def test_max_concurrent_trials_one_fits_one_trial_at_a_time_in_one_process(ray_session: None, tmp_path: Path
+                                                                           ) -> None:
+    """train.max_concurrent_trials: 1 ran two trials at once on two CPUs (Tune ignores TuneConfig's
+    limit when it is given its own search algorithm), in two trial processes."""
+    X, y = _classification(300)
+    log = tmp_path / "fits.log"
+    config = _train(metric="accuracy", max_concurrent_trials=1, candidates=[
+        {"estimator": "tests.integration.flaky_estimator.LogsFitsClassifier",
+         "params": {"log": str(log), "delay_s": 0.5, "C": [0.1, 1.0, 10.0]}}])
+    _, summary = fit(config, X, y, seed=0, storage_path=str(tmp_path), name="one")
+    assert len(summary.trials) == 3 and all(t.error is None for t in summary.trials)
+    lines = [line.split() for line in log.read_text().splitlines()]
+    # (the best is fitted again on all training rows, here, after the search)
+    fits = sorted((float(start), float(end), pid) for pid, start, end in lines if int(pid) != os.getpid())
+    assert len(fits) == 3, lines
+    assert all(later[0] >= earlier[1] for earlier, later in zip(fits[:-1], fits[1:], strict=True)), fits  # in turn
+    assert len({pid for _, _, pid in fits}) == 1, fits  # the one trial actor was reused
 
 
 def test_a_trial_that_dies_is_retried_and_the_run_completes(ray_session: None, tmp_path: Path) -> None:
