@@ -20,9 +20,28 @@ import pytest
 from raymlops.config import PipelineConfig, load_config
 from tests.ports import free_port, session_ray
 
-__all__ = ["ROOT", "free_port", "serve_port", "trained_quickstart"]
+__all__ = ["ROOT", "TRIALS_AT_ONCE", "free_port", "quickstart_data", "serve_port", "trained_quickstart"]
 
 ROOT = Path(__file__).resolve().parents[2]
+#: ``train.max_concurrent_trials`` of the quickstart as most tests run it. Every Tune trial actor is a
+#: process that spends about 2.5 CPU-s importing Ray Tune and scikit-learn, and the suite is CPU-bound
+#: on 2 cores: one actor per search runs the quickstart's four tiny trials in turn, in about the same
+#: time. The shipped value (2) is what the quickstart test, the CLI smoke test and the tests whose
+#: subject is concurrency (``test_train_ray``, ``test_multinode``) run.
+TRIALS_AT_ONCE = 1
+
+
+def quickstart_data() -> dict[str, Any]:
+    """``configs/quickstart.yaml`` as a dict, trials one at a time (:data:`TRIALS_AT_ONCE`)."""
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text(encoding="utf-8"))
+    data["train"]["max_concurrent_trials"] = TRIALS_AT_ONCE
+    return data
+
+
+def _trials_at_once(cfg: PipelineConfig) -> PipelineConfig:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_concurrent_trials": TRIALS_AT_ONCE})})
 
 
 @functools.cache
@@ -69,8 +88,9 @@ def ray_session() -> Iterator[None]:
 
 @pytest.fixture()
 def quickstart(tmp_path: Path) -> PipelineConfig:
-    """The shipped quickstart config on the session's Serve port."""
-    cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+    """The shipped quickstart config on the session's Serve port, trials one at a time
+    (:data:`TRIALS_AT_ONCE`)."""
+    cfg = _trials_at_once(load_config(ROOT / "configs" / "quickstart.yaml"))
     return cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"port": serve_port()})})
 
 
@@ -92,7 +112,7 @@ def _quickstart_trained_once(ray_session: None, tmp_path_factory: pytest.TempPat
     home, result_file = shared / "quickstart-home", shared / "quickstart-result.json"
     with FileLock(str(shared / "quickstart-home.lock")):
         if not result_file.exists():
-            cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+            cfg = _trials_at_once(load_config(ROOT / "configs" / "quickstart.yaml"))
             cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"enabled": False})})
             shutil.rmtree(home, ignore_errors=True)
             result = run_pipeline(cfg, home=str(home), progress=lambda _: None)

@@ -17,7 +17,7 @@ from raymlops.registry import get_model, load_model
 from raymlops.registry.reproduce import reproduce
 from raymlops.serve.deploy import http_json
 
-from .conftest import serve_port
+from .conftest import TRIALS_AT_ONCE, serve_port
 
 pytestmark = pytest.mark.integration
 tritonclient_http = pytest.importorskip("tritonclient.http")
@@ -46,7 +46,7 @@ def test_string_features_train_serve_monitor_and_reproduce(ray_session: None, tm
     cfg = parse_config({
         "name": "churn", "seed": 5,
         "data": {"source": str(source), "target": "churn"},
-        "train": {"metric": "roc_auc", "max_failures": 0, "candidates": [
+        "train": {"metric": "roc_auc", "max_failures": 0, "max_concurrent_trials": TRIALS_AT_ONCE, "candidates": [
             {"estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
              "params": {"learning_rate": [0.1, 0.2], "max_iter": 30}},
             # takes no missing values (fee has some): its trial fails, is said aloud, and the others win

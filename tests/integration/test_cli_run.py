@@ -16,7 +16,7 @@ import yaml
 
 from raymlops.serve.deploy import http_json
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, free_port, quickstart_data
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +140,7 @@ def test_cli_run_progress_shows_ray_data_and_tune_on_stderr_only(ray_session: No
     """On a running cluster (``RAY_ADDRESS``: the session's Ray) as a user's after ``ray start``."""
     import ray
 
-    cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    cfg = quickstart_data()
     cfg["serve"]["enabled"] = False
     config = tmp_path / "quickstart.yaml"
     config.write_text(yaml.safe_dump(cfg))

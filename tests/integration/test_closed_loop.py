@@ -22,7 +22,7 @@ from raymlops.loop.policy import RetrainPolicy, Trigger
 from raymlops.registry.registry import get_model
 from raymlops.serve.deploy import http_json
 from raymlops.store.home import Store
-from tests.integration.conftest import serve_port
+from tests.integration.conftest import TRIALS_AT_ONCE, serve_port
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -90,7 +90,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         cfg = base.model_copy(update={"name": "closed-loop", "retrain": base.retrain.model_copy(
             update={"shadow_rows": 100, "shadow_timeout_s": 60.0}),
             "monitor": base.monitor.model_copy(update={"performance": perf, "alerts": alerts}),
-            "serve": base.serve.model_copy(update={"monitor_budget": 1.0})})  # every row reaches the monitor
+            "serve": base.serve.model_copy(update={"monitor_budget": 1.0}),  # every row reaches the monitor
+            "train": base.train.model_copy(update={"max_concurrent_trials": TRIALS_AT_ONCE})})
         result = run_pipeline(cfg, home=home, progress=lambda line: None, keep_serving=True)
         assert result.model == "closed-loop:v1"
         url = f"{result.endpoint}/predict"

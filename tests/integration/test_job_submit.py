@@ -32,7 +32,7 @@ import yaml
 from raymlops.serve.deploy import http_json
 from tests.ports import free_ports
 
-from .conftest import ROOT
+from .conftest import ROOT, quickstart_data
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,7 @@ def test_job_submit_runs_quickstart_and_deployment_outlives_the_job(tmp_path: Pa
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0",
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
 
-    cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    cfg = quickstart_data()
     cfg["serve"]["port"] = serve_port
     config = tmp_path / "quickstart.yaml"
     config.write_text(yaml.safe_dump(cfg))

@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from raymlops import parse_config, run_pipeline
 from raymlops.store import Store
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, quickstart_data
 
 pytestmark = pytest.mark.integration
 mlflow = pytest.importorskip("mlflow")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +67,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _config(tracking: dict[str, Any], name: str) -> Any:
-    data = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text(encoding="utf-8"))
+    data = quickstart_data()
     data["name"] = name
     data["train"]["candidates"] = [{"estimator": "sklearn.linear_model.LogisticRegression", "scale": True,
                                     "params": {"C": [0.1, 1.0], "max_iter": 2000}}]

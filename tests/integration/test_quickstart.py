@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from raymlops import Store, run_pipeline, stop_serving
+from raymlops import Store, load_config, run_pipeline, stop_serving
 from raymlops.audit import records, verify
 from raymlops.data.snapshot import list_snapshots
 from raymlops.registry import get_model, list_models
 from raymlops.serve.deploy import http_json
 
-from .conftest import free_port
+from .conftest import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,8 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
     home = tmp_path / "home"
     metrics_port = free_port()
     quickstart = quickstart.model_copy(update={
-        "monitor": quickstart.monitor.model_copy(update={"metrics_port": metrics_port})})
+        "monitor": quickstart.monitor.model_copy(update={"metrics_port": metrics_port}),
+        "train": load_config(ROOT / "configs" / "quickstart.yaml").train})  # as shipped: two trials at once
     try:
         result = run_pipeline(quickstart, home=str(home), keep_serving=True, progress=lambda _: None)
         out = result.to_dict()

@@ -18,7 +18,7 @@ import pytest
 from raymlops.config import ServeConfig
 from raymlops.exceptions import ServeError
 from raymlops.store.home import Store
-from tests.integration.conftest import serve_port
+from tests.integration.conftest import quickstart_data, serve_port
 from tests.integration.serving_helpers import Load, predict, request, row, toy_data, toy_store
 
 pytestmark = pytest.mark.integration
@@ -404,10 +404,9 @@ def test_cli_deploy_with_a_config_starts_the_route_monitor(
     from raymlops.monitor.names import monitor_name
     from raymlops.ray_session import NAMESPACE
     from raymlops.serve.deploy import undeploy
-    from tests.integration.conftest import ROOT
 
     home, _ = trained_quickstart
-    data = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text(encoding="utf-8"))
+    data = quickstart_data()  # the config the trained home was trained with
     data["serve"]["port"] = serve_port()
     config = tmp_path / "qs.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
