@@ -63,6 +63,20 @@ from raymlops.train.tune_runner import TrialRecord, TuneSummary, fit_interruptib
 #: how often Ray Train's controller collects the workers' reports; its default (2 s) lets a worker
 #: report once per 2 s, which would make a report per boosting round the slowest part of training
 POLL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
+#: Ray Train's preemption watcher (an actor per run: a process of about 1.7 CPU-s) reports the nodes
+#: a cluster drains (an autoscaler scaling down, a reclaimed spot node). Nothing drains the one node
+#: of a Ray on this machine, so there it is off; a cluster (``RAY_ADDRESS``, or more nodes) keeps it.
+PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
+def _train_env() -> None:
+    """Ray Train's settings for this process's runs (Ray Train passes them on to its controller,
+    Ray Tune to its trials)."""
+    import ray
+
+    os.environ.setdefault(POLL_ENV, POLL_INTERVAL_S)
+    if not os.environ.get("RAY_ADDRESS") and sum(1 for node in ray.nodes() if node["Alive"]) == 1:
+        os.environ.setdefault(PREEMPTION_ENV, "0")
 
 
 def _trainer(spec: EngineSpec, params: dict[str, Any], data: BoostData, *, name: str, storage_path: str,
@@ -226,7 +240,7 @@ def fit_distributed(
         cpus_per_worker=config.cpus_per_worker,
     )
     fits = _check_capacity(spec)
-    os.environ.setdefault(POLL_ENV, POLL_INTERVAL_S)
+    _train_env()
     t0 = time.perf_counter()
     with _quiet(progress):
         if tuned:
