@@ -8,6 +8,8 @@ cluster. Binds 127.0.0.1 by default; ``--port 0`` takes a free port. Prints the 
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
 import os
 import socket
 import sys
@@ -29,6 +31,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def register(sub: Any) -> None:
     p = add_command(sub, "ui", help="serve a read-only web UI: runs, snapshots, models, deployments, audit")
     p.add_argument("--port", type=_port, default=DEFAULT_PORT,
@@ -42,20 +53,29 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     # the pipeline, FastAPI, pandas: only when this verb runs, not for `raymlops --help`
-    from raymlops.ui import create_app
+    from raymlops.ui import LOOPBACK_HOSTS, create_app
 
-    app = create_app(args.home, args.address or os.environ.get("RAY_ADDRESS") or None)
+    if not args.host.strip():  # an unset variable (`--host "$UI_HOST"`) would bind every interface
+        raise ConfigError("--host: empty; give an interface address (default 127.0.0.1: this machine only)")
+    local = _loopback(args.host)
+    app = create_app(args.home, args.address or os.environ.get("RAY_ADDRESS") or None,
+                     hosts=(*LOOPBACK_HOSTS, args.host) if local else None)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
+        sock.listen(128)  # connections are accepted (queued) from the moment the URL is printed
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"--port {args.port}: cannot listen on {args.host}:{args.port}: "
-                          f"{exc.strerror or exc}") from None
+        option = "--port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "--host"  # else: the address
+        raise ConfigError(f"{option} {args.port if option == '--port' else args.host}: cannot listen on "
+                          f"{args.host}:{args.port}: {exc.strerror or exc}") from None
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"raymlops ui: http://{host}:{port}/", flush=True)
+    if not local:
+        print(f"note: the UI has no authentication, and on {args.host} it is reachable from the network",
+              file=sys.stderr, flush=True)
     print("press Ctrl-C to stop", file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:

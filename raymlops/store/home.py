@@ -30,6 +30,12 @@ def existing_home(home: str | Path | None = None) -> Path:
                            "(restore metadata.db from a backup; nothing was changed)")
         raise NotFound(f"no raymlops home at {path}: the folder has no metadata.db (give --home, or set "
                        "RAYMLOPS_HOME)")
+    db = path / "metadata.db"
+    if db.is_file() and db.stat().st_size == 0 and any((path / "artifacts").glob("*/*")):
+        # a read would write a new, empty schema into it: the registry, runs and audit chain would
+        # read as empty and valid beside the artifacts they described
+        raise NotFound(f"{path}: the home's database metadata.db is empty (0 bytes), though its artifacts are "
+                       "there (restore metadata.db from a backup; nothing was changed)")
     return path
 
 

@@ -2,6 +2,6 @@
 cluster: runs, snapshots, models, deployments and monitors, and the audit log
 (``raymlops ui``; :func:`create_app` builds the FastAPI app). Only :mod:`raymlops.cli` imports it."""
 
-from raymlops.ui.app import create_app
+from raymlops.ui.app import LOOPBACK_HOSTS, create_app
 
-__all__ = ["create_app"]
+__all__ = ["LOOPBACK_HOSTS", "create_app"]

@@ -3,16 +3,21 @@
 Read-only: every route is a ``GET`` that reads the home folder (and, for deployments and
 monitors, the live cluster) through the same functions the CLI uses. An unknown id answers a
 404 page naming it, a bad query parameter a 400 page naming the parameter, an unreachable
-cluster a page that says so; the rest of the UI works without Ray.
+cluster a page that says so; the rest of the UI works without Ray. A request whose ``Host`` is
+not one of ``hosts`` (by default this machine's loopback names) gets a 400 page: a web page the
+user opens elsewhere cannot point its own host name at 127.0.0.1 and read the UI (DNS rebinding).
+A home whose database is gone or unreadable answers a 503 page naming it.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raymlops import audit
@@ -24,7 +29,18 @@ from raymlops.store.home import Store
 from raymlops.ui import audit_page, live, models, runs, snapshots, webhooks_page
 from raymlops.ui.page import Page, error_page, esc, link, page, table, url, when
 
-__all__ = ["create_app"]
+__all__ = ["LOOPBACK_HOSTS", "create_app", "host_name"]
+
+#: the names a browser on this machine reaches a loopback-bound UI by
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def host_name(header: str) -> str:
+    """The host of a ``Host`` header, without its port or brackets, lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def _html(p: Page) -> HTMLResponse:
@@ -52,11 +68,28 @@ def overview(store: Store, address: str | None) -> Page:
     return Page("Overview", "".join(body))
 
 
-def create_app(home: str | Path | None, ray_address: str | None = None) -> FastAPI:
-    """The UI over the home folder ``home`` (``None``: ``$RAYMLOPS_HOME``, else ``./.raymlops``)
-    and, when ``ray_address`` is given (or this process already joined a Ray), the live cluster."""
-    store = Store.open(home)
+def create_app(home: str | Path | None, ray_address: str | None = None, *,
+               hosts: Collection[str] | None = LOOPBACK_HOSTS) -> FastAPI:
+    """The UI over the existing home folder ``home`` (``None``: ``$RAYMLOPS_HOME``, else
+    ``./.raymlops``; a folder that is no home is a NotFound, never made one) and, when
+    ``ray_address`` is given (or this process already joined a Ray), the live cluster. ``hosts``:
+    the ``Host`` names it answers (``None``: any, for a UI bound to a network interface)."""
+    store = Store.open(home, create=False)
     app = FastAPI(title="raymlops", docs_url=None, redoc_url=None, openapi_url=None)
+    allowed = None if hosts is None else {host_name(h) for h in hosts}
+
+    @app.middleware("http")
+    async def _same_host(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        header = request.headers.get("host")
+        if allowed is not None and header is not None and host_name(header).rstrip(".") not in allowed:
+            return HTMLResponse(error_page(400, f"Host {header!r} is not this UI's: it answers to "
+                                                f"{', '.join(sorted(allowed))} only"), status_code=400)
+        return await call_next(request)
+
+    @app.exception_handler(sqlite3.Error)
+    async def _database(request: Request, exc: sqlite3.Error) -> HTMLResponse:
+        return HTMLResponse(error_page(503, f"the home's database {store.home / 'metadata.db'}: {exc} (was the "
+                                            "home folder moved or deleted?)"), status_code=503)
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> HTMLResponse:
@@ -81,55 +114,55 @@ def create_app(home: str | Path | None, ray_address: str | None = None) -> FastA
         message = f"no page at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
         return HTMLResponse(error_page(exc.status_code, message), status_code=exc.status_code)
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def index() -> HTMLResponse:
         return _html(overview(store, ray_address))
 
-    @app.get("/runs", response_class=HTMLResponse)
+    @app.api_route("/runs", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def runs_list(status: str | None = None) -> HTMLResponse:
         return _html(runs.runs_page(store, status))
 
-    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    @app.api_route("/runs/{run_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def run_detail(run_id: str) -> HTMLResponse:
         return _html(runs.run_page(store, run_id))
 
-    @app.get("/snapshots", response_class=HTMLResponse)
+    @app.api_route("/snapshots", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def snapshot_list() -> HTMLResponse:
         return _html(snapshots.snapshots_page(store))
 
-    @app.get("/snapshots/{snap_id}", response_class=HTMLResponse)
+    @app.api_route("/snapshots/{snap_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def snapshot_detail(snap_id: str, against: str | None = None) -> HTMLResponse:
         return _html(snapshots.snapshot_page(store, snap_id, against))
 
-    @app.get("/models", response_class=HTMLResponse)
+    @app.api_route("/models", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def model_list() -> HTMLResponse:
         return _html(models.models_page(store))
 
-    @app.get("/models/{name}", response_class=HTMLResponse)
+    @app.api_route("/models/{name}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def model_detail(name: str) -> HTMLResponse:
         return _html(models.model_page(store, name))
 
-    @app.get("/models/{name}/{version}", response_class=HTMLResponse)
+    @app.api_route("/models/{name}/{version}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def version_detail(name: str, version: str) -> HTMLResponse:
         return _html(models.version_page(store, name, version))
 
-    @app.get("/deployments", response_class=HTMLResponse)
+    @app.api_route("/deployments", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def deployments() -> HTMLResponse:
         return _html(live.deployments_page(store, ray_address))
 
-    @app.get("/monitors/{route}", response_class=HTMLResponse)
+    @app.api_route("/monitors/{route}", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def monitor(route: str) -> HTMLResponse:
         return _html(live.monitor_page(route, ray_address))
 
-    @app.get("/monitors/{route}/report", response_class=HTMLResponse)
+    @app.api_route("/monitors/{route}/report", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def monitor_report(route: str) -> HTMLResponse:
         return HTMLResponse(live.monitor_report(route, ray_address))
 
-    @app.get("/webhooks", response_class=HTMLResponse)
+    @app.api_route("/webhooks", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def webhooks() -> HTMLResponse:
         return _html(webhooks_page.webhooks_page(store))
 
-    @app.get("/audit", response_class=HTMLResponse)
+    @app.api_route("/audit", methods=["GET", "HEAD"], response_class=HTMLResponse)
     def audit_log(action: str | None = None, actor: str | None = None, since: str | None = None,
                   until: str | None = None, id: str | None = None) -> HTMLResponse:
         return _html(audit_page.audit_page(store, action, actor, since, until, id))

@@ -326,3 +326,71 @@ def test_the_monitor_page_shows_labels_before_the_first_label_window_closes() ->
     assert "no labels or estimates yet" not in html
     assert "realised (open label window)" in html and ">10<" in html and ">0.9<" in html
     assert "realised, challenger v2" in html and ">0.5<" in html
+
+
+def test_the_url_is_printed_once_connections_are_taken_and_only_this_machine_s_host_names_answer(
+        home: UiHome) -> None:
+    """The URL line came before the socket listened (a client that connected at once was refused);
+    any Host header was answered, so a page elsewhere could rebind its name to 127.0.0.1 and read
+    the UI."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "raymlops.cli", "ui", "--port", "0", "--home", str(home.home)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        base = proc.stdout.readline().strip().removeprefix("raymlops ui: ").rstrip("/")
+        assert httpx.get(base + "/models", timeout=60).status_code == 200  # at once, no retry
+        port = base.rsplit(":", 1)[1]
+        for name in ("localhost", "127.0.0.1", f"127.0.0.1:{port}", f"localhost:{port}"):
+            assert httpx.get(base + "/", headers={"Host": name}, timeout=30).status_code == 200, name
+        refused = httpx.get(base + "/runs", headers={"Host": f"rebound.example.com:{port}"}, timeout=30)
+        assert refused.status_code == 400 and "rebound.example.com" in refused.text
+        assert OK_RUN not in refused.text
+        head = httpx.head(base + "/models", timeout=30)  # link checkers and uptime probes
+        assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_the_ui_makes_no_home_and_refuses_a_home_whose_database_was_emptied(
+        home: UiHome, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`raymlops ui` made a home at a mistyped --home; every read command (the UI too) wrote a new
+    schema into a 0-byte metadata.db, after which doctor and audit verify read the home as valid."""
+    import shutil
+
+    missing = tmp_path / "mistyped"
+    assert main(["ui", "--port", "0", "--home", str(missing)]) == 2
+    assert f"no raymlops home at {missing}" in capsys.readouterr().err and not missing.exists()
+    emptied = tmp_path / "emptied"
+    shutil.copytree(home.home, emptied)
+    for extra in ("metadata.db-wal", "metadata.db-shm"):
+        (emptied / extra).unlink(missing_ok=True)
+    (emptied / "metadata.db").write_bytes(b"")
+    for argv in (["ui", "--port", "0"], ["models", "list"], ["audit", "verify"], ["runs", "list"]):
+        assert main([*argv, "--home", str(emptied)]) == 2, argv
+        assert "metadata.db is empty (0 bytes), though its artifacts are there" in capsys.readouterr().err
+    assert (emptied / "metadata.db").stat().st_size == 0  # nothing written into it
+
+
+def test_a_home_deleted_while_the_ui_runs_is_a_503_page_naming_it(home: UiHome, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "home"
+    shutil.copytree(home.home, copy)
+    with ui_client(copy) as c:
+        assert c.get("/runs").status_code == 200
+        shutil.rmtree(copy)
+        for path in ("/", "/runs", "/models", "/audit"):
+            r = c.get(path)
+            assert r.status_code == 503 and str(copy / "metadata.db") in r.text, (path, r.text)
+            assert "was the home folder moved or deleted?" in r.text
+
+
+def test_an_empty_host_is_refused_and_a_bad_one_named(capsys: pytest.CaptureFixture[str], home: UiHome) -> None:
+    assert main(["ui", "--host", "", "--home", str(home.home)]) == 2
+    assert "--host: empty" in capsys.readouterr().err
+    assert main(["ui", "--host", "bogus.invalid", "--port", "0", "--home", str(home.home)]) == 2
+    assert "error: --host bogus.invalid: cannot listen on bogus.invalid:0" in capsys.readouterr().err
