@@ -70,18 +70,47 @@ def ensure_ray() -> bool:
         _after_init()
         return True
     try:
-        ray.init(
-            address="local",  # a private Ray, even when a `ray start` cluster runs on this machine
-            include_dashboard=False,
-            _system_config=PRIVATE_RAY_CONFIG,
-            namespace=NAMESPACE,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-        )
+        with caller_sigterm():
+            ray.init(
+                address="local",  # a private Ray, even when a `ray start` cluster runs on this machine
+                include_dashboard=False,
+                _system_config=PRIVATE_RAY_CONFIG,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
     except ConnectionError as exc:
         raise RaymlopsError(f"cannot start a local Ray: {exc}") from None
     _after_init()
     return False
+
+
+@contextlib.contextmanager
+def caller_sigterm() -> Iterator[None]:
+    """Around ``ray.init``: put back the SIGTERM handler the caller had installed (``raymlops run``'s
+    :func:`~raymlops.exceptions.raise_terminated`). ``ray.init`` replaces it with its own (a private
+    Ray's node: stop its processes and exit 1; a driver: exit 15), and Ray's core worker adds a
+    native one that prints a stack dump: a SIGTERM during training was a failed run, exit 1, not
+    an interruption. Without a handler of the caller's (the default), Ray's stay."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(before):
+            signal.signal(signal.SIGTERM, before)
+
+
+def stopped_by(signum: int, what: str) -> KeyboardInterrupt:
+    """The exception for ``what`` (e.g. "Ray Tune") stopped by signal ``signum``: raymlops'
+    :class:`~raymlops.exceptions.Terminated` for SIGTERM (the run exits 143), else a Ctrl-C."""
+    from raymlops.exceptions import Terminated
+
+    if signum == signal.SIGTERM:
+        return Terminated(f"{what} was stopped by SIGTERM")
+    return KeyboardInterrupt(f"{what} was stopped by SIGINT")
 
 
 def join_cluster(address: str) -> None:
@@ -92,7 +121,8 @@ def join_cluster(address: str) -> None:
     quiet_ray_logs()
     try:
         _listening(address)  # Ray itself retries an address nothing listens at for minutes
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
+        with caller_sigterm():
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
     except Exception as exc:  # ConnectionError, a bad address, a failed handshake ...
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         auth = ("" if os.environ.get("RAY_AUTH_MODE") else
@@ -237,9 +267,10 @@ def clean_text(text: str) -> str:
 
 
 @contextlib.contextmanager
-def watch_sigint() -> Iterator[Callable[[], bool]]:
-    """A block that says whether SIGINT (Ctrl-C) arrived in it, whoever handled it, and puts back
-    the SIGINT handler it found.
+def watch_sigint() -> Iterator[Callable[[], int]]:
+    """A block that says whether SIGINT (Ctrl-C) or SIGTERM arrived in it, whoever handled it (the
+    signal's number, 0 for none: use it as a bool, or :func:`stopped_by`), and puts back the SIGINT
+    handler it found.
 
     Ray Tune and Ray Train install their own SIGINT handlers while they run and leave them
     installed: Tune's stops the trials and lets ``fit()`` return as if they had finished without a
@@ -248,24 +279,24 @@ def watch_sigint() -> Iterator[Callable[[], bool]]:
     caller. Here, the interpreter's wakeup file descriptor (``signal.set_wakeup_fd``: the C
     handler writes the signal's number into it whichever Python handler runs) records the
     signal; the yielded function reads it. Outside the main thread (where no signal handler runs)
-    it always says False."""
+    it always says 0 (SIGTERM: whose handler raises :class:`~raymlops.exceptions.Terminated`, which
+    Ray Tune takes for a Ctrl-C)."""
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield lambda: 0
         return
     before = signal.getsignal(signal.SIGINT)
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
     os.set_blocking(write_fd, False)
-    seen: list[bool] = []
+    seen: list[int] = []
     closed: list[bool] = []
 
-    def arrived() -> bool:  # after the block: what it recorded
-        if not seen and not closed:
+    def arrived() -> int:  # after the block: what it recorded (SIGTERM over SIGINT when both came)
+        if not closed:
             with contextlib.suppress(BlockingIOError):
                 while chunk := os.read(read_fd, 512):
-                    if signal.SIGINT in chunk:
-                        seen.append(True)
-        return bool(seen)
+                    seen.extend(s for s in (signal.SIGTERM, signal.SIGINT) if s in chunk)
+        return max(seen, default=0)
 
     previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     try:

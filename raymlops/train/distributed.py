@@ -46,7 +46,7 @@ import numpy as np
 
 from raymlops.config import TrainConfig
 from raymlops.exceptions import ConfigError, StepFailed, ValidationError
-from raymlops.ray_session import watch_sigint
+from raymlops.ray_session import stopped_by, watch_sigint
 from raymlops.train.boost_data import BoostData, SnapshotSource, boost_datasets
 from raymlops.train.boost_engine import (
     TRAINERS,
@@ -295,7 +295,7 @@ def _single(config: TrainConfig, spec: EngineSpec, data: BoostData, trial: dict[
             result = trainer.fit()
         except BaseException as exc:
             if interrupted():
-                raise KeyboardInterrupt("Ray Train was stopped by SIGINT") from None
+                raise stopped_by(interrupted(), "Ray Train") from None
             if not isinstance(exc, Exception):
                 raise
             # Ray Train's TrainingFailedError: the run failed past its retries
@@ -303,7 +303,7 @@ def _single(config: TrainConfig, spec: EngineSpec, data: BoostData, trial: dict[
                              f"{type(exc).__name__}: {exc}")
             return [record], []
     if interrupted():
-        raise KeyboardInterrupt("Ray Train was stopped by SIGINT")
+        raise stopped_by(interrupted(), "Ray Train")
     record = _record("distributed", trial, dict(result.metrics or {}), spec, config.metric,
                      time.perf_counter() - t0, None)
     return [record], ([("distributed", result.checkpoint.path)] if result.checkpoint is not None else [])

@@ -28,7 +28,7 @@ import numpy as np
 
 from raymlops.config import SchedulerConfig
 from raymlops.exceptions import StepFailed
-from raymlops.ray_session import watch_sigint
+from raymlops.ray_session import stopped_by, watch_sigint
 from raymlops.train.objective import TrialSettings, check_trial_data, run_trial
 
 #: metrics a trial reports besides the task's metrics
@@ -100,9 +100,14 @@ def fit_interruptible(tuner: Any) -> Any:
     then said "every trial failed"), with the SIGINT handler it found put back (Tune leaves its
     own installed, and the next Ctrl-C, in a later step, only logged a warning): :func:`watch_sigint`."""
     with watch_sigint() as interrupted:
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        except KeyboardInterrupt:  # Tune raises a plain one for raymlops' Terminated (SIGTERM) too
+            if interrupted():
+                raise stopped_by(interrupted(), "Ray Tune") from None
+            raise
     if interrupted():
-        raise KeyboardInterrupt("Ray Tune was stopped by SIGINT")
+        raise stopped_by(interrupted(), "Ray Tune")
     return grid
 
 

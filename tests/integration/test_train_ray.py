@@ -157,11 +157,14 @@ def test_quickstart_training_is_four_trials(ray_session: None, tmp_path: Path) -
 
 _CTRL_C_SCRIPT = r"""
 import logging, os, signal, sys, tempfile, threading, time
-import ray
 from sklearn.datasets import make_classification
+from raymlops.exceptions import Terminated, raise_terminated
+from raymlops.ray_session import ensure_ray
 from raymlops.train.tune_runner import run_search
 
-ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+signal.signal(signal.SIGTERM, raise_terminated)  # as `raymlops run` does
+ensure_ray()
+print("SIGTERM handler kept:", signal.getsignal(signal.SIGTERM) is raise_terminated, flush=True)
 X, y = make_classification(n_samples=300, n_features=5, random_state=0)
 common = dict(metric="roc_auc", mode="max", seed=0, validation_fraction=0.2, max_concurrent=1, cpus_per_trial=1)
 before = signal.getsignal(signal.SIGINT)
@@ -170,28 +173,30 @@ run_search([{"estimator": "sklearn.linear_model.LogisticRegression", "params": {
 print("restored after a search:", signal.getsignal(signal.SIGINT) is before, flush=True)
 sent = threading.Event()
 
-def press_ctrl_c():  # once Tune's handler is in place
+def send(signum):  # once Tune's handler is in place, mid-fit
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "signal_interrupt_tune_run":
             time.sleep(1.0)
             sent.set()
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
             return
         time.sleep(0.02)
 
-threading.Thread(target=press_ctrl_c, daemon=True).start()
-try:
-    run_search([{"estimator": "tests.reliability.slow_estimator.SlowClassifier", "params": {"delay_s": 8.0}}],
-               X, y, storage_path=tempfile.mkdtemp(), name="stopped", **common)
-    print("returned", flush=True)
-except KeyboardInterrupt as exc:
-    print("interrupted:", exc, flush=True)
-print("sent:", sent.is_set(), "restored after Ctrl-C:", signal.getsignal(signal.SIGINT) is before, flush=True)
+for signum, name in ((signal.SIGINT, "stopped"), (signal.SIGTERM, "terminated")):
+    sent.clear()
+    threading.Thread(target=send, args=(signum,), daemon=True).start()
+    try:
+        run_search([{"estimator": "tests.reliability.slow_estimator.SlowClassifier", "params": {"delay_s": 8.0}}],
+                   X, y, storage_path=tempfile.mkdtemp(), name=name, **common)
+        print("returned", flush=True)
+    except KeyboardInterrupt as exc:
+        print("terminated:" if isinstance(exc, Terminated) else "interrupted:", exc, flush=True)
+    print("sent:", sent.is_set(), "restored after", name, signal.getsignal(signal.SIGINT) is before, flush=True)
 """
 
 
-def test_ctrl_c_during_tune_is_an_interruption_and_the_handler_is_put_back(tmp_path: Path) -> None:
+def test_ctrl_c_and_sigterm_during_tune_are_interruptions_and_the_handler_is_put_back(tmp_path: Path) -> None:
     """Ray Tune catches SIGINT while it runs: Ctrl-C stopped the trials and the search went on as if
     they had finished without a metric ("every trial failed"). And after a search that ended by
     itself Tune's handler stayed installed, so the next Ctrl-C only logged a warning. In a process
@@ -207,7 +212,13 @@ def test_ctrl_c_during_tune_is_an_interruption_and_the_handler_is_put_back(tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "restored after a search: True" in out, out
     assert "interrupted: Ray Tune was stopped by SIGINT" in out, out
-    assert "sent: True restored after Ctrl-C: True" in out, out
+    assert "sent: True restored after stopped True" in out, out
+    # SIGTERM (docker stop, `timeout`) once Ray is up: ray.init had replaced raymlops' handler with
+    # its own (exit 1, and a native stack dump), so the run was a failure, not an interruption
+    assert "SIGTERM handler kept: True" in out, out
+    assert "terminated: Ray Tune was stopped by SIGTERM" in out, out
+    assert "sent: True restored after terminated True" in out, out
+    assert "SIGTERM received" not in proc.stderr, proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize(("train", "words"), [
