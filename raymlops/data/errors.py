@@ -7,6 +7,7 @@ functions of :mod:`raymlops.data` re-raise the original, so callers catch what w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,6 +34,36 @@ def inner_error(exc: BaseException) -> RaymlopsError | None:
     return cls((message.splitlines() or [""])[0])
 
 
+_RAY_CSV = re.compile(r"Failed to read CSV file: (.+?)\. Please check the CSV file")
+
+
+def csv_read_error(exc: BaseException) -> RaymlopsError | None:
+    """Ray Data's "Failed to read CSV file" error in ``exc``'s chain, as a ValidationError naming the
+    file and pyarrow's reason: Ray drops the reason (its advice names ``partition_filter``, an
+    option of ``ray.data.read_csv`` raymlops does not have), so the file is parsed again here,
+    streaming, to find it (local files only)."""
+    found = next((m for e in exception_chain(exc) if (m := _RAY_CSV.search(str(e)))), None)
+    if found is None:
+        return None
+    path = found.group(1)
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    reason = ("Ray Data's block-by-block reader failed where pyarrow reads it whole: a column whose values "
+              "change type after the first rows (numbers, then text) is the usual cause")
+    try:
+        with pcsv.open_csv(path) as reader:
+            for _ in reader:
+                pass
+    except pa.ArrowInvalid as err:
+        reason = str(err).splitlines()[0]
+        if "Expected 1 columns, got" in reason:  # a one-column header, then commas: another separator
+            reason += " (raymlops reads comma-separated CSV: a ';' or tab separated file needs converting)"
+    except OSError:  # not a local file (s3://, hdfs://): Ray's words are all there is
+        return exceptions.ValidationError(f"data.source: cannot read {path} as CSV (Ray Data gave no reason)")
+    return exceptions.ValidationError(f"data.source: cannot read {path} as CSV: {reason}")
+
+
 @contextmanager
 def ours() -> Iterator[None]:
     """Re-raise a raymlops error found inside a Ray error as itself (one clear message)."""
@@ -41,7 +72,7 @@ def ours() -> Iterator[None]:
     except RaymlopsError:
         raise
     except Exception as exc:
-        inner = inner_error(exc)
+        inner = inner_error(exc) or csv_read_error(exc)
         if inner is None:
             raise
         raise inner.with_traceback(None) from None

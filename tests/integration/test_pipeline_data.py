@@ -148,6 +148,20 @@ def test_a_header_that_repeats_a_column_is_named_with_exit_2_and_nothing_stored(
     assert list_snapshots(Store.open(home)) == []
 
 
+def test_a_csv_ray_data_cannot_read_is_named_with_pyarrows_reason_and_exit_2(ray_session: None,
+                                                                             tmp_path: Path) -> None:
+    """The ingest step said Ray Data's "Failed to read CSV file ... 'partition_filter' field" (an
+    option raymlops lacks), without the reason, exit 1."""
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b,target\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(40)) + "\n7,8,9,10\n")
+    home = str(tmp_path / "home")
+    with pytest.raises(ValidationError) as info:
+        run_pipeline(config(path, features=["a", "b"]), home=home, progress=lambda _: None)
+    assert info.value.exit_code == 2
+    assert f"cannot read {path} as CSV: CSV parse error: Expected 3 columns, got 4: 7,8,9,10" in str(info.value)
+    assert list_snapshots(Store.open(home)) == []
+
+
 def test_a_gate_slice_column_the_data_lacks_is_refused_before_training(ray_session: None, tmp_path: Path) -> None:
     """It was found at the evaluate step, after all of training."""
     path = tmp_path / "data.csv"

@@ -115,12 +115,25 @@ def test_snapshot_commands_and_exit_codes(ray_session: None, tmp_path: Path,
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_bad_csv_is_one_line_exit_2(ray_session: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "bad.csv").write_text("a,b\n1,2,3\n4,5\n")
+@pytest.mark.parametrize(("text", "reason"), [
+    ("a,b\n1,2,3\n4,5\n", "CSV parse error: Expected 2 columns, got 3: 1,2,3"),
+    ("id;v;name\n1;2,5;a\n",
+     "CSV parse error: Expected 1 columns, got 2: 1;2,5;a (raymlops reads comma-separated CSV: a ';' or tab"),
+    # Ray Data's reader types a column from its first block (about 1 MB): text after that is an error
+    ("id,m\n" + "".join(f"{i},{i}\n" for i in range(200_000)) + "200000,oops\n",
+     "In CSV column #1: CSV conversion error to int64: invalid value 'oops'"),
+])
+def test_bad_csv_is_one_line_exit_2_with_pyarrows_reason(ray_session: None, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str], text: str,
+                                                          reason: str) -> None:
+    """Every CSV Ray Data could not read got the same words, without the reason ("Failed to read CSV
+    file ... filter out non-CSV file with 'partition_filter' field", an option raymlops lacks)."""
+    (tmp_path / "bad.csv").write_text(text)
     rc, out, err = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "bad.csv"), "--home",
                         str(tmp_path / "h"))
-    assert rc == 2 and err.startswith("error: cannot snapshot ") and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: data.source: cannot read {tmp_path / 'bad.csv'} as CSV: {reason}"), err
+    assert "partition_filter" not in err
 
 
 # -- S3 source with credentials in data.options ----------------------------------------------------
