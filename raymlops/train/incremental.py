@@ -104,7 +104,13 @@ def train_epochs(model: Any, plan: Plan, X: np.ndarray, y: np.ndarray, epochs: i
     if is_classifier(est):
         kwargs["classes"] = np.unique(y)
     for e in range(stop):
-        est.partial_fit(Xt, y, **kwargs)
+        try:
+            est.partial_fit(Xt, y, **kwargs)
+        except ValueError as exc:  # e.g. MLP's early_stopping=True: "partial_fit does not support ..."
+            if e or "partial_fit" not in str(exc):
+                raise
+            raise ValueError(f"{exc} (raymlops trains {type(est).__name__} by partial_fit, one pass an epoch; "
+                             "set incremental: false in its candidate for scikit-learn's own fit)") from exc
         yield e + 1
 
 

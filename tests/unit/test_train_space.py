@@ -309,3 +309,18 @@ def test_mode_is_derived_from_the_metric_not_stored() -> None:
     assert written.model_copy(update={"metric": "accuracy"}).mode == "max"
     assert parse_config(_config({"metric": "log_loss"})).config_hash() == parse_config(
         _config({"metric": "log_loss", "mode": "min"})).config_hash()  # writing it changes nothing
+
+
+def test_a_partial_fit_refusal_says_how_to_get_scikit_learns_own_fit() -> None:
+    """MLPClassifier(early_stopping=True) failed with scikit-learn's "partial_fit does not support
+    early_stopping=True", and nothing said that raymlops chose partial_fit, or how not to."""
+    X, y = make_classification(n_samples=200, n_features=5, random_state=0)
+    model = build_estimator({"estimator": "sklearn.neural_network.MLPClassifier",
+                             "params": {"early_stopping": True, "max_iter": 50}}, 0)
+    plan = plan_for(model, None, epochs=3)
+    with pytest.raises(ValueError, match=r"early_stopping.*set incremental: false in its candidate"):
+        list(train_epochs(model, plan, X, y))
+    once = build_estimator({"estimator": "sklearn.neural_network.MLPClassifier",
+                            "params": {"early_stopping": True, "max_iter": 50}}, 0)
+    assert list(train_epochs(once, plan_for(once, False, epochs=3), X, y)) == [1]
+
