@@ -103,6 +103,15 @@ def check_trial_data(y: np.ndarray, settings: TrialSettings) -> None:
                               f"{settings.metric!r}) needs numbers: set train.task: classification with a "
                               "classification metric, or choose another data.target")
     folds = validation_folds(y, settings.task, settings.seed, settings.validation_fraction, settings.cv_folds)
+    if settings.task == "classification":  # every trial would fail in that fold, "fix the estimator"
+        for k, (train_rows, _) in enumerate(folds):
+            one = np.unique(y[train_rows])
+            if one.size < 2:
+                where = f"fold {k + 1} of train.cv_folds {settings.cv_folds}" if settings.cv_folds else "the split"
+                raise ValidationError(
+                    f"the rows {where} trains on ({train_rows.size} of the {y.size} training rows) hold one class "
+                    f"({one[0].item() if hasattr(one[0], 'item') else one[0]!r}); a classifier needs at least two: "
+                    "use more rows, fewer train.cv_folds or another train.validation_fraction")
     if settings.task == "classification" and settings.metric == "roc_auc":  # undefined without every class
         for train_rows, valid_rows in folds:
             lacking = sorted(set(np.unique(y[train_rows]).tolist()) - set(np.unique(y[valid_rows]).tolist()), key=str)

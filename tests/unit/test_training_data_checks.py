@@ -180,3 +180,15 @@ def test_too_few_training_rows_point_at_the_holdout_fraction() -> None:
         validation_folds(np.array([0, 1, 0]), "classification", 1, 0.25, None)
     assert "of the 3 training rows (those data.holdout_fraction leaves): lower data.holdout_fraction" in str(
         info.value)
+
+
+def test_a_fold_whose_training_rows_hold_one_class_is_refused_before_any_trial() -> None:
+    """12 rows, one positive, cv_folds 3: the fold that validates on the positive trains on one
+    class; every trial failed there ("Fix the estimator", exit 1), though the data is the cause."""
+    y = np.zeros(12, dtype=int)
+    y[5] = 1
+    with pytest.raises(ValidationError, match=r"the rows fold \d of train.cv_folds 3 trains on \(8 of the 12 training "
+                                              r"rows\) hold one class \(0\); a classifier needs at least two"):
+        check_trial_data(y, settings(metric="accuracy", cv_folds=3))
+    y[:6] = 1  # two classes in every fold's training rows
+    check_trial_data(y, settings(metric="accuracy", cv_folds=3))
