@@ -130,6 +130,10 @@ def _champion(ctx: RunContext) -> Any:
         return None
 
 
+def _estimator_name(trial: Any) -> str:
+    return str(trial.config.get("estimator", "?")).rsplit(".", 1)[-1]
+
+
 def _last_line(error: str | None) -> str:
     """A trial's error as one line: the exception's own line (a traceback ends with it)."""
     lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
@@ -204,14 +208,21 @@ class TrainStep(Step[TrainIn, TrainOut]):
         failed = [t for t in summary.trials if t.metric is None or t.metric != t.metric]
         retried = sum(max(0, t.failures - (t in failed)) for t in summary.trials)  # a last failure is no retry
         errors: dict[str, str] = {}
+        said: dict[str, str] = {}  # the warning: how many of that candidate's trials, and the first's params
         for t in failed:
-            errors.setdefault(str(t.config.get("estimator", "?")).rsplit(".", 1)[-1], _last_line(t.error))
+            name = _estimator_name(t)
+            if name not in errors:
+                errors[name] = _last_line(t.error)
+                of = sum(_estimator_name(u) == name for u in summary.trials)
+                count = sum(_estimator_name(u) == name for u in failed)
+                which = "" if count == of else f" (the first with params {t.config.get('params', {})})"
+                said[name] = f"{'the' if count == of else f'{count} of the {of}'} {name} trials failed{which}"
         step.rows, step.bytes = rows, nbytes
         step.outputs = {"trials": len(summary.trials), "best": best, "metric": summary.best.metric,
                         "strategy": summary.strategy, "stopped_early": stopped, "retried": retried,
                         "failed": len(failed), "errors": errors}
         for name, error in errors.items():
-            ctx.say(f"warning: train: the {name} trials failed: {error}")
+            ctx.say(f"warning: train: {said[name]}: {error}")
         step.detail = (
             f"{len(summary.trials)} trials" + (f", {stopped} stopped early" if stopped else "")
             + (f", {len(failed)} failed" if failed else "") + (f", {retried} retried" if retried else "")

@@ -267,3 +267,20 @@ def test_serve_replica_startup_failure_then_resume_and_port_in_use(
         assert "is in use" in text or "Failed to bind to address" in text  # raymlops' check, or Serve's proxy
     finally:
         stop_serving(parse_config(cfg))
+
+
+def test_a_candidate_whose_trials_partly_fail_is_said_with_the_count_and_the_params(
+        ray_session: None, tmp_path: Path) -> None:
+    """The warning said "the LogisticRegression trials failed" when 1 of its 2 had, without the params
+    that failed (penalty l1, which the lbfgs solver refuses)."""
+    cfg = config_dict()
+    cfg["train"]["max_concurrent_trials"] = 1
+    cfg["train"]["max_failures"] = 0
+    cfg["train"]["candidates"] = [{"estimator": "sklearn.linear_model.LogisticRegression", "scale": True,
+                                   "params": {"penalty": ["l2", "l1"], "solver": "lbfgs", "max_iter": 2000}}]
+    lines: list[str] = []
+    result = run_pipeline(parse_config(cfg), home=str(tmp_path / "home"), progress=lines.append)
+    assert result.status == "succeeded"
+    (warning,) = [line for line in lines if line.startswith("warning: train:")]
+    assert warning.startswith("warning: train: 1 of the 2 LogisticRegression trials failed (the first with params "
+                              "{'max_iter': 2000, 'penalty': 'l1', 'solver': 'lbfgs'}): ValueError: "), warning
