@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         versions = reg.list_models(store, args.name)
         if args.json:
             print_json([v.to_dict() for v in versions])
+        elif not versions:
+            print(f"no versions of model {args.name!r} registered" if args.name else "no model versions registered")
         else:
             for v in versions:
                 metrics = v.metrics

@@ -39,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
     # pydantic, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.hooks import WebhookConfig, WebhookDB, list_deliveries
-    from raymlops.store.home import resolve_home
+    from raymlops.store.home import existing_home, resolve_home
 
+    if args.verb != "add":
+        existing_home(args.home)  # a mistyped --home is said, not listed as a home without webhooks
     if args.verb == "add":
         raw = {"url": args.url, "events": args.events, "secret_env": args.secret_env,
                "max_attempts": args.max_attempts, "timeout_s": args.timeout}

@@ -298,7 +298,8 @@ class Runner:
         self._started = ctx.clock()
         # the project's code: the git state of the config file's folder (not the shell's), else of the cwd
         ctx.code = ctx.code or code_version(Path(self.config._file).parent if self.config._file else ".")
-        ctx.where = ctx.where or {"host": socket.gethostname(), "cluster": "not connected (no step needed Ray)"}
+        ctx.where = ctx.where or {"host": socket.gethostname(),
+                                  "cluster": "not connected (no step had needed Ray when this was recorded)"}
         self._save_run("running")
         try:
             self._preflight()

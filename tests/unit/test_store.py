@@ -293,3 +293,19 @@ def test_a_home_that_is_a_file_or_cannot_be_made_is_named(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert "must be a folder" in err and "Traceback" not in err
     assert stray.read_text(encoding="utf-8") == "x"
+
+
+def test_models_list_of_an_empty_home_says_so_and_webhooks_of_no_home_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`models list` of a home without models printed nothing; `webhooks list` of a mistyped --home
+    said "no webhooks", exit 0, where every other command that reads says there is no home."""
+    from raymlops.cli import main
+
+    Store.open(tmp_path / "home")
+    assert main(["models", "list", "--home", str(tmp_path / "home")]) == 0
+    assert capsys.readouterr().out.strip() == "no model versions registered"
+    for verb in ("list", "deliveries"):
+        assert main(["--home", str(tmp_path / "nohome"), "webhooks", verb]) == 2
+        assert "no raymlops home at" in capsys.readouterr().err
+    assert not (tmp_path / "nohome").exists()
+
