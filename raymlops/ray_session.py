@@ -15,7 +15,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 
-from raymlops.exceptions import RaymlopsError
+from raymlops.exceptions import RaymlopsError, Terminated
 
 NAMESPACE = "raymlops"
 
@@ -106,8 +106,6 @@ def caller_sigterm() -> Iterator[None]:
 def stopped_by(signum: int, what: str) -> KeyboardInterrupt:
     """The exception for ``what`` (e.g. "Ray Tune") stopped by signal ``signum``: raymlops'
     :class:`~raymlops.exceptions.Terminated` for SIGTERM (the run exits 143), else a Ctrl-C."""
-    from raymlops.exceptions import Terminated
-
     if signum == signal.SIGTERM:
         return Terminated(f"{what} was stopped by SIGTERM")
     return KeyboardInterrupt(f"{what} was stopped by SIGINT")
