@@ -50,6 +50,10 @@ NUMERIC_TESTS = ("auto", "ks", "wasserstein", "psi")
 CATEGORICAL_TESTS = ("auto", "chi2", "jensenshannon", "psi")
 P_VALUE_TESTS = ("ks", "chi2")
 REPORT_FORMAT = "raymlops.drift/1"
+#: a column whose missing values rose by more than this share of its rows is said (the live
+#: monitor's ``max_missing_rate_increase`` default): the drift tests compare the values that are
+#: there, so a join that blanks half a column reads as no drift
+MISSING_INCREASE = 0.05
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,17 @@ class DriftReport:
         return len(self.drifted_columns) / len(tested) if tested else 0.0
 
     @property
+    def missing_value_changes(self) -> list[str]:
+        """``"column: missing values a% -> b%"`` of each column whose missing share rose by more than
+        :data:`MISSING_INCREASE` (a data-quality finding beside the drift verdict, as ``monitor check``'s)."""
+        out = []
+        for c in self.columns:
+            before, now = float(c.reference.get("null_share", 0.0)), float(c.current.get("null_share", 0.0))
+            if now - before > MISSING_INCREASE:
+                out.append(f"{c.column}: missing values {before:.1%} -> {now:.1%}")
+        return out
+
+    @property
     def dataset_drift(self) -> bool:
         return bool(self.missing_columns) or dataset_drift(
             [c.drifted for c in self.tested], rule=self.settings.dataset_rule, share=self.settings.drift_share)
@@ -174,7 +189,8 @@ class DriftReport:
                    if self.drifted_columns else "")
                 + (f"; {len(lost)} column{'s' if len(lost) > 1 else ''} of the reference missing "
                    f"({', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''})" if lost else "")
-                + f"; dataset drift: {'yes' if self.dataset_drift else 'no'}")
+                + f"; dataset drift: {'yes' if self.dataset_drift else 'no'}"
+                + "".join(f"; {change}" for change in self.missing_value_changes))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +203,7 @@ class DriftReport:
             "current_rows": self.current_rows,
             "schema_changes": list(self.schema_changes),
             "missing_columns": list(self.missing_columns),
+            "missing_value_changes": self.missing_value_changes,
             "settings": self.settings.to_dict(),
             "columns": [c.to_dict() for c in self.columns],
         }

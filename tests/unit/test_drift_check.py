@@ -198,3 +198,26 @@ def test_infinities_in_the_current_data_are_noted() -> None:
     assert col.note == "200 +-inf values (4.0%; the reference: 0.0%), left out of the test"
     (same,) = check(profile_table(pa.table({"x": a}), reference=ref), ref).columns
     assert same.note is None
+
+
+def test_a_rise_in_missing_values_is_said_though_no_value_drifted() -> None:
+    """35 % -> 57 % missing read "0 of 2 columns drifted" and nothing else: the drift tests compare
+    the values that are there, so a join that blanks half a column passed the drift gate unsaid."""
+    rng = np.random.default_rng(2)
+    n = 300
+
+    def values(missing: float) -> pa.Array:
+        x = rng.normal(size=n)
+        x[rng.random(n) < missing] = np.nan
+        return pa.array(x, from_pandas=True)
+
+    ref = profile_table(pa.table({"num": values(0.3), "same": values(0.3)}))
+    cur = profile_table(pa.table({"num": values(0.6), "same": values(0.3)}), reference=ref)
+    report = check(cur, ref)
+    before, now = ref.column("num").nulls / n, cur.column("num").nulls / n
+    assert now - before > 0.2 and not report.drifted_columns
+    assert report.missing_value_changes == [f"num: missing values {before:.1%} -> {now:.1%}"]
+    assert report.summary().endswith(f"; num: missing values {before:.1%} -> {now:.1%}")
+    assert report.to_dict()["missing_value_changes"] == report.missing_value_changes
+    assert check(profile_table(pa.table({"num": values(0.3)}), reference=ref), ref).missing_value_changes == []
+
