@@ -64,6 +64,34 @@ def csv_read_error(exc: BaseException) -> RaymlopsError | None:
     return exceptions.ValidationError(f"data.source: cannot read {path} as CSV: {reason}")
 
 
+def json_read_error(exc: BaseException, source: str) -> RaymlopsError | None:
+    """A JSON decoding error from Ray Data's reader of the local JSON source ``source`` (a file or a
+    folder), as a ValidationError naming the file and pyarrow's reason: Ray falls back to Python's
+    ``json`` when pyarrow refuses a file, and that one's "Extra data: line 2" hid the reason (a
+    field that is a number in one row and text in another, a truncated line)."""
+    import json
+    from pathlib import Path
+
+    if not any(isinstance(e, json.JSONDecodeError) for e in exception_chain(exc)):
+        return None
+    import pyarrow as pa
+    import pyarrow.json as pjson
+
+    root = Path(source)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for path in files:
+        if path.suffix.lower() not in (".json", ".jsonl", ".ndjson") or not path.is_file():
+            continue
+        try:
+            pjson.read_json(path)
+        except pa.ArrowInvalid as err:
+            return exceptions.ValidationError(f"data.source: cannot read {path} as JSON lines: "
+                                              f"{str(err).splitlines()[0]}")
+        except OSError:
+            return None
+    return None
+
+
 @contextmanager
 def ours() -> Iterator[None]:
     """Re-raise a raymlops error found inside a Ray error as itself (one clear message)."""

@@ -136,6 +136,22 @@ def test_bad_csv_is_one_line_exit_2_with_pyarrows_reason(ray_session: None, tmp_
     assert "partition_filter" not in err
 
 
+@pytest.mark.parametrize(("text", "reason"), [
+    ('{"id":1,"v":2}\n{"id":2,"v":"x"}\n', "JSON parse error: Column(/v) changed from number to string in row 1"),
+    ('{"id":1,"v":3}\n{"id":2,"v":', "JSON parse error: Invalid value. in row 1"),
+])
+def test_bad_json_lines_are_one_line_exit_2_with_pyarrows_reason(ray_session: None, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str], text: str,
+                                                                  reason: str) -> None:
+    """A field that changes type, and a truncated last line, both said Python's "JSONDecodeError:
+    Extra data: line 2 column 1" (Ray's fallback reader), not the reason."""
+    (tmp_path / "bad.jsonl").write_text(text)
+    rc, out, err = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "bad.jsonl"), "--home",
+                        str(tmp_path / "h"))
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.strip() == f"error: data.source: cannot read {tmp_path / 'bad.jsonl'} as JSON lines: {reason}", err
+
+
 # -- S3 source with credentials in data.options ----------------------------------------------------
 
 
