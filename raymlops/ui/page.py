@@ -170,8 +170,8 @@ def timeline_svg(steps: Sequence[dict[str, Any]], start: float, end: float) -> s
     return "".join(parts)
 
 
-def bars_svg(labels: Sequence[str], values: Sequence[float], title: str, key: str) -> str:
-    """A small bar chart (a column's histogram): one ``<rect>`` per value, label on hover."""
+def bars_svg(labels: Sequence[str], values: Sequence[float], title: str, key: str, note: str = "") -> str:
+    """A small bar chart (a column's histogram): one ``<rect>`` per value, label (and ``note``) on hover."""
     width, height, pad = 360, 120, 18
     n = max(len(values), 1)
     top = max([float(v) for v in values] + [1e-12])
@@ -181,7 +181,7 @@ def bars_svg(labels: Sequence[str], values: Sequence[float], title: str, key: st
     for i, (lab, v) in enumerate(zip(labels, values, strict=True)):
         h = float(v) / top * (height - 2 * pad)
         parts.append(f'<rect x="{pad + i * bw:.2f}" y="{height - pad - h:.2f}" width="{max(bw - 1, 0.5):.2f}" '
-                     f'height="{h:.2f}" fill="#4C72B0"><title>{esc(lab)}: {fmt(v)}</title></rect>')
+                     f'height="{h:.2f}" fill="#4C72B0"><title>{esc(lab)}: {fmt(v)}{esc(note)}</title></rect>')
     first, last = (labels[0], labels[-1]) if labels else ("", "")
     parts.append(f'<text x="{pad}" y="{height - 3}" font-size="10">{esc(first)}</text>'
                  f'<text x="{width - pad}" y="{height - 3}" font-size="10" text-anchor="end">{esc(last)}</text></svg>')

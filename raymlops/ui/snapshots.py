@@ -65,7 +65,10 @@ def _column_hist(c: ColumnProfile, key: str) -> str:
     bar_edges = np.linspace(lo, hi, 31)
     values = np.diff(np.interp(bar_edges, bounds, cum)).tolist()
     labels = [f"{bar_edges[i]:.4g} to {bar_edges[i + 1]:.4g}" for i in range(30)]
-    return bars_svg(labels, values, f"{c.name}: histogram", key)
+    # the profile keeps counts per quantile bin, not per bar: a bar's count is an estimate (a bar
+    # within a bin gets its share of that bin's rows, so it reads fractional, or above 0 where no row is)
+    return bars_svg(labels, values, f"{c.name}: histogram, estimated from the profile's quantile bins", key,
+                    note=" rows (estimated)")
 
 
 def snapshot_page(store: Store, snap_ref: str, against: str | None) -> Page:
