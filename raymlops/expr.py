@@ -31,7 +31,12 @@ import pyarrow.compute as pc
 
 from raymlops.exceptions import ValidationError
 
-__all__ = ["FUNCTIONS", "Expression", "parse", "referenced_columns"]
+__all__ = ["FUNCTIONS", "Expression", "parse", "quote_hint", "referenced_columns"]
+
+def quote_hint(name: str) -> str:
+    """What a bare word that is no column usually is: text left unquoted (``status == student``)."""
+    return f"; to compare with the text {name}, quote it: '{name}'"
+
 
 MAX_LENGTH = 4000
 MAX_NODES = 500
@@ -113,6 +118,7 @@ class Expression:
         if missing:
             raise ValidationError(
                 f"expression {self.text!r}: column {missing[0]!r} not found (columns: {', '.join(table.schema.names)})"
+                f"{quote_hint(missing[0])}"
             )
         try:
             out = self._fn(table)

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from raymlops.exceptions import ValidationError
-from raymlops.expr import Expression, parse
+from raymlops.expr import Expression, parse, quote_hint
 
 __all__ = [
     "REASON_COLUMN",
@@ -127,7 +127,8 @@ def type_problems(schema: pa.Schema, specs: Mapping[str, Any] | None, checks: Se
     for check in checks:
         for column in check.expression.columns:
             if column not in names and not any(column in p for p in problems):
-                problems.append(f"{check.name!r}: column {column!r} not found (columns: {', '.join(names)})")
+                problems.append(f"{check.name!r}: column {column!r} not found (columns: {', '.join(names)})"
+                                f"{quote_hint(column)}")
     return problems
 
 

@@ -79,12 +79,16 @@ def test_report_message_and_policy_counts(people: pa.Table) -> None:
 
 
 def test_type_and_column_problems(people: pa.Table) -> None:
-    checks = compile_checks(["nope > 1"])
+    checks = compile_checks(["nope > 1", "status == student"])
     problems = types(people.schema, {"age": {"type": "string"}, "income": {"type": "float64"}, "zip": {}}, checks)
     assert problems == [
         "data.schema.age.type: expected string, found int64",
         "data.schema: column 'zip' not found (columns: age, income, status)",
-        "'nope > 1': column 'nope' not found (columns: age, income, status)",
+        "'nope > 1': column 'nope' not found (columns: age, income, status); to compare with the text nope, "
+        "quote it: 'nope'",
+        # an unquoted text value reads as a column: say how to write the text
+        "'status == student': column 'student' not found (columns: age, income, status); to compare with the "
+        "text student, quote it: 'student'",
     ]
     with pytest.raises(ValidationError, match="two checks are named"):
         compile_checks(["a > 1", ("a > 1", "a > 2")])
