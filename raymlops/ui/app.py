@@ -17,14 +17,14 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from raymlops import audit
 from raymlops.data.snapshot import list_snapshots
 from raymlops.exceptions import NotFound, RaymlopsError, ValidationError
 from raymlops.pipeline.history import list_runs
-from raymlops.registry.registry import list_models
+from raymlops.registry.registry import get_model, list_models
 from raymlops.store.home import Store
 from raymlops.ui import audit_page, live, models, runs, snapshots, webhooks_page
 from raymlops.ui.page import Page, error_page, esc, link, page, table, url, when
@@ -139,7 +139,14 @@ def create_app(home: str | Path | None, ray_address: str | None = None, *,
         return _html(models.models_page(store))
 
     @app.api_route("/models/{name}", methods=["GET", "HEAD"], response_class=HTMLResponse)
-    def model_detail(name: str) -> HTMLResponse:
+    def model_detail(name: str) -> Response:
+        if ":" in name or "@" in name:  # the CLI's NAME:vN or NAME@ALIAS: that version's page
+            try:
+                version = get_model(store, name)
+            except (NotFound, ValidationError):
+                raise NotFound(f"model version {name!r} not found") from None
+            model, _, number = version.id.partition(":")
+            return RedirectResponse(url("models", model, number), status_code=307)
         return _html(models.model_page(store, name))
 
     @app.api_route("/models/{name}/{version}", methods=["GET", "HEAD"], response_class=HTMLResponse)

@@ -396,3 +396,15 @@ def test_an_empty_host_is_refused_and_a_bad_one_named(capsys: pytest.CaptureFixt
     assert "--host: empty" in capsys.readouterr().err
     assert main(["ui", "--host", "bogus.invalid", "--port", "0", "--home", str(home.home)]) == 2
     assert "error: --host bogus.invalid: cannot listen on bogus.invalid:0" in capsys.readouterr().err
+
+
+def test_the_clis_model_refs_lead_to_the_version_page(client: httpx.Client) -> None:
+    """/models/NAME:vN and /models/NAME@ALIAS (the forms the CLI prints and takes) answered
+    "model 'quickstart:v3' not found"."""
+    for ref, page in (("quickstart:v3", "/models/quickstart/v3"), ("quickstart@champion", "/models/quickstart/v1")):
+        r = client.get(f"/models/{ref}", follow_redirects=False)
+        assert r.status_code == 307 and r.headers["location"] == page, (ref, r.status_code, r.headers)
+        assert client.get(f"/models/{ref}", follow_redirects=True).status_code == 200
+    for missing in ("quickstart:v99", "quickstart@nope"):
+        r = client.get(f"/models/{missing}")
+        assert r.status_code == 404 and missing in r.text, (missing, r.text)
