@@ -19,6 +19,7 @@ def register(sub: Any) -> None:
     m_list.add_argument("--json", action="store_true", help="one JSON document on stdout")
     m_show = add_command(models, "show", help="show a model version (name:vN or name@alias)")
     m_show.add_argument("ref")
+    m_show.add_argument("--json", action="store_true", help="one JSON document on one line (default: indented)")
     m_promote = add_command(models, "promote", help="point an alias (default: champion) at a version")
     m_promote.add_argument("ref", help="name:vN or name@alias")
     m_promote.add_argument("--alias", default="champion", help="the alias to move (default: champion)")
@@ -63,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{v.id:<28} {v.status:<10} {aliases:<20} {shown}  snapshot {v.snapshot_id[:12]}")
         return 0
     if args.verb == "show":
-        print(json.dumps(reg.get_model(store, args.ref).to_dict(), indent=2, default=str))
+        shown = reg.get_model(store, args.ref).to_dict()
+        if args.json:
+            print_json(shown)
+        else:
+            print(json.dumps(shown, indent=2, default=str))
         return 0
     if args.verb in ("promote", "rollback"):
         live: dict[str, Any] = {}

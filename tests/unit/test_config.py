@@ -475,3 +475,25 @@ def test_an_empty_feature_list_is_refused_not_read_as_every_column() -> None:
                       "train": {"candidates": [{"estimator": "a.B"}]}}, "x.yaml")
     assert "x.yaml: data.features:" in str(info.value) and "at least 1 item" in str(info.value)
     assert info.value.exit_code == 2
+
+
+def test_models_show_takes_json_like_the_other_model_verbs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`models show REF --json` was "unrecognized arguments: --json" (list, history, promote and
+    rollback take it)."""
+    import json
+
+    from sklearn.linear_model import LogisticRegression
+
+    from raymlops.registry.registry import register_model
+    from raymlops.store.home import Store
+
+    X, y = np.arange(20.0).reshape(10, 2), np.arange(10) % 2
+    register_model(Store.open(tmp_path), "m", LogisticRegression().fit(X, y), snapshot_id="s" * 64,
+                   signature={"inputs": [{"name": "a"}, {"name": "b"}], "output": "classification"},
+                   metrics={"accuracy": 1.0}, gate={"status": "passed", "reasons": []}, lineage={})
+    assert main(["--home", str(tmp_path), "models", "show", "m:v1", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1 and json.loads(out)["id"] == "m:v1"
+    assert main(["--home", str(tmp_path), "models", "show", "m:v1"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == "m:v1"  # indented, the same document
+
