@@ -64,11 +64,11 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{v.id:<28} {v.status:<10} {aliases:<20} {shown}  snapshot {v.snapshot_id[:12]}")
         return 0
     if args.verb == "show":
-        shown = reg.get_model(store, args.ref).to_dict()
+        record = reg.get_model(store, args.ref).to_dict()
         if args.json:
-            print_json(shown)
+            print_json(record)
         else:
-            print(json.dumps(shown, indent=2, default=str))
+            print(json.dumps(record, indent=2, default=str))
         return 0
     if args.verb in ("promote", "rollback"):
         live: dict[str, Any] = {}
