@@ -87,7 +87,7 @@ def _when(ts: float) -> str:
 
 def _create(store: Any, args: argparse.Namespace) -> int:
     # the pipeline, scipy, pydantic: only when this verb runs, not for `raymlops --help`
-    from raymlops.data.errors import json_read_error
+    from raymlops.data.errors import read_error
     from raymlops.data.snapshot import check_tag, create_snapshot
     from raymlops.data.sources import read_source, redact_uri
     from raymlops.pipeline.failures import unwrap
@@ -110,7 +110,7 @@ def _create(store: Any, args: argparse.Namespace) -> int:
         cause = unwrap(exc)
         if isinstance(cause, RaymlopsError):
             raise cause from None
-        unreadable = json_read_error(exc, args.source)
+        unreadable = read_error(exc, args.source)
         if unreadable is not None:
             raise unreadable from None
         text = _first_line(cause)

@@ -35,17 +35,26 @@ def inner_error(exc: BaseException) -> RaymlopsError | None:
 
 
 _RAY_CSV = re.compile(r"Failed to read CSV file: (.+?)\. Please check the CSV file")
+_JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 
 
-def csv_read_error(exc: BaseException) -> RaymlopsError | None:
-    """Ray Data's "Failed to read CSV file" error in ``exc``'s chain, as a ValidationError naming the
-    file and pyarrow's reason: Ray drops the reason (its advice names ``partition_filter``, an
-    option of ``ray.data.read_csv`` raymlops does not have), so the file is parsed again here,
-    streaming, to find it (local files only)."""
-    found = next((m for e in exception_chain(exc) if (m := _RAY_CSV.search(str(e)))), None)
-    if found is None:
-        return None
-    path = found.group(1)
+def read_error(exc: BaseException, source: str) -> RaymlopsError | None:
+    """Ray Data's error reading the local CSV or JSON source ``source`` (a file or a folder), as a
+    ValidationError naming the file and pyarrow's reason, or None for any other error. Ray drops the
+    reason: its CSV error advises ``partition_filter`` (an option of ``ray.data.read_csv`` raymlops
+    does not have), and for JSON it falls back to Python's ``json``, whose "Extra data: line 2" hid a
+    field that changes type or a truncated line. So the file is parsed again here, streaming."""
+    import json
+
+    csv = next((m for e in exception_chain(exc) if (m := _RAY_CSV.search(str(e)))), None)
+    if csv is not None:
+        return _csv_reason(csv.group(1))
+    if any(isinstance(e, json.JSONDecodeError) for e in exception_chain(exc)):
+        return _json_reason(source)
+    return None
+
+
+def _csv_reason(path: str) -> RaymlopsError:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -64,30 +73,22 @@ def csv_read_error(exc: BaseException) -> RaymlopsError | None:
     return exceptions.ValidationError(f"data.source: cannot read {path} as CSV: {reason}")
 
 
-def json_read_error(exc: BaseException, source: str) -> RaymlopsError | None:
-    """A JSON decoding error from Ray Data's reader of the local JSON source ``source`` (a file or a
-    folder), as a ValidationError naming the file and pyarrow's reason: Ray falls back to Python's
-    ``json`` when pyarrow refuses a file, and that one's "Extra data: line 2" hid the reason (a
-    field that is a number in one row and text in another, a truncated line)."""
-    import json
+def _json_reason(source: str) -> RaymlopsError | None:
     from pathlib import Path
 
-    if not any(isinstance(e, json.JSONDecodeError) for e in exception_chain(exc)):
-        return None
     import pyarrow as pa
     import pyarrow.json as pjson
 
     root = Path(source)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    for path in files:
-        if path.suffix.lower() not in (".json", ".jsonl", ".ndjson") or not path.is_file():
+    for path in sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]:
+        if path.suffix.lower() not in _JSON_SUFFIXES:
             continue
         try:
             pjson.read_json(path)
         except pa.ArrowInvalid as err:
             return exceptions.ValidationError(f"data.source: cannot read {path} as JSON lines: "
                                               f"{str(err).splitlines()[0]}")
-        except OSError:
+        except OSError:  # not a local file
             return None
     return None
 
@@ -100,7 +101,7 @@ def ours() -> Iterator[None]:
     except RaymlopsError:
         raise
     except Exception as exc:
-        inner = inner_error(exc) or csv_read_error(exc)
+        inner = inner_error(exc)
         if inner is None:
             raise
         raise inner.with_traceback(None) from None

@@ -19,7 +19,7 @@ from typing import Any
 
 from raymlops import audit
 from raymlops.data.blocks import widen_schemas
-from raymlops.data.errors import csv_read_error, json_read_error
+from raymlops.data.errors import read_error
 from raymlops.data.schema import check_category_counts, check_training_schema, infer_schema
 from raymlops.data.snapshot import create_snapshot, snapshot_info, verify_snapshot
 from raymlops.data.sources import check_local_source, open_source, redact_uri
@@ -185,8 +185,7 @@ class IngestStep(Step[None, IngestOut]):
                     raise ValidationError(
                         f"data.source: column {twice.group(1)!r} appears {twice.group(2)} times in the header of "
                         f"{ctx.config.data.source!r}; give every column a name of its own") from None
-                # Ray Data's words without pyarrow's reason
-                unreadable = csv_read_error(exc) or json_read_error(exc, ctx.config.data.source)
+                unreadable = read_error(exc, ctx.config.data.source)  # Ray Data's words without pyarrow's reason
                 if unreadable is not None:
                     raise unreadable from None
                 # Ray Data may hand the lost actor's error back wrapped in one it cannot deserialize
