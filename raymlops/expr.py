@@ -33,6 +33,7 @@ from raymlops.exceptions import ValidationError
 
 __all__ = ["FUNCTIONS", "Expression", "parse", "quote_hint", "referenced_columns"]
 
+
 def quote_hint(name: str) -> str:
     """What a bare word that is no column usually is: text left unquoted (``status == student``)."""
     return f"; to compare with the text {name}, quote it: '{name}'"

@@ -10,6 +10,7 @@ entry (:class:`ModelCache`): the same snapshot, config, code and packages give t
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -209,12 +210,12 @@ class TrainStep(Step[TrainIn, TrainOut]):
         retried = sum(max(0, t.failures - (t in failed)) for t in summary.trials)  # a last failure is no retry
         errors: dict[str, str] = {}
         said: dict[str, str] = {}  # the warning: how many of that candidate's trials, and the first's params
+        trials_of, failed_of = Counter(map(_estimator_name, summary.trials)), Counter(map(_estimator_name, failed))
         for t in failed:
             name = _estimator_name(t)
             if name not in errors:
                 errors[name] = _last_line(t.error)
-                of = sum(_estimator_name(u) == name for u in summary.trials)
-                count = sum(_estimator_name(u) == name for u in failed)
+                of, count = trials_of[name], failed_of[name]
                 which = "" if count == of else f" (the first with params {t.config.get('params', {})})"
                 said[name] = f"{'the' if count == of else f'{count} of the {of}'} {name} trials failed{which}"
         step.rows, step.bytes = rows, nbytes

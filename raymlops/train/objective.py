@@ -80,6 +80,11 @@ def continuous_target(classes: np.ndarray, rows: int) -> ValidationError | None:
         "train.metric: r2, mae or rmse), or make the target classes")
 
 
+def _shown(value: Any) -> str:
+    """A class label as the user wrote it (a numpy scalar as its Python value)."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
 def check_trial_data(y: np.ndarray, settings: TrialSettings) -> None:
     """Refuse, before any trial starts, training rows no trial could score: a ValidationError
     (exit 2) naming why, instead of every trial failing with the estimator's own words."""
@@ -89,7 +94,7 @@ def check_trial_data(y: np.ndarray, settings: TrialSettings) -> None:
         if continuous is not None:
             raise continuous
         if classes.size < 2:
-            found = repr(classes[0].item() if hasattr(classes[0], "item") else classes[0]) if classes.size else "none"
+            found = _shown(classes[0]) if classes.size else "none"
             raise ValidationError(f"data.target: the training rows hold one class ({found}); a classifier needs "
                                   "at least two")
         if settings.positive is not None:
@@ -103,18 +108,18 @@ def check_trial_data(y: np.ndarray, settings: TrialSettings) -> None:
                               f"{settings.metric!r}) needs numbers: set train.task: classification with a "
                               "classification metric, or choose another data.target")
     folds = validation_folds(y, settings.task, settings.seed, settings.validation_fraction, settings.cv_folds)
-    if settings.task == "classification":  # every trial would fail in that fold, "fix the estimator"
-        for k, (train_rows, _) in enumerate(folds):
-            one = np.unique(y[train_rows])
-            if one.size < 2:
-                where = f"fold {k + 1} of train.cv_folds {settings.cv_folds}" if settings.cv_folds else "the split"
-                raise ValidationError(
-                    f"the rows {where} trains on ({train_rows.size} of the {y.size} training rows) hold one class "
-                    f"({one[0].item() if hasattr(one[0], 'item') else one[0]!r}); a classifier needs at least two: "
-                    "use more rows, fewer train.cv_folds or another train.validation_fraction")
-    if settings.task == "classification" and settings.metric == "roc_auc":  # undefined without every class
-        for train_rows, valid_rows in folds:
-            lacking = sorted(set(np.unique(y[train_rows]).tolist()) - set(np.unique(y[valid_rows]).tolist()), key=str)
+    if settings.task != "classification":
+        return
+    for k, (train_rows, valid_rows) in enumerate(folds):
+        trained = np.unique(y[train_rows])
+        if trained.size < 2:  # every trial would fail in that fold, "fix the estimator"
+            where = f"fold {k + 1} of train.cv_folds {settings.cv_folds}" if settings.cv_folds else "the split"
+            raise ValidationError(
+                f"the rows {where} trains on ({train_rows.size} of the {y.size} training rows) hold one class "
+                f"({_shown(trained[0])}); a classifier needs at least two: use more rows, fewer train.cv_folds or "
+                "another train.validation_fraction")
+        if settings.metric == "roc_auc":  # undefined without every class
+            lacking = sorted(set(trained.tolist()) - set(np.unique(y[valid_rows]).tolist()), key=str)
             if lacking:
                 raise ValidationError(
                     f"the validation rows ({valid_rows.size} of the {y.size} training rows) lack class "

@@ -148,6 +148,7 @@ def run_search(
     ``callbacks``: Ray Tune callbacks run on the driver (the MLflow logger of ``tracking:``)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
