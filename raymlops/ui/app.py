@@ -11,6 +11,7 @@ A home whose database is gone or unreadable answers a 503 page naming it.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
@@ -29,18 +30,18 @@ from raymlops.store.home import Store
 from raymlops.ui import audit_page, live, models, runs, snapshots, webhooks_page
 from raymlops.ui.page import Page, error_page, esc, link, page, table, url, when
 
-__all__ = ["LOOPBACK_HOSTS", "create_app", "host_name"]
+__all__ = ["LOOPBACK_HOSTS", "create_app"]
 
 #: the names a browser on this machine reaches a loopback-bound UI by
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def host_name(header: str) -> str:
-    """The host of a ``Host`` header, without its port or brackets, lower case."""
+def _host_name(header: str) -> str:
+    """The host of a ``Host`` header, without its port, brackets or trailing dot, lower case."""
     header = header.strip().lower()
     if header.startswith("["):
         return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    return (header.rsplit(":", 1)[0] if header.count(":") == 1 else header).rstrip(".")
 
 
 def _html(p: Page) -> HTMLResponse:
@@ -76,12 +77,13 @@ def create_app(home: str | Path | None, ray_address: str | None = None, *,
     the ``Host`` names it answers (``None``: any, for a UI bound to a network interface)."""
     store = Store.open(home, create=False)
     app = FastAPI(title="raymlops", docs_url=None, redoc_url=None, openapi_url=None)
-    allowed = None if hosts is None else {host_name(h) for h in hosts}
+    allowed = None if hosts is None else {_host_name(h) for h in hosts}
+    page_route = functools.partial(app.api_route, methods=["GET", "HEAD"], response_class=HTMLResponse)
 
     @app.middleware("http")
     async def _same_host(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         header = request.headers.get("host")
-        if allowed is not None and header is not None and host_name(header).rstrip(".") not in allowed:
+        if allowed is not None and header is not None and _host_name(header) not in allowed:
             return HTMLResponse(error_page(400, f"Host {header!r} is not this UI's: it answers to "
                                                 f"{', '.join(sorted(allowed))} only"), status_code=400)
         return await call_next(request)
@@ -114,31 +116,31 @@ def create_app(home: str | Path | None, ray_address: str | None = None, *,
         message = f"no page at {request.url.path}" if exc.status_code == 404 else str(exc.detail)
         return HTMLResponse(error_page(exc.status_code, message), status_code=exc.status_code)
 
-    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/")
     def index() -> HTMLResponse:
         return _html(overview(store, ray_address))
 
-    @app.api_route("/runs", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/runs")
     def runs_list(status: str | None = None) -> HTMLResponse:
         return _html(runs.runs_page(store, status))
 
-    @app.api_route("/runs/{run_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/runs/{run_id}")
     def run_detail(run_id: str) -> HTMLResponse:
         return _html(runs.run_page(store, run_id))
 
-    @app.api_route("/snapshots", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/snapshots")
     def snapshot_list() -> HTMLResponse:
         return _html(snapshots.snapshots_page(store))
 
-    @app.api_route("/snapshots/{snap_id}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/snapshots/{snap_id}")
     def snapshot_detail(snap_id: str, against: str | None = None) -> HTMLResponse:
         return _html(snapshots.snapshot_page(store, snap_id, against))
 
-    @app.api_route("/models", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/models")
     def model_list() -> HTMLResponse:
         return _html(models.models_page(store))
 
-    @app.api_route("/models/{name}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/models/{name}")
     def model_detail(name: str) -> Response:
         if ":" in name or "@" in name:  # the CLI's NAME:vN or NAME@ALIAS: that version's page
             try:
@@ -149,27 +151,27 @@ def create_app(home: str | Path | None, ray_address: str | None = None, *,
             return RedirectResponse(url("models", model, number), status_code=307)
         return _html(models.model_page(store, name))
 
-    @app.api_route("/models/{name}/{version}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/models/{name}/{version}")
     def version_detail(name: str, version: str) -> HTMLResponse:
         return _html(models.version_page(store, name, version))
 
-    @app.api_route("/deployments", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/deployments")
     def deployments() -> HTMLResponse:
         return _html(live.deployments_page(store, ray_address))
 
-    @app.api_route("/monitors/{route}", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/monitors/{route}")
     def monitor(route: str) -> HTMLResponse:
         return _html(live.monitor_page(route, ray_address))
 
-    @app.api_route("/monitors/{route}/report", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/monitors/{route}/report")
     def monitor_report(route: str) -> HTMLResponse:
         return HTMLResponse(live.monitor_report(route, ray_address))
 
-    @app.api_route("/webhooks", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/webhooks")
     def webhooks() -> HTMLResponse:
         return _html(webhooks_page.webhooks_page(store))
 
-    @app.api_route("/audit", methods=["GET", "HEAD"], response_class=HTMLResponse)
+    @page_route("/audit")
     def audit_log(action: str | None = None, actor: str | None = None, since: str | None = None,
                   until: str | None = None, id: str | None = None) -> HTMLResponse:
         return _html(audit_page.audit_page(store, action, actor, since, until, id))
