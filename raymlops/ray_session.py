@@ -1,7 +1,7 @@
 """Ray session helpers, below every layer: the namespace, connecting to Ray (reuse a running
 session, join ``RAY_ADDRESS``, or start a quiet local one), finding the user's exception
 inside Ray's wrappers (objects and remote traceback text), and telling Ctrl-C apart while Ray
-Tune or Ray Train holds it (:func:`watch_sigint`). Any layer may import this module; it imports
+Tune or Ray Train holds it (:func:`watch_interrupts`). Any layer may import this module; it imports
 ``ray`` only inside the functions that connect."""
 
 
@@ -265,7 +265,7 @@ def clean_text(text: str) -> str:
 
 
 @contextlib.contextmanager
-def watch_sigint() -> Iterator[Callable[[], int]]:
+def watch_interrupts() -> Iterator[Callable[[], int]]:
     """A block that says whether SIGINT (Ctrl-C) or SIGTERM arrived in it, whoever handled it (the
     signal's number, 0 for none: use it as a bool, or :func:`stopped_by`), and puts back the SIGINT
     handler it found.

@@ -46,7 +46,7 @@ import numpy as np
 
 from raymlops.config import TrainConfig
 from raymlops.exceptions import ConfigError, StepFailed, ValidationError
-from raymlops.ray_session import stopped_by, watch_sigint
+from raymlops.ray_session import stopped_by, watch_interrupts
 from raymlops.train.boost_data import BoostData, SnapshotSource, boost_datasets
 from raymlops.train.boost_engine import (
     TRAINERS,
@@ -289,21 +289,21 @@ def _single(config: TrainConfig, spec: EngineSpec, data: BoostData, trial: dict[
     trainer = _trainer(spec, trial["params"], data, name=name, storage_path=storage_path,
                        max_failures=config.max_failures)
     # Ctrl-C: Ray Train's handler aborts the run and raises SystemExit (or its controller dies under
-    # ray.get); either is an interruption (watch_sigint), not a failed training
-    with watch_sigint() as interrupted:
+    # ray.get); either is an interruption (watch_interrupts), not a failed training
+    with watch_interrupts() as interrupted:
         try:
             result = trainer.fit()
         except BaseException as exc:
-            if interrupted():
-                raise stopped_by(interrupted(), "Ray Train") from None
+            if signum := interrupted():
+                raise stopped_by(signum, "Ray Train") from None
             if not isinstance(exc, Exception):
                 raise
             # Ray Train's TrainingFailedError: the run failed past its retries
             record = _record("distributed", trial, {}, spec, config.metric, time.perf_counter() - t0,
                              f"{type(exc).__name__}: {exc}")
             return [record], []
-    if interrupted():
-        raise stopped_by(interrupted(), "Ray Train")
+    if signum := interrupted():
+        raise stopped_by(signum, "Ray Train")
     record = _record("distributed", trial, dict(result.metrics or {}), spec, config.metric,
                      time.perf_counter() - t0, None)
     return [record], ([("distributed", result.checkpoint.path)] if result.checkpoint is not None else [])

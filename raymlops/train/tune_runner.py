@@ -28,7 +28,7 @@ import numpy as np
 
 from raymlops.config import SchedulerConfig
 from raymlops.exceptions import StepFailed
-from raymlops.ray_session import stopped_by, watch_sigint
+from raymlops.ray_session import stopped_by, watch_interrupts
 from raymlops.train.objective import TrialSettings, check_trial_data, run_trial
 
 #: metrics a trial reports besides the task's metrics
@@ -98,16 +98,16 @@ def fit_interruptible(tuner: Any) -> Any:
     """``tuner.fit()``, raising :class:`KeyboardInterrupt` when Ctrl-C stopped it (Ray Tune catches
     SIGINT, stops the trials and returns as if they had finished without a metric: the pipeline
     then said "every trial failed"), with the SIGINT handler it found put back (Tune leaves its
-    own installed, and the next Ctrl-C, in a later step, only logged a warning): :func:`watch_sigint`."""
-    with watch_sigint() as interrupted:
+    own installed, and the next Ctrl-C, in a later step, only logged a warning): :func:`watch_interrupts`."""
+    with watch_interrupts() as interrupted:
         try:
             grid = tuner.fit()
         except KeyboardInterrupt:  # Tune raises a plain one for raymlops' Terminated (SIGTERM) too
-            if interrupted():
-                raise stopped_by(interrupted(), "Ray Tune") from None
+            if signum := interrupted():
+                raise stopped_by(signum, "Ray Tune") from None
             raise
-    if interrupted():
-        raise stopped_by(interrupted(), "Ray Tune")
+    if signum := interrupted():
+        raise stopped_by(signum, "Ray Tune")
     return grid
 
 

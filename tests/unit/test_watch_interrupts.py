@@ -1,4 +1,4 @@
-"""``watch_sigint``: Ctrl-C told apart while another library's SIGINT handler holds it (Ray Tune
+"""``watch_interrupts``: Ctrl-C told apart while another library's SIGINT handler holds it (Ray Tune
 stops its trials and returns; Ray Train aborts and raises SystemExit), and the handler found on
 entry put back (both leave theirs installed)."""
 
@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from raymlops.ray_session import watch_sigint
+from raymlops.ray_session import watch_interrupts
 
 
 def _open_fds() -> int:
@@ -20,7 +20,7 @@ def _open_fds() -> int:
 def test_a_signal_handled_by_someone_else_is_seen_and_the_handler_put_back() -> None:
     before, fds = signal.getsignal(signal.SIGINT), _open_fds()
     calls = []
-    with watch_sigint() as arrived:
+    with watch_interrupts() as arrived:
         # like Ray Tune: a handler of its own that swallows Ctrl-C, left installed
         signal.signal(signal.SIGINT, lambda *_: calls.append(1))
         assert not arrived()
@@ -33,11 +33,11 @@ def test_a_handler_that_exits_like_ray_train_is_told_apart_from_a_failure() -> N
     def abort(*_: object) -> None:  # Ray Train's: abort the run, then sys.exit
         raise SystemExit(0)
 
-    with pytest.raises(SystemExit), watch_sigint() as arrived:
+    with pytest.raises(SystemExit), watch_interrupts() as arrived:
         signal.signal(signal.SIGINT, abort)
         signal.raise_signal(signal.SIGINT)
     assert arrived()
-    with pytest.raises(SystemExit), watch_sigint() as arrived:  # an exit of its own: no Ctrl-C
+    with pytest.raises(SystemExit), watch_interrupts() as arrived:  # an exit of its own: no Ctrl-C
         raise SystemExit(1)
     assert not arrived()
 
@@ -46,7 +46,7 @@ def test_no_signal_and_other_signals_are_not_ctrl_c() -> None:
     before = signal.getsignal(signal.SIGUSR1)
     signal.signal(signal.SIGUSR1, lambda *_: None)
     try:
-        with watch_sigint() as arrived:
+        with watch_interrupts() as arrived:
             signal.raise_signal(signal.SIGUSR1)
         assert not arrived()
     finally:
@@ -57,7 +57,7 @@ def test_outside_the_main_thread_it_says_no() -> None:
     out = []
 
     def run() -> None:
-        with watch_sigint() as arrived:
+        with watch_interrupts() as arrived:
             out.append(arrived())
 
     t = threading.Thread(target=run)
