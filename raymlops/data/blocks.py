@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 from raymlops.exceptions import ValidationError
 
-__all__ = ["Block", "as_table", "blocks_of", "cast_blocks", "materialized", "run_on_blocks", "widen_schemas"]
+__all__ = ["Block", "as_table", "blocks_of", "canonical_schema", "canonical_table", "cast_blocks", "materialized",
+           "run_on_blocks", "widen_schemas"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,46 @@ def run_on_blocks(blocks: Sequence[Block], fn: Callable[..., Any], *args: Any, n
         raise
 
 
+def canonical_type(t: pa.DataType) -> pa.DataType:
+    """The type a snapshot stores and hashes a column of type ``t`` as: one type per kind of value,
+    so the same rows get the same content id however their writer typed them (pandas writes text
+    as ``large_string`` or a dictionary, pyarrow as ``string``; a database export's whole numbers
+    are ``int32``, a CSV's ``int64``). Text is ``string``, bytes ``binary``, a dictionary its
+    values' type, and every integer type that int64 holds exactly is ``int64`` (``uint64`` stays).
+    Floats, times and the rest keep their type: converting them could change a value."""
+    if pa.types.is_dictionary(t):
+        return canonical_type(t.value_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or _is(t, "is_string_view"):
+        return pa.string()
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or _is(t, "is_binary_view"):
+        return pa.binary()
+    if pa.types.is_integer(t) and t != pa.uint64():
+        return pa.int64()
+    return t
+
+
+def _is(t: pa.DataType, check: str) -> bool:
+    test = getattr(pa.types, check, None)  # (the view types are pyarrow 16's)
+    return bool(test is not None and test(t))
+
+
+def canonical_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with :func:`canonical_type` types (itself when they already are); pandas'
+    metadata, which names the types it wrote, is dropped with a cast."""
+    fields = [f.with_type(canonical_type(f.type)) for f in schema]
+    if all(f.type == g.type for f, g in zip(schema, fields, strict=True)):
+        return schema
+    meta = {k: v for k, v in (schema.metadata or {}).items() if k != b"pandas"}
+    return pa.schema(fields, metadata=meta or None)
+
+
+def canonical_table(table: pa.Table) -> pa.Table:
+    """``table`` cast to :func:`canonical_schema` (itself when its types already are)."""
+    schema = table.schema
+    canonical = canonical_schema(schema)
+    return table if canonical is schema else table.cast(canonical)
+
+
 def _numeric(t: pa.DataType) -> bool:
     return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
 
@@ -143,7 +184,7 @@ def widen_schemas(schemas: Sequence[pa.Schema], source: str) -> pa.Schema:
 
 
 def _cast(block: Any, start: int | None, end: int | None, schema: pa.Schema) -> pa.Table:
-    return as_table(block, start, end).select(schema.names).cast(schema)
+    return canonical_table(as_table(block, start, end).select(schema.names)).cast(schema)
 
 
 _cast_remote: Any = None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from raymlops.data.blocks import Block, blocks_of, run_on_blocks
+from raymlops.data.blocks import Block, blocks_of, canonical_table, run_on_blocks
 from raymlops.data.errors import ours
 from raymlops.stats.partial import SAMPLE_SIZE, PartialProfile, Sample, row_keys, sample_bound
 from raymlops.stats.profile import Profile, finish, reference_edges
@@ -31,7 +31,8 @@ def scan_block(table: pa.Table, index: int, sample_size: int, with_keys: bool = 
                below: int | None = None) -> dict[str, Any]:
     """A block's row hashes (``keys``, uint64, when ``with_keys``), its Arrow ``schema`` and, when
     ``sample_size`` > 0, its bottom-k sample of the rows with keys below ``below`` (``sample``: a
-    payload)."""
+    payload), all of the rows as :func:`~raymlops.data.blocks.canonical_table` types them."""
+    table = canonical_table(table)
     keys = row_keys(table)
     sample = Sample.from_table(table, keys, sample_size, below).to_payload() if sample_size > 0 else None
     return {"index": index, "rows": table.num_rows, "keys": keys if with_keys else None, "sample": sample,

@@ -7,7 +7,10 @@ Layout under the artifact root::
     snapshots/<id>/manifest.json           (written last: schema, rows, files + sha256, lineage)
 
 The id is the sha256 of the schema and of the per-row hashes in row order, so identical data
-gets the identical id however Ray partitioned it. A first pass over the blocks computes it (and
+gets the identical id however Ray partitioned it, and however its writer typed it: rows are
+stored and hashed with one Arrow type per kind of value (:func:`raymlops.data.blocks.canonical_type`:
+text as ``string`` whether written as ``large_string`` or a dictionary, whole numbers as
+``int64``). A first pass over the blocks computes it (and
 the sample that places the profile's bins); unchanged data stops there, writing nothing. A new
 snapshot's blocks are then written into a fresh staging folder by Ray tasks that profile the same
 rows in the same pass and hash the bytes they write (:mod:`raymlops.data.snapshot_write`); the
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from raymlops import audit
+from raymlops.data.blocks import blocks_of, canonical_schema, cast_blocks, materialized, widen_schemas
 from raymlops.data.errors import ours
 from raymlops.data.schema import Schema, schema_from_profile
 from raymlops.data.sources import redact_uri
@@ -86,7 +90,7 @@ def _arrow_schema(ds: ray.data.Dataset) -> pa.Schema:
     base = schema.base_schema if hasattr(schema, "base_schema") else schema
     if not isinstance(base, pa.Schema):
         base = pa.schema(list(zip(schema.names, schema.types, strict=True)))
-    return base
+    return canonical_schema(base)
 
 
 def check_tag(tag: str) -> str:
@@ -152,7 +156,6 @@ def _create_snapshot(
 
     # pyarrow.parquet: only when a snapshot is written (`raymlops snapshot list` reads none)
     from raymlops.data import snapshot_write
-    from raymlops.data.blocks import blocks_of, cast_blocks, materialized, widen_schemas
 
     if kind not in KINDS:
         raise ValidationError(f"snapshot kind must be one of {', '.join(KINDS)}, got {kind!r}")

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from raymlops.data.blocks import Block, run_on_blocks
+from raymlops.data.blocks import Block, canonical_table, run_on_blocks
 from raymlops.data.profile import merge_partials, merge_samples, profile_block, sample_blocks, scan_block
 from raymlops.stats.partial import SAMPLE_SIZE, PartialProfile, Sample, sample_bound
 
@@ -205,5 +205,5 @@ def write(blocks: Sequence[Block], sizes: Sequence[int], fs: Any, folder: str,
 def _write_task(table: pa.Table, index: int, names: Sequence[str | None], fs: Any, folder: str,
                 edges: Mapping[str, np.ndarray] | None, ref_edges: Mapping[str, np.ndarray],
                 dictionary: Sequence[str] | None) -> dict[str, Any]:
-    return write_block(table, index, fs, folder, names[index], edges, ref_edges, dictionary)
+    return write_block(canonical_table(table), index, fs, folder, names[index], edges, ref_edges, dictionary)
 

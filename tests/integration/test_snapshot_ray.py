@@ -92,6 +92,40 @@ def test_a_folder_of_csvs_typed_file_by_file_is_one_snapshot_of_one_schema(ray_s
     assert len(list_snapshots(store)) == 1
 
 
+def test_the_same_rows_typed_by_different_writers_are_one_snapshot(ray_session: None, tmp_path: Path) -> None:
+    """A CSV export, and Parquet files of the same rows written as pandas and database exports
+    type them (text as a dictionary or ``large_string``, whole numbers as ``int32`` or ``uint8``),
+    are one snapshot: the same content id, stored with one type per kind of value. A changed value
+    is still a new snapshot."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    rows = {"id": [1, 2, 3, 4], "x": [0.5, 1.5, None, 2.0], "city": ["a", "b", None, "a"], "n": [7, 8, 9, 10]}
+    pacsv.write_csv(pa.table(rows), tmp_path / "export.csv")
+    exports = {
+        "pandas": {"city": pa.array(rows["city"]).dictionary_encode(), "n": pa.array(rows["n"], pa.uint8())},
+        "database": {"id": pa.array(rows["id"], pa.int32()), "city": pa.array(rows["city"], pa.large_string())},
+    }
+    store = Store.open(tmp_path / "home")
+    csv = create_snapshot(store, read_source(str(tmp_path / "export.csv")), "csv")
+    for name, typed in exports.items():
+        table = pa.table({k: typed.get(k, pa.array(v)) for k, v in rows.items()})
+        assert table.schema != pa.table(rows).schema
+        (tmp_path / name).mkdir()
+        pq.write_table(table, tmp_path / name / "part.parquet")
+        again = create_snapshot(store, read_source(str(tmp_path / name), "parquet"), name)
+        assert again.id == csv.id and not again.new, name
+    _, back = read_snapshot(store, csv.id)
+    assert back.schema.types == [pa.int64(), pa.float64(), pa.string(), pa.int64()]
+    assert back.to_pydict() == rows
+
+    changed = pa.table({**rows, "id": pa.array([1, 2, 3, 5], pa.int32())})
+    (tmp_path / "changed").mkdir()
+    pq.write_table(changed, tmp_path / "changed" / "part.parquet")
+    assert create_snapshot(store, read_source(str(tmp_path / "changed"), "parquet"), "changed").id != csv.id
+    assert len(list_snapshots(store)) == 2
+
+
 def test_a_folder_of_parquet_files_one_lacking_a_column_is_refused_naming_both(tmp_path: Path) -> None:
     """Ray Data would read the column a file lacks as nulls; the footers say so before it runs
     (so no Ray here). Another column order is fine (read by name)."""
