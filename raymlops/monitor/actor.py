@@ -200,7 +200,7 @@ class DriftMonitor:
     # -- the replicas' side ---------------------------------------------------------------------
     def ingest(self, X: Any, predictions: Any = None, version: str | None = None, latency_ms: Any = None,
                status: Any = None, request_ids: Any = None, scores: Any = None, role: str | None = None,
-               epoch: int | None = None, score_class: Any = None, **_: Any) -> int:
+               epoch: int | None = None, score_class: Any = None, request_sizes: Any = None, **_: Any) -> int:
         """Add a batch: ``X`` is a 2-D array in reference feature order (or a column mapping).
         ``scores``: a binary classifier's probability of ``score_class`` per row (turned into the
         probability of the configured ``positive_label``). Returns the rows this shard ingested so
@@ -221,7 +221,8 @@ class DriftMonitor:
             if role is not None and version is not None:
                 self.monitor.differential.follow(str(version), str(role), int(epoch or 0), n)
             alerts = self.monitor.ingest(columns, predictions, version=version, latency_ms=latency_ms,
-                                         status=status, request_ids=request_ids, scores=scores, role=role)
+                                         status=status, request_ids=request_ids, scores=scores, role=role,
+                                         request_sizes=request_sizes)
             if predictions is not None and (version is None or self.monitor.differential.is_champion(version)):
                 values, counts = np.unique(np.asarray(predictions).astype(str), return_counts=True)
                 for v, c in zip(values.tolist(), counts.tolist(), strict=True):

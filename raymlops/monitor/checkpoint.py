@@ -71,8 +71,8 @@ M = TypeVar("M", bound="Monitor")
 class SizedStore:
     """Stands in for a label store or pending map in a view: its size and evictions only."""
 
-    def __init__(self, n: int, evicted: int = 0) -> None:
-        self.n, self.evicted = int(n), int(evicted)
+    def __init__(self, n: int, evicted: int = 0, replaced: int = 0) -> None:
+        self.n, self.evicted, self.replaced = int(n), int(evicted), int(replaced)
 
     def __len__(self) -> int:
         return self.n
@@ -178,7 +178,7 @@ def _performance(w: _Writer, p: PerformanceTracker, view: bool) -> dict[str, Any
     doc: dict[str, Any] = {
         "counts": vars(p.counts), "last_outcomes": p.last_outcomes, "baseline": p.baseline, "last": p.last,
         "windows_closed": p.windows_closed, "early_lists": p.early_lists, "matched": p.matched,
-        "unmatched": p.unmatched,
+        "unmatched": p.unmatched, "store_replaced": p.store.replaced,
         "store_evicted": p.store.evicted, "early_expired": p.early.expired, "early_pushed_out": p.early.pushed_out,
     }
     if view:
@@ -389,7 +389,7 @@ def _load_performance(r: _Reader, cfg: MonitorConfig, slices: tuple[str, ...], d
     p.windows_closed, p.matched, p.unmatched = int(doc["windows_closed"]), int(doc["matched"]), int(doc["unmatched"])
     if view:
         sizes = doc["sizes"]
-        p.store = SizedStore(sizes["store"], doc["store_evicted"])  # type: ignore[assignment]
+        p.store = SizedStore(sizes["store"], doc["store_evicted"], doc.get("store_replaced", 0))  # type: ignore[assignment]
         p.early = SizedEarlyLabels(sizes["early"], doc["early_expired"], doc["early_pushed_out"],  # type: ignore[assignment]
                                    cfg.performance.early_label_ttl_s)
         p.labelled = SizedStore(sizes["labelled"])  # type: ignore[assignment]
@@ -400,7 +400,7 @@ def _load_performance(r: _Reader, cfg: MonitorConfig, slices: tuple[str, ...], d
         if len(preds) != len(ids) or any(not 0 <= s < n for s in store_slices):
             raise ValidationError("monitor checkpoint: the label store's ids, predictions and slices disagree")
         p.store.items = dict(zip(map(str, ids), zip(preds, scores, store_slices, strict=True), strict=True))
-        p.store.evicted = int(doc["store_evicted"])
+        p.store.evicted, p.store.replaced = int(doc["store_evicted"]), int(doc.get("store_replaced", 0))
         eids, labels = doc["early"]["ids"], doc["early"]["labels"]
         deadlines = r.get("performance.early.deadlines", (len(eids),), "f").tolist()
         if len(labels) != len(eids):

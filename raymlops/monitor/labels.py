@@ -26,14 +26,66 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["OUTCOMES", "EarlyLabels", "LabelCounts", "RecentIds", "put_newest"]
+import numpy as np
+import numpy.typing as npt
+
+from raymlops.exceptions import ValidationError
+
+__all__ = ["OUTCOMES", "EarlyLabels", "LabelCounts", "RecentIds", "RowKeys", "put_newest", "row_keys"]
 
 OUTCOMES = ("matched", "waiting", "expired", "unknown")
 
+
+
+@dataclass
+class RowKeys:
+    """The label-store keys of a batch's rows (:func:`row_keys`)."""
+
+    keys: list[str]
+    #: request id -> its rows, for the last request of each id in the batch (None: every request
+    #: of the batch is one row with an id of its own, and ``keys`` are those ids)
+    requests: dict[str, int] | None = None
+    #: which rows to keep for their labels (None: all): where a request id names several requests of
+    #: the batch, only the last one's
+    keep: npt.NDArray[np.bool_] | None = None
+    #: the first row of each request (None: every row is a request)
+    starts: npt.NDArray[np.int64] | None = None
+
+
+def row_keys(row_ids: Sequence[str], sizes: Any = None) -> RowKeys:
+    """Keys of a batch's rows given each row's request id and each request's rows (``sizes``, as
+    a replica sends them; without them a request is a run of equal consecutive ids): the id for a
+    single-row request, ``"<id>/<k>"`` for row ``k`` of a multi-row one. An id that names several
+    requests (a client that reuses its ``X-Request-Id``, a retry) keys its last request: two
+    single-row requests with one id are two requests, not one of two rows."""
+    n = len(row_ids)
+    counts: npt.NDArray[np.int64]
+    if sizes is None:
+        if len(set(row_ids)) == n:
+            return RowKeys(list(row_ids))
+        starts = [i for i in range(n) if i == 0 or row_ids[i] != row_ids[i - 1]]
+        counts = np.asarray(np.diff(starts + [n]), dtype=np.int64)
+    else:
+        counts = np.asarray(sizes, dtype=np.int64).ravel()
+        if int(counts.sum()) != n or (counts < 1).any():
+            raise ValidationError(f"request_sizes must be positive and sum to the batch's {n} rows, "
+                                  f"found {counts.size} sizes summing to {int(counts.sum())}")
+        if counts.size == n and len(set(row_ids)) == n:
+            return RowKeys(list(row_ids))
+        starts = (np.cumsum(counts) - counts).tolist()
+    ids = [str(row_ids[i]) for i in starts]
+    last = {rid: i for i, rid in enumerate(ids)}
+    keep = np.ones(n, dtype=bool) if len(last) < len(ids) else None
+    keys: list[str] = []
+    for i, (rid, start, rows) in enumerate(zip(ids, starts, counts.tolist(), strict=True)):
+        keys.extend([rid] if rows == 1 else [f"{rid}/{k}" for k in range(rows)])
+        if keep is not None and last[rid] != i:
+            keep[start:start + rows] = False
+    return RowKeys(keys, {rid: int(counts[i]) for rid, i in last.items()}, keep, np.asarray(starts, dtype=np.int64))
 
 
 def put_newest(items: dict[str, Any], batch: dict[str, Any], size: int) -> int:

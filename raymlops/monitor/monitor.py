@@ -35,6 +35,7 @@ from raymlops.monitor import checkpoint
 from raymlops.monitor.alerts import Alert, AlertBook
 from raymlops.monitor.differential import DifferentialTracker
 from raymlops.monitor.histograms import histograms
+from raymlops.monitor.labels import RowKeys, row_keys
 from raymlops.monitor.performance import PerformanceTracker, label_lists
 from raymlops.monitor.reference import PREDICTION, MonitorReference, build_reference, labels_of
 from raymlops.monitor.slo import SLOTracker
@@ -109,8 +110,9 @@ class Monitor:
     # -- ingest --------------------------------------------------------------------------------
     def ingest(self, columns: Mapping[str, Any], predictions: Any = None, *, version: str | None = None,
                latency_ms: Any = None, status: Any = None, request_ids: Any = None, scores: Any = None,
-               role: str | None = None) -> list[Alert]:
-        """Add a batch of served rows (the module docstring); returns the new alerts (``role``: shadow: no SLO)."""
+               role: str | None = None, request_sizes: Any = None) -> list[Alert]:
+        """Add a batch of served rows (the module docstring); returns the new alerts (``role``: shadow:
+        no SLO; ``request_sizes``: each request's rows, :func:`~raymlops.monitor.labels.row_keys`)."""
         now = self.clock()
         alerts = self._close_if_due(now)
         cols = dict(columns)
@@ -127,23 +129,23 @@ class Monitor:
         if rids is not None and len(rids) != n:
             raise ValidationError(f"request_ids has {len(rids)} ids for {n} rows")
         score_arr = None if scores is None else np.asarray(scores, dtype=np.float64).ravel()
+        keyed = None if rids is None else row_keys(rids, request_sizes)
         if role != "shadow":  # a shadow's copies reach no client
-            self._record_requests(now, latency_ms, status, rids, n)
-        if rids is not None:
-            rids = row_keys(rids)
+            self._record_requests(now, latency_ms, status, keyed, n)
         if n == 0:
             return self.alerts.offer(alerts)
         champion = self.differential.is_champion(None if version is None else str(version))
         if version is not None and preds is not None:
-            self.differential.add(str(version), preds, rids, slice_idx)
+            self.differential.add(str(version), preds, None if keyed is None else keyed.keys, slice_idx)
         if not champion:
             self.challenger_rows += n
-            if preds is not None and rids is not None:  # a canary's rows: labels score that version
-                self.performance.remember_challenger(str(version), rids, preds.tolist(), now)
+            if preds is not None and keyed is not None:  # a canary's rows: labels score that version
+                self.performance.remember_challenger(str(version), keyed, preds.tolist(), now)
             return self.alerts.offer(alerts)
-        if preds is not None and rids is not None:
-            alerts += self.performance.remember(rids, preds.tolist(), None if score_arr is None else score_arr.tolist(),
-                                                slice_idx.tolist(), now, self.window_index)  # joins early labels
+        if preds is not None and keyed is not None:
+            alerts += self.performance.remember(  # joins early labels
+                keyed, preds.tolist(), None if score_arr is None else score_arr.tolist(), slice_idx.tolist(), now,
+                self.window_index)
         limit = self.config.window_rows
         start = 0
         pred_batch = _PredictionBatch(preds) if preds is not None else None
@@ -182,14 +184,12 @@ class Monitor:
         self.batches += 1
         return self.alerts.offer(alerts)
 
-    def _record_requests(self, now: float, latency_ms: Any, status: Any, rids: list[str] | None, n: int) -> None:
-        """SLO counters count requests: per-row latency/status of a multi-row request (the same
-        request id on each of its rows) count once."""
+    def _record_requests(self, now: float, latency_ms: Any, status: Any, keyed: RowKeys | None, n: int) -> None:
+        """SLO counters count requests: per-row latency/status of a multi-row request count once."""
         lat = None if latency_ms is None else np.atleast_1d(np.asarray(latency_ms, dtype=np.float64)).ravel()
         st = None if status is None else np.atleast_1d(np.asarray(status)).ravel()
-        if rids is not None and n and len(set(rids)) < n:
-            _, first = np.unique(np.asarray(rids, dtype=object).astype(str), return_index=True)
-            first.sort()
+        if keyed is not None and keyed.starts is not None and n:  # the first row of each request
+            first = keyed.starts
             lat = lat[first] if lat is not None and lat.size == n else lat
             st = st[first] if st is not None and st.size == n else st
         self.slo.record(now, lat, st)
@@ -462,26 +462,6 @@ class _PredictionBatch:
             return
         slice_idx, idx, _, values = bucketed
         state.add_bucketed(slice_idx[part], idx[:, part], {}, values[:, part])
-
-
-def row_keys(request_ids: list[str]) -> list[str]:
-    """Label-store keys: the id for a single-row request, ``"<id>/<k>"`` for row ``k`` of a
-    request whose id repeats over consecutive rows of the batch."""
-    counts: dict[str, int] = {}
-    for rid in request_ids:
-        counts[rid] = counts.get(rid, 0) + 1
-    if all(c == 1 for c in counts.values()):
-        return request_ids
-    seen: dict[str, int] = {}
-    out = []
-    for rid in request_ids:
-        if counts[rid] == 1:
-            out.append(rid)
-        else:
-            k = seen.get(rid, 0)
-            seen[rid] = k + 1
-            out.append(f"{rid}/{k}")
-    return out
 
 
 def _isnan(values: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:

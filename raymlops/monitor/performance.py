@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ from raymlops.monitor.alerts import Alert
 from raymlops.monitor.challenger_labels import ChallengerLabels
 from raymlops.monitor.concept import ConceptDrift
 from raymlops.monitor.estimated import PerformanceEstimator
-from raymlops.monitor.labels import EarlyLabels, LabelCounts, RecentIds, put_newest
+from raymlops.monitor.labels import EarlyLabels, LabelCounts, RecentIds, RowKeys, put_newest
 from raymlops.stats.agreement import MAX_REGRESSION_LABEL
 from raymlops.stats.cbpe import histogram_auc
 
@@ -66,6 +66,15 @@ class LabelStore:
         self.size = int(size)
         self.items: dict[str, Any] = {}
         self.evicted = 0
+        self.replaced = 0  # rows whose request id a later request reused (:meth:`PerformanceTracker.remember`)
+        self._multi: bool | None = None
+
+    @property
+    def multi(self) -> bool:
+        """Whether the store may hold rows of a multi-row request (``<id>/<row>`` keys)."""
+        if self._multi is None:
+            self._multi = any("/" in key for key in self.items)
+        return self._multi
 
     def put(self, request_ids: list[str], predictions: list[Any], scores: list[float], slices: list[int]) -> None:
         if not (len(request_ids) == len(predictions) == len(scores) == len(slices)):
@@ -175,9 +184,12 @@ class PerformanceTracker:
         self.estimated = PerformanceEstimator(cfg, slices)  # CBPE of served rows, before labels
         self.challengers = ChallengerLabels(cfg.label_store_size, self.regression)  # a canary's rows, per version
 
-    def remember(self, request_ids: list[str], predictions: list[Any], scores: list[float] | None,
+    def remember(self, keyed: RowKeys | Sequence[str], predictions: list[Any], scores: list[float] | None,
                  slices: list[int], now: float | None = None, window: int = 0) -> list[Alert]:
-        """Keep served rows for their labels; rows whose label came first are joined now.
+        """Keep served rows for their labels (by the keys of :func:`~raymlops.monitor.labels.row_keys`);
+        rows whose label came first are joined now. A request id that an earlier request used (a
+        client's retry with its own ``X-Request-Id``) now names the later request: the earlier
+        one's rows are dropped and counted ``replaced``, so its label joins the last answer.
         Returns the alerts of label windows those joins closed (and of estimation windows)."""
         est_alerts = self.estimated.add(predictions, scores, slices, self.early.clock() if now is None else now,
                                         window) if self.estimated.enabled else []
@@ -187,8 +199,15 @@ class PerformanceTracker:
             else:  # one comparison per distinct prediction, not per row
                 score_of = {p: 1.0 if same_label(p, self.cfg.positive_label) else 0.0 for p in set(predictions)}
                 scores = [score_of[p] for p in predictions]
-        keys = list(map(str, request_ids))
-        self.store.put(keys, predictions, list(map(float, scores)), slices)
+        keyed = keyed if isinstance(keyed, RowKeys) else RowKeys(list(map(str, keyed)))
+        keys, scores = keyed.keys, list(map(float, scores))
+        if keyed.keep is not None:  # an id that names several requests of the batch: the last one's rows
+            rows = np.flatnonzero(keyed.keep).tolist()
+            self.store.replaced += len(keys) - len(rows)
+            keys, predictions = [keys[i] for i in rows], [predictions[i] for i in rows]
+            scores, slices = [scores[i] for i in rows], [slices[i] for i in rows]
+        self._drop_replaced(keys, keyed.requests)
+        self.store.put(keys, predictions, scores, slices)
         if not self.early:
             return est_alerts
         now = self.early.clock() if now is None else now
@@ -209,11 +228,36 @@ class PerformanceTracker:
             self.counts.matched_late += 1
         return alerts
 
-    def remember_challenger(self, version: str, request_ids: list[str], predictions: list[Any],
+    def _drop_replaced(self, keys: list[str], requests: dict[str, int] | None) -> None:
+        """Drop (and count ``replaced``) the rows an earlier request left under the ids of these
+        rows' requests (``requests``: id -> rows; None: every key is a single-row request's id)."""
+        items = self.store.items
+        stale = list(items.keys() & keys) if items else []
+        multi = requests is not None and any(rows > 1 for rows in requests.values())
+        if items and (multi or self.store.multi):  # rows of another shape than the new request's
+            for rid, rows in (requests or dict.fromkeys(keys, 1)).items():
+                if rows > 1 and rid in items:
+                    stale.append(rid)
+                k = rows if rows > 1 else 0
+                while f"{rid}/{k}" in items:
+                    stale.append(f"{rid}/{k}")
+                    k += 1
+        for key in stale:
+            del items[key]
+        self.store.replaced += len(stale)
+        if multi:
+            self.store._multi = True
+
+    def remember_challenger(self, version: str, keyed: RowKeys | Sequence[str], predictions: list[Any],
                             now: float | None = None) -> None:
-        """Keep rows a challenger answered for their labels (scored for that version alone); rows
-        whose label came first are joined now."""
-        keys = list(map(str, request_ids))
+        """Keep rows a challenger answered for their labels (scored for that version alone; an id
+        that names several requests of the batch: its last one's); rows whose label came first
+        are joined now."""
+        keyed = keyed if isinstance(keyed, RowKeys) else RowKeys(list(map(str, keyed)))
+        keys = keyed.keys
+        if keyed.keep is not None:
+            rows = np.flatnonzero(keyed.keep).tolist()
+            keys, predictions = [keys[i] for i in rows], [predictions[i] for i in rows]
         self.challengers.put(version, keys, predictions)
         if not self.early:
             return
@@ -440,7 +484,8 @@ class PerformanceTracker:
         current = (self.baseline_window if self.baseline is None else self.window).metrics()
         labels = self.label_counts()
         return {"baseline": self.baseline, "current": current, "last_window": self.last,
-                "pending": len(self.store), "evicted": self.store.evicted, "matched": self.matched,
+                "pending": len(self.store), "evicted": self.store.evicted, "replaced": self.store.replaced,
+                "matched": self.matched,
                 "unmatched": labels["received"] - labels["matched"], "windows": self.windows_closed, "labels": labels,
                 "early_label_ttl_s": self.early.ttl_s, "concept_drift": self.concept.status(),
                 "estimated": self.estimated.status(), "challengers": self.challengers.status()}

@@ -55,7 +55,7 @@ def _sum_windows(windows: list[PerformanceWindow]) -> PerformanceWindow:
 def _merge_performance(trackers: list[PerformanceTracker]) -> PerformanceTracker:
     out = copy.copy(trackers[0])
     out.store = SizedStore(sum(len(t.store) for t in trackers),  # type: ignore[assignment]
-                           sum(t.store.evicted for t in trackers))
+                           sum(t.store.evicted for t in trackers), sum(t.store.replaced for t in trackers))
     out.window = _sum_windows([t.window for t in trackers])
     out.baseline_window = _sum_windows([t.baseline_window for t in trackers])
     # every shard's baseline is its first labelled rows: the merged one is all of them together

@@ -193,6 +193,7 @@ class ModelServer:
         monitor = self.monitors[payload["shard"]]
         await monitor.ingest.remote(X, preds, version=payload["version"], latency_ms=payload["latency_ms"],
                                     status=payload["status"], request_ids=payload["request_ids"],
+                                    request_sizes=payload["request_sizes"],
                                     scores=payload["scores"], score_class=payload["score_class"],
                                     role=payload["role"], epoch=payload["epoch"])
 

@@ -6,10 +6,10 @@ role and monitor shard (:class:`ColumnBuffer`), bounded in rows. A background ta
 (:meth:`run`) wakes every ``flush_interval_s`` (or as soon as ``flush_rows`` rows wait), takes
 every buffer and awaits one ``send`` per buffer, so at most one hand-off per replica is in
 flight. What is sent is columnar: one 2-D array of features and one array per column
-(predictions, latency, status, and each row's request id as one fixed-width unicode array; the
-monitor keys the rows of a multi-row request ``<request id>/<row>``,
-:func:`raymlops.monitor.monitor.row_keys`), never a Python object per row, so Ray ships it as
-a few buffers.
+(predictions, latency, status, and each row's request id as one fixed-width unicode array, with
+each request's rows; the monitor keys the rows of a multi-row request ``<request id>/<row>``,
+:func:`raymlops.monitor.labels.row_keys`, and an id two requests share names the later one), never
+a Python object per row, so Ray ships it as a few buffers.
 
 Each batch carries the *role* its rows were served in (``champion``; ``challenger``: a canary
 answer; ``shadow``: a challenger's copy never returned) and the traffic table's ``epoch``, so
@@ -152,6 +152,7 @@ class ColumnBuffer:
             "latency_ms": np.repeat(np.asarray(self.latency, dtype=np.float64), sizes),
             "status": np.repeat(np.asarray(self.status, dtype=np.int16), sizes),
             "request_ids": row_request_ids(self.ids, sizes),
+            "request_sizes": sizes,
             "scores": None if not self.scores else (self.scores[0] if one else np.concatenate(self.scores)),
             "score_class": self.score_class,
             "role": self.role,

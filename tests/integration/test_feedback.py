@@ -303,3 +303,31 @@ def test_forged_labels_without_the_token_get_401_and_change_nothing(served: tupl
                                                          "Authorization": f"Bearer {TOKEN}"})
     assert r.status == 200 and r.body["matched"] == 120, r.body
     assert _status(GUARDED)["performance"]["labels"]["matched"] == 120
+
+
+def test_a_reused_request_id_names_its_last_request(served: tuple[str, str, Store]) -> None:
+    """Requests sent again with the same X-Request-Id (a client's retry) are all answered, and the
+    id names the last one: its label joins the last answer, and a list of labels for a reused
+    multi-row id is the last request's. Back to back, the requests usually reach the monitor in
+    one hand-off, which took two single-row requests for one request of two rows (the label
+    "unknown", both rows pending for good) and refused the right list for a 3-row then 2-row id."""
+    url, _, _ = served
+    X, _ = toy_data()
+    before = _status()["performance"]
+    single, multi = f"retry-{secrets.token_hex(4)}", f"retry-rows-{secrets.token_hex(4)}"
+    json_id = {"Content-Type": "application/json", "X-Request-Id": single}
+    answers = [predict(url, {"instances": [row(x)]}, headers=json_id) for x in X[:3].tolist()]
+    assert all(a.status == 200 and a.body["request_id"] == single for a in answers)
+    rows = [predict(url, {"instances": [row(x) for x in X[:n].tolist()]},
+                    headers={**json_id, "X-Request-Id": multi}) for n in (3, 2)]
+    assert all(r.status == 200 and r.body["request_id"] == multi for r in rows)
+    deadline = time.monotonic() + 30  # 3 + 5 rows served; the last requests' 1 + 2 wait for labels
+    while _status()["performance"]["replaced"] < before["replaced"] + 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _status()["performance"]["replaced"] == before["replaced"] + 5
+    last = float(answers[-1].body["predictions"][0])
+    r = _feedback(url, {"request_ids": [single, multi], "labels": [last, rows[-1].body["predictions"]]})
+    assert r.status == 200, r.body
+    assert (r.body["matched"], r.body["unmatched"]) == (3, 0), r.body
+    after = _status()["performance"]
+    assert after["matched"] == before["matched"] + 3 and after["labels"]["unknown"] == before["labels"]["unknown"]

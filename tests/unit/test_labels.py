@@ -220,6 +220,41 @@ def test_monitor_joins_early_labels_at_ingest_and_checkpoints_them(reference: Mo
     assert restored.status()["performance"]["labels"]["matched"] == 12
 
 
+def test_a_reused_request_id_names_its_last_request_in_one_batch_and_across_batches(
+        reference: MonitorReference) -> None:
+    """A client that reuses its X-Request-Id (a retry): two single-row requests in one hand-off
+    were taken for one request of two rows (its label "unknown", both rows pending forever); a
+    3-row request followed by a 2-row one with the same id refused the right list of labels. The
+    id now names its last request; the earlier request's rows are counted ``replaced``."""
+    clock = Clock()
+    m = Monitor(reference, MonitorConfig.model_validate({"window_rows": 100}), clock=clock)
+    x = np.random.default_rng(2).normal(size=7)
+    # one hand-off: "r" twice (answers 0 then 1), "m" as 3 rows then as 2 rows
+    ok = {"latency_ms": np.full(7, 5.0), "status": np.full(7, 200)}
+    m.ingest({"x": x}, np.array([0, 1, 1, 1, 1, 0, 1]), request_ids=["r", "r", "m", "m", "m", "m", "m"],
+             request_sizes=[1, 1, 3, 2], **ok)
+    perf = m.status()["performance"]
+    assert perf["pending"] == 3 and perf["replaced"] == 4  # r, m/0, m/1 wait; 1 + 3 rows replaced
+    assert m.feedback(["r", "m"], [1, [0, 1]])[0] == 3  # the list of the last "m" request's 2 rows
+    assert m.performance.last_outcomes == ["matched"] * 3
+    assert m.performance.baseline_window.correct.sum() == 3  # joined with the last answers (1; 0, 1)
+
+    # across hand-offs: "s" as 3 rows, then as 1 row, then as 2 rows
+    m.ingest({"x": x[:3]}, np.array([1, 1, 1]), request_ids=["s"] * 3, request_sizes=[3])
+    m.ingest({"x": x[:1]}, np.array([0]), request_ids=["s"], request_sizes=[1], latency_ms=[5.0], status=[200])
+    assert m.status()["performance"]["pending"] == 1  # s/0..s/2 replaced by s
+    m.ingest({"x": x[:2]}, np.array([0, 1]), request_ids=["s", "s"], request_sizes=[2])
+    perf = m.status()["performance"]
+    assert perf["pending"] == 2 and perf["replaced"] == 4 + 3 + 1
+    assert m.feedback(["s"], [[0, 1]])[0] == 2
+    restored = Monitor.from_bytes(m.to_bytes(), clock=clock)
+    assert restored.status()["performance"]["replaced"] == 8
+    c = restored.performance.label_counts()
+    assert (c["received"], c["matched"], c["unknown"], c["waiting"]) == (5, 5, 0, 0)
+    # the SLO counts requests, not ids: 4 in the first hand-off, 1 in the one that gave latencies
+    assert m.slo.total_requests == 5
+
+
 def test_a_slice_is_judged_against_its_own_baseline_and_beyond_noise() -> None:
     """A slice harder than the others on unchanged traffic (south: 60 % right, north: 90 %) raised
     a critical performance alert in every window, judged against the overall baseline (75 %).

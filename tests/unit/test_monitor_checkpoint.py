@@ -240,7 +240,7 @@ def test_the_format_covers_every_attribute(fed: tuple[Monitor, Clock]) -> None:
         (p, {"cfg", "slices", "regression", "store", "early", "labelled", "counts", "last_outcomes", "baseline_window",
             "baseline", "window", "windows_closed", "last", "matched", "unmatched", "concept", "estimated",
             "challengers", "early_lists"}),
-        (p.store, {"size", "items", "evicted"}),
+        (p.store, {"size", "items", "evicted", "replaced", "_multi"}),  # (_multi: rebuilt from the items)
         (p.early, {"size", "ttl_s", "clock", "items", "expired", "pushed_out"}),
         (p.labelled, {"size", "ids"}),
         (p.concept, {"kinds", "params", "slices", "per_slice", "detectors", "labels", "alarms"}),

@@ -126,7 +126,7 @@ def test_row_ids() -> None:
 
 
 def test_the_monitor_keys_the_rows_of_a_multi_row_request_as_row_ids() -> None:
-    from raymlops.monitor.monitor import row_keys
+    from raymlops.monitor.labels import row_keys
 
     sent: list[dict[str, Any]] = []
 
@@ -137,7 +137,30 @@ def test_the_monitor_keys_the_rows_of_a_multi_row_request_as_row_ids() -> None:
     for rid, n in (("a", 1), ("b", 3), ("c", 2)):
         h.offer(served(n, rid=rid))
     asyncio.run(h.flush())
-    assert row_keys(sent[0]["request_ids"].tolist()) == ["a", *row_ids("b", 3), *row_ids("c", 2)]
+    keyed = row_keys(sent[0]["request_ids"].tolist(), sent[0]["request_sizes"])
+    assert keyed.keys == ["a", *row_ids("b", 3), *row_ids("c", 2)] and keyed.keep is None
+    assert row_keys(sent[0]["request_ids"].tolist()).keys == keyed.keys  # runs of one id, without the sizes
+
+
+def test_two_requests_with_one_id_in_one_hand_off_stay_two_requests() -> None:
+    """A client that reuses its X-Request-Id (a retry): the hand-off carries each request's rows,
+    so two single-row requests are not one request of two rows, and the last one keeps the id."""
+    from raymlops.monitor.labels import row_keys
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(payload: dict[str, Any]) -> None:
+        sent.append(payload)
+
+    h = MonitorHandoff(send)
+    for rid, n in (("r", 1), ("r", 1), ("m", 3), ("m", 2)):
+        h.offer(served(n, rid=rid))
+    asyncio.run(h.flush())
+    keyed = row_keys(sent[0]["request_ids"].tolist(), sent[0]["request_sizes"])
+    assert keyed.keys == ["r", "r", *row_ids("m", 3), *row_ids("m", 2)]
+    assert keyed.requests == {"r": 1, "m": 2}
+    assert keyed.keep is not None and keyed.keep.tolist() == [False, True, False, False, False, True, True]
+    assert keyed.starts is not None and keyed.starts.tolist() == [0, 1, 2, 5]
 
 
 def test_scores_travel_with_their_rows_and_mixed_batches_send_none() -> None:
