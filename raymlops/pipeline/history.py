@@ -2,8 +2,8 @@
 
 A run's record says who started it (user, host, pid, command line), where (Ray cluster address,
 job id and submission id under ``ray job submit``), the config and its hash, the code version,
-and for every step its status (``ran``, ``cached``, ``skipped``, ``failed``), start and end,
-inputs and outputs, cache key, rows and bytes, and for a failed step the error with its
+and for every step its status (``ran``, ``cached``, ``skipped``, ``failed``, ``interrupted``), start
+and end, inputs and outputs, cache key, rows and bytes, and for a failed step the error with its
 traceback and the last lines of the step's log. Rows are written as the run goes, so a run
 that was killed still shows how far it got (status ``running`` with no end; ``abandoned`` once its
 process is gone).
@@ -26,7 +26,7 @@ from raymlops.store.metadata import MetadataStore
 from raymlops.store.processes import gone
 
 RUN_STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
-STEP_STATUSES = ("ran", "cached", "skipped", "failed")
+STEP_STATUSES = ("ran", "cached", "skipped", "failed", "interrupted")
 
 
 def new_run_id(clock: Callable[[], float] = time.time) -> str:

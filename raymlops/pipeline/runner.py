@@ -165,11 +165,11 @@ class Runner:
             self._capture = None
             record.seconds = time.perf_counter() - t0
             record.ended_at = ctx.clock()
-            record.status = "failed"
+            record.status = "interrupted" if _interrupted(exc) else "failed"
             if failure is None:
                 failure = self._describe(exc, step)
             record.detail = failure.summary.splitlines()[0] if failure.summary else ""
-            ctx.say(self._line(i, f"{name} failed after {record.seconds:.1f}s: {record.detail}"))
+            ctx.say(self._line(i, f"{name} {record.status} after {record.seconds:.1f}s: {record.detail}"))
             failure.log_tail = record.log.tail(LOG_TAIL)
             record.error = failure.to_dict()
             self.failure = failure

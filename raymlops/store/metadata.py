@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a step can be 'interrupted' (Ctrl-C / SIGTERM in it)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,7 +79,7 @@ CREATE TABLE IF NOT EXISTS run_steps (
     run_id TEXT NOT NULL REFERENCES runs(id),
     seq INTEGER NOT NULL,
     name TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'ran', 'cached', 'skipped', 'failed')),
+    status TEXT NOT NULL CHECK (status IN ('running', 'ran', 'cached', 'skipped', 'failed', 'interrupted')),
     started_at REAL,
     ended_at REAL,
     cache_key TEXT,
@@ -125,6 +125,32 @@ CREATE TABLE IF NOT EXISTS leases (
 """
 
 
+def _run_steps_sql(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'run_steps'").fetchone()[0])
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """A home of schema 1 to 2: ``run_steps`` gets the ``interrupted`` status. SQLite cannot change
+    a CHECK constraint in place, so the table is rebuilt with its rows, in one transaction (another
+    process that opens the home meanwhile waits, then finds it done)."""
+    if "'interrupted'" in _run_steps_sql(conn):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "'interrupted'" not in _run_steps_sql(conn):
+            table = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS run_steps ("):]
+            table = table[:table.index(");") + 2].replace("IF NOT EXISTS run_steps", "run_steps_v2")
+            conn.execute(table)
+            conn.execute("INSERT INTO run_steps_v2 SELECT * FROM run_steps")
+            conn.execute("DROP TABLE run_steps")
+            conn.execute("ALTER TABLE run_steps_v2 RENAME TO run_steps")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 class MetadataStore:
     """The SQLite database at ``path`` (created with ``schema`` on first use; the home's metadata
     by default, another schema for another database of the home such as ``webhooks.db``;
@@ -144,6 +170,7 @@ class MetadataStore:
                 conn.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
+                _upgrade(conn)
             else:
                 conn.executescript(schema)
         conn.close()

@@ -148,7 +148,8 @@ def timeline_svg(steps: Sequence[dict[str, Any]], start: float, end: float) -> s
     span = max(end - start, 1e-6)
     width, label_w, row_h = 900, 110, 22
     height = row_h * len(steps) + 30
-    colors = {"ran": "#4C72B0", "cached": "#8fb38f", "skipped": "#bbbbbb", "failed": "#c0392b"}
+    colors = {"ran": "#4C72B0", "cached": "#8fb38f", "skipped": "#bbbbbb", "failed": "#c0392b",
+              "interrupted": "#e67e22"}
     parts = [f'<svg id="timeline" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
     plot_w = width - label_w - 80
     for i, s in enumerate(steps):

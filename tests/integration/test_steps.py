@@ -123,3 +123,4 @@ def test_sigterm_during_a_run_is_an_interruption(ray_session: None, tmp_path: Pa
     assert capsys.readouterr().err.strip().splitlines()[-1] == "terminated"
     run = get_run(Store.open(tmp_path / "home").metadata, "latest")
     assert run["status"] == "interrupted" and run["error"]["step"] == "stop-me", run["error"]
+    assert [s["status"] for s in run["steps"] if s["name"] == "stop-me"] == ["interrupted"]

@@ -26,7 +26,37 @@ def test_open_creates_metadata_db_in_wal_mode(tmp_path: Path) -> None:
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     conn.close()
     assert {"meta", "snapshots", "snapshot_tags", "models", "aliases", "runs", "audit"} <= tables
-    assert version == ("1",)
+    assert version == ("2",)
+
+
+def test_a_home_of_schema_1_is_upgraded_in_place_keeping_its_steps(tmp_path: Path) -> None:
+    """Schema 1's run_steps refused the status 'interrupted' (a CHECK constraint): a step stopped by
+    Ctrl-C was recorded as failed. Opening such a home rebuilds the table with its rows."""
+    from raymlops.store import metadata
+
+    home = tmp_path / "home"
+    home.mkdir()
+    old_schema = metadata._SCHEMA.replace(", 'interrupted')", ")")
+    assert old_schema != metadata._SCHEMA
+    with sqlite3.connect(home / "metadata.db") as conn:
+        conn.executescript(old_schema)
+        conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+        conn.execute("INSERT INTO runs VALUES ('r1', 'p', 1.0, 2.0, 'failed', 'h', '{}')")
+        conn.execute("INSERT INTO run_steps(run_id, seq, name, status, record_json) "
+                     "VALUES ('r1', 0, 'ingest', 'ran', '{}')")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO run_steps(run_id, seq, name, status, record_json) "
+                         "VALUES ('r1', 1, 'train', 'interrupted', '{}')")
+    conn.close()
+    store = Store.open(home)
+    with store.metadata.transaction() as conn:
+        conn.execute("INSERT INTO run_steps(run_id, seq, name, status, record_json) "
+                     "VALUES ('r1', 1, 'train', 'interrupted', '{}')")
+    with store.metadata.read() as conn:
+        steps = conn.execute("SELECT name, status FROM run_steps ORDER BY seq").fetchall()
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert [tuple(r) for r in steps] == [("ingest", "ran"), ("train", "interrupted")] and version == "2"
+    Store.open(home)  # opening again changes nothing
 
 
 def test_reopening_keeps_data(tmp_path: Path) -> None:

@@ -299,3 +299,5 @@ def test_ctrl_c_wrapped_by_ray_is_an_interruption_not_a_failure(tmp_path: Path, 
         Runner(ctx, [Interrupted(how)], groups=[]).run()
     record = get_run(Store.open(tmp_path / "home").metadata, ctx.run_id)
     assert record["status"] == "interrupted"
+    step = next(s for s in record["steps"] if s["name"] == "validate")
+    assert step["status"] == "interrupted", step  # the step too, not "failed"
