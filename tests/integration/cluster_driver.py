@@ -1,22 +1,22 @@
 """Driver for test_multinode.py, run as its own process (the cluster needs its own Ray, and the
 test session already holds one): one three-node Ray on this machine (``ray.cluster_utils.Cluster``:
-a head with no CPU that serves the dashboard, and two worker nodes of one CPU each) and three
+a head with no CPU that serves the dashboard, and two worker nodes of one CPU each) and two
 pipeline runs on it, one after the other, each in its own home under WORKDIR:
 
-1. ``spread``: the quickstart over a four-file Parquet source, serving off, and which nodes ran the
-   Tune trials (the registry record names each trial's node) and Ray Data's ETL tasks (Ray's task
-   state API, which the head's dashboard serves).
-2. ``train_node_loss``: ``strategy: distributed``, two XGBoost workers that must run one on each
+1. ``train_node_loss``: ``strategy: distributed``, two XGBoost workers that must run one on each
    worker node (the head has no CPU). Once the run has written checkpoints, one worker node is
    removed and a fresh node joins; Ray Train's FailureConfig restarts the worker group, which
    resumes from the last checkpoint, and the pipeline registers the model.
-3. ``tune_node_loss``: the node-loss fault of ``tests/reliability/node_loss_driver.py`` on this
-   cluster: Tune trials of ``SlowClassifier``, and a worker node removed while a trial is mid-fit
-   on it (the fit's marker file names the node; the head has no CPU, so every trial runs on a
-   worker node). The trial that died with its node is retried.
+2. ``tune_node_loss``: the node-loss fault of ``tests/reliability/node_loss_driver.py`` on this
+   cluster: the quickstart over a four-file Parquet source with Tune trials of ``SlowClassifier``,
+   and a worker node removed while a trial is mid-fit on it (the fit's marker file names the node;
+   the head has no CPU, so every trial and ETL task runs on a worker node). The trial that died
+   with its node is retried. The same run shows which nodes ran its Ray Data ETL tasks (Ray's
+   task state API, which the head's dashboard serves) and its Tune trials (the registry record
+   names each trial's node).
 
-One cluster for the three saves two cluster starts and driver processes. A run that fails is
-reported in its own part of the JSON line, and the next one still runs.
+One cluster for both saves a cluster start and a driver process. A run that fails is reported in
+its own part of the JSON line, and the next one still runs.
 
 Usage: python -m tests.integration.cluster_driver WORKDIR DASHBOARD_PORT (from the repository root)
 """
@@ -61,23 +61,30 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def data_task_nodes(job_id: str, dashboard_port: int, deadline_s: float = 30.0) -> dict[str, list[str]]:
-    """``{task name: sorted node ids}`` of the finished ETL tasks of this driver's job (the head's
-    dashboard is named: other Rays may run on this machine)."""
+def job_tasks(job_id: str, dashboard_port: int) -> list[Any]:
+    """The plain tasks of this driver's job, from Ray's task state API (the head's dashboard is
+    named: other Rays may run on this machine)."""
     from ray.util.state import list_tasks
 
+    return list_tasks(address=f"http://127.0.0.1:{dashboard_port}",
+                      filters=[("job_id", "=", job_id), ("type", "=", "NORMAL_TASK")], limit=10_000,
+                      raise_on_missing_output=False)
+
+
+def data_task_nodes(job_id: str, dashboard_port: int, before: set[str], deadline_s: float = 30.0
+                    ) -> dict[str, list[str]]:
+    """``{task name: sorted node ids}`` of the finished ETL tasks of this driver's job, those in
+    ``before`` (task ids) left out."""
     # Ray Data's ListFiles, ReadFilesParquetV2, MapBatches(...); the snapshot's SnapshotScan and SnapshotWrite
     wanted = ("ListFiles", "Read", "MapBatches", "Snapshot")
     found: dict[str, set[str]] = {}
     deadline = time.monotonic() + deadline_s
     while True:  # task events reach the state API asynchronously (about once a second)
         found = {}
-        tasks = list_tasks(address=f"http://127.0.0.1:{dashboard_port}",
-                           filters=[("job_id", "=", job_id), ("type", "=", "NORMAL_TASK")], limit=10_000,
-                           raise_on_missing_output=False)
-        for task in tasks:
+        for task in job_tasks(job_id, dashboard_port):
             name = str(task.name)
-            if task.state == "FINISHED" and task.node_id and any(w in name for w in wanted):
+            if task.state == "FINISHED" and task.node_id and task.task_id not in before \
+                    and any(w in name for w in wanted):
                 found.setdefault(name, set()).add(str(task.node_id))
         if any("Write" in n for n in found) or time.monotonic() > deadline:
             break
@@ -95,29 +102,22 @@ def train_worker_nodes(dashboard_port: int) -> list[str]:
     return sorted(str(a.node_id) for a in actors)
 
 
-def spread(cluster: Any, workers: list[Any], workdir: Path, dashboard_port: int) -> dict[str, Any]:
+def spread_and_tune_node_loss(cluster: Any, workers: list[Any], workdir: Path, dashboard_port: int
+                              ) -> dict[str, Any]:
+    """The node-loss fault of ``tests/reliability/node_loss_driver.py`` (a worker node removed while
+    a Tune trial is mid-fit on it), and where that run's ETL tasks and trials ran: the cluster's
+    nodes before the run, and the nodes of the ETL tasks (Ray's task state API, which the head's
+    dashboard serves) that finished during it; each trial's node is in the run's own record."""
     import ray
 
-    from raymlops import load_config, run_pipeline
-    from raymlops.registry import get_model
-    from raymlops.store.home import Store
+    from tests.reliability.node_loss_driver import run_with_node_loss
 
-    cfg = load_config(str(ROOT / "configs" / "quickstart.yaml"))
-    cfg = cfg.model_copy(update={
-        "data": cfg.data.model_copy(update={"source": make_source(workdir / "source", 4), "format": "parquet"}),
-        "serve": cfg.serve.model_copy(update={"enabled": False}),
-    })
-    home = workdir / "home"
-    result = run_pipeline(cfg, home=str(home), progress=_progress)
-    trials = get_model(Store.open(home), result.model or "").record["tune"]["trials"]
-    return {
-        "status": result.status, "model": result.model, "snapshot": result.snapshot,
-        "seconds": round(result.seconds, 1),
-        "nodes": {"head": cluster.head_node.node_id, "workers": [w.node_id for w in workers],
-                  "alive": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])},
-        "trial_nodes": [t["node_id"] for t in trials],
-        "data_tasks": data_task_nodes(ray.get_runtime_context().get_job_id(), dashboard_port),
-    }
+    nodes = {"head": cluster.head_node.node_id, "workers": [w.node_id for w in workers],
+             "alive": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])}
+    job = ray.get_runtime_context().get_job_id()
+    before = {str(t.task_id) for t in job_tasks(job, dashboard_port)}  # the earlier run's
+    out = run_with_node_loss(cluster, workdir, "tune", 0.0)
+    return out | {"nodes": nodes, "data_tasks": data_task_nodes(job, dashboard_port, before)}
 
 
 def train_node_loss(cluster: Any, workers: list[Any], workdir: Path, dashboard_port: int) -> dict[str, Any]:
@@ -202,7 +202,6 @@ def three_nodes(head_cpus: int, dashboard_port: int | None = None) -> Iterator[t
 
 
 def main() -> int:
-    from tests.reliability.node_loss_driver import run_with_node_loss
     from tests.reliability.slow_estimator import MARKERS_ENV
 
     workdir, dashboard_port = Path(sys.argv[1]), int(sys.argv[2])
@@ -214,10 +213,10 @@ def main() -> int:
     out: dict[str, Any] = {}
     with three_nodes(0, dashboard_port) as (cluster, workers):
         out["cluster_start_seconds"] = round(time.perf_counter() - t0, 1)
-        out["spread"] = _guarded(lambda: spread(cluster, workers, workdir / "spread", dashboard_port))
         out["train_node_loss"] = _guarded(
             lambda: train_node_loss(cluster, workers, workdir / "train", dashboard_port))
-        out["tune_node_loss"] = _guarded(lambda: run_with_node_loss(cluster, workdir / "tune", "tune", 0.0))
+        out["tune_node_loss"] = _guarded(
+            lambda: spread_and_tune_node_loss(cluster, workers, workdir / "tune", dashboard_port))
     print(json.dumps(out, default=str), flush=True)
     return 0
 
