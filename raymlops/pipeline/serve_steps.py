@@ -250,6 +250,8 @@ class DeployStep(Step[DeployIn, DeployOut]):
         with store.metadata.transaction() as conn:
             audit.append(conn, "deployment.created", {"model": version.id, "deployment": route}, ctx.reason,
                          {"config_hash": cfg.config_hash(), "endpoint": endpoint})
+        emit(store.home, "deployment.changed", {"action": "deployment.created", "deployment": route,
+                                                "model": version.id, "reason": ctx.reason})
         step.outputs = {"deployment": route, "endpoint": endpoint, "model": version.id, "metrics": res.metrics_url}
         step.detail = endpoint + (f", monitor metrics {res.metrics_url}" if res.metrics_url else "")
         return DeployOut(endpoint, route, res.metrics_url)

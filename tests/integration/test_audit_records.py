@@ -23,12 +23,23 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
 
     from raymlops.serve.deploy import serve_running
 
+    from raymlops.hooks.records import WebhookDB, list_deliveries
+    from raymlops.hooks.settings import WebhookConfig
+
+    from .conftest import free_port
+
     home = str(tmp_path / "home")
+    # a receiver of deployment changes (nobody listens on its port: each delivery is recorded, failed)
+    WebhookDB(home).add(WebhookConfig.model_validate({"url": f"http://127.0.0.1:{free_port()}/hook",
+                                                     "events": ["deployment.changed"], "max_attempts": 1}))
     # Serve already runs (another program's): the run stops its own deployment, and leaves Serve up
     serve.start(http_options={"host": "127.0.0.1", "port": quickstart.serve.port})
     first = run_pipeline(quickstart, home=home, progress=lambda _: None)  # serves, then stops serving
     assert first.gate == "passed" and first.endpoint
     assert serve_running() and "breast-cancer" not in serve.status().applications
+    # the run's deployment is sent as the deploy command's are (the run sent none)
+    sent = [d["event_type"] for d in list_deliveries(home)]
+    assert sent.count("deployment.changed") >= 1, sent
 
     one = quickstart.train.candidates[0].model_copy(update={"params": {"C": 1.0, "max_iter": 2000}})
     strict = quickstart.model_copy(update={
