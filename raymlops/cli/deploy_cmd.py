@@ -97,7 +97,8 @@ def _print_traffic(route: str, info: dict[str, Any]) -> None:
     print(f"/{route}: champion {t.get('champion')}, challenger {t.get('challenger') or '-'}"
           f"{' (' + str(t.get('mode')) + ')' if t.get('mode') else ''}; traffic: {shares}; epoch {t.get('epoch')}")
     if t.get("key"):
-        print(f"  canary sticky by field {t['key']!r}")
+        print(f"  canary sticky by field {t['key']!r}" if t.get("mode") == "canary" else
+              f"  routing key field {t['key']!r} (accepted; a canary is sticky by it)")
     replicas = info.get("replicas") or {}
     if replicas:
         print(f"  replicas: {len(replicas)} live, serving epochs "

@@ -93,12 +93,12 @@ class TrafficTable:
         """Versions and shares, without the model specs (for /metadata, the CLI and audit)."""
         champion = self.champion.model_id
         out: dict[str, Any] = {"champion": champion, "challenger": None, "mode": None, "weight": 0.0,
-                               "key": None, "epoch": self.epoch, "shares": {champion: 1.0}}
+                               "key": self.key, "epoch": self.epoch, "shares": {champion: 1.0}}
         if self.sample_rate is not None:
             out["sample_rate"] = self.sample_rate
         if self.challenger is not None:
             challenger = self.challenger.model_id
-            out.update(challenger=challenger, mode=self.mode, weight=self.weight, key=self.key)
+            out.update(challenger=challenger, mode=self.mode, weight=self.weight)
             if self.mode == "canary":
                 out["shares"] = {champion: 1.0 - self.weight, challenger: self.weight}
         return out
@@ -110,16 +110,20 @@ class TrafficTable:
         if challenger is not None and challenger.model_id == spec.model_id:
             challenger = None
         if challenger is None:
-            return TrafficTable(champion=spec, epoch=self.epoch, sample_rate=self.sample_rate)
+            return TrafficTable(champion=spec, key=self.key, epoch=self.epoch, sample_rate=self.sample_rate)
         try:
             return replace(self, champion=spec)
         except ValidationError:  # the old challenger does not fit the new champion: retire it
-            return TrafficTable(champion=spec, epoch=self.epoch, sample_rate=self.sample_rate)
+            return TrafficTable(champion=spec, key=self.key, epoch=self.epoch, sample_rate=self.sample_rate)
 
     def with_challenger(self, spec: ModelSpec | None, mode: str | None = None, weight: float = 0.0,
                         key: str | None = None) -> TrafficTable:
+        """``spec`` as the challenger (None: no challenger). The route's routing ``key`` stays when
+        none is given: clients that send that field go on being answered (it is no feature) after
+        the canary ends, is promoted or rolled back, and a later canary is sticky by it too."""
+        key = self.key if key is None else key
         if spec is None:
-            return TrafficTable(champion=self.champion, epoch=self.epoch, sample_rate=self.sample_rate)
+            return TrafficTable(champion=self.champion, key=key, epoch=self.epoch, sample_rate=self.sample_rate)
         return TrafficTable(champion=self.champion, challenger=spec, mode=mode,
                             weight=0.0 if mode == "shadow" else weight, key=key, epoch=self.epoch,
                             sample_rate=self.sample_rate)

@@ -21,10 +21,9 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
 ) -> None:
     from ray import serve
 
-    from raymlops.serve.deploy import serve_running
-
     from raymlops.hooks.records import WebhookDB, list_deliveries
     from raymlops.hooks.settings import WebhookConfig
+    from raymlops.serve.deploy import serve_running
 
     from .conftest import free_port
 

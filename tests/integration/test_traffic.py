@@ -137,6 +137,14 @@ def test_canary_is_sticky_by_the_hashed_key(champion_only: tuple[str, Store]) ->
     assert [v for _, v, _ in again] == [v for _, v, _ in first[:150]]  # the same customer, the same model
     share = sum(v.endswith(":v2") for _, v, _ in first) / len(first)
     assert abs(share - 0.3) < 0.08, share
+    # promoted, then ended: clients that send the key go on being answered (it was a 422 after)
+    from raymlops.serve.traffic import set_champion
+
+    set_champion(store, ROUTE, f"{ROUTE}:v2", reason="the sticky canary wins")
+    assert {(s, v) for s, v, _ in _versions(url, payloads[:40])} == {(200, f"{ROUTE}:v2")}
+    set_challenger(store, ROUTE, f"{ROUTE}:v1", "canary", 0.5, reason="sticky by the route's key")
+    set_challenger(store, ROUTE, None, reason="ended")
+    assert {(s, v) for s, v, _ in _versions(url, payloads[:40])} == {(200, f"{ROUTE}:v2")}
 
 
 def test_shadow_answers_are_recorded_and_never_returned(champion_only: tuple[str, Store]) -> None:

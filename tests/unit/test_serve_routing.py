@@ -91,6 +91,19 @@ def test_promoting_the_challenger_retires_it_and_roundtrips() -> None:
     assert t.with_challenger(None).challenger is None
 
 
+def test_the_routing_key_stays_the_routes_after_the_canary_ends_is_promoted_or_rolled_back() -> None:
+    """Clients of a sticky canary send the key field in every row; it is no feature, and a table
+    without a key refused it (422 unknown_feature): every request after a promotion failed."""
+    t = TrafficTable(spec("m:v1"), epoch=7).with_challenger(spec("m:v2"), "canary", 0.3, key="customer_id")
+    for after in (t.with_champion(spec("m:v2")), t.with_challenger(None), t.with_champion(spec("m:v3"))):
+        assert after.key == "customer_id" and after.summary()["key"] == "customer_id"
+        assert TrafficTable.from_dict(after.to_dict()) == after
+    assert not t.with_champion(spec("m:v2")).canary_for("c-1")  # no challenger: the key routes nothing
+    again = t.with_challenger(None).with_challenger(spec("m:v4"), "canary", 0.5)
+    assert again.key == "customer_id"  # a later canary is sticky by the route's key
+    assert t.with_challenger(spec("m:v4"), "canary", 0.5, key="account").key == "account"
+
+
 def test_a_live_sample_rate_survives_every_routing_change_and_roundtrips() -> None:
     t = TrafficTable(champion=spec("m:v1"), epoch=3).with_sample_rate(0.25)
     assert t.summary()["sample_rate"] == 0.25 and "sample_rate" not in TrafficTable(champion=spec("m:v1")).summary()
