@@ -139,7 +139,9 @@ class Monitor:
             self.differential.add(str(version), preds, None if keyed is None else keyed.keys, slice_idx)
         if not champion:
             self.challenger_rows += n
-            if preds is not None and keyed is not None:  # a canary's rows: labels score that version
+            # a canary's rows: labels score that version; a shadow answered no client (its copies carry
+            # the champion's request ids, and a label is the champion's answer's)
+            if preds is not None and keyed is not None and role != "shadow":
                 self.performance.remember_challenger(str(version), keyed, preds.tolist(), now)
             return self.alerts.offer(alerts)
         if preds is not None and keyed is not None:

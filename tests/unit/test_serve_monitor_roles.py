@@ -29,8 +29,8 @@ def cols(n: int, seed: int = 1) -> dict[str, np.ndarray]:
 
 
 def feed(m: Monitor, version: str, role: str, epoch: int, ids: list[str], preds: np.ndarray) -> None:
-    m.differential.follow(version, role, epoch, len(ids))
-    m.ingest(cols(len(ids)), preds, version=version, request_ids=ids)
+    m.differential.follow(version, role, epoch, len(ids))  # as the monitor actor does
+    m.ingest(cols(len(ids)), preds, version=version, request_ids=ids, role=role)
 
 
 def test_the_champion_follows_roles_across_a_promotion(monitor: Monitor) -> None:
@@ -53,6 +53,22 @@ def test_the_champion_follows_roles_across_a_promotion(monitor: Monitor) -> None
     # labels now score the new champion's predictions
     matched, _ = monitor.feedback(later[:10], [1] * 10)
     assert matched == 10
+
+
+def test_labels_of_shadowed_requests_score_the_champion_that_answered(monitor: Monitor) -> None:
+    """A shadow's copy has the champion's request id and may reach the monitor first: it took the
+    label (scored against an answer no client saw) and left the champion's row pending for good,
+    20-30 % of labels with one client."""
+    ids = [f"q{i}" for i in range(20)]
+    feed(monitor, "m:v1", "champion", 1, ["w0"], np.zeros(1))
+    feed(monitor, "m:v2", "shadow", 2, ids, np.ones(20))  # the copies first
+    assert monitor.feedback(ids[:10], [0] * 10)[0] == 0  # labels before the champion's rows: they wait
+    feed(monitor, "m:v1", "champion", 2, ids, np.zeros(20))  # ... and join them here
+    assert monitor.feedback(ids[10:], [0] * 10)[0] == 10
+    perf = monitor.status()["performance"]
+    assert perf["labels"]["matched"] == 20 and perf["pending"] == 1  # (w0)
+    assert perf["challengers"] == {}  # the shadow answered nobody: no labels of its own
+    assert monitor.performance.baseline_window.correct.sum() == 20  # every label scored v1's answer
 
 
 def test_a_demoted_champion_is_not_guessed_back(monitor: Monitor) -> None:
