@@ -205,6 +205,10 @@ class DeployStep(Step[DeployIn, DeployOut]):
         if not inputs.model.passed:
             return "gate rejected the model"
         if not ctx.config.serve.enabled:
+            if ctx.alias == "champion":  # the registry moved on; a route serving the old champion did not
+                v = inputs.model.version
+                ctx.say(f"note: {v.name}@champion is {v.id} now; a live deployment of an earlier champion (if any) "
+                        f"serves that one until `raymlops models promote {v.id}`")
             return "serve.enabled is false"
         if ctx.alias != "champion":
             return f"{inputs.model.version.id} was registered without the champion alias"
