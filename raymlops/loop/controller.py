@@ -63,7 +63,8 @@ LEASE_TTL_S = 120.0  # renewed every 30 s while a cycle runs; a dead holder bloc
 @dataclass
 class CycleResult:
     """What one cycle did; ``status``: promoted | retired | rejected (by the gate) | unchanged (the
-    fresh data was the champion's own) | failed."""
+    fresh data was the champion's own, or gave a version an earlier cycle retired against the same
+    champion under the same policy) | failed."""
 
     cycle: str
     trigger: Trigger
@@ -221,6 +222,20 @@ class RetrainController:
             self._stage(res, "train", t0, f"snapshot {str(result.snapshot)[:12]} is the champion's own training "
                                           f"data: {result.model} again, nothing to compare")
             return False
+        earlier = self._retired_before(result.model, res.champion_before)
+        if earlier is not None:  # no new data: the same version, judged against the same champion
+            cycle, why = earlier["ids"].get("cycle"), earlier["how"].get("why")
+            self._audit(res, "retrain.unchanged", {"model": result.model, "snapshot": result.snapshot,
+                                                   "run": result.run_id},
+                        {"why": f"cycle {cycle} retired {result.model} against {res.champion_before} under this "
+                                f"retraining policy: {why}"})
+            res.status = "unchanged"
+            res.challenger = None
+            res.champion_after = res.champion_before
+            self._stage(res, "train", t0, f"snapshot {str(result.snapshot)[:12]} gives {result.model} again, which "
+                                          f"cycle {cycle} retired against {res.champion_before} ({why}): no new "
+                                          "data, nothing to compare")
+            return False
         res.challenger = result.model
         metric = self.config.train.metric
         score = result.metrics.get(metric)
@@ -233,6 +248,19 @@ class RetrainController:
         self._stage(res, "train", t0, f"fresh snapshot {str(result.snapshot)[:12]} -> {result.model} passed the gate"
                                       f"{shown} (run {result.run_id}){drift}")
         return True
+
+    def _retired_before(self, model: str | None, champion: str | None) -> dict[str, Any] | None:
+        """The record of an earlier cycle that retired ``model`` against ``champion`` under this
+        retraining policy (None: none did). The same fresh data gives the same version again (the
+        step cache), so shadowing it again would give the same verdict: a loop on unchanged data
+        re-shadowed a retired version every cycle."""
+        policy = self.config.retrain.model_dump(mode="json")
+        for r in reversed(audit.records(self.store.metadata, action="retrain.retired", id=model)):
+            how = r.record.get("how") or {}
+            if r.record["ids"].get("model") == model and how.get("champion") == champion \
+                    and how.get("policy") == policy:
+                return r.record
+        return None
 
     def _shadow(self, res: CycleResult) -> None:
         import ray
@@ -368,7 +396,8 @@ class RetrainController:
         if final:
             res.status = "retired"
             self._audit(res, "retrain.retired", {"model": res.challenger},
-                        {"why": why, "decision": res.decision.to_dict() if res.decision else None})
+                        {"why": why, "decision": res.decision.to_dict() if res.decision else None,
+                         "champion": res.champion_before, "policy": self.config.retrain.model_dump(mode="json")})
         self._stage(res, "retire", t0, f"{res.challenger} retired ({why}); {res.champion_before} stays champion")
 
 

@@ -167,6 +167,14 @@ def test_rules_refuse_promotion_and_the_challenger_is_retired(served: dict[str, 
     assert retired["ids"]["model"] == result.challenger and "agreement" in retired["how"]["why"]
     assert any("FAIL  min_agreement" in line for line in lines)
 
+    # the same fresh data again gives the same version, which this cycle retired against the same
+    # champion under the same policy: the next cycle says so instead of shadowing it again
+    shadows = len(audit.records(store.metadata, action="deployment.traffic_changed"))
+    again = RetrainController(cfg, store, progress=lines.append).run_cycle(trigger)
+    assert again.status == "unchanged" and again.challenger is None, again.to_dict()
+    assert len(audit.records(store.metadata, action="deployment.traffic_changed")) == shadows
+    assert any(f"which cycle {result.cycle} retired against {champion}" in line for line in lines), lines[-5:]
+
     # a route that already has a challenger (here: someone's canary) is left alone
     from raymlops.exceptions import ServeError
     from raymlops.serve.traffic import set_challenger
