@@ -42,6 +42,7 @@ from raymlops.monitor.estimated import PerformanceEstimator
 from raymlops.monitor.labels import EarlyLabels, LabelCounts, RecentIds, RowKeys, put_newest
 from raymlops.stats.agreement import MAX_REGRESSION_LABEL
 from raymlops.stats.cbpe import histogram_auc
+from raymlops.stats.noise import accuracy_drop_beyond_noise, auc_drop_beyond_noise, critical_z
 
 __all__ = ["LabelStore", "PerformanceTracker", "PerformanceWindow", "binned_auc", "same_label"]
 
@@ -141,14 +142,6 @@ def same_label(a: Any, b: Any) -> bool:
         return float(a) == float(b)
     except (TypeError, ValueError):
         return str(a) == str(b)
-
-
-def _beyond_noise(p0: float, n0: float, p1: float, n1: float) -> bool:
-    """Whether accuracy ``p1`` of ``n1`` labels is below ``p0`` of ``n0`` by more than sampling noise
-    (one-sided two-proportion z-test, 5 %)."""
-    pooled = (p0 * n0 + p1 * n1) / (n0 + n1)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n0 + 1 / n1))
-    return se == 0 or (p0 - p1) / se > 1.645
 
 
 def label_lists(request_ids: Any, labels: Any) -> dict[str, int]:
@@ -432,12 +425,16 @@ class PerformanceTracker:
         report: dict[str, Any] = {"overall": w.metrics(), "slices": {}}
         alerts = self._judge(w.metrics(), "all", ts, window)
         own = self.slice_baselines
+        judged = []
         for s, name in enumerate(self.slices if len(self.slices) > 1 else ()):  # one slice: "all" itself
             if w.n[s]:
-                m = w.metrics(s)
-                report["slices"][name] = m
-                if name in own:  # without enough labels of its own in the baseline: no verdict
-                    alerts += self._judge(m, name, ts, window, own[name])
+                report["slices"][name] = m = w.metrics(s)
+                if name in own and m["labels"] >= self.cfg.min_labels:  # else no verdict
+                    judged.append((s, name, m))
+        # the window's slice checks are one family: 5 % over all of them (Bonferroni), not 5 % each
+        z = critical_z(len(judged) * (1 if self.regression else 2))
+        for s, name, m in judged:
+            alerts += self._judge(m, name, ts, window, own[name], (s, z))
         report["baseline"] = self.baseline
         if self.estimated.has_scores:  # CBPE of these same labelled rows, beside the realised metrics
             report["estimated"] = self.estimated.labelled_report()
@@ -447,11 +444,12 @@ class PerformanceTracker:
         return alerts
 
     def _judge(self, m: dict[str, float], where: str, ts: float, window: int,
-               slice_base: dict[str, float] | None = None) -> list[Alert]:
+               slice_base: dict[str, float] | None = None, noise: tuple[int, float] | None = None) -> list[Alert]:
         """Alerts of a label window (``where``: "all", or a slice judged against its own baseline
-        ``slice_base``). A slice's accuracy must also be below its baseline's beyond sampling noise
-        (one-sided two-proportion z-test at 5 %): 50 labels give an accuracy of 0.66 a standard
-        error of 0.067, more than the 0.05 drop allowed."""
+        ``slice_base``). A slice's accuracy and AUC must also be below its baseline's beyond sampling
+        noise (``noise``: the slice's index and the critical z of the window's slice checks; a
+        one-sided two-proportion z-test, and Hanley and McNeil's standard errors for the AUC): 50
+        labels give an accuracy of 0.66 a standard error of 0.067, more than the 0.05 drop allowed."""
         base = self.baseline if slice_base is None else slice_base
         if base is None or m.get("labels", 0) < self.cfg.min_labels:
             return []
@@ -461,12 +459,13 @@ class PerformanceTracker:
             checks.append(("mae", m["mae"], limit, m["mae"] > limit))
         else:
             limit = base["accuracy"] - self.cfg.max_accuracy_drop
-            noise = slice_base is not None and not _beyond_noise(base["accuracy"], base["labels"], m["accuracy"],
-                                                                 m["labels"])
-            checks.append(("accuracy", m["accuracy"], limit, m["accuracy"] < limit and not noise))
+            within = noise is not None and not accuracy_drop_beyond_noise(
+                base["accuracy"], base["labels"], m["accuracy"], m["labels"], noise[1])
+            checks.append(("accuracy", m["accuracy"], limit, m["accuracy"] < limit and not within))
             if math.isfinite(m.get("auc", math.nan)) and math.isfinite(base.get("auc", math.nan)):
                 limit = base["auc"] - self.cfg.max_auc_drop
-                checks.append(("auc", m["auc"], limit, m["auc"] < limit))
+                within = noise is not None and not self._auc_beyond_noise(base["auc"], m["auc"], *noise)
+                checks.append(("auc", m["auc"], limit, m["auc"] < limit and not within))
         return [
             Alert(kind="performance", key=f"performance:{metric}:{where}", severity="critical",
                   message=f"{metric} {value:.4f} in slice {where} is past its limit {limit:.4f} "
@@ -474,6 +473,11 @@ class PerformanceTracker:
                   value=value, threshold=limit, ts=ts, window=window, slice=where)
             for metric, value, limit, bad in checks if bad
         ]
+
+    def _auc_beyond_noise(self, a0: float, a1: float, s: int, z: float) -> bool:
+        """Whether slice ``s``'s window AUC ``a1`` is below its baseline's ``a0`` beyond noise."""
+        b, w = self.baseline_window, self.window
+        return auc_drop_beyond_noise(a0, b.pos[s].sum(), b.neg[s].sum(), a1, w.pos[s].sum(), w.neg[s].sum(), z)
 
     def status(self) -> dict[str, Any]:
         """``labels``: every label by outcome (see :mod:`raymlops.monitor.labels`); ``pending``:
