@@ -14,6 +14,8 @@ import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 from raymlops.exceptions import RaymlopsError, Terminated
 
@@ -264,8 +266,51 @@ def clean_text(text: str) -> str:
     return _ANSI.sub("", text).replace("\r\n", "\n")
 
 
+def private_ray_lost(wait_s: float = 0.0) -> bool:
+    """Whether the private Ray this process started is going down: one of its own processes has
+    exited (waiting up to ``wait_s`` for one to). A SIGTERM sent to the whole process group
+    (``timeout``, systemd, ``kill -- -PGID``) reaches Ray's processes too: its log monitor exits at
+    once, its raylet and GCS shut down within seconds, and a call into Ray then blocks until Ray's
+    core worker ends the process (exit 1) 60 s later. A cluster's (``RAY_ADDRESS``) is never this
+    process's to lose: False."""
+    import time
+
+    try:
+        from ray._private import worker
+
+        node: Any = worker._global_node
+        procs: list[Any] = [] if node is None else [i.process for v in node.all_processes.values() for i in v]
+    except Exception:  # noqa: BLE001 - Ray's internals moved: say "not lost", as before this check
+        return False
+    deadline = time.monotonic() + wait_s
+    while procs:
+        if any(p is not None and p.poll() is not None for p in procs):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def kill_private_ray() -> None:
+    """SIGKILL what is left of the private Ray this process started (its workers exit with their
+    raylet). For a Ray that is going down on its own (:func:`private_ray_lost`): ``ray.shutdown()``
+    waits for each process's own shutdown, about 9 s after a SIGTERM to the process group."""
+    try:
+        from ray._private import worker
+
+        node: Any = worker._global_node
+        procs: list[Any] = [] if node is None else [i.process for v in node.all_processes.values() for i in v]
+    except Exception:  # noqa: BLE001 - Ray's internals moved: leave them to Ray
+        return
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+
+
 @contextlib.contextmanager
-def watch_interrupts() -> Iterator[Callable[[], int]]:
+def watch_interrupts(sigterm_as_ctrl_c: bool = False) -> Iterator[Callable[[], int]]:
     """A block that says whether SIGINT (Ctrl-C) or SIGTERM arrived in it, whoever handled it (the
     signal's number, 0 for none: use it as a bool, or :func:`stopped_by`), and puts back the SIGINT
     handler it found.
@@ -278,11 +323,28 @@ def watch_interrupts() -> Iterator[Callable[[], int]]:
     handler writes the signal's number into it whichever Python handler runs) records the
     signal; the yielded function reads it. Outside the main thread (where no signal handler runs)
     it always says 0 (SIGTERM: whose handler raises :class:`~raymlops.exceptions.Terminated`, which
-    Ray Tune takes for a Ctrl-C)."""
+    Ray Tune takes for a Ctrl-C).
+
+    ``sigterm_as_ctrl_c``: in the block, SIGTERM runs the SIGINT handler installed at that moment
+    (Ray Train's aborts its run: stops the workers and returns), and is still reported as SIGTERM.
+    Raised in the middle of Ray Train's ``fit()``, raymlops' own exception left the controller and
+    workers training while the process exited: its exit hung 60 s on a GCS Ray had shut down, then
+    failed (exit 1)."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: 0
         return
     before = signal.getsignal(signal.SIGINT)
+    term_before = signal.getsignal(signal.SIGTERM)
+    if sigterm_as_ctrl_c:
+        def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
+            handler = signal.getsignal(signal.SIGINT)
+            if private_ray_lost(0.5):  # the SIGTERM reached Ray's processes too: nothing left to abort
+                raise Terminated("terminated (SIGTERM), and the private Ray with it")
+            if not callable(handler):
+                raise KeyboardInterrupt
+            handler(signal.SIGINT, frame)
+
+        signal.signal(signal.SIGTERM, as_ctrl_c)
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
     os.set_blocking(write_fd, False)
@@ -307,3 +369,5 @@ def watch_interrupts() -> Iterator[Callable[[], int]]:
         os.close(write_fd)
         if before is not None:
             signal.signal(signal.SIGINT, before)
+        if sigterm_as_ctrl_c and term_before is not None:
+            signal.signal(signal.SIGTERM, term_before)

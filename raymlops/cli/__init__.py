@@ -87,6 +87,19 @@ def _check_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None
                 chain[-1].error(f"unrecognized arguments: {name}")
 
 
+def _exit_if_ray_lost(code: int) -> None:
+    """End the process now when its private Ray lost its GCS (a SIGTERM to the whole process group:
+    ``timeout``, systemd): Ray's shutdown at exit would wait 60 s for it, then end the process with
+    exit 1. Ray's other processes got the same signal; the run is already recorded."""
+    if "ray" not in sys.modules:  # no Ray in this process: nothing to lose
+        return
+    from raymlops.ray_session import private_ray_lost
+
+    if private_ray_lost(1.0):
+        sys.stdout.flush()
+        os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     _check_options(parser, sys.argv[1:] if argv is None else argv)
@@ -116,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "`raymlops doctor` checks the home)", file=sys.stderr, flush=True)
         return 1
     except Terminated:  # SIGTERM (docker stop, an eviction, timeout): an interruption, as the shell reports it
-        print("terminated", file=sys.stderr)
+        print("terminated", file=sys.stderr, flush=True)
+        _exit_if_ray_lost(143)
         return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

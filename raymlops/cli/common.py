@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from raymlops.exceptions import StepFailed
+from raymlops.ray_session import kill_private_ray, private_ray_lost
 
 
 def home_option() -> argparse.ArgumentParser:
@@ -63,7 +64,10 @@ def ray_output_to_stderr(keep_ray: bool = False) -> Iterator[TextIO]:
     finally:
         try:
             if started and not keep_ray and ray.is_initialized():
-                ray.shutdown()
+                if private_ray_lost():  # a SIGTERM to the process group: Ray is stopping on its own
+                    kill_private_ray()
+                else:
+                    ray.shutdown()
         finally:
             sys.stdout = out
 

@@ -35,7 +35,7 @@ from raymlops.pipeline.serve_steps import DeployStep, MonitorStep, SmokeStep
 from raymlops.pipeline.step import CacheGroup, Outputs, Restored, Step
 from raymlops.pipeline.steplog import LogCapture, StepLog, capture_logging, stamp
 from raymlops.pipeline.user_steps import import_call, user_steps
-from raymlops.ray_session import NAMESPACE, exception_chain, unwrap
+from raymlops.ray_session import NAMESPACE, exception_chain, private_ray_lost, unwrap
 from raymlops.registry.lineage import code_version
 from raymlops.serve.deploy import undeploy
 from raymlops.store.home import Store
@@ -429,7 +429,7 @@ def stop_serving(config: PipelineConfig, shutdown: bool = True) -> None:
     ``shutdown``: Serve too, unless other apps run on it."""
     import ray
 
-    if not ray.is_initialized():
+    if not ray.is_initialized() or private_ray_lost():  # (a SIGTERM to the process group took Ray with it)
         return
     # imports Ray and the monitor actor: only when the step runs
     from raymlops.monitor.lifecycle import stop_monitor

@@ -289,8 +289,9 @@ def _single(config: TrainConfig, spec: EngineSpec, data: BoostData, trial: dict[
     trainer = _trainer(spec, trial["params"], data, name=name, storage_path=storage_path,
                        max_failures=config.max_failures)
     # Ctrl-C: Ray Train's handler aborts the run and raises SystemExit (or its controller dies under
-    # ray.get); either is an interruption (watch_interrupts), not a failed training
-    with watch_interrupts() as interrupted:
+    # ray.get); either is an interruption (watch_interrupts), not a failed training. SIGTERM takes the
+    # same way, so the workers stop before the process exits
+    with watch_interrupts(sigterm_as_ctrl_c=True) as interrupted:
         try:
             result = trainer.fit()
         except BaseException as exc:

@@ -214,3 +214,78 @@ def test_a_positive_label_that_is_no_class_is_refused_before_any_worker(
                                               r"0, 1\)"):
         run_pipeline(cfg, home=str(tmp_path / "home"), progress=lambda _: None)
     assert _live_placement_groups() == before  # no worker group was reserved
+
+
+@pytest.mark.parametrize("whom", ["process", "group"])
+def test_sigterm_during_ray_train_ends_the_run_at_once_exit_143(tmp_path: Path, whom: str) -> None:
+    """SIGTERM mid-training, to the `raymlops run` process (`docker stop`, `kill`) or to its whole
+    process group (`timeout`, systemd), which holds the private Ray's own processes too: the run
+    hung 60 s on a GCS that was gone, then Ray ended it with exit 1 and no `terminated`. Now Ray
+    Train's run is aborted as on Ctrl-C (process) or left to the Ray going down with it (group):
+    exit 143, `terminated`, the train step recorded interrupted, nothing of its Ray left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from raymlops.pipeline.history import get_run
+    from tests.reliability.faults import ROOT, clean_env
+
+    from .conftest import quickstart_data
+
+    cfg = quickstart_data()
+    cfg["serve"]["enabled"] = False
+    cfg["train"] = {"strategy": "distributed", "framework": "xgboost", "num_workers": 2, "cpus_per_worker": 1,
+                    "num_boost_round": 100_000, "checkpoint_every": 100, "early_stopping_rounds": 100_000,
+                    "params": {"max_depth": 6, "eta": 0.001}}
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    home = tmp_path / "home"
+    proc = subprocess.Popen([sys.executable, "-m", "raymlops.cli", "--home", str(home), "run", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=ROOT,
+                            start_new_session=True)  # its own process group, as under `timeout`
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:  # Ray Train's workers are up a few seconds after the step starts
+        seen.append(line)
+        if "[6/12] train ..." in line:
+            break
+    time.sleep(8)
+    if proc.poll() is not None:  # it ended by itself: say how
+        raise AssertionError("".join(seen) + proc.communicate()[1][-3000:])
+    sent = time.monotonic()
+    if whom == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[1]
+    took = time.monotonic() - sent
+    err = "".join(seen) + rest
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == "terminated", err[-3000:]
+    assert took < 30, (took, err[-2000:])  # (60 s and more before)
+    assert "Failed to connect to GCS" not in err and "train interrupted after" in err, err[-3000:]
+    run = get_run(Store.open(home).metadata, "latest")
+    assert run["status"] == "interrupted"
+    assert [s["status"] for s in run["steps"] if s["name"] == "train"] == ["interrupted"]
+    deadline = time.monotonic() + 15  # the private Ray's processes are in the run's process group
+    while (left := _group_members(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, left
+
+
+def _group_members(pgid: int) -> list[str]:
+    """Command lines of the live (not zombie) processes of process group ``pgid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                fields = stat[stat.rfind(")") + 2:].split()
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    out.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
