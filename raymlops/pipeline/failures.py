@@ -208,8 +208,8 @@ def hint(f: Failure) -> str:
         return "Stored content changed after it was recorded: run `raymlops doctor` to see what."
     context = (f.context or "").lower()
     if "trial" in context:
-        return ("Fix the estimator or its parameters in train.candidates (the traceback shows where it raised), "
-                "then run again.")
+        return ("Fix the estimator or its parameters in train.candidates (train.params with strategy: distributed; "
+                "the traceback shows where it raised), then run again.")
     if "replica" in context:
         return ("The model could not be loaded in the Serve replica: check that the estimator's module is "
                 "importable on every node and that the model unpickles there, then run again.")

@@ -52,13 +52,26 @@ def _env_differences(lineage: dict[str, Any]) -> list[str]:
     recorded_code = lineage.get("code", {})
     now_code = code_version()
     if recorded_code != now_code:
-        out.append(f"code: recorded {_code_text(recorded_code)}, now {_code_text(now_code)}")
+        out.append(f"code: {code_change(recorded_code, now_code)}")
     recorded_pkgs = lineage.get("packages", {})
     now_pkgs = package_versions((*PACKAGES, *(k for k in recorded_pkgs if k not in PACKAGES and k != "python")))
     for name in sorted(set(recorded_pkgs) | set(now_pkgs)):
         if recorded_pkgs.get(name) != now_pkgs.get(name):
             out.append(f"package {name}: recorded {recorded_pkgs.get(name)}, now {now_pkgs.get(name)}")
     return out
+
+
+def code_change(recorded: dict[str, Any], now: dict[str, Any]) -> str:
+    """What differs between two code versions, in words: the git state or package version, and the
+    hash of raymlops' own source (it alone changed: the same version read "recorded package 0.1.0,
+    now package 0.1.0")."""
+    parts = []
+    if _code_text(recorded) != _code_text(now):
+        parts.append(f"recorded {_code_text(recorded)}, now {_code_text(now)}")
+    if recorded.get("raymlops_source") != now.get("raymlops_source"):
+        parts.append(f"raymlops' own source recorded {recorded.get('raymlops_source') or 'unknown'}, "
+                     f"now {now.get('raymlops_source') or 'unknown'}")
+    return "; ".join(parts) or f"recorded {recorded}, now {now}"
 
 
 def _code_text(code: dict[str, Any]) -> str:

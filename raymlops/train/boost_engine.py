@@ -82,50 +82,82 @@ def expand_params(config: TrainConfig, seed: int) -> list[dict[str, Any]]:
     return [{**t, "estimator": TRAINERS[config.framework]} for t in trials]
 
 
-def unknown_params(framework: str, params: dict[str, Any]) -> list[str]:
-    """The names in ``params`` that ``framework`` does not know. Neither engine refuses one: it says
-    so in a log line (swallowed in a Ray Train worker) and trains with its default, so a typo
-    (``max_dept``) trained another model than the lineage records. One round on 16 random rows
-    here, on the driver, lets the engine say which; a mistake it raises on is left for the run."""
+def _one_round(framework: str, params: dict[str, Any]) -> list[str]:
+    """One round of ``framework`` with ``params`` on 16 random rows here, on the driver: what the
+    engine said (its warnings and log lines). Raises what the engine raises on a value it refuses."""
     rng = np.random.default_rng(0)
     X = rng.random((16, 2))
     y = (X[:, 0] > 0.5).astype(np.float64)
     said: list[str] = []
+    if framework == "xgboost":
+        import warnings
+
+        import xgboost
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # its warnings on (verbosity 0 in params would hide the very line that names them)
+            xgboost.train({**params, "nthread": 1, "verbosity": 1}, xgboost.DMatrix(X, label=y), num_boost_round=1)
+        return [str(w.message) for w in caught]
+    import lightgbm
+
+    class _Heard:
+        def info(self, message: str) -> None:
+            said.append(message)
+
+        def warning(self, message: str) -> None:
+            said.append(message)
+
+    before = getattr(lightgbm.basic, "_LOGGER", None)
+    lightgbm.register_logger(_Heard())
     try:
-        if framework == "xgboost":
-            import warnings
+        quiet = {"verbose": 0, "num_threads": 1}  # warnings on: verbose -1 (or an alias) would hide them
+        mine = {k: v for k, v in params.items() if k not in ("verbose", "verbosity")}
+        lightgbm.train({**mine, **quiet}, lightgbm.Dataset(X, label=y, params=quiet), num_boost_round=1)
+    finally:
+        if before is not None:
+            lightgbm.basic._LOGGER = before
+    return said
 
-            import xgboost
 
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                # its warnings on (verbosity 0 in params would hide the very line that names them)
-                xgboost.train({**params, "nthread": 1, "verbosity": 1}, xgboost.DMatrix(X, label=y),
-                              num_boost_round=1)
-            said = [str(w.message) for w in caught]
-            found = re.search(r"Parameters: \{(.*?)\} are not used", " ".join(said).replace("\n", " "))
-            return [n.strip().strip('"') for n in found.group(1).split(",")] if found else []
-        import lightgbm
+def _refusal(framework: str, params: dict[str, Any]) -> str | None:
+    try:
+        _one_round(framework, params)
+    except Exception as exc:  # noqa: BLE001 - the engine's own words: XGBoostError, LightGBMError, ValueError
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
 
-        class _Heard:
-            def info(self, message: str) -> None:
-                said.append(message)
 
-            def warning(self, message: str) -> None:
-                said.append(message)
+def check_params(framework: str, params: dict[str, Any], where: str = "train.params") -> None:
+    """A ConfigError naming ``where.<name>`` for a name in ``params`` that ``framework`` does not know,
+    or a value it refuses. Neither engine refuses an unknown name: it says so in a log line
+    (swallowed in a Ray Train worker) and trains with its default, so a typo (``max_dept``)
+    trained another model than the lineage records. A value it refuses (``eta: -1``) failed every
+    worker, each retried up to ``max_failures``: minutes, then exit 1 naming the engine's alias
+    (``learning_rate``). One round here, on the driver, lets the engine say which."""
+    reason = _refusal(framework, params)
+    if reason is not None:  # the name it refuses: each alone (the engine's message may use an alias)
+        name = next((k for k in params if _refusal(framework, {k: params[k]}) is not None), None)
+        shown = f"{where}.{name}: {framework} refuses {params[name]!r}" if name else \
+            f"{where}: {framework} refuses them together"
+        raise ConfigError(f"{shown}: {reason}")
+    unknown = unknown_params(framework, params)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: not a parameter of {framework} (it would train on with its "
+                          f"default, silently){f'; also {unknown[1:]}' if len(unknown) > 1 else ''}")
 
-        before = getattr(lightgbm.basic, "_LOGGER", None)
-        lightgbm.register_logger(_Heard())
-        try:
-            quiet = {"verbose": 0, "num_threads": 1}  # warnings on: verbose -1 (or an alias) would hide them
-            mine = {k: v for k, v in params.items() if k not in ("verbose", "verbosity")}
-            lightgbm.train({**mine, **quiet}, lightgbm.Dataset(X, label=y, params=quiet), num_boost_round=1)
-        finally:
-            if before is not None:
-                lightgbm.basic._LOGGER = before
-        return sorted({m.rsplit("Unknown parameter: ", 1)[1].strip() for m in said if "Unknown parameter: " in m})
-    except Exception:  # noqa: BLE001 - a value the engine refuses: the run says it, with the engine's words
+
+def unknown_params(framework: str, params: dict[str, Any]) -> list[str]:
+    """The names in ``params`` that ``framework`` does not know (its one round's log lines say
+    which); [] when it refuses a value (:func:`check_params` says that)."""
+    try:
+        said = _one_round(framework, params)
+    except Exception:  # noqa: BLE001 - a value the engine refuses: check_params names it
         return []
+    if framework == "xgboost":
+        found = re.search(r"Parameters: \{(.*?)\} are not used", " ".join(said).replace("\n", " "))
+        return [n.strip().strip('"') for n in found.group(1).split(",")] if found else []
+    return sorted({m.rsplit("Unknown parameter: ", 1)[1].strip() for m in said if "Unknown parameter: " in m})
 
 
 # --------------------------------------------------------------------------- on each worker

@@ -51,10 +51,10 @@ from raymlops.train.boost_data import BoostData, SnapshotSource, boost_datasets
 from raymlops.train.boost_engine import (
     TRAINERS,
     EngineSpec,
+    check_params,
     engine_metric,
     expand_params,
     train_loop_per_worker,
-    unknown_params,
 )
 from raymlops.train.boost_model import NATIVE_FILES, BoostedModel, boosted_model
 from raymlops.train.evaluate import positive_index
@@ -67,6 +67,9 @@ POLL_ENV, POLL_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
 #: a cluster drains (an autoscaler scaling down, a reclaimed spot node). Nothing drains the one node
 #: of a Ray on this machine, so there it is off; a cluster (``RAY_ADDRESS``, or more nodes) keeps it.
 PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+#: the trials of a search whose params are checked on the driver before any worker starts (one
+#: round of the engine each, a few ms): every one up to this many
+MAX_CHECKED_TRIALS = 64
 
 
 def _train_env() -> None:
@@ -207,10 +210,8 @@ def fit_distributed(
     framework = config.framework
     _check_engine(framework)
     trials = expand_params(config, seed)
-    unknown = unknown_params(framework, dict(trials[0].get("params", {}))) if trials else []
-    if unknown:
-        raise ConfigError(f"train.params.{unknown[0]}: not a parameter of {framework} (it would train on with its "
-                          f"default, silently){f'; also {unknown[1:]}' if len(unknown) > 1 else ''}")
+    for trial in trials[:MAX_CHECKED_TRIALS]:  # a search's trials: each one's values (a sampled eta too)
+        check_params(framework, dict(trial.get("params", {})))
     data = boost_datasets(source, task=config.task, num_workers=config.num_workers,
                           validation_fraction=config.validation_fraction,
                           # XGBoost reduces a metric over its workers' shards: sums (logloss, error, rmse)

@@ -331,3 +331,15 @@ def test_the_code_version_is_the_config_folders_and_names_raymlops_own_source(gi
         h.update(hashlib.sha256(f.read_bytes()).digest())
     assert raymlops_source() == h.hexdigest()[:16]
     assert code_version(tmp_path)["raymlops_source"] == raymlops_source()  # outside any repository too
+
+
+def test_a_code_change_says_what_changed_even_when_the_version_did_not() -> None:
+    """Only raymlops' own source changed: reproduce listed "code: recorded package 0.1.0, now package
+    0.1.0", a difference whose two sides read the same."""
+    from raymlops.registry.reproduce import code_change
+
+    before = {"package_version": "0.1.0", "raymlops_source": "cdfa31108ef4e2d0"}
+    after = {"package_version": "0.1.0", "raymlops_source": "092412d4a53daecb"}
+    assert code_change(before, after) == "raymlops' own source recorded cdfa31108ef4e2d0, now 092412d4a53daecb"
+    git = {"git_commit": "a" * 40, "dirty": False, "raymlops_source": "cdfa31108ef4e2d0"}
+    assert code_change(git, {**git, "git_commit": "b" * 40}) == f"recorded git {'a' * 12}, now git {'b' * 12}"

@@ -159,6 +159,27 @@ def test_an_engine_parameter_the_engine_does_not_know_is_found(framework: str, p
     assert unknown_params(framework, params) == unknown
 
 
+@pytest.mark.parametrize(("framework", "params", "message"), [
+    ("xgboost", {"max_depth": 3, "eta": -1},
+     "train.params.eta: xgboost refuses -1: value -1 for Parameter learning_rate should be greater equal to 0"),
+    ("xgboost", {"max_depth": "deep"}, "train.params.max_depth: xgboost refuses 'deep': Invalid Parameter format"),
+    ("lightgbm", {"num_leaves": 1}, "train.params.num_leaves: lightgbm refuses 1: Check failed: (num_leaves) > (1)"),
+    ("xgboost", {"max_dpeth": 3}, "train.params.max_dpeth: not a parameter of xgboost"),
+])
+def test_a_value_the_engine_refuses_is_a_config_error_naming_the_key(framework: str, params: dict[str, Any],
+                                                                   message: str) -> None:
+    """eta: -1 failed every Ray Train worker, each retried up to max_failures: two minutes, then
+    exit 1 naming XGBoost's alias (learning_rate) and train.candidates, a key distributed mode
+    refuses. The driver's one round names the key, at once (exit 2)."""
+    from raymlops.exceptions import ConfigError
+    from raymlops.train.boost_engine import check_params
+
+    with pytest.raises(ConfigError) as info:
+        check_params(framework, params)
+    assert str(info.value).startswith(message) and info.value.exit_code == 2, str(info.value)
+    check_params(framework, {"max_depth": 3, "eta": 0.1} if framework == "xgboost" else {"num_leaves": 7})
+
+
 def test_a_lightgbm_model_file_keeps_no_worker_addresses() -> None:
     """Ray Train gives LightGBM the worker group's network (machines, ports); the model file lists
     every parameter, so each training's bytes differed and recorded the workers' addresses."""
