@@ -198,11 +198,13 @@ def _files_dataset(parts: list[_Part]) -> Any:
 
 
 def _map_files(parts: list[_Part], fn: Any, kwargs: dict[str, Any], tasks: int = READ_TASKS) -> Any:
-    """``fn`` over every file of ``parts`` as zero-CPU Ray tasks, at most ``tasks`` at a time."""
+    """``fn`` over every file of ``parts`` as zero-CPU Ray tasks, at most ``tasks`` at a time (and no
+    more than there are files: Ray Data warns on stderr of a pool larger than its inputs)."""
     import ray.data
 
+    size = max(1, min(tasks, len(parts)))
     return _files_dataset(parts).map_batches(fn, batch_format="pyarrow", batch_size=1, num_cpus=0,
-                                             compute=ray.data.TaskPoolStrategy(size=tasks), fn_kwargs=kwargs)
+                                             compute=ray.data.TaskPoolStrategy(size=size), fn_kwargs=kwargs)
 
 
 def boost_datasets(source: SnapshotSource, *, task: str, num_workers: int, validation_fraction: float,
