@@ -33,6 +33,7 @@ from raymlops.cli import (
 )
 from raymlops.cli.common import explain
 from raymlops.exceptions import RaymlopsError, Terminated
+from raymlops.ray_session import private_ray_lost
 
 # each module: register(subparsers) -> None, and run(args) -> int
 COMMANDS = {"run": run_cmd, "snapshot": snapshot_cmd, "models": models_cmd,
@@ -93,8 +94,6 @@ def _exit_if_ray_lost(code: int) -> None:
     exit 1. Ray's other processes got the same signal; the run is already recorded."""
     if "ray" not in sys.modules:  # no Ray in this process: nothing to lose
         return
-    from raymlops.ray_session import private_ray_lost
-
     if private_ray_lost(1.0):
         sys.stdout.flush()
         os._exit(code)
