@@ -39,7 +39,7 @@ class ChallengerLabels:
 
     def put(self, version: str, keys: list[str], predictions: list[Any]) -> None:
         self.evicted += put_newest(self.items, dict(zip(keys, zip([version] * len(keys), predictions, strict=True),
-                                                        strict=True)), self.size)
+                                                        strict=True)), self.size)[0]
 
     def pop(self, key: str) -> tuple[str, Any] | None:
         return self.items.pop(key, None)

@@ -55,6 +55,11 @@ class RowKeys:
     #: the first row of each request (None: every row is a request)
     starts: npt.NDArray[np.int64] | None = None
 
+    def kept(self, values: list[Any]) -> list[Any]:
+        """``values`` (one per row of the batch) of the rows kept for their labels (:attr:`keep`):
+        ``values`` itself when every row is."""
+        return values if self.keep is None else [values[i] for i in np.flatnonzero(self.keep).tolist()]
+
 
 def row_keys(row_ids: Sequence[str], sizes: Any = None) -> RowKeys:
     """Keys of a batch's rows given each row's request id and each request's rows (``sizes``, as
@@ -88,19 +93,23 @@ def row_keys(row_ids: Sequence[str], sizes: Any = None) -> RowKeys:
     return RowKeys(keys, {rid: int(counts[i]) for rid, i in last.items()}, keep, np.asarray(starts, dtype=np.int64))
 
 
-def put_newest(items: dict[str, Any], batch: dict[str, Any], size: int) -> int:
+def put_newest(items: dict[str, Any], batch: dict[str, Any], size: int) -> tuple[int, int]:
     """Add ``batch`` to the insertion-ordered ``items`` (a key seen again becomes the newest, not
-    kept in place) with one ``dict.update``, then drop the oldest beyond ``size``; how many were
-    dropped. The label stores' write, run for every served row."""
+    kept in place) with one ``dict.update``, then drop the oldest beyond ``size``: ``(dropped, how
+    many keys of the batch it held already)``. The label stores' write, run for every served row."""
+    held = 0
     if items and not items.keys().isdisjoint(batch):
-        for key in items.keys() & batch.keys():
+        again = items.keys() & batch.keys()
+        held = len(again)
+        for key in again:
             del items[key]
     items.update(batch)
     over = len(items) - size
     if over > 0:
         for key in list(itertools.islice(iter(items), over)):
             del items[key]
-    return max(over, 0)
+    return max(over, 0), held
+
 
 @dataclass
 class LabelCounts:

@@ -67,21 +67,42 @@ class LabelStore:
         self.size = int(size)
         self.items: dict[str, Any] = {}
         self.evicted = 0
-        self.replaced = 0  # rows whose request id a later request reused (:meth:`PerformanceTracker.remember`)
-        self._multi: bool | None = None
+        self.replaced = 0  # rows of a request whose id a later request reused
+        self._multi: bool | None = None  # whether it may hold a multi-row request's rows (None: look)
 
-    @property
-    def multi(self) -> bool:
-        """Whether the store may hold rows of a multi-row request (``<id>/<row>`` keys)."""
-        if self._multi is None:
-            self._multi = any("/" in key for key in self.items)
-        return self._multi
-
-    def put(self, request_ids: list[str], predictions: list[Any], scores: list[float], slices: list[int]) -> None:
+    def put(self, request_ids: list[str], predictions: list[Any], scores: list[float], slices: list[int],
+            requests: dict[str, int] | None = None) -> None:
+        """Keep rows by key (``requests``: the batch's request ids and their rows, None: every key is
+        a single-row request's id). A request id the store holds rows of names the new request: the
+        earlier rows go, counted ``replaced`` (a client that reuses its ``X-Request-Id``)."""
         if not (len(request_ids) == len(predictions) == len(scores) == len(slices)):
             raise ValueError("request_ids, predictions, scores and slices differ in length")
-        self.evicted += put_newest(
+        self._drop_other_shapes(request_ids, requests)
+        evicted, held = put_newest(
             self.items, dict(zip(request_ids, zip(predictions, scores, slices, strict=True), strict=True)), self.size)
+        self.evicted += evicted
+        self.replaced += held
+
+    def _drop_other_shapes(self, keys: list[str], requests: dict[str, int] | None) -> None:
+        """The rows of an earlier request with one of these ids that the new keys do not overwrite:
+        its ``<id>/<row>`` rows under a single-row request, or its plain id or rows beyond the new
+        request's under a multi-row one. Only looked for once the store has held a multi-row
+        request's rows (one lookup per request, then)."""
+        held_multi = self._multi if self._multi is not None else any("/" in key for key in self.items)
+        self._multi = held_multi or (requests is not None and any(rows > 1 for rows in requests.values()))
+        if not self.items or not self._multi:
+            return
+        stale = []
+        for rid, rows in (requests or dict.fromkeys(keys, 1)).items():
+            if rows > 1 and rid in self.items:
+                stale.append(rid)
+            k = rows if rows > 1 else 0
+            while f"{rid}/{k}" in self.items:
+                stale.append(f"{rid}/{k}")
+                k += 1
+        for key in stale:
+            del self.items[key]
+        self.replaced += len(stale)
 
     def __contains__(self, rid: object) -> bool:
         return rid in self.items
@@ -193,14 +214,10 @@ class PerformanceTracker:
                 score_of = {p: 1.0 if same_label(p, self.cfg.positive_label) else 0.0 for p in set(predictions)}
                 scores = [score_of[p] for p in predictions]
         keyed = keyed if isinstance(keyed, RowKeys) else RowKeys(list(map(str, keyed)))
-        keys, scores = keyed.keys, list(map(float, scores))
-        if keyed.keep is not None:  # an id that names several requests of the batch: the last one's rows
-            rows = np.flatnonzero(keyed.keep).tolist()
-            self.store.replaced += len(keys) - len(rows)
-            keys, predictions = [keys[i] for i in rows], [predictions[i] for i in rows]
-            scores, slices = [scores[i] for i in rows], [slices[i] for i in rows]
-        self._drop_replaced(keys, keyed.requests)
-        self.store.put(keys, predictions, scores, slices)
+        # an id that names several requests of the batch: the last one's rows (the others replaced)
+        keys, predictions, slices = keyed.kept(keyed.keys), keyed.kept(predictions), keyed.kept(slices)
+        self.store.replaced += len(keyed.keys) - len(keys)
+        self.store.put(keys, predictions, keyed.kept(list(map(float, scores))), slices, keyed.requests)
         if not self.early:
             return est_alerts
         now = self.early.clock() if now is None else now
@@ -221,37 +238,14 @@ class PerformanceTracker:
             self.counts.matched_late += 1
         return alerts
 
-    def _drop_replaced(self, keys: list[str], requests: dict[str, int] | None) -> None:
-        """Drop (and count ``replaced``) the rows an earlier request left under the ids of these
-        rows' requests (``requests``: id -> rows; None: every key is a single-row request's id)."""
-        items = self.store.items
-        stale = list(items.keys() & keys) if items else []
-        multi = requests is not None and any(rows > 1 for rows in requests.values())
-        if items and (multi or self.store.multi):  # rows of another shape than the new request's
-            for rid, rows in (requests or dict.fromkeys(keys, 1)).items():
-                if rows > 1 and rid in items:
-                    stale.append(rid)
-                k = rows if rows > 1 else 0
-                while f"{rid}/{k}" in items:
-                    stale.append(f"{rid}/{k}")
-                    k += 1
-        for key in stale:
-            del items[key]
-        self.store.replaced += len(stale)
-        if multi:
-            self.store._multi = True
-
     def remember_challenger(self, version: str, keyed: RowKeys | Sequence[str], predictions: list[Any],
                             now: float | None = None) -> None:
         """Keep rows a challenger answered for their labels (scored for that version alone; an id
         that names several requests of the batch: its last one's); rows whose label came first
         are joined now."""
         keyed = keyed if isinstance(keyed, RowKeys) else RowKeys(list(map(str, keyed)))
-        keys = keyed.keys
-        if keyed.keep is not None:
-            rows = np.flatnonzero(keyed.keep).tolist()
-            keys, predictions = [keys[i] for i in rows], [predictions[i] for i in rows]
-        self.challengers.put(version, keys, predictions)
+        keys = keyed.kept(keyed.keys)
+        self.challengers.put(version, keys, keyed.kept(predictions))
         if not self.early:
             return
         self.early.expire(self.early.clock() if now is None else now)
