@@ -266,25 +266,30 @@ def clean_text(text: str) -> str:
     return _ANSI.sub("", text).replace("\r\n", "\n")
 
 
+def _private_ray_processes() -> list[Any]:
+    """The processes (``subprocess.Popen``) of the private Ray this process started; [] for a
+    cluster's (``RAY_ADDRESS``), which is never this process's to lose, or when Ray's internals moved."""
+    try:
+        from ray._private import worker
+
+        node: Any = worker._global_node
+        return [] if node is None else [i.process for v in node.all_processes.values() for i in v if i.process]
+    except Exception:  # noqa: BLE001 - Ray's internals moved: as if there were none (the checks before these)
+        return []
+
+
 def private_ray_lost(wait_s: float = 0.0) -> bool:
     """Whether the private Ray this process started is going down: one of its own processes has
     exited (waiting up to ``wait_s`` for one to). A SIGTERM sent to the whole process group
     (``timeout``, systemd, ``kill -- -PGID``) reaches Ray's processes too: its log monitor exits at
     once, its raylet and GCS shut down within seconds, and a call into Ray then blocks until Ray's
-    core worker ends the process (exit 1) 60 s later. A cluster's (``RAY_ADDRESS``) is never this
-    process's to lose: False."""
+    core worker ends the process (exit 1) 60 s later."""
     import time
 
-    try:
-        from ray._private import worker
-
-        node: Any = worker._global_node
-        procs: list[Any] = [] if node is None else [i.process for v in node.all_processes.values() for i in v]
-    except Exception:  # noqa: BLE001 - Ray's internals moved: say "not lost", as before this check
-        return False
+    procs = _private_ray_processes()
     deadline = time.monotonic() + wait_s
     while procs:
-        if any(p is not None and p.poll() is not None for p in procs):
+        if any(p.poll() is not None for p in procs):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -296,15 +301,8 @@ def kill_private_ray() -> None:
     """SIGKILL what is left of the private Ray this process started (its workers exit with their
     raylet). For a Ray that is going down on its own (:func:`private_ray_lost`): ``ray.shutdown()``
     waits for each process's own shutdown, about 9 s after a SIGTERM to the process group."""
-    try:
-        from ray._private import worker
-
-        node: Any = worker._global_node
-        procs: list[Any] = [] if node is None else [i.process for v in node.all_processes.values() for i in v]
-    except Exception:  # noqa: BLE001 - Ray's internals moved: leave them to Ray
-        return
-    for proc in procs:
-        if proc is not None and proc.poll() is None:
+    for proc in _private_ray_processes():
+        if proc.poll() is None:
             with contextlib.suppress(OSError):
                 proc.kill()
 
@@ -337,9 +335,9 @@ def watch_interrupts(sigterm_as_ctrl_c: bool = False) -> Iterator[Callable[[], i
     term_before = signal.getsignal(signal.SIGTERM)
     if sigterm_as_ctrl_c:
         def as_ctrl_c(signum: int, frame: FrameType | None) -> None:
-            handler = signal.getsignal(signal.SIGINT)
             if private_ray_lost(0.5):  # the SIGTERM reached Ray's processes too: nothing left to abort
                 raise Terminated("terminated (SIGTERM), and the private Ray with it")
+            handler = signal.getsignal(signal.SIGINT)
             if not callable(handler):
                 raise KeyboardInterrupt
             handler(signal.SIGINT, frame)

@@ -89,12 +89,10 @@ def _check_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None
 
 
 def _exit_if_ray_lost(code: int) -> None:
-    """End the process now when its private Ray lost its GCS (a SIGTERM to the whole process group:
-    ``timeout``, systemd): Ray's shutdown at exit would wait 60 s for it, then end the process with
-    exit 1. Ray's other processes got the same signal; the run is already recorded."""
-    if "ray" not in sys.modules:  # no Ray in this process: nothing to lose
-        return
-    if private_ray_lost(1.0):
+    """End the process now when its private Ray went down with it (a SIGTERM to the whole process
+    group: ``timeout``, systemd): Ray's shutdown at exit would wait 60 s for its GCS, then end the
+    process with exit 1. The run is already recorded."""
+    if "ray" in sys.modules and private_ray_lost():
         sys.stdout.flush()
         os._exit(code)
 

@@ -184,7 +184,7 @@ def widen_schemas(schemas: Sequence[pa.Schema], source: str) -> pa.Schema:
 
 
 def _cast(block: Any, start: int | None, end: int | None, schema: pa.Schema) -> pa.Table:
-    return canonical_table(as_table(block, start, end).select(schema.names)).cast(schema)
+    return as_table(block, start, end).select(schema.names).cast(schema)  # (to canonical types too)
 
 
 _cast_remote: Any = None

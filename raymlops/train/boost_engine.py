@@ -120,12 +120,19 @@ def _one_round(framework: str, params: dict[str, Any]) -> list[str]:
     return said
 
 
-def _refusal(framework: str, params: dict[str, Any]) -> str | None:
+def _round_said(framework: str, params: dict[str, Any]) -> tuple[list[str], str | None]:
+    """:func:`_one_round`'s lines, and the first line of the error the engine raised (None: none)."""
     try:
-        _one_round(framework, params)
+        return _one_round(framework, params), None
     except Exception as exc:  # noqa: BLE001 - the engine's own words: XGBoostError, LightGBMError, ValueError
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return None
+        return [], (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _unknown(framework: str, said: list[str]) -> list[str]:
+    if framework == "xgboost":
+        found = re.search(r"Parameters: \{(.*?)\} are not used", " ".join(said).replace("\n", " "))
+        return [n.strip().strip('"') for n in found.group(1).split(",")] if found else []
+    return sorted({m.rsplit("Unknown parameter: ", 1)[1].strip() for m in said if "Unknown parameter: " in m})
 
 
 def check_params(framework: str, params: dict[str, Any], where: str = "train.params") -> None:
@@ -135,13 +142,13 @@ def check_params(framework: str, params: dict[str, Any], where: str = "train.par
     trained another model than the lineage records. A value it refuses (``eta: -1``) failed every
     worker, each retried up to ``max_failures``: minutes, then exit 1 naming the engine's alias
     (``learning_rate``). One round here, on the driver, lets the engine say which."""
-    reason = _refusal(framework, params)
+    said, reason = _round_said(framework, params)
     if reason is not None:  # the name it refuses: each alone (the engine's message may use an alias)
-        name = next((k for k in params if _refusal(framework, {k: params[k]}) is not None), None)
+        name = next((k for k in params if _round_said(framework, {k: params[k]})[1] is not None), None)
         shown = f"{where}.{name}: {framework} refuses {params[name]!r}" if name else \
             f"{where}: {framework} refuses them together"
         raise ConfigError(f"{shown}: {reason}")
-    unknown = unknown_params(framework, params)
+    unknown = _unknown(framework, said)
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: not a parameter of {framework} (it would train on with its "
                           f"default, silently){f'; also {unknown[1:]}' if len(unknown) > 1 else ''}")
@@ -150,14 +157,7 @@ def check_params(framework: str, params: dict[str, Any], where: str = "train.par
 def unknown_params(framework: str, params: dict[str, Any]) -> list[str]:
     """The names in ``params`` that ``framework`` does not know (its one round's log lines say
     which); [] when it refuses a value (:func:`check_params` says that)."""
-    try:
-        said = _one_round(framework, params)
-    except Exception:  # noqa: BLE001 - a value the engine refuses: check_params names it
-        return []
-    if framework == "xgboost":
-        found = re.search(r"Parameters: \{(.*?)\} are not used", " ".join(said).replace("\n", " "))
-        return [n.strip().strip('"') for n in found.group(1).split(",")] if found else []
-    return sorted({m.rsplit("Unknown parameter: ", 1)[1].strip() for m in said if "Unknown parameter: " in m})
+    return _unknown(framework, _round_said(framework, params)[0])
 
 
 # --------------------------------------------------------------------------- on each worker
