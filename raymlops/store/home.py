@@ -2,6 +2,11 @@
 
 It holds ``metadata.db`` (SQLite) and, unless ``$RAYMLOPS_ARTIFACT_ROOT`` or the ``artifact_root``
 argument names another pyarrow.fs URI (``s3://…``, ``hdfs://…``), the ``artifacts/`` folder.
+
+A home records where its artifacts are when it is made, as MLflow records an experiment's artifact
+location: a later command finds them there without ``$RAYMLOPS_ARTIFACT_ROOT`` (a ``status`` or
+``snapshot verify`` of a home whose artifacts are in a bucket had looked in an empty local folder),
+and a root that names another place is refused rather than splitting the artifacts over two.
 """
 
 from __future__ import annotations
@@ -9,12 +14,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from raymlops.exceptions import ConfigError, NotFound
 from raymlops.store.artifacts import ArtifactStore, storage_error
 from raymlops.store.metadata import MetadataStore
 
 DEFAULT_HOME = ".raymlops"
+#: the ``meta`` key of the home's artifact root: a URI or an absolute path, "" for its own ``artifacts/``
+ARTIFACT_ROOT_KEY = "artifact_root"
 
 
 def existing_home(home: str | Path | None = None) -> Path:
@@ -67,5 +75,46 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise storage_error("create the raymlops home", str(path), exc) from None
-        root = artifact_root or os.environ.get("RAYMLOPS_ARTIFACT_ROOT") or str(path / "artifacts")
-        return cls(home=path, metadata=MetadataStore(path / "metadata.db"), artifacts=ArtifactStore(root))
+        metadata = MetadataStore(path / "metadata.db")
+        given, named = ((artifact_root, "the artifact root given") if artifact_root
+                        else (os.environ.get("RAYMLOPS_ARTIFACT_ROOT") or None, "RAYMLOPS_ARTIFACT_ROOT"))
+        root, new = _artifact_root(path, metadata, given, named)
+        artifacts = ArtifactStore(root)  # an unusable root is said here, before the home records it
+        if new is not None:
+            with metadata.transaction() as conn:
+                conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (ARTIFACT_ROOT_KEY, new))
+        return cls(home=path, metadata=metadata, artifacts=artifacts)
+
+
+def _place(root: str, home: Path) -> str:
+    """What a root names, for comparing two spellings: a resolved path, or scheme, host and path of
+    a URI (its options, such as an endpoint, may come from the environment instead)."""
+    if not root:
+        return str(home / "artifacts")
+    parts = urlsplit(root)
+    if "://" not in root or parts.scheme == "file":
+        return str(Path(parts.path if "://" in root else root).expanduser().resolve())
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _artifact_root(home: Path, metadata: MetadataStore, given: str | None, named: str) -> tuple[str, str | None]:
+    """The artifact root of ``home`` and, for a new home, what to record: the recorded root, checked
+    against ``given`` (the ``artifact_root`` argument or ``$RAYMLOPS_ARTIFACT_ROOT``: ``named``), else
+    ``given`` or the home's own folder. A home made before roots were recorded, with data in it,
+    records nothing and keeps taking ``given`` (or its own folder)."""
+    own = str(home / "artifacts")
+    with metadata.read() as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (ARTIFACT_ROOT_KEY,)).fetchone()
+        used = row is None and conn.execute(
+            "SELECT EXISTS(SELECT 1 FROM snapshots) OR EXISTS(SELECT 1 FROM models)").fetchone()[0]
+    if row is None:
+        if used:
+            return given or own, None
+        place = None if given is None else _place(given, home)
+        return given or own, "" if place in (None, own) else given if "://" in str(given) else place
+    recorded = str(row[0])
+    if given is not None and _place(given, home) != _place(recorded, home):
+        raise ConfigError(
+            f"{home}: this home keeps its artifacts at {recorded or f'its own folder {own}'} (recorded when it "
+            f"was made), but {named} is {given}: unset it to use the home's, or give another --home")
+    return given or recorded or own, None

@@ -1,4 +1,6 @@
-"""``ray job submit -- raymlops run`` against a ``ray start --head`` cluster with token auth on.
+"""``ray job submit -- raymlops run`` against a ``ray start --head`` cluster with token auth on, its
+artifacts in object storage (an S3-compatible server, moto, on loopback) as a cluster keeps them:
+the nodes get the credentials from their own environment, the job the artifact root.
 
 How the cluster is stopped, and why not with ``ray stop``: in Ray 2.60 ``ray stop`` takes no
 address or temp dir; it kills every Ray process of this user on the machine, matched by process
@@ -23,16 +25,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
+from raymlops import IntegrityError, Store
+from raymlops.cli import main
 from raymlops.serve.deploy import http_json
 from tests.ports import free_ports
 
 from .conftest import ROOT, quickstart_data
+from .moto_s3 import BUCKET, bucket_keys, root_uri, s3_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -94,13 +101,24 @@ def stop_head(head: subprocess.Popen[bytes], temp_dir: str) -> list[int]:
     return left
 
 
-def test_job_submit_runs_quickstart_and_deployment_outlives_the_job(tmp_path: Path) -> None:
+@pytest.fixture()
+def s3() -> Iterator[dict[str, Any]]:
+    """A moto S3 server with one bucket; its credentials are in this process's environment meanwhile."""
+    with s3_bucket() as bucket:
+        yield bucket
+
+
+def test_job_submit_runs_quickstart_and_deployment_outlives_the_job(
+        tmp_path: Path, s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     gcs, dash, client, agent_http, agent_grpc, metrics, env_agent, node_mgr, obj_mgr, serve_port = free_ports(10)
     # short: Ray's unix sockets live below it (108-byte limit)
     temp_dir = tempfile.mkdtemp(prefix="rmjob", dir="/tmp")
     token = secrets.token_hex(32)
+    # the head's environment holds the bucket's credentials (``s3``), as a cluster node's would
     env = {k: v for k, v in os.environ.items()
            if k not in ("RAY_ADDRESS", "RAYMLOPS_HOME", "RAYMLOPS_ARTIFACT_ROOT", "RAY_AUTH_TOKEN_PATH")}
+    assert env["AWS_SECRET_ACCESS_KEY"] == s3["creds"]["AWS_SECRET_ACCESS_KEY"]
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, RAY_USAGE_STATS_ENABLED="0",
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
 
@@ -134,7 +152,8 @@ def test_job_submit_runs_quickstart_and_deployment_outlives_the_job(tmp_path: Pa
                 time.sleep(0.5)
         assert status == 401, f"dashboard answered {status}; head log:\n{(tmp_path / 'head.log').read_text()[-2000:]}"
 
-        runtime_env = {"env_vars": {"RAYMLOPS_HOME": str(home)}, "excludes": EXCLUDES}
+        root = root_uri(s3, "pipeline")
+        runtime_env = {"env_vars": {"RAYMLOPS_HOME": str(home), "RAYMLOPS_ARTIFACT_ROOT": root}, "excludes": EXCLUDES}
         job = subprocess.run(
             [ray, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(ROOT),
              "--runtime-env-json", json.dumps(runtime_env), "--", "raymlops", "run", str(config), "--json"],
@@ -144,6 +163,9 @@ def test_job_submit_runs_quickstart_and_deployment_outlives_the_job(tmp_path: Pa
         assert "succeeded" in job.stdout + job.stderr
         result = last_json_line(job.stdout)
         assert result["status"] == "succeeded" and result["gate"] == "passed"
+        # every step ran (smoke: the replica answered, having loaded the model from the bucket with
+        # its hash checked), but data_drift: a first run has no reference
+        assert [s["status"] for s in result["steps"]] == ["ran"] * 4 + ["skipped"] + ["ran"] * 7
         endpoint = result["endpoint"]
         assert endpoint == f"http://127.0.0.1:{serve_port}/breast-cancer"
 
@@ -192,6 +214,8 @@ def test_job_submit_runs_quickstart_and_deployment_outlives_the_job(tmp_path: Pa
              "--duration", "2"], env=cli_env, capture_output=True, text=True, timeout=120,
         )
         assert lost.returncode == 1 and "no monitor for /nobody-serves-this" in lost.stderr, lost.stderr[-2000:]
+
+        _artifacts_in_the_bucket(s3, home, result["snapshot"], job.stdout + job.stderr, monkeypatch, capsys)
     finally:
         killed = stop_head(head, temp_dir)
         head_log.close()
@@ -200,3 +224,52 @@ def test_job_submit_runs_quickstart_and_deployment_outlives_the_job(tmp_path: Pa
     with pytest.raises(OSError):  # the cluster is gone, and the deployment with it
         http_json("GET", f"http://127.0.0.1:{serve_port}/breast-cancer/health", timeout=2)
     assert killed == [], f"processes outlived `ray start --block`: {killed}"
+
+
+def _artifacts_in_the_bucket(s3: dict[str, Any], home: Path, snap: str, printed: str,
+                             monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Everything the job stored landed in the bucket (nothing in the home folder but metadata), reads
+    back here with its hashes checked, and catches tampering; the credentials are nowhere raymlops
+    kept or printed."""
+    keys = bucket_keys(s3, "pipeline")
+    assert f"snapshots/{snap}/manifest.json" in keys
+    assert any(k.startswith(f"snapshots/{snap}/data/part-") for k in keys)
+    assert any(k.startswith("models/breast-cancer/") and k.endswith("/model.joblib") for k in keys)
+    assert not any(k.startswith("staging/") for k in keys)
+    assert not (home / "artifacts").exists()
+
+    # read back in this process: snapshot verify, model verify, and the model with its hash check
+    monkeypatch.setenv("RAYMLOPS_ARTIFACT_ROOT", root_uri(s3, "pipeline"))
+    assert main(["snapshot", "verify", "latest", "--home", str(home)]) == 0
+    assert main(["models", "verify", "breast-cancer:v1", "--home", str(home)]) == 0
+    from raymlops.registry import get_model, load_model
+
+    store = Store.open(home)
+    version = get_model(store, "breast-cancer@champion")
+    assert version.artifact_key in keys
+    assert load_model(store, version).predict(np.zeros((1, 30))).shape == (1,)
+
+    creds = [s3["creds"]["AWS_SECRET_ACCESS_KEY"], s3["creds"]["AWS_ACCESS_KEY_ID"]]
+    with store.metadata.read() as conn:
+        kept = {table: [r[0] for r in conn.execute(f"SELECT record_json FROM {table}")]  # noqa: S608
+                for table in ("runs", "audit", "models")}
+    assert all(kept.values()), {table: len(rows) for table, rows in kept.items()}
+    for secret in creds:
+        for text in (*kept["runs"], *kept["audit"], *kept["models"], printed):
+            assert secret not in text
+        for path in home.rglob("*"):  # metadata.db, its WAL, Tune's folders
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+
+    # tampering in the bucket is caught: snapshot verify names the file, the model refuses to load
+    fs = s3["fs"]
+    part = next(k for k in keys if k.startswith(f"snapshots/{snap}/data/part-"))
+    with fs.open_output_stream(f"{BUCKET}/pipeline/{part}") as f:
+        f.write(b"not parquet any more")
+    capsys.readouterr()
+    assert main(["snapshot", "verify", "latest", "--home", str(home)]) == 1
+    assert f"{part.rsplit('/', 1)[-1]}: changed" in capsys.readouterr().out
+    with fs.open_output_stream(f"{BUCKET}/pipeline/{version.artifact_key}") as f:
+        f.write(b"swapped")
+    with pytest.raises(IntegrityError, match="model.joblib"):
+        load_model(store, version)

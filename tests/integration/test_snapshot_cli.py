@@ -4,14 +4,9 @@ S3 whose credentials (given in data.options) end up nowhere raymlops writes."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,8 +20,9 @@ from raymlops.cli import main
 from raymlops.data.snapshot import create_snapshot, load_manifest
 from raymlops.data.sources import open_source
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT
 from .datafns import people_table
+from .moto_s3 import moto_server
 
 pytestmark = pytest.mark.integration
 
@@ -156,29 +152,9 @@ def test_bad_json_lines_are_one_line_exit_2_with_pyarrows_reason(ray_session: No
 
 
 @pytest.fixture(scope="module")
-def moto_s3() -> Any:
-    port = free_port()
-    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+def moto_s3() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 def test_s3_source_options_and_secrets_never_stored(ray_session: None, tmp_path: Path, moto_s3: str,

@@ -72,14 +72,23 @@ def test_unwritable_artifact_root_is_a_clear_error_and_leaves_nothing(tmp_path: 
         out = store_write(home, 1_000, env, prefix=NO_OVERRIDE)
         assert out.get("raymlops") is True and out["error"] == "StorageError", out
         assert "Permission denied" in out["message"] and str(arts) in out["message"], out
-        # the CLI: one line naming the root and the reason, exit 1, no traceback
+        # the CLI, a new home on a root it cannot make: one line naming the root and the reason, exit 1,
+        # no traceback, and the home does not record the root (``home`` keeps its artifacts at ``arts``:
+        # another root for it would be a config error)
         nested = str(arts / "sub")
+        from raymlops.store.home import ARTIFACT_ROOT_KEY
+        from raymlops.store.metadata import MetadataStore
+
+        new_home = MetadataStore(tmp_path / "home-cli" / "metadata.db")
         proc = subprocess.run([*NO_OVERRIDE, sys.executable, "-m", "raymlops.cli", "models", "list", "--home",
-                               str(home)], capture_output=True, text=True, env=clean_env(RAYMLOPS_ARTIFACT_ROOT=nested),
+                               str(tmp_path / "home-cli")], capture_output=True, text=True,
+                              env=clean_env(RAYMLOPS_ARTIFACT_ROOT=nested),
                               cwd=ROOT, timeout=120)
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "Permission denied" in proc.stderr and nested in proc.stderr
+        with new_home.read() as conn:
+            assert conn.execute("SELECT value FROM meta WHERE key = ?", (ARTIFACT_ROOT_KEY,)).fetchone() is None
     finally:
         arts.chmod(0o755)
     assert list(arts.rglob("*")) == []  # nothing written, not even a temp file

@@ -146,6 +146,70 @@ def test_artifact_root_env_moves_artifacts_only(tmp_path: Path, monkeypatch: pyt
     assert not (tmp_path / "home" / "artifacts").exists()
 
 
+def test_a_home_records_its_artifact_root_and_refuses_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A home made with RAYMLOPS_ARTIFACT_ROOT finds its artifacts there without it (a later `status`
+    or `snapshot verify` had looked in an empty local folder); another root is refused, naming both."""
+    from raymlops.cli import main
+    from raymlops.exceptions import ConfigError
+
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("RAYMLOPS_ARTIFACT_ROOT", str(elsewhere))
+    Store.open(tmp_path / "home").artifacts.write_bytes("a.bin", b"x")
+    monkeypatch.delenv("RAYMLOPS_ARTIFACT_ROOT")
+    store = Store.open(tmp_path / "home")
+    assert store.artifacts.read_bytes("a.bin") == b"x"
+    assert not (tmp_path / "home" / "artifacts").exists()
+    # the same place spelled another way is the same root
+    assert Store.open(tmp_path / "home", artifact_root=elsewhere.as_uri()).artifacts.read_bytes("a.bin") == b"x"
+
+    monkeypatch.setenv("RAYMLOPS_ARTIFACT_ROOT", str(tmp_path / "other"))
+    with pytest.raises(ConfigError, match="RAYMLOPS_ARTIFACT_ROOT is") as exc:
+        Store.open(tmp_path / "home")
+    assert str(elsewhere) in str(exc.value) and str(tmp_path / "other") in str(exc.value)
+    assert not (tmp_path / "other").exists()
+    capsys.readouterr()
+    assert main(["models", "list", "--home", str(tmp_path / "home")]) == 2
+    assert "keeps its artifacts at" in capsys.readouterr().err
+
+    # a home made on its own folder refuses an outside root too; a copy of it uses the copy's folder
+    monkeypatch.delenv("RAYMLOPS_ARTIFACT_ROOT")
+    Store.open(tmp_path / "local").artifacts.write_bytes("b.bin", b"y")
+    with pytest.raises(ConfigError, match="its own folder"):
+        Store.open(tmp_path / "local", artifact_root=str(elsewhere))
+    import shutil
+
+    shutil.copytree(tmp_path / "local", tmp_path / "copy")
+    assert Store.open(tmp_path / "copy").artifacts.path("b.bin") == str(tmp_path / "copy" / "artifacts" / "b.bin")
+
+
+def test_a_relative_artifact_root_is_recorded_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAYMLOPS_ARTIFACT_ROOT", "arts")
+    Store.open(tmp_path / "home").artifacts.write_bytes("a.bin", b"x")
+    monkeypatch.delenv("RAYMLOPS_ARTIFACT_ROOT")
+    monkeypatch.chdir(tmp_path / "home")
+    assert Store.open(tmp_path / "home").artifacts.read_bytes("a.bin") == b"x"
+
+
+def test_a_home_made_before_roots_were_recorded_keeps_taking_the_given_root(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data in it, no recorded root: nothing is recorded (it may have been made on any root)."""
+    from raymlops.store.home import ARTIFACT_ROOT_KEY
+
+    store = Store.open(tmp_path / "home")
+    with store.metadata.transaction() as conn:
+        conn.execute("DELETE FROM meta WHERE key = ?", (ARTIFACT_ROOT_KEY,))
+        conn.execute("INSERT INTO snapshots(id, created_at, source, rows, bytes, manifest_key, manifest_sha256) "
+                     "VALUES ('s', 0, 'src', 1, 1, 'snapshots/s/manifest.json', '')")
+    monkeypatch.setenv("RAYMLOPS_ARTIFACT_ROOT", str(tmp_path / "bucket"))
+    assert Store.open(tmp_path / "home").artifacts.root == str(tmp_path / "bucket")
+    monkeypatch.delenv("RAYMLOPS_ARTIFACT_ROOT")
+    assert Store.open(tmp_path / "home").artifacts.root == str(tmp_path / "home" / "artifacts")
+    with store.metadata.read() as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = ?", (ARTIFACT_ROOT_KEY,)).fetchone() is None
+
+
 # ---------------------------------------------------------------------------- artifacts
 
 
