@@ -243,7 +243,7 @@ class ModelServer:
             parsed = parse_predict_request(raw, champion.signature, s.max_rows_per_request, s.max_body_bytes,
                                            policy=self.policy, key_column=state.table.key)
         except RequestError as exc:
-            self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
+            self.stats.inc("raymlops_serve_rejected_requests_total", "predict", exc.error)
             self.stats.inc("raymlops_serve_requests_total", champion.model_id, str(exc.status))
             return _json(exc.body() | {"request_id": request_id, "model_version": champion.model_id},
                          exc.status, headers)
@@ -261,11 +261,12 @@ class ModelServer:
         return _json(body, 200, headers)
 
     async def _predict_rows(self, state: ServingState, X_champion: np.ndarray, key: str | None, request_id: str,
-                            t0: float, pinned: "LoadedModel | None" = None,
+                            t0: float, pinned: "LoadedModel | None" = None, endpoint: str = "predict",
                             ) -> "tuple[LoadedModel, dict[str, Any], float]":
         """What ``/predict`` and the v2 ``infer`` share once the rows are valid (in the champion's
         feature order): route (canary; ``pinned``: that model), batch-predict, count, hand off to the
-        monitor, copy to a shadow challenger. ``(model, result, latency)``; :class:`ModelFailed`."""
+        monitor, copy to a shadow challenger. ``(model, result, latency)``; :class:`ModelFailed`, whose
+        status is the one the endpoint answers (a row the model cannot take: 422, 400 in the protocol)."""
         champion = state.champion
         target = pinned or champion
         if pinned is None and state.challenger is not None and state.table.canary_for(key, self.rng):
@@ -275,11 +276,13 @@ class ModelServer:
             result = await self._model_call(target, X)
         except Exception as exc:
             failed = ModelFailed.explain(target, X, exc)
+            if failed.status != 500 and endpoint == "infer":
+                failed.status = 400
             self.stats.inc("raymlops_serve_requests_total", target.model_id, str(failed.status))
             if failed.status == 500:
                 logger.exception("model %s failed", target.model_id)
             else:
-                self.stats.inc("raymlops_serve_rejected_requests_total", "model_refused")
+                self.stats.inc("raymlops_serve_rejected_requests_total", endpoint, "model_refused")
             raise failed from exc
         preds = result["predictions"]
         latency = time.perf_counter() - t0
@@ -303,7 +306,7 @@ class ModelServer:
         try:
             self.auth.check(request.headers.get("authorization"))
         except RequestError as exc:  # before reading anything: a forged label changes nothing
-            self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
+            self.stats.inc("raymlops_serve_rejected_requests_total", "feedback", exc.error)
             return _json(exc.body() | {"request_id": request_id}, exc.status,
                          headers | {"WWW-Authenticate": 'Bearer realm="raymlops"'})
         try:
@@ -321,7 +324,7 @@ class ModelServer:
             detail = parsed.detail or request.query_params.get("detail", "").lower() in ("1", "true", "yes")
             replies = await forward(self.monitors, parsed, detail, s.route)  # 422: refused; 503: monitor down
         except RequestError as exc:
-            self.stats.inc("raymlops_serve_rejected_requests_total", exc.error)
+            self.stats.inc("raymlops_serve_rejected_requests_total", "feedback", exc.error)
             return _json(exc.body() | {"request_id": request_id}, exc.status, headers)
         body = merge_replies(replies, parsed if detail else None)
         for outcome in ("matched", "waiting", "expired", "unknown"):  # each label's outcome when posted
@@ -463,10 +466,10 @@ class ModelServer:
             if "X-Request-Id" in headers:
                 headers["X-Request-Id"] = request_id
         try:
-            target, result, _ = await self._predict_rows(state, req.X, None, request_id, t0, pinned)
+            target, result, _ = await self._predict_rows(state, req.X, None, request_id, t0, pinned, "infer")
         except ModelFailed as exc:  # a row the model cannot take is a bad request: 400 in the protocol
             headers["X-Model-Version"] = exc.model_id
-            return _json({"error": str(exc)}, 500 if exc.status == 500 else 400, headers)
+            return _json({"error": str(exc)}, exc.status, headers)
         headers["X-Model-Version"] = target.model_id
         outputs = {oip.PREDICT: result["predictions"]}
         if result["probabilities"] is not None:
@@ -476,7 +479,7 @@ class ModelServer:
         return Response(body, status_code=200, headers=headers | extra, media_type=extra["Content-Type"])
 
     def _oip_rejected(self, exc: oip.OipError, state: ServingState, headers: dict[str, str]) -> Response:
-        self.stats.inc("raymlops_serve_rejected_requests_total", exc.kind)
+        self.stats.inc("raymlops_serve_rejected_requests_total", "infer", exc.kind)
         self.stats.inc("raymlops_serve_requests_total", state.champion.model_id, str(exc.status))
         return _json(exc.body(), exc.status, headers)
 

@@ -9,12 +9,12 @@ replica. Names follow Prometheus conventions: ``raymlops_`` prefix, base units, 
 =====================================================  =========  ===========================
 metric                                                 type       labels
 =====================================================  =========  ===========================
-``raymlops_serve_requests_total``                      counter    route, version, status
+``raymlops_serve_requests_total``                      counter    route, version, status (predict and infer)
 ``raymlops_serve_request_duration_seconds``            histogram  route, version
 ``raymlops_serve_rows_total``                          counter    route, version
 ``raymlops_serve_batch_requests``                      histogram  route (requests per model call)
 ``raymlops_serve_batch_rows``                          histogram  route (rows per model call)
-``raymlops_serve_rejected_requests_total``             counter    route, reason
+``raymlops_serve_rejected_requests_total``             counter    route, endpoint, reason (4)
 ``raymlops_serve_monitor_rows_total``                  counter    route, outcome (1)
 ``raymlops_serve_shadow_requests_total``               counter    route, version, outcome (2)
 ``raymlops_serve_feedback_labels_total``               counter    route, outcome (3)
@@ -28,6 +28,8 @@ metric                                                 type       labels
 (3) each label's outcome when posted: matched, waiting (its prediction had not reached the monitor:
     the monitor joins it when it does, or expires it), expired, unknown. Where the waiting ones
     ended is the monitor's ``raymlops_monitor_feedback_labels_total`` (:mod:`raymlops.monitor.metrics`).
+(4) endpoint: predict, infer (the Open Inference Protocol's), feedback. A refused predict or infer request
+    is also in ``raymlops_serve_requests_total`` under the status it got; a refused label post is not.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class MetricDef:
 
 
 METRICS: dict[str, MetricDef] = {m.name: m for m in (
-    MetricDef("raymlops_serve_requests_total", "counter", "Predict requests answered, by HTTP status and model version",
+    MetricDef("raymlops_serve_requests_total", "counter",
+              "Predict and infer requests answered, by HTTP status and model version",
               ("route", "version", "status")),
     MetricDef("raymlops_serve_request_duration_seconds", "histogram",
               "Predict latency inside the replica (body read to response), by model version",
@@ -61,8 +64,9 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in (
               ("route",), SIZE_BUCKETS),
     MetricDef("raymlops_serve_batch_rows", "histogram", "Rows per model call (dynamic batching)", ("route",),
               SIZE_BUCKETS),
-    MetricDef("raymlops_serve_rejected_requests_total", "counter", "Requests refused as client mistakes, by reason",
-              ("route", "reason")),
+    MetricDef("raymlops_serve_rejected_requests_total", "counter",
+              "Requests refused as client mistakes, by endpoint (predict, infer, feedback) and reason",
+              ("route", "endpoint", "reason")),
     MetricDef("raymlops_serve_monitor_rows_total", "counter",
               "Served rows and the monitor hand-off: sent, dropped (queue full), failed, sampled_out",
               ("route", "outcome")),

@@ -171,9 +171,12 @@ class InferRequest:
 
 def _tensor(spec: Any, i: int, binary: memoryview | None, offset: int, allow_nan: Sequence[bool],
             width: int, known: frozenset[str] | None = None,
-            categorical: bool = False) -> tuple[str, tuple[int, ...], np.ndarray, int]:
+            categorical: bool = False, numbers: str | None = None) -> tuple[str, tuple[int, ...], np.ndarray, int]:
     """``(name, shape, float64 values, next binary offset)`` of one ``$request_input``; a string
-    feature's tensor (``categorical``) is ``BYTES``, its values the category codes."""
+    feature's tensor (``categorical``) is ``BYTES``, its values the category codes. ``numbers``: the
+    tensor's features that are numbers, not booleans (named, or "every feature"): ``BOOL`` is refused
+    for them, as Triton refuses a datatype the model does not take (true / false for a measurement is
+    a client's bug, not a value)."""
     if not isinstance(spec, dict):
         raise OipError(400, f"inputs[{i}] must be an object with name, shape, datatype and data")
     name = spec.get("name")
@@ -188,6 +191,9 @@ def _tensor(spec: Any, i: int, binary: memoryview | None, offset: int, allow_nan
     elif datatype not in NUMERIC and datatype != "BOOL":
         raise OipError(400, f"{where}: datatype {datatype!r} is not supported; send one of FP64, FP32, FP16, "
                        "INT8..INT64, UINT8..UINT64 or BOOL")
+    elif datatype == "BOOL" and numbers is not None:
+        raise OipError(400, f"{where}: datatype BOOL is for boolean features, and {numbers} (FP64 in the model's "
+                       "metadata); send a numeric datatype", "invalid_value")
     count = math.prod(shape)
     params = spec.get("parameters") or {}
     if not isinstance(params, dict):
@@ -358,7 +364,12 @@ def parse_infer_request(raw: bytes, signature: Signature, *, outputs: tuple[str,
         cats = categories[j] if j >= 0 else None
         known = signature.known_categories[j] if cats is not None and (policy or DomainPolicy()).kind != "any" \
             else None
-        name, shape, values, offset = _tensor(spec, i, binary, offset, own, len(own), known, cats is not None)
+        cols = [j] if len(own) == 1 and j >= 0 else range(width)
+        numeric = [signature.features[k] for k in cols if signature.kind(k) == "number"]
+        numbers = None if not numeric else f"feature {numeric[0]!r} is a number" if len(numeric) == 1 else \
+            f"features {', '.join(repr(f) for f in numeric[:3])}{', ...' if len(numeric) > 3 else ''} are numbers"
+        name, shape, values, offset = _tensor(spec, i, binary, offset, own, len(own), known, cats is not None,
+                                              numbers)
         tensors.append((name, shape, values))
     if binary is not None and offset != len(binary):
         raise OipError(400, f"the binary part has {len(binary) - offset} bytes that no input claims")

@@ -108,8 +108,11 @@ def json_values(flat: list[Any], datatype: str, where: str, allow_nan: Sequence[
     dtype = DATATYPES[datatype]
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
+        # above: the first power of two past the largest value (2^63 for INT64, which a float64 compared
+        # with the integer maximum took for it: 2^63 passed; a JSON number is parsed as a float64)
+        above = 2.0 ** (8 * dtype.itemsize - (dtype.kind == "i"))
         with np.errstate(invalid="ignore"):
-            bad = ~np.isnan(values) & ((values != np.floor(values)) | (values < info.min) | (values > info.max))
+            bad = ~np.isnan(values) & ((values != np.floor(values)) | (values < info.min) | (values >= above))
         if bad.any():
             k = int(np.argmax(bad))
             raise OipError(400, f"{where}: element {k} ({shown_value(flat[k])}) is not a value of datatype {datatype}")

@@ -297,7 +297,10 @@ def test_forged_labels_without_the_token_get_401_and_change_nothing(served: tupl
         a["kind"] == "performance" for a in after["alerts"]["recent"])
     metrics = request(f"{guarded}/metrics", method="GET", headers={}).body
     assert f'raymlops_serve_feedback_labels_total{{route="{GUARDED}"' not in metrics
-    assert 'reason="unauthorized"' in metrics
+    refused = [ln for ln in metrics.splitlines() if ln.startswith("raymlops_serve_rejected_requests_total{")
+               and f'route="{GUARDED}"' in ln and 'reason="unauthorized"' in ln]
+    assert len(refused) == 1 and 'endpoint="feedback"' in refused[0], refused  # not mixed with /predict's
+    assert float(refused[0].rsplit(" ", 1)[1]) == 4.0, refused
     # the same labels with the token are taken
     r = request(f"{guarded}/feedback", forged, headers={"Content-Type": "application/json",
                                                          "Authorization": f"Bearer {TOKEN}"})

@@ -284,9 +284,16 @@ def test_a_row_the_model_cannot_take_is_422_and_fails_no_other_request(served: t
         assert v2.status == 400 and "field 'c'" in v2.body["error"], v2.body
         time.sleep(1.5)  # one replica push interval
         metrics = request(f"{url}/metrics", method="GET").body
-        lines = [ln for ln in metrics.splitlines() if ln.startswith("raymlops_serve_requests_total{")
-                 and 'route="scaled"' in ln]
-        assert any('status="422"' in ln and float(ln.rsplit(" ", 1)[1]) >= 17 for ln in lines), lines
-        assert not any('status="500"' in ln for ln in lines), lines
+        def count(name: str, *labels: str) -> float:
+            return sum(float(ln.rsplit(" ", 1)[1]) for ln in metrics.splitlines() if ln.startswith(name + "{")
+                       and 'route="scaled"' in ln and all(label in ln for label in labels))
+
+        # each answer counted under the status its client got: the 16 refused /predict requests 422,
+        # the refused infer 400 (it was counted 422)
+        assert count("raymlops_serve_requests_total", 'status="422"') == 16, metrics
+        assert count("raymlops_serve_requests_total", 'status="400"') == 1, metrics
+        assert count("raymlops_serve_requests_total", 'status="500"') == 0, metrics
+        assert count("raymlops_serve_rejected_requests_total", 'endpoint="predict"', 'reason="model_refused"') == 16
+        assert count("raymlops_serve_rejected_requests_total", 'endpoint="infer"', 'reason="model_refused"') == 1
     finally:
         undeploy("scaled", shutdown=False)

@@ -47,8 +47,9 @@ def test_the_spec_example_is_refused_with_the_protocols_error_object() -> None:
     assert exc.status == 400 and set(exc.body()) == {"error"}
     assert "output0" in exc.message  # this model's outputs are predict / predict_proba
     body = dict(SPEC_REQUEST, outputs=[{"name": "predict"}])
-    # BOOL is a datatype this server takes; the example's input1 holds 1 element for shape [3]
-    assert "input 'input1': shape [3] needs 3 elements, found 1" in error_of(body).message
+    # BOOL is a datatype this server takes for boolean features; this model's are numbers
+    assert "input 'input1': datatype BOOL is for boolean features, and features 'a', 'b' are numbers" \
+        in error_of(body).message
 
 
 def test_the_spec_example_2d_tensor_is_rows_in_signature_order() -> None:
@@ -92,6 +93,19 @@ def test_one_tensor_per_feature_in_any_order() -> None:
      "element 1 (2.5) is not a value of datatype INT32"),
     ([{"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [1, 18446744073709551616]}],
      "element 1 (18446744073709551616) is not a value of datatype INT64"),
+    # 2^63 as a float64 equals the largest INT64 as a float64: it was taken
+    ([{"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [1, 9223372036854775808]}],
+     "element 1 (9223372036854775808) is not a value of datatype INT64"),
+    ([{"name": "x", "shape": [1, 2], "datatype": "UINT64", "data": [1, 18446744073709551616]}],
+     "element 1 (18446744073709551616) is not a value of datatype UINT64"),
+    ([{"name": "x", "shape": [1, 2], "datatype": "INT32", "data": [1, 2147483648]}],
+     "element 1 (2147483648) is not a value of datatype INT32"),
+    # true / false for numbers (Triton refuses a datatype the model does not take)
+    ([{"name": "x", "shape": [1, 2], "datatype": "BOOL", "data": [True, False]}],
+     "datatype BOOL is for boolean features, and features 'a', 'b' are numbers"),
+    ([{"name": "a", "shape": [1], "datatype": "BOOL", "data": [True]},
+      {"name": "b", "shape": [1], "datatype": "FP64", "data": [1]}],
+     "input 'a': datatype BOOL is for boolean features, and feature 'a' is a number"),
     ([{"name": "x", "shape": [1, -2], "datatype": "FP64", "data": [1, 2]}], "'shape'"),
     ([{"name": "x", "shape": [0, 2], "datatype": "FP64", "data": []}], "no rows"),
     ([{"name": "x", "shape": [1, 2], "datatype": "FP64"}], "'data' is missing"),
@@ -295,6 +309,14 @@ def test_a_boolean_feature_is_bool_in_the_metadata_and_takes_bool_or_1_0_tensors
     assert got.X.tolist() == [[1.0, 1.5], [0.0, 2.5]]
     numbers = parse({"inputs": [{"name": "member", "shape": [2], "datatype": "INT8", "data": [0, 1]}, fee]}, BOOL_SIG)
     assert numbers.X[:, 0].tolist() == [0.0, 1.0]
+    # the largest values of the integer datatypes are taken (as float64s); BOOL for the number is not
+    big = parse({"inputs": [{"name": "member", "shape": [1], "datatype": "INT8", "data": [1]},
+                            {"name": "fee", "shape": [1], "datatype": "INT64", "data": [-9223372036854775808]}]},
+                BOOL_SIG)
+    assert big.X[0, 1] == -2.0**63
+    with pytest.raises(oip.OipError, match="feature 'fee' is a number"):
+        parse({"inputs": [{"name": "member", "shape": [1], "datatype": "BOOL", "data": [True]},
+                          {"name": "fee", "shape": [1], "datatype": "BOOL", "data": [True]}]}, BOOL_SIG)
     # binary: one byte per element, as tritonclient sends a numpy bool array
     head = json.dumps({"inputs": [{"name": "member", "shape": [2], "datatype": "BOOL",
                                    "parameters": {"binary_data_size": 2}}, fee]}).encode()

@@ -19,14 +19,14 @@ def test_two_replicas_sum_into_one_exposition() -> None:
     for _ in range(2):
         s = ReplicaStats("r")
         s.inc("raymlops_serve_requests_total", "m:v1", "200", value=3)
-        s.inc("raymlops_serve_rejected_requests_total", "invalid_value")
+        s.inc("raymlops_serve_rejected_requests_total", "predict", "invalid_value")
         s.observe("raymlops_serve_request_duration_seconds", 0.003, "m:v1")
         s.observe("raymlops_serve_batch_rows", 17.0)
         agg.merge(s.drain())
     agg.set_gauges("raymlops_serve_replicas", [(("r",), 2)])
     text = agg.exposition().decode()
     assert _sample(text, "raymlops_serve_requests_total", route="r", version="m:v1", status="200") == 6.0
-    assert _sample(text, "raymlops_serve_rejected_requests_total", reason="invalid_value") == 2.0
+    assert _sample(text, "raymlops_serve_rejected_requests_total", endpoint="predict", reason="invalid_value") == 2.0
     assert _sample(text, "raymlops_serve_request_duration_seconds_bucket", le="0.0025") == 0.0
     assert _sample(text, "raymlops_serve_request_duration_seconds_bucket", le="0.005") == 2.0
     assert _sample(text, "raymlops_serve_request_duration_seconds_bucket", le="+Inf") == 2.0
