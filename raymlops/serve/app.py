@@ -371,13 +371,13 @@ class ModelServer:
             self.handoff.offer(Served(Xm, preds, challenger.model_id, record["latency_ms"], 200, request_id,
                                       "shadow", epoch))
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health(self) -> Response:
         state = self.state
         return _json({"status": "ok", "model_version": state.champion.model_id,
                       "traffic": state.table.summary()}, 200, {"X-Model-Version": state.champion.model_id})
 
-    @app.get("/metadata")
+    @app.api_route("/metadata", methods=["GET", "HEAD"])
     async def metadata(self) -> Response:
         s = self.settings.serve
         limits = {"max_rows_per_request": s.max_rows_per_request, "max_body_bytes": s.max_body_bytes,
@@ -385,38 +385,38 @@ class ModelServer:
         body = self.state.metadata(limits) | {"ingress": ingress_here()}  # haproxy | serve-proxy
         return _json(body, 200, {"X-Model-Version": self.state.champion.model_id})
 
-    @app.get("/metrics")
+    @app.api_route("/metrics", methods=["GET", "HEAD"])
     async def metrics(self) -> Response:
         """Prometheus text of the whole route (every replica), from the control actor."""
         await self._push()
         return Response(await self.control.exposition.remote(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # -- Open Inference Protocol (KServe v2) REST: raymlops.serve.oip -------------------------
-    @app.get("/v2/health/live")
+    @app.api_route("/v2/health/live", methods=["GET", "HEAD"])
     async def oip_live(self) -> Response:
         return _json({"live": True}, 200, {})
 
-    @app.get("/v2/health/ready")
+    @app.api_route("/v2/health/ready", methods=["GET", "HEAD"])
     async def oip_ready(self) -> Response:
         return _json({"ready": True}, 200, {"X-Model-Version": self.state.champion.model_id})
 
-    @app.get("/v2")
+    @app.api_route("/v2", methods=["GET", "HEAD"])
     async def oip_server(self) -> Response:
         return _json(oip.server_metadata(), 200, {})
 
-    @app.get("/v2/models/{name}")
+    @app.api_route("/v2/models/{name}", methods=["GET", "HEAD"])
     async def oip_model(self, name: str) -> Response:
         return self._oip_metadata(name, None)
 
-    @app.get("/v2/models/{name}/versions/{version}")
+    @app.api_route("/v2/models/{name}/versions/{version}", methods=["GET", "HEAD"])
     async def oip_model_version(self, name: str, version: str) -> Response:
         return self._oip_metadata(name, version)
 
-    @app.get("/v2/models/{name}/ready")
+    @app.api_route("/v2/models/{name}/ready", methods=["GET", "HEAD"])
     async def oip_model_ready(self, name: str) -> Response:
         return self._oip_ready(name, None)
 
-    @app.get("/v2/models/{name}/versions/{version}/ready")
+    @app.api_route("/v2/models/{name}/versions/{version}/ready", methods=["GET", "HEAD"])
     async def oip_model_version_ready(self, name: str, version: str) -> Response:
         return self._oip_ready(name, version)
 

@@ -93,12 +93,15 @@ def match_version(requested: str, model_ids: Sequence[str], name: str) -> str | 
         if want in (mid, label):
             return mid
         m, n = _VERSION.match(want), _VERSION.match(label)
-        if m and n and m.group(1) == n.group(1):
+        if m and n and int(m.group(1)) == int(n.group(1)):  # "02" is 2, as Triton reads a version
             return mid
     return None
 
 
 def check_name(requested: str, name: str) -> None:
+    if requested == "stats" and name != "stats":  # tritonclient's get_inference_statistics()
+        raise OipError(404, "this server does not have Triton's statistics extension (GET v2/models/stats); "
+                       "the route's Prometheus metrics are at GET <route>/metrics", "unknown_model")
     if requested != name:
         raise OipError(404, f"unknown model {requested!r}; this endpoint serves {name!r}", "unknown_model")
 

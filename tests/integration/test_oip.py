@@ -78,6 +78,17 @@ def test_health_and_metadata(served: tuple[str, Store]) -> None:
     assert info.value.status() == "404" and ROUTE in info.value.message()
     missing = request(f"{url}/v2/models/{ROUTE}/versions/9", method="GET")
     assert missing.status == 404 and set(missing.body) == {"error"}
+    assert c.is_model_ready(ROUTE, "01")  # a version is a number, as Triton reads it
+    with pytest.raises(InferenceServerException) as info:
+        c.get_inference_statistics()  # GET v2/models/stats: not a model named "stats"
+    assert info.value.status() == "404" and "statistics extension" in info.value.message()
+    # HEAD, as uptime checkers and load balancers probe: the GET's status and headers, no body
+    import httpx
+
+    for path in ("health", "metadata", "v2/health/ready", f"v2/models/{ROUTE}", f"v2/models/{ROUTE}/ready"):
+        head = httpx.head(f"{url}/{path}", timeout=30)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
+        assert head.headers["content-type"] == "application/json"
 
 
 @pytest.mark.parametrize("binary", [True, False])

@@ -176,11 +176,14 @@ def test_versions_and_names() -> None:
     assert oip.version_label("toy:v3", "toy") == "v3"
     assert oip.version_label("other:v3", "toy") == "other:v3"
     served = ["toy:v3", "toy:v10"]
-    assert [oip.match_version(v, served, "toy") for v in ("v3", "3", "toy:v3", "10", "v4", "x")] == [
-        "toy:v3", "toy:v3", "toy:v3", "toy:v10", None, None]
+    assert [oip.match_version(v, served, "toy") for v in ("v3", "3", "toy:v3", "10", "v4", "x", "03", "v010")] == [
+        "toy:v3", "toy:v3", "toy:v3", "toy:v10", None, None, "toy:v3", "toy:v10"]
     with pytest.raises(oip.OipError) as info:
         oip.check_name("other", "toy")
     assert info.value.status == 404 and "'toy'" in info.value.message
+    with pytest.raises(oip.OipError) as info:  # tritonclient's get_inference_statistics(): not a model
+        oip.check_name("stats", "toy")
+    assert info.value.status == 404 and "statistics extension" in info.value.message
 
 
 def test_model_metadata_has_the_specs_fields() -> None:
