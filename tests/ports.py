@@ -56,6 +56,9 @@ def free_port() -> int:
 #: Serve's HAProxy ingress ports: chosen when the Ray starts, bound at each Serve start
 HAPROXY_PORTS = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
                  "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
+#: the variables this process's Ray was started with for its ingress (ports, HAProxy's folder; empty
+#: when it serves through Serve's Python proxy): ``test_high_throughput`` checks that ingress
+SESSION_INGRESS: dict[str, str] = {}
 
 
 def start_session_ray() -> None:
@@ -80,6 +83,7 @@ def start_session_ray() -> None:
                  log_to_driver=False, logging_level=logging.ERROR)
     finally:
         clear_high_throughput({**chosen, **env})
+    SESSION_INGRESS.update(env and {**chosen, **env})
     ensure_ray()  # reuses this Ray and applies raymlops' Ray Data settings (row order, no progress bars)
 
 
