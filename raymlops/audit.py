@@ -7,7 +7,9 @@ Records are written in the same SQLite transaction as the change they describe.
 The newest record's sequence number and hash are also kept in the ``meta`` table (the chain's
 head), so removing the last records is caught too. Both live in the same database: someone who
 can rewrite the whole file can rewrite the chain. Keep the head that ``raymlops audit verify``
-prints (or an ``audit --json`` export) somewhere else to anchor it.
+prints somewhere else (a ticket, a CI log, another machine) to anchor it: ``raymlops audit verify
+--head SEQ:HASH`` then also checks that the log still holds that record with that hash, which a
+rewrite or a removal of the newest records with the head row fixed cannot keep.
 """
 
 from __future__ import annotations
@@ -188,12 +190,23 @@ def _object(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def verify(store: MetadataStore) -> tuple[bool, str]:
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` (as ``audit verify`` prints the head; 12 or more hex digits of the hash), or
+    ValueError naming the form."""
+    seq, _, digest = text.strip().partition(":")
+    if not seq.isdigit() or int(seq) < 1 or not re.fullmatch(r"[0-9a-f]{12,64}", digest.lower()):
+        raise ValueError(f"expected SEQ:HASH, a record number and 12 to 64 hex digits of its hash (as `raymlops "
+                         f"audit verify` prints the head), found {text!r}")
+    return int(seq), digest.lower()
+
+
+def verify(store: MetadataStore, anchor: tuple[int, str] | None = None) -> tuple[bool, str]:
     """``(ok, message)``: ok is False and the message names the first record that does not
-    chain: its content was edited, a record before it was removed, or records were reordered.
+    chain: its content was edited, it was removed, or records were reordered.
     Removing the newest records is caught by the head kept in ``meta``; removing that row too is
     caught when records exist without it, and when a snapshot or model version the home holds
-    has no record (each is written in the same transaction as its record)."""
+    has no record (each is written in the same transaction as its record). ``anchor``: a head kept
+    elsewhere (:func:`parse_anchor`), which the log must still hold."""
     prev = GENESIS
     count = 0
     last: tuple[int, str] | None = None
@@ -203,13 +216,17 @@ def verify(store: MetadataStore) -> tuple[bool, str]:
         for seq, ts, action, record_json, prev_hash, digest in rows:
             if _digest(prev_hash, record_json) != digest:
                 return False, f"audit record {seq}: content does not match its hash (edited)"
+            expected = 1 if last is None else last[0] + 1  # the numbers are no part of the hash: checked here
+            if seq > expected and prev_hash != prev:
+                gone = f"record {expected}" if seq == expected + 1 else f"records {expected} to {seq - 1}"
+                return False, f"audit {gone}: missing (removed); the log goes on with record {seq}"
             if prev_hash != prev:
                 return False, (
-                    f"audit record {seq}: previous-hash link broken (a record before it was removed or reordered, "
-                    "or edited and re-hashed)"
-                )
-            if last is not None and seq != last[0] + 1:  # the numbers are no part of the hash: checked here
-                return False, f"audit record {seq}: numbered out of order (record {last[0] + 1} expected): renumbered"
+                    f"audit record {last[0] if last else seq}: " + (
+                        f"edited and re-hashed (record {seq} links to the hash it had when written), or records "
+                        "reordered" if last else "does not start the chain (records before it were removed)"))
+            if seq != expected:
+                return False, f"audit record {seq}: numbered out of order (record {expected} expected): renumbered"
             try:
                 body = json.loads(record_json)
             except ValueError:
@@ -251,5 +268,16 @@ def verify(store: MetadataStore) -> tuple[bool, str]:
                 f"but record {recorded.get('seq')} (hash {str(recorded.get('hash'))[:12]}…) was written "
                 "(the newest records were removed)"
             )
-    tip = f", head {last[0]} {last[1]}" if last else ""
-    return True, f"audit chain valid ({count} records{tip})"
+    if anchor is not None:
+        seq, digest = anchor
+        with store.read() as conn:
+            kept = conn.execute("SELECT hash FROM audit WHERE seq = ?", (seq,)).fetchone()
+        if kept is None:
+            return False, (f"audit record {seq}: missing; the head kept elsewhere ({seq}:{digest[:12]}…) is not in "
+                           f"the log, which ends at {f'record {last[0]}' if last else 'no record'} (records removed)")
+        if not str(kept[0]).startswith(digest):
+            return False, (f"audit record {seq}: its hash {str(kept[0])[:12]}… is not the head kept elsewhere "
+                           f"({digest[:12]}…): the log was rewritten up to it")
+    tip = f", head {last[0]}:{last[1]}" if last else ""
+    held = f"; holds the head kept elsewhere, record {anchor[0]}" if anchor else ""
+    return True, f"audit chain valid ({count} records{tip}{held})"

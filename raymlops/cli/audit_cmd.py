@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -23,18 +24,34 @@ def _since(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _until(text: str) -> float:
-    """``--until``: a date alone is that whole day (its midnight left the day out)."""
-    import datetime as dt
-    import re
+def _anchor(text: str) -> tuple[int, str]:
+    from raymlops.audit import parse_anchor
 
-    if re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", text):
+    try:
+        return parse_anchor(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+#: an ISO date, or a time to the minute or the second (no fraction), with an optional zone
+_PRECISION = re.compile(r"\s*(\d{4}-\d{2}-\d{2})(?:[T ]\d{2}:\d{2}(:\d{2})?)?(?:Z|z|[+-]\d{2}:?\d{2})?\s*")
+
+
+def _until(text: str) -> float:
+    """``--until``: all of the day, minute or second written (a date's midnight left the day out, and
+    a time copied from the list, which shows seconds, left out its own records: they have fractions)."""
+    import datetime as dt
+
+    m = _PRECISION.fullmatch(text)
+    if m is None:  # an age, or a time with a fraction: that instant
+        return _since(text)
+    if text.strip() == m.group(1):
         try:
-            day = dt.datetime.fromisoformat(text.strip())
+            day = dt.datetime.fromisoformat(m.group(1))
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"{exc}; found {text!r}") from None
         return (day + dt.timedelta(days=1)).timestamp() - 1e-6
-    return _since(text)
+    return _since(text) + (1.0 if m.group(2) else 60.0) - 1e-6
 
 
 def _filters(p: argparse.ArgumentParser, default: Any) -> None:
@@ -60,6 +77,10 @@ def register(sub: Any) -> None:
     _filters(add_command(aud, "list", help="list audit records (same as plain 'raymlops audit')"), argparse.SUPPRESS)
     v = add_command(aud, "verify", help="check the hash chain (exit 1 and the first bad record if broken)")
     v.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="the verdict as one JSON line")
+    v.add_argument("--head", type=_anchor, default=None, metavar="SEQ:HASH",
+                   help="a head printed by an earlier verify and kept elsewhere: the log must still hold that "
+                        "record with that hash (catches a rewrite of the whole log, or its newest records removed "
+                        "with the head row fixed)")
     aud_parser.set_defaults(verb="list")  # after add_subparsers: plain `raymlops audit` lists
 
 
@@ -70,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     store = Store.open(args.home, create=False)
     if args.verb == "verify":
-        ok, message = audit.verify(store.metadata)
+        ok, message = audit.verify(store.metadata, args.head)
         if args.json:
             print_json({"ok": ok, "message": message, "head": audit.head(store.metadata)})
         else:

@@ -3,6 +3,11 @@
 A subscription holds the *name* of the environment variable with the secret, never the secret.
 A delivery row is written when an event is queued (``queued``), then updated by the sender
 (``delivered`` / ``failed``); an event that finds the queue full is recorded ``dropped``.
+
+Adding and removing a receiver is a state change (events leave the system for it), so each lands
+in the home's audit log (``webhook.added`` / ``webhook.removed``, in the same transaction of
+``metadata.db`` as the change of ``webhooks.db`` commits in): the receiver's host and the sha256 of
+its URL, not the URL, whose path can be the receiver's secret (a Slack hook's is).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from raymlops import audit
 from raymlops.hooks.settings import WebhookConfig
 from raymlops.store.home import resolve_home
 from raymlops.store.metadata import MetadataStore
@@ -83,14 +90,28 @@ class WebhookDB:
         """A write transaction (all or nothing), or a read connection."""
         return self.db.transaction() if write else self.db.read()
 
+    def _audited(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A write transaction of the home's ``metadata.db`` for the audit records of a change here:
+        open it first, change ``webhooks.db`` inside it, so a change that fails records nothing."""
+        return MetadataStore(self.path.with_name("metadata.db")).transaction()
+
+    @staticmethod
+    def _audit(conn: sqlite3.Connection, action: str, sub_id: str, cfg: WebhookConfig | None, source: str) -> None:
+        how: dict[str, Any] = {"source": source}
+        if cfg is not None:
+            how |= {"host": urlsplit(cfg.url).hostname, "url_sha256": hashlib.sha256(cfg.url.encode()).hexdigest(),
+                    "events": list(cfg.events), "signed_with": cfg.secret_env}
+        audit.append(conn, action, {"webhook": sub_id}, None, how)
+
     # -- subscriptions --------------------------------------------------------------------------
     def add(self, cfg: WebhookConfig, source: str = CLI_SOURCE, key: str | None = None,
             sub_id: str | None = None) -> Subscription:
         now = time.time()
         sub_id = sub_id or "wh_" + hashlib.sha256(f"{cfg.url}|{now}|{source}".encode()).hexdigest()[:10]
         key = key or f"webhook {sub_id}"
-        with self._conn() as conn:
+        with self._audited() as log, self._conn() as conn:
             self._insert(conn, sub_id, cfg, source, key, now)
+            self._audit(log, "webhook.added", sub_id, cfg, source)
         return Subscription(sub_id, cfg, source, key, now)
 
     @staticmethod
@@ -106,17 +127,30 @@ class WebhookDB:
         """Make the subscriptions of ``source`` (e.g. ``pipeline:<name>``) exactly ``configs``."""
         now = time.time()
         subs = []
-        with self._conn() as conn:
+        with self._audited() as log, self._conn() as conn:
+            before = {r[0]: (r[1], r[2]) for r in conn.execute(
+                "SELECT id, events_json, secret_env FROM webhooks WHERE source = ?", (source,))}
             conn.execute("DELETE FROM webhooks WHERE source = ?", (source,))
             for i, cfg in enumerate(configs):
                 sub_id = "wh_" + hashlib.sha256(f"{source}|{i}|{cfg.url}".encode()).hexdigest()[:10]
                 self._insert(conn, sub_id, cfg, source, f"webhooks[{i}]", now)
                 subs.append(Subscription(sub_id, cfg, source, f"webhooks[{i}]", now))
+            kept = {s.id for s in subs}
+            for sub_id in sorted(set(before) - kept):
+                self._audit(log, "webhook.removed", sub_id, None, source)
+            for sub in subs:  # a receiver kept with other events or another secret is recorded again
+                if before.get(sub.id) != (json.dumps(sub.config.events), sub.config.secret_env):
+                    self._audit(log, "webhook.added", sub.id, sub.config, source)
         return subs
 
     def remove(self, sub_id: str) -> bool:
-        with self._conn() as conn:
-            return conn.execute("DELETE FROM webhooks WHERE id = ?", (sub_id,)).rowcount > 0
+        with self._audited() as log, self._conn() as conn:
+            row = conn.execute("SELECT source FROM webhooks WHERE id = ?", (sub_id,)).fetchone()
+            if row is None:
+                return False
+            conn.execute("DELETE FROM webhooks WHERE id = ?", (sub_id,))
+            self._audit(log, "webhook.removed", sub_id, None, str(row[0]))
+        return True
 
     def subscriptions(self) -> list[Subscription]:
         with self._conn(write=False) as conn:

@@ -60,17 +60,17 @@ def test_records_hold_when_who_what_why_how_and_chain(home: Path) -> None:
     assert {"user", "host", "pid"} <= set(first["actor"])
     assert recs[0].prev_hash == audit.GENESIS
     assert all(b.prev_hash == a.hash for a, b in zip(recs, recs[1:], strict=False))
-    assert _verify(home) == (True, f"audit chain valid (6 records, head 6 {recs[-1].hash})")
+    assert _verify(home) == (True, f"audit chain valid (6 records, head 6:{recs[-1].hash})")
 
 
-def test_verify_names_an_edited_and_rehashed_record_at_the_next_link(home: Path) -> None:
+def test_verify_names_an_edited_and_rehashed_record(home: Path) -> None:
     with _db(home) as conn:
         prev, raw = conn.execute("SELECT prev_hash, record_json FROM audit WHERE seq = 2").fetchone()
         forged = raw.replace("m:v1", "m:v9")
         conn.execute("UPDATE audit SET record_json = ?, hash = ? WHERE seq = 2",
                      (forged, audit._digest(prev, forged)))
     ok, message = _verify(home)
-    assert not ok and message.startswith("audit record 3:") and "link broken" in message
+    assert not ok and message.startswith("audit record 2: edited and re-hashed (record 3 links"), message
 
 
 def test_verify_names_an_edited_action_column(home: Path) -> None:
@@ -111,6 +111,56 @@ def test_verify_catches_removal_of_the_newest_records_with_the_head_row(home: Pa
     with _db(home) as conn:
         conn.execute("DELETE FROM models")
     assert _verify(home) == (True, "audit chain valid (0 records)")  # a new, empty home
+
+
+def test_a_head_kept_elsewhere_catches_a_removed_tail_with_the_head_row_fixed_and_a_rewrite(
+        home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two plain SQL statements (delete the newest records, point the head row at the new last one)
+    passed as a valid chain: nothing in the file can tell. A head kept elsewhere can."""
+    code, out, _ = _cli(capsys, "audit", "verify", "--home", str(home))
+    kept = out.split("head ", 1)[1].rstrip(")\n")  # as printed: SEQ:HASH
+    assert kept.startswith("6:") and _cli(capsys, "audit", "verify", "--home", str(home), "--head", kept)[0] == 0
+    assert _cli(capsys, "audit", "verify", "--home", str(home), "--head", kept[:14])[0] == 0  # 12 hex digits
+    with _db(home) as conn:
+        conn.execute("DELETE FROM audit WHERE seq >= 5")
+        seq, digest = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps({"seq": seq, "hash": digest}),
+                                                                   audit.HEAD_KEY))
+    assert _verify(home)[0]  # the file alone cannot tell
+    code, out, err = _cli(capsys, "audit", "verify", "--home", str(home), "--head", kept)
+    assert code == 1 and err.startswith("audit record 6: missing; the head kept elsewhere (6:"), err
+    assert "ends at record 4" in err
+    # the whole log rewritten from record 1 (every hash recomputed): the kept record's hash differs
+    older = f"4:{audit.records(Store.open(home).metadata)[3].hash}"
+    with _db(home) as conn:
+        prev = audit.GENESIS
+        for seq, raw in conn.execute("SELECT seq, record_json FROM audit ORDER BY seq").fetchall():
+            raw = raw.replace("c0ffee", "decaf")
+            digest = audit._digest(prev, raw)
+            conn.execute("UPDATE audit SET record_json = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                         (raw, prev, digest, seq))
+            prev = digest
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps({"seq": 4, "hash": prev}), audit.HEAD_KEY))
+    assert _verify(home)[0]
+    code, _, err = _cli(capsys, "audit", "verify", "--home", str(home), "--head", older)
+    assert code == 1 and err.startswith("audit record 4: its hash") and "rewritten" in err, err
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "verify", "--home", str(home), "--head", "4:xyz"])
+    assert exc.value.code == 2 and "argument --head: expected SEQ:HASH" in capsys.readouterr().err
+
+
+def test_until_takes_all_of_the_second_or_minute_written(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A time copied from the list (seconds shown, records stored with fractions) left its record out."""
+    with _db(home) as conn:
+        conn.execute("UPDATE audit SET ts = ts + 0.4")
+        conn.execute("UPDATE audit SET record_json = json_set(record_json, '$.ts', ts)")
+    shown = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(T0 + 3 * 3600 + 0.4))
+    code, out, _ = _cli(capsys, "audit", "--home", str(home), "--until", shown)
+    assert code == 0 and [int(line.split()[0]) for line in out.splitlines()] == [1, 2, 3, 4], out
+    code, out, _ = _cli(capsys, "audit", "--home", str(home), "--since", shown, "--until", shown)
+    assert [int(line.split()[0]) for line in out.splitlines()] == [4], out
+    code, out, _ = _cli(capsys, "audit", "--home", str(home), "--until", shown[:-3])  # to the minute
+    assert [int(line.split()[0]) for line in out.splitlines()] == [1, 2, 3, 4], out
 
 
 def test_appending_after_verify_keeps_the_chain(home: Path) -> None:

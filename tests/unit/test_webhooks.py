@@ -3,6 +3,7 @@ timeouts, dead receivers, the delivery record, config errors and a registry prom
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import socket
@@ -370,6 +371,28 @@ def test_cli_add_list_remove_and_option_errors(tmp_path: Path, capsys: pytest.Ca
     assert main([*home, "webhooks", "remove", added["id"]]) == 2
     assert main([*home, "webhooks", "list", "--json"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "[]"
+
+    # both changes are in the audit log (who, when, which receiver: its host and the URL's hash, whose
+    # path can be the receiver's secret), and the chain holds
+    from raymlops import audit
+    from raymlops.store.metadata import MetadataStore
+
+    log = MetadataStore(tmp_path / "metadata.db")
+    recs = [(r.action, r.record["ids"], r.record["how"]) for r in audit.records(log)]
+    assert [(a, ids) for a, ids, _ in recs] == [("webhook.added", {"webhook": added["id"]}),
+                                                ("webhook.removed", {"webhook": added["id"]})]
+    how = recs[0][2]
+    assert how["host"] == "example.com" and how["url_sha256"] == hashlib.sha256(b"https://example.com/h").hexdigest()
+    assert how["events"] == ["model.*", "monitor.alert"] and how["signed_with"] == ENV and how["source"] == "cli"
+    assert "https://example.com/h" not in json.dumps([r.record for r in audit.records(log)])
+    # a pipeline's webhooks: recorded when they change, not on every run
+    hooks = [WebhookConfig(url="https://example.com/p", events=["model.*"])]
+    for _ in range(2):
+        sync_pipeline_webhooks(tmp_path, "demo", hooks)
+    sync_pipeline_webhooks(tmp_path, "demo", [])
+    assert [(r.action, r.record["how"]["source"]) for r in audit.records(log)][2:] == [
+        ("webhook.added", "pipeline:demo"), ("webhook.removed", "pipeline:demo")]
+    assert audit.verify(log)[0]
 
 
 # ------------------------------------------------------------------------------------ the registry
