@@ -33,7 +33,6 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import sys
 import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -257,7 +256,9 @@ _STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 def _user_sources(module: str, origin: Path) -> list[Path]:
     """The source files whose edits change what ``module`` (the user's, at ``origin``) does: every
     ``.py`` file of the package it belongs to (a helper module it imports from there included), or,
-    for a module outside any package, it and the modules loaded from its folder."""
+    for a module outside any package, every ``.py`` file of its folder (not only the loaded ones: a
+    helper that the step's function imports when it runs is not loaded yet when the cache key is
+    made, and its edits were missed)."""
     top = module.partition(".")[0]
     try:
         spec = importlib.util.find_spec(top)
@@ -267,17 +268,14 @@ def _user_sources(module: str, origin: Path) -> list[Path]:
     if locations:
         return sorted({f for loc in locations for f in Path(loc).rglob("*.py")
                        if not any(part.startswith(".") or part == "__pycache__" for part in f.parts)})
-    folder = origin.parent
-    loaded = (getattr(m, "__file__", None) for m in list(sys.modules.values()))
-    siblings = {Path(f) for f in loaded if isinstance(f, str) and f.endswith(".py") and Path(f).parent == folder}
-    return sorted(siblings | {origin})
+    return sorted(set(origin.parent.glob("*.py")) | {origin})
 
 
 def module_fingerprint(module: str) -> str | None:
     """sha256 of a module's code, so that editing it invalidates a cached step or transform: for
     the user's own code, every source file of its package (a helper module that a step's function
-    imports from there, say), or of a module outside any package, it and its folder's modules that
-    are loaded; for an installed one (site-packages, the standard library: its version is in the
+    imports from there, say), or of a module outside any package, every ``.py`` file of its folder;
+    for an installed one (site-packages, the standard library: its version is in the
     run record), its own file. None for modules without a file or that cannot be found."""
     try:
         spec = importlib.util.find_spec(module)

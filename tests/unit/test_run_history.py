@@ -268,7 +268,7 @@ def test_run_with_a_rejecting_gate_says_why_and_succeeds(tmp_path: Path, monkeyp
     assert "was not deployed" in text and "raymlops runs show 20260101-000000-dddddd" in text
 
 
-def test_module_fingerprint_covers_the_users_package_and_loaded_siblings(tmp_path: Path,
+def test_module_fingerprint_covers_the_users_package_and_its_folder(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A cached user step whose function imports a threshold from another module of the user's
     package is run again when that module changes (the function's own file is the same)."""
@@ -298,6 +298,12 @@ def test_module_fingerprint_covers_the_users_package_and_loaded_siblings(tmp_pat
     assert module_fingerprint("fpkg.checks") != first
     (tmp_path / "loose_helper.py").write_text("LIMIT = 2\n")  # a loaded module of the same folder
     assert module_fingerprint("loose") != loose
+    # and one the function imports only when it runs (not loaded when the cache key is made)
+    (tmp_path / "lazy.py").write_text("def check(view):\n    import lazy_helper\n    return lazy_helper.LIMIT\n")
+    (tmp_path / "lazy_helper.py").write_text("LIMIT = 1\n")
+    lazy = module_fingerprint("lazy")
+    (tmp_path / "lazy_helper.py").write_text("LIMIT = 3\n")
+    assert "lazy_helper" not in sys.modules and module_fingerprint("lazy") not in (lazy, None)
     # an installed module: its own file (its version is recorded with the run)
     json_file = Path(importlib.util.find_spec("json").origin)  # type: ignore[arg-type,union-attr]
     assert module_fingerprint("json") == hashlib.sha256(json_file.read_bytes()).hexdigest()
