@@ -22,6 +22,9 @@ def register(sub: Any) -> None:
     run.add_argument("--serve", action="store_true", help="keep serving in the foreground after the run (until Ctrl-C)")
     run.add_argument("--no-cache", action="store_true",
                      help="run every step, even those whose inputs did not change since a successful run")
+    run.add_argument("--fail-on-reject", action="store_true",
+                     help="exit 1 when the gate rejects the model (for CI: a run that shipped nothing is not green); "
+                          "the run itself still succeeded and is recorded so")
     shown = run.add_mutually_exclusive_group()
     shown.add_argument("--progress", dest="progress", action="store_true", default=None,
                        help="show Ray Data's progress bars and Ray Tune's trial table (default: on a terminal)")
@@ -81,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             f"note: the gate rejected {result.model} ({reasons}); it is registered as rejected and was not "
             "deployed. Improve the model (train.candidates, more or better data) or review gate.rules, then run "
             f"again.\nDetails: raymlops runs show {result.run_id}"), file=sys.stderr, flush=True)
+        if args.fail_on_reject:
+            return 1
     if args.serve and result.endpoint:
         banner = f"serving {result.endpoint}/predict — press Ctrl-C to stop"
         address = cluster_address()

@@ -17,7 +17,7 @@ from raymlops.data.snapshot import list_snapshots
 from raymlops.registry import get_model, list_models
 from raymlops.serve.deploy import http_json
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, free_port, quickstart_data
 
 pytestmark = pytest.mark.integration
 
@@ -138,6 +138,22 @@ def test_second_run_reuses_snapshot_and_rejected_model_is_not_deployed(
     rejected = get_model(store, "breast-cancer:v2")
     assert rejected.status == "rejected"
     assert "roc_auc >= 0.99999" in rejected.record["gate"]["reasons"][0]
+
+    # the CLI: a rejection is a run that succeeded (exit 0, with a note), or with --fail-on-reject a
+    # failed CI step (exit 1); the run is recorded succeeded either way
+    import yaml
+
+    from raymlops.cli import main
+    from raymlops.pipeline.history import list_runs
+
+    data = quickstart_data()
+    data["gate"]["rules"] = ["roc_auc >= 0.99999"]
+    data["serve"]["enabled"] = False
+    config = Path(home).parent / "strict.yaml"
+    config.write_text(yaml.safe_dump(data))
+    assert main(["run", str(config), "--home", home]) == 0
+    assert main(["run", str(config), "--home", home, "--fail-on-reject"]) == 1
+    assert [r["status"] for r in list_runs(store.metadata)[:2]] == ["succeeded", "succeeded"]
     assert get_model(store, "breast-cancer@champion").id == "breast-cancer:v1"
 
 
