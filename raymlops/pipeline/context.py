@@ -173,6 +173,7 @@ class RunContext:
     cache: StepCache = field(init=False)
     recorder: RunRecorder = field(init=False)
     _rows: dict[str, SnapshotRows] = field(default_factory=dict, repr=False)
+    _started: float | None = field(default=None, repr=False)  # a context of open(): its run is recorded here
 
     def __post_init__(self) -> None:
         self.run_id = self.run_id or new_run_id(self.clock)
@@ -183,10 +184,42 @@ class RunContext:
 
     @classmethod
     def open(cls, config: PipelineConfig, home: str | Path | None = None, **options: Any) -> RunContext:
-        """A context over the store at ``home`` (default: ``RAYMLOPS_HOME``), for running steps alone."""
+        """A context over the store at ``home`` (default: ``RAYMLOPS_HOME``), for running steps alone.
 
+        It is a run of its own in the home's record (``raymlops runs show ID``: who, config, code),
+        as the audit records its steps write name it: ``running`` until :meth:`close` (or the end of
+        a ``with`` block) says how it ended, ``abandoned`` once its process is gone without that."""
         options.setdefault("code", code_version())
-        return cls(config, Store.open(home), **options)
+        ctx = cls(config, Store.open(home), **options)
+        ctx._started = ctx.clock()
+        ctx._save_standalone("running")
+        return ctx
+
+    def _save_standalone(self, status: str) -> None:
+        assert self._started is not None
+        self.result.status = status
+        record = self.result.to_dict() | {
+            "who": self.who, "where": self.where, "config": self.config.model_dump(mode="json"),
+            "config_hash": self.config.config_hash(), "code": self.code, "use_cache": self.use_cache,
+            "error": None, "standalone": "steps run alone from Python (RunContext.open)"}
+        self.recorder.save_run(pipeline=self.config.name, status=status, config_hash=self.config.config_hash(),
+                               started_at=self._started, ended_at=None if status == "running" else self.clock(),
+                               record=record)
+
+    def close(self, status: str = "succeeded") -> None:
+        """Record how a context from :meth:`open` ended: ``succeeded``, ``failed`` or ``interrupted``."""
+        if status not in ("succeeded", "failed", "interrupted"):
+            raise ValueError(f"status: expected succeeded, failed or interrupted, found {status!r}")
+        if self._started is not None:
+            self.result.seconds = self.clock() - self._started
+            self._save_standalone(status)
+
+    def __enter__(self) -> RunContext:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.close("succeeded" if kind is None else "interrupted" if issubclass(kind, KeyboardInterrupt)
+                   else "failed")
 
     def say(self, line: str) -> None:
         """A progress line, kept in the running step's log too."""

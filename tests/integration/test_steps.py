@@ -5,6 +5,7 @@ rows, recorded, audited and reused from the cache on the next run."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -55,8 +56,23 @@ def test_snapshot_then_train_from_its_id_step_by_step(ray_session: None, tmp_pat
     assert snap.snapshot.rows == 569 and snap.snapshot.new and ctx.step.outputs["snapshot"] == snap.snapshot.id
     assert [s["id"] for s in list_snapshots(Store.open(tmp_path / "home"))] == [snap.snapshot.id]
 
+    first = ctx.run_id
     # a later session: a new context, only the snapshot id carried over
-    ctx = RunContext.open(cfg, home=tmp_path / "home", progress=lambda _: None)
+    with RunContext.open(cfg, home=tmp_path / "home", progress=lambda _: None) as ctx:
+        _train_and_register(ctx, snap)
+    # each context is a run in the record, as the audit records of its steps name it: the one closed
+    # by its with block succeeded, the one never closed is abandoned once its process is gone
+    store = Store.open(tmp_path / "home")
+    for rec in records(store.metadata):
+        run = rec.record["ids"].get("run")
+        if run is not None:
+            assert get_run(store.metadata, run)["run"] == run
+    second = get_run(store.metadata, ctx.run_id)
+    assert second["status"] == "succeeded" and second["standalone"] and second["config_hash"] == cfg.config_hash()
+    assert get_run(store.metadata, first)["status"] == "running"  # this process still runs
+
+
+def _train_and_register(ctx: RunContext, snap: Any) -> None:
     features = SchemaStep().run(ctx, SchemaIn(schema=snap.snapshot.schema)).features
     assert len(features) == 30 and "target" not in features
     train = TrainStep().run(ctx, TrainIn(snap.snapshot.id, features))
