@@ -200,17 +200,46 @@ def parse_anchor(text: str) -> tuple[int, str]:
     return int(seq), digest.lower()
 
 
+def _registry_changes(conn: sqlite3.Connection, registered: Mapping[str, tuple[int, dict[str, Any]]],
+                      moved: Mapping[tuple[str, str], tuple[int, str]]) -> str | None:
+    """The first registry row that disagrees with the log: a model version whose row is not what its
+    ``model.registered`` record bound (records of older versions bind nothing), or an alias that
+    names another version than its last recorded move."""
+    for model_id, status, artifact_sha, record_json in conn.execute(
+            "SELECT id, status, artifact_sha256, record_json FROM models ORDER BY created_at"):
+        seq, how = registered.get(model_id, (0, {}))
+        if "record_sha256" not in how:
+            continue
+        now = {"status": status, "artifact_sha256": artifact_sha,
+               "record_sha256": hashlib.sha256(str(record_json).encode()).hexdigest()}
+        edited = [k.removesuffix("_sha256") for k in now if now[k] != how.get(k)]
+        if edited:
+            return (f"model {model_id}: its registry row differs from what audit record {seq} registered "
+                    f"({', '.join(edited)}): changed outside raymlops")
+    for name, alias, target in conn.execute("SELECT name, alias, model_id FROM aliases ORDER BY name, alias"):
+        seq, logged = moved.get((str(name), str(alias)), (0, None))
+        if logged is None:
+            return f"alias {name}@{alias}: names {target}, but the audit log has no move of it: set outside raymlops"
+        if logged != target:
+            return (f"alias {name}@{alias}: names {target}, but its last recorded move (audit record {seq}) is to "
+                    f"{logged}: changed outside raymlops, or the records of later moves were removed")
+    return None
+
+
 def verify(store: MetadataStore, anchor: tuple[int, str] | None = None) -> tuple[bool, str]:
     """``(ok, message)``: ok is False and the message names the first record that does not
     chain: its content was edited, it was removed, or records were reordered.
     Removing the newest records is caught by the head kept in ``meta``; removing that row too is
     caught when records exist without it, and when a snapshot or model version the home holds
-    has no record (each is written in the same transaction as its record). ``anchor``: a head kept
-    elsewhere (:func:`parse_anchor`), which the log must still hold."""
+    has no record (each is written in the same transaction as its record), or when the registry
+    disagrees with the log (:func:`_registry_changes`). ``anchor``: a head kept elsewhere
+    (:func:`parse_anchor`), which the log must still hold."""
     prev = GENESIS
     count = 0
     last: tuple[int, str] | None = None
     named: set[str] = set()
+    registered: dict[str, tuple[int, dict[str, Any]]] = {}  # model id -> (seq, how) of model.registered
+    moved: dict[tuple[str, str], tuple[int, str]] = {}  # (name, alias) -> (seq, model) of its last move
     with store.read() as conn:
         rows = conn.execute("SELECT seq, ts, action, record_json, prev_hash, hash FROM audit ORDER BY seq")
         for seq, ts, action, record_json, prev_hash, digest in rows:
@@ -238,7 +267,12 @@ def verify(store: MetadataStore, anchor: tuple[int, str] | None = None) -> tuple
             prev = digest
             last = (seq, digest)
             count += 1
-            named.update(str(v) for v in (body.get("ids") or {}).values())
+            ids = body.get("ids") or {}
+            named.update(str(v) for v in ids.values())
+            if action == "model.registered" and isinstance(body.get("how"), dict):
+                registered[str(ids.get("model"))] = (seq, body["how"])
+            elif action in ("alias.moved", "alias.rolled_back") and ":v" in str(ids.get("model")):
+                moved[(str(ids["model"]).rsplit(":v", 1)[0], str(ids.get("alias")))] = (seq, str(ids["model"]))
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)).fetchone()
         recorded = None if row is None else _object(row[0])
         at_head = None if recorded is None or not isinstance(recorded.get("seq"), int) else conn.execute(
@@ -247,6 +281,7 @@ def verify(store: MetadataStore, anchor: tuple[int, str] | None = None) -> tuple
                       if i not in named]
         unrecorded += [f"model {i}" for (i,) in conn.execute("SELECT id FROM models ORDER BY created_at")
                        if i not in named]
+        changed = _registry_changes(conn, registered, moved)
     if row is None and last is not None:
         return False, (f"audit head: missing; the log ends at record {last[0]} but the row that records its newest "
                        "record was removed (the newest records may have been removed with it)")
@@ -254,6 +289,8 @@ def verify(store: MetadataStore, anchor: tuple[int, str] | None = None) -> tuple
         return False, (f"audit log: no record of {unrecorded[0]}"
                        + (f" (and {len(unrecorded) - 1} more)" if len(unrecorded) > 1 else "")
                        + "; every snapshot and model version is recorded when it is written, so records were removed")
+    if changed:
+        return False, changed
     if row is not None:
         if recorded is None:
             return False, "audit head: the row that records the newest record is not valid (edited)"

@@ -25,6 +25,7 @@ def _since(text: str) -> float:
 
 
 def _anchor(text: str) -> tuple[int, str]:
+    # pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.audit import parse_anchor
 
     try:

@@ -167,8 +167,12 @@ def register_model(
                 (model_id, name, version, now, status, snapshot_id, key, sha, record_json),
             )
             how = {"config_hash": lineage.get("config_hash"), "code": lineage.get("code")}
+            # what was registered, bound to the chain: `audit verify` finds a later edit of the row
+            # (its metrics, gate verdict, lineage or status; the artifact's hash)
+            bound = {"status": status, "artifact_sha256": sha,
+                     "record_sha256": hashlib.sha256(record_json.encode()).hexdigest()}
             audit.append(conn, "model.registered", {"model": model_id, "snapshot": snapshot_id},
-                         reason, {**how, "status": status})
+                         reason, {**how, **bound})
             moved_from = None
             if passed and alias:
                 moved_from = _set_alias(conn, name, alias, model_id, "gate passed")

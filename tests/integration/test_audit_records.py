@@ -29,7 +29,7 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
 
     home = str(tmp_path / "home")
     # a receiver of deployment changes (nobody listens on its port: each delivery is recorded, failed)
-    WebhookDB(home).add(WebhookConfig.model_validate({"url": f"http://127.0.0.1:{free_port()}/hook",
+    hook = WebhookDB(home).add(WebhookConfig.model_validate({"url": f"http://127.0.0.1:{free_port()}/hook",
                                                      "events": ["deployment.changed"], "max_attempts": 1}))
     # Serve already runs (another program's): the run stops its own deployment, and leaves Serve up
     serve.start(http_options={"host": "127.0.0.1", "port": quickstart.serve.port})
@@ -56,7 +56,10 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
     assert main(["models", "rollback", "breast-cancer", "--alias", "staging", "--reason", "v2 is worse", *h]) == 0
 
     store = Store.open(home)
-    got = [(r.action, r.record["ids"], r.record["reason"]) for r in records(store.metadata)]
+    added, *rest = records(store.metadata)  # the receiver's subscription came first
+    assert (added.action, added.record["ids"]) == ("webhook.added", {"webhook": hook.id})
+    assert added.record["how"]["host"] == "127.0.0.1" and added.record["how"]["events"] == ["deployment.changed"]
+    got = [(r.action, r.record["ids"], r.record["reason"]) for r in rest]
     snap, run1, run2 = first.snapshot, f"pipeline breast-cancer run {first.run_id}", \
         f"pipeline breast-cancer run {second.run_id}"
     v1, v2 = "breast-cancer:v1", "breast-cancer:v2"
@@ -78,7 +81,7 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
     assert "roc_auc >= 0.99999" in got[8][2]
     assert got[5][2].startswith(run1 + ": the run is over")
 
-    recs = records(store.metadata)
+    recs = records(store.metadata)[1:]
     how: list[dict[str, Any]] = [r.record["how"] for r in recs]
     assert how[0] == {"source": "sklearn://breast_cancer", "rows": 569}
     assert how[1]["trials"] == 4 and how[1]["strategy"] == "tune" and 0.9 <= how[1]["roc_auc"] <= 1.0
@@ -97,5 +100,5 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
                  ["snapshot", "verify", "latest"], ["audit"], ["audit", "verify"], ["status"]):
         assert main([*argv, *h]) == 0, argv
     capsys.readouterr()
-    assert len(records(store.metadata)) == 12
+    assert len(records(store.metadata)) == 13
     assert verify(store.metadata)[0]

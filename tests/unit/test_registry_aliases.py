@@ -49,6 +49,49 @@ def test_promote_and_rollback_move_the_alias_and_audit_every_move(tmp_path: Path
     assert verify(store.metadata)[0]
 
 
+def test_the_registry_rows_are_bound_to_the_audit_log(tmp_path: Path) -> None:
+    """A champion alias, a registered model's metrics or status changed in SQLite, or the record of a
+    rollback removed with the head row fixed: `audit verify` said the chain was valid (and `doctor` all
+    was well) while `models list` showed the change."""
+    import json
+    import shutil
+    import sqlite3
+
+    from raymlops.audit import HEAD_KEY
+
+    store = Store.open(tmp_path / "home")
+    _register(store)
+    _register(store)
+    reg.rollback(store, "m", reason="v2 misbehaves")  # champion: v1
+    assert verify(store.metadata)[0]
+
+    def tampered(*statements: str) -> tuple[bool, str]:
+        copy = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(tmp_path / "home", copy)
+        conn = sqlite3.connect(copy / "metadata.db", isolation_level=None)
+        for sql in statements:
+            conn.execute(sql)
+        conn.close()
+        return verify(Store.open(copy).metadata)
+
+    ok, message = tampered("UPDATE aliases SET model_id = 'm:v2' WHERE alias = 'champion'")
+    assert not ok and message.startswith("alias m@champion: names m:v2, but its last recorded move"), message
+    ok, message = tampered("UPDATE models SET record_json = replace(record_json, '0.9', '0.5') WHERE id = 'm:v1'")
+    assert not ok and message.startswith("model m:v1: its registry row differs") and "(record)" in message, message
+    ok, message = tampered("UPDATE models SET status = 'rejected', artifact_sha256 = 'x' WHERE id = 'm:v2'")
+    assert not ok and "(status, artifact)" in message, message
+    # the rollback's record removed and the head row pointed at the record before it
+    with store.metadata.read() as conn:
+        seq, digest = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1 OFFSET 1").fetchone()
+    ok, message = tampered("DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)",
+                           f"UPDATE meta SET value = '{json.dumps({'seq': seq, 'hash': digest})}' "
+                           f"WHERE key = '{HEAD_KEY}'")
+    assert not ok and message.startswith("alias m@champion: names m:v1, but its last recorded move") \
+        and "later moves were removed" in message, message
+    ok, message = tampered("INSERT INTO aliases(name, alias, model_id, updated_at) VALUES ('m', 'prod', 'm:v2', 0)")
+    assert not ok and message == "alias m@prod: names m:v2, but the audit log has no move of it: set outside raymlops"
+
+
 def test_rejected_version_cannot_become_champion_and_first_version_cannot_roll_back(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     _register(store)

@@ -17,9 +17,11 @@ from raymlops.store.home import Store
 def home(tmp_path: Path) -> Path:
     store = Store.open(tmp_path)
     with store.metadata.transaction() as conn:
-        # the model below, recorded as the registry records it (a version without its record is a removed record)
+        # the model and alias below, recorded as the registry records them (a version without its record is a
+        # removed record; an alias without a recorded move was set outside raymlops)
         audit.append(conn, "model.registered", {"model": "q:v1", "snapshot": "s"}, "pipeline q run 1",
                      clock=lambda: 999.0)
+        audit.append(conn, "alias.moved", {"model": "q:v1", "alias": "champion"}, "gate passed", clock=lambda: 999.5)
         audit.append(conn, "snapshot.created", {"snapshot": "ab" * 32}, "pipeline q run 1", clock=lambda: 1000.0)
         audit.append(conn, "alert.raised", {"alert": "drift-1", "deployment": "q"}, "dataset drift in 20 of 30",
                      clock=lambda: 1001.0)
@@ -38,7 +40,7 @@ def test_status_without_a_cluster(home: Path, capsys: pytest.CaptureFixture[str]
     assert "q@champion -> q:v1" in out
     alerts = out[out.index("\nalerts"):out.index("\naudit")]
     assert "alert.raised" in alerts and "dataset drift in 20 of 30" in alerts
-    assert "audit chain valid (3 records" in out and "snapshot.created" in out
+    assert "audit chain valid (4 records" in out and "snapshot.created" in out
 
 
 def test_status_json(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,10 +58,10 @@ def test_status_shows_a_broken_chain(home: Path, capsys: pytest.CaptureFixture[s
     import sqlite3
 
     conn = sqlite3.connect(home / "metadata.db", isolation_level=None)
-    conn.execute("UPDATE audit SET record_json = replace(record_json, 'drift', 'nothing') WHERE seq = 3")
+    conn.execute("UPDATE audit SET record_json = replace(record_json, 'drift', 'nothing') WHERE seq = 4")
     conn.close()
     assert main(["status", "--home", str(home)]) == 0
-    assert "CHAIN BROKEN: audit record 3" in capsys.readouterr().out
+    assert "CHAIN BROKEN: audit record 4" in capsys.readouterr().out
 
 
 def test_status_names_a_running_retraining_cycle(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
