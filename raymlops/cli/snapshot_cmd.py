@@ -33,7 +33,8 @@ def register(sub: Any) -> None:
     c.add_argument("--tag", action="append", default=[], metavar="NAME", help="also tag it NAME (repeatable)")
     c.add_argument("--reason", help="why (kept in the audit log)")
     c.add_argument("--json", action="store_true",
-                   help='last stdout line: {"snapshot": ID, "rows": N, "new": true|false}')
+                   help='last stdout line: {"snapshot": ID, "rows": N, "new": true|false} (+ "repaired": [...] '
+                        'when the stored copy of this data failed its manifest and was written again)')
 
     s_list = add_command(snap, "list", help="list snapshots")
     s_list.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -103,7 +104,8 @@ def _create(store: Any, args: argparse.Namespace) -> int:
     try:
         with capture_logging(log):  # Ray Data logs a task's failure with its traceback; we say it in one line
             ds = read_source(args.source, args.format)
-            info = create_snapshot(store, ds, args.source, args.reason or "raymlops snapshot create", tags=args.tag)
+            info = create_snapshot(store, ds, args.source, args.reason or "raymlops snapshot create", tags=args.tag,
+                                   verify_existing=True)
     except RaymlopsError:
         raise
     except Exception as exc:  # Ray wraps the reader's errors: report the cause, in one line
@@ -119,7 +121,11 @@ def _create(store: Any, args: argparse.Namespace) -> int:
             text += f" ({_first_line(inner)})"
         raise ValidationError(f"cannot snapshot {shown}: {type(cause).__name__}: {text}") from None
     if args.json:
-        print_json({"snapshot": info.id, "rows": info.rows, "new": info.new})
+        print_json({"snapshot": info.id, "rows": info.rows, "new": info.new}
+                   | ({"repaired": list(info.repaired)} if info.repaired else {}))
+    elif info.repaired:
+        print(f"repaired: snapshot {info.id} holds this data, and its stored copy failed its manifest "
+              f"({'; '.join(info.repaired)}): written again from {args.source}")
     elif info.new:
         print(f"created snapshot {info.id}: {info.rows} rows, {_size(info.bytes)} from {info.source}"
               f" (tags: {', '.join(info.tags) or '-'})")

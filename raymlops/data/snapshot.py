@@ -29,6 +29,7 @@ SQLite: they move, snapshots do not.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -62,6 +63,11 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 PROFILE_FILE = "profile.json"
 
 
+#: what an error about a corrupted snapshot adds: how to write it again
+REPAIR_HINT = (" (write it again from its intact source: `raymlops run --no-cache`, or `raymlops snapshot create "
+               "--source ...`, which find the stored copy damaged and replace it)")
+
+
 @dataclass(frozen=True)
 class SnapshotInfo:
     id: str
@@ -76,6 +82,7 @@ class SnapshotInfo:
     sources: tuple[str, ...] = ()
     transform_hash: str | None = None
     tags: tuple[str, ...] = ()
+    repaired: tuple[str, ...] = ()  # what failed the manifest in the stored copy, written again now
 
     @property
     def short(self) -> str:
@@ -120,9 +127,13 @@ def create_snapshot(
     profile: Profile | None = None,
     reference: Profile | None = None,
     kind: str = "data",
+    verify_existing: bool = False,
 ) -> SnapshotInfo:
     """Write ``ds`` as a snapshot. Identical content is stored once (``new`` is False then; tags
-    still move to it, ``latest`` included).
+    still move to it, ``latest`` included). ``verify_existing``: when that content is stored
+    already, check its files against its manifest, and write them again from ``ds`` where they
+    fail (``snapshot.repaired``: the same id, lineage and creation time), as re-adding a file heals
+    a corrupted cache entry in DVC.
 
     ``profile``: the profile of ``ds`` if already computed, else it is computed here, in the
     tasks that write the files; with ``reference``, it is also counted on the reference's bins
@@ -133,7 +144,7 @@ def create_snapshot(
     with ours():  # a ValidationError raised in a Ray task comes back as itself
         return _create_snapshot(store, ds, source, reason, tags=tags, parent=parent, sources=sources,
                                 transform_hash=transform_hash, transforms=transforms, validation=validation,
-                                profile=profile, reference=reference, kind=kind)
+                                profile=profile, reference=reference, kind=kind, verify_existing=verify_existing)
 
 
 def _create_snapshot(
@@ -151,6 +162,7 @@ def _create_snapshot(
     profile: Profile | None,
     reference: Profile | None,
     kind: str,
+    verify_existing: bool = False,
 ) -> SnapshotInfo:
     from ray.data import DataContext
 
@@ -177,10 +189,19 @@ def _create_snapshot(
         arrow_schema = widen_schemas(mixed.schemas, source)
         blocks = cast_blocks(blocks, arrow_schema)
         snap_id, rows, sizes, sample = snapshot_write.scan(blocks, arrow_schema, sample_size)
+    damaged: list[str] = []
+    kept: dict[str, Any] = {}
     if _lookup(store, snap_id) is not None:
-        return _reuse(store, snap_id, kind, tags, reason, source)
+        damaged = verify_snapshot(store, snap_id) if verify_existing else []
+        if not damaged:
+            return _reuse(store, snap_id, kind, tags, reason, source)
+        kept = _recorded(store, snap_id)  # a repair keeps what the snapshot was recorded with
+        kind = kept["kind"]
     edges = sample.edges() if profile is None else None
-    parent = _previous(store, source, kind) if parent is None else resolve_snapshot(store, parent)
+    if damaged:
+        parent = kept["parent"]
+    else:
+        parent = _previous(store, source, kind) if parent is None else resolve_snapshot(store, parent)
 
     arts = store.artifacts
     staging = arts.staging_key("snapshot")
@@ -206,7 +227,7 @@ def _create_snapshot(
             "format_version": MANIFEST_VERSION,
             "id": snap_id,
             "kind": kind,
-            "created_at": time.time(),
+            "created_at": kept["created_at"] if damaged else time.time(),
             "source": source,
             "sources": source_list,
             "parent": parent,
@@ -221,6 +242,8 @@ def _create_snapshot(
         }
         manifest_bytes = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
         manifest_sha = arts.write_bytes(f"{staging}/manifest.json", manifest_bytes)
+        if damaged:  # the recorded copy fails its manifest: only now, with the good one complete, replace it
+            arts.delete(final)
         promoted = arts.promote(staging, final)
     except BaseException as exc:
         with contextlib.suppress(OSError):  # a full or read-only disk must not hide the first error
@@ -236,6 +259,8 @@ def _create_snapshot(
         manifest_bytes = arts.read_bytes(f"{final}/manifest.json")
         manifest = json.loads(manifest_bytes)
         manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
+    if damaged:
+        return _repaired(store, snap_id, manifest, manifest_sha, damaged, kind, tags, reason, source)
     with store.metadata.transaction() as conn:
         if conn.execute("SELECT 1 FROM snapshots WHERE id = ?", (snap_id,)).fetchone() is not None:
             new = False  # another process recorded it meanwhile
@@ -278,6 +303,26 @@ def _move_tags(conn: Any, snap_id: str, kind: str, tags: Sequence[str]) -> list[
             _set_tag(conn, tag, snap_id)
             moved.append(tag)
     return moved
+
+
+def _recorded(store: Store, snap_id: str) -> dict[str, Any]:
+    """How ``snap_id`` was recorded: its parent, kind and creation time (SQLite, not its files)."""
+    with store.metadata.read() as conn:
+        row = conn.execute("SELECT s.created_at, l.parent_id, coalesce(l.kind, 'data') FROM snapshots s LEFT JOIN"
+                           " snapshot_lineage l ON l.snapshot_id = s.id WHERE s.id = ?", (snap_id,)).fetchone()
+    return {"created_at": row[0], "parent": row[1], "kind": row[2]}
+
+
+def _repaired(store: Store, snap_id: str, manifest: dict[str, Any], manifest_sha: str, damaged: list[str],
+              kind: str, tags: Sequence[str], reason: str | None, source: str) -> SnapshotInfo:
+    """Record the files written again for a damaged snapshot (and move its tags, as a reuse does)."""
+    with store.metadata.transaction() as conn:
+        conn.execute("UPDATE snapshots SET bytes = ?, manifest_sha256 = ? WHERE id = ?",
+                     (manifest["bytes"], manifest_sha, snap_id))
+        audit.append(conn, "snapshot.repaired", {"snapshot": snap_id}, reason,
+                     {"source": source, "problems": damaged[:20], "rows": manifest["rows"]})
+        _move_tags(conn, snap_id, kind, tags)
+    return dataclasses.replace(_info(store, snap_id, new=False), repaired=tuple(damaged))
 
 
 def _reuse(store: Store, snap_id: str, kind: str, tags: Sequence[str], reason: str | None,

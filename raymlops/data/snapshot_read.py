@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from raymlops.data.snapshot import (
     PROFILE_FILE,
+    REPAIR_HINT,
     SnapshotInfo,
     load_manifest,
     resolve_snapshot,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 def _verified_manifest(store: Store, snap_id: str) -> dict[str, Any]:
     problems = verify_snapshot(store, snap_id)
     if problems:
-        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: " + "; ".join(problems))
+        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: " + "; ".join(problems) + REPAIR_HINT)
     return load_manifest(store, snap_id)
 
 

@@ -346,12 +346,16 @@ class SnapshotStep(Step[SnapshotIn, SnapshotOut]):
             ctx.store, inputs.dataset, cfg.data.source, reason=ctx.reason, transform_hash=code_hash(transforms),
             transforms=[t.describe() for t in transforms], validation=inputs.validation,
             reference=None if reference is None else reference.profile,
+            verify_existing=not ctx.use_cache,  # --no-cache: a stored copy that fails its manifest is written again
         )
         ctx.result.snapshot = snap.id
-        step.status = "ran" if snap.new else "cached"
+        step.status = "ran" if snap.new or snap.repaired else "cached"
         step.rows, step.bytes = snap.rows, snap.bytes
-        step.outputs = {"snapshot": snap.id, "new": snap.new}
-        step.detail = f"{snap.short}, {snap.rows} rows, {'new' if snap.new else 'unchanged data, stored nothing'}"
+        step.outputs = {"snapshot": snap.id, "new": snap.new} | ({"repaired": list(snap.repaired)} if snap.repaired
+                                                                 else {})
+        state = "new" if snap.new else (f"stored copy repaired ({'; '.join(snap.repaired[:3])})" if snap.repaired
+                                        else "unchanged data, stored nothing")
+        step.detail = f"{snap.short}, {snap.rows} rows, {state}"
         return SnapshotOut(snap, reference)
 
 

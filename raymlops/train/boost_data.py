@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raymlops.data.schema import column_array, feature_values, missing_labels, missing_labels_error
-from raymlops.data.snapshot import load_manifest, resolve_snapshot, verify_snapshot
+from raymlops.data.snapshot import REPAIR_HINT, load_manifest, resolve_snapshot, verify_snapshot
 from raymlops.data.split import holdout_mask, split_mask
 from raymlops.exceptions import IntegrityError, ValidationError
 from raymlops.store.home import Store
@@ -81,7 +81,7 @@ def snapshot_parts(source: SnapshotSource) -> list[_Part]:
     snap_id = resolve_snapshot(source.store, source.snapshot_id)
     problems = verify_snapshot(source.store, snap_id)
     if problems:
-        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: " + "; ".join(problems))
+        raise IntegrityError(f"snapshot {snap_id[:12]} is corrupted: " + "; ".join(problems) + REPAIR_HINT)
     manifest = load_manifest(source.store, snap_id)
     arts = source.store.artifacts
     parts, offset = [], 0

@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from raymlops import ConfigError, Store, parse_config
+from raymlops.audit import records as audit_records
+from raymlops.audit import verify as audit_verify
 from raymlops.cli import main
-from raymlops.data.snapshot import create_snapshot, load_manifest
+from raymlops.data.snapshot import create_snapshot, list_snapshots, load_manifest, snapshot_info
 from raymlops.data.sources import open_source
 
 from .conftest import ROOT
@@ -109,6 +111,40 @@ def test_snapshot_commands_and_exit_codes(ray_session: None, tmp_path: Path,
         rc, out, err = _run(capsys, *argv, "--home", home)
         assert rc == 2 and err.startswith("error: ") and message in err, (argv, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_damaged_snapshot_is_written_again_from_its_intact_source(ray_session: None, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A part file changed (still valid Parquet) or removed: re-ingesting the intact source found the
+    content id stored and wrote nothing ('unchanged'), and every run failed on the snapshot again."""
+    import pyarrow.parquet as pq
+
+    home = str(tmp_path / "home")
+    pacsv.write_csv(people_table(300), tmp_path / "a.csv")
+    rc, out, _ = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "a.csv"), "--tag", "train",
+                      "--json", "--home", home)
+    snap = json.loads(out.strip().splitlines()[-1])["snapshot"]
+    store = Store.open(home)
+    before = load_manifest(store, snap)
+    part = store.artifacts.path(f"snapshots/{snap}/{before['files'][0]['path']}")
+    table = pq.read_table(part)
+    pq.write_table(table.set_column(0, table.column_names[0], pa.array(
+        [v + 1 if isinstance(v, int) else v for v in table.column(0).to_pylist()], table.schema.field(0).type)), part)
+    assert _run(capsys, "snapshot", "verify", snap, "--home", home)[0] == 1
+
+    rc, out, _ = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "a.csv"), "--json", "--home", home)
+    got = json.loads(out.strip().splitlines()[-1])
+    assert rc == 0 and got["snapshot"] == snap and got["new"] is False
+    assert got["repaired"] and "changed" in got["repaired"][0]
+    assert _run(capsys, "snapshot", "verify", snap, "--home", home)[0] == 0
+    after = load_manifest(store, snap)
+    assert after["created_at"] == before["created_at"] and after["rows"] == 300 and after["parent"] == before["parent"]
+    assert [s["id"] for s in list_snapshots(store)] == [snap] and snapshot_info(store, "train").id == snap
+    actions = [r.action for r in audit_records(store.metadata)]
+    assert actions[-1] == "snapshot.repaired" and audit_verify(store.metadata)[0]
+    # an intact copy is left as it is: nothing written, nothing recorded
+    rc, out, _ = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "a.csv"), "--home", home)
+    assert rc == 0 and out.startswith("unchanged:") and len(audit_records(store.metadata)) == len(actions)
 
 
 @pytest.mark.parametrize(("text", "reason"), [
