@@ -33,12 +33,31 @@ GENESIS = "0" * 64
 HEAD_KEY = "audit_head"  # meta row: {"seq": …, "hash": …} of the newest record
 
 
-def _actor() -> dict[str, Any]:
+def os_user() -> dict[str, Any]:
+    """Who the operating system says runs this process: ``user`` (the account of its uid) and
+    ``uid``; ``claimed``: the name ``$LOGNAME`` / ``$USER`` give, where it is another (any process
+    can set those, so the record keeps the account, as ``ps`` shows it)."""
+    if not hasattr(os, "getuid"):  # not POSIX: the environment is all there is
+        try:
+            return {"user": getpass.getuser()}
+        except (KeyError, OSError):
+            return {"user": "unknown"}
+    uid = os.getuid()
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return {"user": user, "host": socket.gethostname(), "pid": os.getpid()}
+        import pwd
+
+        user = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):  # a uid without an account (a container's): the number
+        user = str(uid)
+    out: dict[str, Any] = {"user": user, "uid": uid}
+    claimed = next((os.environ[k] for k in ("LOGNAME", "USER", "LNAME", "USERNAME") if os.environ.get(k)), None)
+    if claimed and claimed != user:
+        out["claimed"] = claimed
+    return out
+
+
+def _actor() -> dict[str, Any]:
+    return {**os_user(), "host": socket.gethostname(), "pid": os.getpid()}
 
 
 def _digest(prev_hash: str, record_json: str) -> str:

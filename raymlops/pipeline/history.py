@@ -11,7 +11,6 @@ process is gone).
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
@@ -21,6 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from raymlops.audit import os_user
 from raymlops.exceptions import NotFound, ValidationError
 from raymlops.store.metadata import MetadataStore
 from raymlops.store.processes import gone
@@ -34,12 +34,8 @@ def new_run_id(clock: Callable[[], float] = time.time) -> str:
 
 
 def who() -> dict[str, Any]:
-    """The person and process that started the run."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return {"user": user, "host": socket.gethostname(), "pid": os.getpid(), "argv": list(sys.argv),
+    """The person and process that started the run (the account of its uid, as the audit log's)."""
+    return {**os_user(), "host": socket.gethostname(), "pid": os.getpid(), "argv": list(sys.argv),
             "cwd": os.getcwd()}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import os
@@ -50,12 +49,12 @@ def test_records_carry_who_what_why_and_how(store: Store) -> None:
     assert [r.action for r in recs] == ["snapshot.created", "model.registered", "alias.moved"]
     assert [r.ts for r in recs] == [1000.0, 1001.5, 1003.0]  # the injected clock
     first, second, third = recs
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
     for r in recs:
-        assert r.record["actor"] == {"user": user, "host": socket.gethostname(), "pid": os.getpid()}
+        assert {k: v for k, v in r.record["actor"].items() if k != "claimed"} == {
+            "user": user, "uid": os.getuid(), "host": socket.gethostname(), "pid": os.getpid()}
         assert r.record["action"] == r.action and r.record["ts"] == r.ts
     assert second.record["ids"] == {"model": "m:v1", "snapshot": "s1"}
     assert second.record["reason"] == "trained"
@@ -228,3 +227,24 @@ def test_an_alias_in_the_registrys_notation_finds_that_models_alias_records(stor
     assert [r.seq for r in audit.records(store.metadata, id="m@champion")] == [3]
     assert [r.seq for r in audit.records(store.metadata, id="other@champion")] == [4]
     assert audit.records(store.metadata, id="m@staging") == []
+
+
+def test_who_is_the_account_of_the_uid_not_what_the_environment_claims(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`LOGNAME=alice raymlops models promote ...` run as another account was recorded as alice."""
+    import os
+    import pwd
+
+    from raymlops.pipeline.history import who
+
+    account = pwd.getpwuid(os.getuid()).pw_name
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "mallory")
+    store = Store.open(tmp_path / "home")
+    with store.metadata.transaction() as conn:
+        audit.append(conn, "alias.moved", {"model": "m:v1", "alias": "champion"}, "spoof test")
+    actor = audit.records(store.metadata)[-1].record["actor"]
+    assert actor["user"] == account != "mallory" and actor["uid"] == os.getuid() and actor["claimed"] == "mallory"
+    assert who()["user"] == account and who()["claimed"] == "mallory"
+    monkeypatch.setenv("LOGNAME", account)
+    assert "claimed" not in audit.os_user()
