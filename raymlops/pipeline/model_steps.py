@@ -113,8 +113,10 @@ def _inputs(ctx: RunContext, snapshot_id: str, features: list[str]) -> dict[str,
     cfg = ctx.config
     estimators = sorted({c.estimator for c in cfg.train.candidates})
     return {
+        # where the rows came from (source, format, options) is not an input: the snapshot id is the
+        # rows; the same rows moved, or exported as Parquet instead of CSV, reuse the model
         "snapshot": snapshot_id, "features": features, "data": cfg.data.model_dump(
-            mode="json", exclude={"options", "reference", "drift_gate", "drift"}),
+            mode="json", exclude={"source", "format", "options", "reference", "drift_gate", "drift"}),
         "seed": cfg.seed, "name": cfg.name,
         "train": cfg.train.model_dump(mode="json"), "gate": cfg.gate.model_dump(mode="json"),
         "code": ctx.code,

@@ -171,15 +171,18 @@ def register_model(
             # (its metrics, gate verdict, lineage or status; the artifact's hash)
             bound = {"status": status, "artifact_sha256": sha,
                      "record_sha256": hashlib.sha256(record_json.encode()).hexdigest()}
-            audit.append(conn, "model.registered", {"model": model_id, "snapshot": snapshot_id},
+            # the run's id among the ids (`audit --id RUN` lists its whole trail), where a run registers it
+            run = {"run": str(lineage["run_id"])} if lineage.get("run_id") else {}
+            audit.append(conn, "model.registered", {"model": model_id, "snapshot": snapshot_id, **run},
                          reason, {**how, **bound})
             moved_from = None
             if passed and alias:
                 moved_from = _set_alias(conn, name, alias, model_id, "gate passed")
-                audit.append(conn, "alias.moved", {"model": model_id, "alias": alias},
+                audit.append(conn, "alias.moved", {"model": model_id, "alias": alias, "previous": moved_from, **run},
                              "gate passed", how)
             elif not passed:
-                audit.append(conn, "gate.rejected", {"model": model_id}, "; ".join(gate.get("reasons", [])), how)
+                audit.append(conn, "gate.rejected", {"model": model_id, **run}, "; ".join(gate.get("reasons", [])),
+                             how)
         break
     emit(store.home, "model.registered", {"model": model_id, "name": name, "version": version, "status": status,
                                           "snapshot": snapshot_id, "metrics": metrics, "reason": reason})

@@ -66,19 +66,22 @@ def test_quickstart_and_registry_commands_write_exactly_these_records(
     assert got == [
         ("snapshot.created", {"snapshot": snap}, run1),
         ("model.trained", {"snapshot": snap, "run": first.run_id}, run1),
-        ("model.registered", {"model": v1, "snapshot": snap}, run1),
-        ("alias.moved", {"model": v1, "alias": "champion"}, "gate passed"),
+        ("model.registered", {"model": v1, "snapshot": snap, "run": first.run_id}, run1),
+        ("alias.moved", {"model": v1, "alias": "champion", "previous": None, "run": first.run_id}, "gate passed"),
         ("deployment.created", {"model": v1, "deployment": "breast-cancer"}, run1),
         ("deployment.deleted", {"model": v1, "deployment": "breast-cancer"}, got[5][2]),
         # second run: same data, so no snapshot record; the gate says no
         ("model.trained", {"snapshot": snap, "run": second.run_id}, run2),
-        ("model.registered", {"model": v2, "snapshot": snap}, run2),
-        ("gate.rejected", {"model": v2}, got[8][2]),
+        ("model.registered", {"model": v2, "snapshot": snap, "run": second.run_id}, run2),
+        ("gate.rejected", {"model": v2, "run": second.run_id}, got[8][2]),
         ("alias.moved", {"model": v1, "alias": "staging", "previous": None}, "qa sign-off"),
         ("alias.moved", {"model": v2, "alias": "staging", "previous": v1}, "try v2"),
         ("alias.rolled_back", {"model": v1, "alias": "staging", "previous": v2}, "v2 is worse"),
     ]
     assert "roc_auc >= 0.99999" in got[8][2]
+    # a run's whole trail by its id
+    assert [r.action for r in records(store.metadata, id=second.run_id)] == [
+        "model.trained", "model.registered", "gate.rejected"]
     assert got[5][2].startswith(run1 + ": the run is over")
 
     recs = records(store.metadata)[1:]

@@ -178,6 +178,27 @@ def test_unchanged_reruns_under_a_champion_relative_rule_reuse_the_model(
     assert get_model(store, "breast-cancer@champion").id == "breast-cancer:v2"
 
 
+def test_the_same_rows_from_another_file_reuse_the_model(
+    ray_session: None, quickstart, trained_quickstart: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Only data.source differed (the rows exported to Parquet, a file moved): the snapshot was reused
+    and the model trained again, registered as a new version and made champion."""
+    import pyarrow.parquet as pq
+
+    from raymlops.data.snapshot_read import read_snapshot
+
+    home, first = str(trained_quickstart[0]), trained_quickstart[1]
+    _, table = read_snapshot(Store.open(home), first["snapshot"])
+    pq.write_table(table, tmp_path / "exported.parquet")
+    data = quickstart.data.model_copy(update={"source": str(tmp_path / "exported.parquet"), "format": "parquet"})
+    cfg = quickstart.model_copy(update={"data": data, "serve": quickstart.serve.model_copy(update={"enabled": False})})
+    again = run_pipeline(cfg, home=home, progress=lambda _: None)
+    steps = {s.name: s.status for s in again.steps}
+    assert again.snapshot == first["snapshot"] and steps["snapshot"] == "cached", steps
+    assert again.model == first["model"] and steps["train"] == steps["register"] == "cached", steps
+    assert [v.id for v in list_models(Store.open(home))] == [first["model"]]
+
+
 def test_a_reused_model_the_champion_alias_has_left_is_not_deployed(
     ray_session: None, quickstart, trained_quickstart: tuple[Path, dict[str, Any]]
 ) -> None:
