@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         verdict = "identical" if report.identical else "NOT identical"
         if report.predictions_equal is None:  # nothing was compared
-            print(f"{report.model}: {verdict} (not re-trained: the recorded data is not what it was)")
+            print(f"{report.model}: {verdict} (not re-trained: the recorded data or model file is not what it was)")
         else:
             print(f"{report.model}: {verdict} (holdout predictions equal: {report.predictions_equal},"
                   f" artifact hash equal: {report.artifact_hash_equal})")

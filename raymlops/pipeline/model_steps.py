@@ -390,6 +390,9 @@ class RegisterStep(Step[RegisterIn, ModelOut]):
             "code": ctx.code, "config_hash": cfg.config_hash(), "config": cfg.model_dump(mode="json"),
             "snapshot_id": snap.id, "seed": cfg.seed, "packages": package_versions(), "run_id": ctx.run_id,
             "inputs_key": inputs_key(ctx, snap.id, list(features)),
+            # the estimators' code (the user's own module: every file of its package or folder), so that
+            # `reproduce` can name an edit of it
+            "estimator_code": _inputs(ctx, snap.id, list(features))["estimator_code"],
             # the key the run cached it under (the champion is still the one it was judged against)
             "model_key": step.cache_key or model_key(ctx, snap.id, list(features)),
         }

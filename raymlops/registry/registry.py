@@ -263,7 +263,7 @@ def rollback(store: Store, name: str, alias: str = CHAMPION, reason: str | None 
 def _servable(store: Store, version: ModelVersion) -> None:
     """An IntegrityError (exit 1) unless ``version``'s artifact is there with its recorded sha256: a
     champion whose file is gone or changed moved the alias, and every replica then refused to load it."""
-    problems = _artifact_problems(store, version)
+    problems = artifact_problems(store, version)
     if problems:
         raise IntegrityError(f"{version.id} cannot become champion: {problems[0]} "
                              f"(`raymlops models verify {version.id}`)")
@@ -289,10 +289,10 @@ def aliases_of(store: Store, model_id: str) -> list[str]:
 
 def verify_model(store: Store, ref: str) -> list[str]:
     """Problems with the artifact of ``ref`` (empty when it is present with its recorded sha256)."""
-    return _artifact_problems(store, get_model(store, ref))
+    return artifact_problems(store, get_model(store, ref))
 
 
-def _artifact_problems(store: Store, version: ModelVersion) -> list[str]:
+def artifact_problems(store: Store, version: ModelVersion) -> list[str]:
     try:  # the check every loader makes (ArtifactStore), streamed: nothing is loaded
         store.artifacts.verify(version.artifact_key, version.artifact_sha256)
     except NotFound:

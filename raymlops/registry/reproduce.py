@@ -20,10 +20,11 @@ import numpy as np
 from raymlops import audit
 from raymlops.config import PipelineConfig, parse_config
 from raymlops.data.snapshot import verify_snapshot
+from raymlops.data.transforms import module_fingerprint
 from raymlops.exceptions import ValidationError
 from raymlops.ray_session import ensure_ray
 from raymlops.registry.lineage import PACKAGES, code_version, package_versions
-from raymlops.registry.registry import get_model, load_model
+from raymlops.registry.registry import artifact_problems, get_model, load_model
 from raymlops.store.home import Store
 from raymlops.train.boost_data import SnapshotSource, holdout_rows
 from raymlops.train.distributed import fit_distributed
@@ -53,6 +54,12 @@ def _env_differences(lineage: dict[str, Any]) -> list[str]:
     now_code = code_version()
     if recorded_code != now_code:
         out.append(f"code: {code_change(recorded_code, now_code)}")
+    for estimator, recorded in sorted((lineage.get("estimator_code") or {}).items()):
+        now = module_fingerprint(estimator.rsplit(".", 1)[0])
+        if now != recorded:
+            module = estimator.rsplit(".", 1)[0]
+            out.append(f"code: {module} (the module of estimator {estimator.rsplit('.', 1)[-1]}) changed: recorded "
+                       f"{str(recorded)[:12] if recorded else 'unknown'}, now {now[:12] if now else 'not found'}")
     recorded_pkgs = lineage.get("packages", {})
     now_pkgs = package_versions((*PACKAGES, *(k for k in recorded_pkgs if k not in PACKAGES and k != "python")))
     for name in sorted(set(recorded_pkgs) | set(now_pkgs)):
@@ -111,6 +118,10 @@ def reproduce(
     problems = verify_snapshot(store, version.snapshot_id)
     if problems:
         report.differences.append(f"data: snapshot {version.snapshot_id[:12]} changed: " + "; ".join(problems))
+    broken = artifact_problems(store, version)  # before minutes of training, which could only end there
+    if broken:
+        report.differences.append(f"artifact: the registered model file failed its check: {'; '.join(broken)}")
+    if problems or broken:
         report.seconds = time.perf_counter() - t0
         _record(store, report)
         return report

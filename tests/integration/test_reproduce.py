@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,30 @@ def test_reproduce_identical_then_seed_and_data_changes_are_named(
     assert "seed: recorded 42, now 7" in records[1].record["reason"]
     assert "data: snapshot" in records[2].record["reason"]
     assert audit.verify(store.metadata)[0]
+
+
+def test_a_changed_model_file_is_said_before_any_training_and_audited(
+    ray_session: None, trained_quickstart: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """reproduce re-trained (15 s) and then failed on the registered file's hash, unaudited."""
+    from raymlops import audit
+    from raymlops.registry import get_model
+
+    home, result = trained_quickstart
+    store = Store.open(home)
+    version = get_model(store, result["model"])
+    # the lineage holds the estimators' code, which reproduce compares
+    assert set(version.lineage["estimator_code"]) == {c["estimator"] for c in version.lineage["config"]["train"]
+                                                      ["candidates"]}
+    path = Path(store.artifacts.path(version.artifact_key))
+    path.write_bytes(path.read_bytes() + b"x")
+    t0 = time.monotonic()
+    assert main(["reproduce", version.id, "--home", str(home)]) == 1
+    out = capsys.readouterr().out
+    assert "not re-trained" in out and "artifact: the registered model file failed its check" in out, out
+    assert time.monotonic() - t0 < 10  # no Tune search ran
+    last = audit.records(store.metadata, action="model.reproduce_differs")[-1]
+    assert "artifact" in last.record["reason"] and audit.verify(store.metadata)[0]
 
 
 def test_a_champion_moved_by_hand_moves_the_route_monitor_to_its_training_rows(
