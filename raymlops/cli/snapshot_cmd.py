@@ -46,6 +46,9 @@ def register(sub: Any) -> None:
     s_verify = add_command(snap, "verify", help="re-hash a snapshot's files (exit 1 names what changed)")
     s_verify.add_argument("id", help="id, unique id prefix, or tag")
     s_verify.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    s_verify.add_argument("--deep", action="store_true",
+                          help="also hash the rows again and compare with the id (finds data changed together "
+                               "with its manifest; reads every row)")
 
     diff = add_command(snap, "diff", help="compare snapshot B with the reference A: schema and per-column drift "
                                           "(recorded with B)")
@@ -226,9 +229,10 @@ def _num(v: Any) -> str:
 def _verify(store: Any, args: argparse.Namespace) -> int:
     # scipy, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.data.snapshot import resolve_snapshot, verify_snapshot
+    from raymlops.data.snapshot_read import content_problems
 
     snap_id = resolve_snapshot(store, args.id)
-    problems = verify_snapshot(store, snap_id)
+    problems = content_problems(store, snap_id) if args.deep else verify_snapshot(store, snap_id)
     if args.json:
         print_json({"snapshot": snap_id, "ok": not problems, "problems": problems})
     else:
