@@ -151,8 +151,8 @@ class UserStep(Step[StepInput, dict[str, Any]]):
         if got is not None and not isinstance(got, dict):
             raise TypeError(f"{self.key}.call: {self.spec.call} returned {type(got).__name__}; expected a dict of "
                             "JSON values, or None")
-        try:
-            out: dict[str, Any] = json.loads(json.dumps(got or {}, allow_nan=False))
+        try:  # numpy's scalars and arrays (a count, a mean computed with numpy) as the numbers they hold
+            out: dict[str, Any] = json.loads(json.dumps(got or {}, allow_nan=False, default=_numpy_value))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{self.key}.call: {self.spec.call} returned a value that is not JSON: {exc}") from None
         return out
@@ -204,3 +204,11 @@ def _short(value: Any) -> str:
 
 def user_steps(config: PipelineConfig) -> list[UserStep]:
     return [UserStep(spec, i) for i, spec in enumerate(config.steps)]
+
+
+def _numpy_value(value: Any) -> Any:
+    """A numpy scalar or array as Python numbers (``json.dumps``' ``default``); anything else is not
+    JSON (np.float64 passed, being a float; np.int64 failed the run)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

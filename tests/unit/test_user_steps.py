@@ -35,6 +35,11 @@ def no_leakage(view, max_corr=0.95):
 
 def not_json(view):
     return {"when": object()}
+
+
+def numpy_numbers(view):
+    import numpy as np
+    return {"n": np.int64(3), "mean": np.float32(0.5), "counts": np.array([1, 2]), "ok": np.bool_(True)}
 '''
 
 
@@ -210,6 +215,10 @@ def test_a_user_step_must_return_json_and_is_skipped_with_the_step_it_follows(tm
     with pytest.raises(StepFailed) as info:
         run(config(call="mychecks:not_json", **{"with": {}}), tmp_path / "home")
     assert "steps[0].call: mychecks:not_json returned a value that is not JSON" in str(info.value)
+    # numpy's numbers are numbers (np.int64 failed the run; np.float64 passed, being a float)
+    result = run(config(call="mychecks:numpy_numbers", **{"with": {}}), tmp_path / "home2")
+    step = next(s for s in result.steps if s.name == "check-no-leakage")
+    assert step.outputs == {"n": 3, "mean": 0.5, "counts": [1, 2], "ok": True}
 
     class Skipped(CountRows):
         def skip(self, ctx: RunContext, inputs: None) -> str | None:
