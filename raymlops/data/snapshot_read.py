@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raymlops.data.blocks import canonical_table
 from raymlops.data.snapshot import (
     PROFILE_FILE,
     REPAIR_HINT,
@@ -23,7 +24,9 @@ from raymlops.data.snapshot import (
     snapshot_info,
     verify_snapshot,
 )
+from raymlops.data.snapshot_write import id_hasher
 from raymlops.exceptions import IntegrityError
+from raymlops.stats.partial import row_keys
 from raymlops.stats.profile import Profile
 from raymlops.store.home import Store
 
@@ -61,10 +64,6 @@ def content_problems(store: Store, ref: str) -> list[str]:
     file at a time; no Ray). The manifest's sha256s only say the files are the ones it lists: one who
     changes a file and its manifest (and the manifest's hash in SQLite) keeps those, not the id,
     which the audit log chains. Empty when the rows are the id's; the file checks' problems first."""
-    from raymlops.data.blocks import canonical_table
-    from raymlops.data.snapshot_write import id_hasher
-    from raymlops.stats.partial import row_keys
-
     snap_id = resolve_snapshot(store, ref)
     problems = verify_snapshot(store, snap_id)
     if problems:
