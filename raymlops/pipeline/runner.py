@@ -34,7 +34,7 @@ from raymlops.pipeline.results import RunResult, StepResult
 from raymlops.pipeline.serve_steps import DeployStep, MonitorStep, SmokeStep
 from raymlops.pipeline.step import CacheGroup, Outputs, Restored, Step
 from raymlops.pipeline.steplog import LogCapture, StepLog, capture_logging, stamp
-from raymlops.pipeline.user_steps import import_call, user_steps
+from raymlops.pipeline.user_steps import check_arguments, import_call, user_steps
 from raymlops.ray_session import NAMESPACE, exception_chain, private_ray_lost, unwrap
 from raymlops.registry.lineage import code_version
 from raymlops.serve.deploy import undeploy
@@ -230,7 +230,7 @@ class Runner:
                 where = f"train.candidates[{i}].estimator:"
                 raise ConfigError(str(exc).replace("train.candidates:", where, 1)) from None
         for i, spec in enumerate(self.config.steps):
-            import_call(f"steps[{i}].call", spec.call)
+            check_arguments(f"steps[{i}]", spec.call, import_call(f"steps[{i}].call", spec.call), spec.with_)
 
     def _run_steps(self) -> None:
         ctx = self.ctx

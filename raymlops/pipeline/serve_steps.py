@@ -205,7 +205,8 @@ class DeployStep(Step[DeployIn, DeployOut]):
         if not inputs.model.passed:
             return "gate rejected the model"
         if not ctx.config.serve.enabled:
-            if ctx.alias == "champion":  # the registry moved on; a route serving the old champion did not
+            moved = any(s.name == "register" and s.status == "ran" for s in ctx.result.steps)
+            if ctx.alias == "champion" and moved:  # the registry moved on; a route serving the old one did not
                 v = inputs.model.version
                 ctx.say(f"note: {v.name}@champion is {v.id} now; a live deployment of an earlier champion (if any) "
                         f"serves that one until `raymlops models promote {v.id}`")

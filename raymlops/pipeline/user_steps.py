@@ -19,6 +19,7 @@ A user step runs when the step it follows ran or came from the cache, and is ski
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ import numpy as np
 from raymlops import audit
 from raymlops.config import PipelineConfig, UserStepConfig
 from raymlops.data.transforms import import_function, module_fingerprint
+from raymlops.exceptions import ConfigError
 from raymlops.pipeline.cache import fingerprint
 from raymlops.pipeline.context import RunContext, SnapshotRows
 from raymlops.pipeline.failures import Failure
@@ -91,6 +93,20 @@ class StepInput:
 def import_call(key: str, spec: str) -> Callable[..., Any]:
     """The function ``module:function`` names; ConfigError naming ``key`` when it is not there."""
     return import_function(key, spec, "expected 'module:function' importable here (PYTHONPATH)")
+
+
+def check_arguments(key: str, call: str, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    """ConfigError naming ``<key>.with`` when ``fn`` cannot take the view and ``kwargs`` (an unknown
+    or missing keyword): said before the first step, not when the step's turn comes after training."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or a callable without a signature: found when it runs
+        return
+    try:
+        signature.bind(None, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{key}.with: {call} cannot be called with the step's view and "
+                          f"{dict(kwargs) or 'no arguments'}: {exc}") from None
 
 
 class UserStep(Step[StepInput, dict[str, Any]]):

@@ -110,8 +110,10 @@ def test_a_user_step_after_validate_runs_records_and_is_reused(ray_session: None
     assert record["steps"][3]["name"] == "enough-rows" and record["steps"][3]["cache_key"]
     assert [r.record["ids"]["step"] for r in records(store.metadata, action="step.ran")] == ["enough-rows"]
 
+    lines.clear()
     again = run_pipeline(cfg, home=home, progress=lines.append).to_dict()
     assert [s["status"] for s in again["steps"]][:10] == ["cached"] * 5 + ["skipped"] + ["cached"] * 4
+    assert not [line for line in lines if line.startswith("note:")], lines  # nothing moved: nothing to say
     assert again["steps"][3]["outputs"] == step["outputs"]
     assert len(records(store.metadata, action="step.ran")) == 1
 

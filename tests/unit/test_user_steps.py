@@ -133,6 +133,14 @@ def test_an_unimportable_call_is_a_config_error_before_any_step_and_without_ray(
         record = get_run(Store.open(home).metadata, "latest")
         assert record["status"] == "failed" and record["error"]["step"] is None
         assert {s["status"] for s in record["steps"]} == {"skipped"}  # nothing ran (and ray.init would raise)
+    # a keyword the function does not take (or one it needs and is not given): found before any step,
+    # not when the step's turn comes after training
+    home = tmp_path / "typo"
+    with pytest.raises(ConfigError) as info:
+        Pipeline(config(**{"with": {"max_corr": 0.9, "treshold": 1}}), Store.open(home), progress=lambda _: None).run()
+    assert str(info.value).startswith("steps[0].with: mychecks:no_leakage cannot be called"), str(info.value)
+    assert "unexpected keyword argument 'treshold'" in str(info.value)
+    assert {s["status"] for s in get_run(Store.open(home).metadata, "latest")["steps"]} == {"skipped"}
 
 
 # -- a run -----------------------------------------------------------------------------------------
