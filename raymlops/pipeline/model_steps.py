@@ -26,6 +26,7 @@ from raymlops.pipeline.cache import fingerprint
 from raymlops.pipeline.context import RunContext
 from raymlops.pipeline.failures import Failure, describe, unwrap
 from raymlops.pipeline.step import CacheGroup, Restored, Step
+from raymlops.pipeline.why import input_parts, what_changed
 from raymlops.registry.lineage import PACKAGES, package_versions
 from raymlops.registry.registry import CHAMPION, get_model, load_model, register_model
 from raymlops.tracking.mlflow_tracking import MlflowTracker  # only with tracking: (an optional extra)
@@ -116,7 +117,7 @@ def _inputs(ctx: RunContext, snapshot_id: str, features: list[str]) -> dict[str,
         # where the rows came from (source, format, options) is not an input: the snapshot id is the
         # rows; the same rows moved, or exported as Parquet instead of CSV, reuse the model
         "snapshot": snapshot_id, "features": features, "data": cfg.data.model_dump(
-            mode="json", exclude={"source", "format", "options", "reference", "drift_gate", "drift"}),
+            mode="json", exclude={"source", "format", "options", "features", "reference", "drift_gate", "drift"}),
         "seed": cfg.seed, "name": cfg.name,
         "train": cfg.train.model_dump(mode="json"), "gate": cfg.gate.model_dump(mode="json"),
         "code": ctx.code,
@@ -169,6 +170,8 @@ class TrainStep(Step[TrainIn, TrainOut]):
         from raymlops.train import fit
 
         cfg, step, snap_id, features = ctx.config, ctx.step, inputs.snapshot_id, inputs.features
+        if (why := what_changed(ctx.store, cfg.name, _inputs(ctx, snap_id, features))) is not None:
+            ctx.say(f"train: a new model, {why}")
         holdout_columns: dict[str, np.ndarray] | None = None
         # string features are categories (one-hot encoded by every trial's pipeline); at most
         # STRING_DOMAIN_MAX values each, checked here before any trial starts
@@ -223,7 +226,7 @@ class TrainStep(Step[TrainIn, TrainOut]):
         step.rows, step.bytes = rows, nbytes
         step.outputs = {"trials": len(summary.trials), "best": best, "metric": summary.best.metric,
                         "strategy": summary.strategy, "stopped_early": stopped, "retried": retried,
-                        "failed": len(failed), "errors": errors}
+                        "failed": len(failed), "errors": errors} | ({"why": why} if why else {})
         for name, error in errors.items():
             ctx.say(f"warning: train: {said[name]}: {error}")
         step.detail = (
@@ -390,9 +393,10 @@ class RegisterStep(Step[RegisterIn, ModelOut]):
             "code": ctx.code, "config_hash": cfg.config_hash(), "config": cfg.model_dump(mode="json"),
             "snapshot_id": snap.id, "seed": cfg.seed, "packages": package_versions(), "run_id": ctx.run_id,
             "inputs_key": inputs_key(ctx, snap.id, list(features)),
-            # the estimators' code (the user's own module: every file of its package or folder), so that
-            # `reproduce` can name an edit of it
-            "estimator_code": _inputs(ctx, snap.id, list(features))["estimator_code"],
+            # the estimators' code (the user's module: every file of its package or folder), for `reproduce`;
+            # a hash per input part, so that a later run that trains again can say what changed
+            "estimator_code": (parts := _inputs(ctx, snap.id, list(features)))["estimator_code"],
+            "inputs_parts": input_parts(parts),
             # the key the run cached it under (the champion is still the one it was judged against)
             "model_key": step.cache_key or model_key(ctx, snap.id, list(features)),
         }

@@ -124,6 +124,10 @@ def test_a_user_step_after_validate_runs_records_and_is_reused(ray_session: None
     assert [s["status"] for s in third["steps"]][:7] == ["cached", "ran", "cached", "ran", "cached", "skipped", "ran"]
     assert third["steps"][1]["outputs"]["features"] == ["mean_radius", "mean_texture", "mean_area"]
     assert third["steps"][3]["outputs"]["features"] == 3 and third["snapshot"] == first["snapshot"]
+    # and says why it trains again: what differs from the newest version's inputs
+    assert third["steps"][6]["outputs"]["why"] == "since breast-cancer:v1: the features changed", third["steps"][6]
+    assert "train: a new model, since breast-cancer:v1: the features changed" in lines
+    assert "why" not in first["steps"][7]["outputs"]  # the first model: nothing before it
 
 
 def test_sigterm_during_a_run_is_an_interruption(ray_session: None, tmp_path: Path,
