@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from raymlops.cli.common import add_command, print_json
-from raymlops.exceptions import ConfigError, NotFound
+from raymlops.exceptions import ConfigError, NotFound, ValidationError
 from raymlops.ray_session import NAMESPACE, ensure_ray, join_cluster
 
 _INPUT = "CSV, JSON Lines or Parquet file, a folder of them, or a snapshot id"
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     # pandas, scipy, pydantic: only when this verb runs, not for `raymlops --help`
-    from raymlops.monitor.report import live_model, offline_model, plotted_features, write_report
+    from raymlops.monitor.report import check_out, live_model, offline_model, plotted_features, write_report
 
     offline = args.reference is not None or args.current is not None
     if args.route is not None and (offline or args.slice or args.column or args.config):
@@ -101,11 +101,10 @@ def _report(args: argparse.Namespace) -> int:
         raise ConfigError("monitor report: needs --reference and --current (offline), or --route NAME (live)")
     if args.top < 1:
         raise ConfigError(f"monitor report: --top must be >= 1, got {args.top}")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise ConfigError(f"monitor report: --out {args.out}: folder {out.parent} does not exist")
-    if out.is_dir():
-        raise ConfigError(f"monitor report: --out {args.out} is a folder; give a file name such as report.html")
+    try:  # before any reading: a wrong --out is said at once
+        out = check_out(args.out)
+    except ValidationError as exc:
+        raise ConfigError(f"monitor report: {exc}") from None
     if args.route is not None:
         model = live_model(_live_status(args.route), args.route)
     else:

@@ -25,6 +25,7 @@ import datetime as dt
 import html
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -252,16 +253,37 @@ def _performance_html(rows: dict[str, dict[str, Any]] | None) -> str:
             + f"</tr>{body}</table></section>")
 
 
-def write_report(model: dict[str, Any], out: str | Path, top: int = 5) -> Path:
-    """Render ``model`` and write it to ``out`` (its folder must exist); returns the path."""
+def check_out(out: str | Path) -> Path:
+    """``--out`` as a path to write a report to: its folder exists, and it is no folder, nor a file
+    that holds anything but an HTML page (an earlier report is replaced; ``--out .raymlops/metadata.db``
+    replaced the registry with a page, and a model artifact or any file of the user's the same)."""
     path = Path(out)
     if not path.parent.is_dir():
         raise ValidationError(f"--out {out}: folder {path.parent} does not exist")
     if path.is_dir():
         raise ValidationError(f"--out {out}: is a folder, expected a file name such as report.html")
+    if path.exists():
+        try:
+            with path.open("rb") as f:
+                head = f.read(512).lstrip().lower()
+        except OSError as exc:
+            raise ValidationError(f"--out {out}: cannot read what is there: {exc.strerror or exc}") from None
+        if not (head.startswith(b"<!doctype html") or head.startswith(b"<html")) and path.stat().st_size > 0:
+            raise ValidationError(f"--out {out}: the file exists and is not an HTML page (a report is written "
+                                  "over an earlier report only); give another file name, or remove it first")
+    return path
+
+
+def write_report(model: dict[str, Any], out: str | Path, top: int = 5) -> Path:
+    """Render ``model`` and write it to ``out`` (:func:`check_out`), whole or not at all (a
+    temporary file beside it, renamed); returns the path."""
+    path = check_out(out)
     page = render_html(model, top)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.write_text(page, encoding="utf-8")
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, path)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise ValidationError(f"--out {out}: cannot write it: {exc.strerror or exc}") from None
     return path

@@ -226,6 +226,28 @@ def test_offline_report_without_drift_plots_the_top_features_by_p_value(files: d
     assert_self_contained(text)
 
 
+def test_out_never_overwrites_a_file_that_is_no_report(files: dict[str, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out .raymlops/metadata.db` replaced the registry with an HTML page (exit 0): every command on
+    the home then failed. A file that is not an HTML page is left as it is; an earlier report is
+    replaced."""
+    import sqlite3
+
+    db = tmp_path / "metadata.db"
+    sqlite3.connect(db).execute("CREATE TABLE t (x)").connection.close()
+    before = db.read_bytes()
+    argv = ["monitor", "report", "--reference", str(files["ref"]), "--current", str(files["same"])]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "the file exists and is not an HTML page" in err and str(db) in err, err
+    assert db.read_bytes() == before
+    page = tmp_path / "r.html"
+    assert main([*argv, "--out", str(page)]) == 0 and main([*argv, "--top", "1", "--out", str(page)]) == 0
+    assert page.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
+
+
 def test_live_model_uses_the_open_window_then_the_last_closed_one() -> None:
     rng = np.random.default_rng(3)
     reference = build_reference({"a": rng.normal(size=4_000), "b": rng.normal(size=4_000)})
