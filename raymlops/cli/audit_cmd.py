@@ -20,6 +20,8 @@ def _since(text: str) -> float:
 
     try:
         return parse_since(text)
+    except (OverflowError, OSError) as exc:  # 9999-12-31T23:59 and beyond, or before what the system knows
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: {exc}") from None
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -49,9 +51,9 @@ def _until(text: str) -> float:
     if text.strip() == m.group(1):
         try:
             day = dt.datetime.fromisoformat(m.group(1))
-        except ValueError as exc:
+            return (day + dt.timedelta(days=1)).timestamp() - 1e-6
+        except (ValueError, OverflowError, OSError) as exc:  # 9999-12-31: its next day is past datetime's end
             raise argparse.ArgumentTypeError(f"{exc}; found {text!r}") from None
-        return (day + dt.timedelta(days=1)).timestamp() - 1e-6
     return _since(text) + (1.0 if m.group(2) else 60.0) - 1e-6
 
 

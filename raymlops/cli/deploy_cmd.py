@@ -152,9 +152,15 @@ def _start_monitor(store: Any, cfg: Any, ref: str, route: str, persistent: bool)
 def run(args: argparse.Namespace) -> int:
     # pydantic, PyYAML, pyarrow: only when this verb runs, not for `raymlops --help`
     from raymlops.config import ServeConfig, load_config
+    from raymlops.config.base import NAME_PATTERN
     from raymlops.serve import traffic
     from raymlops.store.home import Store
 
+    if args.port is not None and not 1 <= args.port <= 65535:  # before Ray, Serve or the home
+        raise ConfigError(f"deploy: --port: expected a port from 1 to 65535, found {args.port}")
+    if args.route is not None and not NAME_PATTERN.match(args.route):
+        raise ConfigError(f"deploy: --route {args.route!r}: expected lowercase letters, digits and '-' (a URL path "
+                          "segment)")
     store = Store.open(args.home)
     cfg = load_config(args.config) if args.config else None
     serve_cfg = cfg.serve if cfg else ServeConfig()

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json, ray_output_to_stderr
+from raymlops.exceptions import ConfigError
 
 
 def register(sub: Any) -> None:
@@ -21,6 +22,9 @@ def run(args: argparse.Namespace) -> int:
     from raymlops.registry.reproduce import reproduce
     from raymlops.store.home import Store
 
+    if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:  # numpy's and scikit-learn's range, as seed:
+        raise ConfigError(f"reproduce: --seed: expected 0 to 4294967295 (numpy and scikit-learn take no other), "
+                          f"found {args.seed}")
     with ray_output_to_stderr():
         report = reproduce(Store.open(args.home, create=False), args.ref, seed=args.seed,
                            progress=lambda line: print(line, file=sys.stderr, flush=True))

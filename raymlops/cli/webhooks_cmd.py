@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             raise NotFound(f"no webhook {args.id!r} (see 'raymlops webhooks list')")
         print(f"removed {args.id}")
         return 0
+    if not 1 <= args.limit <= 10**9:  # SQLite's integers end at 2^63
+        raise ConfigError(f"webhooks deliveries: --limit: expected 1 to 1000000000, found {args.limit}")
     rows = list_deliveries(args.home, args.limit)
     if args.json:
         print_json(rows)

@@ -114,8 +114,8 @@ def list_runs(metadata: MetadataStore, status: str | None = None, limit: int | N
     """Newest first: id, pipeline, status, start, end, seconds, config hash, failed step, error."""
     if status is not None and status not in RUN_STATUSES:
         raise ValidationError(f"--status: expected one of {', '.join(RUN_STATUSES)}, found {status!r}")
-    if limit is not None and limit < 1:
-        raise ValidationError(f"--limit: expected a number of runs >= 1, found {limit}")
+    if limit is not None and not 1 <= limit <= 10**9:  # SQLite's integers end at 2^63
+        raise ValidationError(f"--limit: expected a number of runs from 1 to 1000000000, found {limit}")
     sql = "SELECT id, pipeline, started_at, ended_at, status, config_hash, record_json FROM runs"
     args: tuple[Any, ...] = ()
     # a run recorded running whose process is gone is abandoned (_status): both are read, then filtered

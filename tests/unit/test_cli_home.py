@@ -172,3 +172,34 @@ def test_a_file_that_is_not_text_is_said_in_one_whole_line() -> None:
                              "invalid start byte")
     assert _first_line(exc) == ("a file is not utf-8 text (byte 0: invalid start byte): give --format, or point "
                                 "--source at the data files alone")
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["runs", "list", "--limit", str(2**63)], "--limit: expected a number of runs from 1 to 1000000000"),
+    (["webhooks", "deliveries", "--limit", str(2**70)], "--limit: expected 1 to 1000000000"),
+    (["reproduce", "m:v1", "--seed", "-1"], "--seed: expected 0 to 4294967295"),
+    (["reproduce", "m:v1", "--seed", str(2**32)], "--seed: expected 0 to 4294967295"),
+    (["deploy", "m@champion", "--port", "70000"], "--port: expected a port from 1 to 65535, found 70000"),
+    (["deploy", "m@champion", "--route", "bad route"], "--route 'bad route': expected lowercase letters"),
+])
+def test_numbers_out_of_range_are_named_exit_2_before_anything_starts(
+        tmp_path: Path, argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each was a traceback (OverflowError, numpy's seed error, http.client's InvalidURL), exit 1,
+    some only after Ray had started, or 'datatype mismatch ... run raymlops doctor'."""
+    import sys
+
+    Store.open(tmp_path)
+    (tmp_path / "webhooks.db").touch()
+    assert main(["--home", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err, err
+    assert "ray" not in sys.modules or not __import__("ray").is_initialized()
+
+
+def test_audit_until_the_end_of_time_is_named_not_a_traceback(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    Store.open(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["--home", str(tmp_path), "audit", "--until", "9999-12-31"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "argument --until" in err and "Traceback" not in err, err
