@@ -28,7 +28,7 @@ from raymlops import audit
 from raymlops.data.snapshot import list_snapshots, verify_snapshot
 from raymlops.exceptions import NotFound
 from raymlops.store.artifacts import DEFAULT_STAGING_GRACE_S, ArtifactStore
-from raymlops.store.home import Store
+from raymlops.store.home import Store, recorded_root
 from raymlops.store.metadata import MetadataStore
 from raymlops.store.processes import gone
 
@@ -196,10 +196,13 @@ def check_home(
     """Check the raymlops home at ``home`` (its artifacts at ``artifact_root``, default
     ``<home>/artifacts``); nothing is changed."""
     home = Path(home)
-    root = artifact_root or str(home / "artifacts")
+    finding, readable = _check_metadata(home / "metadata.db")
+    # the root the home recorded (a stray RAYMLOPS_ARTIFACT_ROOT is a config error, as for every
+    # other command: it reported every snapshot and model missing, and made the stray folder)
+    root = recorded_root(home, MetadataStore(home / "metadata.db"), artifact_root, "RAYMLOPS_ARTIFACT_ROOT") \
+        if readable else artifact_root or str(home / "artifacts")
     arts = ArtifactStore(root)
     report = DoctorReport(home=str(home), artifact_root=root)
-    finding, readable = _check_metadata(home / "metadata.db")
     report.findings.append(finding)
     if readable:
         store = Store(home=home, metadata=MetadataStore(home / "metadata.db"), artifacts=arts)

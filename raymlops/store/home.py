@@ -86,6 +86,13 @@ class Store:
         return cls(home=path, metadata=metadata, artifacts=artifacts)
 
 
+def recorded_root(home: Path, metadata: MetadataStore, given: str | None, named: str) -> str:
+    """The artifact root a home keeps (``given`` checked against it, as :meth:`Store.open` does;
+    ConfigError naming both when they differ), recording nothing: for ``doctor``, which opens a
+    home without making anything."""
+    return _artifact_root(home, metadata, given, named)[0]
+
+
 def _place(root: str, home: Path) -> str:
     """What a root names, for comparing two spellings: a resolved path, or scheme, host and path of
     a URI (its options, such as an endpoint, may come from the environment instead)."""

@@ -228,3 +228,20 @@ def test_a_changed_manifest_is_named_once_with_its_snapshot(home: Path, capsys) 
     (finding,) = [f for f in json.loads(capsys.readouterr().out)["findings"] if not f["ok"]]
     assert f"{snap_id[:12]}: manifest.json: changed" in finding["message"]
     assert finding["message"].count(snap_id[:12]) == 1, finding["message"]
+
+
+def test_doctor_uses_the_recorded_artifact_root_and_names_a_stray_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """With a stray RAYMLOPS_ARTIFACT_ROOT, every other command said the home keeps its artifacts
+    elsewhere (exit 2); doctor reported every snapshot and model missing (exit 1) and made the folder."""
+    monkeypatch.setenv("RAYMLOPS_ARTIFACT_ROOT", str(tmp_path / "bucket"))
+    store = Store.open(tmp_path / "home")
+    store.artifacts.write_bytes("k.bin", b"x")
+    monkeypatch.delenv("RAYMLOPS_ARTIFACT_ROOT")
+    capsys.readouterr()
+    assert main(["doctor", "--home", str(tmp_path / "home")]) == 0  # the recorded root, without the variable
+    monkeypatch.setenv("RAYMLOPS_ARTIFACT_ROOT", str(tmp_path / "stray"))
+    assert main(["doctor", "--home", str(tmp_path / "home")]) == 2
+    err = capsys.readouterr().err
+    assert "keeps its artifacts at" in err and str(tmp_path / "stray") in err, err
+    assert not (tmp_path / "stray").exists()
