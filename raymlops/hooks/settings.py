@@ -22,8 +22,21 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def check_url(url: str) -> str:
-    """``url`` if it is an absolute http(s) URL with a host; else ValueError saying so."""
+    """``url`` if it is an absolute http(s) URL with a host (no space in it), a port that exists, and
+    no credentials (they would be stored, shown in ``webhooks list`` and in every failed delivery's
+    warning: sign with ``secret_env`` instead); else ValueError saying so."""
     parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        if "@" in parts.netloc:
+            raise ValueError("expected no credentials in the URL (they would be stored and shown; sign the events with "
+                             f"secret_env instead), found {parts.scheme}://***@{parts.netloc.rsplit('@', 1)[1]}"
+                             f"{parts.path}")
+        if any(c.isspace() for c in parts.netloc):
+            raise ValueError(f"expected a host without spaces, found {parts.netloc!r}")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port out of 0-65535 or not a number
+        except ValueError:
+            raise ValueError(f"expected a port from 1 to 65535, found {parts.netloc.rsplit(':', 1)[-1]!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL with a host, found {url!r}")
     return url

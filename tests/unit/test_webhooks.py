@@ -325,11 +325,19 @@ def _pipeline(webhooks: Any) -> dict[str, Any]:
      "cfg.yaml: webhooks[0].secret_env: expected an environment variable name"),
     ({"url": "https://example.com/x", "events": ["*"], "secret": "inline"},
      "cfg.yaml: webhooks[0].secret: unknown key; expected one of backoff_s, events"),
+    # a stranger's: each was taken, and failed every delivery (the password printed in each warning)
+    ({"url": "https://bob:hunter2@example.com/x", "events": ["*"]},
+     "cfg.yaml: webhooks[0].url: expected no credentials in the URL (they would be stored and shown; sign the "
+     "events with secret_env instead), found https://***@example.com/x"),
+    ({"url": "http://127.0.0.1:99999/hook", "events": ["*"]},
+     "cfg.yaml: webhooks[0].url: expected a port from 1 to 65535, found '99999'"),
+    ({"url": "http://exa mple.com/hook", "events": ["*"]}, "cfg.yaml: webhooks[0].url: expected a host without spaces"),
 ])
 def test_config_errors_name_the_key(entry: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(_pipeline([entry]), "cfg.yaml")
     assert str(info.value).startswith(expected), str(info.value)
+    assert "hunter2" not in str(info.value)
 
 
 def test_a_missing_secret_variable_is_an_error_naming_the_key(
