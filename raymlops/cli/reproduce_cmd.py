@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{report.model}: {verdict} (not re-trained: the recorded data or model file is not what it was)")
         else:
             print(f"{report.model}: {verdict} (holdout predictions equal: {report.predictions_equal},"
-                  f" artifact hash equal: {report.artifact_hash_equal})")
+                  f" model content equal: {report.model_equal}, artifact hash equal: {report.artifact_hash_equal})")
         for line in report.differences:
             print(f"  - {line}")
     return 0 if report.identical else 1

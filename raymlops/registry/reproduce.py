@@ -23,6 +23,7 @@ from raymlops.data.snapshot import verify_snapshot
 from raymlops.data.transforms import module_fingerprint
 from raymlops.exceptions import ValidationError
 from raymlops.ray_session import ensure_ray
+from raymlops.registry.digest import model_digest
 from raymlops.registry.lineage import PACKAGES, code_version, package_versions
 from raymlops.registry.registry import artifact_problems, get_model, load_model
 from raymlops.store.home import Store
@@ -38,7 +39,8 @@ class ReproduceReport:
     identical: bool = False
     predictions_equal: bool | None = None  # None: not re-trained (the recorded data changed)
     max_probability_diff: float | None = None
-    artifact_hash_equal: bool | None = None
+    artifact_hash_equal: bool | None = None  # the pickle's bytes: they also depend on the process (digest.py)
+    model_equal: bool | None = None  # every fitted parameter and array, bit for bit (registry.digest)
     differences: list[str] = field(default_factory=list)
     recorded: dict[str, Any] = field(default_factory=dict)
     reproduced: dict[str, Any] = field(default_factory=dict)
@@ -156,6 +158,7 @@ def reproduce(
     joblib.dump(model, buf)
     new_sha = hashlib.sha256(buf.getvalue()).hexdigest()
     report.artifact_hash_equal = new_sha == version.artifact_sha256
+    report.model_equal = model_digest(model) == model_digest(registered)
     report.reproduced = {"seed": config.seed, "best": summary.best.config, "artifact_sha256": new_sha}
     if summary.best.config != report.recorded["best"]:
         report.differences.append(f"chosen trial: recorded {report.recorded['best']}, now {summary.best.config}")
@@ -175,6 +178,7 @@ def _record(store: Store, report: ReproduceReport) -> None:
     record of a model shows every check of it (``raymlops audit log``, the web UI's model page)."""
     action = "model.reproduced" if report.identical else "model.reproduce_differs"
     how = {"predictions_equal": report.predictions_equal, "artifact_hash_equal": report.artifact_hash_equal,
+           "model_equal": report.model_equal,
            "max_probability_diff": report.max_probability_diff, "seconds": round(report.seconds, 3),
            "artifact_sha256": report.reproduced.get("artifact_sha256")}
     with store.metadata.transaction() as conn:
