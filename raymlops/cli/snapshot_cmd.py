@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from raymlops.cli.common import add_command, print_json
-from raymlops.exceptions import RaymlopsError, ValidationError
+from raymlops.exceptions import ConfigError, RaymlopsError, ValidationError
 from raymlops.ray_session import ensure_ray
 
 
@@ -67,8 +67,17 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # pyarrow: only when this verb runs, not for `raymlops --help`
+    from raymlops.data.snapshot import check_tag
+    from raymlops.data.sources import check_local_source
     from raymlops.store.home import Store
 
+    if args.verb == "create":  # what can be checked without a home or Ray, before either is made
+        for t in args.tag:
+            check_tag(t)
+        try:
+            check_local_source(args.source)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("data.source:", "--source:", 1)) from None
     store = Store.open(args.home, create=args.verb == "create")  # the others read a home that exists
     handler = {"create": _create, "list": _list, "show": _show, "verify": _verify, "diff": _diff, "tag": _tag}
     return handler[args.verb](store, args)

@@ -54,7 +54,13 @@ def run(args: argparse.Namespace) -> int:
                    "max_attempts": "--max-attempts", "timeout_s": "--timeout"}.get(str(first["loc"][0]) if
                                                                                  first["loc"] else "", "webhook")
             raise ConfigError(f"{key}: {str(first['msg']).removeprefix('Value error, ')}") from None
-        sub = WebhookDB(args.home).add(cfg)
+        db = WebhookDB(args.home)
+        same = [s for s in db.subscriptions() if s.config.url == cfg.url]
+        if same:  # two receivers of one URL: every event it wants is sent to it twice
+            raise ConfigError(f"URL: {cfg.url} is already a receiver ({same[0].id}, for "
+                              f"{', '.join(same[0].config.events)}, from {same[0].source}); remove it first "
+                              "(`raymlops webhooks remove ID`) to change its events")
+        sub = db.add(cfg)
         if cfg.secret_env and not os.environ.get(cfg.secret_env):
             print(f"warning: ${cfg.secret_env} is not set here; every process that sends events (pipeline, "
                   "monitor, retrain loop) needs it, or its deliveries are recorded failed", file=sys.stderr)

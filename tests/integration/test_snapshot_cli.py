@@ -111,6 +111,13 @@ def test_snapshot_commands_and_exit_codes(ray_session: None, tmp_path: Path,
         rc, out, err = _run(capsys, *argv, "--home", home)
         assert rc == 2 and err.startswith("error: ") and message in err, (argv, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # a create that cannot work makes no home (it was made first, and a missing file was found after Ray)
+    for argv in (("--source", str(tmp_path / "missing.csv")), ("--source", str(tmp_path / "a.csv"), "--tag", "latest")):
+        rc, _, err = _run(capsys, "snapshot", "create", *argv, "--home", str(tmp_path / "never"))
+        assert rc == 2 and not (tmp_path / "never").exists(), err
+    assert "--source: " in err or "set by raymlops itself" in err
+    rc, _, err = _run(capsys, "snapshot", "create", "--source", str(tmp_path / "missing.csv"), "--home", home)
+    assert err.startswith(f"error: --source: '{tmp_path / 'missing.csv'}' not found"), err
 
 
 def test_a_damaged_snapshot_is_written_again_from_its_intact_source(ray_session: None, tmp_path: Path,

@@ -371,6 +371,9 @@ def test_cli_add_list_remove_and_option_errors(tmp_path: Path, capsys: pytest.Ca
     assert added["events"] == ["model.*", "monitor.alert"] and added["secret_env"] == ENV
     assert main([*home, "webhooks", "list"]) == 0
     assert added["id"] in capsys.readouterr().out
+    # the same URL again: refused (two receivers got every event twice)
+    assert main([*home, "webhooks", "add", "https://example.com/h", "--events", "model.*"]) == 2
+    assert f"is already a receiver ({added['id']}" in capsys.readouterr().err
     assert main([*home, "webhooks", "add", "https://example.com/h", "--events", "model.exploded"]) == 2
     assert "--events: expected an event type" in capsys.readouterr().err
     assert main([*home, "webhooks", "add", "example.com", "--events", "*"]) == 2
