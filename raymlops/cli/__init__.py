@@ -12,6 +12,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from raymlops import __version__
 from raymlops.cli import (
@@ -119,11 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RaymlopsError as exc:
         print(explain(exc), file=sys.stderr, flush=True)
         return exc.exit_code
-    except sqlite3.DatabaseError as exc:  # a corrupted, read-only or locked metadata.db: said, no traceback
+    except sqlite3.DatabaseError as exc:  # a corrupted, read-only or locked database: said, no traceback
         from raymlops.store.home import resolve_home  # pyarrow's filesystems: on this error only, not at start
 
-        print(f"error: the home's database {resolve_home(args.home) / 'metadata.db'}: {exc} (SQLite; "
-              "`raymlops doctor` checks the home)", file=sys.stderr, flush=True)
+        print(f"error: the home's database {_database_of(exc) or resolve_home(args.home) / 'metadata.db'}: {exc} "
+              "(SQLite; `raymlops doctor` checks the home)", file=sys.stderr, flush=True)
         return 1
     except Terminated:  # SIGTERM (docker stop, an eviction, timeout): an interruption, as the shell reports it
         print("terminated", file=sys.stderr, flush=True)
@@ -132,3 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _database_of(exc: BaseException) -> Path | None:
+    """The database file the failed statement ran on: the path of the innermost ``MetadataStore``
+    on the error's way (a damaged ``webhooks.db`` was named ``metadata.db``, the healthy one)."""
+    from raymlops.store.metadata import MetadataStore  # on this error only, not at start (as resolve_home)
+
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, MetadataStore):
+            found = owner.path
+        tb = tb.tb_next
+    return found

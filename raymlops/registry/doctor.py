@@ -90,6 +90,26 @@ def _check_metadata(db: Path) -> tuple[Finding, bool]:
     return Finding("metadata", True, str(db), f"readable, integrity ok ({len(tables)} tables)"), True
 
 
+def _check_webhooks_db(db: Path) -> list[Finding]:
+    """``webhooks.db``, where the home has one: readable, integrity ok (a damaged one lost every event
+    while doctor said all was well)."""
+    if not db.is_file():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            conn.execute("SELECT COUNT(*) FROM webhooks").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return [Finding("webhooks", False, str(db), f"cannot read webhooks.db: {exc} (its receivers get no event; "
+                        "restore it from a backup, or remove it and add the receivers again)")]
+    if result != "ok":
+        return [Finding("webhooks", False, str(db), f"SQLite integrity check failed: {result}")]
+    return [Finding("webhooks", True, str(db), "readable, integrity ok")]
+
+
 def _check_snapshots(store: Any) -> list[Finding]:
     out = []
     snaps = list_snapshots(store)
@@ -210,6 +230,7 @@ def check_home(
         report.findings += _check_models(store)
         report.findings += _check_runs(store)
     report.findings += _check_staging(arts, older_than_s, clock())
+    report.findings += _check_webhooks_db(home / "webhooks.db")
     if readable:
         ok, message = audit.verify(store.metadata)
         report.findings.append(Finding("audit", ok, "", message))

@@ -245,3 +245,20 @@ def test_doctor_uses_the_recorded_artifact_root_and_names_a_stray_one(tmp_path: 
     err = capsys.readouterr().err
     assert "keeps its artifacts at" in err and str(tmp_path / "stray") in err, err
     assert not (tmp_path / "stray").exists()
+
+
+def test_a_damaged_webhooks_db_is_named_and_doctor_finds_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged webhooks.db was reported as the (healthy) metadata.db, and doctor said all was well."""
+    home = tmp_path / "home"
+    assert main(["webhooks", "add", "http://127.0.0.1:9/hook", "--events", "*", "--home", str(home)]) == 0
+    (home / "webhooks.db").write_bytes(os.urandom(20480))
+    for suffix in ("-wal", "-shm"):
+        (home / f"webhooks.db{suffix}").unlink(missing_ok=True)
+    capsys.readouterr()
+    assert main(["webhooks", "list", "--home", str(home)]) == 1
+    err = capsys.readouterr().err
+    assert f"the home's database {home / 'webhooks.db'}:" in err and "metadata.db" not in err, err
+    assert main(["doctor", "--home", str(home), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    bad = [f for f in report["findings"] if not f["ok"]]
+    assert [f["check"] for f in bad] == ["webhooks"] and "cannot read webhooks.db" in bad[0]["message"], bad
