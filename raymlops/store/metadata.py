@@ -8,6 +8,7 @@ of failing with ``database is locked``.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -164,7 +165,7 @@ class MetadataStore:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._wal(conn)
             if schema is None:
                 conn.executescript(_SCHEMA)
                 conn.execute(
@@ -174,6 +175,22 @@ class MetadataStore:
             else:
                 conn.executescript(schema)
         conn.close()
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """WAL mode, waiting while other processes hold the database: SQLite answers the mode change
+        "database is locked" at once, without its busy handler, when another connection holds a lock
+        (eight processes opening one home at once: one failed)."""
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.01
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
