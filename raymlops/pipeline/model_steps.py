@@ -105,11 +105,6 @@ def model_key(ctx: RunContext, snapshot_id: str, features: list[str]) -> str:
     return fingerprint("model", parts | {"champion": None if champion is None else champion.id})
 
 
-def inputs_key(ctx: RunContext, snapshot_id: str, features: list[str]) -> str:
-    """What a model is made of (:func:`model_key` without the champion), recorded in its lineage."""
-    return fingerprint("model-inputs", _inputs(ctx, snapshot_id, features))
-
-
 def _inputs(ctx: RunContext, snapshot_id: str, features: list[str]) -> dict[str, Any]:
     cfg = ctx.config
     estimators = sorted({c.estimator for c in cfg.train.candidates})
@@ -389,14 +384,14 @@ class RegisterStep(Step[RegisterIn, ModelOut]):
         cfg, step, store, train = ctx.config, ctx.step, ctx.store, inputs.train
         snap = snapshot_info(store, train.snapshot_id)
         model, features, metrics, verdict = train.model, train.features, inputs.evaluate.metrics, inputs.gate.verdict
+        parts = _inputs(ctx, snap.id, list(features))  # once: it hashes the estimators' source files
         lineage: dict[str, Any] = {
             "code": ctx.code, "config_hash": cfg.config_hash(), "config": cfg.model_dump(mode="json"),
             "snapshot_id": snap.id, "seed": cfg.seed, "packages": package_versions(), "run_id": ctx.run_id,
-            "inputs_key": inputs_key(ctx, snap.id, list(features)),
+            "inputs_key": fingerprint("model-inputs", parts),
             # the estimators' code (the user's module: every file of its package or folder), for `reproduce`;
             # a hash per input part, so that a later run that trains again can say what changed
-            "estimator_code": (parts := _inputs(ctx, snap.id, list(features)))["estimator_code"],
-            "inputs_parts": input_parts(parts),
+            "estimator_code": parts["estimator_code"], "inputs_parts": input_parts(parts),
             # the key the run cached it under (the champion is still the one it was judged against)
             "model_key": step.cache_key or model_key(ctx, snap.id, list(features)),
         }
