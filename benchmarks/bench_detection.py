@@ -11,12 +11,12 @@ check`` runs) with default settings (alpha 0.05, Bonferroni, dataset rule ``any`
   uniformity with a KS test. Columns constant in their dataset (3 digits pixels) are left out
   and counted: their p-value is 1 under any test. Discrete columns are also shown in two groups:
   those that meet Cochran's rule (at most 20 % of the expected counts of a half below 5) and the
-  sparse ones, where chi-square's asymptotic p-value is lumpy. KS on n + m values takes at most
-  n m values, so even its exact p-values sit on atoms: their mean is above 0.5 and fewer than
-  alpha of them fall below alpha. The row "continuous, randomised in its atom" takes each KS
-  p-value ``p`` to ``p - U * P(D' = D)`` (``U`` uniform), which is exactly uniform when the
-  p-values are the exact permutation ones (a random halving draws from exactly that null): a
-  check of exactness, not what users get. The columns of one split are correlated (breast
+  sparse ones (where the check uses the table's permutation law). The p-values users get are
+  randomised within the statistic's atom (``raymlops.stats.randomised``: exactly uniform under
+  the null a random halving draws from); the rows "P(T >= t)" pool ``p_value_upper``, the
+  non-randomised p-value beside it (KS on n + m values takes at most n m values, so even its
+  exact p-values sit on atoms: their mean is above 0.5 and fewer than alpha of them fall below
+  alpha). The columns of one split are correlated (breast
   cancer's radius, perimeter and area), so pooled p-values are not independent and their KS
   p-value is too small; the check is also made per column (independent splits): one KS test
   each, then those p-values against uniform;
@@ -60,19 +60,11 @@ from peers_detection import load  # noqa: E402
 
 from raymlops.config import MonitorConfig  # noqa: E402
 from raymlops.monitor.offline import check  # noqa: E402
-from raymlops.stats.ks_ties import ks_2samp_ties_above  # noqa: E402
 
 NAME = Path(__file__).stem
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / f"{NAME}.json"
 ALPHA = 0.05
 DATASETS = ("digits", "wine", "breast_cancer", "diabetes", "iris")
-
-
-def _exactness(x: pd.DataFrame, half: np.ndarray, column: str, p: float, rng: np.random.Generator) -> float:
-    """A KS p-value randomised within its atom, ``p - U * P(D' = D)``: exactly uniform when the
-    p-value is the exact permutation one (what a random halving draws from); users get ``p``."""
-    a, b = x[column].to_numpy(np.float64)[half], x[column].to_numpy(np.float64)[~half]
-    return p - rng.random() * (p - ks_2samp_ties_above(a, b))
 
 
 def _uniformity(ps: list[float]) -> dict[str, float]:
@@ -88,7 +80,6 @@ def calibration(splits: int, cfg: MonitorConfig) -> dict[str, Any]:
     uniformity test."""
     out: dict[str, Any] = {}
     pooled: dict[str, list[float]] = {}
-    randomised: list[float] = []
     by_column: dict[tuple[str, str], list[float]] = {}
     constant_tests = 0
     for name in DATASETS:
@@ -96,7 +87,6 @@ def calibration(splits: int, cfg: MonitorConfig) -> dict[str, Any]:
         constant = {c for c in x.columns if x[c].nunique() <= 1}
         sparse = {c for c in x.columns if np.mean(x[c].value_counts().to_numpy() / 2 < 5) > 0.2}
         rng = np.random.default_rng(0)
-        pit_rng = np.random.default_rng(1)
         alarms, feature_alarms, tests = 0, 0, 0
         kinds: dict[str, int] = {}
         for _ in range(splits):
@@ -114,24 +104,19 @@ def calibration(splits: int, cfg: MonitorConfig) -> dict[str, Any]:
                 if f["kind"] == "discrete":
                     pooled.setdefault(f"discrete, {'sparse' if col in sparse else 'Cochran met'}", []).append(
                         f["p_value"])
-                if f["kind"] == "continuous":
-                    u = _exactness(x, half, col, f["p_value"], pit_rng)
-                    randomised.append(u)
-                    by_column.setdefault((name, col), []).append(u)
+                pooled.setdefault(f"{f['kind']}, P(T >= t) (p_value_upper)", []).append(f["p_value_upper"])
+                by_column.setdefault((name, col), []).append(f["p_value"])
         out[name] = {"splits": splits, "rows": len(x), "features": x.shape[1], "constant_features": len(constant),
                      "dataset_false_alarm_rate": alarms / splits, "raw_feature_alarm_rate": feature_alarms / tests,
                      "kinds": {k: v // splits for k, v in kinds.items()}}
     uniform = {kind: _uniformity(ps) for kind, ps in pooled.items()}
-    per_column = {}
-    if randomised:
-        uniform["continuous, randomised in its atom"] = _uniformity(randomised)
-        # the pooled values are not independent (the columns of one split are correlated): one KS
-        # test per column (its splits are independent), then those p-values against uniform
-        col_p = np.array([stats.kstest(us, "uniform").pvalue for us in by_column.values()])
-        per_column = {"columns": int(col_p.size), "share_ks_p_below_alpha": float(np.mean(col_p < ALPHA)),
-                      "ks_p_of_their_ks_p_values": float(stats.kstest(col_p, "uniform").pvalue)}
+    # the pooled values are not independent (the columns of one split are correlated): one KS test
+    # per column (its splits are independent), then those p-values against uniform
+    col_p = np.array([stats.kstest(us, "uniform").pvalue for us in by_column.values()])
+    per_column = {"columns": int(col_p.size), "share_ks_p_below_alpha": float(np.mean(col_p < ALPHA)),
+                  "ks_p_of_their_ks_p_values": float(stats.kstest(col_p, "uniform").pvalue)}
     return {"datasets": out, "uniformity": uniform, "constant_feature_tests_left_out": constant_tests,
-            "randomised_per_column": per_column}
+            "per_column": per_column}
 
 
 def _scenario(kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -251,11 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     for kind, u in cal["uniformity"].items():
         print(f"{kind:<34} {u['p_values']:>7} {u['mean']:>6.3f} {u['share_below_alpha']:>14.3f} "
               f"{u['ks_statistic']:>14.3f} {u['ks_p_value']:>9.2g}")
-    pc = cal["randomised_per_column"]
-    if pc:
-        print(f"  randomised, one KS test per continuous column ({pc['columns']} columns, independent splits): "
-              f"{pc['share_ks_p_below_alpha']:.3f} of them p < alpha; their p-values vs uniform: KS p "
-              f"{pc['ks_p_of_their_ks_p_values']:.2g}")
+    pc = cal["per_column"]
+    print(f"  p_value, one KS test per column ({pc['columns']} non-constant columns, independent splits): "
+          f"{pc['share_ks_p_below_alpha']:.3f} of them p < alpha; their p-values vs uniform: KS p "
+          f"{pc['ks_p_of_their_ks_p_values']:.2g}")
     pw = power(args.trials, [int(s) for s in args.sizes.split(",")], cfg)
     res["power"] = pw
     print(f"\npower: detection rate (p < {ALPHA}) over {args.trials} trials, n rows per side")

@@ -145,6 +145,11 @@ class MonitorConfig(Strict):
         50, ge=0, description="a numeric column of integers with at most this many distinct values is tested on its "
         "exact support (chi-square), not with KS: offline on both datasets' values, live on the reference's (a "
         "bucket per value); 0: never")
+    p_values: Literal["randomised", "conservative"] = Field(
+        "randomised", description="offline exact tests (KS up to 10,000 values a side, chi-square on a sparse table): "
+        "'randomised' reports P(T > t) + U P(T = t), U fixed by the data, exactly uniform under no drift (size "
+        "alpha); 'conservative': KS's P(T >= t) and chi-square's asymptotic p-value, as scipy's ks_2samp and "
+        "chi2_contingency report them (and the live monitor); see raymlops.stats.randomised")
     sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="share of served requests handed to the monitor")
     # -- streaming drift (raymlops.monitor) --
     fine_bins: int = Field(100, ge=2, le=1000, description="quantile bins for KS/Wasserstein; >= n_bins")

@@ -37,6 +37,12 @@ values. Which test each column gets (:func:`column_kind`), and why:
     divided by the reference standard deviation, and PSI on about ``n_bins`` bins of equal
     reference mass.
 
+The p-value reported (``p_value``) is randomised within the statistic's atom where the exact law
+is known (KS up to ``KS_EXACT_MAX_N`` values a side; chi-square tables with an expected count
+below 5, by their permutation law): uniform under no drift, with ``U`` fixed by the data
+(:mod:`raymlops.stats.randomised` says why); ``p_value_upper`` is ``P(T >= t)``, and
+``compare(randomise=False)`` reports the p-values above as they are.
+
 Missing values (NaN, None) and infinities are left out of every test; their share is reported
 (``missing_rate``).
 
@@ -70,7 +76,8 @@ import numpy.typing as npt
 from raymlops.stats.drift import KS_EXACT_MAX_N, compare_rows, unseen_share
 from raymlops.stats.drift import psi as psi_index
 from raymlops.stats.ks import KS_TAIL_P, ks_2samp_p, ks_2samp_p_later, ks_profile, ks_wasserstein, mean_std
-from raymlops.stats.ks_ties import ks_2samp_exact
+from raymlops.stats.ks_ties import ks_2samp_randomised
+from raymlops.stats.randomised import chi2_permutation, sparse_rows
 
 __all__ = [
     "CATEGORICAL",
@@ -192,6 +199,9 @@ class ColumnTest:
     #: categorical: the share of a fresh sample of the reference's own distribution expected outside the
     #: reference's categories (Good-Turing: its categories seen once, over its values)
     unseen_expected: float = 0.0
+    #: ``P(T >= t)``, the p-value without randomisation (:mod:`raymlops.stats.randomised`): scipy's
+    #: ``ks_2samp`` / ``chi2_contingency``'s where those are exact; ``p_value`` where nothing is randomised
+    p_value_upper: float = math.nan
 
 
 def _labels(values: Any) -> tuple[list[Any], npt.NDArray[np.int64], int]:
@@ -247,7 +257,7 @@ def _psi_edges(a: FloatArray, n_bins: int) -> FloatArray:
 
 
 def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: FloatArray, b: FloatArray,
-                n_bins: int, ranges: tuple[float, float, float, float] | None = None
+                n_bins: int, ranges: tuple[float, float, float, float] | None = None, randomise: bool = True
                 ) -> tuple[ColumnTest, Callable[[], float] | None]:
     """KS (and W1, PSI, moments) of one numeric column: ``r_all`` / ``c_all`` as given, ``a`` /
     ``b`` their finite values as float64 (``ranges``: their min and max, ``a``'s then ``b``'s, when
@@ -258,8 +268,8 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
                 values=m, reference_values=n, missing_rate=1 - m / c_all.size if c_all.size else math.nan,
                 ref_missing_rate=1 - n / r_all.size if r_all.size else math.nan, unseen_rate=math.nan, categories=0)
     if n == 0 or m == 0:
-        return ColumnTest(statistic=math.nan, p_value=1.0, wasserstein=math.nan, js=math.nan, psi=math.nan,
-                          out_of_range_rate=math.nan, **base), None  # type: ignore[arg-type]
+        return ColumnTest(statistic=math.nan, p_value=1.0, p_value_upper=1.0, wasserstein=math.nan, js=math.nan,
+                          psi=math.nan, out_of_range_rate=math.nan, **base), None  # type: ignore[arg-type]
     edges = _psi_edges(a, n_bins)
     if ranges is None:
         ranges = (float(a.min()), float(a.max()), float(b.min()), float(b.max()))
@@ -267,9 +277,9 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
     # one pass: D, W1, moments, and the counts at or below the PSI edges and around the reference range
     prof = ks_profile(a, b, np.concatenate([edges, [np.nextafter(r_lo, -np.inf), r_hi]]),
                       span=(min(ranges[0], ranges[2]), max(ranges[1], ranges[3])))
-    d, p, later = prof.d, math.nan, None
+    d, p, upper, later = prof.d, math.nan, math.nan, None
     if max(n, m) <= KS_EXACT_MAX_N:  # the exact distribution: ks_2samp itself, or given the ties
-        d, p = ks_2samp_exact(a, b)
+        d, p, upper = ks_2samp_randomised(a, b, randomise)
     else:
         later = ks_2samp_p_later(d, n, m)
     k = edges.size
@@ -280,7 +290,7 @@ def _continuous(name: str, r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: 
     return ColumnTest(statistic=d, p_value=p, wasserstein=prof.w1 / (ref_std if ref_std > 0 else 1.0), js=math.nan,
                       psi=psi, out_of_range_rate=outside / m, mean=prof.mean_b,
                       std=0.0 if ranges[2] == ranges[3] else prof.std_b, ref_constant=r_lo == r_hi,
-                      **base), later  # type: ignore[arg-type]
+                      p_value_upper=upper, **base), later  # type: ignore[arg-type]
 
 
 def _discrete_table(r_all: npt.NDArray[Any], c_all: npt.NDArray[Any], a: FloatArray, b: FloatArray, limit: int,
@@ -310,12 +320,14 @@ def _discrete_wasserstein(values: FloatArray, r: FloatArray, c: FloatArray, ref_
 
 def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: Sequence[str] | None = None,
             categorical: Sequence[str] = (), discrete_max_values: int = 50, n_bins: int = 10,
-            threads: int | None = None, continuous: Sequence[str] = ()) -> list[ColumnTest]:
+            threads: int | None = None, continuous: Sequence[str] = (), randomise: bool = True) -> list[ColumnTest]:
     """Every column of ``columns`` (default: those of ``reference``) compared exactly, in order
     (see the module docstring). ``reference`` / ``current``: name -> 1-D array (numpy, or a
     pyarrow array for categorical columns). ``threads``: the pool size (default: the CPUs).
     ``categorical`` / ``continuous``: columns tested as such whatever their values (times are
-    continuous: a week of dates is a few integers, not categories)."""
+    continuous: a week of dates is a few integers, not categories). ``randomise``: randomised exact
+    p-values where the statistic's atoms matter (:mod:`raymlops.stats.randomised`), else
+    ``P(T >= t)``."""
     names = list(columns) if columns is not None else list(reference)
     forced, smooth = set(categorical), set(continuous)
     workers = max(1, min(threads or os.cpu_count() or 1, len(names)))
@@ -329,7 +341,7 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
             table = None if name in smooth else _discrete_table(r_all, c_all, a, b, discrete_max_values,
                                                                 min(a_lo, b_lo), max(a_hi, b_hi))
             if table is None:
-                return CONTINUOUS, _continuous(name, r_all, c_all, a, b, n_bins, (a_lo, a_hi, b_lo, b_hi))
+                return CONTINUOUS, _continuous(name, r_all, c_all, a, b, n_bins, (a_lo, a_hi, b_lo, b_hi), randomise)
             return DISCRETE, table
         r, c, r_miss, c_miss, unseen = _table_categorical(ref, cur)
         return CATEGORICAL, (r, c, r_miss, c_miss, unseen, None, None, math.nan)
@@ -341,8 +353,8 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
     else:
         done = [one(n) for n in names]
     # large-sample KS p-values come in now (some were computed in side processes: ks_2samp_p_later)
-    done = [(kind, (t[0] if t[1] is None else dataclasses.replace(t[0], p_value=t[1]())) if kind == CONTINUOUS else t)
-            for kind, t in done]
+    done = [(kind, (t[0] if t[1] is None else dataclasses.replace(t[0], p_value=(p := t[1]()), p_value_upper=p))
+             if kind == CONTINUOUS else t) for kind, t in done]
     tables = [(i, kind, t) for i, (kind, t) in enumerate(done) if kind != CONTINUOUS]
     out: list[ColumnTest | None] = [t if kind == CONTINUOUS else None for kind, t in done]
     if tables:
@@ -352,11 +364,15 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
         for j, (_, _, t) in enumerate(tables):
             r[j, : t[0].size], c[j, : t[1].size] = t[0], t[1]
         stat, p, js, psi = compare_rows(r, c)
+        upper = p.copy()
+        for j in np.flatnonzero(sparse_rows(r, c)).tolist() if randomise else []:  # Cochran's rule unmet
+            p[j], upper[j] = chi2_permutation(r[j], c[j], float(p[j]))  # the permutation null
         for j, (i, kind, t) in enumerate(tables):
             rv, cv = int(r[j].sum()), int(c[j].sum())
             r_rows, c_rows = rv + t[2], cv + t[3]
             out[i] = ColumnTest(
                 column=names[i], kind=kind, test="chi2", statistic=float(stat[j]), p_value=float(p[j]),
+                p_value_upper=float(upper[j]),
                 wasserstein=t[7], js=float(js[j]), psi=float(psi[j]), rows=c_rows, reference_rows=r_rows,
                 values=cv, reference_values=rv, missing_rate=t[3] / c_rows if c_rows else math.nan,
                 ref_missing_rate=t[2] / r_rows if r_rows else math.nan,

@@ -258,7 +258,8 @@ def _family(groups: list[list[ColumnTest]], rows: list[int], judged: list[bool],
     out: list[dict[str, dict[str, Any]]] = [{} for _ in groups]
     for (g, t), (test, value, _), adj, flag in zip(flat, decided, adjusted.tolist(), flags.tolist(), strict=True):
         out[g][t.column] = {
-            "test": test, "statistic": value, "p_value": t.p_value, "adjusted_p_value": adj,
+            "test": test, "statistic": value, "p_value": t.p_value, "p_value_upper": t.p_value_upper,
+            "adjusted_p_value": adj,
             "drift": bool(judged[g] and flag), "kind": t.kind,
             "p_value_test": "ks" if t.kind == CONTINUOUS else "chi2", "ks": t.statistic if t.kind == CONTINUOUS
             else None, "chi2": t.statistic if t.kind != CONTINUOUS else None, "wasserstein": t.wasserstein,
@@ -413,7 +414,7 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
 
     def run(r: Mapping[str, Any], c: Mapping[str, Any]) -> list[ColumnTest]:
         return compare(r, c, columns=names, categorical=categorical, discrete_max_values=cfg.discrete_max_values,
-                       n_bins=cfg.n_bins, threads=threads, continuous=times)
+                       n_bins=cfg.n_bins, threads=threads, continuous=times, randomise=cfg.p_values == "randomised")
 
     overall_tests = run(ref_cols, cur_cols)
     judged = n_cur >= max(cfg.min_rows, 1)

@@ -1,0 +1,110 @@
+"""Randomised exact p-values of the offline check (raymlops.stats.randomised): uniform under no
+drift where the conservative ones are not, the same for the same data, never above P(T >= t)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from raymlops.config import MonitorConfig
+from raymlops.stats.exact import compare
+from raymlops.stats.ks_ties import ks_2samp_ties, ks_2samp_ties_above
+from raymlops.stats.offline import check_tables
+from raymlops.stats.randomised import DRAWS, chi2_permutation, sparse_rows
+
+
+def _null_p_values(kind: str, splits: int, randomise: bool) -> np.ndarray:
+    """p-values of ``splits`` random halvings of one sample (no drift by construction)."""
+    rng = np.random.default_rng({"sparse": 1, "tied": 2, "small": 3}[kind])
+    out = []
+    for _ in range(splits):
+        if kind == "sparse":  # integers, mostly 0: a chi-square table with expected counts below 5
+            x, size = rng.poisson(0.15, 300).astype(float), 300
+        elif kind == "tied":  # rounded measurements: KS given the ties
+            x, size = np.round(rng.normal(size=120), 1), 120
+        else:  # no ties, few values: KS takes few values
+            x, size = rng.normal(size=40), 40
+        half = rng.permutation(size) < size // 2
+        (t,) = compare({"x": x[half]}, {"x": x[~half]}, threads=1, randomise=randomise)
+        assert t.test == ("chi2" if kind == "sparse" else "ks")
+        out.append(t.p_value)
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize("kind", ["sparse", "tied", "small"])
+def test_randomised_p_values_are_uniform_under_no_drift_where_the_upper_ones_are_not(kind: str) -> None:
+    p = _null_p_values(kind, 400, randomise=True)
+    assert stats.kstest(p, "uniform").pvalue > 0.01, (kind, p.mean())
+    for alpha in (0.01, 0.05, 0.2):  # size alpha, within sampling error
+        assert abs(np.mean(p < alpha) - alpha) < 3 * math.sqrt(alpha * (1 - alpha) / p.size) + 1e-9, (kind, alpha)
+    old = _null_p_values(kind, 400, randomise=False)  # KS: P(D >= d), conservative; sparse: asymptotic, lumpy
+    assert stats.kstest(old, "uniform").pvalue < 0.01
+    assert kind == "sparse" or old.mean() > p.mean()
+
+
+def test_the_p_value_lies_in_the_atom_of_the_statistic_and_depends_on_the_data_only() -> None:
+    rng = np.random.default_rng(7)
+    a, b = np.round(rng.normal(size=300), 1), np.round(rng.normal(0.2, 1.0, 200), 1)
+    (t,) = compare({"x": a}, {"x": b})
+    d, upper = ks_2samp_ties(a, b)
+    assert t.statistic == pytest.approx(d) and t.p_value_upper == upper
+    assert ks_2samp_ties_above(a, b) <= t.p_value < upper
+    (shuffled,) = compare({"x": rng.permutation(a)}, {"x": rng.permutation(b)})
+    (units,) = compare({"x": np.exp(a)}, {"x": np.exp(b)})  # a monotone change: KS sees the same order
+    assert shuffled.p_value == units.p_value == t.p_value
+    moved = b.copy()
+    moved[0] += 0.05  # one value moved within its block's gap: the statistic may stay, U moves
+    (other,) = compare({"x": a}, {"x": moved})
+    assert other.p_value != t.p_value
+
+
+def test_constant_and_identical_columns_keep_p_1() -> None:
+    x = np.round(np.random.default_rng(3).normal(size=500), 1)
+    for ref, cur in ((np.full(200, 4.5), np.full(90, 4.5)), (x, x.copy()), (np.full(50, 2.0), np.full(70, 2.0))):
+        (t,) = compare({"x": ref}, {"x": cur})
+        assert t.p_value == t.p_value_upper == 1.0, t
+
+
+def _exact_chi2_tail(r: np.ndarray, c: np.ndarray) -> float:
+    """P(X^2 >= observed) of a 2 x 2 table under its hypergeometric null, by enumeration."""
+    col, n_c = r + c, int(c.sum())
+    law = stats.hypergeom(int(col.sum()), int(col[0]), n_c)
+    observed = stats.chi2_contingency(np.vstack([r, c]), correction=False).statistic
+    total = 0.0
+    for x in range(max(0, n_c - int(col[1])), min(n_c, int(col[0])) + 1):
+        table = np.array([[col[0] - x, col[1] - (n_c - x)], [x, n_c - x]])
+        if stats.chi2_contingency(table, correction=False).statistic >= observed - 1e-9:
+            total += law.pmf(x)
+    return total
+
+
+def test_a_sparse_table_gets_its_permutation_law() -> None:
+    r, c = np.array([96.0, 4.0]), np.array([42.0, 8.0])  # expected counts of the rare value: 8 and 4
+    assert sparse_rows(r[None], c[None]).tolist() == [True]
+    asym = stats.chi2_contingency(np.vstack([r, c]), correction=False).pvalue
+    p, upper = chi2_permutation(r, c, asym)
+    exact = _exact_chi2_tail(r, c)
+    assert upper == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / DRAWS))
+    assert p < upper and abs(asym - exact) > abs(upper - exact)  # asymptotic chi-square is off here
+    assert chi2_permutation(r, c, asym) == (p, upper)  # the same table, the same draws
+    strong = chi2_permutation(np.array([500.0, 0.0, 1.0]), np.array([0.0, 500.0, 2.0]), 1e-200)
+    assert strong == (1e-200, 1e-200)  # beyond the draws' resolution: the asymptotic size
+
+
+def test_the_check_reports_both_and_conservative_keeps_the_old_p_values() -> None:
+    rng = np.random.default_rng(5)
+    ref = {"t": np.round(rng.normal(size=400), 1), "k": rng.poisson(0.1, 400).astype(float)}
+    cur = {"t": np.round(rng.normal(0.1, 1.0, 300), 1), "k": rng.poisson(0.15, 300).astype(float)}
+    out = check_tables(ref, cur, MonitorConfig())["features"]
+    old = check_tables(ref, cur, MonitorConfig(p_values="conservative"))["features"]
+    assert out["t"]["p_value"] < out["t"]["p_value_upper"] == old["t"]["p_value"] == old["t"]["p_value_upper"]
+    values = np.union1d(ref["k"], cur["k"])
+    table = np.array([[np.sum(ref["k"] == v) for v in values], [np.sum(cur["k"] == v) for v in values]])
+    assert old["k"]["p_value"] == pytest.approx(stats.chi2_contingency(table, correction=False).pvalue, rel=1e-9)
+    assert out["k"]["kind"] == "discrete" and out["k"]["p_value"] <= out["k"]["p_value_upper"]
+    assert out["k"]["p_value_upper"] != old["k"]["p_value"]  # the permutation law, not the asymptotic one
+    with pytest.raises(ValueError, match="p_values"):
+        MonitorConfig(p_values="exactish")  # type: ignore[arg-type]
