@@ -51,15 +51,19 @@ def _snake(name: str) -> str:
 
 def sklearn_table(name: str) -> pa.Table:
     """A dataset shipped inside scikit-learn, as Arrow, with snake_case column names."""
-    if name not in _SKLEARN_SHIPPED:
-        raise ConfigError(
-            f"data.source: expected sklearn://<one of {', '.join(sorted(_SKLEARN_SHIPPED))}>, found sklearn://{name}"
-        )
+    _sklearn_name(name)
     import sklearn.datasets
 
     frame = getattr(sklearn.datasets, f"load_{name}")(as_frame=True).frame
     frame.columns = [_snake(str(c)) for c in frame.columns]
     return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _sklearn_name(name: str) -> None:
+    if name not in _SKLEARN_SHIPPED:
+        raise ConfigError(
+            f"data.source: expected sklearn://<one of {', '.join(sorted(_SKLEARN_SHIPPED))}>, found sklearn://{name}"
+        )
 
 
 def redact_uri(uri: str) -> str:
@@ -217,6 +221,8 @@ def _where(uri: str) -> str:
 def check_local_source(uri: str) -> None:
     """Raise the ConfigError :func:`read_source` would for a local path that does not exist,
     without Ray (the driver checks the path there too, so a cluster's path is the driver's)."""
+    if uri.startswith("sklearn://"):
+        _sklearn_name(uri.removeprefix("sklearn://"))
     if "://" in uri or uri.startswith(CALLABLE_PREFIX) or os.path.exists(os.path.expanduser(uri)):
         return
     raise ConfigError(f"data.source: {redact_uri(uri)!r} not found{_where(uri)}")

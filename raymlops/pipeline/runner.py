@@ -221,14 +221,19 @@ class Runner:
         that cannot be imported would otherwise fail after ingest and snapshot): ConfigError,
         exit 2, naming the key path."""
         # scikit-learn + scipy.stats (~1 s): only when the step runs (`raymlops runs` imports this package)
-        from raymlops.train.search import import_estimator
+        from raymlops.data.sources import check_local_source
+        from raymlops.train.search import expand, import_estimator
 
+        if not self.config.data.options:
+            check_local_source(self.config.data.source)  # a missing file, an unknown sklearn:// dataset
         for i, candidate in enumerate(self.config.train.candidates):
             try:
                 import_estimator(candidate.estimator)
             except ConfigError as exc:
                 where = f"train.candidates[{i}].estimator:"
                 raise ConfigError(str(exc).replace("train.candidates:", where, 1)) from None
+        # every trial's estimator made once, as the train step makes them: a misspelled or refused parameter
+        expand(self.config.train.candidates, self.config.train.num_samples, self.config.seed)
         for i, spec in enumerate(self.config.steps):
             check_arguments(f"steps[{i}]", spec.call, import_call(f"steps[{i}].call", spec.call), spec.with_)
 

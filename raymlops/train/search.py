@@ -12,6 +12,7 @@ unchanged.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import itertools
 import math
@@ -114,7 +115,7 @@ def expand(candidates: Sequence[Candidate], num_samples: int = 1, seed: int = 0)
                     if isinstance(exc, ConfigError):
                         raise
                     raise ConfigError(
-                        f"train.candidates[{i}].params: {cand.estimator} rejects {params}: {exc}"
+                        f"train.candidates[{i}].params: {cand.estimator} rejects {params}: {exc}{_near(cand, keys)}"
                     ) from None
                 trial: dict[str, Any] = {"candidate": i, "estimator": cand.estimator, "scale": cand.scale,
                                          "params": params}
@@ -122,6 +123,17 @@ def expand(candidates: Sequence[Candidate], num_samples: int = 1, seed: int = 0)
                     trial["incremental"] = cand.incremental
                 trials.append(trial)
     return trials
+
+
+def _near(cand: Candidate, keys: Sequence[str]) -> str:
+    """``"; did you mean 'C' for 'Cc'"`` for parameter names the estimator does not have, if close."""
+    try:
+        target = import_estimator(cand.estimator)
+        have = list((target() if not isinstance(target, type) else target()).get_params(deep=True))
+    except Exception:  # noqa: BLE001 - only a hint: an estimator that needs arguments has none
+        return ""
+    near = [f"{m[0]!r} (not {k!r})" for k in keys if k not in have and (m := difflib.get_close_matches(k, have, 1))]
+    return f"; did you mean {', '.join(near)}" if near else ""
 
 
 def _seed_everything(est: Any, params: dict[str, Any], seed: int) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -125,17 +126,28 @@ class _Clients:
             t.join(timeout=40)
 
 
-def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("estimator", "sklearn.linear_model.NoSuchModel", ["NoSuchModel", "train.candidates[0].estimator"]),
+    ("params", {"Cc": [0.1, 1.0], "max_iter": 2000}, ["train.candidates[0].params", "did you mean 'C' (not 'Cc')"]),
+    ("source", "sklearn://breast_cancr", ["data.source", "sklearn://breast_cancr", "breast_cancer"]),
+])
+def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str,
+                                               value: Any, named: list[str]) -> None:
+    """Found before any step runs (before ingest and snapshot: nothing stored), not when the step
+    that uses it comes (a misspelled hyperparameter or dataset name was found after ingest)."""
     from raymlops.cli import main
 
     config = tmp_path / "bad.yaml"
     cfg = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
-    cfg["train"]["candidates"][0]["estimator"] = "sklearn.linear_model.NoSuchModel"
+    if key == "source":
+        cfg["data"]["source"] = value
+    else:
+        cfg["train"]["candidates"][0][key] = value
     config.write_text(yaml.safe_dump(cfg))
     assert main(["run", str(config), "--json", "--home", str(tmp_path / "home")]) == 2
     err = capsys.readouterr().err
-    assert "NoSuchModel" in err and "train.candidates" in err
-    assert "Traceback" not in err and "train.candidates[0].estimator" in err
+    assert all(n in " ".join(err.split()) for n in named), err  # (the message is wrapped)
+    assert "Traceback" not in err and "[1/" not in err
     assert not (tmp_path / "home" / "artifacts").exists() or not any((tmp_path / "home" / "artifacts").iterdir())
 
 
