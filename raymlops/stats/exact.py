@@ -77,7 +77,7 @@ from raymlops.stats.drift import KS_EXACT_MAX_N, compare_rows, unseen_share
 from raymlops.stats.drift import psi as psi_index
 from raymlops.stats.ks import KS_TAIL_P, ks_2samp_p, ks_2samp_p_later, ks_profile, ks_wasserstein, mean_std
 from raymlops.stats.ks_ties import ks_2samp_randomised
-from raymlops.stats.randomised import chi2_permutation, sparse_rows
+from raymlops.stats.randomised import chi2_permutation, data_digest, sparse_rows
 
 __all__ = [
     "CATEGORICAL",
@@ -366,7 +366,8 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
         stat, p, js, psi = compare_rows(r, c)
         upper = p.copy()
         for j in np.flatnonzero(sparse_rows(r, c)).tolist() if randomise else []:  # Cochran's rule unmet
-            p[j], upper[j] = chi2_permutation(r[j], c[j], float(p[j]))  # the permutation null
+            name = names[tables[j][0]]  # the permutation null, its draws and U seeded by the column's values
+            p[j], upper[j] = chi2_permutation(r[j], c[j], float(p[j]), data_digest(reference[name], current[name]))
         for j, (i, kind, t) in enumerate(tables):
             rv, cv = int(r[j].sum()), int(c[j].sum())
             r_rows, c_rows = rv + t[2], cv + t[3]

@@ -34,7 +34,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from raymlops.stats.randomised import data_uniform, within_atom
+from raymlops.stats.randomised import data_digest, uniform_of, within_atom
 
 __all__ = ["has_ties", "ks_2samp_exact", "ks_2samp_randomised", "ks_2samp_ties", "ks_2samp_ties_above"]
 
@@ -63,21 +63,11 @@ def ks_2samp_exact(a: FloatArray, b: FloatArray) -> tuple[float, float]:
 def ks_2samp_randomised(a: FloatArray, b: FloatArray, randomise: bool = True) -> tuple[float, float, float]:
     """``(D, p, p_upper)``: :func:`ks_2samp_exact`'s ``(D, p_upper)`` and, with ``randomise``, the
     randomised p-value ``P(D' > D) + U P(D' = D)`` (:mod:`raymlops.stats.randomised`; ``U`` from
-    the sorted samples, so the same data gives the same p-value), exactly uniform under no drift."""
+    the samples' values, so the same data gives the same p-value), exactly uniform under no drift."""
     d, upper = ks_2samp_exact(a, b)
     if not randomise or d == 0.0:  # equal samples' ECDFs: no evidence to randomise (a constant column stays p = 1)
         return d, upper, upper
-    return d, within_atom(upper, ks_2samp_ties_above(a, b), _rank_uniform(a, b)), upper
-
-
-def _rank_uniform(a: FloatArray, b: FloatArray) -> float:
-    """The ``U`` of a KS p-value: from which sample each pooled value came, in sorted order, and
-    where the tie blocks end. Like ``D``, it does not change with the order of the rows or with a
-    monotone change of the values (units, a log, a decimal type read as a double)."""
-    z = np.concatenate([np.ravel(a), np.ravel(b)])
-    order = np.argsort(z, kind="stable")
-    zs = z[order]
-    return data_uniform(order >= np.size(a), np.flatnonzero(zs[1:] != zs[:-1]))
+    return d, within_atom(upper, ks_2samp_ties_above(a, b), uniform_of(data_digest(a, b))), upper
 
 
 def _blocks(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[int, int, npt.NDArray[np.int64], int]:

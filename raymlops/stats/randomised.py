@@ -10,10 +10,13 @@ family-wise or false-discovery decision over them loses power.
 The randomised p-value ``P(T > t) + U P(T = t)``, ``U`` uniform on [0, 1] (Lancaster's construction;
 Habiger and Pena 2011 for its use with multiple tests), is exactly uniform under the null and never
 above ``P(T >= t)``: a test at level ``a`` then has size exactly ``a``. Here ``U`` is not drawn from
-a random source but from a hash (:func:`data_uniform`) of what the test sees: KS's pooled order
-(which sample each sorted value came from, and the ties), chi-square's table. The same data
-always gives the same p-value, whatever its row order (and, for KS, whatever monotone change of
-units); a changed row moves ``U``, as it may move ``t``. The check's JSON has both (``p_value``,
+a random source but from a hash of both samples' values in their row order (:func:`data_digest`),
+so the same data always gives the same p-value. A hash of the statistic's sufficient part alone
+(the table of a chi-square test, the pooled order of KS) would not do: a column with a rare value
+has a handful of possible tables, each would always get the same ``U``, and the p-values would
+not be randomised at all (a pixel of scikit-learn's digits that is 1 in 2 of 1,797 rows was then
+flagged in a quarter of random halvings). So rows in another order (or a changed row) move ``U``
+within the atom, where the data's own order is as arbitrary as a draw. The check's JSON has both (``p_value``,
 and ``p_value_upper``: ``P(T >= t)``). ``MonitorConfig.p_values: conservative`` reports what the
 tests gave before: KS's ``P(D >= d)`` (scipy's ``ks_2samp`` without ties) and chi-square's
 asymptotic p-value (scipy's ``chi2_contingency``), which the live monitor also reports.
@@ -27,10 +30,13 @@ Where the exact law of ``t`` is known:
   sample's counts ``draws`` times from the multivariate hypergeometric law given both margins
   (:func:`chi2_permutation`; the same draws for the same table). The observed table counts as
   one of the ``draws + 1`` tables, so the p-value is exactly uniform for any number of draws.
-  Where fewer than ``MIN_EXCEEDING`` draws reach ``t`` (a p-value below about 5e-4 with the
-  default draws), the draws cannot tell its size, and the asymptotic p-value
-  (``chi2_contingency``'s) is reported: a strong drift keeps the p-value its size says (1e-40,
-  not "below 1/20,001"), which a correction for many columns needs.
+  Where fewer than ``MIN_EXCEEDING`` draws reach ``t`` (a p-value below about 5e-4), the p-value
+  is where a correction for many columns decides (0.05 / 64 features is 7.8e-4), and there the
+  asymptotic law of a sparse table can be off by a factor of ten either way: ``MORE_DRAWS`` more
+  are drawn, and the p-value is the permutation one of all of them (at least 1 / 220,001: enough
+  for a correction over 10,000 columns). Where the asymptotic p-value is below ``FAR_TAIL``
+  (1e-8) and the first draws cannot size it, the asymptotic p-value (``chi2_contingency``'s) is
+  reported instead: a strong drift keeps the p-value its size says (1e-40, not "4e-6").
 - A statistic of 0 (both samples' shares or ECDFs equal) keeps ``P(T >= 0) = 1``: a column with
   the same values on both sides, constant ones included, is never flagged by a draw of ``U``.
 - Elsewhere (larger samples, chi-square meeting Cochran's rule) the atoms are negligible and the
@@ -40,33 +46,49 @@ Where the exact law of ``t`` is known:
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DRAWS", "MIN_EXCEEDING", "chi2_permutation", "data_uniform", "sparse_rows", "within_atom"]
+__all__ = ["DRAWS", "FAR_TAIL", "MIN_EXCEEDING", "MORE_DRAWS", "chi2_permutation", "data_digest", "sparse_rows",
+           "uniform_of", "within_atom"]
 
 FloatArray = npt.NDArray[np.float64]
 
 #: permutation draws of a sparse chi-square table
 DRAWS = 20_000
-#: fewer draws at or above the observed statistic: the asymptotic p-value (see the module docstring)
+#: fewer first draws at or above the observed statistic: more draws, or the asymptotic p-value (module docstring)
 MIN_EXCEEDING = 10
+#: the second round of draws, for a p-value in the tail where corrections decide
+MORE_DRAWS = 200_000
+#: an asymptotic p-value below this: reported as it is where the first draws cannot size it
+FAR_TAIL = 1e-8
+_CHUNK = 50_000
 
 
-def _digest(*arrays: npt.ArrayLike) -> bytes:
+def data_digest(*arrays: Any) -> bytes:
+    """A 16-byte hash of the arrays' values in their order: numpy arrays (their bytes), or pyarrow
+    arrays (their buffers: values, offsets and validity, as read)."""
     h = hashlib.blake2b(digest_size=16)
     for arr in arrays:
-        a = np.ascontiguousarray(np.asarray(arr, dtype=np.float64))
-        h.update(a.size.to_bytes(8, "little"))
-        h.update(a.tobytes())
+        chunks = getattr(arr, "chunks", None)
+        if chunks is not None or hasattr(arr, "buffers"):  # pyarrow
+            for chunk in chunks if chunks is not None else [arr]:
+                h.update(b"%d:%d:" % (len(chunk), chunk.offset))
+                for buf in chunk.buffers():
+                    if buf is not None:
+                        h.update(memoryview(buf))
+            continue
+        a = np.ascontiguousarray(np.asarray(arr))
+        h.update(b"%s:%d:" % (a.dtype.str.encode(), a.size))
+        h.update(a.tobytes() if a.dtype != object else repr(a.tolist()).encode())
     return h.digest()
 
 
-def data_uniform(*arrays: npt.ArrayLike) -> float:
-    """A number in [0, 1) fixed by the arrays' values: the ``U`` of a randomised p-value, the same
-    for the same data."""
-    return int.from_bytes(_digest(*arrays)[:8], "little") / 2.0**64
+def uniform_of(digest: bytes) -> float:
+    """The ``U`` in [0, 1) of a randomised p-value, from :func:`data_digest`."""
+    return int.from_bytes(digest[:8], "little") / 2.0**64
 
 
 def within_atom(at_least: float, above: float, u: float) -> float:
@@ -96,12 +118,14 @@ def _chi2_of(cur: FloatArray, col: FloatArray, n_r: float, n_c: float) -> FloatA
     return np.asarray(((cur - expected) ** 2 / col).sum(axis=-1) * (total * total / (n_r * n_c)), dtype=np.float64)
 
 
-def chi2_permutation(ref: npt.ArrayLike, cur: npt.ArrayLike, asymptotic: float, randomise: bool = True,
-                     draws: int = DRAWS) -> tuple[float, float]:
+def chi2_permutation(ref: npt.ArrayLike, cur: npt.ArrayLike, asymptotic: float, digest: bytes | None = None,
+                     draws: int = DRAWS, more_draws: int = MORE_DRAWS) -> tuple[float, float]:
     """``(p_value, p_value_upper)`` of the chi-square test of one 2 x k table (``ref``, ``cur``:
     the two samples' counts over the same categories) under its permutation null, by ``draws``
-    multivariate hypergeometric draws seeded by the table (see the module docstring);
-    ``asymptotic``: the table's asymptotic p-value, reported where the draws cannot size it."""
+    multivariate hypergeometric draws, ``more_draws`` more in the tail (see the module docstring);
+    ``asymptotic``: the table's asymptotic p-value, reported where the draws cannot size it;
+    ``digest``: :func:`data_digest` of the two samples' values, which seeds the draws and ``U``
+    (default: of the table)."""
     r, c = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
     keep = (r + c) > 0
     r, c = r[keep], c[keep]
@@ -109,18 +133,25 @@ def chi2_permutation(ref: npt.ArrayLike, cur: npt.ArrayLike, asymptotic: float, 
     n_r, n_c = float(r.sum()), float(c.sum())
     if col.size < 2 or n_r == 0 or n_c == 0:
         return asymptotic, asymptotic
-    digest = _digest(r, c)
+    digest = digest or data_digest(r, c)
     rng = np.random.default_rng(int.from_bytes(digest[8:], "little"))
-    sampled = rng.multivariate_hypergeometric(col.astype(np.int64), int(n_c), size=draws, method="marginals")
     observed = float(_chi2_of(c[None, :], col, n_r, n_c)[0])
-    stats = _chi2_of(sampled.astype(np.float64), col, n_r, n_c)
     tol = 1e-9 * max(observed, 1.0)  # one table, two summation orders: equal statistics within rounding
-    above = int(np.count_nonzero(stats > observed + tol))
-    equal = int(np.count_nonzero(np.abs(stats - observed) <= tol))
-    if above + equal < MIN_EXCEEDING or observed <= tol:  # beyond the draws' resolution; or equal shares
+    if observed <= tol:  # equal shares
         return asymptotic, asymptotic
+    above = equal = total = 0
+    for budget in (draws, more_draws):
+        while budget > 0:
+            size = min(budget, _CHUNK)
+            sampled = rng.multivariate_hypergeometric(col.astype(np.int64), int(n_c), size=size, method="marginals")
+            stats = _chi2_of(sampled.astype(np.float64), col, n_r, n_c)
+            above += int(np.count_nonzero(stats > observed + tol))
+            equal += int(np.count_nonzero(np.abs(stats - observed) <= tol))
+            budget, total = budget - size, total + size
+        if above + equal >= MIN_EXCEEDING or asymptotic < FAR_TAIL:
+            break
+    if above + equal < MIN_EXCEEDING and asymptotic < FAR_TAIL:  # a strong drift: the size its law says
+        return asymptotic, asymptotic
+    draws = total
     upper = (above + equal + 1) / (draws + 1)
-    if not randomise:
-        return upper, upper
-    u = int.from_bytes(digest[:8], "little") / 2.0**64
-    return (above + u * (equal + 1)) / (draws + 1), upper
+    return (above + uniform_of(digest) * (equal + 1)) / (draws + 1), upper

@@ -218,7 +218,8 @@ def test_decimals_dates_and_lists_are_read_by_their_arrow_types(tmp_path: Path,
     out = _json(capsys)
     price, twin = out["features"]["price"], out["features"]["twin"]
     assert price["kind"] == "continuous" and price["test"] == "ks"
-    assert (price["statistic"], price["p_value"]) == (twin["statistic"], twin["p_value"]) and price["drift"]
+    # the same test (U of the randomised p-value hashes the values as read: decimals are not doubles)
+    assert (price["statistic"], price["p_value_upper"]) == (twin["statistic"], twin["p_value_upper"]) and price["drift"]
     assert set(out["not_tested"]) == {"day", "tags"}
     assert main(["monitor", "check", "--reference", ref, "--current", cur, "--column", "day", "--json"]) == 0
     day = _json(capsys)["features"]["day"]
