@@ -28,7 +28,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "raymlops"
 ORDER: list[tuple[str, ...]] = [
     ("exceptions",), ("ray_session", "expr", "features"), ("store",), ("audit",), ("hooks", "tracking"), ("config",),
     ("stats",), ("data", "train", "registry"), ("serve", "monitor"), ("pipeline",), ("loop",),
-    ("cli", "ui", "__init__"),
+    ("cli", "ui", "__init__", "__main__"),
 ]
 RANK = {name: rank for rank, names in enumerate(ORDER) for name in names}
 
