@@ -8,12 +8,16 @@ paragraph, not Ray's error dump; ``raymlops runs logs RUN`` shows what was captu
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 MAX_LINES = 500
 MAX_LINE_CHARS = 4000
@@ -119,3 +123,44 @@ def stamp(line: str, clock: float | None = None) -> str:
     """A progress line as it is kept in the step log (with the time it was printed)."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(clock if clock is not None else time.time())) + \
         f" INFO raymlops: {line}"
+
+
+class _Printed(io.TextIOBase):
+    """A stream that passes what is written on to ``echo`` and keeps each whole line in ``log``
+    (stamped with the time it was printed)."""
+
+    def __init__(self, log: StepLog, echo: TextIO) -> None:
+        super().__init__()
+        self.log, self.echo, self._part = log, echo, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.echo.write(text)
+        *lines, self._part = (self._part + text).split("\n")
+        for line in lines:
+            self.log.add(stamp(line).replace(" INFO raymlops: ", " PRINT: ", 1))
+        return len(text)
+
+    def flush(self) -> None:
+        self.echo.flush()
+
+    def end(self) -> None:
+        if self._part:
+            self.log.add(stamp(self._part).replace(" INFO raymlops: ", " PRINT: ", 1))
+            self._part = ""
+
+
+@contextmanager
+def capture_prints(log: StepLog) -> Iterator[None]:
+    """While the block runs, what it prints (``sys.stdout`` and ``sys.stderr``: a user step's
+    ``print``) still reaches the terminal and is kept in ``log`` too, so ``raymlops runs logs``
+    shows it."""
+    out, err = _Printed(log, sys.stdout), _Printed(log, sys.stderr)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield
+    finally:
+        out.end()
+        err.end()

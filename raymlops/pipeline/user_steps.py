@@ -37,6 +37,7 @@ from raymlops.pipeline.cache import fingerprint
 from raymlops.pipeline.context import RunContext, SnapshotRows
 from raymlops.pipeline.failures import Failure
 from raymlops.pipeline.step import Outputs, Step
+from raymlops.pipeline.steplog import capture_prints
 from raymlops.store.home import Store
 
 __all__ = ["StepInput", "UserStep", "import_call", "user_steps"]
@@ -153,7 +154,9 @@ class UserStep(Step[StepInput, dict[str, Any]]):
     def run(self, ctx: RunContext, inputs: StepInput) -> dict[str, Any]:
         fn = import_call(f"{self.key}.call", self.spec.call)
         try:
-            outputs = self._outputs(fn(inputs, **self.spec.with_))
+            with capture_prints(ctx.step.log):  # its print()s: in `raymlops runs logs` too
+                got = fn(inputs, **self.spec.with_)
+            outputs = self._outputs(got)
         except BaseException as exc:
             self._audit(ctx, "failed", {"error": f"{type(exc).__name__}: {exc}"})
             raise

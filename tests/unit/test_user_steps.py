@@ -33,6 +33,14 @@ def no_leakage(view, max_corr=0.95):
     return {"max_corr": max_corr, "after": view.after, "rows": view.outputs["validate"]["rows"]}
 
 
+def chatty(view):
+    import sys
+    print("checked", view.outputs["validate"]["rows"], "rows")
+    print("no leakage found", end="")  # no newline: kept all the same
+    sys.stderr.write("a warning of the user's own\\n")
+    return {"ok": True}
+
+
 def not_json(view):
     return {"when": object()}
 
@@ -183,6 +191,20 @@ def test_a_user_step_is_run_recorded_audited_and_cached(tmp_path: Path, mychecks
     assert third.steps[1].status == "ran" and third.steps[1].outputs["max_corr"] == 0.9
     assert run(config(), home).steps[1].status == "ran"
     assert len(user.calls) == 3
+
+
+def test_what_a_user_step_prints_reaches_the_terminal_and_the_runs_logs(tmp_path: Path, mychecks,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from raymlops.pipeline.history import run_logs
+
+    home = tmp_path / "home"
+    done = run(config(call="mychecks:chatty", **{"with": {}}), home)
+    out = capsys.readouterr()
+    assert "checked 3 rows" in out.out and "a warning of the user's own" in out.err
+    _, logs = run_logs(Store.open(home).metadata, done.run_id, "check-no-leakage")
+    text = "\n".join(t for _, t in logs)
+    for line in ("PRINT: checked 3 rows", "PRINT: no leakage found", "PRINT: a warning of the user's own"):
+        assert line in text, text
 
 
 def test_a_failing_user_step_is_explained_with_the_users_function_and_line(tmp_path: Path, mychecks) -> None:
