@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: the UI has no authentication, and on {args.host} it is reachable from the network",
               file=sys.stderr, flush=True)
     print("press Ctrl-C to stop", file=sys.stderr, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))  # no startup work to wait on
     try:
         server.run(sockets=[sock])
     finally:

@@ -335,8 +335,10 @@ def test_the_url_is_printed_once_connections_are_taken_and_only_this_machine_s_h
     """The URL line came before the socket listened (a client that connected at once was refused);
     any Host header was answered, so a page elsewhere could rebind its name to 127.0.0.1 and read
     the UI."""
+    import signal
     import subprocess
     import sys
+    import time
 
     proc = subprocess.Popen([sys.executable, "-m", "raymlops.cli", "ui", "--port", "0", "--home", str(home.home)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -352,9 +354,12 @@ def test_the_url_is_printed_once_connections_are_taken_and_only_this_machine_s_h
         assert OK_RUN not in refused.text
         head = httpx.head(base + "/models", timeout=30)  # link checkers and uptime probes
         assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    finally:  # an impatient double Ctrl-C: the second one came during the shutdown (a traceback, once)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err and err.rstrip().endswith("interrupted"), err
 
 
 def test_the_ui_makes_no_home_and_refuses_a_home_whose_database_was_emptied(
