@@ -65,9 +65,12 @@ def ks_2samp_randomised(a: FloatArray, b: FloatArray, randomise: bool = True) ->
     randomised p-value ``P(D' > D) + U P(D' = D)`` (:mod:`raymlops.stats.randomised`; ``U`` from
     the samples' values, so the same data gives the same p-value), exactly uniform under no drift."""
     d, upper = ks_2samp_exact(a, b)
-    if not randomise or d == 0.0:  # equal samples' ECDFs: no evidence to randomise (a constant column stays p = 1)
+    if not randomise:
         return d, upper, upper
-    return d, within_atom(upper, ks_2samp_ties_above(a, b), uniform_of(data_digest(a, b))), upper
+    above = ks_2samp_ties_above(a, b)
+    if d == 0.0 and above == 0.0:  # every assignment gives D = 0 (one value in both samples): nothing to test
+        return d, 1.0, 1.0
+    return d, within_atom(upper, above, uniform_of(data_digest(a, b))), upper
 
 
 def _blocks(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[int, int, npt.NDArray[np.int64], int]:

@@ -37,8 +37,9 @@ Where the exact law of ``t`` is known:
   for a correction over 10,000 columns). Where the asymptotic p-value is below ``FAR_TAIL``
   (1e-8) and the first draws cannot size it, the asymptotic p-value (``chi2_contingency``'s) is
   reported instead: a strong drift keeps the p-value its size says (1e-40, not "4e-6").
-- A statistic of 0 (both samples' shares or ECDFs equal) keeps ``P(T >= 0) = 1``: a column with
-  the same values on both sides, constant ones included, is never flagged by a draw of ``U``.
+- A statistic whose null law is one atom (a column with one value in both samples: every
+  assignment gives ``D = 0``) has p-value 1: there is nothing to randomise, and ``U`` alone must
+  not flag it.
 - Elsewhere (larger samples, chi-square meeting Cochran's rule) the atoms are negligible and the
   p-value is the asymptotic one, as before.
 """
@@ -137,8 +138,6 @@ def chi2_permutation(ref: npt.ArrayLike, cur: npt.ArrayLike, asymptotic: float, 
     rng = np.random.default_rng(int.from_bytes(digest[8:], "little"))
     observed = float(_chi2_of(c[None, :], col, n_r, n_c)[0])
     tol = 1e-9 * max(observed, 1.0)  # one table, two summation orders: equal statistics within rounding
-    if observed <= tol:  # equal shares
-        return asymptotic, asymptotic
     above = equal = total = 0
     for budget in (draws, more_draws):
         while budget > 0:

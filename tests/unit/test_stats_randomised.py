@@ -76,11 +76,13 @@ def test_the_p_value_lies_in_the_atom_of_the_statistic_and_depends_on_the_data_o
     assert shuffled.p_value != t.p_value and ks_2samp_ties_above(a, b) <= shuffled.p_value < upper
 
 
-def test_constant_and_identical_columns_keep_p_1() -> None:
-    x = np.round(np.random.default_rng(3).normal(size=500), 1)
-    for ref, cur in ((np.full(200, 4.5), np.full(90, 4.5)), (x, x.copy()), (np.full(50, 2.0), np.full(70, 2.0))):
+def test_constant_columns_keep_p_1_and_identical_samples_nearly() -> None:
+    for ref, cur in ((np.full(200, 4.5), np.full(90, 4.5)), (np.full(50, 2.0), np.full(70, 2.0))):
         (t,) = compare({"x": ref}, {"x": cur})
-        assert t.p_value == t.p_value_upper == 1.0, t
+        assert t.p_value == t.p_value_upper == 1.0, t  # one value: every assignment gives D = 0
+    x = np.round(np.random.default_rng(3).normal(size=500), 1)
+    (t,) = compare({"x": x}, {"x": x.copy()})  # D = 0, randomised above P(D > 0), which is nearly 1
+    assert t.statistic == 0.0 and t.p_value_upper == 1.0 and t.p_value > 0.99
 
 
 def _exact_chi2_tail(r: np.ndarray, c: np.ndarray) -> float:
