@@ -16,8 +16,8 @@ so the same data always gives the same p-value. A hash of the statistic's suffic
 has a handful of possible tables, each would always get the same ``U``, and the p-values would
 not be randomised at all (a pixel of scikit-learn's digits that is 1 in 2 of 1,797 rows was then
 flagged in a quarter of random halvings). So rows in another order (or a changed row) move ``U``
-within the atom, where the data's own order is as arbitrary as a draw. The check's JSON has both (``p_value``,
-and ``p_value_upper``: ``P(T >= t)``). ``MonitorConfig.p_values: conservative`` reports what the
+within the atom, where the data's own order is as arbitrary as a draw. The check's JSON has both
+(``p_value``, and ``p_value_upper``: ``P(T >= t)``). ``MonitorConfig.p_values: conservative`` reports what the
 tests gave before: KS's ``P(D >= d)`` (scipy's ``ks_2samp`` without ties) and chi-square's
 asymptotic p-value (scipy's ``chi2_contingency``), which the live monitor also reports.
 
@@ -28,13 +28,13 @@ Where the exact law of ``t`` is known:
 - Chi-square on a 2 x k table with an expected count below 5 (Cochran's rule: there the
   asymptotic law is poor and the statistic lumpy): the permutation null, by drawing the current
   sample's counts ``draws`` times from the multivariate hypergeometric law given both margins
-  (:func:`chi2_permutation`; the same draws for the same table). The observed table counts as
+  (:func:`chi2_permutation`; the same draws for the same data). The observed table counts as
   one of the ``draws + 1`` tables, so the p-value is exactly uniform for any number of draws.
   Where fewer than ``MIN_EXCEEDING`` draws reach ``t`` (a p-value below about 5e-4), the p-value
   is where a correction for many columns decides (0.05 / 64 features is 7.8e-4), and there the
   asymptotic law of a sparse table can be off by a factor of ten either way: ``MORE_DRAWS`` more
-  are drawn, and the p-value is the permutation one of all of them (at least 1 / 220,001: enough
-  for a correction over 10,000 columns). Where the asymptotic p-value is below ``FAR_TAIL``
+  are drawn, and the p-value is the permutation one of all of them (steps of 1 / 220,001:
+  enough for a correction over 10,000 columns). Where the asymptotic p-value is below ``FAR_TAIL``
   (1e-8) and the first draws cannot size it, the asymptotic p-value (``chi2_contingency``'s) is
   reported instead: a strong drift keeps the p-value its size says (1e-40, not "4e-6").
 - A statistic whose null law is one atom (a column with one value in both samples: every
