@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     # the pipeline, pydantic, PyYAML: only when this verb runs, not for `raymlops --help`
     from raymlops.config import load_config
     from raymlops.pipeline.failures import explain
-    from raymlops.pipeline.runner import run_pipeline, stop_serving
+    from raymlops.pipeline.runner import end_serving, run_pipeline
+    from raymlops.store.home import Store
 
     try:
         cfg = load_config(args.config)
@@ -92,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         if cfg.monitor.enabled and address and not os.environ.get("RAY_ADDRESS"):  # this process's private Ray
             banner += ("\n  its monitor, from another shell: RAY_AUTH_MODE=token raymlops monitor status --address "
                        + address)
-        serve_until_interrupted(banner, lambda: stop_serving(cfg))
+        serve_until_interrupted(banner, lambda: end_serving(
+            Store.open(args.home), cfg, result, f"pipeline {cfg.name} run {result.run_id}",
+            "raymlops run --serve was stopped (Ctrl-C or SIGTERM)"))
         exit_after_serving(0)
     return 0
 

@@ -40,8 +40,8 @@ from raymlops.registry.lineage import code_version
 from raymlops.serve.deploy import undeploy
 from raymlops.store.home import Store
 
-__all__ = ["STEPS", "Pipeline", "RunResult", "Runner", "StepResult", "builtin_steps", "plan", "run_pipeline",
-           "stop_serving"]
+__all__ = ["STEPS", "Pipeline", "RunResult", "Runner", "StepResult", "builtin_steps", "end_serving", "plan",
+           "run_pipeline", "stop_serving"]
 
 STEPS = BUILTIN_STEPS
 LOG_TAIL = 20
@@ -419,14 +419,20 @@ def run_pipeline(
 def _tear_down(pipeline: Runner) -> None:
     """Stop what the run started; a deployment it made goes with an audit record. Serve itself
     stays up when it was running before the run (another program's, or a notebook's, Serve)."""
-    stop_serving(pipeline.config, shutdown=pipeline.ctx.serve_started)
-    res = pipeline.result
-    if res.endpoint and res.model:
+    end_serving(pipeline.store, pipeline.config, pipeline.result, pipeline.reason,
+                "the run is over and nothing keeps serving (no RAY_ADDRESS cluster, no --serve)",
+                shutdown=pipeline.ctx.serve_started)
 
-        why = "the run is over and nothing keeps serving (no RAY_ADDRESS cluster, no --serve)"
-        with pipeline.store.metadata.transaction() as conn:
-            audit.append(conn, "deployment.deleted", {"model": res.model, "deployment": pipeline.config.route},
-                         f"{pipeline.reason}: {why}", {"endpoint": res.endpoint})
+
+def end_serving(store: Store, config: PipelineConfig, result: RunResult, reason: str, why: str,
+                shutdown: bool = True) -> None:
+    """Stop the deployment a run made (:func:`stop_serving`) and audit it: ``deployment.deleted``,
+    ``reason: why`` (the end of a run, or Ctrl-C of ``raymlops run --serve``)."""
+    stop_serving(config, shutdown=shutdown)
+    if result.endpoint and result.model:
+        with store.metadata.transaction() as conn:
+            audit.append(conn, "deployment.deleted", {"model": result.model, "deployment": config.route},
+                         f"{reason}: {why}", {"endpoint": result.endpoint})
 
 
 def stop_serving(config: PipelineConfig, shutdown: bool = True) -> None:

@@ -87,6 +87,13 @@ def test_cli_run_json_serve_then_interrupt(tmp_path: Path) -> None:
         time.sleep(0.5)
     else:
         pytest.fail("the endpoint still answers after Ctrl-C")
+    # the audit log says the route is gone (it ended at deployment.created: still deployed, by the log)
+    from raymlops.audit import records
+    from raymlops.store.home import Store
+
+    last = [r for r in records(Store.open(tmp_path / "home").metadata) if r.action.startswith("deployment.")][-1]
+    assert last.action == "deployment.deleted" and last.record["ids"]["deployment"] == "breast-cancer", last
+    assert "--serve was stopped" in last.record["reason"]
 
 
 class _Clients:
