@@ -234,6 +234,9 @@ def _check(args: argparse.Namespace) -> int:
         rule += "; where a distance decides: " + ", ".join(f"{t} >= {limits[t]:g}" for t in distances)
         if {"js", "psi"} & set(distances):
             rule += f" (over categories also chi-square p < {result['alpha']})"
+    if result.get("not_judged"):
+        print(f"dataset drift: not judged ({result['not_judged']})")
+        return 0
     print(f"dataset drift: {'YES' if result['drift'] else 'no'} "
           f"({len(result['drifted_features'])} of {len(result['features'])} features drifted; rule: {rule})"
           + (f"; data quality: {len(result['anomalies'])} column{'s' if len(result['anomalies']) > 1 else ''} "

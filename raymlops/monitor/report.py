@@ -63,7 +63,8 @@ def offline_model(result: dict[str, Any], reference: str, current: str, referenc
         raise ValidationError("the check result has no histograms: call check(..., histograms=True), or pass "
                               "both tables")
     return {"title": "Drift report", "source": "offline check", "reference": reference, "current": current,
-            "rows": dict(result["rows"]), "drift": bool(result["drift"]), "share_drifted": result["share_drifted"],
+            "rows": dict(result["rows"]), "drift": bool(result["drift"]) if result.get("judged", True) else None,
+            "share_drifted": result["share_drifted"],
             "drifted_features": list(result["drifted_features"]), "correction": result["correction"],
             "features": result["features"], "slices": result["slices"], "histograms": hists,
             "not_tested": dict(result.get("not_tested") or {}), "anomalies": dict(result.get("anomalies") or {})}

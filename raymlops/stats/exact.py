@@ -77,7 +77,7 @@ from raymlops.stats.drift import KS_EXACT_MAX_N, compare_rows, unseen_share
 from raymlops.stats.drift import psi as psi_index
 from raymlops.stats.ks import KS_TAIL_P, ks_2samp_p, ks_2samp_p_later, ks_profile, ks_wasserstein, mean_std
 from raymlops.stats.ks_ties import ks_2samp_randomised
-from raymlops.stats.randomised import chi2_permutation, data_digest, sparse_rows
+from raymlops.stats.randomised import chi2_permutation, data_digest, permuted_rows, uniform_of
 
 __all__ = [
     "CATEGORICAL",
@@ -249,6 +249,38 @@ def _table_categorical(ref: Any, cur: Any) -> tuple[FloatArray, FloatArray, int,
     return r, c, r_miss, c_miss, unseen
 
 
+def _rows_uniform(ref: Any, cur: Any, kind: str) -> float:
+    """The ``U`` of a chi-square test's randomised p-value, from both samples' rows in order: their
+    numbers as doubles, or each label's rank among the sorted labels (the same for the same rows
+    read as string, large_string or dictionary, from CSV or Parquet)."""
+    if kind == DISCRETE:
+        return uniform_of(data_digest(np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)))
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arrays = [a if isinstance(a, (pa.Array, pa.ChunkedArray)) else pa.array(np.asarray(a)) for a in (ref, cur)]
+        arrays = [a.cast(a.type.value_type) if pa.types.is_dictionary(a.type) else a for a in arrays]
+        # (pa.chunked_array of a list would import pandas, to look for its objects in the list)
+        labels = pc.unique(pa.concat_arrays([pc.unique(a.cast(arrays[0].type)) for a in arrays]))
+        labels = pc.take(labels, pc.sort_indices(labels))
+        codes = [_codes_numpy(pc.index_in(a, value_set=labels, skip_nulls=False)) for a in arrays]
+    except (pa.ArrowException, TypeError, ValueError):  # labels of two types: hash each side as it is
+        return uniform_of(data_digest(ref, cur))
+    return uniform_of(data_digest(*codes))
+
+
+def _codes_numpy(arr: Any) -> npt.NDArray[Any]:
+    """Arrow ``index_in`` codes (int32; none null: the labels hold null where the data does) as
+    numpy, from the buffers (to_numpy and fill_null would import pandas, which ``monitor check``
+    does not)."""
+    chunks = [c for c in getattr(arr, "chunks", [arr]) if len(c)]
+    if any(c.null_count for c in chunks):
+        return np.asarray([-1 if v is None else v for c in chunks for v in c.to_pylist()], dtype=np.int64)
+    parts = [np.frombuffer(c.buffers()[1], dtype=np.int32, count=len(c), offset=c.offset * 4) for c in chunks]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+
+
 def _psi_edges(a: FloatArray, n_bins: int) -> FloatArray:
     """Edges of ``n_bins`` bins of about equal reference mass: the reference's quantiles (of a
     strided sample of at most about 100,000 values on big columns)."""
@@ -365,9 +397,10 @@ def compare(reference: Mapping[str, Any], current: Mapping[str, Any], columns: S
             r[j, : t[0].size], c[j, : t[1].size] = t[0], t[1]
         stat, p, js, psi = compare_rows(r, c)
         upper = p.copy()
-        for j in np.flatnonzero(sparse_rows(r, c)).tolist() if randomise else []:  # Cochran's rule unmet
-            name = names[tables[j][0]]  # the permutation null, its draws and U seeded by the column's values
-            p[j], upper[j] = chi2_permutation(r[j], c[j], float(p[j]), data_digest(reference[name], current[name]))
+        for j in np.flatnonzero(permuted_rows(r, c, KS_EXACT_MAX_N)).tolist() if randomise else []:
+            i, kind, _ = tables[j]  # the permutation null; U from the column's rows
+            p[j], upper[j] = chi2_permutation(r[j], c[j], float(p[j]), _rows_uniform(
+                reference[names[i]], current[names[i]], kind))
         for j, (i, kind, t) in enumerate(tables):
             rv, cv = int(r[j].sum()), int(c[j].sum())
             r_rows, c_rows = rv + t[2], cv + t[3]

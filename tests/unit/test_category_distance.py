@@ -52,14 +52,17 @@ def test_the_rule() -> None:
 
 def test_monitor_check_two_samples_of_one_category_do_not_drift_a_shift_does() -> None:
     ref, same, moved = _sample(1), _sample(2), _sample(3, shifted=True)
-    quiet = check_tables({"c": ref}, {"c": same}, MonitorConfig())
+    quiet = check_tables({"c": ref}, {"c": same}, MonitorConfig(p_values="conservative"))  # (scipy's p-values)
     c = quiet["features"]["c"]
     assert c["test"] == "js" and c["statistic"] >= 0.1  # over the threshold: the old rule drifted it
     assert c["p_value"] == pytest.approx(_scipy_p(ref, same), rel=1e-6) and c["p_value"] > 0.05
     assert not c["drift"] and quiet["drift"] is False
-    loud = check_tables({"c": ref}, {"c": moved}, MonitorConfig())
+    loud = check_tables({"c": ref}, {"c": moved}, MonitorConfig(p_values="conservative"))
     assert loud["features"]["c"]["drift"] and loud["drift"] is True
     assert loud["features"]["c"]["p_value"] == pytest.approx(_scipy_p(ref, moved), rel=1e-6)
+    # the default, randomised p-values (the permutation law at these sizes): the same verdicts
+    assert check_tables({"c": ref}, {"c": same}, MonitorConfig())["drift"] is False
+    assert check_tables({"c": ref}, {"c": moved}, MonitorConfig())["drift"] is True
 
 
 def test_snapshot_check_the_same() -> None:

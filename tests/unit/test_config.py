@@ -455,11 +455,13 @@ def test_cli_module_help_in_a_subprocess(tmp_path: Path) -> None:
     assert "run" in out.stdout and "Traceback" not in out.stderr
 
 
-def test_console_script_points_at_cli_main() -> None:
+def test_console_script_points_at_the_guarded_entry_point() -> None:
+    import raymlops.__main__
+
     scripts = [ep for ep in metadata.entry_points(group="console_scripts") if ep.name == "raymlops"]
     assert len(scripts) == 1
-    assert scripts[0].value == "raymlops.cli:main"
-    assert scripts[0].load() is main
+    assert scripts[0].value == "raymlops.__main__:main"  # which runs raymlops.cli's main (tests/unit/test_entry.py)
+    assert scripts[0].load() is raymlops.__main__.main
 
 
 def test_unit_suite_cannot_start_ray() -> None:

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-
-import tomllib
-
-ROOT = Path(__file__).resolve().parents[2]
 
 #: a fresh interpreter where Ctrl-C arrives while ``raymlops.cli`` is being imported
 INTERRUPTED_IMPORT = """
@@ -23,11 +18,6 @@ sys.meta_path.insert(0, CtrlC())
 from raymlops.__main__ import main
 sys.exit(main())
 """
-
-
-def test_the_console_script_is_the_guarded_entry_point() -> None:
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
-    assert scripts["raymlops"] == "raymlops.__main__:main"
 
 
 def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130() -> None:

@@ -268,3 +268,19 @@ def test_a_column_empty_in_one_file_is_missing_numbers_not_categories(tmp_path: 
     assert main(["monitor", "check", "--reference", str(tmp_path / "full.csv"), "--current",
                  str(tmp_path / "other.csv"), "--json"]) == 0
     assert _json(capsys)["anomalies"]["y"] == ["100.0% of the values never occur in the reference (limit: 1%)"]
+
+
+def test_a_current_file_below_min_rows_says_not_judged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """29 rows shifted by 5 sd printed 'dataset drift: no' beside a p-value of 1e-54, with no word of
+    why (monitor.min_rows); the report said 'no dataset drift' too."""
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"v": rng.normal(size=1000)}).to_csv(tmp_path / "ref.csv", index=False)
+    pd.DataFrame({"v": rng.normal(5.0, 1.0, 29)}).to_csv(tmp_path / "cur.csv", index=False)
+    args = ["monitor", "check", "--reference", str(tmp_path / "ref.csv"), "--current", str(tmp_path / "cur.csv")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "dataset drift: not judged (the current data has 29 rows, fewer than monitor.min_rows (30)" in out
+    assert main(["monitor", "report", "--reference", str(tmp_path / "ref.csv"), "--current",
+                 str(tmp_path / "cur.csv"), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "not judged" in page and "no dataset drift" not in page

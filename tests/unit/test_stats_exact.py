@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -65,13 +67,16 @@ def test_integer_columns_with_few_values_get_chi_square_on_their_support() -> No
     a = rng.integers(0, 17, 900).astype(np.float64)  # pixel-like: 17 values
     b = np.clip(rng.integers(0, 17, 800) + rng.integers(0, 2, 800), 0, 17).astype(np.float64)  # one value new
     assert column_kind(a, b) == DISCRETE
-    (t,) = compare({"x": a}, {"x": b})
+    (t,) = compare({"x": a}, {"x": b}, randomise=False)
     values = np.union1d(a, b)
     table = np.array([[np.sum(a == v) for v in values], [np.sum(b == v) for v in values]])
     ref = stats.chi2_contingency(table, correction=False)
     assert t.test == "chi2" and t.kind == DISCRETE and t.categories == values.size
     assert t.statistic == pytest.approx(ref.statistic, rel=1e-9)
-    assert t.p_value == pytest.approx(ref.pvalue, rel=1e-9)
+    assert t.p_value == pytest.approx(ref.pvalue, rel=1e-9)  # asymptotic
+    (perm,) = compare({"x": a}, {"x": b})  # the permutation law's (both samples under 10,000 values)
+    assert perm.statistic == t.statistic and perm.p_value <= perm.p_value_upper
+    assert perm.p_value_upper == pytest.approx(ref.pvalue, abs=4 * math.sqrt(ref.pvalue / 20_000) + 1e-4)
     assert t.unseen_rate == pytest.approx(np.mean(b == 17))
     # integers as an int dtype, and with missing values (left out, their share reported)
     with_nan = np.where(rng.random(800) < 0.1, np.nan, b)

@@ -13,7 +13,7 @@ from raymlops.config import MonitorConfig
 from raymlops.stats.exact import compare
 from raymlops.stats.ks_ties import ks_2samp_ties, ks_2samp_ties_above
 from raymlops.stats.offline import check_tables
-from raymlops.stats.randomised import DRAWS, MORE_DRAWS, chi2_permutation, sparse_rows
+from raymlops.stats.randomised import DRAWS, MORE_DRAWS, chi2_permutation, permuted_rows
 
 
 def _null_p_values(kind: str, splits: int, randomise: bool) -> np.ndarray:
@@ -100,7 +100,9 @@ def _exact_chi2_tail(r: np.ndarray, c: np.ndarray) -> float:
 
 def test_a_sparse_table_gets_its_permutation_law() -> None:
     r, c = np.array([96.0, 4.0]), np.array([42.0, 8.0])  # expected counts of the rare value: 8 and 4
-    assert sparse_rows(r[None], c[None]).tolist() == [True]
+    assert permuted_rows(r[None], c[None], 10).tolist() == [True]  # 100 values a side, but sparse
+    assert permuted_rows(np.array([[500.0, 500]]), np.array([[400.0, 600]]), 10).tolist() == [False]
+    assert permuted_rows(np.array([[500.0, 500]]), np.array([[400.0, 600]]), 1000).tolist() == [True]
     asym = stats.chi2_contingency(np.vstack([r, c]), correction=False).pvalue
     p, upper = chi2_permutation(r, c, asym)
     exact = _exact_chi2_tail(r, c)
@@ -130,3 +132,61 @@ def test_the_check_reports_both_and_conservative_keeps_the_old_p_values() -> Non
     assert out["k"]["p_value_upper"] != old["k"]["p_value"]  # the permutation law, not the asymptotic one
     with pytest.raises(ValueError, match="p_values"):
         MonitorConfig(p_values="exactish")  # type: ignore[arg-type]
+
+
+def test_one_rare_row_is_no_drift_wherever_it_sits() -> None:
+    """One 'y' in 300 reference rows, none in 300 current ones: every assignment gives the same
+    statistic, so the randomised p-value is U alone; it was flagged as drift with 'y' at row 3."""
+    cur = {"c": np.array(["x"] * 300, dtype=object)}
+    for row in range(100):  # U alone fell below 0.05 for about 5 of them
+        values = np.array(["x"] * 300, dtype=object)
+        values[row] = "y"
+        out = check_tables({"c": values}, cur, MonitorConfig())
+        f = out["features"]["c"]
+        assert not out["drift"] and not f["drift"] and f["p_value_upper"] > 0.3, (row, f)
+    numbers = np.zeros(300)
+    numbers[3] = 1.0  # the same as a 0/1 number column
+    assert not check_tables({"n": numbers}, {"n": np.zeros(300)}, MonitorConfig())["drift"]
+
+
+def test_a_boolean_column_of_tens_of_positives_keeps_its_size() -> None:
+    """10 positives in 120 rows, halved: the asymptotic chi-square (Cochran's rule met) flagged 7.8 %
+    of no-drift halvings at 0.05; the permutation law keeps alpha."""
+    x = np.zeros(120, dtype=bool)
+    x[:10] = True
+    rng = np.random.default_rng(4)
+    flagged = 0
+    for _ in range(600):
+        half = rng.permutation(120) < 60
+        flagged += check_tables({"b": x[half]}, {"b": x[~half]}, MonitorConfig())["drift"]
+    assert flagged / 600 < 0.05 + 3 * math.sqrt(0.05 * 0.95 / 600), flagged
+
+
+def test_a_current_table_below_min_rows_is_not_judged_and_says_so() -> None:
+    rng = np.random.default_rng(6)
+    out = check_tables({"v": rng.normal(size=1000)}, {"v": rng.normal(5.0, 1.0, 29)}, MonitorConfig())
+    assert out["drift"] is False and out["judged"] is False and "min_rows (30)" in out["not_judged"]
+    assert out["features"]["v"]["p_value"] < 1e-20  # scored all the same
+    out = check_tables({"v": rng.normal(size=1000)}, {"v": rng.normal(5.0, 1.0, 30)}, MonitorConfig())
+    assert out["drift"] is True and out["judged"] is True and out["not_judged"] is None
+    out = check_tables({"v": rng.normal(size=5)}, {"v": rng.normal(5.0, 1.0, 100)}, MonitorConfig())
+    assert out["judged"] is False and "the reference data has 5 rows" in out["not_judged"]
+
+
+def test_the_same_rows_read_as_another_arrow_type_get_the_same_p_value() -> None:
+    """U of a categorical column hashes each row's label rank, not the Arrow buffers: string,
+    large_string and dictionary columns of the same rows (CSV, Parquet, a snapshot) agree."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(8)
+    ref = rng.choice(["a", "b", "c", "rare"], 400, p=[0.5, 0.3, 0.19, 0.01]).tolist()
+    cur = rng.choice(["a", "b", "c", "rare"], 300, p=[0.45, 0.35, 0.19, 0.01]).tolist()
+    seen = set()
+    for kind in (pa.string(), pa.large_string()):
+        for encode in (False, True):
+            r, c = pa.chunked_array([pa.array(ref, kind)]), pa.chunked_array([pa.array(cur, kind)])
+            if encode:
+                r, c = r.dictionary_encode(), c.dictionary_encode()
+            f = check_tables(pa.table({"k": r}), pa.table({"k": c}), MonitorConfig())["features"]["k"]
+            seen.add((f["p_value"], f["p_value_upper"]))
+    assert len(seen) == 1, seen
