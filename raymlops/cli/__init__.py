@@ -99,6 +99,11 @@ def _exit_if_ray_lost(code: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # the user's own modules (a user step, a transform, an estimator) import from the working
+    # directory, as Ray's workers import them (it puts the driver's directory on their path) and as
+    # `python -m` would; appended, so nothing of the working directory shadows an installed module
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     parser = build_parser()
     _check_options(parser, sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
