@@ -206,10 +206,11 @@ class DeployStep(Step[DeployIn, DeployOut]):
             return "gate rejected the model"
         if not ctx.config.serve.enabled:
             moved = any(s.name == "register" and s.status == "ran" for s in ctx.result.steps)
-            if ctx.alias == "champion" and moved:  # the registry moved on; a route serving the old one did not
-                v = inputs.model.version
+            v = inputs.model.version
+            if ctx.alias == "champion" and moved and v.version > 1:  # the registry moved on; a live route did not
                 ctx.say(f"note: {v.name}@champion is {v.id} now; a live deployment of an earlier champion (if any) "
-                        f"serves that one until `raymlops models promote {v.id}`")
+                        f"serves that one until `RAY_ADDRESS=<its cluster> raymlops models promote {v.id}` (the "
+                        "alias is moved already: with the cluster's address, promote moves the routes to it)")
             return "serve.enabled is false"
         if ctx.alias != "champion":
             return f"{inputs.model.version.id} was registered without the champion alias"

@@ -340,3 +340,27 @@ def test_ctrl_c_wrapped_by_ray_is_an_interruption_not_a_failure(tmp_path: Path, 
     assert record["status"] == "interrupted"
     step = next(s for s in record["steps"] if s["name"] == "validate")
     assert step["status"] == "interrupted", step  # the step too, not "failed"
+
+
+@pytest.mark.parametrize(("version", "noted"), [(1, False), (2, True)])
+def test_a_champion_moved_without_deploying_says_how_live_routes_follow(tmp_path: Path, version: int,
+                                                                        noted: bool) -> None:
+    """After a run with serve.enabled false moved the champion, the note named `models promote`,
+    which without the cluster's address answers "already ...: nothing changed"; on a first version
+    there is no earlier champion to speak of."""
+    from types import SimpleNamespace
+
+    from raymlops.pipeline.results import StepResult
+    from raymlops.pipeline.serve_steps import DeployIn, DeployStep
+
+    lines: list[str] = []
+    ctx = RunContext(config(), Store.open(tmp_path / "home"), progress=lines.append)
+    ctx.step = StepResult("deploy", "running", 0.0)
+    ctx.result.steps.append(StepResult("register", "ran", 0.0))
+    v = SimpleNamespace(name="breast-cancer", id=f"breast-cancer:v{version}", version=version)
+    why = DeployStep().skip(ctx, DeployIn("s", [], SimpleNamespace(passed=True, version=v)))
+    assert why == "serve.enabled is false"
+    note = [line for line in lines if line.startswith("note:")]
+    assert bool(note) == noted, lines
+    if noted:
+        assert f"RAY_ADDRESS=<its cluster> raymlops models promote breast-cancer:v{version}" in note[0]
