@@ -26,7 +26,7 @@ from typing import Any
 from raymlops.cli.common import add_command, print_json, serve_until_interrupted
 from raymlops.cli.run_cmd import exit_after_serving
 from raymlops.exceptions import ConfigError, NotFound
-from raymlops.ray_session import NAMESPACE, ensure_ray
+from raymlops.ray_session import NAMESPACE, cluster_address, ensure_ray
 from raymlops.serve.throughput import fast_ingress_for_private_ray
 
 
@@ -230,7 +230,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"serving {args.ref} at {endpoint}/predict")
     if persistent and not args.foreground:
         return 0
-    serve_until_interrupted("serving in the foreground — press Ctrl-C to stop",
+    banner = "serving in the foreground — press Ctrl-C to stop"
+    address = cluster_address()
+    if address and not os.environ.get("RAY_ADDRESS"):  # this process's private Ray: how other shells reach it
+        banner += ("\n  from another shell (a challenger, promote, its monitor): RAY_AUTH_MODE=token RAY_ADDRESS="
+                   f"{address} raymlops deploy {route} --status")
+    serve_until_interrupted(banner,
                             lambda: traffic.stop_route(store, route, reason="foreground deploy ended", shutdown=True))
 
     exit_after_serving(0)  # drained and recorded: skip the interpreter's slow teardown
