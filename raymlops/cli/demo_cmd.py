@@ -23,6 +23,10 @@ def register(sub: Any) -> None:
     d.add_argument("--port", type=int, default=None, help="HTTP port on 127.0.0.1 (default: a free one)")
     d.add_argument("--keep", action="store_true", help="keep the temporary home (to browse with --home afterwards)")
     d.add_argument("--json", action="store_true", help="print the summary as one JSON line (stages go to stderr)")
+    for action in d._actions:  # the demo's own default: never the user's $RAYMLOPS_HOME
+        if action.dest == "home":
+            action.help = "raymlops home folder (default: a temporary one, removed afterwards unless --keep; " \
+                          "$RAYMLOPS_HOME is not used)"
 
 
 def run(args: argparse.Namespace) -> int:

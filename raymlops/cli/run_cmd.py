@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         cached = sum(1 for s in result.steps if s.status == "cached")
         reused = f" ({cached} steps reused from the cache)" if cached else ""
-        print(f"run {result.run_id} succeeded in {result.seconds:.1f}s{reused}")
+        rejected = " (the gate rejected the model: --fail-on-reject, exit 1)" if (
+            result.gate == "rejected" and args.fail_on_reject) else ""
+        print(f"run {result.run_id} succeeded in {result.seconds:.1f}s{reused}{rejected}")
         print(f"  snapshot  {result.snapshot}")
         print(f"  model     {result.model} (gate {result.gate})")
         print(f"  endpoint  {result.endpoint or '-'}")

@@ -118,7 +118,8 @@ def test_quickstart_serves_monitors_and_records(ray_session: None, quickstart, t
 
 
 def test_second_run_reuses_snapshot_and_rejected_model_is_not_deployed(
-    ray_session: None, quickstart, trained_quickstart: tuple[Path, dict[str, Any]]
+    ray_session: None, quickstart, trained_quickstart: tuple[Path, dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     home, first = str(trained_quickstart[0]), trained_quickstart[1]  # the quickstart run with serving off
     assert first["endpoint"] is None
@@ -152,7 +153,9 @@ def test_second_run_reuses_snapshot_and_rejected_model_is_not_deployed(
     config = Path(home).parent / "strict.yaml"
     config.write_text(yaml.safe_dump(data))
     assert main(["run", str(config), "--home", home]) == 0
+    capsys.readouterr()
     assert main(["run", str(config), "--home", home, "--fail-on-reject"]) == 1
+    assert "(the gate rejected the model: --fail-on-reject, exit 1)" in capsys.readouterr().out  # not "succeeded" alone
     assert [r["status"] for r in list_runs(store.metadata)[:2]] == ["succeeded", "succeeded"]
     assert get_model(store, "breast-cancer@champion").id == "breast-cancer:v1"
 
