@@ -392,6 +392,8 @@ def _check_tables(reference: Any, current: Any, cfg: MonitorConfig, slice_column
                                 "columns to test it"
             elif c not in slices and (nested := _nested_type(reference, c)) is not None:
                 not_tested[c] = f"a nested column ({nested}): no test compares lists or records"
+        not_tested.update((c, "only in the current data: nothing to compare it with") for c in cur_names
+                          if c not in ref_names and c not in slices)
     names = list(columns) if columns is not None else [c for c in ref_names if c not in slices and c not in not_tested]
     for c in names if columns is not None else ():
         if c in ref_names and (nested := _nested_type(reference, c)) is not None:

@@ -284,3 +284,14 @@ def test_a_current_file_below_min_rows_says_not_judged(tmp_path: Path, capsys: p
                  str(tmp_path / "cur.csv"), "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "not judged" in page and "no dataset drift" not in page
+
+
+def test_a_column_only_in_the_current_file_is_named_not_tested(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pd.DataFrame({"a": np.linspace(0, 1, 50)}).to_csv(tmp_path / "ref.csv", index=False)
+    pd.DataFrame({"a": np.linspace(0, 1, 50), "extra": 1}).to_csv(tmp_path / "cur.csv", index=False)
+    assert main(["monitor", "check", "--reference", str(tmp_path / "ref.csv"), "--current",
+                 str(tmp_path / "cur.csv"), "--json"]) == 0
+    out = _json(capsys)
+    assert list(out["features"]) == ["a"] and out["not_tested"] == {
+        "extra": "only in the current data: nothing to compare it with"}
