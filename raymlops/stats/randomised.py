@@ -30,7 +30,10 @@ Where the exact law of ``t`` is known:
   positives in 120 rows was flagged in 7.8 % of no-drift halvings at 0.05 by ``chi2_contingency``,
   and that test's size reaches 9.5 % at 60 rows a side. The permutation null instead, by drawing the
   current sample's counts ``draws`` times from the multivariate hypergeometric law given both
-  margins (:func:`chi2_permutation`; the draws seeded by the table, ``U`` by the rows). The observed table counts as
+  margins (:func:`chi2_permutation`; the draws seeded by the table, ``U`` by the rows). A draw
+  costs a pass over the categories, so a table of ``k`` categories gets at most
+  ``DRAW_BUDGET / k`` draws (at least 1,999: 0.2 s), and one of more than
+  ``MAX_PERMUTED_CATEGORIES`` (1,000: an id column) keeps the asymptotic p-value. The observed table counts as
   one of the ``draws + 1`` tables, so the p-value is exactly uniform for any number of draws.
   Where fewer than ``MIN_EXCEEDING`` draws reach ``t`` (a p-value below about 5e-4), the p-value
   is where a correction for many columns decides (0.05 / 64 features is 7.8e-4), and there the
@@ -59,8 +62,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DRAWS", "FAR_TAIL", "MIN_EXCEEDING", "MORE_DRAWS", "chi2_permutation", "data_digest", "permuted_rows",
-           "uniform_of", "within_atom"]
+__all__ = ["DRAWS", "FAR_TAIL", "MAX_PERMUTED_CATEGORIES", "MIN_EXCEEDING", "MORE_DRAWS", "chi2_permutation",
+           "data_digest", "permuted_rows", "uniform_of", "within_atom"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -73,6 +76,10 @@ MORE_DRAWS = 200_000
 #: an asymptotic p-value below this: reported as it is where the first draws cannot size it
 FAR_TAIL = 1e-8
 _CHUNK = 50_000
+#: a table of more categories keeps the asymptotic p-value (a draw costs a pass over the categories)
+MAX_PERMUTED_CATEGORIES = 1000
+#: categories x draws of one table's first round (about 0.2 s), and of its second: fewer draws for many categories
+DRAW_BUDGET, MORE_DRAW_BUDGET = 2_000_000, 10_000_000
 
 
 def data_digest(*arrays: Any) -> bytes:
@@ -117,7 +124,8 @@ def permuted_rows(ref: npt.ArrayLike, cur: npt.ArrayLike, max_values: int) -> np
         expected = col * (np.minimum(n_r, n_c) / (n_r + n_c))
     low = np.where(col > 0, expected, np.inf).min(axis=-1) < 5
     small = (n_r[..., 0] <= max_values) & (n_c[..., 0] <= max_values)
-    return (low | small) & (n_r[..., 0] > 0) & (n_c[..., 0] > 0) & ((col > 0).sum(axis=-1) >= 2)
+    k = (col > 0).sum(axis=-1)
+    return (low | small) & (n_r[..., 0] > 0) & (n_c[..., 0] > 0) & (k >= 2) & (k <= MAX_PERMUTED_CATEGORIES)
 
 
 def _chi2_of(cur: FloatArray, col: FloatArray, n_r: float, n_c: float) -> FloatArray:
@@ -147,6 +155,9 @@ def chi2_permutation(ref: npt.ArrayLike, cur: npt.ArrayLike, asymptotic: float, 
         return asymptotic, asymptotic
     digest = data_digest(r, c)
     rng = np.random.default_rng(int.from_bytes(digest[8:], "little"))
+    # the draws' cost grows with the categories: fewer draws for many (still exact, coarser steps)
+    draws = min(draws, max(1999, DRAW_BUDGET // col.size))
+    more_draws = min(more_draws, MORE_DRAW_BUDGET // col.size)
     observed = float(_chi2_of(c[None, :], col, n_r, n_c)[0])
     tol = 1e-9 * max(observed, 1.0)  # one table, two summation orders: equal statistics within rounding
     above = equal = total = 0
