@@ -69,21 +69,27 @@ def test_haproxy_mode_serves_and_listens_on_loopback_only(ray_session: None, tmp
             {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}).encode())
         assert v2.status == 200  # the v2 routes through HAProxy too
 
-        serving = []
-        for addr, name, pid in listeners():
-            line = cmdline(pid)
-            if name == "haproxy" and folder in line:
-                serving.append((addr, "haproxy"))
-            elif f"ServeReplica:{APP}:" in line and 30000 <= int(addr.rsplit(":", 1)[1]) <= 31000:
-                # Serve's direct-ingress HTTP port comes from RAY_SERVE_DIRECT_INGRESS_MIN/MAX_HTTP_PORT
-                # (30000-31000); the replica's other listeners are Ray's own (its core worker port and
-                # Serve's inter-deployment gRPC server), which Ray binds on every interface
-                serving.append((addr, "replica"))
         fallback = SESSION_INGRESS["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"]
-        serving += [(addr, "fallback") for addr, _, _ in listeners() if addr.endswith(f":{fallback}")]
-        ports = {int(addr.rsplit(":", 1)[1]) for addr, _ in serving}
-        assert {port, int(SESSION_INGRESS["RAY_SERVE_HAPROXY_STATS_PORT"]),
-                int(SESSION_INGRESS["RAY_SERVE_HAPROXY_METRICS_PORT"]), int(fallback)} <= ports, serving
+        expected = {port, int(SESSION_INGRESS["RAY_SERVE_HAPROXY_STATS_PORT"]),
+                    int(SESSION_INGRESS["RAY_SERVE_HAPROXY_METRICS_PORT"]), int(fallback)}
+        deadline = time.monotonic() + 15
+        while True:  # HAProxy reloads as the app is added: its new process may not hold the sockets yet
+            serving = []
+            for addr, name, pid in listeners():
+                line = cmdline(pid)
+                if name == "haproxy" and folder in line:
+                    serving.append((addr, "haproxy"))
+                elif f"ServeReplica:{APP}:" in line and 30000 <= int(addr.rsplit(":", 1)[1]) <= 31000:
+                    # Serve's direct-ingress HTTP port comes from RAY_SERVE_DIRECT_INGRESS_MIN/MAX_HTTP_PORT
+                    # (30000-31000); the replica's other listeners are Ray's own (its core worker port and
+                    # Serve's inter-deployment gRPC server), which Ray binds on every interface
+                    serving.append((addr, "replica"))
+            serving += [(addr, "fallback") for addr, _, _ in listeners() if addr.endswith(f":{fallback}")]
+            ports = {int(addr.rsplit(":", 1)[1]) for addr, _ in serving}
+            if expected <= ports or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert expected <= ports, serving
         assert {name for _, name in serving} == {"haproxy", "replica", "fallback"}, serving
         wide = [f"{name} {addr}" for addr, name in serving if not addr.startswith("127.0.0.1:")]
         assert not wide, f"listening beyond loopback: {wide}"
