@@ -119,10 +119,11 @@ def capture_logging(log: StepLog, mute_ray_terminal: bool = True) -> Iterator[Lo
         capture.stop()
 
 
-def stamp(line: str, clock: float | None = None) -> str:
-    """A progress line as it is kept in the step log (with the time it was printed)."""
+def stamp(line: str, clock: float | None = None, source: str = "INFO raymlops") -> str:
+    """A progress line (or, with ``source``, another kind of line) as it is kept in the step log,
+    with the time it was printed."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(clock if clock is not None else time.time())) + \
-        f" INFO raymlops: {line}"
+        f" {source}: {line}"
 
 
 class _Printed(io.TextIOBase):
@@ -140,7 +141,7 @@ class _Printed(io.TextIOBase):
         self.echo.write(text)
         *lines, self._part = (self._part + text).split("\n")
         for line in lines:
-            self.log.add(stamp(line).replace(" INFO raymlops: ", " PRINT: ", 1))
+            self.log.add(stamp(line, source="PRINT"))
         return len(text)
 
     def flush(self) -> None:
@@ -148,7 +149,7 @@ class _Printed(io.TextIOBase):
 
     def end(self) -> None:
         if self._part:
-            self.log.add(stamp(self._part).replace(" INFO raymlops: ", " PRINT: ", 1))
+            self.log.add(stamp(self._part, source="PRINT"))
             self._part = ""
 
 

@@ -38,10 +38,10 @@ values. Which test each column gets (:func:`column_kind`), and why:
     reference mass.
 
 The p-value reported (``p_value``) is randomised within the statistic's atom where the exact law
-is known (KS up to ``KS_EXACT_MAX_N`` values a side; chi-square tables with an expected count
-below 5, by their permutation law): uniform under no drift, with ``U`` fixed by the data
-(:mod:`raymlops.stats.randomised` says why); ``p_value_upper`` is ``P(T >= t)``, and
-``compare(randomise=False)`` reports the p-values above as they are.
+is known (KS up to ``KS_EXACT_MAX_N`` values a side; chi-square tables of at most that many values
+a side or with an expected count below 5, by their permutation law): uniform under no drift, with
+``U`` fixed by the data (:mod:`raymlops.stats.randomised` says why); ``p_value_upper`` is
+``P(T >= t)``, and ``compare(randomise=False)`` reports the p-values above as they are.
 
 Missing values (NaN, None) and infinities are left out of every test; their share is reported
 (``missing_rate``).
@@ -270,13 +270,10 @@ def _rows_uniform(ref: Any, cur: Any, kind: str) -> float:
     return uniform_of(data_digest(*codes))
 
 
-def _codes_numpy(arr: Any) -> npt.NDArray[Any]:
-    """Arrow ``index_in`` codes (int32; none null: the labels hold null where the data does) as
-    numpy, from the buffers (to_numpy and fill_null would import pandas, which ``monitor check``
-    does not)."""
+def _codes_numpy(arr: Any) -> npt.NDArray[np.int32]:
+    """Arrow ``index_in`` codes (int32, none null: the labels hold null where the data does) as
+    numpy, from the buffers (to_numpy would import pandas, which ``monitor check`` does not)."""
     chunks = [c for c in getattr(arr, "chunks", [arr]) if len(c)]
-    if any(c.null_count for c in chunks):
-        return np.asarray([-1 if v is None else v for c in chunks for v in c.to_pylist()], dtype=np.int64)
     parts = [np.frombuffer(c.buffers()[1], dtype=np.int32, count=len(c), offset=c.offset * 4) for c in chunks]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
